@@ -1,0 +1,5 @@
+import sys
+
+from trialsim.cli import main
+
+sys.exit(main())

@@ -1,0 +1,179 @@
+"""The ``[flow]`` config section: accrual, operating slots, ward beds, follow-up and closure.
+
+Calendar time is in days from the trial start (a month is 30.4375 days). Defaults are the planned
+exosome/LAR trial (NCT06536712); [n] cites section n of ``shared/clinical_evidence.md``. Values
+marked ASSUMPTION are planning values without a direct source.
+"""
+from __future__ import annotations
+
+import datetime
+from typing import Annotated, Literal
+
+from pydantic import BeforeValidator, Field, field_validator, model_validator
+
+from trialsim.config.base import StrictModel
+
+DAYS_PER_MONTH = 30.4375  # 365.25 / 12
+
+
+def _tuples(value):
+    """TOML gives lists; the frozen (hashable) config keeps tuples. Nested lists become nested tuples."""
+    if isinstance(value, list):
+        return tuple(_tuples(v) for v in value)
+    return value
+
+
+Pair = Annotated[tuple[float, float], BeforeValidator(_tuples)]
+Gaps = Annotated[tuple[Pair, ...], BeforeValidator(_tuples)]
+Ratio = Annotated[tuple[int, int], BeforeValidator(_tuples)]
+
+AllocationScheme = Literal["sequential", "alternating", "permuted_block", "simple"]
+
+
+class AllocationConfig(StrictModel):
+    """Who gets which arm, by position in the enrolment sequence (see ``trialsim.designs.allocation``)."""
+
+    scheme: AllocationScheme = Field(
+        "sequential",
+        description=(
+            "Allocation scheme. The registration (NCT06536712) says NON_RANDOMIZED with 10 placebo but does not "
+            "state how patients are assigned [0]; 'sequential' (first n_control patients to control, then "
+            "treatment) is one plausible reading, ASSUMPTION. 'alternating', 'permuted_block' and 'simple' "
+            "(coin flip) are the alternatives."
+        ),
+    )
+    block_size: int = Field(
+        4, ge=2, le=1000,
+        description="Block size of 'permuted_block'; a multiple of sum(ratio). ASSUMPTION (common choice).",
+    )
+    ratio: Ratio = Field(
+        (1, 1),
+        description="Allocation ratio control:treatment of the randomised schemes (registered 10:10 -> 1:1) [0].",
+    )
+
+    @field_validator("ratio")
+    @classmethod
+    def _positive_ratio(cls, v):
+        if min(v) < 1:
+            raise ValueError(f"both parts of the ratio must be integers >= 1, got {list(v)}")
+        return v
+
+    @model_validator(mode="after")
+    def _block_fits_ratio(self):
+        if self.scheme == "permuted_block" and self.block_size % sum(self.ratio):
+            raise ValueError(
+                f"block_size {self.block_size} is not a multiple of sum(ratio) = {sum(self.ratio)} "
+                f"(ratio {list(self.ratio)}); use e.g. {2 * sum(self.ratio)}"
+            )
+        return self
+
+    @property
+    def p_treatment(self) -> float:
+        """Chance of the treatment arm implied by the ratio."""
+        return self.ratio[1] / sum(self.ratio)
+
+
+class FlowConfig(StrictModel):
+    """Patient flow of a single-centre surgical trial: referral to the 1-month visit."""
+
+    start_date: datetime.date = Field(
+        datetime.date(2024, 8, 31), description="Calendar date of day 0: registered start 2024-08-31 [0] SOURCED."
+    )
+    planned_completion_date: datetime.date = Field(
+        datetime.date(2024, 12, 31),
+        description="Registered study completion 2024-12-31 [0] SOURCED; the default date for 'finished by the deadline'.",
+    )
+    referrals_per_month: float = Field(
+        6.0, gt=0.0, le=10_000.0,
+        description="LAR candidates referred per month (Poisson). ASSUMPTION 6 (sweep 3-10): no TUMS figure; Shiraz registry ~3.4 rectal operations/month [7].",
+    )
+    ramp_up_months: float = Field(
+        0.0, ge=0.0, le=120.0,
+        description="Referral rate rises linearly from 0 to full over this many months (site activation); 0 = none. ASSUMPTION.",
+    )
+    gaps: Gaps = Field(
+        (),
+        description="[start_day, end_day) periods without referrals (holidays, e.g. Nowruz); sorted, not overlapping. ASSUMPTION: none.",
+    )
+    p_eligible: float = Field(0.75, gt=0.0, le=1.0, description="Share of screened referrals who are eligible. ASSUMPTION [7].")
+    p_consent: float = Field(
+        0.65, gt=0.0, le=1.0,
+        description="Share of eligible patients who consent (placebo refusal, treatment preference [7]). ASSUMPTION; with p_eligible ~2.9 enrolled/month [7].",
+    )
+    days_referral_to_screening: float = Field(
+        3.0, ge=0.0, le=365.0,
+        description="Referral to the clinic visit where eligibility is checked and consent taken (enrolment). ASSUMPTION.",
+    )
+    days_referral_to_surgery: float = Field(
+        14.0, ge=0.0, le=365.0,
+        description="Referral to the day the patient is ready for surgery (then the next free operating slot). ASSUMPTION.",
+    )
+    or_slots_per_week: int = Field(
+        2, ge=1, le=70,
+        description="Operating slots a week for trial LARs, spread over Monday-Friday (start_date fixes the weekday of day 0). ASSUMPTION.",
+    )
+    beds: int = Field(
+        4, ge=1, le=100_000,
+        description="Ward beds available to trial patients; surgery is postponed to the next slot when all are full. ASSUMPTION.",
+    )
+    visit_day: float = Field(30.0, gt=0.0, le=365.0, description="Postoperative day of the follow-up visit and colonoscopy ('1 month') [0].")
+    visit_window_days: float = Field(
+        7.0, ge=0.0, le=365.0,
+        description="Visit window +/- days; a visit outside it leaves the 1-month outcomes missing per protocol. ASSUMPTION.",
+    )
+    visit_timing_sd_days: float = Field(
+        3.0, ge=0.0, le=365.0,
+        description="SD of the actual visit day around visit_day (normal, rounded to whole days); 0 = on the day. ASSUMPTION.",
+    )
+    p_withdraw: float = Field(
+        0.02, ge=0.0, lt=1.0,
+        description="Chance a patient withdraws between surgery and the visit (uniform time). ASSUMPTION (small).",
+    )
+    p_missing_visit: float = Field(
+        0.03, ge=0.0, lt=1.0,
+        description="Chance the 1-month visit is missed (lost to follow-up). ASSUMPTION: <1% sourced plus margin [6].",
+    )
+    p_missing_colonoscopy: float = Field(
+        0.10, ge=0.0, le=1.0,
+        description="Chance the colonoscopy is not done at an attended visit. ASSUMPTION: invasive, patients travel [6].",
+    )
+    deadline_days: float | None = Field(
+        None, gt=0.0, le=36_500.0,
+        description=(
+            "Recruitment closes on this day even if the target is not reached; enrolled patients finish follow-up. "
+            "None = no deadline. Scenario: 122 = registered start to completion [0]."
+        ),
+    )
+    allocation: AllocationConfig = Field(default_factory=AllocationConfig)
+
+    @field_validator("gaps")
+    @classmethod
+    def _check_gaps(cls, v):
+        previous_end = 0.0
+        for start, end in v:
+            if not 0.0 <= start < end:
+                raise ValueError(f"each gap needs 0 <= start_day < end_day, got [{start}, {end}]")
+            if start < previous_end:
+                raise ValueError(f"gaps must be sorted and not overlap; [{start}, {end}] starts before day {previous_end}")
+            previous_end = end
+        return v
+
+    @model_validator(mode="after")
+    def _check_order(self):
+        if self.days_referral_to_surgery < self.days_referral_to_screening:
+            raise ValueError(
+                f"days_referral_to_surgery ({self.days_referral_to_surgery}) must be >= days_referral_to_screening "
+                f"({self.days_referral_to_screening}): patients are enrolled before surgery"
+            )
+        if self.planned_completion_date <= self.start_date:
+            raise ValueError(f"planned_completion_date {self.planned_completion_date} must be after start_date {self.start_date}")
+        return self
+
+    @property
+    def referrals_per_day(self) -> float:
+        return self.referrals_per_month / DAYS_PER_MONTH
+
+    @property
+    def planned_duration_days(self) -> float:
+        """Days from start_date to planned_completion_date (122 for the registered trial)."""
+        return float((self.planned_completion_date - self.start_date).days)

@@ -1,0 +1,247 @@
+"""TOML file -> validated, frozen :class:`Scenario`; overrides; errors that name the key; TOML out.
+
+This is the only module that handles raw dictionaries. Everything downstream receives a frozen
+``Scenario``.
+"""
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import math
+import tomllib
+from pathlib import Path
+from typing import Any, Iterable
+
+from pydantic import BaseModel, ValidationError
+
+from trialsim.config.schema import Scenario
+
+
+class ConfigError(ValueError):
+    """A config value is malformed or out of range. The message names key path, value and what is allowed."""
+
+
+# ---------------------------------------------------------------------------------------------- paths
+def split_path(path: str) -> list[str | int]:
+    """``"population.risk_factors[2].odds_ratio"`` or ``...risk_factors.2...`` -> ``[..., 2, ...]``."""
+    parts: list[str | int] = []
+    for token in path.replace("[", ".").replace("]", "").split("."):
+        if token == "":
+            raise ConfigError(f"malformed key path {path!r}: empty part")
+        parts.append(int(token) if token.isdigit() else token)
+    return parts
+
+
+def format_path(loc: Iterable[str | int]) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+def set_path(raw: dict, path: str, value: Any) -> None:
+    """Set ``value`` at ``path`` in a nested dict, creating sections as needed."""
+    parts = split_path(path)
+    node: Any = raw
+    for i, part in enumerate(parts[:-1]):
+        nxt = parts[i + 1]
+        if isinstance(part, int):
+            if not isinstance(node, list) or part >= len(node):
+                raise ConfigError(f"key path {path!r}: index [{part}] does not exist at {format_path(parts[:i]) or 'top level'}")
+            node = node[part]
+            continue
+        if not isinstance(node, dict):
+            raise ConfigError(f"key path {path!r}: {format_path(parts[:i])} is a value, not a section")
+        if node.get(part) is None:
+            node[part] = [] if isinstance(nxt, int) else {}
+        node = node[part]
+    last = parts[-1]
+    if isinstance(last, int):
+        if not isinstance(node, list) or last >= len(node):
+            raise ConfigError(f"key path {path!r}: index [{last}] does not exist")
+        node[last] = value
+    elif isinstance(node, dict):
+        node[last] = value
+    else:
+        raise ConfigError(f"key path {path!r}: {format_path(parts[:-1])} is a value, not a section")
+
+
+def parse_value(text: str) -> Any:
+    """Parse an override value as a TOML value (``0.5``, ``[1, 2]``, ``true``, ``"x"``); bare words are strings."""
+    try:
+        return tomllib.loads(f"v = {text}")["v"]
+    except tomllib.TOMLDecodeError:
+        return text
+
+
+def parse_override(item: str) -> tuple[str, Any]:
+    if "=" not in item:
+        raise ConfigError(f"--set {item!r}: expected KEY.PATH=VALUE, e.g. --set leak.effect=0.7")
+    key, text = item.split("=", 1)
+    return key.strip(), parse_value(text.strip())
+
+
+# ---------------------------------------------------------------------------------------------- errors
+def _model_at(loc: tuple) -> type[BaseModel] | None:
+    """The pydantic model class that owns the section at ``loc`` (for listing allowed keys)."""
+    model: Any = Scenario
+    for part in loc:
+        if isinstance(part, int):
+            continue
+        field = model.model_fields.get(part) if isinstance(model, type) and issubclass(model, BaseModel) else None
+        if field is None:
+            return None
+        model = _unwrap_model(field.annotation)
+        if model is None:
+            return None
+    return model if isinstance(model, type) and issubclass(model, BaseModel) else None
+
+
+def _unwrap_model(annotation: Any) -> type[BaseModel] | None:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in getattr(annotation, "__args__", ()) or ():
+        found = _unwrap_model(arg)
+        if found is not None:
+            return found
+    return None
+
+
+def _describe(err: dict) -> str:
+    loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and ("[" in p or p in ("function-after", "json-or-python"))))
+    path = format_path(loc) or "(top level)"
+    value = err.get("input")
+    if err["type"] == "extra_forbidden":
+        owner = _model_at(loc[:-1])
+        allowed = ", ".join(owner.model_fields) if owner else "see `trialsim show`"
+        return f"unknown key {path!r} (value {value!r}); allowed keys here: {allowed}"
+    msg = err["msg"].removeprefix("Value error, ")
+    if isinstance(value, dict):  # a check across several keys of one section
+        return f"section {path!r} is not allowed as given: {msg}"
+    shown = json.dumps(value) if isinstance(value, (int, float, str, bool, list)) else repr(value)
+    return f"{path} = {shown} is not allowed: {msg}"
+
+
+def error_from_validation(exc: ValidationError, source: str) -> ConfigError:
+    errors = exc.errors()
+    # an error inside a list makes its parent fail too ("at least 1 item"): report the inner one only
+    locs = [tuple(e["loc"]) for e in errors]
+    errors = [e for e, loc in zip(errors, locs) if not any(o != loc and o[: len(loc)] == loc for o in locs)]
+    lines = list(dict.fromkeys(_describe(e) for e in errors))
+    head = f"invalid config ({source}): "
+    if len(lines) == 1:
+        return ConfigError(head + lines[0])
+    return ConfigError(head + f"{len(lines)} problems:\n  - " + "\n  - ".join(lines))
+
+
+# ---------------------------------------------------------------------------------------------- loading
+def validate(raw: dict, *, source: str = "config") -> Scenario:
+    """Validate a raw dict (as read from TOML) into a frozen :class:`Scenario`."""
+    try:
+        text = json.dumps(raw, allow_nan=False)
+    except (TypeError, ValueError) as exc:  # TOML dates/times, inf, nan
+        raise ConfigError(f"invalid config ({source}): only strings, numbers, booleans, lists and tables are allowed ({exc})") from None
+    try:
+        return Scenario.model_validate_json(text)
+    except ValidationError as exc:
+        raise error_from_validation(exc, source) from None
+
+
+def read_toml(path: str | Path) -> dict:
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"config file {str(p)!r} does not exist (expected a TOML file such as configs/exosome_lar_20.toml)")
+    try:
+        return tomllib.loads(p.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config file {str(p)!r} is not valid TOML: {exc}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"config file {str(p)!r} is not UTF-8 text") from None
+
+
+def load_scenario(path: str | Path, overrides: Iterable[str] = ()) -> Scenario:
+    """Read, override (``["leak.effect=0.7", ...]``) and validate a scenario file."""
+    raw = read_toml(path)
+    pairs = [parse_override(item) for item in overrides]
+    for key, value in pairs:
+        set_path(raw, key, value)
+    return validate(raw, source=str(path))
+
+
+def with_values(scenario: Scenario, values: dict[str, Any], *, source: str = "override") -> Scenario:
+    """A new validated scenario with ``values`` (key path -> value) replaced."""
+    raw = to_raw(scenario)
+    for key, value in values.items():
+        set_path(raw, key, copy.deepcopy(value))
+    return validate(raw, source=source)
+
+
+def to_raw(scenario: Scenario) -> dict:
+    return json.loads(scenario.model_dump_json())
+
+
+def config_hash(scenario: Scenario) -> str:
+    """Hash of everything that changes the numbers (not parallelism settings)."""
+    raw = to_raw(scenario)
+    for key in ("n_jobs", "chunk_blocks", "backend"):
+        raw["run"].pop(key, None)
+    return hashlib.sha256(json.dumps(raw, sort_keys=True).encode()).hexdigest()[:16]
+
+
+# ---------------------------------------------------------------------------------------------- TOML out
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        if math.isfinite(value):
+            return repr(value)
+        raise ValueError(f"cannot write {value} to TOML")
+    if isinstance(value, str):
+        return json.dumps(value, ensure_ascii=False)
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{ " + ", ".join(f"{_toml_key(k)} = {_toml_value(v)}" for k, v in value.items()) + " }"
+    raise ValueError(f"cannot write {value!r} to TOML")
+
+
+def _toml_key(key: str) -> str:
+    return key if key.replace("_", "").replace("-", "").isalnum() else json.dumps(key)
+
+
+def _emit(model: BaseModel, prefix: str, out: list[str]) -> None:
+    scalars, tables, arrays = [], [], []
+    for name, field in type(model).model_fields.items():
+        value = getattr(model, name)
+        if value is None:
+            continue
+        if isinstance(value, BaseModel):
+            tables.append((name, value))
+        elif isinstance(value, tuple) and value and isinstance(value[0], BaseModel):
+            arrays.append((name, value))
+        else:
+            scalars.append((name, field, value))
+    for name, field, value in scalars:
+        if field.description:
+            out.append(f"# {field.description}")
+        plain = json.loads(json.dumps(value)) if isinstance(value, dict) else value
+        out.append(f"{_toml_key(name)} = {_toml_value(plain)}")
+    for name, value in tables:
+        out.append("")
+        out.append(f"[{prefix}{name}]")
+        _emit(value, f"{prefix}{name}.", out)
+    for name, items in arrays:
+        for item in items:
+            out.append("")
+            out.append(f"[[{prefix}{name}]]")
+            _emit(item, f"{prefix}{name}.", out)
+
+
+def scenario_to_toml(scenario: Scenario) -> str:
+    """The resolved scenario (defaults filled in) as TOML, each key preceded by its description."""
+    out: list[str] = ["# trialsim resolved scenario: every key a user can set, with its value and source"]
+    _emit(scenario, "", out)
+    return "\n".join(out) + "\n"

@@ -1,0 +1,95 @@
+"""Allocation schemes: the arm of the k-th enrolled patient, as a pure function of (k, rng).
+
+Every scheme returns a bool array of shape (n_trials, len(position)), True = treatment, for the
+0-based enrolment positions ``position`` (usually ``np.arange(n_control + n_treatment)``). The
+deterministic schemes ignore ``rng``; the randomised ones draw one sequence per simulated trial.
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+
+from trialsim.config.flow import AllocationConfig
+
+
+def _positions(position) -> np.ndarray:
+    position = np.asarray(position)
+    if position.ndim != 1 or (position.size and position.min() < 0) or not np.issubdtype(position.dtype, np.integer):
+        raise ValueError("position must be a 1-D array of non-negative integer enrolment positions")
+    return position
+
+
+def sequential(position, *, n_trials: int, n_control: int, n_treatment: int, rng=None) -> np.ndarray:
+    """First ``n_control`` patients to control, the rest to treatment (one reading of a non-randomised design)."""
+    position = _positions(position)
+    return np.broadcast_to(position >= n_control, (n_trials, position.size)).copy()
+
+
+def alternating(position, *, n_trials: int, n_control: int, n_treatment: int, rng=None) -> np.ndarray:
+    """Control, treatment, control, ... until the smaller arm is full; then the other arm."""
+    position = _positions(position)
+    pairs = min(n_control, n_treatment)
+    alternate = position % 2 == 1
+    rest = np.full(position.shape, n_treatment > n_control)  # positions after the alternating part
+    return np.broadcast_to(np.where(position < 2 * pairs, alternate, rest), (n_trials, position.size)).copy()
+
+
+def permuted_block(position, *, n_trials: int, block_size: int, ratio: tuple[int, int], rng: np.random.Generator) -> np.ndarray:
+    """Randomised permuted blocks: each block of ``block_size`` holds control:treatment in ``ratio``."""
+    position = _positions(position)
+    if block_size % sum(ratio):
+        raise ValueError(f"block_size {block_size} must be a multiple of sum(ratio) = {sum(ratio)}")
+    n_blocks = int(position.max()) // block_size + 1 if position.size else 0
+    pattern = np.arange(block_size) >= block_size * ratio[0] // sum(ratio)
+    # argsort of uniforms = an independent uniform permutation of each block
+    order = np.argsort(rng.random((n_trials, n_blocks, block_size)), axis=-1)
+    sequence = pattern[order].reshape(n_trials, n_blocks * block_size)
+    return sequence[:, position]
+
+
+def simple(position, *, n_trials: int, p_treatment: float, rng: np.random.Generator) -> np.ndarray:
+    """Simple randomisation: an independent coin with P(treatment) = ``p_treatment`` for each patient."""
+    position = _positions(position)
+    if not 0.0 <= p_treatment <= 1.0:
+        raise ValueError(f"p_treatment must be in [0, 1], got {p_treatment}")
+    n_positions = int(position.max()) + 1 if position.size else 0
+    return (rng.random((n_trials, n_positions)) < p_treatment)[:, position]
+
+
+SCHEMES: dict[str, Callable[..., np.ndarray]] = {
+    "sequential": sequential,
+    "alternating": alternating,
+    "permuted_block": permuted_block,
+    "simple": simple,
+}
+
+
+def allocation_sequence(
+    config: AllocationConfig, *, n_trials: int, n_control: int, n_treatment: int, rng: np.random.Generator
+) -> np.ndarray:
+    """Arms of enrolment positions 0..n_control+n_treatment-1 for ``n_trials`` trials (True = treatment).
+
+    Parameters
+    ----------
+    config : AllocationConfig
+        Scheme, block size and ratio.
+    n_trials : int
+        Simulated trials (rows).
+    n_control, n_treatment : int
+        Target arm sizes. The deterministic schemes fill them exactly; the randomised schemes only
+        aim at them (their arm sizes vary, the total is ``n_control + n_treatment``).
+    rng : numpy.random.Generator
+        Used by the randomised schemes only.
+
+    Returns
+    -------
+    numpy.ndarray
+        Bool array (n_trials, n_control + n_treatment).
+    """
+    position = np.arange(n_control + n_treatment)
+    if config.scheme in ("sequential", "alternating"):
+        return SCHEMES[config.scheme](position, n_trials=n_trials, n_control=n_control, n_treatment=n_treatment)
+    if config.scheme == "permuted_block":
+        return permuted_block(position, n_trials=n_trials, block_size=config.block_size, ratio=config.ratio, rng=rng)
+    return simple(position, n_trials=n_trials, p_treatment=config.p_treatment, rng=rng)

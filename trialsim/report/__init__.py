@@ -1,0 +1,1 @@
+"""Everything a person reads: console tables, figures, the HTML/Markdown/Word report."""
