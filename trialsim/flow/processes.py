@@ -17,6 +17,8 @@ from collections import deque
 
 ARMS = ("control", "treatment")
 INF = math.inf
+DRAW_FIELDS = ("referral_days", "eligible", "consents", "is_treatment", "visit_offset_days", "withdraws",
+               "withdrawal_fraction", "misses_visit", "misses_colonoscopy")  # the fields of run.FlowDraws
 
 
 class Theatre:
@@ -116,22 +118,23 @@ class Trial:
 
     __slots__ = (
         # inputs
-        "referral_days", "eligible", "consents", "is_treatment", "visit_offset", "withdraws", "withdrawal_fraction",
+        "referral_days", "eligible", "consents", "is_treatment", "visit_offset_days", "withdraws", "withdrawal_fraction",
         "misses_visit", "misses_colonoscopy", "outcomes", "target", "deadline", "days_to_screening",
         "days_to_surgery", "visit_day", "visit_window", "theatre", "ward", "log",
         # counts and results
         "n_referred", "n_screened", "n_eligible", "n_enrolled", "n_in_arm", "readmissions", "visit_window_misses",
-        "t_first_enrolment", "t_last_enrolment", "t_closure", "closed_by_deadline", "t_last_followup",
+        "t_first_enrolment", "t_last_enrolment", "closed_by_deadline", "t_last_followup",
         "enrolled", "visit_attended", "colonoscopy_done", "t_enrolled", "t_surgery", "t_visit",
     )
 
-    def __init__(self, env, *, referral_days, eligible, consents, is_treatment, visit_offset, withdraws, withdrawal_fraction,
-                 misses_visit, misses_colonoscopy, outcomes, flow, first_weekday=0, log=None):
-        self.referral_days, self.eligible, self.consents = referral_days, eligible, consents
-        self.is_treatment, self.visit_offset = is_treatment, visit_offset
-        self.withdraws, self.withdrawal_fraction = withdraws, withdrawal_fraction
-        self.misses_visit, self.misses_colonoscopy, self.outcomes = misses_visit, misses_colonoscopy, outcomes
-        self.target = len(is_treatment)
+    def __init__(self, env, *, flow, outcomes, first_weekday=0, log=None, **draws):
+        # draws: one trial's row of each FlowDraws field, as Python lists
+        for name in DRAW_FIELDS:
+            setattr(self, name, draws.pop(name))
+        if draws:
+            raise TypeError(f"unexpected draws {sorted(draws)}")
+        self.outcomes = outcomes
+        self.target = len(self.is_treatment)
         self.deadline = INF if flow.deadline_days is None else flow.deadline_days
         self.days_to_screening = flow.days_referral_to_screening
         self.days_to_surgery = flow.days_referral_to_surgery
@@ -142,12 +145,13 @@ class Trial:
         self.n_referred = self.n_screened = self.n_eligible = self.n_enrolled = 0
         self.n_in_arm = [0, 0]
         self.readmissions = self.visit_window_misses = 0
-        self.t_first_enrolment = self.t_last_enrolment = self.t_closure = math.nan
+        self.t_first_enrolment = self.t_last_enrolment = math.nan
         self.closed_by_deadline = False
         self.t_last_followup = 0.0
         n = self.target
-        self.enrolled, self.visit_attended, self.colonoscopy_done = ([False] * n, [False] * n), ([False] * n, [False] * n), ([False] * n, [False] * n)
-        self.t_enrolled, self.t_surgery, self.t_visit = ([math.nan] * n, [math.nan] * n), ([math.nan] * n, [math.nan] * n), ([math.nan] * n, [math.nan] * n)
+        # per arm (control, treatment), by the patient's index within the arm
+        self.enrolled, self.visit_attended, self.colonoscopy_done = (([False] * n, [False] * n) for _ in range(3))
+        self.t_enrolled, self.t_surgery, self.t_visit = (([math.nan] * n, [math.nan] * n) for _ in range(3))
 
     def note(self, time: float, patient_id: int, arm: int, event: str, detail: str = "") -> None:
         """Add a row to the event log (kept for one trial only). ``arm`` -1 = not allocated; ``patient_id`` 0 = the trial."""
@@ -197,7 +201,6 @@ def recruitment(env, trial: Trial):
             break
     else:  # only with hand-made draws: draw_flow always gives enough referrals to reach the target
         closes, reason = env.now, "no more referrals"
-    trial.t_closure = closes
     trial.closed_by_deadline = reason == "deadline"
     trial.n_referred = max(trial.n_screened, bisect.bisect_left(referral_days, closes))
     for k in range(trial.n_screened, trial.n_referred):
@@ -260,7 +263,7 @@ def follow_up(trial: Trial, patient_id: int, arm: int, index: int, position: int
     visit, withdrawal (at a uniform time between surgery and the visit), loss to follow-up, a visit
     outside the window (outcomes missing per protocol), an attended visit with or without colonoscopy.
     """
-    offset = trial.visit_offset[position]
+    offset = trial.visit_offset_days[position]
     visit_pod = trial.visit_day + offset
     t_visit = t_surgery + visit_pod
     if death_day < visit_pod:

@@ -15,7 +15,7 @@ import simpy
 
 from trialsim.config.flow import DAYS_PER_MONTH, FlowConfig
 from trialsim.designs.allocation import allocation_sequence
-from trialsim.flow.processes import ARMS, Trial, operating_list, recruitment
+from trialsim.flow.processes import ARMS, DRAW_FIELDS, Trial, operating_list, recruitment
 
 OUTCOME_KEYS = ("los_days", "leak_day", "leak_extra_days", "died", "death_day")
 
@@ -233,7 +233,7 @@ def run_flow(
     _check_outcomes(outcomes, n_trials, n_max)
     # Python lists: scalar access in the event loop is several times faster than on numpy arrays
     rows = {arm: np.stack([np.asarray(outcomes[arm][k], dtype=float) for k in OUTCOME_KEYS], axis=-1).tolist() for arm in ARMS}
-    inputs = {name: getattr(draws, name).tolist() for name in FlowDraws.__dataclass_fields__}
+    inputs = {name: getattr(draws, name).tolist() for name in DRAW_FIELDS}
     first_weekday = flow.start_date.weekday()
 
     per_patient = {name: {arm: np.zeros((n_trials, n_max), dtype=bool) for arm in ARMS}
@@ -247,13 +247,8 @@ def run_flow(
     log: list[tuple] | None = [] if event_log else None
     for s in range(n_trials):
         env = simpy.Environment()
-        trial = Trial(
-            env, referral_days=inputs["referral_days"][s], eligible=inputs["eligible"][s], consents=inputs["consents"][s],
-            is_treatment=inputs["is_treatment"][s], visit_offset=inputs["visit_offset_days"][s],
-            withdraws=inputs["withdraws"][s], withdrawal_fraction=inputs["withdrawal_fraction"][s],
-            misses_visit=inputs["misses_visit"][s], misses_colonoscopy=inputs["misses_colonoscopy"][s],
-            outcomes=(rows["control"][s], rows["treatment"][s]), flow=flow, first_weekday=first_weekday, log=log if s == 0 else None,
-        )
+        trial = Trial(env, flow=flow, outcomes=(rows["control"][s], rows["treatment"][s]), first_weekday=first_weekday,
+                      log=log if s == 0 else None, **{name: inputs[name][s] for name in DRAW_FIELDS})
         env.process(operating_list(env, trial))
         env.process(recruitment(env, trial))
         env.run()

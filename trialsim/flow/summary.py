@@ -15,14 +15,13 @@ import pandas as pd
 
 from trialsim.config.flow import DAYS_PER_MONTH, FlowConfig
 from trialsim.flow.run import FlowBatch
-from trialsim.report.labels import num, pct
+from trialsim.report.labels import num, pct, power_with_se
 
 # quantile levels of the reported intervals: median, 80% and 95% central intervals
 LEVELS = {"median": 0.5, "lower_80": 0.1, "upper_80": 0.9, "lower_95": 0.025, "upper_95": 0.975}
 
 FLOW_LABELS = {
     "time_days": "Time since trial start (days)",
-    "duration_days": "Days since trial start",
     "enrolled_cumulative": "Patients enrolled (cumulative)",
     "time_to_full_enrolment": "Full enrolment",
     "study_duration": "Last 1-month visit (study end)",
@@ -39,6 +38,7 @@ FLOW_LABELS = {
     "readmissions": "Readmissions",
     "visit_window_misses": "Visits outside the window",
     "deadline": "Deadline",
+    "planned_completion": "Planned completion",
     "target": "Target",
 }
 
@@ -83,9 +83,11 @@ class Quantiles:
 
     def text(self) -> str:
         def d(x):
-            return "never" if np.isinf(x) else f"{x:.0f}"
-        return (f"median {d(self.median)} d ({self.median / DAYS_PER_MONTH:.1f} mo); "
-                f"80% {d(self.lower_80)}-{d(self.upper_80)}; 95% {d(self.lower_95)}-{d(self.upper_95)}")
+            return "not reached" if np.isinf(x) else f"{x:.0f}"
+        if np.isinf(self.median):
+            return "median not reached (in under half of the trials)"
+        median = f"{self.median:.0f} d ({self.median / DAYS_PER_MONTH:.1f} mo)"
+        return f"median {median}; 80% {d(self.lower_80)} to {d(self.upper_80)}; 95% {d(self.lower_95)} to {d(self.upper_95)}"
 
 
 @dataclass(frozen=True)
@@ -100,6 +102,7 @@ class FlowSummary:
     n_trials: int
     deadline_days: float | None
     deadline_date: datetime.date | None
+    deadline_label: str
     target: int | None
     time_to_full_enrolment: Quantiles
     study_duration: Quantiles
@@ -149,9 +152,11 @@ class FlowSummary:
         ]
         if self.deadline_days is not None:
             when = f"{self.deadline_date} (day {self.deadline_days:g})" if self.deadline_date else f"day {self.deadline_days:g}"
+            finished, enrolled = self.p_finished_by_deadline, self.p_enrolled_by_deadline
             lines.append(
-                f"By {when}: finished {pct(self.p_finished_by_deadline.value)} ± {pct(self.p_finished_by_deadline.mcse)}; "
-                f"fully enrolled {pct(self.p_enrolled_by_deadline.value)} ± {pct(self.p_enrolled_by_deadline.mcse)}"
+                f"By {self.deadline_label.lower()} {when}: finished (full enrolment and last visit) "
+                f"{power_with_se(finished.value, finished.mcse)} ({round(finished.value * self.n_trials):,} of {self.n_trials:,}); "
+                f"fully enrolled {power_with_se(enrolled.value, enrolled.mcse)} ({round(enrolled.value * self.n_trials):,})"
             )
         lines += [
             f"Analysable per arm (mean ± MC SE): control {pm(self.analysable_control)}, treatment {pm(self.analysable_treatment)}"
@@ -176,10 +181,11 @@ def enrolment_curve(batch: FlowBatch, days: np.ndarray | None = None) -> pd.Data
     """
     times = np.concatenate([batch.t_enrolled["control"], batch.t_enrolled["treatment"]], axis=1)
     times = np.sort(np.where(np.isnan(times), np.inf, times), axis=1)[:, : batch.target]
-    if days is None:
+    if days is None:  # up to a little past the day by which 97.5% of trials are fully enrolled (or the last enrolment)
         finite = times[np.isfinite(times)]
-        end = float(finite.max()) if finite.size else 1.0
-        days = np.linspace(0.0, end * 1.02, 400)
+        last = np.quantile(times[:, -1], 0.975, method="inverted_cdf")
+        end = float(last if np.isfinite(last) else (finite.max() if finite.size else 1.0))
+        days = np.linspace(0.0, end * 1.15, 400)
     out = {"time_days": days}
     for name, q in LEVELS.items():
         t_k = np.quantile(times, 1.0 - q, axis=0, method="inverted_cdf")
@@ -213,8 +219,10 @@ def summarise_flow(
     batch = source if isinstance(source, FlowBatch) else None
     arrays = batch.per_trial() if batch is not None else source
     flow = flow if flow is not None else (batch.flow if batch is not None else None)
+    deadline_label = FLOW_LABELS["deadline"]
     if deadline_days is None and flow is not None:
         deadline_days = flow.planned_duration_days
+        deadline_label = FLOW_LABELS["planned_completion"]
     deadline_date = (flow.start_date + datetime.timedelta(days=deadline_days)
                      if flow is not None and deadline_days is not None and float(deadline_days).is_integer() else None)
 
@@ -232,6 +240,7 @@ def summarise_flow(
         n_trials=reached.size,
         deadline_days=deadline_days,
         deadline_date=deadline_date,
+        deadline_label=deadline_label,
         target=batch.target if batch is not None else None,
         time_to_full_enrolment=Quantiles.of(enrolment),
         study_duration=Quantiles.of(duration),

@@ -18,7 +18,7 @@ def _deadline(ax, summary: FlowSummary, colour) -> None:
         return
     when = f"{summary.deadline_date}, " if summary.deadline_date else ""
     ax.axvline(summary.deadline_days, color=colour, linestyle="--", linewidth=1.2,
-               label=f"{FLOW_LABELS['deadline']} ({when}day {summary.deadline_days:g})")
+               label=f"{summary.deadline_label} ({when}day {summary.deadline_days:g})")
 
 
 def plot_enrolment(summary_or_batch, *, ax=None):
@@ -36,13 +36,14 @@ def plot_enrolment(summary_or_batch, *, ax=None):
     """
     import matplotlib.pyplot as plt
     import seaborn as sns
+    from matplotlib.ticker import MaxNLocator
 
     summary = _summary(summary_or_batch)
     curve = summary.enrolment_curve
     if curve is None:
         raise ValueError("this summary has no enrolment curve: build it from a FlowBatch (simulate_flow), not from per-trial arrays")
     if ax is None:
-        _, ax = plt.subplots(figsize=(7, 4))
+        _, ax = plt.subplots(figsize=(7, 4.6), layout="constrained")  # constrained: room for the legend below
     blue, orange, _, _, _, _, _, grey = sns.color_palette("colorblind", 8)
     x = curve["time_days"]
     ax.fill_between(x, curve["lower_95"], curve["upper_95"], step="post", color=blue, alpha=0.18, linewidth=0, label="95% of trials")
@@ -55,16 +56,17 @@ def plot_enrolment(summary_or_batch, *, ax=None):
     ax.set_ylabel(FLOW_LABELS["enrolled_cumulative"])
     ax.set_xlim(0, float(x.iloc[-1]))
     ax.set_ylim(bottom=0)
+    ax.yaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_title(f"Cumulative enrolment ({summary.n_trials:,} simulated trials)")
-    ax.legend(loc="upper left", frameon=False, fontsize="small")
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=3, frameon=False, fontsize="small")
     return ax
 
 
 def plot_duration(summary_or_batch, *, ax=None):
     """Distribution over simulated trials of the time to full enrolment and of the study duration, with the deadline.
 
-    Trials that never reached the target are left out of the enrolment histogram (their share is in
-    the title).
+    Bars are shares of all simulated trials, so the enrolment histogram sums to the chance of
+    reaching the target at all.
 
     Parameters
     ----------
@@ -82,27 +84,27 @@ def plot_duration(summary_or_batch, *, ax=None):
 
     summary = _summary(summary_or_batch)
     if ax is None:
-        _, ax = plt.subplots(figsize=(7, 4))
+        _, ax = plt.subplots(figsize=(7, 4.6), layout="constrained")
     enrolment = summary.enrolment_days[np.isfinite(summary.enrolment_days)]
+    reached = summary.p_reached_target.value
+    enrolment_label = FLOW_LABELS["time_to_full_enrolment"] + ("" if reached == 1.0 else f" (reached in {100 * reached:.1f}%)")
     tidy = pd.concat([
-        pd.DataFrame({"days": enrolment, "quantity": FLOW_LABELS["time_to_full_enrolment"]}),
+        pd.DataFrame({"days": enrolment, "quantity": enrolment_label}),
         pd.DataFrame({"days": summary.study_duration_days, "quantity": FLOW_LABELS["study_duration"]}),
     ], ignore_index=True)
+    tidy["share"] = 1.0 / summary.n_trials
     palette = sns.color_palette("colorblind", 8)
-    sns.histplot(data=tidy, x="days", hue="quantity", stat="probability", common_norm=False, element="step",
+    sns.histplot(data=tidy, x="days", hue="quantity", weights="share", stat="count", element="step",
                  binwidth=7, palette=[palette[0], palette[2]], ax=ax)
-    legend = ax.get_legend()
-    handles = list(legend.legend_handles) if legend is not None else []
-    labels = [t.get_text() for t in legend.get_texts()] if legend is not None else []
-    if legend is not None:
-        legend.remove()
+    legend = ax.get_legend()  # seaborn's hue legend, merged below with the deadline line
+    handles, labels = list(legend.legend_handles), [t.get_text() for t in legend.get_texts()]
+    legend.remove()
     _deadline(ax, summary, palette[1])
-    extra_h, extra_l = ax.get_legend_handles_labels()
-    ax.legend(handles + extra_h, labels + extra_l, loc="upper right", frameon=False, fontsize="small")
-    ax.set_xlabel(FLOW_LABELS["duration_days"])
-    ax.set_ylabel("Share of simulated trials (per 7-day bin)")
-    not_reached = 1.0 - summary.p_reached_target.value
-    ax.set_title(f"Time to full enrolment and study duration ({summary.n_trials:,} trials"
-                 + (f"; target not reached in {100 * not_reached:.1f}%" if not_reached > 0 else "") + ")")
+    extra_handles, extra_labels = ax.get_legend_handles_labels()
+    ax.legend(handles + extra_handles, labels + extra_labels, loc="upper center", bbox_to_anchor=(0.5, -0.14),
+              ncol=2, frameon=False, fontsize="small")
+    ax.set_xlabel(FLOW_LABELS["time_days"])
+    ax.set_ylabel("Share of simulated trials (per 7 days)")
+    ax.set_title(f"Time to full enrolment and study duration ({summary.n_trials:,} simulated trials)")
     ax.set_xlim(left=0)
     return ax
