@@ -19,6 +19,9 @@ from trialsim.flow.summary import enrolment_curve, summarise_flow
 MONDAY = datetime.date(2024, 9, 2)
 NAN = math.nan
 
+# the scenario's follow_up.p_missing_1m_visit and colonoscopy.p_missing defaults [6]
+MISSING = dict(p_missing_visit=0.03, p_missing_colonoscopy=0.10)
+
 
 def outcome_arrays(rows_control, rows_treatment, n_max):
     """Outcome dict of one trial from per-patient rows (los, leak_day, leak_extra, died, death_day); unused rows are filler."""
@@ -161,13 +164,13 @@ def test_a_fixed_deadline_closes_recruitment_early():
 def test_outcome_shapes_are_checked():
     with pytest.raises(ValueError, match="shape"):
         simulate_flow(FlowConfig(), n_control=2, n_treatment=2, outcomes=simple_outcomes(3, 3, np.random.default_rng(0)),
-                      rng=np.random.default_rng(0))
+                      **MISSING, rng=np.random.default_rng(0))
 
 
 def run_random(flow, n_trials, n_control, n_treatment, seed, **kw):
     rng = np.random.default_rng(seed)
     outcomes = simple_outcomes(n_trials, n_control + n_treatment, rng, **kw)
-    return simulate_flow(flow, n_control=n_control, n_treatment=n_treatment, outcomes=outcomes, rng=rng)
+    return simulate_flow(flow, n_control=n_control, n_treatment=n_treatment, outcomes=outcomes, **MISSING, rng=rng)
 
 
 def test_same_seed_same_results_and_another_seed_differs():
@@ -237,7 +240,7 @@ def test_beds_and_operating_slots_are_respected():
     flow = FlowConfig(referrals_per_month=20.0, beds=2, or_slots_per_week=3, p_eligible=1.0, p_consent=1.0)
     rng = np.random.default_rng(4)
     b = simulate_flow(flow, n_control=15, n_treatment=15, outcomes=simple_outcomes(1, 30, rng, p_leak=0.3),
-                      rng=rng, event_log=True)
+                      **MISSING, rng=rng, event_log=True)
     occupied, log = 0, b.event_log
     for event, detail in zip(log.event, log.detail):
         if event == "surgery":
@@ -269,7 +272,7 @@ def test_a_deadline_shorter_than_enrolment_yields_fewer_patients():
 
 
 def test_draws_always_reach_the_target():
-    draws = draw_flow(FlowConfig(p_eligible=0.05, p_consent=0.2), n_trials=200, n_control=3, n_treatment=3,
+    draws = draw_flow(FlowConfig(p_eligible=0.05, p_consent=0.2), n_trials=200, n_control=3, n_treatment=3, **MISSING,
                       rng=np.random.default_rng(0))
     assert ((draws.eligible & draws.consents).sum(axis=1) >= 6).all()
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
 
@@ -50,3 +51,68 @@ def run(
     prov = provenance(specs[0], seed=seed, seed_given=seed_given, n_sims=n_sims, n_jobs=n_jobs, seconds=seconds, source=source)
     prov["scenarios"] = [s.id for s in specs]
     return RunResult(results=results, seed=seed, provenance=prov)
+
+
+@dataclass(frozen=True)
+class FlowReport:
+    """What ``trialsim flow`` shows: the duration summary over all trials and one block in detail."""
+
+    result: RunResult
+    summary: object  # trialsim.flow.summary.FlowSummary over every simulated trial
+    sample: object  # trialsim.flow.run.FlowBatch of block 0 (per-patient times, event log of trial 0)
+    sample_summary: object
+
+    def save(self, out: str | Path) -> list[Path]:
+        """Write flow_summary.csv, the event log of one simulated trial, and the two figures (PNG and SVG)."""
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        from trialsim.report.flow_figures import plot_duration, plot_enrolment
+
+        out = Path(out)
+        self.result.save(out)
+        paths = [out / "flow_summary.csv", out / "event_log_trial0.csv"]
+        self.summary.to_frame().to_csv(paths[0], index=False)
+        self.sample.event_log.to_csv(paths[1], index=False)
+        for name, plot, source in (("enrolment", plot_enrolment, self.sample_summary), ("duration", plot_duration, self.summary)):
+            ax = plot(source)
+            for ext in ("png", "svg"):
+                path = out / f"flow_{name}.{ext}"
+                ax.figure.savefig(path, dpi=200)
+                paths.append(path)
+            plt.close(ax.figure)
+        return paths
+
+
+def flow(
+    scenario: Scenario | str | Path,
+    *,
+    overrides: Iterable[str] = (),
+    n_sims: int | None = None,
+    seed: int | None = None,
+    n_jobs: int | None = None,
+    progress: bool = False,
+    checkpoint_dir: str | Path | None = None,
+) -> FlowReport:
+    """Simulate the patient flow (and the analyses on who is analysable) of a scenario.
+
+    A config without a ``[flow]`` section gets the flow's cited defaults. The per-patient figure and
+    event log come from block 0 of the same run (same seed, same trials).
+    """
+    from trialsim.config.loader import with_values
+    from trialsim.flow.summary import summarise_flow
+    from trialsim.rng import block_rng
+    from trialsim.simulate import observe_with_flow
+
+    if not isinstance(scenario, Scenario):
+        scenario = load_scenario(scenario, overrides)
+    if scenario.flow is None:
+        scenario = with_values(scenario, {"flow": {}}, source="flow defaults")
+    result = run(scenario, n_sims=n_sims, seed=seed, n_jobs=n_jobs, progress=progress, checkpoint_dir=checkpoint_dir,
+                 sweep=False)
+    summary = summarise_flow(result.results[0].flow, flow=scenario.flow)
+    size = min(scenario.run.block_size, result.results[0].n_sims)
+    _, sample = observe_with_flow(scenario, size, rng=block_rng(result.seed, 0), event_log=True)
+    return FlowReport(result=result, summary=summary, sample=sample, sample_summary=summarise_flow(sample))

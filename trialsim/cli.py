@@ -32,6 +32,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-sweep", action="store_true", help="run only the base scenario of a config with a sweep")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
+    p = sub.add_parser("flow", help="patient flow (SimPy): time to enrol, study duration, analysable patients")
+    _common(p)
+    _sim_options(p)
+    p.add_argument("--out", type=Path, default=None, help="write flow_summary.csv, an event log, figures and the power table here")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+
     p = sub.add_parser("show", help="print the resolved config (defaults filled in) as TOML")
     _common(p)
     return parser
@@ -52,6 +58,22 @@ def cmd_run(args) -> int:
     return 0
 
 
+def cmd_flow(args) -> int:
+    from trialsim.api import flow
+
+    report = flow(args.config, overrides=args.overrides, n_sims=args.sims, seed=args.seed, n_jobs=args.jobs,
+                  progress=not args.quiet, checkpoint_dir=args.out / "checkpoints" if args.out else None)
+    sc = report.result.results[0].spec.scenario
+    print(f"trialsim flow | {sc.name} | {report.summary.n_trials:,} simulated trials | seed {report.result.seed}")
+    print(f"  {sc.design.n_control} + {sc.design.n_treatment} patients, allocation {sc.flow.allocation.scheme}, "
+          f"{sc.flow.referrals_per_month:g} referrals/month, eligible {sc.flow.p_eligible:g}, consent {sc.flow.p_consent:g}")
+    print("\n".join("  " + line for line in report.summary.to_text().splitlines()))
+    if args.out:
+        paths = report.save(args.out)
+        print(f"\nwritten: {', '.join(str(p) for p in paths)}")
+    return 0
+
+
 def cmd_show(args) -> int:
     from trialsim.config.loader import load_scenario, scenario_to_toml
 
@@ -59,7 +81,7 @@ def cmd_show(args) -> int:
     return 0
 
 
-COMMANDS = {"run": cmd_run, "show": cmd_show}
+COMMANDS = {"run": cmd_run, "flow": cmd_flow, "show": cmd_show}
 
 
 def main(argv: list[str] | None = None) -> int:

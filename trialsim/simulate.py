@@ -5,16 +5,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from trialsim.analyse import TestOutcome, analyse, estimates
+from trialsim.analyse import TestOutcome, analyse_batch
 from trialsim.config.schema import Scenario
 from trialsim.outcomes.patients import observe, simulate_arm
 from trialsim.rng import block_rng
 
-FLOW_TRIAL_FIELDS = (
-    "t_first_enrolment", "t_last_enrolment", "t_last_followup", "n_referred", "n_screened", "n_eligible",
-    "n_consented", "n_enrolled_control", "n_enrolled_treatment", "n_analysable_control", "n_analysable_treatment",
-    "bed_days", "readmissions", "visit_window_misses", "reached_target", "closed_by_deadline",
-)
 
 
 @dataclass(frozen=True)
@@ -24,7 +19,11 @@ class TrialBatch:
     tests: dict[tuple[str, str], TestOutcome]
     estimates: dict[tuple[str, str, str], np.ndarray]
     flow: dict[str, np.ndarray] | None = None
-    event_log: object | None = None
+    flow_batch: object | None = None  # trialsim.flow.run.FlowBatch: per-patient calendar, event log
+
+    @property
+    def event_log(self):
+        return None if self.flow_batch is None else self.flow_batch.event_log
 
 
 def simulate_trials(scenario: Scenario, n_sims: int, *, rng: np.random.Generator, event_log: bool = False) -> TrialBatch:
@@ -36,31 +35,39 @@ def simulate_trials(scenario: Scenario, n_sims: int, *, rng: np.random.Generator
         obs = {arm: observe(scenario, raw[arm]) for arm in raw}
         flow_out, log = None, None
     else:
-        from trialsim.flow.run import simulate_flow  # SimPy only when a flow is configured
+        obs, batch = observe_with_flow(scenario, n_sims, rng=rng, event_log=event_log)
+        flow_out = {name: np.asarray(values, dtype=float) for name, values in batch.per_trial().items()}
+        log = batch
+    tests, est = analyse_batch(scenario, obs["control"], obs["treatment"])
+    return TrialBatch(tests=tests, estimates=est, flow=flow_out, flow_batch=log)
 
-        capacity = n_c + n_t  # random allocation can put more patients in one arm
-        raw = {arm: simulate_arm(scenario, arm, n_sims, capacity, rng=rng) for arm in ("control", "treatment")}
-        flow_inputs = {
-            arm: {
-                "los_days": raw[arm]["los_base_days"],
-                "leak_day": raw[arm]["leak_day"],
-                "leak_extra_days": raw[arm]["leak_extra_days"],
-                "died": raw[arm]["died"].astype(float),
-                "death_day": raw[arm]["death_day"],
-            }
-            for arm in raw
-        }
-        batch = simulate_flow(scenario.flow, n_control=n_c, n_treatment=n_t, outcomes=flow_inputs, rng=rng, event_log=event_log)
-        obs = {
-            arm: observe(scenario, raw[arm], enrolled=batch.enrolled[arm], visit_attended=batch.visit_attended[arm],
-                         colonoscopy_done=batch.colonoscopy_done[arm])
-            for arm in raw
-        }
-        flow_out = {name: np.asarray(getattr(batch, name), dtype=float) for name in FLOW_TRIAL_FIELDS}
-        log = batch.event_log
-    tests = analyse(scenario, obs["control"], obs["treatment"])
-    est = estimates(scenario, obs["control"], obs["treatment"])
-    return TrialBatch(tests=tests, estimates=est, flow=flow_out, event_log=log)
+
+def observe_with_flow(scenario: Scenario, n_sims: int, *, rng: np.random.Generator, event_log: bool = False):
+    """Patients of both arms through the SimPy flow: observed endpoints per arm and the FlowBatch.
+
+    Outcomes are generated for ``n_control + n_treatment`` patients per arm (random allocation
+    can put more in one arm); the k-th patient the flow allocates to an arm takes row k. Patients
+    not enrolled, lost or out of the visit window have missing outcomes, as the protocol defines.
+    """
+    from trialsim.flow.run import simulate_flow  # SimPy only when a flow is configured
+
+    n_c, n_t = scenario.design.n_control, scenario.design.n_treatment
+    raw = {arm: simulate_arm(scenario, arm, n_sims, n_c + n_t, rng=rng) for arm in ("control", "treatment")}
+    inputs = {
+        arm: {"los_days": raw[arm]["los_base_days"], "leak_day": raw[arm]["leak_day"],
+              "leak_extra_days": raw[arm]["leak_extra_days"], "died": raw[arm]["died"].astype(float),
+              "death_day": raw[arm]["death_day"]}
+        for arm in raw
+    }
+    batch = simulate_flow(scenario.flow, n_control=n_c, n_treatment=n_t, outcomes=inputs,
+                          p_missing_visit=scenario.follow_up.p_missing_1m_visit,
+                          p_missing_colonoscopy=scenario.colonoscopy.p_missing, rng=rng, event_log=event_log)
+    obs = {
+        arm: observe(scenario, raw[arm], enrolled=batch.enrolled[arm], visit_attended=batch.visit_attended[arm],
+                     colonoscopy_done=batch.colonoscopy_done[arm])
+        for arm in raw
+    }
+    return obs, batch
 
 
 def key(*parts: str) -> str:
@@ -90,18 +97,31 @@ class BlockSummary:
 
 def summarise_batch(batch: TrialBatch, *, block: int, n_sims: int) -> BlockSummary:
     out = BlockSummary(block=block, n_sims=n_sims)
-    for (ep, test), res in batch.tests.items():
-        out.rejects[key(ep, test)] = int(np.count_nonzero(res.reject))
-        out.valid[key(ep, test)] = int(np.count_nonzero(~np.isnan(res.pvalue)))
-    for parts, values in batch.estimates.items():
-        ok = ~np.isnan(values) & np.isfinite(values)
-        k = key(*parts)
-        out.est_sum[k] = float(np.sum(values[ok]))
-        out.est_sumsq[k] = float(np.sum(values[ok] ** 2))
-        out.est_count[k] = int(np.count_nonzero(ok))
+    # one (n_tests, n_sims) and one (n_estimates, n_sims) array: a few reductions instead of hundreds
+    test_keys = [key(*parts) for parts in batch.tests]
+    rejects = np.count_nonzero(_rows([res.reject for res in batch.tests.values()], n_sims), axis=1)
+    valid = np.count_nonzero(_rows([res.valid for res in batch.tests.values()], n_sims), axis=1)
+    out.rejects = dict(zip(test_keys, rejects.tolist()))
+    out.valid = dict(zip(test_keys, valid.tolist()))
+    values = _rows(list(batch.estimates.values()), n_sims)
+    ok = np.isfinite(values)
+    count = np.count_nonzero(ok, axis=1)
+    total = values.sum(axis=1)  # the same pairwise sums as each row on its own
+    total_sq = (values * values).sum(axis=1)
+    for i in np.flatnonzero(count < n_sims):  # rows with a NaN or infinite estimate
+        kept = values[i][ok[i]]
+        total[i], total_sq[i] = np.sum(kept), np.sum(kept**2)
+    est_keys = [key(*parts) for parts in batch.estimates]
+    out.est_sum = dict(zip(est_keys, total.tolist()))
+    out.est_sumsq = dict(zip(est_keys, total_sq.tolist()))
+    out.est_count = dict(zip(est_keys, count.tolist()))
     if batch.flow is not None:
         out.flow = {name: values.tolist() for name, values in batch.flow.items()}
     return out
+
+
+def _rows(arrays: list[np.ndarray], n_sims: int) -> np.ndarray:
+    return np.stack(arrays) if arrays else np.zeros((0, n_sims))
 
 
 def simulate_block(scenario: Scenario, seed: int, block: int, n_sims: int) -> BlockSummary:

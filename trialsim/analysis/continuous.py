@@ -9,7 +9,6 @@ samples in that order).
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass
 
 import numpy as np
 from scipy import special
@@ -24,7 +23,6 @@ MANN_WHITNEY_METHODS = ("auto", "exact", "asymptotic")
 _EXACT_MAX_N = 50
 
 
-@dataclass(frozen=True)
 class TestResult:
     """Per-trial result of a two-sample test; every array has the trials' shape.
 
@@ -35,7 +33,8 @@ class TestResult:
     df : ndarray of float
         Degrees of freedom of the t test; NaN for Mann-Whitney.
     pvalue : ndarray of float
-        Two-sided p-value; NaN when the test is undefined for that trial.
+        Two-sided p-value; NaN when the test is undefined for that trial. A t test computes it
+        on first use: :meth:`reject` does not need it (see :func:`_t_reject`).
     n_control, n_treatment : ndarray of int
         Analysable patients per arm.
     exact : ndarray of bool or None
@@ -44,16 +43,31 @@ class TestResult:
 
     __test__ = False  # not a pytest test class, despite the name
 
-    statistic: np.ndarray
-    df: np.ndarray
-    pvalue: np.ndarray
-    n_control: np.ndarray
-    n_treatment: np.ndarray
-    exact: np.ndarray | None = None
+    def __init__(self, *, statistic, df, pvalue, n_control, n_treatment, exact=None):
+        self.statistic = statistic
+        self.df = df
+        self._pvalue = pvalue  # None: a t test's, from statistic and df when first asked for
+        self.n_control = n_control
+        self.n_treatment = n_treatment
+        self.exact = exact
+
+    @property
+    def pvalue(self) -> np.ndarray:
+        if self._pvalue is None:
+            self._pvalue = _t_pvalue(self.statistic, self.df)
+        return self._pvalue
+
+    def valid(self) -> np.ndarray:
+        """Trials with a p-value (both arms analysable and, for a t test, a defined statistic)."""
+        if self._pvalue is None:
+            return ~np.isnan(self.statistic)  # the t p-value is NaN exactly where t is
+        return ~np.isnan(self._pvalue)
 
     def reject(self, alpha: float) -> np.ndarray:
         """``pvalue <= alpha`` per trial (False where the p-value is NaN)."""
-        return self.pvalue <= alpha
+        if self._pvalue is None:
+            return _t_reject(self.statistic, self.df, alpha)
+        return self._pvalue <= alpha
 
     def rejection_rate(self, alpha: float) -> float:
         """Fraction of trials rejecting at ``alpha`` (undefined p-values count as not rejecting)."""
@@ -62,7 +76,7 @@ class TestResult:
     def rejection_rate_se(self, alpha: float) -> float:
         """Monte Carlo standard error of :meth:`rejection_rate`."""
         rate = self.rejection_rate(alpha)
-        return float(np.sqrt(rate * (1 - rate) / self.pvalue.size))
+        return float(np.sqrt(rate * (1 - rate) / self.statistic.size))
 
 
 def _samples(x_control, x_treatment) -> tuple[np.ndarray, np.ndarray]:
@@ -79,29 +93,105 @@ def _samples(x_control, x_treatment) -> tuple[np.ndarray, np.ndarray]:
     return xc, xt
 
 
+def _observed_counts(x: np.ndarray) -> np.ndarray:
+    """Non-NaN values along the last axis (one cheap check when nothing is missing)."""
+    missing = np.isnan(x)
+    if not missing.any():
+        return np.full(x.shape[:-1], x.shape[-1], dtype=np.intp)
+    return x.shape[-1] - missing.sum(axis=-1)
+
+
+def _nan_mean(x: np.ndarray):
+    """Analysable count and mean along the last axis, NaN-aware; also the incomplete rows.
+
+    Most rows have no missing value: they are summed directly, and only the rows whose plain
+    sum is NaN (inputs are finite or NaN) are redone with the mask. Both give the bits of the
+    masked formula (zeros added where values are missing, as ``np.nanmean``).
+    """
+    size = x.shape[-1]
+    n = np.full(x.shape[:-1], size, dtype=np.intp)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean = x.sum(axis=-1) / size
+        incomplete = np.nonzero(np.isnan(mean))
+        if incomplete[0].size:
+            rows = x[incomplete]
+            ok = ~np.isnan(rows)
+            n[incomplete] = ok.sum(axis=-1)
+            mean[incomplete] = np.where(ok, rows, 0.0).sum(axis=-1) / n[incomplete]
+    return n, mean, incomplete
+
+
+def _nan_median(x: np.ndarray) -> np.ndarray:
+    """Median along the last axis ignoring NaN (NaN for an empty row), as ``np.nanmedian``.
+
+    The mean of the two middle order statistics, which are the same one for an odd count.
+    """
+    if x.shape[-1] == 0:
+        return np.full(x.shape[:-1], np.nan)
+    v = np.sort(x, axis=-1)  # NaNs last
+    n = _observed_counts(x)[..., None]
+    low = np.take_along_axis(v, np.maximum((n - 1) // 2, 0), axis=-1)
+    high = np.take_along_axis(v, n // 2, axis=-1)
+    return np.where(n > 0, (low + high) / 2.0, np.nan)[..., 0]
+
+
 def _moments(x: np.ndarray):
     """Analysable count, mean and sum of squared deviations along the last axis, NaN-aware."""
-    ok = ~np.isnan(x)
-    n = ok.sum(axis=-1)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        mean = np.where(ok, x, 0.0).sum(axis=-1) / n
-        dev = np.where(ok, x - mean[..., None], 0.0)
-    return n, mean, np.sum(dev * dev, axis=-1)
+    n, mean, incomplete = _nan_mean(x)
+    with np.errstate(invalid="ignore"):
+        dev = x - mean[..., None]
+    if incomplete[0].size:
+        rows = dev[incomplete]
+        dev[incomplete] = np.where(np.isnan(rows), 0.0, rows)
+    dev *= dev
+    return n, mean, dev.sum(axis=-1)
 
 
 def _t_result(diff, se2, df, n_c, n_t) -> TestResult:
     defined = (n_c >= 2) & (n_t >= 2)
     with np.errstate(invalid="ignore", divide="ignore"):
         t = diff / np.sqrt(se2)
-        pvalue = 2.0 * special.stdtr(df, -np.abs(t))
     nan = np.full(np.shape(t), np.nan)
     return TestResult(
         statistic=np.where(defined, t, nan),
         df=np.where(defined, df, nan),
-        pvalue=np.where(defined, pvalue, nan),
+        pvalue=None,
         n_control=n_c,
         n_treatment=n_t,
     )
+
+
+def _t_pvalue(t: np.ndarray, df: np.ndarray) -> np.ndarray:
+    """Two-sided p-value of the t distribution (NaN where t or df is NaN)."""
+    return 2.0 * special.stdtr(df, -np.abs(t))
+
+
+# Decisions of a t test without its p-value (stdtr costs ~130 ns a trial): the critical |t| of
+# a two-sided test falls as df grows, so on a grid of df it brackets every trial's critical
+# value between those of the neighbouring grid points. Only trials within that narrow bracket
+# (widened by _T_CRIT_RTOL, far above the error of stdtr and stdtrit) get the exact p-value.
+_T_CRIT_DF = np.geomspace(1.0, 1e6, 1201)
+_T_CRIT_RTOL = 1e-7
+
+
+@functools.lru_cache(maxsize=64)
+def _t_critical(alpha: float) -> np.ndarray:
+    """Critical |t| at every df of ``_T_CRIT_DF``, then the normal limit (df = infinity)."""
+    return np.append(-special.stdtrit(_T_CRIT_DF, alpha / 2.0), -special.ndtri(alpha / 2.0))
+
+
+def _t_reject(t: np.ndarray, df: np.ndarray, alpha: float) -> np.ndarray:
+    """``_t_pvalue(t, df) <= alpha`` per trial, computing the p-value only near the boundary."""
+    abs_t = np.abs(t)
+    crit = _t_critical(float(alpha))
+    with np.errstate(invalid="ignore"):
+        k = np.searchsorted(_T_CRIT_DF, df, side="right")  # _T_CRIT_DF[k - 1] <= df < _T_CRIT_DF[k]
+        k = np.clip(k, 1, crit.size - 1)
+        reject = abs_t > crit[k - 1] * (1.0 + _T_CRIT_RTOL)
+        keep = abs_t < crit[k] * (1.0 - _T_CRIT_RTOL)
+        unsure = np.nonzero(~(reject | keep) | ~(df >= 1.0))  # df < 1 or NaN: no bracket
+        reject[unsure] = _t_pvalue(abs_t[unsure], df[unsure]) <= alpha
+    return reject
 
 
 def welch_t(x_control, x_treatment) -> TestResult:
@@ -161,6 +251,35 @@ def student_t(x_control, x_treatment) -> TestResult:
 # --------------------------------------------------------------------------------------------
 # Mann-Whitney
 # --------------------------------------------------------------------------------------------
+# Comparing every control with every treatment patient costs n_c * n_t vectorised comparisons
+# per trial and beats ranking by argsort for small arms (10 vs 10: about 5x); beyond this many
+# pairs the O(n log n) ranks win.
+_PAIRWISE_MAX_PAIRS = 1024
+
+
+def _tie_groups(v: np.ndarray):
+    """First and last position of each value's tie group in rows sorted along the last axis.
+
+    NaN != NaN, so each NaN (sorted last) is a group of its own.
+    """
+    n = v.shape[-1]
+    pos = np.arange(n)
+    new_group = np.ones(v.shape, dtype=bool)
+    new_group[..., 1:] = v[..., 1:] != v[..., :-1]
+    last_of_group = np.ones(v.shape, dtype=bool)
+    last_of_group[..., :-1] = new_group[..., 1:]
+    first = np.maximum.accumulate(np.where(new_group, pos, 0), axis=-1)
+    last = np.flip(np.minimum.accumulate(np.flip(np.where(last_of_group, pos, n - 1), -1), axis=-1), -1)
+    return first, last
+
+
+def _tie_term(v: np.ndarray, first: np.ndarray, last: np.ndarray) -> np.ndarray:
+    """``sum over tie groups of t^3 - t`` among the observed values of sorted rows ``v``."""
+    size = last - first + 1
+    # each member of a group of size t contributes t^2 - 1, so the group gives t^3 - t
+    return np.sum(np.where(~np.isnan(v), size * size - 1, 0), axis=-1).astype(float)
+
+
 def _rank_sums(xc: np.ndarray, xt: np.ndarray):
     """Sum of the control sample's average ranks in the pooled sample, and the tie term.
 
@@ -175,23 +294,43 @@ def _rank_sums(xc: np.ndarray, xt: np.ndarray):
         ``sum over tie groups of t^3 - t`` among the observed values, per trial.
     """
     xy = np.concatenate([xc, xt], axis=-1)
-    n = xy.shape[-1]
     order = np.argsort(xy, axis=-1)  # NaNs last
     v = np.take_along_axis(xy, order, axis=-1)
-    pos = np.arange(n)
-    new_group = np.ones(v.shape, dtype=bool)
-    new_group[..., 1:] = v[..., 1:] != v[..., :-1]  # NaN != NaN: each NaN its own group
-    last_of_group = np.ones(v.shape, dtype=bool)
-    last_of_group[..., :-1] = new_group[..., 1:]
-    first = np.maximum.accumulate(np.where(new_group, pos, 0), axis=-1)
-    last = np.flip(np.minimum.accumulate(np.flip(np.where(last_of_group, pos, n - 1), -1), axis=-1), -1)
-    valid = ~np.isnan(v)
-    from_control = (order < xc.shape[-1]) & valid
+    first, last = _tie_groups(v)
+    from_control = (order < xc.shape[-1]) & ~np.isnan(v)
     r1 = np.sum(np.where(from_control, (first + last) / 2.0 + 1.0, 0.0), axis=-1)
-    size = last - first + 1
-    # each member of a group of size t contributes t^2 - 1, so the group gives t^3 - t
-    tie_term = np.sum(np.where(valid, size * size - 1, 0), axis=-1).astype(float)
-    return r1, tie_term
+    return r1, _tie_term(v, first, last)
+
+
+def _count_pairs(compare, xc: np.ndarray, xt: np.ndarray) -> np.ndarray:
+    """``#{(i, j): compare(xc[i], xt[j])}`` per row of 2-d arrays, looping over the smaller arm."""
+    small, large, flip = (xc, xt, False) if xc.shape[-1] <= xt.shape[-1] else (xt, xc, True)
+    counts = np.zeros(large.shape, dtype=np.uint16)  # at most _PAIRWISE_MAX_PAIRS per row
+    for i in range(small.shape[-1]):
+        column = small[:, i, None]
+        counts += compare(large, column) if flip else compare(column, large)
+    return counts.sum(axis=-1, dtype=np.int64)
+
+
+def _u_pairwise(xc: np.ndarray, xt: np.ndarray):
+    """U of the control sample and the tie term, for rows (trials, patients) of small arms.
+
+    ``U = #{x > y} + #{x == y} / 2`` over observed pairs (a comparison with NaN is False), which
+    equals the rank sum minus ``n_c (n_c + 1) / 2`` with average ranks. The pooled rows are
+    sorted only to find ties; the few rows with a tie then get the equal pairs and the tie
+    term, which continuous data almost never need.
+    """
+    u1 = _count_pairs(np.greater, xc, xt).astype(float)
+    tie_term = np.zeros(u1.shape)
+    v = np.concatenate([xc, xt], axis=-1)
+    v.sort(axis=-1)  # NaNs last
+    adjacent_equal = v[:, 1:] == v[:, :-1]
+    if adjacent_equal.any():
+        tied = np.nonzero(adjacent_equal.any(axis=-1))[0]
+        u1[tied] += 0.5 * _count_pairs(np.equal, xc[tied], xt[tied])
+        v = v[tied]
+        tie_term[tied] = _tie_term(v, *_tie_groups(v))
+    return u1, tie_term
 
 
 @functools.lru_cache(maxsize=256)
@@ -251,10 +390,15 @@ def mann_whitney(x_control, x_treatment, *, method: str = "auto") -> TestResult:
     if method not in MANN_WHITNEY_METHODS:
         raise ValueError(f"method must be one of {MANN_WHITNEY_METHODS}, got {method!r}")
     xc, xt = _samples(x_control, x_treatment)
-    n_c = np.sum(~np.isnan(xc), axis=-1)
-    n_t = np.sum(~np.isnan(xt), axis=-1)
-    r1, tie_term = _rank_sums(xc, xt)
-    u1 = r1 - n_c * (n_c + 1) / 2.0
+    n_c = _observed_counts(xc)
+    n_t = _observed_counts(xt)
+    if xc.shape[-1] * xt.shape[-1] <= _PAIRWISE_MAX_PAIRS:
+        rows = n_c.size
+        u1, tie_term = _u_pairwise(xc.reshape(rows, xc.shape[-1]), xt.reshape(rows, xt.shape[-1]))
+        u1, tie_term = u1.reshape(n_c.shape), tie_term.reshape(n_c.shape)
+    else:
+        r1, tie_term = _rank_sums(xc, xt)
+        u1 = r1 - n_c * (n_c + 1) / 2.0
     defined = (n_c >= 1) & (n_t >= 1)
     ties = tie_term > 0
 

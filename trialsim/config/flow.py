@@ -129,14 +129,6 @@ class FlowConfig(StrictModel):
         0.02, ge=0.0, lt=1.0,
         description="Chance a patient withdraws between surgery and the visit (uniform time). ASSUMPTION (small).",
     )
-    p_missing_visit: float = Field(
-        0.03, ge=0.0, lt=1.0,
-        description="Chance the 1-month visit is missed (lost to follow-up). ASSUMPTION: <1% sourced plus margin [6].",
-    )
-    p_missing_colonoscopy: float = Field(
-        0.10, ge=0.0, le=1.0,
-        description="Chance the colonoscopy is not done at an attended visit. ASSUMPTION: invasive, patients travel [6].",
-    )
     deadline_days: float | None = Field(
         None, gt=0.0, le=36_500.0,
         description=(

@@ -6,6 +6,7 @@ This is the only module that handles raw dictionaries. Everything downstream rec
 from __future__ import annotations
 
 import copy
+import datetime
 import hashlib
 import json
 import math
@@ -201,6 +202,8 @@ def _toml_value(value: Any) -> str:
         raise ValueError(f"cannot write {value} to TOML")
     if isinstance(value, str):
         return json.dumps(value, ensure_ascii=False)
+    if isinstance(value, datetime.date):  # written as a string, as the loader reads dates
+        return json.dumps(value.isoformat())
     if isinstance(value, (list, tuple)):
         return "[" + ", ".join(_toml_value(v) for v in value) + "]"
     if isinstance(value, dict):

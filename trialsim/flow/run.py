@@ -151,7 +151,8 @@ def referral_days_from_unit(unit_times: np.ndarray, flow: FlowConfig) -> np.ndar
     return np.where(kinds[i] == 1, np.sqrt(a * a + 2.0 * ramp * excess / rate), full)
 
 
-def draw_flow(flow: FlowConfig, *, n_trials: int, n_control: int, n_treatment: int, rng: np.random.Generator) -> FlowDraws:
+def draw_flow(flow: FlowConfig, *, n_trials: int, n_control: int, n_treatment: int, p_missing_visit: float,
+              p_missing_colonoscopy: float, rng: np.random.Generator) -> FlowDraws:
     """Draw every random input of the flow for ``n_trials`` trials, vectorised.
 
     Parameters
@@ -160,6 +161,10 @@ def draw_flow(flow: FlowConfig, *, n_trials: int, n_control: int, n_treatment: i
     n_trials : int
     n_control, n_treatment : int
         Target arm sizes; recruitment closes when ``n_control + n_treatment`` are enrolled.
+    p_missing_visit, p_missing_colonoscopy : float
+        Chance a living patient misses the 1-month visit, and the colonoscopy at an attended visit;
+        the scenario's ``follow_up.p_missing_1m_visit`` and ``colonoscopy.p_missing`` (one source
+        for the model with and without a flow).
     rng : numpy.random.Generator
 
     Returns
@@ -194,8 +199,8 @@ def draw_flow(flow: FlowConfig, *, n_trials: int, n_control: int, n_treatment: i
         visit_offset_days=offset,
         withdraws=rng.random(shape) < flow.p_withdraw,
         withdrawal_fraction=rng.random(shape),
-        misses_visit=rng.random(shape) < flow.p_missing_visit,
-        misses_colonoscopy=rng.random(shape) < flow.p_missing_colonoscopy,
+        misses_visit=rng.random(shape) < p_missing_visit,
+        misses_colonoscopy=rng.random(shape) < p_missing_colonoscopy,
     )
 
 
@@ -297,6 +302,8 @@ def simulate_flow(
     n_control: int,
     n_treatment: int,
     outcomes: dict[str, dict[str, np.ndarray]],
+    p_missing_visit: float,
+    p_missing_colonoscopy: float,
     rng: np.random.Generator,
     event_log: bool = False,
 ) -> FlowBatch:
@@ -313,6 +320,8 @@ def simulate_flow(
         float arrays (S, n_control + n_treatment). The k-th patient allocated to an arm in trial s
         takes row [s, k]: ``los_days`` (index stay without leak, > 0), ``leak_day`` (NaN = no leak),
         ``leak_extra_days``, ``died`` (0/1, within 30 days), ``death_day`` (NaN if alive).
+    p_missing_visit, p_missing_colonoscopy : float
+        See :func:`draw_flow`.
     rng : numpy.random.Generator
         Every random number is drawn from it, vectorised, before the event loop.
     event_log : bool
@@ -330,5 +339,6 @@ def simulate_flow(
         n_trials = np.shape(outcomes["control"]["los_days"])[0]
     except (KeyError, TypeError, IndexError):
         raise ValueError(f"outcomes must map 'control' and 'treatment' to dicts of arrays with keys {OUTCOME_KEYS}") from None
-    draws = draw_flow(flow, n_trials=n_trials, n_control=n_control, n_treatment=n_treatment, rng=rng)
+    draws = draw_flow(flow, n_trials=n_trials, n_control=n_control, n_treatment=n_treatment, p_missing_visit=p_missing_visit,
+                      p_missing_colonoscopy=p_missing_colonoscopy, rng=rng)
     return run_flow(flow, draws, n_control=n_control, n_treatment=n_treatment, outcomes=outcomes, event_log=event_log)

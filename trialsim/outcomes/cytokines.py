@@ -50,37 +50,50 @@ def simulate_cytokines(
 
     A patient who leaks has levels raised by the marker's leak GMR on every sampling day from
     ``leak_lead_days`` before the diagnosis on; treatment multiplies every level by the marker's GMR.
+    Each returned array is contiguous, of shape ``leak_day.shape``.
     """
     shape = leak_day.shape
     n_days, n_markers = len(cyto.days), len(cyto.markers)
-    z = rng.standard_normal(shape + (n_days * n_markers,)) @ _cholesky(cyto).T
-    z = z.reshape(shape + (n_days, n_markers))
     p = _parameters(cyto)
-    log_level = p.log_median + p.log_sd * z
-    days = np.asarray(cyto.days, dtype=float)
-    # NaN leak_day (no leak) compares False: no leak effect
-    raised = days >= (leak_day[..., None] - cyto.leak_lead_days)
-    log_level += raised[..., None] * p.log_leak_gmr
+    log_level = rng.standard_normal(shape + (n_days * n_markers,)) @ _cholesky(cyto).T
+    log_level = log_level.reshape(shape + (n_days, n_markers))
+    log_level *= p.log_sd
+    log_level += p.log_median
+    # only patients who leak (leak_day not NaN) are raised; adding the zeros of the others is skipped
+    leaked = np.nonzero(~np.isnan(leak_day))
+    if leaked[0].size:
+        raised = p.days >= (leak_day[leaked][:, None] - cyto.leak_lead_days)
+        log_level[leaked] += raised[..., None] * p.log_leak_gmr
     if treated:
         log_level += p.log_treatment_gmr
+    # one (marker, day or mean, trial, patient) array, so every endpoint is a contiguous block
+    levels = np.empty((n_markers, n_days + 1) + shape)
+    by_day = levels[:, :n_days]
+    by_day[...] = np.moveaxis(log_level, (-1, -2), (0, 1))
     if p.any_missing:
-        missing = rng.random(shape + (n_days, n_markers)) < p.p_missing
-        log_level[missing] = np.nan
+        u = rng.random(shape + (n_days, n_markers))
+        for k, j in zip(*np.nonzero(p.p_missing)):  # the samples that can be missing
+            by_day[j, k][u[..., k, j] < p.p_missing[k, j]] = np.nan
+    if "mean_log" in cyto.summaries:
+        # plain means for markers never missing, NaN-aware ones for the others (same bits as np.nanmean)
+        complete = ~p.p_missing.any(axis=0)
+        means = by_day.sum(axis=1)
+        means[complete] /= n_days
+        if not complete.all():
+            partial = by_day[~complete]
+            observed = ~np.isnan(partial)
+            counts = observed.sum(axis=1)
+            sums = np.where(observed, partial, 0.0).sum(axis=1)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                means[~complete] = np.where(counts > 0, sums / np.maximum(counts, 1), np.nan)
+        levels[:, n_days] = means
     out: dict[str, np.ndarray] = {}
     for j, m in enumerate(cyto.markers):
         if "per_day" in cyto.summaries:
             for k, d in enumerate(cyto.days):
-                out[f"{m.name}_pod{d}"] = log_level[..., k, j]
-    if "mean_log" in cyto.summaries:
-        if p.any_missing:
-            counts = np.sum(~np.isnan(log_level), axis=-2)
-            sums = np.nansum(log_level, axis=-2)
-            with np.errstate(invalid="ignore", divide="ignore"):
-                means = np.where(counts > 0, sums / np.maximum(counts, 1), np.nan)
-        else:
-            means = log_level.mean(axis=-2)
-        for j, m in enumerate(cyto.markers):
-            out[f"{m.name}_mean_log"] = means[..., j]
+                out[f"{m.name}_pod{d}"] = levels[j, k]
+        if "mean_log" in cyto.summaries:
+            out[f"{m.name}_mean_log"] = levels[j, n_days]
     return out
 
 
@@ -95,6 +108,7 @@ class _Parameters:
         self.log_treatment_gmr = np.log(np.array([m.treatment_gmr for m in ms]))
         self.p_missing = np.array([m.p_missing for m in ms]).T
         self.any_missing = bool(np.any(self.p_missing > 0))
+        self.days = np.asarray(cyto.days, dtype=float)
 
 
 @lru_cache(maxsize=64)

@@ -59,12 +59,19 @@ def observe(
         lost = ~visit_attended & ~died
     if colonoscopy_done is None:
         colonoscopy_done = ~died & ~lost & (data["colonoscopy_missing_u"] >= scenario.colonoscopy.p_missing)
-    present = np.ones(died.shape, dtype=bool) if enrolled is None else enrolled
+    if enrolled is not None:
+        lost = lost | ~enrolled
+        colonoscopy_done = enrolled & colonoscopy_done
     out: dict[str, np.ndarray] = {
-        "leak_1m": np.where(present & ~lost, data["leak_detected"], np.nan),
-        "los_days": np.where(present, np.log(data["los_days"]), np.nan),
+        "leak_1m": np.where(lost, np.nan, data["leak_detected"]),
+        "los_days": _enrolled_only(np.log(data["los_days"]), enrolled),
     }
     for name in endpoint_names(scenario.cytokines):
-        out[name] = np.where(present, data[name], np.nan)
-    out.update(colonoscopy_endpoints(scenario.colonoscopy, data, present & colonoscopy_done))
+        out[name] = _enrolled_only(data[name], enrolled)
+    out.update(colonoscopy_endpoints(scenario.colonoscopy, data, colonoscopy_done))
     return out
+
+
+def _enrolled_only(x: np.ndarray, enrolled: np.ndarray | None) -> np.ndarray:
+    """``x`` with NaN for patients not enrolled; without a flow model everyone is, and ``x`` is not copied."""
+    return x if enrolled is None else np.where(enrolled, x, np.nan)
