@@ -80,6 +80,26 @@ def bench_engine(n_sims: int, n_naive: int) -> None:
               f"endpoints, {n_tests} tests each) = {rate / naive_rate:,.0f}x the naive loop")
 
 
+def bench_flow(n_sims: int = 10_000) -> None:
+    """The default 20-patient flow (SimPy) with every analysis on who is analysable."""
+    scenario = with_values(load_scenario(DEFAULT), {"flow": {}})
+    for jobs in (1, 2):
+        t0 = time.perf_counter()
+        run(scenario, n_sims=n_sims, seed=1, n_jobs=jobs)
+        seconds = time.perf_counter() - t0
+        print(f"flow + analyses, n_jobs={jobs}: {n_sims:,} trials in {seconds:.1f} s ({n_sims / seconds:,.0f} trials/s; "
+              f"target: 10,000 in under 30 s on 2 cores)")
+
+
+def bench_planning() -> None:
+    from trialsim.planning.bench import bench_exact_fisher, bench_sweep
+
+    exact = bench_exact_fisher()
+    print("exact Fisher power, every n per arm 5..500: " + ", ".join(f"{k} {v:.3g}" if isinstance(v, float) else f"{k} {v}" for k, v in exact.items()))
+    sweep = bench_sweep()
+    print("50-scenario sweep at 10,000 trials each: " + ", ".join(f"{k} {v:.3g}" if isinstance(v, float) else f"{k} {v}" for k, v in sweep.items()))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--only", choices=["engine", "exact", "sweep", "flow"], default=None)
@@ -89,6 +109,10 @@ def main() -> None:
     print(f"machine: {os.cpu_count()} cores, numpy {np.__version__}")
     if args.only in (None, "engine"):
         bench_engine(args.sims, args.naive)
+    if args.only in (None, "flow"):
+        bench_flow()
+    if args.only in (None, "exact", "sweep"):
+        bench_planning()
 
 
 if __name__ == "__main__":
