@@ -380,3 +380,25 @@ def test_directional_power_rises_as_treatment_moves_away(test, n1, n2, p_control
     near = b1 @ lower @ stats.binom.pmf(np.arange(n2 + 1), n2, p_near)
     far = b1 @ lower @ stats.binom.pmf(np.arange(n2 + 1), n2, p_far)
     assert far >= near - 1e-12
+
+
+def test_direct_path_for_large_arms_equals_the_tables():
+    """Above _DIRECT_FROM_N patients per arm p-values are computed per observed table; same numbers."""
+    from trialsim.analysis import binary as b
+
+    rng = np.random.default_rng(21)
+    n = b._DIRECT_FROM_N + 15
+    xc = (rng.random((300, n)) < 0.12).astype(float)
+    xt = (rng.random((300, n)) < 0.07).astype(float)
+    xc[rng.random(xc.shape) < 0.05] = np.nan
+    xt[rng.random(xt.shape) < 0.05] = np.nan
+    for test in ("fisher", "chi2"):
+        direct = b.binary_test(test, xc, xt, alpha=0.05)
+        for i in range(0, 300, 7):
+            table = b.pvalue_table(test, int(direct.n_control[i]), int(direct.n_treatment[i]))
+            assert direct.pvalue[i] == pytest.approx(table[direct.events_control[i], direct.events_treatment[i]], rel=1e-9, abs=1e-14)
+        if test == "fisher":
+            for i in range(0, 300, 37):
+                ref = stats.fisher_exact([[direct.events_control[i], direct.n_control[i] - direct.events_control[i]],
+                                          [direct.events_treatment[i], direct.n_treatment[i] - direct.events_treatment[i]]]).pvalue
+                assert direct.pvalue[i] == pytest.approx(ref, rel=1e-9)

@@ -110,3 +110,10 @@ def test_cli_show_prints_resolved_toml():
     assert proc.returncode == 0, proc.stderr
     assert isinstance(validate(tomllib.loads(proc.stdout)), Scenario)
     assert tomllib.loads(proc.stdout)["leak"]["effect"] == 0.7
+
+
+def test_boschloo_on_large_arms_is_refused_with_the_way_out():
+    with pytest.raises(ConfigError, match=r"leak.tests.*boschloo.*fisher"):
+        load_scenario(DEFAULT_CONFIG, ["design.n_control=300", "design.n_treatment=300"])
+    sc = load_scenario(DEFAULT_CONFIG, ["design.n_control=300", "design.n_treatment=300", 'leak.tests=["fisher","chi2"]'])
+    assert sc.design.n_control == 300

@@ -30,6 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
     _sim_options(p)
     p.add_argument("--out", type=Path, default=None, help="write power.csv/json, estimates.csv, provenance here; resumes an interrupted run")
     p.add_argument("--no-sweep", action="store_true", help="run only the base scenario of a config with a sweep")
+    p.add_argument("--detail", action="store_true", help="print every scenario of a sweep in full")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
     p = sub.add_parser("flow", help="patient flow (SimPy): time to enrol, study duration, analysable patients")
@@ -51,7 +52,7 @@ def cmd_run(args) -> int:
     result = run(args.config, overrides=args.overrides, n_sims=args.sims, seed=args.seed, n_jobs=args.jobs,
                  chunk_blocks=args.chunk_blocks, progress=not args.quiet, checkpoint_dir=checkpoint,
                  sweep=not args.no_sweep)
-    print(run_summary(result))
+    print(run_summary(result, detail=True if args.detail else None))
     if args.out:
         result.save(args.out)
         print(f"\nwritten: {args.out}/power.csv, power.json, estimates.csv, provenance.json")

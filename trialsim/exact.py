@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from trialsim.analysis.binary import exact_power
+from trialsim.analysis.binary import exact_power, exact_power_cost
 from trialsim.config.schema import Scenario
 from trialsim.endpoints import endpoints
 from trialsim.outcomes.leak import arm_rates
@@ -56,9 +56,17 @@ def binary_law(scenario: Scenario, endpoint: str, arm: str) -> BinaryLaw:
     return BinaryLaw(float(done @ p_event_by_state) / p_done, 1.0 - p_done)
 
 
-def exact_binary_power(scenario: Scenario, endpoint: str, test: str) -> float:
+# Exact figures that would enumerate more tables than this are left to the simulation (large arms
+# with much missing data mix over thousands of analysable size pairs; minutes for one number).
+EXACT_TABLE_BUDGET = 50_000_000
+
+
+def exact_binary_power(scenario: Scenario, endpoint: str, test: str) -> float | None:
+    """Exact power, or None when it would enumerate more than EXACT_TABLE_BUDGET tables."""
     law_c, law_t = binary_law(scenario, endpoint, "control"), binary_law(scenario, endpoint, "treatment")
     d = scenario.design
+    if exact_power_cost(d.n_control, d.n_treatment, (law_c.p_missing, law_t.p_missing)) > EXACT_TABLE_BUDGET:
+        return None
     return exact_power(test, law_c.p_event, law_t.p_event, d.n_control, d.n_treatment, alpha=d.alpha,
                        p_missing=(law_c.p_missing, law_t.p_missing))
 
@@ -72,5 +80,7 @@ def exact_rows(scenario: Scenario) -> list[dict]:
         if e.family != "binary":
             continue
         for test in e.tests:
-            rows.append({"endpoint": e.name, "test": test, "power": exact_binary_power(scenario, e.name, test)})
+            power = exact_binary_power(scenario, e.name, test)
+            if power is not None:
+                rows.append({"endpoint": e.name, "test": test, "power": power})
     return rows

@@ -75,7 +75,7 @@ _GOLDEN_STEPS = 40
 
 # exact_power with missing data skips analysable counts whose probability is below this (per
 # arm); the neglected probability is then below (n + 1) * 1e-18.
-_MIXTURE_FLOOR = 1e-18
+_MIXTURE_FLOOR = 1e-13  # analysable-count pairs below this weight are skipped (error < 1e-10)
 
 
 # --------------------------------------------------------------------------------------------
@@ -522,6 +522,56 @@ def _gather_by_size_pair(
 
 
 # --------------------------------------------------------------------------------------------
+# per-trial p-values for large arms
+# --------------------------------------------------------------------------------------------
+# Above this many patients per arm, binary_test computes Fisher and chi-square p-values per
+# distinct observed table instead of building a whole table per analysable size pair.
+_DIRECT_FROM_N = 60
+
+
+def _fisher_direct(n1: np.ndarray, n2: np.ndarray, x1: np.ndarray, x2: np.ndarray) -> np.ndarray:
+    """Two-sided Fisher p-value of each table (n1, n2, x1, x2), same rule as the tables.
+
+    Sums the hypergeometric probabilities (given the total events m) that do not exceed the
+    observed one times 1 + 1e-7, over the support of each table; vectorised over tables.
+    """
+    m = x1 + x2
+    lo = np.maximum(0, m - n2)
+    hi = np.minimum(n1, m)
+    width = int((hi - lo).max(initial=0)) + 1
+    x = lo[:, None] + np.arange(width)[None, :]
+    inside = x <= hi[:, None]
+    xs = np.where(inside, x, lo[:, None])
+
+    def logpmf(k):
+        return (special.gammaln(n1[:, None] + 1) - special.gammaln(k + 1) - special.gammaln(n1[:, None] - k + 1)
+                + special.gammaln(n2[:, None] + 1) - special.gammaln(m[:, None] - k + 1)
+                - special.gammaln(n2[:, None] - m[:, None] + k + 1)
+                - (special.gammaln(n1[:, None] + n2[:, None] + 1) - special.gammaln(m[:, None] + 1)
+                   - special.gammaln(n1[:, None] + n2[:, None] - m[:, None] + 1)))
+
+    support = logpmf(xs)
+    observed = logpmf(x1[:, None].astype(float))
+    keep = inside & (support <= observed + _LOG_TIE)
+    return np.minimum(1.0, np.sum(np.where(keep, np.exp(support), 0.0), axis=1))
+
+
+def _direct_pvalues(test: str, n_c: np.ndarray, n_t: np.ndarray, e_c: np.ndarray, e_t: np.ndarray) -> np.ndarray:
+    """P-values per trial (NaN with an empty arm), computed once per distinct observed table."""
+    shape = n_c.shape
+    key = np.stack([n_c.ravel(), n_t.ravel(), e_c.ravel(), e_t.ravel()]).astype(np.int64)
+    tables, inverse = np.unique(key, axis=1, return_inverse=True)
+    a, b, x, y = (tables[i].astype(float) for i in range(4))
+    ok = (a > 0) & (b > 0)
+    p = np.full(a.shape, np.nan)
+    if test == "fisher":
+        p[ok] = _fisher_direct(a[ok], b[ok], x[ok], y[ok])
+    else:
+        p[ok] = _chi2_pvalues(a[ok], b[ok], x[ok], y[ok])
+    return p[inverse.ravel()].reshape(shape)
+
+
+# --------------------------------------------------------------------------------------------
 # simulated trials
 # --------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
@@ -612,7 +662,11 @@ def binary_test(test: str, x_control, x_treatment, *, alpha: float) -> BinaryTes
     def table_for(a: int, b: int):
         return None if a == 0 or b == 0 else _pvalue_table_cached(test, a, b)
 
-    pvalue = _gather_by_size_pair(n_c, n_t, e_c * (n_t + 1) + e_t, table_for)
+    if test != "boschloo" and max(xc.shape[-1], xt.shape[-1]) > _DIRECT_FROM_N:
+        # large arms: one table per analysable size pair would cost more than the trials themselves
+        pvalue = _direct_pvalues(test, n_c, n_t, e_c, e_t)
+    else:
+        pvalue = _gather_by_size_pair(n_c, n_t, e_c * (n_t + 1) + e_t, table_for)
     reject = pvalue <= _reject_level(alpha)  # False where NaN
     return BinaryTestResult(
         test=test,
@@ -672,7 +726,7 @@ def exact_power(
     -----
     Fisher and chi-square use a windowed enumeration (see ``_windowed_power``) whose
     truncation error is below 1e-18; Boschloo sums over its full rejection region. With
-    missing data, analysable counts of probability below 1e-18 are skipped.
+    missing data, analysable counts of probability below 1e-13 are skipped (error below 1e-10).
     """
     _check_test(test)
     alpha = _check_alpha(alpha)
@@ -687,15 +741,32 @@ def exact_power(
         raise ValueError(f"p_missing must lie in [0, 1) (one value or one per arm), got {p_missing!r}")
     if not missing.any():
         return _complete_case_power(test, n1, n2, p1, p2, alpha)
-    w1 = _binom_pmf(n1, 1.0 - float(missing[0]))
-    w2 = _binom_pmf(n2, 1.0 - float(missing[1]))
-    keep1 = [k for k in range(1, n1 + 1) if w1[k] >= _MIXTURE_FLOOR]
-    keep2 = [k for k in range(1, n2 + 1) if w2[k] >= _MIXTURE_FLOOR]
+    (w1, keep1), (w2, keep2) = _mixture_support(n1, float(missing[0])), _mixture_support(n2, float(missing[1]))
     total = 0.0
     for k1 in keep1:
         for k2 in keep2:
             total += w1[k1] * w2[k2] * _complete_case_power(test, k1, k2, p1, p2, alpha)
     return float(total)
+
+
+def _mixture_support(n: int, p_missing: float) -> tuple[np.ndarray, list[int]]:
+    w = _binom_pmf(n, 1.0 - p_missing)
+    return w, [k for k in range(1, n + 1) if w[k] >= _MIXTURE_FLOOR]
+
+
+def exact_power_cost(n_control: int, n_treatment: int, p_missing: float | tuple[float, float] = 0.0) -> int:
+    """Tables :func:`exact_power` enumerates (cells over every analysable size pair it mixes over).
+
+    Lets a caller skip an exact figure that would take minutes (large arms with much missing data).
+    """
+    missing = np.asarray(p_missing, dtype=float).ravel()
+    if missing.size == 1:
+        missing = np.repeat(missing, 2)
+    if not missing.any():
+        return (n_control + 1) * (n_treatment + 1)
+    k1 = _mixture_support(n_control, float(missing[0]))[1]
+    k2 = _mixture_support(n_treatment, float(missing[1]))[1]
+    return sum(a + 1 for a in k1) * sum(b + 1 for b in k2)
 
 
 def exact_power_curve(

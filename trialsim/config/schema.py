@@ -16,6 +16,7 @@ from trialsim.config.flow import FlowConfig
 
 
 BinaryTest = Literal["fisher", "boschloo", "chi2"]
+BOSCHLOO_MAX_N = 100  # per arm; its exact table costs ~2 s at 100 vs 100 and grows ~n^3
 ContinuousTest = Literal["welch_log", "mann_whitney"]
 
 
@@ -327,6 +328,18 @@ class Scenario(StrictModel):
     flow: FlowConfig | None = Field(None, description="Patient flow (SimPy); absent = fixed arm sizes, no calendar.")
     run: Run = Field(default_factory=Run)
     sweep: Sweep | None = Field(None, description="Scenario grid; absent = one scenario.")
+
+    @model_validator(mode="after")
+    def _boschloo_size(self):
+        largest = max(self.design.n_control, self.design.n_treatment)
+        for key, tests in (("leak.tests", self.leak.tests), ("colonoscopy.dichotomised_tests", self.colonoscopy.dichotomised_tests)):
+            if "boschloo" in tests and largest > BOSCHLOO_MAX_N:
+                raise ValueError(
+                    f"{key} includes 'boschloo' but an arm has {largest} patients; Boschloo's exact tables are built for "
+                    f"arms of up to {BOSCHLOO_MAX_N} (seconds each, one per analysable size pair). "
+                    f"Use {key} = [\"fisher\", \"chi2\"] for larger designs"
+                )
+        return self
 
     @field_validator("name")
     @classmethod

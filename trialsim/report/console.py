@@ -71,11 +71,56 @@ def scenario_summary(res: ScenarioResult, frame: pd.DataFrame, estimates: pd.Dat
     return "\n".join(out)
 
 
-def run_summary(result: RunResult) -> str:
+def comparison_table(result: RunResult) -> str:
+    """Scenarios side by side: arm sizes, the primary endpoint's tests, and each summary endpoint's first test."""
+    frame = result.to_frame()
+    # exact where it exists, else Monte Carlo (with its SE)
+    best = frame.sort_values("method").drop_duplicates(["scenario", "endpoint", "test"], keep="first")
+    first = result.results[0].spec.scenario
+    from trialsim.endpoints import endpoints
+
+    columns = []
+    for e in endpoints(first):
+        if e.primary:
+            columns += [(e.name, t, f"{e.name} {test_label(t)}") for t in e.tests]
+        elif e.name.endswith("_mean_log") or e.name == "los_days":
+            columns.append((e.name, e.tests[0], f"{e.name} {test_label(e.tests[0])}"))
+    header = ["scenario", "n_c", "n_t"] + [c[2] for c in columns]
+    rows = []
+    for res in result.results:
+        sid = res.spec.id
+        d = res.spec.scenario.design
+        cells = [sid, str(d.n_control), str(d.n_treatment)]
+        for endpoint, test, _ in columns:
+            r = best[(best.scenario == sid) & (best.endpoint == endpoint) & (best.test == test)]
+            if not len(r):
+                cells.append("-")
+                continue
+            r = r.iloc[0]
+            cells.append(pct(r.power, 2) + (" (exact)" if r.method == "exact" else f" ±{pct(r.mc_se, 1)}"))
+        rows.append(cells)
+    widths = [max(len(x) for x in col) for col in zip(header, *rows)]
+    lines = ["  ".join(h.ljust(w) for h, w in zip(header, widths))]
+    lines += ["  ".join(c.ljust(w) for c, w in zip(row, widths)) for row in rows]
+    return "\n".join(lines)
+
+
+def run_summary(result: RunResult, *, detail: bool | None = None) -> str:
+    """The console report: each scenario in detail, or for a sweep a side-by-side table first."""
     frame = result.to_frame()
     estimates = result.estimates_frame()
     prov = result.provenance
     head = [f"trialsim {prov.get('trialsim')} | {prov.get('scenario')} | seed {result.seed}"
             f"{'' if prov.get('seed_given') else ' (drawn; pass --seed to repeat)'} | {prov.get('run_seconds')} s"]
-    body = [scenario_summary(r, frame, estimates) for r in result.results]
-    return "\n".join(head + [""] + ("\n\n".join(body)).splitlines())
+    many = len(result.results) > 1
+    if detail is None:
+        detail = not many
+    parts = []
+    if many:
+        parts.append(f"{len(result.results)} scenarios side by side (power; exact where it exists, else Monte Carlo ± SE):\n"
+                     + comparison_table(result))
+    if detail:
+        parts += [scenario_summary(r, frame, estimates) for r in result.results]
+    elif many:
+        parts.append("(per-scenario detail: --detail; every number: --out DIR -> power.csv)")
+    return "\n".join(head + [""] + ("\n\n".join(parts)).splitlines())
