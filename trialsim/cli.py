@@ -41,6 +41,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("show", help="print the resolved config (defaults filled in) as TOML")
     _common(p)
+
+    from trialsim.cli_planning import add_parsers
+
+    add_parsers(sub)  # samplesize, curves, report
     return parser
 
 
@@ -85,6 +89,12 @@ def cmd_show(args) -> int:
 COMMANDS = {"run": cmd_run, "flow": cmd_flow, "show": cmd_show}
 
 
+def _commands() -> dict:
+    from trialsim.cli_planning import COMMANDS as PLANNING
+
+    return {**COMMANDS, **PLANNING}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -95,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
                   + (" (or -1 for all cores)" if name == "jobs" else ""), file=sys.stderr)
             return 2
     try:
-        return COMMANDS[args.command](args)
+        return _commands()[args.command](args)
     except ConfigError as exc:
         print(f"trialsim: error: {exc}", file=sys.stderr)
         return 2

@@ -1,0 +1,311 @@
+"""One call for everything a planning report needs, saved to (and read back from) a results folder.
+
+``plan(config)`` runs the scenario (the power table), the sample sizes for each target power, the
+minimal detectable effects at the planned size, the pilot numbers and the curve data, and returns a
+:class:`PlanningResult` of tidy frames. ``result.save(dir)`` writes them next to the run's own files
+(power.csv, estimates.csv, provenance.json, scenarios/*.toml written by
+:meth:`trialsim.results.RunResult.save`); :func:`load_planning` reads such a folder back, so figures
+and reports are redrawn without simulating again. A folder written by ``trialsim run --out`` alone
+(no planning.json) is completed with the parts that need no simulated trials (exact and analytic).
+"""
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+import pandas as pd
+
+from trialsim.config.loader import config_hash, load_scenario, scenario_to_toml
+from trialsim.config.schema import Scenario
+from trialsim.endpoints import endpoints
+
+PARTS = ("run", "samplesize", "mde", "pilot", "curves")
+FRAME_FILES = {
+    "power": "power.csv",
+    "estimates": "estimates.csv",
+    "sweep_power": "sweep_power.csv",
+    "sample_sizes": "sample_sizes.csv",
+    "sample_size_curves": "sample_size_curves.csv",
+    "mde": "mde.csv",
+    "pilot_rates": "pilot_rates.csv",
+    "pilot_ratios": "pilot_ratios.csv",
+    "pilot_sd_limits": "pilot_sd_limits.csv",
+    "pilot_guidance": "pilot_guidance.csv",
+    "curves": "curves.csv",
+    "effect_curves": "effect_curves.csv",
+    "heatmap": "heatmap.csv",
+    "assumptions": "assumptions.csv",
+}
+PLANNING_JSON = "planning.json"
+SCENARIO_TOML = "scenario.toml"
+# A sweep in the config is run with at most this many trials per scenario (the base gets run.n_sims).
+SWEEP_MAX_SIMS = 20_000
+
+
+@dataclass
+class PlanningResult:
+    """Every planning table of one design as tidy frames, plus the design, settings and provenance.
+
+    ``frames`` keys are those of :data:`FRAME_FILES`; a part not computed is absent.
+    """
+
+    scenario: Scenario
+    frames: dict[str, pd.DataFrame]
+    design: dict[str, Any]
+    settings: dict[str, Any]
+    provenance: dict[str, Any]
+    run_result: Any = field(default=None, repr=False)
+
+    def frame(self, name: str) -> pd.DataFrame:
+        f = self.frames.get(name)
+        return f if f is not None else pd.DataFrame()
+
+    def save(self, out: str | Path) -> Path:
+        """Write the frames (CSV), planning.json and the resolved scenario; the run's own files too."""
+        out = Path(out)
+        out.mkdir(parents=True, exist_ok=True)
+        if self.run_result is not None:
+            self.run_result.save(out)
+        for name, frame in self.frames.items():
+            if name in ("power", "estimates") and self.run_result is not None:
+                continue  # written by RunResult.save
+            frame.to_csv(out / FRAME_FILES[name], index=False)
+        (out / SCENARIO_TOML).write_text(scenario_to_toml(self.scenario))
+        meta = {"design": self.design, "settings": self.settings, "provenance": self.provenance,
+                "files": {k: FRAME_FILES[k] for k in self.frames}}
+        (out / PLANNING_JSON).write_text(json.dumps(meta, indent=1, default=_json_default))
+        return out
+
+
+def _json_default(x):
+    if hasattr(x, "item"):
+        return x.item()
+    if isinstance(x, (set, tuple)):
+        return list(x)
+    return str(x)
+
+
+def design_facts(scenario: Scenario, config_file: str | None = None) -> dict[str, Any]:
+    """The design in plain values (for headings and the justification paragraph)."""
+    from trialsim.planning.model import binary_rates
+
+    d = scenario.design
+    prim = next(e for e in endpoints(scenario) if e.primary)
+    rates = binary_rates(scenario, prim.name) if prim.family == "binary" else None
+    return {
+        "name": scenario.name, "title": scenario.title, "description": scenario.description, "config_file": config_file,
+        "control_name": d.control_name, "treatment_name": d.treatment_name, "n_control": d.n_control,
+        "n_treatment": d.n_treatment, "alpha": d.alpha, "allocation": d.allocation, "masking": d.masking,
+        "primary_endpoint": prim.name, "primary_label": prim.label, "primary_test": prim.tests[0],
+        "primary_tests": list(prim.tests), "leak_rate_control": scenario.leak.rate_control,
+        "leak_effect": scenario.leak.effect, "leak_effect_measure": scenario.leak.effect_measure,
+        "primary_p_control": rates.p_control if rates else math.nan,
+        "primary_p_treatment": rates.p_treatment if rates else math.nan,
+        "primary_missing_control": rates.missing_control if rates else math.nan,
+        "has_sweep": scenario.sweep is not None and bool(scenario.sweep.values),
+    }
+
+
+def plan(
+    scenario: Scenario | str | Path,
+    *,
+    overrides: Iterable[str] = (),
+    parts: Sequence[str] = PARTS,
+    power: Sequence[float] = (0.8, 0.9),
+    ratio: float = 1.0,
+    n_sims: int | None = None,
+    search_sims: int = 2000,
+    curve_sims: int = 2000,
+    n_max: int = 1500,
+    seed: int | None = None,
+    n_jobs: int | None = None,
+    progress: bool = False,
+    simulate: bool = True,
+    run_result=None,
+) -> PlanningResult:
+    """Compute the planning tables of a scenario.
+
+    Parameters
+    ----------
+    scenario : Scenario or path
+        A validated scenario or a TOML config (``overrides`` apply to a path).
+    parts : sequence of str
+        Any of ``"run"`` (power table by simulation), ``"samplesize"``, ``"mde"``, ``"pilot"``,
+        ``"curves"``.
+    power : sequence of float
+        Target powers of the sample sizes (the first is also the MDE's target).
+    ratio : float
+        Allocation ratio of the sample sizes.
+    n_sims : int, optional
+        Trials of the power table (default ``run.n_sims``).
+    search_sims, curve_sims : int
+        Trials of the sample-size / MDE searches and of the simulated curves.
+    n_max : int
+        Largest n per arm of the sample-size search.
+    seed : int, optional
+        Root seed of every step (default ``run.seed``, else drawn; recorded in ``provenance``).
+    n_jobs : int, optional
+        Workers (default ``run.n_jobs``); results do not depend on it.
+    progress : bool
+        Progress bars on the long steps.
+    simulate : bool
+        False: no simulated trials (exact and analytic parts only).
+    run_result : RunResult, optional
+        An existing run to use for the power table instead of simulating.
+    """
+    from trialsim.planning.assumptions import assumptions_frame, read_config_text
+    from trialsim.planning.curves import leak_power_grid, power_vs_effect, power_vs_n
+    from trialsim.planning.mde import minimal_detectable_effects
+    from trialsim.planning.pilot import pilot_summary
+    from trialsim.planning.samplesize import sample_sizes
+    from trialsim.planning.model import resolve_seed
+
+    config_file = None
+    if not isinstance(scenario, Scenario):
+        config_file = str(scenario)
+        scenario = load_scenario(scenario, overrides)
+    unknown = set(parts) - set(PARTS)
+    if unknown:
+        raise ValueError(f"unknown planning parts {sorted(unknown)}; choose from {PARTS}")
+    seed_given = seed is not None or scenario.run.seed is not None
+    seed = resolve_seed(scenario, seed)
+    n_jobs = n_jobs if n_jobs is not None else scenario.run.n_jobs
+    n_sims = n_sims if n_sims is not None else scenario.run.n_sims
+    power = tuple(sorted(float(p) for p in power))
+    frames: dict[str, pd.DataFrame] = {}
+    seconds: dict[str, float] = {}
+    sim = dict(seed=seed, n_jobs=n_jobs, progress=progress)
+
+    def timed(name, fn):
+        t0 = time.perf_counter()
+        value = fn()
+        seconds[name] = round(time.perf_counter() - t0, 3)
+        return value
+
+    frames["assumptions"] = assumptions_frame(scenario, read_config_text(config_file))
+    if "run" in parts and (simulate or run_result is not None):
+        from trialsim.api import run
+
+        if run_result is None:
+            run_result = timed("run", lambda: run(scenario, n_sims=n_sims, seed=seed, n_jobs=n_jobs, progress=progress, sweep=False))
+            run_result.provenance["config_file"] = config_file
+        # the power table includes the exact rows of binary endpoints, which can take long at large n
+        frames["power"] = timed("run_table", run_result.to_frame)
+        frames["estimates"] = run_result.estimates_frame()
+        if scenario.sweep is not None and scenario.sweep.values and simulate:
+            sweep = timed("sweep", lambda: run(scenario, n_sims=min(n_sims, SWEEP_MAX_SIMS), seed=seed, n_jobs=n_jobs,
+                                               progress=progress, sweep=True))
+            frames["sweep_power"] = timed("sweep_table", sweep.to_frame)
+    if "samplesize" in parts:
+        table = timed("samplesize", lambda: sample_sizes(scenario, power=power, ratio=ratio, n_max=n_max, n_sims=search_sims,
+                                                          simulate=simulate, **sim))
+        frames["sample_sizes"] = table.to_frame()
+        frames["sample_size_curves"] = table.curves_frame()
+    if "mde" in parts:
+        mde = timed("mde", lambda: minimal_detectable_effects(scenario, power=power[0], n_sims=search_sims, simulate=simulate, **sim))
+        frames["mde"] = mde.to_frame()
+    if "pilot" in parts:
+        pilot = timed("pilot", lambda: pilot_summary(scenario, seed=seed))
+        frames.update(pilot.frames())
+    if "curves" in parts:
+        frames["curves"] = timed("curves_n", lambda: power_vs_n(scenario, n_sims=curve_sims, simulate=simulate, **sim))
+        frames["effect_curves"] = timed("curves_effect", lambda: power_vs_effect(scenario, n_sims=curve_sims, simulate=simulate, **sim))
+        frames["heatmap"] = timed("heatmap", lambda: leak_power_grid(scenario))
+    settings = {"parts": list(parts), "power": list(power), "ratio": ratio, "n_sims": n_sims, "search_sims": search_sims,
+                "curve_sims": curve_sims, "n_max": n_max, "simulate": simulate, "sweep_max_sims": SWEEP_MAX_SIMS}
+    return PlanningResult(scenario, frames, design_facts(scenario, config_file), settings,
+                          _provenance(scenario, seed=seed, seed_given=seed_given, n_jobs=n_jobs, seconds=seconds,
+                                      config_file=config_file, run_result=run_result),
+                          run_result=run_result)
+
+
+def _provenance(scenario: Scenario, *, seed: int, seed_given: bool, n_jobs: int, seconds: dict, config_file: str | None,
+                run_result=None) -> dict:
+    import platform
+
+    import numpy as np
+    import scipy
+
+    import trialsim
+
+    prov = {"trialsim": trialsim.__version__, "scenario": scenario.name, "config_file": config_file,
+            "config_hash": config_hash(scenario), "seed": seed, "seed_given": seed_given, "n_jobs": n_jobs,
+            "seconds": seconds, "python": platform.python_version(), "numpy": np.__version__, "scipy": scipy.__version__,
+            "pandas": pd.__version__, "created": time.strftime("%Y-%m-%d %H:%M:%S")}
+    if run_result is not None:
+        prov["run"] = run_result.provenance
+    return prov
+
+
+def is_planning_dir(path: str | Path) -> bool:
+    p = Path(path)
+    return p.is_dir() and ((p / PLANNING_JSON).is_file() or (p / "power.csv").is_file())
+
+
+def load_planning(path: str | Path, *, complete: bool = True, parts: Sequence[str] = PARTS, **options) -> PlanningResult:
+    """Read a results folder back (no simulation).
+
+    A folder with planning.json gives back exactly what was saved. A folder written only by
+    ``trialsim run --out`` gives its power table, and with ``complete=True`` the exact and analytic
+    parts of ``parts`` are computed from its resolved scenario (no simulated trials); ``options``
+    (e.g. ``power``, ``n_max``) go to :func:`plan` for that.
+    """
+    from trialsim.config.loader import ConfigError
+
+    p = Path(path)
+    if not p.is_dir():
+        raise ConfigError(f"results folder {str(p)!r} does not exist")
+    meta_file = p / PLANNING_JSON
+    if meta_file.is_file():
+        meta = json.loads(meta_file.read_text())
+        frames = {}
+        for name, fname in meta.get("files", {}).items():
+            f = p / fname
+            if f.is_file():
+                frames[name] = _read_csv(f)
+        if "power" not in frames and (p / "power.csv").is_file():
+            frames["power"] = _read_csv(p / "power.csv")
+            if (p / "estimates.csv").is_file():
+                frames["estimates"] = _read_csv(p / "estimates.csv")
+        scenario = load_scenario(p / SCENARIO_TOML)
+        return PlanningResult(scenario, frames, meta["design"], meta["settings"], meta["provenance"])
+    if not (p / "power.csv").is_file():
+        raise ConfigError(f"{str(p)!r} is not a results folder: it has neither {PLANNING_JSON} nor power.csv "
+                          "(write one with `trialsim run --out DIR` or `trialsim report CONFIG --out DIR`)")
+    power = _read_csv(p / "power.csv")
+    toml = p / "scenarios" / "base.toml"
+    if not toml.is_file():
+        found = sorted((p / "scenarios").glob("*.toml")) if (p / "scenarios").is_dir() else []
+        if not found:
+            raise ConfigError(f"{str(p)!r} has power.csv but no scenarios/*.toml to read the design from")
+        toml = found[0]
+    scenario = load_scenario(toml)
+    run_prov = json.loads((p / "provenance.json").read_text()) if (p / "provenance.json").is_file() else {}
+    sid = toml.stem
+    base_rows = power[power["scenario"].astype(str) == sid]
+    result = plan(scenario, parts=[x for x in parts if x != "run"], simulate=False,
+                  seed=run_prov.get("seed"), n_jobs=1, **options) if complete else PlanningResult(
+        scenario, {}, design_facts(scenario), {"simulate": False}, {})
+    result.frames["power"] = base_rows.reset_index(drop=True)
+    if power["scenario"].nunique() > 1:
+        result.frames["sweep_power"] = power
+    if (p / "estimates.csv").is_file():
+        est = _read_csv(p / "estimates.csv")
+        result.frames["estimates"] = est[est["scenario"].astype(str) == sid].reset_index(drop=True)
+    result.provenance["run"] = run_prov
+    result.provenance["from_dir"] = str(p)
+    result.design["config_file"] = run_prov.get("config_file")
+    return result
+
+
+def _read_csv(path: Path) -> pd.DataFrame:
+    frame = pd.read_csv(path)
+    # pandas reads integer columns with missing values as float; keep whole numbers whole where possible
+    for col in frame.columns:
+        if frame[col].dtype == float and frame[col].dropna().apply(float.is_integer).all() and col.startswith("n"):
+            frame[col] = frame[col].astype("Int64")
+    return frame
