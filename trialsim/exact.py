@@ -7,6 +7,7 @@ Binomial. Exact enumeration over both then gives the power the simulation must r
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 
@@ -73,8 +74,13 @@ def exact_binary_power(scenario: Scenario, endpoint: str, test: str) -> float | 
 
 def exact_rows(scenario: Scenario) -> list[dict]:
     """One row per binary (endpoint, test) with its exact power; empty with a flow model (random arm sizes)."""
+    return [dict(row) for row in _exact_rows(scenario)]
+
+
+@lru_cache(maxsize=1024)  # a frozen scenario is hashable; tables and reports ask for the same rows often
+def _exact_rows(scenario: Scenario) -> tuple[dict, ...]:
     if scenario.flow is not None:
-        return []
+        return ()
     rows = []
     for e in endpoints(scenario):
         if e.family != "binary":
@@ -83,4 +89,4 @@ def exact_rows(scenario: Scenario) -> list[dict]:
             power = exact_binary_power(scenario, e.name, test)
             if power is not None:
                 rows.append({"endpoint": e.name, "test": test, "power": power})
-    return rows
+    return tuple(rows)
