@@ -74,11 +74,13 @@ def exact_binary_power(scenario: Scenario, endpoint: str, test: str) -> float | 
 
 def exact_rows(scenario: Scenario) -> list[dict]:
     """One row per binary (endpoint, test) with its exact power; empty with a flow model (random arm sizes)."""
-    return [dict(row) for row in _exact_rows(scenario)]
+    # keyed by the scenario's JSON: a scenario with a sweep holds a dict and is not hashable
+    return [dict(row) for row in _exact_rows(scenario.model_dump_json())]
 
 
-@lru_cache(maxsize=1024)  # a frozen scenario is hashable; tables and reports ask for the same rows often
-def _exact_rows(scenario: Scenario) -> tuple[dict, ...]:
+@lru_cache(maxsize=1024)  # tables and reports ask for the same rows often
+def _exact_rows(scenario_json: str) -> tuple[dict, ...]:
+    scenario = Scenario.model_validate_json(scenario_json)
     if scenario.flow is not None:
         return ()
     rows = []
