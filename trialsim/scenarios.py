@@ -42,18 +42,37 @@ def scenario_id(values: dict[str, Any]) -> str:
     return ",".join(f"{n}={_fmt(v)}" for n, v in zip(names, values.values()))
 
 
+def _points(sweep, keys: list[str]):
+    """Each sweep point as {key path: value}, keys in the order of ``sweep.values``.
+
+    mode "zip": element by element. mode "grid": the product of axes, where an axis is one key, or
+    a zip group of keys moving together.
+    """
+    if sweep.mode == "zip":
+        for point in zip(*(sweep.values[k] for k in keys)):
+            yield dict(zip(keys, point))
+        return
+    group_of = {k: tuple(g) for g in sweep.zip_groups for k in g}
+    axes: list[tuple[str, ...]] = []
+    for k in keys:
+        axis = group_of.get(k, (k,))
+        if axis not in axes:
+            axes.append(axis)
+    choices = [list(zip(*(sweep.values[k] for k in axis))) for axis in axes]
+    for combo in itertools.product(*choices):
+        flat = {k: v for axis, point in zip(axes, combo) for k, v in zip(axis, point)}
+        yield {k: flat[k] for k in keys}
+
+
 def expand(scenario: Scenario) -> list[ScenarioSpec]:
     """The scenarios of a config: the base alone, or one per point of its sweep."""
     sweep = scenario.sweep
     if sweep is None or not sweep.values:
         return [ScenarioSpec("base", scenario, {})]
     keys = list(sweep.values)
-    lists = [sweep.values[k] for k in keys]
-    points = zip(*lists) if sweep.mode == "zip" else itertools.product(*lists)
     specs = [ScenarioSpec("base", scenario, {})] if sweep.include_base else []
     seen = set()
-    for point in points:
-        values = dict(zip(keys, point))
+    for values in _points(sweep, keys):
         sid = scenario_id(values)
         if sid in seen:
             continue

@@ -296,6 +296,11 @@ class Sweep(StrictModel):
 
     mode: Literal["grid", "zip"] = Field("grid", description="Full factorial grid, or lists zipped element by element.")
     values: dict[str, list] = Field(default_factory=dict, description="Key path -> list of values.")
+    zip_groups: list[list[str]] = Field(
+        default_factory=list,
+        description="With mode = 'grid': groups of key paths whose lists are zipped together and crossed with the rest, "
+                    "e.g. [['design.n_control', 'design.n_treatment']].",
+    )
     include_base: bool = Field(False, description="Also run the unswept base scenario.")
 
     @model_validator(mode="after")
@@ -309,6 +314,18 @@ class Sweep(StrictModel):
             lengths = {k: len(v) for k, v in self.values.items()}
             if len(set(lengths.values())) > 1:
                 raise ValueError(f"mode = 'zip' needs lists of equal length, got {lengths}")
+        if self.zip_groups and self.mode != "grid":
+            raise ValueError("zip_groups only applies to mode = 'grid' (mode = 'zip' zips every key already)")
+        grouped = [k for group in self.zip_groups for k in group]
+        if len(set(grouped)) != len(grouped):
+            raise ValueError(f"a key path appears in more than one zip group: {self.zip_groups}")
+        for group in self.zip_groups:
+            missing = [k for k in group if k not in self.values]
+            if missing:
+                raise ValueError(f"zip_groups names {missing}, which are not in sweep.values")
+            lengths = {k: len(self.values[k]) for k in group}
+            if len(set(lengths.values())) > 1:
+                raise ValueError(f"keys zipped together need lists of equal length, got {lengths}")
         return self
 
 
