@@ -121,3 +121,27 @@ def test_power_does_not_fall_as_the_cytokine_effect_grows(default_scenario, weak
         powers.append(f.loc[("il6_drain_mean_log", "welch_log")])
     se = np.hypot(powers[0].mc_se, powers[1].mc_se)
     assert powers[1].power >= powers[0].power - 3 * se - 1e-9
+
+
+def test_cli_run_leads_with_the_primary_endpoint_and_warns_plainly(tmp_path):
+    import subprocess
+    import sys
+
+    from tests.conftest import DEFAULT_CONFIG, ROOT
+
+    proc = subprocess.run([sys.executable, "-m", "trialsim", "run", str(DEFAULT_CONFIG), "--sims", "2000", "--jobs", "1",
+                           "--quiet", "--out", str(tmp_path)], capture_output=True, text=True, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr
+    out = proc.stdout
+    assert out.index("PRIMARY ENDPOINT") < out.index("SECONDARY ENDPOINTS")
+    assert "far below the usual 80%" in out and "pilot/feasibility" in out
+    prov = json.loads((tmp_path / "provenance.json").read_text())
+    assert prov["seed"] == 20240831 and prov["n_sims"] == 2000 and prov["config_hash"]
+    assert (tmp_path / "power.csv").read_text().startswith("scenario,endpoint,test,n_control,n_treatment,alpha,power,mc_se")
+    # the same command again resumes from the checkpoint and gives the same table
+    first = (tmp_path / "power.csv").read_text()
+    (tmp_path / "power.csv").unlink()
+    again = subprocess.run([sys.executable, "-m", "trialsim", "run", str(DEFAULT_CONFIG), "--sims", "2000", "--jobs", "1",
+                            "--quiet", "--out", str(tmp_path)], capture_output=True, text=True, cwd=ROOT)
+    assert again.returncode == 0, again.stderr
+    assert (tmp_path / "power.csv").read_text() == first
