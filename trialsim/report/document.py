@@ -18,7 +18,7 @@ from typing import Any
 
 import pandas as pd
 
-from trialsim.report.labels import pct, test_label
+from trialsim.report.labels import is_missing, fmt_interval, fmt_n, fmt_pct, fmt_power, fmt_ratio, pct, test_label  # noqa: F401
 
 FORMATS = ("html", "md", "docx")
 
@@ -26,40 +26,6 @@ FORMATS = ("html", "md", "docx")
 # ---------------------------------------------------------------------------------------------------
 # formatting (one place for every table and the paragraph)
 # ---------------------------------------------------------------------------------------------------
-def _missing(x) -> bool:
-    """None, NaN or pandas' NA (a missing cell read back from CSV)."""
-    if x is None:
-        return True
-    try:
-        return bool(pd.isna(x))
-    except (TypeError, ValueError):
-        return False
-
-
-def fmt_n(x) -> str:
-    """A count of patients: ``1,234``; ``-`` when missing."""
-    return "-" if _missing(x) else f"{int(x):,}"
-
-
-def fmt_pct(x, digits: int = 1) -> str:
-    return "-" if _missing(x) else pct(float(x), digits)
-
-
-def fmt_power(x) -> str:
-    """Powers below 1% keep two decimals (a 0.4% power must not print as 0%)."""
-    if _missing(x):
-        return "-"
-    return pct(float(x), 2 if float(x) < 0.01 else 1)
-
-
-def fmt_ratio(x) -> str:
-    return "-" if _missing(x) else f"{float(x):.3g}"
-
-
-def fmt_interval(lo, hi, f=fmt_pct) -> str:
-    return "-" if _missing(lo) or _missing(hi) else f"{f(lo)} to {f(hi)}"
-
-
 @dataclass(frozen=True)
 class Table:
     """A display table: string cells, one row key per row (``frame.index``), a caption and notes."""
@@ -203,8 +169,8 @@ def build_tables(result) -> dict[str, Table]:
     guide = result.frame("pilot_guidance")
     if not guide.empty:
         rows = [(f"{i}", {"Guidance": str(r.guideline), "Basis": str(r.basis),
-                          "Endpoint": label_of.get(str(r.endpoint), str(r.endpoint)) if not _missing(r.endpoint) else "",
-                          "Standardised effect": "-" if _missing(r.standardised_effect) else f"{float(r.standardised_effect):.2f}",
+                          "Endpoint": label_of.get(str(r.endpoint), str(r.endpoint)) if not is_missing(r.endpoint) else "",
+                          "Standardised effect": "-" if is_missing(r.standardised_effect) else f"{float(r.standardised_effect):.2f}",
                           "Per arm": fmt_n(r.recommended_per_arm),
                           "This design": fmt_n(r.design_per_arm), "Meets it": "yes" if bool(r.meets) else "no"})
                 for i, r in enumerate(guide.itertuples())]
@@ -228,7 +194,7 @@ def build_tables(result) -> dict[str, Table]:
 
     assumptions = result.frame("assumptions")
     if not assumptions.empty:
-        rows = [(str(r.key), {"Key": str(r.key), "Value": str(r.value), "Source": str(r.source) if not _missing(r.source) else "",
+        rows = [(str(r.key), {"Key": str(r.key), "Value": str(r.value), "Source": str(r.source) if not is_missing(r.source) else "",
                               "Set in": str(r.origin)}) for r in assumptions.itertuples()]
         tables["assumptions"] = _table("assumptions", "Every assumption with its source", rows,
                                        "[n] = section n of the trial's evidence file (clinical_evidence.md). 'config': the value "
@@ -245,7 +211,7 @@ def _endpoints(result):
 def _size_row(r, label_of: dict) -> dict[str, str]:
     reachable = bool(r.reachable)
     if not reachable:
-        n, detail = f"> {fmt_n(r.n_max)}", str(r.note) if not _missing(r.note) else ""
+        n, detail = f"> {fmt_n(r.n_max)}", str(r.note) if not is_missing(r.note) else ""
         if r.method == "analytic":
             n = "not simulated"
     elif r.method == "exact":
@@ -266,7 +232,7 @@ def _mde_row(r, label_of: dict) -> dict[str, str]:
     reachable = bool(r.reachable)
     if reachable:
         effect = fmt_ratio(r.effect)
-        interval = "-" if r.method == "exact" or _missing(r.effect_low) else fmt_interval(r.effect_low, r.effect_high, fmt_ratio)
+        interval = "-" if r.method == "exact" or is_missing(r.effect_low) else fmt_interval(r.effect_low, r.effect_high, fmt_ratio)
     elif r.method == "skipped":
         effect, interval = "not computed", "-"
     else:

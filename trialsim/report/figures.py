@@ -16,7 +16,7 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from trialsim.report.labels import test_label
+from trialsim.report.labels import series_label, short_endpoint_label, short_test_label, test_label  # noqa: F401
 
 TARGETS = (0.8, 0.9)
 FIG_WIDTH = 7.2  # inches: a two-column journal page
@@ -26,30 +26,6 @@ HEATMAP_CMAP = "cividis"  # perceptually uniform and readable with colour-vision
 CONTOUR_STYLES = {0.8: "--", 0.9: "-"}
 LINESTYLES = ["-", "--", "-.", ":", (0, (5, 1)), (0, (3, 1, 1, 1, 1, 1))]
 MARKERS = ["o", "s", "^", "D", "v", "P", "X", "*"]
-
-
-def short_endpoint_label(endpoint: str, label: str | None = None) -> str:
-    """A figure-legend length name of an endpoint."""
-    if endpoint == "leak_1m":
-        return "Leak within 1 month"
-    if label and ", mean of log over POD" in label:
-        return label.split(", mean of log over POD")[0] + ", mean log"
-    if endpoint == "los_days":
-        return "Length of stay"
-    if endpoint == "colonoscopy_grade":
-        return "Colonoscopy grade"
-    if endpoint == "colonoscopy_abnormal":
-        return "Colonoscopy abnormal"
-    return label or endpoint
-
-
-def short_test_label(test: str) -> str:
-    """``test_label`` without qualifiers the legend does not need ("Welch t (log)" -> "Welch t")."""
-    return test_label(test).replace(" (log)", "").replace(" exact", "").replace(" (z)", "")
-
-
-def series_label(endpoint: str, test: str, label: str | None = None) -> str:
-    return f"{short_endpoint_label(endpoint, label)}: {short_test_label(test)}"
 
 
 class _Style:

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import math
 
+import pandas as pd
+
 TEST_LABELS = {
     "fisher": "Fisher exact",
     "boschloo": "Boschloo exact",
@@ -37,3 +39,63 @@ def num(x: float, digits: int = 3) -> str:
     if x is None or (isinstance(x, float) and math.isnan(x)):
         return "n/a"
     return f"{x:.{digits}g}"
+
+
+# ------------------------------------------------------------------ report tables and the paragraph
+def is_missing(x) -> bool:
+    """None, NaN or pandas' NA (a missing cell read back from CSV)."""
+    if x is None:
+        return True
+    try:
+        return bool(pd.isna(x))
+    except (TypeError, ValueError):
+        return False
+
+
+def fmt_n(x) -> str:
+    """A count of patients: ``1,234``; ``-`` when missing."""
+    return "-" if is_missing(x) else f"{int(x):,}"
+
+
+def fmt_pct(x, digits: int = 1) -> str:
+    return "-" if is_missing(x) else pct(float(x), digits)
+
+
+def fmt_power(x) -> str:
+    """Powers below 1% keep two decimals (a 0.4% power must not print as 0%)."""
+    if is_missing(x):
+        return "-"
+    return pct(float(x), 2 if float(x) < 0.01 else 1)
+
+
+def fmt_ratio(x) -> str:
+    return "-" if is_missing(x) else f"{float(x):.3g}"
+
+
+def fmt_interval(lo, hi, f=fmt_pct) -> str:
+    return "-" if is_missing(lo) or is_missing(hi) else f"{f(lo)} to {f(hi)}"
+
+
+# ------------------------------------------------------------------ figure legends
+def short_endpoint_label(endpoint: str, label: str | None = None) -> str:
+    """A figure-legend length name of an endpoint."""
+    if endpoint == "leak_1m":
+        return "Leak within 1 month"
+    if label and ", mean of log over POD" in label:
+        return label.split(", mean of log over POD")[0] + ", mean log"
+    if endpoint == "los_days":
+        return "Length of stay"
+    if endpoint == "colonoscopy_grade":
+        return "Colonoscopy grade"
+    if endpoint == "colonoscopy_abnormal":
+        return "Colonoscopy abnormal"
+    return label or endpoint
+
+
+def short_test_label(test: str) -> str:
+    """``test_label`` without qualifiers the legend does not need ("Welch t (log)" -> "Welch t")."""
+    return test_label(test).replace(" (log)", "").replace(" exact", "").replace(" (z)", "")
+
+
+def series_label(endpoint: str, test: str, label: str | None = None) -> str:
+    return f"{short_endpoint_label(endpoint, label)}: {short_test_label(test)}"
