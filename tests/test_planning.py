@@ -300,3 +300,13 @@ def test_leak_powered_config_is_powered():
 def test_treatment_size_rounds_half_up(n, ratio):
     m = model.n_treatment_for(n, ratio)
     assert abs(m - ratio * n) <= 0.5 and m >= 1
+
+
+def test_simulated_sample_size_with_a_flow_model_runs_past_the_boschloo_limit():
+    """With a flow model each size is simulated on its own scenario; sizes above Boschloo's limit must work."""
+    from trialsim.planning.search import resized
+
+    sc = with_values(load_scenario(CONFIGS / "exosome_lar_20.toml"), {"flow": {}})
+    big = resized(sc, 150, 150)
+    assert "boschloo" not in big.leak.tests and big.design.n_treatment == 150
+    assert resized(sc, 20, 20).leak.tests == sc.leak.tests

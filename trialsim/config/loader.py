@@ -119,7 +119,7 @@ def _describe(err: dict) -> str:
         return f"unknown key {path!r} (value {value!r}); allowed keys here: {allowed}"
     msg = err["msg"].removeprefix("Value error, ")
     if isinstance(value, dict):  # a check across several keys of one section
-        return f"section {path!r} is not allowed as given: {msg}"
+        return msg if not loc else f"section {path!r} is not allowed as given: {msg}"
     shown = json.dumps(value) if isinstance(value, (int, float, str, bool, list)) else repr(value)
     return f"{path} = {shown} is not allowed: {msg}"
 

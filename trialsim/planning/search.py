@@ -81,11 +81,24 @@ def _nested_chunk(scenario: Scenario, seed: int, stream: int, block: int, n_tria
     sizes = sorted({s for j in jobs for s in j.sizes})
     batches = {}
     for c, t in sizes:
-        sc = with_values(scenario, {"design.n_control": c, "design.n_treatment": t})
-        batches[(c, t)] = simulate_trials(sc, n_trials, rng=stream_rng(seed, stream, block))
+        batches[(c, t)] = simulate_trials(resized(scenario, c, t), n_trials, rng=stream_rng(seed, stream, block))
     for job in jobs:
         out[(job.endpoint, job.test)] = np.stack([batches[s].tests[(job.endpoint, job.test)].reject for s in job.sizes], axis=1)
     return out
+
+
+def resized(scenario: Scenario, n_control: int, n_treatment: int) -> Scenario:
+    """The scenario at other arm sizes; Boschloo is dropped from tests beyond its size limit (none of
+    the searched jobs can use it there: its sample sizes stop at that limit)."""
+    from trialsim.config.schema import BOSCHLOO_MAX_N
+
+    values: dict = {"design.n_control": n_control, "design.n_treatment": n_treatment}
+    if max(n_control, n_treatment) > BOSCHLOO_MAX_N:
+        for key, tests in (("leak.tests", scenario.leak.tests),
+                           ("colonoscopy.dichotomised_tests", scenario.colonoscopy.dichotomised_tests)):
+            if "boschloo" in tests:
+                values[key] = [t for t in tests if t != "boschloo"] or ["fisher"]
+    return with_values(scenario, values, source=f"{n_control} + {n_treatment} patients")
 
 
 def nested_rejections(scenario: Scenario, jobs: Sequence[GridJob], *, n_sims: int, seed: int, stream: int,
