@@ -117,3 +117,19 @@ def test_boschloo_on_large_arms_is_refused_with_the_way_out():
         load_scenario(DEFAULT_CONFIG, ["design.n_control=300", "design.n_treatment=300"])
     sc = load_scenario(DEFAULT_CONFIG, ["design.n_control=300", "design.n_treatment=300", 'leak.tests=["fisher","chi2"]'])
     assert sc.design.n_control == 300
+
+
+def _numbers(node):
+    """Every value of a raw config except free text (names, titles, sources) and run settings."""
+    if isinstance(node, dict):
+        return {k: _numbers(v) for k, v in node.items() if k not in ("source", "name", "title", "description", "run")}
+    if isinstance(node, list):
+        return [_numbers(v) for v in node]
+    return node
+
+
+def test_default_config_file_and_schema_defaults_agree(default_scenario):
+    """configs/exosome_lar_20.toml spells out the schema's cited defaults; the two must not drift apart."""
+    from trialsim.config.loader import to_raw
+
+    assert _numbers(to_raw(default_scenario)) == _numbers(to_raw(validate({})))

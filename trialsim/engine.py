@@ -96,7 +96,8 @@ def run_specs(
         todo = [(b, n) for b, n in enumerate(sizes) if b not in done[i]]
         for start in range(0, len(todo), chunk_blocks):
             tasks.append(Task(i, tuple(todo[start:start + chunk_blocks])))
-    bar = _progress(progress, total=sum(n for t in tasks for _, n in t.blocks), already=len(specs) * n_sims - sum(n for t in tasks for _, n in t.blocks))
+    todo_trials = sum(n for t in tasks for _, n in t.blocks)
+    bar = _progress(progress, total=todo_trials, already=len(specs) * n_sims - todo_trials)
     try:
         for spec_index, blocks in _execute(specs, seed, tasks, n_jobs=n_jobs, backend=backend):
             for block in blocks:

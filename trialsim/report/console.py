@@ -71,9 +71,9 @@ def scenario_summary(res: ScenarioResult, frame: pd.DataFrame, estimates: pd.Dat
     return "\n".join(out)
 
 
-def comparison_table(result: RunResult) -> str:
+def comparison_table(result: RunResult, frame: pd.DataFrame | None = None) -> str:
     """Scenarios side by side: arm sizes, the primary endpoint's tests, and each summary endpoint's first test."""
-    frame = result.to_frame()
+    frame = result.to_frame() if frame is None else frame
     # exact where it exists, else Monte Carlo (with its SE)
     best = frame.sort_values("method").drop_duplicates(["scenario", "endpoint", "test"], keep="first")
     first = result.results[0].spec.scenario
@@ -118,7 +118,7 @@ def run_summary(result: RunResult, *, detail: bool | None = None) -> str:
     parts = []
     if many:
         parts.append(f"{len(result.results)} scenarios side by side (power; exact where it exists, else Monte Carlo ± SE):\n"
-                     + comparison_table(result))
+                     + comparison_table(result, frame))
     if detail:
         parts += [scenario_summary(r, frame, estimates) for r in result.results]
     elif many:
