@@ -7,7 +7,8 @@ Notebook use::
     result = trialsim.run(scenario, n_sims=20_000, seed=1)
     result.to_frame()
 """
-__version__ = "0.1.0"
+from trialsim.version import __version__
+
 __all__ = ["run", "load_scenario", "ConfigError", "__version__"]
 
 

@@ -6,12 +6,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
 
-from trialsim.config.loader import load_scenario
+from trialsim.config.loader import load_scenario, with_values
 from trialsim.config.schema import Scenario
 from trialsim.engine import run_specs
-from trialsim.results import RunResult, ScenarioResult, provenance
-from trialsim.rng import draw_seed
+from trialsim.flow.summary import summarise_flow
+from trialsim.results import RunResult, ScenarioResult, TrialWriter, provenance
+from trialsim.rng import Streams, draw_seed
 from trialsim.scenarios import ScenarioSpec, expand
+from trialsim.simulate import simulate_trials
 
 
 def run(
@@ -25,11 +27,13 @@ def run(
     progress: bool = False,
     checkpoint_dir: str | Path | None = None,
     sweep: bool = True,
+    keep_trials: str | Path | None = None,
 ) -> RunResult:
     """Simulate a scenario (and its sweep) and return the results.
 
     Arguments given here take precedence over the config's ``[run]`` section. Without a seed anywhere
-    one is drawn, used and recorded in ``result.provenance``.
+    one is drawn, used and recorded in ``result.provenance``. ``keep_trials`` is a folder for the
+    per-trial table (Parquet, one file per scenario and block: p-value, estimate, interval, decision).
     """
     source = None
     if not isinstance(scenario, Scenario):
@@ -42,10 +46,12 @@ def run(
     n_jobs = n_jobs if n_jobs is not None else cfg.n_jobs
     specs = expand(scenario) if sweep else [ScenarioSpec("base", scenario, {})]
     t0 = time.perf_counter()
+    writer = TrialWriter(Path(keep_trials), [s.id for s in specs]) if keep_trials is not None else None
     blocks = run_specs(specs, seed=seed, n_sims=n_sims, n_jobs=n_jobs,
                        chunk_blocks=chunk_blocks if chunk_blocks is not None else cfg.chunk_blocks,
                        backend=cfg.backend, progress=progress,
-                       checkpoint_dir=Path(checkpoint_dir) if checkpoint_dir is not None else None)
+                       checkpoint_dir=Path(checkpoint_dir) if checkpoint_dir is not None else None,
+                       on_trials=writer.write if writer is not None else None)
     seconds = time.perf_counter() - t0
     results = [ScenarioResult.combine(spec, b) for spec, b in zip(specs, blocks)]
     prov = provenance(specs[0], seed=seed, seed_given=seed_given, n_sims=n_sims, n_jobs=n_jobs, seconds=seconds, source=source)
@@ -101,10 +107,6 @@ def flow(
     A config without a ``[flow]`` section gets the flow's cited defaults. The per-patient figure and
     event log come from block 0 of the same run (same seed, same trials).
     """
-    from trialsim.config.loader import with_values
-    from trialsim.flow.summary import summarise_flow
-    from trialsim.rng import block_rng
-    from trialsim.simulate import observe_with_flow
 
     if not isinstance(scenario, Scenario):
         scenario = load_scenario(scenario, overrides)
@@ -114,5 +116,5 @@ def flow(
                  sweep=False)
     summary = summarise_flow(result.results[0].flow, flow=scenario.flow)
     size = min(scenario.run.block_size, result.results[0].n_sims)
-    _, sample = observe_with_flow(scenario, size, rng=block_rng(result.seed, 0), event_log=True)
+    sample = simulate_trials(scenario, size, streams=Streams(result.seed, 0), event_log=True).flow_batch
     return FlowReport(result=result, summary=summary, sample=sample, sample_summary=summarise_flow(sample))

@@ -13,9 +13,11 @@ from pathlib import Path
 from typing import Iterable, Sequence
 
 from trialsim.config.loader import ConfigError, config_hash
-from trialsim.rng import block_sizes
+from trialsim.decide import decide
+from trialsim.rng import Streams, block_sizes
 from trialsim.scenarios import ScenarioSpec
-from trialsim.simulate import BlockSummary, simulate_block
+from trialsim.simulate import simulate_trials
+from trialsim.summarise import BlockSummary, summarise_batch, trial_table
 
 
 @dataclass(frozen=True)
@@ -24,8 +26,23 @@ class Task:
     blocks: tuple[tuple[int, int], ...]  # (block index, trials in block)
 
 
-def _run_task(spec: ScenarioSpec, seed: int, task: Task) -> tuple[int, list[BlockSummary]]:
-    return task.spec_index, [simulate_block(spec.scenario, seed, b, n) for b, n in task.blocks]
+def simulate_block(scenario, seed: int, block: int, n_sims: int, *, block_size: int | None = None,
+                   keep_trials: bool = False) -> tuple[BlockSummary, dict | None]:
+    """The unit of work: block ``block`` of a run, on its own random streams, decided and summarised.
+
+    With ``keep_trials`` also the block's per-trial table (trial index = block * block_size + row).
+    """
+    batch = simulate_trials(scenario, n_sims, streams=Streams(seed, block))
+    decisions = decide(batch)
+    summary = summarise_batch(batch, decisions, block=block)
+    size = scenario.run.block_size if block_size is None else block_size
+    table = trial_table(batch, decisions, first_trial=block * size) if keep_trials else None
+    return summary, table
+
+
+def _run_task(spec: ScenarioSpec, seed: int, task: Task, keep_trials: bool = False):
+    out = [simulate_block(spec.scenario, seed, b, n, keep_trials=keep_trials) for b, n in task.blocks]
+    return task.spec_index, [s for s, _ in out], [t for _, t in out]
 
 
 class Checkpoint:
@@ -75,11 +92,14 @@ def run_specs(
     backend: str = "loky",
     progress: bool = False,
     checkpoint_dir: Path | None = None,
+    on_trials=None,
 ) -> list[list[BlockSummary]]:
     """Simulate every scenario and return its block summaries in block order.
 
     Every scenario uses the same root seed, so scenarios of a sweep share random streams (common
     random numbers): their differences are estimated more precisely than each on its own.
+    ``on_trials(spec_index, block, table)``, when given, receives each block's per-trial table as it
+    arrives (``--keep-trials``).
     """
     block_size = specs[0].scenario.run.block_size
     sizes = block_sizes(n_sims, block_size)
@@ -99,9 +119,12 @@ def run_specs(
     todo_trials = sum(n for t in tasks for _, n in t.blocks)
     bar = _progress(progress, total=todo_trials, already=len(specs) * n_sims - todo_trials)
     try:
-        for spec_index, blocks in _execute(specs, seed, tasks, n_jobs=n_jobs, backend=backend):
-            for block in blocks:
+        for spec_index, blocks, tables in _execute(specs, seed, tasks, n_jobs=n_jobs, backend=backend,
+                                                   keep_trials=on_trials is not None):
+            for block, table in zip(blocks, tables):
                 done[spec_index][block.block] = block
+                if on_trials is not None:
+                    on_trials(spec_index, block.block, table)
             if checkpoints[spec_index] is not None:
                 checkpoints[spec_index].append(blocks)
             if bar is not None:
@@ -116,12 +139,12 @@ def _safe(name: str) -> str:
     return "".join(c if c.isalnum() or c in "-_.=," else "_" for c in name)[:150]
 
 
-def _execute(specs, seed, tasks, *, n_jobs: int, backend: str):
+def _execute(specs, seed, tasks, *, n_jobs: int, backend: str, keep_trials: bool = False):
     if not tasks:
         return
     if n_jobs == 1 or backend == "sequential" or len(tasks) == 1:
         for task in tasks:
-            yield _run_task(specs[task.spec_index], seed, task)
+            yield _run_task(specs[task.spec_index], seed, task, keep_trials)
         return
     from joblib import Parallel, delayed, parallel_config
 
@@ -132,7 +155,7 @@ def _execute(specs, seed, tasks, *, n_jobs: int, backend: str):
             raise ConfigError("run.backend = 'dask' needs dask.distributed: pip install 'trialsim[dask]'") from None
     with parallel_config(backend=backend, n_jobs=n_jobs):
         yield from Parallel(return_as="generator_unordered")(
-            delayed(_run_task)(specs[t.spec_index], seed, t) for t in tasks
+            delayed(_run_task)(specs[t.spec_index], seed, t, keep_trials) for t in tasks
         )
 
 

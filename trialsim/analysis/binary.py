@@ -82,8 +82,8 @@ _MIXTURE_FLOOR = 1e-13  # analysable-count pairs below this weight are skipped (
 # validation
 # --------------------------------------------------------------------------------------------
 def _check_test(test: str) -> str:
-    if test not in BINARY_TESTS:
-        raise ValueError(f"test must be one of {BINARY_TESTS}, got {test!r}")
+    if test not in _TABLE_BUILDERS:
+        raise ValueError(f"test must be one of {tuple(_TABLE_BUILDERS)}, got {test!r}")
     return test
 
 
@@ -411,6 +411,18 @@ _TABLE_BUILDERS: dict[str, Callable[[int, int], np.ndarray]] = {
 }
 
 
+def register_table_test(name: str, table_builder: Callable[[int, int], np.ndarray],
+                        direct: Callable[[np.ndarray, np.ndarray, np.ndarray, np.ndarray], np.ndarray] | None = None) -> None:
+    """Make ``name`` a binary test of this module: ``table_builder(n1, n2)`` gives its p-value table.
+
+    ``direct(n1, n2, x1, x2)`` (float arrays, one entry per distinct table) computes p-values per
+    observed table for large arms; without it the test always uses whole tables.
+    """
+    _TABLE_BUILDERS[name] = table_builder
+    if direct is not None:
+        _DIRECT[name] = direct
+
+
 # --------------------------------------------------------------------------------------------
 # public tables
 # --------------------------------------------------------------------------------------------
@@ -556,6 +568,12 @@ def _fisher_direct(n1: np.ndarray, n2: np.ndarray, x1: np.ndarray, x2: np.ndarra
     return np.minimum(1.0, np.sum(np.where(keep, np.exp(support), 0.0), axis=1))
 
 
+_DIRECT: dict[str, Callable[[np.ndarray, np.ndarray, np.ndarray, np.ndarray], np.ndarray]] = {
+    "fisher": _fisher_direct,
+    "chi2": _chi2_pvalues,
+}
+
+
 def _direct_pvalues(test: str, n_c: np.ndarray, n_t: np.ndarray, e_c: np.ndarray, e_t: np.ndarray) -> np.ndarray:
     """P-values per trial (NaN with an empty arm), computed once per distinct observed table."""
     shape = n_c.shape
@@ -564,10 +582,7 @@ def _direct_pvalues(test: str, n_c: np.ndarray, n_t: np.ndarray, e_c: np.ndarray
     a, b, x, y = (tables[i].astype(float) for i in range(4))
     ok = (a > 0) & (b > 0)
     p = np.full(a.shape, np.nan)
-    if test == "fisher":
-        p[ok] = _fisher_direct(a[ok], b[ok], x[ok], y[ok])
-    else:
-        p[ok] = _chi2_pvalues(a[ok], b[ok], x[ok], y[ok])
+    p[ok] = _DIRECT[test](a[ok], b[ok], x[ok], y[ok])
     return p[inverse.ravel()].reshape(shape)
 
 
@@ -662,7 +677,7 @@ def binary_test(test: str, x_control, x_treatment, *, alpha: float) -> BinaryTes
     def table_for(a: int, b: int):
         return None if a == 0 or b == 0 else _pvalue_table_cached(test, a, b)
 
-    if test != "boschloo" and max(xc.shape[-1], xt.shape[-1]) > _DIRECT_FROM_N:
+    if test in _DIRECT and max(xc.shape[-1], xt.shape[-1]) > _DIRECT_FROM_N:
         # large arms: one table per analysable size pair would cost more than the trials themselves
         pvalue = _direct_pvalues(test, n_c, n_t, e_c, e_t)
     else:

@@ -27,52 +27,6 @@ Pair = Annotated[tuple[float, float], BeforeValidator(_tuples)]
 Gaps = Annotated[tuple[Pair, ...], BeforeValidator(_tuples)]
 Ratio = Annotated[tuple[int, int], BeforeValidator(_tuples)]
 
-AllocationScheme = Literal["sequential", "alternating", "permuted_block", "simple"]
-
-
-class AllocationConfig(StrictModel):
-    """Who gets which arm, by position in the enrolment sequence (see ``trialsim.designs.allocation``)."""
-
-    scheme: AllocationScheme = Field(
-        "sequential",
-        description=(
-            "Allocation scheme. The registration (NCT06536712) says NON_RANDOMIZED with 10 placebo but does not "
-            "state how patients are assigned [0]; 'sequential' (first n_control patients to control, then "
-            "treatment) is one plausible reading, ASSUMPTION. 'alternating', 'permuted_block' and 'simple' "
-            "(coin flip) are the alternatives."
-        ),
-    )
-    block_size: int = Field(
-        4, ge=2, le=1000,
-        description="Block size of 'permuted_block'; a multiple of sum(ratio). ASSUMPTION (common choice).",
-    )
-    ratio: Ratio = Field(
-        (1, 1),
-        description="Allocation ratio control:treatment of the randomised schemes (registered 10:10 -> 1:1) [0].",
-    )
-
-    @field_validator("ratio")
-    @classmethod
-    def _positive_ratio(cls, v):
-        if min(v) < 1:
-            raise ValueError(f"both parts of the ratio must be integers >= 1, got {list(v)}")
-        return v
-
-    @model_validator(mode="after")
-    def _block_fits_ratio(self):
-        if self.scheme == "permuted_block" and self.block_size % sum(self.ratio):
-            raise ValueError(
-                f"block_size {self.block_size} is not a multiple of sum(ratio) = {sum(self.ratio)} "
-                f"(ratio {list(self.ratio)}); use e.g. {2 * sum(self.ratio)}"
-            )
-        return self
-
-    @property
-    def p_treatment(self) -> float:
-        """Chance of the treatment arm implied by the ratio."""
-        return self.ratio[1] / sum(self.ratio)
-
-
 class FlowConfig(StrictModel):
     """Patient flow of a single-centre surgical trial: referral to the 1-month visit."""
 
@@ -136,7 +90,6 @@ class FlowConfig(StrictModel):
             "None = no deadline. Scenario: 122 = registered start to completion [0]."
         ),
     )
-    allocation: AllocationConfig = Field(default_factory=AllocationConfig)
 
     @field_validator("gaps")
     @classmethod

@@ -161,9 +161,39 @@ def read_toml(path: str | Path) -> dict:
         raise ConfigError(f"config file {str(p)!r} is not UTF-8 text") from None
 
 
+def merge(base: dict, changes: dict) -> dict:
+    """``changes`` laid over ``base``: tables merge key by key, any other value replaces."""
+    out = copy.deepcopy(base)
+    for key, value in changes.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def read_config(path: str | Path, _seen: tuple[str, ...] = ()) -> dict:
+    """A config file as a raw dict, with ``extends = "other.toml"`` (relative to the file) resolved.
+
+    The file's own values are laid over those of the file it extends (tables merge key by key; lists
+    and values replace), so a variant of a trial names only what differs.
+    """
+    p = Path(path)
+    raw = read_toml(p)
+    parent = raw.pop("extends", None)
+    if parent is None:
+        return raw
+    if not isinstance(parent, str):
+        raise ConfigError(f"config file {str(p)!r}: extends = {parent!r} must be a file name (a string)")
+    target = (p.parent / parent).resolve()
+    if str(target) in _seen:
+        raise ConfigError(f"config file {str(p)!r}: extends = {parent!r} makes a cycle")
+    return merge(read_config(target, _seen + (str(p.resolve()),)), raw)
+
+
 def load_scenario(path: str | Path, overrides: Iterable[str] = ()) -> Scenario:
-    """Read, override (``["leak.effect=0.7", ...]``) and validate a scenario file."""
-    raw = read_toml(path)
+    """Read, override (``["endpoints.leak_1m.effect=0.7", ...]``) and validate a scenario file."""
+    raw = read_config(path)
     pairs = [parse_override(item) for item in overrides]
     for key, value in pairs:
         set_path(raw, key, value)
@@ -223,6 +253,8 @@ def _emit(model: BaseModel, prefix: str, out: list[str]) -> None:
             continue
         if isinstance(value, BaseModel):
             tables.append((name, value))
+        elif isinstance(value, dict) and value and all(isinstance(v, BaseModel) for v in value.values()):
+            tables.extend((f"{name}.{_toml_key(k)}", v) for k, v in value.items())
         elif isinstance(value, tuple) and value and isinstance(value[0], BaseModel):
             arrays.append((name, value))
         else:

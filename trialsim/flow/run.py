@@ -14,7 +14,6 @@ import pandas as pd
 import simpy
 
 from trialsim.config.flow import DAYS_PER_MONTH, FlowConfig
-from trialsim.designs.allocation import allocation_sequence
 from trialsim.flow.processes import ARMS, DRAW_FIELDS, Trial, operating_list, recruitment
 
 OUTCOME_KEYS = ("los_days", "leak_day", "leak_extra_days", "died", "death_day")
@@ -152,7 +151,7 @@ def referral_days_from_unit(unit_times: np.ndarray, flow: FlowConfig) -> np.ndar
 
 
 def draw_flow(flow: FlowConfig, *, n_trials: int, n_control: int, n_treatment: int, p_missing_visit: float,
-              p_missing_colonoscopy: float, rng: np.random.Generator) -> FlowDraws:
+              p_missing_colonoscopy: float, is_treatment: np.ndarray, rng: np.random.Generator) -> FlowDraws:
     """Draw every random input of the flow for ``n_trials`` trials, vectorised.
 
     Parameters
@@ -165,6 +164,8 @@ def draw_flow(flow: FlowConfig, *, n_trials: int, n_control: int, n_treatment: i
         Chance a living patient misses the 1-month visit, and the colonoscopy at an attended visit;
         the scenario's ``follow_up.p_missing_1m_visit`` and ``colonoscopy.p_missing`` (one source
         for the model with and without a flow).
+    is_treatment : ndarray of bool, shape (n_trials, n_control + n_treatment)
+        The arm of each enrolment position (from the design's allocation scheme).
     rng : numpy.random.Generator
 
     Returns
@@ -185,7 +186,9 @@ def draw_flow(flow: FlowConfig, *, n_trials: int, n_control: int, n_treatment: i
         consents.append(rng.random((n_trials, width)) < flow.p_consent)
         enrolments += np.count_nonzero(eligible[-1] & consents[-1], axis=1)
     unit_times = np.cumsum(np.concatenate(gaps, axis=1), axis=1)
-    is_treatment = allocation_sequence(flow.allocation, n_trials=n_trials, n_control=n_control, n_treatment=n_treatment, rng=rng)
+    is_treatment = np.asarray(is_treatment, dtype=bool)
+    if is_treatment.shape != shape:
+        raise ValueError(f"is_treatment has shape {is_treatment.shape}, expected {shape}")
     if flow.visit_timing_sd_days > 0:
         # whole days, and never before postoperative day 1
         offset = np.maximum(np.rint(rng.normal(0.0, flow.visit_timing_sd_days, shape)), 1.0 - flow.visit_day)
@@ -304,6 +307,7 @@ def simulate_flow(
     outcomes: dict[str, dict[str, np.ndarray]],
     p_missing_visit: float,
     p_missing_colonoscopy: float,
+    is_treatment: np.ndarray,
     rng: np.random.Generator,
     event_log: bool = False,
 ) -> FlowBatch:
@@ -340,5 +344,5 @@ def simulate_flow(
     except (KeyError, TypeError, IndexError):
         raise ValueError(f"outcomes must map 'control' and 'treatment' to dicts of arrays with keys {OUTCOME_KEYS}") from None
     draws = draw_flow(flow, n_trials=n_trials, n_control=n_control, n_treatment=n_treatment, p_missing_visit=p_missing_visit,
-                      p_missing_colonoscopy=p_missing_colonoscopy, rng=rng)
+                      p_missing_colonoscopy=p_missing_colonoscopy, is_treatment=is_treatment, rng=rng)
     return run_flow(flow, draws, n_control=n_control, n_treatment=n_treatment, outcomes=outcomes, event_log=event_log)

@@ -95,7 +95,7 @@ class MDEResult:
         return {k: out[k] for k in MDE_COLUMNS}
 
     def summary(self) -> str:
-        from trialsim.report.labels import pct, test_label
+        from trialsim.labels import pct, test_label
 
         head = (f"{self.endpoint} / {test_label(self.test)} at {self.n_control} vs {self.n_treatment}: "
                 f"smallest {self.parameter_label} with {pct(self.target_power, 0)} power")

@@ -90,7 +90,7 @@ class PilotSummary:
                 "pilot_guidance": self.guidance}
 
     def summary(self) -> str:
-        from trialsim.report.labels import pct
+        from trialsim.labels import pct
 
         lines = [f"Pilot numbers at {self.n_control} vs {self.n_treatment}:"]
         for _, r in self.rates.iterrows():

@@ -170,7 +170,7 @@ class SampleSizeResult:
 
 def describe(row: dict) -> str:
     """One plain-language line for a sample-size row (a dict of :data:`SAMPLE_SIZE_COLUMNS`)."""
-    from trialsim.report.labels import pct, test_label
+    from trialsim.labels import pct, test_label
 
     head = f"{row['endpoint']} / {test_label(row['test'])}: {pct(row['target_power'], 0)} power"
     if not row["reachable"]:

@@ -5,7 +5,7 @@ import textwrap
 
 import pandas as pd
 
-from trialsim.report.labels import LOW_POWER, POWER_TARGET, num, pct, power_with_se, test_label
+from trialsim.labels import LOW_POWER, POWER_TARGET, num, pct, power_with_se, test_label
 from trialsim.results import RunResult, ScenarioResult
 
 

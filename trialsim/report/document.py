@@ -18,7 +18,7 @@ from typing import Any
 
 import pandas as pd
 
-from trialsim.report.labels import is_missing, fmt_interval, fmt_n, fmt_pct, fmt_power, fmt_ratio, pct, test_label  # noqa: F401
+from trialsim.labels import is_missing, fmt_interval, fmt_n, fmt_pct, fmt_power, fmt_ratio, pct, test_label  # noqa: F401
 
 FORMATS = ("html", "md", "docx")
 

@@ -16,7 +16,7 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from trialsim.report.labels import series_label, short_endpoint_label, short_test_label, test_label  # noqa: F401
+from trialsim.labels import series_label, short_endpoint_label, short_test_label, test_label  # noqa: F401
 
 TARGETS = (0.8, 0.9)
 FIG_WIDTH = 7.2  # inches: a two-column journal page
@@ -372,7 +372,7 @@ def figure_leak_heatmaps(grid: pd.DataFrame, *, planned: tuple[float, float], pl
 
 def draw_figures(result, out_dir: str | Path) -> list[FigureFile]:
     """Draw every figure a :class:`~trialsim.planning.plan.PlanningResult` has data for; PNG and SVG."""
-    from trialsim.report.labels import pct
+    from trialsim.labels import pct
 
     out_dir = Path(out_dir)
     design = result.design

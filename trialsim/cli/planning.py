@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from trialsim.cli import _sim_options
+from trialsim.cli.common import add_config, add_overrides, add_sim_options
 
 DEFAULT_JOBS = -1  # planning searches are long; results do not depend on the number of workers
 
@@ -24,13 +24,11 @@ def _config_or_dir(p: argparse.ArgumentParser) -> None:
 
 def add_parsers(subparsers) -> None:
     """Add ``samplesize``, ``curves`` and ``report`` to the ``trialsim`` subcommand parser."""
-    from trialsim.cli import _common
-
     p = subparsers.add_parser("samplesize", help="smallest n per arm reaching a target power (and the minimal detectable effect)",
                               description="Exact for binary endpoints (with the saw-tooth of exact power), simulated with a "
                                           "Monte Carlo interval otherwise, with the analytic answer alongside.")
-    _common(p)
-    _sim_options(p)
+    add_config(p)
+    add_sim_options(p)
     p.add_argument("--endpoint", default=None, help="endpoint name (default: the primary; 'all' = every endpoint)")
     p.add_argument("--test", default=None, help="one test of the endpoint (default: every test)")
     p.add_argument("--power", type=float, nargs="+", default=[0.8], help="target power(s), e.g. --power 0.8 0.9")
@@ -45,7 +43,7 @@ def add_parsers(subparsers) -> None:
 
     p = subparsers.add_parser("curves", help="power curves and heat map (PNG + SVG), from a config or a results folder")
     _config_or_dir(p)
-    _sim_options(p)
+    add_sim_options(p)
     p.add_argument("--out", type=Path, required=True, help="folder for curves.csv, effect_curves.csv, heatmap.csv and figures/")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
@@ -53,7 +51,7 @@ def add_parsers(subparsers) -> None:
                               description="Simulates the design, searches sample sizes, minimal detectable effects and pilot "
                                           "numbers, draws the curves and writes report.html, report.md, report.docx.")
     _config_or_dir(p)
-    _sim_options(p)
+    add_sim_options(p)
     p.add_argument("--out", type=Path, required=True, help="output folder (results, figures/, report.*)")
     p.add_argument("--power", type=float, nargs="+", default=[0.8, 0.9], help="target powers (default 0.8 0.9)")
     p.add_argument("--search-sims", type=int, default=2000, help="trials per sample-size / MDE search step (default 2000)")

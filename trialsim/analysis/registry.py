@@ -1,0 +1,213 @@
+"""The registry of two-arm tests: name -> kernel, exact power, estimand and label.
+
+Every test takes the two arms' outcomes along the last axis (NaN = not analysable), any leading
+shape, and returns :class:`TrialStats`: per trial its p-value, decision at alpha, effect estimate
+and confidence interval. Adding a test is one module and one :func:`register` call; the config's
+allowed test names come from here.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+from scipy import special
+
+from trialsim.analysis import binary
+from trialsim.analysis.continuous import mann_whitney, t_reject, welch_t
+from trialsim.registry import TESTS
+
+
+class TrialStats:
+    """Per-trial statistics of one test; arrays share the leading shape (endpoints..., trials).
+
+    ``estimate`` is on the estimand's scale: the risk difference (treatment - control) of a binary
+    test, the difference of means (treatment - control; of logs for log-scale endpoints) of a t test,
+    P(treatment < control) + ties / 2 of Mann-Whitney. ``ci()`` gives the two-sided (1 - alpha)
+    interval (NaN where the test has none); ``covers(truth)`` whether it contains ``truth``.
+    """
+
+    __test__ = False
+
+    def __init__(self, *, reject, valid, estimate, pvalue, alpha: float, ci=None, t_se=None, t_df=None):
+        self.reject = reject
+        self.valid = valid
+        self.estimate = estimate
+        self._pvalue = pvalue
+        self._ci = ci
+        self._t = (t_se, t_df)
+        self.alpha = alpha
+
+    @property
+    def has_interval(self) -> bool:
+        """Whether the test gives a confidence interval for its estimate."""
+        return self._ci is not None or self._t[0] is not None
+
+    @property
+    def pvalue(self) -> np.ndarray:
+        if callable(self._pvalue):
+            self._pvalue = self._pvalue()
+        return self._pvalue
+
+    def ci(self) -> tuple[np.ndarray, np.ndarray]:
+        if self._ci is None:
+            se, df = self._t
+            if se is None:
+                nan = np.full(np.shape(self.estimate), np.nan)
+                self._ci = (nan, nan)
+            else:
+                q = -special.stdtrit(df, self.alpha / 2.0)
+                self._ci = (self.estimate - q * se, self.estimate + q * se)
+        if callable(self._ci):
+            self._ci = self._ci()
+        return self._ci
+
+    def covers(self, truth: float) -> np.ndarray:
+        """Whether each trial's interval contains ``truth`` (False where there is no interval)."""
+        se, df = self._t
+        if se is not None and self._ci is None:
+            # the t interval covers truth iff the t test of "difference = truth" does not reject
+            with np.errstate(invalid="ignore", divide="ignore"):
+                t = (self.estimate - truth) / se
+            ok = ~np.isnan(t)
+            return ok & ~t_reject(np.where(ok, t, 0.0), np.where(ok, df, 1.0), self.alpha)
+        low, high = self.ci()
+        return (low <= truth) & (truth <= high)
+
+    def take(self, index) -> "TrialStats":
+        """The statistics of one leading row (an endpoint of a stacked call)."""
+        pv = self._pvalue
+        se, df = self._t
+        ci = self._ci
+        return TrialStats(
+            reject=self.reject[index], valid=self.valid[index], estimate=self.estimate[index],
+            pvalue=(lambda: self.pvalue[index]) if callable(pv) else pv[index], alpha=self.alpha,
+            ci=None if ci is None else (lambda: tuple(c[index] for c in self.ci())),
+            t_se=None if se is None else se[index], t_df=None if df is None else df[index],
+        )
+
+
+@dataclass(frozen=True)
+class TestSpec:
+    """A registered test.
+
+    ``kinds``: endpoint kinds it applies to. ``run(x_control, x_treatment, alpha)`` -> TrialStats.
+    ``stacked``: ``run`` accepts extra leading axes (several endpoints at once). ``estimand``: what
+    ``estimate`` measures. ``exact_power(p_c, p_t, n_c, n_t, alpha, p_missing)`` where one exists.
+    ``max_n``: the largest arm the test can run at (None = any).
+    """
+
+    __test__ = False
+
+    name: str
+    label: str
+    kinds: tuple[str, ...]
+    run: Callable[..., TrialStats]
+    estimand: str
+    reference: str = ""
+    stacked: bool = False
+    exact_power: Callable[..., float] | None = None
+    max_n: int | None = None
+
+
+def register(spec: TestSpec) -> TestSpec:
+    return TESTS.register(spec.name, spec)
+
+
+def get(name: str) -> TestSpec:
+    return TESTS.get(name)
+
+
+def names(kind: str | None = None) -> tuple[str, ...]:
+    return tuple(n for n, s in TESTS.items() if kind is None or kind in s.kinds)
+
+
+# ------------------------------------------------------------------------------------ binary tests
+def newcombe_interval(e_c, n_c, e_t, n_t, alpha: float) -> tuple[np.ndarray, np.ndarray]:
+    """Newcombe's hybrid score interval for p_t - p_c (method 10 of Newcombe 1998), vectorised."""
+    z = -special.ndtri(alpha / 2.0)
+
+    def wilson(e, n):
+        with np.errstate(invalid="ignore", divide="ignore"):
+            p = e / n
+            centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+            half = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+        return p, centre - half, centre + half
+
+    pc, lc, uc = wilson(e_c, n_c)
+    pt, lt, ut = wilson(e_t, n_t)
+    d = pt - pc
+    return d - np.sqrt((pt - lt) ** 2 + (uc - pc) ** 2), d + np.sqrt((ut - pt) ** 2 + (pc - lc) ** 2)
+
+
+def _binary_runner(test: str) -> Callable[..., TrialStats]:
+    def run(x_control, x_treatment, alpha: float) -> TrialStats:
+        res = binary.binary_test(test, x_control, x_treatment, alpha=alpha)
+        n_c, n_t = res.n_control.astype(float), res.n_treatment.astype(float)
+        e_c, e_t = res.events_control.astype(float), res.events_treatment.astype(float)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            estimate = e_t / n_t - e_c / n_c
+        return TrialStats(reject=res.reject, valid=~np.isnan(res.pvalue), estimate=estimate, pvalue=res.pvalue,
+                          alpha=alpha, ci=lambda: newcombe_interval(e_c, n_c, e_t, n_t, alpha))
+
+    return run
+
+
+def _binary_exact(test: str) -> Callable[..., float]:
+    def power(p_control, p_treatment, n_control, n_treatment, alpha, p_missing=0.0) -> float:
+        return binary.exact_power(test, p_control, p_treatment, n_control, n_treatment, alpha=alpha, p_missing=p_missing)
+
+    return power
+
+
+def register_binary(name: str, label: str, table_builder, *, reference: str = "", direct=None, max_n: int | None = None) -> TestSpec:
+    """Register a binary test defined by its p-value table (one per pair of analysable sizes)."""
+    binary.register_table_test(name, table_builder, direct)
+    return register(TestSpec(name, label, ("binary",), _binary_runner(name), "risk_difference", reference,
+                             exact_power=_binary_exact(name), max_n=max_n))
+
+
+BOSCHLOO_MAX_N = 100  # per arm; its exact table costs ~2 s at 100 vs 100 and grows ~n^3
+
+register_binary("fisher", "Fisher exact", binary._fisher_table, direct=binary._fisher_direct,
+                reference="Fisher RA (1935) The logic of inductive inference. J R Stat Soc 98:39-82")
+register_binary("boschloo", "Boschloo exact", binary._boschloo_table, max_n=BOSCHLOO_MAX_N,
+                reference="Boschloo RD (1970) Raised conditional level of significance for the 2x2-table. Stat Neerl 24:1-9")
+register_binary("chi2", "Chi-square (z)", binary._chi2_table, direct=binary._chi2_pvalues,
+                reference="Pearson K (1900) Philos Mag 50:157-175")
+
+
+# -------------------------------------------------------------------------------- continuous tests
+def _welch(x_control, x_treatment, alpha: float) -> TrialStats:
+    res = welch_t(x_control, x_treatment)
+    return TrialStats(reject=res.reject(alpha), valid=res.valid(), estimate=res.difference,
+                      pvalue=lambda: res.pvalue, alpha=alpha, t_se=res.se, t_df=res.df)
+
+
+def _mann_whitney(x_control, x_treatment, alpha: float) -> TrialStats:
+    res = mann_whitney(x_control, x_treatment, method="auto")
+    with np.errstate(invalid="ignore", divide="ignore"):
+        estimate = res.statistic / (res.n_control * res.n_treatment)
+    return TrialStats(reject=res.reject(alpha), valid=res.valid(), estimate=estimate, pvalue=res.pvalue, alpha=alpha)
+
+
+register(TestSpec("welch_log", "Welch t (log)", ("continuous",), _welch, "difference",
+                  "Welch BL (1947) Biometrika 34:28-35", stacked=True))
+register(TestSpec("mann_whitney", "Mann-Whitney", ("continuous", "ordinal"), _mann_whitney, "p_treatment_lower",
+                  "Mann HB, Whitney DR (1947) Ann Math Stat 18:50-60", stacked=True))
+
+
+def estimand_label(estimand: str, scale: str) -> str:
+    """What a test's estimate means, for tables: 'risk difference', 'ratio of geometric means', ..."""
+    if estimand == "difference":
+        return "ratio of geometric means" if scale == "log" else "difference in means"
+    return {"risk_difference": "risk difference", "p_treatment_lower": "P(treatment < control)"}.get(estimand, estimand)
+
+
+def z_two_sided(alpha: float) -> float:
+    return float(-special.ndtri(alpha / 2.0)) if 0 < alpha < 1 else math.nan
+
+
+register(TestSpec("welch", "Welch t", ("continuous",), _welch, "difference",
+                  "Welch BL (1947) Biometrika 34:28-35", stacked=True))
