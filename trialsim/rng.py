@@ -1,7 +1,7 @@
 """Random streams: one root seed, one independent stream per (block, component).
 
 Block ``b`` of a run draws the randomness of component ``c`` (``"population"``, ``"allocation"``,
-``"endpoint/leak_1m"``, ``"endpoint/cytokines/il6_serum/day5"``, ...) from
+``"endpoint/<id>"``, ``"endpoint/<id>/day/5"``, ...) from
 
     SeedSequence(seed, spawn_key=(b, component_key(c)))
 
@@ -41,7 +41,7 @@ def component_rng(seed: int, block: int, component: str) -> np.random.Generator:
 
 
 class Streams:
-    """The random streams of one block: ``streams("endpoint/leak_1m")`` -> its Generator.
+    """The random streams of one block: ``streams("endpoint", cid)`` -> its Generator.
 
     Each call returns a fresh Generator at the start of that component's stream, so a component that
     asks twice gets the same numbers twice; components ask once and keep it.

@@ -189,6 +189,21 @@ class EndpointFamily(StrictModel):
         return {path: value}
 
 
+def binary_contrast(estimand: str, control: BinaryLaw | None, treatment: BinaryLaw | None) -> float | None:
+    """The true value of a binary test's estimand from the two arms' laws (None where undefined).
+
+    ``risk_difference``: p_t - p_c; ``log_odds_ratio``: logit(p_t) - logit(p_c).
+    """
+    if control is None or treatment is None:
+        return None
+    pc, pt = control.p_event, treatment.p_event
+    if estimand == "risk_difference":
+        return pt - pc
+    if estimand == "log_odds_ratio" and 0.0 < pc < 1.0 and 0.0 < pt < 1.0:
+        return float(np.log(pt / (1.0 - pt)) - np.log(pc / (1.0 - pc)))
+    return None
+
+
 def check_simplex(values: tuple[float, ...], what: str) -> tuple[float, ...]:
     if any(v < 0 for v in values) or abs(sum(values) - 1.0) > 1e-6:
         raise ValueError(f"{what} must be non-negative and sum to 1 (they sum to {sum(values):.6g})")

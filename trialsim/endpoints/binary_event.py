@@ -17,7 +17,9 @@ import numpy as np
 from pydantic import Field, field_validator, model_validator
 from scipy.special import ndtr, ndtri
 
-from trialsim.endpoints.base import Analysed, BinaryLaw, EffectParameter, EndpointFamily, PatientContext, Status, check_simplex
+from trialsim.endpoints.base import (
+    Analysed, BinaryLaw, EffectParameter, EndpointFamily, PatientContext, Status, binary_contrast, check_simplex,
+)
 from trialsim.endpoints.registry import register
 from trialsim.endpoints.risk import RiskFactor, check_unique, patient_risk
 from trialsim.rng import Streams, patient_draws
@@ -170,7 +172,4 @@ class BinaryEvent(EndpointFamily):
         return BinaryLaw(p_joint / p_assessed, 1.0 - p_assessed)
 
     def true_effect(self, cid: str, name: str, estimand: str, model) -> float | None:
-        if estimand != "risk_difference":
-            return None
-        c, t = model.binary_law(name, "control"), model.binary_law(name, "treatment")
-        return None if c is None or t is None else t.p_event - c.p_event
+        return binary_contrast(estimand, model.binary_law(name, "control"), model.binary_law(name, "treatment"))

@@ -23,7 +23,7 @@ from typing import Literal
 import numpy as np
 from pydantic import Field, model_validator
 
-from trialsim.endpoints.base import Analysed, BinaryLaw, EffectParameter, EndpointFamily, PatientContext, Status, check_simplex
+from trialsim.endpoints.base import Analysed, BinaryLaw, EffectParameter, EndpointFamily, PatientContext, Status, check_simplex, binary_contrast
 from trialsim.endpoints.registry import register
 from trialsim.rng import Streams, patient_draws
 
@@ -210,7 +210,7 @@ class OrdinalGrade(EndpointFamily):
                 return None
             lower = np.less.outer(np.arange(len(g_t)), np.arange(len(g_c)))  # [treatment grade, control grade]
             return float(g_t @ lower @ g_c + 0.5 * g_t @ g_c)
-        if name != f"{cid}_grade" and estimand == "risk_difference":
+        if name != f"{cid}_grade":
             c, t = self.binary_law(cid, name, "control", model), self.binary_law(cid, name, "treatment", model)
-            return None if c is None or t is None else t.p_event - c.p_event
+            return binary_contrast(estimand, c, t)
         return None

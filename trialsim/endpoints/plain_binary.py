@@ -15,7 +15,7 @@ from typing import ClassVar, Literal
 import numpy as np
 from pydantic import Field, field_validator, model_validator
 
-from trialsim.endpoints.base import Analysed, BinaryLaw, EffectParameter, EndpointFamily, PatientContext, Status
+from trialsim.endpoints.base import Analysed, BinaryLaw, EffectParameter, EndpointFamily, PatientContext, Status, binary_contrast
 from trialsim.endpoints.registry import register
 from trialsim.endpoints.risk import RiskFactor, check_unique, patient_risk
 from trialsim.rng import Streams, patient_draws
@@ -133,7 +133,5 @@ class PlainBinary(EndpointFamily):
         return BinaryLaw(float(weights[1] * assessed[1]) / p_assessed, 1.0 - p_assessed)
 
     def true_effect(self, cid: str, name: str, estimand: str, model) -> float | None:
-        if estimand != "risk_difference":
-            return None
         c, t = self.binary_law(cid, name, "control", model), self.binary_law(cid, name, "treatment", model)
-        return None if c is None or t is None else t.p_event - c.p_event
+        return binary_contrast(estimand, c, t)
