@@ -383,11 +383,11 @@ def test_directional_power_rises_as_treatment_moves_away(test, n1, n2, p_control
 
 
 def test_direct_path_for_large_arms_equals_the_tables():
-    """Above _DIRECT_FROM_N patients per arm p-values are computed per observed table; same numbers."""
+    """Above DIRECT_FROM_N patients per arm p-values are computed per observed table; same numbers."""
     from trialsim.analysis import binary as b
 
     rng = np.random.default_rng(21)
-    n = b._DIRECT_FROM_N + 15
+    n = b.DIRECT_FROM_N + 15
     xc = (rng.random((300, n)) < 0.12).astype(float)
     xt = (rng.random((300, n)) < 0.07).astype(float)
     xc[rng.random(xc.shape) < 0.05] = np.nan
@@ -402,3 +402,17 @@ def test_direct_path_for_large_arms_equals_the_tables():
                 ref = stats.fisher_exact([[direct.events_control[i], direct.n_control[i] - direct.events_control[i]],
                                           [direct.events_treatment[i], direct.n_treatment[i] - direct.events_treatment[i]]]).pvalue
                 assert direct.pvalue[i] == pytest.approx(ref, rel=1e-9)
+
+
+def test_a_test_registered_with_only_its_table_keeps_its_own_pvalues_on_large_arms():
+    """A binary test registered the obvious way (a table builder, no per-table formula) uses its own tables at
+    any arm size: above the direct-path size it must not silently get another test's (chi-square) p-values."""
+    binary.register_table_test("fisher_by_table", lambda n1, n2: pvalue_table("fisher", n1, n2))
+    rng = np.random.default_rng(22)
+    n = binary.DIRECT_FROM_N + 15
+    xc = (rng.random((200, n)) < 0.12).astype(float)
+    xt = (rng.random((200, n)) < 0.07).astype(float)
+    xc[rng.random(xc.shape) < 0.05] = np.nan
+    own = binary_test("fisher_by_table", xc, xt, alpha=0.05)
+    np.testing.assert_allclose(own.pvalue, binary_test("fisher", xc, xt, alpha=0.05).pvalue, rtol=1e-9, atol=1e-14)
+    assert not np.allclose(own.pvalue, binary_test("chi2", xc, xt, alpha=0.05).pvalue)

@@ -88,3 +88,12 @@ def test_raw_config_without_endpoints_is_refused():
     raw["endpoints"] = {}
     with pytest.raises(ValueError, match="declare at least one endpoint"):
         validate(raw)
+
+
+def test_exact_conditional_interval_covers_at_least_nominally(default_run):
+    """Fisher's exact conditional interval for the odds ratio: coverage >= 95% (within MC error)."""
+    for name in ("leak_1m", "colonoscopy_abnormal"):
+        r = _row(default_run, name, "fisher")
+        assert r.estimand == "odds ratio"
+        assert np.isfinite(r.true_effect)
+        assert r.coverage >= 0.95 - 3 * r.coverage_se, name

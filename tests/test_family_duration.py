@@ -119,8 +119,8 @@ def test_flow_inputs_and_observe():
     ctx = context(s, n, latent={"leak_1m": fake_event(grade)})
     latent = sc.generate(CID, ctx, Streams(3, 0))
     flow = sc.flow_inputs(latent)
-    assert set(flow) == {"los_days", "leak_extra_days"}
-    assert flow["los_days"] is latent["base"] and flow["leak_extra_days"] is latent["extra"]
+    assert set(flow) == {"stay_days", "event_extra_days"}
+    assert flow["stay_days"] is latent["base"] and flow["event_extra_days"] is latent["extra"]
     nobody = np.zeros((s, n), bool)
     seen = sc.observe(CID, ctx, latent, Status(attended=nobody, died=nobody))
     np.testing.assert_array_equal(seen[CID], np.log(latent["total"]))

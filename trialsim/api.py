@@ -10,6 +10,7 @@ from trialsim.config.loader import load_scenario, with_values
 from trialsim.config.schema import Scenario
 from trialsim.engine import run_specs
 from trialsim.flow.summary import summarise_flow
+from trialsim.report.flow_figures import plot_duration, plot_enrolment
 from trialsim.results import RunResult, ScenarioResult, TrialWriter, provenance
 from trialsim.rng import Streams, draw_seed
 from trialsim.scenarios import ScenarioSpec, expand
@@ -74,8 +75,6 @@ class FlowReport:
 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
-
-        from trialsim.report.flow_figures import plot_duration, plot_enrolment
 
         out = Path(out)
         self.result.save(out)

@@ -212,7 +212,7 @@ def _through_flow(scenario: Scenario, model: Model, ctx: PatientContext, follow:
     event_cid = fu.death_event or next((c for c in model.order if model.section(c).is_event), None)
     day = (model.section(event_cid).event_values(ctx.latent[event_cid])["day"] if event_cid is not None
            else np.full(ctx.shape, np.nan))
-    per_position = {"los_days": stay["los_days"], "leak_day": day, "leak_extra_days": stay["leak_extra_days"],
+    per_position = {"stay_days": stay["stay_days"], "event_day": day, "event_extra_days": stay["event_extra_days"],
                     "died": follow.died.astype(float), "death_day": follow.death_day}
     treated = ctx.treated
     order_c = np.argsort(treated, axis=1, kind="stable")  # control positions first, in position order
@@ -221,7 +221,7 @@ def _through_flow(scenario: Scenario, model: Model, ctx: PatientContext, follow:
                 for arm, order in (("control", order_c), ("treatment", order_t))}
     p_procedure = next((p for c in model.order if (p := model.section(c).visit_procedure_missing()) is not None), 0.0)
     batch = simulate_flow(scenario.flow, n_control=d.n_control, n_treatment=d.n_treatment, outcomes=outcomes,
-                          p_missing_visit=fu.p_missing_visit, p_missing_colonoscopy=p_procedure, is_treatment=treated,
+                          p_missing_visit=fu.p_missing_visit, p_missing_procedure=p_procedure, is_treatment=treated,
                           rng=streams("flow"), event_log=event_log)
 
     def back(by_arm: dict[str, np.ndarray]) -> np.ndarray:
@@ -236,5 +236,5 @@ def _through_flow(scenario: Scenario, model: Model, ctx: PatientContext, follow:
 
     enrolled = back(batch.enrolled)
     status = Status(attended=back(batch.visit_attended) & ~follow.died, died=follow.died & enrolled, enrolled=enrolled,
-                    procedure_done=back(batch.colonoscopy_done))
+                    procedure_done=back(batch.procedure_done))
     return status, batch

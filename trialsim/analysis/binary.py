@@ -42,6 +42,7 @@ __all__ = [
     "binary_test",
     "exact_power",
     "exact_power_curve",
+    "gather_by_size_pair",
     "pvalue_table",
     "rejection_region",
 ]
@@ -237,7 +238,7 @@ def _fisher_pvalues_at(margins: _FisherMargins, row: np.ndarray, col: np.ndarray
     return np.minimum(pvalue, 1.0)
 
 
-def _fisher_table(n1: int, n2: int) -> np.ndarray:
+def fisher_table(n1: int, n2: int) -> np.ndarray:
     margins = _fisher_margins(n1, n2, np.arange(n1 + n2 + 1), half_width=n1)
     row, col = np.nonzero(margins.inside)
     x = margins.x[row, col]
@@ -291,7 +292,7 @@ def _windowed_power(test: str, n1: int, n2: int, p1: float, p2: float, alpha: fl
         accept[row, col] = _fisher_pvalues_at(margins, row, col) > level
     else:
         accept = np.zeros_like(relevant)
-        accept[relevant] = _chi2_pvalues(n1, n2, x[relevant], y[relevant]) > level
+        accept[relevant] = chi2_pvalues(n1, n2, x[relevant], y[relevant]) > level
     xa, ya = x[accept], y[accept]
     return float(max(0.0, 1.0 - np.sum(b1[xa] * b2[ya])))
 
@@ -377,7 +378,7 @@ def _boschloo_one_sided(statistic: np.ndarray, pmf: np.ndarray, margin: np.ndarr
     return np.minimum(best, 1.0).reshape(statistic.shape)
 
 
-def _boschloo_table(n1: int, n2: int) -> np.ndarray:
+def boschloo_table(n1: int, n2: int) -> np.ndarray:
     pmf = _hypergeom_pmf_table(n1, n2)
     margin = np.arange(n1 + 1)[:, None] + np.arange(n2 + 1)[None, :]
     less, greater = _one_sided_fisher(pmf)
@@ -389,7 +390,7 @@ def _boschloo_table(n1: int, n2: int) -> np.ndarray:
 # --------------------------------------------------------------------------------------------
 # Pearson chi-square
 # --------------------------------------------------------------------------------------------
-def _chi2_pvalues(n1: int, n2: int, x1, x2) -> np.ndarray:
+def chi2_pvalues(n1: int, n2: int, x1, x2) -> np.ndarray:
     """Pearson chi-square p-values (1 df, no continuity correction) of tables (x1, x2)."""
     x1 = np.asarray(x1, dtype=float)
     x2 = np.asarray(x2, dtype=float)
@@ -400,14 +401,14 @@ def _chi2_pvalues(n1: int, n2: int, x1, x2) -> np.ndarray:
     return np.where((m == 0) | (m == n), 1.0, special.chdtrc(1, statistic))
 
 
-def _chi2_table(n1: int, n2: int) -> np.ndarray:
-    return _chi2_pvalues(n1, n2, np.arange(n1 + 1)[:, None], np.arange(n2 + 1)[None, :])
+def chi2_table(n1: int, n2: int) -> np.ndarray:
+    return chi2_pvalues(n1, n2, np.arange(n1 + 1)[:, None], np.arange(n2 + 1)[None, :])
 
 
 _TABLE_BUILDERS: dict[str, Callable[[int, int], np.ndarray]] = {
-    "fisher": _fisher_table,
-    "boschloo": _boschloo_table,
-    "chi2": _chi2_table,
+    "fisher": fisher_table,
+    "boschloo": boschloo_table,
+    "chi2": chi2_table,
 }
 
 
@@ -497,19 +498,35 @@ def rejection_region(test: str, n_control: int, n_treatment: int, alpha: float) 
 
 
 # --------------------------------------------------------------------------------------------
-# grouped look-up shared with the exact Mann-Whitney test
+# grouped look-up shared with the exact Mann-Whitney test and Fisher's odds ratio
 # --------------------------------------------------------------------------------------------
-def _gather_by_size_pair(
+def gather_by_size_pair(
     size_a: np.ndarray,
     size_b: np.ndarray,
     flat_index: np.ndarray,
     table_for: Callable[[int, int], np.ndarray | None],
 ) -> np.ndarray:
-    """``table_for(a, b).ravel()[flat_index]`` per trial, where (a, b) are that trial's sizes.
+    """Look up each trial's value in the table of its pair of sizes.
 
+    Parameters
+    ----------
+    size_a, size_b : ndarray of int
+        The trials' sizes (typically analysable patients per arm), any shape.
+    flat_index : ndarray of int
+        Each trial's position in the flattened table of its size pair.
+    table_for : callable
+        ``table_for(a, b)`` gives the table of the size pair ``(a, b)``, or None (NaN for those trials).
+
+    Returns
+    -------
+    ndarray of float
+        ``table_for(a, b).ravel()[flat_index]`` per trial, same shape as ``size_a``.
+
+    Notes
+    -----
     Trials are grouped by their size pair (a dense code, then ``np.bincount`` to list the pairs
     present), each pair's table is fetched once, and all tables are concatenated so the whole
-    look-up is one fancy-indexing pass. ``table_for`` returning None gives NaN for that pair.
+    look-up is one fancy-indexing pass.
     """
     size_a = size_a.astype(np.int64, copy=False)
     size_b = size_b.astype(np.int64, copy=False)
@@ -538,10 +555,10 @@ def _gather_by_size_pair(
 # --------------------------------------------------------------------------------------------
 # Above this many patients per arm, binary_test computes Fisher and chi-square p-values per
 # distinct observed table instead of building a whole table per analysable size pair.
-_DIRECT_FROM_N = 60
+DIRECT_FROM_N = 60
 
 
-def _fisher_direct(n1: np.ndarray, n2: np.ndarray, x1: np.ndarray, x2: np.ndarray) -> np.ndarray:
+def fisher_direct(n1: np.ndarray, n2: np.ndarray, x1: np.ndarray, x2: np.ndarray) -> np.ndarray:
     """Two-sided Fisher p-value of each table (n1, n2, x1, x2), same rule as the tables.
 
     Sums the hypergeometric probabilities (given the total events m) that do not exceed the
@@ -569,8 +586,8 @@ def _fisher_direct(n1: np.ndarray, n2: np.ndarray, x1: np.ndarray, x2: np.ndarra
 
 
 _DIRECT: dict[str, Callable[[np.ndarray, np.ndarray, np.ndarray, np.ndarray], np.ndarray]] = {
-    "fisher": _fisher_direct,
-    "chi2": _chi2_pvalues,
+    "fisher": fisher_direct,
+    "chi2": chi2_pvalues,
 }
 
 
@@ -677,11 +694,11 @@ def binary_test(test: str, x_control, x_treatment, *, alpha: float) -> BinaryTes
     def table_for(a: int, b: int):
         return None if a == 0 or b == 0 else _pvalue_table_cached(test, a, b)
 
-    if test in _DIRECT and max(xc.shape[-1], xt.shape[-1]) > _DIRECT_FROM_N:
+    if test in _DIRECT and max(xc.shape[-1], xt.shape[-1]) > DIRECT_FROM_N:
         # large arms: one table per analysable size pair would cost more than the trials themselves
         pvalue = _direct_pvalues(test, n_c, n_t, e_c, e_t)
     else:
-        pvalue = _gather_by_size_pair(n_c, n_t, e_c * (n_t + 1) + e_t, table_for)
+        pvalue = gather_by_size_pair(n_c, n_t, e_c * (n_t + 1) + e_t, table_for)
     reject = pvalue <= _reject_level(alpha)  # False where NaN
     return BinaryTestResult(
         test=test,

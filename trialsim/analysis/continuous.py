@@ -13,7 +13,7 @@ import functools
 import numpy as np
 from scipy import special
 
-from trialsim.analysis.binary import _gather_by_size_pair
+from trialsim.analysis.binary import gather_by_size_pair
 
 __all__ = ["TestResult", "welch_t", "student_t", "mann_whitney", "MANN_WHITNEY_METHODS"]
 
@@ -432,7 +432,7 @@ def mann_whitney(x_control, x_treatment, *, method: str = "auto") -> TestResult:
             return None if a == 0 or b == 0 else _mwu_exact_pvalues(a, b)
 
         u_int = np.where(exact, np.rint(u1), 0).astype(np.int64)
-        exact_p = _gather_by_size_pair(np.where(exact, n_c, 0), np.where(exact, n_t, 0), u_int, table_for)
+        exact_p = gather_by_size_pair(np.where(exact, n_c, 0), np.where(exact, n_t, 0), u_int, table_for)
         pvalue = np.where(exact, exact_p, pvalue)
     nan = np.full(u1.shape, np.nan)
     return TestResult(

@@ -14,7 +14,7 @@ from typing import Callable
 import numpy as np
 from scipy import special
 
-from trialsim.analysis import binary
+from trialsim.analysis import binary, conditional
 from trialsim.analysis.continuous import mann_whitney, t_reject, welch_t
 from trialsim.registry import TESTS
 
@@ -22,8 +22,10 @@ from trialsim.registry import TESTS
 class TrialStats:
     """Per-trial statistics of one test; arrays share the leading shape (endpoints..., trials).
 
-    ``estimate`` is on the estimand's scale: the risk difference (treatment - control) of a binary
-    test, the difference of means (treatment - control; of logs for log-scale endpoints) of a t test,
+    ``estimate`` is on the estimand's scale: the risk difference (treatment - control) of the
+    chi-square and Boschloo tests, the log conditional MLE odds ratio (treatment vs control, as R's
+    fisher.test; -inf / +inf at the edges of the conditional support) of Fisher's, the difference
+    of means (treatment - control; of logs for log-scale endpoints) of a t test,
     P(treatment < control) + ties / 2 of Mann-Whitney. ``ci()`` gives the two-sided (1 - alpha)
     interval (NaN where the test has none); ``covers(truth)`` whether it contains ``truth``.
     """
@@ -161,20 +163,49 @@ def _binary_exact(test: str) -> Callable[..., float]:
     return power
 
 
-def register_binary(name: str, label: str, table_builder, *, reference: str = "", direct=None, max_n: int | None = None) -> TestSpec:
-    """Register a binary test defined by its p-value table (one per pair of analysable sizes)."""
+def _fisher_run(x_control, x_treatment, alpha: float) -> TrialStats:
+    """Fisher's p-values with the conditional MLE odds ratio and its exact interval (R's fisher.test), log scale."""
+    res = binary.binary_test("fisher", x_control, x_treatment, alpha=alpha)
+    n_c, n_t, e_c, e_t = res.n_control, res.n_treatment, res.events_control, res.events_treatment
+    if max(np.shape(x_control)[-1], np.shape(x_treatment)[-1]) > binary.DIRECT_FROM_N:
+        # large arms: per distinct observed table, as the p-values
+        estimate, low, high = conditional.conditional_log_or(n_c, n_t, e_c, e_t, alpha=alpha)
+        ci = (low, high)
+    else:
+        def look_up(k: int) -> np.ndarray:
+            def table_for(a: int, b: int):
+                return None if a == 0 or b == 0 else conditional.conditional_log_or_table(a, b, alpha=alpha)[k]
+
+            return binary.gather_by_size_pair(n_c, n_t, e_c * (n_t + 1) + e_t, table_for)
+
+        estimate = look_up(0)
+
+        def ci():
+            return look_up(1), look_up(2)
+    return TrialStats(reject=res.reject, valid=~np.isnan(res.pvalue), estimate=estimate, pvalue=res.pvalue,
+                      alpha=alpha, ci=ci)
+
+
+def register_binary(name: str, label: str, table_builder, *, reference: str = "", direct=None, max_n: int | None = None,
+                    estimand: str = "risk_difference", run: Callable[..., TrialStats] | None = None) -> TestSpec:
+    """Register a binary test defined by its p-value table (one per pair of analysable sizes).
+
+    Its estimate is the risk difference with Newcombe's interval unless ``run`` (with ``estimand``)
+    gives the test its own.
+    """
     binary.register_table_test(name, table_builder, direct)
-    return register(TestSpec(name, label, ("binary",), _binary_runner(name), "risk_difference", reference,
+    return register(TestSpec(name, label, ("binary",), run or _binary_runner(name), estimand, reference,
                              exact_power=_binary_exact(name), max_n=max_n))
 
 
 BOSCHLOO_MAX_N = 100  # per arm; its exact table costs ~2 s at 100 vs 100 and grows ~n^3
 
-register_binary("fisher", "Fisher exact", binary._fisher_table, direct=binary._fisher_direct,
+register_binary("fisher", "Fisher exact", binary.fisher_table, direct=binary.fisher_direct,
+                estimand="log_odds_ratio", run=_fisher_run,
                 reference="Fisher RA (1935) The logic of inductive inference. J R Stat Soc 98:39-82")
-register_binary("boschloo", "Boschloo exact", binary._boschloo_table, max_n=BOSCHLOO_MAX_N,
+register_binary("boschloo", "Boschloo exact", binary.boschloo_table, max_n=BOSCHLOO_MAX_N,
                 reference="Boschloo RD (1970) Raised conditional level of significance for the 2x2-table. Stat Neerl 24:1-9")
-register_binary("chi2", "Chi-square (z)", binary._chi2_table, direct=binary._chi2_pvalues,
+register_binary("chi2", "Chi-square (z)", binary.chi2_table, direct=binary.chi2_pvalues,
                 reference="Pearson K (1900) Philos Mag 50:157-175")
 
 
@@ -202,7 +233,9 @@ def estimand_label(estimand: str, scale: str) -> str:
     """What a test's estimate means, for tables: 'risk difference', 'ratio of geometric means', ..."""
     if estimand == "difference":
         return "ratio of geometric means" if scale == "log" else "difference in means"
-    return {"risk_difference": "risk difference", "p_treatment_lower": "P(treatment < control)"}.get(estimand, estimand)
+    labels = {"risk_difference": "risk difference", "log_odds_ratio": "odds ratio",  # reported as exp of the log
+              "p_treatment_lower": "P(treatment < control)"}
+    return labels.get(estimand, estimand)
 
 
 def z_two_sided(alpha: float) -> float:

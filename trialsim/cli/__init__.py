@@ -6,6 +6,7 @@ Each module of this package adds its subcommands (``add_parsers``) and maps them
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from trialsim.cli import planning, run
@@ -37,6 +38,9 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"trialsim: error: {exc}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # output piped into `head` and the like: stop quietly
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except KeyboardInterrupt:
         print("\ntrialsim: interrupted; finished blocks are kept in the --out checkpoint and resume on the next run", file=sys.stderr)
         return 130

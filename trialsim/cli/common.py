@@ -11,11 +11,11 @@ def add_config(p: argparse.ArgumentParser) -> None:
 
 def add_overrides(p: argparse.ArgumentParser) -> None:
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY.PATH=VALUE",
-                   help="override a config value, e.g. --set endpoints.leak_1m.effect=0.7 (repeatable; see `trialsim show`)")
+                   help="override a config value, e.g. --set design.n_control=30 or --set endpoints.<id>.effect=0.7 (repeatable; see `trialsim show`)")
 
 
-def add_sim_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--sims", type=int, default=None, help="simulated trials per scenario (default: run.n_sims)")
+def add_sim_options(p: argparse.ArgumentParser, *, sims_help: str | None = None) -> None:
+    p.add_argument("--sims", type=int, default=None, help=sims_help or "simulated trials per scenario (default: run.n_sims)")
     p.add_argument("--seed", type=int, default=None, help="root seed (default: run.seed, else drawn and recorded)")
     p.add_argument("--jobs", type=int, default=None, help="parallel workers, -1 = all cores (default: run.n_jobs)")
     p.add_argument("--chunk-blocks", type=int, default=None, help="blocks per parallel task (does not change results)")

@@ -192,7 +192,7 @@ def read_config(path: str | Path, _seen: tuple[str, ...] = ()) -> dict:
 
 
 def load_scenario(path: str | Path, overrides: Iterable[str] = ()) -> Scenario:
-    """Read, override (``["endpoints.leak_1m.effect=0.7", ...]``) and validate a scenario file."""
+    """Read, override (``["endpoints.<id>.effect=0.7", ...]``) and validate a scenario file."""
     raw = read_config(path)
     pairs = [parse_override(item) for item in overrides]
     for key, value in pairs:

@@ -117,7 +117,7 @@ class FollowUp(StrictModel):
 
     p_missing_visit: float = Field(0.03, ge=0.0, lt=1.0, description="Chance a living patient misses the follow-up visit (outcomes assessed there are missing); ASSUMPTION (<1% sourced, plus margin) [6].")
     p_death: float = Field(0.014, ge=0.0, le=1.0, description="Death before the visit without the linked event (in-hospital figure) [6] SOURCED.")
-    death_event: str | None = Field(None, description="Endpoint id of an event that changes the chance of death (e.g. 'leak_1m'); none = no link.")
+    death_event: str | None = Field(None, description="Endpoint id of an event that changes the chance of death (the registered trial: its leak); none = no link.")
     p_death_after_event: float = Field(0.075, ge=0.0, le=1.0, description="Death before the visit after the linked event (in-hospital figure) [6] SOURCED.")
     horizon_days: float = Field(30.0, gt=0.0, le=3650.0, description="Day of the follow-up visit; deaths fall before it [0].")
 
@@ -238,6 +238,7 @@ class Scenario(StrictModel):
     def _consistent(self):
         covariates = {c.name for c in self.population.covariates}
         names: dict[str, str] = {}
+        analysed: list[str] = []  # endpoints with at least one test (the others are generated, not analysed)
         for cid, section in self.endpoints.items():
             for link in section.links():
                 if link not in self.endpoints:
@@ -253,6 +254,8 @@ class Scenario(StrictModel):
                 if a.name in names:
                     raise ValueError(f"analysed endpoint {a.name!r} comes from both endpoints.{names[a.name]} and endpoints.{cid}")
                 names[a.name] = cid
+                if a.tests:
+                    analysed.append(a.name)
                 for test in a.tests:
                     if test not in TESTS:
                         raise ValueError(f"endpoints.{cid}: test {test!r} is not registered; allowed: {', '.join(TESTS.names())}")
@@ -269,10 +272,13 @@ class Scenario(StrictModel):
                             f"endpoints.{cid} uses {test!r}, which runs for arms of up to {spec.max_n} patients, "
                             f"but an arm has {largest}; leave {test!r} out of its tests for this design")
         _check_cycles(self.endpoints)
-        if not names:
+        if not analysed:
             raise ValueError("no endpoint is analysed: every endpoint section has an empty list of tests")
-        if self.primary is not None and self.primary not in names:
-            raise ValueError(f"primary = {self.primary!r} is not an analysed endpoint; choose one of: {', '.join(names)}")
+        if self.primary is not None and self.primary not in analysed:
+            raise ValueError(f"primary = {self.primary!r} is not an analysed endpoint; choose one of: {', '.join(analysed)}")
+        if self.flow is not None and not any(getattr(s, "gives_stays", False) for s in self.endpoints.values()):
+            raise ValueError("a [flow] needs an endpoint that gives the hospital stays (family 'duration', e.g. a length of "
+                             f"stay); declared: {', '.join(f'{c} ({s.family})' for c, s in self.endpoints.items())}")
         if self.follow_up.death_event is not None:
             target = self.endpoints.get(self.follow_up.death_event)
             if target is None or not target.is_event:

@@ -138,6 +138,7 @@ class EndpointFamily(StrictModel):
     family: str
 
     is_event: ClassVar[bool] = False  # others can link to it (it provides event, day and grade)
+    gives_stays: ClassVar[bool] = False  # gives the patient flow its hospital stays (``flow_inputs``)
 
     # --------------------------------------------------------------------------------- structure
     def links(self) -> tuple[str, ...]:
@@ -165,8 +166,13 @@ class EndpointFamily(StrictModel):
         """Chance the visit's procedure (e.g. a colonoscopy) is not done, for the patient flow (None: none)."""
         return None
 
+    def without_visit_loss(self, cid: str) -> dict[str, Any]:
+        """Raw values (key path -> value) that remove the loss this family declares at the visit (its
+        procedure not done), for complete-case planning; ``{}`` when it declares none."""
+        return {}
+
     def flow_inputs(self, latent: dict[str, np.ndarray]) -> dict[str, np.ndarray] | None:
-        """Hospital-stay inputs of the patient flow (``los_days``, ``leak_extra_days``), if this is a stay."""
+        """Hospital-stay inputs of the patient flow (``stay_days``, ``event_extra_days``), if this is a stay."""
         return None
 
     # ------------------------------------------------------------------------------------- laws

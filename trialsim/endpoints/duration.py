@@ -9,7 +9,7 @@ Defaults are the exosome/LAR trial's stay with sources [n] = section n of shared
 """
 from __future__ import annotations
 
-from typing import Literal
+from typing import ClassVar, Literal
 
 import numpy as np
 from pydantic import Field, field_validator
@@ -28,6 +28,7 @@ class Duration(EndpointFamily):
     """Log-normal base duration plus gamma extra days by the grade of a linked event."""
 
     family: Literal["duration"] = "duration"
+    gives_stays: ClassVar[bool] = True
 
     label: str = Field("Postoperative length of stay", min_length=1, max_length=200, description="Endpoint label [0].")
     unit: str = Field("days", min_length=1, max_length=30, description="Unit of the duration.")
@@ -80,7 +81,7 @@ class Duration(EndpointFamily):
         return {cid: status.in_hospital(np.log(latent["total"]))}
 
     def flow_inputs(self, latent: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        return {"los_days": latent["base"], "leak_extra_days": latent["extra"]}
+        return {"stay_days": latent["base"], "event_extra_days": latent["extra"]}
 
     # ----------------------------------------------------------------------------------- laws
     def true_effect(self, cid: str, name: str, estimand: str, model) -> float | None:

@@ -111,6 +111,9 @@ class OrdinalGrade(EndpointFamily):
     def visit_procedure_missing(self) -> float:
         return self.p_missing
 
+    def without_visit_loss(self, cid: str) -> dict:
+        return {f"endpoints.{cid}.p_missing": 0.0}
+
     # ------------------------------------------------------------------------------- patients
     def _cumulative(self, after_event: bool, treated: bool) -> np.ndarray:
         probs = self.probs_after_event if after_event else self.probs

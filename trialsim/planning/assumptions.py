@@ -18,7 +18,7 @@ ASSUMPTION_COLUMNS = ["section", "key", "value", "source", "origin"]
 # Not clinical assumptions: how to simulate, and the sweep (reported on its own).
 _SKIP = {"run", "sweep", "name", "title", "description"}
 # Identifiers and display names: no source to cite.
-_LABELS = {"name", "unit", "compartment", "cytokine", "control_name", "treatment_name"}
+_LABELS = {"name", "label", "unit", "family", "control_name", "treatment_name"}
 
 
 def config_comments(text: str) -> dict[str, str]:
@@ -76,6 +76,8 @@ def _format(value) -> str:
         return "[" + ", ".join(_format(v) for v in value) + "]"
     if isinstance(value, BaseModel):
         return json.dumps(json.loads(value.model_dump_json()))
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{k} = {_format(v)}" for k, v in value.items()) + "}"
     return str(value)
 
 
@@ -90,6 +92,9 @@ def _walk(model: BaseModel, prefix: str, rows: list[dict], comments: dict[str, s
             continue
         if isinstance(value, BaseModel):
             _walk(value, path, rows, comments, top)
+        elif isinstance(value, dict) and value and all(isinstance(v, BaseModel) for v in value.values()):
+            for key, item in value.items():  # named sections, e.g. [endpoints.<id>]
+                _walk(item, f"{path}.{key}", rows, comments, f"{path}.{key}")
         elif isinstance(value, tuple) and value and isinstance(value[0], BaseModel):
             for i, item in enumerate(value):
                 _walk(item, f"{path}[{i}]", rows, comments, top)

@@ -2,32 +2,53 @@
 
 ``plan(config)`` runs the scenario (the power table), the sample sizes for each target power, the
 minimal detectable effects at the planned size, the pilot numbers and the curve data, and returns a
-:class:`PlanningResult` of tidy frames. ``result.save(dir)`` writes them next to the run's own files
-(power.csv, estimates.csv, provenance.json, scenarios/*.toml written by
-:meth:`trialsim.results.RunResult.save`); :func:`load_planning` reads such a folder back, so figures
-and reports are redrawn without simulating again. A folder written by ``trialsim run --out`` alone
-(no planning.json) is completed with the parts that need no simulated trials (exact and analytic).
+:class:`PlanningResult` of tidy frames. Everything simulated goes through the one engine
+(:func:`trialsim.engine.run_specs`) with one root seed (given, else ``run.seed``, else drawn and
+recorded) and the run's block layout, so a number here is the number ``trialsim run`` or
+``trialsim samplesize`` gives for the same quantity, seed and trials.
+
+``result.save(dir)`` writes the frames next to the run's own files (power.csv, estimates.csv,
+provenance.json, scenarios/*.toml written by :meth:`trialsim.results.RunResult.save`);
+:func:`load_planning` reads such a folder back, so figures and reports are redrawn without
+simulating again. A folder written by ``trialsim run --out`` alone (no planning.json) is completed
+with the parts that need no simulated trials (exact and analytic; the model's large-sample moments
+are still drawn for the analytic answers and the pilot's precision).
 """
 from __future__ import annotations
 
 import json
 import math
+import platform
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable, Literal, Sequence
 
+import numpy as np
 import pandas as pd
+import scipy
 
-from trialsim.config.loader import config_hash, load_scenario, scenario_to_toml
+from trialsim.config.loader import ConfigError, config_hash, load_scenario, scenario_to_toml
 from trialsim.config.schema import Scenario
-from trialsim.endpoints import endpoints
+from trialsim.designs.allocation import scheme
+from trialsim.engine import run_specs
+from trialsim.model import build_model
+from trialsim.planning.assumptions import assumptions_frame, read_config_text
+from trialsim.planning.curves import default_n_values, power_grid, power_vs_effect, power_vs_n
+from trialsim.planning.mde import minimal_detectable_effects
+from trialsim.planning.model import binary_rates, dropout, endpoint_rows, is_null, key_pairs, resolve_seed
+from trialsim.planning.pilot import REFERENCES, pilot_summary
+from trialsim.planning.samplesize import sample_sizes
+from trialsim.results import RunResult, ScenarioResult, provenance as run_provenance
+from trialsim.scenarios import ScenarioSpec, expand
+from trialsim.version import __version__
 
 PARTS = ("run", "samplesize", "mde", "pilot", "curves")
 FRAME_FILES = {
     "power": "power.csv",
     "estimates": "estimates.csv",
     "sweep_power": "sweep_power.csv",
+    "endpoints": "endpoints.csv",
     "sample_sizes": "sample_sizes.csv",
     "sample_size_curves": "sample_size_curves.csv",
     "mde": "mde.csv",
@@ -50,7 +71,8 @@ SWEEP_MAX_SIMS = 20_000
 class PlanningResult:
     """Every planning table of one design as tidy frames, plus the design, settings and provenance.
 
-    ``frames`` keys are those of :data:`FRAME_FILES`; a part not computed is absent.
+    ``frames`` keys are those of :data:`FRAME_FILES`; a part not computed is absent. ``design`` holds
+    the design in plain values (:func:`design_facts`), ``references`` the literature the tables cite.
     """
 
     scenario: Scenario
@@ -58,6 +80,7 @@ class PlanningResult:
     design: dict[str, Any]
     settings: dict[str, Any]
     provenance: dict[str, Any]
+    references: dict[str, str] = field(default_factory=lambda: dict(REFERENCES))
     run_result: Any = field(default=None, repr=False)
 
     def frame(self, name: str) -> pd.DataFrame:
@@ -76,7 +99,7 @@ class PlanningResult:
             frame.to_csv(out / FRAME_FILES[name], index=False)
         (out / SCENARIO_TOML).write_text(scenario_to_toml(self.scenario))
         meta = {"design": self.design, "settings": self.settings, "provenance": self.provenance,
-                "files": {k: FRAME_FILES[k] for k in self.frames}}
+                "references": self.references, "files": {k: FRAME_FILES[k] for k in self.frames}}
         (out / PLANNING_JSON).write_text(json.dumps(meta, indent=1, default=_json_default))
         return out
 
@@ -90,24 +113,56 @@ def _json_default(x):
 
 
 def design_facts(scenario: Scenario, config_file: str | None = None) -> dict[str, Any]:
-    """The design in plain values (for headings and the justification paragraph)."""
-    from trialsim.planning.model import binary_rates
-
+    """The design in plain values (for headings, the design table and the justification paragraph)."""
     d = scenario.design
-    prim = next(e for e in endpoints(scenario) if e.primary)
-    rates = binary_rates(scenario, prim.name) if prim.family == "binary" else None
+    model = build_model(scenario)
+    prim = model.primary
+    rates = binary_rates(model, prim.name)
+    e = prim.effect
+    allocation = scheme(scenario.allocation.scheme)
+    nan = math.nan
     return {
         "name": scenario.name, "title": scenario.title, "description": scenario.description, "config_file": config_file,
         "control_name": d.control_name, "treatment_name": d.treatment_name, "n_control": d.n_control,
-        "n_treatment": d.n_treatment, "alpha": d.alpha, "allocation": d.allocation, "masking": d.masking,
-        "primary_endpoint": prim.name, "primary_label": prim.label, "primary_test": prim.tests[0],
-        "primary_tests": list(prim.tests), "leak_rate_control": scenario.leak.rate_control,
-        "leak_effect": scenario.leak.effect, "leak_effect_measure": scenario.leak.effect_measure,
-        "primary_p_control": rates.p_control if rates else math.nan,
-        "primary_p_treatment": rates.p_treatment if rates else math.nan,
-        "primary_missing_control": rates.missing_control if rates else math.nan,
+        "n_treatment": d.n_treatment, "alpha": d.alpha, "allocation": allocation.label, "randomised": allocation.randomised,
+        "masking": d.masking, "primary_endpoint": prim.name, "primary_label": prim.label, "primary_kind": prim.kind,
+        "primary_scale": prim.scale, "primary_test": prim.tests[0], "primary_tests": list(prim.tests),
+        "primary_effect_label": e.label if e else "", "primary_effect_kind": e.kind if e else "",
+        "primary_effect_null": e.null if e else nan, "primary_effect_assumed": e.assumed if e else nan,
+        "primary_p_control": rates.p_control if rates else nan,
+        "primary_p_treatment": rates.p_treatment if rates else nan,
+        "primary_dropout": dropout(model, prim.name),
+        "null": is_null(model),
+        "key_pairs": [list(p) for p in key_pairs(model)],
         "has_sweep": scenario.sweep is not None and bool(scenario.sweep.values),
     }
+
+
+def run_design(scenario: Scenario, *, n_sims: int, seed: int, seed_given: bool, n_jobs: int, progress: bool = False,
+               sweep: bool = False, config_file: str | None = None) -> RunResult:
+    """The power table of ``scenario`` (and its sweep): the engine's blocks combined, with provenance.
+
+    What ``trialsim run`` computes for the same scenario, seed and number of trials.
+    """
+    specs = expand(scenario) if sweep else [ScenarioSpec("base", scenario, {})]
+    cfg = scenario.run
+    t0 = time.perf_counter()
+    blocks = run_specs(specs, seed=seed, n_sims=n_sims, n_jobs=n_jobs, chunk_blocks=cfg.chunk_blocks,
+                       backend=cfg.backend, progress=progress)
+    seconds = time.perf_counter() - t0
+    results = [ScenarioResult.combine(spec, b) for spec, b in zip(specs, blocks)]
+    prov = run_provenance(specs[0], seed=seed, seed_given=seed_given, n_sims=n_sims, n_jobs=n_jobs, seconds=seconds,
+                          source=config_file)
+    prov["scenarios"] = [s.id for s in specs]
+    return RunResult(results=results, seed=seed, provenance=prov)
+
+
+def simulated_power(power: pd.DataFrame) -> dict[tuple[str, str], float]:
+    """(endpoint, test) -> the power table's Monte Carlo power (its base scenario)."""
+    if power.empty:
+        return {}
+    mc = power[power["method"] == "monte_carlo"]
+    return {(str(r.endpoint), str(r.test)): float(r.power) for r in mc.itertuples()}
 
 
 def plan(
@@ -121,11 +176,13 @@ def plan(
     search_sims: int = 2000,
     curve_sims: int = 2000,
     n_max: int = 1500,
+    curve_n_max: int = 500,
     seed: int | None = None,
     n_jobs: int | None = None,
     progress: bool = False,
     simulate: bool = True,
-    run_result=None,
+    search: Literal["key", "all"] = "key",
+    run_result: RunResult | None = None,
 ) -> PlanningResult:
     """Compute the planning tables of a scenario.
 
@@ -143,9 +200,12 @@ def plan(
     n_sims : int, optional
         Trials of the power table (default ``run.n_sims``).
     search_sims, curve_sims : int
-        Trials of the sample-size / MDE searches and of the simulated curves.
+        Trials of the sample-size / MDE searches and of the simulated curves (as ``trialsim
+        samplesize --sims`` and ``trialsim curves --sims``; the same defaults).
     n_max : int
         Largest n per arm of the sample-size search.
+    curve_n_max : int
+        Largest n per arm of the power-versus-n curves.
     seed : int, optional
         Root seed of every step (default ``run.seed``, else drawn; recorded in ``provenance``).
     n_jobs : int, optional
@@ -154,16 +214,13 @@ def plan(
         Progress bars on the long steps.
     simulate : bool
         False: no simulated trials (exact and analytic parts only).
+    search : {"key", "all"}
+        Which pairs get simulated sample sizes and MDEs: the key ones
+        (:func:`~trialsim.planning.model.key_pairs`; the others get their analytic answer), or all.
+        A pair's answer does not depend on which others are searched.
     run_result : RunResult, optional
         An existing run to use for the power table instead of simulating.
     """
-    from trialsim.planning.assumptions import assumptions_frame, read_config_text
-    from trialsim.planning.curves import leak_power_grid, power_vs_effect, power_vs_n
-    from trialsim.planning.mde import minimal_detectable_effects
-    from trialsim.planning.pilot import pilot_summary
-    from trialsim.planning.samplesize import sample_sizes
-    from trialsim.planning.model import resolve_seed
-
     config_file = None
     if not isinstance(scenario, Scenario):
         config_file = str(scenario)
@@ -171,11 +228,15 @@ def plan(
     unknown = set(parts) - set(PARTS)
     if unknown:
         raise ValueError(f"unknown planning parts {sorted(unknown)}; choose from {PARTS}")
+    if search not in ("key", "all"):
+        raise ValueError(f"search must be 'key' or 'all', got {search!r}")
     seed_given = seed is not None or scenario.run.seed is not None
     seed = resolve_seed(scenario, seed)
     n_jobs = n_jobs if n_jobs is not None else scenario.run.n_jobs
     n_sims = n_sims if n_sims is not None else scenario.run.n_sims
     power = tuple(sorted(float(p) for p in power))
+    model = build_model(scenario)
+    searched = (True if search == "all" else key_pairs(model)) if simulate else False
     frames: dict[str, pd.DataFrame] = {}
     seconds: dict[str, float] = {}
     sim = dict(seed=seed, n_jobs=n_jobs, progress=progress)
@@ -187,58 +248,48 @@ def plan(
         return value
 
     frames["assumptions"] = assumptions_frame(scenario, read_config_text(config_file))
+    frames["endpoints"] = pd.DataFrame(endpoint_rows(model))
     if "run" in parts and (simulate or run_result is not None):
-        from trialsim.api import run
-
         if run_result is None:
-            run_result = timed("run", lambda: run(scenario, n_sims=n_sims, seed=seed, n_jobs=n_jobs, progress=progress, sweep=False))
-            run_result.provenance["config_file"] = config_file
+            run_result = timed("run", lambda: run_design(scenario, n_sims=n_sims, seed=seed, seed_given=seed_given,
+                                                         n_jobs=n_jobs, progress=progress, config_file=config_file))
         # the power table includes the exact rows of binary endpoints, which can take long at large n
         frames["power"] = timed("run_table", run_result.to_frame)
         frames["estimates"] = run_result.estimates_frame()
         if scenario.sweep is not None and scenario.sweep.values and simulate:
-            sweep = timed("sweep", lambda: run(scenario, n_sims=min(n_sims, SWEEP_MAX_SIMS), seed=seed, n_jobs=n_jobs,
-                                               progress=progress, sweep=True))
+            sweep = timed("sweep", lambda: run_design(scenario, n_sims=min(n_sims, SWEEP_MAX_SIMS), seed=seed,
+                                                      seed_given=seed_given, n_jobs=n_jobs, progress=progress,
+                                                      sweep=True, config_file=config_file))
             frames["sweep_power"] = timed("sweep_table", sweep.to_frame)
     if "samplesize" in parts:
         table = timed("samplesize", lambda: sample_sizes(scenario, power=power, ratio=ratio, n_max=n_max, n_sims=search_sims,
-                                                          simulate=simulate, **sim))
+                                                          simulate=searched, **sim))
         frames["sample_sizes"] = table.to_frame()
         frames["sample_size_curves"] = table.curves_frame()
     if "mde" in parts:
-        mde = timed("mde", lambda: minimal_detectable_effects(scenario, power=power[0], n_sims=search_sims, simulate=simulate, **sim))
+        known = simulated_power(frames.get("power", pd.DataFrame()))
+        mde = timed("mde", lambda: minimal_detectable_effects(scenario, power=power[0], n_sims=search_sims, simulate=searched,
+                                                             power_at_assumed=known, **sim))
         frames["mde"] = mde.to_frame()
     if "pilot" in parts:
         pilot = timed("pilot", lambda: pilot_summary(scenario, seed=seed))
         frames.update(pilot.frames())
     if "curves" in parts:
-        frames["curves"] = timed("curves_n", lambda: power_vs_n(scenario, n_sims=curve_sims, simulate=simulate, **sim))
+        frames["curves"] = timed("curves_n", lambda: power_vs_n(scenario, n_values=default_n_values(scenario, curve_n_max),
+                                                                n_sims=curve_sims, simulate=simulate, **sim))
         frames["effect_curves"] = timed("curves_effect", lambda: power_vs_effect(scenario, n_sims=curve_sims, simulate=simulate, **sim))
-        frames["heatmap"] = timed("heatmap", lambda: leak_power_grid(scenario))
+        frames["heatmap"] = timed("heatmap", lambda: power_grid(scenario))
     settings = {"parts": list(parts), "power": list(power), "ratio": ratio, "n_sims": n_sims, "search_sims": search_sims,
-                "curve_sims": curve_sims, "n_max": n_max, "simulate": simulate, "sweep_max_sims": SWEEP_MAX_SIMS}
-    return PlanningResult(scenario, frames, design_facts(scenario, config_file), settings,
-                          _provenance(scenario, seed=seed, seed_given=seed_given, n_jobs=n_jobs, seconds=seconds,
-                                      config_file=config_file, run_result=run_result),
-                          run_result=run_result)
-
-
-def _provenance(scenario: Scenario, *, seed: int, seed_given: bool, n_jobs: int, seconds: dict, config_file: str | None,
-                run_result=None) -> dict:
-    import platform
-
-    import numpy as np
-    import scipy
-
-    import trialsim
-
-    prov = {"trialsim": trialsim.__version__, "scenario": scenario.name, "config_file": config_file,
+                "curve_sims": curve_sims, "n_max": n_max, "curve_n_max": curve_n_max, "simulate": simulate, "search": search,
+                "sweep_max_sims": SWEEP_MAX_SIMS}
+    prov = {"trialsim": __version__, "scenario": scenario.name, "config_file": config_file,
             "config_hash": config_hash(scenario), "seed": seed, "seed_given": seed_given, "n_jobs": n_jobs,
-            "seconds": seconds, "python": platform.python_version(), "numpy": np.__version__, "scipy": scipy.__version__,
-            "pandas": pd.__version__, "created": time.strftime("%Y-%m-%d %H:%M:%S")}
+            "block_size": scenario.run.block_size, "seconds": seconds, "python": platform.python_version(),
+            "numpy": np.__version__, "scipy": scipy.__version__, "pandas": pd.__version__,
+            "created": time.strftime("%Y-%m-%d %H:%M:%S")}
     if run_result is not None:
         prov["run"] = run_result.provenance
-    return prov
+    return PlanningResult(scenario, frames, design_facts(scenario, config_file), settings, prov, run_result=run_result)
 
 
 def is_planning_dir(path: str | Path) -> bool:
@@ -247,15 +298,13 @@ def is_planning_dir(path: str | Path) -> bool:
 
 
 def load_planning(path: str | Path, *, complete: bool = True, parts: Sequence[str] = PARTS, **options) -> PlanningResult:
-    """Read a results folder back (no simulation).
+    """Read a results folder back (no simulated trials).
 
     A folder with planning.json gives back exactly what was saved. A folder written only by
     ``trialsim run --out`` gives its power table, and with ``complete=True`` the exact and analytic
-    parts of ``parts`` are computed from its resolved scenario (no simulated trials); ``options``
-    (e.g. ``power``, ``n_max``) go to :func:`plan` for that.
+    parts of ``parts`` are computed from its resolved scenario; ``options`` (e.g. ``power``,
+    ``n_max``) go to :func:`plan` for that.
     """
-    from trialsim.config.loader import ConfigError
-
     p = Path(path)
     if not p.is_dir():
         raise ConfigError(f"results folder {str(p)!r} does not exist")
@@ -272,7 +321,8 @@ def load_planning(path: str | Path, *, complete: bool = True, parts: Sequence[st
             if (p / "estimates.csv").is_file():
                 frames["estimates"] = _read_csv(p / "estimates.csv")
         scenario = load_scenario(p / SCENARIO_TOML)
-        return PlanningResult(scenario, frames, meta["design"], meta["settings"], meta["provenance"])
+        return PlanningResult(scenario, frames, meta["design"], meta["settings"], meta["provenance"],
+                              references=meta.get("references", dict(REFERENCES)))
     if not (p / "power.csv").is_file():
         raise ConfigError(f"{str(p)!r} is not a results folder: it has neither {PLANNING_JSON} nor power.csv "
                           "(write one with `trialsim run --out DIR` or `trialsim report CONFIG --out DIR`)")
@@ -287,9 +337,13 @@ def load_planning(path: str | Path, *, complete: bool = True, parts: Sequence[st
     run_prov = json.loads((p / "provenance.json").read_text()) if (p / "provenance.json").is_file() else {}
     sid = toml.stem
     base_rows = power[power["scenario"].astype(str) == sid]
-    result = plan(scenario, parts=[x for x in parts if x != "run"], simulate=False,
-                  seed=run_prov.get("seed"), n_jobs=1, **options) if complete else PlanningResult(
-        scenario, {}, design_facts(scenario), {"simulate": False}, {})
+    if complete:
+        result = plan(scenario, parts=[x for x in parts if x != "run"], simulate=False, seed=run_prov.get("seed"),
+                      n_jobs=1, **options)
+    else:
+        model = build_model(scenario)
+        result = PlanningResult(scenario, {"endpoints": pd.DataFrame(endpoint_rows(model))}, design_facts(scenario),
+                                {"simulate": False}, {})
     result.frames["power"] = base_rows.reset_index(drop=True)
     if power["scenario"].nunique() > 1:
         result.frames["sweep_power"] = power
@@ -306,6 +360,7 @@ def _read_csv(path: Path) -> pd.DataFrame:
     frame = pd.read_csv(path)
     # pandas reads integer columns with missing values as float; keep whole numbers whole where possible
     for col in frame.columns:
-        if frame[col].dtype == float and frame[col].dropna().apply(float.is_integer).all() and col.startswith("n"):
+        counts = col == "n" or col.startswith("n_")
+        if counts and frame[col].dtype == float and frame[col].dropna().apply(float.is_integer).all():
             frame[col] = frame[col].astype("Int64")
     return frame
