@@ -15,6 +15,7 @@ from trialsim.endpoints.duration import Duration, expected_log_total
 from trialsim.endpoints.markers import LogNormalMarkers
 from trialsim.endpoints.registry import family
 from trialsim.rng import Streams
+from tests.fakes import FakeModel
 
 CID = "los_days"
 
@@ -34,17 +35,6 @@ def fake_event(grade: np.ndarray) -> dict[str, np.ndarray]:
     return {"event": event, "day": np.where(event, 7.0, np.nan), "grade": grade}
 
 
-class FakeModel:
-    """The part of :class:`trialsim.model.Model` the laws use."""
-
-    def __init__(self, sections: dict):
-        self.sections = sections
-
-    def section(self, cid):
-        return self.sections[cid]
-
-    def event_probability(self, cid, arm):
-        return self.sections[cid].event_probability(cid, arm, self)
 
 
 # ------------------------------------------------------------------------------------ config

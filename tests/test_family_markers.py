@@ -12,6 +12,7 @@ from trialsim.endpoints.binary_event import BinaryEvent
 from trialsim.endpoints.markers import DEFAULT_MARKERS, LogNormalMarkers, correlation_matrix, mean_weights
 from trialsim.endpoints.registry import family
 from trialsim.rng import Streams
+from tests.fakes import FakeModel
 
 CID = "cytokines"
 
@@ -38,17 +39,6 @@ def fake_event(n_trials: int, n_patients: int, *, rate: float, day_range=(1.0, 1
     return {"event": event, "day": day, "grade": np.where(event, 1, -1)}
 
 
-class FakeModel:
-    """The part of :class:`trialsim.model.Model` the laws use."""
-
-    def __init__(self, sections: dict):
-        self.sections = sections
-
-    def section(self, cid):
-        return self.sections[cid]
-
-    def event_probability(self, cid, arm):
-        return self.sections[cid].event_probability(cid, arm, self)
 
 
 # ------------------------------------------------------------------------------------ config

@@ -48,8 +48,9 @@ def reject_at_alpha(batch: TrialBatch, decisions: Decisions) -> dict[Key, np.nda
 
 def interval_covers(batch: TrialBatch, decisions: Decisions) -> dict[Key, np.ndarray]:
     """Whether each trial's confidence interval contains the true effect (only where it is known)."""
-    return {k: s.covers(decisions.truth[k]) for k, s in batch.stats.items()
-            if s.has_interval and decisions.truth.get(k) is not None}
+    keys = [k for k, s in batch.stats.items() if s.has_interval and decisions.truth.get(k) is not None]
+    covered = tests.covers_many([batch.stats[k] for k in keys], [decisions.truth[k] for k in keys])
+    return dict(zip(keys, covered))
 
 
 register("reject", reject_at_alpha)

@@ -65,8 +65,11 @@ class TrialStats:
             self._ci = self._ci()
         return self._ci
 
-    def covers(self, truth: float) -> np.ndarray:
-        """Whether each trial's interval contains ``truth`` (False where there is no interval)."""
+    def covers(self, truth) -> np.ndarray:
+        """Whether each trial's interval contains ``truth`` (False where there is no interval).
+
+        ``truth`` may be an array broadcasting against the leading axes (one value per stacked row).
+        """
         se, df = self._t
         if se is not None and self._ci is None:
             # the t interval covers truth iff the t test of "difference = truth" does not reject
@@ -78,16 +81,45 @@ class TrialStats:
         return (low <= truth) & (truth <= high)
 
     def take(self, index) -> "TrialStats":
-        """The statistics of one leading row (an endpoint of a stacked call)."""
+        """The statistics of one leading row (an endpoint of a stacked call); ``parent`` keeps the stack."""
         pv = self._pvalue
         se, df = self._t
         ci = self._ci
-        return TrialStats(
+        return _Row(self, index,
             reject=self.reject[index], valid=self.valid[index], estimate=self.estimate[index],
             pvalue=(lambda: self.pvalue[index]) if callable(pv) else pv[index], alpha=self.alpha,
             ci=None if ci is None else (lambda: tuple(c[index] for c in self.ci())),
             t_se=None if se is None else se[index], t_df=None if df is None else df[index],
         )
+
+
+class _Row(TrialStats):
+    """One row of a stacked :class:`TrialStats`, remembering the stack so rows can be judged together."""
+
+    def __init__(self, parent: TrialStats, index, **kwargs):
+        super().__init__(**kwargs)
+        self.parent = parent
+        self.index = index
+
+
+def covers_many(stats: list[TrialStats], truths: list[float]) -> list[np.ndarray]:
+    """``[s.covers(t) for s, t in zip(stats, truths)]``, with rows of one stacked call judged in one pass."""
+    out: list[np.ndarray | None] = [None] * len(stats)
+    groups: dict[int, list[int]] = {}
+    for i, s in enumerate(stats):
+        if isinstance(s, _Row):
+            groups.setdefault(id(s.parent), []).append(i)
+        else:
+            out[i] = s.covers(truths[i])
+    for members in groups.values():
+        parent = stats[members[0]].parent
+        rows = [stats[i].index for i in members]
+        truth = np.full(parent.estimate.shape[0], np.nan)
+        truth[rows] = [truths[i] for i in members]
+        covered = parent.covers(truth.reshape((-1,) + (1,) * (parent.estimate.ndim - 1)))
+        for i, r in zip(members, rows):
+            out[i] = covered[r]
+    return out
 
 
 @dataclass(frozen=True)

@@ -127,6 +127,13 @@ class Status:
         seen = self.attended | self.died
         return seen if self.enrolled is None else seen & self.enrolled
 
+    def seen(self, *, at_visit: bool, death_known: bool = False):
+        """Who has a value: at the visit, those who attended (and the dead, when a death reveals the
+        outcome, as for an event known from the records); in hospital, every enrolled patient."""
+        if at_visit:
+            return self.assessed if death_known else (self.attended if self.enrolled is None else self.attended & self.enrolled)
+        return True if self.enrolled is None else self.enrolled
+
     def in_hospital(self, x: np.ndarray) -> np.ndarray:
         """``x`` for enrolled patients (in-hospital measurements are never lost to follow-up)."""
         return x if self.enrolled is None else np.where(self.enrolled, x, np.nan)

@@ -100,11 +100,7 @@ class PlainBinary(EndpointFamily):
         return {"event": latent["event"], "day": latent["day"], "grade": latent["grade"]}
 
     def observe(self, cid: str, ctx: PatientContext, latent: dict[str, np.ndarray], status: Status) -> dict[str, np.ndarray]:
-        known = latent["missing_u"] >= self.p_missing
-        if self.measured_at_visit:
-            known = known & status.assessed
-        elif status.enrolled is not None:
-            known = known & status.enrolled
+        known = (latent["missing_u"] >= self.p_missing) & status.seen(at_visit=self.measured_at_visit, death_known=True)
         return {cid: np.where(known, latent["event"], np.nan)}
 
     # ----------------------------------------------------------------------------------- laws

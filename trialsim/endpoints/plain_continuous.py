@@ -105,11 +105,7 @@ class PlainContinuous(EndpointFamily):
         return {"analysed": y, "value": value, "missing_u": ndtr(z[..., 1])}
 
     def observe(self, cid: str, ctx: PatientContext, latent: dict[str, np.ndarray], status: Status) -> dict[str, np.ndarray]:
-        known = latent["missing_u"] >= self.p_missing
-        if self.measured_at_visit:
-            known = known & status.attended
-        if status.enrolled is not None:
-            known = known & status.enrolled
+        known = (latent["missing_u"] >= self.p_missing) & status.seen(at_visit=self.measured_at_visit)
         return {cid: np.where(known, latent["analysed"], np.nan)}
 
     # ----------------------------------------------------------------------------------- laws
