@@ -75,7 +75,7 @@ class ScenarioResult:
             base = {"scenario": self.spec.id, "endpoint": a.name, "test": test, "n_control": d.n_control,
                     "n_treatment": d.n_treatment, "alpha": d.alpha, "primary": a.primary, "family": a.kind,
                     "label": a.label, "null": null}
-            est = estimation(sums, model.true_effect(a.name, tests.get(test).estimand))
+            est = estimation(sums, model.true_effect(a.name, tests.get(test).estimand), n_valid=int(sums["valid"]))
             est["estimand"] = tests.estimand_label(tests.get(test).estimand, a.scale)
             rows.append(base | {"power": p, "mc_se": float(np.sqrt(p * (1 - p) / n)), "ci_low": low, "ci_high": high,
                                 "method": "monte_carlo", "n_sims": n, "n_valid": int(sums["valid"])} | est)
@@ -102,12 +102,20 @@ class ScenarioResult:
         return rows
 
 
-def estimation(sums: dict, truth: float | None) -> dict:
-    """Mean estimate, bias, RMSE and coverage (with Monte Carlo SEs) from one (endpoint, test)'s sums."""
+def estimation(sums: dict, truth: float | None, *, n_valid: int | None = None) -> dict:
+    """Mean estimate, bias, RMSE and coverage (with Monte Carlo SEs) from one (endpoint, test)'s sums.
+
+    An estimator that is infinite in some analysable trials (the conditional MLE of an odds ratio when
+    an arm has no event) has no finite mean: its bias and RMSE are then left undefined (NaN), and
+    ``n_estimable`` says in how many trials it was finite. Coverage is defined for every trial.
+    """
     n = sums["est_n"]
     nan = float("nan")
     out = {"estimate_mean": sums["est_sum"] / n if n else nan, "true_effect": nan if truth is None else truth,
            "bias": nan, "bias_se": nan, "rmse": nan, "coverage": nan, "coverage_se": nan, "n_estimable": n}
+    if n_valid is not None and n < n_valid:
+        out["estimate_mean"] = nan
+        truth = None
     if truth is not None and n > 1:
         bias = sums["err_sum"] / n
         mse = sums["err_sumsq"] / n

@@ -109,7 +109,8 @@ def estimation_line(row: pd.Series, a: Analysed, alpha: float) -> str:
     estimand = tests.get(row.test).estimand
     what = row.estimand if isinstance(row.estimand, str) else estimand.replace("_", " ")
     if _missing(row.estimate_mean):
-        return f"estimate: {what}: no finite estimate in any trial"
+        return (f"estimate ({test_label(row.test)}): {what}: infinite in some trials (an arm without events), "
+                f"so no mean; {pct(1 - alpha, 0)} CI coverage {power_with_se(row.coverage, row.coverage_se)}")
     if on_logs(estimand, a.scale):
         text = f"{what} exp(mean log ratio) {num(math.exp(row.estimate_mean))}"
         truth = "" if _missing(row.true_effect) else f" (true {num(math.exp(row.true_effect))})"
@@ -123,7 +124,7 @@ def estimation_line(row: pd.Series, a: Analysed, alpha: float) -> str:
         parts.append(f"{scale}bias {num(row.bias, 2)} ± {num(row.bias_se, 2)}, RMSE {num(row.rmse)}")
     if not _missing(row.coverage):
         parts.append(f"{pct(1 - alpha, 0)} CI coverage {power_with_se(row.coverage, row.coverage_se)}")
-    return "estimate: " + "; ".join(parts)
+    return f"estimate ({test_label(row.test)}): " + "; ".join(parts)
 
 
 def _missing(x) -> bool:
@@ -173,7 +174,11 @@ def scenario_summary(res: ScenarioResult, frame: pd.DataFrame, estimates: pd.Dat
     rows = f[f.endpoint == prim.name]
     out += ["    " + line for line in _rate_lines(rows, word)]
     first = rows[(rows.method == "monte_carlo") & (rows.test == prim.tests[0])].iloc[0]
-    out += textwrap.wrap(estimation_line(first, prim, d.alpha), WIDTH, initial_indent="    ", subsequent_indent="      ")
+    # the estimate of the first test with a finite mean (an odds ratio MLE is infinite when an arm has no event)
+    mc = rows[rows.method == "monte_carlo"]
+    finite = mc[~mc.bias.isna()] if "bias" in mc else mc.iloc[0:0]
+    shown = finite.iloc[0] if len(finite) else first
+    out += textwrap.wrap(estimation_line(shown, prim, d.alpha), WIDTH, initial_indent="    ", subsequent_indent="      ")
     if null:
         out.append(f"    (no true effect on this endpoint in this scenario: its rejection rates are type I errors at alpha {d.alpha})")
     elif first.power < LOW_POWER:
