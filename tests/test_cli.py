@@ -31,8 +31,8 @@ def test_cli_run_leads_with_the_primary_endpoint_and_warns_plainly(tmp_path):
     assert out.index("PRIMARY ENDPOINT: Anastomotic leak within 1 month") < out.index("SECONDARY ENDPOINTS")
     assert "(risk ratio 0.5, a planning assumption)" in out
     assert "far below the usual 80%" in out and "pilot/feasibility" in out
-    estimate = next(line for line in out.replace("\n      ", " ").splitlines() if line.strip().startswith("estimate:"))
-    assert re.search(r"estimate: .* \(true -?0\.\d+\); (log-ratio )?bias -?[\d.e-]+ ± [\d.e-]+, RMSE [\d.]+", estimate), estimate
+    estimate = next(line for line in out.replace("\n      ", " ").splitlines() if line.strip().startswith("estimate ("))
+    assert re.search(r"estimate \(.+\): .* \(true -?0\.\d+\); (log-ratio )?bias -?[\d.e-]+ ± [\d.e-]+, RMSE [\d.]+", estimate), estimate
     prov = json.loads((tmp_path / "provenance.json").read_text())
     assert prov["seed"] == 20240831 and prov["n_sims"] == 2000 and prov["config_hash"]
     assert (tmp_path / "power.csv").read_text().startswith("scenario,endpoint,test,n_control,n_treatment,alpha,power,mc_se")

@@ -56,8 +56,8 @@ BAD = [
     ("design.n_control=-3", "design.n_control = -3"),
     ("endpoints.cytokines.markers[0].log_sd=0", "endpoints.cytokines.markers[0].log_sd = 0"),
     ("endpoints.los_days.log_sd=-1", "endpoints.los_days.log_sd = -1"),
-    (f'{LEAK}.tests=["bogus"]', "test 'bogus' is not registered; allowed: fisher"),
-    ('endpoints.colonoscopy.tests=["t_test"]', "endpoints.colonoscopy: test 't_test'"),
+    (f'{LEAK}.tests=["bogus"]', "endpoints.leak_1m.tests[0]: test 'bogus' is not registered; allowed: fisher"),
+    ('endpoints.colonoscopy.tests=["t_test"]', "endpoints.colonoscopy.tests[0]: test 't_test'"),
     ('endpoints.cytokines.tests=["fisher"]', "does not apply to the continuous endpoint"),
     ('design.n_control="ten"', "valid integer"),
     ("design.n_control=2.5", "valid integer"),
@@ -69,8 +69,8 @@ BAD = [
     ("run.n_sims=0", "run.n_sims = 0"),
     (f'{LEAK}.family="counts"', 'family = "counts" is not a registered endpoint family; allowed: binary_event'),
     ('primary="crp"', "primary = 'crp' is not an analysed endpoint; choose one of: leak_1m"),
-    (f"{LEAK}.tests=[]", "primary = 'leak_1m' is not an analysed endpoint; choose one of: il6_serum_pod1"),
-    ('endpoints.los_days.event="ghost"', "links to 'ghost', which is not an endpoint"),
+    (f"{LEAK}.tests=[]", "primary = 'leak_1m' is not an analysed endpoint (endpoints.leak_1m gives it no tests); choose one of: il6_serum_pod1"),
+    ('endpoints.los_days.event="ghost"', "endpoints.los_days.event links to 'ghost', which is not an endpoint"),
     ('follow_up.death_event="los_days"', "follow_up.death_event = 'los_days' is not an event endpoint"),
     ('allocation.scheme="minimisation"', 'allocation.scheme = "minimisation" is not allowed: allowed schemes: sequential'),
     ('allocation.scheme="permuted_block"', "block_size"),  # fine as it is: blocks of 4 hold 1:1
@@ -185,10 +185,11 @@ def test_cli_show_resolves_extends():
 
 
 def test_boschloo_on_large_arms_is_refused_with_the_way_out():
-    with pytest.raises(ConfigError, match=r"endpoints.leak_1m uses 'boschloo'.*leave 'boschloo' out"):
-        load_scenario(DEFAULT_CONFIG, ["design.n_control=300", "design.n_treatment=300"])
-    sc = load_scenario(DEFAULT_CONFIG, ["design.n_control=300", "design.n_treatment=300", f'{LEAK}.tests=["fisher","chi2"]'])
-    assert sc.design.n_control == 300
+    with pytest.raises(ConfigError, match=r"endpoints\.leak_1m uses 'boschloo' \(in endpoints\.leak_1m\.tests\), which runs for "
+                                          r"arms of up to 500 patients, but design\.n_control = 501.*leave 'boschloo' out"):
+        load_scenario(DEFAULT_CONFIG, ["design.n_control=501", "design.n_treatment=300"])
+    sc = load_scenario(DEFAULT_CONFIG, ["design.n_control=501", "design.n_treatment=300", f'{LEAK}.tests=["fisher","chi2"]'])
+    assert sc.design.n_control == 501
 
 
 def _numbers(node):

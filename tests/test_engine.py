@@ -112,17 +112,18 @@ def test_interrupted_run_resumes_from_checkpoint_losing_nothing(default_scenario
     full = run(sc, n_sims=1_000, seed=11, n_jobs=1)
     ck = tmp_path / "ck"
     run(sc, n_sims=1_000, seed=11, n_jobs=1, checkpoint_dir=ck)
-    path = next(ck.glob("*.jsonl"))
+    path = next((ck / "checkpoints").glob("*.jsonl"))
     lines = path.read_text().splitlines()
     assert len(lines) == 1 + 5  # header + 5 blocks
     path.write_text("\n".join(lines[:3]) + "\n" + lines[3][: len(lines[3]) // 2])  # 2 blocks + a torn line
     resumed = run(sc, n_sims=1_000, seed=11, n_jobs=1, checkpoint_dir=ck)
     assert resumed.to_frame().equals(full.to_frame())
+    assert resumed.provenance["blocks_resumed"] == 2 and resumed.provenance["blocks_computed"] == 3
     assert len(path.read_text().splitlines()) == 6
-    # a checkpoint of another run is refused, not silently mixed in
-    with pytest.raises(ConfigError, match="belongs to another run"):
+    # a folder holding another run is refused, naming what differs, not silently mixed in
+    with pytest.raises(ConfigError, match="holds another run: its seed is 11, this run's is 12"):
         run(sc, n_sims=1_000, seed=12, n_jobs=1, checkpoint_dir=ck)
-    assert json.loads(lines[0])["seed"] == 11
+    assert json.loads(lines[0])["header"]["seed"] == 11
 
 
 def test_results_table_columns_and_exact_method(default_scenario):

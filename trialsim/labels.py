@@ -94,3 +94,30 @@ def short_test_label(test: str) -> str:
 
 def series_label(endpoint: str, test: str, label: str | None = None, short: str | None = None) -> str:
     return f"{short_endpoint_label(endpoint, label, short)}: {short_test_label(test)}"
+
+
+# ------------------------------------------------------------------ console tables
+def aligned_table(header: list[str], rows: list[list[str]], *, right: set[int] = frozenset(), indent: str = "") -> list[str]:
+    """Rows of text cells as aligned lines under a header and a rule; columns in ``right`` right-aligned."""
+    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
+
+    def line(cells) -> str:
+        return indent + "  ".join(str(c).rjust(w) if i in right else str(c).ljust(w)
+                                  for i, (c, w) in enumerate(zip(cells, widths))).rstrip()
+
+    return [line(header), indent + "  ".join("-" * w for w in widths), *(line(r) for r in rows)]
+
+
+KEY_LABELS = {
+    "n_control": "control arm size",
+    "n_treatment": "treatment arm size",
+    "rate_control": "control rate",
+    "alpha": "alpha",
+    "ratio": "allocation ratio",
+}
+
+
+def key_label(path: str) -> str:
+    """A config key path in words for a legend or a panel title (``endpoints.x.rate_control`` -> control event rate)."""
+    last = path.rsplit(".", 1)[-1]
+    return KEY_LABELS.get(last, last.replace("_", " "))

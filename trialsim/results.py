@@ -13,9 +13,10 @@ from scipy.stats import beta
 
 from trialsim.analysis import registry as tests
 from trialsim.config.loader import config_hash, scenario_to_toml
+from trialsim.engine import atomic_write, layout_of
 from trialsim.exact import exact_rows
 from trialsim.model import build_model
-from trialsim.scenarios import ScenarioSpec
+from trialsim.scenarios import ScenarioSpec, safe_name
 from trialsim.summarise import BlockSummary, Totals
 from trialsim.version import __version__
 
@@ -50,9 +51,10 @@ class ScenarioResult:
         return self.totals.flow
 
     @classmethod
-    def combine(cls, spec: ScenarioSpec, blocks: list[BlockSummary]) -> "ScenarioResult":
-        """Sum block summaries in block order (so float sums are identical for any n_jobs)."""
-        return cls(spec, Totals.combine(blocks))
+    def combine(cls, spec: ScenarioSpec, blocks: Totals | list[BlockSummary]) -> "ScenarioResult":
+        """A scenario's result from the engine's totals, or from block summaries (summed in block order,
+        so float sums are identical for any n_jobs)."""
+        return cls(spec, blocks if isinstance(blocks, Totals) else Totals.combine(blocks))
 
     def is_null(self) -> bool:
         """True when every effect parameter of the scenario is at its null (the rows are type I errors)."""
@@ -158,20 +160,33 @@ class RunResult:
         return pd.concat(frames, ignore_index=True) if frames else None
 
     def save(self, out: str | Path) -> Path:
-        """Write power.csv/json, estimates.csv, flow_trials.csv, the resolved configs and provenance.json."""
+        """Write power.csv/json, estimates.csv, flow_trials.csv, the resolved configs and provenance.json.
+
+        Each file goes through a temporary file and an atomic rename (a kill or a full disk leaves
+        the old file or none, never a truncated one); provenance.json comes last. What an earlier
+        result left and this one does not have (another scenario's TOML, a flow table) is removed.
+        """
         out = Path(out)
         out.mkdir(parents=True, exist_ok=True)
         power = self.to_frame()
-        power.to_csv(out / "power.csv", index=False)
-        (out / "power.json").write_text(json.dumps({"provenance": self.provenance, "rows": _records(power)}, indent=1))
-        self.estimates_frame().to_csv(out / "estimates.csv", index=False)
+        atomic_write(out / "power.csv", lambda p: power.to_csv(p, index=False))
+        atomic_write(out / "power.json", json.dumps({"provenance": self.provenance, "rows": _records(power)}, indent=1))
+        estimates = self.estimates_frame()
+        atomic_write(out / "estimates.csv", lambda p: estimates.to_csv(p, index=False))
         flow = self.flow_frame()
         if flow is not None:
-            flow.to_csv(out / "flow_trials.csv", index=False)
-        (out / "provenance.json").write_text(json.dumps(self.provenance, indent=1))
+            atomic_write(out / "flow_trials.csv", lambda p: flow.to_csv(p, index=False))
+        else:
+            (out / "flow_trials.csv").unlink(missing_ok=True)
+        folder = out / "scenarios"
+        folder.mkdir(exist_ok=True)
+        names = {f"{safe_name(r.spec.id)}.toml" for r in self.results}
+        for old in folder.glob("*.toml"):
+            if old.name not in names:
+                old.unlink()
         for r in self.results:
-            (out / "scenarios").mkdir(exist_ok=True)
-            (out / "scenarios" / f"{r.spec.id}.toml").write_text(scenario_to_toml(r.spec.scenario))
+            atomic_write(folder / f"{safe_name(r.spec.id)}.toml", scenario_to_toml(r.spec.scenario))
+        atomic_write(out / "provenance.json", json.dumps(self.provenance, indent=1))
         return out
 
 
@@ -194,10 +209,8 @@ class TrialWriter:
 
         target = self.folder / safe_name(self.ids[spec_index])
         target.mkdir(parents=True, exist_ok=True)
-        path = target / f"block-{block:06d}.parquet"
-        tmp = path.with_suffix(".parquet.tmp")
-        pq.write_table(pa.table({k: pa.array(v) for k, v in table.items()}), tmp)
-        tmp.replace(path)
+        frame = pa.table({k: pa.array(v) for k, v in table.items()})
+        atomic_write(target / f"block-{block:06d}.parquet", lambda p: pq.write_table(frame, p))
 
 
 def read_trials(folder: str | Path, scenario: str | None = None) -> pd.DataFrame:
@@ -215,22 +228,25 @@ def read_trials(folder: str | Path, scenario: str | None = None) -> pd.DataFrame
     return pd.concat(frames, ignore_index=True).sort_values(["scenario", "trial"], kind="stable").reset_index(drop=True)
 
 
-def safe_name(name: str) -> str:
-    """A scenario id as a file name."""
-    return "".join(c if c.isalnum() or c in "-_.=," else "_" for c in name)[:150]
-
-
 def _records(frame: pd.DataFrame) -> list[dict]:
     return json.loads(frame.to_json(orient="records"))
 
 
 def provenance(base_spec: ScenarioSpec, *, seed: int, seed_given: bool, n_sims: int, n_jobs: int, seconds: float,
-               source: str | None) -> dict[str, Any]:
+               source: str | None, block_size: int | None = None, backend: str | None = None,
+               run_dir: dict[str, Any] | None = None) -> dict[str, Any]:
+    """What a result records about how it was made: versions, config hash, seed (drawn or given), layout.
+
+    ``block_size`` is the one the run used (default: ``run.block_size``, else the one the engine
+    would choose for ``base_spec``); ``run_dir`` what the run folder says (sessions, resumed blocks).
+    """
     import joblib
     import scipy
     import simpy
 
     sc = base_spec.scenario
+    if block_size is None:
+        block_size = sc.run.block_size or layout_of([base_spec], n_sims=n_sims).block_size
     return {
         "trialsim": __version__,
         "scenario": sc.name,
@@ -239,8 +255,12 @@ def provenance(base_spec: ScenarioSpec, *, seed: int, seed_given: bool, n_sims: 
         "seed": seed,
         "seed_given": seed_given,
         "n_sims": n_sims,
-        "block_size": sc.run.block_size,
+        "block_size": block_size,
+        "block_size_chosen": sc.run.block_size is None,
         "n_jobs": n_jobs,
+        "backend": backend or sc.run.backend,
+        "max_memory_mb": sc.run.max_memory_mb,
+        **(run_dir or {}),
         "run_seconds": round(seconds, 3),
         "python": platform.python_version(),
         "numpy": np.__version__,

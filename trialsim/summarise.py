@@ -40,6 +40,53 @@ class BlockSummary:
     def from_json(cls, data: dict) -> "BlockSummary":
         return cls(**data)
 
+    def problem(self, *, n_sims: int, tests: set[str], flow_fields: tuple[str, ...] | None) -> str | None:
+        """Why this (stored) block cannot be trusted, or None: every key, type and count is checked.
+
+        ``n_sims``: trials the block must hold; ``tests``: its "endpoint|test" keys; ``flow_fields``:
+        the per-trial flow values it must carry (None: no flow).
+        """
+        if not _count(self.block) or not _count(self.n_sims) or self.n_sims != n_sims:
+            return f"holds {self.n_sims!r} trials, not {n_sims}"
+        if not isinstance(self.tests, dict) or set(self.tests) != tests:
+            return "does not hold the scenario's (endpoint, test) pairs"
+        for k, sums in self.tests.items():
+            if not isinstance(sums, dict) or set(sums) != set(TEST_SUMS):
+                return f"{k}: not every sum is there"
+            if not all(_count(sums[name]) for name in ("rejects", "valid", "est_n", "covered", "coverable")):
+                return f"{k}: a count is not a whole number >= 0"
+            if not all(_finite(sums[name]) for name in TEST_SUMS):
+                return f"{k}: a sum is not a finite number"
+            if not (sums["rejects"] <= sums["valid"] <= n_sims and sums["est_n"] <= n_sims
+                    and sums["covered"] <= sums["coverable"] <= n_sims and sums["est_sumsq"] >= 0 <= sums["err_sumsq"]):
+                return f"{k}: counts out of range (rejects {sums['rejects']}, valid {sums['valid']}, trials {n_sims})"
+        names = self.est_count.keys() if isinstance(self.est_count, dict) else None
+        if names is None or not isinstance(self.est_sum, dict) or not isinstance(self.est_sumsq, dict) \
+                or self.est_sum.keys() != names or self.est_sumsq.keys() != names:
+            return "per-arm estimates do not match"
+        if not all(_count(v) and v <= n_sims for v in self.est_count.values()) \
+                or not all(_finite(v) for v in (*self.est_sum.values(), *self.est_sumsq.values())):
+            return "per-arm estimates out of range"
+        if flow_fields is None:
+            return None if self.flow is None else "carries flow values but the scenario has no flow"
+        if not isinstance(self.flow, dict) or set(self.flow) != set(flow_fields):
+            return "flow values missing"
+        if not all(isinstance(v, list) and len(v) == n_sims and all(_number(x) for x in v) for v in self.flow.values()):
+            return "flow values are not one number per trial"
+        return None
+
+
+def _number(x) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool)
+
+
+def _finite(x) -> bool:
+    return _number(x) and np.isfinite(x)
+
+
+def _count(x) -> bool:
+    return isinstance(x, int) and not isinstance(x, bool) and x >= 0
+
 
 def summarise_batch(batch: TrialBatch, decisions: Decisions, *, block: int) -> BlockSummary:
     out = BlockSummary(block=block, n_sims=batch.n_trials)
@@ -76,36 +123,63 @@ def summarise_batch(batch: TrialBatch, decisions: Decisions, *, block: int) -> B
 
 @dataclass
 class Totals:
-    """Blocks of one scenario combined in block order."""
+    """Blocks of one scenario folded in block order: running sums, flat in the number of trials.
 
-    n_sims: int
-    tests: dict[str, dict[str, float]]
-    est_sum: dict[str, float]
-    est_sumsq: dict[str, float]
-    est_count: dict[str, int]
-    flow: dict[str, np.ndarray] | None
+    ``add`` takes the blocks one at a time, in block order (the float sums are then identical for any
+    ``n_jobs`` and chunking); nothing per trial is kept except the flow's per-trial values
+    (``flow``: 8 bytes x 16 fields per trial, needed for its quantiles and ``flow_trials.csv``).
+    """
+
+    n_sims: int = 0
+    tests: dict[str, dict[str, float]] = field(default_factory=dict)
+    est_sum: dict[str, float] = field(default_factory=dict)
+    est_sumsq: dict[str, float] = field(default_factory=dict)
+    est_count: dict[str, int] = field(default_factory=dict)
+    flow: dict[str, np.ndarray] | None = None
+    block_size: int | None = None  # trials per block of the layout that produced these sums (None: unknown)
+    capacity: int | None = field(default=None, repr=False)  # trials expected: the flow arrays are allocated once
+
+    def add(self, block: BlockSummary) -> None:
+        """Add the next block (the caller keeps block order)."""
+        if self.n_sims and (block.tests.keys() != self.tests.keys() or block.est_sum.keys() != self.est_sum.keys()):
+            raise ValueError(f"block {block.block} has other endpoints or tests than the blocks before it")
+        for k, sums in block.tests.items():
+            acc = self.tests.setdefault(k, {name: 0 for name in TEST_SUMS})
+            for name in TEST_SUMS:
+                acc[name] += sums[name]
+        for attr in ("est_sum", "est_sumsq", "est_count"):
+            out = getattr(self, attr)
+            for k, v in getattr(block, attr).items():
+                out[k] = out.get(k, 0) + v
+        if block.flow is not None:
+            self._add_flow(block)
+        self.n_sims += block.n_sims
+
+    def _add_flow(self, block: BlockSummary) -> None:
+        end = self.n_sims + block.n_sims
+        if self.flow is None:
+            size = max(self.capacity or 0, end)
+            self.flow = {name: np.empty(size) for name in block.flow}
+        for name, values in block.flow.items():
+            column = self.flow[name]
+            if column.size < end:  # more trials than announced: grow geometrically
+                column = np.concatenate([column[:self.n_sims], np.empty(max(end, 2 * column.size) - self.n_sims)])
+                self.flow[name] = column
+            column[self.n_sims:end] = np.asarray(values, dtype=float)
+
+    def finished(self) -> "Totals":
+        """The totals with the flow arrays cut to the trials added."""
+        if self.flow is not None:
+            self.flow = {name: column[:self.n_sims] for name, column in self.flow.items()}
+        return self
 
     @classmethod
     def combine(cls, blocks: list[BlockSummary]) -> "Totals":
-        blocks = sorted(blocks, key=lambda b: b.block)
-        tests: dict[str, dict[str, float]] = {}
-        for b in blocks:
-            for k, sums in b.tests.items():
-                acc = tests.setdefault(k, {name: 0 for name in TEST_SUMS})
-                for name in TEST_SUMS:
-                    acc[name] += sums[name]
-
-        def total(attr: str) -> dict:
-            out: dict = {}
-            for b in blocks:
-                for k, v in getattr(b, attr).items():
-                    out[k] = out.get(k, 0) + v
-            return out
-
-        flow = None
-        if blocks and blocks[0].flow is not None:
-            flow = {name: np.concatenate([np.asarray(b.flow[name], dtype=float) for b in blocks]) for name in blocks[0].flow}
-        return cls(sum(b.n_sims for b in blocks), tests, total("est_sum"), total("est_sumsq"), total("est_count"), flow)
+        """All blocks at once (sorted into block order first)."""
+        totals = cls(capacity=sum(b.n_sims for b in blocks))
+        for b in sorted(blocks, key=lambda b: b.block):
+            totals.add(b)
+        return totals.finished()
 
 
 TRIAL_COLUMNS = ("trial", "endpoint", "test", "pvalue", "estimate", "ci_low", "ci_high", "reject", "covered")

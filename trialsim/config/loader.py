@@ -137,12 +137,26 @@ def error_from_validation(exc: ValidationError, source: str) -> ConfigError:
 
 
 # ---------------------------------------------------------------------------------------------- loading
+def _plain(value: Any, path: str, source: str) -> Any:
+    """``value`` with TOML dates and times as ISO strings; NaN, inf and other types refused naming the key."""
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ConfigError(f"invalid config ({source}): {path or '(top level)'} = {value} is not allowed: "
+                          "use a finite number")
+    if isinstance(value, (datetime.date, datetime.time)):  # datetime.datetime is a date too
+        return value.isoformat()
+    if isinstance(value, dict):
+        return {k: _plain(v, f"{path}.{k}" if path else str(k), source) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v, f"{path}[{i}]", source) for i, v in enumerate(value)]
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    raise ConfigError(f"invalid config ({source}): {path or '(top level)'} = {value!r} is not allowed: only strings, "
+                      "numbers, booleans, dates, lists and tables")
+
+
 def validate(raw: dict, *, source: str = "config") -> Scenario:
     """Validate a raw dict (as read from TOML) into a frozen :class:`Scenario`."""
-    try:
-        text = json.dumps(raw, allow_nan=False)
-    except (TypeError, ValueError) as exc:  # TOML dates/times, inf, nan
-        raise ConfigError(f"invalid config ({source}): only strings, numbers, booleans, lists and tables are allowed ({exc})") from None
+    text = json.dumps(_plain(raw, "", source), allow_nan=False)
     try:
         return Scenario.model_validate_json(text)
     except ValidationError as exc:
@@ -215,7 +229,7 @@ def to_raw(scenario: Scenario) -> dict:
 def config_hash(scenario: Scenario) -> str:
     """Hash of everything that changes the numbers (not parallelism settings)."""
     raw = to_raw(scenario)
-    for key in ("n_jobs", "chunk_blocks", "backend"):
+    for key in ("n_jobs", "chunk_blocks", "backend", "scheduler", "max_memory_mb"):
         raw["run"].pop(key, None)
     return hashlib.sha256(json.dumps(raw, sort_keys=True).encode()).hexdigest()[:16]
 

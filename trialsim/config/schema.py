@@ -9,28 +9,40 @@ values, not measurements.
 from __future__ import annotations
 
 import json
+import math
+import re
 from typing import Annotated, Any, Literal
 
 import numpy as np
 from pydantic import Field, PlainValidator, SerializeAsAny, ValidationError, field_validator, model_validator
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
-from trialsim.config.base import StrictModel
+from trialsim.config.base import IDENTIFIER, MISSING_MAX, FileName, Identifier, LongText, StrictModel, Text
 from trialsim.config.flow import FlowConfig, Ratio
 from trialsim.registry import ALLOCATION_SCHEMES, ENDPOINT_FAMILIES, TESTS
+
+MAX_RATIO_PART = 100  # allocation ratio parts
+MAX_ENDPOINT_SECTIONS = 50
+MAX_SWEEP_SCENARIOS = 10_000  # scenarios one sweep may expand to
+_KEY_PATH = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*|\.\d+|\[\d+\])*\Z")
+# A flow simulates every referral until the target is enrolled: its arrays and events grow with the
+# referrals a trial needs, (n_control + n_treatment) / (p_eligible * p_consent), and its calendar
+# with the months they take.
+MAX_REFERRALS_PER_TRIAL = 20_000
+MAX_RECRUITMENT_MONTHS = 1200.0
 
 
 class Design(StrictModel):
     """Arms, sizes and the error rate of the planned comparison."""
 
-    control_name: str = Field("placebo", min_length=1, max_length=60, description="Label of the control arm [0].")
-    treatment_name: str = Field("exosome", min_length=1, max_length=60, description="Label of the experimental arm [0].")
+    control_name: Text = Field("placebo", min_length=1, max_length=60, description="Label of the control arm [0].")
+    treatment_name: Text = Field("exosome", min_length=1, max_length=60, description="Label of the experimental arm [0].")
     n_control: int = Field(10, ge=1, le=100_000, description="Patients in the control arm (registered: 10 placebo) [0].")
     n_treatment: int = Field(10, ge=1, le=100_000, description="Patients in the experimental arm (registered: 10) [0].")
     masking: Literal["none", "single", "double", "triple", "quadruple"] = Field(
         "quadruple", description="Masking as registered (QUADRUPLE) [0]."
     )
-    alpha: float = Field(0.05, gt=0.0, lt=0.5, description="Two-sided significance level (convention) [9].")
+    alpha: float = Field(0.05, ge=1e-6, lt=0.5, description="Two-sided significance level (convention) [9].")
 
 
 class AllocationConfig(StrictModel):
@@ -64,8 +76,8 @@ class AllocationConfig(StrictModel):
     @field_validator("ratio")
     @classmethod
     def _positive_ratio(cls, v):
-        if min(v) < 1:
-            raise ValueError(f"both parts of the ratio must be integers >= 1, got {list(v)}")
+        if min(v) < 1 or max(v) > MAX_RATIO_PART:
+            raise ValueError(f"both parts of the ratio must be integers from 1 to {MAX_RATIO_PART}, got {list(v)}")
         return v
 
     @model_validator(mode="after")
@@ -86,16 +98,9 @@ class AllocationConfig(StrictModel):
 class Covariate(StrictModel):
     """A binary baseline covariate, drawn once per patient (independent Bernoulli)."""
 
-    name: str = Field(min_length=1, max_length=60, description="Identifier, e.g. 'male'.")
+    name: Identifier = Field(description="Identifier, e.g. 'male'.")
     prevalence: float = Field(0.5, ge=0.0, le=1.0, description="Share of eligible patients with the covariate.")
-    source: str = Field("", description="Where the number comes from.")
-
-    @field_validator("name")
-    @classmethod
-    def _identifier(cls, v):
-        if not v.replace("_", "").isalnum():
-            raise ValueError("use letters, digits and '_'")
-        return v
+    source: Text = Field("", max_length=500, description="Where the number comes from.")
 
 
 class Population(StrictModel):
@@ -115,11 +120,11 @@ class Population(StrictModel):
 class FollowUp(StrictModel):
     """Death and loss to follow-up before the 1-month visit (a patient-level state every endpoint sees)."""
 
-    p_missing_visit: float = Field(0.03, ge=0.0, lt=1.0, description="Chance a living patient misses the follow-up visit (outcomes assessed there are missing); ASSUMPTION (<1% sourced, plus margin) [6].")
-    p_death: float = Field(0.014, ge=0.0, le=1.0, description="Death before the visit without the linked event (in-hospital figure) [6] SOURCED.")
+    p_missing_visit: float = Field(0.03, ge=0.0, le=MISSING_MAX, description="Chance a living patient misses the follow-up visit (outcomes assessed there are missing); ASSUMPTION (<1% sourced, plus margin) [6].")
+    p_death: float = Field(0.014, ge=0.0, le=MISSING_MAX, description="Death before the visit without the linked event (in-hospital figure) [6] SOURCED; at most 0.95, or next to no patient would reach the visit.")
     death_event: str | None = Field(None, description="Endpoint id of an event that changes the chance of death (the registered trial: its leak); none = no link.")
     p_death_after_event: float = Field(0.075, ge=0.0, le=1.0, description="Death before the visit after the linked event (in-hospital figure) [6] SOURCED.")
-    horizon_days: float = Field(30.0, gt=0.0, le=3650.0, description="Day of the follow-up visit; deaths fall before it [0].")
+    horizon_days: float = Field(30.0, ge=1.0, le=3650.0, description="Day of the follow-up visit; deaths fall before it [0].")
 
 
 def _family_section(value: Any):
@@ -129,7 +134,7 @@ def _family_section(value: Any):
     if not isinstance(value, dict):
         raise PydanticCustomError("endpoint", "an endpoint is a table with a 'family' key")
     name = value.get("family")
-    if name not in ENDPOINT_FAMILIES:
+    if not isinstance(name, str) or name not in ENDPOINT_FAMILIES:
         raise PydanticCustomError("endpoint", "family = {got} is not a registered endpoint family; allowed: {allowed}",
                                   {"got": json.dumps(name), "allowed": ", ".join(ENDPOINT_FAMILIES.names())})
     cls = ENDPOINT_FAMILIES.get(name)
@@ -154,13 +159,30 @@ class Run(StrictModel):
 
     n_sims: int = Field(10_000, ge=1, le=1_000_000_000, description="Simulated trials per scenario.")
     seed: int | None = Field(None, ge=0, description="Root seed; drawn and recorded when not given.")
-    n_jobs: int = Field(1, ge=-1, le=512, description="Parallel workers (joblib); -1 = all cores.")
-    block_size: int = Field(
-        1000, ge=1, le=1_000_000,
-        description="Trials per random stream (one SeedSequence child per block). Part of the seed's meaning: results are identical for any n_jobs and chunk_blocks, not for another block_size.",
+    n_jobs: int = Field(1, ge=-1, le=512, description="Parallel workers; -1 = all cores (0 is not allowed).")
+    block_size: int | None = Field(
+        None, ge=1, le=1_000_000,
+        description="Trials per random stream (one SeedSequence child per block). Part of the seed's meaning: results are identical for any n_jobs and chunk_blocks, not for another block_size. Not set: 1000, or fewer when a block of 1000 would take more than a quarter of max_memory_mb (chosen from the design alone, recorded in the provenance).",
     )
-    chunk_blocks: int = Field(10, ge=1, le=100_000, description="Blocks per parallel task (memory and scheduling only).")
-    backend: Literal["loky", "threading", "sequential", "dask"] = Field("loky", description="joblib backend.")
+    chunk_blocks: int = Field(10, ge=1, le=100_000, description="At most this many blocks per parallel task (tasks are also cut small enough for 4 per worker).")
+    backend: Literal["loky", "threading", "sequential", "dask"] = Field(
+        "loky", description="Where the workers run: loky processes, threads, this process, or a Dask cluster (see scheduler).")
+    scheduler: str | None = Field(
+        None, min_length=1, max_length=500,
+        description="Dask scheduler address (e.g. tcp://10.0.0.5:8786), only with backend = 'dask'. Not set: a local Dask cluster on 127.0.0.1 is started and closed by trialsim.",
+    )
+    max_memory_mb: int = Field(
+        2048, ge=64, le=16_777_216,
+        description="Memory budget (MB) of the simulation's arrays over all workers at once, on top of each process's Python and libraries (about 150-200 MB). Picks the block size when block_size is not set, caps the workers running at once, and refuses before it starts a run that cannot fit.",
+    )
+
+    @model_validator(mode="after")
+    def _run_settings(self):
+        if self.n_jobs == 0:
+            raise ValueError("n_jobs = 0 runs nothing: use 1 or more, or -1 for all cores")
+        if self.scheduler is not None and self.backend != "dask":
+            raise ValueError(f"scheduler = {self.scheduler!r} is a Dask scheduler address: set backend = 'dask' too")
+        return self
 
 
 class Sweep(StrictModel):
@@ -178,6 +200,9 @@ class Sweep(StrictModel):
     @model_validator(mode="after")
     def _lists(self):
         for key, v in self.values.items():
+            if not _KEY_PATH.match(key):
+                raise ValueError(f"sweep.values: {json.dumps(key)} is not a key path such as 'design.n_control' or "
+                                 "'endpoints.<id>.effect'")
             if len(v) == 0:
                 raise ValueError(f"sweep.values.{key} is an empty list")
             if key.startswith("sweep") or key.startswith("run"):
@@ -198,15 +223,22 @@ class Sweep(StrictModel):
             lengths = {k: len(self.values[k]) for k in group}
             if len(set(lengths.values())) > 1:
                 raise ValueError(f"keys zipped together need lists of equal length, got {lengths}")
+        if self.mode == "zip":
+            count = len(next(iter(self.values.values()), []))
+        else:
+            factors = [len(self.values[g[0]]) for g in self.zip_groups if g]
+            count = math.prod(factors + [len(v) for k, v in self.values.items() if k not in grouped])
+        if count > MAX_SWEEP_SCENARIOS:
+            raise ValueError(f"sweep.values expand to {count:,} scenarios; at most {MAX_SWEEP_SCENARIOS:,} (split the sweep)")
         return self
 
 
 class Scenario(StrictModel):
     """A whole trial scenario: design, population, allocation, endpoints, follow-up, flow, run, sweep."""
 
-    name: str = Field("scenario", min_length=1, max_length=120, description="Short identifier used in file names.")
-    title: str = Field("", max_length=300, description="Human-readable title for reports.")
-    description: str = Field("", max_length=5000, description="Free text for reports.")
+    name: FileName = Field("scenario", min_length=1, max_length=120, description="Short identifier used in file names.")
+    title: Text = Field("", max_length=300, description="Human-readable title for reports.")
+    description: LongText = Field("", max_length=5000, description="Free text for reports.")
     primary: str | None = Field(None, description="The primary endpoint (an analysed endpoint name); default: the first one declared.")
     design: Design = Field(default_factory=Design)
     allocation: AllocationConfig = Field(default_factory=AllocationConfig)
@@ -217,21 +249,17 @@ class Scenario(StrictModel):
     run: Run = Field(default_factory=Run)
     sweep: Sweep | None = Field(None, description="Scenario grid; absent = one scenario.")
 
-    @field_validator("name")
-    @classmethod
-    def _name(cls, v):
-        if not all(c.isalnum() or c in "-_." for c in v):
-            raise ValueError(f"use letters, digits, '-', '_' or '.', got {v!r}")
-        return v
-
     @field_validator("endpoints")
     @classmethod
     def _endpoint_ids(cls, v):
         if not v:
             raise ValueError("declare at least one endpoint, e.g. [endpoints.crp] with family = \"plain_continuous\"")
         for cid in v:
-            if not cid.replace("_", "").isalnum() or not cid[0].isalpha():
-                raise ValueError(f"endpoint id {cid!r}: use a letter, then letters, digits and '_'")
+            if not IDENTIFIER.match(cid) or len(cid) > 60:
+                raise ValueError(f"endpoint id {json.dumps(cid)}: use an ASCII letter, then ASCII letters, digits and '_' "
+                                 "(at most 60; it becomes part of endpoint names and file names)")
+        if len(v) > MAX_ENDPOINT_SECTIONS:
+            raise ValueError(f"at most {MAX_ENDPOINT_SECTIONS} endpoint sections, got {len(v)}")
         return v
 
     @model_validator(mode="after")
@@ -241,15 +269,16 @@ class Scenario(StrictModel):
         analysed: list[str] = []  # endpoints with at least one test (the others are generated, not analysed)
         for cid, section in self.endpoints.items():
             for link in section.links():
+                where = _where(cid, section, link)
                 if link not in self.endpoints:
-                    raise ValueError(f"endpoints.{cid} links to {link!r}, which is not an endpoint of this scenario "
+                    raise ValueError(f"{where} links to {link!r}, which is not an endpoint of this scenario "
                                      f"(declared: {', '.join(self.endpoints)})")
                 if not self.endpoints[link].is_event:
-                    raise ValueError(f"endpoints.{cid} links to {link!r}, which is not an event other endpoints can follow")
+                    raise ValueError(f"{where} links to {link!r}, which is not an event other endpoints can follow")
             for name in section.covariates_used():
                 if name not in covariates:
-                    raise ValueError(f"endpoints.{cid} uses covariate {name!r}, which population.covariates does not declare "
-                                     f"(declared: {', '.join(sorted(covariates)) or 'none'})")
+                    raise ValueError(f"{_where(cid, section, name)} uses covariate {name!r}, which population.covariates "
+                                     f"does not declare (declared names: {', '.join(sorted(covariates)) or 'none'})")
             for a in section.analysed(cid):
                 if a.name in names:
                     raise ValueError(f"analysed endpoint {a.name!r} comes from both endpoints.{names[a.name]} and endpoints.{cid}")
@@ -257,34 +286,82 @@ class Scenario(StrictModel):
                 if a.tests:
                     analysed.append(a.name)
                 for test in a.tests:
+                    where = _where(cid, section, test)
                     if test not in TESTS:
-                        raise ValueError(f"endpoints.{cid}: test {test!r} is not registered; allowed: {', '.join(TESTS.names())}")
+                        raise ValueError(f"{where}: test {test!r} is not registered; allowed: {', '.join(TESTS.names())}")
                     spec = TESTS.get(test)
                     if a.kind not in spec.kinds:
                         allowed = [n for n, s in TESTS.items() if a.kind in s.kinds]
-                        raise ValueError(f"endpoints.{cid}: test {test!r} does not apply to the {a.kind} endpoint {a.name!r}; "
+                        raise ValueError(f"{where}: test {test!r} does not apply to the {a.kind} endpoint {a.name!r}; "
                                          f"allowed: {', '.join(allowed)}")
-                    if len(set(a.tests)) != len(a.tests):
-                        raise ValueError(f"endpoints.{cid}: a test is listed twice for {a.name!r}: {list(a.tests)}")
+                    if a.tests.count(test) > 1:
+                        raise ValueError(f"{_list_of(where)} lists the test {test!r} twice ({list(a.tests)}); each test "
+                                         "once, or the endpoint would get duplicate rows")
                     largest = max(self.design.n_control, self.design.n_treatment)
                     if spec.max_n is not None and largest > spec.max_n:
                         raise ValueError(
-                            f"endpoints.{cid} uses {test!r}, which runs for arms of up to {spec.max_n} patients, "
-                            f"but an arm has {largest}; leave {test!r} out of its tests for this design")
+                            f"endpoints.{cid} uses {test!r} (in {_list_of(where)}), which runs for arms of up to "
+                            f"{spec.max_n} patients, but design.n_control = {self.design.n_control} and "
+                            f"design.n_treatment = {self.design.n_treatment}; leave {test!r} out of its tests for this design")
         _check_cycles(self.endpoints)
         if not analysed:
             raise ValueError("no endpoint is analysed: every endpoint section has an empty list of tests")
         if self.primary is not None and self.primary not in analysed:
-            raise ValueError(f"primary = {self.primary!r} is not an analysed endpoint; choose one of: {', '.join(analysed)}")
+            why = f" (endpoints.{names[self.primary]} gives it no tests)" if self.primary in names else ""
+            raise ValueError(f"primary = {self.primary!r} is not an analysed endpoint{why}; choose one of: {', '.join(analysed)}")
         if self.flow is not None and not any(getattr(s, "gives_stays", False) for s in self.endpoints.values()):
             raise ValueError("a [flow] needs an endpoint that gives the hospital stays (family 'duration', e.g. a length of "
                              f"stay); declared: {', '.join(f'{c} ({s.family})' for c, s in self.endpoints.items())}")
+        if self.flow is not None:
+            _check_recruitment(self.flow, self.design.n_control + self.design.n_treatment)
         if self.follow_up.death_event is not None:
             target = self.endpoints.get(self.follow_up.death_event)
             if target is None or not target.is_event:
                 raise ValueError(f"follow_up.death_event = {self.follow_up.death_event!r} is not an event endpoint "
                                  f"(declared: {', '.join(self.endpoints)})")
         return self
+
+
+def _where(cid: str, section: StrictModel, value: str) -> str:
+    """The key path in ``endpoints.<cid>`` that holds ``value`` (a link, covariate or test name) as a value or a
+    table's key, for messages."""
+    def walk(node, path):
+        if node == value:
+            return path
+        items = node.items() if isinstance(node, dict) else enumerate(node) if isinstance(node, list) else ()
+        for key, child in items:
+            if key == value and isinstance(node, dict):
+                return f"{path}.{key}"
+            found = walk(child, f"{path}[{key}]" if isinstance(key, int) else f"{path}.{key}")
+            if found:
+                return found
+        return None
+
+    return walk(section.model_dump(mode="json"), f"endpoints.{cid}") or f"endpoints.{cid}"
+
+
+def _list_of(path: str) -> str:
+    """``endpoints.x.tests[1]`` -> ``endpoints.x.tests``."""
+    return re.sub(r"\[\d+\]$", "", path)
+
+
+def _check_recruitment(flow: FlowConfig, n_patients: int) -> None:
+    """Refuse a flow whose recruitment would need more referrals or months than can be simulated."""
+    p = flow.p_eligible * flow.p_consent
+    referrals = n_patients / p
+    if referrals > MAX_REFERRALS_PER_TRIAL:
+        raise ValueError(
+            f"flow.p_eligible = {flow.p_eligible:g} and flow.p_consent = {flow.p_consent:g} enrol one referral in "
+            f"{1 / p:,.0f}: the {n_patients} patients of design.n_control + design.n_treatment would need about "
+            f"{referrals:,.0f} referrals per simulated trial, and at most {MAX_REFERRALS_PER_TRIAL:,} are simulated "
+            "(each is drawn and walked); raise flow.p_eligible or flow.p_consent, or lower the arm sizes")
+    months = referrals / flow.referrals_per_month
+    if months > MAX_RECRUITMENT_MONTHS:
+        raise ValueError(
+            f"flow.referrals_per_month = {flow.referrals_per_month:g}: recruiting the {n_patients} patients of "
+            f"design.n_control + design.n_treatment would take about {months / 12:,.0f} years (at most "
+            f"{MAX_RECRUITMENT_MONTHS / 12:,.0f} are simulated); raise flow.referrals_per_month, flow.p_eligible or "
+            "flow.p_consent, or lower the arm sizes")
 
 
 def _check_cycles(sections: dict) -> None:

@@ -11,17 +11,18 @@ section n of shared/clinical_evidence.md.
 """
 from __future__ import annotations
 
-from typing import ClassVar, Literal
+from typing import Annotated, ClassVar, Literal
 
 import numpy as np
 from pydantic import Field, field_validator, model_validator
 from scipy.special import ndtr, ndtri
 
+from trialsim.config.base import Text
 from trialsim.endpoints.base import (
     Analysed, BinaryLaw, EffectParameter, EndpointFamily, PatientContext, Status, binary_contrast, check_simplex,
 )
 from trialsim.endpoints.registry import register
-from trialsim.endpoints.risk import RiskFactor, check_unique, patient_risk
+from trialsim.endpoints.risk import RATE_MIN, RiskFactor, check_rate, check_unique, patient_risk
 from trialsim.rng import Streams, patient_draws
 
 DEFAULT_RISK_FACTORS = (
@@ -59,19 +60,19 @@ class BinaryEvent(EndpointFamily):
     family: Literal["binary_event"] = "binary_event"
     is_event: ClassVar[bool] = True
 
-    label: str = Field("Anastomotic leak within 1 month", min_length=1, max_length=200, description="Endpoint label [0].")
+    label: Text = Field("Anastomotic leak within 1 month", min_length=1, max_length=200, description="Endpoint label [0].")
     rate_control: float = Field(
-        0.12, gt=0.0, lt=1.0,
+        0.12, ge=RATE_MIN, le=1.0 - RATE_MIN,
         description="Marginal rate of the clinical grades (ISREC B/C) in the control arm; sourced range 0.06-0.20 [1].",
     )
     effect_measure: Literal["risk_ratio", "odds_ratio", "rate"] = Field(
         "risk_ratio", description="How `effect` is given: risk ratio or odds ratio vs control, or the treatment arm's clinical rate."
     )
     effect: float = Field(
-        0.5, gt=0.0, le=1000.0,
+        0.5, ge=RATE_MIN, le=1000.0,
         description="Treatment effect; ASSUMPTION RR 0.5 (sweep 1.0, 0.7, 0.5, 0.33): no human data, stoma RR 0.33-0.43 [8].",
     )
-    grades: tuple[str, ...] = Field(("A", "B", "C"), min_length=1, max_length=10, description="Grades, the silent one first (ISREC A/B/C) [1].")
+    grades: tuple[Annotated[Text, Field(min_length=1, max_length=30)], ...] = Field(("A", "B", "C"), min_length=1, max_length=10, description="Grades, the silent one first (ISREC A/B/C) [1].")
     grade_split: tuple[float, ...] = Field(
         (0.25, 0.35, 0.40), description="Share of each grade among all events (Kulu 2013, Huang 2020, IntAct) [1]."
     )
@@ -79,12 +80,12 @@ class BinaryEvent(EndpointFamily):
         0.10, ge=0.0, le=1.0,
         description="Chance a first-grade (clinically silent) event is found at the assessment; ASSUMPTION [1].",
     )
-    day_median: float = Field(7.0, gt=0.0, le=3650.0, description="Median day of diagnosis (median POD 6-7) [1].")
-    day_log_sd: float = Field(0.6, gt=0.0, le=3.0, description="Log-SD of the diagnosis day; ASSUMPTION (no IQR reported) [1].")
-    horizon_days: float = Field(30.0, gt=0.0, le=3650.0, description="Endpoint window: events diagnosed up to this day (1 month) [0].")
+    day_median: float = Field(7.0, ge=0.01, le=3650.0, description="Median day of diagnosis (median POD 6-7) [1].")
+    day_log_sd: float = Field(0.6, ge=0.01, le=3.0, description="Log-SD of the diagnosis day; ASSUMPTION (no IQR reported) [1].")
+    horizon_days: float = Field(30.0, ge=1.0, le=3650.0, description="Endpoint window: events diagnosed up to this day (1 month) [0].")
     risk_factors: tuple[RiskFactor, ...] = Field(DEFAULT_RISK_FACTORS, max_length=16, description="Covariate odds ratios (logistic risk) [2].")
     tests: tuple[str, ...] = Field(
-        ("fisher", "boschloo", "chi2"), description="Analyses; the first is the primary analysis (Fisher) [9]."
+        ("fisher", "boschloo", "chi2"), max_length=10, description="Analyses; the first is the primary analysis (Fisher) [9]."
     )
 
     @field_validator("risk_factors")
@@ -94,6 +95,8 @@ class BinaryEvent(EndpointFamily):
 
     @model_validator(mode="after")
     def _shapes(self):
+        if len(set(self.grades)) != len(self.grades):
+            raise ValueError(f"grades must be distinct, got {list(self.grades)}")
         if len(self.grade_split) != len(self.grades):
             raise ValueError(f"grade_split has {len(self.grade_split)} values but there are {len(self.grades)} grades")
         check_simplex(self.grade_split, "grade_split")
@@ -105,10 +108,13 @@ class BinaryEvent(EndpointFamily):
         if all_control >= 1.0:
             raise ValueError("rate_control / (1 - share of the first grade) is the all-grade rate and must be below 1")
         if self.effect_measure == "risk_ratio" and self.effect * all_control >= 1.0:
-            raise ValueError(f"risk ratio {self.effect} times the all-grade control rate {all_control:.4g} is a treatment rate >= 1; "
-                             f"use a risk ratio below {1 / all_control:.4g}")
+            raise ValueError(f"effect = {self.effect}: risk ratio {self.effect} times the all-grade control rate {all_control:.4g} "
+                             f"is a treatment rate >= 1; use a risk ratio below {1 / all_control:.4g}")
         if self.effect_measure == "rate" and self.effect / (1.0 - self.grade_split[0]) >= 1.0:
-            raise ValueError("the treatment clinical rate divided by (1 - share of the first grade) must be below 1")
+            raise ValueError("effect: the treatment clinical rate divided by (1 - share of the first grade) must be below 1")
+        check_rate("rate_control / (1 - grade_split[0]), the all-grade control rate", all_control)
+        check_rate(f"with effect = {self.effect} ({self.effect_measure}), the all-grade treatment rate",
+                   arm_rates(self, "treatment")[0])
         return self
 
     # ------------------------------------------------------------------------------ structure

@@ -16,6 +16,7 @@ from pydantic import Field, field_validator
 from scipy.integrate import quad
 from scipy.special import gammaincinv, ndtri, roots_hermitenorm
 
+from trialsim.config.base import Text
 from trialsim.endpoints.base import Analysed, EffectParameter, EndpointFamily, PatientContext, Status
 from trialsim.endpoints.registry import register
 from trialsim.rng import Streams, patient_draws
@@ -30,24 +31,31 @@ class Duration(EndpointFamily):
     family: Literal["duration"] = "duration"
     gives_stays: ClassVar[bool] = True
 
-    label: str = Field("Postoperative length of stay", min_length=1, max_length=200, description="Endpoint label [0].")
-    unit: str = Field("days", min_length=1, max_length=30, description="Unit of the duration.")
-    median: float = Field(7.0, gt=0.0, le=3650.0, description="Median without the event; ASSUMPTION (sourced 6-10 d) [5].")
-    log_sd: float = Field(0.35, gt=0.0, le=3.0, description="Log-SD of the duration without the event; ASSUMPTION [5].")
+    label: Text = Field("Postoperative length of stay", min_length=1, max_length=200, description="Endpoint label [0].")
+    unit: Text = Field("days", min_length=1, max_length=30, description="Unit of the duration.")
+    median: float = Field(7.0, ge=0.01, le=3650.0, description="Median without the event; ASSUMPTION (sourced 6-10 d) [5].")
+    log_sd: float = Field(0.35, ge=0.001, le=3.0, description="Log-SD of the duration without the event; ASSUMPTION [5].")
     event: str | None = Field(None, min_length=1, description="Id of the event endpoint that adds days (e.g. 'leak_1m'); none = no link.")
     extra_days_by_grade: tuple[float, ...] = Field(
         (1.0, 7.0, 16.0), min_length=1, max_length=10,
         description="Mean extra days by grade of the linked event (ISREC A/B/C); ASSUMPTION (sourced +7 to +14) [5].",
     )
-    extra_days_cv: float = Field(0.5, ge=0.0, le=5.0, description="Coefficient of variation of the extra days (gamma); ASSUMPTION.")
-    treatment_ratio: float = Field(1.0, gt=0.0, le=10.0, description="Direct effect of treatment on the duration (ratio); ASSUMPTION none [8].")
-    tests: tuple[str, ...] = Field(("mann_whitney", "welch_log"), description="Analyses of the duration.")
+    extra_days_cv: float = Field(0.5, ge=0.0, le=5.0, description="Coefficient of variation of the extra days (gamma); 0 = fixed, else at least 0.01; ASSUMPTION.")
+    treatment_ratio: float = Field(1.0, ge=0.01, le=10.0, description="Direct effect of treatment on the duration (ratio); ASSUMPTION none [8].")
+    tests: tuple[str, ...] = Field(("mann_whitney", "welch_log"), max_length=10, description="Analyses of the duration.")
 
     @field_validator("extra_days_by_grade")
     @classmethod
     def _non_negative(cls, v):
-        if any(not x >= 0 for x in v):
-            raise ValueError(f"extra days must be >= 0, got {list(v)}")
+        if any(not 0 <= x <= 3650 for x in v):
+            raise ValueError(f"extra days must be >= 0 and at most 3650, got {list(v)}")
+        return v
+
+    @field_validator("extra_days_cv")
+    @classmethod
+    def _cv(cls, v):
+        if 0.0 < v < 0.01:
+            raise ValueError(f"use 0 (fixed extra days) or a coefficient of variation of at least 0.01, got {v}")
         return v
 
     # ------------------------------------------------------------------------------ structure

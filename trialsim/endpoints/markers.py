@@ -28,47 +28,54 @@ from typing import Literal
 import numpy as np
 from pydantic import Field, field_validator, model_validator
 
-from trialsim.config.base import StrictModel
+from trialsim.config.base import MISSING_MAX, Identifier, StrictModel, Text
 from trialsim.endpoints.base import Analysed, EffectParameter, EndpointFamily, PatientContext, Status
 from trialsim.endpoints.registry import register
 from trialsim.rng import Streams, patient_draws
 
 
+# Levels a marker's median may take in its own unit (pg/mL to g/L spans 1e-3 to 1e9 pg/mL).
+MEDIAN_MIN, MEDIAN_MAX = 1e-9, 1e12
+
+
 class Marker(StrictModel):
     """One marker (a substance in a fluid), with one value per sampling day where it varies by day."""
 
-    name: str = Field(min_length=1, max_length=60, description="Identifier used in endpoint names, e.g. 'il6_drain'.")
-    group: str = Field(
-        min_length=1, max_length=60,
-        description="Substance, e.g. 'il6'; markers of different groups correlate by corr_groups.",
-    )
-    compartment: str = Field(
-        min_length=1, max_length=60,
+    name: Identifier = Field(description="Identifier used in endpoint names, e.g. 'il6_drain'.")
+    group: Identifier = Field(description="Substance, e.g. 'il6'; markers of different groups correlate by corr_groups.")
+    compartment: Identifier = Field(
         description="Fluid or site, e.g. 'serum' or 'drain'; markers in different compartments correlate by corr_compartments.",
     )
-    label: str | None = Field(None, max_length=200, description="Label in tables; none = '<group> (<compartment>)'.")
-    unit: str = Field("pg/mL", max_length=30, description="Unit of the medians.")
+    label: Text | None = Field(None, max_length=200, description="Label in tables; none = '<group> (<compartment>)'.")
+    unit: Text = Field("pg/mL", max_length=30, description="Unit of the medians.")
     median: tuple[float, ...] = Field(description="Median per sampling day without the linked event and without treatment.")
-    log_sd: float = Field(gt=0.0, le=5.0, description="SD of the natural log of the level.")
+    log_sd: float = Field(ge=0.001, le=5.0, description="SD of the natural log of the level.")
     event_gmr: tuple[float, ...] = Field(
         description="Geometric mean ratio with vs without the linked event, per sampling day, once the event has begun."
     )
-    treatment_gmr: float = Field(gt=0.0, le=100.0, description="Geometric mean ratio treated vs not, in every patient and on every day.")
+    treatment_gmr: float = Field(ge=0.01, le=100.0, description="Geometric mean ratio treated vs not, in every patient and on every day.")
     p_missing: tuple[float, ...] = Field(description="Chance the sample is missing, per sampling day (drains removed by POD 4-5).")
-    source: str = Field("", description="Where the numbers come from.")
+    source: Text = Field("", max_length=500, description="Where the numbers come from.")
 
-    @field_validator("median", "event_gmr")
+    @field_validator("median")
     @classmethod
-    def _positive(cls, v):
-        if any(not x > 0 for x in v):
-            raise ValueError(f"every value must be > 0, got {list(v)}")
+    def _level(cls, v):
+        if any(not MEDIAN_MIN <= x <= MEDIAN_MAX for x in v):
+            raise ValueError(f"every value must be > 0, from {MEDIAN_MIN:g} to {MEDIAN_MAX:g}, got {list(v)}")
+        return v
+
+    @field_validator("event_gmr")
+    @classmethod
+    def _ratio(cls, v):
+        if any(not 1e-3 <= x <= 1e3 for x in v):
+            raise ValueError(f"every value must be > 0, from 0.001 to 1000, got {list(v)}")
         return v
 
     @field_validator("p_missing")
     @classmethod
     def _probabilities(cls, v):
-        if any(not 0.0 <= x < 1.0 for x in v):
-            raise ValueError(f"every value must be in [0, 1), got {list(v)}")
+        if any(not 0.0 <= x <= MISSING_MAX for x in v):
+            raise ValueError(f"every value must be in [0, 1) and at most {MISSING_MAX:g}, got {list(v)}")
         return v
 
     @property
@@ -99,20 +106,20 @@ class LogNormalMarkers(EndpointFamily):
 
     family: Literal["log_normal_markers"] = "log_normal_markers"
 
-    label: str = Field("IL-6 and TNF-alpha in serum and drain fluid", min_length=1, max_length=200,
+    label: Text = Field("IL-6 and TNF-alpha in serum and drain fluid", min_length=1, max_length=200,
                        description="Label of the panel [0], [3].")
     days: tuple[int, ...] = Field((1, 3, 5), min_length=1, max_length=60, description="Postoperative sampling days [0], [3b].")
     markers: tuple[Marker, ...] = Field(DEFAULT_MARKERS, min_length=1, max_length=50, description="Markers [3b].")
     corr_days: float = Field(
-        0.6, ge=0.0, lt=1.0,
+        0.6, ge=0.0, le=0.99,
         description="Log-scale correlation of samples corr_days_step days apart (AR(1) in days); ASSUMPTION [3b].",
     )
-    corr_days_step: float = Field(2.0, gt=0.0, le=3650.0, description="Day distance at which the correlation equals corr_days [3b].")
+    corr_days_step: float = Field(2.0, ge=0.01, le=3650.0, description="Day distance at which the correlation equals corr_days [3b].")
     corr_compartments: float = Field(
-        0.3, ge=0.0, lt=1.0, description="Correlation of two compartments, same group, same day (serum vs drain); ASSUMPTION [3b]."
+        0.3, ge=0.0, le=0.99, description="Correlation of two compartments, same group, same day (serum vs drain); ASSUMPTION [3b]."
     )
     corr_groups: float = Field(
-        0.4, ge=0.0, lt=1.0, description="Correlation of two groups, same compartment, same day (IL-6 vs TNF); ASSUMPTION [3b]."
+        0.4, ge=0.0, le=0.99, description="Correlation of two groups, same compartment, same day (IL-6 vs TNF); ASSUMPTION [3b]."
     )
     event: str | None = Field(None, min_length=1, description="Id of the event endpoint that raises the levels (e.g. 'leak_1m'); none = no link.")
     event_lead_days: float = Field(
@@ -122,13 +129,13 @@ class LogNormalMarkers(EndpointFamily):
         ("per_day", "mean_log"), min_length=1, max_length=2,
         description="Endpoints per marker: each day, and the per-patient mean of log levels over the available days.",
     )
-    tests: tuple[str, ...] = Field(("welch_log", "mann_whitney"), description="Analyses of each marker endpoint.")
+    tests: tuple[str, ...] = Field(("welch_log", "mann_whitney"), max_length=10, description="Analyses of each marker endpoint.")
 
     @field_validator("days")
     @classmethod
     def _days(cls, v):
-        if any(d < 0 for d in v) or len(set(v)) != len(v) or list(v) != sorted(v):
-            raise ValueError(f"days must be distinct, non-negative and increasing, got {list(v)}")
+        if any(not 0 <= d <= 3650 for d in v) or len(set(v)) != len(v) or list(v) != sorted(v):
+            raise ValueError(f"days must be distinct and increasing, from 0 to 3650, got {list(v)}")
         return v
 
     @field_validator("summaries")

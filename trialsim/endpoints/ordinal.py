@@ -18,11 +18,12 @@ shared/clinical_evidence.md.
 """
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 import numpy as np
 from pydantic import Field, model_validator
 
+from trialsim.config.base import MISSING_MAX, Text
 from trialsim.endpoints.base import Analysed, BinaryLaw, EffectParameter, EndpointFamily, PatientContext, Status, check_simplex, binary_contrast
 from trialsim.endpoints.registry import register
 from trialsim.rng import Streams, patient_draws
@@ -48,8 +49,8 @@ class OrdinalGrade(EndpointFamily):
 
     family: Literal["ordinal_grade"] = "ordinal_grade"
 
-    label: str = Field("Anastomosis grade at 1-month colonoscopy", min_length=1, max_length=200, description="Endpoint label [0].")
-    grades: tuple[str, ...] = Field(("intact", "minor", "defect", "stricture"), min_length=2, max_length=20,
+    label: Text = Field("Anastomosis grade at 1-month colonoscopy", min_length=1, max_length=200, description="Endpoint label [0].")
+    grades: tuple[Annotated[Text, Field(min_length=1, max_length=30)], ...] = Field(("intact", "minor", "defect", "stricture"), min_length=2, max_length=20,
                                     description="Ordered grades, best first [4].")
     probs: tuple[float, ...] = Field(
         (0.88, 0.08, 0.01, 0.03),
@@ -65,14 +66,14 @@ class OrdinalGrade(EndpointFamily):
         description="Grade at the baseline (preoperative) procedure; ASSUMPTION: normal, so any abnormal finding is new [4].",
     )
     abnormal_from: str = Field("defect", description="Grades from this one on count as abnormal (dehiscence or stricture) [4].")
-    p_missing: float = Field(0.10, ge=0.0, lt=1.0,
+    p_missing: float = Field(0.10, ge=0.0, le=MISSING_MAX,
                              description="Chance the procedure is not done for a patient who attended the visit; ASSUMPTION (invasive, patients travel) [6].")
     treatment_odds_ratio: float = Field(
-        1.0, gt=0.0, le=100.0,
+        1.0, ge=0.01, le=100.0,
         description="Direct proportional-odds effect of treatment: odds of a better grade multiplied by it at every cut (>1 = better); ASSUMPTION none [8].",
     )
-    tests: tuple[str, ...] = Field(("mann_whitney",), description="Tests of the grade (Mann-Whitney on grade indices).")
-    dichotomised_tests: tuple[str, ...] = Field(("fisher",), description="Tests of 'abnormal' and of 'worse than baseline' [9].")
+    tests: tuple[str, ...] = Field(("mann_whitney",), max_length=10, description="Tests of the grade (Mann-Whitney on grade indices).")
+    dichotomised_tests: tuple[str, ...] = Field(("fisher",), max_length=10, description="Tests of 'abnormal' and of 'worse than baseline' [9].")
 
     @model_validator(mode="after")
     def _shapes(self):

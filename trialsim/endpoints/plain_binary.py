@@ -15,9 +15,10 @@ from typing import ClassVar, Literal
 import numpy as np
 from pydantic import Field, field_validator, model_validator
 
+from trialsim.config.base import MISSING_MAX, Text
 from trialsim.endpoints.base import Analysed, BinaryLaw, EffectParameter, EndpointFamily, PatientContext, Status, binary_contrast
 from trialsim.endpoints.registry import register
-from trialsim.endpoints.risk import RiskFactor, check_unique, patient_risk
+from trialsim.endpoints.risk import RATE_MIN, RiskFactor, check_rate, check_unique, patient_risk
 from trialsim.rng import Streams, patient_draws
 
 
@@ -28,18 +29,18 @@ class PlainBinary(EndpointFamily):
     family: Literal["plain_binary"] = "plain_binary"
     is_event: ClassVar[bool] = True
 
-    label: str = Field("", max_length=200, description="Endpoint label; empty = the section id.")
-    unit: str = Field("patients", max_length=60, description="What is counted.")
-    rate_control: float = Field(gt=0.0, lt=1.0, description="Marginal event rate in the control arm.")
+    label: Text = Field("", max_length=200, description="Endpoint label; empty = the section id.")
+    unit: Text = Field("patients", max_length=60, description="What is counted.")
+    rate_control: float = Field(ge=RATE_MIN, le=1.0 - RATE_MIN, description="Marginal event rate in the control arm.")
     effect_measure: Literal["risk_ratio", "odds_ratio", "risk_difference", "rate"] = Field(
         "risk_ratio",
         description="How `effect` is given: risk ratio, odds ratio or risk difference (treatment - control), or the treatment arm's rate.",
     )
     effect: float = Field(ge=-1.0, le=1000.0, description="Treatment effect on the scale of `effect_measure`.")
     risk_factors: tuple[RiskFactor, ...] = Field((), max_length=16, description="Covariate odds ratios (logistic risk; arms calibrated to their marginal rates).")
-    p_missing: float = Field(0.0, ge=0.0, lt=1.0, description="Chance the value is missing, independently of everything else.")
+    p_missing: float = Field(0.0, ge=0.0, le=MISSING_MAX, description="Chance the value is missing, independently of everything else.")
     measured_at_visit: bool = Field(True, description="Assessed at the follow-up visit: missing for living patients who miss it (a death is known).")
-    tests: tuple[str, ...] = Field(("fisher",), description="Analyses; the first is the primary one.")
+    tests: tuple[str, ...] = Field(("fisher",), max_length=10, description="Analyses; the first is the primary one.")
 
     @field_validator("risk_factors")
     @classmethod
@@ -49,10 +50,8 @@ class PlainBinary(EndpointFamily):
     @model_validator(mode="after")
     def _treatment_rate(self):
         if self.effect_measure in ("risk_ratio", "odds_ratio") and self.effect <= 0.0:
-            raise ValueError(f"a {self.effect_measure.replace('_', ' ')} must be > 0, got {self.effect}")
-        rate = self.rate("treatment")
-        if not 0.0 < rate < 1.0:
-            raise ValueError(f"effect = {self.effect} ({self.effect_measure}) gives a treatment rate of {rate:.4g}; it must lie in (0, 1)")
+            raise ValueError(f"effect = {self.effect}: a {self.effect_measure.replace('_', ' ')} must be > 0")
+        check_rate(f"with effect = {self.effect} ({self.effect_measure}), the treatment rate", self.rate("treatment"))
         return self
 
     def rate(self, arm: str) -> float:

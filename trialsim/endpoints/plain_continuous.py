@@ -23,11 +23,18 @@ import numpy as np
 from pydantic import Field, model_validator
 from scipy.special import ndtr
 
+from trialsim.config.base import MISSING_MAX, Identifier, Text
 from trialsim.endpoints.base import Analysed, EffectParameter, EndpointFamily, PatientContext, Status
 from trialsim.endpoints.registry import register
 from trialsim.rng import Streams, patient_draws
 
 MAX_EXACT_COVARIATES = 10  # P(treatment < control) enumerates 2^k covariate patterns per arm
+
+
+# Magnitudes of means, SDs, differences and shifts on the identity scale (their squares stay far from
+# overflow); on the log scale shifts are logs of factors.
+MAGNITUDE = 1e12
+LOG_SHIFT_MAX = 20.0
 
 
 @register
@@ -36,20 +43,20 @@ class PlainContinuous(EndpointFamily):
 
     family: Literal["plain_continuous"] = "plain_continuous"
 
-    label: str = Field("", max_length=200, description="Endpoint label; empty = the section id.")
-    unit: str = Field("", max_length=60, description="Unit of the value (e.g. 'mg/L').")
+    label: Text = Field("", max_length=200, description="Endpoint label; empty = the section id.")
+    unit: Text = Field("", max_length=60, description="Unit of the value (e.g. 'mg/L').")
     scale: Literal["identity", "log"] = Field(
         "identity", description="'identity': normal values; 'log': log-normal values, analysed on natural logs.")
-    mean_control: float = Field(description="Control arm, on the analysed scale: the mean (identity) or the median = geometric mean (log, > 0).")
-    sd: float = Field(gt=0.0, description="Within-arm SD on the analysed scale: the SD (identity) or the SD of the log (log).")
-    effect: float = Field(description="Treatment effect: difference treatment - control (identity) or ratio of geometric means (log, > 0).")
-    covariate_effects: dict[str, float] = Field(
-        default_factory=dict, description="Additive shift on the analysed scale when a covariate is present (centred on its prevalence).")
+    mean_control: float = Field(ge=-MAGNITUDE, le=MAGNITUDE, description="Control arm, on the analysed scale: the mean (identity) or the median = geometric mean (log, > 0).")
+    sd: float = Field(gt=0.0, le=MAGNITUDE, description="Within-arm SD on the analysed scale: the SD (identity) or the SD of the log (log).")
+    effect: float = Field(ge=-MAGNITUDE, le=MAGNITUDE, description="Treatment effect: difference treatment - control (identity) or ratio of geometric means (log, > 0).")
+    covariate_effects: dict[Identifier, float] = Field(
+        default_factory=dict, max_length=16, description="Additive shift on the analysed scale when a covariate is present (centred on its prevalence).")
     event: str | None = Field(None, description="Id of an event endpoint that shifts the value when it occurred; none = no link.")
-    event_shift: float = Field(0.0, description="Additive shift on the analysed scale when the linked event occurred (log scale: log of a ratio).")
-    p_missing: float = Field(0.0, ge=0.0, lt=1.0, description="Chance the value is missing, independently of everything else.")
+    event_shift: float = Field(0.0, ge=-MAGNITUDE, le=MAGNITUDE, description="Additive shift on the analysed scale when the linked event occurred (log scale: log of a ratio).")
+    p_missing: float = Field(0.0, ge=0.0, le=MISSING_MAX, description="Chance the value is missing, independently of everything else.")
     measured_at_visit: bool = Field(False, description="Measured at the follow-up visit: missing for patients not seen there (dead or lost).")
-    tests: tuple[str, ...] = Field(("welch",), description="Analyses ('welch', 'welch_log', 'mann_whitney'); the first is the primary one.")
+    tests: tuple[str, ...] = Field(("welch",), max_length=10, description="Analyses ('welch', 'welch_log', 'mann_whitney'); the first is the primary one.")
 
     @model_validator(mode="after")
     def _positive_on_log_scale(self):
@@ -59,6 +66,19 @@ class PlainContinuous(EndpointFamily):
             raise ValueError(f"with scale = 'log', effect is a ratio of geometric means and must be > 0, got {self.effect}")
         if self.event is None and self.event_shift != 0.0:
             raise ValueError("event_shift needs an `event` to link to")
+        shifts = {"event_shift": self.event_shift} | {f"covariate_effects.{k}": v for k, v in self.covariate_effects.items()}
+        if self.scale == "log":
+            for name, value, low, high in (("mean_control", self.mean_control, 1e-12, 1e12), ("sd", self.sd, 1e-3, 10.0),
+                                           ("effect", self.effect, 1e-6, 1e6)):
+                if not low <= value <= high:
+                    raise ValueError(f"{name} = {value} is not allowed with scale = 'log': it must lie in [{low:g}, {high:g}]")
+            for name, value in shifts.items():
+                if abs(value) > LOG_SHIFT_MAX:
+                    raise ValueError(f"{name} = {value} is a log-scale shift (a factor exp({value:g})): at most {LOG_SHIFT_MAX:g} in size")
+        else:
+            scale = max(abs(self.mean_control), abs(self.mean_control + self.effect))
+            if self.sd < 1e-6 * scale:
+                raise ValueError(f"sd = {self.sd} is below a millionth of the mean ({scale:g}): raise sd or move the origin")
         return self
 
     @property

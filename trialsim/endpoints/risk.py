@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import itertools
+import math
 from functools import lru_cache
 
 import numpy as np
@@ -9,22 +10,38 @@ from pydantic import Field
 from scipy.optimize import brentq
 from scipy.special import expit, logit
 
-from trialsim.config.base import StrictModel
+from trialsim.config.base import Identifier, StrictModel, Text
+
+# Event rates the logistic calibration handles (its intercept is searched in [-60, 60]): configured and
+# implied marginal rates within [RATE_MIN, 1 - RATE_MIN], and risk factors whose |log odds ratio| add
+# up to at most MAX_TOTAL_LOG_OR, so the intercept of any rate lies well inside the bracket.
+RATE_MIN = 1e-6
+MAX_TOTAL_LOG_OR = 40.0
 
 
 class RiskFactor(StrictModel):
     """A covariate's odds ratio on the event (the covariate is declared in ``population.covariates``)."""
 
-    covariate: str = Field(min_length=1, description="Name of a population covariate.")
-    odds_ratio: float = Field(1.0, gt=0.0, le=100.0, description="Odds ratio of the event with vs without the covariate.")
-    source: str = Field("", description="Where the number comes from.")
+    covariate: Identifier = Field(description="Name of a population covariate.")
+    odds_ratio: float = Field(1.0, ge=0.01, le=100.0, description="Odds ratio of the event with vs without the covariate.")
+    source: Text = Field("", max_length=500, description="Where the number comes from.")
 
 
 def check_unique(factors: tuple[RiskFactor, ...]) -> tuple[RiskFactor, ...]:
     names = [f.covariate for f in factors]
     if len(set(names)) != len(names):
         raise ValueError(f"each covariate may appear once, got {names}")
+    total = sum(abs(math.log(f.odds_ratio)) for f in factors)
+    if total > MAX_TOTAL_LOG_OR:
+        raise ValueError(f"the odds ratios together span a factor of exp({total:.1f}) in the odds; at most "
+                         f"exp({MAX_TOTAL_LOG_OR:g}) (sum of |log odds ratio|): use fewer or milder risk factors")
     return factors
+
+
+def check_rate(name: str, rate: float) -> None:
+    """Refuse a marginal event rate outside [RATE_MIN, 1 - RATE_MIN] (the calibration's range)."""
+    if not RATE_MIN <= rate <= 1.0 - RATE_MIN:
+        raise ValueError(f"{name} is {rate:.6g}; it must lie in [{RATE_MIN:g}, 1 - {RATE_MIN:g}]")
 
 
 @lru_cache(maxsize=1024)

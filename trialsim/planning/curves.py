@@ -8,15 +8,19 @@ each point with its Monte Carlo SE and 95% Clopper-Pearson interval.
 """
 from __future__ import annotations
 
+import json
 import math
+from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 import pandas as pd
 
 from trialsim.analysis import registry as tests
+from trialsim.config.loader import load_scenario, to_raw, with_values
 from trialsim.config.schema import Scenario
 from trialsim.endpoints.base import Analysed
+from trialsim.labels import key_label, pct
 from trialsim.model import Model, build_model
 from trialsim.planning.mde import EffectAxis, effect_axis
 from trialsim.planning.model import (
@@ -34,6 +38,7 @@ from trialsim.planning.model import (
     with_effect,
 )
 from trialsim.planning.search import Job, exact_row, mc_row, rejections, size_point
+from trialsim.results import safe_name
 
 CURVE_COLUMNS = ["endpoint", "test", "label", "short", "family", "primary", "n_per_arm", "power", "mc_se", "ci_low", "ci_high",
                  "method", "n_sims"]
@@ -44,8 +49,7 @@ GRID_COLUMNS = ["endpoint", "test", "parameter", "parameter_label", "parameter_k
                 "relative_change", "n_per_arm", "p_control", "p_treatment", "power", "method"]
 
 # Tests with a size limit (TestSpec.max_n) build a full exact table per size: their exact curves are
-# drawn only at the requested sizes up to this one, and left out of the effect curves.
-LIMITED_CURVE_MAX_N = 60
+# drawn only at the requested sizes (up to the limit), and left out of the effect curves.
 PRIMARY_EFFECT_N = (50, 100, 200, 400)
 GRID_N = tuple(sorted({int(round(v)) for v in np.geomspace(10, 1000, 25)}))
 
@@ -89,8 +93,8 @@ def power_vs_n(scenario: Scenario, *, pairs: Sequence[Pair] | None = None, n_val
         Default :func:`~trialsim.planning.model.key_pairs`.
     n_values : sequence of int, optional
         Control-arm sizes (default :func:`default_n_values`). Exact series use every integer from 2
-        to the largest (their saw-tooth is real); tests with a size limit only the given sizes up to
-        :data:`LIMITED_CURVE_MAX_N`; simulated series the given sizes up to the test's limit.
+        to the largest (their saw-tooth is real); tests with a size limit (a full exact table per
+        size) and simulated series the given sizes, up to the test's limit.
     ratio : float, optional
         ``n_treatment / n_control`` (default: the design's).
     n_sims, seed, n_jobs, progress, simulate
@@ -111,7 +115,7 @@ def power_vs_n(scenario: Scenario, *, pairs: Sequence[Pair] | None = None, n_val
         limit = tests.get(test).max_n
         if exact_available(model, a.name, test):
             r = binary_rates(model, a.name)
-            ns = ([n for n in n_values if n <= min(limit, LIMITED_CURVE_MAX_N)] if limit is not None
+            ns = ([n for n in n_values if max(n, n_treatment_for(n, ratio)) <= limit] if limit is not None
                   else list(range(2, max(n_values) + 1)))
             rows += [_base(a, test) | {"n_per_arm": n}
                      | exact_row(exact_power(test, r.p_control, r.p_treatment, n, n_treatment_for(n, ratio), alpha=d.alpha))
@@ -244,3 +248,253 @@ def power_grid(scenario: Scenario, *, test: str | None = None, effects: Sequence
                                 "n_per_arm": n, "p_control": r.p_control, "p_treatment": r.p_treatment, "power": pw,
                                 "method": "exact"})
     return pd.DataFrame(rows, columns=GRID_COLUMNS)
+
+
+# ---------------------------------------------------------------------------------------------------
+# the user's own ranges: n per arm x effect x control rate x allocation ratio
+# ---------------------------------------------------------------------------------------------------
+RANGE_COLUMNS = ["endpoint", "test", "label", "short", "family", "parameter", "parameter_label", "parameter_kind",
+                 "no_effect", "assumed", "effect", "relative_change", "rate_key", "control_rate", "ratio", "facet",
+                 "n_per_arm", "n_treatment", "p_control", "p_treatment", "power", "mc_se", "ci_low", "ci_high", "method",
+                 "n_sims", "basis"]
+SIMULATED_RANGE_POINTS = 12  # sizes per simulated series (spread over the requested ones)
+N_GRID_MAX = 200  # sizes of a range without a step: every integer up to this many, else log-spaced
+
+
+def n_grid(low: int, high: int, step: int | None = None) -> list[int]:
+    """Sizes from ``low`` to ``high``: by ``step``, else every integer (at most :data:`N_GRID_MAX`, else log-spaced)."""
+    low, high = int(low), int(high)
+    if not 2 <= low <= high:
+        raise ValueError(f"a range of sizes needs 2 <= low <= high, got {low}:{high}")
+    if step is not None:
+        return list(range(low, high + 1, int(step))) + ([] if (high - low) % int(step) == 0 else [high])
+    if high - low < N_GRID_MAX:
+        return list(range(low, high + 1))
+    return sorted({int(round(v)) for v in np.geomspace(low, high, N_GRID_MAX)})
+
+
+def control_rate_key(scenario: Scenario, endpoint: str) -> str | None:
+    """The key path of the endpoint's control-arm event rate (a binary family's ``rate_control``), None without one."""
+    a = build_model(scenario).endpoint(endpoint)
+    section = scenario.endpoints[a.component]
+    return f"endpoints.{a.component}.rate_control" if "rate_control" in type(section).model_fields else None
+
+
+def ranges_from_sweep(scenario: Scenario, endpoint: str | None = None) -> dict | None:
+    """The ranges a config's ``[sweep]`` spans for :func:`power_ranges` (None without a sweep over them).
+
+    ``design.n_control`` gives the sizes (every integer from its smallest to its largest value, see
+    :func:`n_grid`), ``design.n_treatment`` with it the allocation ratios, the endpoint's effect
+    parameter the effects and its control rate the control rates. Other swept keys are listed in
+    ``"ignored"``.
+    """
+    sweep = scenario.sweep
+    if sweep is None or not sweep.values:
+        return None
+    model = build_model(scenario)
+    a = model.endpoint(endpoint) if endpoint else model.primary
+    values = sweep.values
+    rate_key = control_rate_key(scenario, a.name)
+    out: dict = {"n_values": None, "effects": None, "control_rates": None, "ratios": None, "ignored": []}
+    if "design.n_control" in values:
+        ns = [int(n) for n in values["design.n_control"]]
+        out["n_values"] = n_grid(max(2, min(ns)), max(ns))
+        if "design.n_treatment" in values:
+            nt = [int(n) for n in values["design.n_treatment"]]
+            zipped = len(nt) == len(ns) and (sweep.mode == "zip" or any({"design.n_control", "design.n_treatment"} <= set(g)
+                                                                         for g in sweep.zip_groups))
+            pairs = zip(ns, nt) if zipped else ((c, t) for c in ns for t in nt)
+            out["ratios"] = sorted({round(t / c, 6) for c, t in pairs})
+    if a.effect is not None and a.effect.path in values:
+        out["effects"] = [float(v) for v in values[a.effect.path]]
+    if rate_key is not None and rate_key in values:
+        out["control_rates"] = [float(v) for v in values[rate_key]]
+    used = {"design.n_control", "design.n_treatment", a.effect.path if a.effect else "", rate_key or ""}
+    out["ignored"] = [k for k in values if k not in used]
+    if all(out[k] is None for k in ("n_values", "effects", "control_rates", "ratios")):
+        return None
+    return out
+
+
+def _facet(rate_key: str | None, rate: float | None, ratio: float, several_rates: bool, several_ratios: bool) -> str:
+    parts = []
+    if several_rates and rate is not None:
+        parts.append(f"{key_label(rate_key)} {pct(rate, 1 if 100 * rate % 1 else 0)}")
+    if several_ratios:
+        parts.append(f"allocation 1:{ratio:g}")
+    return ", ".join(parts)
+
+
+def _thin(values: list[int], k: int) -> list[int]:
+    if len(values) <= k:
+        return values
+    return [values[i] for i in sorted({int(round(j)) for j in np.linspace(0, len(values) - 1, k)})]
+
+
+def power_ranges(scenario: Scenario, *, endpoint: str | None = None, test: str | Sequence[str] | None = None,
+                 n_values: Sequence[int] | None = None, effects: Sequence[float] | None = None,
+                 control_rates: Sequence[float] | None = None, ratios: Sequence[float] | None = None,
+                 n_sims: int = 2000, seed: int | None = None, n_jobs: int = 1, progress: bool = False) -> pd.DataFrame:
+    """Power of one endpoint over the user's ranges: n per arm x effect x control rate x allocation ratio.
+
+    Exact wherever the endpoint has an exact law (binary endpoints; every size asked for, in
+    seconds), simulated otherwise (through the engine, common random numbers across the grid, at
+    most :data:`SIMULATED_RANGE_POINTS` sizes per series spread over those asked for). Sizes are per
+    analysable patient (the complete-case scenario), as every planning curve.
+
+    Parameters
+    ----------
+    scenario : Scenario
+    endpoint : str, optional
+        An analysed endpoint (default: the primary).
+    test : str or sequence of str, optional
+        Its test(s) (default: its first, the primary analysis).
+    n_values : sequence of int, optional
+        Control-arm sizes (default :func:`default_n_values`).
+    effects : sequence of float, optional
+        Values of the endpoint's effect parameter (default: the assumed one).
+    control_rates : sequence of float, optional
+        Control-arm event rates (binary families with ``rate_control``; default: the config's).
+    ratios : sequence of float, optional
+        Allocation ratios ``n_treatment / n_control`` (default: the design's).
+    n_sims, seed, n_jobs, progress
+        Simulation settings of simulated series.
+
+    Returns
+    -------
+    DataFrame with :data:`RANGE_COLUMNS`; ``facet`` names the panel (control rate, ratio) a row belongs to.
+    """
+    cc = complete_case(scenario)
+    model = build_model(cc)
+    a = model.endpoint(endpoint) if endpoint else model.primary
+    chosen = [test] if isinstance(test, str) else list(test) if test else [a.tests[0]]
+    for t in chosen:
+        if t not in a.tests:
+            raise ValueError(f"endpoint {a.name!r} is analysed with {', '.join(a.tests)}, not {t!r}")
+    d = scenario.design
+    ratios = sorted({float(r) for r in ratios}) if ratios else [d.n_treatment / d.n_control]
+    if any(r <= 0 for r in ratios):
+        raise ValueError(f"allocation ratios must be positive, got {ratios}")
+    n_values = sorted({int(n) for n in n_values}) if n_values else default_n_values(scenario)
+    if n_values[0] < 2:
+        raise ValueError(f"sizes per arm start at 2, got {n_values[0]}")
+    if effects and a.effect is None:
+        raise ValueError(f"endpoint {a.name!r} has no effect parameter to vary")
+    effects = [float(v) for v in effects] if effects else ([a.effect.assumed] if a.effect is not None else [None])
+    rate_key = control_rate_key(cc, a.name)
+    if control_rates and rate_key is None:
+        raise ValueError(f"endpoint {a.name!r} has no control event rate to vary (its family has no rate_control)")
+    rates = [float(r) for r in control_rates] if control_rates else [None]
+    seed = resolve_seed(scenario, seed)
+    small = reduced(cc, [(a.name, t) for t in chosen])
+    e = a.effect
+    rows, jobs, sim = [], [], []
+    for rate in rates:
+        for v in effects:
+            values = ({rate_key: rate} if rate is not None else {}) | (effect_values(small, e, v) if v is not None else {})
+            variant = with_values(small, values, source="planning range point") if values else small
+            vmodel = build_model(variant)
+            law = binary_rates(vmodel, a.name)
+            shown_rate = rate if rate is not None else (getattr(variant.endpoints[a.component], "rate_control", None))
+            for t in chosen:
+                limit = tests.get(t).max_n
+                for r in ratios:
+                    ns = [n for n in n_values if limit is None or max(n, n_treatment_for(n, r)) <= limit]
+                    base = _base(a, t) | {
+                        "parameter": e.path if e else "", "parameter_label": e.label if e else "",
+                        "parameter_kind": e.kind if e else "", "no_effect": e.null if e else math.nan,
+                        "assumed": e.assumed if e else math.nan, "effect": v if v is not None else math.nan,
+                        "relative_change": relative_change(e.kind, e.null, v) if e and v is not None else math.nan,
+                        "rate_key": rate_key or "", "control_rate": shown_rate if shown_rate is not None else math.nan,
+                        "ratio": r, "facet": _facet(rate_key, rate, r, len(rates) > 1, len(ratios) > 1),
+                        "p_control": law.p_control if law else math.nan, "p_treatment": law.p_treatment if law else math.nan,
+                        "basis": "analysable"}
+                    base.pop("primary")
+                    if exact_available(vmodel, a.name, t):
+                        rows += [base | {"n_per_arm": n, "n_treatment": n_treatment_for(n, r)}
+                                 | exact_row(exact_power(t, law.p_control, law.p_treatment, n, n_treatment_for(n, r), alpha=d.alpha))
+                                 for n in ns]
+                    else:
+                        ns = _thin(ns, SIMULATED_RANGE_POINTS)
+                        jobs.append(Job(a.name, t, tuple(size_point(n, n_treatment_for(n, r)) | values for n in ns)))
+                        sim.append((base, ns, r))
+    done = rejections(cc, jobs, n_sims=n_sims, seed=seed, n_jobs=n_jobs, progress=progress) if jobs else []
+    for (base, ns, r), rej in zip(sim, done):
+        rows += [base | {"n_per_arm": n, "n_treatment": n_treatment_for(n, r)} | mc_row(rej[:, j]) for j, n in enumerate(ns)]
+    frame = pd.DataFrame(rows, columns=RANGE_COLUMNS)
+    frame.attrs["seed"] = seed
+    return frame
+
+
+def sweep_grid(power: pd.DataFrame, scenarios: dict[str, Scenario], *, endpoint: str | None = None) -> pd.DataFrame:
+    """A finished sweep's own grid (power.csv of ``trialsim run CONFIG --out DIR``) as :data:`RANGE_COLUMNS`.
+
+    ``scenarios`` maps each scenario id to its resolved scenario (``DIR/scenarios/<id>.toml``); the
+    swept values are read from them: the arm sizes, the endpoint's effect parameter and control rate,
+    and any other key that differs between scenarios (named in ``facet``). Exact rows where the run
+    has them, else its Monte Carlo rows. Sizes are enrolled patients (the run's own design, dropout
+    included).
+    """
+    if not scenarios:
+        raise ValueError("no scenarios to read the sweep's values from")
+    flat = {sid: _flatten(to_raw(sc)) for sid, sc in scenarios.items()}
+    keys = sorted({k for f in flat.values() for k in f})
+    swept = [k for k in keys if len({json.dumps(f.get(k), sort_keys=True) for f in flat.values()}) > 1]
+    first = next(iter(scenarios.values()))
+    model = build_model(first)
+    a = model.endpoint(endpoint) if endpoint else model.primary
+    e = a.effect
+    rate_key = control_rate_key(first, a.name)
+    shown = {"design.n_control", "design.n_treatment", e.path if e else "", rate_key or ""}
+    others = [k for k in swept if k not in shown]
+    rows = []
+    rows_of = power[power["endpoint"] == a.name]
+    ratios = {sid: sc.design.n_treatment / sc.design.n_control for sid, sc in scenarios.items()}
+    rates = {sid: flat[sid].get(rate_key) for sid in scenarios} if rate_key else {}
+    several_rates = len(set(rates.values())) > 1
+    several_ratios = len(set(ratios.values())) > 1
+    for sid, sc in scenarios.items():
+        f = flat[sid]
+        law = binary_rates(build_model(sc), a.name)
+        facet = _facet(rate_key, rates.get(sid), ratios[sid], several_rates, several_ratios)
+        extra = ", ".join(f"{key_label(k)} {f.get(k)}" for k in others)
+        for t, g in rows_of[rows_of["scenario"].astype(str) == sid].groupby("test", sort=False):
+            r = g[g["method"] == "exact"] if (g["method"] == "exact").any() else g[g["method"] == "monte_carlo"]
+            r = r.iloc[0]
+            v = f.get(e.path) if e else None
+            rows.append(_base(a, t) | {
+                "parameter": e.path if e else "", "parameter_label": e.label if e else "", "parameter_kind": e.kind if e else "",
+                "no_effect": e.null if e else math.nan, "assumed": e.assumed if e else math.nan,
+                "effect": float(v) if v is not None else math.nan,
+                "relative_change": relative_change(e.kind, e.null, float(v)) if e and v is not None else math.nan,
+                "rate_key": rate_key or "", "control_rate": rates.get(sid, math.nan), "ratio": ratios[sid],
+                "facet": ", ".join(x for x in (facet, extra) if x), "n_per_arm": sc.design.n_control,
+                "n_treatment": sc.design.n_treatment, "p_control": law.p_control if law else math.nan,
+                "p_treatment": law.p_treatment if law else math.nan, "power": float(r["power"]),
+                "mc_se": float(r["mc_se"]), "ci_low": float(r["ci_low"]), "ci_high": float(r["ci_high"]),
+                "method": r["method"], "n_sims": int(r["n_sims"]), "basis": "enrolled"})
+    for row in rows:
+        row.pop("primary")
+    frame = pd.DataFrame(rows, columns=RANGE_COLUMNS)
+    return frame.sort_values(["test", "control_rate", "ratio", "facet", "effect", "n_per_arm"], kind="stable").reset_index(drop=True)
+
+
+def load_sweep_grid(run_dir: str | Path, *, endpoint: str | None = None) -> pd.DataFrame:
+    """:func:`sweep_grid` of a run folder (power.csv and scenarios/<id>.toml); empty for a run of one scenario."""
+    folder = Path(run_dir)
+    power = pd.read_csv(folder / "power.csv")
+    ids = [str(s) for s in dict.fromkeys(power["scenario"])]
+    if len(ids) < 2:
+        return pd.DataFrame(columns=RANGE_COLUMNS)
+    scenarios = {sid: load_scenario(folder / "scenarios" / f"{safe_name(sid)}.toml") for sid in ids}
+    return sweep_grid(power, scenarios, endpoint=endpoint)
+
+
+def _flatten(node, prefix: str = "") -> dict:
+    """Nested config values as {key path: value}; lists of tables stay whole."""
+    if isinstance(node, dict):
+        out = {}
+        for k, v in node.items():
+            out.update(_flatten(v, f"{prefix}{k}."))
+        return out
+    return {prefix[:-1]: node}

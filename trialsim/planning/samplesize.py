@@ -29,8 +29,9 @@ import numpy as np
 import pandas as pd
 
 from trialsim.analysis import registry as tests
+from trialsim.analysis.analytic import two_proportions_sample_size_normal
 from trialsim.config.schema import Scenario
-from trialsim.labels import pct, test_label
+from trialsim.labels import aligned_table, fmt_n, fmt_power, is_missing, pct, power_with_se, test_label
 from trialsim.model import build_model
 from trialsim.planning.analytic import analytic_sample_size, model_moments, start_size
 from trialsim.planning.model import (
@@ -50,6 +51,14 @@ from trialsim.planning.search import Job, fit_probit, rejections, size_point
 # The exact scan checks power up to max(HORIZON_FACTOR * n_first, n_first + HORIZON_MIN_EXTRA).
 HORIZON_FACTOR = 1.5
 HORIZON_MIN_EXTRA = 20
+# It starts where the normal approximation gives START_BELOW less than the target, if exact power
+# there is at least START_MARGIN below the target (see scan_start).
+START_BELOW = 0.25
+START_MARGIN = 0.15
+# Above STRIDE_FROM per arm, sizes before the target whose power is more than START_MARGIN below it
+# are stepped over in strides of n // STRIDE_DIVISOR (see exact_scan).
+STRIDE_FROM = 100
+STRIDE_DIVISOR = 50
 # Smallest size a simulated search considers (a t test needs 2 per arm, Mann-Whitney 4 for p < 0.05).
 N_MIN_SIMULATED = 3
 # The sizes simulated searches use: every integer up to LADDER_START, then steps of LADDER_STEP (5%).
@@ -70,7 +79,7 @@ SAMPLE_SIZE_COLUMNS = [
 
 @dataclass(frozen=True)
 class ExactScan:
-    """Exact power at every n per arm from ``n[0]`` to the horizon ``n[-1]``."""
+    """Exact power at every n per arm from ``n[0]`` (where the scan started) to the horizon ``n[-1]``."""
 
     n: np.ndarray
     power: np.ndarray
@@ -82,44 +91,83 @@ class ExactScan:
     def horizon(self) -> int:
         return int(self.n[-1])
 
+    @property
+    def start(self) -> int:
+        return int(self.n[0])
+
+
+def scan_start(test: str, p_control: float, p_treatment: float, *, power: float, alpha: float, ratio: float = 1.0,
+               n_min: int = 2) -> int:
+    """Where an exact scan for ``power`` may start: ``n_min``, or a size well below the target.
+
+    The scan skips the sizes whose normal-approximation power is more than :data:`START_BELOW` below
+    the target, provided the exact power at the first size scanned is itself at least
+    :data:`START_MARGIN` below it (else it starts at ``n_min``): a discrete test's power does not
+    spike that far above its trend. Saves most of the work of a scan (Boschloo builds a table per
+    size). ``ExactScan.start`` records where the scan began.
+    """
+    lower = power - START_BELOW
+    if p_control == p_treatment or lower <= alpha:
+        return n_min
+    n = math.floor(two_proportions_sample_size_normal(p_control, p_treatment, power=lower, alpha=alpha, ratio=ratio))
+    if n <= n_min + 10:
+        return n_min
+    if _exact_point(test, p_control, p_treatment, n, n_treatment_for(n, ratio), alpha) > power - START_MARGIN:
+        return n_min
+    return n
+
 
 def exact_scan(test: str, p_control: float, p_treatment: float, *, power: float, alpha: float, ratio: float = 1.0,
-               n_max: int = 5000, n_min: int = 2, horizon_factor: float = HORIZON_FACTOR) -> ExactScan:
-    """Scan the registered exact power of ``test`` from ``n_min`` per arm upward (no missing data).
+               n_max: int = 5000, n_min: int = 2, horizon_factor: float = HORIZON_FACTOR,
+               start: int | None = None) -> ExactScan:
+    """Scan the registered exact power of ``test`` upward from :func:`scan_start` (no missing data).
 
     Returns the first n reaching ``power`` and the smallest n from which power stays at or above
-    it up to the horizon ``max(horizon_factor * n_first, n_first + 20)``; both None when ``power``
-    is not reached by ``n_max``.
-    """
-    def curve(ns: np.ndarray) -> np.ndarray:
-        return np.array([_exact_point(test, p_control, p_treatment, int(n), n_treatment_for(int(n), ratio), alpha)
-                         for n in ns])
+    it up to the horizon ``max(horizon_factor * n_first, n_first + 20)`` (at most ``n_max``); both
+    None when ``power`` is not reached by ``n_max``. ``start`` overrides where the scan begins.
 
-    ns: list[np.ndarray] = []
-    ps: list[np.ndarray] = []
-    start, step, n_first = n_min, 100, None
-    while start <= n_max:
-        block = np.arange(start, min(n_max, start + step - 1) + 1)
-        pw = curve(block)
-        ns.append(block)
-        ps.append(pw)
-        hit = np.flatnonzero(pw >= power)
-        if hit.size:
-            n_first = int(block[hit[0]])
+    From the first size reaching the target to the horizon every size is computed (a dip below the
+    target can be deep: Boschloo's power at 0.05 vs 0.01 falls from 34.7% at 109 per arm to 23.7% at
+    110). Before it, above :data:`STRIDE_FROM` per arm, the scan steps by ``n // STRIDE_DIVISOR`` while
+    power stays more than :data:`START_MARGIN` below the target at both ends of a step (an upward
+    spike of that size is not seen in discrete tests), and computes the sizes in between otherwise.
+    Points are cached, so scans for several targets (or several commands) share their sizes.
+    """
+    def at(n: int) -> float:
+        return _exact_point(test, p_control, p_treatment, n, n_treatment_for(n, ratio), alpha)
+
+    def stride(n: int) -> int:
+        return 1 if n < STRIDE_FROM else max(1, n // STRIDE_DIVISOR)
+
+    first_n = start if start is not None else scan_start(test, p_control, p_treatment, power=power, alpha=alpha,
+                                                         ratio=ratio, n_min=n_min)
+    first_n = min(first_n, n_max)  # out of reach well before n_max: the power at n_max says by how much
+    seen: dict[int, float] = {}
+    n, n_first = first_n, None
+    while n <= n_max:  # up to the first size reaching the target
+        seen[n] = at(n)
+        if seen[n] >= power:
+            n_first = n
             break
-        start, step = int(block[-1]) + 1, int(step * 1.5)
-    if n_first is not None:
-        horizon = max(math.ceil(horizon_factor * n_first), n_first + HORIZON_MIN_EXTRA)
-        done = int(ns[-1][-1])
-        if horizon > done:
-            block = np.arange(done + 1, horizon + 1)
-            ns.append(block)
-            ps.append(curve(block))
-    n_all, p_all = np.concatenate(ns), np.concatenate(ps)
+        ahead = min(n + stride(n), n_max)
+        if ahead > n + 1 and seen[n] < power - START_MARGIN:
+            seen[ahead] = at(ahead)
+            if seen[ahead] < power - START_MARGIN:  # far below the target at both ends: skip the sizes between
+                n = ahead
+                continue
+        n += 1
+    if n_first is not None:  # every size on to the horizon: dips below the target can be deep (Boschloo: 11 points)
+        horizon = min(n_max, max(math.ceil(horizon_factor * n_first), n_first + HORIZON_MIN_EXTRA))
+        for n in range(n_first + 1, horizon + 1):
+            seen[n] = at(n)
+    n_all = np.array(sorted(seen), dtype=int)
+    p_all = np.array([seen[k] for k in n_all])
     n_stable = None
     if n_first is not None:
         below = np.flatnonzero(p_all < power)
         n_stable = int(n_all[below[-1]] + 1) if below.size else int(n_all[0])
+        if n_stable > n_all[-1]:  # below the target at the horizon itself: no stable n within it
+            n_stable = None
     return ExactScan(n_all, p_all, power, n_first, n_stable)
 
 
@@ -190,28 +238,106 @@ class SampleSizeResult:
 
 
 def describe(row: dict) -> str:
-    """One plain-language line for a sample-size row (a dict of :data:`SAMPLE_SIZE_COLUMNS`)."""
-    head = f"{row['endpoint']} / {test_label(row['test'])}: {pct(row['target_power'], 0)} power"
+    """One plain-language sentence for a sample-size row (a dict of :data:`SAMPLE_SIZE_COLUMNS`)."""
+    head = f"{row['label']}, {test_label(row['test'])}, {pct(row['target_power'], 0)} power"
     if not row["reachable"]:
-        what = "not simulated" if row["method"] == "analytic" else f"not reached by {row['n_max']:,} per arm"
-        text = f"{head}: {what}. {row['note'].rstrip('.')}".strip()
-    elif row["method"] == "exact":
-        text = (f"{head}: n = {row['n']:,} per arm (exact; power first reaches the target at n = {row['n_first']:,}"
-                + (f" but saw-tooths below it again until n = {row['n_stable']:,}" if row["n_stable"] != row["n_first"] else
-                   " and stays above it")
-                + f", checked up to n = {row['horizon']:,}; exact power at n {pct(row['power_at_n'], 1)})")
-    else:
-        text = (f"{head}: n = {row['n']:,} per arm (simulated, 95% MC interval {row['n_low']:,}-{row['n_high']:,}; "
-                f"fitted power at n {pct(row['power_at_n'], 1)} ± {pct(row['power_at_n_se'], 1)})")
-    if row["reachable"] and row["n"] is not None:
-        text += f"; enrol {row['n_enrolled']:,} per arm for {pct(row['dropout'], 1)} expected loss"
-    analytic = f"{row['n_analytic']:,}" if row["n_analytic"] is not None and not _isnan(row["n_analytic"]) else "n/a"
-    text += f". Analytic: {analytic} ({row['analytic_method']})."
-    return text
+        return f"{head}: {how_found(row)}. {row['note']}".strip()
+    how = f"exact; {sawtooth(row)}" if row["method"] == "exact" else how_found(row)
+    text = (f"{head}: {sizes(row['n'], row['n_treatment'])} analysable per arm ({how}), "
+            f"enrol {sizes(row['n_enrolled'], row['n_enrolled_treatment'])} for {pct(row['dropout'], 1)} loss")
+    if not is_missing(row["n_analytic"]):
+        text += f"; {analytic_kind(row['analytic_method'])}: {int(row['n_analytic']):,}"
+    return text + "."
 
 
-def _isnan(x) -> bool:
-    return isinstance(x, float) and math.isnan(x)
+def sizes(n_control, n_treatment) -> str:
+    """``"367"`` for equal arms, ``"200 + 400"`` otherwise; ``"-"`` when missing."""
+    if is_missing(n_control):
+        return "-"
+    same = is_missing(n_treatment) or int(n_treatment) == int(n_control)
+    return fmt_n(n_control) if same else f"{fmt_n(n_control)} + {fmt_n(n_treatment)}"
+
+
+def how_found(row: dict) -> str:
+    """How a sample-size row was found, in a few words."""
+    if row["method"] == "analytic":
+        return "not simulated"
+    if not row["reachable"]:
+        return f"not reached by {sizes(row['n_max'], n_treatment_for(int(row['n_max']), row['ratio']))}"
+    if row["method"] == "exact":
+        return f"exact, checked to {fmt_n(row['horizon'])}"
+    return f"simulated, 95% MC interval {fmt_n(row['n_low'])}-{fmt_n(row['n_high'])}"
+
+
+def sawtooth(row: dict) -> str:
+    """What the exact scan saw: where power first reaches the target and from where it stays there."""
+    target = pct(row["target_power"], 0)
+    first, stable, horizon = fmt_n(row["n_first"]), fmt_n(row["n_stable"]), fmt_n(row["horizon"])
+    if first == stable:
+        return f"power reaches {target} at {first} and stays there up to {horizon}"
+    return f"power first reaches {target} at {first}, drops below it again and stays at or above it from {stable} up to {horizon}"
+
+
+ANALYTIC_KINDS = {
+    "normal approximation": "two proportions: normal approximation (pooled z, no continuity correction; Fleiss, as "
+                            "Hmisc::bsamsize)",
+    "noncentral t": "t tests: noncentral t of the pooled t test on the model's standardised difference",
+    "Noether": "Mann-Whitney: Noether (1987) normal approximation",
+}
+
+
+def analytic_kind(method: str) -> str:
+    """The short name of a closed form (a key of :data:`ANALYTIC_KINDS`), else ``"analytic"``."""
+    return next((k for k in ANALYTIC_KINDS if str(method).startswith(k)), "analytic")
+
+
+def power_at_n(row: dict) -> str:
+    if is_missing(row["power_at_n"]) or row["n"] is None or is_missing(row["n"]):
+        return "-"
+    if row["method"] == "exact":
+        return fmt_power(row["power_at_n"]) + " exact"
+    return power_with_se(row["power_at_n"], row["power_at_n_se"]) + " fitted"
+
+
+def sample_size_lines(frame: pd.DataFrame) -> list[str]:
+    """A sample-size frame (:data:`SAMPLE_SIZE_COLUMNS`) as an aligned table with numbered notes.
+
+    Endpoints and tests by their labels; exact answers are the n from which power stays at or above
+    the target (the saw-tooth is in a note where it dips), simulated ones the fitted root with its
+    95% Monte Carlo interval; the closed form beside them.
+    """
+    header = ["Endpoint", "Test", "Target", "n per arm", "Enrol per arm", "Power at n", "How found", "Closed form"]
+    rows, notes = [], []
+    last = (None, None)
+    for row in frame.to_dict("records"):
+        how = how_found(row)
+        note = ""
+        if row["method"] == "exact" and row["reachable"] and row["n_first"] != row["n_stable"]:
+            note = sawtooth(row)[0].upper() + sawtooth(row)[1:] + "."
+        elif not row["reachable"] and row["method"] != "analytic":
+            note = str(row["note"])
+        if note:
+            notes.append(note)
+            how += f" [{len(notes)}]"
+        enrol = "-" if row["n"] is None or is_missing(row["n"]) else (
+            f"{sizes(row['n_enrolled'], row['n_enrolled_treatment'])} "
+            + (f"({pct(row['dropout'], 1)} loss)" if row["dropout"] else "(no loss)"))
+        closed = "-" if is_missing(row["n_analytic"]) else f"{int(row['n_analytic']):,} {analytic_kind(row['analytic_method'])}"
+        key = (row["endpoint"], row["test"])
+        rows.append([row["label"] if key[0] != last[0] else "", test_label(row["test"]) if key != last else "",
+                     pct(row["target_power"], 0), sizes(row["n"], row["n_treatment"]), enrol, power_at_n(row), how, closed])
+        last = key
+    lines = aligned_table(header, rows, right={2, 3})
+    kinds = {analytic_kind(m) for m in frame["analytic_method"].dropna()}
+    lines.append("")
+    if (frame["method"] == "exact").any():
+        lines.append("Exact: the n from which exact power stays at or above the target up to the size checked (a "
+                     "discrete test's power saw-tooths in n).")
+    if (frame["method"] == "monte_carlo").any():
+        lines.append("Simulated: root of a probit fit to simulated power, with its 95% Monte Carlo interval.")
+    lines += [f"Closed form, {ANALYTIC_KINDS[k]}." for k in ANALYTIC_KINDS if k in kinds]
+    lines += [f"[{i}] {text}" for i, text in enumerate(notes, 1)]
+    return lines
 
 
 @dataclass(frozen=True)
@@ -242,7 +368,8 @@ class SampleSizeTable:
         raise KeyError((endpoint, test, power))
 
     def summary(self) -> str:
-        return "\n".join(r.summary() for r in self.results)
+        """The table of :func:`sample_size_lines`."""
+        return "\n".join(sample_size_lines(self.to_frame()))
 
 
 def sample_size(scenario: Scenario, endpoint: str, test: str | None = None, *, power: float = 0.8, ratio: float = 1.0,
@@ -327,7 +454,7 @@ def sample_sizes(
     results: dict[tuple[str, str, float], SampleSizeResult] = {}
     searched = []
     for a, t in pairs:
-        cap = _cap(t, n_max)
+        cap = control_cap(t, n_max, ratio)
         if exact_available(model, a.name, t):
             for target in targets:
                 an = analytic_sample_size(model, a.name, t, power=target, ratio=ratio, moments=None)
@@ -352,9 +479,15 @@ def sample_sizes(
                                      "locate_sims": locate_sims(n_sims), "dropout": dropout, "seed": seed})
 
 
-def _cap(test: str, n_max: int) -> int:
+def control_cap(test: str, n_max: int, ratio: float = 1.0) -> int:
+    """The largest control arm searched: ``n_max``, or less where the test's size limit binds either arm."""
     limit = tests.get(test).max_n
-    return min(n_max, limit) if limit is not None else n_max
+    if limit is None:
+        return n_max
+    n = min(n_max, limit, math.floor((limit + 0.5) / ratio) + 1)
+    while n > 1 and n_treatment_for(n, ratio) > limit:
+        n -= 1
+    return n
 
 
 def _exact(model, endpoint: str, test: str, target: float, ratio: float, cap: int, common: dict) -> SampleSizeResult:
@@ -367,19 +500,29 @@ def _exact(model, endpoint: str, test: str, target: float, ratio: float, cap: in
         return SampleSizeResult(**common, method="exact", reachable=False, **none, horizon=None, power_at_n=math.nan,
                                 power_at_n_se=math.nan, note="The endpoint's rate is the same in both arms: no n reaches "
                                                              "the target (power is the type I error).")
-    if limit is not None and cap == limit and n_analytic is not None and n_analytic > 1.2 * cap:
+    binds = limit is not None and max(cap + 1, n_treatment_for(cap + 1, ratio)) > limit  # the test's size limit sets cap
+    if binds and n_analytic is not None and n_analytic > 1.2 * cap:
         return SampleSizeResult(**common, method="exact", reachable=False, **none, horizon=None, power_at_n=math.nan,
                                 power_at_n_se=math.nan,
-                                note=f"{test_label(test)} runs only up to {limit} per arm (its size limit in the test "
-                                     f"registry), well below the normal approximation's {n_analytic:,}; the n of another "
-                                     "exact test of this endpoint is an upper bound for a test at least as powerful.")
+                                note=f"{test_label(test)} runs for arms of up to {limit} patients (its size limit in the "
+                                     f"test registry), here at most {sizes(cap, n_treatment_for(cap, ratio))}, well below the "
+                                     f"normal approximation's {sizes(n_analytic, n_treatment_for(n_analytic, ratio))}; another "
+                                     "test's exact n does not bound it (two-sided tests spend alpha differently, and none "
+                                     "is uniformly the more powerful).")
     scan = exact_scan(test, rates.p_control, rates.p_treatment, power=target, alpha=model.scenario.design.alpha,
                       ratio=ratio, n_max=cap)
     curve = pd.DataFrame({"n_per_arm": scan.n, "power": scan.power})
     if scan.n_first is None:
         return SampleSizeResult(**common, method="exact", reachable=False, **none, horizon=scan.horizon,
                                 power_at_n=float(scan.power[-1]), power_at_n_se=0.0, curve=curve,
-                                note=f"Exact power at {cap} per arm is {scan.power[-1]:.3f}.")
+                                note=f"Exact power at {sizes(cap, n_treatment_for(cap, ratio))} per arm is "
+                                     f"{pct(scan.power[-1], 1)}" + (f" ({test_label(test)} runs for arms of up to {limit} "
+                                                                     "patients)." if binds else "."))
+    if scan.n_stable is None:
+        return SampleSizeResult(**common, method="exact", reachable=False, **none, horizon=scan.horizon,
+                                power_at_n=float(scan.power[-1]), power_at_n_se=0.0, curve=curve,
+                                note=f"Exact power first reaches the target at {scan.n_first:,} per arm but is below it "
+                                     f"again at the search limit of {cap:,} ({pct(scan.power[-1], 1)}).")
     p_at = float(scan.power[scan.n == scan.n_stable][0])
     return SampleSizeResult(**common, method="exact", reachable=True, n_first=scan.n_first, n_stable=scan.n_stable,
                             n_low=scan.n_stable, n_high=scan.n_stable, horizon=scan.horizon, power_at_n=p_at,
@@ -482,7 +625,7 @@ def _simulated(cc, cc_model, searched, targets, chosen, common, *, moments, rati
                 continue
             p_end = float(observed[-1])
             out[(a.name, t, target)] = unreached(
-                a, t, target, cap, f"Simulated power at {ns[-1]:,} per arm is {p_end:.3f}"
+                a, t, target, cap, f"Simulated power at {ns[-1]:,} per arm is {pct(p_end, 1)}"
                                    + (f"; the fitted curve reaches the target near {root:,.0f} per arm." if math.isfinite(root) else "."),
                 power_at=p_end, se=math.sqrt(p_end * (1 - p_end) / r.shape[0]))
 

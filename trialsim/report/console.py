@@ -16,7 +16,7 @@ import pandas as pd
 from trialsim.analysis import registry as tests
 from trialsim.endpoints.base import Analysed
 from trialsim.flow.summary import summarise_flow_arrays
-from trialsim.labels import LOW_POWER, POWER_TARGET, num, pct, power_with_se, test_label
+from trialsim.labels import LOW_POWER, POWER_TARGET, fmt_power, num, pct, power_with_se, test_label
 from trialsim.model import Model, build_model
 from trialsim.results import RunResult, ScenarioResult
 
@@ -109,8 +109,12 @@ def estimation_line(row: pd.Series, a: Analysed, alpha: float) -> str:
     estimand = tests.get(row.test).estimand
     what = row.estimand if isinstance(row.estimand, str) else estimand.replace("_", " ")
     if _missing(row.estimate_mean):
-        return (f"estimate ({test_label(row.test)}): {what}: infinite in some trials (an arm without events), "
-                f"so no mean; {pct(1 - alpha, 0)} CI coverage {power_with_se(row.coverage, row.coverage_se)}")
+        if int(getattr(row, "n_estimable", 0) or 0) == 0:
+            return f"estimate ({test_label(row.test)}): {what}: not estimable in any trial"
+        text = f"estimate ({test_label(row.test)}): {what}: infinite in some trials (an arm without events), so no mean"
+        if not _missing(row.coverage):
+            text += f"; {pct(1 - alpha, 0)} CI coverage {_coverage(row)}"
+        return text
     if on_logs(estimand, a.scale):
         text = f"{what} exp(mean log ratio) {num(math.exp(row.estimate_mean))}"
         truth = "" if _missing(row.true_effect) else f" (true {num(math.exp(row.true_effect))})"
@@ -123,8 +127,18 @@ def estimation_line(row: pd.Series, a: Analysed, alpha: float) -> str:
     if not _missing(row.bias):
         parts.append(f"{scale}bias {num(row.bias, 2)} ± {num(row.bias_se, 2)}, RMSE {num(row.rmse)}")
     if not _missing(row.coverage):
-        parts.append(f"{pct(1 - alpha, 0)} CI coverage {power_with_se(row.coverage, row.coverage_se)}")
+        parts.append(f"{pct(1 - alpha, 0)} CI coverage {_coverage(row)}")
     return f"estimate ({test_label(row.test)}): " + "; ".join(parts)
+
+
+def _coverage(row) -> str:
+    """Coverage ± MC SE, with its number of intervals when they are too few (or all cover)."""
+    n = getattr(row, "n_estimable", None)
+    n = int(row.n_sims) if n is None or _missing(n) else int(n)
+    k = round(float(row.coverage) * n)
+    if n and k in (0, n):
+        return f"{k:,} of {n:,} intervals"
+    return power_with_se(row.coverage, row.coverage_se) + (f" (only {n:,} trials)" if n < FEW_TRIALS else "")
 
 
 def _missing(x) -> bool:
@@ -132,12 +146,48 @@ def _missing(x) -> bool:
 
 
 # ------------------------------------------------------------------------------------- scenario
+def _best_power(rows: pd.DataFrame, test: str) -> float:
+    """A test's power: exact where the run has it, else simulated."""
+    g = rows[rows.test == test]
+    ex = g[g.method == "exact"]
+    return float((ex if len(ex) else g[g.method == "monte_carlo"]).iloc[0].power)
+
+
+def _how(rows: pd.DataFrame, test: str) -> str:
+    g = rows[rows.test == test]
+    if (g.method == "exact").any():
+        return " (exact)"
+    mc = g[g.method == "monte_carlo"].iloc[0]
+    return f" (from only {int(mc.n_sims):,} simulated trials)" if mc.n_sims < FEW_TRIALS else ""
+
+
+# Fewer simulated trials than this give a rejection rate too rough to quote alone (its SE is up to 1.6 points).
+FEW_TRIALS = 1000
+
+
+def mc_rate(row) -> str:
+    """A simulated rejection rate as it can honestly be quoted.
+
+    ``"18.7% ± 0.4%"``; with fewer than :data:`FEW_TRIALS` trials it says so, and when none or all of
+    them rejected (an SE of 0 says nothing) it gives the count and the 95% Clopper-Pearson interval;
+    a test that no trial could compute is ``"not computable (n_valid 0)"``.
+    """
+    n, valid = int(row.n_sims), getattr(row, "n_valid", None)
+    if valid is not None and not _missing(valid) and int(valid) == 0:
+        return "not computable (n_valid 0)"
+    k = round(float(row.power) * n)
+    if k in (0, n):
+        return f"{k:,} of {n:,} trials (95% CI {pct(row.ci_low, 1)} to {pct(row.ci_high, 1)})"
+    text = power_with_se(row.power, row.mc_se)
+    return text + (f" (only {n:,} trials)" if n < FEW_TRIALS else "")
+
+
 def _rate_lines(frame: pd.DataFrame, word: str) -> list[str]:
     """One line per test: the simulated rejection rate ± MC SE, and the exact figure where there is one."""
     lines = []
     for test, g in frame.groupby("test", sort=False):
         mc = g[g.method == "monte_carlo"].iloc[0]
-        text = f"{test_label(test):<16} {word} {power_with_se(mc.power, mc.mc_se):<17}"
+        text = f"{test_label(test):<16} {word} {mc_rate(mc):<17}"
         ex = g[g.method == "exact"]
         if len(ex):
             text += f" exact {pct(ex.iloc[0].power, 2)}"
@@ -181,8 +231,9 @@ def scenario_summary(res: ScenarioResult, frame: pd.DataFrame, estimates: pd.Dat
     out += textwrap.wrap(estimation_line(shown, prim, d.alpha), WIDTH, initial_indent="    ", subsequent_indent="      ")
     if null:
         out.append(f"    (no true effect on this endpoint in this scenario: its rejection rates are type I errors at alpha {d.alpha})")
-    elif first.power < LOW_POWER:
-        warn = (f"WARNING: the primary test has {pct(first.power)} power, far below the usual {pct(POWER_TARGET, 0)}. "
+    elif _best_power(rows, prim.tests[0]) < LOW_POWER:
+        power, how = _best_power(rows, prim.tests[0]), _how(rows, prim.tests[0])
+        warn = (f"WARNING: the primary test has {fmt_power(power)} power{how}, far below the usual {pct(POWER_TARGET, 0)}. "
                 f"This design cannot detect the assumed effect on {_sentence(prim.label)}; "
                 "treat it as a pilot/feasibility study and report estimates with confidence intervals, not p-values.")
         out.extend("    " + w for w in textwrap.wrap(warn, WIDTH))

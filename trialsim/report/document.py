@@ -1,253 +1,253 @@
-"""The planning report: one content model written as self-contained HTML, Markdown and Word (.docx).
+"""The planning report: one content model written as HTML, PDF, Word (.docx), Markdown and plain text.
 
 :func:`~trialsim.report.tables.build_tables` turns a planning result (a
 :class:`~trialsim.planning.plan.PlanningResult`, passed in: the report layer sits below planning and
-never imports it) into display tables; the justification paragraph (:mod:`trialsim.report.paragraph`)
-quotes cells of these very tables, so the numbers in the text are the numbers in the tables.
-:func:`build_report` arranges sections, tables, figures and the paragraph; ``render_html``,
-``render_markdown`` and ``write_docx`` render it. Every user-provided string (titles, names,
-sources) is escaped in HTML; the HTML is well-formed XHTML (it parses with a strict XML parser),
-embeds every figure as a PNG data URI and needs no other file.
+never imports it) into display tables; the headline box and the justification paragraph
+(:mod:`trialsim.report.paragraph`) quote cells of these very tables, so the numbers in the text are
+the numbers in the tables. :func:`build_report` arranges the headline, sections, tables, figures,
+the paragraph and the reference list (every source the tables cite, and one reference per method
+used: :mod:`trialsim.report.references`). The writers render it: HTML from a Jinja2 template
+(:mod:`trialsim.report.html`, autoescaped, self-contained), PDF from that same HTML
+(:mod:`trialsim.report.pdf`), Word (:mod:`trialsim.report.docx`, A4 or Letter, wide tables in
+landscape sections), Markdown, and the paragraph as plain text (justification.txt).
 """
 from __future__ import annotations
 
-import base64
-import html
-from dataclasses import dataclass, field
+import re
 from pathlib import Path
-from typing import Any
 
+import pandas as pd
+
+from trialsim.report.content import Callout, Note, Report, Section, Text
+from trialsim.report.docx import write_docx
 from trialsim.report.figures import FigureFile, draw_figures
-from trialsim.report.paragraph import Paragraph, justification
-from trialsim.report.tables import Table, build_tables
+from trialsim.report.html import render_html
+from trialsim.report.output import claim_folder
+from trialsim.report.paragraph import headline, justification
+from trialsim.report.pdf import write_pdf
+from trialsim.report.references import Citations, Reference, free_text_reference, software_reference
+from trialsim.report.tables import Table, build_tables, rate_word
 
-FORMATS = ("html", "md", "docx")
+__all__ = ["FORMATS", "Report", "build_report", "build_tables", "render_html", "render_markdown", "render_text",
+           "write_docx", "write_pdf", "write_report"]
+
+FORMATS = ("html", "pdf", "md", "docx", "txt")
+DEFAULT_FORMATS = ("html", "pdf", "md", "docx", "txt")
+# The libraries a report names in its reference list (software entries of the references file).
+SOFTWARE_GROUPS = ("software", "figures")
 
 
-# ---------------------------------------------------------------------------------------------------
-# the report's content
-# ---------------------------------------------------------------------------------------------------
-@dataclass
-class Section:
-    title: str
-    blocks: list = field(default_factory=list)  # str paragraphs, Table, FigureFile, ("note", str)
+def _multiplicity_text(t: Table, citations: Citations) -> str:
+    c = t.cell
+    text = (f"The report runs {c('tests', 'Value')} tests on {c('endpoints', 'Value')} endpoints. Only the primary analysis "
+            f"({c('primary', 'Value')}) is confirmatory; the other {c('secondary', 'Value')} tests are secondary or "
+            "sensitivity analyses. ")
+    if "per_test" in t.frame.index:
+        text += f"If the treatment had no effect at all, each test alone would be significant in {c('per_test', 'Value')} of trials, "
+    else:
+        text += "If the treatment had no effect at all, "
+    text += (f"and at least one of them in {c('any_independent', 'Value')} of trials if the tests were independent. An "
+             "unadjusted p-value below the significance level on a secondary endpoint is therefore expected by chance and is "
+             "not evidence that the treatment works: report secondary results as estimates with confidence intervals and label "
+             "them exploratory. A secondary finding meant to be confirmatory needs a pre-specified adjustment: a hierarchical "
+             f"order of hypotheses, Holm's procedure, or Bonferroni's per-test level of {c('bonferroni', 'Value')} "
+             f"[{citations.short('bender2001')}].")
+    if c("same_endpoint", "Value") not in ("0", "-"):
+        text += (f" {c('same_endpoint', 'Value')} of the tests analyse an endpoint that another test already analyses: "
+                 "pre-specify one test per endpoint and report the others as sensitivity analyses.")
+    return text
 
 
-@dataclass
-class Report:
-    title: str
-    subtitle: str
-    sections: list[Section]
-    justification: Paragraph
-    tables: dict[str, Table]
-    figures: list
+def _allocation_caveat(allocation: str, citations: Citations) -> Callout:
+    return Callout(
+        "Allocation is not randomised",
+        f"Allocation: {allocation}. The power, type I errors and intervals in this report assume that the two arms differ "
+        "only in the treatment they receive. Without randomisation, which patients enter which arm can depend on when they "
+        "are enrolled, on who enrols them and on what is known about them at the time, so differences in prognosis between "
+        "the arms (selection bias, changes in care over time) can create or hide a difference on any endpoint, and masking "
+        "does not remove this when the allocation sequence is predictable. Randomised, concealed allocation removes this "
+        f"bias [{citations.short('altman1999')}]; only then do the numbers in this report describe the comparison the trial "
+        "makes.")
+
+
+def _mentioned(report_text: str, result, citations: Citations) -> list[Reference]:
+    """The planning result's own references (pilot guidance, ...) that the report's text names."""
+    found = []
+    for key, text in (getattr(result, "references", None) or {}).items():
+        ref = citations.library.get(key) or free_text_reference(key, text)
+        surname = ref.short.split()[0]
+        year = ref.year or (re.findall(r"\d{4}", ref.short) or [""])[0]
+        if surname and year and re.search(rf"\b{re.escape(surname)}\b[^;]{{0,30}}?\b{year}\b", report_text):
+            found.append(citations.add(key, text) or ref)
+    return found
 
 
 def build_report(result, figures: list) -> Report:
-    """Arrange tables, figures and the justification paragraph into sections."""
-    tables = build_tables(result)
+    """Arrange the headline, tables, figures, the justification paragraph and the references into sections."""
+    citations = Citations()
+    tables = build_tables(result, citations)
     para = justification(result, tables)
+    head = headline(result, tables)
     d = result.design
     prov = result.provenance
     figs = {f.name: f for f in figures}
     title = d.get("title") or d["name"]
-    subtitle = (f"trialsim planning report | scenario {d['name']} | seed {prov.get('seed')} | config hash "
-                f"{prov.get('config_hash')} | {prov.get('created', '')}")
-    sections = []
-    s = Section("Sample-size justification (ready to paste)", [para.text])
-    sections.append(s)
-    s = Section("Design")
+    subtitle = (f"trialsim {prov.get('trialsim', '')} planning report | scenario {d['name']} | seed {prov.get('seed')} | "
+                f"scenario hash {prov.get('config_hash')} | {prov.get('created', '')}")
+    sections = [Section("Sample-size justification (ready to paste)", [Text(para.text, "lead")], "justification")]
+
+    design = Section("Design", [], "design")
     if d.get("description"):
-        s.blocks.append(str(d["description"]))
-    s.blocks.append(tables["design"])
-    sections.append(s)
+        design.blocks.append(Text(str(d["description"])))
+    design.blocks.append(tables["design"])
+    if not d.get("randomised", True):
+        design.blocks.append(_allocation_caveat(str(d["allocation"]), citations))
+    sections.append(design)
+
     if "power" in tables:
-        what = "Type I error" if "Power (simulated)" not in tables["power"].frame.columns else "Power"
-        sections.append(Section(f"{what} at the planned design", [tables["power"]]))
+        word = rate_word(result)
+        what = "Type I error" if word != "Power" else "Power and type I error"
+        sections.append(Section(f"{what} at the planned design", [tables["power"]], "power"))
+    if "multiplicity" in tables:
+        sections.append(Section("Multiplicity", [Text(_multiplicity_text(tables["multiplicity"], citations)),
+                                                 tables["multiplicity"]], "multiplicity"))
+    if "flow" in tables:
+        sections.append(Section("Timeline", [tables["flow"]], "timeline"))
+        citations.add_all(citations.library.method("general", "flow"))
     if "sample_sizes" in tables:
         blocks = [tables["sample_sizes"]]
         if "sample_size_sawtooth" in figs:
             blocks.append(figs["sample_size_sawtooth"])
         targets = " and ".join(f"{100 * float(p):.0f}%" for p in sorted(result.settings.get("power", [0.8, 0.9])))
-        sections.append(Section(f"Sample sizes for {targets} power", blocks))
+        sections.append(Section(f"Sample sizes for {targets} power", blocks, "sample-sizes"))
     if "mde" in tables:
-        sections.append(Section("Minimal detectable effects", [tables["mde"]]))
+        sections.append(Section("Minimal detectable effects", [tables["mde"]], "mde"))
     pilot = [tables[k] for k in ("pilot_rates", "pilot_ratios", "pilot_sd_limits", "pilot_guidance") if k in tables]
     if pilot:
-        sections.append(Section("Pilot and feasibility estimates (CONSORT extension for pilot trials)", pilot))
+        sections.append(Section("Pilot and feasibility estimates (CONSORT extension for pilot trials)", pilot, "pilot"))
     curve_figs = [figs[k] for k in ("power_vs_n", "power_vs_effect", "power_heatmap") if k in figs]
     if curve_figs:
-        sections.append(Section("Power curves", curve_figs))
+        sections.append(Section("Power curves", curve_figs, "curves"))
     if "sweep" in tables:
-        sections.append(Section("Sweep", [tables["sweep"]]))
+        sections.append(Section("Sweep", [tables["sweep"]], "sweep"))
     if "assumptions" in tables:
-        sections.append(Section("Assumptions and sources", [tables["assumptions"]]))
+        sections.append(Section("Assumptions and sources", [tables["assumptions"]], "assumptions"))
     appendix = [tables[k] for k in ("sample_sizes_all", "mde_all") if k in tables]
-    settings = result.settings
-    appendix.append(("note", "Settings: " + ", ".join(f"{k} = {v}" for k, v in settings.items())))
-    appendix.append(("note", "Provenance: " + ", ".join(f"{k} = {v}" for k, v in prov.items() if not isinstance(v, dict))))
-    sections.append(Section("Appendix: all endpoints, settings and provenance", appendix))
-    references = getattr(result, "references", None) or {}
-    sections.append(Section("References", [("note", ref) for ref in references.values()]))
-    return Report(title, subtitle, sections, para, tables, figures)
+    if appendix:
+        sections.append(Section("Appendix: every endpoint and test", appendix, "appendix"))
+
+    # the methods: each test and interval (cited in build_tables), the software and the result's own references
+    lib = citations.library
+    for group in SOFTWARE_GROUPS if figures else SOFTWARE_GROUPS[:1]:
+        citations.add_all(lib.method("general", group))
+    report = Report(title, subtitle, head, sections, para, tables, figures)
+    mentioned = _mentioned(report.all_text(), result, citations)
+    methods = tables["methods"]
+    extra = [(f"cited|{r.key}", {"Method": r.title or r.short, "Used for": "named in the tables or the text",
+                                 "Reference": r.short}) for r in mentioned if r.key not in methods.frame.index]
+    if extra:
+        frame = pd.concat([methods.frame, pd.DataFrame([r for _, r in extra], index=[k for k, _ in extra])])
+        methods = Table(methods.name, methods.caption, frame, methods.notes)
+        tables["methods"] = methods
+    versions = dict(prov.get("versions") or {})
+    names = {"python": "Python", "numpy": "NumPy", "scipy": "SciPy", "pandas": "pandas", "simpy": "SimPy"}
+    software = software_reference(str(prov.get("trialsim", "")),
+                                  {shown: versions.get(k, "") for k, shown in names.items()
+                                   if k != "simpy" or "flow" in tables})
+    sections.append(Section("How the numbers were computed", [tables["computation"], methods], "computation"))
+    references = [software] + citations.entries()
+    report.references = references
+    report.sections = sections
+    if citations.unresolved:
+        sections[-1].blocks.append(Note("Citation keys not found in the references file: " + ", ".join(citations.unresolved)))
+    return report
 
 
 # ---------------------------------------------------------------------------------------------------
-# writers
+# Markdown and plain text
 # ---------------------------------------------------------------------------------------------------
-_CSS = """
-body{font-family:Helvetica,Arial,sans-serif;max-width:60em;margin:2em auto;padding:0 1em;color:#222;line-height:1.45}
-h1{font-size:1.6em;margin-bottom:.2em}h2{font-size:1.25em;border-bottom:1px solid #ccc;padding-bottom:.2em;margin-top:1.8em}
-.subtitle{color:#666;font-size:.85em}.justification{background:#f4f7fb;border-left:4px solid #0072b2;padding:.8em 1em}
-table{border-collapse:collapse;margin:.8em 0;font-size:.82em}caption{text-align:left;font-weight:bold;margin-bottom:.3em}
-th,td{border:1px solid #ccc;padding:.25em .5em;vertical-align:top;text-align:left}th{background:#eef1f5}
-.note{color:#555;font-size:.82em}figure{margin:1.2em 0}figure img{max-width:100%;height:auto}
-figcaption{font-size:.85em;color:#444}
-"""
+def _md_text(text) -> str:
+    """Markdown-safe text: only what Markdown would read as markup is escaped (a tag, an emphasis star)."""
+    text = str(text).replace("\n", " ")
+    text = re.sub(r"<(?=[A-Za-z/!?])", "&lt;", text)
+    return text.replace("*", "\\*").replace("_", "\\_") if re.search(r"(\*|\b_|_\b)", text) else text
 
 
-def _e(text: Any) -> str:
-    return html.escape(str(text), quote=True)
-
-
-def _html_table(t: Table) -> str:
-    head = "".join(f"<th>{_e(c)}</th>" for c in t.frame.columns)
-    body = "".join("<tr>" + "".join(f"<td>{_e(v)}</td>" for v in row) + "</tr>" for row in t.frame.itertuples(index=False))
-    note = f'<p class="note">{_e(t.notes)}</p>' if t.notes else ""
-    return f"<table><caption>{_e(t.caption)}</caption><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>{note}"
-
-
-def _html_figure(f) -> str:
-    data = base64.b64encode(Path(f.png).read_bytes()).decode("ascii")
-    return (f'<figure id="fig-{_e(f.name)}"><img src="data:image/png;base64,{data}" alt="{_e(f.caption)}" />'
-            f"<figcaption>{_e(f.caption)}</figcaption></figure>")
-
-
-def render_html(report: Report) -> str:
-    """The whole report as one self-contained, well-formed XHTML document."""
-    parts = ['<?xml version="1.0" encoding="utf-8"?>', "<!DOCTYPE html>",
-             '<html xmlns="http://www.w3.org/1999/xhtml" lang="en"><head><meta charset="utf-8" />',
-             f"<title>{_e(report.title)}</title><style>{_CSS}</style></head><body>",
-             f"<h1>{_e(report.title)}</h1>", f'<p class="subtitle">{_e(report.subtitle)}</p>']
-    for i, s in enumerate(report.sections):
-        parts.append(f"<h2>{_e(s.title)}</h2>")
-        for b in s.blocks:
-            if isinstance(b, Table):
-                parts.append(_html_table(b))
-            elif isinstance(b, FigureFile):
-                parts.append(_html_figure(b))
-            elif isinstance(b, tuple):
-                parts.append(f'<p class="note">{_e(b[1])}</p>')
-            else:
-                cls = ' class="justification"' if i == 0 else ""
-                parts.append(f"<p{cls}>{_e(b)}</p>")
-    parts.append("</body></html>")
-    return "\n".join(parts)
-
-
-def _md_escape(text: Any) -> str:
-    return str(text).replace("\\", "\\\\").replace("|", "\\|").replace("\n", " ").replace("<", "&lt;").replace(">", "&gt;")
+def _md_cell(text) -> str:
+    return _md_text(text).replace("|", "\\|")
 
 
 def _md_table(t: Table) -> str:
     cols = list(t.frame.columns)
-    lines = [f"**{_md_escape(t.caption)}**", "", "| " + " | ".join(_md_escape(c) for c in cols) + " |",
+    lines = [f"**{_md_text(t.caption)}**", "", "| " + " | ".join(_md_cell(c) for c in cols) + " |",
              "|" + "|".join("---" for _ in cols) + "|"]
-    lines += ["| " + " | ".join(_md_escape(v) for v in row) + " |" for row in t.frame.itertuples(index=False)]
+    lines += ["| " + " | ".join(_md_cell(v) for v in row) + " |" for row in t.frame.itertuples(index=False)]
     if t.notes:
-        lines += ["", f"*{_md_escape(t.notes)}*"]
+        lines += ["", f"*{_md_text(t.notes)}*"]
     return "\n".join(lines)
 
 
 def render_markdown(report: Report, figure_dir: str = "figures") -> str:
-    out = [f"# {_md_escape(report.title)}", "", f"*{_md_escape(report.subtitle)}*", ""]
-    for i, s in enumerate(report.sections):
-        out += [f"## {_md_escape(s.title)}", ""]
+    """The report as Markdown, figures linked from ``figure_dir``."""
+    out = [f"# {_md_text(report.title)}", "", f"*{_md_text(report.subtitle)}*", "", "## At a glance", ""]
+    out += [f"- **{_md_text(label)}:** {_md_text(text)}" for label, text in report.headline.rows]
+    out += [f"- **Verdict:** {_md_text(report.headline.verdict)}", ""]
+    for s in report.sections:
+        out += [f"## {_md_text(s.title)}", ""]
         for b in s.blocks:
             if isinstance(b, Table):
                 out += [_md_table(b), ""]
             elif isinstance(b, FigureFile):
-                out += [f"![{_md_escape(b.caption)}]({figure_dir}/{Path(b.png).name})", "", f"*{_md_escape(b.caption)}*", ""]
-            elif isinstance(b, tuple):
-                out += [f"*{_md_escape(b[1])}*", ""]
+                out += [f"![{_md_text(b.caption)}]({figure_dir}/{Path(b.png).name})", "", f"*{_md_text(b.caption)}*", ""]
+            elif isinstance(b, Callout):
+                out += [f"> **{_md_text(b.title)}.** {_md_text(b.text)}", ""]
+            elif isinstance(b, Note):
+                out += [f"*{_md_text(b.text)}*", ""]
             else:
-                out += [("> " if i == 0 else "") + _md_escape(b), ""]
-    return "\n".join(out)
+                out += [("> " if b.style == "lead" else "") + _md_text(b.text), ""]
+    out += ["## References", ""]
+    out += [f"- {_md_text(r.text())}" for r in report.references]
+    return "\n".join(out) + "\n"
 
 
-def write_docx(report: Report, path: str | Path) -> Path:
-    """The report as a Word document (python-docx): headings, paragraphs, tables, PNG figures."""
-    from docx import Document  # heavy: only when a Word file is asked for
-    from docx.shared import Inches, Pt
-
-    doc = Document()
-    style = doc.styles["Normal"]
-    style.font.name = "Calibri"
-    style.font.size = Pt(10)
-    for sec in doc.sections:
-        sec.left_margin = sec.right_margin = Inches(0.8)
-    doc.add_heading(report.title, level=0)
-    p = doc.add_paragraph(report.subtitle)
-    p.runs[0].italic = True
-    for s in report.sections:
-        doc.add_heading(s.title, level=1)
-        for b in s.blocks:
-            if isinstance(b, Table):
-                cap = doc.add_paragraph()
-                cap.add_run(b.caption).bold = True
-                cols = list(b.frame.columns)
-                table = doc.add_table(rows=1, cols=len(cols))
-                table.style = "Table Grid"
-                for j, c in enumerate(cols):
-                    cell = table.rows[0].cells[j]
-                    cell.text = str(c)
-                    for run in cell.paragraphs[0].runs:
-                        run.bold = True
-                for row in b.frame.itertuples(index=False):
-                    cells = table.add_row().cells
-                    for j, v in enumerate(row):
-                        cells[j].text = str(v)
-                for row in table.rows:
-                    for cell in row.cells:
-                        for para in cell.paragraphs:
-                            for run in para.runs:
-                                run.font.size = Pt(7.5)
-                if b.notes:
-                    n = doc.add_paragraph(b.notes)
-                    n.runs[0].italic = True
-                    n.runs[0].font.size = Pt(8)
-            elif isinstance(b, FigureFile):
-                doc.add_picture(str(b.png), width=Inches(6.7))
-                c = doc.add_paragraph(b.caption)
-                c.runs[0].italic = True
-                c.runs[0].font.size = Pt(8.5)
-            elif isinstance(b, tuple):
-                n = doc.add_paragraph(b[1])
-                n.runs[0].font.size = Pt(8.5)
-            else:
-                doc.add_paragraph(str(b))
-    path = Path(path)
-    doc.save(path)
-    return path
+def render_text(report: Report) -> str:
+    """The headline and the justification paragraph as plain text (to paste)."""
+    lines = [report.title, "", "At a glance"]
+    lines += [f"  {label}: {text}" for label, text in report.headline.rows]
+    lines += [f"  Verdict: {report.headline.verdict}", "", "Sample-size justification", report.justification.text, ""]
+    return "\n".join(lines)
 
 
-def write_report(result, out_dir: str | Path, *, formats=FORMATS, name: str = "report") -> dict[str, Path]:
-    """Draw the figures and write report.html (self-contained), report.md and report.docx into ``out_dir``."""
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+# ---------------------------------------------------------------------------------------------------
+# writing every format
+# ---------------------------------------------------------------------------------------------------
+def write_report(result, out_dir: str | Path, *, formats=DEFAULT_FORMATS, name: str = "report",
+                 page_size: str = "A4") -> dict[str, Path]:
+    """Draw the figures and write report.html, report.pdf, report.docx, report.md and justification.txt.
+
+    ``out_dir`` must be new, empty, or written by trialsim before: a folder it did not create (a run's
+    results) is never written into (:func:`trialsim.report.output.claim_folder`). ``page_size`` ("A4"
+    or "Letter") sets the PDF's and the Word document's pages.
+    """
     unknown = set(formats) - set(FORMATS)
     if unknown:
         raise ValueError(f"unknown report formats {sorted(unknown)}; choose from {FORMATS}")
+    out_dir = claim_folder(out_dir, ours=("planning.json",))
     figures = draw_figures(result, out_dir / "figures")
     report = build_report(result, figures)
     written: dict[str, Path] = {}
-    if "html" in formats:
-        written["html"] = out_dir / f"{name}.html"
-        written["html"].write_text(render_html(report), encoding="utf-8")
+    if "html" in formats or "pdf" in formats:
+        html_text = render_html(report, page_size=page_size)
+        if "html" in formats:
+            written["html"] = out_dir / f"{name}.html"
+            written["html"].write_text(html_text, encoding="utf-8")
+        if "pdf" in formats:
+            written["pdf"] = write_pdf(report, out_dir / f"{name}.pdf", page_size=page_size)
     if "md" in formats:
         written["md"] = out_dir / f"{name}.md"
         written["md"].write_text(render_markdown(report), encoding="utf-8")
     if "docx" in formats:
-        written["docx"] = write_docx(report, out_dir / f"{name}.docx")
-    (out_dir / "justification.txt").write_text(report.justification.text + "\n", encoding="utf-8")
+        written["docx"] = write_docx(report, out_dir / f"{name}.docx", page_size=page_size)
+    written["txt"] = out_dir / "justification.txt"
+    written["txt"].write_text(report.justification.text + "\n", encoding="utf-8")
     return written
