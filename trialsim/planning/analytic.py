@@ -235,13 +235,18 @@ def analytic_t_mde(n_control: float, n_treatment: float, *, power: float, alpha:
     """Standardised effect d with ``power`` for the pooled t test at the given sizes (noncentral t)."""
     if n_control + n_treatment <= 2:
         return math.nan
-    f = lambda d: t_test_power(d, n_control, n_treatment, alpha=alpha) - power  # noqa: E731
+    return positive_root(lambda d: t_test_power(d, n_control, n_treatment, alpha=alpha) - power,
+                         low=1e-9, limit=1e3, xtol=1e-10)
+
+
+def positive_root(f, *, low: float = 1e-12, limit: float = 1e6, xtol: float = 1e-12) -> float:
+    """The positive root of an increasing ``f`` (a power minus its target): NaN when none below ``limit``."""
     hi = 1.0
     while f(hi) < 0:
-        hi *= 2
-        if hi > 1e3:
+        hi *= 2.0
+        if hi > limit:
             return math.nan
-    return float(optimize.brentq(f, 1e-9, hi, xtol=1e-10))
+    return float(optimize.brentq(f, low, hi, xtol=xtol))
 
 
 def ceil(x: float) -> int:

@@ -33,7 +33,7 @@ from scipy import optimize, special, stats
 from trialsim.analysis import registry as tests
 from trialsim.analysis.analytic import t_test_power, two_proportions_power_normal, two_proportions_sample_size_normal
 from trialsim.labels import aligned_table, fmt_n, fmt_power, num, pct, test_label
-from trialsim.planning.analytic import ceil
+from trialsim.planning.analytic import ceil, positive_root
 from trialsim.planning.model import inflate, n_treatment_for
 from trialsim.planning.samplesize import control_cap, exact_scan
 
@@ -576,9 +576,4 @@ def _smallest_n(reaches, n_max: int, n_min: int = 2) -> int | None:
 
 def _root(f) -> float:
     """The positive root of an increasing ``f`` (a power minus its target) on the effect's scale."""
-    hi = 1.0
-    while f(hi) < 0:
-        hi *= 2.0
-        if hi > 1e6:
-            return math.nan
-    return float(optimize.brentq(f, 1e-12, hi, xtol=1e-12))
+    return positive_root(f)
