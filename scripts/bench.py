@@ -23,48 +23,52 @@ sys.path.insert(0, str(ROOT))
 
 from trialsim.api import run  # noqa: E402
 from trialsim.config.loader import load_scenario, with_values  # noqa: E402
-from trialsim.endpoints import endpoints  # noqa: E402
-from trialsim.outcomes.patients import observe, simulate_arm  # noqa: E402
+from trialsim.model import build_model  # noqa: E402
+from trialsim.planning.bench import bench_exact_fisher, bench_sweep  # noqa: E402
+from trialsim.rng import Streams  # noqa: E402
+from trialsim.simulate import simulate_trials  # noqa: E402
 
 DEFAULT = ROOT / "configs" / "exosome_lar_20.toml"
 
 
-def naive_trial(scenario, rng) -> int:
-    """One trial the slow way: its patients, then one scipy call per endpoint and test."""
-    d = scenario.design
-    obs = {arm: observe(scenario, simulate_arm(scenario, arm, 1, n, rng=rng))
-           for arm, n in (("control", d.n_control), ("treatment", d.n_treatment))}
+def naive_pvalue(test: str, x: np.ndarray, y: np.ndarray) -> float:
+    """One scipy call: the p-value of ``test`` for control values ``x`` and treatment values ``y``."""
+    if test in ("fisher", "boschloo", "chi2"):
+        table = [[int(x.sum()), int(len(x) - x.sum())], [int(y.sum()), int(len(y) - y.sum())]]
+        if test == "fisher":
+            return stats.fisher_exact(table).pvalue
+        if test == "boschloo":
+            return stats.boschloo_exact(table).pvalue if min(map(sum, table)) > 0 else 1.0
+        return stats.chi2_contingency(table, correction=False).pvalue if (x.sum() + y.sum()) not in (0, len(x) + len(y)) else 1.0
+    if test in ("welch", "welch_log"):  # log-scale endpoints are observed as logs already
+        return stats.ttest_ind(x, y, equal_var=False).pvalue
+    return stats.mannwhitneyu(x, y).pvalue
+
+
+def naive_trial(scenario, model, trial: int) -> int:
+    """One trial the slow way: its patients (one trial of the engine's generator), then one scipy call per
+    endpoint and test on its arms."""
+    batch = simulate_trials(scenario, 1, streams=Streams(1, trial), keep_patients=True)
+    treated = batch.patients.treated[0]
     rejections = 0
-    for e in endpoints(scenario):
-        x = obs["control"][e.name][0]
-        y = obs["treatment"][e.name][0]
+    for a in model.analysed:
+        values = batch.patients.observed[a.name][0]
+        x, y = values[~treated], values[treated]
         x, y = x[~np.isnan(x)], y[~np.isnan(y)]
-        for test in e.tests:
-            if e.family == "binary":
-                table = [[int(x.sum()), int(len(x) - x.sum())], [int(y.sum()), int(len(y) - y.sum())]]
-                if test == "fisher":
-                    p = stats.fisher_exact(table).pvalue
-                elif test == "boschloo":
-                    p = stats.boschloo_exact(table).pvalue if min(map(sum, table)) > 0 else 1.0
-                else:
-                    p = stats.chi2_contingency(table, correction=False).pvalue if (x.sum() + y.sum()) not in (0, len(x) + len(y)) else 1.0
-            elif test == "welch_log":
-                p = stats.ttest_ind(x, y, equal_var=False).pvalue
-            else:
-                p = stats.mannwhitneyu(x, y).pvalue
-            rejections += bool(p <= d.alpha)
+        for test in a.tests:
+            rejections += bool(naive_pvalue(test, x, y) <= scenario.design.alpha)
     return rejections
 
 
 def bench_engine(n_sims: int, n_naive: int) -> None:
     scenario = load_scenario(DEFAULT)
-    rng = np.random.default_rng(1)
+    model = build_model(scenario)
     t0 = time.perf_counter()
-    for _ in range(n_naive):
-        naive_trial(scenario, rng)
+    for trial in range(n_naive):
+        naive_trial(scenario, model, trial)
     naive_rate = n_naive / (time.perf_counter() - t0)
     print(f"naive per-trial scipy loop: {naive_rate:,.0f} trials/s ({n_naive} trials)")
-    n_tests = sum(len(e.tests) for e in endpoints(scenario))
+    n_tests = len(model.pairs())
     run(scenario, n_sims=2000, seed=1, n_jobs=1)  # warm caches (rejection regions, exact tables)
 
     def timed(jobs: int) -> float:
@@ -76,7 +80,7 @@ def bench_engine(n_sims: int, n_naive: int) -> None:
     # trialsim; about 1.5 s here); later runs in the same session reuse it
     rates = [(1, "", timed(1)), (2, ", incl. worker start-up", timed(2)), (2, ", workers running", timed(2))]
     for jobs, note, rate in rates:
-        print(f"trialsim, n_jobs={jobs}{note}: {rate:,.0f} full trials/s ({n_sims:,} trials, {len(endpoints(scenario))} "
+        print(f"trialsim, n_jobs={jobs}{note}: {rate:,.0f} full trials/s ({n_sims:,} trials, {len(model.analysed)} "
               f"endpoints, {n_tests} tests each) = {rate / naive_rate:,.0f}x the naive loop")
 
 
@@ -92,8 +96,6 @@ def bench_flow(n_sims: int = 10_000) -> None:
 
 
 def bench_planning() -> None:
-    from trialsim.planning.bench import bench_exact_fisher, bench_sweep
-
     exact = bench_exact_fisher()
     print("exact Fisher power, every n per arm 5..500: " + ", ".join(f"{k} {v:.3g}" if isinstance(v, float) else f"{k} {v}" for k, v in exact.items()))
     sweep = bench_sweep()

@@ -8,8 +8,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from trialsim.config.flow import AllocationConfig
-from trialsim.designs import allocation_sequence, alternating, permuted_block, sequential, simple
+from trialsim.config.loader import ConfigError, with_values
+from trialsim.config.schema import AllocationConfig
+from trialsim.designs import Scheme, allocation_sequence, alternating, permuted_block, register, sequential, simple
+from trialsim.registry import ALLOCATION_SCHEMES
+from trialsim.rng import Streams
+from trialsim.simulate import simulate_trials
 
 
 def test_sequential_is_control_first():
@@ -87,3 +91,24 @@ def test_bad_inputs_are_rejected():
         simple(np.arange(4), n_trials=1, p_treatment=1.5, rng=np.random.default_rng(0))
     with pytest.raises(ValueError, match="position"):
         sequential(np.array([-1, 0]), n_trials=1, n_control=1, n_treatment=1)
+
+
+def test_allocation_is_a_top_level_section_not_part_of_the_flow(default_scenario):
+    assert default_scenario.allocation.scheme == "sequential"
+    with pytest.raises(ConfigError, match="unknown key 'flow.allocation'"):
+        with_values(default_scenario, {"flow": {"allocation": {"scheme": "simple"}}})
+
+
+def _treatment_first(config, *, n_trials, n_control, n_treatment, covariates=None, rng=None):
+    return np.broadcast_to(np.arange(n_control + n_treatment) < n_treatment, (n_trials, n_control + n_treatment)).copy()
+
+
+register(Scheme("treatment_first", "treatment arm first (a test's own scheme)", False, _treatment_first,
+                lambda config, n_control, n_treatment: True))
+
+
+def test_a_scheme_registered_elsewhere_allocates_a_simulated_trial(default_scenario):
+    sc = with_values(default_scenario, {"allocation.scheme": "treatment_first", "design.n_treatment": 6})
+    batch = simulate_trials(sc, 5, streams=Streams(1, 0), keep_patients=True)
+    assert batch.patients.treated.astype(int).tolist() == [[1] * 6 + [0] * 10] * 5
+    assert {"sequential", "alternating", "permuted_block", "simple", "treatment_first"} <= set(ALLOCATION_SCHEMES.names())

@@ -215,10 +215,7 @@ def test_reference_boschloo_power_from_r_package_exact():
     # comments). scipy's two-sided Boschloo (ours) rejects at 0.05 exactly when one of the
     # one-sided Boschloo tests rejects at 0.025; the 'greater' one must reproduce the reference.
     for n1, n2, ref in [(40, 10, 0.8374957), (36, 9, 0.7998365)]:
-        pmf = binary._hypergeom_pmf_table(n1, n2)
-        margin = np.arange(n1 + 1)[:, None] + np.arange(n2 + 1)[None, :]
-        _, greater = binary._one_sided_fisher(pmf)
-        p_greater = binary._boschloo_one_sided(greater, pmf, margin)
+        p_greater = binary.boschloo_one_sided_table(n1, n2, "greater")
         joint = np.outer(stats.binom.pmf(np.arange(n1 + 1), n1, 0.7), stats.binom.pmf(np.arange(n2 + 1), n2, 0.2))
         assert joint[p_greater <= 0.025].sum() == pytest.approx(ref, abs=5e-8)
         two_sided = exact_power("boschloo", 0.7, 0.2, n1, n2, alpha=0.05)
@@ -383,11 +380,11 @@ def test_directional_power_rises_as_treatment_moves_away(test, n1, n2, p_control
 
 
 def test_direct_path_for_large_arms_equals_the_tables():
-    """Above _DIRECT_FROM_N patients per arm p-values are computed per observed table; same numbers."""
+    """Above DIRECT_FROM_N patients per arm p-values are computed per observed table; same numbers."""
     from trialsim.analysis import binary as b
 
     rng = np.random.default_rng(21)
-    n = b._DIRECT_FROM_N + 15
+    n = b.DIRECT_FROM_N + 15
     xc = (rng.random((300, n)) < 0.12).astype(float)
     xt = (rng.random((300, n)) < 0.07).astype(float)
     xc[rng.random(xc.shape) < 0.05] = np.nan
@@ -402,3 +399,17 @@ def test_direct_path_for_large_arms_equals_the_tables():
                 ref = stats.fisher_exact([[direct.events_control[i], direct.n_control[i] - direct.events_control[i]],
                                           [direct.events_treatment[i], direct.n_treatment[i] - direct.events_treatment[i]]]).pvalue
                 assert direct.pvalue[i] == pytest.approx(ref, rel=1e-9)
+
+
+def test_a_test_registered_with_only_its_table_keeps_its_own_pvalues_on_large_arms():
+    """A binary test registered the obvious way (a table builder, no per-table formula) uses its own tables at
+    any arm size: above the direct-path size it must not silently get another test's (chi-square) p-values."""
+    binary.register_table_test("fisher_by_table", lambda n1, n2: pvalue_table("fisher", n1, n2))
+    rng = np.random.default_rng(22)
+    n = binary.DIRECT_FROM_N + 15
+    xc = (rng.random((200, n)) < 0.12).astype(float)
+    xt = (rng.random((200, n)) < 0.07).astype(float)
+    xc[rng.random(xc.shape) < 0.05] = np.nan
+    own = binary_test("fisher_by_table", xc, xt, alpha=0.05)
+    np.testing.assert_allclose(own.pvalue, binary_test("fisher", xc, xt, alpha=0.05).pvalue, rtol=1e-9, atol=1e-14)
+    assert not np.allclose(own.pvalue, binary_test("chi2", xc, xt, alpha=0.05).pvalue)

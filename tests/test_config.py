@@ -1,4 +1,4 @@
-"""Config: defaults, overrides, round trip through `show`, and every class of bad input rejected clearly."""
+"""Config: defaults, overrides, `extends`, round trip through `show`, and every class of bad input rejected clearly."""
 import subprocess
 import sys
 import tomllib
@@ -7,36 +7,43 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tests.conftest import DEFAULT_CONFIG, ROOT
-from trialsim.config.loader import ConfigError, config_hash, load_scenario, scenario_to_toml, validate, with_values
-from trialsim.config.schema import Scenario
+from tests.conftest import CONFIGS, DEFAULT_CONFIG, ROOT
+from trialsim.config.loader import ConfigError, config_hash, load_scenario, read_config, scenario_to_toml, to_raw, validate, with_values
+from trialsim.config.schema import Design, FollowUp, Scenario
+from trialsim.model import build_model
+
+LEAK = "endpoints.leak_1m"
 
 
 def test_default_config_is_the_registered_design(default_scenario):
     d = default_scenario.design
     assert (d.n_control, d.n_treatment, d.alpha) == (10, 10, 0.05)
-    assert d.allocation == "non_randomized" and d.masking == "quadruple"
-    assert default_scenario.leak.tests[0] == "fisher"
+    assert default_scenario.allocation.scheme == "sequential" and d.masking == "quadruple"
+    assert default_scenario.primary == "leak_1m"
+    assert default_scenario.endpoints["leak_1m"].tests[0] == "fisher"
+    assert build_model(default_scenario).primary.name == "leak_1m"
 
 
 def test_show_round_trips_to_the_same_scenario(default_scenario):
     text = scenario_to_toml(default_scenario)
     assert validate(tomllib.loads(text)) == default_scenario
-    # every value is preceded by a description line
-    assert "# Marginal 30-day clinical (ISREC grade B/C) leak rate" in text
+    # every value is preceded by its description, from the family's own schema
+    assert "# Marginal rate of the clinical grades (ISREC B/C) in the control arm" in text
+    assert "[endpoints.leak_1m]" in text and 'family = "binary_event"' in text
 
 
-def test_empty_config_gets_cited_defaults():
-    sc = validate({})
-    assert sc.leak.rate_control == 0.12 and sc.design.n_control == 10
-    assert all(f.source for f in sc.population.risk_factors)
+def test_a_section_gets_its_family_s_cited_defaults():
+    sc = validate({"endpoints": {"leak": {"family": "binary_event", "risk_factors": []}}})
+    assert sc.endpoints["leak"].rate_control == 0.12 and sc.design.n_control == 10
+    for name, field in type(sc.endpoints["leak"]).model_fields.items():
+        assert name == "family" or field.description, name
 
 
 def test_override_changes_value_and_hash(default_scenario):
-    sc = load_scenario(DEFAULT_CONFIG, ["leak.effect=0.33", "population.risk_factors[0].odds_ratio=3"])
-    assert sc.leak.effect == 0.33 and sc.population.risk_factors[0].odds_ratio == 3.0
+    sc = load_scenario(DEFAULT_CONFIG, [f"{LEAK}.effect=0.33", f"{LEAK}.risk_factors[0].odds_ratio=3"])
+    assert sc.endpoints["leak_1m"].effect == 0.33 and sc.endpoints["leak_1m"].risk_factors[0].odds_ratio == 3.0
     assert config_hash(sc) != config_hash(default_scenario)
-    assert with_values(default_scenario, {"leak.effect": 0.33, "population.risk_factors.0.odds_ratio": 3.0}) == sc
+    assert with_values(default_scenario, {f"{LEAK}.effect": 0.33, f"{LEAK}.risk_factors.0.odds_ratio": 3.0}) == sc
 
 
 def test_hash_ignores_parallelism(default_scenario):
@@ -44,35 +51,49 @@ def test_hash_ignores_parallelism(default_scenario):
 
 
 BAD = [
-    ("leak.rate_control=1.5", "leak.rate_control = 1.5"),
-    ("leak.rate_control=-0.1", "leak.rate_control = -0.1"),
+    (f"{LEAK}.rate_control=1.5", f"{LEAK}.rate_control = 1.5"),
+    (f"{LEAK}.rate_control=-0.1", f"{LEAK}.rate_control = -0.1"),
     ("design.n_control=-3", "design.n_control = -3"),
-    ("cytokines.markers[0].log_sd=0", "cytokines.markers[0].log_sd = 0"),
-    ("los.log_sd=-1", "los.log_sd = -1"),
-    ('leak.tests=["bogus"]', "leak.tests[0] = \"bogus\""),
-    ('colonoscopy.tests=["t_test"]', "colonoscopy.tests[0]"),
+    ("endpoints.cytokines.markers[0].log_sd=0", "endpoints.cytokines.markers[0].log_sd = 0"),
+    ("endpoints.los_days.log_sd=-1", "endpoints.los_days.log_sd = -1"),
+    (f'{LEAK}.tests=["bogus"]', "endpoints.leak_1m.tests[0]: test 'bogus' is not registered; allowed: fisher"),
+    ('endpoints.colonoscopy.tests=["t_test"]', "endpoints.colonoscopy.tests[0]: test 't_test'"),
+    ('endpoints.cytokines.tests=["fisher"]', "does not apply to the continuous endpoint"),
     ('design.n_control="ten"', "valid integer"),
     ("design.n_control=2.5", "valid integer"),
-    ("leak.effect=7", "risk ratio"),
-    ("leak.colour=1", "unknown key 'leak.colour'"),
-    ("leak.grade_split=[0.5,0.5,0.5]", "sum to 1"),
-    ("cytokines.days=[1,3]", "3 values but there are 2 days"),
-    ("colonoscopy.abnormal_from=\"awful\"", "not one of the grades"),
+    (f"{LEAK}.effect=7", "risk ratio"),
+    (f"{LEAK}.colour=1", f"{LEAK}.colour = 1 is not allowed: unknown key; allowed keys here: family, label"),
+    (f"{LEAK}.grade_split=[0.5,0.5,0.5]", "sum to 1"),
+    ("endpoints.cytokines.days=[1,3]", "3 values but there are 2 days"),
+    ('endpoints.colonoscopy.abnormal_from="awful"', "not one of the grades"),
     ("run.n_sims=0", "run.n_sims = 0"),
+    (f'{LEAK}.family="counts"', 'family = "counts" is not a registered endpoint family; allowed: binary_event'),
+    ('primary="crp"', "primary = 'crp' is not an analysed endpoint; choose one of: leak_1m"),
+    (f"{LEAK}.tests=[]", "primary = 'leak_1m' is not an analysed endpoint (endpoints.leak_1m gives it no tests); choose one of: il6_serum_pod1"),
+    ('endpoints.los_days.event="ghost"', "endpoints.los_days.event links to 'ghost', which is not an endpoint"),
+    ('follow_up.death_event="los_days"', "follow_up.death_event = 'los_days' is not an event endpoint"),
+    ('allocation.scheme="minimisation"', 'allocation.scheme = "minimisation" is not allowed: allowed schemes: sequential'),
+    ('allocation.scheme="permuted_block"', "block_size"),  # fine as it is: blocks of 4 hold 1:1
 ]
 
 
 @pytest.mark.parametrize("override,needle", BAD)
 def test_bad_values_name_key_value_and_rule(override, needle):
+    if needle == "block_size":
+        assert load_scenario(DEFAULT_CONFIG, [override, "allocation.block_size=4"]).allocation.scheme == "permuted_block"
+        with pytest.raises(ConfigError, match="not a multiple of sum"):
+            load_scenario(DEFAULT_CONFIG, [override, "allocation.block_size=5"])
+        return
     with pytest.raises(ConfigError) as info:
         load_scenario(DEFAULT_CONFIG, [override])
-    assert needle in str(info.value)
-    assert "not allowed" in str(info.value) or "unknown key" in str(info.value)
+    message = str(info.value)
+    assert needle in message, message
+    assert any(word in message for word in ("not allowed", "unknown key", "allowed:", "choose one of", "not an"))
 
 
 def test_malformed_toml_and_missing_file(tmp_path):
     bad = tmp_path / "bad.toml"
-    bad.write_text("[leak\nrate_control = 0.1\n")
+    bad.write_text("[endpoints.leak\nrate_control = 0.1\n")
     with pytest.raises(ConfigError, match="not valid TOML"):
         load_scenario(bad)
     with pytest.raises(ConfigError, match="does not exist"):
@@ -81,55 +102,117 @@ def test_malformed_toml_and_missing_file(tmp_path):
 
 def test_unknown_section_lists_allowed_keys():
     with pytest.raises(ConfigError, match="allowed keys here: name, title"):
-        validate({"lek": {"rate_control": 0.1}})
+        validate({"lek": {"rate_control": 0.1}, "endpoints": {"leak": {"family": "binary_event", "risk_factors": []}}})
+
+
+def test_a_config_without_endpoints_or_without_analyses_is_refused():
+    with pytest.raises(ConfigError, match="endpoints"):
+        validate({})
+    with pytest.raises(ConfigError, match="no endpoint is analysed"):
+        validate({"endpoints": {"ssi": {"family": "plain_binary", "rate_control": 0.1, "effect": 1.0, "tests": []}}})
 
 
 @settings(max_examples=40, deadline=None)
 @given(st.floats(allow_nan=False, allow_infinity=False).filter(lambda x: not 0 < x < 1))
 def test_any_rate_outside_unit_interval_is_rejected(x):
-    with pytest.raises(ConfigError, match="leak.rate_control"):
-        validate({"leak": {"rate_control": x}})
+    with pytest.raises(ConfigError, match="endpoints.ssi.rate_control"):
+        validate({"endpoints": {"ssi": {"family": "plain_binary", "rate_control": x, "effect": 1.0}}})
 
 
+# ---------------------------------------------------------------------------------------- extends
+def test_extends_lays_a_file_over_another(tmp_path):
+    base = tmp_path / "base.toml"
+    base.write_text('name = "base"\n[design]\nn_control = 12\nn_treatment = 12\n'
+                    '[endpoints.ssi]\nfamily = "plain_binary"\nrate_control = 0.2\neffect = 0.5\ntests = ["fisher", "chi2"]\n')
+    (tmp_path / "sub").mkdir()
+    child = tmp_path / "sub" / "child.toml"
+    child.write_text('extends = "../base.toml"\nname = "child"\n[design]\nn_treatment = 24\n[endpoints.ssi]\ntests = ["chi2"]\n')
+    sc = load_scenario(child)
+    assert sc.name == "child" and (sc.design.n_control, sc.design.n_treatment) == (12, 24)  # tables merge key by key
+    assert sc.endpoints["ssi"].rate_control == 0.2 and sc.endpoints["ssi"].tests == ("chi2",)  # lists replace
+    base.write_text('extends = "sub/child.toml"\n')
+    with pytest.raises(ConfigError, match="makes a cycle"):
+        load_scenario(child)
+    child.write_text("extends = 3\n")
+    with pytest.raises(ConfigError, match="must be a file name"):
+        load_scenario(child)
+
+
+@pytest.mark.parametrize("name", ["alternatives", "leak_powered", "cytokine_pilot", "grid_leak"])
+def test_the_variants_extend_the_registered_trial_and_change_only_what_they_name(default_scenario, name):
+    path = CONFIGS / f"{name}.toml"
+    assert read_config(path) and tomllib.loads(path.read_text())["extends"] == "exosome_lar_20.toml"
+    sc = load_scenario(path)
+    assert sc.primary == "leak_1m" and sc.endpoints["leak_1m"].tests == ("fisher", "chi2")
+    for cid in ("cytokines", "colonoscopy", "los_days"):
+        assert sc.endpoints[cid] == default_scenario.endpoints[cid]
+    assert sc.population == default_scenario.population and sc.follow_up == default_scenario.follow_up
+    assert sc.sweep is not None and sc.sweep.values
+
+
+# -------------------------------------------------------------------------------------------- CLI
 def _cli(*args):
     return subprocess.run([sys.executable, "-m", "trialsim", *args], capture_output=True, text=True, cwd=ROOT)
 
 
 def test_cli_bad_input_exits_2_without_traceback(tmp_path):
-    for args in (["run", str(DEFAULT_CONFIG), "--set", "leak.rate_control=2"],
-                 ["show", str(DEFAULT_CONFIG), "--set", "leak.unknown=2"],
+    for args in (["run", str(DEFAULT_CONFIG), "--set", f"{LEAK}.rate_control=2"],
+                 ["show", str(DEFAULT_CONFIG), "--set", f"{LEAK}.unknown=2"],
+                 ["show", str(DEFAULT_CONFIG), "--set", "nonsense"],
                  ["run", str(tmp_path / "missing.toml")],
-                 ["run", str(DEFAULT_CONFIG), "--sims", "0"]):
+                 ["run", str(DEFAULT_CONFIG), "--sims", "0"],
+                 ["run", str(DEFAULT_CONFIG), "--keep-trials"],
+                 ["replay", str(tmp_path), "--trial", "0"]):
         proc = _cli(*args)
         assert proc.returncode == 2, (args, proc.stderr)
         assert "Traceback" not in proc.stderr and proc.stderr.startswith("trialsim: error:"), proc.stderr
+        assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
 
 
 def test_cli_show_prints_resolved_toml():
-    proc = _cli("show", str(DEFAULT_CONFIG), "--set", "leak.effect=0.7")
+    proc = _cli("show", str(DEFAULT_CONFIG), "--set", f"{LEAK}.effect=0.7")
     assert proc.returncode == 0, proc.stderr
     assert isinstance(validate(tomllib.loads(proc.stdout)), Scenario)
-    assert tomllib.loads(proc.stdout)["leak"]["effect"] == 0.7
+    assert tomllib.loads(proc.stdout)["endpoints"]["leak_1m"]["effect"] == 0.7
+
+
+def test_cli_show_resolves_extends():
+    proc = _cli("show", str(CONFIGS / "leak_powered.toml"))
+    assert proc.returncode == 0, proc.stderr
+    raw = tomllib.loads(proc.stdout)
+    assert "extends" not in raw and raw["design"]["n_control"] == 379
+    assert raw["endpoints"]["cytokines"]["markers"][2]["name"] == "il6_drain"
 
 
 def test_boschloo_on_large_arms_is_refused_with_the_way_out():
-    with pytest.raises(ConfigError, match=r"leak.tests.*boschloo.*fisher"):
-        load_scenario(DEFAULT_CONFIG, ["design.n_control=300", "design.n_treatment=300"])
-    sc = load_scenario(DEFAULT_CONFIG, ["design.n_control=300", "design.n_treatment=300", 'leak.tests=["fisher","chi2"]'])
-    assert sc.design.n_control == 300
+    with pytest.raises(ConfigError, match=r"endpoints\.leak_1m uses 'boschloo' \(in endpoints\.leak_1m\.tests\), which runs for "
+                                          r"arms of up to 500 patients, but design\.n_control = 501.*leave 'boschloo' out"):
+        load_scenario(DEFAULT_CONFIG, ["design.n_control=501", "design.n_treatment=300"])
+    sc = load_scenario(DEFAULT_CONFIG, ["design.n_control=501", "design.n_treatment=300", f'{LEAK}.tests=["fisher","chi2"]'])
+    assert sc.design.n_control == 501
 
 
 def _numbers(node):
-    """Every value of a raw config except free text (names, titles, sources) and run settings."""
+    """Every value of a raw config except free text (names, titles, labels, sources) and run settings."""
     if isinstance(node, dict):
-        return {k: _numbers(v) for k, v in node.items() if k not in ("source", "name", "title", "description", "run")}
+        return {k: _numbers(v) for k, v in node.items() if k not in ("source", "name", "title", "description", "label", "run")}
     if isinstance(node, list):
         return [_numbers(v) for v in node]
     return node
 
 
-def test_default_config_file_and_schema_defaults_agree(default_scenario):
-    """configs/exosome_lar_20.toml spells out the schema's cited defaults; the two must not drift apart."""
-    from trialsim.config.loader import to_raw
+def test_default_config_file_and_family_defaults_agree(default_scenario):
+    """configs/exosome_lar_20.toml spells out the families' cited defaults; the two must not drift apart."""
+    raw = to_raw(default_scenario)
+    for cid, section in default_scenario.endpoints.items():
+        links = {k: raw["endpoints"][cid][k] for k in ("event",) if k in raw["endpoints"][cid]}
+        defaults = type(section).model_validate({"family": section.family, **links})
+        assert _numbers(raw["endpoints"][cid]) == _numbers(to_raw_section(defaults)), cid
+    assert default_scenario.design == Design()
+    assert default_scenario.follow_up == FollowUp(death_event="leak_1m")
+    declared = {c.name for c in default_scenario.population.covariates}
+    assert declared == set(default_scenario.endpoints["leak_1m"].covariates_used())
 
-    assert _numbers(to_raw(default_scenario)) == _numbers(to_raw(validate({})))
+
+def to_raw_section(section) -> dict:
+    return section.model_dump(mode="json")

@@ -1,20 +1,25 @@
-"""The engine: exact agreement with enumeration, type I error under the null, reproducibility, resume."""
+"""The engine: exact agreement with enumeration, type I error under the null, reproducibility, resume,
+and a per-trial table that no parallelism, chunking or added component can change."""
 import json
 
 import numpy as np
+import pandas as pd
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from trialsim.api import run
-from trialsim.config.loader import with_values
-from trialsim.exact import binary_law, exact_binary_power
+from trialsim.config.loader import ConfigError, to_raw, validate, with_values
+from trialsim.exact import exact_binary_power
+from trialsim.model import build_model
+from trialsim.results import TrialWriter, read_trials
 
 NULL = {
-    "leak.effect": 1.0,
-    "los.treatment_ratio": 1.0,
-    **{f"cytokines.markers[{i}].treatment_gmr": 1.0 for i in range(4)},
+    "endpoints.leak_1m.effect": 1.0,
+    "endpoints.los_days.treatment_ratio": 1.0,
+    **{f"endpoints.cytokines.markers[{i}].treatment_gmr": 1.0 for i in range(4)},
 }
+CRP_NULL = {"endpoints.crp_pod3.effect": 1.0, "endpoints.ssi_30d.effect": 1.0}
 
 
 def _rows(result, method="monte_carlo"):
@@ -22,16 +27,9 @@ def _rows(result, method="monte_carlo"):
     return f[f.method == method].set_index(["endpoint", "test"])
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("values", [
-    {},  # the registered design: tiny power
-    {"leak.rate_control": 0.3, "leak.effect": 0.25, "design.n_control": 25, "design.n_treatment": 20},
-])
-def test_monte_carlo_binary_power_agrees_with_exact(default_scenario, values):
-    sc = with_values(default_scenario, values)
-    res = run(sc, n_sims=60_000, seed=123, n_jobs=1)
+def _agree(res, n_exact):
     mc, ex = _rows(res), _rows(res, "exact")
-    assert len(ex) == 5  # leak: fisher, boschloo, chi2; colonoscopy abnormal and worse: fisher
+    assert len(ex) == n_exact
     for idx, row in ex.iterrows():
         m = mc.loc[idx]
         tol = 4 * max(m.mc_se, np.sqrt(row.power * (1 - row.power) / m.n_sims), 1 / m.n_sims)
@@ -39,12 +37,26 @@ def test_monte_carlo_binary_power_agrees_with_exact(default_scenario, values):
 
 
 @pytest.mark.slow
-def test_type_one_error_under_the_null_for_every_test(default_scenario):
-    sc = with_values(default_scenario, NULL)
-    res = run(sc, n_sims=40_000, seed=99, n_jobs=1)
+@pytest.mark.parametrize("values", [
+    {},  # the registered design: tiny power
+    {"endpoints.leak_1m.rate_control": 0.3, "endpoints.leak_1m.effect": 0.25, "design.n_control": 25, "design.n_treatment": 20},
+])
+def test_monte_carlo_binary_power_agrees_with_exact(default_scenario, values):
+    res = run(with_values(default_scenario, values), n_sims=60_000, seed=123, n_jobs=1)
+    _agree(res, 5)  # leak: fisher, boschloo, chi2; colonoscopy abnormal and worse than baseline: fisher
+
+
+@pytest.mark.slow
+def test_monte_carlo_binary_power_agrees_with_exact_in_the_randomised_trial(crp_scenario):
+    """Permuted blocks that fill both arms exactly: the exact law applies to the plain binary secondary."""
+    res = run(crp_scenario, n_sims=60_000, seed=7, n_jobs=1)
+    _agree(res, 1)
+
+
+def _type_one_error(res, alpha):
     mc, ex = _rows(res), _rows(res, "exact")
-    alpha = sc.design.alpha
     for (endpoint, test), row in mc.iterrows():
+        assert row.null, endpoint
         se = np.sqrt(alpha * (1 - alpha) / row.n_sims)
         if (endpoint, test) in ex.index:
             size = ex.loc[(endpoint, test)].power  # exact size of the binary test under this null
@@ -58,6 +70,12 @@ def test_type_one_error_under_the_null_for_every_test(default_scenario):
             assert row.power <= alpha + 4 * se, (endpoint, test, row.power)
 
 
+@pytest.mark.slow
+def test_type_one_error_under_the_null_for_every_test(default_scenario, crp_scenario):
+    _type_one_error(run(with_values(default_scenario, NULL), n_sims=40_000, seed=99, n_jobs=1), 0.05)
+    _type_one_error(run(with_values(crp_scenario, CRP_NULL), n_sims=40_000, seed=98, n_jobs=1), 0.05)
+
+
 def test_same_seed_same_numbers_for_any_jobs_and_chunking(default_scenario):
     sc = with_values(default_scenario, {"run.block_size": 250})
     a = run(sc, n_sims=2_000, seed=5, n_jobs=1, chunk_blocks=1)
@@ -66,6 +84,19 @@ def test_same_seed_same_numbers_for_any_jobs_and_chunking(default_scenario):
     assert a.estimates_frame().equals(b.estimates_frame())
     c = run(sc, n_sims=2_000, seed=6, n_jobs=1)
     assert not a.to_frame().equals(c.to_frame())
+
+
+def test_per_trial_table_identical_for_any_jobs_and_chunking(crp_scenario, tmp_path):
+    sc = with_values(crp_scenario, {"run.block_size": 100})
+    tables = []
+    for i, (jobs, chunk) in enumerate([(1, 1), (2, 3), (2, 7), (1, 10)]):
+        run(sc, n_sims=1_050, seed=5, n_jobs=jobs, chunk_blocks=chunk, keep_trials=tmp_path / str(i))
+        tables.append(read_trials(tmp_path / str(i)))
+    first = tables[0]
+    assert len(first) == 1_050 * 3 and first.trial.min() == 0 and first.trial.max() == 1_049
+    assert list(first.columns[:9]) == ["trial", "endpoint", "test", "pvalue", "estimate", "ci_low", "ci_high", "reject", "covered"]
+    for other in tables[1:]:
+        pd.testing.assert_frame_equal(first, other)
 
 
 def test_seed_is_drawn_and_recorded_when_not_given(default_scenario):
@@ -81,67 +112,103 @@ def test_interrupted_run_resumes_from_checkpoint_losing_nothing(default_scenario
     full = run(sc, n_sims=1_000, seed=11, n_jobs=1)
     ck = tmp_path / "ck"
     run(sc, n_sims=1_000, seed=11, n_jobs=1, checkpoint_dir=ck)
-    path = next(ck.glob("*.jsonl"))
+    path = next((ck / "checkpoints").glob("*.jsonl"))
     lines = path.read_text().splitlines()
     assert len(lines) == 1 + 5  # header + 5 blocks
     path.write_text("\n".join(lines[:3]) + "\n" + lines[3][: len(lines[3]) // 2])  # 2 blocks + a torn line
     resumed = run(sc, n_sims=1_000, seed=11, n_jobs=1, checkpoint_dir=ck)
     assert resumed.to_frame().equals(full.to_frame())
+    assert resumed.provenance["blocks_resumed"] == 2 and resumed.provenance["blocks_computed"] == 3
     assert len(path.read_text().splitlines()) == 6
-    # a checkpoint of another run is refused, not silently mixed in
-    from trialsim.config.loader import ConfigError
-
-    with pytest.raises(ConfigError, match="belongs to another run"):
+    # a folder holding another run is refused, naming what differs, not silently mixed in
+    with pytest.raises(ConfigError, match="holds another run: its seed is 11, this run's is 12"):
         run(sc, n_sims=1_000, seed=12, n_jobs=1, checkpoint_dir=ck)
-    assert json.loads(lines[0])["seed"] == 11
+    assert json.loads(lines[0])["header"]["seed"] == 11
 
 
 def test_results_table_columns_and_exact_method(default_scenario):
     res = run(default_scenario, n_sims=500, seed=1, n_jobs=1)
     f = res.to_frame()
     for col in ["scenario", "endpoint", "test", "n_control", "n_treatment", "alpha", "power", "mc_se", "ci_low",
-                "ci_high", "method", "n_sims"]:
+                "ci_high", "method", "n_sims", "estimand", "estimate_mean", "true_effect", "bias", "bias_se", "rmse",
+                "coverage", "coverage_se"]:
         assert col in f.columns
     assert set(f.method) == {"exact", "monte_carlo"}
     assert f.iloc[0].endpoint == "leak_1m" and f.iloc[0].primary
     assert ((f.ci_low <= f.power) & (f.power <= f.ci_high)).all()
+    model = build_model(default_scenario)
     exact = f[(f.method == "exact") & (f.endpoint == "leak_1m") & (f.test == "fisher")].power.iloc[0]
-    assert exact == pytest.approx(exact_binary_power(default_scenario, "leak_1m", "fisher"))
-    assert binary_law(default_scenario, "leak_1m", "control").p_event == pytest.approx(0.1242, abs=5e-4)
+    assert exact == pytest.approx(exact_binary_power(model, "leak_1m", "fisher"))
+    assert model.binary_law("leak_1m", "control").p_event == pytest.approx(0.1242, abs=5e-4)
+
+
+def test_geometric_mean_ratio_is_exp_of_the_mean_log_ratio(default_scenario):
+    est = run(default_scenario, n_sims=1_000, seed=2, n_jobs=1).estimates_frame().set_index(["endpoint", "arm", "statistic"])
+    for endpoint in ("il6_serum_pod1", "los_days"):
+        log_ratio = est.loc[(endpoint, "contrast", "log_ratio"), "mean"]
+        assert est.loc[(endpoint, "contrast", "geometric_mean_ratio"), "mean"] == pytest.approx(np.exp(log_ratio), rel=1e-15)
 
 
 @settings(max_examples=8, deadline=None)
 @given(st.floats(0.35, 1.0), st.floats(0.05, 0.4))
-def test_power_does_not_fall_as_the_cytokine_effect_grows(default_scenario, weak, extra):
+def test_power_does_not_fall_as_the_marker_effect_grows(default_scenario, weak, extra):
     strong = max(weak - extra, 0.2)
     powers = []
     for gmr in (weak, strong):
-        sc = with_values(default_scenario, {"cytokines.markers[2].treatment_gmr": gmr})
+        sc = with_values(default_scenario, {"endpoints.cytokines.markers[2].treatment_gmr": gmr})
         f = _rows(run(sc, n_sims=2_000, seed=3, n_jobs=1))
         powers.append(f.loc[("il6_drain_mean_log", "welch_log")])
     se = np.hypot(powers[0].mc_se, powers[1].mc_se)
     assert powers[1].power >= powers[0].power - 3 * se - 1e-9
 
 
-def test_cli_run_leads_with_the_primary_endpoint_and_warns_plainly(tmp_path):
-    import subprocess
-    import sys
+# ------------------------------------------------- adding a component leaves every other row identical
+def _trials(scenario, folder, n_sims=600):
+    run(scenario, n_sims=n_sims, seed=17, n_jobs=1, keep_trials=folder)
+    return read_trials(folder).set_index(["trial", "endpoint", "test"]).sort_index()
 
-    from tests.conftest import DEFAULT_CONFIG, ROOT
 
-    proc = subprocess.run([sys.executable, "-m", "trialsim", "run", str(DEFAULT_CONFIG), "--sims", "2000", "--jobs", "1",
-                           "--quiet", "--out", str(tmp_path)], capture_output=True, text=True, cwd=ROOT)
-    assert proc.returncode == 0, proc.stderr
-    out = proc.stdout
-    assert out.index("PRIMARY ENDPOINT") < out.index("SECONDARY ENDPOINTS")
-    assert "far below the usual 80%" in out and "pilot/feasibility" in out
-    prov = json.loads((tmp_path / "provenance.json").read_text())
-    assert prov["seed"] == 20240831 and prov["n_sims"] == 2000 and prov["config_hash"]
-    assert (tmp_path / "power.csv").read_text().startswith("scenario,endpoint,test,n_control,n_treatment,alpha,power,mc_se")
-    # the same command again resumes from the checkpoint and gives the same table
-    first = (tmp_path / "power.csv").read_text()
-    (tmp_path / "power.csv").unlink()
-    again = subprocess.run([sys.executable, "-m", "trialsim", "run", str(DEFAULT_CONFIG), "--sims", "2000", "--jobs", "1",
-                            "--quiet", "--out", str(tmp_path)], capture_output=True, text=True, cwd=ROOT)
-    assert again.returncode == 0, again.stderr
-    assert (tmp_path / "power.csv").read_text() == first
+def _same_shared_rows(smaller, larger, new_rows: int):
+    """Every row of ``smaller`` is in ``larger`` bit for bit; ``larger`` has ``new_rows`` more."""
+    assert len(larger) == len(smaller) + new_rows
+    pd.testing.assert_frame_equal(larger.loc[smaller.index], smaller)
+
+
+def test_adding_an_endpoint_leaves_every_other_row_identical(default_scenario, tmp_path):
+    raw = to_raw(default_scenario)
+    del raw["endpoints"]["colonoscopy"]  # generated and analysed between the leak and the stay
+    without = validate(raw)
+    _same_shared_rows(_trials(without, tmp_path / "a"), _trials(default_scenario, tmp_path / "b"), 600 * 3)
+
+
+def test_adding_a_test_leaves_every_other_row_identical(default_scenario, tmp_path):
+    fewer = with_values(default_scenario, {"endpoints.leak_1m.tests": ["fisher", "chi2"],
+                                           "endpoints.cytokines.tests": ["mann_whitney"]})
+    _same_shared_rows(_trials(fewer, tmp_path / "a"), _trials(default_scenario, tmp_path / "b"), 600 * (1 + 16))
+
+
+def test_adding_a_later_sampling_day_leaves_every_other_row_identical(default_scenario, tmp_path):
+    per_day = with_values(default_scenario, {"endpoints.cytokines.summaries": ["per_day"]})
+    raw = to_raw(per_day)
+    cyto = raw["endpoints"]["cytokines"]
+    cyto["days"] = cyto["days"][:2]
+    for marker in cyto["markers"]:
+        for key in ("median", "event_gmr", "p_missing"):
+            marker[key] = marker[key][:2]
+    two_days = validate(raw)
+    # the mean over the days is a summary of all of them, so it is left out here: it changes by definition
+    _same_shared_rows(_trials(two_days, tmp_path / "a"), _trials(per_day, tmp_path / "b"), 600 * 4 * 2)
+
+
+def test_trial_writer_writes_whole_files_named_by_block(tmp_path):
+    writer = TrialWriter(tmp_path, ["n_control=10,effect=0.5"])
+    table = {"trial": np.arange(3), "endpoint": np.array(["e"] * 3, dtype=object), "test": np.array(["t"] * 3, dtype=object),
+             "pvalue": np.array([0.1, 0.5, np.nan])}
+    writer.write(0, 4, table)
+    writer.write(0, 5, None)  # a block without a table (not kept) writes nothing
+    files = sorted(p.name for p in (tmp_path / "n_control=10,effect=0.5").iterdir())
+    assert files == ["block-000004.parquet"]
+    back = read_trials(tmp_path, "n_control=10,effect=0.5")
+    assert back.pvalue.isna().tolist() == [False, False, True]
+    with pytest.raises(FileNotFoundError):
+        read_trials(tmp_path / "nothing", "x")

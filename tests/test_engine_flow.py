@@ -3,12 +3,14 @@ import subprocess
 import sys
 
 import numpy as np
+import pandas as pd
 
-from tests.conftest import DEFAULT_CONFIG, ROOT
+from tests.conftest import CRP_CONFIG, DEFAULT_CONFIG, ROOT
 from trialsim.api import run
 from trialsim.config.loader import with_values
+from trialsim.results import read_trials
 
-STRONG = {"leak.rate_control": 0.3, "leak.effect": 0.2, "flow": {}}
+STRONG = {"endpoints.leak_1m.rate_control": 0.3, "endpoints.leak_1m.effect": 0.2, "flow": {}}
 
 
 def _power(result, endpoint="leak_1m", test="fisher"):
@@ -17,7 +19,7 @@ def _power(result, endpoint="leak_1m", test="fisher"):
 
 
 def test_deadline_shorter_than_enrolment_gives_fewer_patients_and_lower_power(default_scenario):
-    open_ended = with_values(default_scenario, STRONG | {"flow": {"allocation": {"scheme": "alternating"}}})
+    open_ended = with_values(default_scenario, STRONG | {"allocation.scheme": "alternating"})
     deadline = with_values(open_ended, {"flow.deadline_days": 90.0})
     a = run(open_ended, n_sims=1_500, seed=4, n_jobs=1)
     b = run(deadline, n_sims=1_500, seed=4, n_jobs=1)
@@ -48,7 +50,7 @@ def test_analysed_counts_follow_the_flow(default_scenario):
 
 
 def test_flow_results_identical_for_any_jobs(default_scenario):
-    sc = with_values(default_scenario, {"flow": {"allocation": {"scheme": "permuted_block"}}, "run.block_size": 100})
+    sc = with_values(default_scenario, {"flow": {}, "allocation.scheme": "permuted_block", "run.block_size": 100})
     a = run(sc, n_sims=400, seed=8, n_jobs=1, chunk_blocks=1)
     b = run(sc, n_sims=400, seed=8, n_jobs=2, chunk_blocks=2)
     assert a.to_frame().equals(b.to_frame())
@@ -61,7 +63,22 @@ def test_cli_flow_writes_summary_event_log_and_figures(tmp_path):
                            "--quiet", "--out", str(tmp_path)], capture_output=True, text=True, cwd=ROOT)
     assert proc.returncode == 0, proc.stderr
     assert "Time to full enrolment: median" in proc.stdout and "Study duration" in proc.stdout
+    assert "allocation sequential" in proc.stdout
     for name in ("flow_summary.csv", "event_log_trial0.csv", "flow_enrolment.png", "flow_duration.svg", "power.csv"):
         assert (tmp_path / name).stat().st_size > 0
     log = (tmp_path / "event_log_trial0.csv").read_text()
     assert "surgery" in log and "enrolled" in log
+
+
+def test_flow_per_trial_table_identical_for_any_jobs(default_scenario, tmp_path):
+    sc = with_values(default_scenario, {"flow": {}, "allocation.scheme": "simple", "run.block_size": 50})
+    run(sc, n_sims=200, seed=8, n_jobs=1, chunk_blocks=1, keep_trials=tmp_path / "a")
+    run(sc, n_sims=200, seed=8, n_jobs=2, chunk_blocks=3, keep_trials=tmp_path / "b")
+    pd.testing.assert_frame_equal(read_trials(tmp_path / "a"), read_trials(tmp_path / "b"))
+
+
+def test_a_flow_without_a_stay_is_refused_clearly(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "trialsim", "flow", str(CRP_CONFIG), "--sims", "100", "--quiet"],
+                          capture_output=True, text=True, cwd=ROOT)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert "needs an endpoint that gives the hospital stays" in proc.stderr

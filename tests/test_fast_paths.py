@@ -7,12 +7,15 @@ import numpy as np
 import pytest
 from scipy import special
 
-from trialsim.analyse import analyse, analyse_batch, estimates, run_test
 from trialsim.analysis import continuous
-from trialsim.analysis.continuous import _moments, _nan_mean, _nan_median, _rank_sums, _u_pairwise, mann_whitney
-from trialsim.endpoints import endpoints
-from trialsim.outcomes.patients import observe, simulate_arm
-from trialsim.simulate import simulate_trials, summarise_batch
+from trialsim.analysis import registry as tests
+from trialsim.analysis.continuous import mann_whitney, nan_mean, nan_median
+from trialsim.config.loader import with_values
+from trialsim.decide import decide
+from trialsim.endpoints.base import PatientContext, Status
+from trialsim.rng import Streams
+from trialsim.simulate import ArmSplit, analyse, simulate_trials
+from trialsim.summarise import summarise_batch
 
 
 def _mixed_rows(rng, rows: int, n: int) -> np.ndarray:
@@ -29,8 +32,8 @@ def test_pairwise_u_equals_rank_sums(n_c, n_t):
     rng = np.random.default_rng(1)
     xc, xt = _mixed_rows(rng, 300, n_c), _mixed_rows(rng, 300, n_t)
     xt[5] = xc[5, 0]  # ties across arms only
-    u1, tie_term = _u_pairwise(xc, xt)
-    r1, tie_ref = _rank_sums(xc, xt)
+    u1, tie_term = continuous._u_pairwise(xc, xt)
+    r1, tie_ref = continuous._rank_sums(xc, xt)
     n_obs = np.sum(~np.isnan(xc), axis=-1)
     np.testing.assert_array_equal(u1, r1 - n_obs * (n_obs + 1) / 2.0)
     np.testing.assert_array_equal(tie_term, tie_ref)
@@ -49,7 +52,7 @@ def test_mann_whitney_pairwise_and_rank_paths_agree(monkeypatch):
 def test_moments_and_means_equal_the_masked_formulas():
     rng = np.random.default_rng(3)
     x = _mixed_rows(rng, 500, 10).reshape(5, 100, 10)
-    n, mean, ss = _moments(x)
+    n, mean, ss = continuous._moments(x)
     ok = ~np.isnan(x)
     with np.errstate(invalid="ignore", divide="ignore"), warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
@@ -58,70 +61,113 @@ def test_moments_and_means_equal_the_masked_formulas():
         np.testing.assert_array_equal(n, ok.sum(axis=-1))
         np.testing.assert_array_equal(mean, ref_mean)
         np.testing.assert_array_equal(ss, np.sum(dev * dev, axis=-1))
-        np.testing.assert_array_equal(_nan_mean(x)[1], np.nanmean(x, axis=-1))
-        np.testing.assert_array_equal(_nan_median(x), np.nanmedian(x, axis=-1))
+        np.testing.assert_array_equal(nan_mean(x)[1], np.nanmean(x, axis=-1))
+        np.testing.assert_array_equal(nan_median(x), np.nanmedian(x, axis=-1))
         odd = x[..., :9]
-        np.testing.assert_array_equal(_nan_median(odd), np.nanmedian(odd, axis=-1))
+        np.testing.assert_array_equal(nan_median(odd), np.nanmedian(odd, axis=-1))
 
 
-def test_stacked_analysis_equals_one_test_per_endpoint(default_scenario):
-    rng = np.random.default_rng(4)
-    obs = {arm: observe(default_scenario, simulate_arm(default_scenario, arm, 300, 10, rng=rng)) for arm in ("control", "treatment")}
-    tests = analyse(default_scenario, obs["control"], obs["treatment"])
-    alpha = default_scenario.design.alpha
-    for e in endpoints(default_scenario):
-        for t in e.tests:
-            ref = run_test(e, t, obs["control"][e.name], obs["treatment"][e.name], alpha=alpha)
-            np.testing.assert_array_equal(tests[(e.name, t)].pvalue, ref.pvalue)
-            np.testing.assert_array_equal(tests[(e.name, t)].reject, ref.reject)
-    both_tests, both_estimates = analyse_batch(default_scenario, obs["control"], obs["treatment"])
-    assert list(both_tests) == list(tests)
-    est = estimates(default_scenario, obs["control"], obs["treatment"])
-    assert list(both_estimates) == list(est)
-    for k, values in est.items():
-        np.testing.assert_array_equal(both_estimates[k], values)
-    # the estimates are numpy's nanmean / nanmedian, bit for bit
-    for e in endpoints(default_scenario):
-        x = obs["control"][e.name]
+@pytest.fixture(scope="module")
+def batch(default_scenario):
+    """300 simulated trials of the registered design, with every patient value kept."""
+    return simulate_trials(default_scenario, 300, streams=Streams(4, 0), keep_patients=True)
+
+
+def _split(batch):
+    d = batch.model.scenario.design
+    return ArmSplit(batch.patients.treated, d.n_control, fixed=True)
+
+
+def test_stacked_analysis_equals_one_test_per_endpoint(batch):
+    model = batch.model
+    observed = batch.patients.observed
+    split = _split(batch)
+    stats, estimates = analyse(model, observed, split)
+    assert list(stats) == [(a.name, t) for a, t in model.pairs()]
+    alpha = model.scenario.design.alpha
+    for a, t in model.pairs():
+        control, treatment = split.arms(observed[a.name])
+        ref = tests.get(t).run(control, treatment, alpha)
+        got = stats[(a.name, t)]
+        for field in ("pvalue", "reject", "valid", "estimate"):
+            np.testing.assert_array_equal(getattr(got, field), getattr(ref, field), err_msg=f"{a.name} {t} {field}")
+        for got_ci, ref_ci in zip(got.ci(), ref.ci()):
+            np.testing.assert_array_equal(got_ci, ref_ci)
+    # the batch's own statistics are the same as analysing its observed values again
+    for k, s in batch.stats.items():
+        np.testing.assert_array_equal(s.pvalue, stats[k].pvalue)
+    # the per-arm estimates are numpy's nanmean / nanmedian, bit for bit
+    for a in model.analysed:
+        x, _ = split.arms(observed[a.name])
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)
-            ref = np.exp(np.nanmedian(x, axis=-1)) if e.name == "los_days" else np.nanmean(x, axis=-1)
-        if e.scale == "log" and e.name != "los_days":
+            ref = np.nanmedian(x, axis=-1) if a.summary == "median" else np.nanmean(x, axis=-1)
+        if a.scale == "log":
             ref = np.exp(ref)
-        np.testing.assert_array_equal(est[(e.name, "control", "n_analysable")], np.sum(~np.isnan(x), axis=-1))
-        key = [k for k in est if k[0] == e.name and k[1] == "control"][0]
-        np.testing.assert_array_equal(est[key], ref)
+        np.testing.assert_array_equal(estimates[(a.name, "control", "n_analysable")], np.sum(~np.isnan(x), axis=-1))
+        key = [k for k in estimates if k[0] == a.name and k[1] == "control"][0]
+        np.testing.assert_array_equal(estimates[key], ref, err_msg=a.name)
 
 
-def test_cytokine_mean_log_is_the_nanmean_of_the_days(default_scenario):
-    data = simulate_arm(default_scenario, "control", 500, 10, rng=np.random.default_rng(5))
-    cyto = default_scenario.cytokines
-    for m in cyto.markers:
-        days = np.stack([data[f"{m.name}_pod{d}"] for d in cyto.days], axis=-1)
-        np.testing.assert_array_equal(data[f"{m.name}_mean_log"], np.nanmean(days, axis=-1))
-        assert data[f"{m.name}_pod{cyto.days[0]}"].flags.c_contiguous
+def test_arm_split_columns_gather_and_mask_give_the_same_tests(default_scenario):
+    """Deterministic arms take columns, fixed-size randomised arms gather, others blank the other arm with NaN."""
+    sc = with_values(default_scenario, {"allocation.scheme": "permuted_block"})  # 20 = 5 blocks of 4: fixed sizes
+    batch = simulate_trials(sc, 200, streams=Streams(6, 0), keep_patients=True)
+    treated = batch.patients.treated
+    assert not (treated == treated[0]).all()
+    gather = ArmSplit(treated, 10, fixed=True)
+    mask = ArmSplit(treated, 10, fixed=False)
+    assert (gather.mode, mask.mode) == ("gather", "mask")
+    a_stats, a_est = analyse(batch.model, batch.patients.observed, gather)
+    b_stats, b_est = analyse(batch.model, batch.patients.observed, mask)
+    for k in a_stats:
+        np.testing.assert_array_equal(a_stats[k].reject, b_stats[k].reject, err_msg=str(k))
+        np.testing.assert_allclose(a_stats[k].pvalue, b_stats[k].pvalue, rtol=1e-12, atol=0, err_msg=str(k))
+    for k in a_est:
+        np.testing.assert_allclose(a_est[k], b_est[k], rtol=1e-12, atol=1e-13, err_msg=str(k))
+    cols = ArmSplit(np.broadcast_to(np.arange(20) >= 10, (3, 20)), 10, fixed=True)
+    assert cols.mode == "columns" and cols.columns == (slice(0, 10), slice(10, 20))
 
 
-def test_observe_without_flow_equals_everyone_enrolled(default_scenario):
-    data = simulate_arm(default_scenario, "treatment", 200, 10, rng=np.random.default_rng(6))
-    shape = data["died"].shape
-    fast = observe(default_scenario, data)
-    general = observe(default_scenario, data, enrolled=np.ones(shape, dtype=bool))
-    assert list(fast) == list(general)
-    for name in fast:
-        np.testing.assert_array_equal(fast[name], general[name])
+def test_marker_mean_log_is_the_nanmean_of_the_days(batch):
+    section = batch.model.section("cytokines")
+    latent = batch.patients.latent["cytokines"]
+    for m in section.markers:
+        days = np.stack([latent[f"{m.name}_pod{d}"] for d in section.days], axis=-1)
+        np.testing.assert_array_equal(latent[f"{m.name}_mean_log"], np.nanmean(days, axis=-1))
+        assert latent[f"{m.name}_pod{section.days[0]}"].flags.c_contiguous
 
 
-def test_block_summary_equals_sums_per_key(default_scenario):
-    batch = simulate_trials(default_scenario, 700, rng=np.random.default_rng(7))
-    batch.estimates[("extra", "control", "with_nan")] = np.where(np.arange(700) % 3 == 0, np.nan, 1.5)
-    summary = summarise_batch(batch, block=0, n_sims=700)
-    for (ep, test), res in batch.tests.items():
-        assert summary.rejects[f"{ep}|{test}"] == int(np.count_nonzero(res.reject))
-        assert summary.valid[f"{ep}|{test}"] == int(np.count_nonzero(~np.isnan(res.pvalue)))
-    for parts, values in batch.estimates.items():
-        ok = np.isfinite(values)
+def test_observe_without_flow_equals_everyone_enrolled(batch):
+    model = batch.model
+    p = batch.patients
+    ctx = PatientContext(batch.n_trials, p.treated.shape[1], p.covariates, p.treated, model.prevalence, p.latent)
+    everyone = Status(attended=p.status.attended, died=p.status.died, enrolled=np.ones(p.treated.shape, dtype=bool))
+    for cid in model.order:
+        fast = model.section(cid).observe(cid, ctx, p.latent[cid], p.status)
+        general = model.section(cid).observe(cid, ctx, p.latent[cid], everyone)
+        assert list(fast) == list(general)
+        for name in fast:
+            np.testing.assert_array_equal(fast[name], general[name])
+
+
+def test_block_summary_equals_sums_per_key(batch):
+    batch.arm_estimates[("extra", "control", "with_nan")] = np.where(np.arange(batch.n_trials) % 3 == 0, np.nan, 1.5)
+    try:
+        decisions = decide(batch)
+        summary = summarise_batch(batch, decisions, block=0)
+    finally:
+        del batch.arm_estimates[("extra", "control", "with_nan")]
+    for (ep, test), res in batch.stats.items():
+        sums = summary.tests[f"{ep}|{test}"]
+        assert sums["rejects"] == int(np.count_nonzero(res.reject))
+        assert sums["valid"] == int(np.count_nonzero(~np.isnan(res.pvalue)))
+        est = np.asarray(res.estimate, dtype=float)
+        assert sums["est_sum"] == float(est[np.isfinite(est)].sum())
+    for parts in list(batch.arm_estimates) + [("extra", "control", "with_nan")]:
         k = "|".join(parts)
+        values = np.where(np.arange(batch.n_trials) % 3 == 0, np.nan, 1.5) if parts[0] == "extra" else batch.arm_estimates[parts]
+        ok = np.isfinite(values)
         assert summary.est_sum[k] == float(np.sum(values[ok]))
         assert summary.est_sumsq[k] == float(np.sum(values[ok] ** 2))
         assert summary.est_count[k] == int(np.count_nonzero(ok))
@@ -135,7 +181,7 @@ def test_t_decisions_by_critical_values_equal_the_pvalue_decisions(alpha):
     # |t| spread around the critical value, some exactly on it, and the edge cases
     t = crit * rng.choice([-1.0, 1.0], df.size) * np.where(rng.random(df.size) < 0.2, 1.0, rng.uniform(0.9, 1.1, df.size))
     t[-3:] = [np.inf, np.nan, 0.0]
-    reject = continuous._t_reject(t, df, alpha)
+    reject = continuous.t_reject(t, df, alpha)
     with np.errstate(invalid="ignore"):
         np.testing.assert_array_equal(reject, continuous._t_pvalue(t, df) <= alpha)
     # the tabulated critical values are accurate and fall as df grows

@@ -4,6 +4,8 @@ from __future__ import annotations
 import datetime
 import math
 
+import matplotlib
+import matplotlib.pyplot as plt
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -12,36 +14,47 @@ from pydantic import ValidationError
 from scipy import stats
 
 from trialsim.config.flow import DAYS_PER_MONTH, FlowConfig
+from trialsim.config.schema import AllocationConfig
+from trialsim.designs import allocation_sequence
 from trialsim.flow import FlowDraws, draw_flow, run_flow, simulate_flow
 from trialsim.flow.run import TRIAL_FIELDS, referral_days_from_unit
 from trialsim.flow.summary import enrolment_curve, summarise_flow
+from trialsim.report.flow_figures import plot_duration, plot_enrolment
+
+matplotlib.use("Agg")
 
 MONDAY = datetime.date(2024, 9, 2)
 NAN = math.nan
 
-# the scenario's follow_up.p_missing_1m_visit and colonoscopy.p_missing defaults [6]
-MISSING = dict(p_missing_visit=0.03, p_missing_colonoscopy=0.10)
+# the registered trial's follow_up.p_missing_visit and colonoscopy p_missing [6]
+MISSING = dict(p_missing_visit=0.03, p_missing_procedure=0.10)
+
+
+def arms(n_trials, n_control, n_treatment, rng, scheme="sequential"):
+    """The arm of each enrolment position (True = treatment), from the design's allocation scheme."""
+    config = AllocationConfig(scheme=scheme, block_size=2)
+    return allocation_sequence(config, n_trials=n_trials, n_control=n_control, n_treatment=n_treatment, rng=rng)
 
 
 def outcome_arrays(rows_control, rows_treatment, n_max):
-    """Outcome dict of one trial from per-patient rows (los, leak_day, leak_extra, died, death_day); unused rows are filler."""
+    """Outcome dict of one trial from per-patient rows (los, event_day, leak_extra, died, death_day); unused rows are filler."""
     out = {}
     for arm, rows in (("control", rows_control), ("treatment", rows_treatment)):
         table = np.array(list(rows) + [(1.0, NAN, 0.0, 0.0, NAN)] * (n_max - len(rows)), dtype=float)
-        out[arm] = {key: table[None, :, j] for j, key in enumerate(("los_days", "leak_day", "leak_extra_days", "died", "death_day"))}
+        out[arm] = {key: table[None, :, j] for j, key in enumerate(("stay_days", "event_day", "event_extra_days", "died", "death_day"))}
     return out
 
 
-def simple_outcomes(n_trials, n_max, rng, *, p_leak=0.0, leak_day=10.0, leak_extra=5.0):
+def simple_outcomes(n_trials, n_max, rng, *, p_leak=0.0, event_day=10.0, leak_extra=5.0):
     """Log-normal stays (median 7, log-SD 0.35), leaks on a fixed day with fixed extra days, nobody dies."""
     out = {}
     for arm in ("control", "treatment"):
         shape = (n_trials, n_max)
         leak = rng.random(shape) < p_leak
         out[arm] = {
-            "los_days": 7.0 * np.exp(0.35 * rng.standard_normal(shape)),
-            "leak_day": np.where(leak, leak_day, np.nan),
-            "leak_extra_days": np.where(leak, leak_extra, 0.0),
+            "stay_days": 7.0 * np.exp(0.35 * rng.standard_normal(shape)),
+            "event_day": np.where(leak, event_day, np.nan),
+            "event_extra_days": np.where(leak, leak_extra, 0.0),
             "died": np.zeros(shape),
             "death_day": np.full(shape, np.nan),
         }
@@ -53,7 +66,7 @@ def one_trial_draws(referral_days, eligible, consents, is_treatment, *, offsets,
     return FlowDraws(
         referral_days=row(referral_days), eligible=row(eligible, bool), consents=row(consents, bool),
         is_treatment=row(is_treatment, bool), visit_offset_days=row(offsets), withdraws=row(withdraws, bool),
-        withdrawal_fraction=row(fractions), misses_visit=row(lost, bool), misses_colonoscopy=row(no_colonoscopy, bool),
+        withdrawal_fraction=row(fractions), misses_visit=row(lost, bool), misses_procedure=row(no_colonoscopy, bool),
     )
 
 
@@ -106,8 +119,8 @@ def test_fixed_delays_give_the_exact_event_log():
         (21.0, 4, "control", "surgery", ""),            # ready day 16, slot day 21
         (27.0, 4, "control", "discharged", ""),
         (28.0, 5, "treatment", "surgery", ""),          # ready day 18; patient 6 (ready 19) waits behind
-        (30.0, 5, "treatment", "leak_diagnosed", "in hospital"),
-        (30.0, 4, "control", "leak_diagnosed", "after discharge"),
+        (30.0, 5, "treatment", "event_diagnosed", "in hospital"),
+        (30.0, 4, "control", "event_diagnosed", "after discharge"),
         (30.0, 4, "control", "readmitted", ""),         # emergency: admitted above the one-bed limit
         (34.0, 4, "control", "discharged", "after readmission"),
         (35.0, 6, "treatment", "surgery_postponed", "no free bed"),   # patient 5 stays until 28 + 4.5 + 3
@@ -115,7 +128,7 @@ def test_fixed_delays_give_the_exact_event_log():
         (40.0, 5, "treatment", "died", "after discharge"),           # day 12 after surgery: no visit
         (42.0, 6, "treatment", "surgery", ""),
         (44.0, 1, "control", "visit", "postoperative day 30"),
-        (44.0, 1, "control", "colonoscopy_missed", ""),
+        (44.0, 1, "control", "procedure_missed", ""),
         (50.0, 6, "treatment", "discharged", ""),
         (57.0, 6, "treatment", "withdrew", ""),                      # half-way from surgery to the visit
         (60.0, 4, "control", "visit_out_of_window", "postoperative day 39, window 30 +/- 7"),
@@ -137,7 +150,7 @@ def test_fixed_delays_give_the_exact_per_trial_and_per_patient_results():
     assert b.enrolled["control"].tolist() == [[True, True, False, False]]
     assert b.enrolled["treatment"].tolist() == [[True, True, False, False]]
     assert b.visit_attended["control"].tolist() == [[True, False, False, False]]
-    assert not b.visit_attended["treatment"].any() and not b.colonoscopy_done["control"].any()
+    assert not b.visit_attended["treatment"].any() and not b.procedure_done["control"].any()
     np.testing.assert_array_equal(b.t_surgery["treatment"][0, :2], [28.0, 42.0])
     np.testing.assert_array_equal(b.t_visit["control"][0, :2], [44.0, NAN])
 
@@ -145,10 +158,10 @@ def test_fixed_delays_give_the_exact_per_trial_and_per_patient_results():
 def test_follow_up_branches_lost_colonoscopy_and_an_early_visit_in_the_window():
     b = run_fixed(offsets=[-7, 0, 0, 8], withdraws=[0, 0, 0, 0], lost=[0, 1, 0, 0], no_colonoscopy=[0, 0, 0, 0])
     events = b.event_log.groupby("patient_id")["event"].apply(list)
-    assert events[1][-2:] == ["visit", "colonoscopy"]                      # day 23 is inside 30 +/- 7
+    assert events[1][-2:] == ["visit", "procedure"]                      # day 23 is inside 30 +/- 7
     assert "visit_missed" in events[4] and "visit" not in events[4]        # lost to follow-up
     assert events[6][-1] == "visit_out_of_window"                          # day 38
-    assert b.colonoscopy_done["control"][0].tolist() == [True, False, False, False]
+    assert b.procedure_done["control"][0].tolist() == [True, False, False, False]
     assert b.visit_window_misses[0] == 1 and b.n_analysable_control[0] == 1
 
 
@@ -162,23 +175,29 @@ def test_a_fixed_deadline_closes_recruitment_early():
 
 
 def test_outcome_shapes_are_checked():
+    rng = np.random.default_rng(0)
     with pytest.raises(ValueError, match="shape"):
-        simulate_flow(FlowConfig(), n_control=2, n_treatment=2, outcomes=simple_outcomes(3, 3, np.random.default_rng(0)),
-                      **MISSING, rng=np.random.default_rng(0))
+        simulate_flow(FlowConfig(), n_control=2, n_treatment=2, outcomes=simple_outcomes(3, 3, rng),
+                      **MISSING, is_treatment=arms(3, 2, 2, rng), rng=rng)
+    with pytest.raises(ValueError, match="is_treatment has shape"):
+        simulate_flow(FlowConfig(), n_control=2, n_treatment=2, outcomes=simple_outcomes(3, 4, rng),
+                      **MISSING, is_treatment=arms(3, 2, 1, rng), rng=rng)
 
 
-def run_random(flow, n_trials, n_control, n_treatment, seed, **kw):
+def run_random(flow, n_trials, n_control, n_treatment, seed, scheme="sequential", **kw):
     rng = np.random.default_rng(seed)
     outcomes = simple_outcomes(n_trials, n_control + n_treatment, rng, **kw)
-    return simulate_flow(flow, n_control=n_control, n_treatment=n_treatment, outcomes=outcomes, **MISSING, rng=rng)
+    is_treatment = arms(n_trials, n_control, n_treatment, rng, scheme)
+    return simulate_flow(flow, n_control=n_control, n_treatment=n_treatment, outcomes=outcomes, **MISSING,
+                         is_treatment=is_treatment, rng=rng)
 
 
 def test_same_seed_same_results_and_another_seed_differs():
-    flow = FlowConfig(allocation={"scheme": "simple"})
-    a, b, c = (run_random(flow, 50, 10, 10, seed) for seed in (7, 7, 8))
+    flow = FlowConfig()
+    a, b, c = (run_random(flow, 50, 10, 10, seed, scheme="simple") for seed in (7, 7, 8))
     for name in TRIAL_FIELDS:
         np.testing.assert_array_equal(getattr(a, name), getattr(b, name))
-    for name in ("enrolled", "visit_attended", "colonoscopy_done", "t_surgery"):
+    for name in ("enrolled", "visit_attended", "procedure_done", "t_surgery"):
         for arm in ("control", "treatment"):
             np.testing.assert_array_equal(getattr(a, name)[arm], getattr(b, name)[arm])
     assert not np.array_equal(a.t_last_enrolment, c.t_last_enrolment)
@@ -225,7 +244,7 @@ def test_bed_occupancy_agrees_with_littles_law():
     horizon, rate = 1500.0, 20.0
     flow = FlowConfig(referrals_per_month=rate, p_eligible=0.8, p_consent=1.0, days_referral_to_screening=0.0,
                       beds=10_000, or_slots_per_week=35, deadline_days=horizon)
-    b = run_random(flow, 12, 1000, 1000, seed=2, p_leak=0.2, leak_day=10.0, leak_extra=5.0)
+    b = run_random(flow, 12, 1000, 1000, seed=2, p_leak=0.2, event_day=10.0, leak_extra=5.0)
     assert b.closed_by_deadline.all() and (b.readmissions > 0).all()
     mean_stay = 7.0 * math.exp(0.35**2 / 2) + 0.2 * 5.0
     arrivals = rate * 0.8 / DAYS_PER_MONTH
@@ -240,7 +259,7 @@ def test_beds_and_operating_slots_are_respected():
     flow = FlowConfig(referrals_per_month=20.0, beds=2, or_slots_per_week=3, p_eligible=1.0, p_consent=1.0)
     rng = np.random.default_rng(4)
     b = simulate_flow(flow, n_control=15, n_treatment=15, outcomes=simple_outcomes(1, 30, rng, p_leak=0.3),
-                      **MISSING, rng=rng, event_log=True)
+                      **MISSING, is_treatment=arms(1, 15, 15, rng), rng=rng, event_log=True)
     occupied, log = 0, b.event_log
     for event, detail in zip(log.event, log.detail):
         if event == "surgery":
@@ -272,8 +291,9 @@ def test_a_deadline_shorter_than_enrolment_yields_fewer_patients():
 
 
 def test_draws_always_reach_the_target():
+    rng = np.random.default_rng(0)
     draws = draw_flow(FlowConfig(p_eligible=0.05, p_consent=0.2), n_trials=200, n_control=3, n_treatment=3, **MISSING,
-                      rng=np.random.default_rng(0))
+                      is_treatment=arms(200, 3, 3, rng), rng=rng)
     assert ((draws.eligible & draws.consents).sum(axis=1) >= 6).all()
 
 
@@ -303,13 +323,6 @@ def test_enrolment_curve_quantiles_match_counts_on_a_day():
 
 
 def test_figures_have_labelled_axes():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from trialsim.report.flow_figures import plot_duration, plot_enrolment
-
     b = run_random(FlowConfig(), 100, 10, 10, seed=1)
     for plot in (plot_enrolment, plot_duration):
         ax = plot(b)
@@ -321,12 +334,8 @@ def test_figures_have_labelled_axes():
 
 
 def test_every_config_field_has_a_source_or_says_assumption():
-    from trialsim.config.flow import AllocationConfig
-
     for model in (FlowConfig, AllocationConfig):
         for name, field in model.model_fields.items():
-            if name == "allocation":
-                continue
             assert field.description, name
             assert "ASSUMPTION" in field.description or "[" in field.description or "SOURCED" in field.description, name
 
@@ -338,8 +347,7 @@ def test_every_config_field_has_a_source_or_says_assumption():
     ({"gaps": [[20.0, 10.0]]}, "start_day < end_day"),
     ({"gaps": [[0.0, 10.0], [5.0, 20.0]]}, "not overlap"),
     ({"days_referral_to_surgery": 1.0}, "days_referral_to_screening"),
-    ({"allocation": {"scheme": "permuted_block", "block_size": 5}}, "multiple of sum"),
-    ({"allocation": {"scheme": "minimisation"}}, "sequential"),
+    ({"allocation": {"scheme": "simple"}}, "Extra inputs"),  # allocation is the design's: [allocation], not [flow]
     ({"beds": 0}, "beds"),
     ({"visit_window": 7}, "Extra inputs"),
 ])
@@ -351,8 +359,9 @@ def test_bad_flow_config_is_rejected_with_a_clear_message(bad, match):
 def test_toml_lists_become_tuples_and_the_config_is_hashable():
     import tomllib
 
-    flow = FlowConfig.model_validate(tomllib.loads("gaps = [[10, 20.5]]\n[allocation]\nratio = [1, 2]\nscheme = 'simple'\n"))
-    assert flow.gaps == ((10.0, 20.5),) and flow.allocation.ratio == (1, 2)
+    flow = FlowConfig.model_validate(tomllib.loads("gaps = [[10, 20.5]]\n"))
+    assert flow.gaps == ((10.0, 20.5),)
+    assert AllocationConfig.model_validate(tomllib.loads("ratio = [1, 2]\nscheme = 'simple'\n")).ratio == (1, 2)
     assert hash(flow) == hash(FlowConfig.model_validate(flow.model_dump()))
     assert FlowConfig().planned_duration_days == 122.0
 
@@ -367,8 +376,8 @@ def test_toml_lists_become_tuples_and_the_config_is_hashable():
 def test_flow_invariants_hold_for_any_valid_config(rate, p_eligible, p_consent, beds, slots, deadline, scheme,
                                                    n_control, n_treatment, seed):
     flow = FlowConfig(referrals_per_month=rate, p_eligible=p_eligible, p_consent=p_consent, beds=beds,
-                      or_slots_per_week=slots, deadline_days=deadline, allocation={"scheme": scheme, "block_size": 2})
-    b = run_random(flow, 15, n_control, n_treatment, seed, p_leak=0.3)
+                      or_slots_per_week=slots, deadline_days=deadline)
+    b = run_random(flow, 15, n_control, n_treatment, seed, scheme=scheme, p_leak=0.3)
     assert (b.n_referred >= b.n_screened).all() and (b.n_screened >= b.n_eligible).all() and (b.n_eligible >= b.n_consented).all()
     assert (b.n_consented == b.n_enrolled_control + b.n_enrolled_treatment).all()
     assert (b.reached_target == (b.n_consented == n_control + n_treatment)).all()
@@ -376,7 +385,7 @@ def test_flow_invariants_hold_for_any_valid_config(rate, p_eligible, p_consent, 
     for arm in ("control", "treatment"):
         enrolled = b.enrolled[arm]
         assert (enrolled[:, :-1] >= enrolled[:, 1:]).all()  # the k-th patient of an arm uses row k: no holes
-        assert (b.visit_attended[arm] <= enrolled).all() and (b.colonoscopy_done[arm] <= b.visit_attended[arm]).all()
+        assert (b.visit_attended[arm] <= enrolled).all() and (b.procedure_done[arm] <= b.visit_attended[arm]).all()
         assert (np.isnan(b.t_surgery[arm]) == ~enrolled).all()
         assert (b.t_surgery[arm][enrolled] >= b.t_enrolled[arm][enrolled] + flow.days_referral_to_surgery - flow.days_referral_to_screening).all()
     assert (b.n_analysable_control <= b.n_enrolled_control).all() and (b.n_analysable_treatment <= b.n_enrolled_treatment).all()

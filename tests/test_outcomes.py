@@ -1,95 +1,107 @@
-"""The patient model reproduces its configured marginal rates, correlations and medians."""
+"""Simulated patients reproduce their configured laws: covariate risk, the graded event, and what is observed.
+
+Drawn through the engine's own batch (population -> allocation -> outcomes -> follow-up -> observed).
+The markers, the ordinal grade and the duration have their own family tests (tests/test_family_*.py);
+here are the event family (``binary_event``, the leak) and the covariate risk model it shares with
+``plain_binary``, and the exact laws of the registered trial's binary endpoints against simulation.
+"""
 import numpy as np
 import pytest
 
 from trialsim.config.loader import with_values
-from trialsim.exact import binary_law
-from trialsim.outcomes.cytokines import correlation_matrix
-from trialsim.outcomes.leak import arm_rates
-from trialsim.outcomes.patients import observe, simulate_arm
-from trialsim.outcomes.population import calibrate_intercept, draw_risk_factors, leak_risk
+from trialsim.endpoints.binary_event import arm_rates
+from trialsim.endpoints.risk import RiskFactor, calibrate_intercept, patient_risk
+from trialsim.model import build_model
+from trialsim.population import draw_covariates
+from trialsim.rng import Streams
+from trialsim.simulate import simulate_trials
 
 N = 200_000
 
 
 def test_intercept_calibration_gives_the_marginal_rate_exactly(default_scenario):
-    pop = default_scenario.population
-    rng = np.random.default_rng(3)
-    factors = draw_risk_factors(pop, (N, 1), rng=rng)
+    model = build_model(default_scenario)
+    leak = default_scenario.endpoints["leak_1m"]
+    covariates = draw_covariates(default_scenario.population, N, 1, streams=Streams(3, 0))
+    treated = np.zeros((N, 1), dtype=bool)
     for rate in (0.02, 0.16, 0.6):
-        risk = leak_risk(pop, factors, rate)
+        risk = patient_risk(leak.risk_factors, covariates, model.prevalence, treated, rate, rate)
         se = np.sqrt(rate * (1 - rate) / N)
-        assert abs(risk.mean() - rate) < 4 * se + 0.002  # risk is averaged over a sample of risk factors
+        assert abs(risk.mean() - rate) < 4 * se + 0.002  # risk is averaged over a sample of covariates
+    # the expectation over all 2^6 covariate patterns is the rate itself (the intercept is solved for it)
+    prevalence = tuple(model.prevalence[f.covariate] for f in leak.risk_factors)
+    log_or = tuple(float(np.log(f.odds_ratio)) for f in leak.risk_factors)
+    patterns = np.array(np.meshgrid(*[[0, 1]] * len(prevalence))).reshape(len(prevalence), -1).T
+    weights = np.prod(np.where(patterns == 1, prevalence, 1 - np.array(prevalence)), axis=1)
+    b0 = calibrate_intercept(prevalence, log_or, 0.16)
+    assert weights @ (1 / (1 + np.exp(-(b0 + patterns @ np.array(log_or))))) == pytest.approx(0.16, abs=1e-12)
     # risk factors matter: males have higher risk than females
-    risk = leak_risk(pop, factors, 0.16)[..., 0]
-    assert risk[factors[:, 0, 0]].mean() > 1.5 * risk[~factors[:, 0, 0]].mean()
-    assert np.isfinite(calibrate_intercept(pop, 0.999))
+    risk = patient_risk(leak.risk_factors, covariates, model.prevalence, treated, 0.16, 0.16)[:, 0]
+    male = covariates["male"][:, 0] == 1
+    assert risk[male].mean() > 1.5 * risk[~male].mean()
+    assert np.isfinite(calibrate_intercept(prevalence, log_or, 0.999))
+    one = (RiskFactor(covariate="male", odds_ratio=1.0),)
+    assert calibrate_intercept((0.62,), (0.0,), 0.3) == pytest.approx(np.log(0.3 / 0.7))
+    assert patient_risk(one, covariates, model.prevalence, treated, 0.3, 0.3) == pytest.approx(0.3)
 
 
-@pytest.mark.parametrize("measure,effect,expected_all", [("risk_ratio", 0.5, 0.08), ("odds_ratio", 0.5, 0.16 * 0.5 / (1 - 0.16 + 0.16 * 0.5)), ("rate", 0.06, 0.08)])
+@pytest.mark.parametrize("measure,effect,expected_all", [
+    ("risk_ratio", 0.5, 0.08),
+    ("odds_ratio", 0.5, 0.16 * 0.5 / (1 - 0.16 + 0.16 * 0.5)),
+    ("rate", 0.06, 0.08),
+])
 def test_effect_measures(default_scenario, measure, effect, expected_all):
-    sc = with_values(default_scenario, {"leak.effect_measure": measure, "leak.effect": effect})
-    assert arm_rates(sc.leak, "treatment").all_grade == pytest.approx(expected_all)
-    assert arm_rates(sc.leak, "control").all_grade == pytest.approx(0.16)
+    sc = with_values(default_scenario, {"endpoints.leak_1m.effect_measure": measure, "endpoints.leak_1m.effect": effect})
+    leak = sc.endpoints["leak_1m"]
+    assert arm_rates(leak, "treatment")[0] == pytest.approx(expected_all)
+    assert arm_rates(leak, "control")[0] == pytest.approx(0.16)  # 0.12 of grades B/C over 75% of all leaks
+    assert arm_rates(leak, "control")[1] == pytest.approx(0.12)
+    # found at the visit: B/C, and 10% of the silent grade A
+    assert arm_rates(leak, "control")[2] == pytest.approx(0.16 * (0.75 + 0.25 * 0.10))
 
 
-def test_simulated_leak_and_endpoint_rates_match_the_law(default_scenario):
-    rng = np.random.default_rng(11)
-    for arm in ("control", "treatment"):
-        data = simulate_arm(default_scenario, arm, N // 10, 10, rng=rng)
-        rates = arm_rates(default_scenario.leak, arm)
-        n = data["leak"].size
-        assert abs(data["leak"].mean() - rates.all_grade) < 4 * np.sqrt(rates.all_grade / n)
-        obs = observe(default_scenario, data)
+@pytest.fixture(scope="module")
+def big_batch(default_scenario):
+    """20,000 simulated trials of the registered design (10 vs 10, sequential): 200,000 patients per arm."""
+    return simulate_trials(default_scenario, N // 10, streams=Streams(11, 0), keep_patients=True)
+
+
+def test_simulated_event_and_endpoint_rates_match_the_law(default_scenario, big_batch):
+    model = build_model(default_scenario)
+    p = big_batch.patients
+    leak = p.latent["leak_1m"]
+    for arm, treated in (("control", False), ("treatment", True)):
+        in_arm = p.treated == treated
+        all_grade = arm_rates(default_scenario.endpoints["leak_1m"], arm)[0]
+        n = int(in_arm.sum())
+        assert abs(leak["event"][in_arm].mean() - all_grade) < 4 * np.sqrt(all_grade / n)
         for endpoint in ("leak_1m", "colonoscopy_abnormal", "colonoscopy_worse_than_baseline"):
-            law = binary_law(default_scenario, endpoint, arm)
-            x = obs[endpoint]
+            law = model.binary_law(endpoint, arm)
+            x = p.observed[endpoint][in_arm]
             miss = np.isnan(x).mean()
-            assert abs(miss - law.p_missing) < 4 * np.sqrt(law.p_missing * (1 - law.p_missing) / n) + 1e-4
-            p = np.nanmean(x)
-            assert abs(p - law.p_event) < 4 * np.sqrt(law.p_event * (1 - law.p_event) / n)
-        # grade split among leaks and the 30-day horizon
-        grades = data["leak_grade"][data["leak"]]
-        assert np.allclose(np.bincount(grades, minlength=3) / grades.size, default_scenario.leak.grade_split, atol=0.01)
-        assert np.nanmax(data["leak_day"]) <= default_scenario.leak.horizon_days
+            assert abs(miss - law.p_missing) < 4 * np.sqrt(law.p_missing * (1 - law.p_missing) / n) + 1e-4, endpoint
+            rate = np.nanmean(x)
+            assert abs(rate - law.p_event) < 4 * np.sqrt(law.p_event * (1 - law.p_event) / n), endpoint
+    # grade split among events and the 30-day horizon
+    grades = leak["grade"][leak["event"]]
+    split = default_scenario.endpoints["leak_1m"].grade_split
+    assert np.allclose(np.bincount(grades, minlength=3) / grades.size, split, atol=0.01)
+    assert np.nanmax(leak["day"]) <= default_scenario.endpoints["leak_1m"].horizon_days
+    assert np.isnan(leak["day"][~leak["event"]]).all() and (leak["grade"][~leak["event"]] == -1).all()
+    # silent first-grade events are found with p_detect_first_grade, the others always
+    first = leak["event"] & (leak["grade"] == 0)
+    assert leak["detected"][leak["event"] & (leak["grade"] > 0)].all()
+    assert abs(leak["detected"][first].mean() - 0.10) < 4 * np.sqrt(0.09 / first.sum())
 
 
-def test_cytokine_correlation_medians_and_missingness(default_scenario):
-    sc = with_values(default_scenario, {"leak.rate_control": 0.01, "leak.effect": 1.0})  # almost no leaks
-    rng = np.random.default_rng(5)
-    obs = observe(sc, simulate_arm(sc, "control", 20_000, 10, rng=rng))
-    c = correlation_matrix(sc.cytokines)
-    assert np.all(np.linalg.eigvalsh(c) > 0)
-    x = lambda k: obs[k].ravel()
-    r = lambda a, b: np.corrcoef(x(a), x(b))[0, 1]
-    assert r("il6_serum_pod1", "il6_serum_pod3") == pytest.approx(0.6, abs=0.01)
-    assert r("il6_serum_pod1", "il6_serum_pod5") == pytest.approx(0.36, abs=0.01)
-    assert r("il6_serum_pod1", "il6_drain_pod1") == pytest.approx(0.3, abs=0.01)
-    assert r("il6_serum_pod1", "tnf_serum_pod1") == pytest.approx(0.4, abs=0.01)
-    assert np.exp(np.median(x("il6_drain_pod1"))) == pytest.approx(35000, rel=0.02)
-    assert np.std(x("il6_drain_pod1")) == pytest.approx(0.8, rel=0.02)
-    assert np.isnan(x("il6_drain_pod5")).mean() == pytest.approx(0.2, abs=0.005)
-    assert not np.isnan(x("il6_drain_mean_log")).any()
-
-
-def test_treatment_gmr_and_leak_raise_cytokines(default_scenario):
-    rng = np.random.default_rng(9)
-    sc = with_values(default_scenario, {"leak.effect": 1.0})
-    c = observe(sc, simulate_arm(sc, "control", 20_000, 10, rng=rng))
-    t = observe(sc, simulate_arm(sc, "treatment", 20_000, 10, rng=rng))
-    ratio = np.exp(np.nanmean(t["il6_drain_pod1"]) - np.nanmean(c["il6_drain_pod1"]))
-    assert ratio == pytest.approx(0.7, rel=0.03)
-    data = simulate_arm(sc, "control", 20_000, 10, rng=rng)
-    obs = observe(sc, data)
-    early_leak = data["leak"] & (data["leak_day"] <= 3)  # raised from POD1 on (lead 2 days)
-    gmr = np.exp(obs["il6_drain_pod1"][early_leak].mean() - obs["il6_drain_pod1"][~data["leak"]].mean())
-    assert gmr == pytest.approx(1.9, rel=0.1)
-
-
-def test_length_of_stay_longer_after_leak(default_scenario):
-    rng = np.random.default_rng(2)
-    data = simulate_arm(default_scenario, "control", 20_000, 10, rng=rng)
-    no_leak = data["los_days"][~data["leak"]]
-    assert np.median(no_leak) == pytest.approx(7.0, rel=0.02)
-    for g, extra in enumerate(default_scenario.los.extra_days_by_grade):
-        assert data["leak_extra_days"][data["leak_grade"] == g].mean() == pytest.approx(extra, rel=0.05)
+def test_deaths_follow_the_linked_event(default_scenario, big_batch):
+    p = big_batch.patients
+    event = p.latent["leak_1m"]["event"]
+    fu = default_scenario.follow_up
+    for with_event, rate in ((True, fu.p_death_after_event), (False, fu.p_death)):
+        died = p.follow_up.died[event == with_event]
+        assert abs(died.mean() - rate) < 4 * np.sqrt(rate * (1 - rate) / died.size)
+    # a death is known from the records: the event endpoint is observed, the visit's procedure is not
+    dead = p.follow_up.died
+    assert not np.isnan(p.observed["leak_1m"][dead]).any()
+    assert np.isnan(p.observed["colonoscopy_grade"][dead]).all()

@@ -1,32 +1,73 @@
-"""Tests for the planning report: figures, tables, the justification paragraph, HTML/Markdown/docx, --from."""
+"""Tests for the planning report: figures, tables, the justification paragraph, HTML/Markdown/docx, --from.
+
+The planned results and written reports are computed once per test session (:func:`planned`,
+:func:`written_report`) and shared with tests/test_documents.py.
+"""
 from __future__ import annotations
 
 import argparse
 import base64
+import copy
+import functools
 import re
+import sys
+import tempfile
+from pathlib import Path
 
 import pytest
 
-from tests.conftest import DEFAULT_CONFIG
+from tests.conftest import CRP_CONFIG, DEFAULT_CONFIG
+from trialsim.config.loader import load_scenario, with_values
+from trialsim.model import build_model
 from trialsim.planning.plan import load_planning, plan
-from trialsim.report.document import build_report, build_tables, render_html, write_report
+from trialsim.report.document import build_report, build_tables, render_html, render_markdown, write_report
 from trialsim.report.paragraph import justification
 
 HOSTILE_TITLE = '<script>alert("x")</script> & \'quotes\' <b>bold</b>'
+# Small Monte Carlo sizes and searches: the whole report in seconds (n_max 400: the primary's 90% size is
+# then "not reached", which the text must say too).
+SMALL = dict(n_sims=2000, search_sims=100, curve_sims=200, n_max=400, curve_n_max=150, seed=7, n_jobs=1)
+
+
+# Boschloo's exact sample-size scan (every n to its size limit of 100 per arm) alone takes ~9 s: left out here
+# (its exact power is tested with the analysis); the report's handling of a test does not depend on which test it is.
+OVERRIDES = {DEFAULT_CONFIG: ('endpoints.leak_1m.tests=["fisher", "chi2"]',)}
+
+
+@functools.cache
+def planned(config: Path):
+    """A full planning result of ``config`` with :data:`SMALL` settings (computed once per session)."""
+    return plan(config, overrides=OVERRIDES.get(config, ()), **SMALL)
+
+
+@functools.cache
+def written_report(config: Path, formats: tuple[str, ...] = ("html", "pdf", "md", "docx", "txt")) -> tuple[Path, dict]:
+    """The planning result of ``config`` saved and its report written in ``formats`` (once per session)."""
+    out = Path(tempfile.mkdtemp(prefix=f"trialsim-{config.stem}-")) / "report"
+    result = planned(config)
+    result.save(out)
+    return out, write_report(result, out, formats=formats)
+
+
+CRP_FORMATS = ("html", "md", "docx", "txt")  # its PDF is the same HTML, checked for the registered trial
 
 
 @pytest.fixture(scope="module")
 def result():
-    """A full planning result of the registered design, with small Monte Carlo sizes (about 10 s)."""
-    return plan(DEFAULT_CONFIG, n_sims=2000, search_sims=300, curve_sims=200, n_max=600, seed=7, n_jobs=1)
+    """A full planning result of the registered design, with small Monte Carlo sizes."""
+    return planned(DEFAULT_CONFIG)
 
 
 @pytest.fixture(scope="module")
-def written(result, tmp_path_factory):
-    out = tmp_path_factory.mktemp("report")
-    result.save(out)
-    files = write_report(result, out)
-    return out, files
+def written():
+    return written_report(DEFAULT_CONFIG)
+
+
+@pytest.fixture(scope="module")
+def crp():
+    """The randomised 30 vs 30 trial with a continuous primary and no leak, planned and written."""
+    out, files = written_report(CRP_CONFIG, CRP_FORMATS)
+    return planned(CRP_CONFIG), out, files
 
 
 def _strip_words(text: str) -> str:
@@ -35,7 +76,7 @@ def _strip_words(text: str) -> str:
     return text.replace("95% confidence", "confidence")
 
 
-def test_paragraph_numbers_are_the_tables_numbers(result):
+def _numbers_are_cells(result):
     tables = build_tables(result)
     para = justification(result, tables)
     assert para.facts
@@ -47,6 +88,12 @@ def test_paragraph_numbers_are_the_tables_numbers(result):
     for text in sorted({f.text for f in para.facts}, key=len, reverse=True):
         rest = rest.replace(text, "")
     assert not re.search(r"\d", rest), rest
+    return para
+
+
+def test_paragraph_numbers_are_the_tables_numbers(result, crp):
+    _numbers_are_cells(result)
+    _numbers_are_cells(crp[0])
 
 
 def test_paragraph_justifies_the_registered_design_as_a_pilot(result):
@@ -62,8 +109,6 @@ def test_paragraph_justifies_the_registered_design_as_a_pilot(result):
 
 def test_paragraph_of_a_powered_design_is_a_power_statement(result):
     """Changing the numbers changes the words: a design with the target power gets no pilot justification."""
-    import copy
-
     powered = copy.copy(result)
     powered.frames = dict(result.frames)
     power = result.frame("power").copy()
@@ -71,6 +116,22 @@ def test_paragraph_of_a_powered_design_is_a_power_statement(result):
     powered.frames["power"] = power
     text = justification(powered, build_tables(powered)).text
     assert "85.0% power" in text and "pilot" not in text
+
+
+def test_mde_quotes_the_power_tables_number(result):
+    """The power at the assumed effect in the MDE table is the power table's (the same engine run)."""
+    power, mde = result.frame("power"), result.frame("mde")
+    mc = {(r.endpoint, r.test): r.power for r in power[power.method == "monte_carlo"].itertuples()}
+    exact = {(r.endpoint, r.test): r.power for r in power[power.method == "exact"].itertuples()}
+    assert len(mde) == len(mc)
+    for r in mde.itertuples():
+        if r.method == "exact":
+            assert r.power_at_assumed == pytest.approx(exact[(r.endpoint, r.test)], rel=1e-9, abs=1e-15)
+        else:
+            assert r.power_at_assumed == mc[(r.endpoint, r.test)]
+    tables = build_tables(result)
+    row = "il6_drain_mean_log|welch_log"
+    assert tables["mde"].cell(row, "Power at assumed") == tables["power"].cell(row, "Power (simulated)")
 
 
 def test_html_is_well_formed_self_contained_and_has_every_figure(written):
@@ -97,9 +158,7 @@ def test_html_is_well_formed_self_contained_and_has_every_figure(written):
     assert len(doc.xpath("//img")) == 4
 
 
-def test_html_escapes_user_strings(result, tmp_path):
-    import copy
-
+def test_html_escapes_user_strings(result):
     from lxml import etree
 
     hostile = copy.copy(result)
@@ -112,13 +171,14 @@ def test_html_escapes_user_strings(result, tmp_path):
     assert "&lt;script&gt;" in text
 
 
-def test_markdown_and_docx(written, result):
+def test_markdown_and_docx(written):
     from docx import Document
 
     out, files = written
     md = files["md"].read_text(encoding="utf-8")
     para = (out / "justification.txt").read_text(encoding="utf-8").strip()
-    assert para.replace("|", "\\|") in md
+    assert para in md  # plain text needs no Markdown escapes ("n per arm > 150" stays as it is)
+    assert "&lt;" not in md and "&gt;" not in md
     for link in re.findall(r"\]\((figures/[^)]+\.png)\)", md):
         assert (out / link).is_file()
     assert len(re.findall(r"\]\((figures/[^)]+\.png)\)", md)) == 4
@@ -148,37 +208,75 @@ def test_report_from_saved_folder_equals_the_original(written, result):
     assert justification(back, b).text == justification(result, a).text
 
 
-def test_report_from_a_plain_run_folder_does_not_simulate(tmp_path, monkeypatch):
+def test_report_from_a_plain_run_folder_without_simulating(tmp_path, monkeypatch):
+    """``simulate=False``: a finished run's folder completed with the exact and analytic parts only."""
     from trialsim.api import run
-    from trialsim.planning import search
 
-    run(DEFAULT_CONFIG, n_sims=1000, seed=3, n_jobs=1).save(tmp_path)
+    run(DEFAULT_CONFIG, overrides=OVERRIDES[DEFAULT_CONFIG], n_sims=1000, seed=3, n_jobs=1).save(tmp_path)
 
     def forbidden(*args, **kwargs):
         raise AssertionError("simulated trials while reading a finished run")
 
-    monkeypatch.setattr(search, "nested_rejections", forbidden)
-    monkeypatch.setattr(search, "effect_rejections", forbidden)
-    monkeypatch.setattr("trialsim.api.run", forbidden)
-    monkeypatch.setattr("trialsim.planning.samplesize.nested_rejections", forbidden)
-    monkeypatch.setattr("trialsim.planning.mde.effect_rejections", forbidden)
-    monkeypatch.setattr("trialsim.planning.curves.nested_rejections", forbidden)
-    monkeypatch.setattr("trialsim.planning.curves.effect_rejections", forbidden)
-    back = load_planning(tmp_path, n_max=400)  # a smaller search limit keeps the exact scans short
+    for module, name in (("search", "run_specs"), ("plan", "run_specs"), ("samplesize", "rejections"),
+                         ("mde", "rejections"), ("curves", "rejections")):
+        monkeypatch.setattr(sys.modules[f"trialsim.planning.{module}"], name, forbidden)
+    # small limits keep the exact scans short; the MDE's analytic answers need the model's moments (slow), so no MDE
+    back = load_planning(tmp_path, simulate=False, parts=("run", "samplesize", "pilot", "curves"), n_max=150, curve_n_max=150)
     assert len(back.frame("power")) and len(back.frame("sample_sizes")) and len(back.frame("heatmap"))
-    files = write_report(back, tmp_path / "report")
+    files = write_report(back, tmp_path / "report", formats=("html",))
     assert files["html"].is_file()
     text = (tmp_path / "report" / "justification.txt").read_text()
     assert "pilot and feasibility" in text
 
 
-def _cli(argv):
-    from trialsim import cli, cli_planning
+# --------------------------------------------------------------------------------------------------
+# another trial, and the null
+# --------------------------------------------------------------------------------------------------
+def _visible_text(html_text: str) -> str:
+    """The HTML without its embedded figures (base64 data can spell any word)."""
+    return re.sub(r'src="data:[^"]*"', 'src=""', html_text)
 
-    parser = cli.build_parser()
-    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
-    if "report" not in sub.choices:  # until cli.py adds them
-        cli_planning.add_parsers(sub)
+
+def test_a_trial_without_a_leak_names_its_own_primary(crp):
+    res, out, files = crp
+    html_text = _visible_text(files["html"].read_text(encoding="utf-8"))
+    md = files["md"].read_text(encoding="utf-8")
+    para = (out / "justification.txt").read_text(encoding="utf-8")
+    for text in (html_text, md, para):
+        assert "leak" not in text.lower()
+    primary = build_model(load_scenario(CRP_CONFIG)).primary.label
+    assert f"The primary endpoint ({primary})" in para
+    assert "ratio of geometric means of 0.75" in para and "Welch t (log)" in para
+    tables = build_tables(res)
+    assert tables["design"].cell("primary", "Value") == primary
+    # the randomised trial's figures: power against n and against the effect (no exact primary)
+    assert {p.stem for p in (out / "figures").glob("*.png")} == {"power_vs_n", "power_vs_effect"}
+    assert "Surgical site infection within 30 days" in md
+
+
+def test_a_null_scenario_reports_type_i_error():
+    sc = load_scenario(CRP_CONFIG)
+    values = {a.effect.path: a.effect.null for a in build_model(sc).analysed if a.effect is not None}
+    null = with_values(sc, values)
+    res = plan(null, parts=("run",), n_sims=500, seed=3, n_jobs=1)
+    assert res.design["null"] and res.frame("power")["null"].all()
+    tables = build_tables(res)
+    assert "Type I error (simulated)" in tables["power"].frame.columns
+    assert not any("Power" in c for c in tables["power"].frame.columns)
+    text = justification(res, tables).text
+    assert "type I error" in text and " power" not in text
+    report = render_markdown(build_report(res, []))
+    assert "## Type I error at the planned design" in report
+
+
+# --------------------------------------------------------------------------------------------------
+# the command line
+# --------------------------------------------------------------------------------------------------
+def _cli(argv):
+    from trialsim.cli import planning as cli_planning
+
+    parser = argparse.ArgumentParser(prog="trialsim")
+    cli_planning.add_parsers(parser.add_subparsers(dest="command", required=True))
     args = parser.parse_args(argv)
     return cli_planning.COMMANDS[args.command](args)
 
@@ -186,7 +284,7 @@ def _cli(argv):
 def test_cli_curves_and_report_from_a_folder(written, tmp_path, capsys):
     out, _ = written
     assert _cli(["curves", "--from", str(out), "--out", str(tmp_path / "c")]) == 0
-    assert len(list((tmp_path / "c" / "figures").glob("*.svg"))) == 4
+    assert len(list((tmp_path / "c").glob("*.svg"))) == 4  # --out DIR writes into DIR
     assert _cli(["report", str(out), "--out", str(tmp_path / "r"), "--formats", "html"]) == 0
     assert (tmp_path / "r" / "report.html").is_file()
     printed = capsys.readouterr().out
@@ -200,3 +298,9 @@ def test_cli_rejects_both_or_neither_source(tmp_path):
         _cli(["report", "--out", str(tmp_path)])
     with pytest.raises(ConfigError):
         _cli(["report", str(DEFAULT_CONFIG), "--from", str(tmp_path), "--out", str(tmp_path)])
+
+
+def test_cli_samplesize_prints_the_primary(capsys):
+    assert _cli(["samplesize", str(CRP_CONFIG), "--endpoint", "ssi_30d", "--quiet"]) == 0
+    printed = capsys.readouterr().out
+    assert "Surgical site infection within 30 days" in printed and "Fisher exact" in printed and "80%" in printed

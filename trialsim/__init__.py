@@ -3,21 +3,15 @@
 Notebook use::
 
     import trialsim
-    scenario = trialsim.load_scenario("configs/exosome_lar_20.toml", ["leak.effect=0.33"])
-    result = trialsim.run(scenario, n_sims=20_000, seed=1)
+    scenario = trialsim.load_scenario("configs/exosome_lar_20.toml", ["design.n_control=30", "design.n_treatment=30"])
+    result = trialsim.run(scenario, n_sims=20_000, seed=1, keep_trials="trials")
     result.to_frame()
+    trialsim.read_trials("trials")          # one row per trial x endpoint x test
 """
-__version__ = "0.1.0"
-__all__ = ["run", "load_scenario", "ConfigError", "__version__"]
+from trialsim.api import run
+from trialsim.config.loader import ConfigError, load_scenario
+from trialsim.replay import replay
+from trialsim.results import read_trials
+from trialsim.version import __version__
 
-
-def __getattr__(name):  # lazy, so `import trialsim.config` does not pull in scipy and joblib
-    if name == "run":
-        from trialsim.api import run
-
-        return run
-    if name in ("load_scenario", "ConfigError"):
-        from trialsim.config import loader
-
-        return getattr(loader, name)
-    raise AttributeError(f"module 'trialsim' has no attribute {name!r}")
+__all__ = ["run", "load_scenario", "read_trials", "replay", "ConfigError", "__version__"]

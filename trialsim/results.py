@@ -11,15 +11,19 @@ import numpy as np
 import pandas as pd
 from scipy.stats import beta
 
+from trialsim.analysis import registry as tests
 from trialsim.config.loader import config_hash, scenario_to_toml
-from trialsim.endpoints import endpoints
+from trialsim.engine import atomic_write, layout_of
 from trialsim.exact import exact_rows
-from trialsim.scenarios import ScenarioSpec
-from trialsim.simulate import BlockSummary
+from trialsim.model import build_model
+from trialsim.scenarios import ScenarioSpec, safe_name
+from trialsim.summarise import BlockSummary, Totals
+from trialsim.version import __version__
 
 POWER_COLUMNS = [
     "scenario", "endpoint", "test", "n_control", "n_treatment", "alpha", "power", "mc_se", "ci_low", "ci_high",
-    "method", "n_sims", "n_valid", "primary", "family", "label",
+    "method", "n_sims", "n_valid", "primary", "family", "label", "null",
+    "estimand", "estimate_mean", "true_effect", "bias", "bias_se", "rmse", "coverage", "coverage_se", "n_estimable",
 ]
 
 
@@ -36,65 +40,94 @@ class ScenarioResult:
     """Combined blocks of one scenario."""
 
     spec: ScenarioSpec
-    n_sims: int
-    rejects: dict[str, int]
-    valid: dict[str, int]
-    est_sum: dict[str, float]
-    est_sumsq: dict[str, float]
-    est_count: dict[str, int]
-    flow: dict[str, np.ndarray] | None = None
+    totals: Totals
+
+    @property
+    def n_sims(self) -> int:
+        return self.totals.n_sims
+
+    @property
+    def flow(self):
+        return self.totals.flow
 
     @classmethod
-    def combine(cls, spec: ScenarioSpec, blocks: list[BlockSummary]) -> "ScenarioResult":
-        """Sum block summaries in block order (so float sums are identical for any n_jobs)."""
-        blocks = sorted(blocks, key=lambda b: b.block)
+    def combine(cls, spec: ScenarioSpec, blocks: Totals | list[BlockSummary]) -> "ScenarioResult":
+        """A scenario's result from the engine's totals, or from block summaries (summed in block order,
+        so float sums are identical for any n_jobs)."""
+        return cls(spec, blocks if isinstance(blocks, Totals) else Totals.combine(blocks))
 
-        def total(attr: str) -> dict:
-            out: dict = {}
-            for b in blocks:
-                for k, v in getattr(b, attr).items():
-                    out[k] = out.get(k, 0) + v
-            return out
-
-        flow = None
-        if blocks and blocks[0].flow is not None:
-            flow = {name: np.concatenate([np.asarray(b.flow[name], dtype=float) for b in blocks]) for name in blocks[0].flow}
-        return cls(spec, sum(b.n_sims for b in blocks), total("rejects"), total("valid"), total("est_sum"),
-                   total("est_sumsq"), total("est_count"), flow)
+    def is_null(self) -> bool:
+        """True when every effect parameter of the scenario is at its null (the rows are type I errors)."""
+        model = build_model(self.spec.scenario)
+        effects = [a.effect for a in model.analysed if a.effect is not None]
+        return bool(effects) and all(e.assumed == e.null for e in effects)
 
     def power_rows(self) -> list[dict]:
         sc = self.spec.scenario
         d = sc.design
+        model = build_model(sc)
+        null = self.is_null()
         rows = []
         exact = {(r["endpoint"], r["test"]): r["power"] for r in exact_rows(sc)}
-        for e in endpoints(sc):
-            for test in e.tests:
-                k = self.rejects[f"{e.name}|{test}"]
-                n = self.n_sims
-                p = k / n
-                low, high = clopper_pearson(k, n)
-                base = {"scenario": self.spec.id, "endpoint": e.name, "test": test, "n_control": d.n_control,
-                        "n_treatment": d.n_treatment, "alpha": d.alpha, "primary": e.primary, "family": e.family,
-                        "label": e.label}
-                rows.append(base | {"power": p, "mc_se": float(np.sqrt(p * (1 - p) / n)), "ci_low": low, "ci_high": high,
-                                    "method": "monte_carlo", "n_sims": n, "n_valid": self.valid[f"{e.name}|{test}"]})
-                if (e.name, test) in exact:
-                    pe = exact[(e.name, test)]
-                    rows.append(base | {"power": pe, "mc_se": 0.0, "ci_low": pe, "ci_high": pe, "method": "exact",
-                                        "n_sims": 0, "n_valid": 0})
+        for a, test in model.pairs():
+            sums = self.totals.tests[f"{a.name}|{test}"]
+            k, n = int(sums["rejects"]), self.n_sims
+            p = k / n
+            low, high = clopper_pearson(k, n)
+            base = {"scenario": self.spec.id, "endpoint": a.name, "test": test, "n_control": d.n_control,
+                    "n_treatment": d.n_treatment, "alpha": d.alpha, "primary": a.primary, "family": a.kind,
+                    "label": a.label, "null": null}
+            est = estimation(sums, model.true_effect(a.name, tests.get(test).estimand), n_valid=int(sums["valid"]))
+            est["estimand"] = tests.estimand_label(tests.get(test).estimand, a.scale)
+            rows.append(base | {"power": p, "mc_se": float(np.sqrt(p * (1 - p) / n)), "ci_low": low, "ci_high": high,
+                                "method": "monte_carlo", "n_sims": n, "n_valid": int(sums["valid"])} | est)
+            if (a.name, test) in exact:
+                pe = exact[(a.name, test)]
+                rows.append(base | {"power": pe, "mc_se": 0.0, "ci_low": pe, "ci_high": pe, "method": "exact",
+                                    "n_sims": 0, "n_valid": 0})
         return rows
 
     def estimate_rows(self) -> list[dict]:
         rows = []
-        for k, total in self.est_sum.items():
+        t = self.totals
+        for k, total in t.est_sum.items():
             endpoint, arm, statistic = k.split("|")
-            n = self.est_count[k]
+            n = t.est_count[k]
             mean = total / n if n else float("nan")
-            var = (self.est_sumsq[k] / n - mean**2) * n / (n - 1) if n > 1 else float("nan")
-            rows.append({"scenario": self.spec.id, "endpoint": endpoint, "arm": arm, "statistic": statistic,
-                         "mean": mean, "sd": float(np.sqrt(max(var, 0.0))) if n > 1 else float("nan"),
-                         "n_estimable": n, "n_sims": self.n_sims})
+            var = (t.est_sumsq[k] / n - mean**2) * n / (n - 1) if n > 1 else float("nan")
+            row = {"scenario": self.spec.id, "endpoint": endpoint, "arm": arm, "statistic": statistic,
+                   "mean": mean, "sd": float(np.sqrt(max(var, 0.0))) if n > 1 else float("nan"),
+                   "n_estimable": n, "n_sims": self.n_sims}
+            rows.append(row)
+            if statistic == "log_ratio":  # the geometric mean ratio: exp of the mean log ratio
+                rows.append(row | {"statistic": "geometric_mean_ratio", "mean": float(np.exp(mean)), "sd": float("nan")})
         return rows
+
+
+def estimation(sums: dict, truth: float | None, *, n_valid: int | None = None) -> dict:
+    """Mean estimate, bias, RMSE and coverage (with Monte Carlo SEs) from one (endpoint, test)'s sums.
+
+    An estimator that is infinite in some analysable trials (the conditional MLE of an odds ratio when
+    an arm has no event) has no finite mean: its bias and RMSE are then left undefined (NaN), and
+    ``n_estimable`` says in how many trials it was finite. Coverage is defined for every trial.
+    """
+    n = sums["est_n"]
+    nan = float("nan")
+    out = {"estimate_mean": sums["est_sum"] / n if n else nan, "true_effect": nan if truth is None else truth,
+           "bias": nan, "bias_se": nan, "rmse": nan, "coverage": nan, "coverage_se": nan, "n_estimable": n}
+    if n_valid is not None and n < n_valid:
+        out["estimate_mean"] = nan
+        truth = None
+    if truth is not None and n > 1:
+        bias = sums["err_sum"] / n
+        mse = sums["err_sumsq"] / n
+        var = max(mse - bias * bias, 0.0) * n / (n - 1)
+        out.update(bias=bias, bias_se=float(np.sqrt(var / n)), rmse=float(np.sqrt(mse)))
+    m = sums["coverable"]
+    if m:
+        c = sums["covered"] / m
+        out.update(coverage=c, coverage_se=float(np.sqrt(c * (1 - c) / m)))
+    return out
 
 
 @dataclass(frozen=True)
@@ -127,21 +160,72 @@ class RunResult:
         return pd.concat(frames, ignore_index=True) if frames else None
 
     def save(self, out: str | Path) -> Path:
-        """Write power.csv/json, estimates.csv, flow_trials.csv, the resolved configs and provenance.json."""
+        """Write power.csv/json, estimates.csv, flow_trials.csv, the resolved configs and provenance.json.
+
+        Each file goes through a temporary file and an atomic rename (a kill or a full disk leaves
+        the old file or none, never a truncated one); provenance.json comes last. What an earlier
+        result left and this one does not have (another scenario's TOML, a flow table) is removed.
+        """
         out = Path(out)
         out.mkdir(parents=True, exist_ok=True)
         power = self.to_frame()
-        power.to_csv(out / "power.csv", index=False)
-        (out / "power.json").write_text(json.dumps({"provenance": self.provenance, "rows": _records(power)}, indent=1))
-        self.estimates_frame().to_csv(out / "estimates.csv", index=False)
+        atomic_write(out / "power.csv", lambda p: power.to_csv(p, index=False))
+        atomic_write(out / "power.json", json.dumps({"provenance": self.provenance, "rows": _records(power)}, indent=1))
+        estimates = self.estimates_frame()
+        atomic_write(out / "estimates.csv", lambda p: estimates.to_csv(p, index=False))
         flow = self.flow_frame()
         if flow is not None:
-            flow.to_csv(out / "flow_trials.csv", index=False)
-        (out / "provenance.json").write_text(json.dumps(self.provenance, indent=1))
+            atomic_write(out / "flow_trials.csv", lambda p: flow.to_csv(p, index=False))
+        else:
+            (out / "flow_trials.csv").unlink(missing_ok=True)
+        folder = out / "scenarios"
+        folder.mkdir(exist_ok=True)
+        names = {f"{safe_name(r.spec.id)}.toml" for r in self.results}
+        for old in folder.glob("*.toml"):
+            if old.name not in names:
+                old.unlink()
         for r in self.results:
-            (out / "scenarios").mkdir(exist_ok=True)
-            (out / "scenarios" / f"{r.spec.id}.toml").write_text(scenario_to_toml(r.spec.scenario))
+            atomic_write(folder / f"{safe_name(r.spec.id)}.toml", scenario_to_toml(r.spec.scenario))
+        atomic_write(out / "provenance.json", json.dumps(self.provenance, indent=1))
         return out
+
+
+class TrialWriter:
+    """Writes each block's per-trial table as Parquet as it arrives: ``<dir>/<scenario>/block-<b>.parquet``.
+
+    One file per block, written to a temporary name and renamed, so an interrupted run leaves only
+    whole files and a resumed run rewrites the same blocks with the same numbers.
+    """
+
+    def __init__(self, folder: Path, scenario_ids: list[str]):
+        self.folder = Path(folder)
+        self.ids = scenario_ids
+
+    def write(self, spec_index: int, block: int, table: dict | None) -> None:
+        if table is None:
+            return
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        target = self.folder / safe_name(self.ids[spec_index])
+        target.mkdir(parents=True, exist_ok=True)
+        frame = pa.table({k: pa.array(v) for k, v in table.items()})
+        atomic_write(target / f"block-{block:06d}.parquet", lambda p: pq.write_table(frame, p))
+
+
+def read_trials(folder: str | Path, scenario: str | None = None) -> pd.DataFrame:
+    """The per-trial table written by ``run(..., keep_trials=folder)`` (one scenario, or all with a column)."""
+    import pyarrow.parquet as pq
+
+    folder = Path(folder)
+    dirs = [folder / safe_name(scenario)] if scenario is not None else sorted(p for p in folder.iterdir() if p.is_dir())
+    frames = []
+    for d in dirs:
+        for path in sorted(d.glob("block-*.parquet")):
+            frames.append(pq.read_table(path).to_pandas().assign(scenario=d.name))
+    if not frames:
+        raise FileNotFoundError(f"no per-trial table under {str(folder)!r}")
+    return pd.concat(frames, ignore_index=True).sort_values(["scenario", "trial"], kind="stable").reset_index(drop=True)
 
 
 def _records(frame: pd.DataFrame) -> list[dict]:
@@ -149,24 +233,34 @@ def _records(frame: pd.DataFrame) -> list[dict]:
 
 
 def provenance(base_spec: ScenarioSpec, *, seed: int, seed_given: bool, n_sims: int, n_jobs: int, seconds: float,
-               source: str | None) -> dict[str, Any]:
+               source: str | None, block_size: int | None = None, backend: str | None = None,
+               run_dir: dict[str, Any] | None = None) -> dict[str, Any]:
+    """What a result records about how it was made: versions, config hash, seed (drawn or given), layout.
+
+    ``block_size`` is the one the run used (default: ``run.block_size``, else the one the engine
+    would choose for ``base_spec``); ``run_dir`` what the run folder says (sessions, resumed blocks).
+    """
     import joblib
     import scipy
     import simpy
 
-    import trialsim
-
     sc = base_spec.scenario
+    if block_size is None:
+        block_size = sc.run.block_size or layout_of([base_spec], n_sims=n_sims).block_size
     return {
-        "trialsim": trialsim.__version__,
+        "trialsim": __version__,
         "scenario": sc.name,
         "config_file": source,
         "config_hash": config_hash(sc),
         "seed": seed,
         "seed_given": seed_given,
         "n_sims": n_sims,
-        "block_size": sc.run.block_size,
+        "block_size": block_size,
+        "block_size_chosen": sc.run.block_size is None,
         "n_jobs": n_jobs,
+        "backend": backend or sc.run.backend,
+        "max_memory_mb": sc.run.max_memory_mb,
+        **(run_dir or {}),
         "run_seconds": round(seconds, 3),
         "python": platform.python_version(),
         "numpy": np.__version__,

@@ -1,10 +1,24 @@
-"""Random streams: one root seed, one independent stream per block of simulated trials.
+"""Random streams: one root seed, one independent stream per (block, component).
 
-Block ``b`` of a run always uses ``SeedSequence(seed, spawn_key=(b,))`` -- the same child that
-``SeedSequence(seed).spawn(b + 1)[b]`` gives -- so any block (and so any single simulated trial) can
-be regenerated on its own, and results do not depend on how blocks are spread over workers.
+Block ``b`` of a run draws the randomness of component ``c`` (``"population"``, ``"allocation"``,
+``"endpoint/<id>"``, ``"endpoint/<id>/day/5"``, ...) from
+
+    SeedSequence(seed, spawn_key=(b, component_key(c)))
+
+where ``component_key`` is a stable 64-bit hash of the component's id. So:
+
+* any block, and so any simulated trial, can be regenerated on its own (``trialsim replay``);
+* results do not depend on how blocks are spread over workers (any ``n_jobs``, any chunking);
+* adding, removing or re-ordering an endpoint, a test or a sampling day leaves the draws of every
+  other component unchanged: each draws from its own stream, named by what it is, not by its place.
+
+Within a component, patient-level draws are made patient-major (shape ``(n_patients, n_trials)``,
+then transposed), so the first ``n`` patients of a trial are the same whatever the trial's size.
 """
 from __future__ import annotations
+
+import hashlib
+from functools import lru_cache
 
 import numpy as np
 
@@ -14,8 +28,41 @@ def draw_seed() -> int:
     return int(np.random.SeedSequence().entropy)
 
 
-def block_rng(seed: int, block_index: int) -> np.random.Generator:
-    return np.random.Generator(np.random.PCG64(np.random.SeedSequence(seed, spawn_key=(block_index,))))
+@lru_cache(maxsize=4096)
+def component_key(component: str) -> int:
+    """Stable 64-bit integer of a component id (the same on every machine and Python version)."""
+    return int.from_bytes(hashlib.sha256(component.encode("utf-8")).digest()[:8], "little")
+
+
+def component_rng(seed: int, block: int, component: str) -> np.random.Generator:
+    """The Generator of ``component`` in block ``block`` of the run with root ``seed``."""
+    ss = np.random.SeedSequence(seed, spawn_key=(block, component_key(component)))
+    return np.random.Generator(np.random.PCG64(ss))
+
+
+class Streams:
+    """The random streams of one block: ``streams("endpoint", cid)`` -> its Generator.
+
+    Each call returns a fresh Generator at the start of that component's stream, so a component that
+    asks twice gets the same numbers twice; components ask once and keep it.
+    """
+
+    def __init__(self, seed: int, block: int):
+        self.seed = int(seed)
+        self.block = int(block)
+
+    def __call__(self, *parts: str) -> np.random.Generator:
+        return component_rng(self.seed, self.block, "/".join(parts))
+
+
+def patient_draws(rng: np.random.Generator, method: str, n_trials: int, n_patients: int, *args, extra: tuple = ()) -> np.ndarray:
+    """``rng.<method>`` drawn patient-major and returned as ``(n_trials, n_patients) + extra``.
+
+    Patient ``j`` of trial ``s`` gets the same value whatever ``n_patients`` is (for ``j`` below it),
+    which keeps a trial's first patients fixed when its size changes (nested sample sizes).
+    """
+    draw = getattr(rng, method)(*args, size=(n_patients, n_trials) + extra)
+    return np.ascontiguousarray(np.swapaxes(draw, 0, 1))
 
 
 def block_sizes(n_sims: int, block_size: int) -> list[int]:

@@ -1,12 +1,13 @@
 """Expand a config's sweep into named scenarios with stable, readable ids."""
 from __future__ import annotations
 
+import hashlib
 import itertools
 import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from trialsim.config.loader import with_values
+from trialsim.config.loader import ConfigError, with_values
 from trialsim.config.schema import Scenario
 
 
@@ -19,9 +20,14 @@ class ScenarioSpec:
     values: dict[str, Any] = field(default_factory=dict)
 
 
+FILE_NAME_MAX = 120  # characters of a scenario's file name (file systems allow 255 bytes)
+
+
 def _fmt(value: Any) -> str:
     if isinstance(value, float):
         text = f"{value:.6g}"
+        if float(text) != value:  # 6 digits would merge it with a neighbour (0.5 and 0.5000004): all of them
+            text = repr(value)
     elif isinstance(value, (list, tuple)):
         text = "-".join(_fmt(v) for v in value)
     else:
@@ -71,11 +77,33 @@ def expand(scenario: Scenario) -> list[ScenarioSpec]:
         return [ScenarioSpec("base", scenario, {})]
     keys = list(sweep.values)
     specs = [ScenarioSpec("base", scenario, {})] if sweep.include_base else []
-    seen = set()
+    seen: dict[str, dict] = {spec.id: {} for spec in specs}
+    files: dict[str, str] = {safe_name(spec.id): spec.id for spec in specs}
     for values in _points(sweep, keys):
         sid = scenario_id(values)
         if sid in seen:
-            continue
-        seen.add(sid)
+            raise ConfigError(
+                f"sweep points {_show(seen[sid]) or 'base'} and {_show(values)} both get the scenario id {sid!r}"
+                + (" (the same point twice)" if seen[sid] == values else
+                   " (ids keep letters, digits and . + - of each value): make the values differ there"))
+        if safe_name(sid) in files:  # only with a hash collision: never in practice, but never silently
+            raise ConfigError(f"scenarios {files[safe_name(sid)]!r} and {sid!r} share the file name {safe_name(sid)!r}")
+        seen[sid] = values
+        files[safe_name(sid)] = sid
         specs.append(ScenarioSpec(sid, with_values(scenario, values, source=f"sweep point {sid}"), values))
     return specs
+
+
+def _show(values: dict[str, Any]) -> str:
+    return ", ".join(f"{k} = {v!r}" for k, v in values.items())
+
+
+def safe_name(scenario_id: str) -> str:
+    """A scenario id as a file name: the id itself when it is short and uses only safe characters,
+    else its safe characters cut short and a hash of the whole id (so distinct ids never share a file).
+    """
+    clean = re.sub(r"[^A-Za-z0-9._,=+-]", "_", scenario_id)
+    if clean == scenario_id and len(clean) <= FILE_NAME_MAX and not clean.startswith("."):
+        return clean
+    digest = hashlib.sha256(scenario_id.encode("utf-8")).hexdigest()[:12]
+    return f"{clean[:FILE_NAME_MAX - 13].lstrip('.')}-{digest}"

@@ -1,130 +1,240 @@
-"""Simulate one batch of trials end to end: patients -> (flow) -> observed endpoints -> tests -> block summary."""
+"""Simulate one batch of trials end to end: population -> allocation -> outcomes -> (flow) -> observed -> tests.
+
+Every trial draws its patients and their covariates once, allocates them with the design's scheme,
+then generates each endpoint component (links first) given arm and covariates. Each component draws
+from its own random stream (:mod:`trialsim.rng`), so adding or removing one leaves the others' values
+unchanged. The result is per-trial statistics (:class:`~trialsim.analysis.registry.TrialStats`) for
+every (endpoint, test) and per-arm estimates; nothing is summarised here.
+"""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
-from trialsim.analyse import TestOutcome, analyse_batch
+from trialsim.analysis import registry as tests
+from trialsim.analysis.continuous import nan_mean, nan_median
+from trialsim.analysis.registry import TrialStats
 from trialsim.config.schema import Scenario
-from trialsim.outcomes.patients import observe, simulate_arm
-from trialsim.rng import block_rng
+from trialsim.designs.allocation import allocation_sequence, scheme
+from trialsim.endpoints.base import Analysed, PatientContext, Status
+from trialsim.flow.run import FlowBatch, simulate_flow
+from trialsim.followup import FollowUpDraws, draw_follow_up
+from trialsim.model import Model, build_model
+from trialsim.population import draw_covariates
+from trialsim.rng import Streams
 
 
+@dataclass
+class PatientTable:
+    """Everything about the patients of a batch (for replay): covariates, arms, latent and observed values."""
 
-@dataclass(frozen=True)
+    covariates: dict[str, np.ndarray]
+    treated: np.ndarray
+    latent: dict[str, dict[str, np.ndarray]]
+    follow_up: FollowUpDraws
+    status: Status
+    observed: dict[str, np.ndarray]
+
+
+@dataclass
 class TrialBatch:
-    """Per-trial results of one batch: test outcomes, estimates and (with a flow model) the calendar."""
+    """Per-trial results of one batch of simulated trials."""
 
-    tests: dict[tuple[str, str], TestOutcome]
-    estimates: dict[tuple[str, str, str], np.ndarray]
-    flow: dict[str, np.ndarray] | None = None
-    flow_batch: object | None = None  # trialsim.flow.run.FlowBatch: per-patient calendar, event log
+    model: Model
+    n_trials: int
+    stats: dict[tuple[str, str], TrialStats]  # (endpoint, test) -> per-trial statistics
+    arm_estimates: dict[tuple[str, str, str], np.ndarray]  # (endpoint, arm or "contrast", statistic) -> (n_trials,)
+    flow: dict[str, np.ndarray] | None = None  # per-trial calendar and counts
+    flow_batch: FlowBatch | None = None
+    patients: PatientTable | None = None
 
     @property
     def event_log(self):
         return None if self.flow_batch is None else self.flow_batch.event_log
 
 
-def simulate_trials(scenario: Scenario, n_sims: int, *, rng: np.random.Generator, event_log: bool = False) -> TrialBatch:
-    """Simulate ``n_sims`` trials of ``scenario`` with one Generator (vectorised over trials)."""
-    n_c, n_t = scenario.design.n_control, scenario.design.n_treatment
+def simulate_trials(scenario: Scenario, n_sims: int, *, streams: Streams, keep_patients: bool = False,
+                    event_log: bool = False) -> TrialBatch:
+    """Simulate ``n_sims`` trials of ``scenario`` on the random streams of one block (vectorised over trials)."""
+    model = build_model(scenario)
+    d = scenario.design
+    n = d.n_control + d.n_treatment
+    covariates = draw_covariates(scenario.population, n_sims, n, streams=streams)
+    treated = allocation_sequence(scenario.allocation, n_trials=n_sims, n_control=d.n_control, n_treatment=d.n_treatment,
+                                  rng=streams("allocation"), covariates=covariates)
+    ctx = PatientContext(n_sims, n, covariates, treated, model.prevalence)
+    for cid in model.order:
+        ctx.latent[cid] = model.section(cid).generate(cid, ctx, streams)
+    fu = scenario.follow_up
+    event = model.section(fu.death_event).event_values(ctx.latent[fu.death_event]) if fu.death_event else None
+    follow = draw_follow_up(fu, ctx, event, streams=streams)
+    flow_batch = None
     if scenario.flow is None:
-        raw = {"control": simulate_arm(scenario, "control", n_sims, n_c, rng=rng),
-               "treatment": simulate_arm(scenario, "treatment", n_sims, n_t, rng=rng)}
-        obs = {arm: observe(scenario, raw[arm]) for arm in raw}
-        flow_out, log = None, None
+        status = Status(attended=~follow.died & ~follow.misses_visit, died=follow.died)
     else:
-        obs, batch = observe_with_flow(scenario, n_sims, rng=rng, event_log=event_log)
-        flow_out = {name: np.asarray(values, dtype=float) for name, values in batch.per_trial().items()}
-        log = batch
-    tests, est = analyse_batch(scenario, obs["control"], obs["treatment"])
-    return TrialBatch(tests=tests, estimates=est, flow=flow_out, flow_batch=log)
+        status, flow_batch = _through_flow(scenario, model, ctx, follow, streams=streams, event_log=event_log)
+    observed: dict[str, np.ndarray] = {}
+    for cid in model.order:
+        observed.update(model.section(cid).observe(cid, ctx, ctx.latent[cid], status))
+    fixed = scheme(scenario.allocation.scheme).fixed_sizes(scenario.allocation, d.n_control, d.n_treatment)
+    split = ArmSplit(treated, d.n_control, fixed=fixed)
+    stats, estimates = analyse(model, observed, split)
+    flow = None if flow_batch is None else {k: np.asarray(v, dtype=float) for k, v in flow_batch.per_trial().items()}
+    patients = PatientTable(covariates, treated, ctx.latent, follow, status, observed) if keep_patients else None
+    return TrialBatch(model, n_sims, stats, estimates, flow, flow_batch, patients)
 
 
-def observe_with_flow(scenario: Scenario, n_sims: int, *, rng: np.random.Generator, event_log: bool = False):
-    """Patients of both arms through the SimPy flow: observed endpoints per arm and the FlowBatch.
+# ------------------------------------------------------------------------------------------ arms
+class ArmSplit:
+    """Split per-position arrays ``(..., n_trials, n_patients)`` into the control and treatment arms.
 
-    Outcomes are generated for ``n_control + n_treatment`` patients per arm (random allocation
-    can put more in one arm); the k-th patient the flow allocates to an arm takes row k. Patients
-    not enrolled, lost or out of the visit window have missing outcomes, as the protocol defines.
+    Deterministic schemes (every trial the same arms) take columns; schemes with fixed arm sizes
+    gather each trial's patients in position order; others keep every position and blank the other
+    arm with NaN (tests ignore NaN, so each trial is analysed at its own arm sizes).
     """
-    from trialsim.flow.run import simulate_flow  # SimPy only when a flow is configured
 
-    n_c, n_t = scenario.design.n_control, scenario.design.n_treatment
-    raw = {arm: simulate_arm(scenario, arm, n_sims, n_c + n_t, rng=rng) for arm in ("control", "treatment")}
-    inputs = {
-        arm: {"los_days": raw[arm]["los_base_days"], "leak_day": raw[arm]["leak_day"],
-              "leak_extra_days": raw[arm]["leak_extra_days"], "died": raw[arm]["died"].astype(float),
-              "death_day": raw[arm]["death_day"]}
-        for arm in raw
-    }
-    batch = simulate_flow(scenario.flow, n_control=n_c, n_treatment=n_t, outcomes=inputs,
-                          p_missing_visit=scenario.follow_up.p_missing_1m_visit,
-                          p_missing_colonoscopy=scenario.colonoscopy.p_missing, rng=rng, event_log=event_log)
-    obs = {
-        arm: observe(scenario, raw[arm], enrolled=batch.enrolled[arm], visit_attended=batch.visit_attended[arm],
-                     colonoscopy_done=batch.colonoscopy_done[arm])
-        for arm in raw
-    }
-    return obs, batch
+    def __init__(self, treated: np.ndarray, n_control: int, *, fixed: bool):
+        self.mode = "mask"
+        if treated.shape[0] and (treated == treated[0]).all():
+            idx_c, idx_t = np.flatnonzero(~treated[0]), np.flatnonzero(treated[0])
+            self.mode = "columns"
+            self.columns = (_as_slice(idx_c), _as_slice(idx_t))
+        elif fixed:
+            order = np.argsort(treated, axis=1, kind="stable")
+            self.mode = "gather"
+            self.order = (order[:, :n_control], order[:, n_control:])
+        self.treated = treated
 
-
-def key(*parts: str) -> str:
-    return "|".join(parts)
-
-
-@dataclass
-class BlockSummary:
-    """Sums over one block of trials: enough to combine blocks exactly, in block order."""
-
-    block: int
-    n_sims: int
-    rejects: dict[str, int] = field(default_factory=dict)
-    valid: dict[str, int] = field(default_factory=dict)
-    est_sum: dict[str, float] = field(default_factory=dict)
-    est_sumsq: dict[str, float] = field(default_factory=dict)
-    est_count: dict[str, int] = field(default_factory=dict)
-    flow: dict[str, list[float]] | None = None
-
-    def to_json(self) -> dict:
-        return self.__dict__.copy()
-
-    @classmethod
-    def from_json(cls, data: dict) -> "BlockSummary":
-        return cls(**data)
+    def arms(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        if self.mode == "columns":
+            return x[..., self.columns[0]], x[..., self.columns[1]]
+        if self.mode == "gather":
+            shape = x.shape[:-2]
+            oc = np.broadcast_to(self.order[0], shape + self.order[0].shape)
+            ot = np.broadcast_to(self.order[1], shape + self.order[1].shape)
+            return np.take_along_axis(x, oc, axis=-1), np.take_along_axis(x, ot, axis=-1)
+        return np.where(self.treated, np.nan, x), np.where(self.treated, x, np.nan)
 
 
-def summarise_batch(batch: TrialBatch, *, block: int, n_sims: int) -> BlockSummary:
-    out = BlockSummary(block=block, n_sims=n_sims)
-    # one (n_tests, n_sims) and one (n_estimates, n_sims) array: a few reductions instead of hundreds
-    test_keys = [key(*parts) for parts in batch.tests]
-    rejects = np.count_nonzero(_rows([res.reject for res in batch.tests.values()], n_sims), axis=1)
-    valid = np.count_nonzero(_rows([res.valid for res in batch.tests.values()], n_sims), axis=1)
-    out.rejects = dict(zip(test_keys, rejects.tolist()))
-    out.valid = dict(zip(test_keys, valid.tolist()))
-    values = _rows(list(batch.estimates.values()), n_sims)
-    ok = np.isfinite(values)
-    count = np.count_nonzero(ok, axis=1)
-    total = values.sum(axis=1)  # the same pairwise sums as each row on its own
-    total_sq = (values * values).sum(axis=1)
-    for i in np.flatnonzero(count < n_sims):  # rows with a NaN or infinite estimate
-        kept = values[i][ok[i]]
-        total[i], total_sq[i] = np.sum(kept), np.sum(kept**2)
-    est_keys = [key(*parts) for parts in batch.estimates]
-    out.est_sum = dict(zip(est_keys, total.tolist()))
-    out.est_sumsq = dict(zip(est_keys, total_sq.tolist()))
-    out.est_count = dict(zip(est_keys, count.tolist()))
-    if batch.flow is not None:
-        out.flow = {name: values.tolist() for name, values in batch.flow.items()}
+def _as_slice(idx: np.ndarray):
+    if idx.size and (np.diff(idx) == 1).all():
+        return slice(int(idx[0]), int(idx[-1]) + 1)
+    return idx
+
+
+# --------------------------------------------------------------------------------------- analyses
+def analyse(model: Model, observed: dict[str, np.ndarray], split: ArmSplit, *, alpha: float | None = None
+            ) -> tuple[dict[tuple[str, str], TrialStats], dict[tuple[str, str, str], np.ndarray]]:
+    """Every (endpoint, test) of the model on observed values, and the per-arm estimates.
+
+    Endpoints are stacked into one ``(n_endpoints, n_trials, n_patients)`` array per arm, so the
+    endpoints that share a stacked test (e.g. the 17 cytokine endpoints) are tested in one call.
+    """
+    alpha = model.scenario.design.alpha if alpha is None else alpha
+    eps = model.analysed
+    control, treatment = split.arms(np.stack([observed[a.name] for a in eps]))
+    row = {a.name: i for i, a in enumerate(eps)}
+    stats: dict[tuple[str, str], TrialStats] = {}
+    by_test: dict[str, list[Analysed]] = {}
+    for a in eps:
+        for t in a.tests:
+            by_test.setdefault(t, []).append(a)
+    for t, members in by_test.items():
+        spec = tests.get(t)
+        if spec.stacked and len(members) > 1:
+            rows = _rows([row[a.name] for a in members])
+            res = spec.run(control[rows], treatment[rows], alpha)
+            for i, a in enumerate(members):
+                stats[(a.name, t)] = res.take(i)
+        else:
+            for a in members:
+                stats[(a.name, t)] = spec.run(control[row[a.name]], treatment[row[a.name]], alpha)
+    ordered = {(a.name, t): stats[(a.name, t)] for a in eps for t in a.tests}
+    return ordered, arm_estimates(eps, control, treatment)
+
+
+def _rows(idx: list[int]):
+    return slice(idx[0], idx[-1] + 1) if idx == list(range(idx[0], idx[-1] + 1)) else idx
+
+
+def arm_estimates(eps: tuple[Analysed, ...], control: np.ndarray, treatment: np.ndarray) -> dict[tuple[str, str, str], np.ndarray]:
+    """Per-trial arm summaries (rate, geometric mean, median, mean grade), analysable counts and contrasts.
+
+    Contrasts: the risk difference (treatment - control) of binary endpoints and the log ratio of
+    geometric means of log-scale endpoints (summarised as exp of its mean: a geometric mean ratio).
+    """
+    out: dict[tuple[str, str, str], np.ndarray] = {}
+    parts = {}
+    for arm, x in (("control", control), ("treatment", treatment)):
+        n, mean, _ = nan_mean(x)
+        parts[arm] = (n, mean, x)
+    with np.errstate(over="ignore", invalid="ignore"):
+        for i, a in enumerate(eps):
+            for arm in ("control", "treatment"):
+                n, mean, x = parts[arm]
+                if a.summary == "median":
+                    value, stat = nan_median(x[i]), "median"
+                elif a.kind == "binary":
+                    value, stat = mean[i], "rate"
+                elif a.kind == "ordinal":
+                    value, stat = mean[i], "mean_grade"
+                else:
+                    value, stat = mean[i], "mean"
+                if a.scale == "log":
+                    value, stat = np.exp(value), ("geometric_mean" if stat == "mean" else stat)
+                out[(a.name, arm, stat)] = value
+                out[(a.name, arm, "n_analysable")] = n[i].astype(float)
+            mc, mt = parts["control"][1][i], parts["treatment"][1][i]
+            if a.kind == "binary":
+                out[(a.name, "contrast", "risk_difference")] = mt - mc
+                out[(a.name, "control", "any_event")] = (mc > 0).astype(float)
+                out[(a.name, "treatment", "any_event")] = (mt > 0).astype(float)
+            elif a.scale == "log":
+                out[(a.name, "contrast", "log_ratio")] = mt - mc
     return out
 
 
-def _rows(arrays: list[np.ndarray], n_sims: int) -> np.ndarray:
-    return np.stack(arrays) if arrays else np.zeros((0, n_sims))
+# ------------------------------------------------------------------------------------------- flow
+def _through_flow(scenario: Scenario, model: Model, ctx: PatientContext, follow: FollowUpDraws, *, streams: Streams,
+                  event_log: bool) -> tuple[Status, FlowBatch]:
+    """The SimPy flow on the allocated patients: who is enrolled, seen at the visit, has the procedure.
 
+    The flow works per arm (the k-th patient allocated to an arm is its row k); positions are mapped
+    to arm rows and back.
+    """
+    d = scenario.design
+    stay = next((model.section(c).flow_inputs(ctx.latent[c]) for c in model.order
+                 if model.section(c).flow_inputs(ctx.latent[c]) is not None), None)
+    if stay is None:
+        raise ValueError("a [flow] needs a length-of-stay endpoint (a family with hospital-stay inputs, e.g. 'duration')")
+    fu = scenario.follow_up
+    event_cid = fu.death_event or next((c for c in model.order if model.section(c).is_event), None)
+    day = (model.section(event_cid).event_values(ctx.latent[event_cid])["day"] if event_cid is not None
+           else np.full(ctx.shape, np.nan))
+    per_position = {"stay_days": stay["stay_days"], "event_day": day, "event_extra_days": stay["event_extra_days"],
+                    "died": follow.died.astype(float), "death_day": follow.death_day}
+    treated = ctx.treated
+    order_c = np.argsort(treated, axis=1, kind="stable")  # control positions first, in position order
+    order_t = np.argsort(~treated, axis=1, kind="stable")
+    outcomes = {arm: {k: np.take_along_axis(v, order, axis=1) for k, v in per_position.items()}
+                for arm, order in (("control", order_c), ("treatment", order_t))}
+    p_procedure = next((p for c in model.order if (p := model.section(c).visit_procedure_missing()) is not None), 0.0)
+    batch = simulate_flow(scenario.flow, n_control=d.n_control, n_treatment=d.n_treatment, outcomes=outcomes,
+                          p_missing_visit=fu.p_missing_visit, p_missing_procedure=p_procedure, is_treatment=treated,
+                          rng=streams("flow"), event_log=event_log)
 
-def simulate_block(scenario: Scenario, seed: int, block: int, n_sims: int) -> BlockSummary:
-    """The unit of work: block ``block`` of a run, on its own random stream."""
-    batch = simulate_trials(scenario, n_sims, rng=block_rng(seed, block))
-    return summarise_batch(batch, block=block, n_sims=n_sims)
+    def back(by_arm: dict[str, np.ndarray]) -> np.ndarray:
+        out = np.zeros(ctx.shape, dtype=bool)
+        n_c = (~treated).sum(axis=1, keepdims=True)
+        k = np.arange(ctx.n_patients)[None, :]
+        np.put_along_axis(out, order_c, np.where(k < n_c, by_arm["control"], False), axis=1)
+        in_t = np.take_along_axis(treated, order_t, axis=1)
+        current = np.take_along_axis(out, order_t, axis=1)
+        np.put_along_axis(out, order_t, np.where(in_t, by_arm["treatment"], current), axis=1)
+        return out
+
+    enrolled = back(batch.enrolled)
+    status = Status(attended=back(batch.visit_attended) & ~follow.died, died=follow.died & enrolled, enrolled=enrolled,
+                    procedure_done=back(batch.procedure_done))
+    return status, batch

@@ -13,7 +13,7 @@ import functools
 import numpy as np
 from scipy import special
 
-from trialsim.analysis.binary import _gather_by_size_pair
+from trialsim.analysis.binary import gather_by_size_pair
 
 __all__ = ["TestResult", "welch_t", "student_t", "mann_whitney", "MANN_WHITNEY_METHODS"]
 
@@ -34,7 +34,7 @@ class TestResult:
         Degrees of freedom of the t test; NaN for Mann-Whitney.
     pvalue : ndarray of float
         Two-sided p-value; NaN when the test is undefined for that trial. A t test computes it
-        on first use: :meth:`reject` does not need it (see :func:`_t_reject`).
+        on first use: :meth:`reject` does not need it (see :func:`t_reject`).
     n_control, n_treatment : ndarray of int
         Analysable patients per arm.
     exact : ndarray of bool or None
@@ -43,8 +43,10 @@ class TestResult:
 
     __test__ = False  # not a pytest test class, despite the name
 
-    def __init__(self, *, statistic, df, pvalue, n_control, n_treatment, exact=None):
+    def __init__(self, *, statistic, df, pvalue, n_control, n_treatment, exact=None, difference=None, se=None):
         self.statistic = statistic
+        self.difference = difference  # t tests: mean_treatment - mean_control
+        self.se = se  # t tests: standard error of the difference
         self.df = df
         self._pvalue = pvalue  # None: a t test's, from statistic and df when first asked for
         self.n_control = n_control
@@ -66,7 +68,7 @@ class TestResult:
     def reject(self, alpha: float) -> np.ndarray:
         """``pvalue <= alpha`` per trial (False where the p-value is NaN)."""
         if self._pvalue is None:
-            return _t_reject(self.statistic, self.df, alpha)
+            return t_reject(self.statistic, self.df, alpha)
         return self._pvalue <= alpha
 
     def rejection_rate(self, alpha: float) -> float:
@@ -101,7 +103,7 @@ def _observed_counts(x: np.ndarray) -> np.ndarray:
     return x.shape[-1] - missing.sum(axis=-1)
 
 
-def _nan_mean(x: np.ndarray):
+def nan_mean(x: np.ndarray):
     """Analysable count and mean along the last axis, NaN-aware; also the incomplete rows.
 
     Most rows have no missing value: they are summed directly, and only the rows whose plain
@@ -121,7 +123,7 @@ def _nan_mean(x: np.ndarray):
     return n, mean, incomplete
 
 
-def _nan_median(x: np.ndarray) -> np.ndarray:
+def nan_median(x: np.ndarray) -> np.ndarray:
     """Median along the last axis ignoring NaN (NaN for an empty row), as ``np.nanmedian``.
 
     The mean of the two middle order statistics, which are the same one for an odd count.
@@ -137,7 +139,7 @@ def _nan_median(x: np.ndarray) -> np.ndarray:
 
 def _moments(x: np.ndarray):
     """Analysable count, mean and sum of squared deviations along the last axis, NaN-aware."""
-    n, mean, incomplete = _nan_mean(x)
+    n, mean, incomplete = nan_mean(x)
     with np.errstate(invalid="ignore"):
         dev = x - mean[..., None]
     if incomplete[0].size:
@@ -158,6 +160,8 @@ def _t_result(diff, se2, df, n_c, n_t) -> TestResult:
         pvalue=None,
         n_control=n_c,
         n_treatment=n_t,
+        difference=np.where(defined, -diff, nan),
+        se=np.where(defined, np.sqrt(se2), nan),
     )
 
 
@@ -180,7 +184,7 @@ def _t_critical(alpha: float) -> np.ndarray:
     return np.append(-special.stdtrit(_T_CRIT_DF, alpha / 2.0), -special.ndtri(alpha / 2.0))
 
 
-def _t_reject(t: np.ndarray, df: np.ndarray, alpha: float) -> np.ndarray:
+def t_reject(t: np.ndarray, df: np.ndarray, alpha: float) -> np.ndarray:
     """``_t_pvalue(t, df) <= alpha`` per trial, computing the p-value only near the boundary."""
     abs_t = np.abs(t)
     crit = _t_critical(float(alpha))
@@ -428,7 +432,7 @@ def mann_whitney(x_control, x_treatment, *, method: str = "auto") -> TestResult:
             return None if a == 0 or b == 0 else _mwu_exact_pvalues(a, b)
 
         u_int = np.where(exact, np.rint(u1), 0).astype(np.int64)
-        exact_p = _gather_by_size_pair(np.where(exact, n_c, 0), np.where(exact, n_t, 0), u_int, table_for)
+        exact_p = gather_by_size_pair(np.where(exact, n_c, 0), np.where(exact, n_t, 0), u_int, table_for)
         pvalue = np.where(exact, exact_p, pvalue)
     nan = np.full(u1.shape, np.nan)
     return TestResult(

@@ -11,7 +11,7 @@ from typing import Annotated, Literal
 
 from pydantic import BeforeValidator, Field, field_validator, model_validator
 
-from trialsim.config.base import StrictModel
+from trialsim.config.base import MISSING_MAX, StrictModel
 
 DAYS_PER_MONTH = 30.4375  # 365.25 / 12
 
@@ -25,53 +25,11 @@ def _tuples(value):
 
 Pair = Annotated[tuple[float, float], BeforeValidator(_tuples)]
 Gaps = Annotated[tuple[Pair, ...], BeforeValidator(_tuples)]
+
+# Calendar bounds: dates a report can print and day counts that stay within them.
+FIRST_DATE, LAST_DATE = datetime.date(1900, 1, 1), datetime.date(2199, 12, 31)
+MAX_DAY = 36_500.0  # 100 years from the start
 Ratio = Annotated[tuple[int, int], BeforeValidator(_tuples)]
-
-AllocationScheme = Literal["sequential", "alternating", "permuted_block", "simple"]
-
-
-class AllocationConfig(StrictModel):
-    """Who gets which arm, by position in the enrolment sequence (see ``trialsim.designs.allocation``)."""
-
-    scheme: AllocationScheme = Field(
-        "sequential",
-        description=(
-            "Allocation scheme. The registration (NCT06536712) says NON_RANDOMIZED with 10 placebo but does not "
-            "state how patients are assigned [0]; 'sequential' (first n_control patients to control, then "
-            "treatment) is one plausible reading, ASSUMPTION. 'alternating', 'permuted_block' and 'simple' "
-            "(coin flip) are the alternatives."
-        ),
-    )
-    block_size: int = Field(
-        4, ge=2, le=1000,
-        description="Block size of 'permuted_block'; a multiple of sum(ratio). ASSUMPTION (common choice).",
-    )
-    ratio: Ratio = Field(
-        (1, 1),
-        description="Allocation ratio control:treatment of the randomised schemes (registered 10:10 -> 1:1) [0].",
-    )
-
-    @field_validator("ratio")
-    @classmethod
-    def _positive_ratio(cls, v):
-        if min(v) < 1:
-            raise ValueError(f"both parts of the ratio must be integers >= 1, got {list(v)}")
-        return v
-
-    @model_validator(mode="after")
-    def _block_fits_ratio(self):
-        if self.scheme == "permuted_block" and self.block_size % sum(self.ratio):
-            raise ValueError(
-                f"block_size {self.block_size} is not a multiple of sum(ratio) = {sum(self.ratio)} "
-                f"(ratio {list(self.ratio)}); use e.g. {2 * sum(self.ratio)}"
-            )
-        return self
-
-    @property
-    def p_treatment(self) -> float:
-        """Chance of the treatment arm implied by the ratio."""
-        return self.ratio[1] / sum(self.ratio)
-
 
 class FlowConfig(StrictModel):
     """Patient flow of a single-centre surgical trial: referral to the 1-month visit."""
@@ -84,7 +42,7 @@ class FlowConfig(StrictModel):
         description="Registered study completion 2024-12-31 [0] SOURCED; the default date for 'finished by the deadline'.",
     )
     referrals_per_month: float = Field(
-        6.0, gt=0.0, le=10_000.0,
+        6.0, ge=0.01, le=10_000.0,
         description="LAR candidates referred per month (Poisson). ASSUMPTION 6 (sweep 3-10): no TUMS figure; Shiraz registry ~3.4 rectal operations/month [7].",
     )
     ramp_up_months: float = Field(
@@ -92,12 +50,12 @@ class FlowConfig(StrictModel):
         description="Referral rate rises linearly from 0 to full over this many months (site activation); 0 = none. ASSUMPTION.",
     )
     gaps: Gaps = Field(
-        (),
+        (), max_length=200,
         description="[start_day, end_day) periods without referrals (holidays, e.g. Nowruz); sorted, not overlapping. ASSUMPTION: none.",
     )
-    p_eligible: float = Field(0.75, gt=0.0, le=1.0, description="Share of screened referrals who are eligible. ASSUMPTION [7].")
+    p_eligible: float = Field(0.75, ge=0.001, le=1.0, description="Share of screened referrals who are eligible. ASSUMPTION [7].")
     p_consent: float = Field(
-        0.65, gt=0.0, le=1.0,
+        0.65, ge=0.001, le=1.0,
         description="Share of eligible patients who consent (placebo refusal, treatment preference [7]). ASSUMPTION; with p_eligible ~2.9 enrolled/month [7].",
     )
     days_referral_to_screening: float = Field(
@@ -116,7 +74,7 @@ class FlowConfig(StrictModel):
         4, ge=1, le=100_000,
         description="Ward beds available to trial patients; surgery is postponed to the next slot when all are full. ASSUMPTION.",
     )
-    visit_day: float = Field(30.0, gt=0.0, le=365.0, description="Postoperative day of the follow-up visit and colonoscopy ('1 month') [0].")
+    visit_day: float = Field(30.0, ge=1.0, le=365.0, description="Postoperative day of the follow-up visit and colonoscopy ('1 month') [0].")
     visit_window_days: float = Field(
         7.0, ge=0.0, le=365.0,
         description="Visit window +/- days; a visit outside it leaves the 1-month outcomes missing per protocol. ASSUMPTION.",
@@ -126,28 +84,34 @@ class FlowConfig(StrictModel):
         description="SD of the actual visit day around visit_day (normal, rounded to whole days); 0 = on the day. ASSUMPTION.",
     )
     p_withdraw: float = Field(
-        0.02, ge=0.0, lt=1.0,
+        0.02, ge=0.0, le=MISSING_MAX,
         description="Chance a patient withdraws between surgery and the visit (uniform time). ASSUMPTION (small).",
     )
     deadline_days: float | None = Field(
-        None, gt=0.0, le=36_500.0,
+        None, ge=1.0, le=MAX_DAY,
         description=(
             "Recruitment closes on this day even if the target is not reached; enrolled patients finish follow-up. "
             "None = no deadline. Scenario: 122 = registered start to completion [0]."
         ),
     )
-    allocation: AllocationConfig = Field(default_factory=AllocationConfig)
 
     @field_validator("gaps")
     @classmethod
     def _check_gaps(cls, v):
         previous_end = 0.0
         for start, end in v:
-            if not 0.0 <= start < end:
-                raise ValueError(f"each gap needs 0 <= start_day < end_day, got [{start}, {end}]")
+            if not 0.0 <= start < end <= MAX_DAY:
+                raise ValueError(f"each gap needs 0 <= start_day < end_day <= {MAX_DAY:g}, got [{start}, {end}]")
             if start < previous_end:
                 raise ValueError(f"gaps must be sorted and not overlap; [{start}, {end}] starts before day {previous_end}")
             previous_end = end
+        return v
+
+    @field_validator("start_date", "planned_completion_date")
+    @classmethod
+    def _calendar(cls, v):
+        if not FIRST_DATE <= v <= LAST_DATE:
+            raise ValueError(f"use a date from {FIRST_DATE} to {LAST_DATE}, got {v}")
         return v
 
     @model_validator(mode="after")
@@ -157,6 +121,10 @@ class FlowConfig(StrictModel):
                 f"days_referral_to_surgery ({self.days_referral_to_surgery}) must be >= days_referral_to_screening "
                 f"({self.days_referral_to_screening}): patients are enrolled before surgery"
             )
+        if self.deadline_days is not None and self.deadline_days <= self.days_referral_to_screening:
+            raise ValueError(
+                f"deadline_days ({self.deadline_days}) must be after days_referral_to_screening "
+                f"({self.days_referral_to_screening}): recruitment would close before the first referral is screened")
         if self.planned_completion_date <= self.start_date:
             raise ValueError(f"planned_completion_date {self.planned_completion_date} must be after start_date {self.start_date}")
         return self

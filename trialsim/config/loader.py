@@ -137,12 +137,26 @@ def error_from_validation(exc: ValidationError, source: str) -> ConfigError:
 
 
 # ---------------------------------------------------------------------------------------------- loading
+def _plain(value: Any, path: str, source: str) -> Any:
+    """``value`` with TOML dates and times as ISO strings; NaN, inf and other types refused naming the key."""
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ConfigError(f"invalid config ({source}): {path or '(top level)'} = {value} is not allowed: "
+                          "use a finite number")
+    if isinstance(value, (datetime.date, datetime.time)):  # datetime.datetime is a date too
+        return value.isoformat()
+    if isinstance(value, dict):
+        return {k: _plain(v, f"{path}.{k}" if path else str(k), source) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v, f"{path}[{i}]", source) for i, v in enumerate(value)]
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    raise ConfigError(f"invalid config ({source}): {path or '(top level)'} = {value!r} is not allowed: only strings, "
+                      "numbers, booleans, dates, lists and tables")
+
+
 def validate(raw: dict, *, source: str = "config") -> Scenario:
     """Validate a raw dict (as read from TOML) into a frozen :class:`Scenario`."""
-    try:
-        text = json.dumps(raw, allow_nan=False)
-    except (TypeError, ValueError) as exc:  # TOML dates/times, inf, nan
-        raise ConfigError(f"invalid config ({source}): only strings, numbers, booleans, lists and tables are allowed ({exc})") from None
+    text = json.dumps(_plain(raw, "", source), allow_nan=False)
     try:
         return Scenario.model_validate_json(text)
     except ValidationError as exc:
@@ -161,9 +175,39 @@ def read_toml(path: str | Path) -> dict:
         raise ConfigError(f"config file {str(p)!r} is not UTF-8 text") from None
 
 
+def merge(base: dict, changes: dict) -> dict:
+    """``changes`` laid over ``base``: tables merge key by key, any other value replaces."""
+    out = copy.deepcopy(base)
+    for key, value in changes.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def read_config(path: str | Path, _seen: tuple[str, ...] = ()) -> dict:
+    """A config file as a raw dict, with ``extends = "other.toml"`` (relative to the file) resolved.
+
+    The file's own values are laid over those of the file it extends (tables merge key by key; lists
+    and values replace), so a variant of a trial names only what differs.
+    """
+    p = Path(path)
+    raw = read_toml(p)
+    parent = raw.pop("extends", None)
+    if parent is None:
+        return raw
+    if not isinstance(parent, str):
+        raise ConfigError(f"config file {str(p)!r}: extends = {parent!r} must be a file name (a string)")
+    target = (p.parent / parent).resolve()
+    if str(target) in _seen:
+        raise ConfigError(f"config file {str(p)!r}: extends = {parent!r} makes a cycle")
+    return merge(read_config(target, _seen + (str(p.resolve()),)), raw)
+
+
 def load_scenario(path: str | Path, overrides: Iterable[str] = ()) -> Scenario:
-    """Read, override (``["leak.effect=0.7", ...]``) and validate a scenario file."""
-    raw = read_toml(path)
+    """Read, override (``["endpoints.<id>.effect=0.7", ...]``) and validate a scenario file."""
+    raw = read_config(path)
     pairs = [parse_override(item) for item in overrides]
     for key, value in pairs:
         set_path(raw, key, value)
@@ -185,7 +229,7 @@ def to_raw(scenario: Scenario) -> dict:
 def config_hash(scenario: Scenario) -> str:
     """Hash of everything that changes the numbers (not parallelism settings)."""
     raw = to_raw(scenario)
-    for key in ("n_jobs", "chunk_blocks", "backend"):
+    for key in ("n_jobs", "chunk_blocks", "backend", "scheduler", "max_memory_mb"):
         raw["run"].pop(key, None)
     return hashlib.sha256(json.dumps(raw, sort_keys=True).encode()).hexdigest()[:16]
 
@@ -223,6 +267,8 @@ def _emit(model: BaseModel, prefix: str, out: list[str]) -> None:
             continue
         if isinstance(value, BaseModel):
             tables.append((name, value))
+        elif isinstance(value, dict) and value and all(isinstance(v, BaseModel) for v in value.values()):
+            tables.extend((f"{name}.{_toml_key(k)}", v) for k, v in value.items())
         elif isinstance(value, tuple) and value and isinstance(value[0], BaseModel):
             arrays.append((name, value))
         else:

@@ -1,280 +1,157 @@
-"""The scenario schema: every number of a trial is a field here, with its default and its source.
+"""The scenario schema: design, population, allocation, follow-up, run and sweep; endpoints by family.
 
-Defaults are those of the planned exosome/LAR trial (NCT06536712) and cite
-``shared/clinical_evidence.md`` (section numbers in brackets). Values marked ASSUMPTION are planning
-values, not measurements; the treatment effects of the exosomes are all assumptions.
+A scenario lists its endpoints in ``[endpoints.<id>]`` sections, each validated by the endpoint family
+its ``family`` key names (see :mod:`trialsim.registry`): what is not declared is not simulated. The
+defaults of the sections here are those of the planned exosome/LAR trial (NCT06536712) and cite
+``shared/clinical_evidence.md`` (section numbers in brackets); values marked ASSUMPTION are planning
+values, not measurements.
 """
 from __future__ import annotations
 
-from typing import Literal
+import json
+import math
+import re
+from typing import Annotated, Any, Literal
 
 import numpy as np
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, PlainValidator, SerializeAsAny, ValidationError, field_validator, model_validator
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
-from trialsim.config.base import StrictModel
-from trialsim.config.flow import FlowConfig
+from trialsim.config.base import IDENTIFIER, MISSING_MAX, FileName, Identifier, LongText, StrictModel, Text
+from trialsim.config.flow import FlowConfig, Ratio
+from trialsim.registry import ALLOCATION_SCHEMES, ENDPOINT_FAMILIES, TESTS
 
-
-BinaryTest = Literal["fisher", "boschloo", "chi2"]
-BOSCHLOO_MAX_N = 100  # per arm; its exact table costs ~2 s at 100 vs 100 and grows ~n^3
-ContinuousTest = Literal["welch_log", "mann_whitney"]
-
-
-def _probability(default: float, description: str):
-    return Field(default, ge=0.0, le=1.0, description=description)
-
-
-def _check_simplex(values: tuple[float, ...], what: str) -> tuple[float, ...]:
-    if any(v < 0 for v in values) or abs(sum(values) - 1.0) > 1e-6:
-        raise ValueError(f"{what} must be non-negative and sum to 1 (they sum to {sum(values):.6g})")
-    return values
+MAX_RATIO_PART = 100  # allocation ratio parts
+MAX_ENDPOINT_SECTIONS = 50
+MAX_SWEEP_SCENARIOS = 10_000  # scenarios one sweep may expand to
+_KEY_PATH = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*|\.\d+|\[\d+\])*\Z")
+# A flow simulates every referral until the target is enrolled: its arrays and events grow with the
+# referrals a trial needs, (n_control + n_treatment) / (p_eligible * p_consent), and its calendar
+# with the months they take.
+MAX_REFERRALS_PER_TRIAL = 20_000
+MAX_RECRUITMENT_MONTHS = 1200.0
 
 
 class Design(StrictModel):
     """Arms, sizes and the error rate of the planned comparison."""
 
-    control_name: str = Field("placebo", description="Label of the control arm [0].")
-    treatment_name: str = Field("exosome", description="Label of the experimental arm [0].")
+    control_name: Text = Field("placebo", min_length=1, max_length=60, description="Label of the control arm [0].")
+    treatment_name: Text = Field("exosome", min_length=1, max_length=60, description="Label of the experimental arm [0].")
     n_control: int = Field(10, ge=1, le=100_000, description="Patients in the control arm (registered: 10 placebo) [0].")
     n_treatment: int = Field(10, ge=1, le=100_000, description="Patients in the experimental arm (registered: 10) [0].")
-    allocation: Literal["non_randomized", "randomized"] = Field(
-        "non_randomized", description="Allocation as registered (NON_RANDOMIZED) [0]; the flow model's scheme decides who goes where."
-    )
     masking: Literal["none", "single", "double", "triple", "quadruple"] = Field(
         "quadruple", description="Masking as registered (QUADRUPLE) [0]."
     )
-    alpha: float = Field(0.05, gt=0.0, lt=0.5, description="Two-sided significance level (convention) [9].")
+    alpha: float = Field(0.05, ge=1e-6, lt=0.5, description="Two-sided significance level (convention) [9].")
 
 
-class RiskFactor(StrictModel):
-    """A binary baseline risk factor of leak: prevalence and odds ratio in the logistic leak model."""
+class AllocationConfig(StrictModel):
+    """Who gets which arm, by position in the enrolment sequence (see ``trialsim.designs.allocation``)."""
 
-    name: str = Field(description="Identifier, e.g. 'male'.")
-    prevalence: float = _probability(0.5, "Share of LAR patients with the factor.")
-    odds_ratio: float = Field(1.0, gt=0.0, le=100.0, description="Odds ratio of leak with vs without the factor.")
-    source: str = Field("", description="Where the numbers come from.")
+    scheme: str = Field(
+        "sequential",
+        description=(
+            "Allocation scheme. The registration (NCT06536712) says NON_RANDOMIZED with 10 placebo but does not "
+            "state how patients are assigned [0]; 'sequential' (first n_control patients to control, then "
+            "treatment) is one plausible reading, ASSUMPTION. 'alternating', 'permuted_block' and 'simple' "
+            "(coin flip) are the alternatives."
+        ),
+    )
+    block_size: int = Field(
+        4, ge=2, le=1000,
+        description="Block size of 'permuted_block'; a multiple of sum(ratio). ASSUMPTION (common choice).",
+    )
+    ratio: Ratio = Field(
+        (1, 1),
+        description="Allocation ratio control:treatment of the randomised schemes (registered 10:10 -> 1:1) [0].",
+    )
 
-
-DEFAULT_RISK_FACTORS = (
-    RiskFactor(name="male", prevalence=0.62, odds_ratio=2.0,
-               source="prevalence Dutch 2011 62%, IntAct 65%; OR 2.04 (1.50-2.77) Qu 2015 [2] SOURCED"),
-    RiskFactor(name="low_anastomosis", prevalence=0.5, odds_ratio=2.5,
-               source="<5 cm: PILLAR III mean 5.2+/-3.1 cm; OR 1.9-9.6 reported, plan 2.5 [2] ASSUMPTION within range"),
-    RiskFactor(name="neoadjuvant_crt", prevalence=0.65, odds_ratio=1.2,
-               source="PILLAR III 64-66%; OR 1.16-1.23 (Hu 2017) [2] SOURCED"),
-    RiskFactor(name="diverting_stoma", prevalence=0.5, odds_ratio=0.42,
-               source="prevalence 41-76% [2] ASSUMPTION 0.5; RR 0.45 (Pisarska 2018) expressed as OR 0.42 at a 12-16% base rate"),
-    RiskFactor(name="bmi_ge_25", prevalence=0.55, odds_ratio=1.46,
-               source="prevalence ASSUMPTION (Iran); OR 1.46 (1.00-2.14) Qu 2015 [2]"),
-    RiskFactor(name="asa_ge_3", prevalence=0.25, odds_ratio=1.74,
-               source="prevalence 25-40% ASSUMPTION 0.25; OR 1.74 (1.04-2.93) Qu 2015 [2]"),
-)
-
-
-class Population(StrictModel):
-    """Baseline risk factors; they are independent Bernoulli draws per patient."""
-
-    risk_factors: tuple[RiskFactor, ...] = Field(DEFAULT_RISK_FACTORS, max_length=16, description="Risk factors in the logistic leak model [2].")
-
-    @field_validator("risk_factors")
+    @field_validator("scheme")
     @classmethod
-    def _unique_names(cls, v):
-        names = [f.name for f in v]
-        if len(set(names)) != len(names):
-            raise ValueError(f"risk factor names must be unique, got {names}")
+    def _known_scheme(cls, v):
+        if v not in ALLOCATION_SCHEMES:
+            raise ValueError(f"allowed schemes: {', '.join(ALLOCATION_SCHEMES.names())}")
         return v
 
-
-class Leak(StrictModel):
-    """Early anastomotic leak (primary endpoint: leak found within 1 month by interview and examination)."""
-
-    rate_control: float = Field(
-        0.12, gt=0.0, lt=1.0,
-        description="Marginal 30-day clinical (ISREC grade B/C) leak rate in the control arm; sourced range 0.06-0.20 [1].",
-    )
-    effect_measure: Literal["risk_ratio", "odds_ratio", "rate"] = Field(
-        "risk_ratio", description="How `effect` is given: risk ratio or odds ratio vs control, or the treatment arm's B/C rate itself."
-    )
-    effect: float = Field(
-        0.5, gt=0.0,
-        description="Treatment effect on leak; ASSUMPTION RR 0.5 (sweep 1.0, 0.7, 0.5, 0.33): no human data, stoma RR 0.33-0.43 [8].",
-    )
-    grade_split: tuple[float, float, float] = Field(
-        (0.25, 0.35, 0.40), description="Share of ISREC grades A/B/C among all leaks (Kulu 2013, Huang 2020, IntAct) [1]."
-    )
-    p_detect_grade_a: float = _probability(
-        0.10, "Chance a grade A (clinically silent) leak is found by interview + examination at 1 month; ASSUMPTION [1]."
-    )
-    day_median: float = Field(7.0, gt=0.0, le=60.0, description="Median postoperative day of leak diagnosis (median POD 6-7) [1].")
-    day_log_sd: float = Field(0.6, gt=0.0, le=3.0, description="Log-SD of the leak day; ASSUMPTION (no IQR reported) [1].")
-    horizon_days: float = Field(30.0, gt=0.0, le=365.0, description="Endpoint window: leaks diagnosed up to this day (1 month) [0].")
-    tests: tuple[BinaryTest, ...] = Field(
-        ("fisher", "boschloo", "chi2"), min_length=1, description="Analyses of the leak endpoint; the first is primary (Fisher) [9]."
-    )
-
-    @field_validator("grade_split")
+    @field_validator("ratio")
     @classmethod
-    def _grades(cls, v):
-        return _check_simplex(v, "leak.grade_split")
+    def _positive_ratio(cls, v):
+        if min(v) < 1 or max(v) > MAX_RATIO_PART:
+            raise ValueError(f"both parts of the ratio must be integers from 1 to {MAX_RATIO_PART}, got {list(v)}")
+        return v
 
     @model_validator(mode="after")
-    def _effect_range(self):
-        if self.effect_measure == "rate" and not 0.0 < self.effect < 1.0:
-            raise ValueError(f"with effect_measure = 'rate', effect is the treatment B/C rate and must lie in (0, 1), got {self.effect}")
-        all_control = self.rate_control / (1.0 - self.grade_split[0])
-        if all_control >= 1.0:
-            raise ValueError("rate_control / (1 - share of grade A) is the all-grade leak rate and must be below 1")
-        if self.effect_measure == "risk_ratio" and self.effect * all_control >= 1.0:
+    def _block_fits_ratio(self):
+        if self.scheme == "permuted_block" and self.block_size % sum(self.ratio):
             raise ValueError(
-                f"risk ratio {self.effect} times the all-grade control rate {all_control:.4g} is a treatment rate >= 1; "
-                f"use a risk ratio below {1 / all_control:.4g}"
+                f"block_size {self.block_size} is not a multiple of sum(ratio) = {sum(self.ratio)} "
+                f"(ratio {list(self.ratio)}); use e.g. {2 * sum(self.ratio)}"
             )
-        if self.effect_measure == "rate" and self.effect / (1.0 - self.grade_split[0]) >= 1.0:
-            raise ValueError("the treatment B/C rate divided by (1 - share of grade A) must be below 1")
-        return self
-
-
-class Marker(StrictModel):
-    """One cytokine in one compartment, sampled on the configured postoperative days."""
-
-    name: str = Field(description="Identifier used in endpoint names, e.g. 'il6_drain'.")
-    cytokine: str = Field(description="Cytokine, e.g. 'il6' or 'tnf'; markers of different cytokines correlate by corr_cytokines.")
-    compartment: Literal["serum", "drain"] = Field(description="Serum or peritoneal drain fluid.")
-    unit: str = Field("pg/mL", description="Unit of the medians.")
-    median_no_leak: tuple[float, ...] = Field(description="Median per sampling day in patients without leak (placebo).")
-    log_sd: float = Field(gt=0.0, le=5.0, description="SD of the natural log of the level.")
-    leak_gmr: tuple[float, ...] = Field(description="Geometric mean ratio leak vs no leak per sampling day, once the leak has begun.")
-    treatment_gmr: float = Field(gt=0.0, le=100.0, description="Geometric mean ratio treatment vs control in every patient.")
-    p_missing: tuple[float, ...] = Field(description="Chance the sample is missing, per day (drains removed by POD 4-5).")
-    source: str = Field("", description="Where the numbers come from.")
-
-    @field_validator("median_no_leak", "leak_gmr")
-    @classmethod
-    def _positive(cls, v):
-        if any(x <= 0 for x in v):
-            raise ValueError(f"every value must be > 0, got {list(v)}")
-        return v
-
-    @field_validator("p_missing")
-    @classmethod
-    def _probabilities(cls, v):
-        if any(not 0.0 <= x < 1.0 for x in v):
-            raise ValueError(f"every value must be in [0, 1), got {list(v)}")
-        return v
-
-
-def _marker(name, cytokine, compartment, medians, log_sd, leak_gmr, treatment_gmr, p_missing, source):
-    return Marker(name=name, cytokine=cytokine, compartment=compartment, median_no_leak=medians, log_sd=log_sd,
-                  leak_gmr=leak_gmr, treatment_gmr=treatment_gmr, p_missing=p_missing, source=source)
-
-
-DEFAULT_MARKERS = (
-    _marker("il6_serum", "il6", "serum", (60.0, 25.0, 12.0), 0.8, (1.3, 2.0, 2.5), 0.85, (0.0, 0.0, 0.0),
-            "Prochazka 2023 cut-offs, Zawadzki 2018 [3a]; table 3b ASSUMPTION; treatment GMR 0.85 ASSUMPTION [8]"),
-    _marker("tnf_serum", "tnf", "serum", (6.0, 6.0, 5.0), 0.6, (1.1, 1.3, 1.5), 0.85, (0.0, 0.0, 0.0),
-            "Liu cut-offs [3a]; table 3b ASSUMPTION; treatment GMR 0.85 ASSUMPTION [8]"),
-    _marker("il6_drain", "il6", "drain", (35000.0, 22000.0, 12000.0), 0.8, (1.9, 2.5, 3.0), 0.7, (0.0, 0.0, 0.2),
-            "BMC Surg 2015 scale, Sammour 2016 AUROC 0.72 [3a]; table 3b ASSUMPTION; treatment GMR 0.7 ASSUMPTION [8]"),
-    _marker("tnf_drain", "tnf", "drain", (60.0, 50.0, 50.0), 0.8, (1.3, 1.8, 2.5), 0.7, (0.0, 0.0, 0.2),
-            "Sparreboom 2016, Surg Infect 2017 [3a]; table 3b ASSUMPTION; treatment GMR 0.7 ASSUMPTION [8]"),
-)
-
-
-class Cytokines(StrictModel):
-    """IL-6 and TNF-alpha in serum and drain fluid: log-normal, correlated within a patient."""
-
-    days: tuple[int, ...] = Field((1, 3, 5), min_length=1, description="Postoperative sampling days [0], [3b].")
-    markers: tuple[Marker, ...] = Field(DEFAULT_MARKERS, min_length=1, description="Markers [3b].")
-    corr_days: float = Field(0.6, ge=0.0, lt=1.0, description="Log-scale correlation of samples corr_days_step days apart (AR(1) in days); ASSUMPTION [3b].")
-    corr_days_step: float = Field(2.0, gt=0.0, description="Day distance at which the correlation equals corr_days [3b].")
-    corr_compartments: float = Field(0.3, ge=0.0, lt=1.0, description="Correlation of serum and drain, same cytokine, same day; ASSUMPTION [3b].")
-    corr_cytokines: float = Field(0.4, ge=0.0, lt=1.0, description="Correlation of IL-6 and TNF in the same fluid; ASSUMPTION [3b].")
-    leak_lead_days: float = Field(2.0, ge=0.0, le=30.0, description="A leak raises levels from this many days before its diagnosis on; ASSUMPTION [3b].")
-    summaries: tuple[Literal["per_day", "mean_log"], ...] = Field(
-        ("per_day", "mean_log"), min_length=1,
-        description="Endpoints per marker: each day, and the per-patient mean of log levels over available days."
-    )
-    tests: tuple[ContinuousTest, ...] = Field(("welch_log", "mann_whitney"), min_length=1, description="Analyses of each cytokine endpoint.")
-
-    @field_validator("days")
-    @classmethod
-    def _days(cls, v):
-        if any(d < 0 for d in v) or len(set(v)) != len(v) or list(v) != sorted(v):
-            raise ValueError(f"days must be distinct, non-negative and increasing, got {list(v)}")
-        return v
-
-    @model_validator(mode="after")
-    def _lengths(self):
-        k = len(self.days)
-        names = [m.name for m in self.markers]
-        if len(set(names)) != len(names):
-            raise ValueError(f"marker names must be unique, got {names}")
-        for m in self.markers:
-            for field in ("median_no_leak", "leak_gmr", "p_missing"):
-                if len(getattr(m, field)) != k:
-                    raise ValueError(f"marker {m.name!r}: {field} has {len(getattr(m, field))} values but there are {k} days {list(self.days)}")
-        return self
-
-
-class Colonoscopy(StrictModel):
-    """Anastomosis at the 1-month colonoscopy, an ordinal grade, compared with the baseline colonoscopy."""
-
-    grades: tuple[str, ...] = Field(("intact", "minor", "defect", "stricture"), min_length=2,
-                                    description="Ordered grades, best first [4].")
-    probs_no_leak: tuple[float, ...] = Field((0.88, 0.08, 0.01, 0.03), description="Grade probabilities without leak; ASSUMPTION [4].")
-    probs_leak: tuple[float, ...] = Field((0.15, 0.25, 0.50, 0.10), description="Grade probabilities after a leak; ASSUMPTION [4].")
-    baseline_probs: tuple[float, ...] = Field(
-        (1.0, 0.0, 0.0, 0.0),
-        description="Grade of the mucosa at the baseline (preoperative) colonoscopy; ASSUMPTION: normal, so any abnormal finding is new.",
-    )
-    abnormal_from: str = Field("defect", description="Grades from this one on count as abnormal (dehiscence or stricture).")
-    p_missing: float = Field(0.10, ge=0.0, lt=1.0, description="Chance the 1-month colonoscopy is not done; ASSUMPTION [6].")
-    tests: tuple[Literal["mann_whitney"], ...] = Field(("mann_whitney",), description="Ordinal test of the grade (Mann-Whitney on grades).")
-    dichotomised_tests: tuple[BinaryTest, ...] = Field(("fisher",), description="Tests of 'abnormal' and of 'worse than baseline'.")
-
-    @model_validator(mode="after")
-    def _shapes(self):
-        k = len(self.grades)
-        for field in ("probs_no_leak", "probs_leak", "baseline_probs"):
-            values = getattr(self, field)
-            if len(values) != k:
-                raise ValueError(f"{field} has {len(values)} values but there are {k} grades {list(self.grades)}")
-            _check_simplex(values, f"colonoscopy.{field}")
-        if self.abnormal_from not in self.grades:
-            raise ValueError(f"abnormal_from = {self.abnormal_from!r} is not one of the grades {list(self.grades)}")
         return self
 
     @property
-    def abnormal_index(self) -> int:
-        return self.grades.index(self.abnormal_from)
+    def p_treatment(self) -> float:
+        """Chance of the treatment arm implied by the ratio."""
+        return self.ratio[1] / sum(self.ratio)
 
 
-class LengthOfStay(StrictModel):
-    """Postoperative length of stay (index stay plus any readmission for leak within 30 days)."""
+class Covariate(StrictModel):
+    """A binary baseline covariate, drawn once per patient (independent Bernoulli)."""
 
-    median_no_leak: float = Field(7.0, gt=0.0, le=365.0, description="Median days without leak; ASSUMPTION (sourced 6-10 d) [5].")
-    log_sd: float = Field(0.35, gt=0.0, le=3.0, description="Log-SD of the stay without leak; ASSUMPTION [5].")
-    extra_days_by_grade: tuple[float, float, float] = Field(
-        (1.0, 7.0, 16.0), description="Mean extra days with an ISREC grade A/B/C leak; ASSUMPTION (sourced +7 to +14) [5]."
-    )
-    extra_days_cv: float = Field(0.5, ge=0.0, le=5.0, description="Coefficient of variation of the extra days (gamma); ASSUMPTION.")
-    treatment_ratio: float = Field(1.0, gt=0.0, le=10.0, description="Direct effect of treatment on the stay (ratio); ASSUMPTION none [8].")
-    tests: tuple[ContinuousTest, ...] = Field(("mann_whitney", "welch_log"), min_length=1, description="Analyses of the stay.")
+    name: Identifier = Field(description="Identifier, e.g. 'male'.")
+    prevalence: float = Field(0.5, ge=0.0, le=1.0, description="Share of eligible patients with the covariate.")
+    source: Text = Field("", max_length=500, description="Where the number comes from.")
 
-    @field_validator("extra_days_by_grade")
+
+class Population(StrictModel):
+    """The patients: baseline covariates drawn once per simulated trial, before allocation."""
+
+    covariates: tuple[Covariate, ...] = Field((), max_length=16, description="Baseline covariates [2].")
+
+    @field_validator("covariates")
     @classmethod
-    def _non_negative(cls, v):
-        if any(x < 0 for x in v):
-            raise ValueError(f"extra days must be >= 0, got {list(v)}")
+    def _unique_names(cls, v):
+        names = [c.name for c in v]
+        if len(set(names)) != len(names):
+            raise ValueError(f"covariate names must be unique, got {names}")
         return v
 
 
 class FollowUp(StrictModel):
-    """Loss to follow-up and death before the 1-month visit."""
+    """Death and loss to follow-up before the 1-month visit (a patient-level state every endpoint sees)."""
 
-    p_missing_1m_visit: float = Field(0.03, ge=0.0, lt=1.0, description="Chance the 1-month visit is missed (leak outcome missing); ASSUMPTION (<1% sourced, plus margin) [6].")
-    p_death_30d_no_leak: float = _probability(0.014, "30-day death without leak (in-hospital figure) [6] SOURCED.")
-    p_death_30d_leak: float = _probability(0.075, "30-day death after a leak (in-hospital figure) [6] SOURCED.")
+    p_missing_visit: float = Field(0.03, ge=0.0, le=MISSING_MAX, description="Chance a living patient misses the follow-up visit (outcomes assessed there are missing); ASSUMPTION (<1% sourced, plus margin) [6].")
+    p_death: float = Field(0.014, ge=0.0, le=MISSING_MAX, description="Death before the visit without the linked event (in-hospital figure) [6] SOURCED; at most 0.95, or next to no patient would reach the visit.")
+    death_event: str | None = Field(None, description="Endpoint id of an event that changes the chance of death (the registered trial: its leak); none = no link.")
+    p_death_after_event: float = Field(0.075, ge=0.0, le=1.0, description="Death before the visit after the linked event (in-hospital figure) [6] SOURCED.")
+    horizon_days: float = Field(30.0, ge=1.0, le=3650.0, description="Day of the follow-up visit; deaths fall before it [0].")
+
+
+def _family_section(value: Any):
+    """Validate one ``[endpoints.<id>]`` section with the family its ``family`` key names."""
+    if isinstance(value, StrictModel):
+        return value
+    if not isinstance(value, dict):
+        raise PydanticCustomError("endpoint", "an endpoint is a table with a 'family' key")
+    name = value.get("family")
+    if not isinstance(name, str) or name not in ENDPOINT_FAMILIES:
+        raise PydanticCustomError("endpoint", "family = {got} is not a registered endpoint family; allowed: {allowed}",
+                                  {"got": json.dumps(name), "allowed": ", ".join(ENDPOINT_FAMILIES.names())})
+    cls = ENDPOINT_FAMILIES.get(name)
+    try:
+        return cls.model_validate_json(json.dumps(value))
+    except ValidationError as exc:
+        details = []
+        for err in exc.errors():
+            msg, kind = err["msg"], err["type"]
+            if kind == "extra_forbidden":
+                msg, kind = f"unknown key; allowed keys here: {', '.join(cls.model_fields)}", "unknown_family_key"
+            details.append(InitErrorDetails(type=PydanticCustomError(kind, msg.replace("{", "(").replace("}", ")")),
+                                            loc=err["loc"], input=err.get("input")))
+        raise ValidationError.from_exception_data(cls.__name__, details) from None
+
+
+EndpointSection = Annotated[SerializeAsAny[StrictModel], PlainValidator(_family_section)]
 
 
 class Run(StrictModel):
@@ -282,13 +159,30 @@ class Run(StrictModel):
 
     n_sims: int = Field(10_000, ge=1, le=1_000_000_000, description="Simulated trials per scenario.")
     seed: int | None = Field(None, ge=0, description="Root seed; drawn and recorded when not given.")
-    n_jobs: int = Field(1, ge=-1, le=512, description="Parallel workers (joblib); -1 = all cores.")
-    block_size: int = Field(
-        1000, ge=1, le=1_000_000,
-        description="Trials per random stream (one SeedSequence child per block). Part of the seed's meaning: results are identical for any n_jobs and chunk_blocks, not for another block_size.",
+    n_jobs: int = Field(1, ge=-1, le=512, description="Parallel workers; -1 = all cores (0 is not allowed).")
+    block_size: int | None = Field(
+        None, ge=1, le=1_000_000,
+        description="Trials per random stream (one SeedSequence child per block). Part of the seed's meaning: results are identical for any n_jobs and chunk_blocks, not for another block_size. Not set: 1000, or fewer when a block of 1000 would take more than a quarter of max_memory_mb (chosen from the design alone, recorded in the provenance).",
     )
-    chunk_blocks: int = Field(10, ge=1, le=100_000, description="Blocks per parallel task (memory and scheduling only).")
-    backend: Literal["loky", "threading", "sequential", "dask"] = Field("loky", description="joblib backend.")
+    chunk_blocks: int = Field(10, ge=1, le=100_000, description="At most this many blocks per parallel task (tasks are also cut small enough for 4 per worker).")
+    backend: Literal["loky", "threading", "sequential", "dask"] = Field(
+        "loky", description="Where the workers run: loky processes, threads, this process, or a Dask cluster (see scheduler).")
+    scheduler: str | None = Field(
+        None, min_length=1, max_length=500,
+        description="Dask scheduler address (e.g. tcp://10.0.0.5:8786), only with backend = 'dask'. Not set: a local Dask cluster on 127.0.0.1 is started and closed by trialsim.",
+    )
+    max_memory_mb: int = Field(
+        2048, ge=64, le=16_777_216,
+        description="Memory budget (MB) of the simulation's arrays over all workers at once, on top of each process's Python and libraries (about 150-200 MB). Picks the block size when block_size is not set, caps the workers running at once, and refuses before it starts a run that cannot fit.",
+    )
+
+    @model_validator(mode="after")
+    def _run_settings(self):
+        if self.n_jobs == 0:
+            raise ValueError("n_jobs = 0 runs nothing: use 1 or more, or -1 for all cores")
+        if self.scheduler is not None and self.backend != "dask":
+            raise ValueError(f"scheduler = {self.scheduler!r} is a Dask scheduler address: set backend = 'dask' too")
+        return self
 
 
 class Sweep(StrictModel):
@@ -306,6 +200,9 @@ class Sweep(StrictModel):
     @model_validator(mode="after")
     def _lists(self):
         for key, v in self.values.items():
+            if not _KEY_PATH.match(key):
+                raise ValueError(f"sweep.values: {json.dumps(key)} is not a key path such as 'design.n_control' or "
+                                 "'endpoints.<id>.effect'")
             if len(v) == 0:
                 raise ValueError(f"sweep.values.{key} is an empty list")
             if key.startswith("sweep") or key.startswith("run"):
@@ -326,44 +223,162 @@ class Sweep(StrictModel):
             lengths = {k: len(self.values[k]) for k in group}
             if len(set(lengths.values())) > 1:
                 raise ValueError(f"keys zipped together need lists of equal length, got {lengths}")
+        if self.mode == "zip":
+            count = len(next(iter(self.values.values()), []))
+        else:
+            factors = [len(self.values[g[0]]) for g in self.zip_groups if g]
+            count = math.prod(factors + [len(v) for k, v in self.values.items() if k not in grouped])
+        if count > MAX_SWEEP_SCENARIOS:
+            raise ValueError(f"sweep.values expand to {count:,} scenarios; at most {MAX_SWEEP_SCENARIOS:,} (split the sweep)")
         return self
 
 
 class Scenario(StrictModel):
-    """A whole trial scenario: the design and every clinical assumption."""
+    """A whole trial scenario: design, population, allocation, endpoints, follow-up, flow, run, sweep."""
 
-    name: str = Field("scenario", min_length=1, max_length=120, description="Short identifier used in file names.")
-    title: str = Field("", description="Human-readable title for reports.")
-    description: str = Field("", description="Free text for reports.")
+    name: FileName = Field("scenario", min_length=1, max_length=120, description="Short identifier used in file names.")
+    title: Text = Field("", max_length=300, description="Human-readable title for reports.")
+    description: LongText = Field("", max_length=5000, description="Free text for reports.")
+    primary: str | None = Field(None, description="The primary endpoint (an analysed endpoint name); default: the first one declared.")
     design: Design = Field(default_factory=Design)
+    allocation: AllocationConfig = Field(default_factory=AllocationConfig)
     population: Population = Field(default_factory=Population)
-    leak: Leak = Field(default_factory=Leak)
-    cytokines: Cytokines = Field(default_factory=Cytokines)
-    colonoscopy: Colonoscopy = Field(default_factory=Colonoscopy)
-    los: LengthOfStay = Field(default_factory=LengthOfStay)
+    endpoints: dict[str, EndpointSection] = Field(description="Endpoint sections by id; each names its family.")
     follow_up: FollowUp = Field(default_factory=FollowUp)
     flow: FlowConfig | None = Field(None, description="Patient flow (SimPy); absent = fixed arm sizes, no calendar.")
     run: Run = Field(default_factory=Run)
     sweep: Sweep | None = Field(None, description="Scenario grid; absent = one scenario.")
 
+    @field_validator("endpoints")
+    @classmethod
+    def _endpoint_ids(cls, v):
+        if not v:
+            raise ValueError("declare at least one endpoint, e.g. [endpoints.crp] with family = \"plain_continuous\"")
+        for cid in v:
+            if not IDENTIFIER.match(cid) or len(cid) > 60:
+                raise ValueError(f"endpoint id {json.dumps(cid)}: use an ASCII letter, then ASCII letters, digits and '_' "
+                                 "(at most 60; it becomes part of endpoint names and file names)")
+        if len(v) > MAX_ENDPOINT_SECTIONS:
+            raise ValueError(f"at most {MAX_ENDPOINT_SECTIONS} endpoint sections, got {len(v)}")
+        return v
+
     @model_validator(mode="after")
-    def _boschloo_size(self):
-        largest = max(self.design.n_control, self.design.n_treatment)
-        for key, tests in (("leak.tests", self.leak.tests), ("colonoscopy.dichotomised_tests", self.colonoscopy.dichotomised_tests)):
-            if "boschloo" in tests and largest > BOSCHLOO_MAX_N:
-                raise ValueError(
-                    f"{key} includes 'boschloo' but an arm has {largest} patients; Boschloo's exact tables are built for "
-                    f"arms of up to {BOSCHLOO_MAX_N} (seconds each, one per analysable size pair). "
-                    f"Use {key} = [\"fisher\", \"chi2\"] for larger designs"
-                )
+    def _consistent(self):
+        covariates = {c.name for c in self.population.covariates}
+        names: dict[str, str] = {}
+        analysed: list[str] = []  # endpoints with at least one test (the others are generated, not analysed)
+        for cid, section in self.endpoints.items():
+            for link in section.links():
+                where = _where(cid, section, link)
+                if link not in self.endpoints:
+                    raise ValueError(f"{where} links to {link!r}, which is not an endpoint of this scenario "
+                                     f"(declared: {', '.join(self.endpoints)})")
+                if not self.endpoints[link].is_event:
+                    raise ValueError(f"{where} links to {link!r}, which is not an event other endpoints can follow")
+            for name in section.covariates_used():
+                if name not in covariates:
+                    raise ValueError(f"{_where(cid, section, name)} uses covariate {name!r}, which population.covariates "
+                                     f"does not declare (declared names: {', '.join(sorted(covariates)) or 'none'})")
+            for a in section.analysed(cid):
+                if a.name in names:
+                    raise ValueError(f"analysed endpoint {a.name!r} comes from both endpoints.{names[a.name]} and endpoints.{cid}")
+                names[a.name] = cid
+                if a.tests:
+                    analysed.append(a.name)
+                for test in a.tests:
+                    where = _where(cid, section, test)
+                    if test not in TESTS:
+                        raise ValueError(f"{where}: test {test!r} is not registered; allowed: {', '.join(TESTS.names())}")
+                    spec = TESTS.get(test)
+                    if a.kind not in spec.kinds:
+                        allowed = [n for n, s in TESTS.items() if a.kind in s.kinds]
+                        raise ValueError(f"{where}: test {test!r} does not apply to the {a.kind} endpoint {a.name!r}; "
+                                         f"allowed: {', '.join(allowed)}")
+                    if a.tests.count(test) > 1:
+                        raise ValueError(f"{_list_of(where)} lists the test {test!r} twice ({list(a.tests)}); each test "
+                                         "once, or the endpoint would get duplicate rows")
+                    largest = max(self.design.n_control, self.design.n_treatment)
+                    if spec.max_n is not None and largest > spec.max_n:
+                        raise ValueError(
+                            f"endpoints.{cid} uses {test!r} (in {_list_of(where)}), which runs for arms of up to "
+                            f"{spec.max_n} patients, but design.n_control = {self.design.n_control} and "
+                            f"design.n_treatment = {self.design.n_treatment}; leave {test!r} out of its tests for this design")
+        _check_cycles(self.endpoints)
+        if not analysed:
+            raise ValueError("no endpoint is analysed: every endpoint section has an empty list of tests")
+        if self.primary is not None and self.primary not in analysed:
+            why = f" (endpoints.{names[self.primary]} gives it no tests)" if self.primary in names else ""
+            raise ValueError(f"primary = {self.primary!r} is not an analysed endpoint{why}; choose one of: {', '.join(analysed)}")
+        if self.flow is not None and not any(getattr(s, "gives_stays", False) for s in self.endpoints.values()):
+            raise ValueError("a [flow] needs an endpoint that gives the hospital stays (family 'duration', e.g. a length of "
+                             f"stay); declared: {', '.join(f'{c} ({s.family})' for c, s in self.endpoints.items())}")
+        if self.flow is not None:
+            _check_recruitment(self.flow, self.design.n_control + self.design.n_treatment)
+        if self.follow_up.death_event is not None:
+            target = self.endpoints.get(self.follow_up.death_event)
+            if target is None or not target.is_event:
+                raise ValueError(f"follow_up.death_event = {self.follow_up.death_event!r} is not an event endpoint "
+                                 f"(declared: {', '.join(self.endpoints)})")
         return self
 
-    @field_validator("name")
-    @classmethod
-    def _name(cls, v):
-        if not all(c.isalnum() or c in "-_." for c in v):
-            raise ValueError(f"use letters, digits, '-', '_' or '.', got {v!r}")
-        return v
+
+def _where(cid: str, section: StrictModel, value: str) -> str:
+    """The key path in ``endpoints.<cid>`` that holds ``value`` (a link, covariate or test name) as a value or a
+    table's key, for messages."""
+    def walk(node, path):
+        if node == value:
+            return path
+        items = node.items() if isinstance(node, dict) else enumerate(node) if isinstance(node, list) else ()
+        for key, child in items:
+            if key == value and isinstance(node, dict):
+                return f"{path}.{key}"
+            found = walk(child, f"{path}[{key}]" if isinstance(key, int) else f"{path}.{key}")
+            if found:
+                return found
+        return None
+
+    return walk(section.model_dump(mode="json"), f"endpoints.{cid}") or f"endpoints.{cid}"
+
+
+def _list_of(path: str) -> str:
+    """``endpoints.x.tests[1]`` -> ``endpoints.x.tests``."""
+    return re.sub(r"\[\d+\]$", "", path)
+
+
+def _check_recruitment(flow: FlowConfig, n_patients: int) -> None:
+    """Refuse a flow whose recruitment would need more referrals or months than can be simulated."""
+    p = flow.p_eligible * flow.p_consent
+    referrals = n_patients / p
+    if referrals > MAX_REFERRALS_PER_TRIAL:
+        raise ValueError(
+            f"flow.p_eligible = {flow.p_eligible:g} and flow.p_consent = {flow.p_consent:g} enrol one referral in "
+            f"{1 / p:,.0f}: the {n_patients} patients of design.n_control + design.n_treatment would need about "
+            f"{referrals:,.0f} referrals per simulated trial, and at most {MAX_REFERRALS_PER_TRIAL:,} are simulated "
+            "(each is drawn and walked); raise flow.p_eligible or flow.p_consent, or lower the arm sizes")
+    months = referrals / flow.referrals_per_month
+    if months > MAX_RECRUITMENT_MONTHS:
+        raise ValueError(
+            f"flow.referrals_per_month = {flow.referrals_per_month:g}: recruiting the {n_patients} patients of "
+            f"design.n_control + design.n_treatment would take about {months / 12:,.0f} years (at most "
+            f"{MAX_RECRUITMENT_MONTHS / 12:,.0f} are simulated); raise flow.referrals_per_month, flow.p_eligible or "
+            "flow.p_consent, or lower the arm sizes")
+
+
+def _check_cycles(sections: dict) -> None:
+    state: dict[str, int] = {}
+
+    def visit(cid: str, path: tuple[str, ...]):
+        if state.get(cid) == 2:
+            return
+        if state.get(cid) == 1:
+            raise ValueError(f"endpoint links form a cycle: {' -> '.join(path + (cid,))}")
+        state[cid] = 1
+        for link in sections[cid].links():
+            visit(link, path + (cid,))
+        state[cid] = 2
+
+    for cid in sections:
+        visit(cid, ())
 
 
 def positive_definite(matrix: np.ndarray) -> bool:

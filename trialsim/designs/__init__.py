@@ -1,4 +1,4 @@
-"""Designs: allocation schemes (interim looks and decision rules to come)."""
-from trialsim.designs.allocation import SCHEMES, allocation_sequence, alternating, permuted_block, sequential, simple
+"""Designs: allocation schemes (a registry); interim looks and decision rules to come."""
+from trialsim.designs.allocation import Scheme, allocation_sequence, alternating, permuted_block, register, scheme, sequential, simple
 
-__all__ = ["SCHEMES", "allocation_sequence", "alternating", "permuted_block", "sequential", "simple"]
+__all__ = ["Scheme", "allocation_sequence", "alternating", "permuted_block", "register", "scheme", "sequential", "simple"]

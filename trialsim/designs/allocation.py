@@ -6,11 +6,13 @@ deterministic schemes ignore ``rng``; the randomised ones draw one sequence per 
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
 
-from trialsim.config.flow import AllocationConfig
+from trialsim.config.schema import AllocationConfig
+from trialsim.registry import ALLOCATION_SCHEMES
 
 
 def _positions(position) -> np.ndarray:
@@ -57,16 +59,62 @@ def simple(position, *, n_trials: int, p_treatment: float, rng: np.random.Genera
     return (rng.random((n_trials, n_positions)) < p_treatment)[:, position]
 
 
-SCHEMES: dict[str, Callable[..., np.ndarray]] = {
-    "sequential": sequential,
-    "alternating": alternating,
-    "permuted_block": permuted_block,
-    "simple": simple,
-}
+@dataclass(frozen=True)
+class Scheme:
+    """A registered allocation scheme.
+
+    ``sequence(config, *, n_trials, n_control, n_treatment, covariates, rng)`` gives the arms of enrolment
+    positions 0..n_control+n_treatment-1 (bool, True = treatment). ``randomised`` says whether chance
+    decides; ``fixed_sizes(config, n_control, n_treatment)`` whether every trial has exactly the target
+    arm sizes (exact power needs it).
+    """
+
+    name: str
+    label: str
+    randomised: bool
+    sequence: Callable[..., np.ndarray]
+    fixed_sizes: Callable[[AllocationConfig, int, int], bool]
+
+
+def register(scheme: Scheme) -> Scheme:
+    return ALLOCATION_SCHEMES.register(scheme.name, scheme)
+
+
+def _always(config, n_control, n_treatment) -> bool:
+    return True
+
+
+def _blocks_fill_exactly(config: AllocationConfig, n_control: int, n_treatment: int) -> bool:
+    n = n_control + n_treatment
+    return n % config.block_size == 0 and n_control * sum(config.ratio) == n * config.ratio[0]
+
+
+register(Scheme("sequential", "sequential (first patients control, then treatment; not randomised)", False,
+                lambda config, *, n_trials, n_control, n_treatment, covariates=None, rng=None:
+                sequential(np.arange(n_control + n_treatment), n_trials=n_trials, n_control=n_control, n_treatment=n_treatment),
+                _always))
+register(Scheme("alternating", "alternating (not randomised)", False,
+                lambda config, *, n_trials, n_control, n_treatment, covariates=None, rng=None:
+                alternating(np.arange(n_control + n_treatment), n_trials=n_trials, n_control=n_control, n_treatment=n_treatment),
+                _always))
+register(Scheme("permuted_block", "randomised, permuted blocks", True,
+                lambda config, *, n_trials, n_control, n_treatment, covariates=None, rng:
+                permuted_block(np.arange(n_control + n_treatment), n_trials=n_trials, block_size=config.block_size,
+                               ratio=config.ratio, rng=rng),
+                _blocks_fill_exactly))
+register(Scheme("simple", "randomised, simple (a coin for each patient)", True,
+                lambda config, *, n_trials, n_control, n_treatment, covariates=None, rng:
+                simple(np.arange(n_control + n_treatment), n_trials=n_trials, p_treatment=config.p_treatment, rng=rng),
+                lambda config, n_control, n_treatment: False))
+
+
+def scheme(name: str) -> Scheme:
+    return ALLOCATION_SCHEMES.get(name)
 
 
 def allocation_sequence(
-    config: AllocationConfig, *, n_trials: int, n_control: int, n_treatment: int, rng: np.random.Generator
+    config: AllocationConfig, *, n_trials: int, n_control: int, n_treatment: int, rng: np.random.Generator,
+    covariates: dict[str, np.ndarray] | None = None,
 ) -> np.ndarray:
     """Arms of enrolment positions 0..n_control+n_treatment-1 for ``n_trials`` trials (True = treatment).
 
@@ -81,15 +129,13 @@ def allocation_sequence(
         aim at them (their arm sizes vary, the total is ``n_control + n_treatment``).
     rng : numpy.random.Generator
         Used by the randomised schemes only.
+    covariates : dict, optional
+        Baseline covariates per position, for schemes that use them.
 
     Returns
     -------
     numpy.ndarray
         Bool array (n_trials, n_control + n_treatment).
     """
-    position = np.arange(n_control + n_treatment)
-    if config.scheme in ("sequential", "alternating"):
-        return SCHEMES[config.scheme](position, n_trials=n_trials, n_control=n_control, n_treatment=n_treatment)
-    if config.scheme == "permuted_block":
-        return permuted_block(position, n_trials=n_trials, block_size=config.block_size, ratio=config.ratio, rng=rng)
-    return simple(position, n_trials=n_trials, p_treatment=config.p_treatment, rng=rng)
+    return scheme(config.scheme).sequence(config, n_trials=n_trials, n_control=n_control, n_treatment=n_treatment,
+                                          covariates=covariates, rng=rng)

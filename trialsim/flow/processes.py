@@ -6,7 +6,7 @@ log. Time is in days from the trial start.
 
 Shared resources are the operating list (:class:`Theatre`, a fixed number of slots a week, first
 come first served) and the ward (:class:`Ward`, beds for trial patients). Surgery needs a slot and a
-free bed; a readmission for a leak found after discharge is always admitted (an emergency), even
+free bed; a readmission for an event (e.g. a leak) found after discharge is always admitted (an emergency), even
 above the bed count, and later surgeries wait for it.
 """
 from __future__ import annotations
@@ -18,7 +18,7 @@ from collections import deque
 ARMS = ("control", "treatment")
 INF = math.inf
 DRAW_FIELDS = ("referral_days", "eligible", "consents", "is_treatment", "visit_offset_days", "withdraws",
-               "withdrawal_fraction", "misses_visit", "misses_colonoscopy")  # the fields of run.FlowDraws
+               "withdrawal_fraction", "misses_visit", "misses_procedure")  # the fields of run.FlowDraws
 
 
 class Theatre:
@@ -113,18 +113,18 @@ class Trial:
 
     Referral-level inputs are indexed by referral order ``k``; patient-level draws by enrolment
     position; outcomes by arm and the patient's index within the arm (``outcomes[arm][i]`` is
-    ``(los_days, leak_day, leak_extra_days, died, death_day)``).
+    ``(stay_days, event_day, event_extra_days, died, death_day)``).
     """
 
     __slots__ = (
         # inputs
         "referral_days", "eligible", "consents", "is_treatment", "visit_offset_days", "withdraws", "withdrawal_fraction",
-        "misses_visit", "misses_colonoscopy", "outcomes", "target", "deadline", "days_to_screening",
+        "misses_visit", "misses_procedure", "outcomes", "target", "deadline", "days_to_screening",
         "days_to_surgery", "visit_day", "visit_window", "theatre", "ward", "log",
         # counts and results
         "n_referred", "n_screened", "n_eligible", "n_enrolled", "n_in_arm", "readmissions", "visit_window_misses",
         "t_first_enrolment", "t_last_enrolment", "closed_by_deadline", "t_last_followup",
-        "enrolled", "visit_attended", "colonoscopy_done", "t_enrolled", "t_surgery", "t_visit",
+        "enrolled", "visit_attended", "procedure_done", "t_enrolled", "t_surgery", "t_visit",
     )
 
     def __init__(self, env, *, flow, outcomes, first_weekday=0, log=None, **draws):
@@ -150,7 +150,7 @@ class Trial:
         self.t_last_followup = 0.0
         n = self.target
         # per arm (control, treatment), by the patient's index within the arm
-        self.enrolled, self.visit_attended, self.colonoscopy_done = (([False] * n, [False] * n) for _ in range(3))
+        self.enrolled, self.visit_attended, self.procedure_done = (([False] * n, [False] * n) for _ in range(3))
         self.t_enrolled, self.t_surgery, self.t_visit = (([math.nan] * n, [math.nan] * n) for _ in range(3))
 
     def note(self, time: float, patient_id: int, arm: int, event: str, detail: str = "") -> None:
@@ -160,7 +160,7 @@ class Trial:
 
 
 def recruitment(env, trial: Trial):
-    """Referral, screening and enrolment of LAR candidates, in referral order, until the trial closes.
+    """Referral, screening and enrolment of candidates, in referral order, until the trial closes.
 
     Each referral is screened ``days_referral_to_screening`` later (eligibility, then consent); a
     consenting eligible patient is enrolled there, gets the next allocation and a :func:`patient`
@@ -213,9 +213,9 @@ def recruitment(env, trial: Trial):
 def patient(env, trial: Trial, patient_id: int, arm: int, index: int, position: int, *, ready: float):
     """One enrolled patient: the waiting list for surgery, the ward stay, a readmission, follow-up.
 
-    The index stay lasts ``los_days``, plus ``leak_extra_days`` when the leak is diagnosed in
-    hospital (``leak_day <= los_days``); a later leak is a readmission at ``leak_day`` for
-    ``leak_extra_days``. Death ends any stay and cancels what would come after it.
+    The index stay lasts ``stay_days``, plus ``event_extra_days`` when the linked event (e.g. a leak)
+    is diagnosed in hospital (``event_day <= stay_days``); a later event is a readmission at
+    ``event_day`` for ``event_extra_days``. Death ends any stay and cancels what would come after it.
     """
     yield env.timeout(ready - env.now)
     yield trial.theatre.request(patient_id, arm)  # admitted to the ward by the operating list
@@ -223,14 +223,14 @@ def patient(env, trial: Trial, patient_id: int, arm: int, index: int, position: 
     ward = trial.ward
     trial.t_surgery[arm][index] = t0
     trial.note(t0, patient_id, arm, "surgery")
-    los, leak_day, leak_extra, died, death_day = trial.outcomes[arm][index]
+    base_stay, event_day, event_extra, died, death_day = trial.outcomes[arm][index]
     if not died:
         death_day = INF
-    leak = leak_day == leak_day  # NaN = no leak
-    leak_in_hospital = leak and leak_day <= los
-    stay = los + leak_extra if leak_in_hospital else los
-    if leak_in_hospital and leak_day < death_day:
-        trial.note(t0 + leak_day, patient_id, arm, "leak_diagnosed", "in hospital")
+    event = event_day == event_day  # NaN = no event
+    event_in_hospital = event and event_day <= base_stay
+    stay = base_stay + event_extra if event_in_hospital else base_stay
+    if event_in_hospital and event_day < death_day:
+        trial.note(t0 + event_day, patient_id, arm, "event_diagnosed", "in hospital")
     yield env.timeout(min(stay, death_day))
     ward.discharge(env.now)
     died_in_hospital = death_day <= stay
@@ -238,13 +238,13 @@ def patient(env, trial: Trial, patient_id: int, arm: int, index: int, position: 
         trial.note(env.now, patient_id, arm, "died", "in hospital")
     else:
         trial.note(env.now, patient_id, arm, "discharged")
-        if leak and not leak_in_hospital and leak_day < death_day:
-            yield env.timeout(t0 + leak_day - env.now)
+        if event and not event_in_hospital and event_day < death_day:
+            yield env.timeout(t0 + event_day - env.now)
             ward.admit(env.now)
             trial.readmissions += 1
-            trial.note(env.now, patient_id, arm, "leak_diagnosed", "after discharge")
+            trial.note(env.now, patient_id, arm, "event_diagnosed", "after discharge")
             trial.note(env.now, patient_id, arm, "readmitted")
-            leaves = leak_day + leak_extra
+            leaves = event_day + event_extra
             yield env.timeout(t0 + min(leaves, death_day) - env.now)
             ward.discharge(env.now)
             died_in_hospital = death_day <= leaves
@@ -256,12 +256,12 @@ def patient(env, trial: Trial, patient_id: int, arm: int, index: int, position: 
 
 
 def follow_up(trial: Trial, patient_id: int, arm: int, index: int, position: int, t_surgery: float, death_day: float) -> None:
-    """The 1-month visit and colonoscopy, settled once the hospital course is known.
+    """The follow-up visit and its procedure (e.g. a colonoscopy), settled once the hospital course is known.
 
     A plain function, not a process: the visit uses no shared resource, so it needs no scheduled
     event; its rows carry their own times in the log. In order of precedence: death before the
     visit, withdrawal (at a uniform time between surgery and the visit), loss to follow-up, a visit
-    outside the window (outcomes missing per protocol), an attended visit with or without colonoscopy.
+    outside the window (outcomes missing per protocol), an attended visit with or without its procedure.
     """
     offset = trial.visit_offset_days[position]
     visit_pod = trial.visit_day + offset
@@ -284,10 +284,10 @@ def follow_up(trial: Trial, patient_id: int, arm: int, index: int, position: int
         trial.visit_attended[arm][index] = True
         trial.t_visit[arm][index] = t_visit
         trial.note(t_visit, patient_id, arm, "visit", f"postoperative day {visit_pod:g}")
-        if trial.misses_colonoscopy[position]:
-            trial.note(t_visit, patient_id, arm, "colonoscopy_missed")
+        if trial.misses_procedure[position]:
+            trial.note(t_visit, patient_id, arm, "procedure_missed")
         else:
-            trial.colonoscopy_done[arm][index] = True
-            trial.note(t_visit, patient_id, arm, "colonoscopy")
+            trial.procedure_done[arm][index] = True
+            trial.note(t_visit, patient_id, arm, "procedure")
     if ends > trial.t_last_followup:
         trial.t_last_followup = ends

@@ -14,10 +14,9 @@ import pandas as pd
 import simpy
 
 from trialsim.config.flow import DAYS_PER_MONTH, FlowConfig
-from trialsim.designs.allocation import allocation_sequence
 from trialsim.flow.processes import ARMS, DRAW_FIELDS, Trial, operating_list, recruitment
 
-OUTCOME_KEYS = ("los_days", "leak_day", "leak_extra_days", "died", "death_day")
+OUTCOME_KEYS = ("stay_days", "event_day", "event_extra_days", "died", "death_day")
 
 TRIAL_FIELDS = (
     "t_first_enrolment", "t_last_enrolment", "t_last_followup", "n_referred", "n_screened", "n_eligible",
@@ -46,8 +45,8 @@ class FlowDraws:
         Withdraws between surgery and the visit ...
     withdrawal_fraction : (S, N) float
         ... at this fraction of the time from surgery to the visit.
-    misses_visit, misses_colonoscopy : (S, N) bool
-        Lost to follow-up; colonoscopy not done at an attended visit.
+    misses_visit, misses_procedure : (S, N) bool
+        Lost to follow-up; the visit's procedure (e.g. a colonoscopy) not done at an attended visit.
     """
 
     referral_days: np.ndarray
@@ -58,7 +57,7 @@ class FlowDraws:
     withdraws: np.ndarray
     withdrawal_fraction: np.ndarray
     misses_visit: np.ndarray
-    misses_colonoscopy: np.ndarray
+    misses_procedure: np.ndarray
 
 
 @dataclass(frozen=True)
@@ -67,7 +66,7 @@ class FlowBatch:
 
     Per arm (dicts keyed "control", "treatment"), arrays (S, n_max) indexed by the patient's order
     within the arm: ``enrolled``, ``visit_attended`` (visit within the window; False if died,
-    withdrew, lost or out of window), ``colonoscopy_done`` and the times ``t_enrolled``,
+    withdrew, lost or out of window), ``procedure_done`` and the times ``t_enrolled``,
     ``t_surgery``, ``t_visit`` (days, NaN if it did not happen). Per trial, arrays (S,): the
     fields of :data:`TRIAL_FIELDS`. ``event_log``: trial 0's events (a DataFrame) or None.
     """
@@ -77,7 +76,7 @@ class FlowBatch:
     n_treatment: int
     enrolled: dict[str, np.ndarray]
     visit_attended: dict[str, np.ndarray]
-    colonoscopy_done: dict[str, np.ndarray]
+    procedure_done: dict[str, np.ndarray]
     t_enrolled: dict[str, np.ndarray]
     t_surgery: dict[str, np.ndarray]
     t_visit: dict[str, np.ndarray]
@@ -152,7 +151,7 @@ def referral_days_from_unit(unit_times: np.ndarray, flow: FlowConfig) -> np.ndar
 
 
 def draw_flow(flow: FlowConfig, *, n_trials: int, n_control: int, n_treatment: int, p_missing_visit: float,
-              p_missing_colonoscopy: float, rng: np.random.Generator) -> FlowDraws:
+              p_missing_procedure: float, is_treatment: np.ndarray, rng: np.random.Generator) -> FlowDraws:
     """Draw every random input of the flow for ``n_trials`` trials, vectorised.
 
     Parameters
@@ -161,10 +160,12 @@ def draw_flow(flow: FlowConfig, *, n_trials: int, n_control: int, n_treatment: i
     n_trials : int
     n_control, n_treatment : int
         Target arm sizes; recruitment closes when ``n_control + n_treatment`` are enrolled.
-    p_missing_visit, p_missing_colonoscopy : float
-        Chance a living patient misses the 1-month visit, and the colonoscopy at an attended visit;
-        the scenario's ``follow_up.p_missing_1m_visit`` and ``colonoscopy.p_missing`` (one source
+    p_missing_visit, p_missing_procedure : float
+        Chance a living patient misses the follow-up visit, and its procedure at an attended visit;
+        the scenario's ``follow_up.p_missing_visit`` and its visit procedure's ``p_missing`` (one source
         for the model with and without a flow).
+    is_treatment : ndarray of bool, shape (n_trials, n_control + n_treatment)
+        The arm of each enrolment position (from the design's allocation scheme).
     rng : numpy.random.Generator
 
     Returns
@@ -185,7 +186,9 @@ def draw_flow(flow: FlowConfig, *, n_trials: int, n_control: int, n_treatment: i
         consents.append(rng.random((n_trials, width)) < flow.p_consent)
         enrolments += np.count_nonzero(eligible[-1] & consents[-1], axis=1)
     unit_times = np.cumsum(np.concatenate(gaps, axis=1), axis=1)
-    is_treatment = allocation_sequence(flow.allocation, n_trials=n_trials, n_control=n_control, n_treatment=n_treatment, rng=rng)
+    is_treatment = np.asarray(is_treatment, dtype=bool)
+    if is_treatment.shape != shape:
+        raise ValueError(f"is_treatment has shape {is_treatment.shape}, expected {shape}")
     if flow.visit_timing_sd_days > 0:
         # whole days, and never before postoperative day 1
         offset = np.maximum(np.rint(rng.normal(0.0, flow.visit_timing_sd_days, shape)), 1.0 - flow.visit_day)
@@ -200,7 +203,7 @@ def draw_flow(flow: FlowConfig, *, n_trials: int, n_control: int, n_treatment: i
         withdraws=rng.random(shape) < flow.p_withdraw,
         withdrawal_fraction=rng.random(shape),
         misses_visit=rng.random(shape) < p_missing_visit,
-        misses_colonoscopy=rng.random(shape) < p_missing_colonoscopy,
+        misses_procedure=rng.random(shape) < p_missing_procedure,
     )
 
 
@@ -242,7 +245,7 @@ def run_flow(
     first_weekday = flow.start_date.weekday()
 
     per_patient = {name: {arm: np.zeros((n_trials, n_max), dtype=bool) for arm in ARMS}
-                   for name in ("enrolled", "visit_attended", "colonoscopy_done")}
+                   for name in ("enrolled", "visit_attended", "procedure_done")}
     per_patient.update({name: {arm: np.full((n_trials, n_max), np.nan) for arm in ARMS}
                         for name in ("t_enrolled", "t_surgery", "t_visit")})
     scalars = ("t_first_enrolment", "t_last_enrolment", "t_last_followup", "n_referred", "n_screened", "n_eligible",
@@ -303,7 +306,8 @@ def simulate_flow(
     n_treatment: int,
     outcomes: dict[str, dict[str, np.ndarray]],
     p_missing_visit: float,
-    p_missing_colonoscopy: float,
+    p_missing_procedure: float,
+    is_treatment: np.ndarray,
     rng: np.random.Generator,
     event_log: bool = False,
 ) -> FlowBatch:
@@ -318,9 +322,10 @@ def simulate_flow(
     outcomes : dict
         ``outcomes[arm][key]`` for arm in ("control", "treatment") and key in :data:`OUTCOME_KEYS`:
         float arrays (S, n_control + n_treatment). The k-th patient allocated to an arm in trial s
-        takes row [s, k]: ``los_days`` (index stay without leak, > 0), ``leak_day`` (NaN = no leak),
-        ``leak_extra_days``, ``died`` (0/1, within 30 days), ``death_day`` (NaN if alive).
-    p_missing_visit, p_missing_colonoscopy : float
+        takes row [s, k]: ``stay_days`` (index stay without the linked event, > 0), ``event_day``
+        (day the event is diagnosed; NaN = none), ``event_extra_days`` (days it adds), ``died`` (0/1,
+        before the visit), ``death_day`` (NaN if alive).
+    p_missing_visit, p_missing_procedure : float
         See :func:`draw_flow`.
     rng : numpy.random.Generator
         Every random number is drawn from it, vectorised, before the event loop.
@@ -336,9 +341,9 @@ def simulate_flow(
     if n_control < 0 or n_treatment < 0 or n_control + n_treatment < 1:
         raise ValueError(f"need n_control, n_treatment >= 0 with a positive sum, got {n_control}, {n_treatment}")
     try:
-        n_trials = np.shape(outcomes["control"]["los_days"])[0]
+        n_trials = np.shape(outcomes["control"]["stay_days"])[0]
     except (KeyError, TypeError, IndexError):
         raise ValueError(f"outcomes must map 'control' and 'treatment' to dicts of arrays with keys {OUTCOME_KEYS}") from None
     draws = draw_flow(flow, n_trials=n_trials, n_control=n_control, n_treatment=n_treatment, p_missing_visit=p_missing_visit,
-                      p_missing_colonoscopy=p_missing_colonoscopy, rng=rng)
+                      p_missing_procedure=p_missing_procedure, is_treatment=is_treatment, rng=rng)
     return run_flow(flow, draws, n_control=n_control, n_treatment=n_treatment, outcomes=outcomes, event_log=event_log)

@@ -15,7 +15,7 @@ import pandas as pd
 
 from trialsim.config.flow import DAYS_PER_MONTH, FlowConfig
 from trialsim.flow.run import FlowBatch
-from trialsim.report.labels import num, pct, power_with_se
+from trialsim.labels import num, pct, power_with_se
 
 # quantile levels of the reported intervals: median, 80% and 95% central intervals
 LEVELS = {"median": 0.5, "lower_80": 0.1, "upper_80": 0.9, "lower_95": 0.025, "upper_95": 0.975}

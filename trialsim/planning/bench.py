@@ -10,6 +10,14 @@ import os
 import time
 from pathlib import Path
 
+import numpy as np
+
+from trialsim.analysis.binary import exact_power_curve
+from trialsim.config.loader import load_scenario, with_values
+from trialsim.model import build_model
+from trialsim.planning.plan import run_design
+from trialsim.scenarios import expand
+
 DEFAULT_CONFIG = Path(__file__).resolve().parents[2] / "configs" / "exosome_lar_20.toml"
 
 
@@ -20,10 +28,6 @@ def bench_exact_fisher(p_control: float = 0.15, p_treatment: float = 0.05, n_min
     Returns the best of ``repeats`` timings (seconds), the first (cold) one, the number of sizes and
     the first n reaching 80% power (a check that the curve is the real one).
     """
-    import numpy as np
-
-    from trialsim.analysis.binary import exact_power_curve
-
     ns = np.arange(n_min, n_max + 1)
     times = []
     for _ in range(repeats):
@@ -41,29 +45,31 @@ def bench_sweep(config: str | Path = DEFAULT_CONFIG, *, n_scenarios: int = 50, n
                 seed: int = 1) -> dict:
     """Time a sweep of ``n_scenarios`` scenarios of the full design at ``n_sims`` trials each.
 
-    The sweep is a grid of 5 control leak rates (6-20%) x 10 risk ratios (1.0-0.1) when
-    ``n_scenarios = 50`` (otherwise the first ``n_scenarios`` risk ratios of a longer list), every
-    scenario with every endpoint and test of the config, on ``n_jobs`` workers.
+    The sweep is a grid of 10 values of the primary endpoint's effect parameter (from no effect to a
+    tenth of it, or out to twice the assumed difference) x 5 values of the next effect parameter of
+    the model (from no effect to 60% of it), every scenario with every endpoint and test of the
+    config, on ``n_jobs`` workers.
     """
-    import numpy as np
-
-    from trialsim.api import run
-    from trialsim.config.loader import load_scenario, with_values
-    from trialsim.scenarios import expand
-
     base = load_scenario(config)
-    rates = [0.06, 0.09, 0.12, 0.16, 0.20]
-    k = max(1, -(-n_scenarios // len(rates)))
-    effects = [round(float(x), 4) for x in np.linspace(1.0, 0.1, k)]
-    sweep = with_values(base, {"sweep": {"mode": "grid", "values": {"leak.rate_control": rates, "leak.effect": effects}}},
-                        source="bench sweep")
+    params = list(dict.fromkeys(a.effect for a in build_model(base).analysed if a.effect is not None))
+    values = {params[0].path: _bench_values(params[0], 10, 0.1)}
+    if len(params) > 1:
+        values[params[1].path] = _bench_values(params[1], 5, 0.6)
+    sweep = with_values(base, {"sweep": {"mode": "grid", "values": values}}, source="bench sweep")
     specs = expand(sweep)[:n_scenarios]
     if len(specs) < n_scenarios:
         raise ValueError(f"the bench grid has only {len(specs)} scenarios")
-    run(base, n_sims=2000, seed=seed, n_jobs=1)  # warm caches (exact tables) outside the timing
+    run_design(base, n_sims=2000, seed=seed, seed_given=True, n_jobs=1)  # warm caches (exact tables) outside the timing
     t0 = time.perf_counter()
-    result = run(sweep, n_sims=n_sims, seed=seed, n_jobs=n_jobs)
+    result = run_design(sweep, n_sims=n_sims, seed=seed, seed_given=True, n_jobs=n_jobs, sweep=True)
     seconds = time.perf_counter() - t0
     n_done = len(result.results)
     return {"name": "sweep", "n_scenarios": n_done, "n_sims": n_sims, "n_jobs": n_jobs, "cores": os.cpu_count(),
             "seconds": seconds, "trials_per_second": n_done * n_sims / seconds, "target_seconds": 60.0}
+
+
+def _bench_values(effect, k: int, far: float) -> list[float]:
+    if effect.kind == "difference":
+        step = effect.assumed - effect.null or 1.0
+        return [round(float(effect.null + x), 4) for x in np.linspace(0.0, 2 * step, k)]
+    return [round(float(effect.null * x), 4) for x in np.linspace(1.0, far, k)]

@@ -1,56 +1,70 @@
 """Minimal detectable effect: the smallest effect with a target power at a given size.
 
-The effect is a config value, varied with everything else fixed:
+The effect of an endpoint is its family's effect parameter (``Analysed.effect``: a key path, what
+no effect is, the assumed value and search bounds), varied alone with everything else fixed:
 
-* the leak endpoint and its dichotomised colonoscopy cousins: ``leak.effect`` (the risk ratio, odds
-  ratio or treatment rate, as the config's ``leak.effect_measure`` says), exactly by bisection on
-  the exact power at the enrolled sizes (mixing over the number analysable);
-* a cytokine endpoint: its marker's ``treatment_gmr``; the stay: ``los.treatment_ratio``; the
-  colonoscopy grade: ``leak.effect``. These by a probit fit of simulated power on ``|log effect|``
-  with common random numbers across effect values (:mod:`trialsim.planning.search`), with a 95%
-  Monte Carlo interval.
+* exact (a binary endpoint with a law and a test with a registered exact power): bisection on the
+  exact power at the enrolled sizes, mixing over the number analysable;
+* otherwise by a probit fit of simulated power on the effect's distance from no effect
+  (``|log(value / null)|`` for ratios and rates, ``|value - null|`` for differences), with common
+  random numbers across effect values (:mod:`trialsim.planning.search`), and a 95% Monte Carlo
+  interval.
 
-The effect is searched on the side of "no effect" where the config's assumed effect lies (a
-reduction when the assumption is a reduction). When even the most extreme effect searched does not
-reach the target the result says so (``reachable = False``) with the power it does reach.
+The effect is searched on the side of "no effect" where the assumed effect lies (a reduction when
+the assumption is a reduction) up to the parameter's bound (or the most extreme value the config
+accepts). When even that does not reach the target the result says so (``reachable = False``) with
+the power it does reach. The power at the assumed effect is the design's own power: simulated on
+the scenario itself (the number ``trialsim run`` gives with the same seed and trials), or taken
+from a finished run (``power_at_assumed``).
 """
 from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, field
-from typing import Sequence
+from typing import Callable, Collection, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
 
-from trialsim.config.loader import with_values
+from trialsim.analysis import registry as tests
+from trialsim.analysis.analytic import two_proportions_power_normal
+from trialsim.analysis.binary import exact_power_cost
 from trialsim.config.schema import Scenario
-from trialsim.outcomes.leak import arm_rates
+from trialsim.endpoints.base import Analysed, EffectParameter
+from trialsim.exact import EXACT_TABLE_BUDGET
+from trialsim.labels import pct, test_label
+from trialsim.model import Model, build_model
+from trialsim.planning.analytic import Moments, analytic_power, model_moments
 from trialsim.planning.model import (
-    STREAM_MDE,
-    analytic_binary_mde,
-    analytic_t_mde,
+    Pair,
     binary_rates,
-    cytokine_sd,
+    effect_values,
     endpoint_tests,
+    exact_available,
+    exact_power,
     exact_power_enrolled,
-    model_moments,
+    n_treatment_for,
+    reduced,
+    resized,
     resolve_seed,
+    valid_effect,
+    with_effect,
 )
-from trialsim.planning.samplesize import BOSCHLOO_MAX_N
-from trialsim.planning.search import effect_rejections, fit_probit
+from trialsim.planning.samplesize import locate_sims
+from trialsim.planning.search import Job, fit_probit, rejections
 
 MDE_COLUMNS = [
-    "endpoint", "test", "label", "family", "primary", "parameter", "parameter_label", "assumed", "n_control", "n_treatment",
-    "target_power", "alpha", "method", "reachable", "effect", "effect_low", "effect_high", "relative_change",
-    "best_effect", "best_power", "power_at_assumed", "analytic_effect", "analytic_method", "note",
+    "endpoint", "test", "label", "family", "primary", "parameter", "parameter_label", "parameter_kind", "no_effect",
+    "assumed", "n_control", "n_treatment", "target_power", "alpha", "method", "reachable", "effect", "effect_low",
+    "effect_high", "relative_change", "best_effect", "best_power", "power_at_assumed", "analytic_effect",
+    "analytic_method", "note",
 ]
 
-# Largest enrolled size per arm at which Boschloo MDEs mix exact power over the number analysable.
-MIXTURE_MAX_N_BOSCHLOO = 20
-# The most extreme effects searched (ratios): beyond these the question is moot.
-_MIN_RATIO = 0.01
-_MAX_RATIO = 100.0
+# Largest enrolled size per arm at which tests with a size limit (costly exact tables) mix exact
+# power over the number analysable.
+MIXTURE_MAX_N_LIMITED = 20
+COARSE_POINTS = 20
+FINE_POINTS = 10
 
 
 @dataclass(frozen=True)
@@ -58,7 +72,8 @@ class MDEResult:
     """The minimal detectable effect of one (endpoint, test) at one size.
 
     ``effect`` is the value of ``parameter`` with ``target_power`` (NaN when not reachable);
-    ``relative_change`` is ``effect - 1`` for ratios (e.g. -0.65 = a 65% reduction).
+    ``relative_change`` is ``effect / no_effect - 1`` for ratios and rates (e.g. -0.65 = a 65%
+    reduction), NaN for differences.
     """
 
     endpoint: str
@@ -68,6 +83,8 @@ class MDEResult:
     primary: bool
     parameter: str
     parameter_label: str
+    parameter_kind: str
+    no_effect: float
     assumed: float
     n_control: int
     n_treatment: int
@@ -87,7 +104,9 @@ class MDEResult:
 
     @property
     def relative_change(self) -> float:
-        return self.effect - 1.0 if self.parameter_label != "treatment B/C leak rate" else math.nan
+        if self.parameter_kind == "difference" or not self.no_effect:
+            return math.nan
+        return self.effect / self.no_effect - 1.0
 
     def to_dict(self) -> dict:
         out = asdict(self)
@@ -95,16 +114,17 @@ class MDEResult:
         return {k: out[k] for k in MDE_COLUMNS}
 
     def summary(self) -> str:
-        from trialsim.report.labels import pct, test_label
-
         head = (f"{self.endpoint} / {test_label(self.test)} at {self.n_control} vs {self.n_treatment}: "
                 f"smallest {self.parameter_label} with {pct(self.target_power, 0)} power")
         if self.method == "skipped":
             return f"{head}: not computed. {self.note}"
+        if self.method == "analytic":
+            return f"{head}: not simulated; analytic {self.analytic_effect:.3g} ({self.analytic_method})."
         if not self.reachable:
             return (f"{head}: none. Even {self.parameter_label} {self.best_effect:.3g} gives {pct(self.best_power, 1)} "
                     f"power (assumed {self.assumed:g}: {pct(self.power_at_assumed, 1)}).")
-        interval = "" if self.method == "exact" else f" (95% MC interval {self.effect_low:.3g}-{self.effect_high:.3g})"
+        interval = ("" if self.method == "exact" or math.isnan(self.effect_low)
+                    else f" (95% MC interval {self.effect_low:.3g}-{self.effect_high:.3g})")
         return (f"{head}: {self.effect:.3g}{interval}, {self.method}; assumed {self.assumed:g} has "
                 f"{pct(self.power_at_assumed, 1)} power. Analytic: {self.analytic_effect:.3g} ({self.analytic_method}).")
 
@@ -123,39 +143,73 @@ class MDETable:
         return "\n".join(r.summary() for r in self.results)
 
 
-def effect_parameter(scenario: Scenario, endpoint: str) -> tuple[str, str, float]:
-    """(key path, label, assumed value) of the config value that carries the treatment effect on ``endpoint``."""
-    for i, m in enumerate(scenario.cytokines.markers):
-        if endpoint.startswith(m.name + "_"):
-            return f"cytokines.markers[{i}].treatment_gmr", "treatment GMR", m.treatment_gmr
-    if endpoint == "los_days":
-        return "los.treatment_ratio", "stay ratio (direct effect)", scenario.los.treatment_ratio
-    label = {"risk_ratio": "leak risk ratio", "odds_ratio": "leak odds ratio", "rate": "treatment B/C leak rate"}
-    return "leak.effect", label[scenario.leak.effect_measure], scenario.leak.effect
+# ---------------------------------------------------------------------------------------------------
+# the effect's axis: distance from no effect
+# ---------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class EffectAxis:
+    """An effect parameter seen as a distance ``x >= 0`` from no effect, towards the assumed side.
+
+    ``x = |log(value / null)|`` for ratios and rates, ``|value - null|`` for differences; ``extreme``
+    is the most extreme value searched (the parameter's bound, or the most extreme the config accepts).
+    """
+
+    effect: EffectParameter
+    direction: float
+    extreme: float
+
+    @property
+    def multiplicative(self) -> bool:
+        return self.effect.kind != "difference"
+
+    def value(self, x: float) -> float:
+        null = self.effect.null
+        return float(null * math.exp(self.direction * x)) if self.multiplicative else float(null + self.direction * x)
+
+    def distance(self, value: float) -> float:
+        null = self.effect.null
+        return abs(math.log(value / null)) if self.multiplicative else abs(value - null)
+
+    @property
+    def x_extreme(self) -> float:
+        return self.distance(self.extreme)
 
 
-def _effect_bounds(scenario: Scenario, parameter: str, assumed: float) -> tuple[float, float, float]:
-    """(no-effect value, most extreme value searched, direction) for a parameter."""
-    if parameter == "leak.effect":
-        leak = scenario.leak
-        all_control = arm_rates(leak, "control").all_grade
-        if leak.effect_measure == "rate":
-            return leak.rate_control, 1e-4 * leak.rate_control, -1.0
-        if assumed <= 1.0 or leak.effect_measure == "odds_ratio":
-            null, extreme = 1.0, (_MIN_RATIO if assumed <= 1.0 else _MAX_RATIO)
-        else:  # a harmful risk ratio: bounded by a treatment rate below 1
-            null, extreme = 1.0, min(_MAX_RATIO, 0.999 / all_control)
-        return null, extreme, (-1.0 if extreme < null else 1.0)
-    return 1.0, (_MIN_RATIO if assumed <= 1.0 else _MAX_RATIO), (-1.0 if assumed <= 1.0 else 1.0)
+def effect_axis(scenario: Scenario, effect: EffectParameter) -> EffectAxis:
+    """The search axis of ``effect`` in ``scenario``: the assumed side, up to the most extreme valid value."""
+    direction = -1.0 if effect.assumed <= effect.null else 1.0
+    bound = effect.lower if direction < 0 else effect.upper
+    axis = EffectAxis(effect, direction, bound)
+    if effect.kind != "difference" and bound <= 0:
+        raise ValueError(f"{effect.path}: a {effect.kind} needs positive bounds, got {bound}")
+    if valid_effect(scenario, effect, bound):
+        return axis
+    lo, hi = 0.0, axis.x_extreme  # valid, invalid: the largest valid distance, to 1e-6 of the range
+    while hi - lo > 1e-6 * axis.x_extreme:
+        mid = (lo + hi) / 2
+        lo, hi = (mid, hi) if valid_effect(scenario, effect, axis.value(mid)) else (lo, mid)
+    return EffectAxis(effect, direction, axis.value(lo))
 
 
+def _bisect_distance(axis: EffectAxis, power_at: Callable[[float], float], target: float) -> float:
+    """Smallest distance with ``power_at >= target`` (power rising in x), NaN when the extreme misses it."""
+    if not power_at(axis.x_extreme) >= target:
+        return math.nan
+    lo, hi = 0.0, axis.x_extreme
+    for _ in range(60):
+        if hi - lo <= 1e-4 * max(hi, 1e-12):  # 0.01% of the effect: closed forms need no more
+            break
+        mid = (lo + hi) / 2
+        lo, hi = (lo, mid) if power_at(mid) >= target else (mid, hi)
+    return hi
+
+
+# ---------------------------------------------------------------------------------------------------
 def minimal_detectable_effect(scenario: Scenario, endpoint: str, test: str | None = None, *, power: float = 0.8,
                               n_per_arm: int | None = None, ratio: float | None = None, n_sims: int = 2000,
                               seed: int | None = None, n_jobs: int = 1, progress: bool = False) -> MDEResult:
     """The minimal detectable effect for one endpoint (default test: its first). See :func:`minimal_detectable_effects`."""
-    from trialsim.planning.model import get_endpoint
-
-    test = test or get_endpoint(scenario, endpoint).tests[0]
+    test = test or build_model(scenario).endpoint(endpoint).tests[0]
     return minimal_detectable_effects(scenario, endpoint=endpoint, test=test, power=power, n_per_arm=n_per_arm, ratio=ratio,
                                       n_sims=n_sims, seed=seed, n_jobs=n_jobs, progress=progress).results[0]
 
@@ -165,7 +219,7 @@ def minimal_detectable_effects(
     *,
     endpoint: str | None = None,
     test: str | None = None,
-    pairs: Sequence[tuple[str, str]] | None = None,
+    pairs: Sequence[Pair] | None = None,
     power: float = 0.8,
     n_per_arm: int | None = None,
     ratio: float | None = None,
@@ -173,7 +227,8 @@ def minimal_detectable_effects(
     seed: int | None = None,
     n_jobs: int = 1,
     progress: bool = False,
-    simulate: bool = True,
+    simulate: bool | Collection[Pair] = True,
+    power_at_assumed: Mapping[Pair, float] | None = None,
 ) -> MDETable:
     """Minimal detectable effects at the scenario's sizes (or ``n_per_arm`` in the control arm).
 
@@ -188,112 +243,143 @@ def minimal_detectable_effects(
         Enrolled control-arm size (default ``design.n_control``); the treatment arm is
         ``ratio * n_per_arm`` rounded half up (default ratio: the design's).
     n_sims, seed, n_jobs, progress
-        Simulation settings for the non-binary endpoints (results do not depend on ``n_jobs``).
-    simulate : bool
-        False: exact and analytic answers only.
+        Simulation settings (the coarse pass uses a quarter of ``n_sims``; results do not depend on
+        ``n_jobs``).
+    simulate : bool or collection of (endpoint, test)
+        False: exact and analytic answers only; a collection: simulate only those pairs.
+    power_at_assumed : mapping, optional
+        (endpoint, test) -> simulated power at the assumed effect from a finished run of the same
+        design (the report passes its power table's, so both tables quote one number).
 
     Returns
     -------
     MDETable
     """
-    from trialsim.planning.model import get_endpoint, n_treatment_for
     if not 0.0 < power < 1.0:
         raise ValueError(f"power must lie in (0, 1), got {power}")
+    model = build_model(scenario)
+    if pairs is None:
+        pairs = [(a.name, t) for a, t in endpoint_tests(model, endpoint, test)]
+    pairs = [tuple(p) for p in pairs]
     d = scenario.design
     if n_per_arm is not None:
         ratio = ratio if ratio is not None else d.n_treatment / d.n_control
-        scenario = with_values(scenario, {"design.n_control": int(n_per_arm),
-                                          "design.n_treatment": n_treatment_for(int(n_per_arm), ratio)})
+        n_c, n_t = int(n_per_arm), n_treatment_for(int(n_per_arm), ratio)
+        fits = [p for p in pairs if _fits(p[1], n_c, n_t)]
+        scenario = resized(scenario, n_c, n_t)
+        model = build_model(scenario)
         d = scenario.design
+    else:
+        fits = list(pairs)
     seed = resolve_seed(scenario, seed)
-    if pairs is None:
-        pairs = [(e.name, t) for e, t in endpoint_tests(scenario, endpoint, test)]
-    eps = {name: get_endpoint(scenario, name) for name, _ in pairs}
-    results: dict[tuple[str, str], MDEResult] = {}
-    by_parameter: dict[str, list[tuple[str, str]]] = {}
+    chosen = simulate if isinstance(simulate, bool) else {tuple(p) for p in simulate}
+    given = dict(power_at_assumed or {})
+    results: dict[Pair, MDEResult] = {}
+    groups: dict[str, list[Pair]] = {}
+    moments: dict[str, Moments] | None = None
     for name, t in pairs:
-        e = eps[name]
-        if e.family == "binary":
-            results[(name, t)] = _binary_mde(scenario, e, t, power)
+        if (name, t) not in fits:
+            results[(name, t)] = _skipped(scenario, build_model(scenario), name, t, power)
+            continue
+        a = model.endpoint(name)
+        if a.effect is None:
+            results[(name, t)] = _no_parameter(scenario, a, t, power)
+        elif exact_available(model, name, t):
+            results[(name, t)] = _binary_mde(scenario, model, a, t, power)
         else:
-            by_parameter.setdefault(effect_parameter(scenario, name)[0], []).append((name, t))
-    moments = model_moments(scenario, seed=seed) if by_parameter else {}
-    for parameter, group in by_parameter.items():
-        results.update(_simulated_mde(scenario, parameter, group, eps, power, n_sims=n_sims, seed=seed, n_jobs=n_jobs,
-                                      progress=progress, simulate=simulate, moments=moments))
+            groups.setdefault(a.effect.path, []).append((name, t))
+    if groups:
+        moments = model_moments(scenario, seed=seed)
+        results.update(_simulated(scenario, model, groups, power, chosen, given, moments, n_sims=n_sims, seed=seed,
+                                  n_jobs=n_jobs, progress=progress))
     return MDETable(tuple(results[p] for p in pairs), seed=seed, n_sims=n_sims,
                     settings={"power": power, "n_control": d.n_control, "n_treatment": d.n_treatment, "n_sims": n_sims})
 
 
-def _common(scenario, e, t, power, parameter, label, assumed):
+def _fits(test: str, n_control: int, n_treatment: int) -> bool:
+    limit = tests.get(test).max_n
+    return limit is None or max(n_control, n_treatment) <= limit
+
+
+def _common(scenario: Scenario, a: Analysed, t: str, power: float, axis: EffectAxis | None) -> dict:
     d = scenario.design
-    return dict(endpoint=e.name, test=t, label=e.label, family=e.family, primary=e.primary, parameter=parameter,
-                parameter_label=label, assumed=assumed, n_control=d.n_control, n_treatment=d.n_treatment,
-                target_power=power, alpha=d.alpha)
+    e = a.effect
+    return dict(endpoint=a.name, test=t, label=a.label, family=a.kind, primary=a.primary,
+                parameter=e.path if e else "", parameter_label=e.label if e else "", parameter_kind=e.kind if e else "",
+                no_effect=e.null if e else math.nan, assumed=e.assumed if e else math.nan, n_control=d.n_control,
+                n_treatment=d.n_treatment, target_power=power, alpha=d.alpha,
+                best_effect=axis.extreme if axis else math.nan)
 
 
-def _mixture_affordable(test: str, n_control: int, n_treatment: int, rates) -> bool:
+def _no_parameter(scenario, a, t, power) -> MDEResult:
+    return MDEResult(**_common(scenario, a, t, power, None), method="skipped", reachable=False, effect=math.nan,
+                     effect_low=math.nan, effect_high=math.nan, best_power=math.nan, power_at_assumed=math.nan,
+                     analytic_effect=math.nan, analytic_method="n/a", note="The endpoint's family names no effect parameter.")
+
+
+def _skipped(scenario, model, name, t, power) -> MDEResult:
+    a = model.endpoint(name)
+    limit = tests.get(t).max_n
+    return MDEResult(**_common(scenario, a, t, power, None), method="skipped", reachable=False, effect=math.nan,
+                     effect_low=math.nan, effect_high=math.nan, best_power=math.nan, power_at_assumed=math.nan,
+                     analytic_effect=math.nan, analytic_method="n/a",
+                     note=f"{test_label(t)} runs only up to {limit} per arm (its size limit in the test registry).")
+
+
+def _mixture_affordable(test: str, n_control: int, n_treatment: int, missing: tuple[float, float]) -> bool:
     """Whether exact power mixed over the number analysable is cheap enough to bisect on.
 
-    The same budget as the power table's exact rows (:data:`trialsim.exact.EXACT_TABLE_BUDGET`);
-    Boschloo builds a table per pair of analysable sizes (about a second at 100 per arm), so it mixes
-    only for small arms.
+    The power table's budget (:data:`trialsim.exact.EXACT_TABLE_BUDGET`); tests with a size limit
+    build a table per pair of analysable sizes (about a second at 100 per arm), so they mix only
+    for small arms.
     """
-    from trialsim.analysis.binary import exact_power_cost
-    from trialsim.exact import EXACT_TABLE_BUDGET
-
-    if test == "boschloo":
-        return max(n_control, n_treatment) <= MIXTURE_MAX_N_BOSCHLOO
-    cost = exact_power_cost(n_control, n_treatment, (rates.missing_control, rates.missing_treatment))
-    return cost <= EXACT_TABLE_BUDGET
+    if tests.get(test).max_n is not None:
+        return max(n_control, n_treatment) <= MIXTURE_MAX_N_LIMITED
+    return exact_power_cost(n_control, n_treatment, missing) <= EXACT_TABLE_BUDGET
 
 
-def _binary_mde(scenario: Scenario, e, t: str, power: float) -> MDEResult:
-    from trialsim.analysis.binary import exact_power
-
+def _binary_mde(scenario: Scenario, model: Model, a: Analysed, t: str, power: float) -> MDEResult:
     d = scenario.design
-    parameter, label, assumed = effect_parameter(scenario, e.name)
-    null, extreme, _ = _effect_bounds(scenario, parameter, assumed)
-    rates0 = binary_rates(scenario, e.name)
-    if t == "boschloo" and max(d.n_control, d.n_treatment) > BOSCHLOO_MAX_N:
-        return MDEResult(**_common(scenario, e, t, power, parameter, label, assumed), method="skipped", reachable=False,
-                         effect=math.nan, effect_low=math.nan, effect_high=math.nan, best_effect=extreme,
-                         best_power=math.nan, power_at_assumed=math.nan, analytic_effect=math.nan, analytic_method="n/a",
-                         note=f"Boschloo's exact power is not enumerated above {BOSCHLOO_MAX_N} per arm; it is at least "
-                              "Fisher's, so Fisher's minimal detectable effect is a conservative bound.")
-    mixture = _mixture_affordable(t, d.n_control, d.n_treatment, rates0)
+    axis = effect_axis(scenario, a.effect)
+    small = reduced(scenario, [(a.name, t)])  # the same law, a cheaper scenario to vary
+    rates0 = binary_rates(model, a.name)
+    missing = (rates0.missing_control, rates0.missing_treatment)
+    mixture = _mixture_affordable(t, d.n_control, d.n_treatment, missing)
     # without the mixture: complete-case power at the expected analysable sizes, rounded
     n_c_a = max(1, round(d.n_control * (1 - rates0.missing_control)))
     n_t_a = max(1, round(d.n_treatment * (1 - rates0.missing_treatment)))
 
+    def rates_at(v: float):
+        return binary_rates(build_model(with_effect(small, a.effect, v)), a.name)
+
     def power_at(v: float) -> float:
-        sc = with_values(scenario, {parameter: float(v)}, source="minimal detectable effect")
-        r = binary_rates(sc, e.name)
+        r = rates_at(v)
         if mixture:
             return exact_power_enrolled(t, r, d.n_control, d.n_treatment, alpha=d.alpha)
         return exact_power(t, r.p_control, r.p_treatment, n_c_a, n_t_a, alpha=d.alpha)
 
+    null, extreme = a.effect.null, axis.extreme
     best = power_at(extreme)
-    at_assumed = power_at(assumed)
-    rates = binary_rates(scenario, e.name)
-    n_a_c = d.n_control * (1 - rates.missing_control)
-    n_a_t = d.n_treatment * (1 - rates.missing_treatment)
-    p_t = analytic_binary_mde(rates.p_control, n_a_c, n_a_t, power=power, alpha=d.alpha)
-    # the leak endpoint's rates scale with the all-grade leak rate, so their ratio is the risk ratio; other
-    # binary endpoints (colonoscopy) depend on leaks only in part, and have no such closed form
-    direct = e.name == "leak_1m" and scenario.leak.effect_measure == "risk_ratio"
-    analytic = p_t / rates.p_control if direct else math.nan
-    common = _common(scenario, e, t, power, parameter, label, assumed) | dict(
-        method="exact", best_effect=extreme, best_power=best, power_at_assumed=at_assumed, analytic_effect=analytic,
-        analytic_method=("normal approximation on the endpoint's rates at the expected analysable sizes "
-                         f"{n_a_c:.1f} vs {n_a_t:.1f}" if direct else "n/a (the endpoint depends on leaks only in part)"))
+    at_assumed = power_at(a.effect.assumed)
+    n_a_c, n_a_t = d.n_control * (1 - rates0.missing_control), d.n_treatment * (1 - rates0.missing_treatment)
+
+    def analytic_at(x: float) -> float:
+        r = rates_at(axis.value(x))
+        return float(two_proportions_power_normal(r.p_control, r.p_treatment, n_a_c, n_a_t, alpha=d.alpha))
+
+    x_an = _bisect_distance(axis, analytic_at, power)
+    common = _common(scenario, a, t, power, axis) | dict(
+        method="exact", best_power=best, power_at_assumed=at_assumed,
+        analytic_effect=axis.value(x_an) if not math.isnan(x_an) else math.nan,
+        analytic_method=f"normal approximation on the endpoint's rates at the expected analysable sizes {n_a_c:.1f} vs {n_a_t:.1f}")
     if best < power:
         return MDEResult(**common, reachable=False, effect=math.nan, effect_low=math.nan, effect_high=math.nan,
                          note="Even the most extreme effect searched does not reach the target power.")
     lo, hi = (extreme, null) if extreme < null else (null, extreme)
-    # power rises towards `extreme`: bisect (geometrically) until the bracket is within 0.01% of the effect
-    while hi - lo > 1e-4 * hi:
-        mid = math.sqrt(lo * hi)
+    # power rises towards `extreme`: bisect (geometrically for ratios and rates) until the bracket is
+    # within 0.01% of the effect
+    while hi - lo > 1e-4 * max(abs(hi), abs(lo)):
+        mid = math.sqrt(lo * hi) if axis.multiplicative else (lo + hi) / 2
         inside = power_at(mid) >= power
         if extreme < null:
             lo, hi = (mid, hi) if inside else (lo, mid)
@@ -307,90 +393,99 @@ def _binary_mde(scenario: Scenario, e, t: str, power: float) -> MDEResult:
                      note=f"Bisection on the effect; {how}.")
 
 
-def _analytic_continuous(scenario, name, parameter, direction, power, moments) -> tuple[float, str]:
+def _analytic(scenario: Scenario, model: Model, a: Analysed, t: str, axis: EffectAxis, power: float,
+              moments: dict[str, Moments]) -> tuple[float, str]:
+    """The closed-form MDE: the effect value whose closed-form power (the test's estimand) is ``power``."""
+    mom = moments.get(a.name)
     d = scenario.design
-    mom = moments.get(name)
-    n_c = d.n_control * (1 - (mom.missing_control if mom else 0.0))
-    n_t = d.n_treatment * (1 - (mom.missing_treatment if mom else 0.0))
-    dd = analytic_t_mde(n_c, n_t, power=power, alpha=d.alpha)
-    if parameter.startswith("cytokines."):
-        sd = cytokine_sd(scenario, name)
-        return math.exp(direction * dd * sd), f"noncentral t, d = {dd:.3g} at {n_c:.1f} vs {n_t:.1f} analysable, SD {sd:.3g} (no leaks)"
-    if parameter == "los.treatment_ratio" and mom is not None:
-        return math.exp(direction * dd * mom.sd_pooled), f"noncentral t, d = {dd:.3g} on the model's log-stay SD {mom.sd_pooled:.3g} (direct effect alone; the leak effect ignored)"
-    return math.nan, "n/a"
+    if mom is None:
+        return math.nan, "n/a"
+    n_c, n_t = d.n_control * (1 - mom.missing_control), d.n_treatment * (1 - mom.missing_treatment)
+    small = reduced(scenario, [(a.name, t)])  # the same laws, a cheaper scenario to vary
+
+    def power_at(x: float) -> float:
+        sc = with_effect(small, a.effect, axis.value(x)) if x > 0 else small
+        value = analytic_power(build_model(sc), a.name, t, n_c, n_t, moments=moments)
+        return 0.0 if math.isnan(value) else value
+
+    estimand = tests.get(t).estimand
+    if a.kind != "binary" and model.true_effect(a.name, estimand) is None:
+        return math.nan, f"n/a (the model's {estimand.replace('_', ' ')} is not known in closed form)"
+    if math.isnan(analytic_power(model, a.name, t, n_c, n_t, moments=moments)):
+        return math.nan, "n/a (no closed form for this test or endpoint)"
+    x = _bisect_distance(axis, power_at, power)
+    what = {"difference": f"noncentral t on the model's exact difference and simulated SD {mom.sd_pooled:.3g}",
+            "p_treatment_lower": "Noether (1987) on the model's exact P(treatment < control)"}.get(
+        estimand, "normal approximation")
+    return (axis.value(x) if not math.isnan(x) else math.nan), f"{what}, at {n_c:.1f} vs {n_t:.1f} analysable"
 
 
-def _simulated_mde(scenario, parameter, group, eps, power, *, n_sims, seed, n_jobs, progress, simulate, moments):
-    _, label, assumed = effect_parameter(scenario, group[0][0])
-    null, extreme, direction = _effect_bounds(scenario, parameter, assumed)
-    out = {}
-    analytic = {name: _analytic_continuous(scenario, name, parameter, direction, power, moments) for name, _ in group}
-    # coarse grid from no effect (x = 0) to the extreme, log-spaced in the effect's distance from the null
-    x_ext = abs(math.log(extreme / null))
-    xs = np.concatenate([[0.0], np.geomspace(0.002 * x_ext, x_ext, 19)])
-    values = null * np.exp(direction * xs)
-    with_assumed = np.append(values, assumed)
-    if not simulate:
+def _simulated(scenario, model, groups, power, chosen, given, moments, *, n_sims, seed, n_jobs, progress):
+    out: dict[Pair, MDEResult] = {}
+    coarse_jobs, plans = [], []
+    for path, group in groups.items():
+        a0 = model.endpoint(group[0][0])
+        axis = effect_axis(scenario, a0.effect)
+        x_ext = axis.x_extreme
+        xs = np.concatenate([[0.0], np.geomspace(0.002 * x_ext, x_ext, COARSE_POINTS - 1)])
+        points = tuple(_point(scenario, a0.effect, axis, x) for x in xs)
         for name, t in group:
-            out[(name, t)] = MDEResult(**_common(scenario, eps[name], t, power, parameter, label, assumed), method="analytic",
-                                       reachable=not math.isnan(analytic[name][0]), effect=analytic[name][0],
-                                       effect_low=math.nan, effect_high=math.nan, best_effect=extreme, best_power=math.nan,
-                                       power_at_assumed=math.nan, analytic_effect=analytic[name][0],
-                                       analytic_method=analytic[name][1], note="Simulation skipped; analytic answer only.")
-        return out
-    rej = effect_rejections(scenario, parameter, with_assumed, group, n_sims=max(200, n_sims // 4), seed=seed,
-                            stream=STREAM_MDE, n_jobs=n_jobs, progress=progress, desc=f"MDE: {parameter}")
-    refine: dict[tuple[str, str], tuple[float, float]] = {}
-    for name, t in group:
-        r = rej[(name, t)]
-        observed = r[:, :-1].mean(axis=0)
-        common = _common(scenario, eps[name], t, power, parameter, label, assumed) | dict(
-            best_effect=extreme, best_power=float(observed[-1]), power_at_assumed=math.nan,
-            analytic_effect=analytic[name][0], analytic_method=analytic[name][1])
-        hit = np.flatnonzero(observed >= power)
-        if not hit.size:
-            out[(name, t)] = MDEResult(**common, method="monte_carlo", reachable=False, effect=math.nan, effect_low=math.nan,
-                                       effect_high=math.nan, note="Even the most extreme effect searched does not reach the target power.")
-            continue
-        j = hit[0]
-        if j == 0:  # the target is reached with no effect of this parameter at all (e.g. through fewer leaks)
-            out[(name, t)] = MDEResult(**common, method="monte_carlo", reachable=True, effect=null, effect_low=math.nan,
-                                       effect_high=math.nan, note="The target power is reached without any effect of this "
-                                                                  "parameter (the endpoint also depends on the leak effect).")
-            continue
-        refine[(name, t)] = (xs[j - 1], xs[min(j + 1, len(xs) - 1)])
-    if refine:
-        lo = min(a for a, _ in refine.values())
-        hi = max(b for _, b in refine.values())
-        fine = np.linspace(lo, hi, 10)
-        vals = np.append(null * np.exp(direction * fine), assumed)
-        pairs = list(refine)
-        rej2 = effect_rejections(scenario, parameter, vals, pairs, n_sims=n_sims, seed=seed, stream=STREAM_MDE + 100,
-                                 n_jobs=n_jobs, progress=progress, desc=f"MDE: {parameter} (refine)")
-        for name, t in pairs:
-            r = rej2[(name, t)]
-            a, b = refine[(name, t)]
-            keep = (fine >= a - 1e-12) & (fine <= b + 1e-12)
-            fit = fit_probit(fine[keep], r[:, :-1][:, keep])
-            p_assumed = float(r[:, -1].mean())
-            common = _common(scenario, eps[name], t, power, parameter, label, assumed) | dict(
-                best_effect=extreme, best_power=float(rej[(name, t)][:, -2].mean()), power_at_assumed=p_assumed,
-                analytic_effect=analytic[name][0], analytic_method=analytic[name][1])
-            if fit is None:
-                out[(name, t)] = MDEResult(**common, method="monte_carlo", reachable=True, effect=math.nan, effect_low=math.nan,
-                                           effect_high=math.nan, note="The probit fit of simulated power failed.")
+            a = model.endpoint(name)
+            analytic = _analytic(scenario, model, a, t, axis, power, moments)
+            if not (chosen is True or (chosen is not False and (name, t) in chosen)):
+                out[(name, t)] = MDEResult(**_common(scenario, a, t, power, axis), method="analytic",
+                                           reachable=not math.isnan(analytic[0]), effect=analytic[0], effect_low=math.nan,
+                                           effect_high=math.nan, best_power=math.nan,
+                                           power_at_assumed=given.get((name, t), math.nan), analytic_effect=analytic[0],
+                                           analytic_method=analytic[1], note="Not simulated; analytic answer only.")
                 continue
-            x_star, x_lo, x_hi = fit.root(power)
-            to_effect = lambda x: float(null * math.exp(direction * x))  # noqa: E731
-            ends = sorted([to_effect(x_lo), to_effect(x_hi)])
-            out[(name, t)] = MDEResult(**common, method="monte_carlo", reachable=True, effect=to_effect(x_star),
-                                       effect_low=ends[0], effect_high=ends[1],
-                                       note=f"Probit fit of simulated power on |log effect| ({keep.sum()} values x {r.shape[0]:,} "
-                                            "trials, common random numbers).")
-    # power at the assumed effect for the unreachable ones (from the coarse pass)
-    for name, t in group:
-        res = out[(name, t)]
-        if math.isnan(res.power_at_assumed):
-            out[(name, t)] = MDEResult(**{**asdict(res), "power_at_assumed": float(rej[(name, t)][:, -1].mean())})
+            coarse_jobs.append(Job(name, t, points))
+            plans.append((a, t, axis, xs, analytic))
+    if not coarse_jobs:
+        return out
+    rej1 = rejections(scenario, coarse_jobs, n_sims=locate_sims(n_sims), seed=seed, n_jobs=n_jobs, progress=progress)
+    fine_jobs, fine_plans = [], []
+    for (a, t, axis, xs, analytic), r in zip(plans, rej1):
+        observed = r.mean(axis=0)
+        hit = np.flatnonzero(observed >= power)
+        common = _common(scenario, a, t, power, axis) | dict(best_power=float(observed[-1]), analytic_effect=analytic[0],
+                                                              analytic_method=analytic[1])
+        if not hit.size or hit[0] == 0:
+            reached = bool(hit.size)
+            note = ("The target power is reached without any effect of this parameter (the endpoint also depends on "
+                    "other effects)." if reached else "Even the most extreme effect searched does not reach the target power.")
+            fine = ()
+            result = dict(common, method="monte_carlo", reachable=reached, effect=a.effect.null if reached else math.nan,
+                          effect_low=math.nan, effect_high=math.nan, note=note)
+        else:
+            j = hit[0]
+            fine = np.linspace(xs[j - 1], xs[min(j + 1, len(xs) - 1)], FINE_POINTS)
+            result = dict(common)
+        points = tuple(_point(scenario, a.effect, axis, x) for x in fine)
+        if (a.name, t) not in given:
+            points += ({},)  # the design itself: the power at the assumed effect
+        fine_jobs.append(Job(a.name, t, points))
+        fine_plans.append((a, t, axis, fine, result))
+    rej2 = rejections(scenario, fine_jobs, n_sims=n_sims, seed=seed, n_jobs=n_jobs, progress=progress)
+    for (a, t, axis, fine, result), r in zip(fine_plans, rej2):
+        at_assumed = given[(a.name, t)] if (a.name, t) in given else float(r[:, -1].mean())
+        if "method" in result:
+            out[(a.name, t)] = MDEResult(**result, power_at_assumed=at_assumed)
+            continue
+        fit = fit_probit(fine, r[:, :len(fine)])
+        if fit is None:
+            out[(a.name, t)] = MDEResult(**result, method="monte_carlo", reachable=True, effect=math.nan,
+                                         effect_low=math.nan, effect_high=math.nan, power_at_assumed=at_assumed,
+                                         note="The probit fit of simulated power failed.")
+            continue
+        x_star, x_lo, x_hi = fit.root(power)
+        ends = sorted([axis.value(max(x_lo, 0.0)), axis.value(x_hi)])
+        out[(a.name, t)] = MDEResult(**result, method="monte_carlo", reachable=True, effect=axis.value(x_star),
+                                     effect_low=ends[0], effect_high=ends[1], power_at_assumed=at_assumed,
+                                     note=f"Probit fit of simulated power on the distance from no effect ({len(fine)} values x "
+                                          f"{r.shape[0]:,} trials, common random numbers).")
     return out
+
+
+def _point(scenario: Scenario, effect: EffectParameter, axis: EffectAxis, x: float) -> dict:
+    return effect_values(scenario, effect, axis.value(float(x))) if x > 0 else effect_values(scenario, effect, effect.null)

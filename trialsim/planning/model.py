@@ -1,50 +1,44 @@
-"""What planning needs to know about a scenario: endpoints, arm laws, dropout, effect sizes.
+"""What planning needs to know about a scenario, asked of its model and of the test registry.
 
-Every planning number (sample size, minimal detectable effect, pilot precision, curves) is computed
-per *analysable* patient and then inflated for loss to follow-up, as a grant application states it:
-"n evaluable per arm; N = n / (1 - dropout) to recruit". :func:`complete_case` is the scenario
-without patient-level loss (missed 1-month visit, death, missed colonoscopy) used for that; missing
-*samples* (drains removed before POD 5) are part of how the endpoint is measured and stay in.
+Nothing here knows an endpoint, a family or a test by name: endpoints, their kind, scale, label and
+effect parameter come from :func:`trialsim.model.build_model`, exact laws from the families
+(``Model.binary_law``, ``Model.true_effect``), and what a test can do from its
+:class:`~trialsim.analysis.registry.TestSpec` (``estimand``, ``exact_power``, ``max_n``).
+
+Sizes are per *analysable* patient and inflated for loss to follow-up, as a grant application
+states them: "n evaluable per arm; N = n / (1 - dropout) to recruit".
+
+* :func:`complete_case` is the scenario without the loss every endpoint shares (death and the missed
+  follow-up visit, the ``follow_up`` section) and without the loss a family declares at the visit
+  itself (``EndpointFamily.without_visit_loss``, e.g. a procedure not done). What a family loses
+  as part of how it measures (a missing sample) stays in: it is the endpoint, not dropout.
+* :func:`dropout` is the expected fraction not analysable through that loss: from the exact law of
+  a binary endpoint (``BinaryLaw.p_missing``); for others, zero unless ``measured_at_visit``, then
+  death before the visit, the missed visit and the family's procedure loss from the follow-up
+  section and the laws of the death event.
+* :func:`reduced` keeps only what some (endpoint, test) pairs need; :func:`resized` changes the arm
+  sizes and drops the tests whose registered ``max_n`` the new arms exceed.
 """
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any, Iterable, Sequence
 
 import numpy as np
-from scipy import optimize, stats
 
-from trialsim.analysis.analytic import (
-    t_test_power,
-    t_test_sample_size,
-    two_proportions_power_normal,
-    two_proportions_sample_size_normal,
-)
-from trialsim.analysis.binary import exact_power
-from trialsim.config.loader import with_values
+from trialsim.analysis import registry as tests
+from trialsim.config.loader import ConfigError, to_raw, validate, with_values
 from trialsim.config.schema import Scenario
-from trialsim.endpoints import Endpoint, endpoints
-from trialsim.exact import binary_law
+from trialsim.endpoints.base import Analysed, EffectParameter
+from trialsim.model import Model, build_model
+from trialsim.rng import draw_seed
 
-# Separate random streams for each planning step: SeedSequence(seed, spawn_key=(STREAM, block)).
-# A run's blocks use spawn_key=(block,), so these never coincide with a run's streams.
-STREAM_MOMENTS = 7_001
-STREAM_LOCATE = 7_002
-STREAM_REFINE = 7_003
-STREAM_MDE = 7_004
-STREAM_CURVE_N = 7_005
-STREAM_CURVE_EFFECT = 7_006
-
-
-def stream_rng(seed: int, stream: int, block: int) -> np.random.Generator:
-    """The Generator of block ``block`` of planning stream ``stream`` (independent of every other)."""
-    return np.random.Generator(np.random.PCG64(np.random.SeedSequence(seed, spawn_key=(stream, block))))
+Pair = tuple[str, str]  # (analysed endpoint, test)
 
 
 def resolve_seed(scenario: Scenario, seed: int | None) -> int:
-    """The seed given, else the config's ``run.seed``, else a fresh one (every result records it)."""
-    from trialsim.rng import draw_seed
-
+    """The seed given, else the config's ``run.seed``, else a fresh one (as ``trialsim run``; recorded)."""
     if seed is not None:
         return int(seed)
     return scenario.run.seed if scenario.run.seed is not None else draw_seed()
@@ -59,84 +53,73 @@ def n_treatment_for(n_control: int, ratio: float) -> int:
     return max(1, math.floor(ratio * n_control + 0.5))
 
 
-def get_endpoint(scenario: Scenario, name: str) -> Endpoint:
-    found = {e.name: e for e in endpoints(scenario)}
-    if name not in found:
-        raise ValueError(f"unknown endpoint {name!r}; this scenario has: {', '.join(found)}")
-    return found[name]
-
-
-def endpoint_tests(scenario: Scenario, endpoint: str | None = None, test: str | None = None) -> list[tuple[Endpoint, str]]:
-    """(endpoint, test) pairs: every one, those of one endpoint, or one pair (validated)."""
-    eps = list(endpoints(scenario)) if endpoint in (None, "all") else [get_endpoint(scenario, endpoint)]
+# ----------------------------------------------------------------------------------------- endpoints
+def endpoint_tests(model: Model, endpoint: str | None = None, test: str | None = None) -> list[tuple[Analysed, str]]:
+    """(endpoint, test) pairs of the model: every one, those of one endpoint, or one pair (validated)."""
+    every = endpoint in (None, "all")
+    eps = list(model.analysed) if every else [_endpoint(model, endpoint)]
     pairs = []
-    for e in eps:
-        if test is not None and test not in e.tests:
-            if endpoint in (None, "all"):
+    for a in eps:
+        if test is not None and test not in a.tests:
+            if every:
                 continue
-            raise ValueError(f"endpoint {e.name!r} is analysed with {', '.join(e.tests)}, not {test!r}")
-        pairs.extend((e, t) for t in e.tests if test is None or t == test)
+            raise ValueError(f"endpoint {a.name!r} is analysed with {', '.join(a.tests)}, not {test!r}")
+        pairs.extend((a, t) for t in a.tests if test is None or t == test)
     if not pairs:
         raise ValueError(f"no endpoint of this scenario is analysed with {test!r}")
     return pairs
 
 
-def key_endpoints(scenario: Scenario) -> list[tuple[str, str]]:
+def _endpoint(model: Model, name: str) -> Analysed:
+    try:
+        return model.endpoint(name)
+    except KeyError as exc:
+        raise ValueError(exc.args[0]) from None
+
+
+def key_pairs(model: Model) -> list[Pair]:
     """The (endpoint, test) pairs shown in figures and short tables.
 
-    The primary endpoint with every test; per marker the mean of logs over the sampling days
-    (or its last day) with the first test; the stay; the colonoscopy grade and its dichotomy.
+    The primary endpoint with every test; then, for every other effect parameter and endpoint kind,
+    the last endpoint analysed with it, with its first test. Families list their summary endpoints
+    after the per-visit ones (a marker's mean over the sampling days after each day), so that is the
+    one shown.
     """
-    eps = {e.name: e for e in endpoints(scenario)}
-    out: list[tuple[str, str]] = []
-    primary = next(e for e in eps.values() if e.primary)
-    out += [(primary.name, t) for t in primary.tests]
-    cyto = scenario.cytokines
-    for m in cyto.markers:
-        name = f"{m.name}_mean_log" if f"{m.name}_mean_log" in eps else f"{m.name}_pod{cyto.days[-1]}"
-        if name in eps:
-            out.append((name, eps[name].tests[0]))
-    for name in ("los_days", "colonoscopy_grade", "colonoscopy_abnormal"):
-        if name in eps:
-            out.append((name, eps[name].tests[0]))
+    primary = model.primary
+    out: list[Pair] = [(primary.name, t) for t in primary.tests]
+    last: dict[tuple, Analysed] = {}
+    for a in model.analysed:
+        if a.name == primary.name:
+            continue
+        group = (a.effect.path if a.effect is not None else a.name, a.kind)
+        last.pop(group, None)  # keep declaration order of the last member
+        last[group] = a
+    out += [(a.name, a.tests[0]) for a in last.values()]
     return out
 
 
-def complete_case(scenario: Scenario) -> Scenario:
-    """The scenario without patient-level loss: nobody misses the visit or the colonoscopy, nobody dies.
-
-    Sample-level missingness (``cytokines.markers[*].p_missing``) is kept: it is how the endpoint
-    is measured, not dropout.
-    """
-    return with_values(scenario, {
-        "follow_up.p_missing_1m_visit": 0.0,
-        "follow_up.p_death_30d_no_leak": 0.0,
-        "follow_up.p_death_30d_leak": 0.0,
-        "colonoscopy.p_missing": 0.0,
-    }, source="complete-case planning scenario")
-
-
-def dropout(scenario: Scenario, endpoint: str, arm: str = "control") -> float:
-    """Expected fraction of enrolled patients not analysable for ``endpoint`` through loss or death.
-
-    Leak and colonoscopy endpoints: from the exact law (missed visit, death, missed colonoscopy).
-    Cytokines and stay are measured in hospital: 0.
-    """
-    e = get_endpoint(scenario, endpoint)
-    if e.family == "binary":
-        return float(binary_law(scenario, endpoint, arm).p_missing)
-    if endpoint == "colonoscopy_grade":
-        return float(binary_law(scenario, "colonoscopy_abnormal", arm).p_missing)
-    return 0.0
+def endpoint_rows(model: Model) -> list[dict]:
+    """One row per analysed endpoint: what tables and figures need to name and read it (no planning)."""
+    keys = {name for name, _ in key_pairs(model)}
+    rows = []
+    for a in model.analysed:
+        e = a.effect
+        rows.append({"endpoint": a.name, "component": a.component, "label": a.label, "short": a.short or a.label,
+                     "kind": a.kind, "scale": a.scale, "unit": a.unit, "primary": a.primary, "key": a.name in keys,
+                     "tests": " ".join(a.tests), "measured_at_visit": a.measured_at_visit,
+                     "effect_path": e.path if e else "", "effect_label": e.label if e else "",
+                     "effect_kind": e.kind if e else "", "effect_null": e.null if e else math.nan,
+                     "effect_assumed": e.assumed if e else math.nan})
+    return rows
 
 
-def inflate(n: int | None, dropout_fraction: float) -> int | None:
-    """Patients to enrol so that ``n`` remain analysable on average: ``ceil(n / (1 - dropout))``."""
-    if n is None:
-        return None
-    return int(math.ceil(round(n / (1.0 - dropout_fraction), 9)))
+def is_null(model: Model) -> bool:
+    """Every effect parameter of the scenario at its null (rejection rates are then type I errors)."""
+    effects = [a.effect for a in model.analysed if a.effect is not None]
+    return bool(effects) and all(e.assumed == e.null for e in effects)
 
 
+# ------------------------------------------------------------------------------------- binary laws
 @dataclass(frozen=True)
 class BinaryRates:
     """Event probability among analysable patients and probability of not being analysable, per arm."""
@@ -147,238 +130,180 @@ class BinaryRates:
     missing_treatment: float
 
 
-def binary_rates(scenario: Scenario, endpoint: str) -> BinaryRates:
-    c, t = binary_law(scenario, endpoint, "control"), binary_law(scenario, endpoint, "treatment")
+def binary_rates(model: Model, endpoint: str) -> BinaryRates | None:
+    """The exact law of a binary endpoint in each arm (its family's ``binary_law``), None where unknown."""
+    if model.endpoint(endpoint).kind != "binary":
+        return None
+    c, t = model.binary_law(endpoint, "control"), model.binary_law(endpoint, "treatment")
+    if c is None or t is None:
+        return None
     return BinaryRates(c.p_event, t.p_event, c.p_missing, t.p_missing)
+
+
+def exact_available(model: Model, endpoint: str, test: str) -> bool:
+    """Whether the pair has an exact answer: a binary law and a registered exact power."""
+    return tests.get(test).exact_power is not None and binary_rates(model, endpoint) is not None
+
+
+def exact_power(test: str, p_control: float, p_treatment: float, n_control: int, n_treatment: int, *, alpha: float,
+                missing: tuple[float, float] = (0.0, 0.0)) -> float:
+    """The registered exact power of ``test`` (mixed over the analysable counts when ``missing``)."""
+    p_missing: float | tuple[float, float] = missing[0] if missing[0] == missing[1] else missing
+    return float(tests.get(test).exact_power(p_control, p_treatment, n_control, n_treatment, alpha, p_missing))
 
 
 def exact_power_enrolled(test: str, rates: BinaryRates, n_control: int, n_treatment: int, *, alpha: float) -> float:
     """Exact power at enrolled sizes, mixing over the Binomial number analysable in each arm."""
-    if rates.missing_control == rates.missing_treatment:
-        missing: float | tuple[float, float] = rates.missing_control
+    return exact_power(test, rates.p_control, rates.p_treatment, n_control, n_treatment, alpha=alpha,
+                       missing=(rates.missing_control, rates.missing_treatment))
+
+
+# ------------------------------------------------------------------------------------------ dropout
+def complete_case(scenario: Scenario) -> Scenario:
+    """The scenario without patient-level loss: nobody dies or misses the visit, no visit procedure is missed.
+
+    The follow-up section's chances of death and of a missed visit are set to 0, and each family
+    removes the loss it declares at the visit (``without_visit_loss``). Sample-level missingness
+    stays: it is how the endpoint is measured, not dropout.
+    """
+    values: dict[str, Any] = {"follow_up.p_missing_visit": 0.0, "follow_up.p_death": 0.0,
+                              "follow_up.p_death_after_event": 0.0}
+    for cid, section in scenario.endpoints.items():
+        values.update(section.without_visit_loss(cid))
+    return with_values(scenario, values, source="complete-case planning scenario")
+
+
+def dropout(model: Model, endpoint: str, arm: str | None = None) -> float:
+    """Expected fraction of enrolled patients not analysable for ``endpoint`` (the larger arm's, by default).
+
+    Binary endpoints with an exact law: its ``p_missing`` (death, missed visit, the family's own
+    loss). Others: 0 when measured in hospital; when ``measured_at_visit``, 1 - P(alive at the
+    visit) x (1 - p_missing_visit) x (1 - the family's visit-procedure loss), with P(alive) from the
+    death event's law (the larger death risk when that law is not known in closed form).
+    """
+    if arm is None:
+        return max(dropout(model, endpoint, "control"), dropout(model, endpoint, "treatment"))
+    a = model.endpoint(endpoint)
+    law = model.binary_law(endpoint, arm) if a.kind == "binary" else None
+    if law is not None:
+        return float(law.p_missing)
+    if not a.measured_at_visit:
+        return 0.0
+    fu = model.scenario.follow_up
+    if fu.death_event is None:
+        alive = 1.0 - fu.p_death
     else:
-        missing = (rates.missing_control, rates.missing_treatment)
-    return exact_power(test, rates.p_control, rates.p_treatment, n_control, n_treatment, alpha=alpha, p_missing=missing)
+        states = model.alive_by_event(fu.death_event, arm)
+        alive = float(np.dot(*states)) if states is not None else 1.0 - max(fu.p_death, fu.p_death_after_event)
+    procedure = model.section(a.component).visit_procedure_missing() or 0.0
+    return float(1.0 - alive * (1.0 - fu.p_missing_visit) * (1.0 - procedure))
 
 
-# ---------------------------------------------------------------------------------------------------
-# analytic answers (labelled: they are normal-theory approximations of the simulated model)
-# ---------------------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class AnalyticEffect:
-    """A closed-form effect size for a continuous or ordinal endpoint.
-
-    ``kind`` is ``"d"`` (standardised mean difference, for the t test) or ``"p_superiority"``
-    (P(X_t < X_c) + P(tie) / 2, for Noether's Mann-Whitney formula); ``sd`` is the SD the
-    standardisation used (log scale for log endpoints); ``basis`` says where it comes from.
-    """
-
-    kind: str
-    value: float
-    sd: float
-    basis: str
-
-
-def _marker_of(scenario: Scenario, endpoint: str):
-    for i, m in enumerate(scenario.cytokines.markers):
-        if endpoint.startswith(m.name + "_"):
-            return i, m
-    return None, None
-
-
-def cytokine_sd(scenario: Scenario, endpoint: str) -> float | None:
-    """SD of the analysed log level from the config (no leak): log_sd, or that of the mean of days.
-
-    The mean of K correlated logs has SD ``log_sd * sqrt(mean of the K x K day correlations)``.
-    """
-    i, m = _marker_of(scenario, endpoint)
-    if m is None:
+def inflate(n: int | None, dropout_fraction: float) -> int | None:
+    """Patients to enrol so that ``n`` remain analysable on average: ``ceil(n / (1 - dropout))``."""
+    if n is None:
         return None
-    if endpoint.endswith("_mean_log"):
-        cyto = scenario.cytokines
-        days = np.asarray(cyto.days, dtype=float)
-        corr = cyto.corr_days ** (np.abs(days[:, None] - days[None, :]) / cyto.corr_days_step)
-        return float(m.log_sd * math.sqrt(corr.mean()))
-    return float(m.log_sd)
+    return int(math.ceil(round(n / (1.0 - dropout_fraction), 9)))
 
 
-def config_effect(scenario: Scenario, endpoint: str) -> AnalyticEffect | None:
-    """The standardised effect a grant writer computes from the config alone (direct effect, no leak).
-
-    Cytokines: ``d = |log(treatment_gmr)| / SD`` with the SD of :func:`cytokine_sd`; stay:
-    ``|log(los.treatment_ratio)| / los.log_sd``. None when the config gives no direct effect.
-    """
-    i, m = _marker_of(scenario, endpoint)
-    if m is not None:
-        sd = cytokine_sd(scenario, endpoint)
-        what = "mean of log over the sampling days" if endpoint.endswith("_mean_log") else "log level"
-        return AnalyticEffect("d", abs(math.log(m.treatment_gmr)) / sd, sd,
-                              f"treatment GMR {m.treatment_gmr:g}, SD of the {what} {sd:.3g}; direct effect only (leaks ignored)")
-    if endpoint == "los_days" and scenario.los.treatment_ratio != 1.0:
-        sd = scenario.los.log_sd
-        return AnalyticEffect("d", abs(math.log(scenario.los.treatment_ratio)) / sd, sd,
-                              f"stay ratio {scenario.los.treatment_ratio:g}, log-SD {sd:g}; direct effect only (leaks ignored)")
-    return None
-
-
-@dataclass(frozen=True)
-class Moments:
-    """Large-sample moments of one analysed endpoint in each arm of the simulated model."""
-
-    mean_control: float
-    mean_treatment: float
-    sd_control: float
-    sd_treatment: float
-    missing_control: float
-    missing_treatment: float
-    p_superiority: float  # P(X_t < X_c) + P(X_t = X_c) / 2
-
-    @property
-    def sd_pooled(self) -> float:
-        return math.sqrt((self.sd_control**2 + self.sd_treatment**2) / 2)
-
-    @property
-    def d(self) -> float:
-        return abs(self.mean_control - self.mean_treatment) / self.sd_pooled if self.sd_pooled > 0 else 0.0
-
-
-def model_moments(scenario: Scenario, *, seed: int, n_patients: int = 100_000) -> dict[str, Moments]:
-    """Moments of every non-binary endpoint from ``n_patients`` simulated patients per arm.
-
-    These carry everything the model does (leaks raising cytokines, stays lengthened by leaks,
-    missing samples), unlike :func:`config_effect`. Used as the simulated searches' starting points,
-    for the endpoints whose effect exists only through leaks (stay, colonoscopy grade), and for
-    pilot precision. Deterministic for a given seed.
-    """
-    from trialsim.config.loader import config_hash
-
-    key = (config_hash(scenario), seed, n_patients)  # a scenario with a sweep table is not hashable itself
-    if key not in _MOMENTS_CACHE:
-        if len(_MOMENTS_CACHE) >= 16:
-            _MOMENTS_CACHE.pop(next(iter(_MOMENTS_CACHE)))
-        _MOMENTS_CACHE[key] = _model_moments(scenario, seed, n_patients)
-    return _MOMENTS_CACHE[key]
-
-
-_MOMENTS_CACHE: dict[tuple, dict[str, Moments]] = {}
-
-
-def _model_moments(scenario: Scenario, seed: int, n_patients: int) -> dict[str, Moments]:
-    from trialsim.outcomes.patients import observe, simulate_arm
-
-    rng = stream_rng(seed, STREAM_MOMENTS, 0)
-    obs = {arm: observe(scenario, simulate_arm(scenario, arm, 1, n_patients, rng=rng)) for arm in ("control", "treatment")}
+# -------------------------------------------------------------------------------- scenario variants
+def test_fields(section) -> dict[str, tuple[str, ...]]:
+    """A section's lists of tests: its fields whose values are all registered test names."""
     out = {}
-    sub = np.random.default_rng(0)  # subsample for P(X_t < X_c): a fixed choice, not a random quantity
-    for e in endpoints(scenario):
-        if e.family == "binary":
-            continue
-        xc, xt = obs["control"][e.name][0], obs["treatment"][e.name][0]
-        miss_c, miss_t = float(np.mean(np.isnan(xc))), float(np.mean(np.isnan(xt)))
-        xc, xt = xc[~np.isnan(xc)], xt[~np.isnan(xt)]
-        k = min(20_000, xc.size, xt.size)
-        u = stats.mannwhitneyu(sub.choice(xt, k, replace=False), sub.choice(xc, k, replace=False), method="asymptotic").statistic
-        out[e.name] = Moments(float(xc.mean()), float(xt.mean()), float(xc.std(ddof=1)), float(xt.std(ddof=1)),
-                              miss_c, miss_t, 1.0 - float(u) / (k * k))
+    for name in type(section).model_fields:
+        value = getattr(section, name)
+        if isinstance(value, (tuple, list)) and value and all(isinstance(v, str) and v in tests.names() for v in value):
+            out[name] = tuple(value)
     return out
 
 
-def noether_sample_size(p_superiority: float, *, power: float, alpha: float, ratio: float = 1.0) -> float:
-    """Control-arm size for the two-sided Mann-Whitney test, Noether (1987), unrounded.
+def components_for(model: Model, endpoints: Iterable[str]) -> set[str]:
+    """The components that generating ``endpoints`` needs: theirs, their links (recursively) and death's event.
 
-    ``N = (z_{1-alpha/2} + z_power)^2 / (12 c (1 - c) (p - 1/2)^2)`` with ``c = 1 / (1 + ratio)``
-    the control share and ``p`` = P(X_t < X_c) + P(tie)/2; ``n_control = c N``.
+    With a flow model every component is needed (the flow reads the stay and the event day).
     """
-    if p_superiority == 0.5:
-        return math.inf
-    z = stats.norm.isf(alpha / 2) + stats.norm.ppf(power)
-    c = 1.0 / (1.0 + ratio)
-    return c * z**2 / (12 * c * (1 - c) * (p_superiority - 0.5) ** 2)
+    scenario = model.scenario
+    if scenario.flow is not None:
+        return set(scenario.endpoints)
+    todo = [model.endpoint(name).component for name in endpoints]
+    if scenario.follow_up.death_event is not None:
+        todo.append(scenario.follow_up.death_event)
+    keep: set[str] = set()
+    while todo:
+        cid = todo.pop()
+        if cid not in keep:
+            keep.add(cid)
+            todo.extend(scenario.endpoints[cid].links())
+    return keep
 
 
-@dataclass(frozen=True)
-class AnalyticAnswer:
-    n: int | None
-    method: str
+def reduced(scenario: Scenario, pairs: Sequence[Pair]) -> Scenario:
+    """The scenario reduced to what ``pairs`` need: their components (with links and the death event)
+    and only their tests; no sweep.
 
-
-def analytic_sample_size(scenario: Scenario, endpoint: str, test: str, *, power: float, ratio: float,
-                         moments: dict[str, Moments] | None) -> AnalyticAnswer:
-    """The closed-form sample size per analysable patient, labelled with its method.
-
-    Binary: normal approximation for two proportions (pooled z, no continuity correction; Fleiss,
-    as ``Hmisc::bsamsize``). Welch on logs: noncentral t for the pooled t test with the effect of
-    :func:`config_effect` (or the model's moments when the config has no direct effect). Mann-Whitney:
-    Noether (1987).
+    Every component draws from its own random stream, so each pair's per-trial statistics are
+    bit-identical to those of the full scenario at the same seed (tests/test_planning.py checks it).
     """
-    e = get_endpoint(scenario, endpoint)
-    alpha = scenario.design.alpha
-    if e.family == "binary":
-        r = binary_rates(scenario, endpoint)
-        if r.p_control == r.p_treatment:
-            return AnalyticAnswer(None, "normal approximation: no difference between the arms")
-        n = two_proportions_sample_size_normal(r.p_control, r.p_treatment, power=power, alpha=alpha, ratio=ratio)
-        return AnalyticAnswer(_ceil(n), f"normal approximation, two proportions {r.p_control:.3g} vs {r.p_treatment:.3g} "
-                                        "(pooled z test, no continuity correction)")
-    cfg = config_effect(scenario, endpoint)
-    mom = moments.get(endpoint) if moments else None
-    if test == "welch_log":
-        if cfg is not None and cfg.value > 0:
-            d, basis = cfg.value, cfg.basis
-        elif mom is not None and mom.d > 0:
-            d, basis = mom.d, "model moments (effect only through leaks)"
-        else:
-            return AnalyticAnswer(None, "noncentral t: no effect to detect")
-        n = t_test_sample_size(d, power=power, alpha=alpha, ratio=ratio) if d > 1e-3 else None
-        return AnalyticAnswer(n, f"noncentral t (pooled t test), d = {d:.3g} from {basis}")
-    if test == "mann_whitney":
-        if cfg is not None and cfg.value > 0:
-            p, basis = float(stats.norm.cdf(cfg.value / math.sqrt(2))), cfg.basis
-        elif mom is not None:
-            p, basis = mom.p_superiority, "model moments"
-        else:
-            return AnalyticAnswer(None, "Noether: no effect to detect")
-        n = noether_sample_size(p, power=power, alpha=alpha, ratio=ratio)
-        ties = "; its variance ignores ties, so it overstates n for grades with many ties" if e.family == "ordinal" else ""
-        return AnalyticAnswer(_ceil(n) if math.isfinite(n) and n < 1e7 else None,
-                              f"Noether (1987) normal approximation, P(treatment < control) = {p:.3g} from {basis}{ties}")
-    return AnalyticAnswer(None, "no analytic formula")
+    model = build_model(scenario)
+    keep = components_for(model, [e for e, _ in pairs])
+    wanted: dict[str, set[str]] = {}
+    for e, t in pairs:
+        wanted.setdefault(model.endpoint(e).component, set()).add(t)
+    raw = to_raw(scenario)
+    raw["endpoints"] = {cid: section for cid, section in raw["endpoints"].items() if cid in keep}
+    for cid in keep:
+        for name, listed in test_fields(scenario.endpoints[cid]).items():
+            raw["endpoints"][cid][name] = [t for t in listed if t in wanted.get(cid, ())]
+    raw["primary"] = pairs[0][0]
+    raw["sweep"] = None
+    return validate(raw, source=f"planning: reduced to {', '.join(f'{e}/{t}' for e, t in pairs)}")
 
 
-def model_start(scenario: Scenario, endpoint: str, test: str, *, power: float, ratio: float,
-                moments: dict[str, Moments]) -> float:
-    """Starting point of a simulated search: the analytic n on the model's own effect (leaks included)."""
-    mom = moments[endpoint]
-    alpha = scenario.design.alpha
-    if test == "mann_whitney":
-        return noether_sample_size(mom.p_superiority, power=power, alpha=alpha, ratio=ratio)
-    if mom.d <= 1e-3:
-        return math.inf
-    z = stats.norm.isf(alpha / 2) + stats.norm.ppf(power)
-    return (1 + 1 / ratio) * (z / mom.d) ** 2
+def size_values(scenario: Scenario, n_control: int, n_treatment: int) -> dict[str, Any] | None:
+    """Raw values (key path -> value) that resize ``scenario``, or None when no analysed endpoint is left.
+
+    Tests whose registered ``max_n`` the larger arm exceeds are dropped from every test list; the
+    primary endpoint moves to the first endpoint still analysed when it loses all of its tests.
+    """
+    values: dict[str, Any] = {"design.n_control": int(n_control), "design.n_treatment": int(n_treatment)}
+    largest = max(n_control, n_treatment)
+    too_big = {t for t in tests.names() if tests.get(t).max_n is not None and largest > tests.get(t).max_n}
+    if not too_big:
+        return values
+    model = build_model(scenario)
+    for cid, section in scenario.endpoints.items():
+        for name, listed in test_fields(section).items():
+            if too_big & set(listed):
+                values[f"endpoints.{cid}.{name}"] = [t for t in listed if t not in too_big]
+    left = [a.name for a in model.analysed if set(a.tests) - too_big]
+    if not left:
+        return None
+    if model.primary.name not in left:
+        values["primary"] = left[0]
+    return values
 
 
-def _ceil(x: float) -> int:
-    return int(math.ceil(round(x, 9)))
+def resized(scenario: Scenario, n_control: int, n_treatment: int) -> Scenario:
+    """The scenario at other arm sizes (tests beyond their size limit dropped, see :func:`size_values`)."""
+    values = size_values(scenario, n_control, n_treatment)
+    if values is None:
+        raise ValueError(f"no test of this scenario runs at {n_control} + {n_treatment} patients")
+    return with_values(scenario, values, source=f"{n_control} + {n_treatment} patients")
 
 
-def analytic_t_mde(n_control: float, n_treatment: float, *, power: float, alpha: float) -> float:
-    """Standardised effect d with ``power`` for the pooled t test at the given sizes (noncentral t)."""
-    if n_control + n_treatment <= 2:
-        return math.nan
-    f = lambda d: t_test_power(d, n_control, n_treatment, alpha=alpha) - power  # noqa: E731
-    hi = 1.0
-    while f(hi) < 0:
-        hi *= 2
-        if hi > 1e3:
-            return math.nan
-    return float(optimize.brentq(f, 1e-9, hi, xtol=1e-10))
+def effect_values(scenario: Scenario, effect: EffectParameter, value: float) -> dict[str, Any]:
+    """Raw values that set ``effect`` to ``value`` (the owning family decides, usually ``{path: value}``)."""
+    cid = effect.path.split(".")[1]
+    return scenario.endpoints[cid].with_effect(effect.path, float(value))
 
 
-def analytic_binary_mde(p_control: float, n_control: float, n_treatment: float, *, power: float, alpha: float) -> float:
-    """Treatment probability below ``p_control`` with ``power`` by the normal approximation (NaN if none)."""
-    f = lambda p: two_proportions_power_normal(p_control, p, n_control, n_treatment, alpha=alpha) - power  # noqa: E731
-    lo = 1e-9
-    if f(lo) < 0:
-        return math.nan
-    return float(optimize.brentq(f, lo, p_control * (1 - 1e-9), xtol=1e-12))
+def with_effect(scenario: Scenario, effect: EffectParameter, value: float) -> Scenario:
+    return with_values(scenario, effect_values(scenario, effect, value), source=f"{effect.path} = {value:g}")
+
+
+def valid_effect(scenario: Scenario, effect: EffectParameter, value: float) -> bool:
+    try:
+        with_effect(scenario, effect, value)
+    except ConfigError:
+        return False
+    return True

@@ -5,7 +5,8 @@ estimates for the main trial. For the planned sizes this module computes, exactl
 
 * each arm's event rate: the expected width of its 95% Clopper-Pearson interval, the interval at
   the expected count, and the chance of observing at least one event (per arm and in both);
-* each log-scale endpoint's geometric mean ratio: the 95% Welch interval expected at the assumed SDs;
+* each log-scale endpoint's geometric mean ratio: the 95% Welch interval expected at the model's SDs
+  (its large-sample moments, simulated through the engine: :func:`trialsim.planning.analytic.model_moments`);
 * each SD: the upper one-sided 80% confidence limit a pilot of this size gives, the SD to plan the
   main trial on (Browne 1995), and the resulting inflation of the main trial's size;
 * the design against published pilot-size guidance: Julious (2005), Teare et al. (2014),
@@ -21,8 +22,10 @@ import pandas as pd
 from scipy import stats
 
 from trialsim.config.schema import Scenario
-from trialsim.endpoints import endpoints
-from trialsim.planning.model import binary_rates, config_effect, key_endpoints, model_moments, resolve_seed
+from trialsim.labels import pct
+from trialsim.model import build_model
+from trialsim.planning.analytic import model_moments
+from trialsim.planning.model import Pair, binary_rates, key_pairs, resolve_seed
 
 # Published guidance on pilot sizes (per arm), with the basis of each figure.
 JULIOUS_2005 = 12
@@ -90,8 +93,6 @@ class PilotSummary:
                 "pilot_guidance": self.guidance}
 
     def summary(self) -> str:
-        from trialsim.report.labels import pct
-
         lines = [f"Pilot numbers at {self.n_control} vs {self.n_treatment}:"]
         for _, r in self.rates.iterrows():
             lines.append(f"  {r.endpoint} {r.arm}: rate {pct(r.rate)}, expected 95% CI width {pct(r.expected_ci_width)}, "
@@ -121,34 +122,35 @@ def whitehead_pilot_size(d: float) -> int:
 
 
 def pilot_summary(scenario: Scenario, *, seed: int | None = None, level: float = 0.95, ucl_level: float = 0.80,
-                  pairs: list[tuple[str, str]] | None = None) -> PilotSummary:
+                  pairs: list[Pair] | None = None) -> PilotSummary:
     """The pilot/feasibility numbers of the planned design (enrolled sizes, the scenario's dropout).
 
     Parameters
     ----------
     scenario : Scenario
     seed : int, optional
-        Seed of the large-sample moments of the model (:func:`~trialsim.planning.model.model_moments`).
+        Seed of the model's large-sample moments (:func:`~trialsim.planning.analytic.model_moments`).
     level : float
         Two-sided level of the rate and ratio intervals.
     ucl_level : float
         One-sided level of the SD upper confidence limit (Browne 1995 suggests e.g. 80%).
     pairs : list of (endpoint, test), optional
-        Endpoints to tabulate for ratios and SDs (default: :func:`~trialsim.planning.model.key_endpoints`).
+        Endpoints to tabulate (default: :func:`~trialsim.planning.model.key_pairs`): binary ones with
+        an exact law get rates, log-scale continuous ones ratios and SD limits.
     """
     seed = resolve_seed(scenario, seed)
     d = scenario.design
-    eps = {e.name: e for e in endpoints(scenario)}
-    pairs = pairs if pairs is not None else key_endpoints(scenario)
+    model = build_model(scenario)
+    pairs = pairs if pairs is not None else key_pairs(model)
     names = list(dict.fromkeys(name for name, _ in pairs))
     arms = (("control", d.control_name, d.n_control), ("treatment", d.treatment_name, d.n_treatment))
 
     rate_rows = []
     for name in names:
-        e = eps[name]
-        if e.family != "binary":
+        a = model.endpoint(name)
+        r = binary_rates(model, name)
+        if r is None:
             continue
-        r = binary_rates(scenario, name)
         p_any = {}
         for arm, arm_name, n in arms:
             p, pm = (r.p_control, r.missing_control) if arm == "control" else (r.p_treatment, r.missing_treatment)
@@ -156,53 +158,56 @@ def pilot_summary(scenario: Scenario, *, seed: int | None = None, level: float =
             x_exp = int(round(n_a * p))
             low, high = clopper_pearson_bounds(np.array([x_exp]), np.array([max(int(round(n_a)), 1)]), level)
             p_any[arm] = 1 - (1 - p * (1 - pm)) ** n
-            rate_rows.append({"endpoint": name, "label": e.label, "arm": arm, "arm_name": arm_name, "n": n, "rate": p,
+            rate_rows.append({"endpoint": name, "label": a.label, "arm": arm, "arm_name": arm_name, "n": n, "rate": p,
                               "p_missing": pm, "expected_analysable": n_a, "expected_ci_width": expected_rate_ci_width(p, n, pm, level),
                               "expected_events": n_a * p, "ci_low_at_expected": float(low[0]), "ci_high_at_expected": float(high[0]),
                               "events_at_expected": x_exp, "p_at_least_one": p_any[arm], "p_none": 1 - p_any[arm]})
         for row in rate_rows[-2:]:
             row["p_at_least_one_both_arms"] = p_any["control"] * p_any["treatment"]
 
-    continuous = [n for n in names if eps[n].family != "binary" and eps[n].scale == "log"]
+    continuous = [n for n in names if model.endpoint(n).kind == "continuous" and model.endpoint(n).scale == "log"]
     moments = model_moments(scenario, seed=seed) if continuous else {}
     ratio_rows, sd_rows = [], []
     for name in continuous:
         m = moments[name]
-        e = eps[name]
+        a = model.endpoint(name)
         n_c = d.n_control * (1 - m.missing_control)
         n_t = d.n_treatment * (1 - m.missing_treatment)
         vc, vt = m.sd_control**2 / n_c, m.sd_treatment**2 / n_t
         df = (vc + vt) ** 2 / (vc**2 / max(n_c - 1, 1e-9) + vt**2 / max(n_t - 1, 1e-9))
         hw = float(stats.t.ppf(0.5 + level / 2, df) * math.sqrt(vc + vt))
-        gmr = math.exp(m.mean_treatment - m.mean_control)
-        ratio_rows.append({"endpoint": name, "label": e.label, "gmr": gmr, "ci_low": gmr * math.exp(-hw), "ci_high": gmr * math.exp(hw),
-                           "fold_width": math.exp(2 * hw), "expected_analysable_control": n_c, "expected_analysable_treatment": n_t,
-                           "sd_log_control": m.sd_control, "sd_log_treatment": m.sd_treatment, "df": df})
+        truth = model.true_effect(name, "difference")
+        log_gmr = truth if truth is not None else m.mean_treatment - m.mean_control
+        gmr = math.exp(log_gmr)
+        ratio_rows.append({"endpoint": name, "label": a.label, "primary": a.primary, "gmr": gmr, "ci_low": gmr * math.exp(-hw),
+                           "ci_high": gmr * math.exp(hw), "fold_width": math.exp(2 * hw), "expected_analysable_control": n_c,
+                           "expected_analysable_treatment": n_t, "sd_log_control": m.sd_control,
+                           "sd_log_treatment": m.sd_treatment, "df": df})
         df_sd = max(int(math.floor(n_c + n_t - 2)), 1)
         k = math.sqrt(df_sd / stats.chi2.ppf(1 - ucl_level, df_sd))
-        cfg = config_effect(scenario, name)
-        d_main = cfg.value if cfg is not None and cfg.value > 0 else m.d
-        sd_rows.append({"endpoint": name, "label": e.label, "sd": m.sd_pooled, "df": df_sd, "ucl_level": ucl_level,
-                        "ucl_factor": k, "sd_ucl": k * m.sd_pooled, "n_inflation": k * k, "d_main": d_main,
-                        "whitehead_per_arm": whitehead_pilot_size(d_main)})
+        d_main = abs(log_gmr) / m.sd_pooled if m.sd_pooled > 0 else 0.0
+        sd_rows.append({"endpoint": name, "label": a.label, "primary": a.primary, "sd": m.sd_pooled, "df": df_sd,
+                        "ucl_level": ucl_level, "ucl_factor": k, "sd_ucl": k * m.sd_pooled, "n_inflation": k * k,
+                        "d_main": d_main, "whitehead_per_arm": whitehead_pilot_size(d_main)})
 
     guide = []
     n_min = min(d.n_control, d.n_treatment)
     nan = float("nan")
+    # ``primary_kind``: the kind of primary endpoint a guideline is about ("any" = every trial)
     guide.append({"guideline": "Julious (2005)", "basis": "as a rule of thumb to estimate a mean and SD", "endpoint": "",
                   "standardised_effect": nan, "recommended_per_arm": JULIOUS_2005, "design_per_arm": n_min,
-                  "meets": n_min >= JULIOUS_2005})
+                  "meets": n_min >= JULIOUS_2005, "primary_kind": "any"})
     guide.append({"guideline": "Teare et al. (2014)", "basis": "to estimate the pooled SD of a continuous outcome",
                   "endpoint": "", "standardised_effect": nan, "recommended_per_arm": TEARE_2014_CONTINUOUS,
-                  "design_per_arm": n_min, "meets": n_min >= TEARE_2014_CONTINUOUS})
+                  "design_per_arm": n_min, "meets": n_min >= TEARE_2014_CONTINUOUS, "primary_kind": "any"})
     guide.append({"guideline": "Teare et al. (2014)", "basis": "to estimate an event rate when the primary outcome is binary",
                   "endpoint": "", "standardised_effect": nan, "recommended_per_arm": TEARE_2014_BINARY,
-                  "design_per_arm": n_min, "meets": n_min >= TEARE_2014_BINARY})
+                  "design_per_arm": n_min, "meets": n_min >= TEARE_2014_BINARY, "primary_kind": "binary"})
     for row in sd_rows:
         guide.append({"guideline": "Whitehead et al. (2016)",
                       "basis": "for a main trial with 90% power and a standardised effect",
                       "endpoint": row["endpoint"], "standardised_effect": row["d_main"],
                       "recommended_per_arm": row["whitehead_per_arm"], "design_per_arm": n_min,
-                      "meets": n_min >= row["whitehead_per_arm"]})
+                      "meets": n_min >= row["whitehead_per_arm"], "primary_kind": "any"})
     return PilotSummary(d.n_control, d.n_treatment, pd.DataFrame(rate_rows), pd.DataFrame(ratio_rows), pd.DataFrame(sd_rows),
                         pd.DataFrame(guide), settings={"level": level, "ucl_level": ucl_level, "seed": seed})

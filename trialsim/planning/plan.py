@@ -2,32 +2,79 @@
 
 ``plan(config)`` runs the scenario (the power table), the sample sizes for each target power, the
 minimal detectable effects at the planned size, the pilot numbers and the curve data, and returns a
-:class:`PlanningResult` of tidy frames. ``result.save(dir)`` writes them next to the run's own files
-(power.csv, estimates.csv, provenance.json, scenarios/*.toml written by
-:meth:`trialsim.results.RunResult.save`); :func:`load_planning` reads such a folder back, so figures
-and reports are redrawn without simulating again. A folder written by ``trialsim run --out`` alone
-(no planning.json) is completed with the parts that need no simulated trials (exact and analytic).
+:class:`PlanningResult` of tidy frames. Everything simulated goes through the one engine
+(:func:`trialsim.engine.run_specs`) with one root seed (given, else ``run.seed``, else drawn and
+recorded) and the run's block layout, so a number here is the number ``trialsim run`` or
+``trialsim samplesize`` gives for the same quantity, seed and trials.
+
+Besides the power table it computes what a reviewer asks first: the type I error of every test at
+this design (every effect parameter set to its null; exact for binary endpoints, else simulated),
+the type I error of exact tests at each sample size it proposes, and, for a config with a ``[flow]``
+section, the timeline of the run's simulated trials.
+
+``result.save(dir)`` writes the frames next to the run's own files (power.csv, estimates.csv,
+provenance.json, scenarios/*.toml written by :meth:`trialsim.results.RunResult.save`) into a folder
+it creates (or one it wrote before: it never writes into a folder it did not create);
+:func:`load_planning` reads such a folder back, so figures and reports are redrawn without
+simulating again. A folder written by ``trialsim run --out`` alone (no planning.json) is completed
+by :func:`plan` with the run's seed and number of trials, reusing its power table: the result is
+the one ``plan(config)`` gives for the same seed.
 """
 from __future__ import annotations
 
 import json
 import math
+import platform
 import time
 from dataclasses import dataclass, field
+from importlib import metadata
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable, Literal, Mapping, Sequence
 
+import numpy as np
 import pandas as pd
+import scipy
 
-from trialsim.config.loader import config_hash, load_scenario, scenario_to_toml
+from trialsim.config.loader import (
+    ConfigError,
+    config_hash,
+    load_scenario,
+    parse_override,
+    scenario_to_toml,
+    with_values,
+)
 from trialsim.config.schema import Scenario
-from trialsim.endpoints import endpoints
+from trialsim.designs.allocation import scheme
+from trialsim.engine import run_specs
+from trialsim.exact import exact_rows
+from trialsim.flow.summary import summarise_flow
+from trialsim.model import build_model
+from trialsim.planning.assumptions import assumptions_frame, file_comments
+from trialsim.planning.curves import default_n_values, power_grid, power_vs_effect, power_vs_n
+from trialsim.planning.mde import minimal_detectable_effects
+from trialsim.planning.model import (
+    binary_rates,
+    dropout,
+    effect_values,
+    endpoint_rows,
+    exact_power,
+    is_null,
+    key_pairs,
+    resolve_seed,
+)
+from trialsim.planning.pilot import REFERENCES, pilot_summary
+from trialsim.planning.samplesize import sample_sizes
+from trialsim.report.output import claim_folder
+from trialsim.results import RunResult, ScenarioResult, provenance as run_provenance
+from trialsim.scenarios import ScenarioSpec, expand
+from trialsim.version import __version__
 
 PARTS = ("run", "samplesize", "mde", "pilot", "curves")
 FRAME_FILES = {
     "power": "power.csv",
     "estimates": "estimates.csv",
     "sweep_power": "sweep_power.csv",
+    "endpoints": "endpoints.csv",
     "sample_sizes": "sample_sizes.csv",
     "sample_size_curves": "sample_size_curves.csv",
     "mde": "mde.csv",
@@ -39,18 +86,27 @@ FRAME_FILES = {
     "effect_curves": "effect_curves.csv",
     "heatmap": "heatmap.csv",
     "assumptions": "assumptions.csv",
+    "null_power": "null_power.csv",
+    "type_i_at_n": "type_i_at_n.csv",
+    "flow": "flow_summary.csv",
 }
 PLANNING_JSON = "planning.json"
 SCENARIO_TOML = "scenario.toml"
 # A sweep in the config is run with at most this many trials per scenario (the base gets run.n_sims).
 SWEEP_MAX_SIMS = 20_000
+# The type I errors (every effect at its null) are simulated with at most this many trials (Monte Carlo
+# SE 0.15 percentage points at 5%); binary endpoints with an exact law get their exact figure anyway.
+NULL_MAX_SIMS = 20_000
+# Libraries whose versions a report names (with trialsim's and Python's).
+LIBRARIES = ("numpy", "scipy", "pandas", "simpy", "matplotlib", "seaborn")
 
 
 @dataclass
 class PlanningResult:
     """Every planning table of one design as tidy frames, plus the design, settings and provenance.
 
-    ``frames`` keys are those of :data:`FRAME_FILES`; a part not computed is absent.
+    ``frames`` keys are those of :data:`FRAME_FILES`; a part not computed is absent. ``design`` holds
+    the design in plain values (:func:`design_facts`), ``references`` the literature the tables cite.
     """
 
     scenario: Scenario
@@ -58,6 +114,7 @@ class PlanningResult:
     design: dict[str, Any]
     settings: dict[str, Any]
     provenance: dict[str, Any]
+    references: dict[str, str] = field(default_factory=lambda: dict(REFERENCES))
     run_result: Any = field(default=None, repr=False)
 
     def frame(self, name: str) -> pd.DataFrame:
@@ -65,9 +122,12 @@ class PlanningResult:
         return f if f is not None else pd.DataFrame()
 
     def save(self, out: str | Path) -> Path:
-        """Write the frames (CSV), planning.json and the resolved scenario; the run's own files too."""
-        out = Path(out)
-        out.mkdir(parents=True, exist_ok=True)
+        """Write the frames (CSV), planning.json and the resolved scenario; the run's own files too.
+
+        ``out`` must be new, empty or written by trialsim's planning before (see
+        :func:`trialsim.report.output.claim_folder`): a folder it did not create is never overwritten.
+        """
+        out = claim_folder(out, ours=(PLANNING_JSON,))
         if self.run_result is not None:
             self.run_result.save(out)
         for name, frame in self.frames.items():
@@ -76,7 +136,7 @@ class PlanningResult:
             frame.to_csv(out / FRAME_FILES[name], index=False)
         (out / SCENARIO_TOML).write_text(scenario_to_toml(self.scenario))
         meta = {"design": self.design, "settings": self.settings, "provenance": self.provenance,
-                "files": {k: FRAME_FILES[k] for k in self.frames}}
+                "references": self.references, "files": {k: FRAME_FILES[k] for k in self.frames}}
         (out / PLANNING_JSON).write_text(json.dumps(meta, indent=1, default=_json_default))
         return out
 
@@ -90,24 +150,131 @@ def _json_default(x):
 
 
 def design_facts(scenario: Scenario, config_file: str | None = None) -> dict[str, Any]:
-    """The design in plain values (for headings and the justification paragraph)."""
-    from trialsim.planning.model import binary_rates
-
+    """The design in plain values (for headings, the design table and the justification paragraph)."""
     d = scenario.design
-    prim = next(e for e in endpoints(scenario) if e.primary)
-    rates = binary_rates(scenario, prim.name) if prim.family == "binary" else None
+    model = build_model(scenario)
+    prim = model.primary
+    rates = binary_rates(model, prim.name)
+    e = prim.effect
+    allocation = scheme(scenario.allocation.scheme)
+    nan = math.nan
     return {
         "name": scenario.name, "title": scenario.title, "description": scenario.description, "config_file": config_file,
         "control_name": d.control_name, "treatment_name": d.treatment_name, "n_control": d.n_control,
-        "n_treatment": d.n_treatment, "alpha": d.alpha, "allocation": d.allocation, "masking": d.masking,
-        "primary_endpoint": prim.name, "primary_label": prim.label, "primary_test": prim.tests[0],
-        "primary_tests": list(prim.tests), "leak_rate_control": scenario.leak.rate_control,
-        "leak_effect": scenario.leak.effect, "leak_effect_measure": scenario.leak.effect_measure,
-        "primary_p_control": rates.p_control if rates else math.nan,
-        "primary_p_treatment": rates.p_treatment if rates else math.nan,
-        "primary_missing_control": rates.missing_control if rates else math.nan,
+        "n_treatment": d.n_treatment, "alpha": d.alpha, "allocation": allocation.label, "randomised": allocation.randomised,
+        "masking": d.masking, "primary_endpoint": prim.name, "primary_label": prim.label, "primary_kind": prim.kind,
+        "primary_scale": prim.scale, "primary_test": prim.tests[0], "primary_tests": list(prim.tests),
+        "primary_effect_label": e.label if e else "", "primary_effect_kind": e.kind if e else "",
+        "primary_effect_null": e.null if e else nan, "primary_effect_assumed": e.assumed if e else nan,
+        "primary_p_control": rates.p_control if rates else nan,
+        "primary_p_treatment": rates.p_treatment if rates else nan,
+        "primary_dropout": dropout(model, prim.name),
+        "null": is_null(model),
+        "key_pairs": [list(p) for p in key_pairs(model)],
         "has_sweep": scenario.sweep is not None and bool(scenario.sweep.values),
+        "has_flow": scenario.flow is not None,
     }
+
+
+def null_scenario(scenario: Scenario) -> Scenario:
+    """``scenario`` with every analysed endpoint's effect parameter at its null (no treatment effect)."""
+    model = build_model(scenario)
+    values: dict[str, Any] = {}
+    for a in model.analysed:
+        e = a.effect
+        if e is not None and e.assumed != e.null:
+            values.update(effect_values(scenario, e, e.null))
+    return with_values(scenario, values, source="no treatment effect") if values else scenario
+
+
+def type_i_errors(scenario: Scenario, *, n_sims: int, seed: int, n_jobs: int, simulate: bool = True,
+                  progress: bool = False) -> pd.DataFrame:
+    """The power table of :func:`null_scenario`: every test's type I error at this design.
+
+    Binary endpoints with an exact law get their exact row (as in the power table); with
+    ``simulate`` every test also gets a simulated one (``n_sims`` trials, Monte Carlo interval).
+    """
+    null = null_scenario(scenario)
+    if simulate:
+        run = run_design(null, n_sims=n_sims, seed=seed, seed_given=True, n_jobs=n_jobs, progress=progress)
+        return run.to_frame()
+    model = build_model(null)
+    rows = []
+    for r in exact_rows(null):
+        a = model.endpoint(r["endpoint"])
+        rows.append({"scenario": "base", "endpoint": r["endpoint"], "test": r["test"], "power": r["power"], "mc_se": 0.0,
+                     "ci_low": r["power"], "ci_high": r["power"], "method": "exact", "n_sims": 0, "n_valid": 0,
+                     "primary": a.primary, "family": a.kind, "label": a.label, "null": True})
+    return pd.DataFrame(rows)
+
+
+def type_i_at_sizes(scenario: Scenario, sizes: pd.DataFrame) -> pd.DataFrame:
+    """Exact type I error (no effect, at the assumed control rate) at each exact sample size found.
+
+    One row per reachable exact row of a sample-size frame: the test's rejection rate when both arms
+    have the control arm's event rate, at the analysable sizes the row proposes.
+    """
+    columns = ["endpoint", "test", "target_power", "n", "n_treatment", "p_control", "alpha", "type_i_error"]
+    if sizes.empty:
+        return pd.DataFrame(columns=columns)
+    model = build_model(scenario)
+    alpha = scenario.design.alpha
+    rows = []
+    ok = sizes[(sizes["method"] == "exact") & sizes["reachable"].astype(bool)]
+    for r in ok.itertuples():
+        rates = binary_rates(model, str(r.endpoint))
+        if rates is None:
+            continue
+        n_c, n_t = int(r.n), int(r.n_treatment)
+        rows.append({"endpoint": r.endpoint, "test": r.test, "target_power": r.target_power, "n": n_c, "n_treatment": n_t,
+                     "p_control": rates.p_control, "alpha": alpha,
+                     "type_i_error": exact_power(str(r.test), rates.p_control, rates.p_control, n_c, n_t, alpha=alpha)})
+    return pd.DataFrame(rows, columns=columns)
+
+
+def flow_frame(flow_arrays: Mapping[str, Any] | None, scenario: Scenario) -> pd.DataFrame | None:
+    """The timeline of the simulated trials (:meth:`~trialsim.flow.summary.FlowSummary.to_frame`), None without a flow."""
+    if flow_arrays is None or scenario.flow is None:
+        return None
+    return summarise_flow(flow_arrays, flow=scenario.flow).to_frame()
+
+
+def software_versions() -> dict[str, str]:
+    """Versions of Python and of the libraries a report names ("" for one not installed)."""
+    out = {"python": platform.python_version()}
+    for name in LIBRARIES:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = ""
+    return out
+
+
+def run_design(scenario: Scenario, *, n_sims: int, seed: int, seed_given: bool, n_jobs: int, progress: bool = False,
+               sweep: bool = False, config_file: str | None = None) -> RunResult:
+    """The power table of ``scenario`` (and its sweep): the engine's blocks combined, with provenance.
+
+    What ``trialsim run`` computes for the same scenario, seed and number of trials.
+    """
+    specs = expand(scenario) if sweep else [ScenarioSpec("base", scenario, {})]
+    cfg = scenario.run
+    t0 = time.perf_counter()
+    blocks = run_specs(specs, seed=seed, n_sims=n_sims, n_jobs=n_jobs, chunk_blocks=cfg.chunk_blocks,
+                       backend=cfg.backend, progress=progress)
+    seconds = time.perf_counter() - t0
+    results = [ScenarioResult.combine(spec, b) for spec, b in zip(specs, blocks)]
+    prov = run_provenance(specs[0], seed=seed, seed_given=seed_given, n_sims=n_sims, n_jobs=n_jobs, seconds=seconds,
+                          source=config_file)
+    prov["scenarios"] = [s.id for s in specs]
+    return RunResult(results=results, seed=seed, provenance=prov)
+
+
+def simulated_power(power: pd.DataFrame) -> dict[tuple[str, str], float]:
+    """(endpoint, test) -> the power table's Monte Carlo power (its base scenario)."""
+    if power.empty:
+        return {}
+    mc = power[power["method"] == "monte_carlo"]
+    return {(str(r.endpoint), str(r.test)): float(r.power) for r in mc.itertuples()}
 
 
 def plan(
@@ -121,11 +288,15 @@ def plan(
     search_sims: int = 2000,
     curve_sims: int = 2000,
     n_max: int = 1500,
+    curve_n_max: int = 500,
     seed: int | None = None,
     n_jobs: int | None = None,
     progress: bool = False,
     simulate: bool = True,
-    run_result=None,
+    search: Literal["key", "all"] = "key",
+    run_result: RunResult | None = None,
+    known: Mapping[str, pd.DataFrame] | None = None,
+    config_file: str | Path | None = None,
 ) -> PlanningResult:
     """Compute the planning tables of a scenario.
 
@@ -134,18 +305,22 @@ def plan(
     scenario : Scenario or path
         A validated scenario or a TOML config (``overrides`` apply to a path).
     parts : sequence of str
-        Any of ``"run"`` (power table by simulation), ``"samplesize"``, ``"mde"``, ``"pilot"``,
-        ``"curves"``.
+        Any of ``"run"`` (power table by simulation, with the type I errors), ``"samplesize"``,
+        ``"mde"``, ``"pilot"``, ``"curves"``.
     power : sequence of float
         Target powers of the sample sizes (the first is also the MDE's target).
     ratio : float
         Allocation ratio of the sample sizes.
     n_sims : int, optional
-        Trials of the power table (default ``run.n_sims``).
+        Trials of the power table (default ``run.n_sims``); the type I errors use at most
+        :data:`NULL_MAX_SIMS` of them.
     search_sims, curve_sims : int
-        Trials of the sample-size / MDE searches and of the simulated curves.
+        Trials of the sample-size / MDE searches and of the simulated curves (as ``trialsim
+        samplesize --sims`` and ``trialsim curves --sims``; the same defaults).
     n_max : int
         Largest n per arm of the sample-size search.
+    curve_n_max : int
+        Largest n per arm of the power-versus-n curves.
     seed : int, optional
         Root seed of every step (default ``run.seed``, else drawn; recorded in ``provenance``).
     n_jobs : int, optional
@@ -154,28 +329,39 @@ def plan(
         Progress bars on the long steps.
     simulate : bool
         False: no simulated trials (exact and analytic parts only).
+    search : {"key", "all"}
+        Which pairs get simulated sample sizes and MDEs: the key ones
+        (:func:`~trialsim.planning.model.key_pairs`; the others get their analytic answer), or all.
+        A pair's answer does not depend on which others are searched.
     run_result : RunResult, optional
         An existing run to use for the power table instead of simulating.
+    known : mapping of str to DataFrame, optional
+        Frames already computed for this scenario and seed (e.g. a run folder's ``power``,
+        ``estimates``, ``sweep_power``, and ``flow_trials``, its per-trial flow outputs): used
+        instead of computing them.
+    config_file : path, optional
+        The config file of a scenario given as an object: its comments are the assumptions'
+        sources (a path ``scenario`` is its own config file).
     """
-    from trialsim.planning.assumptions import assumptions_frame, read_config_text
-    from trialsim.planning.curves import leak_power_grid, power_vs_effect, power_vs_n
-    from trialsim.planning.mde import minimal_detectable_effects
-    from trialsim.planning.pilot import pilot_summary
-    from trialsim.planning.samplesize import sample_sizes
-    from trialsim.planning.model import resolve_seed
-
-    config_file = None
+    override_values = dict(parse_override(item) for item in overrides)
     if not isinstance(scenario, Scenario):
         config_file = str(scenario)
         scenario = load_scenario(scenario, overrides)
+    config_file = None if config_file is None else str(config_file)
     unknown = set(parts) - set(PARTS)
     if unknown:
         raise ValueError(f"unknown planning parts {sorted(unknown)}; choose from {PARTS}")
+    if search not in ("key", "all"):
+        raise ValueError(f"search must be 'key' or 'all', got {search!r}")
+    known = dict(known or {})
     seed_given = seed is not None or scenario.run.seed is not None
     seed = resolve_seed(scenario, seed)
     n_jobs = n_jobs if n_jobs is not None else scenario.run.n_jobs
     n_sims = n_sims if n_sims is not None else scenario.run.n_sims
+    null_sims = min(n_sims, NULL_MAX_SIMS)
     power = tuple(sorted(float(p) for p in power))
+    model = build_model(scenario)
+    searched = (True if search == "all" else key_pairs(model)) if simulate else False
     frames: dict[str, pd.DataFrame] = {}
     seconds: dict[str, float] = {}
     sim = dict(seed=seed, n_jobs=n_jobs, progress=progress)
@@ -186,59 +372,70 @@ def plan(
         seconds[name] = round(time.perf_counter() - t0, 3)
         return value
 
-    frames["assumptions"] = assumptions_frame(scenario, read_config_text(config_file))
-    if "run" in parts and (simulate or run_result is not None):
-        from trialsim.api import run
-
+    frames["assumptions"] = assumptions_frame(scenario, file_comments(config_file), override_values)
+    frames["endpoints"] = pd.DataFrame(endpoint_rows(model))
+    flow_arrays = None
+    if "run" in parts and "power" in known:
+        frames["power"] = known["power"]
+        if "estimates" in known:
+            frames["estimates"] = known["estimates"]
+        flow_arrays = known.get("flow_trials")
+    elif "run" in parts and (simulate or run_result is not None):
         if run_result is None:
-            run_result = timed("run", lambda: run(scenario, n_sims=n_sims, seed=seed, n_jobs=n_jobs, progress=progress, sweep=False))
-            run_result.provenance["config_file"] = config_file
+            run_result = timed("run", lambda: run_design(scenario, n_sims=n_sims, seed=seed, seed_given=seed_given,
+                                                         n_jobs=n_jobs, progress=progress, config_file=config_file))
         # the power table includes the exact rows of binary endpoints, which can take long at large n
         frames["power"] = timed("run_table", run_result.to_frame)
         frames["estimates"] = run_result.estimates_frame()
-        if scenario.sweep is not None and scenario.sweep.values and simulate:
-            sweep = timed("sweep", lambda: run(scenario, n_sims=min(n_sims, SWEEP_MAX_SIMS), seed=seed, n_jobs=n_jobs,
-                                               progress=progress, sweep=True))
+        flow_arrays = run_result.results[0].flow
+    if "run" in parts:
+        if "sweep_power" in known:
+            frames["sweep_power"] = known["sweep_power"]
+        elif scenario.sweep is not None and scenario.sweep.values and simulate:
+            sweep = timed("sweep", lambda: run_design(scenario, n_sims=min(n_sims, SWEEP_MAX_SIMS), seed=seed,
+                                                      seed_given=seed_given, n_jobs=n_jobs, progress=progress,
+                                                      sweep=True, config_file=config_file))
             frames["sweep_power"] = timed("sweep_table", sweep.to_frame)
+        if "null_power" in known:
+            frames["null_power"] = known["null_power"]
+        elif is_null(model) and "power" in frames:
+            frames["null_power"] = frames["power"]
+        else:
+            frames["null_power"] = timed("null", lambda: type_i_errors(scenario, n_sims=null_sims, seed=seed, n_jobs=n_jobs,
+                                                                      simulate=simulate, progress=progress))
+        flow = flow_frame(flow_arrays, scenario)
+        if flow is not None:
+            frames["flow"] = flow
     if "samplesize" in parts:
         table = timed("samplesize", lambda: sample_sizes(scenario, power=power, ratio=ratio, n_max=n_max, n_sims=search_sims,
-                                                          simulate=simulate, **sim))
+                                                          simulate=searched, **sim))
         frames["sample_sizes"] = table.to_frame()
         frames["sample_size_curves"] = table.curves_frame()
+        frames["type_i_at_n"] = timed("type_i_at_n", lambda: type_i_at_sizes(scenario, frames["sample_sizes"]))
     if "mde" in parts:
-        mde = timed("mde", lambda: minimal_detectable_effects(scenario, power=power[0], n_sims=search_sims, simulate=simulate, **sim))
+        known_power = simulated_power(frames.get("power", pd.DataFrame()))
+        mde = timed("mde", lambda: minimal_detectable_effects(scenario, power=power[0], n_sims=search_sims, simulate=searched,
+                                                             power_at_assumed=known_power, **sim))
         frames["mde"] = mde.to_frame()
     if "pilot" in parts:
         pilot = timed("pilot", lambda: pilot_summary(scenario, seed=seed))
         frames.update(pilot.frames())
     if "curves" in parts:
-        frames["curves"] = timed("curves_n", lambda: power_vs_n(scenario, n_sims=curve_sims, simulate=simulate, **sim))
+        frames["curves"] = timed("curves_n", lambda: power_vs_n(scenario, n_values=default_n_values(scenario, curve_n_max),
+                                                                n_sims=curve_sims, simulate=simulate, **sim))
         frames["effect_curves"] = timed("curves_effect", lambda: power_vs_effect(scenario, n_sims=curve_sims, simulate=simulate, **sim))
-        frames["heatmap"] = timed("heatmap", lambda: leak_power_grid(scenario))
-    settings = {"parts": list(parts), "power": list(power), "ratio": ratio, "n_sims": n_sims, "search_sims": search_sims,
-                "curve_sims": curve_sims, "n_max": n_max, "simulate": simulate, "sweep_max_sims": SWEEP_MAX_SIMS}
-    return PlanningResult(scenario, frames, design_facts(scenario, config_file), settings,
-                          _provenance(scenario, seed=seed, seed_given=seed_given, n_jobs=n_jobs, seconds=seconds,
-                                      config_file=config_file, run_result=run_result),
-                          run_result=run_result)
-
-
-def _provenance(scenario: Scenario, *, seed: int, seed_given: bool, n_jobs: int, seconds: dict, config_file: str | None,
-                run_result=None) -> dict:
-    import platform
-
-    import numpy as np
-    import scipy
-
-    import trialsim
-
-    prov = {"trialsim": trialsim.__version__, "scenario": scenario.name, "config_file": config_file,
+        frames["heatmap"] = timed("heatmap", lambda: power_grid(scenario))
+    settings = {"parts": list(parts), "power": list(power), "ratio": ratio, "n_sims": n_sims, "null_sims": null_sims,
+                "search_sims": search_sims, "curve_sims": curve_sims, "n_max": n_max, "curve_n_max": curve_n_max,
+                "simulate": simulate, "search": search, "sweep_max_sims": SWEEP_MAX_SIMS}
+    prov = {"trialsim": __version__, "scenario": scenario.name, "config_file": config_file,
             "config_hash": config_hash(scenario), "seed": seed, "seed_given": seed_given, "n_jobs": n_jobs,
-            "seconds": seconds, "python": platform.python_version(), "numpy": np.__version__, "scipy": scipy.__version__,
+            "block_size": scenario.run.block_size, "seconds": seconds, "versions": software_versions(),
+            "python": platform.python_version(), "numpy": np.__version__, "scipy": scipy.__version__,
             "pandas": pd.__version__, "created": time.strftime("%Y-%m-%d %H:%M:%S")}
     if run_result is not None:
         prov["run"] = run_result.provenance
-    return prov
+    return PlanningResult(scenario, frames, design_facts(scenario, config_file), settings, prov, run_result=run_result)
 
 
 def is_planning_dir(path: str | Path) -> bool:
@@ -246,16 +443,21 @@ def is_planning_dir(path: str | Path) -> bool:
     return p.is_dir() and ((p / PLANNING_JSON).is_file() or (p / "power.csv").is_file())
 
 
-def load_planning(path: str | Path, *, complete: bool = True, parts: Sequence[str] = PARTS, **options) -> PlanningResult:
-    """Read a results folder back (no simulation).
+def load_planning(path: str | Path, *, complete: bool = True, parts: Sequence[str] = PARTS, simulate: bool = True,
+                  **options) -> PlanningResult:
+    """Read a results folder back.
 
-    A folder with planning.json gives back exactly what was saved. A folder written only by
-    ``trialsim run --out`` gives its power table, and with ``complete=True`` the exact and analytic
-    parts of ``parts`` are computed from its resolved scenario (no simulated trials); ``options``
-    (e.g. ``power``, ``n_max``) go to :func:`plan` for that.
+    A folder with planning.json gives back exactly what was saved (nothing is computed). A folder
+    written only by ``trialsim run --out`` gives its power table, and with ``complete=True`` the
+    other parts of ``parts`` are computed by :func:`plan` with the run's seed and number of trials,
+    reusing what the run holds (power table, estimates, sweep, per-trial flow): the result equals
+    ``plan(config)`` for the same seed and options. ``simulate=False`` computes only what needs no
+    simulated trials (exact and analytic parts). ``options`` (e.g. ``power``, ``search_sims``,
+    ``n_max``) go to :func:`plan`.
+
+    The assumptions' sources are the comments of the config file the run names in its provenance,
+    when that file is still there and gives the same scenario (the same config hash).
     """
-    from trialsim.config.loader import ConfigError
-
     p = Path(path)
     if not p.is_dir():
         raise ConfigError(f"results folder {str(p)!r} does not exist")
@@ -272,7 +474,8 @@ def load_planning(path: str | Path, *, complete: bool = True, parts: Sequence[st
             if (p / "estimates.csv").is_file():
                 frames["estimates"] = _read_csv(p / "estimates.csv")
         scenario = load_scenario(p / SCENARIO_TOML)
-        return PlanningResult(scenario, frames, meta["design"], meta["settings"], meta["provenance"])
+        return PlanningResult(scenario, frames, meta["design"], meta["settings"], meta["provenance"],
+                              references=meta.get("references", dict(REFERENCES)))
     if not (p / "power.csv").is_file():
         raise ConfigError(f"{str(p)!r} is not a results folder: it has neither {PLANNING_JSON} nor power.csv "
                           "(write one with `trialsim run --out DIR` or `trialsim report CONFIG --out DIR`)")
@@ -286,26 +489,51 @@ def load_planning(path: str | Path, *, complete: bool = True, parts: Sequence[st
     scenario = load_scenario(toml)
     run_prov = json.loads((p / "provenance.json").read_text()) if (p / "provenance.json").is_file() else {}
     sid = toml.stem
-    base_rows = power[power["scenario"].astype(str) == sid]
-    result = plan(scenario, parts=[x for x in parts if x != "run"], simulate=False,
-                  seed=run_prov.get("seed"), n_jobs=1, **options) if complete else PlanningResult(
-        scenario, {}, design_facts(scenario), {"simulate": False}, {})
-    result.frames["power"] = base_rows.reset_index(drop=True)
+    known = {"power": power[power["scenario"].astype(str) == sid].reset_index(drop=True)}
     if power["scenario"].nunique() > 1:
-        result.frames["sweep_power"] = power
+        known["sweep_power"] = power
     if (p / "estimates.csv").is_file():
         est = _read_csv(p / "estimates.csv")
-        result.frames["estimates"] = est[est["scenario"].astype(str) == sid].reset_index(drop=True)
+        known["estimates"] = est[est["scenario"].astype(str) == sid].reset_index(drop=True)
+    if (p / "flow_trials.csv").is_file():
+        trials = pd.read_csv(p / "flow_trials.csv")
+        trials = trials[trials["scenario"].astype(str) == sid]
+        known["flow_trials"] = {c: trials[c].to_numpy() for c in trials.columns if c != "scenario"}
+    config_file = _config_of_run(run_prov, scenario)
+    if complete:
+        options.setdefault("n_sims", run_prov.get("n_sims"))
+        result = plan(scenario, parts=parts, simulate=simulate, seed=run_prov.get("seed"), known=known,
+                      config_file=config_file, **options)
+    else:
+        model = build_model(scenario)
+        result = PlanningResult(scenario, {"endpoints": pd.DataFrame(endpoint_rows(model)), **known},
+                                design_facts(scenario, config_file), {"simulate": False}, {})
+        result.frames.pop("flow_trials", None)
     result.provenance["run"] = run_prov
     result.provenance["from_dir"] = str(p)
-    result.design["config_file"] = run_prov.get("config_file")
     return result
 
 
+def _config_of_run(run_prov: dict, scenario: Scenario) -> str | None:
+    """The config file a run names, if it is still there and still gives the run's scenario."""
+    name = run_prov.get("config_file")
+    if not name or not Path(name).is_file():
+        return None
+    try:
+        same = config_hash(load_scenario(name)) == config_hash(scenario)
+    except ConfigError:
+        return None
+    return str(name) if same else None
+
+
 def _read_csv(path: Path) -> pd.DataFrame:
-    frame = pd.read_csv(path)
+    try:
+        frame = pd.read_csv(path)
+    except pd.errors.EmptyDataError:  # a part with no rows (e.g. no exact sample size to check)
+        return pd.DataFrame()
     # pandas reads integer columns with missing values as float; keep whole numbers whole where possible
     for col in frame.columns:
-        if frame[col].dtype == float and frame[col].dropna().apply(float.is_integer).all() and col.startswith("n"):
+        counts = col == "n" or col.startswith("n_")
+        if counts and frame[col].dtype == float and frame[col].dropna().apply(float.is_integer).all():
             frame[col] = frame[col].astype("Int64")
     return frame

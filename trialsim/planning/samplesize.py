@@ -1,52 +1,73 @@
 """Smallest n per arm reaching a target power, for every endpoint and test.
 
-Binary endpoints: exact enumeration. Exact power of a discrete test saw-tooths in n (the attainable
-significance levels jump), so two answers are reported: the first n whose power reaches the target,
-and the smallest n from which power never drops below it again, checked up to a stated horizon.
+Exact (a binary endpoint whose family gives its law, a test with a registered exact power): exact
+power of a discrete test saw-tooths in n (the attainable significance levels jump), so two answers
+are reported: the first n whose power reaches the target, and the smallest n from which power never
+drops below it again, checked up to a stated horizon. Tests with a size limit (``TestSpec.max_n``)
+are enumerated up to it.
 
-Other endpoints: stochastic root-finding on simulated power (:mod:`trialsim.planning.search`):
-start from the analytic answer on the model's own effect, locate the root on a coarse grid with
-few trials, then refine on a narrow grid with more trials on fresh streams. The answer comes with
-a 95% Monte Carlo interval.
+Simulated (every other pair): stochastic root-finding on simulated power
+(:mod:`trialsim.planning.search`) in the complete-case scenario resized to each grid size, through
+the engine with the run's seed and block layout. A locating pass (a quarter of the trials, a wide
+grid around the normal approximation on the model's own effect) and, for each target power, a
+refining pass (all the trials, the sizes of a fixed ladder within -15%/+18% of the located root)
+with a probit fit and a 95% Monte Carlo interval. The grids depend only on the pair, the target and
+the settings, so the same pair, target, seed and trials give the same n in every command.
 
 Every answer is per analysable patient; ``n_enrolled = ceil(n / (1 - dropout))`` allows for loss
-to follow-up. The analytic (normal-approximation or noncentral t) answer is reported alongside and
-labelled as such.
+to follow-up (:func:`trialsim.planning.model.dropout`). The closed-form answer
+(:mod:`trialsim.planning.analytic`) is reported alongside and labelled as such.
 """
 from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, field
-from typing import Sequence
+from functools import lru_cache
+from typing import Collection, Sequence
 
 import numpy as np
 import pandas as pd
 
-from trialsim.analysis.binary import exact_power_curve
+from trialsim.analysis import registry as tests
+from trialsim.analysis.analytic import two_proportions_sample_size_normal
 from trialsim.config.schema import Scenario
+from trialsim.labels import aligned_table, fmt_n, fmt_power, is_missing, pct, power_with_se, test_label
+from trialsim.model import build_model
+from trialsim.planning.analytic import analytic_sample_size, model_moments, start_size
 from trialsim.planning.model import (
-    STREAM_LOCATE,
-    STREAM_REFINE,
-    analytic_sample_size,
+    Pair,
     binary_rates,
     complete_case,
     dropout as endpoint_dropout,
     endpoint_tests,
+    exact_available,
+    exact_power,
     inflate,
-    model_moments,
-    model_start,
     n_treatment_for,
     resolve_seed,
 )
-from trialsim.planning.search import GridJob, fit_probit, nested_rejections
+from trialsim.planning.search import Job, fit_probit, rejections, size_point
 
-# Boschloo builds a full table per size (memory grows as n^4): enumerate only up to this n.
-BOSCHLOO_MAX_N = 100
 # The exact scan checks power up to max(HORIZON_FACTOR * n_first, n_first + HORIZON_MIN_EXTRA).
 HORIZON_FACTOR = 1.5
 HORIZON_MIN_EXTRA = 20
+# It starts where the normal approximation gives START_BELOW less than the target, if exact power
+# there is at least START_MARGIN below the target (see scan_start).
+START_BELOW = 0.25
+START_MARGIN = 0.15
+# Above STRIDE_FROM per arm, sizes before the target whose power is more than START_MARGIN below it
+# are stepped over in strides of n // STRIDE_DIVISOR (see exact_scan).
+STRIDE_FROM = 100
+STRIDE_DIVISOR = 50
 # Smallest size a simulated search considers (a t test needs 2 per arm, Mann-Whitney 4 for p < 0.05).
 N_MIN_SIMULATED = 3
+# The sizes simulated searches use: every integer up to LADDER_START, then steps of LADDER_STEP (5%).
+# A fixed ladder makes the grids of different pairs share sizes (each size is simulated once).
+LADDER_START = 20
+LADDER_STEP = 1.05
+LOCATE_POINTS = 10
+LOCATE_RANGE = (0.5, 1.5)  # x the normal approximation's n for 50% power, and for 95%
+REFINE_RANGE = (0.85, 1.18)
 
 SAMPLE_SIZE_COLUMNS = [
     "endpoint", "test", "label", "family", "primary", "target_power", "alpha", "ratio", "method", "reachable",
@@ -58,7 +79,7 @@ SAMPLE_SIZE_COLUMNS = [
 
 @dataclass(frozen=True)
 class ExactScan:
-    """Exact power at every n per arm from ``n[0]`` to the horizon ``n[-1]``."""
+    """Exact power at every n per arm from ``n[0]`` (where the scan started) to the horizon ``n[-1]``."""
 
     n: np.ndarray
     power: np.ndarray
@@ -70,41 +91,89 @@ class ExactScan:
     def horizon(self) -> int:
         return int(self.n[-1])
 
+    @property
+    def start(self) -> int:
+        return int(self.n[0])
+
+
+def scan_start(test: str, p_control: float, p_treatment: float, *, power: float, alpha: float, ratio: float = 1.0,
+               n_min: int = 2) -> int:
+    """Where an exact scan for ``power`` may start: ``n_min``, or a size well below the target.
+
+    The scan skips the sizes whose normal-approximation power is more than :data:`START_BELOW` below
+    the target, provided the exact power at the first size scanned is itself at least
+    :data:`START_MARGIN` below it (else it starts at ``n_min``): a discrete test's power does not
+    spike that far above its trend. Saves most of the work of a scan (Boschloo builds a table per
+    size). ``ExactScan.start`` records where the scan began.
+    """
+    lower = power - START_BELOW
+    if p_control == p_treatment or lower <= alpha:
+        return n_min
+    n = math.floor(two_proportions_sample_size_normal(p_control, p_treatment, power=lower, alpha=alpha, ratio=ratio))
+    if n <= n_min + 10:
+        return n_min
+    if _exact_point(test, p_control, p_treatment, n, n_treatment_for(n, ratio), alpha) > power - START_MARGIN:
+        return n_min
+    return n
+
 
 def exact_scan(test: str, p_control: float, p_treatment: float, *, power: float, alpha: float, ratio: float = 1.0,
-               n_max: int = 5000, n_min: int = 2, horizon_factor: float = HORIZON_FACTOR) -> ExactScan:
-    """Scan exact power from ``n_min`` per arm upward (no missing data).
+               n_max: int = 5000, n_min: int = 2, horizon_factor: float = HORIZON_FACTOR,
+               start: int | None = None) -> ExactScan:
+    """Scan the registered exact power of ``test`` upward from :func:`scan_start` (no missing data).
 
     Returns the first n reaching ``power`` and the smallest n from which power stays at or above
-    it up to the horizon ``max(horizon_factor * n_first, n_first + 20)``; both None when ``power``
-    is not reached by ``n_max``.
+    it up to the horizon ``max(horizon_factor * n_first, n_first + 20)`` (at most ``n_max``); both
+    None when ``power`` is not reached by ``n_max``. ``start`` overrides where the scan begins.
+
+    From the first size reaching the target to the horizon every size is computed (a dip below the
+    target can be deep: Boschloo's power at 0.05 vs 0.01 falls from 34.7% at 109 per arm to 23.7% at
+    110). Before it, above :data:`STRIDE_FROM` per arm, the scan steps by ``n // STRIDE_DIVISOR`` while
+    power stays more than :data:`START_MARGIN` below the target at both ends of a step (an upward
+    spike of that size is not seen in discrete tests), and computes the sizes in between otherwise.
+    Points are cached, so scans for several targets (or several commands) share their sizes.
     """
-    ns: list[np.ndarray] = []
-    ps: list[np.ndarray] = []
-    start, step, n_first = n_min, 100, None
-    while start <= n_max:
-        block = np.arange(start, min(n_max, start + step - 1) + 1)
-        pw = exact_power_curve(test, p_control, p_treatment, block, ratio=ratio, alpha=alpha)
-        ns.append(block)
-        ps.append(pw)
-        hit = np.flatnonzero(pw >= power)
-        if hit.size:
-            n_first = int(block[hit[0]])
+    def at(n: int) -> float:
+        return _exact_point(test, p_control, p_treatment, n, n_treatment_for(n, ratio), alpha)
+
+    def stride(n: int) -> int:
+        return 1 if n < STRIDE_FROM else max(1, n // STRIDE_DIVISOR)
+
+    first_n = start if start is not None else scan_start(test, p_control, p_treatment, power=power, alpha=alpha,
+                                                         ratio=ratio, n_min=n_min)
+    first_n = min(first_n, n_max)  # out of reach well before n_max: the power at n_max says by how much
+    seen: dict[int, float] = {}
+    n, n_first = first_n, None
+    while n <= n_max:  # up to the first size reaching the target
+        seen[n] = at(n)
+        if seen[n] >= power:
+            n_first = n
             break
-        start, step = int(block[-1]) + 1, int(step * 1.5)
-    if n_first is not None:
-        horizon = max(math.ceil(horizon_factor * n_first), n_first + HORIZON_MIN_EXTRA)
-        done = int(ns[-1][-1])
-        if horizon > done:
-            block = np.arange(done + 1, horizon + 1)
-            ns.append(block)
-            ps.append(exact_power_curve(test, p_control, p_treatment, block, ratio=ratio, alpha=alpha))
-    n_all, p_all = np.concatenate(ns), np.concatenate(ps)
+        ahead = min(n + stride(n), n_max)
+        if ahead > n + 1 and seen[n] < power - START_MARGIN:
+            seen[ahead] = at(ahead)
+            if seen[ahead] < power - START_MARGIN:  # far below the target at both ends: skip the sizes between
+                n = ahead
+                continue
+        n += 1
+    if n_first is not None:  # every size on to the horizon: dips below the target can be deep (Boschloo: 11 points)
+        horizon = min(n_max, max(math.ceil(horizon_factor * n_first), n_first + HORIZON_MIN_EXTRA))
+        for n in range(n_first + 1, horizon + 1):
+            seen[n] = at(n)
+    n_all = np.array(sorted(seen), dtype=int)
+    p_all = np.array([seen[k] for k in n_all])
     n_stable = None
     if n_first is not None:
         below = np.flatnonzero(p_all < power)
         n_stable = int(n_all[below[-1]] + 1) if below.size else int(n_all[0])
+        if n_stable > n_all[-1]:  # below the target at the horizon itself: no stable n within it
+            n_stable = None
     return ExactScan(n_all, p_all, power, n_first, n_stable)
+
+
+@lru_cache(maxsize=65536)  # scans for several targets share their sizes
+def _exact_point(test: str, p_control: float, p_treatment: float, n_control: int, n_treatment: int, alpha: float) -> float:
+    return exact_power(test, p_control, p_treatment, n_control, n_treatment, alpha=alpha)
 
 
 @dataclass(frozen=True)
@@ -120,7 +189,7 @@ class SampleSizeResult:
     endpoint: str
     test: str
     label: str
-    family: str
+    family: str  # the endpoint's kind: binary, continuous, ordinal
     primary: bool
     target_power: float
     alpha: float
@@ -169,31 +238,106 @@ class SampleSizeResult:
 
 
 def describe(row: dict) -> str:
-    """One plain-language line for a sample-size row (a dict of :data:`SAMPLE_SIZE_COLUMNS`)."""
-    from trialsim.report.labels import pct, test_label
-
-    head = f"{row['endpoint']} / {test_label(row['test'])}: {pct(row['target_power'], 0)} power"
+    """One plain-language sentence for a sample-size row (a dict of :data:`SAMPLE_SIZE_COLUMNS`)."""
+    head = f"{row['label']}, {test_label(row['test'])}, {pct(row['target_power'], 0)} power"
     if not row["reachable"]:
-        text = f"{head}: not reached by {row['n_max']:,} per arm. {row['note'].rstrip('.')}".strip()
-    elif row["method"] == "exact":
-        text = (f"{head}: n = {row['n']:,} per arm (exact; power first reaches the target at n = {row['n_first']:,}"
-                + (f" but saw-tooths below it again until n = {row['n_stable']:,}" if row["n_stable"] != row["n_first"] else
-                   " and stays above it")
-                + f", checked up to n = {row['horizon']:,}; exact power at n {pct(row['power_at_n'], 1)})")
-    elif row["method"] == "monte_carlo":
-        text = (f"{head}: n = {row['n']:,} per arm (simulated, 95% MC interval {row['n_low']:,}-{row['n_high']:,}; "
-                f"fitted power at n {pct(row['power_at_n'], 1)} ± {pct(row['power_at_n_se'], 1)})")
-    else:
-        text = f"{head}: not simulated. {row['note'].rstrip('.')}".strip()
-    if row["reachable"] and row["n"] is not None:
-        text += f"; enrol {row['n_enrolled']:,} per arm for {pct(row['dropout'], 1)} expected loss"
-    analytic = f"{row['n_analytic']:,}" if row["n_analytic"] is not None and not _isnan(row["n_analytic"]) else "n/a"
-    text += f". Analytic: {analytic} ({row['analytic_method']})."
-    return text
+        return f"{head}: {how_found(row)}. {row['note']}".strip()
+    how = f"exact; {sawtooth(row)}" if row["method"] == "exact" else how_found(row)
+    text = (f"{head}: {sizes(row['n'], row['n_treatment'])} analysable per arm ({how}), "
+            f"enrol {sizes(row['n_enrolled'], row['n_enrolled_treatment'])} for {pct(row['dropout'], 1)} loss")
+    if not is_missing(row["n_analytic"]):
+        text += f"; {analytic_kind(row['analytic_method'])}: {int(row['n_analytic']):,}"
+    return text + "."
 
 
-def _isnan(x) -> bool:
-    return isinstance(x, float) and math.isnan(x)
+def sizes(n_control, n_treatment) -> str:
+    """``"367"`` for equal arms, ``"200 + 400"`` otherwise; ``"-"`` when missing."""
+    if is_missing(n_control):
+        return "-"
+    same = is_missing(n_treatment) or int(n_treatment) == int(n_control)
+    return fmt_n(n_control) if same else f"{fmt_n(n_control)} + {fmt_n(n_treatment)}"
+
+
+def how_found(row: dict) -> str:
+    """How a sample-size row was found, in a few words."""
+    if row["method"] == "analytic":
+        return "not simulated"
+    if not row["reachable"]:
+        return f"not reached by {sizes(row['n_max'], n_treatment_for(int(row['n_max']), row['ratio']))}"
+    if row["method"] == "exact":
+        return f"exact, checked to {fmt_n(row['horizon'])}"
+    return f"simulated, 95% MC interval {fmt_n(row['n_low'])}-{fmt_n(row['n_high'])}"
+
+
+def sawtooth(row: dict) -> str:
+    """What the exact scan saw: where power first reaches the target and from where it stays there."""
+    target = pct(row["target_power"], 0)
+    first, stable, horizon = fmt_n(row["n_first"]), fmt_n(row["n_stable"]), fmt_n(row["horizon"])
+    if first == stable:
+        return f"power reaches {target} at {first} and stays there up to {horizon}"
+    return f"power first reaches {target} at {first}, drops below it again and stays at or above it from {stable} up to {horizon}"
+
+
+ANALYTIC_KINDS = {
+    "normal approximation": "two proportions: normal approximation (pooled z, no continuity correction; Fleiss, as "
+                            "Hmisc::bsamsize)",
+    "noncentral t": "t tests: noncentral t of the pooled t test on the model's standardised difference",
+    "Noether": "Mann-Whitney: Noether (1987) normal approximation",
+}
+
+
+def analytic_kind(method: str) -> str:
+    """The short name of a closed form (a key of :data:`ANALYTIC_KINDS`), else ``"analytic"``."""
+    return next((k for k in ANALYTIC_KINDS if str(method).startswith(k)), "analytic")
+
+
+def power_at_n(row: dict) -> str:
+    if is_missing(row["power_at_n"]) or row["n"] is None or is_missing(row["n"]):
+        return "-"
+    if row["method"] == "exact":
+        return fmt_power(row["power_at_n"]) + " exact"
+    return power_with_se(row["power_at_n"], row["power_at_n_se"]) + " fitted"
+
+
+def sample_size_lines(frame: pd.DataFrame) -> list[str]:
+    """A sample-size frame (:data:`SAMPLE_SIZE_COLUMNS`) as an aligned table with numbered notes.
+
+    Endpoints and tests by their labels; exact answers are the n from which power stays at or above
+    the target (the saw-tooth is in a note where it dips), simulated ones the fitted root with its
+    95% Monte Carlo interval; the closed form beside them.
+    """
+    header = ["Endpoint", "Test", "Target", "n per arm", "Enrol per arm", "Power at n", "How found", "Closed form"]
+    rows, notes = [], []
+    last = (None, None)
+    for row in frame.to_dict("records"):
+        how = how_found(row)
+        note = ""
+        if row["method"] == "exact" and row["reachable"] and row["n_first"] != row["n_stable"]:
+            note = sawtooth(row)[0].upper() + sawtooth(row)[1:] + "."
+        elif not row["reachable"] and row["method"] != "analytic":
+            note = str(row["note"])
+        if note:
+            notes.append(note)
+            how += f" [{len(notes)}]"
+        enrol = "-" if row["n"] is None or is_missing(row["n"]) else (
+            f"{sizes(row['n_enrolled'], row['n_enrolled_treatment'])} "
+            + (f"({pct(row['dropout'], 1)} loss)" if row["dropout"] else "(no loss)"))
+        closed = "-" if is_missing(row["n_analytic"]) else f"{int(row['n_analytic']):,} {analytic_kind(row['analytic_method'])}"
+        key = (row["endpoint"], row["test"])
+        rows.append([row["label"] if key[0] != last[0] else "", test_label(row["test"]) if key != last else "",
+                     pct(row["target_power"], 0), sizes(row["n"], row["n_treatment"]), enrol, power_at_n(row), how, closed])
+        last = key
+    lines = aligned_table(header, rows, right={2, 3})
+    kinds = {analytic_kind(m) for m in frame["analytic_method"].dropna()}
+    lines.append("")
+    if (frame["method"] == "exact").any():
+        lines.append("Exact: the n from which exact power stays at or above the target up to the size checked (a "
+                     "discrete test's power saw-tooths in n).")
+    if (frame["method"] == "monte_carlo").any():
+        lines.append("Simulated: root of a probit fit to simulated power, with its 95% Monte Carlo interval.")
+    lines += [f"Closed form, {ANALYTIC_KINDS[k]}." for k in ANALYTIC_KINDS if k in kinds]
+    lines += [f"[{i}] {text}" for i, text in enumerate(notes, 1)]
+    return lines
 
 
 @dataclass(frozen=True)
@@ -209,7 +353,7 @@ class SampleSizeTable:
         return pd.DataFrame([r.to_dict() for r in self.results], columns=SAMPLE_SIZE_COLUMNS)
 
     def curves_frame(self) -> pd.DataFrame:
-        """The exact scans behind the binary answers: endpoint, test, n_per_arm, power."""
+        """The exact scans behind the exact answers: endpoint, test, n_per_arm, power."""
         frames = [r.curve.assign(endpoint=r.endpoint, test=r.test) for r in self.results
                   if r.curve is not None and r.target_power == max(x.target_power for x in self.results
                                                                     if (x.endpoint, x.test) == (r.endpoint, r.test))]
@@ -224,7 +368,8 @@ class SampleSizeTable:
         raise KeyError((endpoint, test, power))
 
     def summary(self) -> str:
-        return "\n".join(r.summary() for r in self.results)
+        """The table of :func:`sample_size_lines`."""
+        return "\n".join(sample_size_lines(self.to_frame()))
 
 
 def sample_size(scenario: Scenario, endpoint: str, test: str | None = None, *, power: float = 0.8, ratio: float = 1.0,
@@ -234,9 +379,7 @@ def sample_size(scenario: Scenario, endpoint: str, test: str | None = None, *, p
 
     See :func:`sample_sizes` for the parameters.
     """
-    from trialsim.planning.model import get_endpoint
-
-    test = test or get_endpoint(scenario, endpoint).tests[0]
+    test = test or build_model(scenario).endpoint(endpoint).tests[0]
     table = sample_sizes(scenario, endpoint=endpoint, test=test, power=(power,), ratio=ratio, dropout=dropout, n_max=n_max,
                          n_sims=n_sims, seed=seed, n_jobs=n_jobs, progress=progress)
     return table.results[0]
@@ -255,7 +398,7 @@ def sample_sizes(
     seed: int | None = None,
     n_jobs: int = 1,
     progress: bool = False,
-    simulate: bool = True,
+    simulate: bool | Collection[Pair] = True,
 ) -> SampleSizeTable:
     """Sample sizes per analysable patient for every endpoint and test (or one), for each target power.
 
@@ -275,15 +418,16 @@ def sample_sizes(
     n_max : int
         Largest n per arm searched.
     n_sims : int
-        Simulated trials of the refining pass (the locating pass uses a quarter).
+        Simulated trials of each refining pass (the locating pass uses a quarter, at least 200).
     seed : int, optional
-        Root seed of the simulated searches; default ``run.seed``, else drawn (recorded in ``.seed``).
+        Root seed; default ``run.seed``, else drawn (recorded in ``.seed``).
     n_jobs : int
         Parallel workers for the simulated searches (results do not depend on it).
     progress : bool
         Show progress bars.
-    simulate : bool
-        False: exact and analytic answers only (no simulation); simulated endpoints get method "analytic".
+    simulate : bool or collection of (endpoint, test)
+        False: exact and analytic answers only (the others get method "analytic"); a collection:
+        simulate only those pairs.
 
     Returns
     -------
@@ -294,172 +438,223 @@ def sample_sizes(
         if not 0.0 < p < 1.0:
             raise ValueError(f"power must lie in (0, 1), got {p}")
     if not ratio > 0:
-        raise ValueError(f"ratio must be positive, got {ratio}")
+        raise ValueError(f"ratio must be positive, got {ratio!r}")
     if dropout is not None and not 0.0 <= dropout < 1.0:
         raise ValueError(f"dropout must lie in [0, 1), got {dropout}")
     seed = resolve_seed(scenario, seed)
-    pairs = endpoint_tests(scenario, endpoint, test)
+    model = build_model(scenario)
+    pairs = endpoint_tests(model, endpoint, test)
     alpha = scenario.design.alpha
-    cc = complete_case(scenario)
 
-    def drop(name: str) -> float:
-        if dropout is not None:
-            return float(dropout)
-        return max(endpoint_dropout(scenario, name, "control"), endpoint_dropout(scenario, name, "treatment"))
+    def base(a, t, target, an, cap) -> dict:
+        drop = float(dropout) if dropout is not None else endpoint_dropout(model, a.name)
+        return dict(endpoint=a.name, test=t, label=a.label, family=a.kind, primary=a.primary, target_power=target,
+                    alpha=alpha, ratio=ratio, n_analytic=an.n, analytic_method=an.method, dropout=drop, n_max=cap)
 
-    sim_pairs = [(e, t) for e, t in pairs if e.family != "binary"]
-    moments = model_moments(cc, seed=seed) if sim_pairs else None
     results: dict[tuple[str, str, float], SampleSizeResult] = {}
+    searched = []
+    for a, t in pairs:
+        cap = control_cap(t, n_max, ratio)
+        if exact_available(model, a.name, t):
+            for target in targets:
+                an = analytic_sample_size(model, a.name, t, power=target, ratio=ratio, moments=None)
+                results[(a.name, t, target)] = _exact(model, a.name, t, target, ratio, cap, base(a, t, target, an, cap))
+        else:
+            searched.append((a, t, cap))
+    if searched:
+        cc = complete_case(scenario)
+        cc_model = build_model(cc)
+        moments = model_moments(cc, seed=seed)
+        chosen = simulate if isinstance(simulate, bool) else {tuple(p) for p in simulate}
 
-    for e, t in pairs:
-        if e.family != "binary":
-            continue
-        rates = binary_rates(scenario, e.name)
-        cap = min(n_max, BOSCHLOO_MAX_N) if t == "boschloo" else n_max
-        for target in targets:
-            an = analytic_sample_size(scenario, e.name, t, power=target, ratio=ratio, moments=None)
-            common = dict(endpoint=e.name, test=t, label=e.label, family=e.family, primary=e.primary, target_power=target,
-                          alpha=alpha, ratio=ratio, n_analytic=an.n, analytic_method=an.method, dropout=drop(e.name),
-                          p_control=rates.p_control, p_treatment=rates.p_treatment)
-            if t == "boschloo" and an.n is not None and an.n > 1.2 * cap:
-                results[(e.name, t, target)] = SampleSizeResult(
-                    **common, method="exact", reachable=False, n_first=None, n_stable=None, n_low=None, n_high=None,
-                    horizon=None, power_at_n=math.nan, power_at_n_se=math.nan, n_max=cap,
-                    note=f"Boschloo's exact power is enumerated only up to {cap} per arm (its cost grows as n^4); it is "
-                         "uniformly at least as powerful as Fisher's test, so Fisher's n is an upper bound.")
-                continue
-            scan = exact_scan(t, rates.p_control, rates.p_treatment, power=target, alpha=alpha, ratio=ratio, n_max=cap)
-            curve = pd.DataFrame({"n_per_arm": scan.n, "power": scan.power})
-            if scan.n_first is None:
-                results[(e.name, t, target)] = SampleSizeResult(
-                    **common, method="exact", reachable=False, n_first=None, n_stable=None, n_low=None, n_high=None,
-                    horizon=scan.horizon, power_at_n=float(scan.power[-1]), power_at_n_se=0.0, n_max=cap, curve=curve,
-                    note=f"Exact power at {cap} per arm is {scan.power[-1]:.3f}.")
-                continue
-            p_at = float(scan.power[scan.n == scan.n_stable][0])
-            results[(e.name, t, target)] = SampleSizeResult(
-                **common, method="exact", reachable=True, n_first=scan.n_first, n_stable=scan.n_stable,
-                n_low=scan.n_stable, n_high=scan.n_stable, horizon=scan.horizon, power_at_n=p_at, power_at_n_se=0.0,
-                n_max=cap, curve=curve,
-                note="Exact power saw-tooths in n: it first reaches the target at n_first and stays at or above it from "
-                     "n_stable on, checked up to the horizon.")
+        def common(a, t, target, cap):
+            an = analytic_sample_size(cc_model, a.name, t, power=target, ratio=ratio, moments=moments)
+            return base(a, t, target, an, cap)
 
-    if sim_pairs:
-        results.update(_simulated(scenario, cc, sim_pairs, targets, ratio=ratio, n_max=n_max, n_sims=n_sims, seed=seed,
-                                  n_jobs=n_jobs, progress=progress, simulate=simulate, moments=moments, drop=drop))
-    ordered = tuple(results[(e.name, t, p)] for e, t in pairs for p in targets)
+        results.update(_simulated(cc, cc_model, searched, targets, chosen, common, moments=moments, ratio=ratio,
+                                  n_max=n_max, n_sims=n_sims, seed=seed, n_jobs=n_jobs, progress=progress))
+    ordered = tuple(results[(a.name, t, p)] for a, t in pairs for p in targets)
     return SampleSizeTable(ordered, seed=seed, n_sims=n_sims,
                            settings={"power": list(targets), "ratio": ratio, "n_max": n_max, "n_sims": n_sims,
-                                     "locate_sims": _locate_sims(n_sims), "dropout": dropout, "seed": seed})
+                                     "locate_sims": locate_sims(n_sims), "dropout": dropout, "seed": seed})
 
 
-def _locate_sims(n_sims: int) -> int:
+def control_cap(test: str, n_max: int, ratio: float = 1.0) -> int:
+    """The largest control arm searched: ``n_max``, or less where the test's size limit binds either arm."""
+    limit = tests.get(test).max_n
+    if limit is None:
+        return n_max
+    n = min(n_max, limit, math.floor((limit + 0.5) / ratio) + 1)
+    while n > 1 and n_treatment_for(n, ratio) > limit:
+        n -= 1
+    return n
+
+
+def _exact(model, endpoint: str, test: str, target: float, ratio: float, cap: int, common: dict) -> SampleSizeResult:
+    rates = binary_rates(model, endpoint)
+    common = common | dict(p_control=rates.p_control, p_treatment=rates.p_treatment)
+    none = dict(n_first=None, n_stable=None, n_low=None, n_high=None)
+    limit = tests.get(test).max_n
+    n_analytic = common["n_analytic"]
+    if rates.p_control == rates.p_treatment:
+        return SampleSizeResult(**common, method="exact", reachable=False, **none, horizon=None, power_at_n=math.nan,
+                                power_at_n_se=math.nan, note="The endpoint's rate is the same in both arms: no n reaches "
+                                                             "the target (power is the type I error).")
+    binds = limit is not None and max(cap + 1, n_treatment_for(cap + 1, ratio)) > limit  # the test's size limit sets cap
+    if binds and n_analytic is not None and n_analytic > 1.2 * cap:
+        return SampleSizeResult(**common, method="exact", reachable=False, **none, horizon=None, power_at_n=math.nan,
+                                power_at_n_se=math.nan,
+                                note=f"{test_label(test)} runs for arms of up to {limit} patients (its size limit in the "
+                                     f"test registry), here at most {sizes(cap, n_treatment_for(cap, ratio))}, well below the "
+                                     f"normal approximation's {sizes(n_analytic, n_treatment_for(n_analytic, ratio))}; another "
+                                     "test's exact n does not bound it (two-sided tests spend alpha differently, and none "
+                                     "is uniformly the more powerful).")
+    scan = exact_scan(test, rates.p_control, rates.p_treatment, power=target, alpha=model.scenario.design.alpha,
+                      ratio=ratio, n_max=cap)
+    curve = pd.DataFrame({"n_per_arm": scan.n, "power": scan.power})
+    if scan.n_first is None:
+        return SampleSizeResult(**common, method="exact", reachable=False, **none, horizon=scan.horizon,
+                                power_at_n=float(scan.power[-1]), power_at_n_se=0.0, curve=curve,
+                                note=f"Exact power at {sizes(cap, n_treatment_for(cap, ratio))} per arm is "
+                                     f"{pct(scan.power[-1], 1)}" + (f" ({test_label(test)} runs for arms of up to {limit} "
+                                                                     "patients)." if binds else "."))
+    if scan.n_stable is None:
+        return SampleSizeResult(**common, method="exact", reachable=False, **none, horizon=scan.horizon,
+                                power_at_n=float(scan.power[-1]), power_at_n_se=0.0, curve=curve,
+                                note=f"Exact power first reaches the target at {scan.n_first:,} per arm but is below it "
+                                     f"again at the search limit of {cap:,} ({pct(scan.power[-1], 1)}).")
+    p_at = float(scan.power[scan.n == scan.n_stable][0])
+    return SampleSizeResult(**common, method="exact", reachable=True, n_first=scan.n_first, n_stable=scan.n_stable,
+                            n_low=scan.n_stable, n_high=scan.n_stable, horizon=scan.horizon, power_at_n=p_at,
+                            power_at_n_se=0.0, curve=curve,
+                            note="Exact power saw-tooths in n: it first reaches the target at n_first and stays at or "
+                                 "above it from n_stable on, checked up to the horizon.")
+
+
+# ---------------------------------------------------------------------------------------------------
+# simulated searches
+# ---------------------------------------------------------------------------------------------------
+def locate_sims(n_sims: int) -> int:
     return max(200, n_sims // 4)
 
 
-def _grid(lo: float, hi: float, points: int, n_max: int) -> tuple[int, ...]:
-    lo = max(N_MIN_SIMULATED, math.floor(lo))
-    hi = min(n_max, max(math.ceil(hi), lo + 1))
-    return tuple(sorted({int(round(v)) for v in np.geomspace(lo, hi, points)}))
+def ladder(lo: float, hi: float) -> list[int]:
+    """The fixed ladder's sizes in ``[lo, hi]``: every integer up to 20, then steps of 5%."""
+    out = [n for n in range(N_MIN_SIMULATED, LADDER_START + 1) if lo <= n <= hi]
+    k_lo = max(0, math.floor(math.log(max(lo, 1) / LADDER_START) / math.log(LADDER_STEP)))
+    k = k_lo
+    while True:
+        n = int(round(LADDER_START * LADDER_STEP**k))
+        if n > hi:
+            break
+        if n > LADDER_START and n >= lo:
+            out.append(n)
+        k += 1
+    return sorted(set(out))
 
 
-def _simulated(scenario, cc, pairs, targets, *, ratio, n_max, n_sims, seed, n_jobs, progress, simulate, moments, drop):
-    alpha = scenario.design.alpha
-    out = {}
-    starts = {}
-    for e, t in pairs:
-        starts[(e.name, t)] = [model_start(cc, e.name, t, power=p, ratio=ratio, moments=moments) for p in targets]
+def snap(x: float, cap: int) -> int:
+    """The ladder size nearest to ``x`` (on the log scale), within ``[N_MIN_SIMULATED, cap]``."""
+    x = min(max(x, N_MIN_SIMULATED), cap)
+    if x <= LADDER_START:
+        return int(round(x))
+    k = math.log(x / LADDER_START) / math.log(LADDER_STEP)
+    return min(cap, int(round(LADDER_START * LADDER_STEP ** round(k))))
 
-    def base(e, t, target):
-        an = analytic_sample_size(cc, e.name, t, power=target, ratio=ratio, moments=moments)
-        return dict(endpoint=e.name, test=t, label=e.label, family=e.family, primary=e.primary, target_power=target,
-                    alpha=alpha, ratio=ratio, n_analytic=an.n, analytic_method=an.method, dropout=drop(e.name), n_max=n_max)
 
-    def unreached(e, t, target, note, power_at=math.nan, se=math.nan, method="monte_carlo"):
-        return SampleSizeResult(**base(e, t, target), method=method, reachable=False, n_first=None, n_stable=None,
+def locate_grid(lo: float, hi: float, cap: int) -> tuple[int, ...]:
+    """About :data:`LOCATE_POINTS` ladder sizes, log-spaced from ``lo`` to ``hi``."""
+    lo, hi = max(N_MIN_SIMULATED, lo), min(cap, max(hi, lo + 1))
+    return tuple(sorted({snap(v, cap) for v in np.geomspace(lo, hi, LOCATE_POINTS)}))
+
+
+def refine_grid(root: float, cap: int) -> tuple[int, ...]:
+    """Every ladder size within :data:`REFINE_RANGE` of ``root`` (at least three)."""
+    sizes = [n for n in ladder(REFINE_RANGE[0] * root, REFINE_RANGE[1] * root) if n <= cap]
+    if len(sizes) < 3:
+        centre = snap(root, cap)
+        sizes = sorted({max(N_MIN_SIMULATED, centre - 1), centre, min(cap, centre + 1)} | set(sizes))
+    return tuple(sizes)
+
+
+def _simulated(cc, cc_model, searched, targets, chosen, common, *, moments, ratio, n_max, n_sims, seed, n_jobs, progress):
+    out: dict[tuple[str, str, float], SampleSizeResult] = {}
+
+    def unreached(a, t, target, cap, note, power_at=math.nan, se=math.nan, method="monte_carlo"):
+        return SampleSizeResult(**common(a, t, target, cap), method=method, reachable=False, n_first=None, n_stable=None,
                                 n_low=None, n_high=None, horizon=None, power_at_n=power_at, power_at_n_se=se, note=note)
 
-    searchable = []
-    for e, t in pairs:
-        lo, hi = starts[(e.name, t)][0], starts[(e.name, t)][-1]
-        if not simulate:
+    def sizes(grid):
+        return tuple(size_point(n, n_treatment_for(n, ratio)) for n in grid)
+
+    locate: list[tuple] = []
+    for a, t, cap in searched:
+        if not (chosen is True or (chosen is not False and (a.name, t) in chosen)):
             for target in targets:
-                out[(e.name, t, target)] = unreached(e, t, target, "Simulation skipped; see the analytic answer.", method="analytic")
-        elif not math.isfinite(lo) or lo > 3 * n_max:
+                out[(a.name, t, target)] = unreached(a, t, target, cap, "Not simulated; see the analytic answer.",
+                                                     method="analytic")
+            continue
+        lo = start_size(cc_model, a.name, t, power=0.5, ratio=ratio, moments=moments)
+        hi = start_size(cc_model, a.name, t, power=0.95, ratio=ratio, moments=moments)
+        if not math.isfinite(lo) or lo > 3 * n_max:
+            note = (f"The model's effect needs about {lo:,.0f} per arm for 50% power (normal approximation), far above "
+                    f"the search limit of {n_max:,}." if math.isfinite(lo) else "The model has no effect on this endpoint.")
             for target in targets:
-                out[(e.name, t, target)] = unreached(
-                    e, t, target, f"The model's effect needs about {lo:,.0f} per arm (normal approximation), far above "
-                                  f"the search limit of {n_max:,}." if math.isfinite(lo) else "The model has no effect on this endpoint.")
-        else:
-            searchable.append((e, t, lo, hi))
-    if not searchable:
+                out[(a.name, t, target)] = unreached(a, t, target, cap, note)
+            continue
+        locate.append((a, t, cap, locate_grid(LOCATE_RANGE[0] * lo, LOCATE_RANGE[1] * hi, cap)))
+    if not locate:
         return out
 
-    # pass 1: locate on a wide grid with few trials
-    jobs1 = [GridJob(e.name, t, tuple((n, n_treatment_for(n, ratio)) for n in _grid(lo / 3, 3 * hi, 10, n_max)))
-             for e, t, lo, hi in searchable]
-    rej1 = nested_rejections(cc, jobs1, n_sims=_locate_sims(n_sims), seed=seed, stream=STREAM_LOCATE, n_jobs=n_jobs,
-                             progress=progress, desc="sample size: locating")
-    jobs2 = []
-    for (e, t, lo, hi), job in zip(searchable, jobs1):
-        ns = np.array([c for c, _ in job.sizes])
-        r = rej1[(e.name, t)]
+    # pass 1: locate each pair's root on a wide grid with a quarter of the trials
+    rej1 = rejections(cc, [Job(a.name, t, sizes(grid)) for a, t, _, grid in locate], n_sims=locate_sims(n_sims),
+                      seed=seed, n_jobs=n_jobs, progress=progress)
+    refine: list[tuple] = []
+    for (a, t, cap, grid), r in zip(locate, rej1):
+        ns = np.array(grid)
         observed = r.mean(axis=0)
         fit = fit_probit(np.sqrt(ns), r)
-        roots = []
         for target in targets:
             if fit is not None:
-                roots.append(fit.root(target)[0] ** 2)
+                root = fit.root(target)[0] ** 2
             else:  # fall back to the first grid size reaching the target
                 hit = np.flatnonzero(observed >= target)
-                roots.append(float(ns[hit[0]]) if hit.size else math.inf)
-        finite = []
-        for target, root in zip(targets, roots):
-            if root <= n_max:
-                finite.append(root)
+                root = float(ns[hit[0]]) if hit.size else math.inf
+            if root <= cap:
+                refine.append((a, t, cap, target, refine_grid(root, cap)))
                 continue
             p_end = float(observed[-1])
-            out[(e.name, t, target)] = unreached(
-                e, t, target, f"Simulated power at {ns[-1]:,} per arm is {p_end:.3f}"
-                              + (f"; the fitted curve reaches the target near {root:,.0f} per arm." if math.isfinite(root) else "."),
+            out[(a.name, t, target)] = unreached(
+                a, t, target, cap, f"Simulated power at {ns[-1]:,} per arm is {pct(p_end, 1)}"
+                                   + (f"; the fitted curve reaches the target near {root:,.0f} per arm." if math.isfinite(root) else "."),
                 power_at=p_end, se=math.sqrt(p_end * (1 - p_end) / r.shape[0]))
-        if not finite:
-            continue
-        sizes = _grid(0.8 * min(finite), 1.25 * max(finite), 10, n_max)
-        jobs2.append(GridJob(e.name, t, tuple((n, n_treatment_for(n, ratio)) for n in sizes)))
 
-    # pass 2: refine on a narrow grid with fresh streams and all the trials
-    rej2 = nested_rejections(cc, jobs2, n_sims=n_sims, seed=seed, stream=STREAM_REFINE, n_jobs=n_jobs, progress=progress,
-                             desc="sample size: refining")
-    by_name = {(e.name, t): e for e, t, _, _ in searchable}
-    for job in jobs2:
-        e, t = by_name[(job.endpoint, job.test)], job.test
-        ns = np.array([c for c, _ in job.sizes])
-        r = rej2[(e.name, t)]
+    # pass 2: for each target, refine on the ladder sizes around its root with all the trials
+    rej2 = rejections(cc, [Job(a.name, t, sizes(grid)) for a, t, _, _, grid in refine], n_sims=n_sims, seed=seed,
+                      n_jobs=n_jobs, progress=progress) if refine else []
+    for (a, t, cap, target, grid), r in zip(refine, rej2):
+        ns = np.array(grid)
         fit = fit_probit(np.sqrt(ns), r)
+        if fit is None:
+            out[(a.name, t, target)] = unreached(a, t, target, cap, "The probit fit of simulated power failed.")
+            continue
+        xs, xlo, xhi = fit.root(target)
+        n_point = max(N_MIN_SIMULATED, math.ceil(round(xs**2, 9)))
+        n_low = max(N_MIN_SIMULATED, math.ceil(round(max(xlo, 0.0) ** 2, 9)))
+        n_high = max(N_MIN_SIMULATED, math.ceil(round(xhi**2, 9)))
+        note = (f"Probit fit of simulated power on sqrt(n) over n = {ns[0]}-{ns[-1]} ({len(ns)} sizes x {r.shape[0]:,} "
+                f"trials, common random numbers); largest |residual| {fit.max_abs_residual_z():.1f} SE.")
+        if n_point > cap:
+            out[(a.name, t, target)] = unreached(
+                a, t, target, cap, f"The fitted curve reaches the target near {n_point:,} per arm, beyond the search limit. " + note,
+                power_at=fit.power(math.sqrt(cap)), se=fit.power_se(math.sqrt(cap)))
+            continue
+        out[(a.name, t, target)] = SampleSizeResult(
+            **common(a, t, target, cap), method="monte_carlo", reachable=True, n_first=n_point, n_stable=n_point,
+            n_low=n_low, n_high=n_high, horizon=None, power_at_n=fit.power(math.sqrt(n_point)),
+            power_at_n_se=fit.power_se(math.sqrt(n_point)), note=note)
+    for a, t, cap, _ in locate:
         for target in targets:
-            if (e.name, t, target) in out:
-                continue
-            if fit is None:
-                out[(e.name, t, target)] = unreached(e, t, target, "The probit fit of simulated power failed.")
-                continue
-            xs, xlo, xhi = fit.root(target)
-            n_point = max(N_MIN_SIMULATED, math.ceil(round(xs**2, 9)))
-            n_low = max(N_MIN_SIMULATED, math.ceil(round(max(xlo, 0.0) ** 2, 9)))
-            n_high = max(N_MIN_SIMULATED, math.ceil(round(xhi**2, 9)))
-            note = (f"Probit fit of simulated power on sqrt(n) over n = {ns[0]}-{ns[-1]} ({len(ns)} sizes x {r.shape[0]:,} "
-                    f"nested trials); largest |residual| {fit.max_abs_residual_z():.1f} SE.")
-            if n_point > n_max:
-                out[(e.name, t, target)] = unreached(
-                    e, t, target, f"The fitted curve reaches the target near {n_point:,} per arm, beyond the search limit. " + note,
-                    power_at=fit.power(math.sqrt(n_max)), se=fit.power_se(math.sqrt(n_max)))
-                continue
-            out[(e.name, t, target)] = SampleSizeResult(
-                **base(e, t, target), method="monte_carlo", reachable=True, n_first=n_point, n_stable=n_point,
-                n_low=n_low, n_high=n_high, horizon=None, power_at_n=fit.power(math.sqrt(n_point)),
-                power_at_n_se=fit.power_se(math.sqrt(n_point)), note=note)
-    for e, t, _, _ in searchable:
-        for target in targets:
-            if (e.name, t, target) not in out:
-                out[(e.name, t, target)] = unreached(e, t, target, f"Simulated power stays below the target up to {n_max:,}.")
+            if (a.name, t, target) not in out:
+                out[(a.name, t, target)] = unreached(a, t, target, cap, f"Simulated power stays below the target up to {cap:,}.")
     return out

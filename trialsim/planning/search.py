@@ -1,200 +1,162 @@
-"""Simulated power on grids of sizes or effects, and stochastic root-finding on it.
+"""Simulated power through the one engine, and stochastic root-finding on it.
 
-Nested trials (common random numbers over n)
-    Patients are independent and identically distributed within an arm (without a flow model), so
-    the first ``n`` patients of a simulated trial of ``N >= n`` per arm are themselves a trial of
-    ``n`` per arm. One simulation of ``N`` patients per arm therefore gives the power at every
-    ``n <= N`` on the same random numbers: the estimated curve is smooth in ``n`` and differences
-    between sizes are estimated far more precisely than with independent runs. With a flow model
-    (random arm sizes, calendar) each size is simulated on its own from the same streams instead.
+Every simulated number of planning is a rejection rate of some (endpoint, test) pair in scenarios
+derived from the user's: other arm sizes (:func:`~trialsim.planning.model.size_values`) or another
+value of an effect parameter. :func:`rejections` builds one scenario per grid point and runs them
+all through the engine's block runner (:func:`trialsim.engine.run_specs`), with the run's seed and
+block layout (block ``b`` holds trials ``b * run.block_size ...``, random streams
+``trialsim.rng.Streams(seed, b)``), keeping each trial's decision from the per-trial table.
 
-Common random numbers over effects
-    For a grid of effect values at a fixed size every value reuses the same streams, so a
-    treatment GMR only shifts the same log levels: simulated power is monotone in the effect.
+Cheap and identical
+    Each scenario is first :func:`~trialsim.planning.model.reduced` to the components and tests the
+    pairs need. Every component draws from its own stream, so a pair's per-trial results there are
+    bit-identical to those of the full scenario: the power of a pair at the planned design is the
+    number ``trialsim run`` gives with the same seed and number of trials.
+
+Common random numbers
+    Grid points share the seed, so they share patients: draws are patient-major (patient ``j`` has
+    the same values whatever the arm sizes) and an effect parameter only changes what it acts on.
+    Simulated power is then smooth across the grid and differences between points are estimated far
+    more precisely than with independent runs.
 
 Root
-    Power is modelled as ``Phi(a + b x)`` with ``x = sqrt(n)`` (or ``|log effect|``), the shape of a
-    two-sided z test's power; ``(a, b)`` are fitted by binomial maximum likelihood (probit link)
-    to the rejections at every grid point. The root ``x*`` solves ``a + b x* = Phi^-1(target)``.
-    Its standard error uses the sandwich covariance with the simulated trial as the cluster (a
-    trial's rejections at different grid points are correlated), then the delta method; the
-    interval is computed on the x scale and transformed back.
+    Power is modelled as ``Phi(a + b x)`` with ``x = sqrt(n)`` (or the effect's distance from no
+    effect), the shape of a two-sided z test's power; ``(a, b)`` are fitted by binomial maximum
+    likelihood (probit link) to the rejections at every grid point. The root ``x*`` solves
+    ``a + b x* = Phi^-1(target)``. Its standard error uses the sandwich covariance with the simulated
+    trial as the cluster (a trial's rejections at different grid points are correlated), then the
+    delta method; the interval is computed on the x scale and transformed back.
 """
 from __future__ import annotations
 
+import json
 import math
-from dataclasses import dataclass
-from typing import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 from scipy import stats
 
-from trialsim.analyse import run_test
 from trialsim.config.loader import with_values
 from trialsim.config.schema import Scenario
-from trialsim.endpoints import endpoints
-from trialsim.planning.model import stream_rng
+from trialsim.engine import run_specs
+from trialsim.model import build_model
+from trialsim.planning.model import Pair, components_for, reduced, size_values
+from trialsim.results import clopper_pearson
+from trialsim.scenarios import ScenarioSpec
 
-# Patients per arm held in memory by one chunk (trials x patients); sets chunk sizes, which are
-# part of the seed's meaning (results are identical for any n_jobs, not for another chunk size).
-_CHUNK_PATIENTS = 200_000
+SIZE_KEYS = ("design.n_control", "design.n_treatment")
 
 
 @dataclass(frozen=True)
-class GridJob:
-    """Sizes (control, treatment) at which one (endpoint, test) is analysed."""
+class Job:
+    """The grid points at which one (endpoint, test) pair is simulated.
+
+    A point is a dict of raw config values (key path -> value) laid over the scenario; arm sizes are
+    given as ``design.n_control`` / ``design.n_treatment`` (tests beyond their size limit are then
+    dropped by :func:`~trialsim.planning.model.size_values`).
+    """
 
     endpoint: str
     test: str
-    sizes: tuple[tuple[int, int], ...]
+    points: tuple[dict[str, Any], ...] = field(hash=False)
+
+    @property
+    def pair(self) -> Pair:
+        return (self.endpoint, self.test)
 
 
-def chunk_layout(n_sims: int, n_patients: int) -> list[int]:
-    """Trials per chunk: as many as fit in ``_CHUNK_PATIENTS`` patients, at least 20, at most 1000."""
-    per = int(min(1000, max(20, _CHUNK_PATIENTS // max(n_patients, 1))))
-    full, rest = divmod(n_sims, per)
-    return [per] * full + ([rest] if rest else [])
+def size_point(n_control: int, n_treatment: int) -> dict[str, Any]:
+    return {SIZE_KEYS[0]: int(n_control), SIZE_KEYS[1]: int(n_treatment)}
 
 
-def _nested_chunk(scenario: Scenario, seed: int, stream: int, block: int, n_trials: int,
-                  jobs: tuple[GridJob, ...]) -> dict[tuple[str, str], np.ndarray]:
-    from trialsim.outcomes.patients import observe, simulate_arm
-
-    eps = {e.name: e for e in endpoints(scenario)}
-    alpha = scenario.design.alpha
-    rng = stream_rng(seed, stream, block)
-    out: dict[tuple[str, str], np.ndarray] = {}
-    if scenario.flow is None:
-        n_c = max(c for j in jobs for c, _ in j.sizes)
-        n_t = max(t for j in jobs for _, t in j.sizes)
-        obs_c = observe(scenario, simulate_arm(scenario, "control", n_trials, n_c, rng=rng))
-        obs_t = observe(scenario, simulate_arm(scenario, "treatment", n_trials, n_t, rng=rng))
-        for job in jobs:
-            e = eps[job.endpoint]
-            xc, xt = obs_c[job.endpoint], obs_t[job.endpoint]
-            out[(job.endpoint, job.test)] = np.stack(
-                [run_test(e, job.test, xc[:, :c], xt[:, :t], alpha=alpha).reject for c, t in job.sizes], axis=1)
-        return out
-    # flow model: arm sizes are random and patients arrive in calendar order; simulate each size
-    from trialsim.simulate import simulate_trials
-
-    sizes = sorted({s for j in jobs for s in j.sizes})
-    batches = {}
-    for c, t in sizes:
-        batches[(c, t)] = simulate_trials(resized(scenario, c, t), n_trials, rng=stream_rng(seed, stream, block))
-    for job in jobs:
-        out[(job.endpoint, job.test)] = np.stack([batches[s].tests[(job.endpoint, job.test)].reject for s in job.sizes], axis=1)
-    return out
+def _key(point: Mapping[str, Any]) -> str:
+    return json.dumps(point, sort_keys=True)
 
 
-def resized(scenario: Scenario, n_control: int, n_treatment: int) -> Scenario:
-    """The scenario at other arm sizes; Boschloo is dropped from tests beyond its size limit (none of
-    the searched jobs can use it there: its sample sizes stop at that limit)."""
-    from trialsim.config.schema import BOSCHLOO_MAX_N
+def _scenario_at(base: Scenario, point: Mapping[str, Any]) -> Scenario | None:
+    values = dict(point)
+    if SIZE_KEYS[0] in values or SIZE_KEYS[1] in values:
+        d = base.design
+        sizes = size_values(base, values.pop(SIZE_KEYS[0], d.n_control), values.pop(SIZE_KEYS[1], d.n_treatment))
+        if sizes is None:
+            return None
+        values.update(sizes)
+    if not values:
+        return base
+    return with_values(base, values, source="planning grid point")
 
-    values: dict = {"design.n_control": n_control, "design.n_treatment": n_treatment}
-    if max(n_control, n_treatment) > BOSCHLOO_MAX_N:
-        for key, tests in (("leak.tests", scenario.leak.tests),
-                           ("colonoscopy.dichotomised_tests", scenario.colonoscopy.dichotomised_tests)):
-            if "boschloo" in tests:
-                values[key] = [t for t in tests if t != "boschloo"] or ["fisher"]
-    return with_values(scenario, values, source=f"{n_control} + {n_treatment} patients")
 
+def rejections(scenario: Scenario, jobs: Sequence[Job], *, n_sims: int, seed: int, n_jobs: int = 1,
+               progress: bool = False) -> list[np.ndarray]:
+    """Per-trial rejections ``(n_sims, len(job.points))`` of each job (in order), through the engine.
 
-def nested_rejections(scenario: Scenario, jobs: Sequence[GridJob], *, n_sims: int, seed: int, stream: int,
-                      n_jobs: int = 1, progress: bool = False, desc: str = "simulating") -> dict[tuple[str, str], np.ndarray]:
-    """Per-trial rejections ``(n_sims, len(job.sizes))`` for every job, on common random numbers.
-
-    Identical for any ``n_jobs``: chunks depend only on ``n_sims`` and the largest size.
+    Jobs whose endpoints need the same components share one reduced scenario per grid point (each
+    point is simulated once for all of them); all scenarios go to one :func:`trialsim.engine.run_specs`
+    call, so workers stay busy. Identical for any ``n_jobs`` and ``run.chunk_blocks``.
     """
-    jobs = tuple(jobs)
+    jobs = list(jobs)
     if not jobs:
-        return {}
-    n_max = max(max(c, t) for j in jobs for c, t in j.sizes)
-    layout = chunk_layout(n_sims, 2 * n_max)
-    tasks = list(enumerate(layout))
-    parts: dict[int, dict] = {}
-    for block, res in _execute(_nested_chunk, [(scenario, seed, stream, b, n, jobs) for b, n in tasks], tasks,
-                               n_jobs=n_jobs, progress=progress, desc=desc):
-        parts[block] = res
-    return {(j.endpoint, j.test): np.concatenate([parts[b][(j.endpoint, j.test)] for b, _ in tasks], axis=0) for j in jobs}
+        return []
+    model = build_model(scenario)
+    groups: dict[frozenset, list[Job]] = {}
+    for job in jobs:
+        groups.setdefault(frozenset(components_for(model, [job.endpoint])), []).append(job)
+    specs: list[ScenarioSpec] = []
+    where: dict[tuple[int, str], int] = {}  # (group, point key) -> spec index
+    for g, members in enumerate(groups.values()):
+        pairs = list(dict.fromkeys(job.pair for job in members))
+        base = reduced(scenario, pairs)
+        for job in members:
+            for point in job.points:
+                k = _key(point)
+                if (g, k) not in where:
+                    sc = _scenario_at(base, point)
+                    where[(g, k)] = len(specs)
+                    specs.append(ScenarioSpec(f"grid-{len(specs)}", sc, dict(point)))
+                sc = specs[where[(g, k)]].scenario
+                analysed = {a.name: a.tests for a in build_model(sc).analysed} if sc is not None else {}
+                if job.test not in analysed.get(job.endpoint, ()):
+                    raise ValueError(f"{job.endpoint} / {job.test} cannot run at {point} (beyond the test's size limit?)")
+    wanted = {i: set() for i in range(len(specs))}
+    for g, members in enumerate(groups.values()):
+        for job in members:
+            for point in job.points:
+                wanted[where[(g, _key(point))]].add(job.pair)
+    kept: dict[tuple[int, Pair], dict[int, np.ndarray]] = {}
 
+    def collect(spec_index: int, block: int, table: dict | None) -> None:
+        for pair in wanted[spec_index]:
+            mask = (table["endpoint"] == pair[0]) & (table["test"] == pair[1])
+            kept.setdefault((spec_index, pair), {})[block] = np.asarray(table["reject"][mask], dtype=bool)
 
-def _effect_chunk(scenario: Scenario, parameter: str, values: tuple[float, ...], seed: int, stream: int, block: int,
-                  n_trials: int, pairs: tuple[tuple[str, str], ...]) -> dict[tuple[str, str], np.ndarray]:
-    out = {p: np.empty((n_trials, len(values)), dtype=bool) for p in pairs}
-    if scenario.flow is not None:
-        from trialsim.simulate import simulate_trials
-
-        for j, v in enumerate(values):
-            sc = with_values(scenario, {parameter: v}, source=f"{parameter} = {v}")
-            batch = simulate_trials(sc, n_trials, rng=stream_rng(seed, stream, block))
-            for p in pairs:
-                out[p][:, j] = batch.tests[p].reject
-        return out
-    from trialsim.outcomes.patients import observe, simulate_arm
-
-    # Effect parameters act on the treatment arm only: its control arm is drawn once per block, and
-    # every value redraws the treatment arm from the same stream (common random numbers).
-    d = scenario.design
-    eps = {e.name: e for e in endpoints(scenario)}
-    obs_c = observe(scenario, simulate_arm(scenario, "control", n_trials, d.n_control, rng=stream_rng(seed, stream, 2 * block)))
-    for j, v in enumerate(values):
-        sc = with_values(scenario, {parameter: v}, source=f"{parameter} = {v}")
-        raw_t = simulate_arm(sc, "treatment", n_trials, d.n_treatment, rng=stream_rng(seed, stream, 2 * block + 1))
-        obs_t = observe(sc, raw_t)
-        for name, test in pairs:
-            out[(name, test)][:, j] = run_test(eps[name], test, obs_c[name], obs_t[name], alpha=d.alpha).reject
+    run = scenario.run
+    if specs:
+        run_specs(specs, seed=seed, n_sims=n_sims, n_jobs=n_jobs, chunk_blocks=run.chunk_blocks, backend=run.backend,
+                  progress=progress, on_trials=collect)
+    group_of = {id(job): g for g, members in enumerate(groups.values()) for job in members}
+    out = []
+    for job in jobs:
+        columns = []
+        for point in job.points:
+            blocks = kept[(where[(group_of[id(job)], _key(point))], job.pair)]
+            columns.append(np.concatenate([blocks[b] for b in sorted(blocks)]))
+        out.append(np.stack(columns, axis=1) if columns else np.zeros((n_sims, 0), dtype=bool))
     return out
 
 
-def effect_rejections(scenario: Scenario, parameter: str, values: Sequence[float], pairs: Sequence[tuple[str, str]], *,
-                      n_sims: int, seed: int, stream: int, n_jobs: int = 1, progress: bool = False,
-                      desc: str = "simulating") -> dict[tuple[str, str], np.ndarray]:
-    """Per-trial rejections ``(n_sims, len(values))`` with ``parameter`` set to each value, same streams.
-
-    ``parameter`` must act on the treatment arm only (every effect parameter does: a marker's
-    ``treatment_gmr``, ``los.treatment_ratio``, ``leak.effect``); only the tests in ``pairs`` are run.
-    """
-    values, pairs = tuple(float(v) for v in values), tuple(pairs)
-    d = scenario.design
-    layout = chunk_layout(n_sims, d.n_control + d.n_treatment * len(values))
-    tasks = list(enumerate(layout))
-    parts = {}
-    for block, res in _execute(_effect_chunk, [(scenario, parameter, values, seed, stream, b, n, pairs) for b, n in tasks],
-                               tasks, n_jobs=n_jobs, progress=progress, desc=desc):
-        parts[block] = res
-    return {p: np.concatenate([parts[b][p] for b, _ in tasks], axis=0) for p in pairs}
+def mc_row(rejects: np.ndarray) -> dict:
+    """Monte Carlo power of one grid point: estimate, SE, 95% Clopper-Pearson interval, trials."""
+    n = rejects.size
+    k = int(np.count_nonzero(rejects))
+    p = k / n
+    low, high = clopper_pearson(k, n)
+    return {"power": p, "mc_se": math.sqrt(p * (1 - p) / n), "ci_low": low, "ci_high": high, "method": "monte_carlo",
+            "n_sims": n}
 
 
-def _execute(func: Callable, args: list[tuple], tasks: list[tuple[int, int]], *, n_jobs: int, progress: bool, desc: str):
-    """Run ``func(*args[i])`` for every task, yielding (block, result) in any order, with a progress bar."""
-    bar = None
-    if progress:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=sum(n for _, n in tasks), unit="trial", unit_scale=True, desc=desc, mininterval=0.5, leave=False)
-    try:
-        if n_jobs == 1 or len(tasks) == 1:
-            results = ((tasks[i][0], func(*a)) for i, a in enumerate(args))
-        else:
-            from joblib import Parallel, delayed
-
-            gen = Parallel(n_jobs=n_jobs, return_as="generator_unordered")(
-                delayed(_tagged)(func, tasks[i][0], a) for i, a in enumerate(args))
-            results = iter(gen)
-        sizes = dict(tasks)
-        for block, res in results:
-            if bar is not None:
-                bar.update(sizes[block])
-            yield block, res
-    finally:
-        if bar is not None:
-            bar.close()
-
-
-def _tagged(func, block, args):
-    return block, func(*args)
+def exact_row(power: float) -> dict:
+    return {"power": power, "mc_se": 0.0, "ci_low": power, "ci_high": power, "method": "exact", "n_sims": 0}
 
 
 # ---------------------------------------------------------------------------------------------------

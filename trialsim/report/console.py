@@ -1,107 +1,317 @@
-"""The printed summary of a run: the primary endpoint first, and a plain warning when power is low."""
+"""The printed summary of a run: the scenario's own primary endpoint first, then the secondary ones.
+
+Trial-neutral: every name, label, unit and effect comes from the scenario's model (its endpoint
+families), so a trial without the registered trial's endpoints reads in its own words. Under the
+null (no true effect) a rejection rate is called a type I error, not power. Ratios of geometric
+means are exp(mean of the per-trial log ratios), never the mean of per-trial ratios (biased upward).
+"""
 from __future__ import annotations
 
+import math
 import textwrap
 
+import numpy as np
 import pandas as pd
 
-from trialsim.report.labels import LOW_POWER, POWER_TARGET, num, pct, power_with_se, test_label
+from trialsim.analysis import registry as tests
+from trialsim.endpoints.base import Analysed
+from trialsim.flow.summary import summarise_flow_arrays
+from trialsim.labels import LOW_POWER, POWER_TARGET, fmt_power, num, pct, power_with_se, test_label
+from trialsim.model import Model, build_model
 from trialsim.results import RunResult, ScenarioResult
 
+WIDTH = 96
+# per-arm statistics that count patients rather than summarise the endpoint
+COUNTS = ("n_analysable", "any_event")
 
-def _power_lines(frame: pd.DataFrame) -> list[str]:
+
+# ------------------------------------------------------------------------------------------ words
+def rate_word(null: bool) -> str:
+    """What a rejection rate is: power, or under the null a type I error."""
+    return "type I error" if null else "power"
+
+
+def _sentence(label: str) -> str:
+    """A label inside a sentence: 'Anastomotic leak' -> 'anastomotic leak'; acronyms ('IL-6', 'C-reactive') kept."""
+    first = label.split(" ", 1)[0]
+    if len(first) > 1 and first[1:].isalpha() and first[1:].islower():
+        return label[0].lower() + label[1:]
+    return label
+
+
+def null_endpoints(model: Model) -> set[str]:
+    """Analysed endpoints with no true effect: their own effect and every event they follow are at the null.
+
+    An endpoint follows the components it links to (and the event deaths follow, when a death can hide
+    it), so a marker whose own ratio is 1 still differs between arms when the leak it follows does.
+    Endpoints without an effect parameter are never counted as null.
+    """
+    sc = model.scenario
+    own = {}
+    for cid in model.order:
+        analysed = model.section(cid).analysed(cid)
+        own[cid] = bool(analysed) and all(a.effect is not None and a.effect.assumed == a.effect.null for a in analysed)
+    death = sc.follow_up.death_event
+
+    def clean(cid: str, seen: tuple[str, ...] = ()) -> bool:
+        if not own[cid] or cid in seen:
+            return own[cid]
+        links = set(model.section(cid).links()) | ({death} if death else set())
+        return all(clean(link, seen + (cid,)) for link in links - {cid})
+
+    return {a.name for a in model.analysed if clean(a.component)}
+
+
+def _is_null(res: ScenarioResult, model: Model, endpoint: str) -> bool:
+    return res.is_null() or endpoint in null_endpoints(model)
+
+
+# ----------------------------------------------------------------------------------- estimates
+def _estimate_table(estimates: pd.DataFrame, scenario: str, endpoint: str) -> pd.DataFrame:
+    return estimates[(estimates.scenario == scenario) & (estimates.endpoint == endpoint)]
+
+
+def _arm_summary(est: pd.DataFrame, arm: str) -> tuple[str, float] | None:
+    """The arm's summary statistic (rate, median, geometric mean, mean grade, ...) and its mean over trials."""
+    rows = est[(est.arm == arm) & ~est.statistic.isin(COUNTS)]
+    if not len(rows):
+        return None
+    return str(rows.statistic.iloc[0]), float(rows["mean"].iloc[0])
+
+
+def _value(stat: str, x: float, unit: str) -> str:
+    if stat == "rate":
+        return pct(x)
+    return num(x) + (f" {unit}" if unit and unit not in ("patients", "grade") else "")
+
+
+def _contrast(est: pd.DataFrame) -> str:
+    """The mean contrast over trials: a geometric mean ratio (exp of the mean log ratio) or a mean difference."""
+    contrast = est[est.arm == "contrast"].set_index("statistic")["mean"]
+    if "geometric_mean_ratio" in contrast.index:
+        return f"geometric mean ratio {num(contrast['geometric_mean_ratio'])}"
+    for stat, value in contrast.items():
+        if stat != "log_ratio":
+            return f"mean {stat.replace('_', ' ')} {num(value)}"
+    return ""
+
+
+def on_logs(estimand: str, scale: str) -> bool:
+    """Whether a test's per-trial estimate is the log of a ratio (a difference of logs, a log odds ratio, ...)."""
+    return (estimand == "difference" and scale == "log") or estimand.startswith("log_")
+
+
+def estimation_line(row: pd.Series, a: Analysed, alpha: float) -> str:
+    """One line on the estimate of the primary test: mean, truth, bias, RMSE and CI coverage (with MC SEs).
+
+    A log ratio is reported as exp of its mean over trials (a geometric mean ratio), its bias on the log scale.
+    """
+    estimand = tests.get(row.test).estimand
+    what = row.estimand if isinstance(row.estimand, str) else estimand.replace("_", " ")
+    if _missing(row.estimate_mean):
+        if int(getattr(row, "n_estimable", 0) or 0) == 0:
+            return f"estimate ({test_label(row.test)}): {what}: not estimable in any trial"
+        text = f"estimate ({test_label(row.test)}): {what}: infinite in some trials (an arm without events), so no mean"
+        if not _missing(row.coverage):
+            text += f"; {pct(1 - alpha, 0)} CI coverage {_coverage(row)}"
+        return text
+    if on_logs(estimand, a.scale):
+        text = f"{what} exp(mean log ratio) {num(math.exp(row.estimate_mean))}"
+        truth = "" if _missing(row.true_effect) else f" (true {num(math.exp(row.true_effect))})"
+        scale = "log-ratio "
+    else:
+        text = f"{what} mean {num(row.estimate_mean)}"
+        truth = "" if _missing(row.true_effect) else f" (true {num(row.true_effect)})"
+        scale = ""
+    parts = [text + truth]
+    if not _missing(row.bias):
+        parts.append(f"{scale}bias {num(row.bias, 2)} ± {num(row.bias_se, 2)}, RMSE {num(row.rmse)}")
+    if not _missing(row.coverage):
+        parts.append(f"{pct(1 - alpha, 0)} CI coverage {_coverage(row)}")
+    return f"estimate ({test_label(row.test)}): " + "; ".join(parts)
+
+
+def _coverage(row) -> str:
+    """Coverage ± MC SE, with its number of intervals when they are too few (or all cover)."""
+    n = getattr(row, "n_estimable", None)
+    n = int(row.n_sims) if n is None or _missing(n) else int(n)
+    k = round(float(row.coverage) * n)
+    if n and k in (0, n):
+        return f"{k:,} of {n:,} intervals"
+    return power_with_se(row.coverage, row.coverage_se) + (f" (only {n:,} trials)" if n < FEW_TRIALS else "")
+
+
+def _missing(x) -> bool:
+    return x is None or (isinstance(x, float) and np.isnan(x))
+
+
+# ------------------------------------------------------------------------------------- scenario
+def _best_power(rows: pd.DataFrame, test: str) -> float:
+    """A test's power: exact where the run has it, else simulated."""
+    g = rows[rows.test == test]
+    ex = g[g.method == "exact"]
+    return float((ex if len(ex) else g[g.method == "monte_carlo"]).iloc[0].power)
+
+
+def _how(rows: pd.DataFrame, test: str) -> str:
+    g = rows[rows.test == test]
+    if (g.method == "exact").any():
+        return " (exact)"
+    mc = g[g.method == "monte_carlo"].iloc[0]
+    return f" (from only {int(mc.n_sims):,} simulated trials)" if mc.n_sims < FEW_TRIALS else ""
+
+
+# Fewer simulated trials than this give a rejection rate too rough to quote alone (its SE is up to 1.6 points).
+FEW_TRIALS = 1000
+
+
+def mc_rate(row) -> str:
+    """A simulated rejection rate as it can honestly be quoted.
+
+    ``"18.7% ± 0.4%"``; with fewer than :data:`FEW_TRIALS` trials it says so, and when none or all of
+    them rejected (an SE of 0 says nothing) it gives the count and the 95% Clopper-Pearson interval;
+    a test that no trial could compute is ``"not computable (n_valid 0)"``.
+    """
+    n, valid = int(row.n_sims), getattr(row, "n_valid", None)
+    if valid is not None and not _missing(valid) and int(valid) == 0:
+        return "not computable (n_valid 0)"
+    k = round(float(row.power) * n)
+    if k in (0, n):
+        return f"{k:,} of {n:,} trials (95% CI {pct(row.ci_low, 1)} to {pct(row.ci_high, 1)})"
+    text = power_with_se(row.power, row.mc_se)
+    return text + (f" (only {n:,} trials)" if n < FEW_TRIALS else "")
+
+
+def _rate_lines(frame: pd.DataFrame, word: str) -> list[str]:
+    """One line per test: the simulated rejection rate ± MC SE, and the exact figure where there is one."""
     lines = []
-    for (endpoint, test), g in frame.groupby(["endpoint", "test"], sort=False):
+    for test, g in frame.groupby("test", sort=False):
         mc = g[g.method == "monte_carlo"].iloc[0]
-        text = f"{test_label(test):<16} power {power_with_se(mc.power, mc.mc_se):<17}"
+        text = f"{test_label(test):<16} {word} {mc_rate(mc):<17}"
         ex = g[g.method == "exact"]
         if len(ex):
             text += f" exact {pct(ex.iloc[0].power, 2)}"
-        lines.append(text)
+        lines.append(text.rstrip())
     return lines
 
 
 def scenario_summary(res: ScenarioResult, frame: pd.DataFrame, estimates: pd.DataFrame) -> str:
+    """The detail of one scenario: design, the primary endpoint with its estimate, secondary endpoints, flow."""
     sc = res.spec.scenario
     d = sc.design
-    out = []
-    head = f"Scenario {res.spec.id}" + (f" ({', '.join(f'{k}={v}' for k, v in res.spec.values.items())})" if res.spec.values else "")
-    out.append(head)
+    model = build_model(sc)
+    prim = model.primary
+    sid = res.spec.id
+    f = frame[frame.scenario == sid]
+    out = [f"Scenario {sid}" + (f" ({', '.join(f'{k}={v}' for k, v in res.spec.values.items())})" if res.spec.values else "")]
     out.append(f"  {d.control_name} n={d.n_control} vs {d.treatment_name} n={d.n_treatment}, alpha {d.alpha} two-sided, "
                f"{res.n_sims:,} simulated trials")
-    f = frame[frame.scenario == res.spec.id]
-    e = estimates[estimates.scenario == res.spec.id]
-    prim = f[f.primary]
-    label = prim.label.iloc[0]
-    est = e[(e.endpoint == prim.endpoint.iloc[0])]
+    null = _is_null(res, model, prim.name)
+    word = rate_word(null)
 
-    def est_of(arm, stat):
-        r = est[(est.arm == arm) & (est.statistic == stat)]
-        return float(r["mean"].iloc[0]) if len(r) else float("nan")
-
-    out.append("")
-    out.append(f"  PRIMARY ENDPOINT: {label}")
-    out.append(f"    expected rate {d.control_name} {pct(est_of('control', 'rate'))}, {d.treatment_name} {pct(est_of('treatment', 'rate'))}"
-               f" ({sc.leak.effect_measure.replace('_', ' ')} {sc.leak.effect}, a planning assumption)")
-    out.append(f"    chance of no leak at all in the {d.control_name} arm: {pct(1 - est_of('control', 'any_event'))}")
-    for line in _power_lines(prim):
-        out.append("    " + line)
-    first = prim[prim.method == "monte_carlo"].iloc[0]
-    if first.power < LOW_POWER:
-        warn = (f"WARNING: the primary test has {pct(first.power)} power, far below the usual {pct(POWER_TARGET, 0)}. "
-                f"This design cannot detect the assumed effect on {label.lower()}; "
+    out += ["", f"  PRIMARY ENDPOINT: {prim.label}"]
+    est = _estimate_table(estimates, sid, prim.name)
+    arms = [(name, _arm_summary(est, arm)) for name, arm in ((d.control_name, "control"), (d.treatment_name, "treatment"))]
+    if all(s is not None for _, s in arms):
+        stat = arms[0][1][0].replace("_", " ")
+        text = f"    expected {stat} " + ", ".join(f"{name} {_value(s[0], s[1], prim.unit)}" for name, s in arms)
+        if prim.effect is not None:
+            text += f" ({prim.effect.label} {prim.effect.assumed:g}, a planning assumption)"
+        out.append(text)
+    no_event = est[(est.arm == "control") & (est.statistic == "any_event")]
+    if len(no_event):
+        out.append(f"    chance the {d.control_name} arm has no event at all: {pct(1 - float(no_event['mean'].iloc[0]))}")
+    rows = f[f.endpoint == prim.name]
+    out += ["    " + line for line in _rate_lines(rows, word)]
+    first = rows[(rows.method == "monte_carlo") & (rows.test == prim.tests[0])].iloc[0]
+    # the estimate of the first test with a finite mean (an odds ratio MLE is infinite when an arm has no event)
+    mc = rows[rows.method == "monte_carlo"]
+    finite = mc[~mc.bias.isna()] if "bias" in mc else mc.iloc[0:0]
+    shown = finite.iloc[0] if len(finite) else first
+    out += textwrap.wrap(estimation_line(shown, prim, d.alpha), WIDTH, initial_indent="    ", subsequent_indent="      ")
+    if null:
+        out.append(f"    (no true effect on this endpoint in this scenario: its rejection rates are type I errors at alpha {d.alpha})")
+    elif _best_power(rows, prim.tests[0]) < LOW_POWER:
+        power, how = _best_power(rows, prim.tests[0]), _how(rows, prim.tests[0])
+        warn = (f"WARNING: the primary test has {fmt_power(power)} power{how}, far below the usual {pct(POWER_TARGET, 0)}. "
+                f"This design cannot detect the assumed effect on {_sentence(prim.label)}; "
                 "treat it as a pilot/feasibility study and report estimates with confidence intervals, not p-values.")
-        out.extend("    " + w for w in textwrap.wrap(warn, 96))
-    out.append("")
-    out.append("  SECONDARY ENDPOINTS (power ± Monte Carlo SE)")
-    sec = f[~f.primary]
-    width = max(len(x) for x in sec.endpoint) + 2 if len(sec) else 10
-    for endpoint, g in sec.groupby("endpoint", sort=False):
-        lines = _power_lines(g)
-        contrast = e[(e.endpoint == endpoint) & (e.arm == "contrast")]
-        extra = f"  (mean estimate {contrast.statistic.iloc[0].replace('_', ' ')} {num(contrast['mean'].iloc[0])})" if len(contrast) else ""
-        out.append(f"    {endpoint:<{width}}" + lines[0] + extra)
-        out.extend(f"    {'':<{width}}" + line for line in lines[1:])
-    if res.flow is not None:
-        from trialsim.flow.summary import summarise_flow_arrays
+        out.extend("    " + w for w in textwrap.wrap(warn, WIDTH))
 
-        out.append("")
-        out.append("  PATIENT FLOW")
+    secondary = [a for a in model.analysed if not a.primary]
+    if secondary:
+        nulls = null_endpoints(model) | ({a.name for a in secondary} if res.is_null() else set())
+        mixed = any(a.name in nulls for a in secondary) and not all(a.name in nulls for a in secondary)
+        heading = ("power ± Monte Carlo SE; * no true effect: a type I error" if mixed
+                   else f"{rate_word(secondary[0].name in nulls)} ± Monte Carlo SE")
+        out += ["", f"  SECONDARY ENDPOINTS ({heading})"]
+        width = max(len(a.name) for a in secondary) + 2
+        for a in secondary:
+            lines = _rate_lines(f[f.endpoint == a.name], rate_word(a.name in nulls))
+            contrast = _contrast(_estimate_table(estimates, sid, a.name))
+            mark = " *" if mixed and a.name in nulls else ""
+            out.append(f"    {a.name:<{width}}" + lines[0] + (f"  ({contrast})" if contrast else "") + mark)
+            out.extend(f"    {'':<{width}}" + line for line in lines[1:])
+    if res.flow is not None:
+        out += ["", "  PATIENT FLOW"]
         out.extend("    " + line for line in summarise_flow_arrays(res.flow, sc.flow).splitlines())
     return "\n".join(out)
 
 
+# ------------------------------------------------------------------------------------------ sweep
+def comparison_columns(model: Model) -> list[tuple[str, str]]:
+    """(endpoint, test) columns of the side-by-side table: every test of the primary, then one per effect.
+
+    Each other effect parameter (a marker's ratio, a duration's ratio, ...) gets one column: the first
+    test of the last endpoint analysed for it, since families list a summary (e.g. the mean over the
+    sampling days) after the endpoints it summarises.
+    """
+    prim = model.primary
+    columns = [(prim.name, t) for t in prim.tests]
+    last: dict[str, Analysed] = {}
+    for a in model.analysed:
+        if a.primary:
+            continue
+        group = a.effect.path if a.effect is not None else a.name
+        last.pop(group, None)  # keep the group's last endpoint, in the order groups first appear
+        last[group] = a
+    primary_group = prim.effect.path if prim.effect is not None else prim.name
+    ordered = sorted(last.items(), key=lambda kv: [a.name for a in model.analysed].index(kv[1].name))
+    columns += [(a.name, a.tests[0]) for group, a in ordered if group != primary_group]
+    return columns
+
+
 def comparison_table(result: RunResult, frame: pd.DataFrame | None = None) -> str:
-    """Scenarios side by side: arm sizes, the primary endpoint's tests, and each summary endpoint's first test."""
+    """Scenarios side by side: arm sizes, the primary endpoint's tests, and one column per other effect."""
     frame = result.to_frame() if frame is None else frame
     # exact where it exists, else Monte Carlo (with its SE)
     best = frame.sort_values("method").drop_duplicates(["scenario", "endpoint", "test"], keep="first")
-    first = result.results[0].spec.scenario
-    from trialsim.endpoints import endpoints
-
-    columns = []
-    for e in endpoints(first):
-        if e.primary:
-            columns += [(e.name, t, f"{e.name} {test_label(t)}") for t in e.tests]
-        elif e.name.endswith("_mean_log") or e.name == "los_days":
-            columns.append((e.name, e.tests[0], f"{e.name} {test_label(e.tests[0])}"))
-    header = ["scenario", "n_c", "n_t"] + [c[2] for c in columns]
-    rows = []
+    columns = comparison_columns(build_model(result.results[0].spec.scenario))
+    header = ["scenario", "n_c", "n_t"] + [e for e, _ in columns]
+    tests_row = ["", "", ""] + [test_label(t) for _, t in columns]
+    rows, marked = [], False
     for res in result.results:
         sid = res.spec.id
         d = res.spec.scenario.design
+        model = build_model(res.spec.scenario)
         cells = [sid, str(d.n_control), str(d.n_treatment)]
-        for endpoint, test, _ in columns:
+        for endpoint, test in columns:
             r = best[(best.scenario == sid) & (best.endpoint == endpoint) & (best.test == test)]
             if not len(r):
                 cells.append("-")
                 continue
             r = r.iloc[0]
-            cells.append(pct(r.power, 2) + (" (exact)" if r.method == "exact" else f" ±{pct(r.mc_se, 1)}"))
+            text = pct(r.power, 2) + (" (exact)" if r.method == "exact" else f" ±{pct(r.mc_se, 1)}")
+            if _is_null(res, model, endpoint):
+                text += " *"
+                marked = True
+            cells.append(text)
         rows.append(cells)
-    widths = [max(len(x) for x in col) for col in zip(header, *rows)]
-    lines = ["  ".join(h.ljust(w) for h, w in zip(header, widths))]
-    lines += ["  ".join(c.ljust(w) for c, w in zip(row, widths)) for row in rows]
+    widths = [max(len(x) for x in col) for col in zip(header, tests_row, *rows)]
+    lines = ["  ".join(h.ljust(w) for h, w in zip(top, widths)).rstrip() for top in (header, tests_row)]
+    lines += ["  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in rows]
+    if marked:
+        lines.append("* no true effect on this endpoint in this scenario: the rate is a type I error, not power")
     return "\n".join(lines)
 
 
@@ -117,10 +327,83 @@ def run_summary(result: RunResult, *, detail: bool | None = None) -> str:
         detail = not many
     parts = []
     if many:
-        parts.append(f"{len(result.results)} scenarios side by side (power; exact where it exists, else Monte Carlo ± SE):\n"
+        parts.append(f"{len(result.results)} scenarios side by side (rejection rate; exact where it exists, else Monte Carlo ± SE):\n"
                      + comparison_table(result, frame))
     if detail:
         parts += [scenario_summary(r, frame, estimates) for r in result.results]
     elif many:
         parts.append("(per-scenario detail: --detail; every number: --out DIR -> power.csv)")
     return "\n".join(head + [""] + ("\n\n".join(parts)).splitlines())
+
+
+# ------------------------------------------------------------------------------------------ replay
+def _cell(x) -> str:
+    if isinstance(x, (bool, np.bool_)):
+        return "yes" if x else "no"
+    if isinstance(x, (float, np.floating)):
+        return "." if np.isnan(x) else f"{x:.4g}"
+    return str(x)
+
+
+def text_table(frame: pd.DataFrame, *, width: int = 120) -> list[str]:
+    """A frame as aligned text (numbers right, words left), its columns cut into chunks of ``width``.
+
+    The first column (the row key) repeats in every chunk.
+    """
+    cells = {c: [_cell(x) for x in frame[c]] for c in frame.columns}
+    right = {c: pd.api.types.is_numeric_dtype(frame[c]) and not pd.api.types.is_bool_dtype(frame[c]) for c in frame.columns}
+    size = {c: max([len(str(c))] + [len(x) for x in cells[c]]) for c in frame.columns}
+    key, rest = frame.columns[0], list(frame.columns[1:])
+    chunks, current = [], []
+    for c in rest:
+        if current and size[key] + sum(size[x] + 2 for x in current + [c]) > width:
+            chunks.append(current)
+            current = []
+        current.append(c)
+    chunks.append(current)
+    lines = []
+    for chunk in chunks:
+        cols = [key] + chunk
+        if lines:
+            lines.append("")
+
+        def fmt(c, text):
+            return text.rjust(size[c]) if right[c] else text.ljust(size[c])
+
+        lines.append("  ".join(fmt(c, str(c)) for c in cols).rstrip())
+        lines += ["  ".join(fmt(c, cells[c][i]) for c in cols).rstrip() for i in range(len(frame))]
+    return lines
+
+
+def replay_summary(replay, model: Model) -> str:
+    """A replayed trial (:class:`trialsim.replay.Replay`): its patients, then every analysis in words.
+
+    Patients first as observed (what the analyses saw; '.' = not observed), then the simulated
+    values underneath (``<endpoint section>.<value>``). Estimates of log-scale endpoints print as
+    ratios (exp of the log difference and of its interval).
+    """
+    d = model.scenario.design
+    p = replay.patients
+    underlying = [c for c in p.columns if "." in c]
+    observed = [c for c in p.columns if c not in underlying]
+    out = [f"trialsim replay | scenario {replay.scenario} | trial {replay.trial} | seed {replay.seed}",
+           f"  {d.control_name} vs {d.treatment_name}, {len(p)} patients in enrolment order", "",
+           "PATIENTS AS OBSERVED ('.' = not observed; log-scale endpoints on their own scale)"]
+    out += text_table(p[observed])
+    if underlying:
+        out += ["", "SIMULATED VALUES (before anything went missing)"]
+        out += text_table(p[["position"] + underlying])
+    out += ["", f"ANALYSES (treatment vs control; {pct(1 - d.alpha, 0)} confidence interval; reject at alpha {d.alpha})"]
+    endpoints = {a.name: a for a in model.analysed}
+    rows = []
+    for r in replay.analyses.itertuples(index=False):
+        a = endpoints.get(r.endpoint)
+        scale = a.scale if a is not None else "identity"
+        estimand = tests.get(r.test).estimand
+        f = np.exp if on_logs(estimand, scale) else (lambda x: x)
+        ci = "" if np.isnan(r.ci_low) else f"{_cell(f(r.ci_low))} to {_cell(f(r.ci_high))}"
+        rows.append({"endpoint": r.endpoint, "test": test_label(r.test), "p-value": _cell(r.pvalue),
+                     "estimate": _cell(f(r.estimate)), "of": tests.estimand_label(estimand, scale), "interval": ci,
+                     "reject": _cell(bool(r.reject))})
+    out += text_table(pd.DataFrame(rows)) if rows else ["(no analyses)"]
+    return "\n".join(out)

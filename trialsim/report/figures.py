@@ -3,12 +3,14 @@
 Every ``plot_*`` function takes a tidy frame (as written to curves.csv, effect_curves.csv,
 heatmap.csv, sample_size_curves.csv) and ``ax=None``, draws on ``ax`` (a new figure when None) and
 returns the Axes. ``figure_*`` functions compose whole figures; :func:`draw_figures` writes them
-all for a :class:`~trialsim.planning.plan.PlanningResult`. Figures are built on
-:class:`matplotlib.figure.Figure` directly, so no pyplot state or GUI backend is involved.
+all for a planning result (:class:`~trialsim.planning.plan.PlanningResult`, passed in). Axis labels
+and captions come from the frames (endpoint labels, each endpoint's effect parameter), never from a
+trial's names. Figures are built on :class:`matplotlib.figure.Figure` directly, so no pyplot state
+or GUI backend is involved.
 """
 from __future__ import annotations
 
-import math
+import textwrap
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -16,7 +18,8 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from trialsim.report.labels import series_label, short_endpoint_label, short_test_label, test_label  # noqa: F401
+from trialsim.analysis import registry as tests
+from trialsim.labels import pct, short_endpoint_label, short_test_label, test_label
 
 TARGETS = (0.8, 0.9)
 FIG_WIDTH = 7.2  # inches: a two-column journal page
@@ -26,6 +29,7 @@ HEATMAP_CMAP = "cividis"  # perceptually uniform and readable with colour-vision
 CONTOUR_STYLES = {0.8: "--", 0.9: "-"}
 LINESTYLES = ["-", "--", "-.", ":", (0, (5, 1)), (0, (3, 1, 1, 1, 1, 1))]
 MARKERS = ["o", "s", "^", "D", "v", "P", "X", "*"]
+LEGEND_WIDTH = 44  # characters per legend line: long endpoint labels wrap instead of squeezing the axes
 
 
 class _Style:
@@ -60,9 +64,48 @@ def _percent_axis(axis) -> None:
     axis.set_major_formatter(PercentFormatter(1.0, decimals=0))
 
 
-def _targets(ax, targets: Sequence[float] = TARGETS) -> None:
+def _targets(ax, targets: Sequence[float] = TARGETS, *, labelled: bool = True) -> None:
+    """Dashed lines at the target powers, each labelled at the left edge ("80% power")."""
     for t in targets:
         ax.axhline(t, color="0.35", lw=0.9, ls=(0, (4, 3)), zorder=1)
+        if labelled:
+            ax.annotate(f"{100 * t:.0f}% power", xy=(0.0, t), xycoords=("axes fraction", "data"), xytext=(3, 1.5),
+                        textcoords="offset points", ha="left", va="bottom", fontsize="x-small", color="0.3", zorder=4)
+
+
+def _coinciding(frame: pd.DataFrame, series: list[tuple[str, str]], x: str) -> list[list[tuple[str, str]]]:
+    """Series grouped when their curves coincide: within 3 combined Monte Carlo SEs everywhere, 1.5 points on average.
+
+    Exact series coincide when they differ by less than half a point everywhere. Each group is drawn
+    once, its legend entry naming every member, so lines hidden under others are not missed.
+    """
+    curves = {k: frame[(frame["endpoint"] == k[0]) & (frame["test"] == k[1])].set_index(x) for k in series}
+    groups: list[list[tuple[str, str]]] = []
+    for k in series:
+        for g in groups:
+            a, b = curves[g[0]], curves[k]
+            common = a.index.intersection(b.index)
+            if len(common) < 3:
+                continue
+            diff = (a.loc[common, "power"] - b.loc[common, "power"]).abs()
+            se = np.sqrt(a.loc[common, "mc_se"] ** 2 + b.loc[common, "mc_se"] ** 2)
+            exact = (se == 0).all()
+            if (exact and diff.max() < 0.005) or (not exact and (diff <= 3 * se + 1e-9).all() and diff.mean() < 0.015):
+                g.append(k)
+                break
+        else:
+            groups.append([k])
+    return groups
+
+
+def _joined(labels: list[str]) -> str:
+    """Several endpoint labels as one: a shared tail after the first comma is said once."""
+    if len(labels) == 1:
+        return labels[0]
+    heads, tails = zip(*[(lab.split(", ", 1) + [""])[:2] for lab in labels])
+    if len(set(tails)) == 1 and tails[0]:
+        return " and ".join(heads) + ", " + tails[0]
+    return " and ".join(labels)
 
 
 def _planned(ax, n: int | None, *, text: str | None = None) -> None:
@@ -98,15 +141,25 @@ def plot_power_vs_n(frame: pd.DataFrame, ax=None, *, planned_n: int | None = Non
     import seaborn as sns
 
     ax = _new_ax(ax)
-    series = list(dict.fromkeys(zip(frame["endpoint"], frame["test"])))
-    colours = sns.color_palette(PALETTE, max(len(series), 1))
-    for i, (endpoint, test) in enumerate(series):
+    groups = _coinciding(frame, list(dict.fromkeys(zip(frame["endpoint"], frame["test"]))), "n_per_arm")
+    colours = sns.color_palette(PALETTE, max(len(groups), 1))
+    n_end = int(frame["n_per_arm"].max())
+    for i, group in enumerate(groups):
+        endpoint, test = group[0]
         g = frame[(frame["endpoint"] == endpoint) & (frame["test"] == test)].sort_values("n_per_arm")
         exact = (g["method"] == "exact").all()
+        stops = int(g["n_per_arm"].max())
+        limit = f" (to {stops} per arm: its size limit)" if stops < n_end and tests.get(test).max_n == stops else (
+            f" (to {stops} per arm)" if stops < n_end else "")
         if by_test:
-            lab = test_label(test) + ("" if exact or "exact" in test_label(test) else " (simulated)")
+            lab = test_label(test) + ("" if exact or "exact" in test_label(test) else " (simulated)") + limit
         else:
-            lab = series_label(endpoint, test, g["label"].iloc[0] if "label" in g else None) + (" (exact)" if exact else "")
+            rows = [frame[(frame["endpoint"] == e) & (frame["test"] == t)] for e, t in group]
+            names = [short_endpoint_label(e, r["label"].iloc[0] if "label" in r else None,
+                                          r["short"].iloc[0] if "short" in r and isinstance(r["short"].iloc[0], str) else None)
+                     for (e, _), r in zip(group, rows)]
+            lab = textwrap.fill(f"{_joined(names)}: {short_test_label(test)}" + (" (exact)" if exact else "") + limit
+                                + (" (curves coincide)" if len(group) > 1 else ""), LEGEND_WIDTH)
         ax.plot(g["n_per_arm"], g["power"], color=colours[i], ls=LINESTYLES[i % len(LINESTYLES)], lw=1.4, label=lab,
                 marker=None if exact else MARKERS[i % len(MARKERS)], ms=3.5, zorder=3)
         if not exact:
@@ -120,118 +173,140 @@ def plot_power_vs_n(frame: pd.DataFrame, ax=None, *, planned_n: int | None = Non
     _targets(ax, targets)
     _planned(ax, planned_n)
     if title:
-        ax.set_title(title, loc="left")
+        ax.set_title(title, loc="left", fontsize="medium")
     if legend:
         _legend_below(ax)
     return ax
 
 
-def plot_leak_power_vs_reduction(frame: pd.DataFrame, ax=None, *, assumed_reduction: float | None = None,
-                                 planned_n: int | None = None, test: str | None = None, targets: Sequence[float] = TARGETS,
-                                 title: str | None = None):
-    """Exact power of the primary endpoint against the relative reduction in leak, one line per n per arm."""
-    import seaborn as sns
+def _effect_axis(ax, axis_name: str, frame: pd.DataFrame) -> None:
+    """Effect on the x axis, from no effect (left) to the strongest effect (right)."""
+    from matplotlib.ticker import FixedLocator, FuncFormatter, NullLocator
 
-    ax = _new_ax(ax)
-    g = frame[frame["parameter"] == "leak.effect"]
-    if test is not None:
-        g = g[g["test"] == test]
-    else:
-        g = g[g["test"] == g["test"].iloc[0]]
-    ns = sorted(g["n_per_arm"].unique())
-    colours = sns.color_palette(PALETTE, len(ns))
-    for i, n in enumerate(ns):
-        h = g[g["n_per_arm"] == n].sort_values("effect", ascending=False)
-        lab = f"{n}" + (" (planned)" if planned_n is not None and n == planned_n else "")
-        ax.plot(1 - h["effect"], h["power"], color=colours[i], ls=LINESTYLES[i % len(LINESTYLES)], lw=1.6, label=lab,
-                marker=MARKERS[i % len(MARKERS)], ms=3, markevery=3)
-    if assumed_reduction is not None:
-        ax.axvline(assumed_reduction, color="0.2", lw=1.0, ls=":")
-        ax.annotate("assumed", xy=(assumed_reduction, 0.02), xytext=(3, 0), textcoords="offset points",
-                    fontsize="small", color="0.2", va="bottom")
-    ax.set_xlim(0, 1)
-    ax.set_ylim(0, 1)
-    _percent_axis(ax.xaxis)
-    _percent_axis(ax.yaxis)
-    ax.set_xlabel("Relative reduction in leak risk (1 - risk ratio)")
-    ax.set_ylabel(f"Power, {test_label(g['test'].iloc[0])} (exact)")
-    _targets(ax, targets)
-    if title:
-        ax.set_title(title, loc="left")
-    _legend_below(ax, ncol=2, title="analysable patients per arm")
-    return ax
+    x = frame["_x"]
+    multiplicative = bool((frame["parameter_kind"] != "difference").all())
+    decreasing = bool((frame["effect"] <= frame["no_effect"] + 1e-12).all())
+    if multiplicative and not decreasing and (x > 0).all() and x.max() / x.min() > 3:
+        ax.set_xscale("log")
+        lo, hi = float(x.min()), float(x.max())
+        ticks = [t for t in (0.05, 0.1, 0.2, 0.25, 0.3, 0.4, 0.5, 0.6, 0.7, 0.85, 1.0, 1.5, 2, 3, 4) if lo - 1e-9 <= t <= hi + 1e-9]
+        ax.xaxis.set_major_locator(FixedLocator(ticks))
+        ax.xaxis.set_minor_locator(NullLocator())
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    if decreasing:
+        ax.invert_xaxis()
+    ax.set_xlabel(axis_name)
 
 
-def plot_power_vs_ratio(frame: pd.DataFrame, ax=None, *, assumed: dict[str, float] | None = None,
-                        targets: Sequence[float] = TARGETS, title: str | None = None):
-    """Simulated power of continuous endpoints against their treatment/control ratio (GMR), with 95% bands.
+def plot_primary_power_vs_effect(frame: pd.DataFrame, ax=None, *, planned_n: int | None = None, test: str | None = None,
+                                 targets: Sequence[float] = TARGETS, title: str | None = None):
+    """Power of the primary endpoint against its effect parameter, one line per n per arm.
 
-    The x axis runs from no effect (1) towards stronger effects; each line's assumed value is marked.
+    ``frame`` holds one endpoint's rows of effect_curves.csv (exact or simulated, with bands).
     """
     import seaborn as sns
 
     ax = _new_ax(ax)
-    g = frame[frame["parameter"] != "leak.effect"]
-    series = list(dict.fromkeys(zip(g["endpoint"], g["test"])))
-    colours = sns.color_palette(PALETTE, max(len(series), 1))
-    decreasing = bool((g["effect"] <= 1.0).all())
-    for i, (endpoint, test) in enumerate(series):
-        h = g[(g["endpoint"] == endpoint) & (g["test"] == test)].sort_values("effect")
-        ax.plot(h["effect"], h["power"], color=colours[i], ls=LINESTYLES[i % len(LINESTYLES)], lw=1.4,
-                marker=MARKERS[i % len(MARKERS)], ms=3.5, label=series_label(endpoint, test, h["label"].iloc[0]))
-        ax.fill_between(h["effect"], h["ci_low"], h["ci_high"], color=colours[i], alpha=0.22, lw=0)
-        if assumed and endpoint in assumed and assumed[endpoint] != 1.0:
-            v = assumed[endpoint]
-            y = float(np.interp(v, h["effect"], h["power"]))
-            ax.plot([v], [y], marker="*", ms=11, color=colours[i], mec="black", mew=0.6, zorder=5, ls="none")
-    ax.set_xscale("log")
-    from matplotlib.ticker import FixedLocator, FuncFormatter, NullLocator
-
-    lo, hi = float(g["effect"].min()), float(g["effect"].max())
-    ticks = [t for t in (0.25, 0.3, 0.4, 0.5, 0.6, 0.7, 0.85, 1.0, 1.5, 2, 3, 4) if lo - 1e-9 <= t <= hi + 1e-9]
-    ax.xaxis.set_major_locator(FixedLocator(ticks))
-    ax.xaxis.set_minor_locator(NullLocator())
-    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
-    if decreasing:
-        ax.invert_xaxis()
+    g = frame[frame["test"] == (test if test is not None else frame["test"].iloc[0])].copy()
+    g["_x"] = g["effect"]
+    ns = sorted(g["n_per_arm"].unique())
+    colours = sns.color_palette(PALETTE, len(ns))
+    exact = (g["method"] == "exact").all()
+    for i, n in enumerate(ns):
+        h = g[g["n_per_arm"] == n].sort_values("effect")
+        lab = f"{n}" + (" (planned)" if planned_n is not None and n == planned_n else "")
+        ax.plot(h["effect"], h["power"], color=colours[i], ls=LINESTYLES[i % len(LINESTYLES)], lw=1.6, label=lab,
+                marker=MARKERS[i % len(MARKERS)], ms=3, markevery=3 if exact else 1)
+        if not exact:
+            ax.fill_between(h["effect"], h["ci_low"], h["ci_high"], color=colours[i], alpha=0.18, lw=0)
+    assumed = float(g["assumed"].iloc[0])
+    if assumed != float(g["no_effect"].iloc[0]):
+        ax.axvline(assumed, color="0.2", lw=1.0, ls=":")
+        ax.annotate("assumed", xy=(assumed, 0.02), xytext=(3, 0), textcoords="offset points", fontsize="small",
+                    color="0.2", va="bottom")
+    _effect_axis(ax, str(g["parameter_label"].iloc[0]).capitalize(), g)
     ax.set_ylim(0, 1)
     _percent_axis(ax.yaxis)
-    ax.set_xlabel("Treatment / control geometric mean ratio")
-    ax.set_ylabel("Power (simulated)")
+    ax.set_ylabel(f"Power, {test_label(g['test'].iloc[0])} ({'exact' if exact else 'simulated'})")
     _targets(ax, targets)
     if title:
-        ax.set_title(title, loc="left")
+        ax.set_title(title, loc="left", fontsize="medium")
+    _legend_below(ax, ncol=2, title="analysable patients per arm")
+    return ax
+
+
+def plot_power_vs_effects(frame: pd.DataFrame, ax=None, *, targets: Sequence[float] = TARGETS, title: str | None = None):
+    """Power of several endpoints against their own effect parameters at one size, with 95% bands.
+
+    The x axis is each effect relative to its no-effect value (``effect / no effect``) when every
+    parameter is a ratio or a rate, else the distance from no effect (``effect - no effect``); each
+    line's assumed value is starred.
+    """
+    import seaborn as sns
+
+    ax = _new_ax(ax)
+    g = frame.copy()
+    relative = bool((g["parameter_kind"] != "difference").all())
+    g["_x"] = g["effect"] / g["no_effect"] if relative else g["effect"] - g["no_effect"]
+    g["_xkey"] = g["_x"].round(6)
+    groups = _coinciding(g, list(dict.fromkeys(zip(g["endpoint"], g["test"]))), "_xkey")
+    colours = sns.color_palette(PALETTE, max(len(groups), 1))
+    for i, group in enumerate(groups):
+        endpoint, test = group[0]
+        h = g[(g["endpoint"] == endpoint) & (g["test"] == test)].sort_values("_x")
+        exact = (h["method"] == "exact").all()
+        names = [short_endpoint_label(e, *(g[g["endpoint"] == e][c].iloc[0] for c in ("label", "short"))) for e, _ in group]
+        label = textwrap.fill(f"{_joined(names)}: {short_test_label(test)}" + (" (exact)" if exact else "")
+                              + (" (curves coincide)" if len(group) > 1 else ""), LEGEND_WIDTH)
+        ax.plot(h["_x"], h["power"], color=colours[i], ls=LINESTYLES[i % len(LINESTYLES)], lw=1.4,
+                marker=MARKERS[i % len(MARKERS)], ms=3.5, label=label)
+        if not exact:
+            ax.fill_between(h["_x"], h["ci_low"], h["ci_high"], color=colours[i], alpha=0.22, lw=0)
+        null, assumed = float(h["no_effect"].iloc[0]), float(h["assumed"].iloc[0])
+        if assumed != null:
+            v = assumed / null if relative else assumed - null
+            y = float(np.interp(v, h["_x"], h["power"]))
+            ax.plot([v], [y], marker="*", ms=11, color=colours[i], mec="black", mew=0.6, zorder=5, ls="none")
+    _effect_axis(ax, "Effect / no effect (1 = none)" if relative else "Effect - no effect (0 = none)", g)
+    ax.set_ylim(0, 1)
+    _percent_axis(ax.yaxis)
+    ax.set_ylabel("Power")
+    _targets(ax, targets)
+    if title:
+        ax.set_title(title, loc="left", fontsize="medium")
     _legend_below(ax)
     return ax
 
 
-def plot_leak_heatmap(frame: pd.DataFrame, n_per_arm: int, ax=None, *, planned: tuple[float, float] | None = None,
-                      targets: Sequence[float] = TARGETS, colorbar: bool = True, title: str | None = None):
-    """Exact power over control leak rate (y) x relative reduction (x) at one n per arm, 80%/90% contours."""
-    ax = _new_ax(ax, size=(FIG_WIDTH / 2, 3.4))
-    g = frame[frame["n_per_arm"] == n_per_arm]
-    table = g.pivot_table(index="rate_control", columns="relative_reduction", values="power")
+def plot_power_heatmap(frame: pd.DataFrame, ax=None, *, planned: tuple[float, float] | None = None,
+                       targets: Sequence[float] = TARGETS, colorbar: bool = True, title: str | None = None):
+    """Exact power over the primary endpoint's effect (x) x analysable patients per arm (y, log), with contours.
+
+    ``planned`` is (assumed effect, planned n per arm), starred.
+    """
+    ax = _new_ax(ax, size=(FIG_WIDTH, 4.2))
+    table = frame.pivot_table(index="n_per_arm", columns="effect", values="power")
     x, y = table.columns.to_numpy(float), table.index.to_numpy(float)
-    mesh = ax.pcolormesh(_edges(x), _edges(y), table.to_numpy(), cmap=HEATMAP_CMAP, vmin=0, vmax=1, shading="flat",
-                         rasterized=True)
     z = table.to_numpy()
+    mesh = ax.pcolormesh(_edges(x), np.exp(_edges(np.log(y))), z, cmap=HEATMAP_CMAP, vmin=0, vmax=1, shading="flat",
+                         rasterized=True)
     for t in targets:
         if np.nanmin(z) < t < np.nanmax(z):
             ax.contour(x, y, z, levels=[t], colors="black", linewidths=1.5, linestyles=CONTOUR_STYLES.get(t, "-"))
     if planned is not None:
-        ax.plot([planned[1]], [planned[0]], marker="*", ms=14, color="#d55e00", mec="white", mew=0.9, ls="none",
+        ax.plot([planned[0]], [planned[1]], marker="*", ms=14, color="#d55e00", mec="white", mew=0.9, ls="none",
                 label="assumed design")
-    from matplotlib.ticker import MultipleLocator
-
-    ax.xaxis.set_major_locator(MultipleLocator(0.25))
-    _percent_axis(ax.xaxis)
-    _percent_axis(ax.yaxis)
-    ax.set_xlabel("Relative reduction in leak risk")
-    ax.set_ylabel("Control-arm leak rate (grade B/C)")
-    ax.set_title(title or f"{n_per_arm} per arm", loc="left")
+    ax.set_yscale("log")
+    _log_ticks(ax.yaxis, float(y.min()), float(y.max()))
+    if float(frame["effect"].max()) <= float(frame["no_effect"].iloc[0]):
+        ax.invert_xaxis()
+    ax.set_xlabel(str(frame["parameter_label"].iloc[0]).capitalize())
+    ax.set_ylabel("Analysable patients per arm (log scale)")
+    if title:
+        ax.set_title(title, loc="left", fontsize="medium")
     ax.grid(False)
     if colorbar:
-        cb = ax.figure.colorbar(mesh, ax=ax, label="Power (exact)")
+        cb = ax.figure.colorbar(mesh, ax=ax, label=f"Power, {test_label(frame['test'].iloc[0])} (exact)")
         _percent_axis(cb.ax.yaxis)
     return ax
 
@@ -307,120 +382,124 @@ def save_figure(fig, stem: str | Path) -> tuple[Path, Path]:
     return png, svg
 
 
-def figure_power_vs_n(curves: pd.DataFrame, *, planned_n: int | None, primary: str):
-    fig, axes = _figure(FIG_WIDTH, 5.4, ncols=2)
+def primary_title(design: dict, *, effect: bool = True) -> str:
+    """The primary endpoint and what is assumed of it, for a panel title.
+
+    "Wound infection: 20.0% vs 12.0% (risk ratio 0.6)"; with ``effect=False`` (a panel whose x axis
+    is the effect) only the control arm: "Wound infection, control 20.0%".
+    """
+    text = str(design.get("primary_label") or design.get("primary_endpoint") or "Primary endpoint")
+    pc, pt = design.get("primary_p_control"), design.get("primary_p_treatment")
+    if not effect:
+        return text + (f", control {pct(pc, 1)}" if pc is not None and not np.isnan(pc) else "")
+    label = design.get("primary_effect_label")
+    assumed = design.get("primary_effect_assumed")
+    if pc is not None and pt is not None and not (np.isnan(pc) or np.isnan(pt)):
+        text += f": {pct(pc, 1)} vs {pct(pt, 1)}"
+        if label and assumed is not None and not np.isnan(assumed):
+            text += f" ({label} {assumed:g})"
+    elif label and assumed is not None and not np.isnan(assumed):
+        text += f": {label} {assumed:g}"
+    return text
+
+
+def _panel_title(letter: str, text: str, width: int = 40) -> str:
+    return textwrap.fill(f"{letter}  {text}", width, subsequent_indent="    ")
+
+
+def figure_power_vs_n(curves: pd.DataFrame, *, planned_n: int | None, primary: str, title: str | None = None):
+    fig, axes = _figure(FIG_WIDTH, 5.6, ncols=2)
     prim = curves[curves["endpoint"] == primary]
     sec = curves[curves["endpoint"] != primary]
-    plot_power_vs_n(prim, axes[0, 0], planned_n=planned_n, title="A  Primary endpoint (exact)", by_test=True)
+    exact = not prim.empty and (prim["method"] == "exact").all()
+    if not prim.empty:
+        plot_power_vs_n(prim, axes[0, 0], planned_n=planned_n, by_test=True, title=_panel_title("A", title or "Primary endpoint"))
+        if exact:
+            axes[0, 0].set_ylabel("Exact power")
+    else:
+        axes[0, 0].set_visible(False)
     if not sec.empty:
-        plot_power_vs_n(sec, axes[0, 1], planned_n=planned_n, title="B  Secondary endpoints")
+        plot_power_vs_n(sec, axes[0, 1], planned_n=planned_n, title=_panel_title("B", "Key secondary endpoints"))
         axes[0, 1].set_ylabel("")
     else:
         axes[0, 1].set_visible(False)
     return fig
 
 
-def figure_power_vs_effect(effects: pd.DataFrame, *, planned_n: int | None, assumed_reduction: float | None,
-                           assumed_ratios: dict[str, float]):
-    leak = effects[effects["parameter"] == "leak.effect"]
-    other = effects[effects["parameter"] != "leak.effect"]
-    panels = int(not leak.empty) + int(not other.empty)
+def figure_power_vs_effect(effects: pd.DataFrame, *, planned_n: int | None, primary: str, title: str | None = None):
+    prim = effects[effects["endpoint"] == primary]
+    other = effects[(effects["endpoint"] != primary) & (effects["n_per_arm"] == planned_n)]
+    panels = int(not prim.empty) + int(not other.empty)
     fig, axes = _figure(FIG_WIDTH, 5.4, ncols=max(panels, 1))
     i = 0
-    if not leak.empty:
-        plot_leak_power_vs_reduction(leak, axes[0, i], assumed_reduction=assumed_reduction, planned_n=planned_n,
-                                     title="A  Primary endpoint")
+    if not prim.empty:
+        plot_primary_power_vs_effect(prim, axes[0, i], planned_n=planned_n, title=_panel_title("A", title or "Primary endpoint"))
         i += 1
     if not other.empty:
-        n = int(other["n_per_arm"].iloc[0])
-        plot_power_vs_ratio(other, axes[0, i], assumed=assumed_ratios,
-                            title=f"{'B' if i else 'A'}  Secondaries, {n} per arm")
+        plot_power_vs_effects(other, axes[0, i], title=_panel_title("B" if i else "A", f"Key secondary endpoints, {planned_n} per arm"))
     return fig
 
 
-def figure_leak_heatmaps(grid: pd.DataFrame, *, planned: tuple[float, float], planned_n: int):
-    ns = sorted(grid["n_per_arm"].unique())
-    ncols = min(3, len(ns))
-    nrows = math.ceil(len(ns) / ncols)
-    fig, axes = _figure(FIG_WIDTH, 2.6 * nrows + 0.4, ncols=ncols, nrows=nrows)
-    for k, ax in enumerate(axes.ravel()):
-        if k >= len(ns):
-            ax.set_visible(False)
-            continue
-        n = ns[k]
-        plot_leak_heatmap(grid, n, ax, planned=planned, colorbar=False,
-                          title=f"{n} per arm" + (" (planned)" if n == planned_n else ""))
-        ax.set_xlabel("")
-        ax.set_ylabel("")
-        if k % ncols:
-            ax.tick_params(labelleft=False)
-    fig.supxlabel("Relative reduction in leak risk (1 - risk ratio)", fontsize="medium")
-    fig.supylabel("Control-arm leak rate (grade B/C)", fontsize="medium")
-    from matplotlib.cm import ScalarMappable
-    from matplotlib.colors import Normalize
+def figure_power_heatmap(grid: pd.DataFrame, *, planned: tuple[float, float]):
+    fig, axes = _figure(FIG_WIDTH, 4.6)
+    plot_power_heatmap(grid, axes[0, 0], planned=planned)
     from matplotlib.lines import Line2D
 
-    cb = fig.colorbar(ScalarMappable(Normalize(0, 1), cmap=HEATMAP_CMAP), ax=axes.ravel().tolist(), shrink=0.8,
-                      label=f"Power, {test_label(grid['test'].iloc[0])} (exact)")
-    _percent_axis(cb.ax.yaxis)
     handles = [Line2D([], [], color="black", ls=CONTOUR_STYLES.get(t, "-"), lw=1.5, label=f"{100 * t:.0f}% power")
                for t in TARGETS]
-    handles.append(Line2D([], [], marker="*", ms=12, color="#d55e00", mec="black", mew=0.6, ls="none", label="assumed"))
+    handles.append(Line2D([], [], marker="*", ms=12, color="#d55e00", mec="black", mew=0.6, ls="none", label="assumed design"))
     fig.legend(handles=handles, loc="outside upper center", ncol=len(handles), fontsize="small")
     return fig
 
 
 def draw_figures(result, out_dir: str | Path) -> list[FigureFile]:
-    """Draw every figure a :class:`~trialsim.planning.plan.PlanningResult` has data for; PNG and SVG."""
-    from trialsim.report.labels import pct
-
+    """Draw every figure a planning result has data for; PNG and SVG."""
     out_dir = Path(out_dir)
     design = result.design
     planned_n = int(design["n_control"])
+    primary = design["primary_endpoint"]
     files: list[FigureFile] = []
-    prim_label = design["primary_label"].lower()
+    prim_label = design["primary_label"][:1].lower() + design["primary_label"][1:]
     with _Style():
         curves = result.frame("curves")
         if not curves.empty:
-            fig = figure_power_vs_n(curves, planned_n=planned_n, primary=design["primary_endpoint"])
+            fig = figure_power_vs_n(curves, planned_n=planned_n, primary=primary, title=primary_title(design))
             png, svg = save_figure(fig, out_dir / "power_vs_n")
+            prim = curves[curves["endpoint"] == primary]
+            how = ("exact power of each test (the saw-tooth is real: exact tests attain only some significance levels)"
+                   if not prim.empty and (prim["method"] == "exact").all() else
+                   "power of each test (simulated where there is no exact law; bands are 95% Monte Carlo intervals)")
             files.append(FigureFile("power_vs_n", (
-                f"Power against analysable patients per arm. A: {prim_label}, exact power of each test (the saw-tooth "
-                "is real: exact tests attain only some significance levels). B: key secondary endpoints, simulated "
-                "with common random numbers; bands are 95% Monte Carlo intervals. Dashed lines: 80% and 90% power; "
-                f"dotted: the planned {planned_n} per arm."), png, svg))
+                f"Power against analysable patients per arm. A: {prim_label}, {how}. B: key secondary endpoints, exact "
+                "where the endpoint's law is known, otherwise simulated with common random numbers; bands are 95% Monte "
+                f"Carlo intervals. Dashed lines: 80% and 90% power; dotted: the planned {planned_n} per arm."), png, svg))
         effects = result.frame("effect_curves")
         if not effects.empty:
-            assumed_red = 1 - design["leak_effect"] if design["leak_effect_measure"] == "risk_ratio" else None
-            assumed_ratios = {}
-            sc = result.scenario
-            for m in sc.cytokines.markers:
-                for name in effects["endpoint"].unique():
-                    if str(name).startswith(m.name + "_"):
-                        assumed_ratios[name] = m.treatment_gmr
-            assumed_ratios["los_days"] = sc.los.treatment_ratio
-            fig = figure_power_vs_effect(effects, planned_n=planned_n, assumed_reduction=assumed_red, assumed_ratios=assumed_ratios)
+            fig = figure_power_vs_effect(effects, planned_n=planned_n, primary=primary,
+                                         title=primary_title(design, effect=False))
             png, svg = save_figure(fig, out_dir / "power_vs_effect")
+            prim = effects[effects["endpoint"] == primary]
+            text = (f"A: power for {prim_label} against its {prim['parameter_label'].iloc[0]} at several analysable "
+                    "sizes per arm (dotted: the assumed value). " if not prim.empty else "")
             files.append(FigureFile("power_vs_effect", (
-                f"Power against the size of the treatment effect. A: exact power for {prim_label} against the relative "
-                f"reduction in leak risk, at several analysable sizes per arm (dotted: the assumed "
-                f"{pct(assumed_red or 0, 0)} reduction). B: simulated power of the secondary endpoints at the planned "
-                f"{planned_n} per arm against the treatment/control geometric mean ratio (stars: assumed values; "
-                "bands: 95% Monte Carlo intervals)."), png, svg))
+                f"Power against the size of the treatment effect. {text}"
+                f"{'B' if text else 'A'}: power of the key secondary endpoints at the planned {planned_n} per arm against "
+                "their own effect parameters, relative to no effect (stars: assumed values; bands: 95% Monte Carlo "
+                "intervals of simulated series)."), png, svg))
         grid = result.frame("heatmap")
         if not grid.empty:
-            fig = figure_leak_heatmaps(grid, planned=(design["leak_rate_control"], 1 - design["leak_effect"]),
-                                       planned_n=planned_n)
+            fig = figure_power_heatmap(grid, planned=(float(grid["assumed"].iloc[0]), planned_n))
             png, svg = save_figure(fig, out_dir / "power_heatmap")
             files.append(FigureFile("power_heatmap", (
-                f"Exact power for {prim_label} over the control-arm leak rate and the relative reduction, at several "
-                "analysable sizes per arm. Contours: 80% (dashed) and 90% (solid) power. Star: the assumed control "
-                f"rate {pct(design['leak_rate_control'], 0)} and reduction {pct(1 - design['leak_effect'], 0)}."), png, svg))
+                f"Exact power for {prim_label} ({test_label(grid['test'].iloc[0])}) over its "
+                f"{grid['parameter_label'].iloc[0]} and the analysable patients per arm. Contours: 80% (dashed) and 90% "
+                f"(solid) power. Star: the assumed {grid['parameter_label'].iloc[0]} "
+                f"{float(grid['assumed'].iloc[0]):.3g} at the planned {planned_n} per arm."), png, svg))
         saw = result.frame("sample_size_curves")
         sizes = result.frame("sample_sizes")
         if not saw.empty and not sizes.empty:
             test = design["primary_test"]
-            ok = sizes[(sizes["endpoint"] == design["primary_endpoint"]) & (sizes["test"] == test)]
+            ok = sizes[(sizes["endpoint"] == primary) & (sizes["test"] == test) & (sizes["method"] == "exact")]
             ok = ok[ok["reachable"].astype(bool)].sort_values("target_power")
             if not ok.empty:
                 fig, axes = _figure(FIG_WIDTH, 3.9, ncols=len(ok))
@@ -438,4 +517,135 @@ def draw_figures(result, out_dir: str | Path) -> list[FigureFile]:
                     "monotone in n (crosses: sizes below the target); the dashed line marks the first n reaching the "
                     "target, the solid line the n from which power never drops below it again (checked up to the "
                     "horizon in the sample-size table)."), png, svg))
+    return files
+
+
+# ---------------------------------------------------------------------------------------------------
+# the user's own ranges (trialsim curves --n/--effect/--control-rate/--ratio, or a sweep's grid)
+# ---------------------------------------------------------------------------------------------------
+def _effect_entry(value: float, null: float, kind: str) -> str:
+    if np.isnan(value):
+        return "as configured"
+    text = f"{value:g}"
+    if value == null:
+        return text + " (no effect)"
+    if kind != "difference" and null:
+        text += f" ({value / null - 1:+.0%})"
+    return text
+
+
+def plot_power_ranges(frame: pd.DataFrame, ax=None, *, targets: Sequence[float] = TARGETS, title: str | None = None,
+                      legend: bool = True):
+    """Power against patients per arm, one line per effect value, for one panel of a range grid.
+
+    ``frame`` holds one test's rows of one facet (:data:`trialsim.planning.curves.RANGE_COLUMNS`):
+    exact series as lines, simulated ones as points with 95% Monte Carlo intervals.
+    """
+    import seaborn as sns
+
+    ax = _new_ax(ax)
+    effects = sorted(frame["effect"].unique(), key=lambda v: (np.isnan(v), abs(v - frame["no_effect"].iloc[0])
+                                                               if not np.isnan(v) else 0))
+    colours = sns.color_palette("viridis_r" if len(effects) > 1 else PALETTE, max(len(effects), 1))
+    null, kind = float(frame["no_effect"].iloc[0]), str(frame["parameter_kind"].iloc[0])
+    for i, v in enumerate(effects):
+        h = frame[frame["effect"].isna()] if np.isnan(v) else frame[frame["effect"] == v]
+        h = h.sort_values("n_per_arm")
+        exact = (h["method"] == "exact").all()
+        few = len(h) <= 12
+        ax.plot(h["n_per_arm"], h["power"], color=colours[i], ls=LINESTYLES[i % len(LINESTYLES)], lw=1.5,
+                marker=MARKERS[i % len(MARKERS)] if few else None, ms=4, label=_effect_entry(v, null, kind), zorder=3)
+        if not exact:
+            ax.errorbar(h["n_per_arm"], h["power"], yerr=[h["power"] - h["ci_low"], h["ci_high"] - h["power"]], fmt="none",
+                        ecolor=colours[i], elinewidth=0.9, capsize=2, zorder=2)
+    x = frame["n_per_arm"]
+    if x.max() / max(x.min(), 1) >= 8:
+        ax.set_xscale("log")
+        _log_ticks(ax.xaxis, float(x.min()), float(x.max()))
+    ax.set_ylim(0, 1.0)
+    _percent_axis(ax.yaxis)
+    ax.set_xlabel(_range_x_label(frame))
+    ax.set_ylabel("Power")
+    _targets(ax, targets, labelled=False)
+    if title:
+        ax.set_title(title, loc="left", fontsize="medium")
+    if legend:
+        ax.add_line(_target_handle(targets))
+        _legend_below(ax, ncol=2, title=str(frame["parameter_label"].iloc[0]).capitalize())
+    return ax
+
+
+def _range_x_label(frame: pd.DataFrame) -> str:
+    arm = "in the control arm" if (frame["ratio"] != 1).any() else "per arm"
+    return f"Patients {arm} (enrolled)" if (frame["basis"] == "enrolled").all() else f"Analysable patients {arm}"
+
+
+def _target_handle(targets: Sequence[float] = TARGETS):
+    """A legend entry for the dashed target lines (drawn nowhere: no data)."""
+    from matplotlib.lines import Line2D
+
+    return Line2D([], [], color="0.35", lw=0.9, ls=(0, (4, 3)),
+                  label=" and ".join(f"{100 * t:.0f}%" for t in targets) + " power")
+
+
+def figure_power_ranges(frame: pd.DataFrame, *, title: str | None = None):
+    """One panel per facet (control rate, allocation ratio) of one test's range grid, a shared legend below."""
+    facets = list(dict.fromkeys(frame["facet"].fillna("")))
+    ncols = len(facets) if len(facets) <= 3 else 2 if len(facets) == 4 else 3
+    nrows = -(-len(facets) // ncols)
+    fig, axes = _figure(max(FIG_WIDTH, 2.75 * ncols) if ncols > 1 else FIG_WIDTH / 1.6, 0.6 + 3.0 * nrows + 0.8,
+                        ncols=ncols, nrows=nrows)
+    for k, facet in enumerate(facets):
+        ax = axes[k // ncols, k % ncols]
+        plot_power_ranges(frame[frame["facet"].fillna("") == facet], ax, legend=False, title=facet or None)
+        ax.set_xlabel(_range_x_label(frame))  # one wording for every panel
+        if k % ncols:
+            ax.set_ylabel("")
+        if k < len(facets) - ncols:
+            ax.set_xlabel("")
+        elif k // ncols < nrows - 1:  # above an empty slot of the last row: keep its x label, it is the lowest
+            ax.xaxis.set_tick_params(labelbottom=True)
+    for k in range(len(facets), nrows * ncols):
+        axes[k // ncols, k % ncols].set_visible(False)
+    handles, labels = axes[0, 0].get_legend_handles_labels()
+    handles.append(_target_handle())
+    labels.append(handles[-1].get_label())
+    fig.legend(handles, labels, loc="outside lower center", ncol=min(len(labels), 4), fontsize="small",
+               title=str(frame["parameter_label"].iloc[0]).capitalize(), title_fontsize="small")
+    if title:
+        fig.suptitle(title, x=0.01, ha="left", fontsize="medium", fontweight="bold")
+    return fig
+
+
+def range_title(frame: pd.DataFrame) -> str:
+    """What a range figure shows: the endpoint, the test and how power was computed."""
+    test = frame["test"].iloc[0]
+    exact = (frame["method"] == "exact").all()
+    how = "exact" if exact else ("simulated" if (frame["method"] == "monte_carlo").all() else "exact or simulated")
+    return f"{frame['label'].iloc[0]}: {how} power, {test_label(test)}"
+
+
+def draw_range_figures(frame: pd.DataFrame, out_dir: str | Path, *, stem: str = "power_ranges",
+                       alpha: float | None = None) -> list[FigureFile]:
+    """One figure per test of a range grid (:func:`trialsim.planning.curves.power_ranges` or ``sweep_grid``)."""
+    out_dir = Path(out_dir)
+    files = []
+    several = frame["test"].nunique() > 1
+    with _Style():
+        for test, g in frame.groupby("test", sort=False):
+            fig = figure_power_ranges(g, title=range_title(g))
+            name = f"{stem}_{test}" if several else stem
+            png, svg = save_figure(fig, out_dir / name)
+            enrolled = (g["basis"] == "enrolled").all()
+            what = ("each point one scenario of the sweep as run (enrolled patients, dropout included), exact where the "
+                    "run has an exact figure, else simulated with its 95% Monte Carlo interval" if enrolled else
+                    "per analysable patient, " + ("exact at every size" if (g["method"] == "exact").all() else
+                                                   "simulated points with 95% Monte Carlo intervals"))
+            level = f", two-sided alpha {alpha:g}" if alpha is not None else ""
+            files.append(FigureFile(name, (
+                f"{range_title(g)}{level} against patients per arm, one line per {g['parameter_label'].iloc[0]}"
+                + (", one panel per " + " and ".join(x for x, on in (("control event rate", g["control_rate"].nunique() > 1),
+                                                                    ("allocation ratio", g["ratio"].nunique() > 1)) if on)
+                   if g["facet"].fillna("").nunique() > 1 else "")
+                + f"; {what}. Dashed lines: 80% and 90% power."), png, svg))
     return files

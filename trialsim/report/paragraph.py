@@ -1,17 +1,27 @@
-"""The sample-size justification paragraph, written from the report's own tables.
+"""The sample-size justification paragraph and the headline box, written from the report's own tables.
 
-Every number in the text is a cell of a display table (:func:`trialsim.report.document.build_tables`),
+Every number in the text is a cell of a display table (:func:`trialsim.report.tables.build_tables`),
 quoted through :meth:`_Writer.cite`, which records where it came from. So the paragraph cannot
 disagree with the tables, and :attr:`Paragraph.facts` lets a test check it. The wording follows the
-numbers: a design with the target power for its primary endpoint gets a conventional power
-statement; one without it is justified as a pilot/feasibility study (Eldridge et al. 2016), with
-the precision it buys and where it stands against published pilot-size guidance.
+numbers and the design, never a trial's name: a design with the target power for its primary
+endpoint gets a conventional power statement; one without it is justified as a pilot/feasibility
+study (Eldridge et al. 2016), with the precision it buys and where it stands against published
+pilot-size guidance; a null scenario (every effect at its null) gets its type I error. Both state
+the primary test's type I error at this design beside its power, and the paragraph ends with the
+software, seed, number of simulated trials and Monte Carlo error.
+
+:func:`headline` is what a reviewer reads first: the design, the primary test's power and type I
+error, what the trial can estimate, and the verdict in one sentence (:func:`verdict`).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from trialsim.report.document import Table
+import pandas as pd
+
+from trialsim.report.tables import FLAG, Table, is_null, lower_first, rate_word
+
+WIDTH = "Expected 95% CI width (percentage points)"
 
 
 @dataclass(frozen=True)
@@ -44,19 +54,54 @@ class _Writer:
         return text
 
 
-def _power_cell(w: _Writer, row: str) -> tuple[str, str]:
-    """The primary power to quote: exact when there is one, else simulated (with its kind)."""
-    exact = w.tables["power"].cell(row, "Exact power")
-    if exact != "-":
-        return w.cite("power", row, "Exact power"), "exact"
-    return w.cite("power", row, "Power (simulated)"), "simulated"
+def _rate_cell(w: _Writer, row: str, word: str) -> tuple[str, str]:
+    """The primary's rejection rate to quote: exact when there is one, else simulated (with its kind)."""
+    exact_col, sim_col = f"Exact {lower_first(word)}", f"{word} (simulated)"
+    if w.tables["power"].cell(row, exact_col) != "-":
+        return w.cite("power", row, exact_col), "exact"
+    return w.cite("power", row, sim_col), "simulated"
 
 
 def _value(text: str) -> float | None:
+    text = text.replace(FLAG, "").strip()
     try:
         return float(text.rstrip("%").replace(",", "")) / (100 if text.endswith("%") else 1)
     except ValueError:
         return None
+
+
+def _type_i(w: _Writer, row: str) -> tuple[str, str] | None:
+    """The primary's type I error at this design (cell, "exact"/"simulated"), None without one."""
+    col = "Type I error (no effect)"
+    if not w.has("power", row) or col not in w.tables["power"].frame.columns:
+        return None
+    if w.tables["power"].cell(row, col) == "-":
+        return None
+    return w.cite("power", row, col), w.tables["power"].cell(row, "Type I error from")
+
+
+def _no_effect_phrase(w: _Writer) -> str:
+    """"no treatment effect (a risk ratio of 1)": the primary's effect parameter at its null, where it has one."""
+    if w.has("design", "no_effect"):
+        item = w.tables["design"].cell("no_effect", "Item")
+        return f"no treatment effect (a {item[item.index('(') + 1:-1]} of {w.cite('design', 'no_effect', 'Value')})"
+    return "no treatment effect"
+
+
+def _software(w: _Writer, word: str) -> str | None:
+    """How the numbers were computed: software, version, seed, simulated trials, Monte Carlo error."""
+    if "computation" not in w.tables:
+        return None
+    t = "computation"
+    bits = [f"{w.cite(t, 'software', 'Value')} ({w.cite(t, 'python', 'Value')}, {w.cite(t, 'numerics', 'Value')})"]
+    sims = w.tables[t].cell("n_sims", "Value") if w.has(t, "n_sims") else "-"
+    what = "Power and type I errors were" if word == "Power" else "Type I errors were"
+    text = f"{what} computed with {bits[0]}: exactly by enumeration for binary endpoints with a known law"
+    if sims != "-":
+        text += (f", otherwise from {w.cite(t, 'n_sims', 'Value')} simulated trials (root seed {w.cite(t, 'seed', 'Value')}; "
+                 f"the largest Monte Carlo standard error of a simulated rejection rate is {w.cite(t, 'max_mc_se', 'Value')} "
+                 "percentage points)")
+    return text + "."
 
 
 def justification(result, tables: dict[str, Table]) -> Paragraph:
@@ -64,7 +109,9 @@ def justification(result, tables: dict[str, Table]) -> Paragraph:
     w = _Writer(tables)
     d = result.design
     prim, ptest = d["primary_endpoint"], d["primary_test"]
+    binary = d.get("primary_kind") == "binary"
     targets = sorted(result.settings.get("power", [0.8, 0.9]))
+    word = rate_word(result)
     sentences: list[str] = []
     control, treatment = w.cite("design", "control", "Value"), w.cite("design", "treatment", "Value")
     n_c = w.cite("design", "n_control", "Value")
@@ -73,49 +120,84 @@ def justification(result, tables: dict[str, Table]) -> Paragraph:
         f"and {control} with the {w.cite('design', 'primary_test', 'Value')} test at a two-sided significance level of "
         f"{w.cite('design', 'alpha', 'Value')}.")
     prow = f"{prim}|{ptest}"
-    power_text, kind = (_power_cell(w, prow) if w.has("power", prow) else ("", ""))
-    assumption = (f"Assuming the endpoint occurs in {w.cite('design', 'p_control', 'Value')} of {control} patients and "
-                  f"{w.cite('design', 'p_treatment', 'Value')} of {treatment} patients (a "
-                  f"{w.tables['design'].cell('effect', 'Item').split('(')[-1].rstrip(')')} of {w.cite('design', 'effect', 'Value')})")
-    if power_text:
-        sentences.append(f"{assumption}, {n_c} patients per arm give {power_text} power ({kind}).")
+    rate_text, kind = (_rate_cell(w, prow, word) if w.has("power", prow) else ("", ""))
+    if is_null(result):
+        if rate_text:
+            sentences.append(f"Under the null scenario (no treatment effect on any endpoint), {n_c} patients per arm give "
+                             f"a type I error of {rate_text} ({kind}), against the nominal "
+                             f"{w.cite('design', 'alpha', 'Value')}.")
+        _close(w, sentences, word)
+        return Paragraph(" ".join(sentences), w.facts)
+
+    effect = ""
+    if w.has("design", "effect"):
+        item = w.tables["design"].cell("effect", "Item")
+        effect = f"a {item[item.index('(') + 1:-1]} of {w.cite('design', 'effect', 'Value')}"
+    if binary and w.has("design", "p_control"):
+        assumption = (f"Assuming the endpoint occurs in {w.cite('design', 'p_control', 'Value')} of {control} patients and "
+                      f"{w.cite('design', 'p_treatment', 'Value')} of {treatment} patients" + (f" ({effect})" if effect else ""))
+    elif effect:
+        assumption = f"Assuming {effect} ({treatment} against {control})"
     else:
+        assumption = ""
+    if rate_text:
+        lead = f"{assumption}, {n_c}" if assumption else n_c
+        sentences.append(f"{lead[0].upper() + lead[1:]} patients per arm give {rate_text} power ({kind}).")
+    elif assumption:
         sentences.append(assumption + ".")
-    powered = power_text and (_value(power_text) or 0.0) >= targets[0]
+    size = _type_i(w, prow)
+    if size is not None:
+        size_text, size_kind = size
+        text = (f"With {_no_effect_phrase(w)} the same test rejects in {size_text} of trials "
+                f"({size_kind}), its type I error at this design")
+        if FLAG in w.tables["power"].cell(prow, "Test"):
+            text += f", above the nominal {w.cite('design', 'alpha', 'Value')}"
+        p_power, p_size = _value(rate_text) if rate_text else None, _value(size_text)
+        if p_power is not None and p_size is not None and p_power < 2 * p_size:
+            text += (": it rejects hardly more often with the assumed effect than without any, so the trial cannot tell a "
+                     "working treatment from a useless one")
+        sentences.append(text + ".")
+    powered = rate_text and (_value(rate_text) or 0.0) >= targets[0]
 
     size_bits = []
     for t in targets:
         row = f"{prim}|{ptest}|{t:g}"
         if not w.has("sample_sizes", row):
             continue
+        n = w.tables["sample_sizes"].cell(row, "n per arm")
+        if n == "not simulated":
+            continue
         n = w.cite("sample_sizes", row, "n per arm")
         target = w.cite("sample_sizes", row, "Target power")
         if n.startswith(">"):
             size_bits.append(f"{target} power is not reached within the sizes searched (n per arm {n})")
             continue
-        if n == "not simulated":
-            continue
         enrol = w.cite("sample_sizes", row, "Enrol per arm")
-        size_bits.append(f"{target} power needs {n} analysable patients per arm ({enrol} to enrol)")
+        who = "analysable patients" if w.tables["sample_sizes"].cell(row, "Detail").startswith("exact") else "patients"
+        size_bits.append(f"{target} power needs {n} {who} per arm ({enrol} to enrol)")
+    loss_row = f"{prim}|{ptest}|{targets[0]:g}"
     if size_bits:
-        loss_row = f"{prim}|{ptest}|{targets[0]:g}"
         loss = w.cite("sample_sizes", loss_row, "Expected loss") if w.has("sample_sizes", loss_row) else ""
         text = "; ".join(size_bits)
         text = text[0].upper() + text[1:]
-        exact_note = (" Exact power saw-tooths in n; these are the sizes from which it stays at or above the target."
-                      if "exact" in w.tables["sample_sizes"].cell(loss_row, "Detail") else "")
-        sentences.append(f"{text}, allowing for {loss} loss to follow-up.{exact_note}")
+        detail = w.tables["sample_sizes"].cell(loss_row, "Detail") if w.has("sample_sizes", loss_row) else ""
+        note = (" Exact power is not monotone in n; these are the sizes from which it stays at or above the target."
+                if detail.startswith("exact") else
+                " These are simulated, each with a Monte Carlo interval in the table." if detail.startswith("simulated")
+                else "")
+        sentences.append(f"{text}, allowing for {loss} loss to follow-up.{note}")
 
     if powered:
+        _close(w, sentences, word)
         return Paragraph(" ".join(sentences), w.facts)
 
     # --- not powered for the primary endpoint: a pilot/feasibility justification ---
-    if w.has("mde", prow):
-        effect = w.tables["mde"].cell(prow, "Minimal detectable effect")
+    if w.has("mde", prow) and w.tables["mde"].cell(prow, "Minimal detectable effect") not in ("not computed", "not simulated"):
+        found = w.tables["mde"].cell(prow, "Minimal detectable effect")
         target_row = f"{prim}|{ptest}|{targets[0]:g}"
         target = w.cite("sample_sizes", target_row, "Target power") if w.has("sample_sizes", target_row) else ""
         param = w.cite("mde", prow, "Effect parameter")
-        if effect == "none":
+        if found == "none":
             sentences.append(
                 f"At {n_c} per arm no effect on this endpoint is detectable with {target or 'the target'} power: even a "
                 f"{param} of {w.cite('mde', prow, 'Most extreme searched')} gives {w.cite('mde', prow, 'Power there')}.")
@@ -129,11 +211,16 @@ def justification(result, tables: dict[str, Table]) -> Paragraph:
     if w.has("pilot_rates", f"{prim}|control"):
         sentences.append(
             f"With {n_c} patients per arm the 95% confidence interval of the event rate is expected to be "
-            f"{w.cite('pilot_rates', f'{prim}|control', 'Expected 95% CI width')} wide in the {control} arm and "
-            f"{w.cite('pilot_rates', f'{prim}|treatment', 'Expected 95% CI width')} wide in the {treatment} arm, and there "
+            f"{w.cite('pilot_rates', f'{prim}|control', WIDTH)} percentage points wide in the {control} arm and "
+            f"{w.cite('pilot_rates', f'{prim}|treatment', WIDTH)} percentage points wide in the {treatment} arm, and there "
             f"is a {w.cite('pilot_rates', f'{prim}|control', 'P(no event)')} chance that no event at all is seen in the "
             f"{control} arm.")
-    best = _best_secondary(w, result)
+    if w.has("pilot_ratios", prim):
+        sentences.append(
+            f"The treatment/control geometric mean ratio of the primary endpoint "
+            f"({w.cite('pilot_ratios', prim, 'Assumed GMR')} under the assumptions) is expected to be estimated with a "
+            f"95% confidence interval of {w.cite('pilot_ratios', prim, 'Expected 95% CI')}.")
+    best = _best_secondary(w, prim, word)
     if best is not None:
         name = w.cite("pilot_ratios", best, "Endpoint")
         text = (f"For the most promising secondary endpoint, {name}, the treatment/control geometric mean ratio "
@@ -142,32 +229,19 @@ def justification(result, tables: dict[str, Table]) -> Paragraph:
         row = next((r for r in w.tables["power"].frame.index if r.startswith(best + "|")), None)
         if row is not None:
             text += (f"; the {w.cite('power', row, 'Test')} test of it has "
-                     f"{w.cite('power', row, 'Power (simulated)')} power")
+                     f"{w.cite('power', row, f'{word} (simulated)')} power")
         text += "."
-        if w.has("pilot_sd_limits", best):
-            col = next(c for c in w.tables["pilot_sd_limits"].frame.columns if "upper limit / estimate" in c)
-            text += (f" Following Browne (1995), a main trial should be planned on the one-sided upper confidence limit of "
-                     f"the SD, {w.cite('pilot_sd_limits', best, col)} times the pilot estimate, which multiplies its size by "
-                     f"{w.cite('pilot_sd_limits', best, 'Main-trial size x')}.")
         sentences.append(text)
+    browne = best if best is not None else (prim if w.has("pilot_sd_limits", prim) else None)
+    if browne is not None and w.has("pilot_sd_limits", browne):
+        col = next(c for c in w.tables["pilot_sd_limits"].frame.columns if "upper limit / estimate" in c)
+        sentences.append(f"Following Browne (1995), a main trial should be planned on the one-sided upper confidence limit "
+                         f"of the SD, {w.cite('pilot_sd_limits', browne, col)} times the pilot estimate, which multiplies its "
+                         f"size by {w.cite('pilot_sd_limits', browne, 'Main-trial size x')}.")
     if "pilot_guidance" in w.tables:
-        g = w.tables["pilot_guidance"].frame
-        met, unmet = [], []
-        best_label = w.tables["pilot_ratios"].cell(best, "Endpoint") if best is not None else None
-        for key, r in g.iterrows():
-            if r["Guidance"].startswith("Whitehead") and r["Endpoint"] != best_label:
-                continue
-            who = w.cite("pilot_guidance", key, "Guidance")
-            per = w.cite("pilot_guidance", key, "Per arm")
-            basis = w.cite("pilot_guidance", key, "Basis")
-            if r["Standardised effect"] != "-":
-                basis += f" of {w.cite('pilot_guidance', key, 'Standardised effect')}"
-            (met if r["Meets it"] == "yes" else unmet).append(f"{who}: {per} per arm {basis}")
-        if unmet:
-            sentences.append(f"With {n_c} per arm the design falls short of published pilot-size guidance ("
-                             + "; ".join(unmet) + ")" + (f" but meets {'; '.join(met)}" if met else "") + ".")
-        elif met:
-            sentences.append(f"With {n_c} per arm the design meets published pilot-size guidance (" + "; ".join(met) + ").")
+        guidance = _guidance(w, result, n_c, binary, browne)
+        if guidance:
+            sentences.append(guidance)
     main = f"{prim}|{ptest}|{targets[0]:g}"
     if w.has("sample_sizes", main):
         n = w.tables["sample_sizes"].cell(main, "n per arm")
@@ -175,19 +249,156 @@ def justification(result, tables: dict[str, Table]) -> Paragraph:
             sentences.append(
                 f"A main trial powered on the primary endpoint under the same assumptions would need "
                 f"{w.cite('sample_sizes', main, 'Enrol per arm')} patients per arm.")
+    _close(w, sentences, word)
     return Paragraph(" ".join(sentences), w.facts)
 
 
-def _best_secondary(w: _Writer, result) -> str | None:
-    """The key log-scale endpoint with the highest simulated power at the planned size."""
+def _close(w: _Writer, sentences: list[str], word: str) -> None:
+    software = _software(w, word)
+    if software:
+        sentences.append(software)
+
+
+def _guidance(w: _Writer, result, n_c: str, binary: bool, browne: str | None) -> str | None:
+    """Where the design stands against the pilot-size guidance that applies to its primary endpoint."""
+    g = w.tables["pilot_guidance"].frame
+    kinds = result.frame("pilot_guidance").get("primary_kind")
+    label = w.tables["pilot_sd_limits"].cell(browne, "Endpoint") if browne is not None and w.has("pilot_sd_limits", browne) else None
+    met, unmet = [], []
+    for i, (key, r) in enumerate(g.iterrows()):
+        if kinds is not None and str(kinds.iloc[i]) == "binary" and not binary:
+            continue  # guidance about binary primary outcomes
+        if r["Guidance"].startswith("Whitehead") and r["Endpoint"] != label:
+            continue
+        who = w.cite("pilot_guidance", key, "Guidance")
+        per = w.cite("pilot_guidance", key, "Per arm")
+        basis = w.cite("pilot_guidance", key, "Basis")
+        if r["Standardised effect"] != "-":
+            basis += f" of {w.cite('pilot_guidance', key, 'Standardised effect')}"
+        (met if r["Meets it"] == "yes" else unmet).append(f"{who}: {per} per arm {basis}")
+    if unmet:
+        return (f"With {n_c} per arm the design falls short of published pilot-size guidance (" + "; ".join(unmet) + ")"
+                + (f" but meets {'; '.join(met)}" if met else "") + ".")
+    if met:
+        return f"With {n_c} per arm the design meets published pilot-size guidance (" + "; ".join(met) + ")."
+    return None
+
+
+def _best_secondary(w: _Writer, primary: str, word: str) -> str | None:
+    """The key log-scale secondary endpoint with the highest simulated power at the planned size."""
     if "pilot_ratios" not in w.tables or "power" not in w.tables:
         return None
     best, best_power = None, -1.0
     power = w.tables["power"].frame
     for endpoint in w.tables["pilot_ratios"].frame.index:
+        if endpoint == primary:
+            continue
         rows = [r for r in power.index if r.startswith(endpoint + "|")]
         for r in rows[:1]:
-            v = _value(power.at[r, "Power (simulated)"])
+            v = _value(power.at[r, f"{word} (simulated)"])
             if v is not None and v > best_power:
                 best, best_power = endpoint, v
     return best
+
+
+# ---------------------------------------------------------------------------------------------------
+# the headline box
+# ---------------------------------------------------------------------------------------------------
+@dataclass
+class Headline:
+    """What a reviewer reads first: (label, text) rows, the verdict in one sentence, and the cells quoted."""
+
+    rows: list[tuple[str, str]]
+    verdict: str
+    facts: list[Fact] = field(default_factory=list)
+
+    def table(self) -> Table:
+        frame_rows = [(label, {"Item": label, "Value": text}) for label, text in self.rows + [("Verdict", self.verdict)]]
+        frame = pd.DataFrame([r for _, r in frame_rows], index=[k for k, _ in frame_rows])
+        return Table("headline", "At a glance", frame)
+
+
+def headline(result, tables: dict[str, Table]) -> Headline:
+    """The headline box of a planning result, quoting ``tables`` (as :func:`justification`)."""
+    w = _Writer(tables)
+    d = result.design
+    prim, ptest = d["primary_endpoint"], d["primary_test"]
+    prow = f"{prim}|{ptest}"
+    control, treatment = w.cite("design", "control", "Value"), w.cite("design", "treatment", "Value")
+    rows = [("Design", f"{w.cite('design', 'n_control', 'Value')} {control} vs {w.cite('design', 'n_treatment', 'Value')} "
+                       f"{treatment}; {w.cite('design', 'allocation', 'Value')}; {w.cite('design', 'masking', 'Value')} masking"),
+            ("Primary analysis", f"{w.cite('design', 'primary', 'Value')}: {w.cite('design', 'primary_test', 'Value')} test, "
+                                 f"two-sided {w.cite('design', 'alpha', 'Value')}")]
+    word = rate_word(result)
+    rate = _rate_cell(w, prow, word) if w.has("power", prow) else None
+    size = _type_i(w, prow)
+    null = is_null(result)
+    if rate is not None and not null:
+        effect = ""
+        if w.has("design", "effect"):
+            item = w.tables["design"].cell("effect", "Item")
+            effect = f" at a {item[item.index('(') + 1:-1]} of {w.cite('design', 'effect', 'Value')} (assumed)"
+        rows.append(("Power", f"{rate[0]} ({rate[1]}){effect}"))
+    if null and rate is not None:
+        rows.append(("Type I error", f"{rate[0]} ({rate[1]}) with every effect at its null"))
+    elif size is not None:
+        flagged = FLAG in w.tables["power"].cell(prow, "Test")
+        rows.append(("Type I error", f"{size[0]} ({size[1]}) with {_no_effect_phrase(w)}"
+                                     + (f", above the nominal {w.cite('design', 'alpha', 'Value')}" if flagged else "")))
+    estimate = _estimates(w, prim, control, treatment, word)
+    if estimate:
+        rows.append(("What it can estimate", estimate))
+    targets = sorted(result.settings.get("power", [0.8, 0.9]))
+    main = f"{prim}|{ptest}|{targets[0]:g}"
+    p_power = _value(rate[0]) if rate is not None else None
+    powered = p_power is not None and p_power >= targets[0]
+    if not null and not powered and w.has("sample_sizes", main):
+        n = w.tables["sample_sizes"].cell(main, "n per arm")
+        if n.startswith(">"):
+            rows.append(("Main trial", f"{w.cite('sample_sizes', main, 'Target power')} power is not reached within "
+                                       f"{n.lstrip('> ')} analysable patients per arm"))
+        elif n != "not simulated":
+            rows.append(("Main trial", f"{w.cite('sample_sizes', main, 'Enrol per arm')} patients per arm to enrol for "
+                                       f"{w.cite('sample_sizes', main, 'Target power')} power on the primary endpoint"))
+    return Headline(rows, verdict(w, rate, size, null, targets[0]), w.facts)
+
+
+def _estimates(w: _Writer, prim: str, control: str, treatment: str, word: str) -> str:
+    """What the trial can estimate: the primary's interval widths, and the best secondary's ratio."""
+    bits = []
+    if w.has("pilot_rates", f"{prim}|control") and w.has("pilot_rates", f"{prim}|treatment"):
+        bits.append(f"each arm's rate of the primary endpoint, with 95% confidence intervals expected to be "
+                    f"{w.cite('pilot_rates', f'{prim}|control', WIDTH)} ({control}) and "
+                    f"{w.cite('pilot_rates', f'{prim}|treatment', WIDTH)} ({treatment}) percentage points wide")
+    if w.has("pilot_ratios", prim):
+        bits.append(f"the primary endpoint's geometric mean ratio with an expected 95% confidence interval of "
+                    f"{w.cite('pilot_ratios', prim, 'Expected 95% CI')} (assumed {w.cite('pilot_ratios', prim, 'Assumed GMR')})")
+    best = _best_secondary(w, prim, word)
+    if best is not None:
+        bits.append(f"the most promising secondary endpoint, {w.cite('pilot_ratios', best, 'Endpoint')}, as a geometric "
+                    f"mean ratio with an expected 95% confidence interval of {w.cite('pilot_ratios', best, 'Expected 95% CI')} "
+                    f"(assumed {w.cite('pilot_ratios', best, 'Assumed GMR')})")
+    if not bits:
+        return ""
+    text = "; ".join(bits)
+    return text[0].upper() + text[1:]
+
+
+def verdict(w: _Writer, rate: tuple[str, str] | None, size: tuple[str, str] | None, null: bool, target: float) -> str:
+    """The design's verdict in one sentence, from the primary's power and type I error cells."""
+    if rate is None:
+        return "No power figure for the primary test was computed."
+    if null:
+        return (f"With no treatment effect the primary test rejects in {rate[0]} of trials, against the nominal "
+                f"{w.cite('design', 'alpha', 'Value')}.")
+    p_power = _value(rate[0]) or 0.0
+    p_size = _value(size[0]) if size is not None else None
+    if p_power >= target:
+        tail = f", with a type I error of {size[0]}" if size is not None else ""
+        return f"The design is powered for its primary hypothesis: {rate[0]} power at the assumed effect{tail}."
+    if p_size is not None and p_power < 2 * p_size:
+        return (f"The design cannot tell a working treatment from a useless one: its primary test rejects in {rate[0]} of "
+                f"trials with the assumed effect and in {size[0]} with none, so it is a pilot and feasibility study, to be "
+                "judged by what it estimates.")
+    return (f"The design is underpowered for its primary hypothesis ({rate[0]} power at the assumed effect), so it is a "
+            "pilot and feasibility study, to be judged by what it estimates.")

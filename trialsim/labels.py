@@ -5,6 +5,8 @@ import math
 
 import pandas as pd
 
+from trialsim.registry import TESTS
+
 TEST_LABELS = {
     "fisher": "Fisher exact",
     "boschloo": "Boschloo exact",
@@ -20,6 +22,9 @@ LOW_POWER = 0.50
 
 
 def test_label(test: str) -> str:
+    """The test's registered label (every test registers one); unknown names print as given."""
+    if test in TESTS:
+        return TESTS.get(test).label
     return TEST_LABELS.get(test, test)
 
 
@@ -77,19 +82,9 @@ def fmt_interval(lo, hi, f=fmt_pct) -> str:
 
 
 # ------------------------------------------------------------------ figure legends
-def short_endpoint_label(endpoint: str, label: str | None = None) -> str:
-    """A figure-legend length name of an endpoint."""
-    if endpoint == "leak_1m":
-        return "Leak within 1 month"
-    if label and ", mean of log over POD" in label:
-        return label.split(", mean of log over POD")[0] + ", mean log"
-    if endpoint == "los_days":
-        return "Length of stay"
-    if endpoint == "colonoscopy_grade":
-        return "Colonoscopy grade"
-    if endpoint == "colonoscopy_abnormal":
-        return "Colonoscopy abnormal"
-    return label or endpoint
+def short_endpoint_label(endpoint: str, label: str | None = None, short: str | None = None) -> str:
+    """A figure-legend length name of an endpoint: its family's short label, else its label, else its name."""
+    return short or label or endpoint
 
 
 def short_test_label(test: str) -> str:
@@ -97,5 +92,32 @@ def short_test_label(test: str) -> str:
     return test_label(test).replace(" (log)", "").replace(" exact", "").replace(" (z)", "")
 
 
-def series_label(endpoint: str, test: str, label: str | None = None) -> str:
-    return f"{short_endpoint_label(endpoint, label)}: {short_test_label(test)}"
+def series_label(endpoint: str, test: str, label: str | None = None, short: str | None = None) -> str:
+    return f"{short_endpoint_label(endpoint, label, short)}: {short_test_label(test)}"
+
+
+# ------------------------------------------------------------------ console tables
+def aligned_table(header: list[str], rows: list[list[str]], *, right: set[int] = frozenset(), indent: str = "") -> list[str]:
+    """Rows of text cells as aligned lines under a header and a rule; columns in ``right`` right-aligned."""
+    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
+
+    def line(cells) -> str:
+        return indent + "  ".join(str(c).rjust(w) if i in right else str(c).ljust(w)
+                                  for i, (c, w) in enumerate(zip(cells, widths))).rstrip()
+
+    return [line(header), indent + "  ".join("-" * w for w in widths), *(line(r) for r in rows)]
+
+
+KEY_LABELS = {
+    "n_control": "control arm size",
+    "n_treatment": "treatment arm size",
+    "rate_control": "control rate",
+    "alpha": "alpha",
+    "ratio": "allocation ratio",
+}
+
+
+def key_label(path: str) -> str:
+    """A config key path in words for a legend or a panel title (``endpoints.x.rate_control`` -> control event rate)."""
+    last = path.rsplit(".", 1)[-1]
+    return KEY_LABELS.get(last, last.replace("_", " "))

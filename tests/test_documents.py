@@ -1,0 +1,285 @@
+"""The documents a grant writer submits: sources that travel, what a reviewer asks, HTML/PDF/docx that hold up.
+
+Planned results and written reports are shared with tests/test_report.py (computed once per session).
+The browser test renders report.html in headless Chromium (Debian's ``chromium``) and is skipped, with
+its reason, where Chromium is not installed.
+"""
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import CONFIGS, CRP_CONFIG, DEFAULT_CONFIG
+from tests.test_report import CRP_FORMATS, SMALL, planned, written_report
+from trialsim.api import run
+from trialsim.config.loader import load_scenario, with_values
+from trialsim.planning.assumptions import assumptions_frame, file_comments
+from trialsim.planning.plan import PlanningResult, load_planning, plan, type_i_at_sizes
+from trialsim.report.document import build_report, build_tables, write_docx, write_report
+from trialsim.report.output import MARKER, FolderNotOursError
+from trialsim.report.references import SECTION, citation_keys, load_library
+from trialsim.report.tables import FLAG
+
+SHIPPED = sorted(CONFIGS.glob("*.toml"))
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+def _cited_texts(config: Path) -> list[str]:
+    """Every comment and ``source`` string the config (with the files it extends) gives its values."""
+    frame = assumptions_frame(load_scenario(config), file_comments(config))
+    return [str(s) for s in frame.loc[frame["origin"] == "config", "source"]]
+
+
+# --------------------------------------------------------------------------------------------------
+# 1. sources that travel
+# --------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("config", SHIPPED, ids=lambda p: p.stem)
+def test_every_citation_of_a_shipped_config_resolves(config):
+    lib = load_library()
+    keys = [k for text in _cited_texts(config) for k in citation_keys(text)]
+    sections = [m.group(1) for text in _cited_texts(config) for m in SECTION.finditer(text)]
+    assert not [k for k in keys if lib.get(k) is None]
+    assert not [s for s in sections if s not in lib.sections]
+    for key in keys:  # a full reference: where to find it
+        ref = lib.get(key)
+        assert ref.journal or ref.url or ref.doi or ref.pmid or ref.pmcid, key
+
+
+@pytest.mark.parametrize("config", [DEFAULT_CONFIG, CRP_CONFIG], ids=lambda p: p.stem)
+def test_the_reference_list_holds_every_source_and_method_used(config):
+    keys = {k for text in _cited_texts(config) for k in citation_keys(text)}
+    assert keys, "the shipped configs cite their sources by key"
+    report = build_report(planned(config), [])
+    listed = {r.key for r in report.references}
+    assert keys <= listed
+    lib = load_library()
+    for test in {t for t in planned(config).frame("power")["test"]}:
+        assert set(lib.method("tests", test)) <= listed, test
+    text = report.all_text()
+    assert "trialsim 0.1" in text and "Monte Carlo standard error" in text and "root seed 7" in text
+    assert all(lib.get(k).short in text for k in keys)
+    assert not re.search(r"\[[a-z][a-z0-9_]*\d{4}\]", text), "a citation key left unresolved"
+
+
+def test_report_from_a_run_folder_equals_report_from_the_config(tmp_path):
+    """``report --from RUN`` recomputes what the run did not hold, with the run's seed: the same tables."""
+    direct = planned(CRP_CONFIG)
+    run(CRP_CONFIG, n_sims=SMALL["n_sims"], seed=SMALL["seed"], n_jobs=1).save(tmp_path / "run")
+    options = {k: v for k, v in SMALL.items() if k not in ("n_sims", "seed")}
+    back = load_planning(tmp_path / "run", **options)
+    a, b = build_tables(direct), build_tables(back)
+    assert a.keys() == b.keys()
+    for name in a:
+        assert a[name].frame.equals(b[name].frame), name
+    assert (a["assumptions"].frame["Set in"] == "config").sum() > 10  # the config's comments were found again
+
+
+def test_a_report_never_writes_into_a_folder_it_did_not_create(tmp_path):
+    run_dir = tmp_path / "run"
+    run(CRP_CONFIG, n_sims=200, seed=3, n_jobs=1).save(run_dir)
+    before = {p.name: p.stat().st_mtime_ns for p in run_dir.iterdir()}
+    back = load_planning(run_dir, simulate=False, parts=("run",))
+    with pytest.raises(FolderNotOursError, match="did not write"):
+        write_report(back, run_dir, formats=("md",))
+    with pytest.raises(FolderNotOursError):
+        back.save(run_dir)
+    assert {p.name: p.stat().st_mtime_ns for p in run_dir.iterdir()} == before
+    mine = tmp_path / "report"
+    back.save(mine)
+    write_report(back, mine, formats=("md",))  # its own folder: written again
+    assert (mine / MARKER).is_file() and (mine / "report.md").is_file()
+
+
+# --------------------------------------------------------------------------------------------------
+# 2. what a reviewer asks
+# --------------------------------------------------------------------------------------------------
+def test_headline_gives_power_type_i_error_estimates_and_verdict():
+    result = planned(DEFAULT_CONFIG)
+    report = build_report(result, [])
+    rows = dict(report.headline.rows)
+    power = report.tables["power"]
+    prim = "leak_1m|fisher"
+    assert rows["Power"].startswith(power.cell(prim, "Exact power") + " (exact)")
+    assert rows["Type I error"].startswith(power.cell(prim, "Type I error (no effect)") + " (exact)")
+    assert "risk ratio of 1" in rows["Type I error"]
+    assert "percentage points wide" in rows["What it can estimate"]
+    assert "cannot tell a working treatment from a useless one" in report.headline.verdict
+    for fact in report.headline.facts:  # every number in the box is a cell of a table
+        assert report.tables[fact.table].cell(fact.row, fact.column) == fact.text
+    # the exact type I error of Fisher's test under no effect, at the assumed control rate
+    null = result.frame("null_power")
+    exact = null[(null.endpoint == "leak_1m") & (null.test == "fisher") & (null.method == "exact")]["power"].iloc[0]
+    assert exact == pytest.approx(0.0037, abs=2e-4)
+    text = report.justification.text
+    assert "type I error at this design" in text
+
+
+def test_multiplicity_and_allocation_caveat_follow_the_design():
+    default, crp = build_report(planned(DEFAULT_CONFIG), []), build_report(planned(CRP_CONFIG), [])
+    n_tests = len(planned(DEFAULT_CONFIG).frame("power").query("method == 'monte_carlo'"))
+    m = default.tables["multiplicity"]
+    assert m.cell("tests", "Value") == str(n_tests)
+    assert f"The report runs {n_tests} tests" in default.all_text()
+    assert "Bender and Lange 2001" in default.all_text()
+    assert "Allocation is not randomised" in default.all_text() and "Altman and Bland 1999" in default.all_text()
+    assert "Allocation is not randomised" not in crp.all_text()  # permuted blocks: randomised
+    assert "Timeline" not in [s.title for s in default.sections]  # no [flow] section
+
+
+def test_timeline_when_the_config_has_a_flow():
+    sc = with_values(load_scenario(DEFAULT_CONFIG), {"flow": {}})  # the flow's cited defaults
+    res = plan(sc, parts=("run",), n_sims=200, seed=5, n_jobs=1)
+    tables = build_tables(res)
+    flow = tables["flow"]
+    assert re.fullmatch(r"median \d+ days \(\d+\.\d months\)", flow.cell("time_to_full_enrolment", "Estimate"))
+    assert re.match(r"\d+ to \d+", flow.cell("study_duration", "80% of trials (days)"))
+    assert "trials" in flow.cell("p_finished_by_deadline", "Estimate")
+    report = build_report(res, [])
+    assert "Timeline" in [s.title for s in report.sections]
+    assert any(r.key == "simpy" for r in report.references)
+
+
+def test_a_test_whose_size_exceeds_alpha_is_flagged_wherever_its_numbers_appear():
+    """The uncorrected chi-square at 30 per arm: exact type I error 5.4% at the assumed control rate."""
+    sc = load_scenario(DEFAULT_CONFIG, ["design.n_control=30", "design.n_treatment=30",
+                                        'endpoints.leak_1m.tests=["fisher", "chi2"]'])
+    res = plan(sc, parts=("run",), n_sims=300, seed=5, n_jobs=1)
+    tables = build_tables(res)
+    power = tables["power"]
+    assert power.cell("leak_1m|chi2", "Type I error (no effect)") == "5.4%"
+    assert power.cell("leak_1m|chi2", "Test").endswith(FLAG)
+    assert not power.cell("leak_1m|fisher", "Test").endswith(FLAG)
+    assert FLAG in power.notes
+    # at a proposed sample size too
+    sizes = type_i_at_sizes(sc, _size_rows([("leak_1m", "chi2", 30), ("leak_1m", "fisher", 30)]))
+    chi2 = sizes[sizes.test == "chi2"]["type_i_error"].iloc[0]
+    assert chi2 > 0.05 and sizes[sizes.test == "fisher"]["type_i_error"].iloc[0] < 0.05
+
+
+def _size_rows(rows):
+    import pandas as pd
+
+    return pd.DataFrame([{"endpoint": e, "test": t, "target_power": 0.8, "method": "exact", "reachable": True, "n": n,
+                          "n_treatment": n} for e, t, n in rows])
+
+
+def test_the_crp_trial_report_is_trial_neutral():
+    out, files = written_report(CRP_CONFIG, CRP_FORMATS)
+    from docx import Document
+
+    doc = Document(str(files["docx"]))
+    words = " ".join(p.text for p in doc.paragraphs) + " ".join(
+        c.text for t in doc.tables for row in t.rows for c in row.cells)
+    for text in (words, files["txt"].read_text(encoding="utf-8"), build_report(planned(CRP_CONFIG), []).all_text()):
+        assert "leak" not in text.lower()
+
+
+# --------------------------------------------------------------------------------------------------
+# 3. documents a grant writer can use
+# --------------------------------------------------------------------------------------------------
+CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                  "--disable-background-networking", "--disable-component-update", "--disable-sync", "--hide-scrollbars"]
+PROBE = ('<script>window.addEventListener("load", function () {'
+         'var imgs = document.querySelectorAll("figure img"); var ok = 0;'
+         'for (var i = 0; i < imgs.length; i++) { if (imgs[i].naturalWidth > 0) ok++; }'
+         'document.title = "PROBE " + document.documentElement.scrollHeight + " " + imgs.length + " " + ok;'
+         '});</script>')
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="headless Chromium not installed (Debian: apt-get install chromium)")
+def test_html_renders_in_headless_chromium(tmp_path):
+    out, files = written_report(DEFAULT_CONFIG)
+    html_text = files["html"].read_text(encoding="utf-8")
+    probe = tmp_path / "probe.html"  # the report with a measuring script added (the report itself has none)
+    probe.write_text(html_text.replace("</body>", PROBE + "</body>"), encoding="utf-8")
+    flags = CHROMIUM_FLAGS + [f"--user-data-dir={tmp_path / 'profile'}", "--virtual-time-budget=5000"]
+    dom = subprocess.run([CHROMIUM, *flags, "--window-size=1280,900", "--dump-dom", probe.as_uri()],
+                         capture_output=True, text=True, timeout=60).stdout
+    m = re.search(r"PROBE (\d+) (\d+) (\d+)", dom)
+    assert m, dom[-500:]
+    height, figures, loaded = map(int, m.groups())
+    assert figures == loaded == len(list((out / "figures").glob("*.png"))) == 4
+    assert 8_000 < height < 60_000  # a long report, laid out at a readable width (not one endless line)
+    shot = out / "report_screenshot.png"
+    subprocess.run([CHROMIUM, *flags, "--window-size=1280,2400", f"--screenshot={shot}", files["html"].as_uri()],
+                   capture_output=True, timeout=60, check=True)
+    from PIL import Image, ImageStat
+
+    with Image.open(shot) as im:
+        assert im.size == (1280, 2400)
+        assert ImageStat.Stat(im.convert("L")).stddev[0] > 20  # text and boxes, not a blank page
+
+
+def test_pdf_is_a4_with_landscape_pages_for_wide_tables():
+    from pypdf import PdfReader
+
+    _, files = written_report(DEFAULT_CONFIG)
+    reader = PdfReader(str(files["pdf"]))
+    sizes = [(float(p.mediabox.width), float(p.mediabox.height)) for p in reader.pages]
+    n = len(sizes)
+    a4 = (595.28, 841.89)
+    assert sizes[0] == pytest.approx(a4, abs=0.5)
+    landscape = [s for s in sizes if s[0] > s[1]]
+    assert landscape and all(s == pytest.approx(a4[::-1], abs=0.5) for s in landscape)
+    assert all(s == pytest.approx(a4, abs=0.5) for s in sizes if s[0] < s[1])
+    assert 10 <= n <= 45
+    text = {k: reader.pages[k].extract_text() or "" for k in (0, n - 3, n - 2, n - 1)}
+    assert "At a glance" in text[0] and "Verdict" in text[0]
+    assert any("References" in text[k] for k in (n - 3, n - 2, n - 1)) and "doi:" in text[n - 1]
+    for k, page in text.items():  # numbered "k / n"
+        assert re.search(rf"\b{k + 1} / {n}\b", page), k
+
+
+def _docx_widths(table) -> list[int]:
+    from docx.oxml.ns import qn
+
+    return [int(g.get(qn("w:w"))) for g in table._tbl.tblGrid.findall(qn("w:gridCol"))]
+
+
+def test_docx_is_a4_with_landscape_wide_tables_sized_columns_and_repeated_headers(tmp_path):
+    from docx import Document
+    from docx.oxml.ns import qn
+
+    _, files = written_report(DEFAULT_CONFIG)
+    doc = Document(str(files["docx"]))
+    def mm(section):
+        return round(section.page_width.mm), round(section.page_height.mm)
+
+    assert mm(doc.sections[0]) == (210, 297)
+    assert (297, 210) in [mm(s) for s in doc.sections]
+    assert all(mm(s) in ((210, 297), (297, 210)) for s in doc.sections)
+    body = [t for t in doc.tables if len(t.columns) > 2]
+    assert body
+    for t in body:
+        header = t.rows[0]._tr.trPr
+        assert header is not None and header.find(qn("w:tblHeader")) is not None
+        widths = _docx_widths(t)
+        assert len(set(widths)) > 1 or len(widths) < 3  # sized to the content, not equal
+    # Letter on request
+    letter = write_docx(build_report(planned(CRP_CONFIG), []), tmp_path / "letter.docx", page_size="Letter")
+    sec = Document(str(letter)).sections[0]
+    assert (round(sec.page_width.mm, 1), round(sec.page_height.mm, 1)) == (215.9, 279.4)
+
+
+def test_every_format_is_written_and_the_paragraph_is_plain_text():
+    out, files = written_report(DEFAULT_CONFIG)
+    assert set(files) == {"html", "pdf", "md", "docx", "txt"}
+    text = files["txt"].read_text(encoding="utf-8")
+    assert text.startswith("The primary endpoint") and "<" not in text and "**" not in text
+
+
+def test_a_planning_result_without_citations_still_reports(tmp_path):
+    """A scenario given as an object (no config file): values are defaults or unsourced, nothing breaks."""
+    res = plan(load_scenario(CRP_CONFIG), parts=("run",), n_sims=200, seed=1, n_jobs=1)
+    assert isinstance(res, PlanningResult)
+    report = build_report(res, [])
+    origins = set(report.tables["assumptions"].frame["Set in"])
+    assert origins == {"trialsim default", "scenario"}
+    tables = build_tables(plan(CRP_CONFIG, overrides=["endpoints.crp_pod3.effect=0.7"], parts=("run",), n_sims=200,
+                               seed=1, n_jobs=1))
+    row = tables["assumptions"].frame.loc["endpoints.crp_pod3.effect"]
+    assert (row["Value"], row["Set in"]) == ("0.7", "command line")

@@ -1,0 +1,124 @@
+"""Bounded memory: block size from a memory budget (never silently changing a user's block size),
+runs that cannot fit refused before they start, and resident memory flat in the number of trials."""
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from trialsim.api import flow, run
+from trialsim.config.loader import with_values
+from trialsim.engine import MemoryBudgetError, blocks_per_task, plan_layout, trial_bytes
+from trialsim.scenarios import ScenarioSpec
+from trialsim.summarise import BlockSummary, Totals
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _spec(scenario, **values):
+    return ScenarioSpec("base", with_values(scenario, values) if values else scenario, {})
+
+
+def _big(default_scenario, per_arm):
+    return _spec(default_scenario, **{"design.n_control": per_arm, "design.n_treatment": per_arm,
+                                      "endpoints.leak_1m.tests": ["fisher", "chi2"], "run.block_size": None})
+
+
+def test_ten_million_trials_of_the_default_design_fit_the_default_budget(default_scenario):
+    layout = plan_layout([_spec(default_scenario)], n_sims=10_000_000, n_jobs=2, max_memory_mb=2048, block_size=1000)
+    assert layout.block_size == 1000 and layout.n_workers == 2 and 2 * layout.block_mb < 2048 / 4
+    unset = plan_layout([_spec(default_scenario)], n_sims=10_000_000, n_jobs=2, max_memory_mb=2048)
+    assert unset.block_size == 1000 and unset.block_size_chosen
+
+
+def test_two_thousand_per_arm_gets_a_block_size_from_the_budget_and_a_set_one_is_refused(default_scenario):
+    spec = _big(default_scenario, 2000)
+    layout = plan_layout([spec], n_sims=100_000, n_jobs=2, max_memory_mb=2048)
+    assert layout.block_size_chosen and layout.block_size < 1000
+    assert layout.block_mb <= 2048 / 4 and layout.n_workers == 2
+    assert trial_bytes(spec) * layout.block_size <= 512 * 2**20
+    # chosen from the design and the budget alone: the same for any number of workers or trials
+    assert plan_layout([spec], n_sims=10, n_jobs=1, max_memory_mb=2048).block_size == layout.block_size
+    with pytest.raises(MemoryBudgetError, match=r"run.block_size = 1,000: one block of this design \(4,000 patients\) "
+                                                r"needs about [\d,]+ MB, over the memory budget run.max_memory_mb = 2,048 MB"):
+        plan_layout([spec], n_sims=100_000, n_jobs=2, max_memory_mb=2048, block_size=1000)
+    # a set block size that fits is kept, with fewer workers at once if need be
+    kept = plan_layout([spec], n_sims=100_000, n_jobs=8, max_memory_mb=2048, block_size=200)
+    assert kept.block_size == 200 and not kept.block_size_chosen and 1 <= kept.n_workers < 8
+
+
+def test_a_run_that_cannot_fit_says_so_before_it_starts(default_scenario, tmp_path):
+    sc = _big(default_scenario, 2000).scenario
+    with pytest.raises(MemoryBudgetError, match="run.block_size = 1,000"):
+        run(with_values(sc, {"run.block_size": 1000}), n_sims=100_000, seed=1, out=tmp_path / "a")
+    assert not (tmp_path / "a" / "checkpoints").exists()
+    with pytest.raises(MemoryBudgetError, match=r"the flow keeps 16 numbers per simulated trial .* 100,000,000 trials"):
+        flow(default_scenario, n_sims=100_000_000, seed=1)
+
+
+def test_the_block_size_chosen_is_recorded_and_resumed(default_scenario, tmp_path):
+    sc = with_values(default_scenario, {"run.block_size": None})
+    res = run(sc, n_sims=300, seed=1, n_jobs=1, max_memory_mb=64, out=tmp_path)
+    manifest = json.loads((tmp_path / "manifest.json").read_text())
+    assert manifest["block_size"] == res.provenance["block_size"] == 100 and manifest["block_size_chosen"]
+    assert res.provenance["block_size_chosen"]
+    # the folder keeps its block size when resumed with another budget (it is part of the seed's meaning)
+    again = run(sc, n_sims=300, seed=1, n_jobs=1, max_memory_mb=2048, out=tmp_path)
+    assert again.provenance["block_size"] == 100 and again.provenance["blocks_computed"] == 0
+
+
+def test_blocks_fold_in_block_order_whatever_order_they_arrive_in():
+    blocks = [BlockSummary(b, 10, {"e|t": {"rejects": b, "valid": 10, "est_n": 10, "est_sum": 0.1 * b, "est_sumsq": 0.3,
+                                           "err_sum": 1e-17 * b, "err_sumsq": 0.0, "covered": 1, "coverable": 2}},
+                           {"e|a|m": 0.1 + b}, {"e|a|m": 1.0}, {"e|a|m": 10}, {"t_last": [float(b)] * 10})
+              for b in range(7)]
+    in_order = Totals.combine(blocks)
+    shuffled = Totals.combine(blocks[::-1])
+    for attr in ("n_sims", "tests", "est_sum", "est_sumsq", "est_count"):
+        assert getattr(in_order, attr) == getattr(shuffled, attr)
+    assert in_order.flow["t_last"].tolist() == shuffled.flow["t_last"].tolist()
+    assert in_order.n_sims == 70 and list(in_order.flow["t_last"][::10]) == list(range(7))
+    grown = Totals(capacity=5)  # fewer trials announced than added: the flow arrays grow
+    for b in blocks:
+        grown.add(b)
+    assert grown.finished().flow["t_last"].tolist() == in_order.flow["t_last"].tolist()
+
+
+PROFILE = """
+import json, sys
+from trialsim.api import run
+from trialsim.config.loader import load_scenario, with_values
+
+def status(field):
+    for line in open("/proc/self/status"):
+        if line.startswith(field + ":"):
+            return int(line.split()[1]) / 1024  # MB
+
+sc = with_values(load_scenario(sys.argv[1]), {"run.block_size": None})
+out = {}
+for n_sims in (200, 2_000, 60_000):
+    open("/proc/self/clear_refs", "w").write("5")  # reset the peak (VmHWM) to the current resident size
+    res = run(sc, n_sims=n_sims, seed=1, n_jobs=1, max_memory_mb=64, out=sys.argv[2] + str(n_sims))
+    out[n_sims] = {"peak_mb": status("VmHWM"), "block_size": res.provenance["block_size"]}
+print(json.dumps(out))
+"""
+
+
+def test_a_run_under_a_small_budget_completes_with_flat_memory(tmp_path):
+    proc = subprocess.run([sys.executable, "-c", PROFILE, str(ROOT / "configs" / "exosome_lar_20.toml"), str(tmp_path / "r")],
+                          capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    profile = {int(k): v for k, v in json.loads(proc.stdout).items()}
+    assert {p["block_size"] for p in profile.values()} == {100}  # chosen from the 64 MB budget
+    # 20 blocks, then 600: the peak resident memory does not grow with the trials (it did: every block's
+    # summary was kept to the end)
+    growth = profile[60_000]["peak_mb"] - profile[2_000]["peak_mb"]
+    assert growth < 5, profile
+
+
+def test_tasks_are_small_enough_to_keep_every_worker_busy():
+    # 10,000 trials in blocks of 1,000 on 2 workers: 5 tasks of 2 blocks, not one task of 10
+    assert blocks_per_task(10, n_workers=2, chunk_blocks=10) == 2
+    assert blocks_per_task(10_000, n_workers=2, chunk_blocks=10) == 10  # chunk_blocks stays the ceiling
+    assert blocks_per_task(1, n_workers=8, chunk_blocks=10) == 1

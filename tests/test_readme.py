@@ -1,0 +1,60 @@
+"""Every figure the README's power table quotes equals a fresh seeded run's output, so README and program
+cannot drift apart."""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from trialsim.api import run
+from trialsim.config.loader import load_scenario
+from trialsim.labels import pct, power_with_se
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# README row label -> (endpoint, test)
+ROWS = {
+    "leak within 1 month (primary)": ("leak_1m", "fisher"),
+    "drain IL-6, mean of log POD 1-5": ("il6_drain_mean_log", "welch_log"),
+    "drain IL-6, POD 1": ("il6_drain_pod1", "welch_log"),
+    "serum IL-6, mean of log": ("il6_serum_mean_log", "welch_log"),
+    "colonoscopy defect or worse": ("colonoscopy_abnormal", "fisher"),
+    "length of stay": ("los_days", "mann_whitney"),
+}
+
+
+def _readme_rows() -> dict[str, str]:
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    table = text[text.index("**What the registered design can show**"):]
+    out = {}
+    for line in table.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) == 4 and cells[0] in ROWS:
+            out[cells[0]] = cells[3]
+        if not line.strip() and out:
+            break
+    return out
+
+
+@pytest.mark.slow
+def test_readme_power_table_equals_a_fresh_run():
+    sc = load_scenario(ROOT / "configs" / "exosome_lar_20.toml")
+    assert sc.run.n_sims == 100_000 and sc.run.seed == 20240831  # what the README says it ran
+    frame = run(sc, n_jobs=2).to_frame()
+    quoted = _readme_rows()
+    assert set(quoted) == set(ROWS)
+    for label, (endpoint, test) in ROWS.items():
+        rows = frame[(frame.endpoint == endpoint) & (frame.test == test)]
+        mc = rows[rows.method == "monte_carlo"].iloc[0]
+        assert power_with_se(mc.power, mc.mc_se) in quoted[label], (label, quoted[label])
+        exact = rows[rows.method == "exact"]
+        if len(exact):
+            assert f"exact {pct(exact.iloc[0].power, 2)}" in quoted[label], (label, quoted[label])
+    # the second leak row quotes the other two tests
+    line = next(line for line in (ROOT / "README.md").read_text().splitlines() if "Boschloo exact / chi-square" in line)
+    for test in ("boschloo", "chi2"):
+        rows = frame[(frame.endpoint == "leak_1m") & (frame.test == test)]
+        mc, exact = rows[rows.method == "monte_carlo"].iloc[0], rows[rows.method == "exact"].iloc[0]
+        assert pct(mc.power, 2) in line and pct(exact.power, 2) in line, (test, line)
+    assert re.search(r"about \d+ s on 2 cores", (ROOT / "README.md").read_text())

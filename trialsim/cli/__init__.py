@@ -1,0 +1,137 @@
+"""Command line: ``trialsim <command>``. Bad input exits with status 2 and no traceback.
+
+Each module of this package adds its subcommands (``add_parsers``) and maps them to functions
+(``COMMANDS``); every command is a thin wrapper over a Python API call. Every numeric flag is
+checked like the config value it stands for (:mod:`trialsim.cli.common`). Ctrl-C exits with status
+130 and SIGTERM with 143, each after one line on stderr.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+import threading
+from multiprocessing import resource_tracker
+
+from trialsim.cli import planning, run, solve
+from trialsim.cli.common import check_numbers
+from trialsim.config.loader import ConfigError
+from trialsim.version import __version__
+
+
+class _Parser(argparse.ArgumentParser):
+    """Usage problems as one line, like config errors (subcommand parsers are of this class too)."""
+
+    def error(self, message: str):
+        self.exit(2, f"trialsim: error: {message} (see `{self.prog} --help`)\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="trialsim", description="Monte Carlo operating characteristics of a clinical trial.")
+    parser.add_argument("--version", action="version", version=f"trialsim {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+    run.add_parsers(sub)
+    planning.add_parsers(sub)
+    solve.add_parsers(sub)
+    return check_numbers(parser)
+
+
+COMMANDS = {**run.COMMANDS, **planning.COMMANDS, **solve.COMMANDS}
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised in the main thread so that a run stops as it does on Ctrl-C."""
+
+
+class _Signals:
+    """Ctrl-C and SIGTERM for the length of one command: each raises once in the main thread.
+
+    On POSIX, SIGINT is blocked in this thread and so in every thread and process it starts: the
+    workers (loky, Dask) never see a Ctrl-C, which the terminal sends to the whole process group,
+    and cannot print a traceback from the middle of an import; a listener thread takes the signal
+    and interrupts the main thread with SIGUSR1, which also breaks a blocking wait. SIGTERM keeps
+    its usual delivery (workers must still die of it when the pool is shut down). A second signal
+    while the command winds down is ignored, and pending ones are dropped at the end.
+    """
+
+    def __enter__(self):
+        self.handlers: dict = {}
+        self.mask = None
+        if threading.current_thread() is not threading.main_thread():
+            return self
+        self.handlers[signal.SIGTERM] = signal.signal(signal.SIGTERM, self._raise)
+        if hasattr(signal, "pthread_sigmask") and hasattr(signal, "sigtimedwait"):
+            # Started later, multiprocessing's resource tracker would unblock SIGINT in this thread (it
+            # ends its own blocking with SIG_UNBLOCK), before the worker pool starts: start it now.
+            resource_tracker.ensure_running()
+            self.handlers[signal.SIGUSR1] = signal.signal(signal.SIGUSR1, self._raise)
+            self.mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+            self.main = threading.get_ident()
+            self.done = threading.Event()
+            self.listener = threading.Thread(target=self._listen, name="trialsim-signals", daemon=True)
+            self.listener.start()
+        return self
+
+    def _listen(self) -> None:
+        while not self.done.is_set():
+            if signal.sigtimedwait({signal.SIGINT}, 0.1) is not None:
+                signal.pthread_kill(self.main, signal.SIGUSR1)
+                return
+
+    def _raise(self, signum, frame):
+        for sig in self.handlers:  # once: the wind-down must not be interrupted again
+            signal.signal(sig, signal.SIG_IGN)
+        if self.mask is not None:
+            self.done.set()
+        raise Terminated() if signum == signal.SIGTERM else KeyboardInterrupt()
+
+    def __exit__(self, *exc) -> None:
+        if self.mask is not None:
+            self.done.set()
+            self.listener.join()
+            while signal.sigtimedwait({signal.SIGINT}, 0) is not None:  # drop the Ctrl-Cs of the wind-down
+                pass
+            signal.pthread_sigmask(signal.SIG_SETMASK, self.mask)
+        for sig, previous in self.handlers.items():
+            signal.signal(sig, previous)
+
+
+def _stopped(args, how: str) -> str:
+    if args.command in ("run", "flow") and getattr(args, "out", None) is not None:
+        return f"trialsim: {how}; finished blocks are kept in {args.out} and the same command resumes from them"
+    return f"trialsim: {how}; nothing was saved" + (" (use --out DIR to keep finished blocks)" if args.command in ("run", "flow") else "")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # argparse printed the usage and the problem (or --help / --version)
+        return exc.code if isinstance(exc.code, int) else 2
+    try:
+        with _Signals():
+            return COMMANDS[args.command](args)
+    except ConfigError as exc:
+        print(f"trialsim: error: {exc}", file=sys.stderr)
+        return 2
+    except BrokenPipeError:  # output piped into `head` and the like: stop quietly
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+    except Terminated:
+        print("\n" + _stopped(args, "terminated (SIGTERM)"), file=sys.stderr)
+        return 143
+    except KeyboardInterrupt:
+        print("\n" + _stopped(args, "interrupted"), file=sys.stderr)
+        return 130
+    except MemoryError:
+        print("trialsim: error: out of memory; lower --sims or the arm sizes, or give the run a smaller --max-memory "
+              "so that it works in smaller blocks", file=sys.stderr)
+        return 2
+    except OSError as exc:  # a folder that cannot be written, a full disk, ...
+        print(f"trialsim: error: {exc.strerror or exc}" + (f": {exc.filename}" if exc.filename else ""), file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

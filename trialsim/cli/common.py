@@ -1,0 +1,136 @@
+"""Options shared by every subcommand (the CLI is thin: parse, call the API, print), and the checks of numeric flags.
+
+Every numeric flag of every subcommand is parsed by a rule of :data:`FLAG_RULES` (matched by the
+flag's destination name), so a flag is refused like the config value it stands for, naming the flag,
+the value and what is allowed; whole numbers may be written ``100000``, ``100_000`` or ``1e5``.
+"""
+from __future__ import annotations
+
+import argparse
+import math
+from decimal import Decimal, InvalidOperation
+from typing import Callable
+
+from trialsim.config.schema import MAX_RATIO_PART, Design, Run
+
+
+def add_config(p: argparse.ArgumentParser) -> None:
+    p.add_argument("config", help="scenario TOML file, e.g. configs/exosome_lar_20.toml")
+    add_overrides(p)
+
+
+def add_overrides(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY.PATH=VALUE",
+                   help="override a config value, e.g. --set design.n_control=30 or --set endpoints.<id>.effect=0.7 (repeatable; see `trialsim show`)")
+
+
+def add_sim_options(p: argparse.ArgumentParser, *, sims_help: str | None = None) -> None:
+    p.add_argument("--sims", type=int, default=None,
+                   help=sims_help or f"simulated trials per scenario, 1 to {_limit(Run, 'n_sims', 'le'):,} (default: run.n_sims)")
+    p.add_argument("--seed", type=int, default=None, help="root seed, a whole number >= 0 (default: run.seed, else drawn and recorded)")
+    p.add_argument("--jobs", type=int, default=None, help="parallel workers, -1 = all cores (default: run.n_jobs)")
+    p.add_argument("--chunk-blocks", type=int, default=None, help="blocks per parallel task (does not change results)")
+
+
+# ------------------------------------------------------------------------------------------ flag rules
+def _limit(model, field: str, kind: str):
+    """The bound ``kind`` ("ge", "le", ...) of a config field, so a flag and its config key share it."""
+    for item in model.model_fields[field].metadata:
+        if hasattr(item, kind):
+            return getattr(item, kind)
+    raise KeyError(f"{model.__name__}.{field} has no {kind} bound")
+
+
+def _whole(text: str) -> int:
+    try:
+        value = Decimal(text.strip().replace("_", ""))
+    except InvalidOperation:
+        raise ValueError from None
+    if not value.is_finite() or value != value.to_integral_value():
+        raise ValueError
+    return int(value)
+
+
+def whole_number(low: int, high: int | None = None, *, what: str = "", forbid_zero: str = "") -> Callable[[str], int]:
+    """A flag parser for whole numbers in [low, high] (``1e5`` and ``100_000`` accepted)."""
+    span = f"from {low:,} to {high:,}" if high is not None else f">= {low:,}"
+
+    def parse(text: str) -> int:
+        try:
+            value = _whole(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not allowed: use a whole number {span}{what}") from None
+        if value == 0 and forbid_zero:
+            raise argparse.ArgumentTypeError(f"0 is not allowed: {forbid_zero}")
+        if value < low or (high is not None and value > high):
+            raise argparse.ArgumentTypeError(f"{value:,} is not allowed: use a whole number {span}{what}")
+        return value
+
+    return parse
+
+
+def real_number(low: float, high: float, *, low_open: bool = False, high_open: bool = False,
+                what: str = "") -> Callable[[str], float]:
+    """A flag parser for finite numbers in an interval."""
+    span = f"{'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not allowed: use a number in {span}{what}") from None
+        ok = math.isfinite(value) and (low < value if low_open else low <= value) and \
+            (value < high if high_open else value <= high)
+        if not ok:
+            raise argparse.ArgumentTypeError(f"{text} is not allowed: use a number in {span}{what}")
+        return value
+
+    return parse
+
+
+_N_SIMS_MAX = _limit(Run, "n_sims", "le")
+_N_PER_ARM_MAX = _limit(Design, "n_control", "le")
+
+# dest -> parser. Flags that set a config key share its bounds.
+FLAG_RULES: dict[str, Callable[[str], object]] = {
+    "sims": whole_number(1, _N_SIMS_MAX, what=" (simulated trials per scenario; run.n_sims has the same cap)"),
+    "seed": whole_number(_limit(Run, "seed", "ge"), what=" (the root seed)"),
+    "jobs": whole_number(-1, _limit(Run, "n_jobs", "le"), what=", or -1 for all cores",
+                         forbid_zero="0 workers run nothing; use 1 or more, or -1 for all cores"),
+    "chunk_blocks": whole_number(1, _limit(Run, "chunk_blocks", "le")),
+    "search_sims": whole_number(1, _N_SIMS_MAX),
+    "curve_sims": whole_number(1, _N_SIMS_MAX),
+    "n_max": whole_number(2, _N_PER_ARM_MAX, what=" (patients per arm)"),
+    "n": whole_number(1, _N_PER_ARM_MAX, what=" (patients per arm)"),
+    "power": real_number(0.0, 1.0, low_open=True, high_open=True, what=" (a target power)"),
+    "ratio": real_number(1.0 / MAX_RATIO_PART, MAX_RATIO_PART, what=" (n_treatment / n_control)"),
+    "dropout": real_number(0.0, 1.0, high_open=True, what=" (a share of patients)"),
+    "alpha": real_number(_limit(Design, "alpha", "ge"), _limit(Design, "alpha", "lt"), high_open=True,
+                         what=" (two-sided significance level)"),
+    "p_control": real_number(0.0, 1.0, low_open=True, high_open=True, what=" (an event rate)"),
+    "p_treatment": real_number(0.0, 1.0, low_open=True, high_open=True, what=" (an event rate)"),
+    "risk_ratio": real_number(0.0, 1000.0, low_open=True),
+    "gmr": real_number(0.0, 1e6, low_open=True, what=" (a ratio of geometric means)"),
+    "difference": real_number(-1e12, 1e12),
+    "sd": real_number(0.0, 1e12, low_open=True),
+    "sd_treatment": real_number(0.0, 1e12, low_open=True),
+    "log_sd": real_number(0.0, 10.0, low_open=True),
+    "cv": real_number(0.0, 100.0, low_open=True, what=" (a coefficient of variation)"),
+}
+# a numeric flag without a rule above is still refused when it is not a finite number
+_ANY_WHOLE = whole_number(-(2**63), 2**63 - 1)
+_ANY_REAL = real_number(-1e300, 1e300)
+
+
+def check_numbers(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """Give every numeric flag of ``parser`` and its subcommands its rule from :data:`FLAG_RULES`.
+
+    A numeric flag without a rule still gets a finite whole or real number.
+    """
+    for action in parser._actions:  # argparse keeps no public list of actions
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in dict.fromkeys(action.choices.values()):
+                check_numbers(sub)
+        elif action.type in (int, float):
+            action.type = FLAG_RULES.get(action.dest, _ANY_WHOLE if action.type is int else _ANY_REAL)
+    return parser

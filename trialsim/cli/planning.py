@@ -1,0 +1,296 @@
+"""Planning subcommands: ``samplesize``, ``curves``, ``report`` (merged into :mod:`trialsim.cli`).
+
+Thin: parse, call :mod:`trialsim.planning` / :mod:`trialsim.report`, print. Config errors raise
+``ConfigError`` (exit status 2 in ``trialsim.cli.main``).
+"""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from trialsim.cli.common import add_config, add_overrides, add_sim_options
+from trialsim.config.loader import ConfigError, load_scenario
+from trialsim.labels import aligned_table, is_missing, num, pct, test_label
+from trialsim.model import build_model
+from trialsim.planning.curves import load_sweep_grid, n_grid, power_ranges, ranges_from_sweep
+from trialsim.planning.mde import minimal_detectable_effects
+from trialsim.planning.plan import load_planning, plan
+from trialsim.planning.samplesize import sample_sizes, sizes
+from trialsim.report.document import DEFAULT_FORMATS, FORMATS, write_report
+from trialsim.report.figures import draw_figures, draw_range_figures
+
+SEARCH_SIMS = 2000  # trials of each sample-size / MDE search step: `samplesize --sims` and `report --search-sims`
+CURVE_SIMS = 2000  # trials per simulated curve point: `curves --sims` and `report --curve-sims`
+
+
+def _config_or_dir(p: argparse.ArgumentParser) -> None:
+    p.add_argument("config", nargs="?", default=None,
+                   help="scenario TOML file, or a results folder (as --from)")
+    p.add_argument("--from", dest="from_dir", type=Path, default=None, metavar="DIR",
+                   help="draw from a finished run's folder (trialsim run/report --out) without simulating again")
+    add_overrides(p)
+
+
+def add_parsers(subparsers) -> None:
+    """Add ``samplesize``, ``curves`` and ``report`` to the ``trialsim`` subcommand parser."""
+    p = subparsers.add_parser("samplesize", help="smallest n per arm reaching a target power (and the minimal detectable effect)",
+                              description="Exact for binary endpoints (with the saw-tooth of exact power), simulated with a "
+                                          "Monte Carlo interval otherwise, with the analytic answer alongside.")
+    add_config(p)
+    add_sim_options(p, sims_help=f"trials of each search step (default {SEARCH_SIMS}, as report --search-sims)")
+    p.add_argument("--endpoint", default=None, help="an analysed endpoint's name, as in power.csv (default: the primary; "
+                                                    "'all' = every endpoint)")
+    p.add_argument("--test", default=None, help="one test of the endpoint (default: every test)")
+    p.add_argument("--power", type=float, nargs="+", default=[0.8], help="target power(s), e.g. --power 0.8 0.9")
+    p.add_argument("--ratio", type=float, default=1.0, help="allocation ratio n_treatment / n_control (default 1)")
+    p.add_argument("--dropout", type=float, default=None,
+                   help="expected loss to follow-up used to inflate n (default: the scenario's, per endpoint)")
+    p.add_argument("--n-max", type=int, default=1500, help="largest n per arm searched (default 1500)")
+    p.add_argument("--mde", action="store_true", help="also the minimal detectable effect at --n (default: the planned size)")
+    p.add_argument("--n", type=int, default=None, help="control-arm size for --mde (default: design.n_control)")
+    p.add_argument("--out", type=Path, default=None, help="also write sample_sizes.csv (and mde.csv) here")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    p = subparsers.add_parser("curves", help="power curves (PNG + SVG) on your own ranges, from a config or a results folder",
+                              description="With --n, --effect, --control-rate or --ratio (or a config whose [sweep] varies "
+                                          "them): power of one endpoint over those ranges, exact for binary endpoints, "
+                                          "simulated otherwise. With --from a sweep's results folder: the sweep's own grid. "
+                                          "Otherwise the planning figures: power against n and against the effect for the "
+                                          "key endpoints, and the primary endpoint's heat map.",
+                              epilog="Ranges: LOW:HIGH:STEP, LOW:HIGH or a list. Sizes LOW:HIGH are every size (or 200 "
+                                     "log-spaced ones when there are more); effects and rates LOW:HIGH are 6 evenly spaced "
+                                     "values. Example: trialsim curves configs/exosome_lar_20.toml --control-rate "
+                                     "0.08:0.20:0.04 --effect 0.3:0.8:0.1 --n 50:300 --out figures/")
+    _config_or_dir(p)
+    add_sim_options(p, sims_help=f"trials per simulated curve point (default {CURVE_SIMS}, as report --curve-sims)")
+    p.add_argument("--out", type=Path, required=True, help="folder for the figures (PNG + SVG) and their data (CSV)")
+    p.add_argument("--n", dest="n_range", nargs="+", default=None, metavar="N",
+                   help="patients per arm (control arm), e.g. 50:300 or 50 100 200")
+    p.add_argument("--effect", nargs="+", default=None, metavar="E",
+                   help="values of the endpoint's effect parameter (see `trialsim show`), e.g. 0.3:0.8:0.1")
+    p.add_argument("--control-rate", nargs="+", default=None, metavar="P",
+                   help="control-arm event rates of a binary endpoint, e.g. 0.08:0.20:0.04")
+    p.add_argument("--ratio", dest="ratios", nargs="+", default=None, metavar="R",
+                   help="allocation ratios n_treatment / n_control, e.g. 1 2 (default: the design's)")
+    p.add_argument("--endpoint", default=None, help="the endpoint of the range figure (default: the primary)")
+    p.add_argument("--test", nargs="+", default=None, help="its test(s) (default: its first, the primary analysis)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    p = subparsers.add_parser("report", help="grant-ready report: HTML (self-contained), Markdown and Word",
+                              description="Simulates the design, searches sample sizes, minimal detectable effects and pilot "
+                                          "numbers, draws the curves and writes report.html, report.md, report.docx.")
+    _config_or_dir(p)
+    add_sim_options(p, sims_help="trials of the power table (default: run.n_sims)")
+    p.add_argument("--out", type=Path, required=True, help="output folder (results, figures/, report.*)")
+    p.add_argument("--power", type=float, nargs="+", default=[0.8, 0.9], help="target powers (default 0.8 0.9)")
+    p.add_argument("--search-sims", type=int, default=SEARCH_SIMS,
+                   help=f"trials per sample-size / MDE search step (default {SEARCH_SIMS}, as samplesize --sims)")
+    p.add_argument("--curve-sims", type=int, default=CURVE_SIMS, help=f"trials per simulated curve point (default {CURVE_SIMS})")
+    p.add_argument("--search", choices=["key", "all"], default="key",
+                   help="pairs with simulated sample sizes and MDEs: the key endpoints (default; the others get their "
+                        "analytic answer) or every endpoint and test")
+    p.add_argument("--formats", nargs="+", default=list(DEFAULT_FORMATS), choices=list(FORMATS),
+                   help=f"documents to write (default: {' '.join(DEFAULT_FORMATS)})")
+    p.add_argument("--paper", choices=["A4", "Letter"], default="A4", help="page size of the PDF and Word documents (default A4)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def _jobs(args, scenario=None) -> int | None:
+    """--jobs, else the config's run.n_jobs (as the help says); results do not depend on it."""
+    if args.jobs is not None:
+        return args.jobs
+    return scenario.run.n_jobs if scenario is not None else None
+
+
+def _source(args) -> tuple[str | None, Path | None]:
+    """(config file, results folder) from the positional argument and --from."""
+    from_dir = args.from_dir
+    config = args.config
+    if config is not None and Path(config).is_dir():
+        if from_dir is not None:
+            raise ConfigError("give either a config file or --from DIR, not a folder twice")
+        from_dir, config = Path(config), None
+    if config is None and from_dir is None:
+        raise ConfigError("give a config file (e.g. configs/exosome_lar_20.toml) or --from DIR (a results folder)")
+    if config is not None and from_dir is not None:
+        raise ConfigError("give a config file or --from DIR (a results folder), not both")
+    if from_dir is not None and args.overrides:
+        raise ConfigError("--set applies to a config file, not to a finished run read with --from")
+    return config, from_dir
+
+
+def cmd_samplesize(args) -> int:
+    scenario = load_scenario(args.config, args.overrides)
+    endpoint = build_model(scenario).primary.name if args.endpoint is None else (None if args.endpoint == "all" else args.endpoint)
+    sims = args.sims or SEARCH_SIMS
+    try:
+        table = sample_sizes(scenario, endpoint=endpoint, test=args.test, power=args.power, ratio=args.ratio,
+                             dropout=args.dropout, n_max=args.n_max, n_sims=sims, seed=args.seed,
+                             n_jobs=_jobs(args, scenario), progress=not args.quiet)
+        d = scenario.design
+        simulated = (table.to_frame()["method"] == "monte_carlo").any()
+        arms = "equal arms" if args.ratio == 1 else f"the control arm; the treatment arm {args.ratio:g} times as many"
+        print(f"Sample size per arm: analysable patients ({arms}), two-sided alpha {num(d.alpha)}" + (f"; {sims:,} simulated trials per search step, seed {table.seed}"
+                                                  if simulated else ""))
+        print()
+        print(table.summary())
+        mde = None
+        if args.mde:
+            mde = minimal_detectable_effects(scenario, endpoint=endpoint, test=args.test, power=args.power[0],
+                                             n_per_arm=args.n, n_sims=sims, seed=table.seed, n_jobs=_jobs(args, scenario),
+                                             progress=not args.quiet)
+            print()
+            print(f"Smallest detectable effect with {pct(args.power[0], 0)} power at the planned size"
+                  if args.n is None else f"Smallest detectable effect with {pct(args.power[0], 0)} power at {args.n} per arm")
+            print()
+            print("\n".join(mde_lines(mde.to_frame())))
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    if args.out:
+        args.out.mkdir(parents=True, exist_ok=True)
+        table.to_frame().to_csv(args.out / "sample_sizes.csv", index=False)
+        if mde is not None:
+            mde.to_frame().to_csv(args.out / "mde.csv", index=False)
+        print(f"\nwritten: {args.out}/sample_sizes.csv" + (", mde.csv" if mde is not None else ""))
+    return 0
+
+
+def mde_lines(frame: pd.DataFrame) -> list[str]:
+    """A minimal-detectable-effect frame (:data:`trialsim.planning.mde.MDE_COLUMNS`) as an aligned table with notes."""
+    header = ["Endpoint", "Test", "n per arm", "Effect measure", "Smallest effect", "How found", "Assumed (power)", "Closed form"]
+    rows, notes, last = [], [], (None, None)
+    for r in frame.to_dict("records"):
+        how = {"exact": "exact", "monte_carlo": "simulated"}.get(r["method"], "-")
+        note = ""
+        if r["method"] == "skipped":
+            effect, note = "not computed", str(r["note"] or "")
+        elif r["method"] == "analytic":
+            effect = "not simulated"
+        elif not r["reachable"]:
+            effect = "none"
+            note = f"Even {r['parameter_label']} {num(r['best_effect'])} gives {pct(r['best_power'], 1)} power."
+        else:
+            effect = num(r["effect"])
+            if r["method"] == "monte_carlo" and not is_missing(r["effect_low"]):
+                effect += f" ({num(r['effect_low'])}-{num(r['effect_high'])})"
+        if note:
+            notes.append(note)
+            how += f" [{len(notes)}]"
+        assumed = f"{num(r['assumed'])} ({pct(r['power_at_assumed'], 1)})" if not is_missing(r["power_at_assumed"]) else num(r["assumed"])
+        closed = "-" if is_missing(r["analytic_effect"]) else num(r["analytic_effect"])
+        key = (r["endpoint"], r["test"])
+        rows.append([r["label"] if key[0] != last[0] else "", test_label(r["test"]),
+                     sizes(r["n_control"], r["n_treatment"]), r["parameter_label"], effect, how, assumed, closed])
+        last = key
+    lines = aligned_table(header, rows, right={2})
+    lines += ["", "Simulated effects with their 95% Monte Carlo interval; closed form: the normal approximation (two "
+                  "proportions) or the noncentral t on the model's SD, at the expected analysable sizes."]
+    lines += [f"[{i}] {text}" for i, text in enumerate(notes, 1)]
+    return lines
+
+
+def _values(items: list[str] | None, *, whole: bool, flag: str) -> list | None:
+    """Values of a range flag: numbers, or LOW:HIGH[:STEP] (see the curves epilog)."""
+    if not items:
+        return None
+    out: list = []
+    for item in items:
+        try:
+            parts = [float(x) for x in item.split(":")]
+        except ValueError:
+            raise ConfigError(f"{flag} {item!r}: use numbers, LOW:HIGH or LOW:HIGH:STEP") from None
+        if len(parts) == 1:
+            out.append(parts[0])
+        elif len(parts) in (2, 3):
+            low, high = parts[0], parts[1]
+            step = parts[2] if len(parts) == 3 else None
+            if high < low or (step is not None and step <= 0):
+                raise ConfigError(f"{flag} {item!r}: LOW must not exceed HIGH and STEP must be positive")
+            if whole:
+                out += n_grid(int(low), int(high), None if step is None else int(step))
+            elif step is None:
+                out += list(np.linspace(low, high, 6))
+            else:
+                out += list(np.arange(low, high + step / 2, step))
+        else:
+            raise ConfigError(f"{flag} {item!r}: use numbers, LOW:HIGH or LOW:HIGH:STEP")
+    values = sorted({int(v) if whole else round(float(v), 10) for v in out})
+    if whole and any(v != int(v) for v in out):
+        raise ConfigError(f"{flag}: sizes are whole numbers, got {items}")
+    return values
+
+
+def cmd_curves(args) -> int:
+    config, from_dir = _source(args)
+    out = Path(args.out)
+    ranges = {"n_values": _values(args.n_range, whole=True, flag="--n"),
+              "effects": _values(args.effect, whole=False, flag="--effect"),
+              "control_rates": _values(args.control_rate, whole=False, flag="--control-rate"),
+              "ratios": _values(args.ratios, whole=False, flag="--ratio")}
+    asked = any(v is not None for v in ranges.values())
+    try:
+        if from_dir is not None:
+            if asked:
+                raise ConfigError("--n, --effect, --control-rate and --ratio apply to a config file; a results folder is "
+                                  "drawn on its own grid")
+            grid = load_sweep_grid(from_dir, endpoint=args.endpoint)
+            if not grid.empty:  # a sweep: its own scenarios, as run
+                out.mkdir(parents=True, exist_ok=True)
+                grid.to_csv(out / "sweep_grid.csv", index=False)
+                files = draw_range_figures(grid, out, stem="sweep_grid")
+                print(f"The sweep's own grid: {len(grid):,} points from {from_dir}/power.csv (written: {out}/sweep_grid.csv)")
+            else:
+                files = draw_figures(load_planning(from_dir, parts=("curves",)), out)
+        else:
+            scenario = load_scenario(config, args.overrides)
+            if not asked:
+                swept = ranges_from_sweep(scenario, args.endpoint)
+                if swept is not None:
+                    ignored = swept.pop("ignored")
+                    ranges = swept
+                    print(f"Ranges from the config's [sweep]" + (f" (not shown: {', '.join(ignored)})" if ignored else ""))
+            if any(v is not None for v in ranges.values()):
+                frame = power_ranges(scenario, endpoint=args.endpoint, test=args.test, **ranges,
+                                     n_sims=args.sims or CURVE_SIMS, seed=args.seed, n_jobs=_jobs(args, scenario),
+                                     progress=not args.quiet)
+                out.mkdir(parents=True, exist_ok=True)
+                frame.to_csv(out / "power_ranges.csv", index=False)
+                files = draw_range_figures(frame, out, alpha=scenario.design.alpha)
+                print(f"{len(frame):,} points, {', '.join(sorted(set(frame['method'])))} "
+                      f"(written: {out}/power_ranges.csv)")
+            else:
+                result = plan(config, overrides=args.overrides, parts=("curves",), curve_sims=args.sims or CURVE_SIMS,
+                              seed=args.seed, n_jobs=_jobs(args), progress=not args.quiet)
+                result.save(out)
+                files = draw_figures(result, out)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    for f in files:
+        print(f"written: {f.png} and {f.svg.name}")
+    return 0
+
+
+def cmd_report(args) -> int:
+    config, from_dir = _source(args)
+    if from_dir is not None:
+        result = load_planning(from_dir, power=args.power, search_sims=args.search_sims, curve_sims=args.curve_sims,
+                               search=args.search)
+        if Path(args.out).resolve() != Path(from_dir).resolve():
+            result.save(args.out)
+    else:
+        result = plan(config, overrides=args.overrides, power=args.power, n_sims=args.sims, search_sims=args.search_sims,
+                      curve_sims=args.curve_sims, seed=args.seed, n_jobs=_jobs(args), progress=not args.quiet,
+                      search=args.search)
+        result.save(args.out)
+    written = write_report(result, args.out, formats=args.formats, page_size=args.paper)
+    print(open(Path(args.out) / "justification.txt", encoding="utf-8").read().strip())
+    print()
+    for fmt, path in written.items():
+        print(f"written: {path}")
+    return 0
+
+
+COMMANDS = {"samplesize": cmd_samplesize, "curves": cmd_curves, "report": cmd_report}

@@ -1,0 +1,126 @@
+"""Planning without a config file: ``solve`` (n, power or effect from a few numbers) and ``init`` (a starting config).
+
+Thin: parse, call :mod:`trialsim.planning.solve` / :mod:`trialsim.planning.init`, print. Bad numbers
+raise ``ConfigError`` (exit status 2 in ``trialsim.cli.main``).
+"""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from trialsim.analysis import registry as tests
+from trialsim.config.loader import ConfigError
+from trialsim.planning.init import TEMPLATES, write_template
+from trialsim.planning.solve import MEAN_TESTS, solve_ratio_of_means, solve_two_means, solve_two_proportions
+
+SOLVE_EPILOG = """Give all but one of the effect, --n and --power; the one left out is solved for. Examples:
+  trialsim solve proportions --p-control 0.124 --risk-ratio 0.5 --power 0.8 0.9
+  trialsim solve proportions --p-control 0.124 --p-treatment 0.062 --n 10 --test fisher boschloo chi2
+  trialsim solve proportions --p-control 0.124 --n 100 --power 0.8          (smallest effect)
+  trialsim solve means --difference 0.5 --sd 1 --power 0.8                  (pwr.t.test(d = 0.5, power = 0.8))
+  trialsim solve gmr --gmr 0.7 --log-sd 0.69 --n 10 --test welch
+Sizes are analysable patients per arm (the control arm; the treatment arm has --ratio times as many);
+--dropout inflates them to the numbers to enrol."""
+
+
+def _binary_tests() -> list[str]:
+    return [t for t in tests.names("binary") if tests.get(t).exact_power is not None]
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--n", type=int, default=None, metavar="N", help="analysable patients in the control arm (leave out to solve for it)")
+    p.add_argument("--power", type=float, nargs="+", default=None, metavar="P",
+                   help="target power(s), e.g. 0.8 0.9 (leave out to solve for the power)")
+    p.add_argument("--alpha", type=float, default=0.05, help="two-sided significance level (default 0.05)")
+    p.add_argument("--ratio", type=float, default=1.0, help="allocation ratio n_treatment / n_control (default 1)")
+    p.add_argument("--dropout", type=float, default=0.0, help="expected fraction not analysable, to inflate n to enrol (default 0)")
+
+
+def add_parsers(sub) -> None:
+    """Add ``solve`` (with ``proportions``, ``means``, ``gmr``) and ``init``."""
+    p = sub.add_parser("solve", help="sample size, power or smallest effect from a few numbers (no config file)",
+                       description="Exact power for two proportions (every 2x2 table) and two means (noncentral t; Welch "
+                                   "by quadrature), with the normal approximation beside it.",
+                       epilog=SOLVE_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    kinds = p.add_subparsers(dest="kind", required=True, metavar="{proportions,means,gmr}")
+
+    q = kinds.add_parser("proportions", help="two event rates (Fisher, Boschloo, chi-square: exact)", epilog=SOLVE_EPILOG,
+                         formatter_class=argparse.RawDescriptionHelpFormatter)
+    q.add_argument("--p-control", type=float, required=True, help="event rate in the control arm, e.g. 0.124")
+    effect = q.add_mutually_exclusive_group()
+    effect.add_argument("--p-treatment", type=float, default=None, help="event rate in the treatment arm")
+    effect.add_argument("--risk-ratio", type=float, default=None, help="treatment rate / control rate (instead of --p-treatment)")
+    q.add_argument("--test", nargs="+", default=["fisher"], choices=_binary_tests(), help="exact test(s) (default fisher)")
+    q.add_argument("--direction", choices=["lower", "higher"], default="lower",
+                   help="solving for the effect: a treatment rate below (default) or above the control rate")
+    _common(q)
+
+    m = kinds.add_parser("means", help="two means of a normal outcome (t test: noncentral t; Welch)", epilog=SOLVE_EPILOG,
+                         formatter_class=argparse.RawDescriptionHelpFormatter)
+    m.add_argument("--difference", type=float, default=None, help="true difference of means (with --sd 1: Cohen's d)")
+    m.add_argument("--sd", type=float, default=1.0, help="SD (of the control arm with --sd-treatment; default 1)")
+    m.add_argument("--sd-treatment", type=float, default=None, help="SD of the treatment arm (Welch only; default --sd)")
+    m.add_argument("--test", nargs="+", default=["t"], choices=list(MEAN_TESTS), help="t (pooled, default) and/or welch")
+    _common(m)
+
+    g = kinds.add_parser("gmr", help="a ratio of geometric means (log-normal outcome, t test on the logs)", epilog=SOLVE_EPILOG,
+                         formatter_class=argparse.RawDescriptionHelpFormatter)
+    g.add_argument("--gmr", type=float, default=None, help="true ratio of geometric means, treatment / control")
+    spread = g.add_mutually_exclusive_group(required=True)
+    spread.add_argument("--log-sd", type=float, default=None, help="SD of the natural logs")
+    spread.add_argument("--cv", type=float, default=None, help="coefficient of variation on the original scale (instead of --log-sd)")
+    g.add_argument("--test", nargs="+", default=["t"], choices=list(MEAN_TESTS), help="t (pooled, default) and/or welch")
+    g.add_argument("--direction", choices=["lower", "higher"], default="lower",
+                   help="solving for the effect: a ratio below 1 (default) or above it")
+    _common(g)
+
+    i = sub.add_parser("init", help="write a commented starting config (a new trial, or the registered one)")
+    i.add_argument("out", type=Path, metavar="OUT.toml", help="the config file to write")
+    i.add_argument("--template", choices=TEMPLATES, default="blank",
+                   help="blank: a new randomised trial to fill in (default); registered: the registered exosome/LAR trial")
+    i.add_argument("--force", action="store_true", help="overwrite OUT.toml if it exists")
+
+
+EFFECT_FLAGS = {"proportions": ("p_treatment", "--p-treatment or --risk-ratio"), "means": ("difference", "--difference"),
+                "gmr": ("gmr", "--gmr")}
+
+
+def cmd_solve(args) -> int:
+    field, flags = EFFECT_FLAGS[args.kind]
+    effect = getattr(args, field) if args.kind != "proportions" or args.risk_ratio is None else args.risk_ratio
+    left_out = [name for name, value in ((flags, effect), ("--n", args.n), ("--power", args.power)) if value is None]
+    if len(left_out) != 1:
+        raise ConfigError(f"give all but one of {flags}, --n and --power: the one left out is solved for "
+                          f"({'all three were given' if not left_out else 'left out: ' + ', '.join(left_out)})")
+    powers = args.power if args.power is not None else [None]
+    blocks = []
+    try:
+        for test in args.test:
+            for power in powers:
+                common = dict(n_per_arm=args.n, power=power, test=test, alpha=args.alpha, ratio=args.ratio, dropout=args.dropout)
+                if args.kind == "proportions":
+                    p_t = args.p_treatment if args.risk_ratio is None else args.p_control * args.risk_ratio
+                    sol = solve_two_proportions(args.p_control, p_t, direction=args.direction, **common)
+                elif args.kind == "means":
+                    sol = solve_two_means(args.difference, sd=args.sd, sd_treatment=args.sd_treatment, **common)
+                else:
+                    sol = solve_ratio_of_means(args.gmr, log_sd=args.log_sd, cv=args.cv, direction=args.direction, **common)
+                blocks.append(sol.summary())
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    print("\n\n".join(blocks))
+    return 0
+
+
+def cmd_init(args) -> int:
+    try:
+        path = write_template(args.out, args.template, force=args.force)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    edit = "edit the values marked FILL IN" if args.template == "blank" else "change what differs in your trial"
+    print(f"written: {path} ({args.template} template; it loads as it is)\n"
+          f"next: {edit}, then `trialsim show {path}` and `trialsim run {path}`")
+    return 0
+
+
+COMMANDS = {"solve": cmd_solve, "init": cmd_init}

@@ -1,0 +1,356 @@
+"""A panel of log-normal markers sampled on set days (family ``log_normal_markers``): IL-6 and TNF-alpha.
+
+Each marker is one substance (``group``) in one fluid (``compartment``). Its natural-log level on a
+sampling day is normal with the configured median and log-SD; levels of one patient correlate
+
+    corr = corr_days ** (|day difference| / corr_days_step)     (AR(1) in days)
+         x corr_compartments   if the compartments differ
+         x corr_groups         if the groups differ.
+
+A patient whose linked event (``event``, e.g. the leak) occurred has the levels of every sampling day
+from ``event_lead_days`` before its diagnosis on raised by the marker's ``event_gmr``; a treated
+patient's levels are multiplied by ``treatment_gmr``; a sample is missing with ``p_missing``.
+Analysed: each marker on each day (``<marker>_pod<day>``) and the per-patient mean of the log levels
+over the days available (``<marker>_mean_log``), all on the log scale, measured in hospital.
+
+Randomness: the standard normals of each sampling day come from the day's own stream and the
+AR(1)-in-days law is built forward day by day, so adding a later sampling day, a marker's missingness
+or another endpoint leaves every existing value bit-identical.
+
+Defaults are the exosome/LAR trial's serum and drain cytokines with sources [n] = section n of
+shared/clinical_evidence.md.
+"""
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Literal
+
+import numpy as np
+from pydantic import Field, field_validator, model_validator
+
+from trialsim.config.base import MISSING_MAX, Identifier, StrictModel, Text
+from trialsim.endpoints.base import Analysed, EffectParameter, EndpointFamily, PatientContext, Status
+from trialsim.endpoints.registry import register
+from trialsim.rng import Streams, patient_draws
+
+
+# Levels a marker's median may take in its own unit (pg/mL to g/L spans 1e-3 to 1e9 pg/mL).
+MEDIAN_MIN, MEDIAN_MAX = 1e-9, 1e12
+
+
+class Marker(StrictModel):
+    """One marker (a substance in a fluid), with one value per sampling day where it varies by day."""
+
+    name: Identifier = Field(description="Identifier used in endpoint names, e.g. 'il6_drain'.")
+    group: Identifier = Field(description="Substance, e.g. 'il6'; markers of different groups correlate by corr_groups.")
+    compartment: Identifier = Field(
+        description="Fluid or site, e.g. 'serum' or 'drain'; markers in different compartments correlate by corr_compartments.",
+    )
+    label: Text | None = Field(None, max_length=200, description="Label in tables; none = '<group> (<compartment>)'.")
+    unit: Text = Field("pg/mL", max_length=30, description="Unit of the medians.")
+    median: tuple[float, ...] = Field(description="Median per sampling day without the linked event and without treatment.")
+    log_sd: float = Field(ge=0.001, le=5.0, description="SD of the natural log of the level.")
+    event_gmr: tuple[float, ...] = Field(
+        description="Geometric mean ratio with vs without the linked event, per sampling day, once the event has begun."
+    )
+    treatment_gmr: float = Field(ge=0.01, le=100.0, description="Geometric mean ratio treated vs not, in every patient and on every day.")
+    p_missing: tuple[float, ...] = Field(description="Chance the sample is missing, per sampling day (drains removed by POD 4-5).")
+    source: Text = Field("", max_length=500, description="Where the numbers come from.")
+
+    @field_validator("median")
+    @classmethod
+    def _level(cls, v):
+        if any(not MEDIAN_MIN <= x <= MEDIAN_MAX for x in v):
+            raise ValueError(f"every value must be > 0, from {MEDIAN_MIN:g} to {MEDIAN_MAX:g}, got {list(v)}")
+        return v
+
+    @field_validator("event_gmr")
+    @classmethod
+    def _ratio(cls, v):
+        if any(not 1e-3 <= x <= 1e3 for x in v):
+            raise ValueError(f"every value must be > 0, from 0.001 to 1000, got {list(v)}")
+        return v
+
+    @field_validator("p_missing")
+    @classmethod
+    def _probabilities(cls, v):
+        if any(not 0.0 <= x <= MISSING_MAX for x in v):
+            raise ValueError(f"every value must be in [0, 1) and at most {MISSING_MAX:g}, got {list(v)}")
+        return v
+
+    @property
+    def pretty(self) -> str:
+        return self.label if self.label is not None else f"{self.group} ({self.compartment})"
+
+
+def _marker(name, group, compartment, label, median, log_sd, event_gmr, treatment_gmr, p_missing, source):
+    return Marker(name=name, group=group, compartment=compartment, label=label, median=median, log_sd=log_sd,
+                  event_gmr=event_gmr, treatment_gmr=treatment_gmr, p_missing=p_missing, source=source)
+
+
+DEFAULT_MARKERS = (
+    _marker("il6_serum", "il6", "serum", "IL-6 (serum)", (60.0, 25.0, 12.0), 0.8, (1.3, 2.0, 2.5), 0.85, (0.0, 0.0, 0.0),
+            "Prochazka 2023 cut-offs, Zawadzki 2018 [3a]; table 3b ASSUMPTION; treatment GMR 0.85 ASSUMPTION [8]"),
+    _marker("tnf_serum", "tnf", "serum", "TNF-alpha (serum)", (6.0, 6.0, 5.0), 0.6, (1.1, 1.3, 1.5), 0.85, (0.0, 0.0, 0.0),
+            "Liu cut-offs [3a]; table 3b ASSUMPTION; treatment GMR 0.85 ASSUMPTION [8]"),
+    _marker("il6_drain", "il6", "drain", "IL-6 (drain)", (35000.0, 22000.0, 12000.0), 0.8, (1.9, 2.5, 3.0), 0.7, (0.0, 0.0, 0.2),
+            "BMC Surg 2015 scale, Sammour 2016 AUROC 0.72 [3a]; table 3b ASSUMPTION; treatment GMR 0.7 ASSUMPTION [8]"),
+    _marker("tnf_drain", "tnf", "drain", "TNF-alpha (drain)", (60.0, 50.0, 50.0), 0.8, (1.3, 1.8, 2.5), 0.7, (0.0, 0.0, 0.2),
+            "Sparreboom 2016, Surg Infect 2017 [3a]; table 3b ASSUMPTION; treatment GMR 0.7 ASSUMPTION [8]"),
+)
+
+
+@register
+class LogNormalMarkers(EndpointFamily):
+    """Correlated log-normal markers on postoperative days, raised by a linked event, scaled by treatment."""
+
+    family: Literal["log_normal_markers"] = "log_normal_markers"
+
+    label: Text = Field("IL-6 and TNF-alpha in serum and drain fluid", min_length=1, max_length=200,
+                       description="Label of the panel [0], [3].")
+    days: tuple[int, ...] = Field((1, 3, 5), min_length=1, max_length=60, description="Postoperative sampling days [0], [3b].")
+    markers: tuple[Marker, ...] = Field(DEFAULT_MARKERS, min_length=1, max_length=50, description="Markers [3b].")
+    corr_days: float = Field(
+        0.6, ge=0.0, le=0.99,
+        description="Log-scale correlation of samples corr_days_step days apart (AR(1) in days); ASSUMPTION [3b].",
+    )
+    corr_days_step: float = Field(2.0, ge=0.01, le=3650.0, description="Day distance at which the correlation equals corr_days [3b].")
+    corr_compartments: float = Field(
+        0.3, ge=0.0, le=0.99, description="Correlation of two compartments, same group, same day (serum vs drain); ASSUMPTION [3b]."
+    )
+    corr_groups: float = Field(
+        0.4, ge=0.0, le=0.99, description="Correlation of two groups, same compartment, same day (IL-6 vs TNF); ASSUMPTION [3b]."
+    )
+    event: str | None = Field(None, min_length=1, description="Id of the event endpoint that raises the levels (e.g. 'leak_1m'); none = no link.")
+    event_lead_days: float = Field(
+        2.0, ge=0.0, le=3650.0, description="The event raises levels from this many days before its diagnosis on; ASSUMPTION [3b]."
+    )
+    summaries: tuple[Literal["per_day", "mean_log"], ...] = Field(
+        ("per_day", "mean_log"), min_length=1, max_length=2,
+        description="Endpoints per marker: each day, and the per-patient mean of log levels over the available days.",
+    )
+    tests: tuple[str, ...] = Field(("welch_log", "mann_whitney"), max_length=10, description="Analyses of each marker endpoint.")
+
+    @field_validator("days")
+    @classmethod
+    def _days(cls, v):
+        if any(not 0 <= d <= 3650 for d in v) or len(set(v)) != len(v) or list(v) != sorted(v):
+            raise ValueError(f"days must be distinct and increasing, from 0 to 3650, got {list(v)}")
+        return v
+
+    @field_validator("summaries")
+    @classmethod
+    def _distinct(cls, v):
+        if len(set(v)) != len(v):
+            raise ValueError(f"each summary may appear once, got {list(v)}")
+        return v
+
+    @model_validator(mode="after")
+    def _shapes(self):
+        k = len(self.days)
+        names = [m.name for m in self.markers]
+        if len(set(names)) != len(names):
+            raise ValueError(f"markers: names must be unique, got {names}")
+        for i, m in enumerate(self.markers):
+            for field in ("median", "event_gmr", "p_missing"):
+                values = getattr(m, field)
+                if len(values) != k:
+                    raise ValueError(f"markers[{i}] ({m.name!r}): {field} has {len(values)} values but there are "
+                                     f"{k} days {list(self.days)}")
+        seen: dict[tuple[str, str], str] = {}
+        for m in self.markers:
+            key = (m.group, m.compartment)
+            if key in seen:
+                raise ValueError(f"markers: {seen[key]!r} and {m.name!r} are both group {m.group!r} in compartment "
+                                 f"{m.compartment!r}; their correlation would be 1 (give them different groups)")
+            seen[key] = m.name
+        if np.linalg.eigvalsh(marker_correlation(self)).min() <= 1e-10:  # pragma: no cover - unique pairs are PD
+            raise ValueError("markers, corr_compartments, corr_groups: the correlation of the markers on a day is not positive definite")
+        return self
+
+    # ------------------------------------------------------------------------------ structure
+    def links(self) -> tuple[str, ...]:
+        return (self.event,) if self.event is not None else ()
+
+    def analysed(self, cid: str) -> tuple[Analysed, ...]:
+        out = []
+        for i, m in enumerate(self.markers):
+            effect = EffectParameter(f"endpoints.{cid}.markers[{i}].treatment_gmr", f"{m.pretty} geometric mean ratio",
+                                     "ratio", 1.0, m.treatment_gmr)
+            if "per_day" in self.summaries:
+                out += [Analysed(f"{m.name}_pod{d}", cid, "continuous", f"{m.pretty}, POD {d}", m.unit, "log", self.tests, effect)
+                        for d in self.days]
+            if "mean_log" in self.summaries:
+                out.append(Analysed(f"{m.name}_mean_log", cid, "continuous",
+                                    f"{m.pretty}, mean of log over POD {', '.join(map(str, self.days))}", m.unit, "log",
+                                    self.tests, effect))
+        return tuple(out)
+
+    # ------------------------------------------------------------------------------- patients
+    def generate(self, cid: str, ctx: PatientContext, streams: Streams) -> dict[str, np.ndarray]:
+        """Natural-log levels ``<marker>_pod<day>`` (NaN = sample missing) and ``<marker>_mean_log``."""
+        p = _parameters(self)
+        s, n = ctx.shape
+        n_days, n_markers = len(self.days), len(self.markers)
+        # one (marker, day or mean, trial, patient) array, so every endpoint is a contiguous block
+        levels = np.empty((n_markers, n_days + 1, s, n))
+        state = np.empty((n_markers, s, n))  # standardised levels of the previous day (the AR(1) state)
+        for k, day in enumerate(self.days):
+            z = patient_draws(streams("endpoint", cid, "day", str(day)), "standard_normal", s, n, extra=(n_markers,))
+            for m in range(n_markers):
+                # element-wise (no BLAS) so a patient's bits never depend on how many others there are
+                w = p.chol[m, 0] * z[..., 0]
+                for j in range(1, m + 1):
+                    w += p.chol[m, j] * z[..., j]
+                if k:
+                    w *= p.innovation[k]
+                    w += p.rho[k] * state[m]
+                state[m] = w
+                levels[m, k] = p.log_median[k, m] + p.log_sd[m] * w
+        by_day = levels[:, :n_days]
+        if self.event is not None:
+            self._add_event_raise(by_day, ctx, p)
+        if p.any_treatment and ctx.treated.any():
+            by_day[:, :, ctx.treated] += p.log_treatment_gmr[:, None, None]
+        for k, j in zip(*np.nonzero(p.p_missing)):  # only the samples that can be missing draw
+            u = patient_draws(streams("endpoint", cid, "missing", self.markers[j].name, str(self.days[k])), "random", s, n)
+            by_day[j, k][u < p.p_missing[k, j]] = np.nan
+        out: dict[str, np.ndarray] = {}
+        if "mean_log" in self.summaries:
+            self._mean_log(levels, p)
+        for j, m in enumerate(self.markers):
+            for k, d in enumerate(self.days):
+                out[f"{m.name}_pod{d}"] = levels[j, k]
+            if "mean_log" in self.summaries:
+                out[f"{m.name}_mean_log"] = levels[j, n_days]
+        return out
+
+    def _add_event_raise(self, by_day: np.ndarray, ctx: PatientContext, p: "_Parameters") -> None:
+        try:
+            linked = ctx.latent[self.event]
+        except KeyError:
+            raise KeyError(f"{self.event!r} (the event linked to these markers) has not been generated yet") from None
+        hit = np.nonzero(linked["event"])
+        if not hit[0].size:
+            return
+        raised = p.days[:, None] >= (np.asarray(linked["day"])[hit] - self.event_lead_days)  # (days, events)
+        by_day[:, :, hit[0], hit[1]] += np.where(raised[None], p.log_event_gmr.T[:, :, None], 0.0)
+
+    def _mean_log(self, levels: np.ndarray, p: "_Parameters") -> None:
+        """Per-patient mean of the log levels over the available days (NaN when none is)."""
+        n_days = len(self.days)
+        means = levels[:, n_days]
+        np.sum(levels[:, :n_days], axis=1, out=means)
+        means /= n_days
+        for j in np.nonzero(p.p_missing.any(axis=0))[0]:  # markers that can miss a sample
+            gap = np.nonzero(np.isnan(means[j]))
+            if gap[0].size:
+                values = levels[j, :n_days][:, gap[0], gap[1]]
+                observed = ~np.isnan(values)
+                counts = observed.sum(axis=0)
+                with np.errstate(invalid="ignore", divide="ignore"):
+                    means[j][gap] = np.where(counts > 0, np.where(observed, values, 0.0).sum(axis=0) / counts, np.nan)
+
+    def observe(self, cid: str, ctx: PatientContext, latent: dict[str, np.ndarray], status: Status) -> dict[str, np.ndarray]:
+        return {a.name: status.in_hospital(latent[a.name]) for a in self.analysed(cid)}
+
+    # ----------------------------------------------------------------------------------- laws
+    def true_effect(self, cid: str, name: str, estimand: str, model) -> float | None:
+        """Treatment minus control difference in the expected log level of ``name`` (``estimand="difference"``).
+
+        The event raises day ``d`` by ``log(event_gmr_d)`` with probability P(event diagnosed by
+        ``d + event_lead_days``) in the arm; the mean of logs averages the days available, missingness
+        being independent of the levels, among patients with at least one sample.
+        """
+        if estimand != "difference":
+            return None
+        where = _endpoint_index(self).get(name)
+        if where is None:
+            return None
+        j, k = where
+        m = self.markers[j]
+        p = _parameters(self)
+        if self.event is None:
+            return float(np.log(m.treatment_gmr))
+        linked = model.section(self.event)
+        gaps = []
+        for d in self.days:
+            by_arm = [linked.event_by_day(self.event, arm, d + self.event_lead_days, model) for arm in ("treatment", "control")]
+            if by_arm[0] is None or by_arm[1] is None:
+                return None
+            gaps.append(by_arm[0] - by_arm[1])
+        weights = np.eye(len(self.days))[k] if k is not None else mean_weights(tuple(p.p_missing[:, j]))
+        return float(np.log(m.treatment_gmr) + np.sum(weights * p.log_event_gmr[:, j] * np.array(gaps)))
+
+
+def mean_weights(p_missing: tuple[float, ...]) -> np.ndarray:
+    """Weight of each day in E[mean of the available days | at least one available].
+
+    Days are missing independently with ``p_missing``. Summing over the subsets ``S`` of available
+    days (probability ``prod_S (1 - p) prod_notS p``, weight ``1 / |S|`` for each of its days), day
+    ``k`` gets ``(1 - p_k) E[1 / (1 + N_k)]`` with ``N_k`` the number of other days available (a
+    Poisson-binomial count, built exactly by convolution), divided by P(at least one available).
+    """
+    p = np.asarray(p_missing, dtype=float)
+    n = len(p)
+    if not p.any():
+        return np.full(n, 1.0 / n)
+    weights = np.empty(n)
+    for k in range(n):
+        pmf = np.ones(1)  # law of the number of other days available
+        for i in range(n):
+            if i != k:
+                pmf = np.convolve(pmf, [p[i], 1.0 - p[i]])
+        weights[k] = (1.0 - p[k]) * float(pmf @ (1.0 / np.arange(1, len(pmf) + 1)))
+    return weights / (1.0 - np.prod(p))
+
+
+def marker_correlation(section: LogNormalMarkers) -> np.ndarray:
+    """Correlation of the markers' log levels on one day."""
+    comp = np.array([m.compartment for m in section.markers])
+    group = np.array([m.group for m in section.markers])
+    return (np.where(comp[:, None] != comp[None, :], section.corr_compartments, 1.0)
+            * np.where(group[:, None] != group[None, :], section.corr_groups, 1.0))
+
+
+def correlation_matrix(section: LogNormalMarkers) -> np.ndarray:
+    """Correlation of log levels over (day, marker) pairs, day-major: a Kronecker product of days and markers."""
+    days = np.asarray(section.days, dtype=float)
+    day_corr = section.corr_days ** (np.abs(days[:, None] - days[None, :]) / section.corr_days_step)
+    return np.kron(day_corr, marker_correlation(section))
+
+
+class _Parameters:
+    """Per (day, marker) arrays of a config, built once per config."""
+
+    def __init__(self, section: LogNormalMarkers):
+        ms = section.markers
+        self.days = np.asarray(section.days, dtype=float)
+        self.log_median = np.log(np.array([m.median for m in ms])).T  # (days, markers)
+        self.log_sd = np.array([m.log_sd for m in ms])
+        self.log_event_gmr = np.log(np.array([m.event_gmr for m in ms])).T
+        self.log_treatment_gmr = np.log(np.array([m.treatment_gmr for m in ms]))
+        self.any_treatment = bool(np.any(self.log_treatment_gmr != 0.0))
+        self.p_missing = np.array([m.p_missing for m in ms]).T
+        # the day-major Cholesky factor of kron(AR(1) days, markers) applied forward in days: day k is
+        # rho_k * (day k-1) + sqrt(1 - rho_k^2) * (chol(markers) @ z_k), so it reads days <= k only
+        self.chol = np.linalg.cholesky(marker_correlation(section))
+        gaps = np.diff(self.days, prepend=self.days[0])
+        self.rho = section.corr_days ** (gaps / section.corr_days_step)
+        self.innovation = np.sqrt(1.0 - self.rho**2)
+
+
+@lru_cache(maxsize=64)
+def _parameters(section: LogNormalMarkers) -> _Parameters:
+    return _Parameters(section)
+
+
+@lru_cache(maxsize=64)
+def _endpoint_index(section: LogNormalMarkers) -> dict[str, tuple[int, int | None]]:
+    """Analysed name -> (marker index, day index or None for the mean of logs)."""
+    out: dict[str, tuple[int, int | None]] = {}
+    for j, m in enumerate(section.markers):
+        for k, d in enumerate(section.days):
+            out[f"{m.name}_pod{d}"] = (j, k)
+        out[f"{m.name}_mean_log"] = (j, None)
+    return out

@@ -1,0 +1,100 @@
+"""Where tasks run: in this process, on joblib workers (loky processes, threads), or on a Dask cluster.
+
+Every backend yields task results as they finish, in any order; the runner puts blocks back in
+order, so the numbers are the same on every backend. Worker pools are reused: joblib's loky
+executor is kept between calls, and a Dask client (with the local cluster trialsim started for it)
+is kept for the life of the process and closed at exit (or by :func:`close_backends`).
+
+Dask
+    ``backend = "dask"`` without a scheduler address starts a ``dask.distributed.LocalCluster`` on
+    127.0.0.1 (one single-threaded worker process per job, no dashboard); with an address
+    (``tcp://host:8786``) trialsim connects to that scheduler and uses its workers, which must be
+    able to import trialsim (the same version).
+"""
+from __future__ import annotations
+
+import atexit
+import itertools
+import logging
+from typing import Any, Callable, Iterable, Iterator
+
+from trialsim.config.loader import ConfigError
+
+BACKENDS = ("loky", "threading", "sequential", "dask")
+CONNECT_TIMEOUT = "10s"  # to reach a Dask scheduler given by its address
+_clients: dict[tuple, Any] = {}  # (scheduler address or None, local workers) -> dask.distributed.Client
+
+
+def execute(fn: Callable, jobs: Iterable[tuple], *, n_tasks: int, backend: str, n_workers: int,
+            scheduler: str | None = None) -> Iterator[Any]:
+    """``fn(*args)`` for every ``args`` in ``jobs``, yielded as they finish (in any order)."""
+    if n_tasks == 0:
+        return
+    if backend == "dask" and (scheduler or (n_workers > 1 and n_tasks > 1)):
+        yield from _on_dask(fn, jobs, client=dask_client(scheduler, n_workers))
+        return
+    if backend not in BACKENDS:
+        raise ConfigError(f"run.backend = {backend!r} is not allowed: allowed: {', '.join(BACKENDS)}")
+    if n_workers <= 1 or backend in ("sequential", "dask") or n_tasks == 1:
+        for args in jobs:
+            yield fn(*args)
+        return
+    from joblib import Parallel, delayed
+
+    yield from Parallel(n_jobs=n_workers, backend=backend, return_as="generator_unordered")(
+        delayed(fn)(*args) for args in jobs)
+
+
+def dask_client(scheduler: str | None, n_workers: int):
+    """The Dask client of this process for ``scheduler`` (None: a local cluster of ``n_workers``), reused."""
+    key = (scheduler, None if scheduler else n_workers)
+    client = _clients.get(key)
+    if client is not None and client.status == "running":
+        return client
+    try:
+        from dask.distributed import Client, LocalCluster
+    except ImportError:
+        raise ConfigError("run.backend = 'dask' needs dask.distributed: pip install 'trialsim[dask]'") from None
+    if scheduler:
+        try:
+            client = Client(scheduler, timeout=CONNECT_TIMEOUT)
+        except (OSError, TimeoutError, ValueError) as exc:
+            raise ConfigError(f"cannot reach the Dask scheduler at run.scheduler = {scheduler!r} ({exc}); start one with "
+                              f"`dask scheduler` and workers with `dask worker {scheduler}`, or leave the address out "
+                              f"for a local cluster") from None
+    else:
+        cluster = LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=True, host="127.0.0.1",
+                               dashboard_address=None, silence_logs=logging.ERROR)
+        client = Client(cluster)
+    if not _clients:
+        atexit.register(close_backends)
+    _clients[key] = client
+    return client
+
+
+def close_backends() -> None:
+    """Close the Dask clients of this process, and the local clusters trialsim started."""
+    while _clients:
+        _, client = _clients.popitem()
+        cluster = client.cluster
+        client.close()
+        if cluster is not None:
+            cluster.close()
+
+
+def _on_dask(fn: Callable, jobs: Iterable[tuple], *, client) -> Iterator[Any]:
+    """Submit a window of tasks (twice the cluster's threads), one more as each finishes."""
+    from dask.distributed import as_completed
+
+    jobs = iter(jobs)
+    window = 2 * max(1, sum(client.nthreads().values()))
+    futures = as_completed([client.submit(fn, *args, pure=False) for args in itertools.islice(jobs, window)],
+                           with_results=True)
+    try:
+        for _, result in futures:
+            yield result
+            args = next(jobs, None)
+            if args is not None:
+                futures.add(client.submit(fn, *args, pure=False))
+    finally:
+        futures.clear()

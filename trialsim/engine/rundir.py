@@ -1,0 +1,383 @@
+"""The run directory as a small database: a lock, a manifest, checksummed checkpoints, atomic files.
+
+A run folder (``trialsim run --out DIR``) holds
+
+* ``.trialsim.lock``: held (``filelock``, an OS lock released when the process dies) for the whole
+  run, results included, so a second run into the same folder is refused while the first works, and
+  the lock of a killed run is simply taken over;
+* ``manifest.json``: written before anything else: the run's identity (trialsim version, seed, drawn
+  or given, trials, block size, and each scenario's id and config hash) and one entry per session
+  (a resume adds one). A folder whose manifest names another run is refused, naming the field;
+* ``checkpoints/<scenario>.jsonl``: a header line, then one line per finished block, each with a
+  checksum of its content. On resume every line is checked (checksum, block index, trials, every
+  key, ``0 <= rejects <= valid <= trials``); a damaged line is never trusted: its block is
+  simulated again, with a warning;
+* the outputs, each written to a temporary file and renamed into place (:func:`atomic_write`), so a
+  kill or a full disk never leaves a truncated file, and a rewritten checkpoint replaces the old one
+  only once it is complete.
+"""
+from __future__ import annotations
+
+import datetime
+import hashlib
+import json
+import os
+import platform
+import warnings
+from pathlib import Path
+from typing import Any, Callable, Iterable, Sequence
+
+from filelock import FileLock, Timeout
+
+from trialsim.config.loader import ConfigError, to_raw
+from trialsim.scenarios import ScenarioSpec, safe_name
+from trialsim.summarise import BlockSummary
+from trialsim.version import __version__
+
+MANIFEST = "manifest.json"
+LOCK = ".trialsim.lock"
+OWNER = ".trialsim.owner.json"
+FORMAT = 1
+CHECKPOINTS = "checkpoints"
+CHECKPOINTS_WITH_TRIALS = "checkpoints_with_trials"  # a run keeping its trials resumes only from its own blocks
+IDENTITY = ("format", "trialsim", "seed", "n_sims", "block_size", "scenarios")
+# what an earlier trialsim run leaves in its folder; a folder holding these but no manifest is refused
+EARLIER_OUTPUTS = ("power.csv", "power.json", "estimates.csv", "provenance.json", "scenarios", "trials", CHECKPOINTS,
+                   CHECKPOINTS_WITH_TRIALS)
+
+
+class RunDirError(ConfigError):
+    """A run folder that cannot be used: locked by a running run, holding another run, damaged or not writable."""
+
+
+# ----------------------------------------------------------------------------------------- files
+def atomic_write(path: str | Path, content: str | bytes | Callable[[Path], Any]) -> Path:
+    """Write ``path`` through a temporary file in the same folder and an atomic rename.
+
+    ``content`` is the text or bytes, or a function writing to the path it is given (e.g.
+    ``lambda p: frame.to_csv(p)``; the temporary path keeps the suffix, for writers that read it).
+    A kill or an error leaves the old file (or none), never a part of the new one.
+    """
+    path = Path(path)
+    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp{path.suffix}")
+    try:
+        if isinstance(content, str):
+            tmp.write_text(content, encoding="utf-8")
+        elif isinstance(content, bytes):
+            tmp.write_bytes(content)
+        else:
+            content(tmp)
+        with open(tmp, "rb+") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise RunDirError(f"cannot write {str(path)!r}: {exc.strerror or exc} (a full disk or a read-only folder?); "
+                          f"finished blocks stay in the run folder's checkpoints and resume on the next run") from None
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return path
+
+
+def _canonical(data: Any) -> bytes:
+    return json.dumps(data, sort_keys=True, separators=(",", ":")).encode()
+
+
+def checksum(data: Any) -> str:
+    """Checksum of a JSON value (sha256 of its canonical text, 16 hex digits)."""
+    return hashlib.sha256(_canonical(data)).hexdigest()[:16]
+
+
+def scenario_hash(spec: ScenarioSpec) -> str:
+    """Hash of everything in a scenario that changes its numbers except the ``[run]`` section.
+
+    Seed, trials and block size are manifest fields of their own; the other run settings
+    (workers, chunking, backend, scheduler, memory budget) never change a number.
+    """
+    raw = to_raw(spec.scenario)
+    raw.pop("run", None)
+    return hashlib.sha256(_canonical(raw)).hexdigest()[:16]
+
+
+def _now() -> str:
+    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+
+
+# ------------------------------------------------------------------------------------ checkpoint
+class Checkpoint:
+    """One scenario's finished blocks: a JSON-lines file, a header then one checksummed line per block.
+
+    Opening it checks every line; blocks of good lines are indexed by their place in the file and
+    read back one at a time when the run folds them in (memory does not grow with the trials).
+    Damaged lines are dropped (their blocks are simulated again, with a warning); the file is then
+    rewritten through a temporary file and an atomic rename, so an interruption of the rewrite loses
+    nothing.
+
+    ``check(summary)`` returns why a stored block cannot be trusted (or None), given its index is in
+    range; :meth:`BlockSummary.problem` does that.
+    """
+
+    def __init__(self, path: Path, header: dict, *, n_blocks: int, check: Callable[[BlockSummary], str | None]):
+        self.path = Path(path)
+        self.header = header
+        self.n_blocks = n_blocks
+        self.check = check
+        self.index: dict[int, tuple[int, int]] = {}  # block -> (offset, length) of its line
+        self.damaged: list[str] = []
+        if self.path.exists():
+            self._open_existing()
+        else:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            atomic_write(self.path, self._header_line())
+
+    def _header_line(self) -> bytes:
+        return json.dumps({"header": self.header, "sha": checksum(self.header)}, separators=(",", ":")).encode() + b"\n"
+
+    def _parse(self, line: bytes) -> BlockSummary | str:
+        """The line's block, or why it cannot be trusted."""
+        try:
+            data = json.loads(line.decode("utf-8"))
+            body, sha = data["block"], data["sha"]
+        except (UnicodeDecodeError, ValueError, TypeError, KeyError):
+            return "not a whole checkpoint line"
+        if not isinstance(body, dict) or checksum(body) != sha:
+            return "checksum does not match its content"
+        try:
+            block = BlockSummary.from_json(body)
+        except TypeError:
+            return "unexpected keys"
+        if not isinstance(block.block, int) or not 0 <= block.block < self.n_blocks:
+            return f"block index {block.block!r} out of range 0..{self.n_blocks - 1}"
+        why = self.check(block)
+        return block if why is None else f"block {block.block}: {why}"
+
+    def _open_existing(self) -> None:
+        rewrite = False
+        with open(self.path, "rb") as fh:
+            first = fh.readline()
+            try:
+                head = json.loads(first.decode("utf-8"))
+                good_header = head["header"] == self.header and head["sha"] == checksum(head["header"])
+            except (UnicodeDecodeError, ValueError, TypeError, KeyError):
+                good_header = False
+            if not good_header:
+                warnings.warn(f"checkpoint {str(self.path)!r} has a damaged or foreign header: none of its blocks is "
+                              f"trusted, they are simulated again", RuntimeWarning, stacklevel=4)
+                self.damaged.append("header")
+                atomic_write(self.path, self._header_line())
+                return
+            offset = len(first)
+            for line in fh:
+                found = self._parse(line)
+                if not line.endswith(b"\n"):  # torn by an interruption: its block simply runs again
+                    rewrite = True
+                elif isinstance(found, str):
+                    self.damaged.append(found)
+                elif found.block in self.index:
+                    rewrite = True  # a block written twice: keep the first
+                else:
+                    self.index[found.block] = (offset, len(line))
+                offset += len(line)
+        if self.damaged:
+            warnings.warn(f"checkpoint {str(self.path)!r}: {len(self.damaged)} damaged line(s) not trusted "
+                          f"(first: {self.damaged[0]}); those blocks are simulated again", RuntimeWarning, stacklevel=4)
+        if rewrite or self.damaged:
+            self._rewrite()
+
+    def _rewrite(self) -> None:
+        """Keep the header and the good lines only: a new file, renamed over the old one when complete."""
+        index: dict[int, tuple[int, int]] = {}
+
+        def write(tmp: Path) -> None:
+            with open(self.path, "rb") as old, open(tmp, "wb") as new:
+                new.write(self._header_line())
+                for block, (offset, length) in sorted(self.index.items(), key=lambda kv: kv[1][0]):
+                    old.seek(offset)
+                    index[block] = (new.tell(), length)
+                    new.write(old.read(length))
+
+        atomic_write(self.path, write)
+        self.index = index
+
+    def load(self, block: int) -> BlockSummary:
+        """Read a stored block back (checked again)."""
+        offset, length = self.index[block]
+        with open(self.path, "rb") as fh:
+            fh.seek(offset)
+            found = self._parse(fh.read(length))
+        if isinstance(found, str) or found.block != block:
+            raise RunDirError(f"checkpoint {str(self.path)!r} changed while the run was reading it ({found}); run again")
+        return found
+
+    def append(self, blocks: Iterable[BlockSummary]) -> None:
+        """Add finished blocks (flushed to disk before returning)."""
+        with open(self.path, "ab") as fh:
+            for block in blocks:
+                body = block.to_json()
+                line = json.dumps({"sha": checksum(body), "block": body}, separators=(",", ":")).encode() + b"\n"
+                self.index[block.block] = (fh.tell(), len(line))
+                fh.write(line)
+            fh.flush()
+            os.fsync(fh.fileno())
+
+
+# ------------------------------------------------------------------------------------- run folder
+class RunDir:
+    """A run folder, locked for as long as it is open (``with RunDir(folder) as rd: ...``).
+
+    Opening refuses a folder that another run is writing into, that is a file or cannot be written,
+    that holds an earlier run's outputs without a manifest, or whose manifest is damaged.
+    :meth:`begin` then refuses a folder that holds another run, naming the field that differs.
+    """
+
+    def __init__(self, folder: str | Path):
+        self.folder = Path(folder)
+        self.manifest: dict | None = None
+        self.seed_given: bool | None = None
+        self.blocks_resumed = 0
+        self.blocks_computed = 0
+        self.damaged_lines = 0
+        self._lock: FileLock | None = None
+
+    # ------------------------------------------------------------------------ lock
+    def __enter__(self) -> "RunDir":
+        self.open()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def open(self) -> None:
+        self._make_folder()
+        lock = FileLock(self.folder / LOCK, timeout=0)
+        try:
+            lock.acquire()
+        except Timeout:
+            raise RunDirError(f"another trialsim run{self._owner()} is writing into {str(self.folder)!r}; wait for it to "
+                              f"finish, or use another --out folder") from None
+        except OSError as exc:
+            raise RunDirError(f"cannot lock {str(self.folder)!r}: {exc.strerror or exc}") from None
+        self._lock = lock
+        try:
+            atomic_write(self.folder / OWNER, json.dumps({"pid": os.getpid(), "host": platform.node(), "since": _now()}))
+            self.manifest = self._read_manifest()
+            if self.manifest is None:
+                earlier = [name for name in EARLIER_OUTPUTS if (self.folder / name).exists()]
+                if earlier:
+                    raise RunDirError(
+                        f"{str(self.folder)!r} holds files of an earlier run ({', '.join(earlier)}) but no {MANIFEST}, so "
+                        f"they cannot be told apart from this run's; use another --out folder, or remove them")
+        except BaseException:
+            self.close()
+            raise
+
+    def close(self) -> None:
+        if self._lock is not None:
+            (self.folder / OWNER).unlink(missing_ok=True)
+            self._lock.release()
+            self._lock = None
+
+    def _make_folder(self) -> None:
+        f = self.folder
+        if f.exists() and not f.is_dir():
+            raise RunDirError(f"--out {str(f)!r} is a file, not a folder")
+        try:
+            f.mkdir(parents=True, exist_ok=True)
+        except (FileExistsError, NotADirectoryError):
+            raise RunDirError(f"cannot make the folder {str(f)!r}: a part of its path is a file") from None
+        except OSError as exc:
+            raise RunDirError(f"cannot make the folder {str(f)!r}: {exc.strerror or exc}") from None
+        if not os.access(f, os.W_OK | os.X_OK):
+            raise RunDirError(f"cannot write into {str(f)!r}: permission denied (a read-only folder?)")
+
+    def _owner(self) -> str:
+        try:
+            owner = json.loads((self.folder / OWNER).read_text())
+            return f" (process {owner['pid']} on {owner['host']}, since {owner['since']})"
+        except (OSError, ValueError, TypeError, KeyError):
+            return ""
+
+    def _read_manifest(self) -> dict | None:
+        path = self.folder / MANIFEST
+        if not path.exists():
+            return None
+        try:
+            manifest = json.loads(path.read_bytes().decode("utf-8"))
+            if not isinstance(manifest, dict) or manifest.get("format") != FORMAT or any(k not in manifest for k in IDENTITY):
+                raise ValueError("not a trialsim run manifest of this version")
+        except (OSError, UnicodeDecodeError, ValueError) as exc:
+            raise RunDirError(f"{str(path)!r} is damaged ({exc}); the folder's run cannot be identified: use another "
+                              f"--out folder, or delete this one to start afresh") from None
+        return manifest
+
+    # ------------------------------------------------------------------------ manifest
+    def recorded_seed(self) -> int | None:
+        """The seed of the run this folder holds (a drawn one included), or None for a new folder."""
+        return None if self.manifest is None else int(self.manifest["seed"])
+
+    def recorded_block_size(self) -> int | None:
+        return None if self.manifest is None else int(self.manifest["block_size"])
+
+    def begin(self, specs: Sequence[ScenarioSpec], *, seed: int, seed_given: bool, n_sims: int, block_size: int,
+              block_size_chosen: bool) -> None:
+        """Write the manifest (a new folder), or check that the folder holds this run and add a session."""
+        identity = {"format": FORMAT, "trialsim": __version__, "seed": int(seed), "n_sims": int(n_sims),
+                    "block_size": int(block_size),
+                    "scenarios": [{"id": s.id, "config_hash": scenario_hash(s)} for s in specs]}
+        old = self.manifest
+        if old is not None:
+            for key in IDENTITY:
+                if old[key] != identity[key]:
+                    raise RunDirError(f"{str(self.folder)!r} holds another run: {_difference(key, old[key], identity[key])}. "
+                                      f"Use another --out folder, or delete this one to start afresh")
+        manifest = {**identity, "seed_given": bool(seed_given) if old is None else old.get("seed_given", seed_given),
+                    "block_size_chosen": bool(block_size_chosen), "status": "running",
+                    "created": _now() if old is None else old.get("created"),
+                    "sessions": [*(old or {}).get("sessions", []), {"started": _now(), "pid": os.getpid(), "host": platform.node()}]}
+        self.seed_given = manifest["seed_given"]
+        atomic_write(self.folder / MANIFEST, json.dumps(manifest, indent=1))
+        self.manifest = manifest
+
+    def checkpoint(self, spec: ScenarioSpec, *, n_blocks: int, keep_trials: bool,
+                   check: Callable[[BlockSummary], str | None]) -> Checkpoint:
+        """The checkpoint of one scenario of the run begun with :meth:`begin`."""
+        m = self.manifest
+        header = {"scenario": spec.id, "config_hash": scenario_hash(spec), "seed": m["seed"], "n_sims": m["n_sims"],
+                  "block_size": m["block_size"]}
+        folder = self.folder / (CHECKPOINTS_WITH_TRIALS if keep_trials else CHECKPOINTS)
+        cp = Checkpoint(folder / f"{safe_name(spec.id)}.jsonl", header, n_blocks=n_blocks, check=check)
+        self.blocks_resumed += len(cp.index)
+        self.damaged_lines += len(cp.damaged)
+        return cp
+
+    def finish(self) -> None:
+        """Mark the run complete (its outputs are written)."""
+        m = dict(self.manifest)
+        m["status"] = "complete"
+        m["sessions"] = [*m["sessions"][:-1], {**m["sessions"][-1], "finished": _now(),
+                                               "blocks_resumed": self.blocks_resumed,
+                                               "blocks_computed": self.blocks_computed}]
+        atomic_write(self.folder / MANIFEST, json.dumps(m, indent=1))
+        self.manifest = m
+
+    def provenance(self) -> dict[str, Any]:
+        """What the provenance records about this folder: resumes, blocks taken from checkpoints."""
+        sessions = (self.manifest or {}).get("sessions", [])
+        return {"run_dir": str(self.folder), "sessions": len(sessions), "resumed": self.blocks_resumed > 0,
+                "blocks_resumed": self.blocks_resumed, "blocks_computed": self.blocks_computed,
+                "damaged_checkpoint_lines": self.damaged_lines,
+                "first_started": sessions[0]["started"] if sessions else None}
+
+
+def _difference(key: str, there: Any, here: Any) -> str:
+    names = {"trialsim": "trialsim version", "n_sims": "n_sims (trials per scenario)", "format": "manifest format"}
+    if key != "scenarios":
+        return f"its {names.get(key, key)} is {there}, this run's is {here}"
+    ids_there, ids_here = [s["id"] for s in there], [s["id"] for s in here]
+    if ids_there != ids_here:
+        return f"its scenarios are {', '.join(ids_there)}; this run's are {', '.join(ids_here)}"
+    changed = next(a for a, b in zip(there, here) if a != b)
+    mine = next(b for b in here if b["id"] == changed["id"])
+    return (f"its scenario {changed['id']!r} has another config (config hash {changed['config_hash']} there, "
+            f"{mine['config_hash']} here)")

@@ -1,0 +1,214 @@
+"""The runner: blocks of trials over workers, in any order, folded in block order as they arrive.
+
+Work is cut into blocks of ``block_size`` trials, each on its own random streams (:mod:`trialsim.rng`),
+so results are identical for any ``n_jobs``, chunking and backend; a task is a few consecutive
+blocks of one scenario (at most ``chunk_blocks``, and small enough for 4 tasks per worker). Each
+finished block is written to the run folder's checkpoint (when there is one), then folded into its
+scenario's running totals; blocks that arrive early wait for their turn, so memory stays flat in
+the number of trials.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Iterator, Sequence
+
+from trialsim.decide import decide
+from trialsim.engine.backends import dask_client, execute
+from trialsim.engine.memory import DEFAULT_BLOCK_SIZE, Layout, blocks_per_task, plan_layout
+from trialsim.engine.rundir import Checkpoint, RunDir
+from trialsim.flow.run import TRIAL_FIELDS
+from trialsim.model import build_model
+from trialsim.rng import Streams, draw_seed
+from trialsim.scenarios import ScenarioSpec
+from trialsim.simulate import simulate_trials
+from trialsim.summarise import BlockSummary, Totals, summarise_batch, trial_table
+
+
+@dataclass(frozen=True)
+class Task:
+    spec_index: int
+    blocks: tuple[tuple[int, int], ...]  # (block index, trials in block)
+    block_size: int = DEFAULT_BLOCK_SIZE
+
+
+def simulate_block(scenario, seed: int, block: int, n_sims: int, *, block_size: int | None = None,
+                   keep_trials: bool = False) -> tuple[BlockSummary, dict | None]:
+    """The unit of work: block ``block`` of a run, on its own random streams, decided and summarised.
+
+    With ``keep_trials`` also the block's per-trial table (trial index = block * block_size + row).
+    """
+    batch = simulate_trials(scenario, n_sims, streams=Streams(seed, block))
+    decisions = decide(batch)
+    summary = summarise_batch(batch, decisions, block=block)
+    size = block_size if block_size is not None else (scenario.run.block_size or DEFAULT_BLOCK_SIZE)
+    table = trial_table(batch, decisions, first_trial=block * size) if keep_trials else None
+    return summary, table
+
+
+def run_task(spec: ScenarioSpec, seed: int, task: Task, keep_trials: bool = False):
+    """One task on a worker: its blocks' summaries (and per-trial tables with ``keep_trials``)."""
+    out = [simulate_block(spec.scenario, seed, b, n, block_size=task.block_size, keep_trials=keep_trials)
+           for b, n in task.blocks]
+    return task.spec_index, [s for s, _ in out], [t for _, t in out]
+
+
+def resolve_seed(requested: int | None, run_dir: RunDir | None = None) -> tuple[int, bool]:
+    """``(seed, given)``: the requested seed, else the one the run folder recorded (a drawn one
+    included, so an unseeded run resumes), else a fresh draw."""
+    if requested is not None:
+        return int(requested), True
+    recorded = run_dir.recorded_seed() if run_dir is not None else None
+    if recorded is not None:
+        return recorded, bool(run_dir.manifest.get("seed_given", False))
+    return draw_seed(), False
+
+
+class Fold:
+    """One scenario's running totals: blocks added in any order, folded in block order.
+
+    Blocks a checkpoint held before this run are read back from it when their turn comes; the
+    others wait in memory for theirs (only those that arrive early).
+    """
+
+    def __init__(self, n_sims: int, n_blocks: int, block_size: int, stored: Checkpoint | None = None):
+        self.totals = Totals(capacity=n_sims, block_size=block_size)
+        self.n_blocks = n_blocks
+        self.next = 0
+        self.waiting: dict[int, BlockSummary] = {}
+        self.stored = stored
+        self.resumed = frozenset(stored.index) if stored is not None else frozenset()
+        self.advance()
+
+    def add(self, block: BlockSummary) -> None:
+        self.waiting[block.block] = block
+        self.advance()
+
+    def advance(self) -> None:
+        while self.next < self.n_blocks:
+            if self.next in self.waiting:
+                block = self.waiting.pop(self.next)
+            elif self.next in self.resumed:
+                block = self.stored.load(self.next)
+            else:
+                return
+            self.totals.add(block)
+            self.next += 1
+
+    def result(self) -> Totals:
+        self.advance()
+        if self.next < self.n_blocks:
+            raise RuntimeError(f"block {self.next} of {self.n_blocks} never arrived")
+        return self.totals.finished()
+
+
+def run_specs(
+    specs: Sequence[ScenarioSpec],
+    *,
+    seed: int,
+    n_sims: int,
+    n_jobs: int = 1,
+    chunk_blocks: int = 10,
+    backend: str | None = None,
+    scheduler: str | None = None,
+    max_memory_mb: int | None = None,
+    progress: bool = False,
+    run_dir: RunDir | None = None,
+    seed_given: bool = True,
+    on_trials: Callable | None = None,
+) -> list[Totals]:
+    """Simulate every scenario and return its totals (blocks folded in block order).
+
+    Every scenario uses the same root seed and block layout, so scenarios of a sweep share random
+    streams (common random numbers): their differences are estimated more precisely than each on
+    its own. ``backend``, ``scheduler`` and ``max_memory_mb`` default to the first scenario's
+    ``[run]`` settings; the block size is ``run.block_size``, else chosen from the memory budget
+    (:mod:`trialsim.engine.memory`; a run that cannot fit is refused before it starts).
+    ``run_dir``, an open :class:`~trialsim.engine.rundir.RunDir`, gets the manifest and one
+    checkpoint per scenario: blocks already there are not simulated again.
+    ``on_trials(spec_index, block, table)``, when given, receives each block's per-trial table as it
+    arrives (``--keep-trials``), before the block is checkpointed.
+    """
+    cfg = specs[0].scenario.run
+    backend = backend or cfg.backend
+    scheduler = scheduler if scheduler is not None else cfg.scheduler
+    layout = plan_layout(specs, n_sims=n_sims, n_jobs=n_jobs,
+                         max_memory_mb=max_memory_mb if max_memory_mb is not None else cfg.max_memory_mb,
+                         block_size=cfg.block_size,
+                         recorded_block_size=run_dir.recorded_block_size() if run_dir is not None else None)
+    if backend == "dask" and scheduler:
+        dask_client(scheduler, layout.n_workers)  # an unreachable scheduler is refused before anything is written
+    size = layout.block_size
+    n_blocks = -(-n_sims // size)
+    checkpoints: list[Checkpoint | None] = [None] * len(specs)
+    if run_dir is not None:
+        run_dir.begin(specs, seed=seed, seed_given=seed_given, n_sims=n_sims, block_size=size,
+                      block_size_chosen=layout.block_size_chosen)
+        for i, spec in enumerate(specs):
+            checkpoints[i] = run_dir.checkpoint(spec, n_blocks=n_blocks, keep_trials=on_trials is not None,
+                                                check=_checker(spec, n_sims, size))
+    folds = [Fold(n_sims, n_blocks, size, cp) for cp in checkpoints]
+    todo = [[b for b in range(n_blocks) if cp is None or b not in cp.index] for cp in checkpoints]
+    n_todo = sum(len(t) for t in todo)
+    n_workers = layout.n_workers
+    if backend == "dask" and scheduler and n_todo:  # tasks sized for the cluster's workers
+        n_workers = max(1, sum(dask_client(scheduler, n_workers).nthreads().values()))
+    per_task = blocks_per_task(n_todo, n_workers=n_workers, chunk_blocks=chunk_blocks)
+    n_tasks = sum(-(-len(t) // per_task) for t in todo)
+    todo_trials = sum(_trials(b, size, n_sims) for t in todo for b in t)
+    bar = _progress(progress, total=todo_trials, already=len(specs) * n_sims - todo_trials)
+    keep = on_trials is not None
+    jobs = ((specs[i], seed, task, keep) for i, task in _tasks(todo, per_task, size, n_sims))
+    try:
+        for spec_index, blocks, tables in execute(run_task, jobs, n_tasks=n_tasks, backend=backend,
+                                                  n_workers=layout.n_workers, scheduler=scheduler):
+            if on_trials is not None:
+                for block, table in zip(blocks, tables):
+                    on_trials(spec_index, block.block, table)
+            if checkpoints[spec_index] is not None:
+                checkpoints[spec_index].append(blocks)
+                run_dir.blocks_computed += len(blocks)
+            for block in blocks:
+                folds[spec_index].add(block)
+            if bar is not None:
+                bar.update(sum(b.n_sims for b in blocks))
+    finally:
+        if bar is not None:
+            bar.close()
+    return [f.result() for f in folds]
+
+
+def layout_of(specs: Sequence[ScenarioSpec], *, n_sims: int, n_jobs: int = 1, max_memory_mb: int | None = None) -> Layout:
+    """The block size and workers :func:`run_specs` would use (raises if the run cannot fit)."""
+    cfg = specs[0].scenario.run
+    return plan_layout(specs, n_sims=n_sims, n_jobs=n_jobs, block_size=cfg.block_size,
+                       max_memory_mb=max_memory_mb if max_memory_mb is not None else cfg.max_memory_mb)
+
+
+def _trials(block: int, size: int, n_sims: int) -> int:
+    return min(size, n_sims - block * size)
+
+
+def _tasks(todo: list[list[int]], per_task: int, size: int, n_sims: int) -> Iterator[tuple[int, Task]]:
+    for i, blocks in enumerate(todo):
+        for start in range(0, len(blocks), per_task):
+            chunk = tuple((b, _trials(b, size, n_sims)) for b in blocks[start:start + per_task])
+            yield i, Task(i, chunk, size)
+
+
+def _checker(spec: ScenarioSpec, n_sims: int, size: int) -> Callable[[BlockSummary], str | None]:
+    model = build_model(spec.scenario)
+    tests = {f"{a.name}|{t}" for a, t in model.pairs()}
+    flow_fields = TRIAL_FIELDS if spec.scenario.flow is not None else None
+
+    def check(block: BlockSummary) -> str | None:
+        return block.problem(n_sims=_trials(block.block, size, n_sims), tests=tests, flow_fields=flow_fields)
+
+    return check
+
+
+def _progress(enabled: bool, *, total: int, already: int):
+    if not enabled or total == 0:
+        return None
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total + already, initial=already, unit="trial", unit_scale=True, desc="simulating", mininterval=0.5)

@@ -1,0 +1,579 @@
+"""Solve for whichever of sample size, power or effect is missing, from a few numbers (no config file).
+
+Like ``statsmodels.stats.power``'s ``solve_power`` (leave exactly one of ``n_per_arm``, ``power`` and
+the effect as None), but exact:
+
+* two proportions (:func:`solve_two_proportions`): the registered exact power of Fisher's,
+  Boschloo's or the chi-square test (:func:`trialsim.analysis.binary.exact_power`: every 2 x 2 table
+  enumerated). Exact power saw-tooths in n, so a sample size is reported twice, as ``trialsim
+  samplesize`` does (the same scan, :func:`~trialsim.planning.samplesize.exact_scan`): the first n
+  reaching the target and the n from which power stays at or above it;
+* two means (:func:`solve_two_means`) and ratios of geometric means (:func:`solve_ratio_of_means`,
+  on the log scale): the pooled t test by its noncentral t law, Welch's test by integrating its
+  conditional power over the two sample variances (Gauss-Hermite quadrature on their normal scores;
+  accurate to about 1e-9 from 3 patients per arm).
+
+Beside every exact answer stands the normal approximation a textbook gives (two proportions: pooled z
+without continuity correction, ``Hmisc::bsamsize`` / ``power.prop.test``; means: the z test).
+
+Sizes are analysable patients per arm; ``n_per_arm`` is the control arm, the treatment arm has
+``ratio * n`` (rounded half up, :func:`~trialsim.planning.model.n_treatment_for`); ``dropout``
+inflates both to the numbers to enrol, ``ceil(n / (1 - dropout))``.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field, replace
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+from scipy import optimize, special, stats
+
+from trialsim.analysis import registry as tests
+from trialsim.analysis.analytic import t_test_power, two_proportions_power_normal, two_proportions_sample_size_normal
+from trialsim.labels import aligned_table, fmt_n, fmt_power, num, pct, test_label
+from trialsim.planning.analytic import ceil, positive_root
+from trialsim.planning.model import inflate, n_treatment_for
+from trialsim.planning.samplesize import control_cap, exact_scan
+
+__all__ = [
+    "MEAN_TESTS",
+    "Solution",
+    "solve_ratio_of_means",
+    "solve_two_means",
+    "solve_two_proportions",
+    "welch_power",
+]
+
+MEAN_TESTS = {"t": "Student t (pooled)", "welch": "Welch t"}
+N_MAX_PROPORTIONS = 5000
+N_MAX_MEANS = 1_000_000
+QUADRATURE_NODES = 64  # per sample variance: Welch's power to ~1e-9 (checked against the noncentral t)
+EFFECT_GRID = 200  # proportions scanned between no effect and the extreme, before refining the crossing
+EDGE = 1e-9  # the most extreme treatment rate searched: 0 or 1 but for this
+
+Direction = Literal["lower", "higher"]
+
+
+@dataclass(frozen=True)
+class Approximation:
+    """The normal approximation's answer to the same question (``n`` unrounded)."""
+
+    n: float
+    power: float
+    effect: dict[str, float]
+    method: str
+
+
+@dataclass(frozen=True)
+class Solution:
+    """The answer of a solve-for call: the design with the missing quantity filled in.
+
+    ``n_per_arm`` is the control arm's analysable size (when solved for: for two proportions the n
+    from which exact power stays at or above the target, ``n_stable``); ``power`` the exact power at
+    that size and effect; ``effect`` the effect in the problem's terms (``p_control`` /
+    ``p_treatment``; ``difference`` / ``sd_control`` / ``sd_treatment`` / ``d``; plus ``gmr`` /
+    ``log_sd`` for ratios of geometric means). ``n_continuous`` is the unrounded root of a t test's
+    power (as R's ``pwr.t.test`` reports it).
+    """
+
+    problem: str  # "two proportions" | "two means" | "ratio of geometric means"
+    solved_for: str  # "n_per_arm" | "power" | "effect"
+    test: str
+    method: str
+    alpha: float
+    ratio: float
+    dropout: float
+    n_per_arm: int | None
+    power: float
+    effect: dict[str, float]
+    target_power: float | None = None
+    n_first: int | None = None
+    n_stable: int | None = None
+    horizon: int | None = None
+    n_continuous: float | None = None
+    approximation: Approximation | None = None
+    note: str = ""
+    curve: pd.DataFrame | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def n_treatment(self) -> int | None:
+        return None if self.n_per_arm is None else n_treatment_for(self.n_per_arm, self.ratio)
+
+    @property
+    def n_enrolled(self) -> int | None:
+        return inflate(self.n_per_arm, self.dropout)
+
+    @property
+    def n_enrolled_treatment(self) -> int | None:
+        return inflate(self.n_treatment, self.dropout)
+
+    @property
+    def test_label(self) -> str:
+        return MEAN_TESTS.get(self.test) or test_label(self.test)
+
+    def to_frame(self) -> pd.DataFrame:
+        """One row per method (exact, normal approximation): sizes, enrolment, power and the effect."""
+        rows = [{"method": self.method, "n_control": self.n_per_arm, "n_treatment": self.n_treatment,
+                 "n_enrolled_control": self.n_enrolled, "n_enrolled_treatment": self.n_enrolled_treatment,
+                 "n_first": self.n_first, "n_stable": self.n_stable, "power": self.power, **self.effect}]
+        a = self.approximation
+        if a is not None:
+            n = None if math.isnan(a.n) else ceil(a.n)
+            rows.append({"method": a.method, "n_control": n, "n_treatment": None if n is None else n_treatment_for(n, self.ratio),
+                         "n_enrolled_control": inflate(n, self.dropout),
+                         "n_enrolled_treatment": None if n is None else inflate(n_treatment_for(n, self.ratio), self.dropout),
+                         "power": a.power, **a.effect})
+        frame = pd.DataFrame(rows)
+        for k, v in (("problem", self.problem), ("test", self.test), ("solved_for", self.solved_for),
+                     ("alpha", self.alpha), ("ratio", self.ratio), ("dropout", self.dropout),
+                     ("target_power", self.target_power)):
+            frame[k] = v
+        return frame
+
+    def summary(self) -> str:
+        """The answer in a few lines: the design, a table exact vs approximation, and what to read from it."""
+        lines = [f"{self.problem.capitalize()}: {self.test_label}, two-sided alpha {num(self.alpha)}, "
+                 f"allocation 1:{num(self.ratio)} (control:treatment), "
+                 + (f"{pct(self.dropout, 1)} dropout" if self.dropout else "no dropout")]
+        wanted = {"n_per_arm": "sample size", "power": "power", "effect": "effect"}[self.solved_for]
+        given = f" for {pct(self.target_power, 0)} power" if self.target_power is not None and self.solved_for != "power" else ""
+        lines.append(f"Solved for the {wanted}{given}: {describe_effect(self.problem, self.effect)}")
+        lines.append("")
+        header = ["", "n per arm", "enrol per arm", "power", effect_column(self.problem)]
+        rows = [[self.method, sizes_text(self.n_per_arm, self.n_treatment),
+                 sizes_text(self.n_enrolled, self.n_enrolled_treatment), fmt_power(self.power),
+                 effect_cell(self.problem, self.effect)]]
+        a = self.approximation
+        if a is not None:
+            n = None if math.isnan(a.n) else ceil(a.n)
+            n_text = sizes_text(n, None if n is None else n_treatment_for(n, self.ratio))
+            rows.append([a.method, n_text, sizes_text(inflate(n, self.dropout), None if n is None else
+                                                      inflate(n_treatment_for(n, self.ratio), self.dropout)),
+                         fmt_power(a.power), effect_cell(self.problem, a.effect)])
+        lines += aligned_table(header, rows, right={1, 2, 3}, indent="  ")
+        extra = []
+        if self.n_first is not None and self.n_stable is not None:
+            if self.n_first == self.n_stable:
+                extra.append(f"Exact power reaches {pct(self.target_power, 0)} at n = {self.n_first:,} and stays at or "
+                             f"above it up to n = {self.horizon:,} (the sizes checked).")
+            else:
+                extra.append(f"Exact power saw-tooths in n: it first reaches {pct(self.target_power, 0)} at n = "
+                             f"{self.n_first:,}, drops below it again, and stays at or above it from n = {self.n_stable:,} "
+                             f"up to n = {self.horizon:,} (the sizes checked).")
+        if self.solved_for == "n_per_arm" and a is not None and not math.isnan(a.n):
+            exact_root = "" if self.n_continuous is None else f"exact {self.n_continuous:.2f}, "
+            extra.append(f"Unrounded n per arm: {exact_root}normal approximation {a.n:.2f}.")
+        if self.note:
+            extra.append(self.note)
+        if extra:
+            lines.append("")
+            lines += [f"  {t}" for t in extra]
+        return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------------------- wording
+def sizes_text(n_control: int | None, n_treatment: int | None) -> str:
+    if n_control is None:
+        return "-"
+    return fmt_n(n_control) if n_treatment in (None, n_control) else f"{fmt_n(n_control)} + {fmt_n(n_treatment)}"
+
+
+def effect_column(problem: str) -> str:
+    return {"two proportions": "treatment rate", "two means": "difference",
+            "ratio of geometric means": "ratio of geometric means"}[problem]
+
+
+def effect_cell(problem: str, effect: dict[str, float]) -> str:
+    if problem == "two proportions":
+        return fmt_rate(effect["p_treatment"])
+    if problem == "two means":
+        return num(effect["difference"], 4)
+    return num(effect["gmr"], 4)
+
+
+def fmt_rate(p: float) -> str:
+    """A proportion as a percentage with enough digits: 12.4%, 0.37%."""
+    return "-" if p is None or math.isnan(p) else pct(p, 2 if p < 0.1 else 1)
+
+
+def describe_effect(problem: str, effect: dict[str, float]) -> str:
+    """The effect in words, with the other usual scales (risk ratio, difference, odds ratio; d)."""
+    if problem == "two proportions":
+        pc, pt = effect["p_control"], effect["p_treatment"]
+        if math.isnan(pt):
+            return f"control rate {fmt_rate(pc)}."
+        odds = (pt / (1 - pt)) / (pc / (1 - pc)) if 0 < pt < 1 else math.nan
+        return (f"control rate {fmt_rate(pc)}, treatment {fmt_rate(pt)}: risk ratio {num(pt / pc)}, risk difference "
+                f"{100 * (pt - pc):+.1f} percentage points, odds ratio {num(odds)}.")
+    if problem == "two means":
+        sds = (f"SD {num(effect['sd_control'])}" if effect["sd_control"] == effect["sd_treatment"] else
+               f"SDs {num(effect['sd_control'])} (control) and {num(effect['sd_treatment'])} (treatment)")
+        if math.isnan(effect["difference"]):
+            return f"{sds}."
+        return f"difference {num(effect['difference'], 4)} with {sds}: standardised difference d = {num(effect['d'])}."
+    cv = math.sqrt(math.expm1(effect["log_sd"] ** 2))
+    head = f"SD of the logs {num(effect['log_sd'])} (coefficient of variation {pct(cv, 0)})"
+    if math.isnan(effect["gmr"]):
+        return f"{head}."
+    return f"ratio of geometric means {num(effect['gmr'], 4)} with {head}: d = {num(effect['d'])} on the log scale."
+
+
+# ------------------------------------------------------------------------------------- validation
+def _one_missing(**values) -> str:
+    missing = [k for k, v in values.items() if v is None]
+    if len(missing) != 1:
+        raise ValueError(f"give all but one of {', '.join(values)} (the one left out is solved for); "
+                         f"missing: {', '.join(missing) or 'none'}")
+    return missing[0]
+
+
+def _check(name: str, value, low: float, high: float, *, closed: bool = False) -> float:
+    value = float(value)
+    ok = low <= value <= high if closed else low < value < high
+    if not ok:
+        raise ValueError(f"{name} must lie in {'[' if closed else '('}{low:g}, {high:g}{']' if closed else ')'}, got {value!r}")
+    return value
+
+
+def _check_common(alpha: float, ratio: float, dropout: float, power: float | None, n_per_arm: int | None) -> None:
+    _check("alpha", alpha, 0.0, 0.5)
+    if not float(ratio) > 0:
+        raise ValueError(f"ratio (n_treatment / n_control) must be positive, got {ratio!r}")
+    _check("dropout", dropout, 0.0, 1.0 - 1e-9, closed=True)
+    if power is not None:
+        _check("power", power, alpha, 1.0)
+    if n_per_arm is not None and (int(n_per_arm) != n_per_arm or n_per_arm < 2):
+        raise ValueError(f"n_per_arm must be a whole number of at least 2, got {n_per_arm!r}")
+
+
+# ---------------------------------------------------------------------------------- two proportions
+def solve_two_proportions(p_control: float, p_treatment: float | None = None, *, n_per_arm: int | None = None,
+                          power: float | None = None, test: str = "fisher", alpha: float = 0.05, ratio: float = 1.0,
+                          dropout: float = 0.0, direction: Direction = "lower",
+                          n_max: int = N_MAX_PROPORTIONS) -> Solution:
+    """Solve a two-arm comparison of proportions for the one of ``p_treatment``, ``n_per_arm``, ``power`` left None.
+
+    Parameters
+    ----------
+    p_control : float
+        Event probability in the control arm, in (0, 1).
+    p_treatment : float, optional
+        Event probability in the treatment arm (None: the smallest effect with ``power`` at
+        ``n_per_arm``, on the ``direction`` side of ``p_control``).
+    n_per_arm : int, optional
+        Analysable patients in the control arm (None: the sample size for ``power``).
+    power : float, optional
+        Target power (None: the power of the design).
+    test : {"fisher", "boschloo", "chi2"} or any registered binary test with an exact power
+    alpha : float, default 0.05
+        Two-sided significance level.
+    ratio : float, default 1
+        ``n_treatment / n_control``.
+    dropout : float, default 0
+        Expected fraction not analysable; inflates the sizes to enrol.
+    direction : {"lower", "higher"}
+        Side of ``p_control`` on which an effect is sought (solving for the effect only).
+    n_max : int
+        Largest control arm searched (capped by the test's own size limit).
+
+    Returns
+    -------
+    Solution
+        Exact answer, with the normal approximation in ``approximation``.
+
+    Examples
+    --------
+    >>> solve_two_proportions(0.15, 0.05, power=0.8).n_per_arm      # Fisher exact
+    151
+    """
+    solved = _one_missing(p_treatment=p_treatment, n_per_arm=n_per_arm, power=power)
+    _check_common(alpha, ratio, dropout, power, n_per_arm)
+    pc = _check("p_control", p_control, 0.0, 1.0)
+    spec = tests.get(test)
+    if "binary" not in spec.kinds or spec.exact_power is None:
+        raise ValueError(f"test {test!r} has no exact power for two proportions; use one of "
+                         f"{', '.join(t for t in tests.names('binary') if tests.get(t).exact_power is not None)}")
+    cap = control_cap(test, n_max, ratio)
+    if n_per_arm is not None and max(n_per_arm, n_treatment_for(n_per_arm, ratio)) > (spec.max_n or math.inf):
+        raise ValueError(f"{spec.label} runs for arms of up to {spec.max_n} patients (its size limit in the test registry)")
+    common = dict(problem="two proportions", test=test, method="exact (all 2x2 tables)",
+                  alpha=float(alpha), ratio=float(ratio), dropout=float(dropout))
+
+    def exact(p_t: float, n: int) -> float:
+        return float(spec.exact_power(pc, p_t, n, n_treatment_for(n, ratio), alpha, 0.0))
+
+    def normal(p_t: float, n: float) -> float:
+        return two_proportions_power_normal(pc, p_t, n, ratio * n, alpha=alpha)
+
+    normal_method = "normal approximation (pooled z)"
+    if solved == "power":
+        pt = _check("p_treatment", p_treatment, 0.0, 1.0)
+        effect = {"p_control": pc, "p_treatment": pt}
+        approx = Approximation(float(n_per_arm), normal(pt, n_per_arm), effect, normal_method)
+        return Solution(**common, solved_for="power", n_per_arm=int(n_per_arm), power=exact(pt, int(n_per_arm)),
+                        effect=effect, approximation=approx)
+    if solved == "n_per_arm":
+        pt = _check("p_treatment", p_treatment, 0.0, 1.0)
+        if pt == pc:
+            raise ValueError("p_treatment equals p_control: no size gives power above the type I error")
+        effect = {"p_control": pc, "p_treatment": pt}
+        n_normal = two_proportions_sample_size_normal(pc, pt, power=power, alpha=alpha, ratio=ratio)
+        n_normal_int = ceil(n_normal)
+        approx = Approximation(n_normal, normal(pt, n_normal_int), effect, normal_method)
+        scan = exact_scan(test, pc, pt, power=power, alpha=alpha, ratio=ratio, n_max=cap)
+        curve = pd.DataFrame({"n_per_arm": scan.n, "power": scan.power})
+        note = (f"The normal approximation's {n_normal_int:,} per arm give {pct(exact(pt, n_normal_int), 1)} exact power."
+                if n_normal_int <= cap and n_normal_int >= 1 else "")
+        if scan.n_stable is None:
+            limit = f"; {spec.label} runs for arms of up to {spec.max_n} patients" if cap < n_max else ""
+            reached = (f"Exact power first reaches the target at {scan.n_first:,} but is below it again at "
+                       f"{scan.horizon:,}{limit}" if scan.n_first is not None else
+                       f"Exact power does not reach the target by {sizes_text(cap, n_treatment_for(cap, ratio))} per arm "
+                       f"({pct(scan.power[-1], 1)} there{limit})")
+            return Solution(**common, solved_for="n_per_arm", n_per_arm=None, power=math.nan, effect=effect,
+                            target_power=float(power), approximation=approx, curve=curve,
+                            note=f"{reached}. {note}".strip())
+        n = scan.n_stable
+        return Solution(**common, solved_for="n_per_arm", n_per_arm=n, power=float(scan.power[scan.n == n][0]),
+                        effect=effect, target_power=float(power), n_first=scan.n_first, n_stable=n,
+                        horizon=scan.horizon, approximation=approx, note=note, curve=curve)
+    # the effect: the treatment rate closest to no effect with the target power
+    if direction not in ("lower", "higher"):
+        raise ValueError(f"direction must be 'lower' or 'higher', got {direction!r}")
+    n = int(n_per_arm)
+    edge = EDGE if direction == "lower" else 1.0 - EDGE
+    pt_exact = _closest_with_power(lambda p: exact(p, n), pc, edge, power)
+    pt_normal = _closest_with_power(lambda p: normal(p, n), pc, edge, power)
+    effect = {"p_control": pc, "p_treatment": pt_exact}
+    approx = Approximation(float(n), power if not math.isnan(pt_normal) else math.nan,
+                           {"p_control": pc, "p_treatment": pt_normal}, normal_method)
+    note = ("" if not math.isnan(pt_exact) else
+            f"No treatment rate on this side of {fmt_rate(pc)} gives {pct(power, 0)} exact power at {n:,} per arm "
+            f"(at most {pct(exact(edge, n), 1)}, a treatment rate of {fmt_rate(edge)}).")
+    if not math.isnan(pt_exact):
+        note = ("The rate closest to the control rate with the target power; exact power is not always monotone in "
+                "the rate for a discrete test, so rates beyond it can dip slightly below the target.")
+    return Solution(**common, solved_for="effect", n_per_arm=n, power=exact(pt_exact, n) if not math.isnan(pt_exact) else math.nan,
+                    effect=effect, target_power=float(power), approximation=approx, note=note)
+
+
+def _closest_with_power(power_at, null: float, edge: float, target: float) -> float:
+    """The value between ``null`` and ``edge`` closest to ``null`` with ``power_at(value) >= target`` (NaN if none).
+
+    A grid of :data:`EFFECT_GRID` values from ``null`` to ``edge`` finds the first one reaching the
+    target; Brent's method refines the crossing between it and its predecessor.
+    """
+    grid = np.linspace(null, edge, EFFECT_GRID + 1)[1:]
+    values = [power_at(float(v)) for v in grid]
+    hit = next((i for i, p in enumerate(values) if p >= target), None)
+    if hit is None:
+        return math.nan
+    inner = null if hit == 0 else float(grid[hit - 1])
+    if power_at(inner) >= target:  # the null itself cannot reach a target above alpha; guard anyway
+        return inner
+    return float(optimize.brentq(lambda v: power_at(v) - target, inner, float(grid[hit]), xtol=1e-10))
+
+
+# -------------------------------------------------------------------------------------- two means
+def welch_power(difference: float, sd_control: float, sd_treatment: float, n_control: float, n_treatment: float, *,
+                alpha: float = 0.05, nodes: int = QUADRATURE_NODES) -> float:
+    """Power of the two-sided Welch t test for normal data, by integration over the sample variances.
+
+    Given the two sample variances, the difference of means is normal, so the chance that
+    ``|difference| > t_crit(df) * se`` is two normal tails; that conditional power is averaged over
+    the two scaled chi-square laws of the variances by Gauss-Hermite quadrature on their normal
+    scores (``nodes`` per variance). With equal SDs and one pooled variance the same quadrature gives
+    the noncentral t power to ~1e-15; here it is accurate to ~1e-9 from 3 patients per arm.
+
+    Parameters
+    ----------
+    difference : float
+        True difference of means (either sign).
+    sd_control, sd_treatment : float
+        True SDs.
+    n_control, n_treatment : float
+        Patients per arm (at least 2 each).
+    alpha : float, default 0.05
+        Two-sided level.
+    """
+    if min(n_control, n_treatment) < 2:
+        raise ValueError("Welch's test needs at least 2 patients per arm")
+    df_c, df_t = n_control - 1.0, n_treatment - 1.0
+    q_c, w = _chi2_nodes(df_c, nodes)
+    q_t, _ = _chi2_nodes(df_t, nodes)
+    a = (sd_control**2 / n_control * q_c)[:, None]  # S_c^2 / n_c at each node
+    b = (sd_treatment**2 / n_treatment * q_t)[None, :]
+    se = np.sqrt(a + b)
+    df = (a + b) ** 2 / (a**2 / df_c + b**2 / df_t)
+    critical = special.stdtrit(df, 1.0 - alpha / 2.0) * se
+    sd = math.sqrt(sd_control**2 / n_control + sd_treatment**2 / n_treatment)
+    conditional = special.ndtr((difference - critical) / sd) + special.ndtr((-difference - critical) / sd)
+    return float(w @ conditional @ w)
+
+
+def _chi2_nodes(df: float, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Nodes (chi-square / df) and weights of E[f(chi2_df / df)] by Gauss-Hermite on the normal score."""
+    z, w = special.roots_hermitenorm(k)
+    q = np.where(z < 0, stats.chi2.ppf(special.ndtr(z), df), stats.chi2.isf(special.ndtr(-z), df))
+    return np.maximum(q, 1e-300) / df, w / w.sum()
+
+
+def solve_two_means(difference: float | None = None, *, sd: float = 1.0, sd_treatment: float | None = None,
+                    n_per_arm: int | None = None, power: float | None = None, test: str = "t", alpha: float = 0.05,
+                    ratio: float = 1.0, dropout: float = 0.0, n_max: int = N_MAX_MEANS) -> Solution:
+    """Solve a two-arm comparison of normal means for the one of ``difference``, ``n_per_arm``, ``power`` left None.
+
+    Parameters
+    ----------
+    difference : float, optional
+        True difference of means (treatment - control); with ``sd = 1`` it is Cohen's d. None: the
+        smallest difference (in absolute value) with ``power`` at ``n_per_arm``.
+    sd : float, default 1
+        SD in the control arm (and in both arms unless ``sd_treatment`` is given).
+    sd_treatment : float, optional
+        SD in the treatment arm (Welch's test only).
+    n_per_arm : int, optional
+        Analysable patients in the control arm.
+    power : float, optional
+        Target power.
+    test : {"t", "welch"}
+        The pooled t test (exact: noncentral t) or Welch's test (exact by quadrature, :func:`welch_power`).
+    alpha, ratio, dropout, n_max
+        As :func:`solve_two_proportions`.
+
+    Examples
+    --------
+    >>> solve_two_means(0.5, power=0.8).n_per_arm        # pwr.t.test(d = 0.5, power = 0.8): n = 63.77
+    64
+    """
+    return _solve_means("two means", difference, sd=sd, sd_treatment=sd_treatment, n_per_arm=n_per_arm, power=power,
+                        test=test, alpha=alpha, ratio=ratio, dropout=dropout, n_max=n_max)
+
+
+def solve_ratio_of_means(gmr: float | None = None, *, log_sd: float | None = None, cv: float | None = None,
+                         n_per_arm: int | None = None, power: float | None = None, test: str = "t", alpha: float = 0.05,
+                         ratio: float = 1.0, dropout: float = 0.0, direction: Direction = "lower",
+                         n_max: int = N_MAX_MEANS) -> Solution:
+    """Solve for a ratio of geometric means (log-normal data, a t test on the logs), or its n or power.
+
+    The comparison is :func:`solve_two_means` on the log scale: difference ``log(gmr)``, SD
+    ``log_sd`` (or, from the coefficient of variation on the original scale, ``sqrt(log(1 + cv^2))``).
+    Solving for the effect gives the ratio below 1 (``direction="lower"``) or above it.
+    """
+    if (log_sd is None) == (cv is None):
+        raise ValueError("give the spread as exactly one of log_sd (SD of the logs) and cv (coefficient of variation)")
+    s = float(log_sd) if log_sd is not None else math.sqrt(math.log1p(_check("cv", cv, 0.0, 100.0) ** 2))
+    if not s > 0:
+        raise ValueError(f"log_sd must be positive, got {log_sd!r}")
+    if gmr is not None and not gmr > 0:
+        raise ValueError(f"the ratio of geometric means must be positive, got {gmr!r}")
+    if direction not in ("lower", "higher"):
+        raise ValueError(f"direction must be 'lower' or 'higher', got {direction!r}")
+    sol = _solve_means("ratio of geometric means", None if gmr is None else math.log(gmr), sd=s, sd_treatment=None,
+                       n_per_arm=n_per_arm, power=power, test=test, alpha=alpha, ratio=ratio, dropout=dropout, n_max=n_max)
+    sign = -1.0 if direction == "lower" else 1.0
+
+    def as_ratio(effect: dict[str, float]) -> dict[str, float]:
+        diff = effect["difference"]
+        log_ratio = diff if gmr is not None else sign * abs(diff)
+        return {"gmr": math.exp(log_ratio), "log_sd": s, "d": effect["d"], "difference": log_ratio,
+                "sd_control": s, "sd_treatment": s}
+
+    approx = sol.approximation
+    return replace(sol, effect=as_ratio(sol.effect),
+                   approximation=None if approx is None else replace(approx, effect=as_ratio(approx.effect)))
+
+
+def _solve_means(problem: str, difference: float | None, *, sd: float, sd_treatment: float | None, n_per_arm: int | None,
+                 power: float | None, test: str, alpha: float, ratio: float, dropout: float, n_max: int) -> Solution:
+    solved = _one_missing(difference=difference, n_per_arm=n_per_arm, power=power)
+    _check_common(alpha, ratio, dropout, power, n_per_arm)
+    if test not in MEAN_TESTS:
+        raise ValueError(f"test must be one of {', '.join(MEAN_TESTS)} ('t' pooled, 'welch'), got {test!r}")
+    sd_c = float(sd)
+    sd_t = float(sd_treatment) if sd_treatment is not None else sd_c
+    if not (sd_c > 0 and sd_t > 0):
+        raise ValueError(f"SDs must be positive, got {sd_c!r} and {sd_t!r}")
+    if test == "t" and sd_t != sd_c:
+        raise ValueError("the pooled t test assumes equal SDs; use test='welch' for unequal SDs")
+    r = float(ratio)
+
+    def exact(diff: float, n_c: float, n_t: float) -> float:
+        if test == "t":
+            return t_test_power(diff / sd_c, n_c, n_t, alpha=alpha)
+        return welch_power(diff, sd_c, sd_t, n_c, n_t, alpha=alpha)
+
+    def at(diff: float, n: int) -> float:
+        return exact(diff, n, n_treatment_for(n, r))
+
+    z = stats.norm.isf(alpha / 2.0)
+
+    def normal(diff: float, n: float) -> float:
+        se = math.sqrt(sd_c**2 / n + sd_t**2 / (r * n))
+        return float(stats.norm.sf(z - abs(diff) / se) + stats.norm.cdf(-z - abs(diff) / se))
+
+    def effect_of(diff: float) -> dict[str, float]:
+        pooled = math.sqrt((sd_c**2 + sd_t**2) / 2.0)
+        return {"difference": diff, "sd_control": sd_c, "sd_treatment": sd_t, "d": abs(diff) / pooled}
+
+    label = "noncentral t" if test == "t" else "quadrature"
+    common = dict(problem=problem, test=test, method=f"exact ({label})", alpha=float(alpha), ratio=r, dropout=float(dropout))
+    normal_method = "normal approximation (z)"
+    if solved == "power":
+        n = int(n_per_arm)
+        approx = Approximation(float(n), normal(difference, n), effect_of(difference), normal_method)
+        return Solution(**common, solved_for="power", n_per_arm=n, power=at(difference, n), effect=effect_of(difference),
+                        approximation=approx)
+    if solved == "n_per_arm":
+        if difference == 0:
+            raise ValueError("the difference is 0: no size gives power above the type I error")
+        n_normal = (stats.norm.isf(alpha / 2) + stats.norm.ppf(power)) ** 2 * (sd_c**2 + sd_t**2 / r) / difference**2
+        approx = Approximation(n_normal, normal(difference, ceil(n_normal)), effect_of(difference), normal_method)
+        n = _smallest_n(lambda m: at(difference, m) >= power, n_max)
+        if n is None:
+            return Solution(**common, solved_for="n_per_arm", n_per_arm=None, power=math.nan, effect=effect_of(difference),
+                            target_power=float(power), approximation=approx,
+                            note=f"Power does not reach the target by {n_max:,} per arm.")
+        return Solution(**common, solved_for="n_per_arm", n_per_arm=n, power=at(difference, n), effect=effect_of(difference),
+                        target_power=float(power), n_continuous=_continuous_root(lambda x: exact(difference, x, r * x) - power, n),
+                        approximation=approx)
+    n = int(n_per_arm)
+    diff = _root(lambda v: at(v, n) - power)
+    diff_normal = _root(lambda v: normal(v, n) - power)
+    approx = Approximation(float(n), power, effect_of(diff_normal), normal_method)
+    return Solution(**common, solved_for="effect", n_per_arm=n, power=at(diff, n), effect=effect_of(diff),
+                    target_power=float(power), approximation=approx)
+
+
+def _continuous_root(f, n: int) -> float | None:
+    """The unrounded size where ``f`` (power minus target, arms ``x`` and ``ratio * x``) crosses 0 near ``n``.
+
+    What R's ``pwr.t.test`` reports (e.g. 63.77 for d = 0.5 and 80% power); None without a crossing
+    in ``[n - 1, n + 1]``.
+    """
+    lo, hi = max(n - 1.0, 2.0), n + 1.0
+    if not (f(lo) < 0 <= f(hi)):
+        return None
+    return float(optimize.brentq(f, lo, hi, xtol=1e-10))
+
+
+def _smallest_n(reaches, n_max: int, n_min: int = 2) -> int | None:
+    """The smallest n in [n_min, n_max] with ``reaches(n)``, for a monotone ``reaches`` (None if none)."""
+    if reaches(n_min):
+        return n_min
+    lo, hi = n_min, n_min * 2
+    while not reaches(hi):
+        if hi >= n_max:
+            return None
+        lo, hi = hi, min(hi * 2, n_max)
+    while hi - lo > 1:  # reaches(hi), not reaches(lo)
+        mid = (lo + hi) // 2
+        lo, hi = (lo, mid) if reaches(mid) else (mid, hi)
+    return hi
+
+
+def _root(f) -> float:
+    """The positive root of an increasing ``f`` (a power minus its target) on the effect's scale."""
+    return positive_root(f)

@@ -1,0 +1,597 @@
+"""The report's display tables: a planning result's frames as string cells, one row key per row.
+
+:func:`build_tables` takes a planning result (``design``, ``settings``, ``frames``, ``provenance``;
+see :class:`trialsim.planning.plan.PlanningResult`, which this layer never imports) and returns
+:class:`Table` objects. The justification paragraph and the headline (:mod:`trialsim.report.paragraph`)
+quote cells of these very tables, so the numbers in the text are the numbers in the tables. Nothing
+here knows a trial: names and labels come from the result's ``endpoints`` frame (or the scenario's
+model), and under a null scenario (every effect parameter at its null) rejection rates are called
+type I errors.
+
+A test whose type I error at a design exceeds the significance level (exact, or simulated with the
+whole 95% Monte Carlo interval above it) is flagged with :data:`FLAG` wherever its numbers appear
+at that design: its label in the power and MDE tables, its type I error, and the sample sizes at
+which it happens.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import pandas as pd
+
+from trialsim.labels import fmt_interval, fmt_n, fmt_pct, fmt_power, fmt_ratio, is_missing, test_label
+from trialsim.model import build_model
+from trialsim.registry import TESTS
+from trialsim.report.references import Citations
+
+FLAG = "\u2020"  # dagger: the test's type I error exceeds the significance level here
+FLAG_NOTE = (f"{FLAG} after a test: its type I error exceeds the significance level at this size (it rejects too often "
+             "when there is no effect), so its power there is overstated.")
+# What each estimand's confidence interval is (the test registry names the estimand of every test).
+INTERVALS = {
+    "risk_difference": "Newcombe's hybrid score interval of the risk difference",
+    "log_odds_ratio": "conditional maximum likelihood odds ratio and its exact interval (as R's fisher.test)",
+    "difference": "Welch t interval of the difference in means (of logs: the ratio of geometric means)",
+}
+ORIGINS = {"config": "config", "default": "trialsim default", "override": "command line", "scenario": "scenario"}
+# An exact type I error counts as above alpha when it exceeds it by more than this share of alpha
+# (0.01: 5.05% at alpha 5%), so that rounding noise of a test converging to alpha is not flagged.
+SIZE_TOLERANCE = 0.01
+
+
+@dataclass(frozen=True)
+class Table:
+    """A display table: string cells, one row key per row (``frame.index``), a caption and notes."""
+
+    name: str
+    caption: str
+    frame: pd.DataFrame
+    notes: str = ""
+
+    def cell(self, row: str, column: str) -> str:
+        return str(self.frame.at[row, column])
+
+
+def _table(name: str, caption: str, rows: list[tuple[str, dict[str, str]]], notes: str = "") -> Table:
+    frame = pd.DataFrame([r for _, r in rows], index=[k for k, _ in rows])
+    return Table(name, caption, frame.astype(str) if not frame.empty else frame, notes)
+
+
+def rate_word(result) -> str:
+    """"Power", or "Type I error" when every effect parameter of the scenario is at its null."""
+    return "Type I error" if is_null(result) else "Power"
+
+
+def lower_first(word: str) -> str:
+    """"Power" -> "power", "Type I error" -> "type I error"."""
+    return word[:1].lower() + word[1:]
+
+
+def is_null(result) -> bool:
+    if "null" in result.design:
+        return bool(result.design["null"])
+    power = result.frame("power")
+    return bool(not power.empty and "null" in power and power["null"].astype(bool).all())
+
+
+def endpoint_labels(result) -> dict[str, str]:
+    """Analysed endpoint -> its label (from the result's endpoints frame, else the scenario's model)."""
+    eps = result.frame("endpoints")
+    if not eps.empty:
+        return dict(zip(eps["endpoint"].astype(str), eps["label"].astype(str)))
+    return {a.name: a.label for a in build_model(result.scenario).analysed}
+
+
+def key_pairs(result) -> list[tuple[str, str]]:
+    """The key (endpoint, test) pairs the planning result names (every pair of the model if none)."""
+    pairs = result.design.get("key_pairs")
+    if pairs:
+        return [(str(e), str(t)) for e, t in pairs]
+    return [(a.name, t) for a, t in build_model(result.scenario).pairs()]
+
+
+def fmt_effect(x) -> str:
+    return fmt_ratio(x)
+
+
+def fmt_ratio_interval(lo, hi) -> str:
+    """"0.40 to 0.42": both ends with the same decimals (two, or more for values below 0.1)."""
+    if is_missing(lo) or is_missing(hi):
+        return "-"
+    lo, hi = float(lo), float(hi)
+    small = min(abs(v) for v in (lo, hi) if v != 0) if (lo or hi) else 1.0
+    decimals = min(4, max(2, 1 - math.floor(math.log10(small)))) if small < 1 else 2
+    return f"{lo:.{decimals}f} to {hi:.{decimals}f}"
+
+
+def fmt_points(x, digits: int = 1) -> str:
+    """A difference of percentages in percentage points: ``45.3``."""
+    return "-" if is_missing(x) else f"{100 * float(x):.{digits}f}"
+
+
+def exceeds(rate, alpha, ci_low=None, exact: bool = True) -> bool:
+    """Whether a type I error exceeds the significance level (exact: beyond :data:`SIZE_TOLERANCE`;
+    simulated: the whole Monte Carlo interval above it)."""
+    if is_missing(rate):
+        return False
+    if exact:
+        return float(rate) > float(alpha) * (1 + SIZE_TOLERANCE)
+    return not is_missing(ci_low) and float(ci_low) > float(alpha)
+
+
+def type_i_errors(result) -> dict[tuple[str, str], dict]:
+    """(endpoint, test) -> its type I error at the planned design: value, kind, interval, flagged.
+
+    Exact where the null run has an exact row, else simulated (with its Monte Carlo interval).
+    """
+    null = result.frame("null_power")
+    alpha = float(result.design["alpha"])
+    out: dict[tuple[str, str], dict] = {}
+    if null.empty:
+        return out
+    for (endpoint, test), g in null.groupby(["endpoint", "test"], sort=False):
+        ex, mc = g[g["method"] == "exact"], g[g["method"] == "monte_carlo"]
+        if len(ex):
+            r = ex.iloc[0]
+            out[(str(endpoint), str(test))] = {"value": float(r["power"]), "kind": "exact", "low": float(r["power"]),
+                                               "high": float(r["power"]), "n_sims": 0,
+                                               "flagged": exceeds(r["power"], alpha)}
+        elif len(mc):
+            r = mc.iloc[0]
+            out[(str(endpoint), str(test))] = {"value": float(r["power"]), "kind": "simulated", "low": float(r["ci_low"]),
+                                               "high": float(r["ci_high"]), "n_sims": int(r["n_sims"]),
+                                               "flagged": exceeds(r["power"], alpha, r["ci_low"], exact=False)}
+    return out
+
+
+def flagged_label(test: str, flagged: bool) -> str:
+    return test_label(test) + (f" {FLAG}" if flagged else "")
+
+
+def build_tables(result, citations: Citations | None = None) -> dict[str, Table]:
+    """Every display table of the report (those with data).
+
+    ``citations`` collects the sources the assumptions table cites (a new one when None).
+    """
+    citations = citations if citations is not None else Citations()
+    d = result.design
+    tables: dict[str, Table] = {}
+    prim = d["primary_endpoint"]
+    label_of = endpoint_labels(result)
+    word = rate_word(result)
+    keys = set(key_pairs(result))
+    alpha = float(d["alpha"])
+    sizes_at_design = type_i_errors(result)
+
+    rows = [
+        ("control", {"Item": "Control arm", "Value": str(d["control_name"])}),
+        ("treatment", {"Item": "Experimental arm", "Value": str(d["treatment_name"])}),
+        ("n_control", {"Item": f"Patients enrolled, {d['control_name']}", "Value": fmt_n(d["n_control"])}),
+        ("n_treatment", {"Item": f"Patients enrolled, {d['treatment_name']}", "Value": fmt_n(d["n_treatment"])}),
+        ("allocation", {"Item": "Allocation", "Value": str(d["allocation"])}),
+        ("masking", {"Item": "Masking", "Value": str(d["masking"])}),
+        ("alpha", {"Item": "Significance level (two-sided)", "Value": fmt_pct(d["alpha"], 0)}),
+        ("primary", {"Item": "Primary endpoint", "Value": str(d["primary_label"])}),
+        ("primary_test", {"Item": "Primary analysis", "Value": test_label(str(d["primary_test"]))}),
+    ]
+    if d.get("primary_effect_label"):
+        rows.append(("effect", {"Item": f"Assumed effect on the primary endpoint ({d['primary_effect_label']})",
+                                "Value": fmt_effect(d["primary_effect_assumed"])}))
+        rows.append(("no_effect", {"Item": f"No effect ({d['primary_effect_label']})",
+                                   "Value": fmt_effect(d["primary_effect_null"])}))
+    if not is_missing(d.get("primary_p_control")):
+        rows += [
+            ("p_control", {"Item": f"Primary endpoint rate, {d['control_name']} (analysable patients)",
+                           "Value": fmt_pct(d["primary_p_control"])}),
+            ("p_treatment", {"Item": f"Primary endpoint rate, {d['treatment_name']} (analysable patients)",
+                             "Value": fmt_pct(d["primary_p_treatment"])}),
+        ]
+    rows.append(("dropout", {"Item": "Expected loss to follow-up for the primary endpoint",
+                             "Value": fmt_pct(d["primary_dropout"])}))
+    tables["design"] = _table("design", "The design and its key assumptions", rows)
+
+    power = result.frame("power")
+    if not power.empty:
+        rows = []
+        show_null = word == "Power" and bool(sizes_at_design)
+        for (endpoint, test), g in power.groupby(["endpoint", "test"], sort=False):
+            mc = g[g["method"] == "monte_carlo"]
+            ex = g[g["method"] == "exact"]
+            r = mc.iloc[0] if len(mc) else g.iloc[0]
+            size = sizes_at_design.get((str(endpoint), str(test)))
+            flagged = bool(size and size["flagged"])
+            row = {
+                "Endpoint": label_of.get(endpoint, str(r["label"])),
+                "Test": flagged_label(test, flagged),
+                f"{word} (simulated)": fmt_power(r["power"]) if len(mc) else "-",
+                "95% MC interval": fmt_interval(r["ci_low"], r["ci_high"], fmt_power) if len(mc) else "-",
+                f"Exact {lower_first(word)}": fmt_power(ex.iloc[0]["power"]) if len(ex) else "-",
+            }
+            if show_null:
+                row["Type I error (no effect)"] = "-" if size is None else fmt_power(size["value"])
+                row["Type I error from"] = "-" if size is None else ("exact" if size["kind"] == "exact" else "simulated")
+            rows.append((f"{endpoint}|{test}", row))
+        n_sims = int(power["n_sims"].max())
+        what = "Type I error (every effect at its null)" if word != "Power" else "Power"
+        notes = (f"Simulated from {n_sims:,} trials with its 95% Clopper-Pearson Monte Carlo interval; "
+                 "exact by enumeration for binary endpoints with a known law.")
+        if show_null:
+            null_sims = max((v["n_sims"] for v in sizes_at_design.values()), default=0)
+            notes += (" Type I error: the same test with every effect parameter at its null (no treatment effect), exact "
+                      "where the endpoint's law is known" + (f", otherwise simulated from {null_sims:,} trials" if null_sims else "")
+                      + ".")
+        if any(v["flagged"] for v in sizes_at_design.values()):
+            notes += " " + FLAG_NOTE
+        tables["power"] = _table("power", f"{what} of every endpoint and test at the planned {d['n_control']} vs "
+                                          f"{d['n_treatment']} (enrolled; the scenario's loss to follow-up included)", rows,
+                                 notes)
+
+    targets = sorted(float(p) for p in result.settings.get("power", [0.8, 0.9]))
+    target_text = " and ".join(fmt_pct(p, 0) for p in targets)
+    sizes = result.frame("sample_sizes")
+    at_n = _type_i_at_n(result)
+    if not sizes.empty:
+        flagged_any = False
+        for name, subset, caption in (
+            ("sample_sizes", sizes[[(e, t) in keys for e, t in zip(sizes["endpoint"], sizes["test"])]],
+             f"Sample size per arm for {target_text} power (key endpoints)"),
+            ("sample_sizes_all", sizes, "Sample size per arm for every endpoint and test"),
+        ):
+            rows = []
+            for r in subset.itertuples():
+                size = at_n.get((str(r.endpoint), str(r.test), float(r.target_power)))
+                flagged = size is not None and exceeds(size, alpha)
+                flagged_any = flagged_any or flagged
+                rows.append((f"{r.endpoint}|{r.test}|{r.target_power:g}", _size_row(r, label_of, size, flagged)))
+            tables[name] = _table(name, caption, rows, (
+                "n per arm counts analysable patients (control arm; the treatment arm follows the allocation ratio); a "
+                "simulated endpoint's own missing values (a missing sample) are part of it. Exact: power is not monotone "
+                "in n (exact tests attain only some significance levels), so the table gives the n from which power stays "
+                "at or above the target, and the detail gives the first n reaching it and the largest n checked; its type "
+                "I error at that n is the test's rejection rate with no effect at the control arm's rate. Simulated: root "
+                "of a probit fit of simulated power on the square root of n, with its 95% Monte Carlo interval. Enrol: n / "
+                "(1 - expected loss), rounded up. Analytic: closed-form answer (method in the last column)."
+                + (" " + FLAG_NOTE if flagged_any else "")))
+
+    mde = result.frame("mde")
+    if not mde.empty:
+        for name, subset, caption in (
+            ("mde", mde[[(e, t) in keys for e, t in zip(mde["endpoint"], mde["test"])]],
+             f"Minimal detectable effect with {fmt_pct(mde['target_power'].iloc[0], 0)} power at the planned size (key endpoints)"),
+            ("mde_all", mde, "Minimal detectable effect for every endpoint and test"),
+        ):
+            rows = [(f"{r.endpoint}|{r.test}", _mde_row(r, label_of, word, sizes_at_design)) for r in subset.itertuples()]
+            flagged = any(sizes_at_design.get((str(r.endpoint), str(r.test)), {}).get("flagged") for r in subset.itertuples())
+            tables[name] = _table(name, caption, rows,
+                                  "The effect is the endpoint's effect parameter named in the third column, varied alone; "
+                                  "'none' means no effect up to the most extreme one searched reaches the target power. "
+                                  "Simulated answers carry a 95% Monte Carlo interval." + (" " + FLAG_NOTE if flagged else ""))
+
+    rates = result.frame("pilot_rates")
+    if not rates.empty:
+        rows = []
+        for r in rates.itertuples():
+            rows.append((f"{r.endpoint}|{r.arm}", {
+                "Endpoint": label_of.get(r.endpoint, r.endpoint), "Arm": str(r.arm_name),
+                "Assumed rate": fmt_pct(r.rate), "Expected analysable": f"{r.expected_analysable:.1f}",
+                "Expected 95% CI width (percentage points)": fmt_points(r.expected_ci_width),
+                "95% CI at the expected count": f"{int(r.events_at_expected)}/{int(round(r.expected_analysable))}: "
+                                                 + fmt_interval(r.ci_low_at_expected, r.ci_high_at_expected),
+                "P(at least one event)": fmt_pct(r.p_at_least_one), "P(no event)": fmt_pct(r.p_none),
+            }))
+        tables["pilot_rates"] = _table("pilot_rates", "What each arm's event rate can show (exact binomial)", rows,
+                                       "Clopper-Pearson intervals; the expected width averages over the number of events and of "
+                                       "analysable patients.")
+    ratios = result.frame("pilot_ratios")
+    if not ratios.empty:
+        rows = [(str(r.endpoint), {"Endpoint": label_of.get(r.endpoint, r.endpoint), "Assumed GMR": fmt_ratio(r.gmr),
+                                   "Expected 95% CI": fmt_ratio_interval(r.ci_low, r.ci_high),
+                                   "Upper / lower limit": fmt_ratio(r.fold_width)}) for r in ratios.itertuples()]
+        tables["pilot_ratios"] = _table("pilot_ratios", "Expected precision of each geometric mean ratio (treatment / control)",
+                                        rows, "Welch interval on the log scale at the model's SDs (linked events and missing "
+                                              "values included) and the expected analysable numbers.")
+    sds = result.frame("pilot_sd_limits")
+    if not sds.empty:
+        rows = [(str(r.endpoint), {"Endpoint": label_of.get(r.endpoint, r.endpoint), "SD (log scale)": fmt_ratio(r.sd),
+                                   "Degrees of freedom": fmt_n(r.df),
+                                   f"{fmt_pct(r.ucl_level, 0)} upper limit / estimate": fmt_ratio(r.ucl_factor),
+                                   "SD to plan on": fmt_ratio(r.sd_ucl), "Main-trial size x": fmt_ratio(r.n_inflation)})
+                for r in sds.itertuples()]
+        tables["pilot_sd_limits"] = _table("pilot_sd_limits", "Upper confidence limits of the SDs a pilot of this size gives "
+                                                              "(Browne 1995)", rows,
+                                           "Planning the main trial on the one-sided upper limit protects its power against an SD "
+                                           "underestimated by the pilot; the main trial's size grows by the square of the factor.")
+    guide = result.frame("pilot_guidance")
+    if not guide.empty:
+        rows = [(f"{i}", {"Guidance": str(r.guideline), "Basis": str(r.basis),
+                          "Endpoint": label_of.get(str(r.endpoint), str(r.endpoint)) if not is_missing(r.endpoint) else "",
+                          "Standardised effect": "-" if is_missing(r.standardised_effect) else f"{float(r.standardised_effect):.2f}",
+                          "Per arm": fmt_n(r.recommended_per_arm),
+                          "This design": fmt_n(r.design_per_arm), "Meets it": "yes" if bool(r.meets) else "no"})
+                for i, r in enumerate(guide.itertuples())]
+        tables["pilot_guidance"] = _table("pilot_guidance", "The design against published pilot-size guidance", rows)
+
+    sweep = result.frame("sweep_power")
+    if not sweep.empty:
+        s = sweep[(sweep["endpoint"] == prim)]
+        value_cols = [c for c in s.columns if "." in str(c)]
+        rows = []
+        for sid, g in s.groupby("scenario", sort=False):
+            for test, h in g.groupby("test", sort=False):
+                mc, ex = h[h["method"] == "monte_carlo"], h[h["method"] == "exact"]
+                null = "null" in h and bool(h["null"].astype(bool).iloc[0])
+                rate = ex.iloc[0]["power"] if len(ex) else (mc.iloc[0]["power"] if len(mc) else None)
+                flagged = null and rate is not None and (exceeds(rate, alpha) if len(ex) else
+                                                         exceeds(rate, alpha, mc.iloc[0]["ci_low"], exact=False))
+                row = {"Scenario": str(sid)} | {str(c): str(h.iloc[0][c]) for c in value_cols} | {
+                    "Test": flagged_label(str(test), flagged),
+                    "Rejection rate (simulated)": fmt_power(mc.iloc[0]["power"]) if len(mc) else "-",
+                    "95% MC interval": fmt_interval(mc.iloc[0]["ci_low"], mc.iloc[0]["ci_high"], fmt_power) if len(mc) else "-",
+                    "Exact rejection rate": fmt_power(ex.iloc[0]["power"]) if len(ex) else "-",
+                    "Is": "type I error" if null else "power"}
+                rows.append((f"{sid}|{test}", row))
+        tables["sweep"] = _table("sweep", "The config's sweep: rejection rate of the primary endpoint in every scenario "
+                                          "(type I error where every effect is at its null, power elsewhere)", rows)
+
+    multiplicity = _multiplicity(result, label_of, sizes_at_design)
+    if multiplicity is not None:
+        tables["multiplicity"] = multiplicity
+    flow = _flow(result)
+    if flow is not None:
+        tables["flow"] = flow
+    tables["computation"] = _computation(result)
+    tables["methods"] = _methods(result, citations, label_of)
+
+    assumptions = result.frame("assumptions")
+    if not assumptions.empty:
+        shown = assumptions["shown"] if "shown" in assumptions else assumptions["key"]
+        rows = []
+        for r, key in zip(assumptions.itertuples(), shown):
+            source = "" if is_missing(r.source) else citations.resolve(str(r.source))
+            rows.append((str(r.key), {"Key": str(key), "Value": str(r.value), "Source": source or "(none given)",
+                                      "Set in": ORIGINS.get(str(r.origin), str(r.origin))}))
+        tables["assumptions"] = _table("assumptions", "Every assumption with its source", rows,
+                                       "'config': the value and comment of the config file (or the source given beside "
+                                       "it); 'trialsim default': a value the config does not set, with the source the "
+                                       "program cites for it; 'command line': set with --set; 'scenario': set in a "
+                                       "scenario given without its config file. SOURCED: taken from the cited publication; "
+                                       "ASSUMPTION: a planning value, reasoned from the cited sources where given.")
+    return tables
+
+
+def _type_i_at_n(result) -> dict[tuple[str, str, float], float]:
+    frame = result.frame("type_i_at_n")
+    if frame.empty:
+        return {}
+    return {(str(r.endpoint), str(r.test), float(r.target_power)): float(r.type_i_error) for r in frame.itertuples()}
+
+
+def _multiplicity(result, label_of: dict, sizes: dict) -> Table | None:
+    """How many tests the design runs, and what that means for a finding without adjustment."""
+    power = result.frame("power")
+    if power.empty:
+        return None
+    pairs = list(dict.fromkeys(zip(power["endpoint"].astype(str), power["test"].astype(str))))
+    endpoints = list(dict.fromkeys(e for e, _ in pairs))
+    alpha = float(result.design["alpha"])
+    d = result.design
+    primary = (str(d["primary_endpoint"]), str(d["primary_test"]))
+    per_test = [sizes[p]["value"] for p in pairs if p in sizes]
+    # chance of at least one rejection under no effect if the tests were independent
+    independent = 1.0 - math.prod(1.0 - v for v in per_test) if per_test else 1.0 - (1.0 - alpha) ** len(pairs)
+    same_endpoint = len(pairs) - len(endpoints)
+    rows = [
+        ("tests", {"Item": "Tests in the report (endpoint x test)", "Value": fmt_n(len(pairs))}),
+        ("endpoints", {"Item": "Endpoints analysed", "Value": fmt_n(len(endpoints))}),
+        ("primary", {"Item": "Primary analysis (confirmatory)",
+                     "Value": f"{label_of.get(primary[0], primary[0])}, {test_label(primary[1])}"}),
+        ("secondary", {"Item": "Other tests (secondary, sensitivity)", "Value": fmt_n(len(pairs) - 1)}),
+        ("same_endpoint", {"Item": "Extra tests of an endpoint already tested", "Value": fmt_n(same_endpoint)}),
+    ]
+    if per_test:
+        rows.append(("per_test", {"Item": "Type I error of each test with no effect",
+                                  "Value": fmt_interval(min(per_test), max(per_test), fmt_power)}))
+    rows += [
+        ("any_independent", {"Item": "Chance of at least one significant test with no effect at all, if the tests were "
+                                     "independent", "Value": fmt_pct(independent)}),
+        ("bonferroni", {"Item": f"Level per test that keeps that chance at or below {fmt_pct(alpha, 0)} (Bonferroni)",
+                        "Value": fmt_power(alpha / len(pairs)) if pairs else "-"}),
+    ]
+    return _table("multiplicity", "Multiplicity: how many tests the design runs", rows,
+                  "Tests of the same endpoint, of one marker on several days or of correlated endpoints are not "
+                  "independent, which makes the chance of at least one false positive lower than the independent "
+                  "figure, but far above the level of a single test.")
+
+
+def _flow(result) -> Table | None:
+    """The timeline of the simulated trials: time to full enrolment, study end, chance of the deadline."""
+    frame = result.frame("flow")
+    if frame.empty:
+        return None
+    get = {(str(r.quantity), str(r.statistic)): r for r in frame.itertuples()}
+    n = int(frame["n_trials"].iloc[0])
+
+    def days(q, stat):
+        r = get.get((q, stat))
+        if r is None or is_missing(r.value):
+            return "-"
+        return "not reached" if math.isinf(float(r.value)) else f"{float(r.value):.0f}"
+
+    def median(q):
+        r = get.get((q, "median"))
+        if r is None or is_missing(r.value):
+            return "-"
+        if math.isinf(float(r.value)):
+            return "not reached in half of the trials"
+        return f"median {float(r.value):.0f} days ({float(r.value) / 30.4375:.1f} months)"
+
+    def chance(r):
+        p = float(r.value)
+        if p == 0.0:
+            return f"0% (none of {n:,} trials)"
+        if p == 1.0:
+            return f"100% (all {n:,} trials)"
+        return f"{fmt_power(p)} (Monte Carlo SE {fmt_points(r.mcse, 2)} percentage points)"
+
+    rows = []
+    for q, label in (("time_to_full_enrolment", "Time to full enrolment"), ("study_duration", "Study end (last follow-up visit)")):
+        rows.append((q, {"Quantity": label, "Estimate": median(q),
+                         "80% of trials (days)": f"{days(q, 'lower_80')} to {days(q, 'upper_80')}",
+                         "95% of trials (days)": f"{days(q, 'lower_95')} to {days(q, 'upper_95')}"}))
+    for q, label in (("p_reached_target", "Chance of reaching the target enrolment"),
+                     ("p_enrolled_by_deadline", "Chance of full enrolment by the planned completion date"),
+                     ("p_finished_by_deadline", "Chance of finishing (last visit) by the planned completion date")):
+        r = get.get((q, "probability"))
+        if r is None:
+            continue
+        rows.append((q, {"Quantity": label, "Estimate": chance(r), "80% of trials (days)": "-", "95% of trials (days)": "-"}))
+    deadline = frame["deadline_days"].iloc[0]
+    notes = f"From the patient-flow model of {n:,} simulated trials (the same trials as the power table)."
+    if not is_missing(deadline):
+        notes += f" Planned completion: day {float(deadline):.0f} from the trial's start."
+    return _table("flow", "Timeline of the trial (patient-flow model)", rows, notes)
+
+
+def _computation(result) -> Table:
+    """How the numbers were computed: software and versions, seed, simulated trials, Monte Carlo error."""
+    prov, settings = result.provenance, result.settings
+    versions = dict(prov.get("versions") or {})
+    for name in ("python", "numpy", "scipy", "pandas"):
+        versions.setdefault(name, prov.get(name, ""))
+    power = result.frame("power")
+    mc = power[power["method"] == "monte_carlo"] if not power.empty else power
+    n_sims = int(mc["n_sims"].max()) if len(mc) else settings.get("n_sims")
+    max_se = float(mc["mc_se"].max()) if len(mc) else math.nan
+    nice = {"numpy": "NumPy", "scipy": "SciPy", "pandas": "pandas", "simpy": "SimPy", "matplotlib": "Matplotlib",
+            "seaborn": "seaborn"}
+
+    def listed(names):
+        return ", ".join(f"{nice[n]} {versions[n]}" for n in names if versions.get(n)) or "-"
+
+    numerics = listed(("numpy", "scipy"))
+    others = listed(("pandas",) + (("simpy",) if result.design.get("has_flow") else ()) + ("matplotlib", "seaborn"))
+    seed = prov.get("seed")
+    rows = [
+        ("software", {"Item": "Software", "Value": f"trialsim {prov.get('trialsim', '')}"}),
+        ("python", {"Item": "Python", "Value": f"Python {versions.get('python', '')}"}),
+        ("numerics", {"Item": "Numerical libraries", "Value": numerics}),
+        ("libraries", {"Item": "Other libraries (tables, figures)", "Value": others}),
+        ("seed", {"Item": "Root seed", "Value": "-" if seed is None else str(seed)}),
+        ("seed_origin", {"Item": "Seed given or drawn", "Value": "given" if prov.get("seed_given", True) else "drawn and recorded"}),
+        ("n_sims", {"Item": "Simulated trials for the power table", "Value": "-" if n_sims is None else fmt_n(n_sims)}),
+        ("max_mc_se", {"Item": "Largest Monte Carlo standard error of a simulated rejection rate (percentage points)",
+                       "Value": fmt_points(max_se, 2)}),
+    ]
+    if settings.get("null_sims"):
+        rows.append(("null_sims", {"Item": "Simulated trials for the type I errors (every effect at its null)",
+                                   "Value": fmt_n(settings["null_sims"])}))
+    for key, label in (("search_sims", "Simulated trials per step of the sample-size and MDE searches"),
+                       ("curve_sims", "Simulated trials per point of the simulated power curves")):
+        if settings.get(key):
+            rows.append((key, {"Item": label, "Value": fmt_n(settings[key])}))
+    if prov.get("block_size"):
+        rows.append(("block_size", {"Item": "Trials per random stream (block)", "Value": fmt_n(prov["block_size"])}))
+    if prov.get("config_hash"):
+        rows.append(("config_hash", {"Item": "Scenario hash (every value that changes the numbers)",
+                                     "Value": str(prov["config_hash"])}))
+    return _table("computation", "How the numbers were computed", rows,
+                  "Exact figures are computed by enumeration; simulated ones come with their Monte Carlo error (95% "
+                  "Clopper-Pearson intervals in the tables). The same seed, trials and software versions give the same "
+                  "numbers on any machine and number of workers.")
+
+
+def _methods(result, citations: Citations, label_of: dict) -> Table:
+    """Every method the report uses, what for, and its reference (cited: it enters the reference list)."""
+    lib = citations.library
+    power = result.frame("power")
+    rows = []
+    pairs = list(dict.fromkeys(zip(power["endpoint"].astype(str), power["test"].astype(str)))) if not power.empty else []
+    used_by: dict[str, list[str]] = {}
+    for endpoint, test in pairs:
+        used_by.setdefault(test, []).append(label_of.get(endpoint, endpoint))
+    estimands: dict[str, list[str]] = {}
+    for test, endpoints in used_by.items():
+        keys = lib.method("tests", test)
+        spec = TESTS.get(test) if test in TESTS else None
+        if keys:
+            cite = citations.short(*keys)
+        elif spec is not None and spec.reference:
+            ref = citations.add(f"test_{test}", spec.reference)
+            cite = ref.short if ref is not None else ""
+        else:
+            cite = ""
+        rows.append((f"test|{test}", {"Method": f"{test_label(test)} test", "Used for": _few(endpoints),
+                                      "Reference": cite or "-"}))
+        if spec is not None and spec.estimand in INTERVALS:
+            estimands.setdefault(spec.estimand, []).append(test_label(test))
+    for estimand, tests in estimands.items():
+        keys = lib.method("intervals", estimand)
+        rows.append((f"interval|{estimand}", {"Method": INTERVALS[estimand][0].upper() + INTERVALS[estimand][1:],
+                                              "Used for": "estimates and 95% confidence intervals of " + ", ".join(tests),
+                                              "Reference": citations.short(*keys) if keys else "-"}))
+    if not power.empty and (power["method"] == "monte_carlo").any():
+        rows.append(("monte_carlo", {"Method": "Monte Carlo simulation of whole trials; Clopper-Pearson intervals of "
+                                               "simulated rejection rates",
+                                     "Used for": "power and type I errors without an exact law",
+                                     "Reference": citations.short(*lib.method("general", "monte_carlo"))}))
+    if not power.empty and (power["method"] == "exact").any():
+        rows.append(("exact", {"Method": "Exact enumeration over the binomial outcomes of both arms",
+                               "Used for": "power and type I errors of binary endpoints with a known law",
+                               "Reference": "-"}))
+    if not result.frame("pilot_rates").empty:
+        rows.append(("rate_intervals", {"Method": "Clopper-Pearson interval of a rate",
+                                        "Used for": "what each arm's event rate can show",
+                                        "Reference": citations.short(*lib.method("general", "rate_intervals"))}))
+    return _table("methods", "Methods and their references", rows)
+
+
+def _few(names: list[str], limit: int = 3) -> str:
+    names = list(dict.fromkeys(names))
+    if len(names) <= limit:
+        return ", ".join(names)
+    return ", ".join(names[:limit]) + f" and {len(names) - limit} more"
+
+
+def _size_row(r, label_of: dict, type_i: float | None = None, flagged: bool = False) -> dict[str, str]:
+    reachable = bool(r.reachable)
+    if not reachable:
+        n, detail = f"> {fmt_n(r.n_max)}", str(r.note) if not is_missing(r.note) else ""
+        if r.method == "analytic":
+            n = "not simulated"
+    elif r.method == "exact":
+        n = fmt_n(r.n)
+        detail = f"exact; first reaches it at {fmt_n(r.n_first)}; checked to {fmt_n(r.horizon)}"
+    else:
+        n = fmt_n(r.n)
+        detail = f"simulated; 95% MC interval {fmt_n(r.n_low)} to {fmt_n(r.n_high)}"
+    return {
+        "Endpoint": label_of.get(r.endpoint, str(r.label)), "Test": flagged_label(str(r.test), flagged),
+        "Target power": fmt_pct(r.target_power, 0), "n per arm": n, "Detail": detail,
+        "Type I error at n": "-" if type_i is None else fmt_power(type_i),
+        "Expected loss": fmt_pct(r.dropout), "Enrol per arm": fmt_n(r.n_enrolled) if reachable else "-",
+        "Analytic n": fmt_n(r.n_analytic), "Analytic method": str(r.analytic_method),
+    }
+
+
+def _mde_row(r, label_of: dict, word: str, sizes: dict) -> dict[str, str]:
+    reachable = bool(r.reachable)
+    if r.method == "analytic":
+        effect, interval = "not simulated", "-"
+    elif reachable:
+        effect = fmt_effect(r.effect)
+        interval = "-" if r.method == "exact" or is_missing(r.effect_low) else fmt_ratio_interval(r.effect_low, r.effect_high)
+    elif r.method == "skipped":
+        effect, interval = "not computed", "-"
+    else:
+        effect, interval = "none", "-"
+    flagged = bool(sizes.get((str(r.endpoint), str(r.test)), {}).get("flagged"))
+    return {
+        "Endpoint": label_of.get(r.endpoint, str(r.label)), "Test": flagged_label(str(r.test), flagged),
+        "Effect parameter": str(r.parameter_label), "Assumed": fmt_effect(r.assumed),
+        f"{word} at assumed": fmt_power(r.power_at_assumed), "Minimal detectable effect": effect,
+        "95% MC interval": interval, "Most extreme searched": fmt_effect(r.best_effect),
+        "Power there": fmt_power(r.best_power),
+        "Method": {"exact": "exact", "monte_carlo": "simulated"}.get(r.method, str(r.method)),
+        "Analytic": fmt_effect(r.analytic_effect),
+    }

@@ -1,0 +1,211 @@
+"""Bounded running sums per block of trials; blocks combine exactly, in block order.
+
+Per (endpoint, test): rejections, valid trials, and the moments of the estimate and of its error
+against the true effect, and interval coverage. Per (endpoint, arm, statistic): the moments of the
+per-arm estimates. Nothing per trial survives here (that is ``--keep-trials``' job).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from trialsim.decide import Decisions
+from trialsim.simulate import TrialBatch
+
+# sums kept per (endpoint, test)
+TEST_SUMS = ("rejects", "valid", "est_n", "est_sum", "est_sumsq", "err_sum", "err_sumsq", "covered", "coverable")
+
+
+def key(*parts: str) -> str:
+    return "|".join(parts)
+
+
+@dataclass
+class BlockSummary:
+    """Sums over one block of trials: enough to combine blocks exactly, in block order."""
+
+    block: int
+    n_sims: int
+    tests: dict[str, dict[str, float]] = field(default_factory=dict)  # "endpoint|test" -> sums
+    est_sum: dict[str, float] = field(default_factory=dict)
+    est_sumsq: dict[str, float] = field(default_factory=dict)
+    est_count: dict[str, int] = field(default_factory=dict)
+    flow: dict[str, list[float]] | None = None
+
+    def to_json(self) -> dict:
+        return self.__dict__.copy()
+
+    @classmethod
+    def from_json(cls, data: dict) -> "BlockSummary":
+        return cls(**data)
+
+    def problem(self, *, n_sims: int, tests: set[str], flow_fields: tuple[str, ...] | None) -> str | None:
+        """Why this (stored) block cannot be trusted, or None: every key, type and count is checked.
+
+        ``n_sims``: trials the block must hold; ``tests``: its "endpoint|test" keys; ``flow_fields``:
+        the per-trial flow values it must carry (None: no flow).
+        """
+        if not _count(self.block) or not _count(self.n_sims) or self.n_sims != n_sims:
+            return f"holds {self.n_sims!r} trials, not {n_sims}"
+        if not isinstance(self.tests, dict) or set(self.tests) != tests:
+            return "does not hold the scenario's (endpoint, test) pairs"
+        for k, sums in self.tests.items():
+            if not isinstance(sums, dict) or set(sums) != set(TEST_SUMS):
+                return f"{k}: not every sum is there"
+            if not all(_count(sums[name]) for name in ("rejects", "valid", "est_n", "covered", "coverable")):
+                return f"{k}: a count is not a whole number >= 0"
+            if not all(_finite(sums[name]) for name in TEST_SUMS):
+                return f"{k}: a sum is not a finite number"
+            if not (sums["rejects"] <= sums["valid"] <= n_sims and sums["est_n"] <= n_sims
+                    and sums["covered"] <= sums["coverable"] <= n_sims and sums["est_sumsq"] >= 0 <= sums["err_sumsq"]):
+                return f"{k}: counts out of range (rejects {sums['rejects']}, valid {sums['valid']}, trials {n_sims})"
+        names = self.est_count.keys() if isinstance(self.est_count, dict) else None
+        if names is None or not isinstance(self.est_sum, dict) or not isinstance(self.est_sumsq, dict) \
+                or self.est_sum.keys() != names or self.est_sumsq.keys() != names:
+            return "per-arm estimates do not match"
+        if not all(_count(v) and v <= n_sims for v in self.est_count.values()) \
+                or not all(_finite(v) for v in (*self.est_sum.values(), *self.est_sumsq.values())):
+            return "per-arm estimates out of range"
+        if flow_fields is None:
+            return None if self.flow is None else "carries flow values but the scenario has no flow"
+        if not isinstance(self.flow, dict) or set(self.flow) != set(flow_fields):
+            return "flow values missing"
+        if not all(isinstance(v, list) and len(v) == n_sims and all(_number(x) for x in v) for v in self.flow.values()):
+            return "flow values are not one number per trial"
+        return None
+
+
+def _number(x) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool)
+
+
+def _finite(x) -> bool:
+    return _number(x) and np.isfinite(x)
+
+
+def _count(x) -> bool:
+    return isinstance(x, int) and not isinstance(x, bool) and x >= 0
+
+
+def summarise_batch(batch: TrialBatch, decisions: Decisions, *, block: int) -> BlockSummary:
+    out = BlockSummary(block=block, n_sims=batch.n_trials)
+    reject = decisions.outcomes.get("reject", {})
+    covered = decisions.outcomes.get("covered", {})
+    for k, s in batch.stats.items():
+        est = np.asarray(s.estimate, dtype=float)
+        ok = np.isfinite(est)
+        kept = est[ok]
+        sums = {"rejects": int(np.count_nonzero(reject.get(k, s.reject))), "valid": int(np.count_nonzero(s.valid)),
+                "est_n": int(kept.size), "est_sum": float(kept.sum()), "est_sumsq": float((kept * kept).sum()),
+                "err_sum": 0.0, "err_sumsq": 0.0, "covered": 0, "coverable": 0}
+        truth = decisions.truth.get(k)
+        if truth is not None:
+            err = kept - truth
+            sums["err_sum"], sums["err_sumsq"] = float(err.sum()), float((err * err).sum())
+        if k in covered:
+            sums["covered"] = int(np.count_nonzero(covered[k] & ok))
+            sums["coverable"] = int(kept.size)
+        out.tests[key(*k)] = sums
+    values = np.stack(list(batch.arm_estimates.values())) if batch.arm_estimates else np.zeros((0, batch.n_trials))
+    ok = np.isfinite(values)
+    count = np.count_nonzero(ok, axis=1)
+    clean = np.where(ok, values, 0.0)
+    total, total_sq = clean.sum(axis=1), (clean * clean).sum(axis=1)
+    names = [key(*parts) for parts in batch.arm_estimates]
+    out.est_sum = dict(zip(names, total.tolist()))
+    out.est_sumsq = dict(zip(names, total_sq.tolist()))
+    out.est_count = dict(zip(names, count.tolist()))
+    if batch.flow is not None:
+        out.flow = {name: values.tolist() for name, values in batch.flow.items()}
+    return out
+
+
+@dataclass
+class Totals:
+    """Blocks of one scenario folded in block order: running sums, flat in the number of trials.
+
+    ``add`` takes the blocks one at a time, in block order (the float sums are then identical for any
+    ``n_jobs`` and chunking); nothing per trial is kept except the flow's per-trial values
+    (``flow``: 8 bytes x 16 fields per trial, needed for its quantiles and ``flow_trials.csv``).
+    """
+
+    n_sims: int = 0
+    tests: dict[str, dict[str, float]] = field(default_factory=dict)
+    est_sum: dict[str, float] = field(default_factory=dict)
+    est_sumsq: dict[str, float] = field(default_factory=dict)
+    est_count: dict[str, int] = field(default_factory=dict)
+    flow: dict[str, np.ndarray] | None = None
+    block_size: int | None = None  # trials per block of the layout that produced these sums (None: unknown)
+    capacity: int | None = field(default=None, repr=False)  # trials expected: the flow arrays are allocated once
+
+    def add(self, block: BlockSummary) -> None:
+        """Add the next block (the caller keeps block order)."""
+        if self.n_sims and (block.tests.keys() != self.tests.keys() or block.est_sum.keys() != self.est_sum.keys()):
+            raise ValueError(f"block {block.block} has other endpoints or tests than the blocks before it")
+        for k, sums in block.tests.items():
+            acc = self.tests.setdefault(k, {name: 0 for name in TEST_SUMS})
+            for name in TEST_SUMS:
+                acc[name] += sums[name]
+        for attr in ("est_sum", "est_sumsq", "est_count"):
+            out = getattr(self, attr)
+            for k, v in getattr(block, attr).items():
+                out[k] = out.get(k, 0) + v
+        if block.flow is not None:
+            self._add_flow(block)
+        self.n_sims += block.n_sims
+
+    def _add_flow(self, block: BlockSummary) -> None:
+        end = self.n_sims + block.n_sims
+        if self.flow is None:
+            size = max(self.capacity or 0, end)
+            self.flow = {name: np.empty(size) for name in block.flow}
+        for name, values in block.flow.items():
+            column = self.flow[name]
+            if column.size < end:  # more trials than announced: grow geometrically
+                column = np.concatenate([column[:self.n_sims], np.empty(max(end, 2 * column.size) - self.n_sims)])
+                self.flow[name] = column
+            column[self.n_sims:end] = np.asarray(values, dtype=float)
+
+    def finished(self) -> "Totals":
+        """The totals with the flow arrays cut to the trials added."""
+        if self.flow is not None:
+            self.flow = {name: column[:self.n_sims] for name, column in self.flow.items()}
+        return self
+
+    @classmethod
+    def combine(cls, blocks: list[BlockSummary]) -> "Totals":
+        """All blocks at once (sorted into block order first)."""
+        totals = cls(capacity=sum(b.n_sims for b in blocks))
+        for b in sorted(blocks, key=lambda b: b.block):
+            totals.add(b)
+        return totals.finished()
+
+
+TRIAL_COLUMNS = ("trial", "endpoint", "test", "pvalue", "estimate", "ci_low", "ci_high", "reject", "covered")
+
+
+def trial_table(batch: TrialBatch, decisions: Decisions, *, first_trial: int) -> dict[str, np.ndarray]:
+    """The per-trial table of a batch: one row per trial x endpoint x test (columns as arrays).
+
+    ``trial`` is the trial's index in the run (block start + row), the key ``trialsim replay`` takes.
+    ``covered`` is NaN where the true effect is not known.
+    """
+    n = batch.n_trials
+    trial = np.arange(first_trial, first_trial + n)
+    cols: dict[str, list] = {c: [] for c in TRIAL_COLUMNS}
+    covered = decisions.outcomes.get("covered", {})
+    reject = decisions.outcomes.get("reject", {})
+    for (e, t), s in batch.stats.items():
+        low, high = s.ci()
+        cols["trial"].append(trial)
+        cols["endpoint"].append(np.full(n, e, dtype=object))
+        cols["test"].append(np.full(n, t, dtype=object))
+        cols["pvalue"].append(np.asarray(s.pvalue, dtype=float))
+        cols["estimate"].append(np.asarray(s.estimate, dtype=float))
+        cols["ci_low"].append(np.asarray(low, dtype=float))
+        cols["ci_high"].append(np.asarray(high, dtype=float))
+        cols["reject"].append(np.asarray(reject.get((e, t), s.reject), dtype=bool))
+        cov = covered.get((e, t))
+        cols["covered"].append(np.full(n, np.nan) if cov is None else cov.astype(float))
+    return {c: np.concatenate(v) if v else np.array([]) for c, v in cols.items()}
