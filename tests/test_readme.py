@@ -10,6 +10,7 @@ import pytest
 from trialsim.api import run
 from trialsim.config.loader import load_scenario
 from trialsim.labels import pct, power_with_se
+from trialsim.planning.samplesize import sample_sizes
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -58,3 +59,13 @@ def test_readme_power_table_equals_a_fresh_run():
         mc, exact = rows[rows.method == "monte_carlo"].iloc[0], rows[rows.method == "exact"].iloc[0]
         assert pct(mc.power, 2) in line and pct(exact.power, 2) in line, (test, line)
     assert re.search(r"about \d+ s on 2 cores", (ROOT / "README.md").read_text())
+
+
+def test_readme_leak_sample_sizes_equal_the_exact_scan():
+    """The README's exact sample-size row for the primary equals `samplesize` (exact, so no seed needed)."""
+    sc = load_scenario(ROOT / "configs" / "exosome_lar_20.toml")
+    table = sample_sizes(sc, endpoint="leak_1m", test="fisher", power=(0.8, 0.9))
+    got = {r.target_power: r for r in table.results}
+    row = (f"| leak, Fisher exact | {got[0.8].n} (enrol {got[0.8].n_enrolled}) | {got[0.9].n} (enrol {got[0.9].n_enrolled}) "
+           f"| {got[0.8].n_analytic}, normal approximation |")
+    assert row in (ROOT / "README.md").read_text(encoding="utf-8")
