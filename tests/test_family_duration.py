@@ -15,7 +15,7 @@ from trialsim.endpoints.duration import Duration, expected_log_total
 from trialsim.endpoints.markers import LogNormalMarkers
 from trialsim.endpoints.registry import family
 from trialsim.rng import Streams
-from tests.fakes import FakeModel
+from tests.fakes import FakeModel, alternating_arms, difference_and_se
 
 CID = "los_days"
 
@@ -175,12 +175,10 @@ def test_true_effect_matches_a_large_simulation_with_a_linked_event():
     truth = sc.true_effect(CID, CID, "difference", model)
     assert abs(truth - np.log(0.9)) > 0.05  # fewer events shorten the stay
     s, n = 100, 4000
-    treated = np.zeros((s, n), bool)
-    treated[:, 1::2] = True
+    treated = alternating_arms(s, n)
     streams = Streams(7, 0)
     ctx = context(s, n, treated)
     ctx.latent["leak_1m"] = leak.generate("leak_1m", ctx, streams)
     y = np.log(sc.generate(CID, ctx, streams)["total"])
-    t, c = y[treated], y[~treated]
-    se = np.sqrt(t.var() / t.size + c.var() / c.size)
-    assert abs((t.mean() - c.mean()) - truth) <= 4.5 * se
+    diff, se = difference_and_se(y[treated], y[~treated])
+    assert abs(diff - truth) <= 4.5 * se

@@ -204,8 +204,8 @@ def _through_flow(scenario: Scenario, model: Model, ctx: PatientContext, follow:
     to arm rows and back.
     """
     d = scenario.design
-    stay = next((model.section(c).flow_inputs(ctx.latent[c]) for c in model.order
-                 if model.section(c).flow_inputs(ctx.latent[c]) is not None), None)
+    stays = (model.section(c).flow_inputs(ctx.latent[c]) for c in model.order)
+    stay = next((s for s in stays if s is not None), None)
     if stay is None:
         raise ValueError("a [flow] needs a length-of-stay endpoint (a family with hospital-stay inputs, e.g. 'duration')")
     fu = scenario.follow_up

@@ -90,8 +90,9 @@ class _Signals:
         if self.mask is not None:
             self.done.set()
             self.listener.join()
-            while signal.sigtimedwait({signal.SIGINT}, 0) is not None:  # drop the Ctrl-Cs of the wind-down
-                pass
+            pending = signal.sigtimedwait({signal.SIGINT}, 0)
+            while pending is not None:  # drop the Ctrl-Cs of the wind-down
+                pending = signal.sigtimedwait({signal.SIGINT}, 0)
             signal.pthread_sigmask(signal.SIG_SETMASK, self.mask)
         for sig, previous in self.handlers.items():
             signal.signal(sig, previous)

@@ -25,6 +25,7 @@ name or fields:
 """
 from __future__ import annotations
 
+from abc import abstractmethod
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
 
@@ -151,19 +152,22 @@ class EndpointFamily(StrictModel):
     def links(self) -> tuple[str, ...]:
         return ()
 
-    def analysed(self, cid: str) -> tuple[Analysed, ...]:  # pragma: no cover - abstract
-        raise NotImplementedError
+    @abstractmethod
+    def analysed(self, cid: str) -> tuple[Analysed, ...]:
+        """The endpoints this section analyses."""
 
     def covariates_used(self) -> tuple[str, ...]:
         """Covariate names this family reads (checked against the population)."""
         return ()
 
     # ---------------------------------------------------------------------------------- patients
-    def generate(self, cid: str, ctx: PatientContext, streams: "Streams") -> dict[str, np.ndarray]:  # pragma: no cover
-        raise NotImplementedError
+    @abstractmethod
+    def generate(self, cid: str, ctx: PatientContext, streams: "Streams") -> dict[str, np.ndarray]:
+        """Latent per-patient values, arrays (n_trials, n_patients), from this component's own streams."""
 
-    def observe(self, cid: str, ctx: PatientContext, latent: dict[str, np.ndarray], status: Status) -> dict[str, np.ndarray]:  # pragma: no cover
-        raise NotImplementedError
+    @abstractmethod
+    def observe(self, cid: str, ctx: PatientContext, latent: dict[str, np.ndarray], status: Status) -> dict[str, np.ndarray]:
+        """Analysed endpoint name -> float array, NaN where not observed (log-scale endpoints logged)."""
 
     def event_values(self, latent: dict[str, np.ndarray]) -> dict[str, np.ndarray] | None:
         """``{"event": bool, "day": float (NaN none), "grade": int (-1 none)}`` if others can link to it."""
