@@ -23,8 +23,9 @@ from trialsim.version import __version__
 POWER_COLUMNS = [
     "scenario", "endpoint", "test", "n_control", "n_treatment", "alpha", "power", "mc_se", "ci_low", "ci_high",
     "method", "n_sims", "n_valid", "primary", "family", "label", "null",
-    "estimand", "estimate_mean", "true_effect", "bias", "bias_se", "rmse", "coverage", "coverage_se", "n_estimable",
+    "estimand", "estimate_mean", "true_effect", "bias", "bias_se", "rmse", "coverage", "coverage_se", "n_estimable", "ci_width", "ci_width_se",
 ]
+DECISION_COLUMNS = ["scenario", "rule", "subject", "detail", "outcome", "mean", "mc_se", "n"]
 
 
 def clopper_pearson(k: int, n: int, level: float = 0.95) -> tuple[float, float]:
@@ -104,6 +105,25 @@ class ScenarioResult:
         return rows
 
 
+    def decision_rows(self) -> list[dict]:
+        """One row per outcome of every decision rule beyond reject/covered: its mean over trials and MC SE.
+
+        A bool outcome's mean is the probability of that decision (go, stop at look 2, any rejection
+        in the family ...); a numeric one's (sample size, duration) is its expectation.
+        """
+        rows = []
+        for k, sums in self.totals.outcomes.items():
+            rule, *parts = k.split("|")
+            parts = (parts + ["", "", ""])[:3]
+            n = int(sums["n"])
+            mean = sums["sum"] / n if n else float("nan")
+            var = max(sums["sumsq"] / n - mean * mean, 0.0) * n / (n - 1) if n > 1 else float("nan")
+            rows.append({"scenario": self.spec.id, "rule": rule, "subject": parts[0], "detail": parts[1],
+                         "outcome": parts[2], "mean": mean, "mc_se": float(np.sqrt(var / n)) if n > 1 else float("nan"),
+                         "n": n})
+        return rows
+
+
 def estimation(sums: dict, truth: float | None, *, n_valid: int | None = None) -> dict:
     """Mean estimate, bias, RMSE and coverage (with Monte Carlo SEs) from one (endpoint, test)'s sums.
 
@@ -114,7 +134,13 @@ def estimation(sums: dict, truth: float | None, *, n_valid: int | None = None) -
     n = sums["est_n"]
     nan = float("nan")
     out = {"estimate_mean": sums["est_sum"] / n if n else nan, "true_effect": nan if truth is None else truth,
-           "bias": nan, "bias_se": nan, "rmse": nan, "coverage": nan, "coverage_se": nan, "n_estimable": n}
+           "bias": nan, "bias_se": nan, "rmse": nan, "coverage": nan, "coverage_se": nan, "n_estimable": n,
+           "ci_width": nan, "ci_width_se": nan}
+    w = sums.get("width_n", 0)
+    if w:
+        width = sums["width_sum"] / w
+        var = max(sums["width_sumsq"] / w - width * width, 0.0) * w / (w - 1) if w > 1 else 0.0
+        out.update(ci_width=width, ci_width_se=float(np.sqrt(var / w)))
     if n_valid is not None and n < n_valid:
         out["estimate_mean"] = nan
         truth = None
@@ -147,6 +173,10 @@ class RunResult:
             frame = frame.merge(values, on="scenario", how="left")
         return frame
 
+    def decisions_frame(self) -> pd.DataFrame:
+        """Every decision rule's outcomes (go/no-go, multiplicity, interim looks) per scenario."""
+        return pd.DataFrame([r for res in self.results for r in res.decision_rows()], columns=DECISION_COLUMNS)
+
     def estimates_frame(self) -> pd.DataFrame:
         return pd.DataFrame([r for res in self.results for r in res.estimate_rows()])
 
@@ -160,7 +190,7 @@ class RunResult:
         return pd.concat(frames, ignore_index=True) if frames else None
 
     def save(self, out: str | Path) -> Path:
-        """Write power.csv/json, estimates.csv, flow_trials.csv, the resolved configs and provenance.json.
+        """Write power.csv/json, estimates.csv, decisions.csv, flow_trials.csv, the resolved configs and provenance.json.
 
         Each file goes through a temporary file and an atomic rename (a kill or a full disk leaves
         the old file or none, never a truncated one); provenance.json comes last. What an earlier
@@ -173,6 +203,11 @@ class RunResult:
         atomic_write(out / "power.json", json.dumps({"provenance": self.provenance, "rows": _records(power)}, indent=1))
         estimates = self.estimates_frame()
         atomic_write(out / "estimates.csv", lambda p: estimates.to_csv(p, index=False))
+        decisions = self.decisions_frame()
+        if not decisions.empty:
+            atomic_write(out / "decisions.csv", lambda p: decisions.to_csv(p, index=False))
+        else:
+            (out / "decisions.csv").unlink(missing_ok=True)
         flow = self.flow_frame()
         if flow is not None:
             atomic_write(out / "flow_trials.csv", lambda p: flow.to_csv(p, index=False))
