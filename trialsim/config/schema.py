@@ -43,6 +43,9 @@ class Design(StrictModel):
         "quadruple", description="Masking as registered (QUADRUPLE) [0]."
     )
     alpha: float = Field(0.05, ge=1e-6, lt=0.5, description="Two-sided significance level (convention) [9].")
+    label: Text = Field("", max_length=60, description=(
+        "Short name of this design in comparisons (`trialsim compare`), e.g. 'registered 10:10 sequential'; "
+        "empty = made from the allocation scheme and arm sizes."))
 
 
 class AllocationConfig(StrictModel):

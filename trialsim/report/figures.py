@@ -32,7 +32,7 @@ MARKERS = ["o", "s", "^", "D", "v", "P", "X", "*"]
 LEGEND_WIDTH = 44  # characters per legend line: long endpoint labels wrap instead of squeezing the axes
 
 
-class _Style:
+class FigureStyle:
     """seaborn's theme as a context manager, so drawing leaves the caller's global style alone."""
 
     def __enter__(self):
@@ -460,7 +460,7 @@ def draw_figures(result, out_dir: str | Path) -> list[FigureFile]:
     primary = design["primary_endpoint"]
     files: list[FigureFile] = []
     prim_label = design["primary_label"][:1].lower() + design["primary_label"][1:]
-    with _Style():
+    with FigureStyle():
         curves = result.frame("curves")
         if not curves.empty:
             fig = figure_power_vs_n(curves, planned_n=planned_n, primary=primary, title=primary_title(design))
@@ -631,7 +631,7 @@ def draw_range_figures(frame: pd.DataFrame, out_dir: str | Path, *, stem: str = 
     out_dir = Path(out_dir)
     files = []
     several = frame["test"].nunique() > 1
-    with _Style():
+    with FigureStyle():
         for test, g in frame.groupby("test", sort=False):
             fig = figure_power_ranges(g, title=range_title(g))
             name = f"{stem}_{test}" if several else stem
