@@ -9,11 +9,13 @@ import pandas as pd
 import pytest
 
 from tests.conftest import DEFAULT_CONFIG, ROOT
+from tests.test_report import planned
 from trialsim.api import run
 from trialsim.config.loader import ConfigError, with_values
 from trialsim.planning.compare import COMPARE_COLUMNS, compare, design_label, load_comparison
 from trialsim.planning.plan import null_scenario
 from trialsim.report.compare import comparison_text
+from trialsim.report.document import build_report
 
 SIMS = 400
 
@@ -97,3 +99,14 @@ def test_cli_compare_prints_the_table_and_refuses_a_missing_config(tmp_path):
     assert "registered" in proc.stdout and "(exact)" in proc.stdout and (tmp_path / "cmp" / "compare.png").is_file()
     bad = cli(tmp_path / "nope.toml", "--sims", "10")
     assert bad.returncode == 2 and "Traceback" not in bad.stderr
+
+
+def test_the_report_gains_a_choosing_a_design_section(comparison, tmp_path):
+    report = build_report(planned(DEFAULT_CONFIG), [], comparison=comparison.frame, figure_dir=tmp_path)
+    titles = [s.title for s in report.sections]
+    assert "Choosing a design" in titles
+    assert titles.index("Choosing a design") == titles.index("Power and type I error at the planned design") + 1
+    table = report.tables["designs"]
+    assert list(table.frame["Design"]) == list(comparison.frame.design)
+    assert (tmp_path / "compare.png").is_file()
+    assert "Choosing a design\" below shows what randomised alternatives would change" in report.all_text()
