@@ -127,8 +127,16 @@ def estimation_line(row: pd.Series, a: Analysed, alpha: float) -> str:
     if not _missing(row.bias):
         parts.append(f"{scale}bias {num(row.bias, 2)} ± {num(row.bias_se, 2)}, RMSE {num(row.rmse)}")
     if not _missing(row.coverage):
-        parts.append(f"{pct(1 - alpha, 0)} CI coverage {_coverage(row)}")
+        parts.append(f"{pct(1 - alpha, 0)} CI coverage {_coverage(row)}" + _width(row, estimand, a.scale))
     return f"estimate ({test_label(row.test)}): " + "; ".join(parts)
+
+
+def _width(row, estimand: str, scale: str) -> str:
+    """", mean width W" of the interval (on the log scale for ratios), where the test has one."""
+    width = getattr(row, "ci_width", None)
+    if width is None or _missing(width):
+        return ""
+    return f", mean width {num(width)}" + (" (log scale)" if on_logs(estimand, scale) else "")
 
 
 def _coverage(row) -> str:
