@@ -58,7 +58,7 @@ def test_the_registered_design_cannot_tell_an_effect_from_none(comparison):
     assert registered.power_method == registered.type_i_method == "exact"
     assert registered.power == pytest.approx(0.0037, abs=0.0005)
     assert abs(registered.power - registered.type_i) < 0.001
-    assert registered.design == "non-randomised 10:10 sequential" and not registered.randomised
+    assert registered.design == "registered 10:10 non-randomised" and not registered.randomised
 
 
 def test_one_estimate_is_judged_on_one_scale_in_every_design(comparison):
@@ -79,13 +79,13 @@ def test_saved_files_read_back_and_the_table_names_every_design(comparison, tmp_
     back = load_comparison(tmp_path)
     pd.testing.assert_frame_equal(back[["design", "power", "type_i"]], comparison.frame[["design", "power", "type_i"]])
     text = comparison_text(back)
-    assert "non-randomised 10:10 sequential" in text and "randomised 30:30 blocks" in text
+    assert "registered 10:10 non-randomised" in text and "randomised 30:30 blocks" in text
 
 
 def test_designs_with_one_label_are_refused(default_scenario):
     with pytest.raises(ConfigError, match="share the label"):
         compare([default_scenario, default_scenario], n_sims=10, seed=1, n_jobs=1)
-    assert design_label(default_scenario) == "non-randomised 10:10 sequential"
+    assert design_label(with_values(default_scenario, {"design.label": ""})) == "non-randomised 10:10 sequential"
 
 
 def test_cli_compare_prints_the_table_and_refuses_a_missing_config(tmp_path):
