@@ -194,7 +194,7 @@ def test_go_rises_and_no_go_falls_with_the_effect(curve):
 
 
 def test_figure_draws_three_curves(curve):
-    from trialsim.report.bayes_figures import plot_go_nogo
+    from trialsim.report.figures import plot_go_nogo
 
     ax = plot_go_nogo(curve)
     assert len(ax.get_lines()) == 3 + 2  # go, no-go, inconclusive; null and assumed marked
