@@ -692,6 +692,6 @@ def plot_go_nogo(frame: pd.DataFrame, ax=None, *, title: str | None = None):
         ax.set_xlabel(EFFECT_LABELS.get(str(frame["effect_kind"].iloc[0]), "True effect"))
         ax.set_ylabel("Probability of the decision")
         if title:
-            ax.set_title("\n".join(textwrap.wrap(title, 48)), fontsize="medium")
+            ax.set_title("\n".join(textwrap.wrap(title, 48, break_on_hyphens=False)), fontsize="medium")
         ax.legend(loc="center right", fontsize="small")
     return ax
