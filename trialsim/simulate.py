@@ -142,7 +142,11 @@ def analyse(model: Model, observed: dict[str, np.ndarray], split: ArmSplit, *, a
             by_test.setdefault(t, []).append(a)
     for t, members in by_test.items():
         spec = tests.get(t)
-        if spec.stacked and len(members) > 1:
+        if spec.options is not None:  # settings from the scenario (priors ...): one call per endpoint
+            for a in members:
+                stats[(a.name, t)] = spec.run(control[row[a.name]], treatment[row[a.name]], alpha,
+                                              **spec.options(model, a))
+        elif spec.stacked and len(members) > 1:
             rows = _rows([row[a.name] for a in members])
             res = spec.run(control[rows], treatment[rows], alpha)
             for i, a in enumerate(members):

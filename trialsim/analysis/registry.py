@@ -28,12 +28,16 @@ class TrialStats:
     of means (treatment - control; of logs for log-scale endpoints) of a t test,
     P(treatment < control) + ties / 2 of Mann-Whitney. ``ci()`` gives the two-sided (1 - alpha)
     interval (NaN where the test has none); ``covers(truth)`` whether it contains ``truth``.
+    ``extra`` holds further named per-trial values of the test (a Bayesian test's posterior
+    probabilities), arrays of the same shape as ``estimate``.
     """
 
     __test__ = False
 
-    def __init__(self, *, reject, valid, estimate, pvalue, alpha: float, ci=None, t_se=None, t_df=None):
+    def __init__(self, *, reject, valid, estimate, pvalue, alpha: float, ci=None, t_se=None, t_df=None,
+                 extra: dict[str, np.ndarray] | None = None):
         self.reject = reject
+        self.extra = {} if extra is None else extra
         self.valid = valid
         self.estimate = estimate
         self._pvalue = pvalue
@@ -90,6 +94,7 @@ class TrialStats:
             pvalue=(lambda: self.pvalue[index]) if callable(pv) else pv[index], alpha=self.alpha,
             ci=None if ci is None else (lambda: tuple(c[index] for c in self.ci())),
             t_se=None if se is None else se[index], t_df=None if df is None else df[index],
+            extra={name: values[index] for name, values in self.extra.items()},
         )
 
 
@@ -129,7 +134,8 @@ class TestSpec:
     ``kinds``: endpoint kinds it applies to. ``run(x_control, x_treatment, alpha)`` -> TrialStats.
     ``stacked``: ``run`` accepts extra leading axes (several endpoints at once). ``estimand``: what
     ``estimate`` measures. ``exact_power(p_c, p_t, n_c, n_t, alpha, p_missing)`` where one exists.
-    ``max_n``: the largest arm the test can run at (None = any).
+    ``max_n``: the largest arm the test can run at (None = any). ``options(model, analysed)``: keyword
+    arguments ``run`` also takes, read from the scenario (a Bayesian test's priors); None = none.
     """
 
     __test__ = False
@@ -143,6 +149,7 @@ class TestSpec:
     stacked: bool = False
     exact_power: Callable[..., float] | None = None
     max_n: int | None = None
+    options: Callable[..., dict] | None = None
 
 
 def register(spec: TestSpec) -> TestSpec:

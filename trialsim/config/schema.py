@@ -17,6 +17,7 @@ import numpy as np
 from pydantic import Field, PlainValidator, SerializeAsAny, ValidationError, field_validator, model_validator
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
+from trialsim.config.bayes import BayesConfig
 from trialsim.config.base import IDENTIFIER, MISSING_MAX, FileName, Identifier, LongText, StrictModel, Text
 from trialsim.config.flow import FlowConfig, Ratio
 from trialsim.registry import ALLOCATION_SCHEMES, ENDPOINT_FAMILIES, TESTS
@@ -249,6 +250,8 @@ class Scenario(StrictModel):
     endpoints: dict[str, EndpointSection] = Field(description="Endpoint sections by id; each names its family.")
     follow_up: FollowUp = Field(default_factory=FollowUp)
     flow: FlowConfig | None = Field(None, description="Patient flow (SimPy); absent = fixed arm sizes, no calendar.")
+    bayes: BayesConfig | None = Field(
+        None, description="Priors of the Bayesian tests and the go / no-go rule; absent = the tests' default priors, no go / no-go.")
     run: Run = Field(default_factory=Run)
     sweep: Sweep | None = Field(None, description="Scenario grid; absent = one scenario.")
 
