@@ -46,7 +46,8 @@ def comparison_cells(frame: pd.DataFrame) -> list[dict[str, str]]:
             "Type I error": _rate(r.type_i, r.type_i_se, r.type_i_method) + (" \u2020" if _above(r) else ""),
             "Bias": _num(r.bias),
             "Coverage": "-" if is_missing(r.coverage) else fmt_pct(r.coverage, 1),
-            "P(go) / P(no-go)": "-" if is_missing(r.p_go) else f"{fmt_pct(r.p_go, 1)} / {fmt_pct(r.p_no_go, 1)}",
+            "P(go) / P(no-go)": "-" if is_missing(r.p_go) else
+            f"{fmt_pct(r.p_go, 1)} / {fmt_pct(r.p_no_go, 1)}" + ("" if is_missing(r.p_go_null) else f" (go if null {fmt_pct(r.p_go_null, 1)})"),
             "Patients (treated)": f"{r.patients:.1f} ({r.treated:.1f})",
             "Months": _months(r.duration_months),
         }
@@ -87,7 +88,7 @@ def comparison_table(frame: pd.DataFrame) -> Table:
              f"(two-sided alpha {first.alpha:g}); the type I error is the same design simulated with no treatment effect "
              "(same seed). \u2020 = type I error above alpha (the design rejects too often when there is no effect). "
              "Bias and coverage: of the effect estimate against the true effect. P(go)/P(no-go): the design's Bayesian "
-             "rule, where it has one. Patients: expected enrolled (given the new treatment); fewer than planned when "
+             "rule, where it has one, with the planned effect (and P(go) with no effect). Patients: expected enrolled (given the new treatment); fewer than planned when "
              "interim looks can stop early. Months: median trial duration from the patient-flow model.")
     return Table("designs", "Choosing a design: the registered design and its alternatives", table, notes)
 

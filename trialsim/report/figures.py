@@ -677,7 +677,7 @@ def plot_go_nogo(frame: pd.DataFrame, ax=None, *, title: str | None = None):
     -------
     matplotlib.axes.Axes
     """
-    with _Style():
+    with FigureStyle():
         ax = _new_ax(ax, size=(FIG_WIDTH / 1.6, 3.4))
         frame = frame.sort_values("effect")
         for key, (label, colour, style) in DECISION_STYLE.items():
