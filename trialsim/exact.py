@@ -28,8 +28,11 @@ def exact_binary_power(model: Model, endpoint: str, test: str) -> float | None:
     spec = tests.get(test)
     if spec.exact_power is None or sc.flow is not None:
         return None
-    if not scheme(sc.allocation.scheme).fixed_sizes(sc.allocation, d.n_control, d.n_treatment):
+    chosen = scheme(sc.allocation.scheme)
+    if not chosen.fixed_sizes(sc.allocation, d.n_control, d.n_treatment):
         return None
+    if chosen.uses_covariates and set(allocation_covariates(model)) & set(model.depends_on(model.endpoint(endpoint).component)):
+        return None  # arms chosen on covariates the endpoint's law depends on: patients are not exchangeable between arms
     law_c, law_t = model.binary_law(endpoint, "control"), model.binary_law(endpoint, "treatment")
     if law_c is None or law_t is None:
         return None
@@ -37,6 +40,15 @@ def exact_binary_power(model: Model, endpoint: str, test: str) -> float | None:
         return None
     return spec.exact_power(law_c.p_event, law_t.p_event, d.n_control, d.n_treatment, d.alpha,
                             (law_c.p_missing, law_t.p_missing))
+
+
+def allocation_covariates(model: Model) -> tuple[str, ...]:
+    """Covariates a covariate-using scheme reads: its strata and, when it selects on a risk score, the score's."""
+    chosen = scheme(model.scenario.allocation.scheme)
+    if not chosen.uses_covariates:
+        return ()
+    score = model.section(model.selection_component).covariates_used() if chosen.uses_score else ()
+    return tuple(dict.fromkeys(model.strata + tuple(score)))
 
 
 def exact_rows(scenario: Scenario) -> list[dict]:

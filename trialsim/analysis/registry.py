@@ -129,7 +129,9 @@ class TestSpec:
     ``kinds``: endpoint kinds it applies to. ``run(x_control, x_treatment, alpha)`` -> TrialStats.
     ``stacked``: ``run`` accepts extra leading axes (several endpoints at once). ``estimand``: what
     ``estimate`` measures. ``exact_power(p_c, p_t, n_c, n_t, alpha, p_missing)`` where one exists.
-    ``max_n``: the largest arm the test can run at (None = any).
+    ``max_n``: the largest arm the test can run at (None = any). ``needs_covariates``: the test adjusts for
+    baseline covariates, and ``run`` takes them as ``covariates=(z_control, z_treatment)``, arrays
+    ``(n_trials, n_arm, n_covariates)`` split by arm as the outcomes (NaN where the outcome is blanked).
     """
 
     __test__ = False
@@ -143,6 +145,7 @@ class TestSpec:
     stacked: bool = False
     exact_power: Callable[..., float] | None = None
     max_n: int | None = None
+    needs_covariates: bool = False
 
 
 def register(spec: TestSpec) -> TestSpec:
@@ -268,7 +271,8 @@ def estimand_label(estimand: str, scale: str) -> str:
     if estimand == "difference":
         return "ratio of geometric means" if scale == "log" else "difference in means"
     labels = {"risk_difference": "risk difference", "log_odds_ratio": "odds ratio",  # reported as exp of the log
-              "p_treatment_lower": "P(treatment < control)"}
+              "p_treatment_lower": "P(treatment < control)",
+              "log_conditional_odds_ratio": "covariate-adjusted odds ratio"}  # reported as exp of the log
     return labels.get(estimand, estimand)
 
 
