@@ -2,11 +2,14 @@
 from __future__ import annotations
 
 import math
+import tomllib
 
 import numpy as np
 import pytest
 
-from trialsim.config.loader import ConfigError, to_raw, validate, with_values
+from tests.conftest import CONFIGS
+from trialsim.api import run
+from trialsim.config.loader import ConfigError, load_scenario, to_raw, validate, with_values
 from trialsim.config.schema import AllocationConfig
 from trialsim.designs import allocation_sequence
 from trialsim.designs.covariate_schemes import minimisation, selected, stratified_block, stratum_codes
@@ -210,3 +213,26 @@ def test_too_many_default_strata_are_refused(default_scenario):
     raw["allocation"]["scheme"] = "minimisation"
     with pytest.raises(ConfigError, match="allocation.strata"):
         validate(raw)
+
+
+# ------------------------------------------------------------------------------------ shipped designs
+DESIGNS = {"registered_selection": ("selected", 10, 10), "randomised_blocks_20": ("permuted_block", 10, 10),
+           "stratified_40": ("stratified_block", 20, 20), "minimisation_40": ("minimisation", 20, 20),
+           "ratio_2to1_30": ("permuted_block", 10, 20)}
+
+
+@pytest.mark.parametrize("name", sorted(DESIGNS))
+def test_every_shipped_design_extends_the_registered_trial_and_runs(default_scenario, name):
+    path = CONFIGS / "designs" / f"{name}.toml"
+    assert tomllib.loads(path.read_text())["extends"] == "../exosome_lar_20.toml"
+    sc = load_scenario(path)
+    scheme, n_control, n_treatment = DESIGNS[name]
+    assert (sc.allocation.scheme, sc.design.n_control, sc.design.n_treatment) == (scheme, n_control, n_treatment)
+    assert sc.title and sc.population == default_scenario.population
+    assert sc.endpoints["cytokines"] == default_scenario.endpoints["cytokines"]
+    result = run(sc, n_sims=100, seed=1, n_jobs=1)
+    frame = result.to_frame()
+    assert frame.power.between(0, 1).all() and (frame[frame.method == "monte_carlo"].n_sims == 100).all()
+    exact = frame[frame.method == "exact"]
+    # exact power only where patients are exchangeable between arms of fixed size
+    assert exact.empty == (scheme in ("selected", "stratified_block", "minimisation"))
