@@ -121,7 +121,8 @@ def logistic_fit(y: np.ndarray, x: np.ndarray, seen: np.ndarray) -> tuple[np.nda
     """
     w_seen = seen.astype(float)
     n_trials, _, p = x.shape
-    gram = np.einsum("tni,tn,tnj->tij", x, w_seen, x)
+    xt = np.swapaxes(x, 1, 2)  # (n_trials, p, n): batched matrix products run on BLAS, einsum would not
+    gram = xt @ (x * w_seen[..., None])
     # full rank among the analysable patients: smallest eigenvalue of the scaled Gram matrix above RANK_TOL
     scale = np.sqrt(np.maximum(np.einsum("tii->ti", gram), 1e-300))
     eig = np.linalg.eigvalsh(gram / scale[:, :, None] / scale[:, None, :])
@@ -131,13 +132,11 @@ def logistic_fit(y: np.ndarray, x: np.ndarray, seen: np.ndarray) -> tuple[np.nda
     converged = np.zeros(n_trials, dtype=bool)
     info = np.broadcast_to(eye, (n_trials, p, p)).copy()
     for _ in range(MAX_STEPS):
-        eta = np.einsum("tnp,tp->tn", x, beta)
-        mu = special.expit(eta)
+        mu = special.expit((x @ beta[..., None])[..., 0])
         # a floor on the weights keeps diverging (separated) fits' systems non-singular; they fail to converge
         weight = np.maximum(mu * (1.0 - mu), 1e-12) * w_seen
-        info = np.einsum("tni,tn,tnj->tij", x, weight, x)
-        info = np.where(ok[:, None, None], info, eye)  # rank-deficient trials: a dummy system, marked not ok
-        score = np.einsum("tni,tn->ti", x, (y - mu) * w_seen)
+        info = np.where(ok[:, None, None], xt @ (x * weight[..., None]), eye)  # rank deficient: a dummy, not ok
+        score = (xt @ ((y - mu) * w_seen)[..., None])[..., 0]
         try:
             step = np.linalg.solve(info, score[..., None])[..., 0]
         except np.linalg.LinAlgError:  # a system singular in floating point after all: the pseudo-inverse, batched
@@ -147,9 +146,8 @@ def logistic_fit(y: np.ndarray, x: np.ndarray, seen: np.ndarray) -> tuple[np.nda
         converged |= ok & (np.abs(step) <= STEP_TOL * (1.0 + np.abs(beta))).all(axis=1)
         if (converged | ~ok).all():
             break
-    eta = np.einsum("tnp,tp->tn", x, beta)
-    mu = special.expit(eta)
-    info = np.einsum("tni,tn,tnj->tij", x, np.maximum(mu * (1.0 - mu), 1e-12) * w_seen, x)
+    mu = special.expit((x @ beta[..., None])[..., 0])
+    info = xt @ (x * (np.maximum(mu * (1.0 - mu), 1e-12) * w_seen)[..., None])
     ok = ok & converged
     info = np.where(ok[:, None, None], info, eye)
     cov = np.linalg.pinv(info)
