@@ -13,7 +13,9 @@ from trialsim.config.loader import ConfigError, load_scenario, to_raw, validate,
 from trialsim.config.schema import AllocationConfig
 from trialsim.designs import allocation_sequence
 from trialsim.designs.covariate_schemes import minimisation, selected, stratified_block, stratum_codes
+from trialsim.exact import arms_exchangeable
 from trialsim.model import build_model
+from trialsim.planning.model import exact_available
 from trialsim.rng import Streams
 from trialsim.simulate import simulate_trials
 
@@ -236,3 +238,10 @@ def test_every_shipped_design_extends_the_registered_trial_and_runs(default_scen
     exact = frame[frame.method == "exact"]
     # exact power only where patients are exchangeable between arms of fixed size
     assert exact.empty == (scheme in ("selected", "stratified_block", "minimisation"))
+
+
+def test_planning_leaves_selected_arms_to_simulation(default_scenario):
+    plain = build_model(default_scenario)
+    chosen = build_model(with_values(default_scenario, {"allocation.scheme": "selected", "allocation.selection_odds_ratio": 0.5}))
+    assert exact_available(plain, "leak_1m", "fisher") and not exact_available(chosen, "leak_1m", "fisher")
+    assert arms_exchangeable(plain, "leak_1m") and not arms_exchangeable(chosen, "leak_1m")

@@ -28,11 +28,10 @@ def exact_binary_power(model: Model, endpoint: str, test: str) -> float | None:
     spec = tests.get(test)
     if spec.exact_power is None or sc.flow is not None:
         return None
-    chosen = scheme(sc.allocation.scheme)
-    if not chosen.fixed_sizes(sc.allocation, d.n_control, d.n_treatment):
+    if not scheme(sc.allocation.scheme).fixed_sizes(sc.allocation, d.n_control, d.n_treatment):
         return None
-    if chosen.uses_covariates and set(allocation_covariates(model)) & set(model.depends_on(model.endpoint(endpoint).component)):
-        return None  # arms chosen on covariates the endpoint's law depends on: patients are not exchangeable between arms
+    if not arms_exchangeable(model, endpoint):
+        return None
     law_c, law_t = model.binary_law(endpoint, "control"), model.binary_law(endpoint, "treatment")
     if law_c is None or law_t is None:
         return None
@@ -49,6 +48,14 @@ def allocation_covariates(model: Model) -> tuple[str, ...]:
         return ()
     score = model.section(model.selection_component).covariates_used() if chosen.uses_score else ()
     return tuple(dict.fromkeys(model.strata + tuple(score)))
+
+
+def arms_exchangeable(model: Model, endpoint: str) -> bool:
+    """False when the allocation reads covariates that the law of ``endpoint`` depends on: the arms' patients
+    then differ in distribution (by design or by selection), and a law that treats them as one population's
+    independent draws (exact power) does not hold."""
+    shared = set(allocation_covariates(model)) & set(model.depends_on(model.endpoint(endpoint).component))
+    return not shared
 
 
 def exact_rows(scenario: Scenario) -> list[dict]:
