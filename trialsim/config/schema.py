@@ -54,13 +54,14 @@ class AllocationConfig(StrictModel):
         description=(
             "Allocation scheme. The registration (NCT06536712) says NON_RANDOMIZED with 10 placebo but does not "
             "state how patients are assigned [0]; 'sequential' (first n_control patients to control, then "
-            "treatment) is one plausible reading, ASSUMPTION. 'alternating', 'permuted_block' and 'simple' "
-            "(coin flip) are the alternatives."
+            "treatment) is one plausible reading, ASSUMPTION. 'alternating', 'permuted_block', 'simple' "
+            "(coin flip), 'stratified_block' (blocks within strata), 'minimisation' (Pocock-Simon) and 'selected' "
+            "(not randomised: surgeons choose on baseline risk, see selection_odds_ratio) are the alternatives."
         ),
     )
     block_size: int = Field(
         4, ge=2, le=1000,
-        description="Block size of 'permuted_block'; a multiple of sum(ratio). ASSUMPTION (common choice).",
+        description="Block size of 'permuted_block' and 'stratified_block'; a multiple of sum(ratio). ASSUMPTION (common choice).",
     )
     ratio: Ratio = Field(
         (1, 1),
