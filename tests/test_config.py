@@ -72,7 +72,7 @@ BAD = [
     (f"{LEAK}.tests=[]", "primary = 'leak_1m' is not an analysed endpoint (endpoints.leak_1m gives it no tests); choose one of: il6_serum_pod1"),
     ('endpoints.los_days.event="ghost"', "endpoints.los_days.event links to 'ghost', which is not an endpoint"),
     ('follow_up.death_event="los_days"', "follow_up.death_event = 'los_days' is not an event endpoint"),
-    ('allocation.scheme="minimisation"', 'allocation.scheme = "minimisation" is not allowed: allowed schemes: sequential'),
+    ('allocation.scheme="urn"', 'allocation.scheme = "urn" is not allowed: allowed schemes: sequential'),
     ('allocation.scheme="permuted_block"', "block_size"),  # fine as it is: blocks of 4 hold 1:1
 ]
 

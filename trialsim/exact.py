@@ -30,6 +30,8 @@ def exact_binary_power(model: Model, endpoint: str, test: str) -> float | None:
         return None
     if not scheme(sc.allocation.scheme).fixed_sizes(sc.allocation, d.n_control, d.n_treatment):
         return None
+    if not arms_exchangeable(model, endpoint):
+        return None
     law_c, law_t = model.binary_law(endpoint, "control"), model.binary_law(endpoint, "treatment")
     if law_c is None or law_t is None:
         return None
@@ -37,6 +39,23 @@ def exact_binary_power(model: Model, endpoint: str, test: str) -> float | None:
         return None
     return spec.exact_power(law_c.p_event, law_t.p_event, d.n_control, d.n_treatment, d.alpha,
                             (law_c.p_missing, law_t.p_missing))
+
+
+def allocation_covariates(model: Model) -> tuple[str, ...]:
+    """Covariates a covariate-using scheme reads: its strata and, when it selects on a risk score, the score's."""
+    chosen = scheme(model.scenario.allocation.scheme)
+    if not chosen.uses_covariates:
+        return ()
+    score = model.section(model.selection_component).covariates_used() if chosen.uses_score else ()
+    return tuple(dict.fromkeys(model.strata + tuple(score)))
+
+
+def arms_exchangeable(model: Model, endpoint: str) -> bool:
+    """False when the allocation reads covariates that the law of ``endpoint`` depends on: the arms' patients
+    then differ in distribution (by design or by selection), and a law that treats them as one population's
+    independent draws (exact power) does not hold."""
+    shared = set(allocation_covariates(model)) & set(model.depends_on(model.endpoint(endpoint).component))
+    return not shared
 
 
 def exact_rows(scenario: Scenario) -> list[dict]:

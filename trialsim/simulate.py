@@ -61,8 +61,10 @@ def simulate_trials(scenario: Scenario, n_sims: int, *, streams: Streams, keep_p
     d = scenario.design
     n = d.n_control + d.n_treatment
     covariates = draw_covariates(scenario.population, n_sims, n, streams=streams)
+    chosen = scheme(scenario.allocation.scheme)
+    score = model.section(model.selection_component).risk_score(covariates) if chosen.uses_score else None
     treated = allocation_sequence(scenario.allocation, n_trials=n_sims, n_control=d.n_control, n_treatment=d.n_treatment,
-                                  rng=streams("allocation"), covariates=covariates)
+                                  rng=streams("allocation"), covariates=covariates, strata=model.strata, score=score)
     ctx = PatientContext(n_sims, n, covariates, treated, model.prevalence)
     for cid in model.order:
         ctx.latent[cid] = model.section(cid).generate(cid, ctx, streams)
@@ -77,9 +79,9 @@ def simulate_trials(scenario: Scenario, n_sims: int, *, streams: Streams, keep_p
     observed: dict[str, np.ndarray] = {}
     for cid in model.order:
         observed.update(model.section(cid).observe(cid, ctx, ctx.latent[cid], status))
-    fixed = scheme(scenario.allocation.scheme).fixed_sizes(scenario.allocation, d.n_control, d.n_treatment)
+    fixed = chosen.fixed_sizes(scenario.allocation, d.n_control, d.n_treatment)
     split = ArmSplit(treated, d.n_control, fixed=fixed)
-    stats, estimates = analyse(model, observed, split)
+    stats, estimates = analyse(model, observed, split, covariates=covariates)
     flow = None if flow_batch is None else {k: np.asarray(v, dtype=float) for k, v in flow_batch.per_trial().items()}
     patients = PatientTable(covariates, treated, ctx.latent, follow, status, observed) if keep_patients else None
     return TrialBatch(model, n_sims, stats, estimates, flow, flow_batch, patients)
@@ -124,16 +126,26 @@ def _as_slice(idx: np.ndarray):
 
 
 # --------------------------------------------------------------------------------------- analyses
-def analyse(model: Model, observed: dict[str, np.ndarray], split: ArmSplit, *, alpha: float | None = None
+def analyse(model: Model, observed: dict[str, np.ndarray], split: ArmSplit, *, alpha: float | None = None,
+            covariates: dict[str, np.ndarray] | None = None,
             ) -> tuple[dict[tuple[str, str], TrialStats], dict[tuple[str, str, str], np.ndarray]]:
     """Every (endpoint, test) of the model on observed values, and the per-arm estimates.
 
     Endpoints are stacked into one ``(n_endpoints, n_trials, n_patients)`` array per arm, so the
     endpoints that share a stacked test (e.g. the 17 cytokine endpoints) are tested in one call.
+    Tests that adjust for baseline covariates (``TestSpec.needs_covariates``) also get the covariates
+    of ``model.adjust_for``, split by arm as the outcomes: ``(n_trials, n_arm, n_covariates)`` per arm.
     """
     alpha = model.scenario.design.alpha if alpha is None else alpha
     eps = model.analysed
     control, treatment = split.arms(np.stack([observed[a.name] for a in eps]))
+    adjusting = None
+    if any(tests.get(t).needs_covariates for a in eps for t in a.tests):
+        if covariates is None:
+            raise ValueError("adjusted tests need the patients' covariates")
+        shape = control.shape[1:2] + (split.treated.shape[1],)
+        z = np.stack([covariates[n] for n in model.adjust_for]) if model.adjust_for else np.zeros((0,) + shape)
+        adjusting = tuple(np.moveaxis(arm, 0, -1) for arm in split.arms(z))
     row = {a.name: i for i, a in enumerate(eps)}
     stats: dict[tuple[str, str], TrialStats] = {}
     by_test: dict[str, list[Analysed]] = {}
@@ -151,6 +163,9 @@ def analyse(model: Model, observed: dict[str, np.ndarray], split: ArmSplit, *, a
             res = spec.run(control[rows], treatment[rows], alpha)
             for i, a in enumerate(members):
                 stats[(a.name, t)] = res.take(i)
+        elif spec.needs_covariates:
+            for a in members:
+                stats[(a.name, t)] = spec.run(control[row[a.name]], treatment[row[a.name]], alpha, covariates=adjusting)
         else:
             for a in members:
                 stats[(a.name, t)] = spec.run(control[row[a.name]], treatment[row[a.name]], alpha)

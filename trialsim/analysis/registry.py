@@ -136,6 +136,9 @@ class TestSpec:
     ``estimate`` measures. ``exact_power(p_c, p_t, n_c, n_t, alpha, p_missing)`` where one exists.
     ``max_n``: the largest arm the test can run at (None = any). ``options(model, analysed)``: keyword
     arguments ``run`` also takes, read from the scenario (a Bayesian test's priors); None = none.
+    ``needs_covariates``: the test adjusts for baseline covariates, and ``run`` takes them as
+    ``covariates=(z_control, z_treatment)``, arrays ``(n_trials, n_arm, n_covariates)`` split by arm as the
+    outcomes (NaN where the outcome is blanked).
     """
 
     __test__ = False
@@ -150,6 +153,7 @@ class TestSpec:
     exact_power: Callable[..., float] | None = None
     max_n: int | None = None
     options: Callable[..., dict] | None = None
+    needs_covariates: bool = False
 
 
 def register(spec: TestSpec) -> TestSpec:
@@ -275,7 +279,8 @@ def estimand_label(estimand: str, scale: str) -> str:
     if estimand == "difference":
         return "ratio of geometric means" if scale == "log" else "difference in means"
     labels = {"risk_difference": "risk difference", "log_odds_ratio": "odds ratio",  # reported as exp of the log
-              "p_treatment_lower": "P(treatment < control)"}
+              "p_treatment_lower": "P(treatment < control)",
+              "log_conditional_odds_ratio": "covariate-adjusted odds ratio"}  # reported as exp of the log
     return labels.get(estimand, estimand)
 
 

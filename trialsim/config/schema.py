@@ -23,6 +23,7 @@ from trialsim.config.flow import FlowConfig, Ratio
 from trialsim.registry import ALLOCATION_SCHEMES, ENDPOINT_FAMILIES, TESTS
 
 MAX_RATIO_PART = 100  # allocation ratio parts
+MAX_STRATA_COVARIATES = 6  # 2^6 = 64 strata at most: the state of stratified blocks is (trials x strata)
 MAX_ENDPOINT_SECTIONS = 50
 MAX_SWEEP_SCENARIOS = 10_000  # scenarios one sweep may expand to
 _KEY_PATH = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*|\.\d+|\[\d+\])*\Z")
@@ -57,17 +58,59 @@ class AllocationConfig(StrictModel):
         description=(
             "Allocation scheme. The registration (NCT06536712) says NON_RANDOMIZED with 10 placebo but does not "
             "state how patients are assigned [0]; 'sequential' (first n_control patients to control, then "
-            "treatment) is one plausible reading, ASSUMPTION. 'alternating', 'permuted_block' and 'simple' "
-            "(coin flip) are the alternatives."
+            "treatment) is one plausible reading, ASSUMPTION. 'alternating', 'permuted_block', 'simple' "
+            "(coin flip), 'stratified_block' (blocks within strata), 'minimisation' (Pocock-Simon) and 'selected' "
+            "(not randomised: surgeons choose on baseline risk, see selection_odds_ratio) are the alternatives."
         ),
     )
     block_size: int = Field(
         4, ge=2, le=1000,
-        description="Block size of 'permuted_block'; a multiple of sum(ratio). ASSUMPTION (common choice).",
+        description="Block size of 'permuted_block' and 'stratified_block'; a multiple of sum(ratio). ASSUMPTION (common choice).",
     )
     ratio: Ratio = Field(
         (1, 1),
         description="Allocation ratio control:treatment of the randomised schemes (registered 10:10 -> 1:1) [0].",
+    )
+    strata: tuple[Identifier, ...] | None = Field(
+        None, max_length=MAX_STRATA_COVARIATES,
+        description=(
+            "Population covariates that 'stratified_block' forms strata from (every combination is a stratum) and "
+            "'minimisation' balances (marginally). Not set: the covariates of the primary endpoint's risk model "
+            f"(its declared risk factors). At most {MAX_STRATA_COVARIATES}: beyond that most strata hold one patient "
+            "and stratified blocks no longer balance (Kernan 1999, J Clin Epidemiol 52:19-26)."
+        ),
+    )
+    p_minimise: float = Field(
+        0.8, ge=0.5, le=1.0,
+        description=(
+            "'minimisation': chance of the arm that minimises the imbalance (0.5 = a coin, 1 = deterministic). "
+            "0.8 as Pocock & Simon's example (Biometrics 1975;31:103-115); ASSUMPTION."
+        ),
+    )
+    imbalance: Literal["range", "variance"] = Field(
+        "range",
+        description="'minimisation': imbalance of a covariate level across arms, as the range or the variance of its "
+                    "ratio-weighted arm counts, summed over covariates (Pocock & Simon 1975).",
+    )
+    selection_odds_ratio: float = Field(
+        1.0, ge=0.01, le=100.0,
+        description=(
+            "'selected': odds ratio of being chosen for treatment per unit of the patient's risk score (the log-odds "
+            "linear predictor of the selection endpoint's covariate risk model). Below 1 = lower-risk patients get the "
+            "new product more often (selection by surgeons). No data on this trial: ASSUMPTION, vary it."
+        ),
+    )
+    selection_endpoint: Identifier | None = Field(
+        None,
+        description="'selected': endpoint id whose covariate risk model gives the risk score. Not set: the primary's.",
+    )
+    adjust_for: tuple[Identifier, ...] | None = Field(
+        None, max_length=16,
+        description=(
+            "Covariates the adjusted analyses ('mantel_haenszel' strata, 'logistic' terms) adjust for. Not set: the "
+            "covariates of the primary endpoint's risk model, as the prognostic factors known at design (EMA "
+            "guideline on adjustment for baseline covariates, 2015)."
+        ),
     )
 
     @field_validator("scheme")
@@ -86,7 +129,7 @@ class AllocationConfig(StrictModel):
 
     @model_validator(mode="after")
     def _block_fits_ratio(self):
-        if self.scheme == "permuted_block" and self.block_size % sum(self.ratio):
+        if self.scheme in ("permuted_block", "stratified_block") and self.block_size % sum(self.ratio):
             raise ValueError(
                 f"block_size {self.block_size} is not a multiple of sum(ratio) = {sum(self.ratio)} "
                 f"(ratio {list(self.ratio)}); use e.g. {2 * sum(self.ratio)}"
@@ -320,12 +363,40 @@ class Scenario(StrictModel):
                              f"stay); declared: {', '.join(f'{c} ({s.family})' for c, s in self.endpoints.items())}")
         if self.flow is not None:
             _check_recruitment(self.flow, self.design.n_control + self.design.n_treatment)
+        _check_allocation(self, covariates, names[self.primary or analysed[0]])
         if self.follow_up.death_event is not None:
             target = self.endpoints.get(self.follow_up.death_event)
             if target is None or not target.is_event:
                 raise ValueError(f"follow_up.death_event = {self.follow_up.death_event!r} is not an event endpoint "
                                  f"(declared: {', '.join(self.endpoints)})")
         return self
+
+
+def _check_allocation(scenario: "Scenario", covariates: set[str], primary_cid: str) -> None:
+    """Covariates named by the allocation exist; the selection endpoint exists and has a risk score."""
+    alloc = scenario.allocation
+    for key in ("strata", "adjust_for"):
+        names = getattr(alloc, key) or ()
+        unknown = [n for n in names if n not in covariates]
+        if unknown:
+            raise ValueError(f"allocation.{key} = {list(names)} names {unknown}, which population.covariates does not "
+                             f"declare (declared names: {', '.join(sorted(covariates)) or 'none'})")
+        if len(set(names)) != len(names):
+            raise ValueError(f"allocation.{key} = {list(names)} names a covariate twice")
+    scheme = ALLOCATION_SCHEMES.get(alloc.scheme)
+    cid = alloc.selection_endpoint
+    if cid is not None or getattr(scheme, "uses_score", False):
+        cid = primary_cid if cid is None else cid
+        if cid not in scenario.endpoints or not scenario.endpoints[cid].gives_risk_score:
+            scored = [c for c, s in scenario.endpoints.items() if s.gives_risk_score]
+            raise ValueError(f"allocation.selection_endpoint = {json.dumps(alloc.selection_endpoint)} (not set: the primary's "
+                             f"endpoint {primary_cid!r}): {cid!r} is not an endpoint with a covariate risk score; allowed: "
+                             f"{', '.join(scored) or 'none in this scenario'}")
+    if getattr(scheme, "uses_covariates", False) and alloc.strata is None:
+        default = scenario.endpoints[primary_cid].covariates_used()
+        if len(default) > MAX_STRATA_COVARIATES:
+            raise ValueError(f"allocation.strata is not set, so it would be the {len(default)} covariates of the primary's "
+                             f"risk model ({', '.join(default)}); at most {MAX_STRATA_COVARIATES}: list the ones to balance")
 
 
 def _where(cid: str, section: StrictModel, value: str) -> str:

@@ -22,7 +22,9 @@ from trialsim.endpoints.base import (
     Analysed, BinaryLaw, EffectParameter, EndpointFamily, PatientContext, Status, binary_contrast, check_simplex,
 )
 from trialsim.endpoints.registry import register
-from trialsim.endpoints.risk import RATE_MIN, RiskFactor, check_rate, check_unique, patient_risk
+from trialsim.endpoints.risk import (
+    RATE_MIN, RiskFactor, check_rate, check_unique, conditional_log_or, linear_score, patient_risk,
+)
 from trialsim.rng import Streams, patient_draws
 
 DEFAULT_RISK_FACTORS = (
@@ -59,6 +61,7 @@ class BinaryEvent(EndpointFamily):
 
     family: Literal["binary_event"] = "binary_event"
     is_event: ClassVar[bool] = True
+    gives_risk_score: ClassVar[bool] = True
 
     label: Text = Field("Anastomotic leak within 1 month", min_length=1, max_length=200, description="Endpoint label [0].")
     rate_control: float = Field(
@@ -177,5 +180,25 @@ class BinaryEvent(EndpointFamily):
         p_joint = found * (1.0 - miss * alive[-1])
         return BinaryLaw(p_joint / p_assessed, 1.0 - p_assessed)
 
+    def risk_score(self, covariates: dict[str, np.ndarray]) -> np.ndarray:
+        return linear_score(self.risk_factors, covariates)
+
     def true_effect(self, cid: str, name: str, estimand: str, model) -> float | None:
+        if estimand == "log_conditional_odds_ratio":
+            return self._conditional_log_or(model)
         return binary_contrast(estimand, model.binary_law(name, "control"), model.binary_law(name, "treatment"))
+
+    def _conditional_log_or(self, model) -> float | None:
+        """The arm's log odds ratio at fixed covariates of the endpoint as observed ("event found").
+
+        Found = event x (found | grade): P(found | covariates, arm) = k * risk with k = 1 - share_first *
+        (1 - p_detect_first_grade), logistic only when k = 1; then it is the risk model's conditional log OR
+        (assessment depends on the event alone, which keeps odds ratios, as case-control sampling does).
+        With k < 1 the odds ratio varies with the covariates: there is no single value, except 0 when the
+        arms' rates are equal (found is then independent of the arm given the covariates).
+        """
+        all_c, all_t = arm_rates(self, "control")[0], arm_rates(self, "treatment")[0]
+        complete = self.grade_split[0] == 0.0 or self.p_detect_first_grade == 1.0
+        if not complete:
+            return 0.0 if all_c == all_t else None
+        return conditional_log_or(self.risk_factors, model.prevalence, all_c, all_t)

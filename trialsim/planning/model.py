@@ -31,6 +31,7 @@ from trialsim.analysis import registry as tests
 from trialsim.config.loader import ConfigError, to_raw, validate, with_values
 from trialsim.config.schema import Scenario
 from trialsim.endpoints.base import Analysed, EffectParameter
+from trialsim.exact import arms_exchangeable
 from trialsim.model import Model, build_model
 from trialsim.rng import draw_seed
 
@@ -141,8 +142,10 @@ def binary_rates(model: Model, endpoint: str) -> BinaryRates | None:
 
 
 def exact_available(model: Model, endpoint: str, test: str) -> bool:
-    """Whether the pair has an exact answer: a binary law and a registered exact power."""
-    return tests.get(test).exact_power is not None and binary_rates(model, endpoint) is not None
+    """Whether the pair has an exact answer: a binary law, a registered exact power, and arms whose patients are
+    exchangeable (an allocation on the endpoint's covariates, e.g. selection by risk, leaves it to simulation)."""
+    return (tests.get(test).exact_power is not None and binary_rates(model, endpoint) is not None
+            and arms_exchangeable(model, endpoint))
 
 
 def exact_power(test: str, p_control: float, p_treatment: float, n_control: int, n_treatment: int, *, alpha: float,

@@ -33,6 +33,8 @@ INTERVALS = {
     "risk_difference": "Newcombe's hybrid score interval of the risk difference",
     "log_odds_ratio": "conditional maximum likelihood odds ratio and its exact interval (as R's fisher.test)",
     "difference": "Welch t interval of the difference in means (of logs: the ratio of geometric means)",
+    "log_conditional_odds_ratio": ("covariate-adjusted odds ratio: Mantel-Haenszel's with the Robins-Breslow-Greenland "
+                                   "interval, or logistic regression's with its Wald interval"),
 }
 ORIGINS = {"config": "config", "default": "trialsim default", "override": "command line", "scenario": "scenario"}
 # An exact type I error counts as above alpha when it exceeds it by more than this share of alpha
