@@ -26,13 +26,14 @@ def add_parsers(sub) -> None:
     p.add_argument("--seed", type=int, default=None, help="root seed shared by every design (default: drawn and recorded)")
     p.add_argument("--jobs", type=int, default=None, help="parallel workers, -1 = all cores (default: each config's run.n_jobs)")
     p.add_argument("--test", default=None, help="the primary endpoint's test to compare (default: each design's first)")
+    p.add_argument("--no-sweep", action="store_true", help="one design per config (its base scenario), ignoring [sweep]")
     p.add_argument("--out", type=Path, default=None, help="write compare.csv, compare.json and compare.png/.svg here")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
 def cmd_compare(args) -> int:
     result = compare(args.configs, overrides=args.overrides, n_sims=args.sims, seed=args.seed, n_jobs=args.jobs,
-                     test=args.test, progress=not args.quiet)
+                     test=args.test, sweep=not args.no_sweep, progress=not args.quiet)
     print(comparison_text(result.frame))
     print(f"\nseed {result.seed}")
     if args.out is not None:

@@ -34,7 +34,7 @@ from trialsim.planning.plan import null_scenario, run_design
 from trialsim.report.compare import plot_comparison
 from trialsim.report.figures import DPI
 from trialsim.results import RunResult
-from trialsim.scenarios import expand
+from trialsim.scenarios import ScenarioSpec, expand
 from trialsim.version import __version__
 
 COMPARE_COLUMNS = [
@@ -92,13 +92,13 @@ def design_label(scenario: Scenario) -> str:
     return f"{kind} {d.n_control}:{d.n_treatment} {s.name.replace('_', ' ')}"
 
 
-def designs_of(sources: Sequence[Scenario | str | Path], *, overrides: Iterable[str] = ()) -> list[Design]:
-    """The designs of ``sources``: one per config, or one per scenario of a config's sweep."""
+def designs_of(sources: Sequence[Scenario | str | Path], *, overrides: Iterable[str] = (), sweep: bool = True) -> list[Design]:
+    """The designs of ``sources``: one per config, or one per scenario of a config's sweep (``sweep=False``: its base)."""
     out: list[Design] = []
     for src in sources:
         sc = src if isinstance(src, Scenario) else load_scenario(src, list(overrides))
         name = "" if isinstance(src, Scenario) else str(src)
-        specs = expand(sc)
+        specs = expand(sc) if sweep else [ScenarioSpec("base", sc, {})]
         for spec in specs:
             label = design_label(spec.scenario)
             if len(specs) > 1:
@@ -121,6 +121,7 @@ def compare(
     n_jobs: int | None = None,
     test: str | None = None,
     flow_sims: int = FLOW_SIMS,
+    sweep: bool = True,
     progress: bool = False,
 ) -> Comparison:
     """Simulate each design as configured and under the null, and tabulate them side by side.
@@ -137,13 +138,15 @@ def compare(
         The primary endpoint's test to compare (default: each design's first test of its primary).
     flow_sims : int
         Trials of the flow run timing a design that has no ``[flow]`` of its own.
+    sweep : bool
+        False: one design per config (its base scenario), ignoring its ``[sweep]``.
 
     Returns
     -------
     Comparison
         ``frame`` has one row per design (:data:`COMPARE_COLUMNS`).
     """
-    designs = designs_of(sources, overrides=overrides)
+    designs = designs_of(sources, overrides=overrides, sweep=sweep)
     if not designs:
         raise ConfigError("give at least one config to compare")
     seed, seed_given = resolve_seed(seed, None)
