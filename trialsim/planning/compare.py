@@ -135,7 +135,8 @@ def compare(
     seed : int, optional
         Root seed shared by every design (common random numbers); drawn and recorded when absent.
     test : str, optional
-        The primary endpoint's test to compare (default: each design's first test of its primary).
+        The primary endpoint's test to compare (default: the first design's first primary test when every
+        design runs it, else each design's first).
     flow_sims : int
         Trials of the flow run timing a design that has no ``[flow]`` of its own.
     sweep : bool
@@ -159,6 +160,7 @@ def compare(
         null = run_design(null_scenario(d.scenario), **kw)
         runs.append((planned, null))
         times.append(_timeline(d.scenario, planned, kw | {"n_sims": min(n_sims, flow_sims)}))
+    test = test or common_test([d.scenario for d in designs])
     judged = estimate_test([d.scenario for d in designs], [p for p, _ in runs], test)
     rows = [design_row(d, planned, null, test=test, judge=judged) | t for d, (planned, null), t in zip(designs, runs, times)]
     frame = pd.DataFrame(rows, columns=COMPARE_COLUMNS)
@@ -175,6 +177,15 @@ def _timeline(scenario: Scenario, planned: RunResult, kw: dict) -> dict[str, Any
         return duration(flow, scenario) | {"duration_source": "design's [flow]"}
     timed = with_values(scenario, {"flow": {}}, source="flow defaults")
     return duration(run_design(timed, **kw).results[0].flow, timed) | {"duration_source": "flow defaults"}
+
+
+def common_test(scenarios: Sequence[Scenario]) -> str | None:
+    """The first design's first primary test that every design runs on its primary (one test compared), else None."""
+    primaries = [build_model(sc).primary for sc in scenarios]
+    for t in primaries[0].tests:
+        if all(t in p.tests for p in primaries):
+            return t
+    return None
 
 
 def estimate_test(scenarios: Sequence[Scenario], planned: Sequence[RunResult], test: str | None) -> str | None:

@@ -38,10 +38,12 @@ def _months(x) -> str:
 def comparison_cells(frame: pd.DataFrame) -> list[dict[str, str]]:
     """One dict of display cells per design (shared by the console and the report)."""
     rows = []
+    several = frame["test"].nunique() > 1
     for r in frame.itertuples():
         cells = {
             "Design": str(r.design),
             "n (C:T)": f"{r.n_control}:{r.n_treatment}",
+            **({"Test": short_test_label(r.test)} if several else {}),
             "Power": _rate(r.power, r.power_se, r.power_method),
             "Type I error": _rate(r.type_i, r.type_i_se, r.type_i_method) + (" \u2020" if _above(r) else ""),
             "Bias": _num(r.bias),
@@ -70,7 +72,8 @@ def comparison_text(frame: pd.DataFrame) -> str:
     header = list(cells[0]) if cells else []
     lines = aligned_table(header, [list(c.values()) for c in cells], right=set(range(1, len(header))))
     first = frame.iloc[0]
-    notes = [f"Primary endpoint: {first.endpoint_label}; test: {short_test_label(first.test)} "
+    tests = ", ".join(dict.fromkeys(short_test_label(t) for t in frame.test))
+    notes = [f"Primary endpoint: {first.endpoint_label}; test: {tests} "
              f"(estimate judged: {', '.join(sorted({short_test_label(t) for t in frame.estimate_test}))}); "
              f"alpha {first.alpha:g} two-sided; {int(frame.n_sims.max()):,} simulated trials per design and per null run.",
              "Type I error: the same design with every treatment effect at its null (same seed). "
@@ -84,7 +87,8 @@ def comparison_table(frame: pd.DataFrame) -> Table:
     cells = comparison_cells(frame)
     table = pd.DataFrame(cells, index=[f"design_{i}" for i in range(len(cells))]).astype(str)
     first = frame.iloc[0]
-    notes = (f"Power and type I error of {short_test_label(first.test)} on {first.endpoint_label.lower()} "
+    tests = ", ".join(dict.fromkeys(short_test_label(t) for t in frame.test))
+    notes = (f"Power and type I error of {tests} on {first.endpoint_label.lower()} "
              f"(two-sided alpha {first.alpha:g}); the type I error is the same design simulated with no treatment effect "
              "(same seed). \u2020 = type I error above alpha (the design rejects too often when there is no effect). "
              "Bias and coverage: of the effect estimate against the true effect. P(go)/P(no-go): the design's Bayesian "
