@@ -63,7 +63,7 @@ def simulate_trials(scenario: Scenario, n_sims: int, *, streams: Streams, keep_p
     covariates = draw_covariates(scenario.population, n_sims, n, streams=streams)
     treated = allocation_sequence(scenario.allocation, n_trials=n_sims, n_control=d.n_control, n_treatment=d.n_treatment,
                                   rng=streams("allocation"), covariates=covariates)
-    ctx = PatientContext(n_sims, n, covariates, treated, model.prevalence)
+    ctx = PatientContext(n_sims, n, covariates, treated, model.prevalence, assessor_masked=d.assessor_is_masked)
     for cid in model.order:
         ctx.latent[cid] = model.section(cid).generate(cid, ctx, streams)
     fu = scenario.follow_up

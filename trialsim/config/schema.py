@@ -42,7 +42,33 @@ class Design(StrictModel):
     masking: Literal["none", "single", "double", "triple", "quadruple"] = Field(
         "quadruple", description="Masking as registered (QUADRUPLE) [0]."
     )
+    assessor_masked: bool | None = Field(
+        None,
+        description=(
+            "Whether the outcome assessor knows no patient's arm. Not set: derived from masking (quadruple, triple and "
+            "double -> masked, ASSUMPTION for double/triple, whose masked roles ClinicalTrials.gov does not fix; none and "
+            "single -> not masked); set it when the registration names the roles. An unmasked assessor applies each "
+            "endpoint's assessor_bias."
+        ),
+    )
     alpha: float = Field(0.05, ge=1e-6, lt=0.5, description="Two-sided significance level (convention) [9].")
+
+    @model_validator(mode="after")
+    def _assessor_fits_masking(self):
+        if self.assessor_masked is True and self.masking == "none":
+            raise ValueError("assessor_masked = true contradicts masking = 'none' (nobody is masked); set masking to the "
+                             "registered level, e.g. 'single' for an outcomes-assessor-only masking")
+        if self.assessor_masked is False and self.masking == "quadruple":
+            raise ValueError("assessor_masked = false contradicts masking = 'quadruple' (participant, care provider, "
+                             "investigator and outcomes assessor are all masked); use 'triple' or lower")
+        return self
+
+    @property
+    def assessor_is_masked(self) -> bool:
+        """The outcome assessor's masking: ``assessor_masked`` when set, else derived from ``masking``."""
+        if self.assessor_masked is not None:
+            return self.assessor_masked
+        return self.masking in ("double", "triple", "quadruple")
 
 
 class AllocationConfig(StrictModel):
