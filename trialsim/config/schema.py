@@ -19,7 +19,7 @@ from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from trialsim.config.base import IDENTIFIER, MISSING_MAX, FileName, Identifier, LongText, StrictModel, Text
 from trialsim.config.flow import FlowConfig, Ratio
-from trialsim.registry import ALLOCATION_SCHEMES, ENDPOINT_FAMILIES, TESTS
+from trialsim.registry import ALLOCATION_SCHEMES, ENDPOINT_FAMILIES, MULTIPLICITY_METHODS, TESTS
 
 MAX_RATIO_PART = 100  # allocation ratio parts
 MAX_ENDPOINT_SECTIONS = 50
@@ -180,6 +180,30 @@ def _family_section(value: Any):
 EndpointSection = Annotated[SerializeAsAny[StrictModel], PlainValidator(_family_section)]
 
 
+class Multiplicity(StrictModel):
+    """A family of hypotheses tested together, with a multiplicity adjustment (see ``trialsim.decide.multiplicity``)."""
+
+    method: str = Field(
+        "holm",
+        description="Adjustment: 'bonferroni', 'holm', 'hochberg' (independent or positively dependent tests) or "
+                    "'fixed_sequence' (the family's order; stops at the first non-rejection). Holm keeps the family-wise "
+                    "error at alpha under any dependence (Holm 1979, Scand J Stat 6:65) and is the usual default.",
+    )
+    family: tuple[str, ...] | None = Field(
+        None, min_length=1, max_length=200,
+        description="The hypotheses, each 'endpoint:test' (e.g. 'infection:fisher'), in testing order for "
+                    "'fixed_sequence'. Not set: the first test of every analysed endpoint, the primary first, then the "
+                    "others in declaration order.",
+    )
+
+    @field_validator("method")
+    @classmethod
+    def _known_method(cls, v):
+        if v not in MULTIPLICITY_METHODS:
+            raise ValueError(f"allowed methods: {', '.join(MULTIPLICITY_METHODS.names())}")
+        return v
+
+
 class Run(StrictModel):
     """How many trials to simulate and how; none of these changes the statistics, only their precision."""
 
@@ -272,6 +296,7 @@ class Scenario(StrictModel):
     endpoints: dict[str, EndpointSection] = Field(description="Endpoint sections by id; each names its family.")
     follow_up: FollowUp = Field(default_factory=FollowUp)
     flow: FlowConfig | None = Field(None, description="Patient flow (SimPy); absent = fixed arm sizes, no calendar.")
+    multiplicity: Multiplicity | None = Field(None, description="A family of tests adjusted for multiplicity; absent = none.")
     run: Run = Field(default_factory=Run)
     sweep: Sweep | None = Field(None, description="Scenario grid; absent = one scenario.")
 
@@ -292,6 +317,7 @@ class Scenario(StrictModel):
     def _consistent(self):
         covariates = {c.name for c in self.population.covariates}
         names: dict[str, str] = {}
+        tests_of: dict[str, tuple[str, ...]] = {}
         analysed: list[str] = []  # endpoints with at least one test (the others are generated, not analysed)
         for cid, section in self.endpoints.items():
             for link in section.links():
@@ -309,6 +335,7 @@ class Scenario(StrictModel):
                 if a.name in names:
                     raise ValueError(f"analysed endpoint {a.name!r} comes from both endpoints.{names[a.name]} and endpoints.{cid}")
                 names[a.name] = cid
+                tests_of[a.name] = a.tests
                 if a.tests:
                     analysed.append(a.name)
                 for test in a.tests:
@@ -340,12 +367,32 @@ class Scenario(StrictModel):
                              f"stay); declared: {', '.join(f'{c} ({s.family})' for c, s in self.endpoints.items())}")
         if self.flow is not None:
             _check_recruitment(self.flow, self.design.n_control + self.design.n_treatment)
+        if self.multiplicity is not None and self.multiplicity.family is not None:
+            _check_family(self.multiplicity.family, tests_of)
         if self.follow_up.death_event is not None:
             target = self.endpoints.get(self.follow_up.death_event)
             if target is None or not target.is_event:
                 raise ValueError(f"follow_up.death_event = {self.follow_up.death_event!r} is not an event endpoint "
                                  f"(declared: {', '.join(self.endpoints)})")
         return self
+
+
+def _check_family(family: tuple[str, ...], tests_of: dict[str, tuple[str, ...]]) -> None:
+    """Each member of ``multiplicity.family`` names an analysed endpoint and one of its tests, once."""
+    analysed = [n for n, t in tests_of.items() if t]
+    seen: set[str] = set()
+    for i, member in enumerate(family):
+        where = f"multiplicity.family[{i}] = {json.dumps(member)}"
+        endpoint, sep, test = member.partition(":")
+        if not sep:
+            raise ValueError(f"{where}: write each member as 'endpoint:test', e.g. 'infection:fisher'")
+        if endpoint not in analysed:
+            raise ValueError(f"{where}: {endpoint!r} is not an analysed endpoint; choose one of: {', '.join(analysed)}")
+        if test not in tests_of[endpoint]:
+            raise ValueError(f"{where}: {endpoint!r} is not tested with {test!r}; its tests: {', '.join(tests_of[endpoint])}")
+        if member in seen:
+            raise ValueError(f"{where} is listed twice; each hypothesis once")
+        seen.add(member)
 
 
 def _where(cid: str, section: StrictModel, value: str) -> str:
