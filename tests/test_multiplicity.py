@@ -72,6 +72,9 @@ def test_adjusted_decisions_equal_statsmodels_trial_by_trial(method):
     np.testing.assert_array_equal(out[("family", method, "any_reject")], theirs.any(axis=0))
     np.testing.assert_array_equal(out[("family", method, "all_reject")], theirs.all(axis=0))
     np.testing.assert_array_equal(out[("family", method, "n_reject")], theirs.sum(axis=0))
+    own = np.stack([batch.stats[k].reject for k in members])
+    np.testing.assert_array_equal(out[("family", "unadjusted", "any_reject")], own.any(axis=0))
+    assert (theirs <= own).all()  # an adjustment only removes rejections
 
 
 @pytest.mark.parametrize("method", sorted(STATSMODELS))

@@ -11,7 +11,7 @@ Outcomes of the rule ``"multiplicity"``:
 * ``(endpoint, test, "reject_<method>")``: the member's adjusted rejection;
 * ``("family", method, "any_reject")``: at least one rejection (disjunctive power; under the global
   null, the family-wise error rate), ``"all_reject"`` (conjunctive power), ``"n_reject"`` (mean number);
-* ``("family", "unadjusted", ...)``: the same without adjustment (each test at alpha), to show what
+* ``("family", "unadjusted", ...)``: the same from each test's own decision at alpha, to show what
   the adjustment costs and what it protects.
 
 Methods are a registry (:data:`trialsim.registry.MULTIPLICITY_METHODS`): one function and one
@@ -120,7 +120,8 @@ def multiplicity(batch: TrialBatch, decisions: Decisions) -> dict[tuple[str, str
     p = pvalues(batch, members)
     adjusted = method.reject(p, alpha)
     out = {(e, t, f"reject_{method.name}"): adjusted[i] for i, (e, t) in enumerate(members)}
-    for name, rejected in ((method.name, adjusted), ("unadjusted", p <= alpha)):
+    own = np.stack([np.asarray(batch.stats[k].reject, dtype=bool) for k in members])  # each test's own decision at alpha
+    for name, rejected in ((method.name, adjusted), ("unadjusted", own)):
         out[("family", name, "any_reject")] = rejected.any(axis=0)
         out[("family", name, "all_reject")] = rejected.all(axis=0)
         out[("family", name, "n_reject")] = rejected.sum(axis=0).astype(float)
