@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from statsmodels.stats.multitest import multipletests
 
+from trialsim.cli import main
 from trialsim.config.loader import ConfigError, validate, with_values
 from trialsim.decide import decide
 from trialsim.decide.multiplicity import family_members, pvalues
@@ -15,6 +16,8 @@ from trialsim.model import build_model
 from trialsim.registry import MULTIPLICITY_METHODS
 from trialsim.rng import Streams
 from trialsim.simulate import simulate_trials
+
+from tests.conftest import CRP_CONFIG
 
 # statsmodels' names of the same procedures (statsmodels.stats.multitest.multipletests)
 STATSMODELS = {"bonferroni": "bonferroni", "holm": "holm", "hochberg": "simes-hochberg"}
@@ -163,3 +166,10 @@ def test_default_family_is_the_first_test_of_each_endpoint_primary_first(crp_sce
     model = build_model(with_values(crp_scenario, {"multiplicity": {}}))
     assert family_members(model) == tuple((a.name, a.tests[0]) for a in model.analysed)
     assert family_members(model)[0][0] == model.primary.name
+
+
+def test_cli_names_the_bad_member_and_exits_2(capsys):
+    """A bad family from the command line: exit status 2, the key path named, no traceback."""
+    status = main(["run", str(CRP_CONFIG), "--sims", "10", "--quiet", "--set", 'multiplicity.family=["crp_pod3:fisher"]'])
+    err = capsys.readouterr().err
+    assert status == 2 and "multiplicity.family[0]" in err and "Traceback" not in err, err
