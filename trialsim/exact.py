@@ -12,6 +12,7 @@ from functools import lru_cache
 
 from trialsim.analysis import registry as tests
 from trialsim.analysis.binary import exact_power_cost
+from trialsim.config.loader import with_values
 from trialsim.config.schema import Scenario
 from trialsim.designs.allocation import scheme
 from trialsim.model import Model, build_model
@@ -75,3 +76,23 @@ def _exact_rows(scenario_json: str) -> tuple[dict, ...]:
             if power is not None:
                 rows.append({"endpoint": a.name, "test": test, "power": power})
     return tuple(rows)
+
+
+def no_effect(scenario: Scenario) -> Scenario:
+    """``scenario`` with every analysed endpoint's effect parameter at its null (no treatment effect).
+
+    Everything else stays, an unmasked assessor's bias included: the exact power of this scenario is
+    the type I error the design would have.
+    """
+    values: dict = {}
+    for a in build_model(scenario).analysed:
+        e = a.effect
+        if e is not None and e.assumed != e.null:
+            values.update(scenario.endpoints[e.path.split(".")[1]].with_effect(e.path, float(e.null)))
+    return with_values(scenario, values, source="no treatment effect") if values else scenario
+
+
+def exact_sizes(scenario: Scenario) -> dict[tuple[str, str], float]:
+    """(endpoint, test) -> exact type I error at the design's sizes and control rates (the exact power of
+    :func:`no_effect`), for every binary pair with an exact power."""
+    return {(r["endpoint"], r["test"]): r["power"] for r in _exact_rows(no_effect(scenario).model_dump_json())}

@@ -14,7 +14,7 @@ from scipy.stats import beta
 from trialsim.analysis import registry as tests
 from trialsim.config.loader import config_hash, scenario_to_toml
 from trialsim.engine import atomic_write, layout_of
-from trialsim.exact import exact_rows
+from trialsim.exact import exact_rows, exact_sizes
 from trialsim.model import build_model
 from trialsim.scenarios import ScenarioSpec, safe_name
 from trialsim.summarise import BlockSummary, Totals
@@ -24,7 +24,11 @@ POWER_COLUMNS = [
     "scenario", "endpoint", "test", "n_control", "n_treatment", "alpha", "power", "mc_se", "ci_low", "ci_high",
     "method", "n_sims", "n_valid", "primary", "family", "label", "null",
     "estimand", "estimate_mean", "true_effect", "bias", "bias_se", "rmse", "coverage", "coverage_se", "n_estimable", "ci_width", "ci_width_se",
+    "size", "size_exceeds_alpha",
 ]
+# An exact type I error counts as above alpha when it exceeds it by more than this share of alpha
+# (0.01: 5.05% at alpha 5%), so that rounding noise of a test converging to alpha is not flagged.
+SIZE_TOLERANCE = 0.01
 DECISION_COLUMNS = ["scenario", "rule", "subject", "detail", "outcome", "mean", "mc_se", "n"]
 
 
@@ -70,6 +74,7 @@ class ScenarioResult:
         null = self.is_null()
         rows = []
         exact = {(r["endpoint"], r["test"]): r["power"] for r in exact_rows(sc)}
+        sizes = exact_sizes(sc)
         for a, test in model.pairs():
             sums = self.totals.tests[f"{a.name}|{test}"]
             k, n = int(sums["rejects"]), self.n_sims
@@ -78,6 +83,9 @@ class ScenarioResult:
             base = {"scenario": self.spec.id, "endpoint": a.name, "test": test, "n_control": d.n_control,
                     "n_treatment": d.n_treatment, "alpha": d.alpha, "primary": a.primary, "family": a.kind,
                     "label": a.label, "null": null}
+            size = sizes.get((a.name, test))  # exact type I error at this design (binary endpoints with an exact law)
+            base |= {"size": float("nan") if size is None else size,
+                     "size_exceeds_alpha": None if size is None else bool(size > d.alpha * (1 + SIZE_TOLERANCE))}
             est = estimation(sums, model.true_effect(a.name, tests.get(test).estimand), n_valid=int(sums["valid"]))
             est["estimand"] = tests.estimand_label(tests.get(test).estimand, a.scale)
             rows.append(base | {"power": p, "mc_se": float(np.sqrt(p * (1 - p) / n)), "ci_low": low, "ci_high": high,

@@ -65,7 +65,7 @@ def simulate_trials(scenario: Scenario, n_sims: int, *, streams: Streams, keep_p
     score = model.section(model.selection_component).risk_score(covariates) if chosen.uses_score else None
     treated = allocation_sequence(scenario.allocation, n_trials=n_sims, n_control=d.n_control, n_treatment=d.n_treatment,
                                   rng=streams("allocation"), covariates=covariates, strata=model.strata, score=score)
-    ctx = PatientContext(n_sims, n, covariates, treated, model.prevalence)
+    ctx = PatientContext(n_sims, n, covariates, treated, model.prevalence, assessor_masked=d.assessor_is_masked)
     for cid in model.order:
         ctx.latent[cid] = model.section(cid).generate(cid, ctx, streams)
     fu = scenario.follow_up

@@ -28,6 +28,13 @@ Tests (all two-sided; control is the first arm, treatment the second):
 ``"chi2"``
     Pearson's chi-square test without continuity correction (the pooled two-proportion z test);
     the p-value is 1 when no patient or every patient had the event.
+``"chi2_yates"``
+    The same with Yates' continuity correction, as :func:`scipy.stats.chi2_contingency` with
+    ``correction=True`` (each cell moved at most 0.5 towards its expected count). Conservative.
+``"chi2_n1"``
+    The 'N-1' chi-square: Pearson's statistic times (N - 1) / N, which Campbell (2007, Stat Med
+    26:3661) recommends for small samples when every expected count is at least 1 (and Fisher's
+    test otherwise; this test does not switch).
 """
 from __future__ import annotations
 
@@ -562,19 +569,50 @@ def boschloo_region(n1: int, n2: int, alpha: float) -> np.ndarray:
 # --------------------------------------------------------------------------------------------
 # Pearson chi-square
 # --------------------------------------------------------------------------------------------
-def chi2_pvalues(n1: int, n2: int, x1, x2) -> np.ndarray:
-    """Pearson chi-square p-values (1 df, no continuity correction) of tables (x1, x2)."""
+def _chi2_pvalues(n1, n2, x1, x2, *, yates: bool = False, n_minus_1: bool = False) -> np.ndarray:
+    """Chi-square p-values (1 df) of tables (x1, x2); 1 when no patient or every patient had the event.
+
+    ``yates``: |ad - bc| reduced by N / 2, not below 0 (each cell moved at most 0.5 towards its
+    expected count, as :func:`scipy.stats.chi2_contingency` with ``correction=True``).
+    ``n_minus_1``: the statistic times (N - 1) / N (Campbell 2007).
+    """
     x1 = np.asarray(x1, dtype=float)
     x2 = np.asarray(x2, dtype=float)
     n = n1 + n2
     m = x1 + x2
+    cross = np.abs(x1 * (n2 - x2) - x2 * (n1 - x1))
+    if yates:
+        cross = np.maximum(cross - n / 2.0, 0.0)
     with np.errstate(divide="ignore", invalid="ignore"):
-        statistic = n * (x1 * (n2 - x2) - x2 * (n1 - x1)) ** 2 / (n1 * n2 * m * (n - m))
+        statistic = (n - 1.0 if n_minus_1 else n) * cross ** 2 / (n1 * n2 * m * (n - m))
     return np.where((m == 0) | (m == n), 1.0, special.chdtrc(1, statistic))
 
 
-def chi2_table(n1: int, n2: int) -> np.ndarray:
-    return chi2_pvalues(n1, n2, np.arange(n1 + 1)[:, None], np.arange(n2 + 1)[None, :])
+def chi2_pvalues(n1: int, n2: int, x1, x2) -> np.ndarray:
+    """Pearson chi-square p-values (1 df, no continuity correction) of tables (x1, x2)."""
+    return _chi2_pvalues(n1, n2, x1, x2)
+
+
+def chi2_yates_pvalues(n1: int, n2: int, x1, x2) -> np.ndarray:
+    """Chi-square p-values with Yates' continuity correction of tables (x1, x2)."""
+    return _chi2_pvalues(n1, n2, x1, x2, yates=True)
+
+
+def chi2_n1_pvalues(n1: int, n2: int, x1, x2) -> np.ndarray:
+    """'N-1' chi-square p-values (Pearson's statistic times (N - 1) / N) of tables (x1, x2)."""
+    return _chi2_pvalues(n1, n2, x1, x2, n_minus_1=True)
+
+
+def _all_tables(pvalues: Callable[..., np.ndarray]) -> Callable[[int, int], np.ndarray]:
+    def table(n1: int, n2: int) -> np.ndarray:
+        return pvalues(n1, n2, np.arange(n1 + 1)[:, None], np.arange(n2 + 1)[None, :])
+
+    return table
+
+
+chi2_table = _all_tables(chi2_pvalues)
+chi2_yates_table = _all_tables(chi2_yates_pvalues)
+chi2_n1_table = _all_tables(chi2_n1_pvalues)
 
 
 _TABLE_BUILDERS: dict[str, Callable[[int, int], np.ndarray]] = {

@@ -252,6 +252,12 @@ register_binary("boschloo", "Boschloo exact", binary.boschloo_table, direct=bina
                 reference="Boschloo RD (1970) Raised conditional level of significance for the 2x2-table. Stat Neerl 24:1-9")
 register_binary("chi2", "Chi-square (z)", binary.chi2_table, direct=binary.chi2_pvalues,
                 reference="Pearson K (1900) Philos Mag 50:157-175")
+register_binary("chi2_yates", "Chi-square (Yates)", binary.chi2_yates_table, direct=binary.chi2_yates_pvalues,
+                reference="Yates F (1934) Contingency tables involving small numbers and the chi-squared test. "
+                          "Suppl J R Stat Soc 1:217-235")
+register_binary("chi2_n1", "Chi-square (N-1)", binary.chi2_n1_table, direct=binary.chi2_n1_pvalues,
+                reference="Campbell I (2007) Chi-squared and Fisher-Irwin tests of two-by-two tables with small sample "
+                          "recommendations. Stat Med 26:3661-3675")
 
 
 # -------------------------------------------------------------------------------- continuous tests

@@ -20,7 +20,7 @@ from pydantic_core import InitErrorDetails, PydanticCustomError
 from trialsim.config.bayes import BayesConfig
 from trialsim.config.base import IDENTIFIER, MISSING_MAX, FileName, Identifier, LongText, StrictModel, Text
 from trialsim.config.flow import FlowConfig, Ratio
-from trialsim.registry import ALLOCATION_SCHEMES, ENDPOINT_FAMILIES, TESTS
+from trialsim.registry import ALLOCATION_SCHEMES, ENDPOINT_FAMILIES, MULTIPLICITY_METHODS, TESTS
 
 MAX_RATIO_PART = 100  # allocation ratio parts
 MAX_STRATA_COVARIATES = 6  # 2^6 = 64 strata at most: the state of stratified blocks is (trials x strata)
@@ -44,10 +44,36 @@ class Design(StrictModel):
     masking: Literal["none", "single", "double", "triple", "quadruple"] = Field(
         "quadruple", description="Masking as registered (QUADRUPLE) [0]."
     )
+    assessor_masked: bool | None = Field(
+        None,
+        description=(
+            "Whether the outcome assessor knows no patient's arm. Not set: derived from masking (quadruple, triple and "
+            "double -> masked, ASSUMPTION for double/triple, whose masked roles ClinicalTrials.gov does not fix; none and "
+            "single -> not masked); set it when the registration names the roles. An unmasked assessor applies each "
+            "endpoint's assessor_bias."
+        ),
+    )
     alpha: float = Field(0.05, ge=1e-6, lt=0.5, description="Two-sided significance level (convention) [9].")
     label: Text = Field("", max_length=60, description=(
         "Short name of this design in comparisons (`trialsim compare`), e.g. 'registered 10:10 sequential'; "
         "empty = made from the allocation scheme and arm sizes."))
+
+    @model_validator(mode="after")
+    def _assessor_fits_masking(self):
+        if self.assessor_masked is True and self.masking == "none":
+            raise ValueError("assessor_masked = true contradicts masking = 'none' (nobody is masked); set masking to the "
+                             "registered level, e.g. 'single' for an outcomes-assessor-only masking")
+        if self.assessor_masked is False and self.masking == "quadruple":
+            raise ValueError("assessor_masked = false contradicts masking = 'quadruple' (participant, care provider, "
+                             "investigator and outcomes assessor are all masked); use 'triple' or lower")
+        return self
+
+    @property
+    def assessor_is_masked(self) -> bool:
+        """The outcome assessor's masking: ``assessor_masked`` when set, else derived from ``masking``."""
+        if self.assessor_masked is not None:
+            return self.assessor_masked
+        return self.masking in ("double", "triple", "quadruple")
 
 
 class AllocationConfig(StrictModel):
@@ -201,6 +227,30 @@ def _family_section(value: Any):
 EndpointSection = Annotated[SerializeAsAny[StrictModel], PlainValidator(_family_section)]
 
 
+class Multiplicity(StrictModel):
+    """A family of hypotheses tested together, with a multiplicity adjustment (see ``trialsim.decide.multiplicity``)."""
+
+    method: str = Field(
+        "holm",
+        description="Adjustment: 'bonferroni', 'holm', 'hochberg' (independent or positively dependent tests) or "
+                    "'fixed_sequence' (the family's order; stops at the first non-rejection). Holm keeps the family-wise "
+                    "error at alpha under any dependence (Holm 1979, Scand J Stat 6:65) and is the usual default.",
+    )
+    family: tuple[str, ...] | None = Field(
+        None, min_length=1, max_length=200,
+        description="The hypotheses, each 'endpoint:test' (e.g. 'infection:fisher'), in testing order for "
+                    "'fixed_sequence'. Not set: the first test of every analysed endpoint, the primary first, then the "
+                    "others in declaration order.",
+    )
+
+    @field_validator("method")
+    @classmethod
+    def _known_method(cls, v):
+        if v not in MULTIPLICITY_METHODS:
+            raise ValueError(f"allowed methods: {', '.join(MULTIPLICITY_METHODS.names())}")
+        return v
+
+
 class Run(StrictModel):
     """How many trials to simulate and how; none of these changes the statistics, only their precision."""
 
@@ -295,6 +345,7 @@ class Scenario(StrictModel):
     flow: FlowConfig | None = Field(None, description="Patient flow (SimPy); absent = fixed arm sizes, no calendar.")
     bayes: BayesConfig | None = Field(
         None, description="Priors of the Bayesian tests and the go / no-go rule; absent = the tests' default priors, no go / no-go.")
+    multiplicity: Multiplicity | None = Field(None, description="A family of tests adjusted for multiplicity; absent = none.")
     run: Run = Field(default_factory=Run)
     sweep: Sweep | None = Field(None, description="Scenario grid; absent = one scenario.")
 
@@ -315,6 +366,7 @@ class Scenario(StrictModel):
     def _consistent(self):
         covariates = {c.name for c in self.population.covariates}
         names: dict[str, str] = {}
+        tests_of: dict[str, tuple[str, ...]] = {}
         analysed: list[str] = []  # endpoints with at least one test (the others are generated, not analysed)
         for cid, section in self.endpoints.items():
             for link in section.links():
@@ -332,6 +384,7 @@ class Scenario(StrictModel):
                 if a.name in names:
                     raise ValueError(f"analysed endpoint {a.name!r} comes from both endpoints.{names[a.name]} and endpoints.{cid}")
                 names[a.name] = cid
+                tests_of[a.name] = a.tests
                 if a.tests:
                     analysed.append(a.name)
                 for test in a.tests:
@@ -364,6 +417,8 @@ class Scenario(StrictModel):
         if self.flow is not None:
             _check_recruitment(self.flow, self.design.n_control + self.design.n_treatment)
         _check_allocation(self, covariates, names[self.primary or analysed[0]])
+        if self.multiplicity is not None and self.multiplicity.family is not None:
+            _check_family(self.multiplicity.family, tests_of)
         if self.follow_up.death_event is not None:
             target = self.endpoints.get(self.follow_up.death_event)
             if target is None or not target.is_event:
@@ -397,6 +452,24 @@ def _check_allocation(scenario: "Scenario", covariates: set[str], primary_cid: s
         if len(default) > MAX_STRATA_COVARIATES:
             raise ValueError(f"allocation.strata is not set, so it would be the {len(default)} covariates of the primary's "
                              f"risk model ({', '.join(default)}); at most {MAX_STRATA_COVARIATES}: list the ones to balance")
+
+
+def _check_family(family: tuple[str, ...], tests_of: dict[str, tuple[str, ...]]) -> None:
+    """Each member of ``multiplicity.family`` names an analysed endpoint and one of its tests, once."""
+    analysed = [n for n, t in tests_of.items() if t]
+    seen: set[str] = set()
+    for i, member in enumerate(family):
+        where = f"multiplicity.family[{i}] = {json.dumps(member)}"
+        endpoint, sep, test = member.partition(":")
+        if not sep:
+            raise ValueError(f"{where}: write each member as 'endpoint:test', e.g. 'infection:fisher'")
+        if endpoint not in analysed:
+            raise ValueError(f"{where}: {endpoint!r} is not an analysed endpoint; choose one of: {', '.join(analysed)}")
+        if test not in tests_of[endpoint]:
+            raise ValueError(f"{where}: {endpoint!r} is not tested with {test!r}; its tests: {', '.join(tests_of[endpoint])}")
+        if member in seen:
+            raise ValueError(f"{where} is listed twice; each hypothesis once")
+        seen.add(member)
 
 
 def _where(cid: str, section: StrictModel, value: str) -> str:

@@ -103,6 +103,7 @@ class PatientContext:
     treated: np.ndarray  # bool (n_trials, n_patients)
     prevalence: dict[str, float] = field(default_factory=dict)  # covariate -> population prevalence
     latent: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)  # component -> values
+    assessor_masked: bool = True  # the outcome assessor does not know the arm (no assessor bias applies)
 
     @property
     def shape(self) -> tuple[int, int]:
