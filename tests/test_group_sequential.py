@@ -115,3 +115,20 @@ def test_bad_fractions_are_refused():
         gs.spending_bounds([0.5, 0.9], 0.025)
     with pytest.raises(ValueError, match="increase"):
         gs.classical_bounds([0.6, 0.5, 1.0], 0.025)
+
+
+def test_conditional_power_futility_threshold_has_that_conditional_power():
+    # reference: Z_K given Z_k = z is normal with mean z sqrt(t) + drift (1 - t) (score scale) and variance
+    # 1 - t; computed here from scipy's bivariate normal conditional law rather than the formula in the module
+    eff = gs.spending_bounds([0.4, 0.7, 1.0], 0.025, "obf")
+    drift = 2.8
+    b = gs.with_conditional_power(eff, 0.15, drift)
+    for k, t in enumerate([0.4, 0.7]):
+        z = b.futility[k]
+        mean = np.array([drift * math.sqrt(t), drift])
+        cov = np.array([[1, math.sqrt(t)], [math.sqrt(t), 1]])
+        cond_mean = mean[1] + cov[1, 0] / cov[0, 0] * (z - mean[0])
+        cond_sd = math.sqrt(cov[1, 1] - cov[1, 0] ** 2 / cov[0, 0])
+        assert stats.norm.sf(eff.efficacy[-1], cond_mean, cond_sd) == pytest.approx(0.15, abs=1e-12)
+        assert gs.conditional_power(z, t, eff.efficacy[-1], drift) == pytest.approx(0.15, abs=1e-12)
+    assert np.all(b.futility[:2] < eff.efficacy[:2]) and b.futility[2] == -np.inf

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from scipy import integrate, stats
 
-from tests.conftest import CRP_CONFIG, DEFAULT_CONFIG
+from tests.conftest import CONFIGS, CRP_CONFIG, DEFAULT_CONFIG
 from trialsim.api import run
 from trialsim.config import interim as interim_config
 from trialsim.config.loader import ConfigError, load_scenario, with_values
@@ -46,9 +46,10 @@ def close(simulated: tuple[float, float], expected: float, n: int) -> bool:
 
 
 @pytest.mark.slow
-def test_type_one_error_and_stops_per_look_match_the_boundaries_under_the_null():
+@pytest.mark.parametrize("futility", [{"z": [0.0, 0.0]}, {"kind": "conditional_power", "conditional_power": 0.2}])
+def test_type_one_error_and_stops_per_look_match_the_boundaries_under_the_null(futility):
     n = 20_000
-    sc = crp(1.0, futility={"z": [0.0, 0.0]})
+    sc = crp(1.0, futility=futility)
     res = run(sc, n_sims=n, seed=11, n_jobs=1)
     got = outcomes(res)
     bounds = sequential.design_bounds(sc.interim, sc.design.alpha)
@@ -61,8 +62,8 @@ def test_type_one_error_and_stops_per_look_match_the_boundaries_under_the_null()
         assert close(got[f"stop_efficacy_look{k + 1}"], as_run.upper[k], n)
     for k in range(2):
         assert close(got[f"stop_futility_look{k + 1}"], as_run.lower[k], n)
-    # under the null half the trials stop for futility at the first look (z < 0)
-    assert got["stop_futility_look1"][0] == pytest.approx(0.5, abs=0.02)
+    if "z" in futility:  # under the null half the trials stop for futility at the first look (z < 0)
+        assert got["stop_futility_look1"][0] == pytest.approx(0.5, abs=0.02)
     sizes = look_sizes(LOOKS, 2 * N_ARM)
     stop = np.append(as_run.upper[:2] + as_run.lower[:2], 1 - (as_run.upper[:2] + as_run.lower[:2]).sum())
     assert got["patients"][0] == pytest.approx(float(stop @ sizes), abs=4 * got["patients"][1])
@@ -173,6 +174,7 @@ def test_look_months_come_from_the_flow():
 
 def test_config_names_agree_with_the_rules_and_bad_sections_are_refused():
     assert set(typing.get_args(interim_config.EfficacyKind)) == set(sequential.EFFICACY)
+    assert set(typing.get_args(interim_config.Futility.model_fields["kind"].annotation)) == set(sequential.FUTILITY)
     assert set(typing.get_args(interim_config.SafetyConfig.model_fields["method"].annotation)) == set(sequential.HARM_METHODS)
     base = load_scenario(CRP_CONFIG)
     bad = [({"interim": {"looks": [0.5, 0.9]}}, "1.0"),
@@ -190,3 +192,12 @@ def test_config_names_agree_with_the_rules_and_bad_sections_are_refused():
 def test_scenarios_without_looks_get_no_look_outcomes():
     res = run(load_scenario(CRP_CONFIG), n_sims=50, seed=1, n_jobs=1)
     assert not {"group_sequential", "harm"} & set(res.decisions_frame().get("rule", []))
+
+
+def test_shipped_design_configs_load_with_their_looks():
+    interim = load_scenario(CONFIGS / "designs" / "interim_leak_400.toml")
+    assert interim.interim.looks == [0.5, 0.75, 1.0] and interim.interim.test == "chi2"
+    assert 1.0 in interim.sweep.values["endpoints.leak_1m.effect"]  # the null is always run
+    safety = load_scenario(CONFIGS / "designs" / "safety_leak_400.toml")
+    assert safety.safety.method == "bayes" and safety.interim == interim.interim
+    assert 1.0 in safety.sweep.values["endpoints.leak_1m.effect"]

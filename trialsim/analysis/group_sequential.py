@@ -263,6 +263,30 @@ def with_futility_z(bounds: Boundaries, z) -> Boundaries:
     return Boundaries(bounds.fractions, bounds.efficacy, low, bounds.alpha, bounds.kind)
 
 
+def with_conditional_power(bounds: Boundaries, power: float, drift: float) -> Boundaries:
+    """Non-binding futility: stop at an interim look when the conditional power is below ``power``.
+
+    Conditional power at look k with z statistic ``z_k``: the chance of ending above the final efficacy
+    bound, ``Phi((z_k sqrt(t_k) + drift (1 - t_k) - b_K) / sqrt(1 - t_k))`` (Brownian motion with the given
+    drift from the current score; Lachin JM (2005) Clin Trials 2:325-339; Jennison & Turnbull 2000 sec. 10.2),
+    ignoring the later interim looks. ``drift``: the expected final z under the effect assumed for the
+    future (the planned effect; 0 gives conditional power under the null). Solving CP < power for ``z_k``
+    gives one fixed z threshold per interim look.
+    """
+    if not 0 < power < 1:
+        raise ValueError(f"conditional power threshold must be in (0, 1), got {power}")
+    t = bounds.fractions[:-1]
+    z = (bounds.efficacy[-1] - drift * (1.0 - t) + special.ndtri(power) * np.sqrt(1.0 - t)) / np.sqrt(t)
+    return with_futility_z(bounds, z)
+
+
+def conditional_power(z, fraction: float, final_bound: float, drift: float) -> np.ndarray:
+    """Chance of ending above ``final_bound`` given z at ``fraction`` and a drift for the rest (see
+    :func:`with_conditional_power`)."""
+    t = fraction
+    return special.ndtr((np.asarray(z) * math.sqrt(t) + drift * (1.0 - t) - final_bound) / math.sqrt(1.0 - t))
+
+
 def with_beta_spending(bounds: Boundaries, beta: float, drift: float, spending: str = "obf",
                        param: float = 0.0) -> Boundaries:
     """Non-binding futility bounds by beta spending under a drift (expected final z under the planned effect).

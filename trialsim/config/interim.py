@@ -38,18 +38,22 @@ def check_fractions(v: list[float], *, last_is_final: bool) -> list[float]:
 class Futility(StrictModel):
     """Non-binding futility stopping at the interim looks (the efficacy bounds ignore it)."""
 
-    kind: Literal["z", "beta_spending"] = Field(
+    kind: Literal["z", "beta_spending", "conditional_power"] = Field(
         "z", description="'z': stop when the look's z is below a fixed threshold; 'beta_spending': bounds that spend "
-                         "beta under the planned drift (Jennison & Turnbull 2000 ch. 7; rpact typeBetaSpending).")
+                         "beta under the planned drift (Jennison & Turnbull 2000 ch. 7; rpact typeBetaSpending); "
+                         "'conditional_power': stop when the chance of rejecting at the end, under the drift, is below "
+                         "conditional_power (Lachin 2005).")
     z: list[float] = Field(default_factory=list, description="kind = 'z': one threshold per interim look (stop if z < it); "
                            "0 stops when the estimate points to harm. ASSUMPTION: a planning choice.")
     beta: float = Field(0.2, gt=0.0, le=0.5, description="kind = 'beta_spending': type II error spent over the looks (convention 0.1-0.2).")
     spending: SpendingKind = Field("obf", description="kind = 'beta_spending': the beta spending function.")
     hsd_gamma: float = Field(-2.0, ge=-40.0, le=40.0, description="Gamma of the Hwang-Shih-DeCani beta spending (spending = 'hsd').")
+    conditional_power: float = Field(0.1, gt=0.0, lt=1.0,
+                                     description="kind = 'conditional_power': stop below this conditional power (0.1-0.2 usual; ASSUMPTION).")
     drift: float = Field(
-        2.8016, gt=0.0, le=20.0,
-        description="kind = 'beta_spending': expected final z under the planned effect; 2.8016 = z_0.975 + z_0.8 "
-                    "(a fixed design with 80% power at two-sided 0.05). ASSUMPTION unless computed for the design.")
+        2.8016, ge=0.0, le=20.0,
+        description="kind = 'beta_spending' or 'conditional_power': expected final z under the planned effect; 2.8016 = "
+                    "z_0.975 + z_0.8 (a fixed design with 80% power at two-sided 0.05). ASSUMPTION unless computed for the design.")
 
     @field_validator("z")
     @classmethod

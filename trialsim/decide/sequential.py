@@ -46,6 +46,14 @@ EFFICACY: dict[str, Callable[[tuple[float, ...], float, float], gs.Boundaries]] 
 }
 
 
+# [interim.futility].kind -> the efficacy bounds with non-binding futility bounds added
+FUTILITY: dict[str, Callable[[gs.Boundaries, object], gs.Boundaries]] = {
+    "z": lambda b, f: gs.with_futility_z(b, f.z),
+    "beta_spending": lambda b, f: gs.with_beta_spending(b, f.beta, f.drift, f.spending, f.hsd_gamma),
+    "conditional_power": lambda b, f: gs.with_conditional_power(b, f.conditional_power, f.drift),
+}
+
+
 @functools.lru_cache(maxsize=64)
 def _bounds_from_json(interim_json: str, alpha: float) -> gs.Boundaries:
     # keyed on the section's JSON: a frozen section holding lists is not hashable itself
@@ -55,9 +63,7 @@ def _bounds_from_json(interim_json: str, alpha: float) -> gs.Boundaries:
     f = cfg.futility
     if f is None:
         return bounds
-    if f.kind == "z":
-        return gs.with_futility_z(bounds, f.z)
-    return gs.with_beta_spending(bounds, f.beta, f.drift, f.spending, f.hsd_gamma)
+    return FUTILITY[f.kind](bounds, f)
 
 
 def design_bounds(interim, design_alpha: float) -> gs.Boundaries:
