@@ -6,7 +6,9 @@ Statistical checks compare simulated stopping probabilities with the boundaries'
 """
 from __future__ import annotations
 
+import json
 import math
+import re
 import typing
 
 import numpy as np
@@ -201,3 +203,60 @@ def test_shipped_design_configs_load_with_their_looks():
     safety = load_scenario(CONFIGS / "designs" / "safety_leak_400.toml")
     assert safety.safety.method == "bayes" and safety.interim == interim.interim
     assert 1.0 in safety.sweep.values["endpoints.leak_1m.effect"]
+
+
+FULL = {"interim": {"looks": [0.5, 1.0], "test": "welch_log", "efficacy": "hsd_spending", "hsd_gamma": -4.0, "alpha": 0.025,
+                    "benefit": "lower", "futility": {"kind": "beta_spending", "z": [0.0], "beta": 0.2, "spending": "hsd",
+                                                     "hsd_gamma": -2.0, "conditional_power": 0.1, "drift": 2.8}},
+        "safety": {"looks": [0.5], "endpoint": "ssi_30d", "method": "binomial", "reference_rate": 0.15, "level": 0.01,
+                   "threshold": 0.9, "prior_treatment": [1.0, 1.0], "prior_control": [1.0, 1.0], "min_events": 1}}
+
+
+def _leaves(node, prefix):
+    if isinstance(node, dict):
+        for k, v in node.items():
+            yield from _leaves(v, f"{prefix}.{k}")
+    else:
+        yield prefix, node
+        if isinstance(node, list):
+            for i in range(len(node)):
+                yield f"{prefix}[{i}]", node[i]
+
+
+LOOK_KEYS = [k for section, body in FULL.items() for k, _ in _leaves(body, section)]
+ODD = [math.nan, math.inf, -math.inf, -1, 0, 0.5, 1, 1.5, 1e308, -1e308, 5e-324, 10**20, True, "x", "", [], [1.0, 2.0],
+       [0.5, 0.5, 1.0], {"a": 1}, None]
+
+
+def _set(raw: dict, key: str, value) -> None:
+    parts = key.split(".")
+    node = raw
+    for part in parts[:-1]:
+        node = node[part]
+    last = parts[-1]
+    if "[" in last:
+        name, index = last[:-1].split("[")
+        node[name][int(index)] = value
+    else:
+        node[last] = value
+
+
+@pytest.mark.parametrize("key", LOOK_KEYS)
+def test_every_look_key_refuses_odd_values_naming_it_or_runs(key):
+    """The look sections' own small fuzz (the CLI fuzz of test_bad_input walks the shipped configs, which have none)."""
+    base = with_values(load_scenario(CRP_CONFIG), {"design.n_control": 40, "design.n_treatment": 40})
+    kinds = ("z", "beta_spending", "conditional_power") if key.startswith("interim.futility") else ("beta_spending",)
+    for kind, value in ((k, v) for k in kinds for v in ODD):
+        values = json.loads(json.dumps(FULL))
+        values["interim"]["futility"]["kind"] = kind
+        _set(values, key, value)
+        try:
+            sc = with_values(base, values)
+        except ConfigError as exc:
+            flat = re.sub(r"\[\d+\]", "", str(exc))
+            parts = re.sub(r"\[\d+\]", "", key).split(".")
+            assert ".".join(parts[:2]) in flat and parts[-1] in flat, (key, value, str(exc))
+            continue
+        f = run(sc, n_sims=20, seed=1, n_jobs=1).decisions_frame()
+        means = f["mean"].to_numpy(dtype=float)
+        assert np.all(np.isfinite(means) | f.outcome.str.startswith("month")), (key, value)

@@ -57,7 +57,7 @@ def spend_hsd(t: np.ndarray, alpha: float, param: float = -4.0) -> np.ndarray:
     """Hwang-Shih-DeCani spending with parameter gamma: ``alpha (1 - e^{-gamma t}) / (1 - e^{-gamma})``, ``alpha t``
     at gamma = 0 (Hwang IK, Shih WJ, DeCani JS (1990) Stat Med 9:1439-1445; gsDesign ``sfHSD``, rpact ``asHSD``)."""
     t = np.asarray(t, dtype=float)
-    if param == 0:
+    if abs(param) < 1e-8:  # the limit gamma -> 0 (and no underflow of 1 - e^{-gamma t} for tiny gamma)
         return alpha * t
     return alpha * (-np.expm1(-param * t)) / (-math.expm1(-param))
 

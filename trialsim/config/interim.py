@@ -45,10 +45,10 @@ class Futility(StrictModel):
                          "conditional_power (Lachin 2005).")
     z: list[float] = Field(default_factory=list, description="kind = 'z': one threshold per interim look (stop if z < it); "
                            "0 stops when the estimate points to harm. ASSUMPTION: a planning choice.")
-    beta: float = Field(0.2, gt=0.0, le=0.5, description="kind = 'beta_spending': type II error spent over the looks (convention 0.1-0.2).")
+    beta: float = Field(0.2, ge=1e-6, le=0.5, description="kind = 'beta_spending': type II error spent over the looks (convention 0.1-0.2).")
     spending: SpendingKind = Field("obf", description="kind = 'beta_spending': the beta spending function.")
     hsd_gamma: float = Field(-2.0, ge=-40.0, le=40.0, description="Gamma of the Hwang-Shih-DeCani beta spending (spending = 'hsd').")
-    conditional_power: float = Field(0.1, gt=0.0, lt=1.0,
+    conditional_power: float = Field(0.1, ge=1e-6, le=0.999999,
                                      description="kind = 'conditional_power': stop below this conditional power (0.1-0.2 usual; ASSUMPTION).")
     drift: float = Field(
         2.8016, ge=0.0, le=20.0,
@@ -76,7 +76,7 @@ class InterimConfig(StrictModel):
                     "1983) or classical ('obrien_fleming', O'Brien & Fleming 1979; 'pocock', Pocock 1977).")
     hsd_gamma: float = Field(-4.0, ge=-40.0, le=40.0,
                              description="Gamma of Hwang-Shih-DeCani alpha spending (-4 is close to O'Brien-Fleming; Hwang et al. 1990).")
-    alpha: float | None = Field(None, gt=0.0, lt=0.5, description="One-sided type I error; default design.alpha / 2.")
+    alpha: float | None = Field(None, ge=1e-6, lt=0.5, description="One-sided type I error; default design.alpha / 2 (bounds as design.alpha).")
     benefit: Literal["lower", "higher"] = Field(
         "lower", description="Direction of benefit of the estimate (treatment - control): 'lower' for harmful events "
                              "such as leaks, 'higher' for good outcomes.")
@@ -91,9 +91,10 @@ class InterimConfig(StrictModel):
     def _futility(self):
         f = self.futility
         if f is not None and f.kind == "z" and len(f.z) != len(self.looks) - 1:
-            raise ValueError(f"interim.futility.z needs one threshold per interim look ({len(self.looks) - 1}), got {f.z}")
+            raise ValueError(f"interim.futility.z needs one threshold per interim look of interim.looks "
+                             f"({len(self.looks) - 1}), got {f.z}")
         if f is not None and len(self.looks) < 2:
-            raise ValueError("interim.futility needs at least one interim look before the final one")
+            raise ValueError("interim.futility needs interim.looks to have at least one interim look before the final 1.0")
         return self
 
 

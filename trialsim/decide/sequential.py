@@ -113,9 +113,10 @@ def group_sequential(batch: TrialBatch, decisions: Decisions) -> Outcomes:
         for k in range(k_max):
             put(f"month_look{k + 1}", looks.months[k])
     n = batch.n_trials
-    for k in range(k_max):
-        put(f"efficacy_z_look{k + 1}", np.full(n, bounds.efficacy[k]))
-        if cfg.futility is not None and k < k_max - 1:
+    for k in range(k_max):  # an infinite bound (nothing spent at that look) is no stop: not recorded
+        if np.isfinite(bounds.efficacy[k]):
+            put(f"efficacy_z_look{k + 1}", np.full(n, bounds.efficacy[k]))
+        if cfg.futility is not None and k < k_max - 1 and np.isfinite(bounds.futility[k]):
             put(f"futility_z_look{k + 1}", np.full(n, bounds.futility[k]))
     return out
 
