@@ -260,3 +260,14 @@ def test_every_look_key_refuses_odd_values_naming_it_or_runs(key):
         f = run(sc, n_sims=20, seed=1, n_jobs=1).decisions_frame()
         means = f["mean"].to_numpy(dtype=float)
         assert np.all(np.isfinite(means) | f.outcome.str.startswith("month")), (key, value)
+
+
+def test_look_outcomes_identical_for_any_chunking_and_default_to_the_primarys_first_test():
+    sc = with_values(load_scenario(CRP_CONFIG), {
+        "run.block_size": 50, "interim": {"looks": [0.5, 1.0], "futility": {"z": [0.0]}},
+        "safety": {"looks": [0.5], "endpoint": "ssi_30d", "method": "bayes"}})
+    a = run(sc, n_sims=300, seed=5, n_jobs=1, chunk_blocks=1).decisions_frame()
+    b = run(sc, n_sims=300, seed=5, n_jobs=1, chunk_blocks=6).decisions_frame()
+    assert a.equals(b)
+    gs_rows = a[a.rule == "group_sequential"]
+    assert set(gs_rows.subject) == {"crp_pod3"} and set(gs_rows.detail) == {"welch_log"}

@@ -154,9 +154,8 @@ def analyse_looks(model: Model, observed: dict[str, np.ndarray], split: ArmSplit
     Later positions are blanked with NaN (the test kernels skip NaN), so every trial's look is analysed
     at once; the test runs at the design's alpha (its decision is not used: the boundaries decide).
     """
-    analysed = [a for a in model.analysed if a.tests]
-    endpoint = interim.endpoint or model.scenario.primary or analysed[0].name
-    test = interim.test or next(a for a in analysed if a.name == endpoint).tests[0]
+    endpoint = interim.endpoint or model.primary.name
+    test = interim.test or model.endpoint(endpoint).tests[0]
     x = observed[endpoint]
     sizes = look_sizes(interim.looks, x.shape[-1])
     spec = tests.get(test)
@@ -167,8 +166,7 @@ def analyse_looks(model: Model, observed: dict[str, np.ndarray], split: ArmSplit
 
 def count_looks(model: Model, observed: dict[str, np.ndarray], split: ArmSplit, safety, assessed=None) -> LookCounts:
     """Events and analysable patients per arm of ``[safety]``'s binary endpoint at each review."""
-    analysed = [a for a in model.analysed if a.tests]
-    endpoint = safety.endpoint or model.scenario.primary or analysed[0].name
+    endpoint = safety.endpoint or model.primary.name
     x = observed[endpoint]
     sizes = look_sizes(safety.looks, x.shape[-1])
     looks = np.stack([_first(x, m) for m in sizes])  # (n_looks, n_trials, n_patients)
