@@ -38,6 +38,15 @@ def test_lan_demets_obf_spending_at_thirds():
     np.testing.assert_allclose(np.cumsum(b.crossing().upper), gs.spend_obf(np.array(THIRDS), 0.025), atol=1e-10)
 
 
+def test_lan_demets_obf_spending_matches_seqbounds_jl():
+    # SeqBounds.jl README (github.com/PharmCat/SeqBounds.jl): bounds([0.25, 0.5, 0.75, 1.0], 0.05) one-sided,
+    # O'Brien-Fleming-type spending: Z 3.74955, 2.53993, 2.01604, 1.72014; nominal p 8.85754e-5, 0.00554366,
+    # 0.0218979, 0.0427037 (its grid step h = 0.05 is coarser than ours: agreement to ~5e-5).
+    b = gs.spending_bounds([0.25, 0.5, 0.75, 1.0], 0.05, "obf")
+    np.testing.assert_allclose(b.efficacy, [3.74955, 2.53993, 2.01604, 1.72014], atol=1e-4)
+    np.testing.assert_allclose(b.nominal_alpha(), [8.85754e-5, 0.00554366, 0.0218979, 0.0427037], rtol=2e-4)
+
+
 def test_hwang_shih_decani_matches_rpact():
     # rpact test-f_design_group_sequential.R: getDesignInverseNormal(kMax = 3, informationRates = c(0.2, 0.4, 1),
     # alpha = 0.03, sided = 1, typeOfDesign = "asHSD", gammaA = 0): criticalValues c(2.5121443, 2.4228747, 2.0280392)
