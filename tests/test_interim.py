@@ -169,6 +169,8 @@ def test_look_months_come_from_the_flow():
     got = outcomes(res)
     assert 0 < got["month_look1"][0] < got["month_look2"][0]
     assert got["month_look1"][0] <= got["duration_months"][0] <= got["month_look2"][0]
+    # by the halfway look's month more than half the patients are enrolled (the overrun in follow-up), never fewer
+    assert got["patients"][0] <= got["patients_enrolled"][0] <= 20
     # the final look is when the last patient's visit is done: no later than the flow's last follow-up
     last = res.results[0].flow["t_last_followup"] / 30.4375
     assert got["month_look2"][0] <= last.mean() + 1e-9

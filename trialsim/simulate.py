@@ -44,7 +44,8 @@ class LookStats:
     """The monitored (endpoint, test) analysed at each look on the first ``patients[k]`` patients enrolled.
 
     ``stats[k]``: per-trial statistics at look k; ``months``: (n_looks, n_trials) calendar month at which the
-    look's patients have all been assessed (from the flow; None without a [flow]).
+    look's patients have all been assessed, and ``enrolled``: patients enrolled by then (the look's patients
+    plus those still in follow-up); both from the flow, None without a [flow].
     """
 
     endpoint: str
@@ -53,6 +54,7 @@ class LookStats:
     patients: np.ndarray
     stats: list[TrialStats]
     months: np.ndarray | None
+    enrolled: np.ndarray | None = None
 
 
 @dataclass
@@ -120,6 +122,9 @@ def simulate_trials(scenario: Scenario, n_sims: int, *, streams: Streams, keep_p
     interim = safety = None
     if scenario.interim is not None:
         interim = analyse_looks(model, observed, split, scenario.interim, assessed)
+        if flow_batch is not None:
+            enrolled_at = to_positions(flow_batch.t_enrolled, treated, np.nan) / DAYS_PER_MONTH
+            interim.enrolled = (enrolled_at[None, :, :] <= interim.months[:, :, None]).sum(axis=-1).astype(float)
     if scenario.safety is not None:
         safety = count_looks(model, observed, split, scenario.safety, assessed)
     return TrialBatch(model, n_sims, stats, estimates, flow, flow_batch, patients, interim, safety)

@@ -11,8 +11,9 @@ with the design's bounds; the trial stops at the first look whose z is at or abo
   futility guarantees to keep at alpha, and what regulators count);
 - ``stop_efficacy_look<k>``, ``stop_futility_look<k>``: the trial stops at look k for that reason;
 - ``patients``: patients analysed at the stopping look (the expected sample size; patients enrolled
-  while the last ones are followed up are not counted); ``duration_months`` with a [flow]: calendar month
-  of the stopping look, and ``month_look<k>`` the month of each look;
+  while the last ones are followed up are not counted); with a [flow]: ``patients_enrolled``, patients
+  enrolled by the stopping look (those counted plus the overrun still in follow-up), ``duration_months``,
+  the calendar month of the stopping look, and ``month_look<k>`` the month of each look;
 - ``efficacy_z_look<k>`` / ``futility_z_look<k>``: the bounds used (constants, for the record).
 
 ``harm`` ([safety]): at each safety review the treated arm's events are compared with a boundary
@@ -110,6 +111,7 @@ def group_sequential(batch: TrialBatch, decisions: Decisions) -> Outcomes:
     put("patients", looks.patients[look].astype(float))
     if looks.months is not None:
         put("duration_months", np.take_along_axis(looks.months, look[None, :], axis=0)[0])
+        put("patients_enrolled", np.take_along_axis(looks.enrolled, look[None, :], axis=0)[0])
         for k in range(k_max):
             put(f"month_look{k + 1}", looks.months[k])
     n = batch.n_trials
