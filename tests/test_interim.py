@@ -20,6 +20,7 @@ from trialsim.api import run
 from trialsim.config import interim as interim_config
 from trialsim.config.loader import ConfigError, load_scenario, with_values
 from trialsim.decide import sequential
+from trialsim.planning.model import reduced
 from trialsim.simulate import look_sizes
 
 LOOKS = [0.5, 0.75, 1.0]
@@ -273,3 +274,10 @@ def test_look_outcomes_identical_for_any_chunking_and_default_to_the_primarys_fi
     assert a.equals(b)
     gs_rows = a[a.rule == "group_sequential"]
     assert set(gs_rows.subject) == {"crp_pod3"} and set(gs_rows.detail) == {"welch_log"}
+
+
+def test_planning_reductions_drop_the_looks():
+    """Sample sizes and curves are searched for the fixed design; the looks name tests that may be reduced away."""
+    sc = load_scenario(CONFIGS / "designs" / "safety_leak_400.toml")
+    small = reduced(sc, [("il6_serum_mean_log", "welch_log")])
+    assert small.interim is None and small.safety is None and small.primary == "il6_serum_mean_log"
