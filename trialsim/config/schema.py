@@ -20,6 +20,7 @@ from pydantic_core import InitErrorDetails, PydanticCustomError
 from trialsim.config.bayes import BayesConfig
 from trialsim.config.base import IDENTIFIER, MISSING_MAX, FileName, Identifier, LongText, StrictModel, Text
 from trialsim.config.flow import FlowConfig, Ratio
+from trialsim.config.interim import InterimConfig, SafetyConfig
 from trialsim.registry import ALLOCATION_SCHEMES, ENDPOINT_FAMILIES, MULTIPLICITY_METHODS, TESTS
 
 MAX_RATIO_PART = 100  # allocation ratio parts
@@ -346,6 +347,8 @@ class Scenario(StrictModel):
     bayes: BayesConfig | None = Field(
         None, description="Priors of the Bayesian tests and the go / no-go rule; absent = the tests' default priors, no go / no-go.")
     multiplicity: Multiplicity | None = Field(None, description="A family of tests adjusted for multiplicity; absent = none.")
+    interim: InterimConfig | None = Field(None, description="Group-sequential interim analyses; absent = one final analysis.")
+    safety: SafetyConfig | None = Field(None, description="Monitoring for harm at safety reviews; absent = none.")
     run: Run = Field(default_factory=Run)
     sweep: Sweep | None = Field(None, description="Scenario grid; absent = one scenario.")
 
@@ -366,8 +369,9 @@ class Scenario(StrictModel):
     def _consistent(self):
         covariates = {c.name for c in self.population.covariates}
         names: dict[str, str] = {}
-        tests_of: dict[str, tuple[str, ...]] = {}
         analysed: list[str] = []  # endpoints with at least one test (the others are generated, not analysed)
+        tests_of: dict[str, tuple[str, ...]] = {}
+        kinds: dict[str, str] = {}
         for cid, section in self.endpoints.items():
             for link in section.links():
                 where = _where(cid, section, link)
@@ -384,7 +388,7 @@ class Scenario(StrictModel):
                 if a.name in names:
                     raise ValueError(f"analysed endpoint {a.name!r} comes from both endpoints.{names[a.name]} and endpoints.{cid}")
                 names[a.name] = cid
-                tests_of[a.name] = a.tests
+                tests_of[a.name], kinds[a.name] = tuple(a.tests), a.kind
                 if a.tests:
                     analysed.append(a.name)
                 for test in a.tests:
@@ -419,6 +423,7 @@ class Scenario(StrictModel):
         _check_allocation(self, covariates, names[self.primary or analysed[0]])
         if self.multiplicity is not None and self.multiplicity.family is not None:
             _check_family(self.multiplicity.family, tests_of)
+        _check_looks(self, analysed, tests_of, kinds)
         if self.follow_up.death_event is not None:
             target = self.endpoints.get(self.follow_up.death_event)
             if target is None or not target.is_event:
@@ -470,6 +475,29 @@ def _check_family(family: tuple[str, ...], tests_of: dict[str, tuple[str, ...]])
         if member in seen:
             raise ValueError(f"{where} is listed twice; each hypothesis once")
         seen.add(member)
+
+
+def _check_looks(scenario: "Scenario", analysed: list[str], tests_of: dict[str, tuple[str, ...]],
+                 kinds: dict[str, str]) -> None:
+    """The monitored endpoints and tests of [interim] and [safety] exist, and every look has patients."""
+    primary = scenario.primary or analysed[0]
+    n = scenario.design.n_control + scenario.design.n_treatment
+    for section, name in ((scenario.interim, "interim"), (scenario.safety, "safety")):
+        if section is None:
+            continue
+        endpoint = section.endpoint or primary
+        if endpoint not in analysed:
+            raise ValueError(f"{name}.endpoint = {endpoint!r} is not an analysed endpoint; choose one of: {', '.join(analysed)}")
+        first = round(section.looks[0] * n)
+        if first < 2:
+            raise ValueError(f"{name}.looks[0] = {section.looks[0]:g} of the {n} planned patients is {first} patient(s); "
+                             "a look needs at least 2 (raise the fraction)")
+        if name == "interim" and section.test is not None and section.test not in tests_of[endpoint]:
+            raise ValueError(f"interim.test = {section.test!r} is not a test of {endpoint!r}; choose one of: "
+                             f"{', '.join(tests_of[endpoint])}")
+        if name == "safety" and kinds[endpoint] != "binary":
+            raise ValueError(f"safety.endpoint = {endpoint!r} is a {kinds[endpoint]} endpoint; harm monitoring counts "
+                             "events of a binary endpoint")
 
 
 def _where(cid: str, section: StrictModel, value: str) -> str:

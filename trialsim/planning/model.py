@@ -242,7 +242,7 @@ def components_for(model: Model, endpoints: Iterable[str]) -> set[str]:
 
 def reduced(scenario: Scenario, pairs: Sequence[Pair]) -> Scenario:
     """The scenario reduced to what ``pairs`` need: their components (with links and the death event)
-    and only their tests; no sweep.
+    and only their tests; no sweep, no interim looks or harm reviews.
 
     Every component draws from its own random stream, so each pair's per-trial statistics are
     bit-identical to those of the full scenario at the same seed (tests/test_planning.py checks it).
@@ -259,6 +259,9 @@ def reduced(scenario: Scenario, pairs: Sequence[Pair]) -> Scenario:
             raw["endpoints"][cid][name] = [t for t in listed if t in wanted.get(cid, ())]
     raw["primary"] = pairs[0][0]
     raw["sweep"] = None
+    # sizes, curves and effects are searched for the fixed design: interim looks and harm reviews (which
+    # name an endpoint and test that may be reduced away) are not part of it
+    raw["interim"] = raw["safety"] = None
     return validate(raw, source=f"planning: reduced to {', '.join(f'{e}/{t}' for e, t in pairs)}")
 
 
