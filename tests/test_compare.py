@@ -110,3 +110,25 @@ def test_the_report_gains_a_choosing_a_design_section(comparison, tmp_path):
     assert list(table.frame["Design"]) == list(comparison.frame.design)
     assert (tmp_path / "compare.png").is_file()
     assert "Choosing a design\" below shows what randomised alternatives would change" in report.all_text()
+
+
+def test_a_group_sequential_design_is_compared_by_its_rule_and_its_harm_reviews(default_scenario):
+    looks = with_values(default_scenario, {
+        "design.n_control": 60, "design.n_treatment": 60, "design.label": "60:60 with looks",
+        "allocation.scheme": "permuted_block", "allocation.block_size": 2,
+        "endpoints.leak_1m.tests": ["chi2", "fisher"],
+        "interim": {"looks": [0.5, 1.0], "test": "chi2", "benefit": "lower", "efficacy": "obf_spending"},
+        "safety": {"looks": [0.5], "method": "bayes", "threshold": 0.99, "min_events": 2}})
+    row = compare([looks], n_sims=SIMS, seed=5, n_jobs=1, flow_sims=100).frame.iloc[0]
+    planned = run(looks, n_sims=SIMS, seed=5, n_jobs=1).decisions_frame()
+    null = run(null_scenario(looks), n_sims=SIMS, seed=5, n_jobs=1).decisions_frame()
+
+    def mean(frame, rule, outcome):
+        return frame[(frame.rule == rule) & (frame.outcome == outcome)]["mean"].iloc[0]
+
+    assert row.power_method == row.type_i_method == "group_sequential" and row.test == "chi2"
+    assert row.power == mean(planned, "group_sequential", "reject")
+    assert row.type_i == mean(null, "group_sequential", "reject_nonbinding")
+    assert row.patients == mean(planned, "group_sequential", "patients") <= 120
+    assert row.treated == row.patients / 2
+    assert row.p_stop_harm == mean(planned, "harm", "stop_harm") and row.p_stop_harm_null == mean(null, "harm", "stop_harm")

@@ -42,7 +42,7 @@ COMPARE_COLUMNS = [
     "endpoint", "endpoint_label", "test", "estimate_test", "estimand",
     "power", "power_se", "power_method", "type_i", "type_i_se", "type_i_method",
     "estimate_mean", "true_effect", "bias", "bias_se", "rmse", "coverage", "coverage_se", "ci_width",
-    "p_go", "p_no_go", "p_inconclusive", "p_go_null", "decision_rule",
+    "p_go", "p_no_go", "p_inconclusive", "p_go_null", "decision_rule", "p_stop_harm", "p_stop_harm_null",
     "patients", "treated", "duration_months", "duration_months_p90", "duration_source", "n_sims",
 ]
 DECISIONS = ("go", "no_go", "inconclusive")
@@ -243,8 +243,36 @@ def design_row(d: Design, planned: RunResult, null: RunResult, *, test: str | No
     for k in ("estimate_mean", "true_effect", "bias", "bias_se", "rmse", "coverage", "coverage_se", "ci_width"):
         row[k] = mc_est.get(k, np.nan)
     row |= _decisions(planned.decisions_frame(), null.decisions_frame(), primary.name)
+    row |= _sequential(planned.decisions_frame(), null.decisions_frame(), primary.name)
     row |= _patients(planned.decisions_frame(), sc)
     return row
+
+
+def _outcome(frame: pd.DataFrame, rule: str, subject: str, outcome: str) -> pd.Series | None:
+    if frame.empty:
+        return None
+    hit = frame[(frame["rule"] == rule) & (frame["subject"] == subject) & (frame["outcome"] == outcome)]
+    return hit.iloc[0] if len(hit) else None
+
+
+def _sequential(planned: pd.DataFrame, null: pd.DataFrame, endpoint: str) -> dict[str, Any]:
+    """With interim looks, power and type I error are the group-sequential trial's; with safety reviews, P(stop for harm).
+
+    Power: the trial as run rejects (futility stops honoured). Type I error: futility ignored (non-binding),
+    the figure regulators count. Both Monte Carlo.
+    """
+    out: dict[str, Any] = {"p_stop_harm": np.nan, "p_stop_harm_null": np.nan}
+    run_as, nonbinding = _outcome(planned, "group_sequential", endpoint, "reject"), _outcome(null, "group_sequential", endpoint,
+                                                                                            "reject_nonbinding")
+    if run_as is not None and nonbinding is not None:
+        out |= {"power": float(run_as["mean"]), "power_se": float(run_as["mc_se"]), "power_method": "group_sequential",
+                "type_i": float(nonbinding["mean"]), "type_i_se": float(nonbinding["mc_se"]),
+                "type_i_method": "group_sequential", "test": f"{run_as['detail']}"}
+    for frame, key in ((planned, "p_stop_harm"), (null, "p_stop_harm_null")):
+        harm = _outcome(frame, "harm", endpoint, "stop_harm")
+        if harm is not None:
+            out[key] = float(harm["mean"])
+    return out
 
 
 def _rate(frame: pd.DataFrame, endpoint: str, test: str) -> tuple[float, float, str, dict]:
@@ -282,14 +310,17 @@ def _decisions(planned: pd.DataFrame, null: pd.DataFrame, endpoint: str) -> dict
 
 
 def _patients(decisions: pd.DataFrame, sc: Scenario) -> dict[str, float]:
-    """Expected patients enrolled and treated: a rule's ("trial", ..., "patients"/"treated") outcome, else the design's."""
-    out = {"patients": float(sc.design.n_control + sc.design.n_treatment), "treated": float(sc.design.n_treatment)}
+    """Expected patients analysed and treated: the interim looks' (or safety reviews') expected patients, else the design's."""
+    n = sc.design.n_control + sc.design.n_treatment
+    out = {"patients": float(n), "treated": float(sc.design.n_treatment)}
     if decisions.empty:
         return out
-    for what in ("patients", "treated"):
-        hit = decisions[(decisions["subject"] == "trial") & (decisions["outcome"] == what)]
+    for rule in ("group_sequential", "harm"):  # the efficacy looks' stopping first, else the safety reviews'
+        hit = decisions[(decisions["rule"] == rule) & (decisions["outcome"] == "patients")]
         if len(hit):
-            out[what] = float(hit.iloc[0]["mean"])
+            # stopped trials stop both arms: the treated share of the patients is the design's
+            out = {"patients": float(hit.iloc[0]["mean"]), "treated": float(hit.iloc[0]["mean"]) * sc.design.n_treatment / n}
+            break
     return out
 
 

@@ -24,7 +24,7 @@ def _rate(x, se, method) -> str:
         return "-"
     if method == "exact":
         return f"{fmt_pct(x, 2)} (exact)"
-    return f"{fmt_pct(x, 2)} \u00b1 {fmt_pct(se, 2)}"
+    return f"{fmt_pct(x, 2)} \u00b1 {fmt_pct(se, 2)}" + (" (GS)" if method == "group_sequential" else "")
 
 
 def _num(x, digits: int = 3) -> str:
@@ -39,6 +39,7 @@ def comparison_cells(frame: pd.DataFrame) -> list[dict[str, str]]:
     """One dict of display cells per design (shared by the console and the report)."""
     rows = []
     several = frame["test"].nunique() > 1
+    harm = frame["p_stop_harm"].notna().any()
     for r in frame.itertuples():
         cells = {
             "Design": str(r.design),
@@ -51,6 +52,8 @@ def comparison_cells(frame: pd.DataFrame) -> list[dict[str, str]]:
             "P(go) / P(no-go)": "-" if is_missing(r.p_go) else
             f"{fmt_pct(r.p_go, 1)} / {fmt_pct(r.p_no_go, 1)}" + ("" if is_missing(r.p_go_null) else f" (go if null {fmt_pct(r.p_go_null, 1)})"),
             "Patients (treated)": f"{r.patients:.1f} ({r.treated:.1f})",
+            **({"P(stop for harm)": "-" if is_missing(r.p_stop_harm) else
+                f"{fmt_pct(r.p_stop_harm, 1)} (if null {fmt_pct(r.p_stop_harm_null, 1)})"} if harm else {}),
             "Months": _months(r.duration_months),
         }
         rows.append(cells)
@@ -76,7 +79,8 @@ def comparison_text(frame: pd.DataFrame) -> str:
     notes = [f"Primary endpoint: {first.endpoint_label}; test: {tests} "
              f"(estimate judged: {', '.join(sorted({short_test_label(t) for t in frame.estimate_test}))}); "
              f"alpha {first.alpha:g} two-sided; {int(frame.n_sims.max()):,} simulated trials per design and per null run.",
-             "Type I error: the same design with every treatment effect at its null (same seed). "
+             "Type I error: the same design with every treatment effect at its null (same seed). (GS) = group-sequential: "
+             "power as the trial runs, type I error with futility stops ignored (non-binding). "
              "\u2020 = above alpha. Bias and coverage of the effect estimate against the true effect; "
              "months = median time from first referral to the last follow-up visit (flow model)."]
     return "\n".join(lines + [""] + [textwrap.fill(n, 110) for n in notes])
@@ -90,7 +94,8 @@ def comparison_table(frame: pd.DataFrame) -> Table:
     tests = ", ".join(dict.fromkeys(short_test_label(t) for t in frame.test))
     notes = (f"Power and type I error of {tests} on {first.endpoint_label.lower()} "
              f"(two-sided alpha {first.alpha:g}); the type I error is the same design simulated with no treatment effect "
-             "(same seed). \u2020 = type I error above alpha (the design rejects too often when there is no effect). "
+             "(same seed). \u2020 = type I error above alpha (the design rejects too often when there is no effect). (GS) = "
+             "group-sequential: power of the trial as it runs, type I error with futility stops ignored (non-binding). "
              "Bias and coverage: of the effect estimate against the true effect. P(go)/P(no-go): the design's Bayesian "
              "rule, where it has one, with the planned effect (and P(go) with no effect). Patients: expected enrolled (given the new treatment); fewer than planned when "
              "interim looks can stop early. Months: median trial duration from the patient-flow model.")
