@@ -121,6 +121,9 @@ def plot_comparison(frame: pd.DataFrame, axes=None):
         _patients_panel(axes[2], frame, y)
         axes[0].set_yticks(y, labels)
         axes[0].set_ylim(-0.6, len(frame) - 0.4)
+        handles = [h for ax in (axes[0], axes[2]) for h in ax.get_legend_handles_labels()[0]]
+        names = [n for ax in (axes[0], axes[2]) for n in ax.get_legend_handles_labels()[1]]
+        axes[0].figure.legend(handles, names, loc="outside lower center", ncol=len(names), fontsize="x-small")
     return axes
 
 
@@ -152,7 +155,6 @@ def _power_panel(ax, frame, y) -> None:
     ax.minorticks_off()
     ax.set_xlabel("rejection rate (log scale)")
     ax.set_title("A  Power and type I error", loc="left")
-    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=1, fontsize="x-small")
 
 
 def _coverage_panel(ax, frame, y) -> None:
@@ -165,7 +167,7 @@ def _coverage_panel(ax, frame, y) -> None:
                 textcoords="offset points", ha="right", fontsize="x-small", color="0.3")
     for xi, yi, b in zip(x, y, frame["bias"]):
         if np.isfinite(xi) and not is_missing(b):
-            ax.annotate(f"bias {b:+.3f}", xy=(xi, yi), xytext=(0, -7), textcoords="offset points", ha="center",
+            ax.annotate(f"bias {_num(b)}".replace("-0.000", "0.000").replace("+0.000", "0.000"), xy=(xi, yi), xytext=(0, -7), textcoords="offset points", ha="center",
                         va="top", fontsize="xx-small", color="0.25")
     finite = x[np.isfinite(x)]
     low = min(0.8, float(finite.min()) - 0.02) if finite.size else 0.8
@@ -185,6 +187,5 @@ def _patients_panel(ax, frame, y) -> None:
         text = f"{p:.0f}" + ("" if is_missing(m) or not np.isfinite(m) else f" \u00b7 {m:.0f} mo")
         ax.annotate(text, xy=(p, yi), xytext=(3, 0), textcoords="offset points", va="center", fontsize="x-small")
     ax.set_xlim(0, top * 1.45)
-    ax.set_xlabel("expected patients · median months")
+    ax.set_xlabel("patients · median months")
     ax.set_title("C  Cost", loc="left")
-    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=1, fontsize="x-small")
