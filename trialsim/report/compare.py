@@ -28,7 +28,9 @@ def _rate(x, se, method) -> str:
 
 
 def _num(x, digits: int = 3) -> str:
-    return "-" if is_missing(x) else f"{x:+.{digits}f}"
+    if is_missing(x):
+        return "-"
+    return f"{0.0:.{digits}f}" if round(x, digits) == 0 else f"{x:+.{digits}f}"
 
 
 def _months(x) -> str:
@@ -167,7 +169,7 @@ def _coverage_panel(ax, frame, y) -> None:
                 textcoords="offset points", ha="right", fontsize="x-small", color="0.3")
     for xi, yi, b in zip(x, y, frame["bias"]):
         if np.isfinite(xi) and not is_missing(b):
-            ax.annotate(f"bias {_num(b)}".replace("-0.000", "0.000").replace("+0.000", "0.000"), xy=(xi, yi), xytext=(0, -7), textcoords="offset points", ha="center",
+            ax.annotate(f"bias {_num(b)}", xy=(xi, yi), xytext=(0, -7), textcoords="offset points", ha="center",
                         va="top", fontsize="xx-small", color="0.25")
     finite = x[np.isfinite(x)]
     low = min(0.8, float(finite.min()) - 0.02) if finite.size else 0.8
