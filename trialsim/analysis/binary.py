@@ -39,6 +39,8 @@ from typing import Callable
 import numpy as np
 from scipy import special, stats
 
+from trialsim.cache import cached_array
+
 __all__ = [
     "BINARY_TESTS",
     "BinaryTestResult",
@@ -587,18 +589,27 @@ _TABLE_BUILDERS: dict[str, Callable[[int, int], np.ndarray]] = {
 # Tests whose rejection region is cheaper than their p-value table (``region(n1, n2, alpha)``).
 _REGION_BUILDERS: dict[str, Callable[[int, int, float], np.ndarray]] = {"boschloo": boschloo_region}
 
+# Tests whose tables and regions are slow enough to keep on disk once per machine (trialsim.cache): a
+# Boschloo table takes milliseconds at 10 vs 10 and seconds at 150 vs 150, and every worker process and
+# every run would otherwise build it again. Fisher and chi-square tables cost less than a file read.
+_DISK_CACHED: set[str] = {"boschloo"}
+
 
 def register_table_test(name: str, table_builder: Callable[[int, int], np.ndarray],
                         direct: Callable[[np.ndarray, np.ndarray, np.ndarray, np.ndarray], np.ndarray] | None = None,
-                        region: Callable[[int, int, float], np.ndarray] | None = None) -> None:
+                        region: Callable[[int, int, float], np.ndarray] | None = None,
+                        disk_cache: bool = False) -> None:
     """Make ``name`` a binary test of this module: ``table_builder(n1, n2)`` gives its p-value table.
 
     ``direct(n1, n2, x1, x2)`` (float arrays, one entry per distinct table) computes p-values per
     observed table for large arms; without it the test always uses whole tables. ``region(n1, n2,
     alpha)`` gives the tables rejected at ``alpha`` (``p <= alpha`` up to a relative 1e-12) without
-    the whole table, for exact power; without it the region comes from the table.
+    the whole table, for exact power; without it the region comes from the table. ``disk_cache``:
+    keep its tables and regions on disk once per machine (:mod:`trialsim.cache`), for slow builders.
     """
     _TABLE_BUILDERS[name] = table_builder
+    if disk_cache:
+        _DISK_CACHED.add(name)
     if direct is not None:
         _DIRECT[name] = direct
     if region is not None:
@@ -610,7 +621,13 @@ def register_table_test(name: str, table_builder: Callable[[int, int], np.ndarra
 # --------------------------------------------------------------------------------------------
 @functools.lru_cache(maxsize=512)
 def _pvalue_table_cached(test: str, n_control: int, n_treatment: int) -> np.ndarray:
-    table = _TABLE_BUILDERS[test](n_control, n_treatment)
+    def build() -> np.ndarray:
+        return np.asarray(_TABLE_BUILDERS[test](n_control, n_treatment), dtype=float)
+
+    if test in _DISK_CACHED:
+        return cached_array(f"{test}-pvalues", {"n_control": n_control, "n_treatment": n_treatment}, build,
+                            dtype=float, shape=(n_control + 1, n_treatment + 1))
+    table = build()
     table.flags.writeable = False
     return table
 
@@ -649,11 +666,17 @@ def pvalue_table(test: str, n_control: int, n_treatment: int) -> np.ndarray:
 
 @functools.lru_cache(maxsize=512)
 def _rejection_region_cached(test: str, n_control: int, n_treatment: int, alpha: float) -> np.ndarray:
-    build = _REGION_BUILDERS.get(test)
-    if build is not None:
-        region = np.array(build(n_control, n_treatment, alpha), dtype=bool)
-    else:
-        region = _pvalue_table_cached(test, n_control, n_treatment) <= _reject_level(alpha)
+    def build() -> np.ndarray:
+        region_builder = _REGION_BUILDERS.get(test)
+        if region_builder is not None:
+            return np.array(region_builder(n_control, n_treatment, alpha), dtype=bool)
+        return _pvalue_table_cached(test, n_control, n_treatment) <= _reject_level(alpha)
+
+    if test in _DISK_CACHED:
+        # alpha as its exact float (repr round-trips), so 0.05 and 0.05000000000000001 never share a file
+        return cached_array(f"{test}-region", {"n_control": n_control, "n_treatment": n_treatment, "alpha": repr(alpha)},
+                            build, dtype=bool, shape=(n_control + 1, n_treatment + 1))
+    region = build()
     region.flags.writeable = False
     return region
 
