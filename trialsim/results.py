@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy.stats import beta
+from scipy import special
 
 from trialsim.analysis import registry as tests
 from trialsim.config.loader import config_hash, scenario_to_toml
@@ -31,8 +31,10 @@ DECISION_COLUMNS = ["scenario", "rule", "subject", "detail", "outcome", "mean", 
 def clopper_pearson(k: int, n: int, level: float = 0.95) -> tuple[float, float]:
     """Exact binomial confidence interval for k rejections in n simulated trials."""
     a = (1 - level) / 2
-    low = 0.0 if k == 0 else float(beta.ppf(a, k, n - k + 1))
-    high = 1.0 if k == n else float(beta.ppf(1 - a, k + 1, n - k))
+    # special.betaincinv(a, b, q) is scipy.stats.beta.ppf(q, a, b) bit for bit (both Boost's ibeta_inv),
+    # without importing scipy.stats (half a second of every command's start-up)
+    low = 0.0 if k == 0 else float(special.betaincinv(k, n - k + 1, a))
+    high = 1.0 if k == n else float(special.betaincinv(k + 1, n - k, 1 - a))
     return low, high
 
 

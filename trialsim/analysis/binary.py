@@ -37,7 +37,8 @@ from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
-from scipy import special, stats
+from scipy import special
+from scipy.special import _ufuncs as special_ufuncs
 
 from trialsim.cache import cached_array
 
@@ -140,6 +141,18 @@ def _log_comb(n: int) -> np.ndarray:
     return out
 
 
+def _scipy_binom_pmf(k, n, p):
+    from scipy import stats  # noqa: PLC0415 - only where scipy lacks the ufunc below
+
+    return stats.binom.pmf(k, n, p)
+
+
+# scipy.stats.binom.pmf is Boost's binomial pmf, a ufunc of scipy.special (private name, hence the
+# fallback); calling it directly gives the same bits without importing scipy.stats, which costs half a
+# second of every command's start-up.
+_BOOST_BINOM_PMF = getattr(special_ufuncs, "_binom_pmf", _scipy_binom_pmf)
+
+
 def _binom_pmf(n: int, p: float) -> np.ndarray:
     """Binomial(n, p) pmf at 0..n.
 
@@ -148,7 +161,7 @@ def _binom_pmf(n: int, p: float) -> np.ndarray:
     """
     k = np.arange(n + 1)
     try:
-        return stats.binom.pmf(k, n, p)
+        return _BOOST_BINOM_PMF(k, n, p)
     except OverflowError:
         return np.exp(_log_comb(n) + special.xlogy(k, p) + special.xlog1py(n - k, -p))
 
