@@ -204,11 +204,12 @@ def bench_boschloo(n_max: int = 200) -> None:
                 os.environ[k] = v
 
 
-def bench_planning() -> None:
+def bench_planning(quick: bool = False) -> None:
     exact = bench_exact_fisher()
     print("exact Fisher power, every n per arm 5..500: " + ", ".join(f"{k} {v:.3g}" if isinstance(v, float) else f"{k} {v}" for k, v in exact.items()))
-    sweep = bench_sweep()
-    print("50-scenario sweep at 10,000 trials each: " + ", ".join(f"{k} {v:.3g}" if isinstance(v, float) else f"{k} {v}" for k, v in sweep.items()))
+    n_sims = 2000 if quick else 10_000
+    sweep = bench_sweep(n_sims=n_sims)
+    print(f"50-scenario sweep at {n_sims:,} trials each: " + ", ".join(f"{k} {v:.3g}" if isinstance(v, float) else f"{k} {v}" for k, v in sweep.items()))
 
 
 def main() -> None:
@@ -240,7 +241,7 @@ def main() -> None:
     if args.only in (None, "memory"):
         bench_memory(mem_sims)
     if args.only in (None, "exact", "sweep"):
-        bench_planning()
+        bench_planning(quick)
 
 
 if __name__ == "__main__":
