@@ -669,7 +669,8 @@ def pvalue_table(test: str, n_control: int, n_treatment: int) -> np.ndarray:
     about 30 sqrt(n_control + n_treatment) nuisance values and refines each local maximum by
     golden-section search: a few ms at 10 vs 10, 0.1 s at 60 vs 60, 0.5 s at 100 vs 100 and
     2 s at 150 vs 150 (O(n^3)); its rejection region alone (:func:`rejection_region`, exact
-    power) is far cheaper, about 0.1 s at 500 vs 500.
+    power) is far cheaper, about 0.1 s at 500 vs 500. Boschloo tables and regions are also kept on
+    disk once per machine (:mod:`trialsim.cache`), so later processes read them instead.
     """
     _check_test(test)
     n_control = _check_n("n_control", n_control)
