@@ -44,7 +44,10 @@ from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
-from scipy import special, stats
+from scipy import special
+from scipy.special import _ufuncs as special_ufuncs
+
+from trialsim.cache import cached_array
 
 __all__ = [
     "BINARY_TESTS",
@@ -145,6 +148,18 @@ def _log_comb(n: int) -> np.ndarray:
     return out
 
 
+def _scipy_binom_pmf(k, n, p):
+    from scipy import stats  # noqa: PLC0415 - only where scipy lacks the ufunc below
+
+    return stats.binom.pmf(k, n, p)
+
+
+# scipy.stats.binom.pmf is Boost's binomial pmf, a ufunc of scipy.special (private name, hence the
+# fallback); calling it directly gives the same bits without importing scipy.stats, which costs half a
+# second of every command's start-up.
+_BOOST_BINOM_PMF = getattr(special_ufuncs, "_binom_pmf", _scipy_binom_pmf)
+
+
 def _binom_pmf(n: int, p: float) -> np.ndarray:
     """Binomial(n, p) pmf at 0..n.
 
@@ -153,7 +168,7 @@ def _binom_pmf(n: int, p: float) -> np.ndarray:
     """
     k = np.arange(n + 1)
     try:
-        return stats.binom.pmf(k, n, p)
+        return _BOOST_BINOM_PMF(k, n, p)
     except OverflowError:
         return np.exp(_log_comb(n) + special.xlogy(k, p) + special.xlog1py(n - k, -p))
 
@@ -625,18 +640,27 @@ _TABLE_BUILDERS: dict[str, Callable[[int, int], np.ndarray]] = {
 # Tests whose rejection region is cheaper than their p-value table (``region(n1, n2, alpha)``).
 _REGION_BUILDERS: dict[str, Callable[[int, int, float], np.ndarray]] = {"boschloo": boschloo_region}
 
+# Tests whose tables and regions are slow enough to keep on disk once per machine (trialsim.cache): a
+# Boschloo table takes milliseconds at 10 vs 10 and seconds at 150 vs 150, and every worker process and
+# every run would otherwise build it again. Fisher and chi-square tables cost less than a file read.
+_DISK_CACHED: set[str] = {"boschloo"}
+
 
 def register_table_test(name: str, table_builder: Callable[[int, int], np.ndarray],
                         direct: Callable[[np.ndarray, np.ndarray, np.ndarray, np.ndarray], np.ndarray] | None = None,
-                        region: Callable[[int, int, float], np.ndarray] | None = None) -> None:
+                        region: Callable[[int, int, float], np.ndarray] | None = None,
+                        disk_cache: bool = False) -> None:
     """Make ``name`` a binary test of this module: ``table_builder(n1, n2)`` gives its p-value table.
 
     ``direct(n1, n2, x1, x2)`` (float arrays, one entry per distinct table) computes p-values per
     observed table for large arms; without it the test always uses whole tables. ``region(n1, n2,
     alpha)`` gives the tables rejected at ``alpha`` (``p <= alpha`` up to a relative 1e-12) without
-    the whole table, for exact power; without it the region comes from the table.
+    the whole table, for exact power; without it the region comes from the table. ``disk_cache``:
+    keep its tables and regions on disk once per machine (:mod:`trialsim.cache`), for slow builders.
     """
     _TABLE_BUILDERS[name] = table_builder
+    if disk_cache:
+        _DISK_CACHED.add(name)
     if direct is not None:
         _DIRECT[name] = direct
     if region is not None:
@@ -648,7 +672,13 @@ def register_table_test(name: str, table_builder: Callable[[int, int], np.ndarra
 # --------------------------------------------------------------------------------------------
 @functools.lru_cache(maxsize=512)
 def _pvalue_table_cached(test: str, n_control: int, n_treatment: int) -> np.ndarray:
-    table = _TABLE_BUILDERS[test](n_control, n_treatment)
+    def build() -> np.ndarray:
+        return np.asarray(_TABLE_BUILDERS[test](n_control, n_treatment), dtype=float)
+
+    if test in _DISK_CACHED:
+        return cached_array(f"{test}-pvalues", {"n_control": n_control, "n_treatment": n_treatment}, build,
+                            dtype=float, shape=(n_control + 1, n_treatment + 1))
+    table = build()
     table.flags.writeable = False
     return table
 
@@ -677,7 +707,8 @@ def pvalue_table(test: str, n_control: int, n_treatment: int) -> np.ndarray:
     about 30 sqrt(n_control + n_treatment) nuisance values and refines each local maximum by
     golden-section search: a few ms at 10 vs 10, 0.1 s at 60 vs 60, 0.5 s at 100 vs 100 and
     2 s at 150 vs 150 (O(n^3)); its rejection region alone (:func:`rejection_region`, exact
-    power) is far cheaper, about 0.1 s at 500 vs 500.
+    power) is far cheaper, about 0.1 s at 500 vs 500. Boschloo tables and regions are also kept on
+    disk once per machine (:mod:`trialsim.cache`), so later processes read them instead.
     """
     _check_test(test)
     n_control = _check_n("n_control", n_control)
@@ -687,11 +718,17 @@ def pvalue_table(test: str, n_control: int, n_treatment: int) -> np.ndarray:
 
 @functools.lru_cache(maxsize=512)
 def _rejection_region_cached(test: str, n_control: int, n_treatment: int, alpha: float) -> np.ndarray:
-    build = _REGION_BUILDERS.get(test)
-    if build is not None:
-        region = np.array(build(n_control, n_treatment, alpha), dtype=bool)
-    else:
-        region = _pvalue_table_cached(test, n_control, n_treatment) <= _reject_level(alpha)
+    def build() -> np.ndarray:
+        region_builder = _REGION_BUILDERS.get(test)
+        if region_builder is not None:
+            return np.array(region_builder(n_control, n_treatment, alpha), dtype=bool)
+        return _pvalue_table_cached(test, n_control, n_treatment) <= _reject_level(alpha)
+
+    if test in _DISK_CACHED:
+        # alpha as its exact float (repr round-trips), so 0.05 and 0.05000000000000001 never share a file
+        return cached_array(f"{test}-region", {"n_control": n_control, "n_treatment": n_treatment, "alpha": repr(alpha)},
+                            build, dtype=bool, shape=(n_control + 1, n_treatment + 1))
+    region = build()
     region.flags.writeable = False
     return region
 

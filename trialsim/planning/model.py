@@ -21,6 +21,8 @@ states them: "n evaluable per arm; N = n / (1 - dropout) to recruit".
 """
 from __future__ import annotations
 
+from functools import lru_cache
+
 import math
 from dataclasses import dataclass
 from typing import Any, Iterable, Sequence
@@ -148,9 +150,10 @@ def exact_available(model: Model, endpoint: str, test: str) -> bool:
             and arms_exchangeable(model, endpoint))
 
 
+@lru_cache(maxsize=65536)  # sample sizes, MDEs, curves and the heat map of one report ask for the same points
 def exact_power(test: str, p_control: float, p_treatment: float, n_control: int, n_treatment: int, *, alpha: float,
                 missing: tuple[float, float] = (0.0, 0.0)) -> float:
-    """The registered exact power of ``test`` (mixed over the analysable counts when ``missing``)."""
+    """The registered exact power of ``test`` (mixed over the analysable counts when ``missing``; cached)."""
     p_missing: float | tuple[float, float] = missing[0] if missing[0] == missing[1] else missing
     return float(tests.get(test).exact_power(p_control, p_treatment, n_control, n_treatment, alpha, p_missing))
 
