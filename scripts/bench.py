@@ -204,6 +204,22 @@ def bench_boschloo(n_max: int = 200) -> None:
                 os.environ[k] = v
 
 
+# the README's "Choosing a design": the registered design and its shipped alternatives
+COMPARED = ["exosome_lar_20.toml", "designs/registered_selection.toml", "designs/unmasked_20.toml",
+            "designs/randomised_blocks_20.toml", "designs/ratio_2to1_30.toml", "designs/stratified_40.toml",
+            "designs/minimisation_40.toml", "designs/bayes_pilot_20.toml", "leak_powered.toml",
+            "designs/interim_leak_400.toml", "designs/safety_leak_400.toml"]
+
+
+def bench_compare(n_sims: int = 10_000) -> None:
+    """`trialsim compare` of the shipped alternatives, ``n_sims`` trials per design and per null run."""
+    configs = [str(ROOT / "configs" / c) for c in COMPARED]
+    wall, cpu, peak, _ = _child(_trialsim("compare", *configs, "--no-sweep", "--sims", str(n_sims), "--seed", "20240831",
+                                          "--quiet"))
+    print(f"compare, {len(configs)} shipped designs at {n_sims:,} trials each (and as many under the null): {wall:.0f} s wall, "
+          f"{cpu:.0f} s CPU, peak {peak:,.0f} MB")
+
+
 def bench_planning(quick: bool = False) -> None:
     exact = bench_exact_fisher()
     print("exact Fisher power, every n per arm 5..500: " + ", ".join(f"{k} {v:.3g}" if isinstance(v, float) else f"{k} {v}" for k, v in exact.items()))
@@ -214,7 +230,7 @@ def bench_planning(quick: bool = False) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--only", choices=["engine", "exact", "sweep", "flow", "cli", "memory", "report", "boschloo"],
+    parser.add_argument("--only", choices=["engine", "exact", "sweep", "flow", "cli", "memory", "report", "boschloo", "compare"],
                         default=None)
     parser.add_argument("--quick", action="store_true", help="small sizes everywhere (memory at 10^6 trials)")
     parser.add_argument("--sims", type=int, default=None, help="trials of the engine part (default 400,000)")
@@ -242,6 +258,8 @@ def main() -> None:
         bench_memory(mem_sims)
     if args.only in (None, "exact", "sweep"):
         bench_planning(quick)
+    if args.only in (None, "compare"):
+        bench_compare(1000 if quick else 10_000)
 
 
 if __name__ == "__main__":
