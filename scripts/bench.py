@@ -2,7 +2,7 @@
 
     python scripts/bench.py                 # everything (the memory part runs 10^7 trials: minutes)
     python scripts/bench.py --quick         # every part at small sizes (memory at 10^6), a quick look
-    python scripts/bench.py --only engine   # engine | exact | sweep | flow | cli | memory | report | boschloo
+    python scripts/bench.py --only engine   # engine | exact | sweep | flow | cli | memory | report | boschloo | compare
 
 engine:   simulated trials per second of the full default design (every endpoint and test), with
           n_jobs=1 and n_jobs=2, and the ratio against a naive per-trial loop of scipy calls on the
@@ -17,6 +17,8 @@ memory:   peak resident memory of `trialsim run --sims N` (largest process of th
 report:   `trialsim report CONFIG` end to end: wall and CPU (target under 30 s on 2 cores).
 boschloo: exact Boschloo power for every n per arm from 5 to 200 (target under 10 s), with the
           disk cache off (the computation itself) and then filled (what a later command pays).
+compare:  `trialsim compare` of the registered design and its shipped alternatives (the README's "Choosing a
+          design"), 10,000 trials per design and per null run.
 Wall times on a shared machine overstate; CPU (user + sys) is printed beside them.
 """
 from __future__ import annotations
