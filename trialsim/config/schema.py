@@ -104,7 +104,7 @@ class AllocationConfig(StrictModel):
             "Population covariates that 'stratified_block' forms strata from (every combination is a stratum) and "
             "'minimisation' balances (marginally). Not set: the covariates of the primary endpoint's risk model "
             f"(its declared risk factors). At most {MAX_STRATA_COVARIATES}: beyond that most strata hold one patient "
-            "and stratified blocks no longer balance (Kernan 1999, J Clin Epidemiol 52:19-26)."
+            "and stratified blocks no longer balance [kernan1999]."
         ),
     )
     p_minimise: float = Field(
@@ -117,7 +117,7 @@ class AllocationConfig(StrictModel):
     imbalance: Literal["range", "variance"] = Field(
         "range",
         description="'minimisation': imbalance of a covariate level across arms, as the range or the variance of its "
-                    "ratio-weighted arm counts, summed over covariates (Pocock & Simon 1975).",
+                    "ratio-weighted arm counts, summed over covariates [pocock1975].",
     )
     selection_odds_ratio: float = Field(
         1.0, ge=0.01, le=100.0,
@@ -129,14 +129,14 @@ class AllocationConfig(StrictModel):
     )
     selection_endpoint: Identifier | None = Field(
         None,
-        description="'selected': endpoint id whose covariate risk model gives the risk score. Not set: the primary's.",
+        description=("'selected': endpoint id whose covariate risk model gives the risk score. Not set: the primary's (its "
+                     "baseline log-odds risk is what surgeons are assumed to select on), ASSUMPTION."),
     )
     adjust_for: tuple[Identifier, ...] | None = Field(
         None, max_length=16,
         description=(
             "Covariates the adjusted analyses ('mantel_haenszel' strata, 'logistic' terms) adjust for. Not set: the "
-            "covariates of the primary endpoint's risk model, as the prognostic factors known at design (EMA "
-            "guideline on adjustment for baseline covariates, 2015)."
+            "covariates of the primary endpoint's risk model, as the prognostic factors known at design [ema2015]."
         ),
     )
 
