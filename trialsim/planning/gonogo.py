@@ -1,6 +1,6 @@
 """Operating characteristics of the Bayesian go / no-go rule against the true effect, exactly.
 
-:func:`go_nogo_curve` varies a binary endpoint's effect parameter (a risk ratio for the leak) over a
+:func:`go_nogo_curve` varies a binary endpoint's effect parameter (e.g. a risk ratio) over a
 grid that always holds the null and the assumed effect, and gives at each value the exact
 probabilities of go, no-go and inconclusive (:func:`trialsim.decide.bayes.exact_go_nogo`) with the
 expected posterior probabilities and PPoS. Simulation reproduces them within Monte Carlo error
