@@ -61,3 +61,10 @@ def test_closed_forms_unchanged(alpha, power):
     n = (stats.norm.isf(alpha / 2) * np.sqrt(2 * pbar * (1 - pbar)) + stats.norm.ppf(power) * np.sqrt(p1 * (1 - p1) + p2 * (1 - p2))) ** 2 / (p1 - p2) ** 2
     assert z > 0
     assert analytic.two_proportions_sample_size_normal(p1, p2, power=power, alpha=alpha) == pytest.approx(np.ceil(n), abs=1)
+
+
+def test_loading_every_registered_plug_in_keeps_workers_light():
+    # a worker's decide() loads every decision rule (and the tests) through the registries' entry points
+    statement = ("from trialsim.registry import DECISION_RULES, TESTS, ALLOCATION_SCHEMES, ENDPOINT_FAMILIES; "
+                 "[r.names() for r in (DECISION_RULES, TESTS, ALLOCATION_SCHEMES, ENDPOINT_FAMILIES)]")
+    assert _loaded(statement, ("scipy.stats", "pandas")) == {"scipy.stats": False, "pandas": False}

@@ -21,7 +21,6 @@ the analysable counts (Binomial(n, 1 - p_missing) per arm) and the events among 
 from __future__ import annotations
 
 import numpy as np
-from scipy import stats
 
 from trialsim.analysis.bayes import beta_binomial_posterior
 from trialsim.config.bayes import BayesConfig
@@ -69,6 +68,7 @@ register("go_nogo", go_nogo)
 def _arm_outcomes(n: int, p_event: float, p_missing: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Every (analysable m, events x) of an arm of ``n`` with its probability, negligible ones dropped."""
     m = np.arange(n + 1)
+    from scipy import stats  # here, not at the top: workers load every rule, and scipy.stats costs ~0.5 s
     w_m = stats.binom.pmf(m, n, 1.0 - p_missing)
     mm, xx = np.meshgrid(m, m, indexing="ij")
     possible = xx <= mm

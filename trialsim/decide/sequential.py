@@ -28,7 +28,7 @@ import functools
 from typing import Callable
 
 import numpy as np
-from scipy import special, stats
+from scipy import special
 
 from trialsim.analysis import group_sequential as gs
 from trialsim.config.interim import InterimConfig
@@ -129,6 +129,7 @@ def harm_binomial(counts: LookCounts, cfg) -> np.ndarray:
     stop when P(X >= x | n_treated, reference_rate) <= level. (n_looks, n_trials) bool."""
     x, n = counts.events_treatment, counts.n_treatment
     with np.errstate(invalid="ignore"):
+        from scipy import stats  # here, not at the top: workers load every rule, and scipy.stats costs ~0.5 s
         tail = stats.binom.sf(x - 1, n, cfg.reference_rate)
     return (n > 0) & (tail <= cfg.level)
 
