@@ -122,9 +122,7 @@ def summarise_batch(batch: TrialBatch, decisions: Decisions, *, block: int) -> B
             sums["covered"] = int(np.count_nonzero(covered[k] & ok))
             sums["coverable"] = int(kept.size)
         if s.has_interval:
-            low, high = s.ci()
-            with np.errstate(invalid="ignore"):
-                width = np.asarray(high, dtype=float) - np.asarray(low, dtype=float)
+            width = np.asarray(s.widths(), dtype=float)
             width = width[np.isfinite(width)]
             sums["width_n"], sums["width_sum"], sums["width_sumsq"] = int(width.size), float(width.sum()), float((width * width).sum())
         out.tests[key(*k)] = sums

@@ -15,7 +15,7 @@ import numpy as np
 from scipy import special
 
 from trialsim.analysis import binary, conditional
-from trialsim.analysis.continuous import mann_whitney, t_reject, welch_t
+from trialsim.analysis.continuous import mann_whitney, t_critical_value, t_reject, welch_t
 from trialsim.registry import TESTS
 
 
@@ -68,6 +68,16 @@ class TrialStats:
         if callable(self._ci):
             self._ci = self._ci()
         return self._ci
+
+    def widths(self) -> np.ndarray:
+        """Each trial's interval width (NaN where none). t intervals take their critical value from
+        :func:`~trialsim.analysis.continuous.t_critical_value` (interpolated, for mean widths), others ``ci()``."""
+        se, df = self._t
+        if se is not None and self._ci is None:
+            return 2.0 * t_critical_value(df, self.alpha) * se
+        low, high = self.ci()
+        with np.errstate(invalid="ignore"):
+            return np.asarray(high, dtype=float) - np.asarray(low, dtype=float)
 
     def covers(self, truth) -> np.ndarray:
         """Whether each trial's interval contains ``truth`` (False where there is no interval).
