@@ -81,7 +81,7 @@ BAD = [
 def test_bad_values_name_key_value_and_rule(override, needle):
     if needle == "block_size":
         assert load_scenario(DEFAULT_CONFIG, [override, "allocation.block_size=4"]).allocation.scheme == "permuted_block"
-        with pytest.raises(ConfigError, match="not a multiple of sum"):
+        with pytest.raises(ConfigError, match=r"allocation.block_size = 5 is not a multiple of the sum of allocation.ratio"):
             load_scenario(DEFAULT_CONFIG, [override, "allocation.block_size=5"])
         return
     with pytest.raises(ConfigError) as info:

@@ -156,10 +156,10 @@ class AllocationConfig(StrictModel):
 
     @model_validator(mode="after")
     def _block_fits_ratio(self):
-        if self.scheme in ("permuted_block", "stratified_block") and self.block_size % sum(self.ratio):
+        if getattr(ALLOCATION_SCHEMES.get(self.scheme), "uses_blocks", False) and self.block_size % sum(self.ratio):
             raise ValueError(
-                f"block_size {self.block_size} is not a multiple of sum(ratio) = {sum(self.ratio)} "
-                f"(ratio {list(self.ratio)}); use e.g. {2 * sum(self.ratio)}"
+                f"allocation.block_size = {self.block_size} is not a multiple of the sum of allocation.ratio = "
+                f"{list(self.ratio)} ({sum(self.ratio)}); use e.g. block_size = {2 * sum(self.ratio)}"
             )
         return self
 

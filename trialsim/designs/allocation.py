@@ -71,7 +71,8 @@ class Scheme:
     ``uses_covariates``: the arms depend on the patients' baseline covariates; ``sequence`` then also gets
     ``strata`` (the covariate names it balances or selects on). ``uses_score``: it also gets ``score``, each
     patient's baseline risk score (n_trials, n_patients). Either makes the arms and the covariates
-    dependent, so laws that assume exchangeable patients (exact power) no longer apply.
+    dependent, so laws that assume exchangeable patients (exact power) no longer apply. ``uses_blocks``:
+    it fills blocks of ``block_size`` in the ratio, so the config must make the two fit.
     """
 
     name: str
@@ -81,6 +82,7 @@ class Scheme:
     fixed_sizes: Callable[[AllocationConfig, int, int], bool]
     uses_covariates: bool = False
     uses_score: bool = False
+    uses_blocks: bool = False
 
 
 def register(scheme: Scheme) -> Scheme:
@@ -108,7 +110,7 @@ register(Scheme("permuted_block", "randomised, permuted blocks", True,
                 lambda config, *, n_trials, n_control, n_treatment, covariates=None, rng:
                 permuted_block(np.arange(n_control + n_treatment), n_trials=n_trials, block_size=config.block_size,
                                ratio=config.ratio, rng=rng),
-                _blocks_fill_exactly))
+                _blocks_fill_exactly, uses_blocks=True))
 register(Scheme("simple", "randomised, simple (a coin for each patient)", True,
                 lambda config, *, n_trials, n_control, n_treatment, covariates=None, rng:
                 simple(np.arange(n_control + n_treatment), n_trials=n_trials, p_treatment=config.p_treatment, rng=rng),

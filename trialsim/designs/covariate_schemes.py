@@ -194,7 +194,7 @@ register(Scheme("stratified_block", "randomised, permuted blocks within strata",
                 lambda config, *, n_trials, n_control, n_treatment, covariates, rng, strata:
                 stratified_block(covariates, strata, n_trials=n_trials, n_patients=n_control + n_treatment,
                                  block_size=config.block_size, ratio=config.ratio, rng=rng),
-                _never, uses_covariates=True))
+                _never, uses_covariates=True, uses_blocks=True))
 register(Scheme("minimisation", "minimisation (Pocock-Simon) over baseline covariates", True,
                 lambda config, *, n_trials, n_control, n_treatment, covariates, rng, strata:
                 minimisation(covariates, strata, n_trials=n_trials, n_patients=n_control + n_treatment, ratio=config.ratio,
