@@ -1,17 +1,33 @@
 """Benchmarks (printed figures, never timed tests).
 
-    python scripts/bench.py                 # everything
-    python scripts/bench.py --only engine   # engine | exact | sweep | flow
+    python scripts/bench.py                 # everything (the memory part runs 10^7 trials: minutes)
+    python scripts/bench.py --quick         # every part at small sizes (memory at 10^6), a quick look
+    python scripts/bench.py --only engine   # engine | exact | sweep | flow | cli | memory | report | boschloo | compare
 
-engine: simulated trials per second of the full default design (every endpoint and test), with
-        n_jobs=1 and n_jobs=2, and the ratio against a naive per-trial loop of scipy calls on the
-        same design, measured in the same run.
+engine:   simulated trials per second of the full default design (every endpoint and test), with
+          n_jobs=1 and n_jobs=2, and the ratio against a naive per-trial loop of scipy calls on the
+          same design, measured in the same run.
+flow:     the default design with its [flow] section: trials/s, and its cost per trial relative to the
+          same design without the flow at equal n_sims (target under 3x).
+cli:      `trialsim run CONFIG --sims 1000 --seed 1 --out DIR` end to end in a fresh process: wall and
+          CPU time (target under 1.5 s wall on an idle 2-core machine), with an empty and a filled
+          exact-table cache.
+memory:   peak resident memory of `trialsim run --sims N` (largest process of the run, from wait4),
+          at 10^5 trials and at --mem-sims (default 10^7): target flat in N and under 400 MB.
+report:   `trialsim report CONFIG` end to end: wall and CPU (target under 30 s on 2 cores).
+boschloo: exact Boschloo power for every n per arm from 5 to 200 (target under 10 s), with the
+          disk cache off (the computation itself) and then filled (what a later command pays).
+compare:  `trialsim compare` of the registered design and its shipped alternatives (the README's "Choosing a
+          design"), 10,000 trials per design and per null run.
+Wall times on a shared machine overstate; CPU (user + sys) is printed beside them.
 """
 from __future__ import annotations
 
 import argparse
 import os
+import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -21,7 +37,9 @@ from scipy import stats
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from trialsim.analysis.binary import exact_power_curve  # noqa: E402
 from trialsim.api import run  # noqa: E402
+from trialsim.cache import ENV_DIR, ENV_SWITCH  # noqa: E402
 from trialsim.config.loader import load_scenario, with_values  # noqa: E402
 from trialsim.model import build_model  # noqa: E402
 from trialsim.planning.bench import bench_exact_fisher, bench_sweep  # noqa: E402
@@ -84,37 +102,166 @@ def bench_engine(n_sims: int, n_naive: int) -> None:
               f"endpoints, {n_tests} tests each) = {rate / naive_rate:,.0f}x the naive loop")
 
 
+def _cpu_seconds() -> float:
+    """CPU (user + sys) of this process so far."""
+    t = os.times()
+    return t.user + t.system
+
+
 def bench_flow(n_sims: int = 10_000) -> None:
-    """The default 20-patient flow (SimPy) with every analysis on who is analysable."""
-    scenario = with_values(load_scenario(DEFAULT), {"flow": {}})
+    """The default 20-patient flow (SimPy) with every analysis on who is analysable, against no flow."""
+    base = load_scenario(DEFAULT)
+    with_flow = base if base.flow is not None else with_values(base, {"flow": {}})
+    without = base if base.flow is None else with_values(base, {"flow": None})
+    run(without, n_sims=1000, seed=1, n_jobs=1)  # warm caches (tables) outside the timings
+    run(with_flow, n_sims=1000, seed=1, n_jobs=1)
+    cpu = {}
+    for name, scenario in (("no flow", without), ("flow", with_flow)):
+        c0 = _cpu_seconds()
+        run(scenario, n_sims=n_sims, seed=1, n_jobs=1)
+        cpu[name] = _cpu_seconds() - c0
+    print(f"flow cost per trial: {cpu['flow'] / cpu['no flow']:.1f}x no flow (CPU, n_jobs=1, {n_sims:,} trials each: "
+          f"{cpu['flow']:.2f} s vs {cpu['no flow']:.2f} s; target under 3x)")
     for jobs in (1, 2):
         t0 = time.perf_counter()
-        run(scenario, n_sims=n_sims, seed=1, n_jobs=jobs)
+        run(with_flow, n_sims=n_sims, seed=1, n_jobs=jobs)
         seconds = time.perf_counter() - t0
-        print(f"flow + analyses, n_jobs={jobs}: {n_sims:,} trials in {seconds:.1f} s ({n_sims / seconds:,.0f} trials/s; "
-              f"target: 10,000 in under 30 s on 2 cores)")
+        print(f"flow + analyses, n_jobs={jobs}: {n_sims:,} trials in {seconds:.1f} s ({n_sims / seconds:,.0f} trials/s)")
 
 
-def bench_planning() -> None:
+def _child(args: list[str], env: dict | None = None) -> tuple[float, float, float, int]:
+    """Run a command; its wall seconds, CPU seconds (its process tree, as waited for), peak RSS in MB, status."""
+    t0 = time.perf_counter()
+    p = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env, cwd=ROOT)
+    _, status, usage = os.wait4(p.pid, 0)
+    wall = time.perf_counter() - t0
+    p.returncode = os.waitstatus_to_exitcode(status)
+    err = p.stderr.read().decode(errors="replace")
+    p.stderr.close()
+    if p.returncode != 0:
+        print(f"  (exit {p.returncode}: {err.strip()[-300:]})")
+    # ru_maxrss is in KB on Linux: the largest process of the tree that was waited for
+    return wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024, p.returncode
+
+
+def _trialsim(*args: str) -> list[str]:
+    return [sys.executable, "-m", "trialsim", *args]
+
+
+def bench_cli(n_sims: int = 1000) -> None:
+    """`trialsim run` of ``n_sims`` trials end to end, with an empty and then a filled exact-table cache."""
+    with tempfile.TemporaryDirectory() as tmp:
+        env = dict(os.environ, **{ENV_DIR: str(Path(tmp) / "cache")})
+        for label in ("empty table cache", "filled table cache", "filled table cache"):
+            out = Path(tmp) / "out"
+            wall, cpu, _, _ = _child(_trialsim("run", str(DEFAULT), "--sims", str(n_sims), "--seed", "1", "--out", str(out),
+                                               "--quiet"), env)
+            subprocess.run(["rm", "-rf", str(out)], check=False)
+            print(f"CLI run of {n_sims:,} trials end to end ({label}): {wall:.2f} s wall, {cpu:.2f} s CPU "
+                  "(target under 1.5 s wall on an idle 2-core machine)")
+
+
+def bench_memory(n_sims: int) -> None:
+    """Peak resident memory of a CLI run at 10^5 trials and at ``n_sims`` (flat in the number of trials)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        for n in sorted({100_000, n_sims}):
+            out = Path(tmp) / f"run{n}"
+            wall, cpu, peak, _ = _child(_trialsim("run", str(DEFAULT), "--sims", str(n), "--seed", "1", "--out", str(out),
+                                                  "--quiet"))
+            print(f"peak resident memory, run of {n:,} trials: {peak:,.0f} MB (largest process; {wall:.0f} s wall, "
+                  f"{cpu:.0f} s CPU; target flat in trials and under 400 MB)")
+
+
+def bench_report() -> None:
+    """`trialsim report` on the default config, end to end in a fresh process (the user's table cache)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        wall, cpu, peak, _ = _child(_trialsim("report", str(DEFAULT), "--out", str(Path(tmp) / "report"), "--quiet"))
+    print(f"report on the default config: {wall:.1f} s wall, {cpu:.1f} s CPU (all processes), peak {peak:,.0f} MB "
+          "(target under 30 s on 2 cores)")
+
+
+def bench_boschloo(n_max: int = 200) -> None:
+    """Exact Boschloo power at every n per arm from 5 to ``n_max``, without and with the disk cache."""
+    ns = np.arange(5, n_max + 1)
+    saved = {k: os.environ.get(k) for k in (ENV_DIR, ENV_SWITCH)}
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            for label, env in (("cache off", {ENV_SWITCH: "0"}), ("filling the cache", {ENV_DIR: tmp}),
+                               ("cache filled", {ENV_DIR: tmp})):
+                for k in (ENV_DIR, ENV_SWITCH):
+                    os.environ.pop(k, None)
+                os.environ.update(env)
+                # a fresh process: the in-memory caches of this one would hide the cost
+                code = ("import time, numpy as np; from trialsim.analysis.binary import exact_power_curve; "
+                        f"t0 = time.perf_counter(); p = exact_power_curve('boschloo', 0.15, 0.05, np.arange(5, {n_max + 1}), "
+                        "alpha=0.05); print(time.perf_counter() - t0, int(np.argmax(p >= 0.8)) + 5)")
+                done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+                seconds, first80 = done.stdout.split()
+                print(f"Boschloo exact power, every n per arm 5..{n_max} at 15% vs 5% ({label}): {float(seconds):.2f} s "
+                      f"({ns.size} sizes; first n at 80%: {first80}; target under 10 s)")
+    finally:
+        for k, v in saved.items():
+            os.environ.pop(k, None)
+            if v is not None:
+                os.environ[k] = v
+
+
+# the README's "Choosing a design": the registered design and its shipped alternatives
+COMPARED = ["exosome_lar_20.toml", "designs/registered_selection.toml", "designs/unmasked_20.toml",
+            "designs/randomised_blocks_20.toml", "designs/ratio_2to1_30.toml", "designs/stratified_40.toml",
+            "designs/minimisation_40.toml", "designs/bayes_pilot_20.toml", "leak_powered.toml",
+            "designs/interim_leak_400.toml", "designs/safety_leak_400.toml"]
+
+
+def bench_compare(n_sims: int = 10_000) -> None:
+    """`trialsim compare` of the shipped alternatives, ``n_sims`` trials per design and per null run."""
+    configs = [str(ROOT / "configs" / c) for c in COMPARED]
+    wall, cpu, peak, _ = _child(_trialsim("compare", *configs, "--no-sweep", "--sims", str(n_sims), "--seed", "20240831",
+                                          "--quiet"))
+    print(f"compare, {len(configs)} shipped designs at {n_sims:,} trials each (and as many under the null): {wall:.0f} s wall, "
+          f"{cpu:.0f} s CPU, peak {peak:,.0f} MB")
+
+
+def bench_planning(quick: bool = False) -> None:
     exact = bench_exact_fisher()
     print("exact Fisher power, every n per arm 5..500: " + ", ".join(f"{k} {v:.3g}" if isinstance(v, float) else f"{k} {v}" for k, v in exact.items()))
-    sweep = bench_sweep()
-    print("50-scenario sweep at 10,000 trials each: " + ", ".join(f"{k} {v:.3g}" if isinstance(v, float) else f"{k} {v}" for k, v in sweep.items()))
+    n_sims = 2000 if quick else 10_000
+    sweep = bench_sweep(n_sims=n_sims)
+    print(f"50-scenario sweep at {n_sims:,} trials each: " + ", ".join(f"{k} {v:.3g}" if isinstance(v, float) else f"{k} {v}" for k, v in sweep.items()))
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--only", choices=["engine", "exact", "sweep", "flow"], default=None)
-    parser.add_argument("--sims", type=int, default=400_000)
-    parser.add_argument("--naive", type=int, default=200)
+    parser.add_argument("--only", choices=["engine", "exact", "sweep", "flow", "cli", "memory", "report", "boschloo", "compare"],
+                        default=None)
+    parser.add_argument("--quick", action="store_true", help="small sizes everywhere (memory at 10^6 trials)")
+    parser.add_argument("--sims", type=int, default=None, help="trials of the engine part (default 400,000)")
+    parser.add_argument("--naive", type=int, default=None, help="trials of the naive loop (default 200)")
+    parser.add_argument("--flow-sims", type=int, default=None, help="trials of the flow part (default 10,000)")
+    parser.add_argument("--mem-sims", type=int, default=None, help="trials of the memory part (default 10^7)")
     args = parser.parse_args()
-    print(f"machine: {os.cpu_count()} cores, numpy {np.__version__}")
+    quick = args.quick
+    sims = args.sims or (20_000 if quick else 400_000)
+    naive = args.naive or (20 if quick else 200)
+    flow_sims = args.flow_sims or (1000 if quick else 10_000)
+    mem_sims = args.mem_sims or (1_000_000 if quick else 10_000_000)
+    print(f"machine: {os.cpu_count()} cores, numpy {np.__version__}, load average {os.getloadavg()[0]:.1f}")
     if args.only in (None, "engine"):
-        bench_engine(args.sims, args.naive)
+        bench_engine(sims, naive)
     if args.only in (None, "flow"):
-        bench_flow()
+        bench_flow(flow_sims)
+    if args.only in (None, "cli"):
+        bench_cli()
+    if args.only in (None, "boschloo"):
+        bench_boschloo()
+    if args.only in (None, "report"):
+        bench_report()
+    if args.only in (None, "memory"):
+        bench_memory(mem_sims)
     if args.only in (None, "exact", "sweep"):
-        bench_planning()
+        bench_planning(quick)
+    if args.only in (None, "compare"):
+        bench_compare(1000 if quick else 10_000)
 
 
 if __name__ == "__main__":

@@ -1,7 +1,9 @@
+import os
 from pathlib import Path
 
 import pytest
 
+from trialsim.cache import ENV_DIR, ENV_SWITCH
 from trialsim.config.loader import load_scenario
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -18,3 +20,20 @@ def default_scenario():
 @pytest.fixture(scope="session")
 def crp_scenario():
     return load_scenario(CRP_CONFIG)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def private_table_cache(tmp_path_factory):
+    """Exact tables cached on disk go to a folder of this test session, never the user's cache.
+
+    Set in the environment, so CLI subprocesses and worker processes follow it too.
+    """
+    saved = {k: os.environ.get(k) for k in (ENV_DIR, ENV_SWITCH)}
+    os.environ[ENV_DIR] = str(tmp_path_factory.mktemp("table_cache"))
+    os.environ.pop(ENV_SWITCH, None)
+    yield Path(os.environ[ENV_DIR])
+    for k, v in saved.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v

@@ -28,7 +28,11 @@ from trialsim.config.loader import ConfigError, load_scenario, to_raw, with_valu
 
 from tests.conftest import CONFIGS, CRP_CONFIG, DEFAULT_CONFIG
 
-CONFIG_FILES = {"exosome": DEFAULT_CONFIG, "crp": CRP_CONFIG}
+CONFIG_FILES = {"exosome": DEFAULT_CONFIG, "crp": CRP_CONFIG,
+                # the design alternatives' own sections: [bayes], [multiplicity], assessor bias, a selection scheme
+                "bayes": CONFIGS / "designs" / "bayes_pilot_20.toml", "holm": CONFIGS / "designs" / "holm_secondaries_20.toml",
+                "unmasked": CONFIGS / "designs" / "unmasked_20.toml",
+                "selection": CONFIGS / "designs" / "registered_selection.toml"}
 
 
 def cli(*argv: str):
@@ -64,13 +68,19 @@ def leaf_paths(node, prefix: str = ""):
                 yield f"{prefix}[{i}]", value
 
 
+DESIGN_SECTIONS = ("bayes", "multiplicity", "allocation", "interim", "safety", "design")
+
+
 def fuzz_keys() -> list[tuple[str, str, object]]:
     """(config, key path, default value) for every value of the two shipped trials but run and sweep settings
     (run settings are the CLI flags'; a sweep would multiply the runs)."""
     out = []
     for name, path in CONFIG_FILES.items():
         raw = to_raw(load_scenario(path))
-        out += [(name, key, value) for key, value in leaf_paths(raw) if not key.startswith(("run", "sweep"))]
+        keys = [(name, key, value) for key, value in leaf_paths(raw) if not key.startswith(("run", "sweep"))]
+        if name not in ("exosome", "crp"):  # the alternatives extend the registered trial: only what they add
+            keys = [k for k in keys if k[1].startswith(DESIGN_SECTIONS) or "assessor" in k[1]]
+        out += keys
     return out
 
 
@@ -106,9 +116,9 @@ def names_key(key: str, message: str) -> bool:
     return ".".join(parts[:2]) in flat and parts[-1] in flat
 
 
-# derandomize: the same 150 cases in every CI run (about 20-35 s); a wider search is the same test with
+# derandomize: the same 250 cases in every CI run (about 40-60 s); a wider search is the same test with
 # derandomize=False and --hypothesis-seed (500 examples x 4 seeds passed when it was written).
-@settings(max_examples=150, deadline=None, database=None, derandomize=True,
+@settings(max_examples=250, deadline=None, database=None, derandomize=True,
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 @given(data=st.data())
 def test_fuzz_every_key_is_refused_cleanly_or_runs_with_powers_in_0_1(data):
@@ -116,7 +126,7 @@ def test_fuzz_every_key_is_refused_cleanly_or_runs_with_powers_in_0_1(data):
     text = data.draw(odd_values(default), label="value")
     # --jobs 1 keeps the run in this process (the registered trial asks for every core); --quiet, no progress bar
     status, _, err, result = cli("run", str(CONFIG_FILES[name]), "--set", f"{key}={text}", "--sims", "200",
-                                 "--seed", "1", "--jobs", "1", "--quiet")
+                                 "--seed", "1", "--jobs", "1", "--quiet", "--no-sweep")
     assert "Traceback" not in err
     assert status in (0, 2), err
     if status == 2:

@@ -24,7 +24,7 @@ from trialsim.report.output import MARKER, FolderNotOursError
 from trialsim.report.references import SECTION, citation_keys, load_library
 from trialsim.report.tables import FLAG
 
-SHIPPED = sorted(CONFIGS.glob("*.toml"))
+SHIPPED = sorted(CONFIGS.rglob("*.toml"))
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
 

@@ -99,6 +99,19 @@ def test_per_trial_table_identical_for_any_jobs_and_chunking(crp_scenario, tmp_p
         pd.testing.assert_frame_equal(first, other)
 
 
+@pytest.mark.parametrize("scheme", ["minimisation", "selected"])
+def test_covariate_allocation_and_adjusted_tests_identical_for_any_jobs_and_chunking(default_scenario, tmp_path, scheme):
+    sc = with_values(default_scenario, {"run.block_size": 100, "allocation.scheme": scheme,
+                                        "allocation.selection_odds_ratio": 0.5,
+                                        "endpoints.leak_1m.tests": ["fisher", "mantel_haenszel", "logistic"]})
+    tables = []
+    for i, (jobs, chunk) in enumerate([(1, 1), (2, 2)]):
+        run(sc, n_sims=450, seed=5, n_jobs=jobs, chunk_blocks=chunk, keep_trials=tmp_path / str(i))
+        tables.append(read_trials(tmp_path / str(i)))
+    pd.testing.assert_frame_equal(tables[0], tables[1])
+    assert {"mantel_haenszel", "logistic"} <= set(tables[0].test)
+
+
 def test_seed_is_drawn_and_recorded_when_not_given(default_scenario):
     sc = with_values(default_scenario, {"run.seed": None})
     res = run(sc, n_sims=300, n_jobs=1)

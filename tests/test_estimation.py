@@ -97,3 +97,17 @@ def test_exact_conditional_interval_covers_at_least_nominally(default_run):
         assert r.estimand == "odds ratio"
         assert np.isfinite(r.true_effect)
         assert r.coverage >= 0.95 - 3 * r.coverage_se, name
+
+
+def test_interpolated_t_critical_values_are_as_accurate_as_documented():
+    from scipy import special
+
+    from trialsim.analysis.continuous import t_critical_value
+
+    for alpha in (0.05, 0.01, 0.1):
+        df = np.concatenate([np.linspace(1.0, 5.0, 2001), np.geomspace(5.0, 1e7, 4001)])
+        exact = -special.stdtrit(df, alpha / 2.0)
+        rel = np.abs(t_critical_value(df, alpha) / exact - 1.0)
+        assert rel[df < 5.0].max() < 2e-5 and rel[df >= 5.0].max() < 1e-6, alpha
+    odd = t_critical_value(np.array([0.5, np.nan]), 0.05)
+    assert odd[0] == pytest.approx(-special.stdtrit(0.5, 0.025)) and np.isnan(odd[1])

@@ -70,7 +70,8 @@ def test_the_block_size_chosen_is_recorded_and_resumed(default_scenario, tmp_pat
 
 def test_blocks_fold_in_block_order_whatever_order_they_arrive_in():
     blocks = [BlockSummary(b, 10, {"e|t": {"rejects": b, "valid": 10, "est_n": 10, "est_sum": 0.1 * b, "est_sumsq": 0.3,
-                                           "err_sum": 1e-17 * b, "err_sumsq": 0.0, "covered": 1, "coverable": 2}},
+                                           "err_sum": 1e-17 * b, "err_sumsq": 0.0, "covered": 1, "coverable": 2,
+                                           "width_n": 2, "width_sum": 0.5 + 1e-17 * b, "width_sumsq": 0.2}},
                            {"e|a|m": 0.1 + b}, {"e|a|m": 1.0}, {"e|a|m": 10}, {"t_last": [float(b)] * 10})
               for b in range(7)]
     in_order = Totals.combine(blocks)

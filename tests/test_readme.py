@@ -10,6 +10,7 @@ import pytest
 from trialsim.api import run
 from trialsim.config.loader import load_scenario
 from trialsim.labels import pct, power_with_se
+from trialsim.planning.compare import compare, design_label
 from trialsim.planning.samplesize import sample_sizes
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -69,3 +70,27 @@ def test_readme_leak_sample_sizes_equal_the_exact_scan():
     row = (f"| leak, Fisher exact | {got[0.8].n} (enrol {got[0.8].n_enrolled}) | {got[0.9].n} (enrol {got[0.9].n_enrolled}) "
            f"| {got[0.8].n_analytic}, normal approximation |")
     assert row in (ROOT / "README.md").read_text(encoding="utf-8")
+
+
+def _comparison_rows() -> dict[str, str]:
+    """README's "Choosing a design" table: design label -> its whole line."""
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    block = text[text.index("## Choosing a design"):]
+    block = block[block.index("```\nDesign") + 4:]
+    block = block[:block.index("```")]
+    return {line[:42].strip(): line for line in block.splitlines()[2:] if line.strip()}
+
+
+def test_readme_comparison_exact_cells_equal_a_fresh_comparison():
+    # The Monte Carlo cells come from 10,000 trials per design (about 6 minutes on 2 cores, too long for CI); the
+    # exact cells do not depend on the number of trials, so a short comparison must reproduce them to the digit.
+    quoted = _comparison_rows()
+    configs = {design_label(load_scenario(p)): p for p in sorted((ROOT / "configs").rglob("*.toml"))}
+    exact = {label: line for label, line in quoted.items() if "(exact)" in line}
+    assert set(quoted) <= set(configs) and len(exact) >= 4
+    frame = compare([configs[label] for label in exact], n_sims=20, seed=1, n_jobs=1, flow_sims=20, sweep=False).frame
+    for row in frame.itertuples():
+        line = exact[row.design]
+        assert row.power_method == row.type_i_method == "exact", row.design
+        assert f"{pct(row.power, 2)} (exact)" in line and line.count("(exact)") == 2, (row.design, line)
+        assert line.index(f"{pct(row.power, 2)} (exact)") < line.rindex(f"{pct(row.type_i, 2)} (exact)"), (row.design, line)

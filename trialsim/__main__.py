@@ -1,5 +1,3 @@
-import sys
+from trialsim.launch import run
 
-from trialsim.cli import main
-
-sys.exit(main())
+run()

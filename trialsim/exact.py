@@ -12,6 +12,7 @@ from functools import lru_cache
 
 from trialsim.analysis import registry as tests
 from trialsim.analysis.binary import exact_power_cost
+from trialsim.config.loader import with_values
 from trialsim.config.schema import Scenario
 from trialsim.designs.allocation import scheme
 from trialsim.model import Model, build_model
@@ -30,6 +31,8 @@ def exact_binary_power(model: Model, endpoint: str, test: str) -> float | None:
         return None
     if not scheme(sc.allocation.scheme).fixed_sizes(sc.allocation, d.n_control, d.n_treatment):
         return None
+    if not arms_exchangeable(model, endpoint):
+        return None
     law_c, law_t = model.binary_law(endpoint, "control"), model.binary_law(endpoint, "treatment")
     if law_c is None or law_t is None:
         return None
@@ -37,6 +40,23 @@ def exact_binary_power(model: Model, endpoint: str, test: str) -> float | None:
         return None
     return spec.exact_power(law_c.p_event, law_t.p_event, d.n_control, d.n_treatment, d.alpha,
                             (law_c.p_missing, law_t.p_missing))
+
+
+def allocation_covariates(model: Model) -> tuple[str, ...]:
+    """Covariates a covariate-using scheme reads: its strata and, when it selects on a risk score, the score's."""
+    chosen = scheme(model.scenario.allocation.scheme)
+    if not chosen.uses_covariates:
+        return ()
+    score = model.section(model.selection_component).covariates_used() if chosen.uses_score else ()
+    return tuple(dict.fromkeys(model.strata + tuple(score)))
+
+
+def arms_exchangeable(model: Model, endpoint: str) -> bool:
+    """False when the allocation reads covariates that the law of ``endpoint`` depends on: the arms' patients
+    then differ in distribution (by design or by selection), and a law that treats them as one population's
+    independent draws (exact power) does not hold."""
+    shared = set(allocation_covariates(model)) & set(model.depends_on(model.endpoint(endpoint).component))
+    return not shared
 
 
 def exact_rows(scenario: Scenario) -> list[dict]:
@@ -56,3 +76,23 @@ def _exact_rows(scenario_json: str) -> tuple[dict, ...]:
             if power is not None:
                 rows.append({"endpoint": a.name, "test": test, "power": power})
     return tuple(rows)
+
+
+def no_effect(scenario: Scenario) -> Scenario:
+    """``scenario`` with every analysed endpoint's effect parameter at its null (no treatment effect).
+
+    Everything else stays, an unmasked assessor's bias included: the exact power of this scenario is
+    the type I error the design would have.
+    """
+    values: dict = {}
+    for a in build_model(scenario).analysed:
+        e = a.effect
+        if e is not None and e.assumed != e.null:
+            values.update(scenario.endpoints[e.path.split(".")[1]].with_effect(e.path, float(e.null)))
+    return with_values(scenario, values, source="no treatment effect") if values else scenario
+
+
+def exact_sizes(scenario: Scenario) -> dict[tuple[str, str], float]:
+    """(endpoint, test) -> exact type I error at the design's sizes and control rates (the exact power of
+    :func:`no_effect`), for every binary pair with an exact power."""
+    return {(r["endpoint"], r["test"]): r["power"] for r in _exact_rows(no_effect(scenario).model_dump_json())}

@@ -38,6 +38,42 @@ class Model:
     def prevalence(self) -> dict[str, float]:
         return {c.name: c.prevalence for c in self.scenario.population.covariates}
 
+    @property
+    def primary_covariates(self) -> tuple[str, ...]:
+        """The covariates of the primary endpoint's risk model: the default strata and adjustment set."""
+        return tuple(self.section(self.primary.component).covariates_used())
+
+    @property
+    def strata(self) -> tuple[str, ...]:
+        """Covariates the allocation balances or selects on (``allocation.strata``, else the primary's)."""
+        given = self.scenario.allocation.strata
+        return self.primary_covariates if given is None else tuple(given)
+
+    @property
+    def adjust_for(self) -> tuple[str, ...]:
+        """Covariates the adjusted analyses adjust for (``allocation.adjust_for``, else the primary's)."""
+        given = self.scenario.allocation.adjust_for
+        return self.primary_covariates if given is None else tuple(given)
+
+    @property
+    def selection_component(self) -> str:
+        """The endpoint whose covariate risk score drives allocation by selection (default: the primary's)."""
+        return self.scenario.allocation.selection_endpoint or self.primary.component
+
+    def depends_on(self, cid: str) -> tuple[str, ...]:
+        """Covariates the law of component ``cid`` reads: its own, its links' (transitively), and the death event's."""
+        seen: list[str] = []
+        todo = [cid] + ([self.scenario.follow_up.death_event] if self.scenario.follow_up.death_event else [])
+        names: list[str] = []
+        while todo:
+            c = todo.pop()
+            if c in seen:
+                continue
+            seen.append(c)
+            names += [n for n in self.section(c).covariates_used() if n not in names]
+            todo += list(self.section(c).links())
+        return tuple(names)
+
     def pairs(self) -> tuple[tuple[Analysed, str], ...]:
         """Every (analysed endpoint, test) pair in report order."""
         return tuple((a, t) for a in self.analysed for t in a.tests)

@@ -59,3 +59,4 @@ ENDPOINT_FAMILIES: Registry = Registry("endpoint family", "trialsim.endpoint_fam
 TESTS: Registry = Registry("test", "trialsim.tests")
 ALLOCATION_SCHEMES: Registry = Registry("allocation scheme", "trialsim.allocation_schemes")
 DECISION_RULES: Registry = Registry("decision rule", "trialsim.decision_rules")
+MULTIPLICITY_METHODS: Registry = Registry("multiplicity method", "trialsim.multiplicity_methods")

@@ -9,12 +9,12 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy.stats import beta
+from scipy.special import _ufuncs as special_ufuncs
 
 from trialsim.analysis import registry as tests
 from trialsim.config.loader import config_hash, scenario_to_toml
 from trialsim.engine import atomic_write, layout_of
-from trialsim.exact import exact_rows
+from trialsim.exact import exact_rows, exact_sizes
 from trialsim.model import build_model
 from trialsim.scenarios import ScenarioSpec, safe_name
 from trialsim.summarise import BlockSummary, Totals
@@ -23,15 +23,32 @@ from trialsim.version import __version__
 POWER_COLUMNS = [
     "scenario", "endpoint", "test", "n_control", "n_treatment", "alpha", "power", "mc_se", "ci_low", "ci_high",
     "method", "n_sims", "n_valid", "primary", "family", "label", "null",
-    "estimand", "estimate_mean", "true_effect", "bias", "bias_se", "rmse", "coverage", "coverage_se", "n_estimable",
+    "estimand", "estimate_mean", "true_effect", "bias", "bias_se", "rmse", "coverage", "coverage_se", "n_estimable", "ci_width", "ci_width_se",
+    "size", "size_exceeds_alpha",
 ]
+# An exact type I error counts as above alpha when it exceeds it by more than this share of alpha
+# (0.01: 5.05% at alpha 5%), so that rounding noise of a test converging to alpha is not flagged.
+SIZE_TOLERANCE = 0.01
+DECISION_COLUMNS = ["scenario", "rule", "subject", "detail", "outcome", "mean", "mc_se", "n"]
+
+
+def _scipy_beta_ppf(q, a, b):
+    from scipy import stats  # noqa: PLC0415 - only where scipy lacks the ufunc below
+
+    return stats.beta.ppf(q, a, b)
+
+
+# scipy.stats.beta.ppf is Boost's beta quantile, a ufunc of scipy.special (private name, hence the
+# fallback); calling it directly gives the same bits (special.betaincinv does not, in the last digit)
+# without importing scipy.stats, which costs half a second of every command's start-up.
+_BETA_PPF = getattr(special_ufuncs, "_beta_ppf", _scipy_beta_ppf)
 
 
 def clopper_pearson(k: int, n: int, level: float = 0.95) -> tuple[float, float]:
     """Exact binomial confidence interval for k rejections in n simulated trials."""
     a = (1 - level) / 2
-    low = 0.0 if k == 0 else float(beta.ppf(a, k, n - k + 1))
-    high = 1.0 if k == n else float(beta.ppf(1 - a, k + 1, n - k))
+    low = 0.0 if k == 0 else float(_BETA_PPF(a, k, n - k + 1))
+    high = 1.0 if k == n else float(_BETA_PPF(1 - a, k + 1, n - k))
     return low, high
 
 
@@ -69,6 +86,7 @@ class ScenarioResult:
         null = self.is_null()
         rows = []
         exact = {(r["endpoint"], r["test"]): r["power"] for r in exact_rows(sc)}
+        sizes = exact_sizes(sc)
         for a, test in model.pairs():
             sums = self.totals.tests[f"{a.name}|{test}"]
             k, n = int(sums["rejects"]), self.n_sims
@@ -77,6 +95,9 @@ class ScenarioResult:
             base = {"scenario": self.spec.id, "endpoint": a.name, "test": test, "n_control": d.n_control,
                     "n_treatment": d.n_treatment, "alpha": d.alpha, "primary": a.primary, "family": a.kind,
                     "label": a.label, "null": null}
+            size = sizes.get((a.name, test))  # exact type I error at this design (binary endpoints with an exact law)
+            base |= {"size": float("nan") if size is None else size,
+                     "size_exceeds_alpha": None if size is None else bool(size > d.alpha * (1 + SIZE_TOLERANCE))}
             est = estimation(sums, model.true_effect(a.name, tests.get(test).estimand), n_valid=int(sums["valid"]))
             est["estimand"] = tests.estimand_label(tests.get(test).estimand, a.scale)
             rows.append(base | {"power": p, "mc_se": float(np.sqrt(p * (1 - p) / n)), "ci_low": low, "ci_high": high,
@@ -104,6 +125,25 @@ class ScenarioResult:
         return rows
 
 
+    def decision_rows(self) -> list[dict]:
+        """One row per outcome of every decision rule beyond reject/covered: its mean over trials and MC SE.
+
+        A bool outcome's mean is the probability of that decision (go, stop at look 2, any rejection
+        in the family ...); a numeric one's (sample size, duration) is its expectation.
+        """
+        rows = []
+        for k, sums in self.totals.outcomes.items():
+            rule, *parts = k.split("|")
+            parts = (parts + ["", "", ""])[:3]
+            n = int(sums["n"])
+            mean = sums["sum"] / n if n else float("nan")
+            var = max(sums["sumsq"] / n - mean * mean, 0.0) * n / (n - 1) if n > 1 else float("nan")
+            rows.append({"scenario": self.spec.id, "rule": rule, "subject": parts[0], "detail": parts[1],
+                         "outcome": parts[2], "mean": mean, "mc_se": float(np.sqrt(var / n)) if n > 1 else float("nan"),
+                         "n": n})
+        return rows
+
+
 def estimation(sums: dict, truth: float | None, *, n_valid: int | None = None) -> dict:
     """Mean estimate, bias, RMSE and coverage (with Monte Carlo SEs) from one (endpoint, test)'s sums.
 
@@ -114,7 +154,13 @@ def estimation(sums: dict, truth: float | None, *, n_valid: int | None = None) -
     n = sums["est_n"]
     nan = float("nan")
     out = {"estimate_mean": sums["est_sum"] / n if n else nan, "true_effect": nan if truth is None else truth,
-           "bias": nan, "bias_se": nan, "rmse": nan, "coverage": nan, "coverage_se": nan, "n_estimable": n}
+           "bias": nan, "bias_se": nan, "rmse": nan, "coverage": nan, "coverage_se": nan, "n_estimable": n,
+           "ci_width": nan, "ci_width_se": nan}
+    w = sums.get("width_n", 0)
+    if w:
+        width = sums["width_sum"] / w
+        var = max(sums["width_sumsq"] / w - width * width, 0.0) * w / (w - 1) if w > 1 else 0.0
+        out.update(ci_width=width, ci_width_se=float(np.sqrt(var / w)))
     if n_valid is not None and n < n_valid:
         out["estimate_mean"] = nan
         truth = None
@@ -147,6 +193,10 @@ class RunResult:
             frame = frame.merge(values, on="scenario", how="left")
         return frame
 
+    def decisions_frame(self) -> pd.DataFrame:
+        """Every decision rule's outcomes (go/no-go, multiplicity, interim looks) per scenario."""
+        return pd.DataFrame([r for res in self.results for r in res.decision_rows()], columns=DECISION_COLUMNS)
+
     def estimates_frame(self) -> pd.DataFrame:
         return pd.DataFrame([r for res in self.results for r in res.estimate_rows()])
 
@@ -160,7 +210,7 @@ class RunResult:
         return pd.concat(frames, ignore_index=True) if frames else None
 
     def save(self, out: str | Path) -> Path:
-        """Write power.csv/json, estimates.csv, flow_trials.csv, the resolved configs and provenance.json.
+        """Write power.csv/json, estimates.csv, decisions.csv, flow_trials.csv, the resolved configs and provenance.json.
 
         Each file goes through a temporary file and an atomic rename (a kill or a full disk leaves
         the old file or none, never a truncated one); provenance.json comes last. What an earlier
@@ -173,6 +223,11 @@ class RunResult:
         atomic_write(out / "power.json", json.dumps({"provenance": self.provenance, "rows": _records(power)}, indent=1))
         estimates = self.estimates_frame()
         atomic_write(out / "estimates.csv", lambda p: estimates.to_csv(p, index=False))
+        decisions = self.decisions_frame()
+        if not decisions.empty:
+            atomic_write(out / "decisions.csv", lambda p: decisions.to_csv(p, index=False))
+        else:
+            (out / "decisions.csv").unlink(missing_ok=True)
         flow = self.flow_frame()
         if flow is not None:
             atomic_write(out / "flow_trials.csv", lambda p: flow.to_csv(p, index=False))

@@ -8,6 +8,7 @@ every (endpoint, test) and per-arm estimates; nothing is summarised here.
 """
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -15,6 +16,7 @@ import numpy as np
 from trialsim.analysis import registry as tests
 from trialsim.analysis.continuous import nan_mean, nan_median
 from trialsim.analysis.registry import TrialStats
+from trialsim.config.flow import DAYS_PER_MONTH
 from trialsim.config.schema import Scenario
 from trialsim.designs.allocation import allocation_sequence, scheme
 from trialsim.endpoints.base import Analysed, PatientContext, Status
@@ -38,6 +40,38 @@ class PatientTable:
 
 
 @dataclass
+class LookStats:
+    """The monitored (endpoint, test) analysed at each look on the first ``patients[k]`` patients enrolled.
+
+    ``stats[k]``: per-trial statistics at look k; ``months``: (n_looks, n_trials) calendar month at which the
+    look's patients have all been assessed, and ``enrolled``: patients enrolled by then (the look's patients
+    plus those still in follow-up); both from the flow, None without a [flow].
+    """
+
+    endpoint: str
+    test: str
+    fractions: tuple[float, ...]
+    patients: np.ndarray
+    stats: list[TrialStats]
+    months: np.ndarray | None
+    enrolled: np.ndarray | None = None
+
+
+@dataclass
+class LookCounts:
+    """Events and analysable patients per arm at each look, arrays (n_looks, n_trials), of a binary endpoint."""
+
+    endpoint: str
+    fractions: tuple[float, ...]
+    patients: np.ndarray
+    events_control: np.ndarray
+    n_control: np.ndarray
+    events_treatment: np.ndarray
+    n_treatment: np.ndarray
+    months: np.ndarray | None
+
+
+@dataclass
 class TrialBatch:
     """Per-trial results of one batch of simulated trials."""
 
@@ -48,6 +82,8 @@ class TrialBatch:
     flow: dict[str, np.ndarray] | None = None  # per-trial calendar and counts
     flow_batch: FlowBatch | None = None
     patients: PatientTable | None = None
+    interim: LookStats | None = None  # the monitored test at each interim look ([interim])
+    safety: LookCounts | None = None  # events per arm at each safety review ([safety])
 
     @property
     def event_log(self):
@@ -61,9 +97,11 @@ def simulate_trials(scenario: Scenario, n_sims: int, *, streams: Streams, keep_p
     d = scenario.design
     n = d.n_control + d.n_treatment
     covariates = draw_covariates(scenario.population, n_sims, n, streams=streams)
+    chosen = scheme(scenario.allocation.scheme)
+    score = model.section(model.selection_component).risk_score(covariates) if chosen.uses_score else None
     treated = allocation_sequence(scenario.allocation, n_trials=n_sims, n_control=d.n_control, n_treatment=d.n_treatment,
-                                  rng=streams("allocation"), covariates=covariates)
-    ctx = PatientContext(n_sims, n, covariates, treated, model.prevalence)
+                                  rng=streams("allocation"), covariates=covariates, strata=model.strata, score=score)
+    ctx = PatientContext(n_sims, n, covariates, treated, model.prevalence, assessor_masked=d.assessor_is_masked)
     for cid in model.order:
         ctx.latent[cid] = model.section(cid).generate(cid, ctx, streams)
     fu = scenario.follow_up
@@ -77,12 +115,73 @@ def simulate_trials(scenario: Scenario, n_sims: int, *, streams: Streams, keep_p
     observed: dict[str, np.ndarray] = {}
     for cid in model.order:
         observed.update(model.section(cid).observe(cid, ctx, ctx.latent[cid], status))
-    fixed = scheme(scenario.allocation.scheme).fixed_sizes(scenario.allocation, d.n_control, d.n_treatment)
+    fixed = chosen.fixed_sizes(scenario.allocation, d.n_control, d.n_treatment)
     split = ArmSplit(treated, d.n_control, fixed=fixed)
-    stats, estimates = analyse(model, observed, split)
+    stats, estimates = analyse(model, observed, split, covariates=covariates)
     flow = None if flow_batch is None else {k: np.asarray(v, dtype=float) for k, v in flow_batch.per_trial().items()}
     patients = PatientTable(covariates, treated, ctx.latent, follow, status, observed) if keep_patients else None
-    return TrialBatch(model, n_sims, stats, estimates, flow, flow_batch, patients)
+    assessed = None if flow_batch is None else to_positions(flow_batch.t_visit, treated, np.nan)
+    interim = safety = None
+    if scenario.interim is not None:
+        interim = analyse_looks(model, observed, split, scenario.interim, assessed)
+        if flow_batch is not None:
+            enrolled_at = to_positions(flow_batch.t_enrolled, treated, np.nan) / DAYS_PER_MONTH
+            interim.enrolled = (enrolled_at[None, :, :] <= interim.months[:, :, None]).sum(axis=-1).astype(float)
+    if scenario.safety is not None:
+        safety = count_looks(model, observed, split, scenario.safety, assessed)
+    return TrialBatch(model, n_sims, stats, estimates, flow, flow_batch, patients, interim, safety)
+
+
+# ------------------------------------------------------------------------------------------ looks
+def look_sizes(fractions, n_patients: int) -> np.ndarray:
+    """Patients analysed at each look: the first ``round(t * n)`` in enrolment order (at least 1)."""
+    return np.maximum(1, np.rint(np.asarray(fractions, dtype=float) * n_patients).astype(int))
+
+
+def _first(values: np.ndarray, m: int) -> np.ndarray:
+    """Positions m and later blanked (NaN = not analysable): the look sees only the first m patients."""
+    out = values.astype(float, copy=True)
+    out[..., m:] = np.nan
+    return out
+
+
+def _look_months(assessed: np.ndarray | None, sizes: np.ndarray) -> np.ndarray | None:
+    """Month at which the first m patients have all been assessed (the last of their visit times; patients
+    without a visit, e.g. lost or dead, do not hold a look back)."""
+    if assessed is None:
+        return None
+    with np.errstate(invalid="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN rows (nobody assessed yet) give NaN
+        return np.stack([np.nanmax(assessed[:, :m], axis=1) for m in sizes]) / DAYS_PER_MONTH
+
+
+def analyse_looks(model: Model, observed: dict[str, np.ndarray], split: ArmSplit, interim, assessed=None) -> LookStats:
+    """The monitored (endpoint, test) of ``[interim]`` at each look, on the first patients enrolled.
+
+    Later positions are blanked with NaN (the test kernels skip NaN), so every trial's look is analysed
+    at once; the test runs at the design's alpha (its decision is not used: the boundaries decide).
+    """
+    endpoint = interim.endpoint or model.primary.name
+    test = interim.test or model.endpoint(endpoint).tests[0]
+    x = observed[endpoint]
+    sizes = look_sizes(interim.looks, x.shape[-1])
+    spec = tests.get(test)
+    alpha = model.scenario.design.alpha
+    per_look = [spec.run(*split.arms(_first(x, m)), alpha) for m in sizes]
+    return LookStats(endpoint, test, tuple(interim.looks), sizes, per_look, _look_months(assessed, sizes))
+
+
+def count_looks(model: Model, observed: dict[str, np.ndarray], split: ArmSplit, safety, assessed=None) -> LookCounts:
+    """Events and analysable patients per arm of ``[safety]``'s binary endpoint at each review."""
+    endpoint = safety.endpoint or model.primary.name
+    x = observed[endpoint]
+    sizes = look_sizes(safety.looks, x.shape[-1])
+    looks = np.stack([_first(x, m) for m in sizes])  # (n_looks, n_trials, n_patients)
+    control, treatment = split.arms(looks)
+    counts = [(np.nansum(arm, axis=-1), np.count_nonzero(~np.isnan(arm), axis=-1).astype(float))
+              for arm in (control, treatment)]
+    return LookCounts(endpoint, tuple(safety.looks), sizes, counts[0][0], counts[0][1], counts[1][0], counts[1][1],
+                      _look_months(assessed, sizes))
 
 
 # ------------------------------------------------------------------------------------------ arms
@@ -124,16 +223,26 @@ def _as_slice(idx: np.ndarray):
 
 
 # --------------------------------------------------------------------------------------- analyses
-def analyse(model: Model, observed: dict[str, np.ndarray], split: ArmSplit, *, alpha: float | None = None
+def analyse(model: Model, observed: dict[str, np.ndarray], split: ArmSplit, *, alpha: float | None = None,
+            covariates: dict[str, np.ndarray] | None = None,
             ) -> tuple[dict[tuple[str, str], TrialStats], dict[tuple[str, str, str], np.ndarray]]:
     """Every (endpoint, test) of the model on observed values, and the per-arm estimates.
 
     Endpoints are stacked into one ``(n_endpoints, n_trials, n_patients)`` array per arm, so the
     endpoints that share a stacked test (e.g. the 17 cytokine endpoints) are tested in one call.
+    Tests that adjust for baseline covariates (``TestSpec.needs_covariates``) also get the covariates
+    of ``model.adjust_for``, split by arm as the outcomes: ``(n_trials, n_arm, n_covariates)`` per arm.
     """
     alpha = model.scenario.design.alpha if alpha is None else alpha
     eps = model.analysed
     control, treatment = split.arms(np.stack([observed[a.name] for a in eps]))
+    adjusting = None
+    if any(tests.get(t).needs_covariates for a in eps for t in a.tests):
+        if covariates is None:
+            raise ValueError("adjusted tests need the patients' covariates")
+        shape = control.shape[1:2] + (split.treated.shape[1],)
+        z = np.stack([covariates[n] for n in model.adjust_for]) if model.adjust_for else np.zeros((0,) + shape)
+        adjusting = tuple(np.moveaxis(arm, 0, -1) for arm in split.arms(z))
     row = {a.name: i for i, a in enumerate(eps)}
     stats: dict[tuple[str, str], TrialStats] = {}
     by_test: dict[str, list[Analysed]] = {}
@@ -142,11 +251,18 @@ def analyse(model: Model, observed: dict[str, np.ndarray], split: ArmSplit, *, a
             by_test.setdefault(t, []).append(a)
     for t, members in by_test.items():
         spec = tests.get(t)
-        if spec.stacked and len(members) > 1:
+        if spec.options is not None:  # settings from the scenario (priors ...): one call per endpoint
+            for a in members:
+                stats[(a.name, t)] = spec.run(control[row[a.name]], treatment[row[a.name]], alpha,
+                                              **spec.options(model, a))
+        elif spec.stacked and len(members) > 1:
             rows = _rows([row[a.name] for a in members])
             res = spec.run(control[rows], treatment[rows], alpha)
             for i, a in enumerate(members):
                 stats[(a.name, t)] = res.take(i)
+        elif spec.needs_covariates:
+            for a in members:
+                stats[(a.name, t)] = spec.run(control[row[a.name]], treatment[row[a.name]], alpha, covariates=adjusting)
         else:
             for a in members:
                 stats[(a.name, t)] = spec.run(control[row[a.name]], treatment[row[a.name]], alpha)
@@ -224,17 +340,22 @@ def _through_flow(scenario: Scenario, model: Model, ctx: PatientContext, follow:
                           p_missing_visit=fu.p_missing_visit, p_missing_procedure=p_procedure, is_treatment=treated,
                           rng=streams("flow"), event_log=event_log)
 
-    def back(by_arm: dict[str, np.ndarray]) -> np.ndarray:
-        out = np.zeros(ctx.shape, dtype=bool)
-        n_c = (~treated).sum(axis=1, keepdims=True)
-        k = np.arange(ctx.n_patients)[None, :]
-        np.put_along_axis(out, order_c, np.where(k < n_c, by_arm["control"], False), axis=1)
-        in_t = np.take_along_axis(treated, order_t, axis=1)
-        current = np.take_along_axis(out, order_t, axis=1)
-        np.put_along_axis(out, order_t, np.where(in_t, by_arm["treatment"], current), axis=1)
-        return out
-
-    enrolled = back(batch.enrolled)
-    status = Status(attended=back(batch.visit_attended) & ~follow.died, died=follow.died & enrolled, enrolled=enrolled,
-                    procedure_done=back(batch.procedure_done))
+    enrolled = to_positions(batch.enrolled, treated, False)
+    status = Status(attended=to_positions(batch.visit_attended, treated, False) & ~follow.died,
+                    died=follow.died & enrolled, enrolled=enrolled,
+                    procedure_done=to_positions(batch.procedure_done, treated, False))
     return status, batch
+
+
+def to_positions(by_arm: dict[str, np.ndarray], treated: np.ndarray, fill) -> np.ndarray:
+    """Per-arm rows of the flow (the k-th patient of an arm is its row k) back to enrolment positions."""
+    order_c = np.argsort(treated, axis=1, kind="stable")  # control positions first, in position order
+    order_t = np.argsort(~treated, axis=1, kind="stable")
+    out = np.full(treated.shape, fill, dtype=np.result_type(by_arm["control"], type(fill)))
+    n_c = (~treated).sum(axis=1, keepdims=True)
+    k = np.arange(treated.shape[1])[None, :]
+    np.put_along_axis(out, order_c, np.where(k < n_c, by_arm["control"], fill), axis=1)
+    in_t = np.take_along_axis(treated, order_t, axis=1)
+    current = np.take_along_axis(out, order_t, axis=1)
+    np.put_along_axis(out, order_t, np.where(in_t, by_arm["treatment"], current), axis=1)
+    return out

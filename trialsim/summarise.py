@@ -1,8 +1,10 @@
 """Bounded running sums per block of trials; blocks combine exactly, in block order.
 
 Per (endpoint, test): rejections, valid trials, and the moments of the estimate and of its error
-against the true effect, and interval coverage. Per (endpoint, arm, statistic): the moments of the
-per-arm estimates. Nothing per trial survives here (that is ``--keep-trials``' job).
+against the true effect, interval coverage and interval width. Per (endpoint, arm, statistic): the
+moments of the per-arm estimates. Per outcome of every other decision rule (go/no-go, multiplicity,
+interim looks ...): the count, sum and sum of squares of its per-trial values (a bool is 0/1, so its mean
+is a probability). Nothing per trial survives here (that is ``--keep-trials``' job).
 """
 from __future__ import annotations
 
@@ -14,7 +16,11 @@ from trialsim.decide import Decisions
 from trialsim.simulate import TrialBatch
 
 # sums kept per (endpoint, test)
-TEST_SUMS = ("rejects", "valid", "est_n", "est_sum", "est_sumsq", "err_sum", "err_sumsq", "covered", "coverable")
+TEST_SUMS = ("rejects", "valid", "est_n", "est_sum", "est_sumsq", "err_sum", "err_sumsq", "covered", "coverable",
+             "width_n", "width_sum", "width_sumsq")
+# rules whose outcomes feed TEST_SUMS; every other rule's outcomes are summarised as OUTCOME_SUMS
+TEST_RULES = ("reject", "covered")
+OUTCOME_SUMS = ("n", "sum", "sumsq")
 
 
 def key(*parts: str) -> str:
@@ -32,6 +38,7 @@ class BlockSummary:
     est_sumsq: dict[str, float] = field(default_factory=dict)
     est_count: dict[str, int] = field(default_factory=dict)
     flow: dict[str, list[float]] | None = None
+    outcomes: dict[str, dict[str, float]] = field(default_factory=dict)  # "rule|part|..." -> OUTCOME_SUMS
 
     def to_json(self) -> dict:
         return self.__dict__.copy()
@@ -53,12 +60,13 @@ class BlockSummary:
         for k, sums in self.tests.items():
             if not isinstance(sums, dict) or set(sums) != set(TEST_SUMS):
                 return f"{k}: not every sum is there"
-            if not all(_count(sums[name]) for name in ("rejects", "valid", "est_n", "covered", "coverable")):
+            if not all(_count(sums[name]) for name in ("rejects", "valid", "est_n", "covered", "coverable", "width_n")):
                 return f"{k}: a count is not a whole number >= 0"
             if not all(_finite(sums[name]) for name in TEST_SUMS):
                 return f"{k}: a sum is not a finite number"
             if not (sums["rejects"] <= sums["valid"] <= n_sims and sums["est_n"] <= n_sims
-                    and sums["covered"] <= sums["coverable"] <= n_sims and sums["est_sumsq"] >= 0 <= sums["err_sumsq"]):
+                    and sums["covered"] <= sums["coverable"] <= n_sims and sums["width_n"] <= n_sims
+                    and sums["est_sumsq"] >= 0 <= sums["err_sumsq"] and sums["width_sumsq"] >= 0):
                 return f"{k}: counts out of range (rejects {sums['rejects']}, valid {sums['valid']}, trials {n_sims})"
         names = self.est_count.keys() if isinstance(self.est_count, dict) else None
         if names is None or not isinstance(self.est_sum, dict) or not isinstance(self.est_sumsq, dict) \
@@ -67,6 +75,12 @@ class BlockSummary:
         if not all(_count(v) and v <= n_sims for v in self.est_count.values()) \
                 or not all(_finite(v) for v in (*self.est_sum.values(), *self.est_sumsq.values())):
             return "per-arm estimates out of range"
+        if not isinstance(self.outcomes, dict):
+            return "decision outcomes missing"
+        for k, sums in self.outcomes.items():
+            if not isinstance(sums, dict) or set(sums) != set(OUTCOME_SUMS) or not _count(sums["n"]) \
+                    or sums["n"] > n_sims or not all(_finite(sums[name]) for name in OUTCOME_SUMS) or sums["sumsq"] < 0:
+                return f"decision outcome {k}: sums missing or out of range"
         if flow_fields is None:
             return None if self.flow is None else "carries flow values but the scenario has no flow"
         if not isinstance(self.flow, dict) or set(self.flow) != set(flow_fields):
@@ -98,7 +112,8 @@ def summarise_batch(batch: TrialBatch, decisions: Decisions, *, block: int) -> B
         kept = est[ok]
         sums = {"rejects": int(np.count_nonzero(reject.get(k, s.reject))), "valid": int(np.count_nonzero(s.valid)),
                 "est_n": int(kept.size), "est_sum": float(kept.sum()), "est_sumsq": float((kept * kept).sum()),
-                "err_sum": 0.0, "err_sumsq": 0.0, "covered": 0, "coverable": 0}
+                "err_sum": 0.0, "err_sumsq": 0.0, "covered": 0, "coverable": 0,
+                "width_n": 0, "width_sum": 0.0, "width_sumsq": 0.0}
         truth = decisions.truth.get(k)
         if truth is not None:
             err = kept - truth
@@ -106,6 +121,10 @@ def summarise_batch(batch: TrialBatch, decisions: Decisions, *, block: int) -> B
         if k in covered:
             sums["covered"] = int(np.count_nonzero(covered[k] & ok))
             sums["coverable"] = int(kept.size)
+        if s.has_interval:
+            width = np.asarray(s.widths(), dtype=float)
+            width = width[np.isfinite(width)]
+            sums["width_n"], sums["width_sum"], sums["width_sumsq"] = int(width.size), float(width.sum()), float((width * width).sum())
         out.tests[key(*k)] = sums
     values = np.stack(list(batch.arm_estimates.values())) if batch.arm_estimates else np.zeros((0, batch.n_trials))
     ok = np.isfinite(values)
@@ -118,6 +137,13 @@ def summarise_batch(batch: TrialBatch, decisions: Decisions, *, block: int) -> B
     out.est_count = dict(zip(names, count.tolist()))
     if batch.flow is not None:
         out.flow = {name: values.tolist() for name, values in batch.flow.items()}
+    for rule, outcomes in decisions.outcomes.items():
+        if rule in TEST_RULES:
+            continue
+        for parts, values in outcomes.items():
+            x = np.asarray(values, dtype=float)
+            x = x[np.isfinite(x)]
+            out.outcomes[key(rule, *parts)] = {"n": int(x.size), "sum": float(x.sum()), "sumsq": float((x * x).sum())}
     return out
 
 
@@ -136,16 +162,22 @@ class Totals:
     est_sumsq: dict[str, float] = field(default_factory=dict)
     est_count: dict[str, int] = field(default_factory=dict)
     flow: dict[str, np.ndarray] | None = None
+    outcomes: dict[str, dict[str, float]] = field(default_factory=dict)
     block_size: int | None = None  # trials per block of the layout that produced these sums (None: unknown)
     capacity: int | None = field(default=None, repr=False)  # trials expected: the flow arrays are allocated once
 
     def add(self, block: BlockSummary) -> None:
         """Add the next block (the caller keeps block order)."""
-        if self.n_sims and (block.tests.keys() != self.tests.keys() or block.est_sum.keys() != self.est_sum.keys()):
-            raise ValueError(f"block {block.block} has other endpoints or tests than the blocks before it")
+        if self.n_sims and (block.tests.keys() != self.tests.keys() or block.est_sum.keys() != self.est_sum.keys()
+                            or block.outcomes.keys() != self.outcomes.keys()):
+            raise ValueError(f"block {block.block} has other endpoints, tests or decisions than the blocks before it")
         for k, sums in block.tests.items():
             acc = self.tests.setdefault(k, {name: 0 for name in TEST_SUMS})
             for name in TEST_SUMS:
+                acc[name] += sums[name]
+        for k, sums in block.outcomes.items():
+            acc = self.outcomes.setdefault(k, {name: 0 for name in OUTCOME_SUMS})
+            for name in OUTCOME_SUMS:
                 acc[name] += sums[name]
         for attr in ("est_sum", "est_sumsq", "est_count"):
             out = getattr(self, attr)

@@ -28,6 +28,13 @@ Tests (all two-sided; control is the first arm, treatment the second):
 ``"chi2"``
     Pearson's chi-square test without continuity correction (the pooled two-proportion z test);
     the p-value is 1 when no patient or every patient had the event.
+``"chi2_yates"``
+    The same with Yates' continuity correction, as :func:`scipy.stats.chi2_contingency` with
+    ``correction=True`` (each cell moved at most 0.5 towards its expected count). Conservative.
+``"chi2_n1"``
+    The 'N-1' chi-square: Pearson's statistic times (N - 1) / N, which Campbell (2007, Stat Med
+    26:3661) recommends for small samples when every expected count is at least 1 (and Fisher's
+    test otherwise; this test does not switch).
 """
 from __future__ import annotations
 
@@ -37,7 +44,10 @@ from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
-from scipy import special, stats
+from scipy import special
+from scipy.special import _ufuncs as special_ufuncs
+
+from trialsim.cache import cached_array
 
 __all__ = [
     "BINARY_TESTS",
@@ -138,6 +148,18 @@ def _log_comb(n: int) -> np.ndarray:
     return out
 
 
+def _scipy_binom_pmf(k, n, p):
+    from scipy import stats  # noqa: PLC0415 - only where scipy lacks the ufunc below
+
+    return stats.binom.pmf(k, n, p)
+
+
+# scipy.stats.binom.pmf is Boost's binomial pmf, a ufunc of scipy.special (private name, hence the
+# fallback); calling it directly gives the same bits without importing scipy.stats, which costs half a
+# second of every command's start-up.
+_BOOST_BINOM_PMF = getattr(special_ufuncs, "_binom_pmf", _scipy_binom_pmf)
+
+
 def _binom_pmf(n: int, p: float) -> np.ndarray:
     """Binomial(n, p) pmf at 0..n.
 
@@ -146,7 +168,7 @@ def _binom_pmf(n: int, p: float) -> np.ndarray:
     """
     k = np.arange(n + 1)
     try:
-        return stats.binom.pmf(k, n, p)
+        return _BOOST_BINOM_PMF(k, n, p)
     except OverflowError:
         return np.exp(_log_comb(n) + special.xlogy(k, p) + special.xlog1py(n - k, -p))
 
@@ -562,19 +584,50 @@ def boschloo_region(n1: int, n2: int, alpha: float) -> np.ndarray:
 # --------------------------------------------------------------------------------------------
 # Pearson chi-square
 # --------------------------------------------------------------------------------------------
-def chi2_pvalues(n1: int, n2: int, x1, x2) -> np.ndarray:
-    """Pearson chi-square p-values (1 df, no continuity correction) of tables (x1, x2)."""
+def _chi2_pvalues(n1, n2, x1, x2, *, yates: bool = False, n_minus_1: bool = False) -> np.ndarray:
+    """Chi-square p-values (1 df) of tables (x1, x2); 1 when no patient or every patient had the event.
+
+    ``yates``: |ad - bc| reduced by N / 2, not below 0 (each cell moved at most 0.5 towards its
+    expected count, as :func:`scipy.stats.chi2_contingency` with ``correction=True``).
+    ``n_minus_1``: the statistic times (N - 1) / N (Campbell 2007).
+    """
     x1 = np.asarray(x1, dtype=float)
     x2 = np.asarray(x2, dtype=float)
     n = n1 + n2
     m = x1 + x2
+    cross = np.abs(x1 * (n2 - x2) - x2 * (n1 - x1))
+    if yates:
+        cross = np.maximum(cross - n / 2.0, 0.0)
     with np.errstate(divide="ignore", invalid="ignore"):
-        statistic = n * (x1 * (n2 - x2) - x2 * (n1 - x1)) ** 2 / (n1 * n2 * m * (n - m))
+        statistic = (n - 1.0 if n_minus_1 else n) * cross ** 2 / (n1 * n2 * m * (n - m))
     return np.where((m == 0) | (m == n), 1.0, special.chdtrc(1, statistic))
 
 
-def chi2_table(n1: int, n2: int) -> np.ndarray:
-    return chi2_pvalues(n1, n2, np.arange(n1 + 1)[:, None], np.arange(n2 + 1)[None, :])
+def chi2_pvalues(n1: int, n2: int, x1, x2) -> np.ndarray:
+    """Pearson chi-square p-values (1 df, no continuity correction) of tables (x1, x2)."""
+    return _chi2_pvalues(n1, n2, x1, x2)
+
+
+def chi2_yates_pvalues(n1: int, n2: int, x1, x2) -> np.ndarray:
+    """Chi-square p-values with Yates' continuity correction of tables (x1, x2)."""
+    return _chi2_pvalues(n1, n2, x1, x2, yates=True)
+
+
+def chi2_n1_pvalues(n1: int, n2: int, x1, x2) -> np.ndarray:
+    """'N-1' chi-square p-values (Pearson's statistic times (N - 1) / N) of tables (x1, x2)."""
+    return _chi2_pvalues(n1, n2, x1, x2, n_minus_1=True)
+
+
+def _all_tables(pvalues: Callable[..., np.ndarray]) -> Callable[[int, int], np.ndarray]:
+    def table(n1: int, n2: int) -> np.ndarray:
+        return pvalues(n1, n2, np.arange(n1 + 1)[:, None], np.arange(n2 + 1)[None, :])
+
+    return table
+
+
+chi2_table = _all_tables(chi2_pvalues)
+chi2_yates_table = _all_tables(chi2_yates_pvalues)
+chi2_n1_table = _all_tables(chi2_n1_pvalues)
 
 
 _TABLE_BUILDERS: dict[str, Callable[[int, int], np.ndarray]] = {
@@ -587,18 +640,27 @@ _TABLE_BUILDERS: dict[str, Callable[[int, int], np.ndarray]] = {
 # Tests whose rejection region is cheaper than their p-value table (``region(n1, n2, alpha)``).
 _REGION_BUILDERS: dict[str, Callable[[int, int, float], np.ndarray]] = {"boschloo": boschloo_region}
 
+# Tests whose tables and regions are slow enough to keep on disk once per machine (trialsim.cache): a
+# Boschloo table takes milliseconds at 10 vs 10 and seconds at 150 vs 150, and every worker process and
+# every run would otherwise build it again. Fisher and chi-square tables cost less than a file read.
+_DISK_CACHED: set[str] = {"boschloo"}
+
 
 def register_table_test(name: str, table_builder: Callable[[int, int], np.ndarray],
                         direct: Callable[[np.ndarray, np.ndarray, np.ndarray, np.ndarray], np.ndarray] | None = None,
-                        region: Callable[[int, int, float], np.ndarray] | None = None) -> None:
+                        region: Callable[[int, int, float], np.ndarray] | None = None,
+                        disk_cache: bool = False) -> None:
     """Make ``name`` a binary test of this module: ``table_builder(n1, n2)`` gives its p-value table.
 
     ``direct(n1, n2, x1, x2)`` (float arrays, one entry per distinct table) computes p-values per
     observed table for large arms; without it the test always uses whole tables. ``region(n1, n2,
     alpha)`` gives the tables rejected at ``alpha`` (``p <= alpha`` up to a relative 1e-12) without
-    the whole table, for exact power; without it the region comes from the table.
+    the whole table, for exact power; without it the region comes from the table. ``disk_cache``:
+    keep its tables and regions on disk once per machine (:mod:`trialsim.cache`), for slow builders.
     """
     _TABLE_BUILDERS[name] = table_builder
+    if disk_cache:
+        _DISK_CACHED.add(name)
     if direct is not None:
         _DIRECT[name] = direct
     if region is not None:
@@ -610,7 +672,13 @@ def register_table_test(name: str, table_builder: Callable[[int, int], np.ndarra
 # --------------------------------------------------------------------------------------------
 @functools.lru_cache(maxsize=512)
 def _pvalue_table_cached(test: str, n_control: int, n_treatment: int) -> np.ndarray:
-    table = _TABLE_BUILDERS[test](n_control, n_treatment)
+    def build() -> np.ndarray:
+        return np.asarray(_TABLE_BUILDERS[test](n_control, n_treatment), dtype=float)
+
+    if test in _DISK_CACHED:
+        return cached_array(f"{test}-pvalues", {"n_control": n_control, "n_treatment": n_treatment}, build,
+                            dtype=float, shape=(n_control + 1, n_treatment + 1))
+    table = build()
     table.flags.writeable = False
     return table
 
@@ -639,7 +707,8 @@ def pvalue_table(test: str, n_control: int, n_treatment: int) -> np.ndarray:
     about 30 sqrt(n_control + n_treatment) nuisance values and refines each local maximum by
     golden-section search: a few ms at 10 vs 10, 0.1 s at 60 vs 60, 0.5 s at 100 vs 100 and
     2 s at 150 vs 150 (O(n^3)); its rejection region alone (:func:`rejection_region`, exact
-    power) is far cheaper, about 0.1 s at 500 vs 500.
+    power) is far cheaper, about 0.1 s at 500 vs 500. Boschloo tables and regions are also kept on
+    disk once per machine (:mod:`trialsim.cache`), so later processes read them instead.
     """
     _check_test(test)
     n_control = _check_n("n_control", n_control)
@@ -649,11 +718,17 @@ def pvalue_table(test: str, n_control: int, n_treatment: int) -> np.ndarray:
 
 @functools.lru_cache(maxsize=512)
 def _rejection_region_cached(test: str, n_control: int, n_treatment: int, alpha: float) -> np.ndarray:
-    build = _REGION_BUILDERS.get(test)
-    if build is not None:
-        region = np.array(build(n_control, n_treatment, alpha), dtype=bool)
-    else:
-        region = _pvalue_table_cached(test, n_control, n_treatment) <= _reject_level(alpha)
+    def build() -> np.ndarray:
+        region_builder = _REGION_BUILDERS.get(test)
+        if region_builder is not None:
+            return np.array(region_builder(n_control, n_treatment, alpha), dtype=bool)
+        return _pvalue_table_cached(test, n_control, n_treatment) <= _reject_level(alpha)
+
+    if test in _DISK_CACHED:
+        # alpha as its exact float (repr round-trips), so 0.05 and 0.05000000000000001 never share a file
+        return cached_array(f"{test}-region", {"n_control": n_control, "n_treatment": n_treatment, "alpha": repr(alpha)},
+                            build, dtype=bool, shape=(n_control + 1, n_treatment + 1))
+    region = build()
     region.flags.writeable = False
     return region
 

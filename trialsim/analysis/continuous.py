@@ -184,6 +184,33 @@ def _t_critical(alpha: float) -> np.ndarray:
     return np.append(-special.stdtrit(_T_CRIT_DF, alpha / 2.0), -special.ndtri(alpha / 2.0))
 
 
+_T_WIDTH_LOG_DF = np.linspace(0.0, np.log(1e9), 8193)  # a finer grid than _T_CRIT_DF: values, not brackets
+
+
+@functools.lru_cache(maxsize=8)
+def _t_width_table(alpha: float) -> np.ndarray:
+    return -special.stdtrit(np.exp(_T_WIDTH_LOG_DF), alpha / 2.0)
+
+
+def t_critical_value(df: np.ndarray, alpha: float) -> np.ndarray:
+    """Two-sided critical |t| at ``df`` by interpolation in log(df) on a cached table (8,193 values, df 1 to 1e9).
+
+    For mean interval widths over many trials, where one exact quantile per trial (``stdtrit``) would be
+    a tenth of the simulation's time: the relative error is below 2e-5 near df = 1 and below 1e-6 from
+    df = 5 (tests/test_estimation.py), far under the Monte Carlo error of a mean width. df < 1 or NaN:
+    the exact quantile (NaN for NaN); df above 1e9: the normal limit.
+    """
+    df = np.asarray(df, dtype=float)
+    table = _t_width_table(float(alpha))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        inside = df >= 1.0
+        q = np.interp(np.log(np.where(inside, df, 1.0)), _T_WIDTH_LOG_DF, table, right=-special.ndtri(alpha / 2.0))
+        odd = ~inside
+        if odd.any():
+            q[odd] = -special.stdtrit(df[odd], alpha / 2.0)
+    return q
+
+
 def t_reject(t: np.ndarray, df: np.ndarray, alpha: float) -> np.ndarray:
     """``_t_pvalue(t, df) <= alpha`` per trial, computing the p-value only near the boundary."""
     abs_t = np.abs(t)

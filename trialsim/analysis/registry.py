@@ -15,7 +15,7 @@ import numpy as np
 from scipy import special
 
 from trialsim.analysis import binary, conditional
-from trialsim.analysis.continuous import mann_whitney, t_reject, welch_t
+from trialsim.analysis.continuous import mann_whitney, t_critical_value, t_reject, welch_t
 from trialsim.registry import TESTS
 
 
@@ -28,12 +28,16 @@ class TrialStats:
     of means (treatment - control; of logs for log-scale endpoints) of a t test,
     P(treatment < control) + ties / 2 of Mann-Whitney. ``ci()`` gives the two-sided (1 - alpha)
     interval (NaN where the test has none); ``covers(truth)`` whether it contains ``truth``.
+    ``extra`` holds further named per-trial values of the test (a Bayesian test's posterior
+    probabilities), arrays of the same shape as ``estimate``.
     """
 
     __test__ = False
 
-    def __init__(self, *, reject, valid, estimate, pvalue, alpha: float, ci=None, t_se=None, t_df=None):
+    def __init__(self, *, reject, valid, estimate, pvalue, alpha: float, ci=None, t_se=None, t_df=None,
+                 extra: dict[str, np.ndarray] | None = None):
         self.reject = reject
+        self.extra = {} if extra is None else extra
         self.valid = valid
         self.estimate = estimate
         self._pvalue = pvalue
@@ -65,6 +69,16 @@ class TrialStats:
             self._ci = self._ci()
         return self._ci
 
+    def widths(self) -> np.ndarray:
+        """Each trial's interval width (NaN where none). t intervals take their critical value from
+        :func:`~trialsim.analysis.continuous.t_critical_value` (interpolated, for mean widths), others ``ci()``."""
+        se, df = self._t
+        if se is not None and self._ci is None:
+            return 2.0 * t_critical_value(df, self.alpha) * se
+        low, high = self.ci()
+        with np.errstate(invalid="ignore"):
+            return np.asarray(high, dtype=float) - np.asarray(low, dtype=float)
+
     def covers(self, truth) -> np.ndarray:
         """Whether each trial's interval contains ``truth`` (False where there is no interval).
 
@@ -90,6 +104,7 @@ class TrialStats:
             pvalue=(lambda: self.pvalue[index]) if callable(pv) else pv[index], alpha=self.alpha,
             ci=None if ci is None else (lambda: tuple(c[index] for c in self.ci())),
             t_se=None if se is None else se[index], t_df=None if df is None else df[index],
+            extra={name: values[index] for name, values in self.extra.items()},
         )
 
 
@@ -129,7 +144,11 @@ class TestSpec:
     ``kinds``: endpoint kinds it applies to. ``run(x_control, x_treatment, alpha)`` -> TrialStats.
     ``stacked``: ``run`` accepts extra leading axes (several endpoints at once). ``estimand``: what
     ``estimate`` measures. ``exact_power(p_c, p_t, n_c, n_t, alpha, p_missing)`` where one exists.
-    ``max_n``: the largest arm the test can run at (None = any).
+    ``max_n``: the largest arm the test can run at (None = any). ``options(model, analysed)``: keyword
+    arguments ``run`` also takes, read from the scenario (a Bayesian test's priors); None = none.
+    ``needs_covariates``: the test adjusts for baseline covariates, and ``run`` takes them as
+    ``covariates=(z_control, z_treatment)``, arrays ``(n_trials, n_arm, n_covariates)`` split by arm as the
+    outcomes (NaN where the outcome is blanked).
     """
 
     __test__ = False
@@ -143,6 +162,8 @@ class TestSpec:
     stacked: bool = False
     exact_power: Callable[..., float] | None = None
     max_n: int | None = None
+    options: Callable[..., dict] | None = None
+    needs_covariates: bool = False
 
 
 def register(spec: TestSpec) -> TestSpec:
@@ -241,6 +262,12 @@ register_binary("boschloo", "Boschloo exact", binary.boschloo_table, direct=bina
                 reference="Boschloo RD (1970) Raised conditional level of significance for the 2x2-table. Stat Neerl 24:1-9")
 register_binary("chi2", "Chi-square (z)", binary.chi2_table, direct=binary.chi2_pvalues,
                 reference="Pearson K (1900) Philos Mag 50:157-175")
+register_binary("chi2_yates", "Chi-square (Yates)", binary.chi2_yates_table, direct=binary.chi2_yates_pvalues,
+                reference="Yates F (1934) Contingency tables involving small numbers and the chi-squared test. "
+                          "Suppl J R Stat Soc 1:217-235")
+register_binary("chi2_n1", "Chi-square (N-1)", binary.chi2_n1_table, direct=binary.chi2_n1_pvalues,
+                reference="Campbell I (2007) Chi-squared and Fisher-Irwin tests of two-by-two tables with small sample "
+                          "recommendations. Stat Med 26:3661-3675")
 
 
 # -------------------------------------------------------------------------------- continuous tests
@@ -268,7 +295,8 @@ def estimand_label(estimand: str, scale: str) -> str:
     if estimand == "difference":
         return "ratio of geometric means" if scale == "log" else "difference in means"
     labels = {"risk_difference": "risk difference", "log_odds_ratio": "odds ratio",  # reported as exp of the log
-              "p_treatment_lower": "P(treatment < control)"}
+              "p_treatment_lower": "P(treatment < control)",
+              "log_conditional_odds_ratio": "covariate-adjusted odds ratio"}  # reported as exp of the log
     return labels.get(estimand, estimand)
 
 

@@ -14,7 +14,7 @@ import sys
 import threading
 from multiprocessing import resource_tracker
 
-from trialsim.cli import planning, run, solve
+from trialsim.cli import compare, planning, run, solve
 from trialsim.cli.common import check_numbers
 from trialsim.config.loader import ConfigError
 from trialsim.version import __version__
@@ -34,10 +34,11 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_parsers(sub)
     planning.add_parsers(sub)
     solve.add_parsers(sub)
+    compare.add_parsers(sub)
     return check_numbers(parser)
 
 
-COMMANDS = {**run.COMMANDS, **planning.COMMANDS, **solve.COMMANDS}
+COMMANDS = {**run.COMMANDS, **planning.COMMANDS, **solve.COMMANDS, **compare.COMMANDS}
 
 
 class Terminated(KeyboardInterrupt):

@@ -16,6 +16,7 @@ from trialsim.config.loader import ConfigError, load_scenario
 from trialsim.labels import aligned_table, is_missing, num, pct, test_label
 from trialsim.model import build_model
 from trialsim.planning.curves import load_sweep_grid, n_grid, power_ranges, ranges_from_sweep
+from trialsim.planning.compare import load_comparison
 from trialsim.planning.mde import minimal_detectable_effects
 from trialsim.planning.plan import load_planning, plan
 from trialsim.planning.samplesize import sample_sizes, sizes
@@ -95,6 +96,8 @@ def add_parsers(subparsers) -> None:
     p.add_argument("--formats", nargs="+", default=list(DEFAULT_FORMATS), choices=list(FORMATS),
                    help=f"documents to write (default: {' '.join(DEFAULT_FORMATS)})")
     p.add_argument("--paper", choices=["A4", "Letter"], default="A4", help="page size of the PDF and Word documents (default A4)")
+    p.add_argument("--compare", type=Path, default=None, metavar="DIR",
+                   help="add a \"Choosing a design\" section from a `trialsim compare --out DIR` folder")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
@@ -285,7 +288,8 @@ def cmd_report(args) -> int:
                       curve_sims=args.curve_sims, seed=args.seed, n_jobs=_jobs(args), progress=not args.quiet,
                       search=args.search)
         result.save(args.out)
-    written = write_report(result, args.out, formats=args.formats, page_size=args.paper)
+    comparison = load_comparison(args.compare) if args.compare is not None else None
+    written = write_report(result, args.out, formats=args.formats, page_size=args.paper, comparison=comparison)
     print(open(Path(args.out) / "justification.txt", encoding="utf-8").read().strip())
     print()
     for fmt, path in written.items():

@@ -17,11 +17,14 @@ import numpy as np
 from pydantic import Field, PlainValidator, SerializeAsAny, ValidationError, field_validator, model_validator
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
+from trialsim.config.bayes import BayesConfig
 from trialsim.config.base import IDENTIFIER, MISSING_MAX, FileName, Identifier, LongText, StrictModel, Text
 from trialsim.config.flow import FlowConfig, Ratio
-from trialsim.registry import ALLOCATION_SCHEMES, ENDPOINT_FAMILIES, TESTS
+from trialsim.config.interim import InterimConfig, SafetyConfig
+from trialsim.registry import ALLOCATION_SCHEMES, ENDPOINT_FAMILIES, MULTIPLICITY_METHODS, TESTS
 
 MAX_RATIO_PART = 100  # allocation ratio parts
+MAX_STRATA_COVARIATES = 6  # 2^6 = 64 strata at most: the state of stratified blocks is (trials x strata)
 MAX_ENDPOINT_SECTIONS = 50
 MAX_SWEEP_SCENARIOS = 10_000  # scenarios one sweep may expand to
 _KEY_PATH = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*|\.\d+|\[\d+\])*\Z")
@@ -42,7 +45,36 @@ class Design(StrictModel):
     masking: Literal["none", "single", "double", "triple", "quadruple"] = Field(
         "quadruple", description="Masking as registered (QUADRUPLE) [0]."
     )
+    assessor_masked: bool | None = Field(
+        None,
+        description=(
+            "Whether the outcome assessor knows no patient's arm. Not set: derived from masking (quadruple, triple and "
+            "double -> masked, ASSUMPTION for double/triple, whose masked roles ClinicalTrials.gov does not fix; none and "
+            "single -> not masked); set it when the registration names the roles. An unmasked assessor applies each "
+            "endpoint's assessor_bias."
+        ),
+    )
     alpha: float = Field(0.05, ge=1e-6, lt=0.5, description="Two-sided significance level (convention) [9].")
+    label: Text = Field("", max_length=60, description=(
+        "Short name of this design in comparisons (`trialsim compare`), e.g. 'registered 10:10 sequential'; "
+        "empty = made from the allocation scheme and arm sizes."))
+
+    @model_validator(mode="after")
+    def _assessor_fits_masking(self):
+        if self.assessor_masked is True and self.masking == "none":
+            raise ValueError("assessor_masked = true contradicts masking = 'none' (nobody is masked); set masking to the "
+                             "registered level, e.g. 'single' for an outcomes-assessor-only masking")
+        if self.assessor_masked is False and self.masking == "quadruple":
+            raise ValueError("assessor_masked = false contradicts masking = 'quadruple' (participant, care provider, "
+                             "investigator and outcomes assessor are all masked); use 'triple' or lower")
+        return self
+
+    @property
+    def assessor_is_masked(self) -> bool:
+        """The outcome assessor's masking: ``assessor_masked`` when set, else derived from ``masking``."""
+        if self.assessor_masked is not None:
+            return self.assessor_masked
+        return self.masking in ("double", "triple", "quadruple")
 
 
 class AllocationConfig(StrictModel):
@@ -53,17 +85,59 @@ class AllocationConfig(StrictModel):
         description=(
             "Allocation scheme. The registration (NCT06536712) says NON_RANDOMIZED with 10 placebo but does not "
             "state how patients are assigned [0]; 'sequential' (first n_control patients to control, then "
-            "treatment) is one plausible reading, ASSUMPTION. 'alternating', 'permuted_block' and 'simple' "
-            "(coin flip) are the alternatives."
+            "treatment) is one plausible reading, ASSUMPTION. 'alternating', 'permuted_block', 'simple' "
+            "(coin flip), 'stratified_block' (blocks within strata), 'minimisation' (Pocock-Simon) and 'selected' "
+            "(not randomised: surgeons choose on baseline risk, see selection_odds_ratio) are the alternatives."
         ),
     )
     block_size: int = Field(
         4, ge=2, le=1000,
-        description="Block size of 'permuted_block'; a multiple of sum(ratio). ASSUMPTION (common choice).",
+        description="Block size of 'permuted_block' and 'stratified_block'; a multiple of sum(ratio). ASSUMPTION (common choice).",
     )
     ratio: Ratio = Field(
         (1, 1),
         description="Allocation ratio control:treatment of the randomised schemes (registered 10:10 -> 1:1) [0].",
+    )
+    strata: tuple[Identifier, ...] | None = Field(
+        None, max_length=MAX_STRATA_COVARIATES,
+        description=(
+            "Population covariates that 'stratified_block' forms strata from (every combination is a stratum) and "
+            "'minimisation' balances (marginally). Not set: the covariates of the primary endpoint's risk model "
+            f"(its declared risk factors). At most {MAX_STRATA_COVARIATES}: beyond that most strata hold one patient "
+            "and stratified blocks no longer balance [kernan1999]."
+        ),
+    )
+    p_minimise: float = Field(
+        0.8, ge=0.5, le=1.0,
+        description=(
+            "'minimisation': chance of the arm that minimises the imbalance (0.5 = a coin, 1 = deterministic). "
+            "0.8 as Pocock & Simon's example (Biometrics 1975;31:103-115); ASSUMPTION."
+        ),
+    )
+    imbalance: Literal["range", "variance"] = Field(
+        "range",
+        description="'minimisation': imbalance of a covariate level across arms, as the range or the variance of its "
+                    "ratio-weighted arm counts, summed over covariates [pocock1975].",
+    )
+    selection_odds_ratio: float = Field(
+        1.0, ge=0.01, le=100.0,
+        description=(
+            "'selected': odds ratio of being chosen for treatment per unit of the patient's risk score (the log-odds "
+            "linear predictor of the selection endpoint's covariate risk model). Below 1 = lower-risk patients get the "
+            "new product more often (selection by surgeons). No data on this trial: ASSUMPTION, vary it."
+        ),
+    )
+    selection_endpoint: Identifier | None = Field(
+        None,
+        description=("'selected': endpoint id whose covariate risk model gives the risk score. Not set: the primary's (its "
+                     "baseline log-odds risk is what surgeons are assumed to select on), ASSUMPTION."),
+    )
+    adjust_for: tuple[Identifier, ...] | None = Field(
+        None, max_length=16,
+        description=(
+            "Covariates the adjusted analyses ('mantel_haenszel' strata, 'logistic' terms) adjust for. Not set: the "
+            "covariates of the primary endpoint's risk model, as the prognostic factors known at design [ema2015]."
+        ),
     )
 
     @field_validator("scheme")
@@ -82,10 +156,10 @@ class AllocationConfig(StrictModel):
 
     @model_validator(mode="after")
     def _block_fits_ratio(self):
-        if self.scheme == "permuted_block" and self.block_size % sum(self.ratio):
+        if getattr(ALLOCATION_SCHEMES.get(self.scheme), "uses_blocks", False) and self.block_size % sum(self.ratio):
             raise ValueError(
-                f"block_size {self.block_size} is not a multiple of sum(ratio) = {sum(self.ratio)} "
-                f"(ratio {list(self.ratio)}); use e.g. {2 * sum(self.ratio)}"
+                f"allocation.block_size = {self.block_size} is not a multiple of the sum of allocation.ratio = "
+                f"{list(self.ratio)} ({sum(self.ratio)}); use e.g. block_size = {2 * sum(self.ratio)}"
             )
         return self
 
@@ -152,6 +226,30 @@ def _family_section(value: Any):
 
 
 EndpointSection = Annotated[SerializeAsAny[StrictModel], PlainValidator(_family_section)]
+
+
+class Multiplicity(StrictModel):
+    """A family of hypotheses tested together, with a multiplicity adjustment (see ``trialsim.decide.multiplicity``)."""
+
+    method: str = Field(
+        "holm",
+        description="Adjustment: 'bonferroni', 'holm', 'hochberg' (independent or positively dependent tests) or "
+                    "'fixed_sequence' (the family's order; stops at the first non-rejection). Holm keeps the family-wise "
+                    "error at alpha under any dependence (Holm 1979, Scand J Stat 6:65) and is the usual default.",
+    )
+    family: tuple[str, ...] | None = Field(
+        None, min_length=1, max_length=200,
+        description="The hypotheses, each 'endpoint:test' (e.g. 'infection:fisher'), in testing order for "
+                    "'fixed_sequence'. Not set: the first test of every analysed endpoint, the primary first, then the "
+                    "others in declaration order.",
+    )
+
+    @field_validator("method")
+    @classmethod
+    def _known_method(cls, v):
+        if v not in MULTIPLICITY_METHODS:
+            raise ValueError(f"allowed methods: {', '.join(MULTIPLICITY_METHODS.names())}")
+        return v
 
 
 class Run(StrictModel):
@@ -246,6 +344,11 @@ class Scenario(StrictModel):
     endpoints: dict[str, EndpointSection] = Field(description="Endpoint sections by id; each names its family.")
     follow_up: FollowUp = Field(default_factory=FollowUp)
     flow: FlowConfig | None = Field(None, description="Patient flow (SimPy); absent = fixed arm sizes, no calendar.")
+    bayes: BayesConfig | None = Field(
+        None, description="Priors of the Bayesian tests and the go / no-go rule; absent = the tests' default priors, no go / no-go.")
+    multiplicity: Multiplicity | None = Field(None, description="A family of tests adjusted for multiplicity; absent = none.")
+    interim: InterimConfig | None = Field(None, description="Group-sequential interim analyses; absent = one final analysis.")
+    safety: SafetyConfig | None = Field(None, description="Monitoring for harm at safety reviews; absent = none.")
     run: Run = Field(default_factory=Run)
     sweep: Sweep | None = Field(None, description="Scenario grid; absent = one scenario.")
 
@@ -267,14 +370,17 @@ class Scenario(StrictModel):
         covariates = {c.name for c in self.population.covariates}
         names: dict[str, str] = {}
         analysed: list[str] = []  # endpoints with at least one test (the others are generated, not analysed)
+        tests_of: dict[str, tuple[str, ...]] = {}
+        kinds: dict[str, str] = {}
         for cid, section in self.endpoints.items():
+            # _where walks the section's whole dump: only for a message (eagerly it was 15% of planning's time)
             for link in section.links():
-                where = _where(cid, section, link)
                 if link not in self.endpoints:
-                    raise ValueError(f"{where} links to {link!r}, which is not an endpoint of this scenario "
-                                     f"(declared: {', '.join(self.endpoints)})")
+                    raise ValueError(f"{_where(cid, section, link)} links to {link!r}, which is not an endpoint of this "
+                                     f"scenario (declared: {', '.join(self.endpoints)})")
                 if not self.endpoints[link].is_event:
-                    raise ValueError(f"{where} links to {link!r}, which is not an event other endpoints can follow")
+                    raise ValueError(f"{_where(cid, section, link)} links to {link!r}, which is not an event other "
+                                     "endpoints can follow")
             for name in section.covariates_used():
                 if name not in covariates:
                     raise ValueError(f"{_where(cid, section, name)} uses covariate {name!r}, which population.covariates "
@@ -283,24 +389,26 @@ class Scenario(StrictModel):
                 if a.name in names:
                     raise ValueError(f"analysed endpoint {a.name!r} comes from both endpoints.{names[a.name]} and endpoints.{cid}")
                 names[a.name] = cid
+                tests_of[a.name], kinds[a.name] = tuple(a.tests), a.kind
                 if a.tests:
                     analysed.append(a.name)
                 for test in a.tests:
-                    where = _where(cid, section, test)
                     if test not in TESTS:
-                        raise ValueError(f"{where}: test {test!r} is not registered; allowed: {', '.join(TESTS.names())}")
+                        raise ValueError(f"{_where(cid, section, test)}: test {test!r} is not registered; allowed: "
+                                         f"{', '.join(TESTS.names())}")
                     spec = TESTS.get(test)
                     if a.kind not in spec.kinds:
                         allowed = [n for n, s in TESTS.items() if a.kind in s.kinds]
-                        raise ValueError(f"{where}: test {test!r} does not apply to the {a.kind} endpoint {a.name!r}; "
-                                         f"allowed: {', '.join(allowed)}")
+                        raise ValueError(f"{_where(cid, section, test)}: test {test!r} does not apply to the {a.kind} "
+                                         f"endpoint {a.name!r}; allowed: {', '.join(allowed)}")
                     if a.tests.count(test) > 1:
-                        raise ValueError(f"{_list_of(where)} lists the test {test!r} twice ({list(a.tests)}); each test "
-                                         "once, or the endpoint would get duplicate rows")
+                        raise ValueError(f"{_list_of(_where(cid, section, test))} lists the test {test!r} twice "
+                                         f"({list(a.tests)}); each test once, or the endpoint would get duplicate rows")
                     largest = max(self.design.n_control, self.design.n_treatment)
                     if spec.max_n is not None and largest > spec.max_n:
                         raise ValueError(
-                            f"endpoints.{cid} uses {test!r} (in {_list_of(where)}), which runs for arms of up to "
+                            f"endpoints.{cid} uses {test!r} (in {_list_of(_where(cid, section, test))}), which runs for "
+                            "arms of up to "
                             f"{spec.max_n} patients, but design.n_control = {self.design.n_control} and "
                             f"design.n_treatment = {self.design.n_treatment}; leave {test!r} out of its tests for this design")
         _check_cycles(self.endpoints)
@@ -314,12 +422,84 @@ class Scenario(StrictModel):
                              f"stay); declared: {', '.join(f'{c} ({s.family})' for c, s in self.endpoints.items())}")
         if self.flow is not None:
             _check_recruitment(self.flow, self.design.n_control + self.design.n_treatment)
+        _check_allocation(self, covariates, names[self.primary or analysed[0]])
+        if self.multiplicity is not None and self.multiplicity.family is not None:
+            _check_family(self.multiplicity.family, tests_of)
+        _check_looks(self, analysed, tests_of, kinds)
         if self.follow_up.death_event is not None:
             target = self.endpoints.get(self.follow_up.death_event)
             if target is None or not target.is_event:
                 raise ValueError(f"follow_up.death_event = {self.follow_up.death_event!r} is not an event endpoint "
                                  f"(declared: {', '.join(self.endpoints)})")
         return self
+
+
+def _check_allocation(scenario: "Scenario", covariates: set[str], primary_cid: str) -> None:
+    """Covariates named by the allocation exist; the selection endpoint exists and has a risk score."""
+    alloc = scenario.allocation
+    for key in ("strata", "adjust_for"):
+        names = getattr(alloc, key) or ()
+        unknown = [n for n in names if n not in covariates]
+        if unknown:
+            raise ValueError(f"allocation.{key} = {list(names)} names {unknown}, which population.covariates does not "
+                             f"declare (declared names: {', '.join(sorted(covariates)) or 'none'})")
+        if len(set(names)) != len(names):
+            raise ValueError(f"allocation.{key} = {list(names)} names a covariate twice")
+    scheme = ALLOCATION_SCHEMES.get(alloc.scheme)
+    cid = alloc.selection_endpoint
+    if cid is not None or getattr(scheme, "uses_score", False):
+        cid = primary_cid if cid is None else cid
+        if cid not in scenario.endpoints or not scenario.endpoints[cid].gives_risk_score:
+            scored = [c for c, s in scenario.endpoints.items() if s.gives_risk_score]
+            raise ValueError(f"allocation.selection_endpoint = {json.dumps(alloc.selection_endpoint)} (not set: the primary's "
+                             f"endpoint {primary_cid!r}): {cid!r} is not an endpoint with a covariate risk score; allowed: "
+                             f"{', '.join(scored) or 'none in this scenario'}")
+    if getattr(scheme, "uses_covariates", False) and alloc.strata is None:
+        default = scenario.endpoints[primary_cid].covariates_used()
+        if len(default) > MAX_STRATA_COVARIATES:
+            raise ValueError(f"allocation.strata is not set, so it would be the {len(default)} covariates of the primary's "
+                             f"risk model ({', '.join(default)}); at most {MAX_STRATA_COVARIATES}: list the ones to balance")
+
+
+def _check_family(family: tuple[str, ...], tests_of: dict[str, tuple[str, ...]]) -> None:
+    """Each member of ``multiplicity.family`` names an analysed endpoint and one of its tests, once."""
+    analysed = [n for n, t in tests_of.items() if t]
+    seen: set[str] = set()
+    for i, member in enumerate(family):
+        where = f"multiplicity.family[{i}] = {json.dumps(member)}"
+        endpoint, sep, test = member.partition(":")
+        if not sep:
+            raise ValueError(f"{where}: write each member as 'endpoint:test', e.g. 'infection:fisher'")
+        if endpoint not in analysed:
+            raise ValueError(f"{where}: {endpoint!r} is not an analysed endpoint; choose one of: {', '.join(analysed)}")
+        if test not in tests_of[endpoint]:
+            raise ValueError(f"{where}: {endpoint!r} is not tested with {test!r}; its tests: {', '.join(tests_of[endpoint])}")
+        if member in seen:
+            raise ValueError(f"{where} is listed twice; each hypothesis once")
+        seen.add(member)
+
+
+def _check_looks(scenario: "Scenario", analysed: list[str], tests_of: dict[str, tuple[str, ...]],
+                 kinds: dict[str, str]) -> None:
+    """The monitored endpoints and tests of [interim] and [safety] exist, and every look has patients."""
+    primary = scenario.primary or analysed[0]
+    n = scenario.design.n_control + scenario.design.n_treatment
+    for section, name in ((scenario.interim, "interim"), (scenario.safety, "safety")):
+        if section is None:
+            continue
+        endpoint = section.endpoint or primary
+        if endpoint not in analysed:
+            raise ValueError(f"{name}.endpoint = {endpoint!r} is not an analysed endpoint; choose one of: {', '.join(analysed)}")
+        first = round(section.looks[0] * n)
+        if first < 2:
+            raise ValueError(f"{name}.looks[0] = {section.looks[0]:g} of the {n} planned patients is {first} patient(s); "
+                             "a look needs at least 2 (raise the fraction)")
+        if name == "interim" and section.test is not None and section.test not in tests_of[endpoint]:
+            raise ValueError(f"interim.test = {section.test!r} is not a test of {endpoint!r}; choose one of: "
+                             f"{', '.join(tests_of[endpoint])}")
+        if name == "safety" and kinds[endpoint] != "binary":
+            raise ValueError(f"safety.endpoint = {endpoint!r} is a {kinds[endpoint]} endpoint; harm monitoring counts "
+                             "events of a binary endpoint")
 
 
 def _where(cid: str, section: StrictModel, value: str) -> str:

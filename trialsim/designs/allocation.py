@@ -67,6 +67,12 @@ class Scheme:
     positions 0..n_control+n_treatment-1 (bool, True = treatment). ``randomised`` says whether chance
     decides; ``fixed_sizes(config, n_control, n_treatment)`` whether every trial has exactly the target
     arm sizes (exact power needs it).
+
+    ``uses_covariates``: the arms depend on the patients' baseline covariates; ``sequence`` then also gets
+    ``strata`` (the covariate names it balances or selects on). ``uses_score``: it also gets ``score``, each
+    patient's baseline risk score (n_trials, n_patients). Either makes the arms and the covariates
+    dependent, so laws that assume exchangeable patients (exact power) no longer apply. ``uses_blocks``:
+    it fills blocks of ``block_size`` in the ratio, so the config must make the two fit.
     """
 
     name: str
@@ -74,6 +80,9 @@ class Scheme:
     randomised: bool
     sequence: Callable[..., np.ndarray]
     fixed_sizes: Callable[[AllocationConfig, int, int], bool]
+    uses_covariates: bool = False
+    uses_score: bool = False
+    uses_blocks: bool = False
 
 
 def register(scheme: Scheme) -> Scheme:
@@ -101,7 +110,7 @@ register(Scheme("permuted_block", "randomised, permuted blocks", True,
                 lambda config, *, n_trials, n_control, n_treatment, covariates=None, rng:
                 permuted_block(np.arange(n_control + n_treatment), n_trials=n_trials, block_size=config.block_size,
                                ratio=config.ratio, rng=rng),
-                _blocks_fill_exactly))
+                _blocks_fill_exactly, uses_blocks=True))
 register(Scheme("simple", "randomised, simple (a coin for each patient)", True,
                 lambda config, *, n_trials, n_control, n_treatment, covariates=None, rng:
                 simple(np.arange(n_control + n_treatment), n_trials=n_trials, p_treatment=config.p_treatment, rng=rng),
@@ -114,7 +123,7 @@ def scheme(name: str) -> Scheme:
 
 def allocation_sequence(
     config: AllocationConfig, *, n_trials: int, n_control: int, n_treatment: int, rng: np.random.Generator,
-    covariates: dict[str, np.ndarray] | None = None,
+    covariates: dict[str, np.ndarray] | None = None, strata: tuple[str, ...] = (), score: np.ndarray | None = None,
 ) -> np.ndarray:
     """Arms of enrolment positions 0..n_control+n_treatment-1 for ``n_trials`` trials (True = treatment).
 
@@ -131,11 +140,24 @@ def allocation_sequence(
         Used by the randomised schemes only.
     covariates : dict, optional
         Baseline covariates per position, for schemes that use them.
+    strata : tuple of str
+        The covariates a scheme with ``uses_covariates`` balances (resolved by the model from
+        ``config.strata``).
+    score : numpy.ndarray, optional
+        Baseline risk score per position (n_trials, n_patients), for schemes with ``uses_score``.
 
     Returns
     -------
     numpy.ndarray
         Bool array (n_trials, n_control + n_treatment).
     """
-    return scheme(config.scheme).sequence(config, n_trials=n_trials, n_control=n_control, n_treatment=n_treatment,
-                                          covariates=covariates, rng=rng)
+    chosen = scheme(config.scheme)
+    extra: dict = {}
+    if chosen.uses_covariates:
+        extra["strata"] = tuple(strata)
+    if chosen.uses_score:
+        if score is None:
+            raise ValueError(f"allocation scheme {config.scheme!r} needs each patient's risk score")
+        extra["score"] = score
+    return chosen.sequence(config, n_trials=n_trials, n_control=n_control, n_treatment=n_treatment,
+                           covariates=covariates, rng=rng, **extra)

@@ -22,6 +22,8 @@ name or fields:
     the exact law of a binary analysed endpoint among analysable patients (None if unknown).
 ``true_effect(cid, name, estimand, model)``
     the true value of a contrast (risk difference, log ratio) for bias and coverage (None if unknown).
+``risk_score(covariates)``
+    a patient's baseline risk (log-odds linear predictor of its covariates), for allocation by selection.
 """
 from __future__ import annotations
 
@@ -101,6 +103,7 @@ class PatientContext:
     treated: np.ndarray  # bool (n_trials, n_patients)
     prevalence: dict[str, float] = field(default_factory=dict)  # covariate -> population prevalence
     latent: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)  # component -> values
+    assessor_masked: bool = True  # the outcome assessor does not know the arm (no assessor bias applies)
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -147,6 +150,7 @@ class EndpointFamily(StrictModel):
 
     is_event: ClassVar[bool] = False  # others can link to it (it provides event, day and grade)
     gives_stays: ClassVar[bool] = False  # gives the patient flow its hospital stays (``flow_inputs``)
+    gives_risk_score: ClassVar[bool] = False  # has a baseline-covariate risk score (``risk_score``)
 
     # --------------------------------------------------------------------------------- structure
     def links(self) -> tuple[str, ...]:
@@ -181,6 +185,11 @@ class EndpointFamily(StrictModel):
         """Raw values (key path -> value) that remove the loss this family declares at the visit (its
         procedure not done), for complete-case planning; ``{}`` when it declares none."""
         return {}
+
+    def risk_score(self, covariates: dict[str, np.ndarray]) -> np.ndarray | None:
+        """Each patient's baseline risk score, arrays (n_trials, n_patients), for allocation by selection: the
+        linear predictor (log-odds scale, no intercept) of the family's covariate risk model; None without one."""
+        return None
 
     def flow_inputs(self, latent: dict[str, np.ndarray]) -> dict[str, np.ndarray] | None:
         """Hospital-stay inputs of the patient flow (``stay_days``, ``event_extra_days``), if this is a stay."""

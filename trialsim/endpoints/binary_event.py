@@ -18,11 +18,14 @@ from pydantic import Field, field_validator, model_validator
 from scipy.special import ndtr, ndtri
 
 from trialsim.config.base import Text
+from trialsim.endpoints.assessor import EventAssessorBias, assessor_uniforms
 from trialsim.endpoints.base import (
     Analysed, BinaryLaw, EffectParameter, EndpointFamily, PatientContext, Status, binary_contrast, check_simplex,
 )
 from trialsim.endpoints.registry import register
-from trialsim.endpoints.risk import RATE_MIN, RiskFactor, check_rate, check_unique, patient_risk
+from trialsim.endpoints.risk import (
+    RATE_MIN, RiskFactor, check_rate, check_unique, conditional_log_or, linear_score, patient_risk,
+)
 from trialsim.rng import Streams, patient_draws
 
 DEFAULT_RISK_FACTORS = (
@@ -59,6 +62,7 @@ class BinaryEvent(EndpointFamily):
 
     family: Literal["binary_event"] = "binary_event"
     is_event: ClassVar[bool] = True
+    gives_risk_score: ClassVar[bool] = True
 
     label: Text = Field("Anastomotic leak within 1 month", min_length=1, max_length=200, description="Endpoint label [0].")
     rate_control: float = Field(
@@ -84,6 +88,11 @@ class BinaryEvent(EndpointFamily):
     day_log_sd: float = Field(0.6, ge=0.01, le=3.0, description="Log-SD of the diagnosis day; ASSUMPTION (no IQR reported) [1].")
     horizon_days: float = Field(30.0, ge=1.0, le=3650.0, description="Endpoint window: events diagnosed up to this day (1 month) [0].")
     risk_factors: tuple[RiskFactor, ...] = Field(DEFAULT_RISK_FACTORS, max_length=16, description="Covariate odds ratios (logistic risk) [2].")
+    assessor_bias: EventAssessorBias = Field(
+        default_factory=EventAssessorBias,
+        description="How an assessor who knows the arm records the event (interview and examination); applies only "
+                    "when design.assessor_masked is false; ASSUMPTION none.",
+    )
     tests: tuple[str, ...] = Field(
         ("fisher", "boschloo", "chi2"), max_length=10, description="Analyses; the first is the primary analysis (Fisher) [9]."
     )
@@ -145,13 +154,17 @@ class BinaryEvent(EndpointFamily):
         upper = ndtr((np.log(self.horizon_days) - mu) / sd)
         day = np.where(occurred, np.exp(mu + sd * ndtri(u[..., 2] * upper)), np.nan)
         detected = occurred & ((grade > 0) | (u[..., 3] < self.p_detect_first_grade))
-        return {"event": occurred, "grade": grade, "day": day, "detected": detected, "risk": risk}
+        latent = {"event": occurred, "grade": grade, "day": day, "detected": detected, "risk": risk}
+        return latent | assessor_uniforms(cid, ctx, streams, self.assessor_bias)
 
     def event_values(self, latent: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         return {"event": latent["event"], "day": latent["day"], "grade": latent["grade"]}
 
     def observe(self, cid: str, ctx: PatientContext, latent: dict[str, np.ndarray], status: Status) -> dict[str, np.ndarray]:
-        return {cid: np.where(status.assessed, latent["detected"], np.nan)}
+        recorded = latent["detected"]
+        if "assessor_u" in latent:  # an unmasked assessor judges the event (its uniforms are drawn only then)
+            recorded = self.assessor_bias.record(recorded, np.asarray(ctx.treated, dtype=bool), latent["assessor_u"])
+        return {cid: np.where(status.assessed, recorded, np.nan)}
 
     # ----------------------------------------------------------------------------------- laws
     def event_probability(self, cid: str, arm: str, model) -> float:
@@ -166,6 +179,14 @@ class BinaryEvent(EndpointFamily):
         return arm_rates(self, arm)[0] * cdf
 
     def binary_law(self, cid: str, name: str, arm: str, model) -> BinaryLaw | None:
+        """The recorded event's law among assessable patients, with the assessor's misclassification when unmasked."""
+        law = self.found_law(cid, arm, model)
+        if law is None or model.scenario.design.assessor_is_masked:
+            return law
+        return BinaryLaw(self.assessor_bias.recorded_probability(law.p_event, arm), law.p_missing)
+
+    def found_law(self, cid: str, arm: str, model) -> BinaryLaw | None:
+        """The law of the event as found at the assessment (before any assessor bias) among assessable patients."""
         states = model.alive_by_event(cid, arm)
         if states is None:
             return None
@@ -177,5 +198,26 @@ class BinaryEvent(EndpointFamily):
         p_joint = found * (1.0 - miss * alive[-1])
         return BinaryLaw(p_joint / p_assessed, 1.0 - p_assessed)
 
+    def risk_score(self, covariates: dict[str, np.ndarray]) -> np.ndarray:
+        return linear_score(self.risk_factors, covariates)
+
     def true_effect(self, cid: str, name: str, estimand: str, model) -> float | None:
-        return binary_contrast(estimand, model.binary_law(name, "control"), model.binary_law(name, "treatment"))
+        if estimand == "log_conditional_odds_ratio":
+            return self._conditional_log_or(model)
+        # the truth is the unbiased contrast: an unmasked assessor's misclassification shows as bias
+        return binary_contrast(estimand, self.found_law(cid, "control", model), self.found_law(cid, "treatment", model))
+
+    def _conditional_log_or(self, model) -> float | None:
+        """The arm's log odds ratio at fixed covariates of the endpoint as observed ("event found").
+
+        Found = event x (found | grade): P(found | covariates, arm) = k * risk with k = 1 - share_first *
+        (1 - p_detect_first_grade), logistic only when k = 1; then it is the risk model's conditional log OR
+        (assessment depends on the event alone, which keeps odds ratios, as case-control sampling does).
+        With k < 1 the odds ratio varies with the covariates: there is no single value, except 0 when the
+        arms' rates are equal (found is then independent of the arm given the covariates).
+        """
+        all_c, all_t = arm_rates(self, "control")[0], arm_rates(self, "treatment")[0]
+        complete = self.grade_split[0] == 0.0 or self.p_detect_first_grade == 1.0
+        if not complete:
+            return 0.0 if all_c == all_t else None
+        return conditional_log_or(self.risk_factors, model.prevalence, all_c, all_t)

@@ -24,6 +24,7 @@ import numpy as np
 from pydantic import Field, model_validator
 
 from trialsim.config.base import MISSING_MAX, Text
+from trialsim.endpoints.assessor import GradeAssessorBias, assessor_uniforms
 from trialsim.endpoints.base import Analysed, BinaryLaw, EffectParameter, EndpointFamily, PatientContext, Status, check_simplex, binary_contrast
 from trialsim.endpoints.registry import register
 from trialsim.rng import Streams, patient_draws
@@ -71,6 +72,11 @@ class OrdinalGrade(EndpointFamily):
     treatment_odds_ratio: float = Field(
         1.0, ge=0.01, le=100.0,
         description="Direct proportional-odds effect of treatment: odds of a better grade multiplied by it at every cut (>1 = better); ASSUMPTION none [8].",
+    )
+    assessor_bias: GradeAssessorBias = Field(
+        default_factory=GradeAssessorBias,
+        description="How an endoscopist who knows the arm grades the procedure; applies only when design.assessor_masked "
+                    "is false; ASSUMPTION none.",
     )
     tests: tuple[str, ...] = Field(("mann_whitney",), max_length=10, description="Tests of the grade (Mann-Whitney on grade indices).")
     dichotomised_tests: tuple[str, ...] = Field(("fisher",), max_length=10, description="Tests of 'abnormal' and of 'worse than baseline' [9].")
@@ -134,7 +140,8 @@ class OrdinalGrade(EndpointFamily):
                 cum[(after == ev) & (treated == tr)] = self._cumulative(ev, tr)
         grade = (cum <= u[..., :1]).sum(axis=-1)  # inverse CDF, as draw_categorical
         baseline = np.searchsorted(np.cumsum(self.baseline_probs)[:-1], u[..., 1], side="right")
-        return {"grade": grade, "baseline": baseline, "missing_u": u[..., 2]}
+        latent = {"grade": grade, "baseline": baseline, "missing_u": u[..., 2]}
+        return latent | assessor_uniforms(cid, ctx, streams, self.assessor_bias)
 
     def observe(self, cid: str, ctx: PatientContext, latent: dict[str, np.ndarray], status: Status) -> dict[str, np.ndarray]:
         if status.procedure_done is not None:
@@ -144,6 +151,8 @@ class OrdinalGrade(EndpointFamily):
         if status.enrolled is not None:
             done = done & status.enrolled
         grade = latent["grade"]
+        if "assessor_u" in latent:  # an unmasked endoscopist grades (its uniforms are drawn only then)
+            grade = self.assessor_bias.record(grade, np.asarray(ctx.treated, dtype=bool), latent["assessor_u"])
         return {
             f"{cid}_grade": np.where(done, grade, np.nan),
             f"{cid}_abnormal": np.where(done, grade >= self.abnormal_index, np.nan),
@@ -151,8 +160,11 @@ class OrdinalGrade(EndpointFamily):
         }
 
     # ----------------------------------------------------------------------------------- laws
-    def grade_states(self, arm: str, model) -> tuple[np.ndarray, np.ndarray] | None:
+    def grade_states(self, arm: str, model, *, recorded: bool = True) -> tuple[np.ndarray, np.ndarray] | None:
         """``(done, probs)``: P(state and procedure done) and the grade law of each event state in ``arm``.
+
+        ``recorded``: the grades as an unmasked assessor records them (its bias applied where the design's
+        assessor is not masked); False gives the true grades (for the true effect).
 
         States are (no event, event) with an event link, one state without. None when the joint law
         of the grade and death is not known in closed form (death linked to another event than ours).
@@ -180,11 +192,13 @@ class OrdinalGrade(EndpointFamily):
             else:
                 return None
         probs = np.array([proportional_odds(q, self.treatment_odds_ratio) if treated else np.asarray(q, float) for q in laws])
+        if recorded and treated and not model.scenario.design.assessor_is_masked:
+            probs = self.assessor_bias.recorded_law(probs)
         done = np.asarray(weights) * np.asarray(alive) * (1.0 - fu.p_missing_visit) * (1.0 - self.p_missing)
         return done, probs
 
-    def binary_law(self, cid: str, name: str, arm: str, model) -> BinaryLaw | None:
-        states = self.grade_states(arm, model)
+    def binary_law(self, cid: str, name: str, arm: str, model, *, recorded: bool = True) -> BinaryLaw | None:
+        states = self.grade_states(arm, model, recorded=recorded)
         if states is None:
             return None
         done, probs = states
@@ -199,22 +213,24 @@ class OrdinalGrade(EndpointFamily):
         p_done = float(done.sum())
         return BinaryLaw(float(done @ p_event_by_state) / p_done, 1.0 - p_done)
 
-    def grade_law(self, arm: str, model) -> np.ndarray | None:
-        """The grade probabilities among patients whose procedure was done, in ``arm``."""
-        states = self.grade_states(arm, model)
+    def grade_law(self, arm: str, model, *, recorded: bool = True) -> np.ndarray | None:
+        """The grade probabilities among patients whose procedure was done, in ``arm`` (as recorded, or true)."""
+        states = self.grade_states(arm, model, recorded=recorded)
         if states is None:
             return None
         done, probs = states
         return done @ probs / done.sum()
 
     def true_effect(self, cid: str, name: str, estimand: str, model) -> float | None:
+        # the truth is of the true grades: an unmasked assessor's grading shows as bias
         if name == f"{cid}_grade" and estimand == "p_treatment_lower":
-            g_c, g_t = self.grade_law("control", model), self.grade_law("treatment", model)
+            g_c, g_t = self.grade_law("control", model, recorded=False), self.grade_law("treatment", model, recorded=False)
             if g_c is None or g_t is None:
                 return None
             lower = np.less.outer(np.arange(len(g_t)), np.arange(len(g_c)))  # [treatment grade, control grade]
             return float(g_t @ lower @ g_c + 0.5 * g_t @ g_c)
         if name != f"{cid}_grade":
-            c, t = self.binary_law(cid, name, "control", model), self.binary_law(cid, name, "treatment", model)
+            c = self.binary_law(cid, name, "control", model, recorded=False)
+            t = self.binary_law(cid, name, "treatment", model, recorded=False)
             return binary_contrast(estimand, c, t)
         return None

@@ -18,7 +18,9 @@ from pydantic import Field, field_validator, model_validator
 from trialsim.config.base import MISSING_MAX, Text
 from trialsim.endpoints.base import Analysed, BinaryLaw, EffectParameter, EndpointFamily, PatientContext, Status, binary_contrast
 from trialsim.endpoints.registry import register
-from trialsim.endpoints.risk import RATE_MIN, RiskFactor, check_rate, check_unique, patient_risk
+from trialsim.endpoints.risk import (
+    RATE_MIN, RiskFactor, check_rate, check_unique, conditional_log_or, linear_score, patient_risk,
+)
 from trialsim.rng import Streams, patient_draws
 
 
@@ -28,6 +30,7 @@ class PlainBinary(EndpointFamily):
 
     family: Literal["plain_binary"] = "plain_binary"
     is_event: ClassVar[bool] = True
+    gives_risk_score: ClassVar[bool] = True
 
     label: Text = Field("", max_length=200, description="Endpoint label; empty = the section id.")
     unit: Text = Field("patients", max_length=60, description="What is counted.")
@@ -127,6 +130,13 @@ class PlainBinary(EndpointFamily):
         p_assessed = float(weights @ assessed)
         return BinaryLaw(float(weights[1] * assessed[1]) / p_assessed, 1.0 - p_assessed)
 
+    def risk_score(self, covariates: dict[str, np.ndarray]) -> np.ndarray:
+        return linear_score(self.risk_factors, covariates)
+
     def true_effect(self, cid: str, name: str, estimand: str, model) -> float | None:
+        if estimand == "log_conditional_odds_ratio":
+            # missingness depends on the event or on other components given the covariates, never on this
+            # event and the covariates together, so the risk model's conditional odds ratio is what is observed
+            return conditional_log_or(self.risk_factors, model.prevalence, self.rate("control"), self.rate("treatment"))
         c, t = self.binary_law(cid, name, "control", model), self.binary_law(cid, name, "treatment", model)
         return binary_contrast(estimand, c, t)

@@ -79,4 +79,20 @@ def patient_risk(factors: tuple[RiskFactor, ...], covariates: dict[str, np.ndarr
     return expit(linear)
 
 
+def linear_score(factors: tuple[RiskFactor, ...], covariates: dict[str, np.ndarray]) -> np.ndarray:
+    """sum_j log(OR_j) * x_j per patient: the risk model's linear predictor without its intercept."""
+    shape = np.shape(next(iter(covariates.values()))) if covariates else ()
+    score = np.zeros(shape)
+    for f in factors:
+        score = score + math.log(f.odds_ratio) * covariates[f.covariate]
+    return score
+
+
+def conditional_log_or(factors: tuple[RiskFactor, ...], prevalence: dict[str, float], rate_control: float,
+                       rate_treatment: float) -> float:
+    """The log odds ratio treatment vs control at fixed covariates: the difference of the arms' calibrated intercepts
+    (the model has no arm x covariate interaction, so it is the same in every covariate pattern)."""
+    prev = tuple(float(prevalence[f.covariate]) for f in factors)
+    log_or = tuple(math.log(f.odds_ratio) for f in factors)
+    return calibrate_intercept(prev, log_or, float(rate_treatment)) - calibrate_intercept(prev, log_or, float(rate_control))
 

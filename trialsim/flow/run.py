@@ -9,12 +9,16 @@ import datetime
 import math
 from dataclasses import dataclass
 
+from typing import TYPE_CHECKING
+
 import numpy as np
-import pandas as pd
 import simpy
 
 from trialsim.config.flow import DAYS_PER_MONTH, FlowConfig
 from trialsim.flow.processes import ARMS, DRAW_FIELDS, Trial, operating_list, recruitment
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 OUTCOME_KEYS = ("stay_days", "event_day", "event_extra_days", "died", "death_day")
 
@@ -112,6 +116,8 @@ class FlowBatch:
 
     def to_frame(self) -> pd.DataFrame:
         """One row per simulated trial."""
+        import pandas as pd  # noqa: PLC0415 - frames are for users; worker processes never need pandas
+
         return pd.DataFrame(self.per_trial()).rename_axis("trial").reset_index()
 
 
@@ -291,6 +297,8 @@ def run_flow(
 
 def event_log_frame(rows: list[tuple], start_date: datetime.date | None = None) -> pd.DataFrame:
     """The event log as a DataFrame in time order (stable: same-time events keep their logical order)."""
+    import pandas as pd  # noqa: PLC0415 - see FlowResult.to_frame
+
     frame = pd.DataFrame(rows, columns=["time_days", "patient_id", "arm", "event", "detail"])
     frame = frame.sort_values("time_days", kind="stable").reset_index(drop=True)
     if start_date is not None:

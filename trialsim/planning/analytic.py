@@ -22,7 +22,7 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import optimize, stats
+from scipy import optimize
 
 from trialsim.analysis import registry as tests
 from trialsim.analysis.analytic import (
@@ -80,6 +80,7 @@ def model_moments(scenario: Scenario, *, seed: int, n_patients: int = MOMENT_PAT
 
 
 def _simulate_moments(scenario: Scenario, seed: int, n_patients: int) -> dict[str, Moments]:
+    from scipy import stats  # noqa: PLC0415 - imported when used: half a second of every command's start-up
     model = build_model(scenario)
     raw = to_raw(reduced(scenario, [(a.name, a.tests[0]) for a in model.analysed]))
     raw["flow"] = None
@@ -144,6 +145,7 @@ def noether_sample_size(p_superiority: float, *, power: float, alpha: float, rat
     ``N = (z_{1-alpha/2} + z_power)^2 / (12 c (1 - c) (p - 1/2)^2)`` with ``c = 1 / (1 + ratio)``
     the control share and ``p`` = P(X_t < X_c) + P(tie)/2; ``n_control = c N``.
     """
+    from scipy import stats  # noqa: PLC0415 - imported when used: half a second of every command's start-up
     if p_superiority == 0.5:
         return math.inf
     z = stats.norm.isf(alpha / 2) + stats.norm.ppf(power)
@@ -153,6 +155,7 @@ def noether_sample_size(p_superiority: float, *, power: float, alpha: float, rat
 
 def noether_power(p_superiority: float, n_control: float, n_treatment: float, *, alpha: float) -> float:
     """Power of the two-sided Mann-Whitney test by Noether's normal approximation."""
+    from scipy import stats  # noqa: PLC0415 - imported when used: half a second of every command's start-up
     n = n_control + n_treatment
     if n <= 0:
         return math.nan
@@ -198,6 +201,7 @@ def start_size(model: Model, endpoint: str, test: str, *, power: float, ratio: f
 
     The starting point of a simulated search (inf when the model has no effect on the endpoint).
     """
+    from scipy import stats  # noqa: PLC0415 - imported when used: half a second of every command's start-up
     alpha = model.scenario.design.alpha
     mom = moments.get(endpoint)
     if mom is None:

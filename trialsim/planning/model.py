@@ -21,6 +21,8 @@ states them: "n evaluable per arm; N = n / (1 - dropout) to recruit".
 """
 from __future__ import annotations
 
+from functools import lru_cache
+
 import math
 from dataclasses import dataclass
 from typing import Any, Iterable, Sequence
@@ -31,6 +33,7 @@ from trialsim.analysis import registry as tests
 from trialsim.config.loader import ConfigError, to_raw, validate, with_values
 from trialsim.config.schema import Scenario
 from trialsim.endpoints.base import Analysed, EffectParameter
+from trialsim.exact import arms_exchangeable
 from trialsim.model import Model, build_model
 from trialsim.rng import draw_seed
 
@@ -141,13 +144,16 @@ def binary_rates(model: Model, endpoint: str) -> BinaryRates | None:
 
 
 def exact_available(model: Model, endpoint: str, test: str) -> bool:
-    """Whether the pair has an exact answer: a binary law and a registered exact power."""
-    return tests.get(test).exact_power is not None and binary_rates(model, endpoint) is not None
+    """Whether the pair has an exact answer: a binary law, a registered exact power, and arms whose patients are
+    exchangeable (an allocation on the endpoint's covariates, e.g. selection by risk, leaves it to simulation)."""
+    return (tests.get(test).exact_power is not None and binary_rates(model, endpoint) is not None
+            and arms_exchangeable(model, endpoint))
 
 
+@lru_cache(maxsize=65536)  # sample sizes, MDEs, curves and the heat map of one report ask for the same points
 def exact_power(test: str, p_control: float, p_treatment: float, n_control: int, n_treatment: int, *, alpha: float,
                 missing: tuple[float, float] = (0.0, 0.0)) -> float:
-    """The registered exact power of ``test`` (mixed over the analysable counts when ``missing``)."""
+    """The registered exact power of ``test`` (mixed over the analysable counts when ``missing``; cached)."""
     p_missing: float | tuple[float, float] = missing[0] if missing[0] == missing[1] else missing
     return float(tests.get(test).exact_power(p_control, p_treatment, n_control, n_treatment, alpha, p_missing))
 
@@ -239,7 +245,7 @@ def components_for(model: Model, endpoints: Iterable[str]) -> set[str]:
 
 def reduced(scenario: Scenario, pairs: Sequence[Pair]) -> Scenario:
     """The scenario reduced to what ``pairs`` need: their components (with links and the death event)
-    and only their tests; no sweep.
+    and only their tests; no sweep, no interim looks or harm reviews.
 
     Every component draws from its own random stream, so each pair's per-trial statistics are
     bit-identical to those of the full scenario at the same seed (tests/test_planning.py checks it).
@@ -256,6 +262,9 @@ def reduced(scenario: Scenario, pairs: Sequence[Pair]) -> Scenario:
             raw["endpoints"][cid][name] = [t for t in listed if t in wanted.get(cid, ())]
     raw["primary"] = pairs[0][0]
     raw["sweep"] = None
+    # sizes, curves and effects are searched for the fixed design: interim looks and harm reviews (which
+    # name an endpoint and test that may be reduced away) are not part of it
+    raw["interim"] = raw["safety"] = None
     return validate(raw, source=f"planning: reduced to {', '.join(f'{e}/{t}' for e, t in pairs)}")
 
 

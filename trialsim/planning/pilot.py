@@ -19,7 +19,6 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
 from trialsim.config.schema import Scenario
 from trialsim.labels import pct
@@ -50,6 +49,7 @@ REFERENCES = {
 
 def clopper_pearson_bounds(x: np.ndarray, n: np.ndarray, level: float = 0.95) -> tuple[np.ndarray, np.ndarray]:
     """Vectorised exact binomial interval for ``x`` events in ``n`` (n >= 1)."""
+    from scipy import stats  # noqa: PLC0415 - imported when used: half a second of every command's start-up
     a = (1 - level) / 2
     x, n = np.asarray(x, float), np.asarray(n, float)
     with np.errstate(invalid="ignore"):
@@ -64,6 +64,7 @@ def expected_rate_ci_width(p: float, n: int, p_missing: float = 0.0, level: floa
     The number analysable is Binomial(n, 1 - p_missing) and the events Binomial(analysable, p);
     an arm with nobody analysable has the uninformative interval [0, 1].
     """
+    from scipy import stats  # noqa: PLC0415 - imported when used: half a second of every command's start-up
     total = 0.0
     w = stats.binom.pmf(np.arange(n + 1), n, 1 - p_missing)
     total += w[0] * 1.0
@@ -138,6 +139,7 @@ def pilot_summary(scenario: Scenario, *, seed: int | None = None, level: float =
         Endpoints to tabulate (default: :func:`~trialsim.planning.model.key_pairs`): binary ones with
         an exact law get rates, log-scale continuous ones ratios and SD limits.
     """
+    from scipy import stats  # noqa: PLC0415 - imported when used: half a second of every command's start-up
     seed = resolve_seed(scenario, seed)
     d = scenario.design
     model = build_model(scenario)

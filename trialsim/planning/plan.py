@@ -41,12 +41,11 @@ from trialsim.config.loader import (
     load_scenario,
     parse_override,
     scenario_to_toml,
-    with_values,
 )
 from trialsim.config.schema import Scenario
 from trialsim.designs.allocation import scheme
 from trialsim.engine import run_specs
-from trialsim.exact import exact_rows
+from trialsim.exact import exact_rows, no_effect
 from trialsim.flow.summary import summarise_flow
 from trialsim.model import build_model
 from trialsim.planning.assumptions import assumptions_frame, file_comments
@@ -55,7 +54,6 @@ from trialsim.planning.mde import minimal_detectable_effects
 from trialsim.planning.model import (
     binary_rates,
     dropout,
-    effect_values,
     endpoint_rows,
     exact_power,
     is_null,
@@ -178,13 +176,7 @@ def design_facts(scenario: Scenario, config_file: str | None = None) -> dict[str
 
 def null_scenario(scenario: Scenario) -> Scenario:
     """``scenario`` with every analysed endpoint's effect parameter at its null (no treatment effect)."""
-    model = build_model(scenario)
-    values: dict[str, Any] = {}
-    for a in model.analysed:
-        e = a.effect
-        if e is not None and e.assumed != e.null:
-            values.update(effect_values(scenario, e, e.null))
-    return with_values(scenario, values, source="no treatment effect") if values else scenario
+    return no_effect(scenario)
 
 
 def type_i_errors(scenario: Scenario, *, n_sims: int, seed: int, n_jobs: int, simulate: bool = True,

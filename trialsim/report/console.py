@@ -127,8 +127,16 @@ def estimation_line(row: pd.Series, a: Analysed, alpha: float) -> str:
     if not _missing(row.bias):
         parts.append(f"{scale}bias {num(row.bias, 2)} ± {num(row.bias_se, 2)}, RMSE {num(row.rmse)}")
     if not _missing(row.coverage):
-        parts.append(f"{pct(1 - alpha, 0)} CI coverage {_coverage(row)}")
+        parts.append(f"{pct(1 - alpha, 0)} CI coverage {_coverage(row)}" + _width(row, estimand, a.scale))
     return f"estimate ({test_label(row.test)}): " + "; ".join(parts)
+
+
+def _width(row, estimand: str, scale: str) -> str:
+    """", mean width W" of the interval (on the log scale for ratios), where the test has one."""
+    width = getattr(row, "ci_width", None)
+    if width is None or _missing(width):
+        return ""
+    return f", mean width {num(width)}" + (" (log scale)" if on_logs(estimand, scale) else "")
 
 
 def _coverage(row) -> str:
@@ -182,6 +190,13 @@ def mc_rate(row) -> str:
     return text + (f" (only {n:,} trials)" if n < FEW_TRIALS else "")
 
 
+def _size_flagged(row) -> bool:
+    """The power table flags the test's exact type I error at this design above alpha (and this is not itself
+    a null scenario, whose rates are type I errors already); unknown sizes (None/NaN) are not flagged."""
+    flag = row.get("size_exceeds_alpha")
+    return isinstance(flag, (bool, np.bool_)) and bool(flag) and not bool(row.get("null", False))
+
+
 def _rate_lines(frame: pd.DataFrame, word: str) -> list[str]:
     """One line per test: the simulated rejection rate ± MC SE, and the exact figure where there is one."""
     lines = []
@@ -191,6 +206,8 @@ def _rate_lines(frame: pd.DataFrame, word: str) -> list[str]:
         ex = g[g.method == "exact"]
         if len(ex):
             text += f" exact {pct(ex.iloc[0].power, 2)}"
+        if _size_flagged(mc):
+            text += f" (type I error {pct(mc['size'], 2)} exceeds alpha: power overstated)"
         lines.append(text.rstrip())
     return lines
 

@@ -18,9 +18,10 @@ from pathlib import Path
 
 import pandas as pd
 
+from trialsim.report.compare import comparison_table, plot_comparison
 from trialsim.report.content import Callout, Note, Report, Section, Text
 from trialsim.report.docx import write_docx
-from trialsim.report.figures import FigureFile, draw_figures
+from trialsim.report.figures import FigureFile, FigureStyle, draw_figures, save_figure
 from trialsim.report.html import render_html
 from trialsim.report.output import claim_folder
 from trialsim.report.paragraph import headline, justification
@@ -58,7 +59,7 @@ def _multiplicity_text(t: Table, citations: Citations) -> str:
     return text
 
 
-def _allocation_caveat(allocation: str, citations: Citations) -> Callout:
+def _allocation_caveat(allocation: str, citations: Citations, *, compared: bool = False) -> Callout:
     return Callout(
         "Allocation is not randomised",
         f"Allocation: {allocation}. The power, type I errors and intervals in this report assume that the two arms differ "
@@ -67,7 +68,7 @@ def _allocation_caveat(allocation: str, citations: Citations) -> Callout:
         "the arms (selection bias, changes in care over time) can create or hide a difference on any endpoint, and masking "
         "does not remove this when the allocation sequence is predictable. Randomised, concealed allocation removes this "
         f"bias [{citations.short('altman1999')}]; only then do the numbers in this report describe the comparison the trial "
-        "makes.")
+        "makes." + (" \"Choosing a design\" below shows what randomised alternatives would change." if compared else ""))
 
 
 def _mentioned(report_text: str, result, citations: Citations) -> list[Reference]:
@@ -82,8 +83,35 @@ def _mentioned(report_text: str, result, citations: Citations) -> list[Reference
     return found
 
 
-def build_report(result, figures: list) -> Report:
-    """Arrange the headline, tables, figures, the justification paragraph and the references into sections."""
+def _choosing_text(frame: pd.DataFrame) -> str:
+    first = frame.iloc[0]
+    return (f"Each row is one design simulated twice on the same seed ({int(frame.n_sims.max()):,} trials each): with the "
+            "treatment effects assumed in its config, and with no treatment effect at all. A design is only informative when "
+            "its power clearly exceeds its type I error; a type I error above the significance level means the design "
+            "would often declare a useless treatment effective. Bias and coverage say how far the trial's estimate of the "
+            "effect can be trusted, which matters most in a pilot whose test has little power. Every row analyses "
+            f"{str(first.endpoint_label).lower()}.")
+
+
+def choosing_section(frame: pd.DataFrame, figure_dir: str | Path) -> tuple[Section, Table, FigureFile]:
+    """The "Choosing a design" section from a comparison frame (``trialsim compare --out DIR``'s compare.csv)."""
+    table = comparison_table(frame)
+    with FigureStyle():
+        axes = plot_comparison(frame)
+    png, svg = save_figure(axes[0].figure, Path(figure_dir) / "compare")
+    figure = FigureFile("compare", "Designs side by side: (A) power of the primary test with the planned effect and its "
+                                   "type I error with none (95% Monte Carlo intervals; exact values have none); (B) coverage "
+                                   "and bias of the effect estimate; (C) expected patients and median duration.", png, svg)
+    return Section("Choosing a design", [Text(_choosing_text(frame)), table, figure], "designs"), table, figure
+
+
+def build_report(result, figures: list, *, comparison: pd.DataFrame | None = None,
+                 figure_dir: str | Path | None = None) -> Report:
+    """Arrange the headline, tables, figures, the justification paragraph and the references into sections.
+
+    ``comparison`` (a ``trialsim compare`` table) adds a "Choosing a design" section after the power table,
+    its figure written into ``figure_dir``.
+    """
     citations = Citations()
     tables = build_tables(result, citations)
     para = justification(result, tables)
@@ -101,13 +129,19 @@ def build_report(result, figures: list) -> Report:
         design.blocks.append(Text(str(d["description"])))
     design.blocks.append(tables["design"])
     if not d.get("randomised", True):
-        design.blocks.append(_allocation_caveat(str(d["allocation"]), citations))
+        design.blocks.append(_allocation_caveat(str(d["allocation"]), citations,
+                                                compared=comparison is not None and len(comparison) > 0))
     sections.append(design)
 
     if "power" in tables:
         word = rate_word(result)
         what = "Type I error" if word != "Power" else "Power and type I error"
         sections.append(Section(f"{what} at the planned design", [tables["power"]], "power"))
+    if comparison is not None and len(comparison):
+        section, table, figure = choosing_section(comparison, figure_dir if figure_dir is not None else Path("figures"))
+        sections.append(section)
+        tables["designs"] = table
+        figures = [*figures, figure]
     if "multiplicity" in tables:
         sections.append(Section("Multiplicity", [Text(_multiplicity_text(tables["multiplicity"], citations)),
                                                  tables["multiplicity"]], "multiplicity"))
@@ -222,19 +256,20 @@ def render_text(report: Report) -> str:
 # writing every format
 # ---------------------------------------------------------------------------------------------------
 def write_report(result, out_dir: str | Path, *, formats=DEFAULT_FORMATS, name: str = "report",
-                 page_size: str = "A4") -> dict[str, Path]:
+                 page_size: str = "A4", comparison: pd.DataFrame | None = None) -> dict[str, Path]:
     """Draw the figures and write report.html, report.pdf, report.docx, report.md and justification.txt.
 
     ``out_dir`` must be new, empty, or written by trialsim before: a folder it did not create (a run's
     results) is never written into (:func:`trialsim.report.output.claim_folder`). ``page_size`` ("A4"
-    or "Letter") sets the PDF's and the Word document's pages.
+    or "Letter") sets the PDF's and the Word document's pages. ``comparison``: a ``trialsim compare``
+    table for the "Choosing a design" section.
     """
     unknown = set(formats) - set(FORMATS)
     if unknown:
         raise ValueError(f"unknown report formats {sorted(unknown)}; choose from {FORMATS}")
     out_dir = claim_folder(out_dir, ours=("planning.json",))
     figures = draw_figures(result, out_dir / "figures")
-    report = build_report(result, figures)
+    report = build_report(result, figures, comparison=comparison, figure_dir=out_dir / "figures")
     written: dict[str, Path] = {}
     if "html" in formats or "pdf" in formats:
         html_text = render_html(report, page_size=page_size)

@@ -32,7 +32,7 @@ MARKERS = ["o", "s", "^", "D", "v", "P", "X", "*"]
 LEGEND_WIDTH = 44  # characters per legend line: long endpoint labels wrap instead of squeezing the axes
 
 
-class _Style:
+class FigureStyle:
     """seaborn's theme as a context manager, so drawing leaves the caller's global style alone."""
 
     def __enter__(self):
@@ -460,7 +460,7 @@ def draw_figures(result, out_dir: str | Path) -> list[FigureFile]:
     primary = design["primary_endpoint"]
     files: list[FigureFile] = []
     prim_label = design["primary_label"][:1].lower() + design["primary_label"][1:]
-    with _Style():
+    with FigureStyle():
         curves = result.frame("curves")
         if not curves.empty:
             fig = figure_power_vs_n(curves, planned_n=planned_n, primary=primary, title=primary_title(design))
@@ -631,7 +631,7 @@ def draw_range_figures(frame: pd.DataFrame, out_dir: str | Path, *, stem: str = 
     out_dir = Path(out_dir)
     files = []
     several = frame["test"].nunique() > 1
-    with _Style():
+    with FigureStyle():
         for test, g in frame.groupby("test", sort=False):
             fig = figure_power_ranges(g, title=range_title(g))
             name = f"{stem}_{test}" if several else stem
@@ -649,3 +649,49 @@ def draw_range_figures(frame: pd.DataFrame, out_dir: str | Path, *, stem: str = 
                    if g["facet"].fillna("").nunique() > 1 else "")
                 + f"; {what}. Dashed lines: 80% and 90% power."), png, svg))
     return files
+
+
+# ------------------------------------------------------------------------------- Bayesian go / no-go
+DECISION_STYLE = {  # decision -> (label, colour, line style); colours readable with colour-vision deficiency
+    "go": ("Go", "#0072B2", "-"),
+    "no_go": ("No-go", "#D55E00", "--"),
+    "inconclusive": ("Inconclusive", "#7F7F7F", "-."),
+}
+EFFECT_LABELS = {"ratio": "True risk ratio (treatment / control)", "difference": "True difference (treatment - control)",
+                 "rate": "True treatment-arm rate"}
+
+
+def plot_go_nogo(frame: pd.DataFrame, ax=None, *, title: str | None = None):
+    """P(go), P(no-go) and P(inconclusive) against the true effect, null and assumed effect marked.
+
+    Parameters
+    ----------
+    frame : pandas.DataFrame
+        :func:`trialsim.planning.gonogo.go_nogo_curve`'s table (``effect``, ``go``, ``no_go``,
+        ``inconclusive``, ``is_null``, ``is_assumed``, ``effect_kind``).
+    ax : matplotlib Axes, optional
+        Drawn into; a new figure when None.
+    title : str, optional
+
+    Returns
+    -------
+    matplotlib.axes.Axes
+    """
+    with FigureStyle():
+        ax = _new_ax(ax, size=(FIG_WIDTH / 1.6, 3.4))
+        frame = frame.sort_values("effect")
+        for key, (label, colour, style) in DECISION_STYLE.items():
+            ax.plot(frame["effect"], frame[key], color=colour, ls=style, lw=1.8, marker="o", ms=3, label=label)
+        for flag, text in (("is_null", "null"), ("is_assumed", "assumed")):
+            for x in frame.loc[frame[flag], "effect"]:
+                ax.axvline(x, color="0.2", lw=1.0, ls=":", zorder=1)
+                ax.annotate(text, xy=(x, 0.99), xycoords=("data", "axes fraction"), xytext=(3, -2),
+                            textcoords="offset points", va="top", ha="left", fontsize="small", color="0.2")
+        ax.set_ylim(0.0, 1.0)
+        _percent_axis(ax.yaxis)
+        ax.set_xlabel(EFFECT_LABELS.get(str(frame["effect_kind"].iloc[0]), "True effect"))
+        ax.set_ylabel("Probability of the decision")
+        if title:
+            ax.set_title("\n".join(textwrap.wrap(title, 48, break_on_hyphens=False)), fontsize="medium")
+        ax.legend(loc="center right", fontsize="small")
+    return ax

@@ -24,6 +24,7 @@ from trialsim.labels import fmt_interval, fmt_n, fmt_pct, fmt_power, fmt_ratio, 
 from trialsim.model import build_model
 from trialsim.registry import TESTS
 from trialsim.report.references import Citations
+from trialsim.results import SIZE_TOLERANCE  # one tolerance for the power table's flag and the report's
 
 FLAG = "\u2020"  # dagger: the test's type I error exceeds the significance level here
 FLAG_NOTE = (f"{FLAG} after a test: its type I error exceeds the significance level at this size (it rejects too often "
@@ -33,11 +34,10 @@ INTERVALS = {
     "risk_difference": "Newcombe's hybrid score interval of the risk difference",
     "log_odds_ratio": "conditional maximum likelihood odds ratio and its exact interval (as R's fisher.test)",
     "difference": "Welch t interval of the difference in means (of logs: the ratio of geometric means)",
+    "log_conditional_odds_ratio": ("covariate-adjusted odds ratio: Mantel-Haenszel's with the Robins-Breslow-Greenland "
+                                   "interval, or logistic regression's with its Wald interval"),
 }
 ORIGINS = {"config": "config", "default": "trialsim default", "override": "command line", "scenario": "scenario"}
-# An exact type I error counts as above alpha when it exceeds it by more than this share of alpha
-# (0.01: 5.05% at alpha 5%), so that rounding noise of a test converging to alpha is not flagged.
-SIZE_TOLERANCE = 0.01
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,146 @@
+"""The on-disk cache of exact tables: reused, never trusted unchecked, safe with concurrent writers."""
+from __future__ import annotations
+
+import multiprocessing
+import os
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from trialsim import cache
+from trialsim.analysis import binary
+
+
+@pytest.fixture
+def folder(tmp_path, monkeypatch):
+    monkeypatch.setenv(cache.ENV_DIR, str(tmp_path / "c"))
+    monkeypatch.delenv(cache.ENV_SWITCH, raising=False)
+    return tmp_path / "c"
+
+
+def _counting_builder(value):
+    calls = []
+
+    def build():
+        calls.append(1)
+        return np.arange(12, dtype=float).reshape(3, 4) * value
+
+    return build, calls
+
+
+def _get(build, key=None):
+    return cache.cached_array("demo", key or {"n": 3}, build, dtype=float, shape=(3, 4))
+
+
+def test_built_once_then_read_back(folder):
+    build, calls = _counting_builder(2.0)
+    first = _get(build)
+    second = _get(build)
+    assert len(calls) == 1
+    np.testing.assert_array_equal(first, second)
+    assert not second.flags.writeable
+    assert len(list(folder.glob("demo-*.npz"))) == 1
+
+
+def test_key_separates_entries(folder):
+    build, calls = _counting_builder(1.0)
+    _get(build, {"n": 3})
+    _get(build, {"n": 4})
+    assert len(calls) == 2
+
+
+@pytest.mark.parametrize("damage", ["truncate", "flip", "garbage", "empty"])
+def test_damaged_file_is_rebuilt_and_replaced(folder, damage):
+    build, calls = _counting_builder(3.0)
+    good = _get(build)
+    path = cache.cache_path("demo", {"n": 3})
+    raw = path.read_bytes()
+    if damage == "truncate":
+        path.write_bytes(raw[: len(raw) // 2])
+    elif damage == "flip":  # one byte inside the stored data (the zip CRC or the SHA-256 catches it)
+        i = raw.index(np.float64(3.0 * 5).tobytes())
+        path.write_bytes(raw[:i] + bytes([raw[i] ^ 0xFF]) + raw[i + 1:])
+    elif damage == "garbage":
+        path.write_bytes(b"not a cache file")
+    else:
+        path.write_bytes(b"")
+    again = _get(build)
+    assert len(calls) == 2  # rebuilt, not trusted
+    np.testing.assert_array_equal(again, good)
+    assert _get(build) is not None and len(calls) == 2  # and the rewritten file is good again
+
+
+def test_file_with_valid_checksum_but_other_shape_is_rebuilt(folder):
+    path = cache.cache_path("demo", {"n": 3})
+    path.parent.mkdir(parents=True)
+    wrong = np.zeros((2, 2))
+    key = cache._key_text("demo", {"n": 3})  # noqa: SLF001 - writing a well-formed file of the wrong shape
+    np.savez(path, data=wrong, key=np.array(key), sha256=np.array(cache._checksum(wrong)))  # noqa: SLF001
+    build, calls = _counting_builder(1.0)
+    assert _get(build).shape == (3, 4)
+    assert len(calls) == 1
+
+
+def test_switched_off_and_relocated(tmp_path, monkeypatch):
+    monkeypatch.setenv(cache.ENV_DIR, str(tmp_path / "elsewhere"))
+    monkeypatch.setenv(cache.ENV_SWITCH, "0")
+    build, calls = _counting_builder(1.0)
+    _get(build)
+    _get(build)
+    assert len(calls) == 2
+    assert not (tmp_path / "elsewhere").exists()
+    monkeypatch.delenv(cache.ENV_SWITCH)
+    _get(build)
+    assert list((tmp_path / "elsewhere").glob("demo-*.npz"))
+
+
+def test_unwritable_folder_still_gives_the_array(tmp_path, monkeypatch):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("x")
+    monkeypatch.setenv(cache.ENV_DIR, str(blocker / "sub"))  # cannot be created under a file
+    build, calls = _counting_builder(1.0)
+    np.testing.assert_array_equal(_get(build), build())
+
+
+def _concurrent_writer(args):
+    folder, value = args
+    os.environ[cache.ENV_DIR] = folder
+    out = cache.cached_array("race", {"n": 50}, lambda: np.full((200, 300), value), dtype=float, shape=(200, 300))
+    return float(out.sum())
+
+
+def test_concurrent_writers_leave_one_valid_file(folder):
+    # fork where there is one: spawn would import the whole package in every writer (seconds each)
+    methods = multiprocessing.get_all_start_methods()
+    ctx = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
+    with ctx.Pool(4) as pool:
+        sums = pool.map(_concurrent_writer, [(str(folder), 1.5)] * 8)
+    assert sums == [1.5 * 200 * 300] * 8
+    files = list(folder.iterdir())
+    assert [f.name.startswith("race-") for f in files] == [True]  # no temporary file left behind
+    build_calls = []
+    out = cache.cached_array("race", {"n": 50}, lambda: build_calls.append(1) or np.zeros((200, 300)), dtype=float,
+                             shape=(200, 300))
+    assert not build_calls and out[0, 0] == 1.5
+
+
+def test_boschloo_tables_come_from_the_cache_and_match_scipy(folder):
+    """A Boschloo table and region are written once; a tampered file is rebuilt, and values equal scipy's."""
+    binary._pvalue_table_cached.cache_clear()  # noqa: SLF001 - the in-memory layer in front of the disk
+    binary._rejection_region_cached.cache_clear()  # noqa: SLF001
+    table = binary.pvalue_table("boschloo", 6, 8)
+    region = binary.rejection_region("boschloo", 6, 8, 0.05)
+    assert len(list(folder.glob("boschloo-pvalues-*.npz"))) == 1
+    assert len(list(folder.glob("boschloo-region-*.npz"))) == 1
+    # reference: scipy.stats.boschloo_exact, two-sided, on the same tables (columns are the arms, as scipy wants)
+    for x1, x2 in [(0, 5), (1, 6), (3, 3), (6, 0), (2, 7)]:
+        ref = stats.boschloo_exact([[x1, x2], [6 - x1, 8 - x2]], alternative="two-sided").pvalue
+        assert table[x1, x2] == pytest.approx(ref, rel=1e-6)
+    np.testing.assert_array_equal(region, table <= 0.05 * (1 + 1e-12))
+    for f in folder.glob("boschloo-*.npz"):
+        f.write_bytes(f.read_bytes()[:100])
+    binary._pvalue_table_cached.cache_clear()  # noqa: SLF001
+    binary._rejection_region_cached.cache_clear()  # noqa: SLF001
+    np.testing.assert_array_equal(binary.pvalue_table("boschloo", 6, 8), table)
+    np.testing.assert_array_equal(binary.rejection_region("boschloo", 6, 8, 0.05), region)

@@ -1,0 +1,55 @@
+"""The command's entry point: a Ctrl-C while the package imports prints one line and exits 130."""
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+CONFIG = ROOT / "configs" / "exosome_lar_20.toml"
+
+
+def _interrupt_after(seconds: float) -> subprocess.CompletedProcess:
+    # SIG_DFL in the child: a test runner started in the background may ignore SIGINT, and a child
+    # that inherits that would never see the Ctrl-C at all
+    p = subprocess.Popen([sys.executable, "-m", "trialsim", "run", str(CONFIG), "--sims", "1000", "--seed", "1"],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT,
+                         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    time.sleep(seconds)
+    p.send_signal(signal.SIGINT)
+    out, err = p.communicate(timeout=120)
+    return subprocess.CompletedProcess(p.args, p.returncode, out, err)
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
+@pytest.mark.parametrize("seconds", [0.15, 0.4])
+def test_ctrl_c_while_importing_is_one_line_and_130(seconds):
+    """Before the fix, 0.15-0.4 s into start-up gave a KeyboardInterrupt traceback from inside an import,
+    or numpy's "ImportError ... could not import module datetime" (exit 1). The package takes well over
+    0.4 s to import, so both interrupts land during the imports."""
+    done = _interrupt_after(seconds)
+    assert done.returncode == 130, done.stderr
+    assert "Traceback" not in done.stderr and "Error" not in done.stderr
+    assert done.stderr.strip() == "trialsim: interrupted while starting; nothing was done"
+
+
+def test_launcher_keeps_the_command_line_behaviour():
+    done = subprocess.run([sys.executable, "-m", "trialsim", "--version"], capture_output=True, text=True, cwd=ROOT)
+    assert done.returncode == 0 and done.stdout.startswith("trialsim ")
+    done = subprocess.run([sys.executable, "-m", "trialsim", "run", "--sims", "-3", str(CONFIG)], capture_output=True,
+                          text=True, cwd=ROOT)
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+
+
+def test_package_import_is_lazy():
+    """`import trialsim` alone loads neither numpy nor the command line (the launcher relies on it)."""
+    code = "import sys, trialsim; print('numpy' in sys.modules, 'trialsim.cli' in sys.modules, trialsim.__version__)"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    assert done.stdout.split()[:2] == ["False", "False"]
+    code = "import trialsim; print(trialsim.load_scenario.__module__, trialsim.run.__module__)"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    assert done.stdout.split() == ["trialsim.config.loader", "trialsim.api"]

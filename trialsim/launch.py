@@ -1,0 +1,45 @@
+"""The ``trialsim`` command's entry point: a Ctrl-C while the package is still importing ends cleanly.
+
+Importing numpy, scipy, pandas and the package takes about a second, before :mod:`trialsim.cli`
+installs its own signal handling. A KeyboardInterrupt raised in that window surfaces from the middle
+of some import, and not always as a KeyboardInterrupt (numpy turns it into an ImportError that tells
+the user to reinstall numpy). So until the command line is imported, Ctrl-C is handled at the signal
+level: nothing has been done yet, so the process prints one line and exits with status 130 at once.
+This module imports nothing of the package at load time (the package's ``__init__`` is lazy).
+"""
+from __future__ import annotations
+
+import importlib
+import os
+import signal
+import sys
+
+INTERRUPTED = 130  # 128 + SIGINT, as shells report it
+MESSAGE = b"\ntrialsim: interrupted while starting; nothing was done\n"
+
+
+def _while_importing(signum, frame) -> None:
+    os.write(2, MESSAGE)  # async-signal-safe, unlike print
+    os._exit(INTERRUPTED)  # nothing to clean up: no file, worker or thread exists yet
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the command line (:func:`trialsim.cli.main`); one line and status 130 on an early Ctrl-C."""
+    previous = None
+    if signal.getsignal(signal.SIGINT) is signal.default_int_handler:  # not when the caller ignores Ctrl-C
+        previous = signal.signal(signal.SIGINT, _while_importing)
+    try:
+        cli = importlib.import_module("trialsim.cli")
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGINT, previous)
+    try:
+        return cli.main(argv)
+    except KeyboardInterrupt:  # between here and the command's own handling (argument parsing)
+        sys.stderr.write(MESSAGE.decode())
+        return INTERRUPTED
+
+
+def run() -> None:
+    """``python -m trialsim``: exit with :func:`main`'s status."""
+    sys.exit(main())
