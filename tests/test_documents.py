@@ -283,3 +283,16 @@ def test_a_planning_result_without_citations_still_reports(tmp_path):
                                seed=1, n_jobs=1))
     row = tables["assumptions"].frame.loc["endpoints.crp_pod3.effect"]
     assert (row["Value"], row["Set in"]) == ("0.7", "command line")
+
+
+def test_multiplicity_quotes_the_simulated_chance_of_any_false_positive():
+    result = planned(DEFAULT_CONFIG)
+    null = result.frame("null_decisions")
+    hit = null[(null.rule == "any_test") & (null.outcome == "any_reject")].iloc[0]
+    report = build_report(result, [])
+    m = report.tables["multiplicity"]
+    simulated = m.cell("any_simulated", "Value")
+    assert simulated.startswith(f"{100 * hit['mean']:.1f}%"), simulated
+    # one marker on three days and two tests per endpoint are dependent: fewer trials have any rejection
+    assert hit["mean"] < float(m.cell("any_independent", "Value").rstrip("%")) / 100
+    assert f"at least one of them in {simulated} of simulated trials" in report.all_text()

@@ -81,8 +81,9 @@ def cmd_run(args) -> int:
                  keep_trials=trials, **_run_options(args))
     print(run_summary(result, detail=True if args.detail else None))
     if args.out:
-        print(f"\nwritten: {args.out}/power.csv, power.json, estimates.csv, provenance.json"
-              + (f"; per-trial table {trials}/" if trials else ""))
+        names = [n for n in ("power.csv", "power.json", "estimates.csv", "decisions.csv", "flow_trials.csv",
+                             "provenance.json") if (Path(args.out) / n).is_file()]
+        print(f"\nwritten: {args.out}/{', '.join(names)}" + (f"; per-trial table {trials}/" if trials else ""))
     return 0
 
 

@@ -53,8 +53,24 @@ def interval_covers(batch: TrialBatch, decisions: Decisions) -> dict[Key, np.nda
     return dict(zip(keys, covered))
 
 
+def any_test_rejects(batch: TrialBatch, decisions: Decisions) -> dict[tuple[str, str, str], np.ndarray]:
+    """Whether any of the batch's tests rejects in a trial, and how many, without adjustment.
+
+    Under a null scenario the first is the family-wise error of every test the design runs, with the
+    tests' real dependence (several days of one marker, several tests of one endpoint), which the
+    independence formula overstates.
+    """
+    reject = decisions.outcomes.get("reject") or reject_at_alpha(batch, decisions)
+    if not reject:
+        return {}
+    stacked = np.stack([np.asarray(r, dtype=bool) for r in reject.values()])
+    return {("all_tests", "unadjusted", "any_reject"): stacked.any(axis=0),
+            ("all_tests", "unadjusted", "n_reject"): stacked.sum(axis=0).astype(float)}
+
+
 register("reject", reject_at_alpha)
 register("covered", interval_covers)
+register("any_test", any_test_rejects)
 
 
 def decide(batch: TrialBatch, *, truth: dict[Key, float | None] | None = None) -> Decisions:

@@ -85,6 +85,7 @@ FRAME_FILES = {
     "heatmap": "heatmap.csv",
     "assumptions": "assumptions.csv",
     "null_power": "null_power.csv",
+    "null_decisions": "null_decisions.csv",
     "type_i_at_n": "type_i_at_n.csv",
     "flow": "flow_summary.csv",
 }
@@ -186,10 +187,16 @@ def type_i_errors(scenario: Scenario, *, n_sims: int, seed: int, n_jobs: int, si
     Binary endpoints with an exact law get their exact row (as in the power table); with
     ``simulate`` every test also gets a simulated one (``n_sims`` trials, Monte Carlo interval).
     """
+    return null_tables(scenario, n_sims=n_sims, seed=seed, n_jobs=n_jobs, simulate=simulate, progress=progress)[0]
+
+
+def null_tables(scenario: Scenario, *, n_sims: int, seed: int, n_jobs: int, simulate: bool = True,
+                progress: bool = False) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """:func:`type_i_errors` and the null run's decisions (e.g. the chance that any test rejects; empty unsimulated)."""
     null = null_scenario(scenario)
     if simulate:
         run = run_design(null, n_sims=n_sims, seed=seed, seed_given=True, n_jobs=n_jobs, progress=progress)
-        return run.to_frame()
+        return run.to_frame(), run.decisions_frame()
     model = build_model(null)
     rows = []
     for r in exact_rows(null):
@@ -197,7 +204,7 @@ def type_i_errors(scenario: Scenario, *, n_sims: int, seed: int, n_jobs: int, si
         rows.append({"scenario": "base", "endpoint": r["endpoint"], "test": r["test"], "power": r["power"], "mc_se": 0.0,
                      "ci_low": r["power"], "ci_high": r["power"], "method": "exact", "n_sims": 0, "n_valid": 0,
                      "primary": a.primary, "family": a.kind, "label": a.label, "null": True})
-    return pd.DataFrame(rows)
+    return pd.DataFrame(rows), pd.DataFrame()
 
 
 def type_i_at_sizes(scenario: Scenario, sizes: pd.DataFrame) -> pd.DataFrame:
@@ -390,11 +397,15 @@ def plan(
             frames["sweep_power"] = timed("sweep_table", sweep.to_frame)
         if "null_power" in known:
             frames["null_power"] = known["null_power"]
+            if "null_decisions" in known:
+                frames["null_decisions"] = known["null_decisions"]
         elif is_null(model) and "power" in frames:
             frames["null_power"] = frames["power"]
+            if run_result is not None:
+                frames["null_decisions"] = run_result.decisions_frame()
         else:
-            frames["null_power"] = timed("null", lambda: type_i_errors(scenario, n_sims=null_sims, seed=seed, n_jobs=n_jobs,
-                                                                      simulate=simulate, progress=progress))
+            frames["null_power"], frames["null_decisions"] = timed("null", lambda: null_tables(
+                scenario, n_sims=null_sims, seed=seed, n_jobs=n_jobs, simulate=simulate, progress=progress))
         flow = flow_frame(flow_arrays, scenario)
         if flow is not None:
             frames["flow"] = flow

@@ -47,8 +47,12 @@ def _multiplicity_text(t: Table, citations: Citations) -> str:
         text += f"If the treatment had no effect at all, each test alone would be significant in {c('per_test', 'Value')} of trials, "
     else:
         text += "If the treatment had no effect at all, "
-    text += (f"and at least one of them in {c('any_independent', 'Value')} of trials if the tests were independent. An "
-             "unadjusted p-value below the significance level on a secondary endpoint is therefore expected by chance and is "
+    if "any_simulated" in t.frame.index:
+        text += (f"and at least one of them in {c('any_simulated', 'Value')} of simulated trials (with the tests' real "
+                 f"dependence; {c('any_independent', 'Value')} if they were independent). An ")
+    else:
+        text += f"and at least one of them in {c('any_independent', 'Value')} of trials if the tests were independent. An "
+    text += ("unadjusted p-value below the significance level on a secondary endpoint is therefore expected by chance and is "
              "not evidence that the treatment works: report secondary results as estimates with confidence intervals and label "
              "them exploratory. A secondary finding meant to be confirmatory needs a pre-specified adjustment: a hierarchical "
              f"order of hypotheses, Holm's procedure, or Bonferroni's per-test level of {c('bonferroni', 'Value')} "

@@ -392,6 +392,11 @@ def _multiplicity(result, label_of: dict, sizes: dict) -> Table | None:
     if per_test:
         rows.append(("per_test", {"Item": "Type I error of each test with no effect",
                                   "Value": fmt_interval(min(per_test), max(per_test), fmt_power)}))
+    simulated = _any_rejection(result)
+    if simulated is not None:
+        rows.append(("any_simulated", {"Item": "Chance of at least one significant test with no effect at all, simulated "
+                                               "(the tests' real dependence)",
+                                       "Value": f"{fmt_pct(simulated[0])} \u00b1 {fmt_pct(simulated[1])}"}))
     rows += [
         ("any_independent", {"Item": "Chance of at least one significant test with no effect at all, if the tests were "
                                      "independent", "Value": fmt_pct(independent)}),
@@ -402,6 +407,18 @@ def _multiplicity(result, label_of: dict, sizes: dict) -> Table | None:
                   "Tests of the same endpoint, of one marker on several days or of correlated endpoints are not "
                   "independent, which makes the chance of at least one false positive lower than the independent "
                   "figure, but far above the level of a single test.")
+
+
+def _any_rejection(result) -> tuple[float, float] | None:
+    """(mean, MC SE) of "any test rejects" in the simulated null run, when the result holds it."""
+    frames = getattr(result, "frames", {}) or {}
+    null = frames.get("null_decisions")
+    if null is None or null.empty or "outcome" not in null:
+        return None
+    hit = null[(null["rule"] == "any_test") & (null["outcome"] == "any_reject")]
+    if hit.empty:
+        return None
+    return float(hit.iloc[0]["mean"]), float(hit.iloc[0]["mc_se"])
 
 
 def _flow(result) -> Table | None:
