@@ -1,6 +1,7 @@
 """Start-up costs: what the simulation and the command line import, and that the lighter paths give the same bits."""
 from __future__ import annotations
 
+import importlib
 import subprocess
 import sys
 from pathlib import Path
@@ -9,6 +10,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
+from trialsim import cli
 from trialsim.analysis import analytic, binary
 from trialsim.planning import search
 from trialsim.results import clopper_pearson
@@ -68,3 +70,13 @@ def test_loading_every_registered_plug_in_keeps_workers_light():
     statement = ("from trialsim.registry import DECISION_RULES, TESTS, ALLOCATION_SCHEMES, ENDPOINT_FAMILIES; "
                  "[r.names() for r in (DECISION_RULES, TESTS, ALLOCATION_SCHEMES, ENDPOINT_FAMILIES)]")
     assert _loaded(statement, ("scipy.stats", "pandas")) == {"scipy.stats": False, "pandas": False}
+
+
+def test_each_command_imports_only_its_own_module():
+    modules = {name: importlib.import_module(f"trialsim.cli.{name}") for name in set(cli.SUBCOMMANDS.values())}
+    assert cli.SUBCOMMANDS == {c: name for name, m in modules.items() for c in m.COMMANDS}
+    statement = "from trialsim.cli import build_parser, commands; build_parser(['run', 'x.toml']); commands(['run'])"
+    assert _loaded(statement, ("trialsim.cli.planning", "trialsim.planning", "trialsim.cli.run")) == {
+        "trialsim.cli.planning": False, "trialsim.planning": False, "trialsim.cli.run": True}
+    # help, or a mistyped command, still sees every subcommand
+    assert set(cli.commands([])) == set(cli.SUBCOMMANDS) == set(cli.commands(["rnu"]))

@@ -8,13 +8,13 @@ checked like the config value it stands for (:mod:`trialsim.cli.common`). Ctrl-C
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
 import signal
 import sys
 import threading
 from multiprocessing import resource_tracker
 
-from trialsim.cli import compare, planning, run, solve
 from trialsim.cli.common import check_numbers
 from trialsim.config.loader import ConfigError
 from trialsim.version import __version__
@@ -27,18 +27,36 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"trialsim: error: {message} (see `{self.prog} --help`)\n")
 
 
-def build_parser() -> argparse.ArgumentParser:
+# subcommand -> the module of this package that parses and runs it. A command imports only its own module:
+# `trialsim run` does not pay for planning's imports (a test keeps this table equal to the modules' COMMANDS).
+SUBCOMMANDS = {
+    "run": "run", "flow": "run", "show": "run", "replay": "run",
+    "samplesize": "planning", "curves": "planning", "report": "planning",
+    "solve": "solve", "init": "solve",
+    "compare": "compare",
+}
+
+
+def _modules(argv: list[str] | None = None) -> list:
+    """The subcommand modules a command line needs: its own, or all (help, a typo, no command)."""
+    first = next((a for a in (sys.argv[1:] if argv is None else argv) if not a.startswith("-")), None)
+    names = [SUBCOMMANDS[first]] if first in SUBCOMMANDS else list(dict.fromkeys(SUBCOMMANDS.values()))
+    return [importlib.import_module(f"trialsim.cli.{name}") for name in names]
+
+
+def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
+    """The parser of every subcommand (or, given the command line ``argv``, only of its own)."""
     parser = _Parser(prog="trialsim", description="Monte Carlo operating characteristics of a clinical trial.")
     parser.add_argument("--version", action="version", version=f"trialsim {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
-    run.add_parsers(sub)
-    planning.add_parsers(sub)
-    solve.add_parsers(sub)
-    compare.add_parsers(sub)
+    for module in _modules(argv if argv is not None else []):
+        module.add_parsers(sub)
     return check_numbers(parser)
 
 
-COMMANDS = {**run.COMMANDS, **planning.COMMANDS, **solve.COMMANDS, **compare.COMMANDS}
+def commands(argv: list[str] | None = None) -> dict:
+    """Subcommand name -> function, of the modules ``argv`` needs (every module without it)."""
+    return {name: fn for module in _modules(argv if argv is not None else []) for name, fn in module.COMMANDS.items()}
 
 
 class Terminated(KeyboardInterrupt):
@@ -106,14 +124,15 @@ def _stopped(args, how: str) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parser = build_parser(argv)
     try:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # argparse printed the usage and the problem (or --help / --version)
         return exc.code if isinstance(exc.code, int) else 2
     try:
         with _Signals():
-            return COMMANDS[args.command](args)
+            return commands(argv)[args.command](args)
     except ConfigError as exc:
         print(f"trialsim: error: {exc}", file=sys.stderr)
         return 2
