@@ -24,6 +24,7 @@ Switches (environment, read on every call so that tests and workers follow them)
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import json
@@ -91,21 +92,19 @@ def _write(path: Path, key_text: str, array: np.ndarray) -> None:
     buffer = io.BytesIO()
     np.savez(buffer, data=array, key=np.array(key_text), sha256=np.array(_checksum(array)))
     tmp = None
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".tmp")
-        with os.fdopen(fd, "wb") as out:
-            out.write(buffer.getvalue())
-        os.replace(tmp, path)
-        tmp = None
-    except OSError:  # read-only or full disk: the array is still returned, just not kept
-        pass
-    finally:
-        if tmp is not None:
-            try:
-                os.unlink(tmp)
-            except OSError:
-                pass
+    # a read-only folder or a full disk is no error: the array is still returned, just not kept
+    with contextlib.suppress(OSError):
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".tmp")
+            with os.fdopen(fd, "wb") as out:
+                out.write(buffer.getvalue())
+            os.replace(tmp, path)
+            tmp = None
+        finally:
+            if tmp is not None:  # a half-written temporary file never stays behind
+                with contextlib.suppress(OSError):
+                    os.unlink(tmp)
 
 
 def cached_array(kind: str, key: dict[str, Any], build: Callable[[], np.ndarray], *, dtype,

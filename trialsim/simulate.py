@@ -251,21 +251,17 @@ def analyse(model: Model, observed: dict[str, np.ndarray], split: ArmSplit, *, a
             by_test.setdefault(t, []).append(a)
     for t, members in by_test.items():
         spec = tests.get(t)
-        if spec.options is not None:  # settings from the scenario (priors ...): one call per endpoint
-            for a in members:
-                stats[(a.name, t)] = spec.run(control[row[a.name]], treatment[row[a.name]], alpha,
-                                              **spec.options(model, a))
-        elif spec.stacked and len(members) > 1:
+        if spec.stacked and len(members) > 1 and spec.options is None and not spec.needs_covariates:
             rows = _rows([row[a.name] for a in members])
             res = spec.run(control[rows], treatment[rows], alpha)
             for i, a in enumerate(members):
                 stats[(a.name, t)] = res.take(i)
-        elif spec.needs_covariates:
-            for a in members:
-                stats[(a.name, t)] = spec.run(control[row[a.name]], treatment[row[a.name]], alpha, covariates=adjusting)
-        else:
-            for a in members:
-                stats[(a.name, t)] = spec.run(control[row[a.name]], treatment[row[a.name]], alpha)
+            continue
+        for a in members:  # one call per endpoint: settings from the scenario (priors ...), covariates
+            extra = dict(spec.options(model, a)) if spec.options is not None else {}
+            if spec.needs_covariates:
+                extra["covariates"] = adjusting
+            stats[(a.name, t)] = spec.run(control[row[a.name]], treatment[row[a.name]], alpha, **extra)
     ordered = {(a.name, t): stats[(a.name, t)] for a in eps for t in a.tests}
     return ordered, arm_estimates(eps, control, treatment)
 

@@ -35,6 +35,13 @@ MAX_REFERRALS_PER_TRIAL = 20_000
 MAX_RECRUITMENT_MONTHS = 1200.0
 
 
+def registered(name: str, registry, what: str) -> str:
+    """``name`` when ``registry`` holds it, else the error listing what is allowed."""
+    if name not in registry:
+        raise ValueError(f"allowed {what}: {', '.join(registry.names())}")
+    return name
+
+
 class Design(StrictModel):
     """Arms, sizes and the error rate of the planned comparison."""
 
@@ -143,9 +150,7 @@ class AllocationConfig(StrictModel):
     @field_validator("scheme")
     @classmethod
     def _known_scheme(cls, v):
-        if v not in ALLOCATION_SCHEMES:
-            raise ValueError(f"allowed schemes: {', '.join(ALLOCATION_SCHEMES.names())}")
-        return v
+        return registered(v, ALLOCATION_SCHEMES, "schemes")
 
     @field_validator("ratio")
     @classmethod
@@ -247,9 +252,7 @@ class Multiplicity(StrictModel):
     @field_validator("method")
     @classmethod
     def _known_method(cls, v):
-        if v not in MULTIPLICITY_METHODS:
-            raise ValueError(f"allowed methods: {', '.join(MULTIPLICITY_METHODS.names())}")
-        return v
+        return registered(v, MULTIPLICITY_METHODS, "methods")
 
 
 class Run(StrictModel):

@@ -59,6 +59,18 @@ class Design:
     scenario: Scenario
 
 
+@dataclass(frozen=True)
+class Tables:
+    """What the comparison reads of one run: its power table and its decisions, each built once."""
+
+    power: pd.DataFrame
+    decisions: pd.DataFrame
+
+    @classmethod
+    def of(cls, run: RunResult) -> "Tables":
+        return cls(run.to_frame(), run.decisions_frame())
+
+
 @dataclass
 class Comparison:
     """The comparison table (one row per design) with how it was made."""
@@ -157,8 +169,7 @@ def compare(
         jobs = n_jobs if n_jobs is not None else d.scenario.run.n_jobs
         kw = dict(n_sims=n_sims, seed=seed, seed_given=seed_given, n_jobs=jobs, progress=progress)
         planned = run_design(d.scenario, **kw)
-        null = run_design(null_scenario(d.scenario), **kw)
-        runs.append((planned, null))
+        runs.append((Tables.of(planned), Tables.of(run_design(null_scenario(d.scenario), **kw))))
         times.append(_timeline(d.scenario, planned, kw | {"n_sims": min(n_sims, flow_sims)}))
     test = test or common_test([d.scenario for d in designs])
     judged = estimate_test([d.scenario for d in designs], [p for p, _ in runs], test)
@@ -188,7 +199,7 @@ def common_test(scenarios: Sequence[Scenario]) -> str | None:
     return None
 
 
-def estimate_test(scenarios: Sequence[Scenario], planned: Sequence[RunResult], test: str | None) -> str | None:
+def estimate_test(scenarios: Sequence[Scenario], planned: Sequence[Tables], test: str | None) -> str | None:
     """The primary's test whose effect estimate is judged in every design (bias, coverage on one scale).
 
     The compared test itself when its estimator has a finite mean in every design; else the first test
@@ -199,13 +210,13 @@ def estimate_test(scenarios: Sequence[Scenario], planned: Sequence[RunResult], t
     primaries = [build_model(sc).primary for sc in scenarios]
     candidates = ([test] if test else []) + list(primaries[0].tests)
     for t in dict.fromkeys(candidates):
-        if all(t in p.tests and np.isfinite(_rate(r.to_frame(), p.name, t)[3].get("bias", np.nan))
+        if all(t in p.tests and np.isfinite(_rate(r.power, p.name, t)[3].get("bias", np.nan))
                for p, r in zip(primaries, planned)):
             return t
     return None
 
 
-def design_row(d: Design, planned: RunResult, null: RunResult, *, test: str | None = None,
+def design_row(d: Design, planned: Tables, null: Tables, *, test: str | None = None,
                judge: str | None = None) -> dict[str, Any]:
     """The comparison row of one design from its planned and null runs (primary endpoint, one test).
 
@@ -219,8 +230,7 @@ def design_row(d: Design, planned: RunResult, null: RunResult, *, test: str | No
     if test not in primary.tests:
         raise ConfigError(f"--test {test!r}: the primary endpoint {primary.name!r} of {d.label!r} is analysed with "
                           f"{', '.join(primary.tests)}")
-    power = planned.to_frame()
-    type_i = null.to_frame()
+    power, type_i = planned.power, null.power
     p_power, se_power, how_power, mc = _rate(power, primary.name, test)
     p_null, se_null, how_null, _ = _rate(type_i, primary.name, test)
     judged, mc_est = test, mc
@@ -242,9 +252,9 @@ def design_row(d: Design, planned: RunResult, null: RunResult, *, test: str | No
     }
     for k in ("estimate_mean", "true_effect", "bias", "bias_se", "rmse", "coverage", "coverage_se", "ci_width"):
         row[k] = mc_est.get(k, np.nan)
-    row |= _decisions(planned.decisions_frame(), null.decisions_frame(), primary.name)
-    row |= _sequential(planned.decisions_frame(), null.decisions_frame(), primary.name)
-    row |= _patients(planned.decisions_frame(), sc)
+    row |= _decisions(planned.decisions, null.decisions, primary.name)
+    row |= _sequential(planned.decisions, null.decisions, primary.name)
+    row |= _patients(planned.decisions, sc)
     return row
 
 
