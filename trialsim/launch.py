@@ -30,6 +30,7 @@ def main(argv: list[str] | None = None) -> int:
         previous = signal.signal(signal.SIGINT, _while_importing)
     try:
         cli = importlib.import_module("trialsim.cli")
+        cli.command_modules(sys.argv[1:] if argv is None else argv)  # the command's own (heavy) imports, here too
     finally:
         if previous is not None:
             signal.signal(signal.SIGINT, previous)

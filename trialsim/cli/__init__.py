@@ -37,7 +37,7 @@ SUBCOMMANDS = {
 }
 
 
-def _modules(argv: list[str] | None = None) -> list:
+def command_modules(argv: list[str] | None = None) -> list:
     """The subcommand modules a command line needs: its own, or all (help, a typo, no command)."""
     first = next((a for a in (sys.argv[1:] if argv is None else argv) if not a.startswith("-")), None)
     names = [SUBCOMMANDS[first]] if first in SUBCOMMANDS else list(dict.fromkeys(SUBCOMMANDS.values()))
@@ -49,14 +49,14 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     parser = _Parser(prog="trialsim", description="Monte Carlo operating characteristics of a clinical trial.")
     parser.add_argument("--version", action="version", version=f"trialsim {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
-    for module in _modules(argv if argv is not None else []):
+    for module in command_modules(argv if argv is not None else []):
         module.add_parsers(sub)
     return check_numbers(parser)
 
 
 def commands(argv: list[str] | None = None) -> dict:
     """Subcommand name -> function, of the modules ``argv`` needs (every module without it)."""
-    return {name: fn for module in _modules(argv if argv is not None else []) for name, fn in module.COMMANDS.items()}
+    return {name: fn for module in command_modules(argv if argv is not None else []) for name, fn in module.COMMANDS.items()}
 
 
 class Terminated(KeyboardInterrupt):
