@@ -31,6 +31,7 @@ import pandas as pd
 from trialsim.analysis import registry as tests
 from trialsim.analysis.analytic import two_proportions_sample_size_normal
 from trialsim.config.schema import Scenario
+from trialsim.engine import map_calls
 from trialsim.labels import aligned_table, fmt_n, fmt_power, is_missing, pct, power_with_se, test_label
 from trialsim.model import build_model
 from trialsim.planning.analytic import analytic_sample_size, model_moments, start_size
@@ -458,15 +459,30 @@ def sample_sizes(
                     alpha=alpha, ratio=ratio, n_analytic=an.n, analytic_method=an.method, dropout=drop, n_max=cap)
 
     results: dict[tuple[str, str, float], SampleSizeResult] = {}
-    searched = []
+    searched, scans = [], []
     for a, t in pairs:
         cap = control_cap(t, n_max, ratio)
         if exact_available(model, a.name, t):
+            scanned = []
             for target in targets:
                 an = analytic_sample_size(model, a.name, t, power=target, ratio=ratio, moments=None)
-                results[(a.name, t, target)] = _exact(model, a.name, t, target, ratio, cap, base(a, t, target, an, cap))
+                common = base(a, t, target, an, cap)
+                early = _exact_unscanned(model, a.name, t, ratio, cap, common)
+                if early is not None:
+                    results[(a.name, t, target)] = early
+                else:
+                    scanned.append((target, common))
+            if scanned:
+                scans.append((a.name, t, cap, scanned))
         else:
             searched.append((a, t, cap))
+    # exact scans, one call per pair (its targets share their sizes), spread over the workers
+    done = map_calls(scan_targets, [(t, *_rates(model, name), tuple(target for target, _ in scanned), alpha, ratio, cap)
+                                    for name, t, cap, scanned in scans],
+                     n_jobs=n_jobs, backend=scenario.run.backend, scheduler=scenario.run.scheduler)
+    for (name, t, cap, scanned), pair_scans in zip(scans, done):
+        for (target, common), scan in zip(scanned, pair_scans):
+            results[(name, t, target)] = _exact_scanned(model, name, t, ratio, cap, common, scan)
     if searched:
         cc = complete_case(scenario)
         cc_model = build_model(cc)
@@ -496,27 +512,51 @@ def control_cap(test: str, n_max: int, ratio: float = 1.0) -> int:
     return n
 
 
-def _exact(model, endpoint: str, test: str, target: float, ratio: float, cap: int, common: dict) -> SampleSizeResult:
+def _rates(model, endpoint: str) -> tuple[float, float]:
     rates = binary_rates(model, endpoint)
-    common = common | dict(p_control=rates.p_control, p_treatment=rates.p_treatment)
-    none = dict(n_first=None, n_stable=None, n_low=None, n_high=None)
+    return rates.p_control, rates.p_treatment
+
+
+def scan_targets(test: str, p_control: float, p_treatment: float, targets: Sequence[float], alpha: float, ratio: float,
+                 cap: int) -> list[ExactScan]:
+    """:func:`exact_scan` for each target power (in one process, so the targets share computed sizes)."""
+    return [exact_scan(test, p_control, p_treatment, power=target, alpha=alpha, ratio=ratio, n_max=cap) for target in targets]
+
+
+_NONE = dict(n_first=None, n_stable=None, n_low=None, n_high=None)
+
+
+def _size_limit_binds(test: str, cap: int, ratio: float) -> bool:
+    limit = tests.get(test).max_n
+    return limit is not None and max(cap + 1, n_treatment_for(cap + 1, ratio)) > limit  # the test's size limit sets cap
+
+
+def _exact_unscanned(model, endpoint: str, test: str, ratio: float, cap: int, common: dict) -> SampleSizeResult | None:
+    """The exact answer when no scan is needed (equal rates; a size limit far below the need), else None."""
+    p_control, p_treatment = _rates(model, endpoint)
+    common = common | dict(p_control=p_control, p_treatment=p_treatment)
     limit = tests.get(test).max_n
     n_analytic = common["n_analytic"]
-    if rates.p_control == rates.p_treatment:
-        return SampleSizeResult(**common, method="exact", reachable=False, **none, horizon=None, power_at_n=math.nan,
+    if p_control == p_treatment:
+        return SampleSizeResult(**common, method="exact", reachable=False, **_NONE, horizon=None, power_at_n=math.nan,
                                 power_at_n_se=math.nan, note="The endpoint's rate is the same in both arms: no n reaches "
                                                              "the target (power is the type I error).")
-    binds = limit is not None and max(cap + 1, n_treatment_for(cap + 1, ratio)) > limit  # the test's size limit sets cap
-    if binds and n_analytic is not None and n_analytic > 1.2 * cap:
-        return SampleSizeResult(**common, method="exact", reachable=False, **none, horizon=None, power_at_n=math.nan,
+    if _size_limit_binds(test, cap, ratio) and n_analytic is not None and n_analytic > 1.2 * cap:
+        return SampleSizeResult(**common, method="exact", reachable=False, **_NONE, horizon=None, power_at_n=math.nan,
                                 power_at_n_se=math.nan,
                                 note=f"{test_label(test)} runs for arms of up to {limit} patients (its size limit in the "
                                      f"test registry), here at most {sizes(cap, n_treatment_for(cap, ratio))}, well below the "
                                      f"normal approximation's {sizes(n_analytic, n_treatment_for(n_analytic, ratio))}; another "
                                      "test's exact n does not bound it (two-sided tests spend alpha differently, and none "
                                      "is uniformly the more powerful).")
-    scan = exact_scan(test, rates.p_control, rates.p_treatment, power=target, alpha=model.scenario.design.alpha,
-                      ratio=ratio, n_max=cap)
+    return None
+
+
+def _exact_scanned(model, endpoint: str, test: str, ratio: float, cap: int, common: dict, scan: ExactScan) -> SampleSizeResult:
+    """The exact answer from the pair's scan for this target."""
+    p_control, p_treatment = _rates(model, endpoint)
+    common = common | dict(p_control=p_control, p_treatment=p_treatment)
+    none, limit, binds = _NONE, tests.get(test).max_n, _size_limit_binds(test, cap, ratio)
     curve = pd.DataFrame({"n_per_arm": scan.n, "power": scan.power})
     if scan.n_first is None:
         return SampleSizeResult(**common, method="exact", reachable=False, **none, horizon=scan.horizon,
