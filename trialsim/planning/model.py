@@ -321,3 +321,12 @@ def valid_effect(scenario: Scenario, effect: EffectParameter, value: float) -> b
     except ConfigError:
         return False
     return True
+
+
+def balanced(ns: Sequence[int], pieces: int) -> list[list[int]]:
+    """``ns`` cut into up to ``pieces`` consecutive runs of about equal total size (exact work grows with n), for
+    spreading exact computations over workers."""
+    if not len(ns):
+        return []
+    bounds = np.searchsorted(np.cumsum(ns), np.linspace(0, sum(ns), pieces + 1)[1:-1], side="right")
+    return [[int(n) for n in part] for part in np.split(np.asarray(ns, dtype=int), bounds) if len(part)]
