@@ -13,6 +13,7 @@ from trialsim.config.loader import ConfigError, to_raw, validate, with_values
 from trialsim.exact import exact_binary_power
 from trialsim.model import build_model
 from trialsim.results import TrialWriter, read_trials
+from tests.conftest import CONFIGS
 
 NULL = {
     "endpoints.leak_1m.effect": 1.0,
@@ -225,3 +226,40 @@ def test_trial_writer_writes_whole_files_named_by_block(tmp_path):
     assert back.pvalue.isna().tolist() == [False, False, True]
     with pytest.raises(FileNotFoundError):
         read_trials(tmp_path / "nothing", "x")
+
+
+def _power_of(n: int, k: int) -> tuple[int, float]:
+    """A pure function for map_calls (module level: loky workers import it)."""
+    return n, float(np.sum(np.arange(n) ** k))
+
+
+@pytest.mark.parametrize("n_jobs,backend", [(1, "loky"), (2, "loky"), (2, "threading"), (2, "sequential")])
+def test_map_calls_returns_results_in_input_order_on_every_backend(n_jobs, backend):
+    from trialsim.engine import map_calls
+
+    jobs = [(n, k) for n in (50, 3, 400, 7, 90) for k in (1, 2)]
+    assert map_calls(_power_of, jobs, n_jobs=n_jobs, backend=backend) == [_power_of(*args) for args in jobs]
+    assert map_calls(_power_of, [], n_jobs=n_jobs, backend=backend) == []
+
+
+def test_the_allocator_settings_change_no_number(tmp_path):
+    """glibc's thresholds are set in the workers (and returned at each task's end); TRIALSIM_MALLOC=0 leaves them."""
+    import os
+    import subprocess
+    import sys
+
+    code = ("import sys; from trialsim.engine.malloc import tune_malloc; from trialsim.api import run; "
+            "from trialsim.config.loader import load_scenario; "
+            f"sc = load_scenario({str(CONFIGS / 'exosome_lar_20.toml')!r}); "
+            "frame = run(sc, n_sims=1500, seed=11, n_jobs=1).to_frame(); "
+            "print(tune_malloc()); frame.to_csv(sys.argv[1], index=False)")
+    out = {}
+    for switch in ("1", "0"):
+        path = tmp_path / f"power-{switch}.csv"
+        done = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True, check=True,
+                              env=os.environ | {"TRIALSIM_MALLOC": switch})
+        out[switch] = (done.stdout.strip(), path.read_bytes())
+    if sys.platform.startswith("linux"):
+        assert out["1"][0] == "True"
+    assert out["0"][0] == "False"
+    assert out["1"][1] == out["0"][1]

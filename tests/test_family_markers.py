@@ -94,6 +94,21 @@ def test_analysed_endpoints_names_labels_and_effects():
     assert [a.label for a in no_label.analysed(CID)] == ["il6 (serum), mean of log over POD 1, 3, 5"]
 
 
+def test_narrowed_leaves_out_the_summaries_not_asked_for_and_keeps_every_draw():
+    """Planning's reduced scenarios: only the means (or only the days) asked for are observed and tested."""
+    sc = section(event=None)
+    assert sc.narrowed(CID, {"il6_serum_mean_log", "tnf_drain_mean_log"}) == {"summaries": ["mean_log"]}
+    assert sc.narrowed(CID, {"il6_serum_pod3"}) == {"summaries": ["per_day"]}
+    assert sc.narrowed(CID, {"il6_serum_pod3", "il6_serum_mean_log"}) == {}  # both kinds: nothing to leave out
+    assert sc.narrowed(CID, {"not_a_marker"}) == {}
+    means = section(event=None, summaries=["mean_log"])
+    assert [a.name for a in means.analysed(CID)] == [f"{m.name}_mean_log" for m in DEFAULT_MARKERS]
+    ctx = context(40, 12)
+    full, narrow = sc.generate(CID, ctx, Streams(3, 1)), means.generate(CID, ctx, Streams(3, 1))
+    for name in narrow:
+        np.testing.assert_array_equal(full[name], narrow[name])
+
+
 # ------------------------------------------------------------------------------------ values
 def test_shapes_contiguity_and_missing_pattern():
     sc = section()

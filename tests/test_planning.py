@@ -20,7 +20,7 @@ from trialsim.planning import model, search
 from trialsim.planning.analytic import analytic_sample_size, model_moments
 from trialsim.planning.mde import minimal_detectable_effect
 from trialsim.planning.pilot import expected_rate_ci_width, pilot_summary, whitehead_pilot_size
-from trialsim.planning.samplesize import exact_scan, sample_size, sample_sizes
+from trialsim.planning.samplesize import exact_scan, parallel_scans, sample_size, sample_sizes
 from trialsim.rng import Streams
 from trialsim.simulate import simulate_trials
 
@@ -208,7 +208,8 @@ def test_a_size_limited_test_is_bounded_not_enumerated(default_scenario):
 # one engine: reduced scenarios, the run's streams, resized scenarios
 # --------------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("config,pairs", [
-    ("exosome_lar_20", [("il6_drain_mean_log", "welch_log"), ("leak_1m", "fisher"), ("los_days", "mann_whitney"),
+    ("exosome_lar_20", [("il6_drain_mean_log", "welch_log"), ("il6_serum_pod3", "mann_whitney"), ("leak_1m", "fisher"),
+                        ("los_days", "mann_whitney"),
                         ("colonoscopy_grade", "mann_whitney"), ("colonoscopy_abnormal", "fisher")]),
     ("crp_randomised_30", [("crp_pod3", "welch_log"), ("ssi_30d", "fisher")]),
 ])
@@ -220,6 +221,9 @@ def test_a_reduced_scenario_gives_the_full_scenarios_per_trial_results(config, p
     for pair in pairs:
         small = model.reduced(sc, [pair])
         assert len(small.endpoints) <= len(sc.endpoints)
+        if pair[0].startswith("il6_"):  # the markers leave out the summary not asked for (means, or days)
+            kind = "_mean_log" if pair[0].endswith("_mean_log") else "_pod"
+            assert all(kind in a.name for a in build_model(small).analysed)
         assert [(a.name, t) for a, t in build_model(small).pairs() if a.name == pair[0]] == [pair]
         batch = simulate_trials(small, 300, streams=Streams(5, 2))
         a, b = full.stats[pair], batch.stats[pair]
@@ -446,3 +450,17 @@ def test_leak_powered_config_is_powered():
 def test_treatment_size_rounds_half_up(n, ratio):
     m = model.n_treatment_for(n, ratio)
     assert abs(m - ratio * n) <= 0.5 and m >= 1
+
+
+def test_parallel_exact_scans_equal_one_scan_per_target():
+    """The report's scans on the workers (approaches, then horizon sizes in pieces) give exact_scan's every size."""
+    jobs = [("fisher", 0.30, 0.15, (0.8, 0.9), 0.05, 1.0, 400), ("chi2", 0.2, 0.1, (0.8,), 0.05, 2.0, 600),
+            ("fisher", 0.2, 0.2, (0.8,), 0.05, 1.0, 60)]  # the last never reaches the target
+    got = parallel_scans(jobs, n_jobs=2, backend="loky", scheduler=None)
+    for (test, p_c, p_t, targets, alpha, ratio, cap), scans in zip(jobs, got):
+        for target, scan in zip(targets, scans):
+            one = exact_scan(test, p_c, p_t, power=target, alpha=alpha, ratio=ratio, n_max=cap)
+            np.testing.assert_array_equal(scan.n, one.n)
+            np.testing.assert_array_equal(scan.power, one.power)
+            assert (scan.n_first, scan.n_stable, scan.target) == (one.n_first, one.n_stable, one.target)
+    assert got[0][0].n_stable is not None and got[2][0].n_first is None

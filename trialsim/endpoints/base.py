@@ -29,7 +29,7 @@ from __future__ import annotations
 
 from abc import abstractmethod
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Collection, Literal
 
 import numpy as np
 
@@ -184,6 +184,12 @@ class EndpointFamily(StrictModel):
     def without_visit_loss(self, cid: str) -> dict[str, Any]:
         """Raw values (key path -> value) that remove the loss this family declares at the visit (its
         procedure not done), for complete-case planning; ``{}`` when it declares none."""
+        return {}
+
+    def narrowed(self, cid: str, names: Collection[str]) -> dict[str, Any]:
+        """Raw section values (field -> value) that leave out analysed endpoints other than ``names`` without
+        changing any draw or any value of ``names``, for planning's reduced scenarios; ``{}`` when the family
+        has nothing to leave out (endpoints whose tests are all removed are already dropped)."""
         return {}
 
     def risk_score(self, covariates: dict[str, np.ndarray]) -> np.ndarray | None:

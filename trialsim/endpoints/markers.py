@@ -23,7 +23,7 @@ shared/clinical_evidence.md.
 from __future__ import annotations
 
 from functools import lru_cache
-from typing import Literal
+from typing import Any, Collection, Literal
 
 import numpy as np
 from pydantic import Field, field_validator, model_validator
@@ -185,6 +185,14 @@ class LogNormalMarkers(EndpointFamily):
                                     f"{m.pretty}, mean of log over POD {', '.join(map(str, self.days))}", m.unit, "log",
                                     self.tests, effect))
         return tuple(out)
+
+    def narrowed(self, cid: str, names: Collection[str]) -> dict[str, Any]:
+        """Only the summaries ``names`` use (per day, mean of logs): every day is still drawn (the mean needs
+        them), but the per-day endpoints are not observed, stacked and tested when only means are wanted."""
+        index = _endpoint_index(self)
+        used = {"mean_log" if index[n][1] is None else "per_day" for n in names if n in index}
+        keep = tuple(s for s in self.summaries if s in used)
+        return {"summaries": list(keep)} if keep and keep != tuple(self.summaries) else {}
 
     # ------------------------------------------------------------------------------- patients
     def generate(self, cid: str, ctx: PatientContext, streams: Streams) -> dict[str, np.ndarray]:

@@ -19,6 +19,7 @@ import logging
 from typing import Any, Callable, Iterable, Iterator
 
 from trialsim.config.loader import ConfigError
+from trialsim.engine.memory import workers
 
 BACKENDS = ("loky", "threading", "sequential", "dask")
 CONNECT_TIMEOUT = "10s"  # to reach a Dask scheduler given by its address
@@ -43,6 +44,25 @@ def execute(fn: Callable, jobs: Iterable[tuple], *, n_tasks: int, backend: str, 
 
     yield from Parallel(n_jobs=n_workers, backend=backend, return_as="generator_unordered")(
         delayed(fn)(*args) for args in jobs)
+
+
+def map_calls(fn: Callable, jobs: Iterable[tuple], *, n_jobs: int, backend: str = "loky",
+              scheduler: str | None = None) -> list[Any]:
+    """``[fn(*args) for args in jobs]``, the calls spread over the backend's workers (results in input order).
+
+    For work that is not simulated blocks (exact power scans); each call must be a pure function of its
+    arguments, so the results do not depend on ``n_jobs`` or the backend.
+    """
+    jobs = list(jobs)
+    out: list[Any] = [None] * len(jobs)
+    for i, value in execute(_indexed, ((fn, i, args) for i, args in enumerate(jobs)), n_tasks=len(jobs),
+                            backend=backend, n_workers=min(workers(n_jobs), max(1, len(jobs))), scheduler=scheduler):
+        out[i] = value
+    return out
+
+
+def _indexed(fn: Callable, i: int, args: tuple) -> tuple[int, Any]:
+    return i, fn(*args)
 
 
 def dask_client(scheduler: str | None, n_workers: int):

@@ -14,6 +14,7 @@ from typing import Callable, Iterator, Sequence
 
 from trialsim.decide import decide
 from trialsim.engine.backends import dask_client, execute
+from trialsim.engine.malloc import release_memory, tune_malloc
 from trialsim.engine.memory import DEFAULT_BLOCK_SIZE, Layout, blocks_per_task, plan_layout
 from trialsim.engine.rundir import Checkpoint, RunDir
 from trialsim.flow.run import TRIAL_FIELDS
@@ -37,6 +38,7 @@ def simulate_block(scenario, seed: int, block: int, n_sims: int, *, block_size: 
 
     With ``keep_trials`` also the block's per-trial table (trial index = block * block_size + row).
     """
+    tune_malloc()  # once per process: freed arrays kept for reuse within a task (no number changes)
     batch = simulate_trials(scenario, n_sims, streams=Streams(seed, block))
     decisions = decide(batch)
     summary = summarise_batch(batch, decisions, block=block)
@@ -49,6 +51,7 @@ def run_task(spec: ScenarioSpec, seed: int, task: Task, keep_trials: bool = Fals
     """One task on a worker: its blocks' summaries (and per-trial tables with ``keep_trials``)."""
     out = [simulate_block(spec.scenario, seed, b, n, block_size=task.block_size, keep_trials=keep_trials)
            for b, n in task.blocks]
+    release_memory()  # what the task's blocks kept for reuse goes back: an idle worker holds what it held before
     return task.spec_index, [s for s, _ in out], [t for _, t in out]
 
 

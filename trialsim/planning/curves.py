@@ -20,11 +20,13 @@ from trialsim.analysis import registry as tests
 from trialsim.config.loader import load_scenario, to_raw, with_values
 from trialsim.config.schema import Scenario
 from trialsim.endpoints.base import Analysed
+from trialsim.engine import map_calls
 from trialsim.labels import key_label, pct
 from trialsim.model import Model, build_model
 from trialsim.planning.mde import EffectAxis, effect_axis
 from trialsim.planning.model import (
     Pair,
+    balanced,
     binary_rates,
     complete_case,
     effect_values,
@@ -110,26 +112,40 @@ def power_vs_n(scenario: Scenario, *, pairs: Sequence[Pair] | None = None, n_val
     ratio = ratio if ratio is not None else d.n_treatment / d.n_control
     n_values = sorted(set(int(n) for n in (n_values if n_values is not None else default_n_values(scenario))))
     seed = resolve_seed(scenario, seed)
-    rows, jobs, sim = [], [], []
+    rows, jobs, sim, exact = [], [], [], []
     for a, test in _pairs(model, pairs):
         limit = tests.get(test).max_n
         if exact_available(model, a.name, test):
             r = binary_rates(model, a.name)
             ns = ([n for n in n_values if max(n, n_treatment_for(n, ratio)) <= limit] if limit is not None
                   else list(range(2, max(n_values) + 1)))
-            rows += [_base(a, test) | {"n_per_arm": n}
-                     | exact_row(exact_power(test, r.p_control, r.p_treatment, n, n_treatment_for(n, ratio), alpha=d.alpha))
-                     for n in ns]
+            exact.append((a, test, r, ns))
         elif simulate:
             ns = [n for n in n_values if n >= 2 and (limit is None or max(n, n_treatment_for(n, ratio)) <= limit)]
             jobs.append(Job(a.name, test, tuple(size_point(n, n_treatment_for(n, ratio)) for n in ns)))
             sim.append((a, test, ns))
+    # exact series on the workers, each cut into pieces of about equal work (larger sizes cost more)
+    pieces = [(test, r.p_control, r.p_treatment, tuple(chunk), ratio, d.alpha)
+              for a, test, r, ns in exact for chunk in balanced(ns, EXACT_PIECES)]
+    powers = iter(map_calls(exact_powers, pieces, n_jobs=n_jobs, backend=cc.run.backend, scheduler=cc.run.scheduler))
+    for a, test, r, ns in exact:
+        values = [p for _ in balanced(ns, EXACT_PIECES) for p in next(powers)]
+        rows += [_base(a, test) | {"n_per_arm": n} | exact_row(p) for n, p in zip(ns, values)]
     done = rejections(cc, jobs, n_sims=n_sims, seed=seed, n_jobs=n_jobs, progress=progress) if jobs else []
     for (a, test, ns), r in zip(sim, done):
         rows += [_base(a, test) | {"n_per_arm": n} | mc_row(r[:, j]) for j, n in enumerate(ns)]
     frame = pd.DataFrame(rows, columns=CURVE_COLUMNS)
     frame.attrs["seed"] = seed  # the root seed of the simulated series (drawn when none was given)
     return frame
+
+
+EXACT_PIECES = 4  # calls per exact series in power_vs_n
+
+
+def exact_powers(test: str, p_control: float, p_treatment: float, ns: Sequence[int], ratio: float,
+                 alpha: float) -> list[float]:
+    """Exact power of ``test`` at each control size of ``ns`` (treatment ``n_treatment_for(n, ratio)``)."""
+    return [exact_power(test, p_control, p_treatment, int(n), n_treatment_for(int(n), ratio), alpha=alpha) for n in ns]
 
 
 def effect_grid(axis: EffectAxis, points: int, *, linear: bool) -> list[float]:

@@ -244,8 +244,9 @@ def components_for(model: Model, endpoints: Iterable[str]) -> set[str]:
 
 
 def reduced(scenario: Scenario, pairs: Sequence[Pair]) -> Scenario:
-    """The scenario reduced to what ``pairs`` need: their components (with links and the death event)
-    and only their tests; no sweep, no interim looks or harm reviews.
+    """The scenario reduced to what ``pairs`` need: their components (with links and the death event),
+    only their tests and, where a family can leave them out, only their endpoints
+    (:meth:`~trialsim.endpoints.base.EndpointFamily.narrowed`); no sweep, no interim looks or harm reviews.
 
     Every component draws from its own random stream, so each pair's per-trial statistics are
     bit-identical to those of the full scenario at the same seed (tests/test_planning.py checks it).
@@ -253,13 +254,17 @@ def reduced(scenario: Scenario, pairs: Sequence[Pair]) -> Scenario:
     model = build_model(scenario)
     keep = components_for(model, [e for e, _ in pairs])
     wanted: dict[str, set[str]] = {}
+    names: dict[str, set[str]] = {}
     for e, t in pairs:
         wanted.setdefault(model.endpoint(e).component, set()).add(t)
+        names.setdefault(model.endpoint(e).component, set()).add(e)
     raw = to_raw(scenario)
     raw["endpoints"] = {cid: section for cid, section in raw["endpoints"].items() if cid in keep}
     for cid in keep:
         for name, listed in test_fields(scenario.endpoints[cid]).items():
             raw["endpoints"][cid][name] = [t for t in listed if t in wanted.get(cid, ())]
+        if cid in names:  # e.g. only the markers' means: their per-day endpoints are not observed or tested
+            raw["endpoints"][cid].update(scenario.endpoints[cid].narrowed(cid, names[cid]))
     raw["primary"] = pairs[0][0]
     raw["sweep"] = None
     # sizes, curves and effects are searched for the fixed design: interim looks and harm reviews (which
@@ -316,3 +321,12 @@ def valid_effect(scenario: Scenario, effect: EffectParameter, value: float) -> b
     except ConfigError:
         return False
     return True
+
+
+def balanced(ns: Sequence[int], pieces: int) -> list[list[int]]:
+    """``ns`` cut into up to ``pieces`` consecutive runs of about equal total size (exact work grows with n), for
+    spreading exact computations over workers."""
+    if not len(ns):
+        return []
+    bounds = np.searchsorted(np.cumsum(ns), np.linspace(0, sum(ns), pieces + 1)[1:-1], side="right")
+    return [[int(n) for n in part] for part in np.split(np.asarray(ns, dtype=int), bounds) if len(part)]

@@ -31,6 +31,7 @@ import pandas as pd
 from trialsim.analysis import registry as tests
 from trialsim.analysis.analytic import two_proportions_sample_size_normal
 from trialsim.config.schema import Scenario
+from trialsim.engine import map_calls
 from trialsim.labels import aligned_table, fmt_n, fmt_power, is_missing, pct, power_with_se, test_label
 from trialsim.model import build_model
 from trialsim.planning.analytic import analytic_sample_size, model_moments, start_size
@@ -41,6 +42,7 @@ from trialsim.planning.model import (
     dropout as endpoint_dropout,
     endpoint_tests,
     exact_available,
+    balanced,
     exact_power,
     inflate,
     n_treatment_for,
@@ -139,6 +141,17 @@ def exact_scan(test: str, p_control: float, p_treatment: float, *, power: float,
     spike of that size is not seen in discrete tests), and computes the sizes in between otherwise.
     Points are cached, so scans for several targets (or several commands) share their sizes.
     """
+    seen, n_first = scan_to_target(test, p_control, p_treatment, power=power, alpha=alpha, ratio=ratio, n_max=n_max,
+                                   n_min=n_min, start=start)
+    for n in horizon_sizes(n_first, n_max, horizon_factor):
+        seen[n] = _exact_point(test, p_control, p_treatment, n, n_treatment_for(n, ratio), alpha)
+    return finish_scan(seen, power, n_first)
+
+
+def scan_to_target(test: str, p_control: float, p_treatment: float, *, power: float, alpha: float, ratio: float = 1.0,
+                   n_max: int = 5000, n_min: int = 2, start: int | None = None) -> tuple[dict[int, float], int | None]:
+    """The first part of :func:`exact_scan`: the sizes computed up to the first reaching ``power`` (None: not by
+    ``n_max``), as ``{n: power}``."""
     def at(n: int) -> float:
         return _exact_point(test, p_control, p_treatment, n, n_treatment_for(n, ratio), alpha)
 
@@ -162,10 +175,20 @@ def exact_scan(test: str, p_control: float, p_treatment: float, *, power: float,
                 n = ahead
                 continue
         n += 1
-    if n_first is not None:  # every size on to the horizon: dips below the target can be deep (Boschloo: 11 points)
-        horizon = min(n_max, max(math.ceil(horizon_factor * n_first), n_first + HORIZON_MIN_EXTRA))
-        for n in range(n_first + 1, horizon + 1):
-            seen[n] = at(n)
+    return seen, n_first
+
+
+def horizon_sizes(n_first: int | None, n_max: int, horizon_factor: float = HORIZON_FACTOR) -> range:
+    """The sizes after ``n_first`` that :func:`exact_scan` checks, every one up to its horizon (dips below the target
+    can be deep: Boschloo, 11 points)."""
+    if n_first is None:
+        return range(0)
+    horizon = min(n_max, max(math.ceil(horizon_factor * n_first), n_first + HORIZON_MIN_EXTRA))
+    return range(n_first + 1, horizon + 1)
+
+
+def finish_scan(seen: dict[int, float], power: float, n_first: int | None) -> ExactScan:
+    """The :class:`ExactScan` of the computed sizes: ``n_stable``, the size after the last one below ``power``."""
     n_all = np.array(sorted(seen), dtype=int)
     p_all = np.array([seen[k] for k in n_all])
     n_stable = None
@@ -458,15 +481,30 @@ def sample_sizes(
                     alpha=alpha, ratio=ratio, n_analytic=an.n, analytic_method=an.method, dropout=drop, n_max=cap)
 
     results: dict[tuple[str, str, float], SampleSizeResult] = {}
-    searched = []
+    searched, scans = [], []
     for a, t in pairs:
         cap = control_cap(t, n_max, ratio)
         if exact_available(model, a.name, t):
+            scanned = []
             for target in targets:
                 an = analytic_sample_size(model, a.name, t, power=target, ratio=ratio, moments=None)
-                results[(a.name, t, target)] = _exact(model, a.name, t, target, ratio, cap, base(a, t, target, an, cap))
+                common = base(a, t, target, an, cap)
+                early = _exact_unscanned(model, a.name, t, ratio, cap, common)
+                if early is not None:
+                    results[(a.name, t, target)] = early
+                else:
+                    scanned.append((target, common))
+            if scanned:
+                scans.append((a.name, t, cap, scanned))
         else:
             searched.append((a, t, cap))
+    # exact scans, one call per pair (its targets share their sizes), spread over the workers
+    done = parallel_scans([(t, *_rates(model, name), tuple(target for target, _ in scanned), alpha, ratio, cap)
+                           for name, t, cap, scanned in scans],
+                          n_jobs=n_jobs, backend=scenario.run.backend, scheduler=scenario.run.scheduler)
+    for (name, t, cap, scanned), pair_scans in zip(scans, done):
+        for (target, common), scan in zip(scanned, pair_scans):
+            results[(name, t, target)] = _exact_scanned(model, name, t, ratio, cap, common, scan)
     if searched:
         cc = complete_case(scenario)
         cc_model = build_model(cc)
@@ -496,27 +534,88 @@ def control_cap(test: str, n_max: int, ratio: float = 1.0) -> int:
     return n
 
 
-def _exact(model, endpoint: str, test: str, target: float, ratio: float, cap: int, common: dict) -> SampleSizeResult:
+def _rates(model, endpoint: str) -> tuple[float, float]:
     rates = binary_rates(model, endpoint)
-    common = common | dict(p_control=rates.p_control, p_treatment=rates.p_treatment)
-    none = dict(n_first=None, n_stable=None, n_low=None, n_high=None)
+    return rates.p_control, rates.p_treatment
+
+
+def approach_targets(test: str, p_control: float, p_treatment: float, targets: Sequence[float], alpha: float,
+                     ratio: float, cap: int) -> list[tuple[dict[int, float], int | None]]:
+    """:func:`scan_to_target` for each target power (in one process, so the targets share computed sizes)."""
+    return [scan_to_target(test, p_control, p_treatment, power=target, alpha=alpha, ratio=ratio, n_max=cap)
+            for target in targets]
+
+
+def exact_powers_at(test: str, p_control: float, p_treatment: float, ns: Sequence[int], alpha: float,
+                    ratio: float) -> list[float]:
+    return [_exact_point(test, p_control, p_treatment, int(n), n_treatment_for(int(n), ratio), alpha) for n in ns]
+
+
+# Calls that the sizes after the first reaching the target (every one to the horizon) are cut into.
+HORIZON_PIECES = 8
+
+
+def parallel_scans(jobs: Sequence[tuple], *, n_jobs: int, backend: str, scheduler: str | None) -> list[list[ExactScan]]:
+    """:func:`exact_scan` of every ``(test, p_control, p_treatment, targets, alpha, ratio, cap)`` job and target, on
+    the workers: the approaches to each target (one call per job), then every job's horizon sizes in pieces of
+    about equal work. The same scans as one :func:`exact_scan` per target (each keeps only its own sizes)."""
+    approached = map_calls(approach_targets, jobs, n_jobs=n_jobs, backend=backend, scheduler=scheduler)
+    needed = []
+    for (test, p_c, p_t, targets, alpha, ratio, cap), found in zip(jobs, approached):
+        known = set().union(*(seen for seen, _ in found))
+        sizes = sorted({n for _, n_first in found for n in horizon_sizes(n_first, cap)} - known)
+        needed.append(sizes)
+    total = sum(sum(ns) for ns in needed)
+    pieces = [(j, part) for j, ns in enumerate(needed)  # a job's share of the pieces follows its share of the work
+              for part in balanced(ns, max(1, round(HORIZON_PIECES * sum(ns) / total)) if total else 1)]
+    values = map_calls(exact_powers_at, [(jobs[j][0], jobs[j][1], jobs[j][2], ns, jobs[j][4], jobs[j][5]) for j, ns in pieces],
+                       n_jobs=n_jobs, backend=backend, scheduler=scheduler)
+    computed: list[dict[int, float]] = [{} for _ in jobs]
+    for (j, ns), ps in zip(pieces, values):
+        computed[j].update(zip(ns, ps))
+    out = []
+    for job, found, pool in zip(jobs, approached, computed):
+        for seen, _ in found:
+            pool.update(seen)
+        out.append([finish_scan(dict(seen) | {n: pool[n] for n in horizon_sizes(n_first, job[6])}, target, n_first)
+                    for target, (seen, n_first) in zip(job[3], found)])
+    return out
+
+
+_NONE = dict(n_first=None, n_stable=None, n_low=None, n_high=None)
+
+
+def _size_limit_binds(test: str, cap: int, ratio: float) -> bool:
+    limit = tests.get(test).max_n
+    return limit is not None and max(cap + 1, n_treatment_for(cap + 1, ratio)) > limit  # the test's size limit sets cap
+
+
+def _exact_unscanned(model, endpoint: str, test: str, ratio: float, cap: int, common: dict) -> SampleSizeResult | None:
+    """The exact answer when no scan is needed (equal rates; a size limit far below the need), else None."""
+    p_control, p_treatment = _rates(model, endpoint)
+    common = common | dict(p_control=p_control, p_treatment=p_treatment)
     limit = tests.get(test).max_n
     n_analytic = common["n_analytic"]
-    if rates.p_control == rates.p_treatment:
-        return SampleSizeResult(**common, method="exact", reachable=False, **none, horizon=None, power_at_n=math.nan,
+    if p_control == p_treatment:
+        return SampleSizeResult(**common, method="exact", reachable=False, **_NONE, horizon=None, power_at_n=math.nan,
                                 power_at_n_se=math.nan, note="The endpoint's rate is the same in both arms: no n reaches "
                                                              "the target (power is the type I error).")
-    binds = limit is not None and max(cap + 1, n_treatment_for(cap + 1, ratio)) > limit  # the test's size limit sets cap
-    if binds and n_analytic is not None and n_analytic > 1.2 * cap:
-        return SampleSizeResult(**common, method="exact", reachable=False, **none, horizon=None, power_at_n=math.nan,
+    if _size_limit_binds(test, cap, ratio) and n_analytic is not None and n_analytic > 1.2 * cap:
+        return SampleSizeResult(**common, method="exact", reachable=False, **_NONE, horizon=None, power_at_n=math.nan,
                                 power_at_n_se=math.nan,
                                 note=f"{test_label(test)} runs for arms of up to {limit} patients (its size limit in the "
                                      f"test registry), here at most {sizes(cap, n_treatment_for(cap, ratio))}, well below the "
                                      f"normal approximation's {sizes(n_analytic, n_treatment_for(n_analytic, ratio))}; another "
                                      "test's exact n does not bound it (two-sided tests spend alpha differently, and none "
                                      "is uniformly the more powerful).")
-    scan = exact_scan(test, rates.p_control, rates.p_treatment, power=target, alpha=model.scenario.design.alpha,
-                      ratio=ratio, n_max=cap)
+    return None
+
+
+def _exact_scanned(model, endpoint: str, test: str, ratio: float, cap: int, common: dict, scan: ExactScan) -> SampleSizeResult:
+    """The exact answer from the pair's scan for this target."""
+    p_control, p_treatment = _rates(model, endpoint)
+    common = common | dict(p_control=p_control, p_treatment=p_treatment)
+    none, limit, binds = _NONE, tests.get(test).max_n, _size_limit_binds(test, cap, ratio)
     curve = pd.DataFrame({"n_per_arm": scan.n, "power": scan.power})
     if scan.n_first is None:
         return SampleSizeResult(**common, method="exact", reachable=False, **none, horizon=scan.horizon,
