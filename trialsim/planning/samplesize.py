@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, field
-from functools import lru_cache
 from typing import Collection, Sequence
 
 import numpy as np
@@ -121,7 +120,7 @@ def scan_start(test: str, p_control: float, p_treatment: float, *, power: float,
     n = math.floor(two_proportions_sample_size_normal(p_control, p_treatment, power=lower, alpha=alpha, ratio=ratio))
     if n <= n_min + 10:
         return n_min
-    if _exact_point(test, p_control, p_treatment, n, n_treatment_for(n, ratio), alpha) > power - START_MARGIN:
+    if exact_power(test, p_control, p_treatment, n, n_treatment_for(n, ratio), alpha=alpha) > power - START_MARGIN:
         return n_min
     return n
 
@@ -145,7 +144,7 @@ def exact_scan(test: str, p_control: float, p_treatment: float, *, power: float,
     seen, n_first = scan_to_target(test, p_control, p_treatment, power=power, alpha=alpha, ratio=ratio, n_max=n_max,
                                    n_min=n_min, start=start)
     for n in horizon_sizes(n_first, n_max, horizon_factor):
-        seen[n] = _exact_point(test, p_control, p_treatment, n, n_treatment_for(n, ratio), alpha)
+        seen[n] = exact_power(test, p_control, p_treatment, n, n_treatment_for(n, ratio), alpha=alpha)
     return finish_scan(seen, power, n_first)
 
 
@@ -154,7 +153,7 @@ def scan_to_target(test: str, p_control: float, p_treatment: float, *, power: fl
     """The first part of :func:`exact_scan`: the sizes computed up to the first reaching ``power`` (None: not by
     ``n_max``), as ``{n: power}``."""
     def at(n: int) -> float:
-        return _exact_point(test, p_control, p_treatment, n, n_treatment_for(n, ratio), alpha)
+        return exact_power(test, p_control, p_treatment, n, n_treatment_for(n, ratio), alpha=alpha)
 
     def stride(n: int) -> int:
         return 1 if n < STRIDE_FROM else max(1, n // STRIDE_DIVISOR)
@@ -199,11 +198,6 @@ def finish_scan(seen: dict[int, float], power: float, n_first: int | None) -> Ex
         if n_stable > n_all[-1]:  # below the target at the horizon itself: no stable n within it
             n_stable = None
     return ExactScan(n_all, p_all, power, n_first, n_stable)
-
-
-@lru_cache(maxsize=65536)  # scans for several targets share their sizes
-def _exact_point(test: str, p_control: float, p_treatment: float, n_control: int, n_treatment: int, alpha: float) -> float:
-    return exact_power(test, p_control, p_treatment, n_control, n_treatment, alpha=alpha)
 
 
 @dataclass(frozen=True)
