@@ -107,11 +107,12 @@ def simulate_trials(scenario: Scenario, n_sims: int, *, streams: Streams, keep_p
     fu = scenario.follow_up
     event = model.section(fu.death_event).event_values(ctx.latent[fu.death_event]) if fu.death_event else None
     follow = draw_follow_up(fu, ctx, event, streams=streams)
-    flow_batch = None
+    flow_batch = arm_order = None
     if scenario.flow is None:
         status = Status(attended=~follow.died & ~follow.misses_visit, died=follow.died)
     else:
-        status, flow_batch = _through_flow(scenario, model, ctx, follow, streams=streams, event_log=event_log)
+        arm_order = ArmOrder(treated)  # the flow's per-arm rows <-> positions, sorted once per block
+        status, flow_batch = _through_flow(scenario, model, ctx, follow, arm_order, streams=streams, event_log=event_log)
     observed: dict[str, np.ndarray] = {}
     for cid in model.order:
         observed.update(model.section(cid).observe(cid, ctx, ctx.latent[cid], status))
@@ -120,12 +121,13 @@ def simulate_trials(scenario: Scenario, n_sims: int, *, streams: Streams, keep_p
     stats, estimates = analyse(model, observed, split, covariates=covariates)
     flow = None if flow_batch is None else {k: np.asarray(v, dtype=float) for k, v in flow_batch.per_trial().items()}
     patients = PatientTable(covariates, treated, ctx.latent, follow, status, observed) if keep_patients else None
-    assessed = None if flow_batch is None else to_positions(flow_batch.t_visit, treated, np.nan)
+    looks = scenario.interim is not None or scenario.safety is not None
+    assessed = arm_order.to_positions(flow_batch.t_visit, np.nan) if looks and flow_batch is not None else None
     interim = safety = None
     if scenario.interim is not None:
         interim = analyse_looks(model, observed, split, scenario.interim, assessed)
         if flow_batch is not None:
-            enrolled_at = to_positions(flow_batch.t_enrolled, treated, np.nan) / DAYS_PER_MONTH
+            enrolled_at = arm_order.to_positions(flow_batch.t_enrolled, np.nan) / DAYS_PER_MONTH
             interim.enrolled = (enrolled_at[None, :, :] <= interim.months[:, :, None]).sum(axis=-1).astype(float)
     if scenario.safety is not None:
         safety = count_looks(model, observed, split, scenario.safety, assessed)
@@ -308,7 +310,8 @@ def arm_estimates(eps: tuple[Analysed, ...], control: np.ndarray, treatment: np.
 
 
 # ------------------------------------------------------------------------------------------- flow
-def _through_flow(scenario: Scenario, model: Model, ctx: PatientContext, follow: FollowUpDraws, *, streams: Streams,
+def _through_flow(scenario: Scenario, model: Model, ctx: PatientContext, follow: FollowUpDraws, arm_order: "ArmOrder", *,
+                  streams: Streams,
                   event_log: bool) -> tuple[Status, FlowBatch]:
     """The SimPy flow on the allocated patients: who is enrolled, seen at the visit, has the procedure.
 
@@ -327,31 +330,36 @@ def _through_flow(scenario: Scenario, model: Model, ctx: PatientContext, follow:
     per_position = {"stay_days": stay["stay_days"], "event_day": day, "event_extra_days": stay["event_extra_days"],
                     "died": follow.died.astype(float), "death_day": follow.death_day}
     treated = ctx.treated
-    order_c = np.argsort(treated, axis=1, kind="stable")  # control positions first, in position order
-    order_t = np.argsort(~treated, axis=1, kind="stable")
     outcomes = {arm: {k: np.take_along_axis(v, order, axis=1) for k, v in per_position.items()}
-                for arm, order in (("control", order_c), ("treatment", order_t))}
+                for arm, order in (("control", arm_order.control), ("treatment", arm_order.treatment))}
     p_procedure = next((p for c in model.order if (p := model.section(c).visit_procedure_missing()) is not None), 0.0)
     batch = simulate_flow(scenario.flow, n_control=d.n_control, n_treatment=d.n_treatment, outcomes=outcomes,
                           p_missing_visit=fu.p_missing_visit, p_missing_procedure=p_procedure, is_treatment=treated,
                           rng=streams("flow"), event_log=event_log)
 
-    enrolled = to_positions(batch.enrolled, treated, False)
-    status = Status(attended=to_positions(batch.visit_attended, treated, False) & ~follow.died,
+    enrolled = arm_order.to_positions(batch.enrolled, False)
+    status = Status(attended=arm_order.to_positions(batch.visit_attended, False) & ~follow.died,
                     died=follow.died & enrolled, enrolled=enrolled,
-                    procedure_done=to_positions(batch.procedure_done, treated, False))
+                    procedure_done=arm_order.to_positions(batch.procedure_done, False))
     return status, batch
 
 
-def to_positions(by_arm: dict[str, np.ndarray], treated: np.ndarray, fill) -> np.ndarray:
-    """Per-arm rows of the flow (the k-th patient of an arm is its row k) back to enrolment positions."""
-    order_c = np.argsort(treated, axis=1, kind="stable")  # control positions first, in position order
-    order_t = np.argsort(~treated, axis=1, kind="stable")
-    out = np.full(treated.shape, fill, dtype=np.result_type(by_arm["control"], type(fill)))
-    n_c = (~treated).sum(axis=1, keepdims=True)
-    k = np.arange(treated.shape[1])[None, :]
-    np.put_along_axis(out, order_c, np.where(k < n_c, by_arm["control"], fill), axis=1)
-    in_t = np.take_along_axis(treated, order_t, axis=1)
-    current = np.take_along_axis(out, order_t, axis=1)
-    np.put_along_axis(out, order_t, np.where(in_t, by_arm["treatment"], current), axis=1)
-    return out
+class ArmOrder:
+    """Each trial's enrolment positions sorted by arm (stable): ``control`` lists the control positions first, in
+    position order, ``treatment`` the treatment positions first. Built once per block; the flow's per-arm rows
+    (the k-th patient of an arm is its row k) go back to positions with :meth:`to_positions`."""
+
+    def __init__(self, treated: np.ndarray):
+        self.treated = treated
+        self.control = np.argsort(treated, axis=1, kind="stable")
+        self.treatment = np.argsort(~treated, axis=1, kind="stable")
+        self.n_control = (~treated).sum(axis=1, keepdims=True)
+        self.in_treatment = np.take_along_axis(treated, self.treatment, axis=1)
+
+    def to_positions(self, by_arm: dict[str, np.ndarray], fill) -> np.ndarray:
+        out = np.full(self.treated.shape, fill, dtype=np.result_type(by_arm["control"], type(fill)))
+        k = np.arange(self.treated.shape[1])[None, :]
+        np.put_along_axis(out, self.control, np.where(k < self.n_control, by_arm["control"], fill), axis=1)
+        current = np.take_along_axis(out, self.treatment, axis=1)
+        np.put_along_axis(out, self.treatment, np.where(self.in_treatment, by_arm["treatment"], current), axis=1)
+        return out

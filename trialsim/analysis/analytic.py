@@ -104,12 +104,19 @@ def t_test_sample_size(effect_size: float, *, power: float, alpha: float = 0.05,
     def reaches(n: int) -> bool:
         return t_test_power(effect_size, n, _treatment_size(n, ratio), alpha=alpha) >= power
 
-    lo = 2
-    if reaches(lo):
-        return lo
-    hi = 4
+    return smallest_reaching(reaches)
+
+
+def smallest_reaching(reaches, n_max: float = math.inf, n_min: int = 2) -> int | None:
+    """The smallest integer n in [n_min, n_max] with ``reaches(n)``, for a monotone ``reaches`` (None if none):
+    doubling from ``n_min``, then bisection."""
+    if reaches(n_min):
+        return n_min
+    lo, hi = n_min, n_min * 2
     while not reaches(hi):
-        lo, hi = hi, hi * 2
+        if hi >= n_max:
+            return None
+        lo, hi = hi, min(hi * 2, n_max)
     while hi - lo > 1:  # invariant: reaches(hi) and not reaches(lo)
         mid = (lo + hi) // 2
         lo, hi = (lo, mid) if reaches(mid) else (mid, hi)

@@ -240,13 +240,16 @@ def _fisher_run(x_control, x_treatment, alpha: float) -> TrialStats:
 
 
 def register_binary(name: str, label: str, table_builder, *, reference: str = "", direct=None, max_n: int | None = None,
-                    estimand: str = "risk_difference", run: Callable[..., TrialStats] | None = None) -> TestSpec:
+                    estimand: str = "risk_difference", run: Callable[..., TrialStats] | None = None, region=None,
+                    disk_cache: bool = False) -> TestSpec:
     """Register a binary test defined by its p-value table (one per pair of analysable sizes).
 
     Its estimate is the risk difference with Newcombe's interval unless ``run`` (with ``estimand``)
-    gives the test its own.
+    gives the test its own. ``direct``, ``region`` and ``disk_cache``: see
+    :func:`trialsim.analysis.binary.register_table_test` (a test with a slow table builder gives a
+    region builder and keeps both on disk, as Boschloo does).
     """
-    binary.register_table_test(name, table_builder, direct)
+    binary.register_table_test(name, table_builder, direct, region=region, disk_cache=disk_cache)
     return register(TestSpec(name, label, ("binary",), run or _binary_runner(name), estimand, reference,
                              exact_power=_binary_exact(name), max_n=max_n))
 
@@ -259,6 +262,7 @@ register_binary("fisher", "Fisher exact", binary.fisher_table, direct=binary.fis
                 estimand="log_odds_ratio", run=_fisher_run,
                 reference="Fisher RA (1935) The logic of inductive inference. J R Stat Soc 98:39-82")
 register_binary("boschloo", "Boschloo exact", binary.boschloo_table, direct=binary.boschloo_direct, max_n=BOSCHLOO_MAX_N,
+                region=binary.boschloo_region, disk_cache=True,
                 reference="Boschloo RD (1970) Raised conditional level of significance for the 2x2-table. Stat Neerl 24:1-9")
 register_binary("chi2", "Chi-square (z)", binary.chi2_table, direct=binary.chi2_pvalues,
                 reference="Pearson K (1900) Philos Mag 50:157-175")

@@ -254,7 +254,7 @@ def cmd_curves(args) -> int:
                 if swept is not None:
                     ignored = swept.pop("ignored")
                     ranges = swept
-                    print(f"Ranges from the config's [sweep]" + (f" (not shown: {', '.join(ignored)})" if ignored else ""))
+                    print("Ranges from the config's [sweep]" + (f" (not shown: {', '.join(ignored)})" if ignored else ""))
             if any(v is not None for v in ranges.values()):
                 frame = power_ranges(scenario, endpoint=args.endpoint, test=args.test, **ranges,
                                      n_sims=args.sims or CURVE_SIMS, seed=args.seed, n_jobs=_jobs(args, scenario),

@@ -7,7 +7,7 @@ marked ASSUMPTION are planning values without a direct source.
 from __future__ import annotations
 
 import datetime
-from typing import Annotated, Literal
+from typing import Annotated
 
 from pydantic import BeforeValidator, Field, field_validator, model_validator
 

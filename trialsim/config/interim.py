@@ -12,6 +12,7 @@ from typing import Literal
 from pydantic import Field, field_validator, model_validator
 
 from trialsim.config.base import StrictModel
+from trialsim.config.bayes import PRIOR_MAX, PRIOR_MIN
 
 MAX_LOOKS = 10
 # Efficacy boundary kinds (keys of trialsim.decide.sequential.EFFICACY): Lan-DeMets spending functions and
@@ -126,6 +127,6 @@ class SafetyConfig(StrictModel):
     @field_validator("prior_treatment", "prior_control")
     @classmethod
     def _prior(cls, v):
-        if len(v) != 2 or any(not 0.01 <= x <= 10_000 for x in v):
-            raise ValueError(f"a Beta prior is [a, b] with each within [0.01, 10000], got {v}")
+        if len(v) != 2 or any(not PRIOR_MIN <= x <= PRIOR_MAX for x in v):
+            raise ValueError(f"a Beta prior is [a, b] with each within [{PRIOR_MIN:g}, {PRIOR_MAX:g}], got {v}")
         return v

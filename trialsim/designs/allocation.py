@@ -89,7 +89,8 @@ def register(scheme: Scheme) -> Scheme:
     return ALLOCATION_SCHEMES.register(scheme.name, scheme)
 
 
-def _always(config, n_control, n_treatment) -> bool:
+def always(config, n_control, n_treatment) -> bool:
+    """A `fixed_sizes` predicate: every trial has exactly the target arm sizes."""
     return True
 
 
@@ -101,11 +102,11 @@ def _blocks_fill_exactly(config: AllocationConfig, n_control: int, n_treatment: 
 register(Scheme("sequential", "sequential (first patients control, then treatment; not randomised)", False,
                 lambda config, *, n_trials, n_control, n_treatment, covariates=None, rng=None:
                 sequential(np.arange(n_control + n_treatment), n_trials=n_trials, n_control=n_control, n_treatment=n_treatment),
-                _always))
+                always))
 register(Scheme("alternating", "alternating (not randomised)", False,
                 lambda config, *, n_trials, n_control, n_treatment, covariates=None, rng=None:
                 alternating(np.arange(n_control + n_treatment), n_trials=n_trials, n_control=n_control, n_treatment=n_treatment),
-                _always))
+                always))
 register(Scheme("permuted_block", "randomised, permuted blocks", True,
                 lambda config, *, n_trials, n_control, n_treatment, covariates=None, rng:
                 permuted_block(np.arange(n_control + n_treatment), n_trials=n_trials, block_size=config.block_size,

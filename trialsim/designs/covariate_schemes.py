@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 
 from trialsim.config.schema import AllocationConfig
-from trialsim.designs.allocation import Scheme, register
+from trialsim.designs.allocation import Scheme, always, register
 from trialsim.rng import patient_draws
 
 
@@ -186,10 +186,6 @@ def _never(config: AllocationConfig, n_control: int, n_treatment: int) -> bool:
     return False
 
 
-def _always(config: AllocationConfig, n_control: int, n_treatment: int) -> bool:
-    return True
-
-
 register(Scheme("stratified_block", "randomised, permuted blocks within strata", True,
                 lambda config, *, n_trials, n_control, n_treatment, covariates, rng, strata:
                 stratified_block(covariates, strata, n_trials=n_trials, n_patients=n_control + n_treatment,
@@ -203,4 +199,4 @@ register(Scheme("minimisation", "minimisation (Pocock-Simon) over baseline covar
 register(Scheme("selected", "selected by the surgeons on baseline risk (not randomised)", False,
                 lambda config, *, n_trials, n_control, n_treatment, covariates, rng, strata, score:
                 selected(score, n_treatment=n_treatment, odds_ratio=config.selection_odds_ratio, rng=rng),
-                _always, uses_covariates=True, uses_score=True))
+                always, uses_covariates=True, uses_score=True))

@@ -2,9 +2,11 @@
 
 * :mod:`~trialsim.engine.runner`: :func:`run_specs` (blocks over workers, folded in block order) and
   :func:`simulate_block`, the unit of work;
-* :mod:`~trialsim.engine.backends`: in-process, joblib (loky, threads) and Dask, pools reused;
+* :mod:`~trialsim.engine.backends`: in-process, joblib (loky, threads) and Dask, pools reused; :func:`map_calls`
+  for exact work that is not simulated blocks;
 * :mod:`~trialsim.engine.memory`: block size and workers from a memory budget;
 * :mod:`~trialsim.engine.rundir`: the run folder (lock, manifest, checksummed checkpoints, atomic files).
+* :mod:`~trialsim.engine.malloc`: glibc's allocator set to reuse freed arrays within a task.
 """
 from trialsim.engine.backends import BACKENDS, close_backends, dask_client, map_calls
 from trialsim.engine.memory import DEFAULT_BLOCK_SIZE, Layout, MemoryBudgetError, blocks_per_task, plan_layout, trial_bytes

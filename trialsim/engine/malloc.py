@@ -38,14 +38,15 @@ def tune_malloc() -> bool:
     ok = False
     if sys.platform.startswith("linux") and os.environ.get(ENV_SWITCH, "1") != "0":
         try:
-            mallopt = ctypes.CDLL("libc.so.6").mallopt
+            libc = ctypes.CDLL("libc.so.6")
+            mallopt, trim = libc.mallopt, libc.malloc_trim
         except (OSError, AttributeError):  # not glibc (musl has no mallopt)
-            mallopt = None
+            mallopt = trim = None
         if mallopt is not None:
             mallopt.argtypes = (ctypes.c_int, ctypes.c_int)
             ok = mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD) == 1 and mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD) == 1
             if ok:
-                _state["trim"] = ctypes.CDLL("libc.so.6").malloc_trim
+                _state["trim"] = trim
     _state["done"] = ok
     return ok
 

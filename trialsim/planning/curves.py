@@ -32,6 +32,7 @@ from trialsim.planning.model import (
     effect_values,
     exact_available,
     exact_power,
+    exact_powers,
     key_pairs,
     n_treatment_for,
     reduced,
@@ -125,12 +126,13 @@ def power_vs_n(scenario: Scenario, *, pairs: Sequence[Pair] | None = None, n_val
             jobs.append(Job(a.name, test, tuple(size_point(n, n_treatment_for(n, ratio)) for n in ns)))
             sim.append((a, test, ns))
     # exact series on the workers, each cut into pieces of about equal work (larger sizes cost more)
-    pieces = [(test, r.p_control, r.p_treatment, tuple(chunk), ratio, d.alpha)
-              for a, test, r, ns in exact for chunk in balanced(ns, EXACT_PIECES)]
-    powers = iter(map_calls(exact_powers, pieces, n_jobs=n_jobs, backend=cc.run.backend, scheduler=cc.run.scheduler))
-    for a, test, r, ns in exact:
-        values = [p for _ in balanced(ns, EXACT_PIECES) for p in next(powers)]
-        rows += [_base(a, test) | {"n_per_arm": n} | exact_row(p) for n, p in zip(ns, values)]
+    pieces = [(i, chunk) for i, (_, _, _, ns) in enumerate(exact) for chunk in balanced(ns, EXACT_PIECES)]
+    powers = map_calls(exact_powers, [(exact[i][1], exact[i][2].p_control, exact[i][2].p_treatment, chunk, ratio, d.alpha)
+                                      for i, chunk in pieces],
+                       n_jobs=n_jobs, backend=cc.run.backend, scheduler=cc.run.scheduler)
+    for (i, chunk), values in zip(pieces, powers):  # pieces in series order: rows as one call per series gave
+        a, test = exact[i][:2]
+        rows += [_base(a, test) | {"n_per_arm": n} | exact_row(p) for n, p in zip(chunk, values)]
     done = rejections(cc, jobs, n_sims=n_sims, seed=seed, n_jobs=n_jobs, progress=progress) if jobs else []
     for (a, test, ns), r in zip(sim, done):
         rows += [_base(a, test) | {"n_per_arm": n} | mc_row(r[:, j]) for j, n in enumerate(ns)]
@@ -140,12 +142,6 @@ def power_vs_n(scenario: Scenario, *, pairs: Sequence[Pair] | None = None, n_val
 
 
 EXACT_PIECES = 4  # calls per exact series in power_vs_n
-
-
-def exact_powers(test: str, p_control: float, p_treatment: float, ns: Sequence[int], ratio: float,
-                 alpha: float) -> list[float]:
-    """Exact power of ``test`` at each control size of ``ns`` (treatment ``n_treatment_for(n, ratio)``)."""
-    return [exact_power(test, p_control, p_treatment, int(n), n_treatment_for(int(n), ratio), alpha=alpha) for n in ns]
 
 
 def effect_grid(axis: EffectAxis, points: int, *, linear: bool) -> list[float]:

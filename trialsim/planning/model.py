@@ -158,6 +158,13 @@ def exact_power(test: str, p_control: float, p_treatment: float, n_control: int,
     return float(tests.get(test).exact_power(p_control, p_treatment, n_control, n_treatment, alpha, p_missing))
 
 
+def exact_powers(test: str, p_control: float, p_treatment: float, ns: Sequence[int], ratio: float,
+                 alpha: float) -> list[float]:
+    """Exact power of ``test`` at each control size of ``ns`` (treatment ``n_treatment_for(n, ratio)``): one call of
+    exact work for the workers (:func:`trialsim.engine.map_calls`)."""
+    return [exact_power(test, p_control, p_treatment, int(n), n_treatment_for(int(n), ratio), alpha=alpha) for n in ns]
+
+
 def exact_power_enrolled(test: str, rates: BinaryRates, n_control: int, n_treatment: int, *, alpha: float) -> float:
     """Exact power at enrolled sizes, mixing over the Binomial number analysable in each arm."""
     return exact_power(test, rates.p_control, rates.p_treatment, n_control, n_treatment, alpha=alpha,

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, field
-from functools import lru_cache
 from typing import Collection, Sequence
 
 import numpy as np
@@ -44,6 +43,7 @@ from trialsim.planning.model import (
     exact_available,
     balanced,
     exact_power,
+    exact_powers,
     inflate,
     n_treatment_for,
     resolve_seed,
@@ -120,7 +120,7 @@ def scan_start(test: str, p_control: float, p_treatment: float, *, power: float,
     n = math.floor(two_proportions_sample_size_normal(p_control, p_treatment, power=lower, alpha=alpha, ratio=ratio))
     if n <= n_min + 10:
         return n_min
-    if _exact_point(test, p_control, p_treatment, n, n_treatment_for(n, ratio), alpha) > power - START_MARGIN:
+    if exact_power(test, p_control, p_treatment, n, n_treatment_for(n, ratio), alpha=alpha) > power - START_MARGIN:
         return n_min
     return n
 
@@ -144,7 +144,7 @@ def exact_scan(test: str, p_control: float, p_treatment: float, *, power: float,
     seen, n_first = scan_to_target(test, p_control, p_treatment, power=power, alpha=alpha, ratio=ratio, n_max=n_max,
                                    n_min=n_min, start=start)
     for n in horizon_sizes(n_first, n_max, horizon_factor):
-        seen[n] = _exact_point(test, p_control, p_treatment, n, n_treatment_for(n, ratio), alpha)
+        seen[n] = exact_power(test, p_control, p_treatment, n, n_treatment_for(n, ratio), alpha=alpha)
     return finish_scan(seen, power, n_first)
 
 
@@ -153,7 +153,7 @@ def scan_to_target(test: str, p_control: float, p_treatment: float, *, power: fl
     """The first part of :func:`exact_scan`: the sizes computed up to the first reaching ``power`` (None: not by
     ``n_max``), as ``{n: power}``."""
     def at(n: int) -> float:
-        return _exact_point(test, p_control, p_treatment, n, n_treatment_for(n, ratio), alpha)
+        return exact_power(test, p_control, p_treatment, n, n_treatment_for(n, ratio), alpha=alpha)
 
     def stride(n: int) -> int:
         return 1 if n < STRIDE_FROM else max(1, n // STRIDE_DIVISOR)
@@ -198,11 +198,6 @@ def finish_scan(seen: dict[int, float], power: float, n_first: int | None) -> Ex
         if n_stable > n_all[-1]:  # below the target at the horizon itself: no stable n within it
             n_stable = None
     return ExactScan(n_all, p_all, power, n_first, n_stable)
-
-
-@lru_cache(maxsize=65536)  # scans for several targets share their sizes
-def _exact_point(test: str, p_control: float, p_treatment: float, n_control: int, n_treatment: int, alpha: float) -> float:
-    return exact_power(test, p_control, p_treatment, n_control, n_treatment, alpha=alpha)
 
 
 @dataclass(frozen=True)
@@ -486,25 +481,27 @@ def sample_sizes(
         cap = control_cap(t, n_max, ratio)
         if exact_available(model, a.name, t):
             scanned = []
+            rates = binary_rates(model, a.name)
+            p_c, p_t = rates.p_control, rates.p_treatment
             for target in targets:
                 an = analytic_sample_size(model, a.name, t, power=target, ratio=ratio, moments=None)
-                common = base(a, t, target, an, cap)
-                early = _exact_unscanned(model, a.name, t, ratio, cap, common)
+                common = base(a, t, target, an, cap) | dict(p_control=p_c, p_treatment=p_t)
+                early = _exact_unscanned(t, ratio, cap, common)
                 if early is not None:
                     results[(a.name, t, target)] = early
                 else:
                     scanned.append((target, common))
             if scanned:
-                scans.append((a.name, t, cap, scanned))
+                scans.append((a.name, t, cap, p_c, p_t, scanned))
         else:
             searched.append((a, t, cap))
     # exact scans, one call per pair (its targets share their sizes), spread over the workers
-    done = parallel_scans([(t, *_rates(model, name), tuple(target for target, _ in scanned), alpha, ratio, cap)
-                           for name, t, cap, scanned in scans],
+    done = parallel_scans([(t, p_c, p_t, tuple(target for target, _ in scanned), alpha, ratio, cap)
+                           for _, t, cap, p_c, p_t, scanned in scans],
                           n_jobs=n_jobs, backend=scenario.run.backend, scheduler=scenario.run.scheduler)
-    for (name, t, cap, scanned), pair_scans in zip(scans, done):
+    for (name, t, cap, _, _, scanned), pair_scans in zip(scans, done):
         for (target, common), scan in zip(scanned, pair_scans):
-            results[(name, t, target)] = _exact_scanned(model, name, t, ratio, cap, common, scan)
+            results[(name, t, target)] = _exact_scanned(t, ratio, cap, common, scan)
     if searched:
         cc = complete_case(scenario)
         cc_model = build_model(cc)
@@ -534,21 +531,11 @@ def control_cap(test: str, n_max: int, ratio: float = 1.0) -> int:
     return n
 
 
-def _rates(model, endpoint: str) -> tuple[float, float]:
-    rates = binary_rates(model, endpoint)
-    return rates.p_control, rates.p_treatment
-
-
 def approach_targets(test: str, p_control: float, p_treatment: float, targets: Sequence[float], alpha: float,
                      ratio: float, cap: int) -> list[tuple[dict[int, float], int | None]]:
     """:func:`scan_to_target` for each target power (in one process, so the targets share computed sizes)."""
     return [scan_to_target(test, p_control, p_treatment, power=target, alpha=alpha, ratio=ratio, n_max=cap)
             for target in targets]
-
-
-def exact_powers_at(test: str, p_control: float, p_treatment: float, ns: Sequence[int], alpha: float,
-                    ratio: float) -> list[float]:
-    return [_exact_point(test, p_control, p_treatment, int(n), n_treatment_for(int(n), ratio), alpha) for n in ns]
 
 
 # Calls that the sizes after the first reaching the target (every one to the horizon) are cut into.
@@ -560,15 +547,12 @@ def parallel_scans(jobs: Sequence[tuple], *, n_jobs: int, backend: str, schedule
     the workers: the approaches to each target (one call per job), then every job's horizon sizes in pieces of
     about equal work. The same scans as one :func:`exact_scan` per target (each keeps only its own sizes)."""
     approached = map_calls(approach_targets, jobs, n_jobs=n_jobs, backend=backend, scheduler=scheduler)
-    needed = []
-    for (test, p_c, p_t, targets, alpha, ratio, cap), found in zip(jobs, approached):
-        known = set().union(*(seen for seen, _ in found))
-        sizes = sorted({n for _, n_first in found for n in horizon_sizes(n_first, cap)} - known)
-        needed.append(sizes)
+    needed = [sorted({n for _, n_first in found for n in horizon_sizes(n_first, job[6])} - set().union(*(s for s, _ in found)))
+              for job, found in zip(jobs, approached)]  # horizon sizes no approach computed
     total = sum(sum(ns) for ns in needed)
     pieces = [(j, part) for j, ns in enumerate(needed)  # a job's share of the pieces follows its share of the work
               for part in balanced(ns, max(1, round(HORIZON_PIECES * sum(ns) / total)) if total else 1)]
-    values = map_calls(exact_powers_at, [(jobs[j][0], jobs[j][1], jobs[j][2], ns, jobs[j][4], jobs[j][5]) for j, ns in pieces],
+    values = map_calls(exact_powers, [(*jobs[j][:3], ns, jobs[j][5], jobs[j][4]) for j, ns in pieces],
                        n_jobs=n_jobs, backend=backend, scheduler=scheduler)
     computed: list[dict[int, float]] = [{} for _ in jobs]
     for (j, ns), ps in zip(pieces, values):
@@ -590,13 +574,11 @@ def _size_limit_binds(test: str, cap: int, ratio: float) -> bool:
     return limit is not None and max(cap + 1, n_treatment_for(cap + 1, ratio)) > limit  # the test's size limit sets cap
 
 
-def _exact_unscanned(model, endpoint: str, test: str, ratio: float, cap: int, common: dict) -> SampleSizeResult | None:
+def _exact_unscanned(test: str, ratio: float, cap: int, common: dict) -> SampleSizeResult | None:
     """The exact answer when no scan is needed (equal rates; a size limit far below the need), else None."""
-    p_control, p_treatment = _rates(model, endpoint)
-    common = common | dict(p_control=p_control, p_treatment=p_treatment)
     limit = tests.get(test).max_n
     n_analytic = common["n_analytic"]
-    if p_control == p_treatment:
+    if common["p_control"] == common["p_treatment"]:
         return SampleSizeResult(**common, method="exact", reachable=False, **_NONE, horizon=None, power_at_n=math.nan,
                                 power_at_n_se=math.nan, note="The endpoint's rate is the same in both arms: no n reaches "
                                                              "the target (power is the type I error).")
@@ -611,20 +593,18 @@ def _exact_unscanned(model, endpoint: str, test: str, ratio: float, cap: int, co
     return None
 
 
-def _exact_scanned(model, endpoint: str, test: str, ratio: float, cap: int, common: dict, scan: ExactScan) -> SampleSizeResult:
+def _exact_scanned(test: str, ratio: float, cap: int, common: dict, scan: ExactScan) -> SampleSizeResult:
     """The exact answer from the pair's scan for this target."""
-    p_control, p_treatment = _rates(model, endpoint)
-    common = common | dict(p_control=p_control, p_treatment=p_treatment)
-    none, limit, binds = _NONE, tests.get(test).max_n, _size_limit_binds(test, cap, ratio)
+    limit, binds = tests.get(test).max_n, _size_limit_binds(test, cap, ratio)
     curve = pd.DataFrame({"n_per_arm": scan.n, "power": scan.power})
     if scan.n_first is None:
-        return SampleSizeResult(**common, method="exact", reachable=False, **none, horizon=scan.horizon,
+        return SampleSizeResult(**common, method="exact", reachable=False, **_NONE, horizon=scan.horizon,
                                 power_at_n=float(scan.power[-1]), power_at_n_se=0.0, curve=curve,
                                 note=f"Exact power at {sizes(cap, n_treatment_for(cap, ratio))} per arm is "
                                      f"{pct(scan.power[-1], 1)}" + (f" ({test_label(test)} runs for arms of up to {limit} "
                                                                      "patients)." if binds else "."))
     if scan.n_stable is None:
-        return SampleSizeResult(**common, method="exact", reachable=False, **none, horizon=scan.horizon,
+        return SampleSizeResult(**common, method="exact", reachable=False, **_NONE, horizon=scan.horizon,
                                 power_at_n=float(scan.power[-1]), power_at_n_se=0.0, curve=curve,
                                 note=f"Exact power first reaches the target at {scan.n_first:,} per arm but is below it "
                                      f"again at the search limit of {cap:,} ({pct(scan.power[-1], 1)}).")

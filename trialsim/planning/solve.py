@@ -31,11 +31,11 @@ import pandas as pd
 from scipy import optimize, special
 
 from trialsim.analysis import registry as tests
-from trialsim.analysis.analytic import t_test_power, two_proportions_power_normal, two_proportions_sample_size_normal
-from trialsim.labels import aligned_table, fmt_n, fmt_power, num, pct, test_label
+from trialsim.analysis.analytic import smallest_reaching, t_test_power, two_proportions_power_normal, two_proportions_sample_size_normal
+from trialsim.labels import aligned_table, fmt_power, num, pct, test_label
 from trialsim.planning.analytic import ceil, positive_root
-from trialsim.planning.model import inflate, n_treatment_for
-from trialsim.planning.samplesize import control_cap, exact_scan
+from trialsim.planning.model import exact_power, inflate, n_treatment_for
+from trialsim.planning.samplesize import control_cap, exact_scan, sizes
 
 __all__ = [
     "MEAN_TESTS",
@@ -142,14 +142,14 @@ class Solution:
         lines.append(f"Solved for the {wanted}{given}: {describe_effect(self.problem, self.effect)}")
         lines.append("")
         header = ["", "n per arm", "enrol per arm", "power", effect_column(self.problem)]
-        rows = [[self.method, sizes_text(self.n_per_arm, self.n_treatment),
-                 sizes_text(self.n_enrolled, self.n_enrolled_treatment), fmt_power(self.power),
+        rows = [[self.method, sizes(self.n_per_arm, self.n_treatment),
+                 sizes(self.n_enrolled, self.n_enrolled_treatment), fmt_power(self.power),
                  effect_cell(self.problem, self.effect)]]
         a = self.approximation
         if a is not None:
             n = None if math.isnan(a.n) else ceil(a.n)
-            n_text = sizes_text(n, None if n is None else n_treatment_for(n, self.ratio))
-            rows.append([a.method, n_text, sizes_text(inflate(n, self.dropout), None if n is None else
+            n_text = sizes(n, None if n is None else n_treatment_for(n, self.ratio))
+            rows.append([a.method, n_text, sizes(inflate(n, self.dropout), None if n is None else
                                                       inflate(n_treatment_for(n, self.ratio), self.dropout)),
                          fmt_power(a.power), effect_cell(self.problem, a.effect)])
         lines += aligned_table(header, rows, right={1, 2, 3}, indent="  ")
@@ -174,12 +174,6 @@ class Solution:
 
 
 # ---------------------------------------------------------------------------------------- wording
-def sizes_text(n_control: int | None, n_treatment: int | None) -> str:
-    if n_control is None:
-        return "-"
-    return fmt_n(n_control) if n_treatment in (None, n_control) else f"{fmt_n(n_control)} + {fmt_n(n_treatment)}"
-
-
 def effect_column(problem: str) -> str:
     return {"two proportions": "treatment rate", "two means": "difference",
             "ratio of geometric means": "ratio of geometric means"}[problem]
@@ -301,8 +295,8 @@ def solve_two_proportions(p_control: float, p_treatment: float | None = None, *,
     common = dict(problem="two proportions", test=test, method="exact (all 2x2 tables)",
                   alpha=float(alpha), ratio=float(ratio), dropout=float(dropout))
 
-    def exact(p_t: float, n: int) -> float:
-        return float(spec.exact_power(pc, p_t, n, n_treatment_for(n, ratio), alpha, 0.0))
+    def exact(p_t: float, n: int) -> float:  # cached: the grid, the root search and the answer share points
+        return exact_power(test, pc, p_t, n, n_treatment_for(n, ratio), alpha=alpha)
 
     def normal(p_t: float, n: float) -> float:
         return two_proportions_power_normal(pc, p_t, n, ratio * n, alpha=alpha)
@@ -330,7 +324,7 @@ def solve_two_proportions(p_control: float, p_treatment: float | None = None, *,
             limit = f"; {spec.label} runs for arms of up to {spec.max_n} patients" if cap < n_max else ""
             reached = (f"Exact power first reaches the target at {scan.n_first:,} but is below it again at "
                        f"{scan.horizon:,}{limit}" if scan.n_first is not None else
-                       f"Exact power does not reach the target by {sizes_text(cap, n_treatment_for(cap, ratio))} per arm "
+                       f"Exact power does not reach the target by {sizes(cap, n_treatment_for(cap, ratio))} per arm "
                        f"({pct(scan.power[-1], 1)} there{limit})")
             return Solution(**common, solved_for="n_per_arm", n_per_arm=None, power=math.nan, effect=effect,
                             target_power=float(power), approximation=approx, curve=curve,
@@ -371,7 +365,7 @@ def _closest_with_power(power_at, null: float, edge: float, target: float) -> fl
     if hit is None:
         return math.nan
     inner = null if hit == 0 else float(grid[hit - 1])
-    if power_at(inner) >= target:  # the null itself cannot reach a target above alpha; guard anyway
+    if (power_at(inner) if hit == 0 else values[hit - 1]) >= target:  # the null cannot reach a target above alpha; guard anyway
         return inner
     return float(optimize.brentq(lambda v: power_at(v) - target, inner, float(grid[hit]), xtol=1e-10))
 
@@ -533,7 +527,7 @@ def _solve_means(problem: str, difference: float | None, *, sd: float, sd_treatm
             raise ValueError("the difference is 0: no size gives power above the type I error")
         n_normal = (stats.norm.isf(alpha / 2) + stats.norm.ppf(power)) ** 2 * (sd_c**2 + sd_t**2 / r) / difference**2
         approx = Approximation(n_normal, normal(difference, ceil(n_normal)), effect_of(difference), normal_method)
-        n = _smallest_n(lambda m: at(difference, m) >= power, n_max)
+        n = smallest_reaching(lambda m: at(difference, m) >= power, n_max)
         if n is None:
             return Solution(**common, solved_for="n_per_arm", n_per_arm=None, power=math.nan, effect=effect_of(difference),
                             target_power=float(power), approximation=approx,
@@ -559,21 +553,6 @@ def _continuous_root(f, n: int) -> float | None:
     if not (f(lo) < 0 <= f(hi)):
         return None
     return float(optimize.brentq(f, lo, hi, xtol=1e-10))
-
-
-def _smallest_n(reaches, n_max: int, n_min: int = 2) -> int | None:
-    """The smallest n in [n_min, n_max] with ``reaches(n)``, for a monotone ``reaches`` (None if none)."""
-    if reaches(n_min):
-        return n_min
-    lo, hi = n_min, n_min * 2
-    while not reaches(hi):
-        if hi >= n_max:
-            return None
-        lo, hi = hi, min(hi * 2, n_max)
-    while hi - lo > 1:  # reaches(hi), not reaches(lo)
-        mid = (lo + hi) // 2
-        lo, hi = (lo, mid) if reaches(mid) else (mid, hi)
-    return hi
 
 
 def _root(f) -> float:
