@@ -5,7 +5,8 @@ The processes draw no random numbers: every random quantity comes pre-drawn in a
 log. Time is in days from the trial start.
 
 Shared resources are the operating list (:class:`Theatre`, a fixed number of slots a week, first
-come first served) and the ward (:class:`Ward`, beds for trial patients). Surgery needs a slot and a
+come first served) and the ward (:class:`Ward`, beds for trial patients). A slot is taken after
+everything else that happens at the same instant (:class:`SlotTimeout`). Surgery needs a slot and a
 free bed; a readmission for an event (e.g. a leak) found after discharge is always admitted (an emergency), even
 above the bed count, and later surgeries wait for it.
 """
@@ -15,10 +16,39 @@ import bisect
 import math
 from collections import deque
 
+from simpy.core import NORMAL
+from simpy.events import Timeout
+
 ARMS = ("control", "treatment")
+LATE = NORMAL + 1  # scheduling priority of the operating slots: after every other event at the same time
 INF = math.inf
 DRAW_FIELDS = ("referral_days", "eligible", "consents", "is_treatment", "visit_offset_days", "withdraws",
                "withdrawal_fraction", "misses_visit", "misses_procedure")  # the fields of run.FlowDraws
+
+
+def slot_offsets(slots_per_week: int, first_weekday: int = 0) -> list[int]:
+    """Days of the week's operating slots counted from the weekday of day 0, sorted (Monday-Friday spread)."""
+    weekdays = [(k * 5) // slots_per_week for k in range(slots_per_week)]
+    return sorted((w - first_weekday) % 7 for w in weekdays)
+
+
+class SlotTimeout(Timeout):
+    """A timeout processed after every other event due at the same time (SimPy's Timeout at a lower priority).
+
+    The operating list waits on these, so a slot sees the ward and the waiting list after every
+    discharge, readmission and arrival of that instant, whatever order they were scheduled in: ties
+    have one meaning, the one the vectorised flow (:mod:`trialsim.flow.vectorised`) uses.
+    """
+
+    def __init__(self, env, delay: float):
+        if delay < 0:
+            raise ValueError(f"Negative delay {delay}")
+        self.env = env
+        self.callbacks = []
+        self._value = None
+        self._delay = delay
+        self._ok = True
+        env.schedule(self, LATE, delay)
 
 
 class Theatre:
@@ -36,8 +66,7 @@ class Theatre:
     __slots__ = ("env", "waiting", "idle", "_offsets", "_per_week")
 
     def __init__(self, env, slots_per_week: int, first_weekday: int = 0):
-        weekdays = [(k * 5) // slots_per_week for k in range(slots_per_week)]
-        self._offsets = sorted((w - first_weekday) % 7 for w in weekdays)
+        self._offsets = slot_offsets(slots_per_week, first_weekday)
         self._per_week = slots_per_week
         self.env = env
         self.waiting: deque = deque()  # (event, patient_id, arm) in order of readiness
@@ -73,7 +102,7 @@ def operating_list(env, trial: "Trial"):
             theatre.idle = env.event()
             yield theatre.idle
         j = max(j, theatre.first_slot(env.now))
-        yield env.timeout(theatre.slot_day(j) - env.now)
+        yield SlotTimeout(env, theatre.slot_day(j) - env.now)
         j += 1
         ready, patient_id, arm = theatre.waiting[0]
         if ward.occupied < ward.beds:
