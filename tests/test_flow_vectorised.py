@@ -109,3 +109,11 @@ def test_the_engine_gives_the_same_trials_with_either_flow_engine():
             if not isinstance(value, np.ndarray):  # interval routines and links to other statistics
                 continue
             np.testing.assert_array_equal(value, vars(b.stats[key])[field], err_msg=f"{key} {field}")
+
+
+def test_surgery_ready_the_day_of_screening_runs_in_simpy():
+    # the clock reaches a screening by a sum that can round up past referral + delay: SimPy refused the
+    # negative wait ("Negative delay -1.4e-14") before processes.until
+    flow = FlowConfig(referrals_per_month=1.0, beds=1, or_slots_per_week=1, days_referral_to_screening=3.0,
+                      days_referral_to_surgery=3.0)
+    assert_same(*both(flow, 1, 1, seed=0))

@@ -32,6 +32,12 @@ def slot_offsets(slots_per_week: int, first_weekday: int = 0) -> list[int]:
     return sorted((w - first_weekday) % 7 for w in weekdays)
 
 
+def until(env, day: float):
+    """A timeout to ``day``; no wait when ``day`` is already past by a rounding error (e.g. surgery ready the
+    day of screening, when the clock reached screening by a sum that rounded up)."""
+    return env.timeout(max(0.0, day - env.now))
+
+
 class SlotTimeout(Timeout):
     """A timeout processed after every other event due at the same time (SimPy's Timeout at a lower priority).
 
@@ -202,7 +208,7 @@ def recruitment(env, trial: Trial):
         screened = referred + delay
         if screened >= closes:
             break
-        yield env.timeout(screened - env.now)
+        yield until(env, screened)
         patient_id = k + 1
         trial.n_screened += 1
         trial.note(referred, patient_id, -1, "referred")
@@ -246,7 +252,7 @@ def patient(env, trial: Trial, patient_id: int, arm: int, index: int, position: 
     is diagnosed in hospital (``event_day <= stay_days``); a later event is a readmission at
     ``event_day`` for ``event_extra_days``. Death ends any stay and cancels what would come after it.
     """
-    yield env.timeout(ready - env.now)
+    yield until(env, ready)
     yield trial.theatre.request(patient_id, arm)  # admitted to the ward by the operating list
     t0 = env.now
     ward = trial.ward
@@ -268,13 +274,13 @@ def patient(env, trial: Trial, patient_id: int, arm: int, index: int, position: 
     else:
         trial.note(env.now, patient_id, arm, "discharged")
         if event and not event_in_hospital and event_day < death_day:
-            yield env.timeout(t0 + event_day - env.now)
+            yield until(env, t0 + event_day)
             ward.admit(env.now)
             trial.readmissions += 1
             trial.note(env.now, patient_id, arm, "event_diagnosed", "after discharge")
             trial.note(env.now, patient_id, arm, "readmitted")
             leaves = event_day + event_extra
-            yield env.timeout(t0 + min(leaves, death_day) - env.now)
+            yield until(env, t0 + min(leaves, death_day))
             ward.discharge(env.now)
             died_in_hospital = death_day <= leaves
             trial.note(env.now, patient_id, arm, "died" if died_in_hospital else "discharged",

@@ -44,8 +44,8 @@ def _slot_day(j: np.ndarray, offsets: np.ndarray, per_week: int) -> np.ndarray:
 
 
 def _after(now: np.ndarray, target: np.ndarray) -> np.ndarray:
-    """The time SimPy reaches for ``env.timeout(target - now)`` (not always ``target`` in floating point)."""
-    return now + (target - now)
+    """The time SimPy reaches waiting from ``now`` until ``target`` (processes.until; not always ``target`` in floating point)."""
+    return now + np.maximum(target - now, 0.0)
 
 
 def _recruitment(flow: FlowConfig, draws, n_max: int) -> dict[str, np.ndarray]:
