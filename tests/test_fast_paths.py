@@ -85,6 +85,16 @@ def test_sums_over_patients_equal_numpy_row_sums_bit_for_bit():
             assert got[kept].tobytes() == ref[kept].tobytes(), n
 
 
+def test_t_grid_index_equals_searchsorted():
+    grid = continuous._T_CRIT_DF
+    rng = np.random.default_rng(7)
+    df = np.concatenate([grid, np.nextafter(grid, 0), np.nextafter(grid, np.inf), 10 ** rng.uniform(0, 6.5, 100_000),
+                         rng.uniform(1, 40, 100_000), [1e7, np.inf]])
+    np.testing.assert_array_equal(continuous._crit_index(df), np.searchsorted(grid, df, side="right"))
+    odd = continuous._crit_index(np.array([np.nan, 0.5, 0.0, -1.0, -np.inf]))  # any index in range: decided apart
+    assert ((odd >= 0) & (odd <= grid.size)).all()
+
+
 @pytest.fixture(scope="module")
 def batch(default_scenario):
     """300 simulated trials of the registered design, with every patient value kept."""
