@@ -71,7 +71,7 @@ def test_sums_over_patients_equal_numpy_row_sums_bit_for_bit():
     """sum_patients repeats numpy's pairwise order on patient-major arrays: every row length up to 300, with
     NaN, infinities and negative zeros, from contiguous rows and from an arm's columns of a wider array."""
     rng = np.random.default_rng(6)
-    for n in list(range(0, 140)) + [200, 255, 256, 257, 300]:
+    for n in list(range(140)) + [200, 255, 256, 257, 300]:
         x = rng.normal(size=(3, 40, n)) * np.exp(rng.normal(size=(3, 40, n)) * 8)
         for value, p in ((np.nan, 0.05), (-0.0, 0.05), (np.inf, 0.01), (-np.inf, 0.01)):
             x[rng.random(x.shape) < p] = value
