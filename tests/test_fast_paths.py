@@ -13,7 +13,7 @@ from trialsim.analysis.continuous import mann_whitney, nan_mean, nan_median
 from trialsim.config.loader import with_values
 from trialsim.decide import decide
 from trialsim.endpoints.base import PatientContext, Status
-from trialsim.rng import Streams
+from trialsim.rng import Streams, trials_first
 from trialsim.simulate import ArmSplit, analyse, simulate_trials
 from trialsim.summarise import summarise_batch
 
@@ -226,3 +226,13 @@ def test_t_test_results_compute_pvalues_only_when_asked():
     assert res._pvalue is None
     np.testing.assert_array_equal(reject, res.pvalue <= 0.05)
     np.testing.assert_array_equal(valid, ~np.isnan(res.pvalue))
+
+
+@pytest.mark.parametrize("shape", [(3, 5), (200, 7, 3), (65, 1000, 2), (1, 1), (0, 5), (5, 0, 2), (130, 33, 2, 2)])
+@pytest.mark.parametrize("dtype", [np.float64, np.int64, np.bool_, np.float32])
+def test_blocked_transpose_of_patient_draws_equals_the_plain_copy(shape, dtype):
+    draw = (np.random.default_rng(1).random(shape) * 10).astype(dtype)
+    got, expected = trials_first(draw), np.ascontiguousarray(np.swapaxes(draw, 0, 1))
+    assert got.dtype == expected.dtype and got.shape == expected.shape and got.flags.c_contiguous
+    np.testing.assert_array_equal(got, expected)
+    np.testing.assert_array_equal(trials_first(draw[::2]), np.ascontiguousarray(np.swapaxes(draw[::2], 0, 1)))

@@ -18,6 +18,7 @@ then transposed), so the first ``n`` patients of a trial are the same whatever t
 from __future__ import annotations
 
 import hashlib
+import math
 from functools import lru_cache
 
 import numpy as np
@@ -62,7 +63,29 @@ def patient_draws(rng: np.random.Generator, method: str, n_trials: int, n_patien
     which keeps a trial's first patients fixed when its size changes (nested sample sizes).
     """
     draw = getattr(rng, method)(*args, size=(n_patients, n_trials) + extra)
-    return np.ascontiguousarray(np.swapaxes(draw, 0, 1))
+    return trials_first(draw)
+
+
+TRANSPOSE_ROWS = 64  # patients per slab of the blocked transpose
+
+
+def trials_first(draw: np.ndarray) -> np.ndarray:
+    """``draw`` of shape ``(n_patients, n_trials) + extra`` as a C-contiguous ``(n_trials, n_patients) + extra`` copy.
+
+    The same values as ``np.ascontiguousarray(np.swapaxes(draw, 0, 1))``, two to four times faster on large
+    arrays: each patient's ``extra`` values move as one opaque item, in slabs of patients small enough
+    for the cache (a plain strided copy of a large array misses the cache and TLB on every item).
+    """
+    n_patients, n_trials = draw.shape[:2]
+    extra = draw.shape[2:]
+    width = math.prod(extra)
+    if draw.size == 0 or not draw.flags.c_contiguous:
+        return np.ascontiguousarray(np.swapaxes(draw, 0, 1))
+    items = draw.reshape(n_patients, n_trials, width).view(np.dtype((np.void, draw.itemsize * width)))[..., 0]
+    out = np.empty((n_trials, n_patients), dtype=items.dtype)
+    for start in range(0, n_patients, TRANSPOSE_ROWS):
+        out[:, start:start + TRANSPOSE_ROWS] = items[start:start + TRANSPOSE_ROWS].T
+    return out.view(draw.dtype).reshape((n_trials, n_patients) + extra)
 
 
 def block_sizes(n_sims: int, block_size: int) -> list[int]:

@@ -347,7 +347,7 @@ def _through_flow(scenario: Scenario, model: Model, ctx: PatientContext, follow:
     p_procedure = next((p for c in model.order if (p := model.section(c).visit_procedure_missing()) is not None), 0.0)
     batch = simulate_flow(scenario.flow, n_control=d.n_control, n_treatment=d.n_treatment, outcomes=outcomes,
                           p_missing_visit=fu.p_missing_visit, p_missing_procedure=p_procedure, is_treatment=treated,
-                          rng=streams("flow"), event_log=event_log)
+                          rng=streams("flow"), event_log=event_log, engine=scenario.run.flow_engine)
 
     enrolled = arm_order.to_positions(batch.enrolled, False)
     status = Status(attended=arm_order.to_positions(batch.visit_attended, False) & ~follow.died,

@@ -229,7 +229,7 @@ def to_raw(scenario: Scenario) -> dict:
 def config_hash(scenario: Scenario) -> str:
     """Hash of everything that changes the numbers (not parallelism settings)."""
     raw = to_raw(scenario)
-    for key in ("n_jobs", "chunk_blocks", "backend", "scheduler", "max_memory_mb"):
+    for key in ("n_jobs", "chunk_blocks", "backend", "scheduler", "max_memory_mb", "flow_engine"):
         raw["run"].pop(key, None)
     return hashlib.sha256(json.dumps(raw, sort_keys=True).encode()).hexdigest()[:16]
 

@@ -272,6 +272,10 @@ class Run(StrictModel):
         None, min_length=1, max_length=500,
         description="Dask scheduler address (e.g. tcp://10.0.0.5:8786), only with backend = 'dask'. Not set: a local Dask cluster on 127.0.0.1 is started and closed by trialsim.",
     )
+    flow_engine: Literal["vectorised", "simpy"] = Field(
+        "vectorised",
+        description="How a [flow] is run: 'vectorised' replays its SimPy processes on arrays over all trials (bit-identical; trial 0 of every block is still run in SimPy and checked), 'simpy' runs one SimPy environment per trial (the model's definition, tens of times slower).",
+    )
     max_memory_mb: int = Field(
         2048, ge=64, le=16_777_216,
         description="Memory budget (MB) of the simulation's arrays over all workers at once, on top of each process's Python and libraries (about 150-200 MB). Picks the block size when block_size is not set, caps the workers running at once, and refuses before it starts a run that cannot fit.",

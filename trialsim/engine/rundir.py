@@ -93,7 +93,7 @@ def scenario_hash(spec: ScenarioSpec) -> str:
     """Hash of everything in a scenario that changes its numbers except the ``[run]`` section.
 
     Seed, trials and block size are manifest fields of their own; the other run settings
-    (workers, chunking, backend, scheduler, memory budget) never change a number.
+    (workers, chunking, backend, scheduler, memory budget, flow engine) never change a number.
     """
     raw = to_raw(spec.scenario)
     raw.pop("run", None)

@@ -5,7 +5,8 @@ The processes draw no random numbers: every random quantity comes pre-drawn in a
 log. Time is in days from the trial start.
 
 Shared resources are the operating list (:class:`Theatre`, a fixed number of slots a week, first
-come first served) and the ward (:class:`Ward`, beds for trial patients). Surgery needs a slot and a
+come first served) and the ward (:class:`Ward`, beds for trial patients). A slot is taken after
+everything else that happens at the same instant (:class:`SlotTimeout`). Surgery needs a slot and a
 free bed; a readmission for an event (e.g. a leak) found after discharge is always admitted (an emergency), even
 above the bed count, and later surgeries wait for it.
 """
@@ -15,10 +16,45 @@ import bisect
 import math
 from collections import deque
 
+from simpy.core import NORMAL
+from simpy.events import Timeout
+
 ARMS = ("control", "treatment")
+LATE = NORMAL + 1  # scheduling priority of the operating slots: after every other event at the same time
 INF = math.inf
 DRAW_FIELDS = ("referral_days", "eligible", "consents", "is_treatment", "visit_offset_days", "withdraws",
                "withdrawal_fraction", "misses_visit", "misses_procedure")  # the fields of run.FlowDraws
+
+
+def slot_offsets(slots_per_week: int, first_weekday: int = 0) -> list[int]:
+    """Days of the week's operating slots counted from the weekday of day 0, sorted (Monday-Friday spread)."""
+    weekdays = [(k * 5) // slots_per_week for k in range(slots_per_week)]
+    return sorted((w - first_weekday) % 7 for w in weekdays)
+
+
+def until(env, day: float):
+    """A timeout to ``day``; no wait when ``day`` is already past by a rounding error (e.g. surgery ready the
+    day of screening, when the clock reached screening by a sum that rounded up)."""
+    return env.timeout(max(0.0, day - env.now))
+
+
+class SlotTimeout(Timeout):
+    """A timeout processed after every other event due at the same time (SimPy's Timeout at a lower priority).
+
+    The operating list waits on these, so a slot sees the ward and the waiting list after every
+    discharge, readmission and arrival of that instant, whatever order they were scheduled in: ties
+    have one meaning, the one the vectorised flow (:mod:`trialsim.flow.vectorised`) uses.
+    """
+
+    def __init__(self, env, delay: float):
+        if delay < 0:
+            raise ValueError(f"Negative delay {delay}")
+        self.env = env
+        self.callbacks = []
+        self._value = None
+        self._delay = delay
+        self._ok = True
+        env.schedule(self, LATE, delay)
 
 
 class Theatre:
@@ -36,8 +72,7 @@ class Theatre:
     __slots__ = ("env", "waiting", "idle", "_offsets", "_per_week")
 
     def __init__(self, env, slots_per_week: int, first_weekday: int = 0):
-        weekdays = [(k * 5) // slots_per_week for k in range(slots_per_week)]
-        self._offsets = sorted((w - first_weekday) % 7 for w in weekdays)
+        self._offsets = slot_offsets(slots_per_week, first_weekday)
         self._per_week = slots_per_week
         self.env = env
         self.waiting: deque = deque()  # (event, patient_id, arm) in order of readiness
@@ -73,7 +108,7 @@ def operating_list(env, trial: "Trial"):
             theatre.idle = env.event()
             yield theatre.idle
         j = max(j, theatre.first_slot(env.now))
-        yield env.timeout(theatre.slot_day(j) - env.now)
+        yield SlotTimeout(env, theatre.slot_day(j) - env.now)
         j += 1
         ready, patient_id, arm = theatre.waiting[0]
         if ward.occupied < ward.beds:
@@ -173,7 +208,7 @@ def recruitment(env, trial: Trial):
         screened = referred + delay
         if screened >= closes:
             break
-        yield env.timeout(screened - env.now)
+        yield until(env, screened)
         patient_id = k + 1
         trial.n_screened += 1
         trial.note(referred, patient_id, -1, "referred")
@@ -217,7 +252,7 @@ def patient(env, trial: Trial, patient_id: int, arm: int, index: int, position: 
     is diagnosed in hospital (``event_day <= stay_days``); a later event is a readmission at
     ``event_day`` for ``event_extra_days``. Death ends any stay and cancels what would come after it.
     """
-    yield env.timeout(ready - env.now)
+    yield until(env, ready)
     yield trial.theatre.request(patient_id, arm)  # admitted to the ward by the operating list
     t0 = env.now
     ward = trial.ward
@@ -239,13 +274,13 @@ def patient(env, trial: Trial, patient_id: int, arm: int, index: int, position: 
     else:
         trial.note(env.now, patient_id, arm, "discharged")
         if event and not event_in_hospital and event_day < death_day:
-            yield env.timeout(t0 + event_day - env.now)
+            yield until(env, t0 + event_day)
             ward.admit(env.now)
             trial.readmissions += 1
             trial.note(env.now, patient_id, arm, "event_diagnosed", "after discharge")
             trial.note(env.now, patient_id, arm, "readmitted")
             leaves = event_day + event_extra
-            yield env.timeout(t0 + min(leaves, death_day) - env.now)
+            yield until(env, t0 + min(leaves, death_day))
             ward.discharge(env.now)
             died_in_hospital = death_day <= leaves
             trial.note(env.now, patient_id, arm, "died" if died_in_hospital else "discharged",

@@ -1,7 +1,9 @@
-"""Batch API of the patient flow: draw a block's random inputs at once, run one SimPy environment per trial.
+"""Batch API of the patient flow: draw a block's random inputs at once, then walk every trial's events.
 
 ``simulate_flow = run_flow(draw_flow(...))``: every random number is drawn vectorised in
-:func:`draw_flow`; :func:`run_flow` only walks the events, so tests can hand it fixed draws.
+:func:`draw_flow`; :func:`run_flow` only walks the events, so tests can hand it fixed draws. It walks
+them on arrays over all trials (:mod:`trialsim.flow.vectorised`) or with one SimPy environment per
+trial (:mod:`trialsim.flow.processes`, the model's definition); both give the same numbers.
 """
 from __future__ import annotations
 
@@ -16,6 +18,7 @@ import simpy
 
 from trialsim.config.flow import DAYS_PER_MONTH, FlowConfig
 from trialsim.flow.processes import ARMS, DRAW_FIELDS, Trial, operating_list, recruitment
+from trialsim.flow.vectorised import walk_flow
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -227,6 +230,53 @@ def _check_outcomes(outcomes: dict, n_trials: int, n_max: int) -> None:
                 raise ValueError(f"outcomes[{arm!r}][{key!r}] has shape {shape}, expected (n_trials, n_control + n_treatment) = {(n_trials, n_max)}")
 
 
+FLOW_ENGINES = ("vectorised", "simpy")
+PER_PATIENT = ("enrolled", "visit_attended", "procedure_done", "t_enrolled", "t_surgery", "t_visit")
+SCALARS = ("t_first_enrolment", "t_last_enrolment", "t_last_followup", "n_referred", "n_screened", "n_eligible",
+           "n_enrolled", "readmissions", "visit_window_misses", "closed_by_deadline", "bed_days")
+
+
+def _simpy_fields(flow: FlowConfig, draws: FlowDraws, *, n_max: int, outcomes: dict, trials: range,
+                  log: list | None) -> dict[str, object]:
+    """The flow of the given trials, one SimPy environment each (the fields walk_flow returns, for these rows)."""
+    pick = slice(trials.start, trials.stop)
+    # Python lists: scalar access in the event loop is several times faster than on numpy arrays
+    rows = {arm: np.stack([np.asarray(outcomes[arm][k], dtype=float)[pick] for k in OUTCOME_KEYS], axis=-1).tolist()
+            for arm in ARMS}
+    inputs = {name: getattr(draws, name)[pick].tolist() for name in DRAW_FIELDS}
+    first_weekday = flow.start_date.weekday()
+    n_trials = len(trials)
+    per_patient = {name: {arm: np.zeros((n_trials, n_max), dtype=bool) for arm in ARMS} for name in PER_PATIENT[:3]}
+    per_patient.update({name: {arm: np.full((n_trials, n_max), np.nan) for arm in ARMS} for name in PER_PATIENT[3:]})
+    per_trial = {name: [None] * n_trials for name in SCALARS}
+    for s in range(n_trials):
+        env = simpy.Environment()
+        trial = Trial(env, flow=flow, outcomes=(rows["control"][s], rows["treatment"][s]), first_weekday=first_weekday,
+                      log=log if s == 0 else None, **{name: inputs[name][s] for name in DRAW_FIELDS})
+        env.process(operating_list(env, trial))
+        env.process(recruitment(env, trial))
+        env.run()
+        for name in SCALARS:
+            per_trial[name][s] = trial.ward.bed_days if name == "bed_days" else getattr(trial, name)
+        for name, by_arm in per_patient.items():
+            values = getattr(trial, name)
+            for a, arm in enumerate(ARMS):
+                by_arm[arm][s] = values[a]
+    dtypes = {"closed_by_deadline": bool, "t_first_enrolment": float, "t_last_enrolment": float, "t_last_followup": float,
+              "bed_days": float}
+    return {**per_patient, **{name: np.array(v, dtype=dtypes.get(name, np.int64)) for name, v in per_trial.items()}}
+
+
+def _same_trial(a: dict, b: dict, row: int) -> list[str]:
+    """Names of the fields on which trial ``row`` of ``a`` differs from trial 0 of ``b`` (NaN equals NaN)."""
+    differ = []
+    for name in PER_PATIENT:
+        if any(not np.array_equal(a[name][arm][row], b[name][arm][0], equal_nan=True) for arm in ARMS):
+            differ.append(name)
+    differ += [name for name in SCALARS if not np.array_equal(a[name][row], b[name][0], equal_nan=True)]
+    return differ
+
+
 def run_flow(
     flow: FlowConfig,
     draws: FlowDraws,
@@ -235,62 +285,57 @@ def run_flow(
     n_treatment: int,
     outcomes: dict[str, dict[str, np.ndarray]],
     event_log: bool = False,
+    engine: str = "vectorised",
 ) -> FlowBatch:
-    """Run the flow of every trial in ``draws`` (one SimPy environment each) with the given outcomes.
+    """Run the flow of every trial in ``draws`` with the given outcomes.
 
-    Parameters are as for :func:`simulate_flow`, with the random inputs given as ``draws``.
+    Parameters are as for :func:`simulate_flow`, with the random inputs given as ``draws``, and
+
+    engine : {"vectorised", "simpy"}
+        The run's ``run.flow_engine``. "simpy" runs one SimPy environment per trial (the model's definition). "vectorised" (the
+        default) replays the same processes on arrays over all trials at once
+        (:func:`trialsim.flow.vectorised.walk_flow`, bit-identical and tens of times faster), and
+        still runs trial 0 in SimPy: for its event log, and as a check that stops the run if the two
+        ever disagree.
     """
+    if engine not in FLOW_ENGINES:
+        raise ValueError(f"flow engine must be one of {FLOW_ENGINES}, got {engine!r}")
     n_max = n_control + n_treatment
     n_trials = draws.is_treatment.shape[0]
     if draws.is_treatment.shape != (n_trials, n_max):
         raise ValueError(f"draws are for {draws.is_treatment.shape[1]} patients, not n_control + n_treatment = {n_max}")
     _check_outcomes(outcomes, n_trials, n_max)
-    # Python lists: scalar access in the event loop is several times faster than on numpy arrays
-    rows = {arm: np.stack([np.asarray(outcomes[arm][k], dtype=float) for k in OUTCOME_KEYS], axis=-1).tolist() for arm in ARMS}
-    inputs = {name: getattr(draws, name).tolist() for name in DRAW_FIELDS}
-    first_weekday = flow.start_date.weekday()
-
-    per_patient = {name: {arm: np.zeros((n_trials, n_max), dtype=bool) for arm in ARMS}
-                   for name in ("enrolled", "visit_attended", "procedure_done")}
-    per_patient.update({name: {arm: np.full((n_trials, n_max), np.nan) for arm in ARMS}
-                        for name in ("t_enrolled", "t_surgery", "t_visit")})
-    scalars = ("t_first_enrolment", "t_last_enrolment", "t_last_followup", "n_referred", "n_screened", "n_eligible",
-               "n_enrolled", "readmissions", "visit_window_misses", "closed_by_deadline")
-    per_trial = {name: [None] * n_trials for name in scalars}
-    bed_days = np.empty(n_trials)
     log: list[tuple] | None = [] if event_log else None
-    for s in range(n_trials):
-        env = simpy.Environment()
-        trial = Trial(env, flow=flow, outcomes=(rows["control"][s], rows["treatment"][s]), first_weekday=first_weekday,
-                      log=log if s == 0 else None, **{name: inputs[name][s] for name in DRAW_FIELDS})
-        env.process(operating_list(env, trial))
-        env.process(recruitment(env, trial))
-        env.run()
-        for name in scalars:
-            per_trial[name][s] = getattr(trial, name)
-        bed_days[s] = trial.ward.bed_days
-        for name, by_arm in per_patient.items():
-            values = getattr(trial, name)
-            for a, arm in enumerate(ARMS):
-                by_arm[arm][s] = values[a]
+    if engine == "simpy":
+        fields = _simpy_fields(flow, draws, n_max=n_max, outcomes=outcomes, trials=range(n_trials), log=log)
+    else:
+        fields = walk_flow(flow, draws, n_control=n_control, n_treatment=n_treatment, outcomes=outcomes,
+                           first_weekday=flow.start_date.weekday())
+        if n_trials:
+            reference = _simpy_fields(flow, draws, n_max=n_max, outcomes=outcomes, trials=range(1), log=log)
+            differ = _same_trial(fields, reference, 0)
+            if differ:
+                raise RuntimeError(f"internal error: the vectorised flow and SimPy disagree on trial 0 ({', '.join(differ)}); "
+                                   "please report it with the config and seed (run.flow_engine = 'simpy' runs every trial in SimPy)")
+    return _batch(flow, fields, n_control=n_control, n_treatment=n_treatment, log=log)
 
-    counts = {name: np.array(per_trial[name], dtype=np.int64)
-              for name in ("n_referred", "n_screened", "n_eligible", "n_enrolled", "readmissions", "visit_window_misses")}
-    enrolled_by_arm = {arm: per_patient["enrolled"][arm].sum(axis=1) for arm in ARMS}
-    analysable = {arm: per_patient["visit_attended"][arm].sum(axis=1) for arm in ARMS}
+
+def _batch(flow: FlowConfig, fields: dict, *, n_control: int, n_treatment: int, log: list | None) -> FlowBatch:
+    n_max = n_control + n_treatment
+    enrolled_by_arm = {arm: fields["enrolled"][arm].sum(axis=1) for arm in ARMS}
+    analysable = {arm: fields["visit_attended"][arm].sum(axis=1) for arm in ARMS}
     return FlowBatch(
         flow=flow, n_control=n_control, n_treatment=n_treatment,
-        **per_patient,
-        t_first_enrolment=np.array(per_trial["t_first_enrolment"], dtype=float),
-        t_last_enrolment=np.array(per_trial["t_last_enrolment"], dtype=float),
-        t_last_followup=np.array(per_trial["t_last_followup"], dtype=float),
-        n_referred=counts["n_referred"], n_screened=counts["n_screened"], n_eligible=counts["n_eligible"],
-        n_consented=counts["n_enrolled"],  # consent is enrolment
+        **{name: fields[name] for name in PER_PATIENT},
+        t_first_enrolment=fields["t_first_enrolment"], t_last_enrolment=fields["t_last_enrolment"],
+        t_last_followup=fields["t_last_followup"],
+        n_referred=fields["n_referred"], n_screened=fields["n_screened"], n_eligible=fields["n_eligible"],
+        n_consented=fields["n_enrolled"],  # consent is enrolment
         n_enrolled_control=enrolled_by_arm["control"], n_enrolled_treatment=enrolled_by_arm["treatment"],
         n_analysable_control=analysable["control"], n_analysable_treatment=analysable["treatment"],
-        bed_days=bed_days, readmissions=counts["readmissions"], visit_window_misses=counts["visit_window_misses"],
-        reached_target=counts["n_enrolled"] == n_max,
-        closed_by_deadline=np.array(per_trial["closed_by_deadline"], dtype=bool),
+        bed_days=fields["bed_days"], readmissions=fields["readmissions"], visit_window_misses=fields["visit_window_misses"],
+        reached_target=fields["n_enrolled"] == n_max,
+        closed_by_deadline=fields["closed_by_deadline"],
         event_log=event_log_frame(log, flow.start_date) if log is not None else None,
     )
 
@@ -318,6 +363,7 @@ def simulate_flow(
     is_treatment: np.ndarray,
     rng: np.random.Generator,
     event_log: bool = False,
+    engine: str = "vectorised",
 ) -> FlowBatch:
     """Simulate the patient flow of S trials: referral, screening, allocation, surgery, ward, follow-up, closure.
 
@@ -339,6 +385,8 @@ def simulate_flow(
         Every random number is drawn from it, vectorised, before the event loop.
     event_log : bool
         Also return trial 0's per-patient event log as a DataFrame (``FlowBatch.event_log``).
+    engine : {"vectorised", "simpy"}
+        See :func:`run_flow`; the same results either way.
 
     Returns
     -------
@@ -354,4 +402,5 @@ def simulate_flow(
         raise ValueError(f"outcomes must map 'control' and 'treatment' to dicts of arrays with keys {OUTCOME_KEYS}") from None
     draws = draw_flow(flow, n_trials=n_trials, n_control=n_control, n_treatment=n_treatment, p_missing_visit=p_missing_visit,
                       p_missing_procedure=p_missing_procedure, is_treatment=is_treatment, rng=rng)
-    return run_flow(flow, draws, n_control=n_control, n_treatment=n_treatment, outcomes=outcomes, event_log=event_log)
+    return run_flow(flow, draws, n_control=n_control, n_treatment=n_treatment, outcomes=outcomes, event_log=event_log,
+                    engine=engine)
