@@ -67,6 +67,34 @@ def test_moments_and_means_equal_the_masked_formulas():
         np.testing.assert_array_equal(nan_median(odd), np.nanmedian(odd, axis=-1))
 
 
+def test_sums_over_patients_equal_numpy_row_sums_bit_for_bit():
+    """sum_patients repeats numpy's pairwise order on patient-major arrays: every row length up to 300, with
+    NaN, infinities and negative zeros, from contiguous rows and from an arm's columns of a wider array."""
+    rng = np.random.default_rng(6)
+    for n in list(range(140)) + [200, 255, 256, 257, 300]:
+        x = rng.normal(size=(3, 40, n)) * np.exp(rng.normal(size=(3, 40, n)) * 8)
+        for value, p in ((np.nan, 0.05), (-0.0, 0.05), (np.inf, 0.01), (-np.inf, 0.01)):
+            x[rng.random(x.shape) < p] = value
+        x[0, :3] = -0.0
+        for rows in (x, np.concatenate([x, x], axis=-1)[..., :n]):
+            with np.errstate(invalid="ignore"):
+                ref = rows.sum(axis=-1)
+                got = continuous.sum_patients(np.ascontiguousarray(np.moveaxis(rows, -1, 0)))
+            np.testing.assert_array_equal(np.isnan(got), np.isnan(ref))
+            kept = ~np.isnan(ref)
+            assert got[kept].tobytes() == ref[kept].tobytes(), n
+
+
+def test_t_grid_index_equals_searchsorted():
+    grid = continuous._T_CRIT_DF
+    rng = np.random.default_rng(7)
+    df = np.concatenate([grid, np.nextafter(grid, 0), np.nextafter(grid, np.inf), 10 ** rng.uniform(0, 6.5, 100_000),
+                         rng.uniform(1, 40, 100_000), [1e7, np.inf]])
+    np.testing.assert_array_equal(continuous._crit_index(df), np.searchsorted(grid, df, side="right"))
+    odd = continuous._crit_index(np.array([np.nan, 0.5, 0.0, -1.0, -np.inf]))  # any index in range: decided apart
+    assert ((odd >= 0) & (odd <= grid.size)).all()
+
+
 @pytest.fixture(scope="module")
 def batch(default_scenario):
     """300 simulated trials of the registered design, with every patient value kept."""

@@ -238,6 +238,7 @@ def analyse(model: Model, observed: dict[str, np.ndarray], split: ArmSplit, *, a
     alpha = model.scenario.design.alpha if alpha is None else alpha
     eps = model.analysed
     control, treatment = split.arms(np.stack([observed[a.name] for a in eps]))
+    by_patient = _by_patient(control), _by_patient(treatment)  # (n_arm, n_endpoints, n_trials), contiguous
     adjusting = None
     if any(tests.get(t).needs_covariates for a in eps for t in a.tests):
         if covariates is None:
@@ -255,7 +256,10 @@ def analyse(model: Model, observed: dict[str, np.ndarray], split: ArmSplit, *, a
         spec = tests.get(t)
         if spec.stacked and len(members) > 1 and spec.options is None and not spec.needs_covariates:
             rows = _rows([row[a.name] for a in members])
-            res = spec.run(control[rows], treatment[rows], alpha)
+            if spec.any_layout:  # patient-major views: the test sums over patients without copying first
+                res = spec.run(*(np.moveaxis(np.ascontiguousarray(arm[:, rows]), 0, -1) for arm in by_patient), alpha)
+            else:
+                res = spec.run(control[rows], treatment[rows], alpha)
             for i, a in enumerate(members):
                 stats[(a.name, t)] = res.take(i)
             continue
@@ -265,23 +269,31 @@ def analyse(model: Model, observed: dict[str, np.ndarray], split: ArmSplit, *, a
                 extra["covariates"] = adjusting
             stats[(a.name, t)] = spec.run(control[row[a.name]], treatment[row[a.name]], alpha, **extra)
     ordered = {(a.name, t): stats[(a.name, t)] for a in eps for t in a.tests}
-    return ordered, arm_estimates(eps, control, treatment)
+    return ordered, arm_estimates(eps, control, treatment, by_patient=by_patient)
+
+
+def _by_patient(x: np.ndarray) -> np.ndarray:
+    """``x`` with its patient (last) axis first, contiguous: sums over patients become whole-vector adds."""
+    return np.ascontiguousarray(np.moveaxis(x, -1, 0))
 
 
 def _rows(idx: list[int]):
     return slice(idx[0], idx[-1] + 1) if idx == list(range(idx[0], idx[-1] + 1)) else idx
 
 
-def arm_estimates(eps: tuple[Analysed, ...], control: np.ndarray, treatment: np.ndarray) -> dict[tuple[str, str, str], np.ndarray]:
+def arm_estimates(eps: tuple[Analysed, ...], control: np.ndarray, treatment: np.ndarray, *,
+                  by_patient: tuple[np.ndarray, np.ndarray] | None = None) -> dict[tuple[str, str, str], np.ndarray]:
     """Per-trial arm summaries (rate, geometric mean, median, mean grade), analysable counts and contrasts.
 
     Contrasts: the risk difference (treatment - control) of binary endpoints and the log ratio of
     geometric means of log-scale endpoints (summarised as exp of its mean: a geometric mean ratio).
+    ``by_patient``: both arms patient-major (``_by_patient``), when the caller has them.
     """
     out: dict[tuple[str, str, str], np.ndarray] = {}
     parts = {}
-    for arm, x in (("control", control), ("treatment", treatment)):
-        n, mean, _ = nan_mean(x)
+    columns = by_patient if by_patient is not None else (None, None)
+    for arm, x, cols in (("control", control, columns[0]), ("treatment", treatment, columns[1])):
+        n, mean, _ = nan_mean(x, cols)
         parts[arm] = (n, mean, x)
     with np.errstate(over="ignore", invalid="ignore"):
         for i, a in enumerate(eps):

@@ -90,30 +90,84 @@ def _samples(x_control, x_treatment) -> tuple[np.ndarray, np.ndarray]:
         raise ValueError(
             f"leading shapes differ: x_control {xc.shape[:-1]} vs x_treatment {xt.shape[:-1]}"
         )
-    if np.isinf(xc).any() or np.isinf(xt).any():
-        raise ValueError("samples must be finite or NaN (missing)")
     return xc, xt
 
 
-def _observed_counts(x: np.ndarray) -> np.ndarray:
-    """Non-NaN values along the last axis (one cheap check when nothing is missing)."""
-    missing = np.isnan(x)
+def _patient_major(x: np.ndarray, *, finite_or_nan: bool = False) -> np.ndarray:
+    """``x`` with its patient (last) axis first, contiguous: each patient position is then one vector over
+    the trials, so sums and counts over patients are a few whole-vector operations instead of one short
+    loop per trial. ``finite_or_nan``: refuse infinite values (checked here, where the check is cheapest)."""
+    columns = np.ascontiguousarray(np.moveaxis(x, -1, 0))
+    if finite_or_nan and np.isinf(columns).any():
+        raise ValueError("samples must be finite or NaN (missing)")
+    return columns
+
+
+def _pairwise(columns: np.ndarray) -> np.ndarray:
+    n = columns.shape[0]
+    if n < 8:
+        if n == 0:
+            return np.zeros(columns.shape[1:])
+        total = columns[0].copy()
+        for i in range(1, n):
+            total += columns[i]
+        return total
+    if n <= 128:
+        partial = columns[:8].copy()
+        end = n - n % 8
+        for i in range(8, end, 8):
+            partial += columns[i:i + 8]
+        total = (partial[0] + partial[1]) + (partial[2] + partial[3])
+        total += (partial[4] + partial[5]) + (partial[6] + partial[7])
+        for i in range(end, n):
+            total += columns[i]
+        return total
+    half = n // 2
+    half -= half % 8
+    return _pairwise(columns[:half]) + _pairwise(columns[half:])
+
+
+def sum_patients(columns: np.ndarray) -> np.ndarray:
+    """Sums over the first (patient) axis of a patient-major array, bit for bit ``np.sum(x, axis=-1)`` of
+    the same values laid out trial-major.
+
+    numpy sums a contiguous row pairwise (eight running sums, blocks of 128, added to 0.0); the same
+    additions in the same order, each done on whole vectors over the trials, give the same bits
+    (tests/test_fast_paths.py checks every row length up to 300).
+    """
+    total = _pairwise(columns)
+    total += 0.0  # numpy adds the row's sum to its identity: -0.0 becomes 0.0
+    return total
+
+
+def _count_patients(mask: np.ndarray) -> np.ndarray:
+    """True values over the first (patient) axis of a boolean patient-major array, as intp."""
+    n = mask.shape[0]
+    small = np.uint8 if n <= np.iinfo(np.uint8).max else np.uint16 if n <= np.iinfo(np.uint16).max else np.intp
+    return np.add.reduce(mask, axis=0, dtype=small).astype(np.intp)
+
+
+def _observed_counts(columns: np.ndarray) -> np.ndarray:
+    """Non-NaN values over the patients of a patient-major array (one cheap check when nothing is missing)."""
+    missing = np.isnan(columns)
     if not missing.any():
-        return np.full(x.shape[:-1], x.shape[-1], dtype=np.intp)
-    return x.shape[-1] - missing.sum(axis=-1)
+        return np.full(columns.shape[1:], columns.shape[0], dtype=np.intp)
+    return columns.shape[0] - _count_patients(missing)
 
 
-def nan_mean(x: np.ndarray):
+def nan_mean(x: np.ndarray, columns: np.ndarray | None = None):
     """Analysable count and mean along the last axis, NaN-aware; also the incomplete rows.
 
     Most rows have no missing value: they are summed directly, and only the rows whose plain
     sum is NaN (inputs are finite or NaN) are redone with the mask. Both give the bits of the
-    masked formula (zeros added where values are missing, as ``np.nanmean``).
+    masked formula (zeros added where values are missing, as ``np.nanmean``). ``columns``: ``x``
+    patient-major (:func:`_patient_major`) when the caller has it already.
     """
     size = x.shape[-1]
     n = np.full(x.shape[:-1], size, dtype=np.intp)
+    columns = _patient_major(x) if columns is None else columns
     with np.errstate(invalid="ignore", divide="ignore"):
-        mean = x.sum(axis=-1) / size
+        mean = sum_patients(columns) / size
         incomplete = np.nonzero(np.isnan(mean))
         if incomplete[0].size:
             rows = x[incomplete]
@@ -131,22 +185,27 @@ def nan_median(x: np.ndarray) -> np.ndarray:
     if x.shape[-1] == 0:
         return np.full(x.shape[:-1], np.nan)
     v = np.sort(x, axis=-1)  # NaNs last
-    n = _observed_counts(x)[..., None]
+    n = _observed_counts(_patient_major(x))[..., None]
     low = np.take_along_axis(v, np.maximum((n - 1) // 2, 0), axis=-1)
     high = np.take_along_axis(v, n // 2, axis=-1)
     return np.where(n > 0, (low + high) / 2.0, np.nan)[..., 0]
 
 
-def _moments(x: np.ndarray):
-    """Analysable count, mean and sum of squared deviations along the last axis, NaN-aware."""
-    n, mean, incomplete = nan_mean(x)
+def _moments(x: np.ndarray, columns: np.ndarray | None = None):
+    """Analysable count, mean and sum of squared deviations along the last axis, NaN-aware.
+
+    ``columns``: ``x`` patient-major, when the caller has it; the work is done on it.
+    """
+    columns = _patient_major(x) if columns is None else columns
+    n, mean, incomplete = nan_mean(x, columns)
     with np.errstate(invalid="ignore"):
-        dev = x - mean[..., None]
+        dev = columns - mean
     if incomplete[0].size:
-        rows = dev[incomplete]
-        dev[incomplete] = np.where(np.isnan(rows), 0.0, rows)
+        at = (slice(None),) + incomplete
+        rows = dev[at]
+        dev[at] = np.where(np.isnan(rows), 0.0, rows)
     dev *= dev
-    return n, mean, dev.sum(axis=-1)
+    return n, mean, sum_patients(dev)
 
 
 def _t_result(diff, se2, df, n_c, n_t) -> TestResult:
@@ -175,7 +234,24 @@ def _t_pvalue(t: np.ndarray, df: np.ndarray) -> np.ndarray:
 # value between those of the neighbouring grid points. Only trials within that narrow bracket
 # (widened by _T_CRIT_RTOL, far above the error of stdtr and stdtrit) get the exact p-value.
 _T_CRIT_DF = np.geomspace(1.0, 1e6, 1201)
+_T_CRIT_PER_DECADE = 200  # points of _T_CRIT_DF per power of 10
 _T_CRIT_RTOL = 1e-7
+
+
+def _crit_index(df: np.ndarray) -> np.ndarray:
+    """``np.searchsorted(_T_CRIT_DF, df, side="right")`` for df >= 1, from the grid's spacing (log10 df times
+    200) and then corrected to the exact count of grid points <= df; any index in range for df < 1 or NaN.
+    A binary search over 1,201 points per trial cost a few percent of the simulation."""
+    last = _T_CRIT_DF.size
+    with np.errstate(invalid="ignore", divide="ignore"):
+        guess = np.log10(df) * _T_CRIT_PER_DECADE + 1.0
+        k = np.minimum(np.where(guess >= 0.0, guess, 0.0), last).astype(np.intp)
+        while True:  # the guess is at most one off; correct until every trial has its count
+            down = (k > 0) & (_T_CRIT_DF[np.maximum(k - 1, 0)] > df)
+            up = (k < last) & (_T_CRIT_DF[np.minimum(k, last - 1)] <= df)
+            if not (down.any() or up.any()):
+                return k
+            k = k - down + up
 
 
 @functools.lru_cache(maxsize=64)
@@ -216,7 +292,7 @@ def t_reject(t: np.ndarray, df: np.ndarray, alpha: float) -> np.ndarray:
     abs_t = np.abs(t)
     crit = _t_critical(float(alpha))
     with np.errstate(invalid="ignore"):
-        k = np.searchsorted(_T_CRIT_DF, df, side="right")  # _T_CRIT_DF[k - 1] <= df < _T_CRIT_DF[k]
+        k = _crit_index(df)  # _T_CRIT_DF[k - 1] <= df < _T_CRIT_DF[k]
         k = np.clip(k, 1, crit.size - 1)
         reject = abs_t > crit[k - 1] * (1.0 + _T_CRIT_RTOL)
         keep = abs_t < crit[k] * (1.0 - _T_CRIT_RTOL)
@@ -242,8 +318,8 @@ def welch_t(x_control, x_treatment) -> TestResult:
         in an arm.
     """
     xc, xt = _samples(x_control, x_treatment)
-    n_c, mean_c, ss_c = _moments(xc)
-    n_t, mean_t, ss_t = _moments(xt)
+    n_c, mean_c, ss_c = _moments(xc, _patient_major(xc, finite_or_nan=True))
+    n_t, mean_t, ss_t = _moments(xt, _patient_major(xt, finite_or_nan=True))
     with np.errstate(invalid="ignore", divide="ignore"):
         vc = ss_c / (n_c - 1) / n_c
         vt = ss_t / (n_t - 1) / n_t
@@ -270,8 +346,8 @@ def student_t(x_control, x_treatment) -> TestResult:
         analysable here, as for Welch).
     """
     xc, xt = _samples(x_control, x_treatment)
-    n_c, mean_c, ss_c = _moments(xc)
-    n_t, mean_t, ss_t = _moments(xt)
+    n_c, mean_c, ss_c = _moments(xc, _patient_major(xc, finite_or_nan=True))
+    n_t, mean_t, ss_t = _moments(xt, _patient_major(xt, finite_or_nan=True))
     df = (n_c + n_t - 2).astype(float)
     with np.errstate(invalid="ignore", divide="ignore"):
         pooled = (ss_c + ss_t) / df
@@ -334,31 +410,38 @@ def _rank_sums(xc: np.ndarray, xt: np.ndarray):
 
 
 def _count_pairs(compare, xc: np.ndarray, xt: np.ndarray) -> np.ndarray:
-    """``#{(i, j): compare(xc[i], xt[j])}`` per row of 2-d arrays, looping over the smaller arm."""
-    small, large, flip = (xc, xt, False) if xc.shape[-1] <= xt.shape[-1] else (xt, xc, True)
-    counts = np.zeros(large.shape, dtype=np.uint16)  # at most _PAIRWISE_MAX_PAIRS per row
-    for i in range(small.shape[-1]):
-        column = small[:, i, None]
-        counts += compare(large, column) if flip else compare(column, large)
-    return counts.sum(axis=-1, dtype=np.int64)
+    """``#{(i, j): compare(xc[i], xt[j])}`` per trial of patient-major 2-d arrays ``(patients, trials)``,
+    looping over the smaller arm; each step compares whole vectors over the trials."""
+    small, large, flip = (xc, xt, False) if xc.shape[0] <= xt.shape[0] else (xt, xc, True)
+    counts = np.zeros(large.shape[1:], dtype=np.uint16)  # at most _PAIRWISE_MAX_PAIRS per trial
+    hits = np.empty(large.shape, dtype=bool)
+    for i in range(small.shape[0]):
+        if flip:
+            compare(large, small[i], out=hits)
+        else:
+            compare(small[i], large, out=hits)
+        counts += np.add.reduce(hits, axis=0, dtype=np.uint16)
+    return counts.astype(np.int64)
 
 
-def _u_pairwise(xc: np.ndarray, xt: np.ndarray):
+def _u_pairwise(xc: np.ndarray, xt: np.ndarray, columns: tuple[np.ndarray, np.ndarray] | None = None):
     """U of the control sample and the tie term, for rows (trials, patients) of small arms.
 
     ``U = #{x > y} + #{x == y} / 2`` over observed pairs (a comparison with NaN is False), which
     equals the rank sum minus ``n_c (n_c + 1) / 2`` with average ranks. The pooled rows are
     sorted only to find ties; the few rows with a tie then get the equal pairs and the tie
-    term, which continuous data almost never need.
+    term, which continuous data almost never need. ``columns``: both arms patient-major, when
+    the caller has them.
     """
-    u1 = _count_pairs(np.greater, xc, xt).astype(float)
+    cc, ct = columns if columns is not None else (_patient_major(xc), _patient_major(xt))
+    u1 = _count_pairs(np.greater, cc, ct).astype(float)
     tie_term = np.zeros(u1.shape)
     v = np.concatenate([xc, xt], axis=-1)
     v.sort(axis=-1)  # NaNs last
     adjacent_equal = v[:, 1:] == v[:, :-1]
     if adjacent_equal.any():
         tied = np.nonzero(adjacent_equal.any(axis=-1))[0]
-        u1[tied] += 0.5 * _count_pairs(np.equal, xc[tied], xt[tied])
+        u1[tied] += 0.5 * _count_pairs(np.equal, cc[:, tied], ct[:, tied])
         v = v[tied]
         tie_term[tied] = _tie_term(v, *_tie_groups(v))
     return u1, tie_term
@@ -421,11 +504,13 @@ def mann_whitney(x_control, x_treatment, *, method: str = "auto") -> TestResult:
     if method not in MANN_WHITNEY_METHODS:
         raise ValueError(f"method must be one of {MANN_WHITNEY_METHODS}, got {method!r}")
     xc, xt = _samples(x_control, x_treatment)
-    n_c = _observed_counts(xc)
-    n_t = _observed_counts(xt)
+    cc, ct = _patient_major(xc, finite_or_nan=True), _patient_major(xt, finite_or_nan=True)
+    n_c = _observed_counts(cc)
+    n_t = _observed_counts(ct)
     if xc.shape[-1] * xt.shape[-1] <= _PAIRWISE_MAX_PAIRS:
         rows = n_c.size
-        u1, tie_term = _u_pairwise(xc.reshape(rows, xc.shape[-1]), xt.reshape(rows, xt.shape[-1]))
+        u1, tie_term = _u_pairwise(xc.reshape(rows, xc.shape[-1]), xt.reshape(rows, xt.shape[-1]),
+                                   (cc.reshape(cc.shape[0], rows), ct.reshape(ct.shape[0], rows)))
         u1, tie_term = u1.reshape(n_c.shape), tie_term.reshape(n_c.shape)
     else:
         r1, tie_term = _rank_sums(xc, xt)

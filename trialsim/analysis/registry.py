@@ -148,7 +148,9 @@ class TestSpec:
     arguments ``run`` also takes, read from the scenario (a Bayesian test's priors); None = none.
     ``needs_covariates``: the test adjusts for baseline covariates, and ``run`` takes them as
     ``covariates=(z_control, z_treatment)``, arrays ``(n_trials, n_arm, n_covariates)`` split by arm as the
-    outcomes (NaN where the outcome is blanked).
+    outcomes (NaN where the outcome is blanked). ``any_layout``: ``run`` gives the same bits whatever the
+    memory layout of its arrays (it sums over patients in a fixed order), so the runner may hand it views
+    of patient-major arrays, which it then uses without a copy.
     """
 
     __test__ = False
@@ -164,6 +166,7 @@ class TestSpec:
     max_n: int | None = None
     options: Callable[..., dict] | None = None
     needs_covariates: bool = False
+    any_layout: bool = False
 
 
 def register(spec: TestSpec) -> TestSpec:
@@ -289,9 +292,9 @@ def _mann_whitney(x_control, x_treatment, alpha: float) -> TrialStats:
 
 
 register(TestSpec("welch_log", "Welch t (log)", ("continuous",), _welch, "difference",
-                  "Welch BL (1947) Biometrika 34:28-35", stacked=True))
+                  "Welch BL (1947) Biometrika 34:28-35", stacked=True, any_layout=True))
 register(TestSpec("mann_whitney", "Mann-Whitney", ("continuous", "ordinal"), _mann_whitney, "p_treatment_lower",
-                  "Mann HB, Whitney DR (1947) Ann Math Stat 18:50-60", stacked=True))
+                  "Mann HB, Whitney DR (1947) Ann Math Stat 18:50-60", stacked=True, any_layout=True))
 
 
 def estimand_label(estimand: str, scale: str) -> str:
@@ -309,4 +312,4 @@ def z_two_sided(alpha: float) -> float:
 
 
 register(TestSpec("welch", "Welch t", ("continuous",), _welch, "difference",
-                  "Welch BL (1947) Biometrika 34:28-35", stacked=True))
+                  "Welch BL (1947) Biometrika 34:28-35", stacked=True, any_layout=True))

@@ -219,7 +219,8 @@ class LogNormalMarkers(EndpointFamily):
         if self.event is not None:
             self._add_event_raise(by_day, ctx, p)
         if p.any_treatment and ctx.treated.any():
-            by_day[:, :, ctx.treated] += p.log_treatment_gmr[:, None, None]
+            # in place where treated (a masked ufunc: no gather and scatter of the treated values)
+            np.add(by_day, p.log_treatment_gmr[:, None, None, None], out=by_day, where=ctx.treated)
         for k, j in zip(*np.nonzero(p.p_missing)):  # only the samples that can be missing draw
             u = patient_draws(streams("endpoint", cid, "missing", self.markers[j].name, str(self.days[k])), "random", s, n)
             by_day[j, k][u < p.p_missing[k, j]] = np.nan
