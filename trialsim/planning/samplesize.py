@@ -531,11 +531,10 @@ def control_cap(test: str, n_max: int, ratio: float = 1.0) -> int:
     return n
 
 
-def approach_targets(test: str, p_control: float, p_treatment: float, targets: Sequence[float], alpha: float,
-                     ratio: float, cap: int) -> list[tuple[dict[int, float], int | None]]:
-    """:func:`scan_to_target` for each target power (in one process, so the targets share computed sizes)."""
-    return [scan_to_target(test, p_control, p_treatment, power=target, alpha=alpha, ratio=ratio, n_max=cap)
-            for target in targets]
+def approach_target(test: str, p_control: float, p_treatment: float, target: float, alpha: float, ratio: float,
+                    cap: int) -> tuple[dict[int, float], int | None]:
+    """:func:`scan_to_target` with positional arguments (one call on a worker)."""
+    return scan_to_target(test, p_control, p_treatment, power=target, alpha=alpha, ratio=ratio, n_max=cap)
 
 
 # Calls that the sizes after the first reaching the target (every one to the horizon) are cut into.
@@ -544,9 +543,13 @@ HORIZON_PIECES = 8
 
 def parallel_scans(jobs: Sequence[tuple], *, n_jobs: int, backend: str, scheduler: str | None) -> list[list[ExactScan]]:
     """:func:`exact_scan` of every ``(test, p_control, p_treatment, targets, alpha, ratio, cap)`` job and target, on
-    the workers: the approaches to each target (one call per job), then every job's horizon sizes in pieces of
-    about equal work. The same scans as one :func:`exact_scan` per target (each keeps only its own sizes)."""
-    approached = map_calls(approach_targets, jobs, n_jobs=n_jobs, backend=backend, scheduler=scheduler)
+    the workers: the approach to each target (one call per job and target: a target's approach does not depend on
+    the others', and the longest, to the highest target at the largest n, no longer waits for the lower ones),
+    then every job's horizon sizes in pieces of about equal work. The same scans as one :func:`exact_scan` per
+    target (each keeps only its own sizes)."""
+    calls = [(*job[:3], target, *job[4:]) for job in jobs for target in job[3]]
+    results = iter(map_calls(approach_target, calls, n_jobs=n_jobs, backend=backend, scheduler=scheduler))
+    approached = [[next(results) for _ in job[3]] for job in jobs]
     needed = [sorted({n for _, n_first in found for n in horizon_sizes(n_first, job[6])} - set().union(*(s for s, _ in found)))
               for job, found in zip(jobs, approached)]  # horizon sizes no approach computed
     total = sum(sum(ns) for ns in needed)
