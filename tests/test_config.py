@@ -216,3 +216,22 @@ def test_default_config_file_and_family_defaults_agree(default_scenario):
 
 def to_raw_section(section) -> dict:
     return section.model_dump(mode="json")
+
+
+@pytest.mark.parametrize("multiline", [False, True])
+def test_the_text_check_refuses_exactly_the_unwritable_code_points(multiline):
+    # every code point, inside other text: the fast path (str.isprintable) agrees with the per-character rule
+    from trialsim.config.base import _text, _unwritable  # noqa: PLC0415 - the rule itself, private to the module
+
+    check = _text(multiline)
+    disagree = []
+    for cp in range(0x110000):
+        ch = chr(cp)
+        try:
+            check("ab" + ch + "c")
+            refused = False
+        except ValueError:
+            refused = True
+        if refused != _unwritable(ch, multiline=multiline):
+            disagree.append(hex(cp))
+    assert not disagree, disagree[:20]

@@ -148,12 +148,17 @@ class BinaryEvent(EndpointFamily):
         risk = patient_risk(self.risk_factors, ctx.covariates, ctx.prevalence, ctx.treated, all_c, all_t)
         u = patient_draws(rng, "random", s, n, extra=(4,))
         occurred = u[..., 0] < risk
-        grade = np.searchsorted(np.cumsum(self.grade_split)[:-1], u[..., 1], side="right")
-        grade = np.where(occurred, grade, -1)
+        # grade, day and detection only for the patients with the event (the same values, computed for a few)
+        hit = np.nonzero(occurred)
+        events = u[hit]
+        grade = np.full((s, n), -1, dtype=np.intp)
+        grade[hit] = np.searchsorted(np.cumsum(self.grade_split)[:-1], events[:, 1], side="right")
         mu, sd = np.log(self.day_median), self.day_log_sd
         upper = ndtr((np.log(self.horizon_days) - mu) / sd)
-        day = np.where(occurred, np.exp(mu + sd * ndtri(u[..., 2] * upper)), np.nan)
-        detected = occurred & ((grade > 0) | (u[..., 3] < self.p_detect_first_grade))
+        day = np.full((s, n), np.nan)
+        day[hit] = np.exp(mu + sd * ndtri(events[:, 2] * upper))
+        detected = np.zeros((s, n), dtype=bool)
+        detected[hit] = (grade[hit] > 0) | (events[:, 3] < self.p_detect_first_grade)
         latent = {"event": occurred, "grade": grade, "day": day, "detected": detected, "risk": risk}
         return latent | assessor_uniforms(cid, ctx, streams, self.assessor_bias)
 
