@@ -97,9 +97,11 @@ def test_analysed_endpoints_names_labels_and_effects():
 def test_narrowed_leaves_out_the_summaries_not_asked_for_and_keeps_every_draw():
     """Planning's reduced scenarios: only the means (or only the days) asked for are observed and tested."""
     sc = section(event=None)
-    assert sc.narrowed(CID, {"il6_serum_mean_log", "tnf_drain_mean_log"}) == {"summaries": ["mean_log"]}
-    assert sc.narrowed(CID, {"il6_serum_pod3"}) == {"summaries": ["per_day"]}
-    assert sc.narrowed(CID, {"il6_serum_pod3", "il6_serum_mean_log"}) == {}  # both kinds: nothing to leave out
+    assert sc.narrowed(CID, {"il6_serum_mean_log", "tnf_drain_mean_log"}) == {
+        "summaries": ["mean_log"], "analysed_markers": ["il6_serum", "tnf_drain"]}
+    assert sc.narrowed(CID, {"il6_serum_pod3"}) == {"summaries": ["per_day"], "analysed_markers": ["il6_serum"]}
+    every = {f"{m.name}_{s}" for m in DEFAULT_MARKERS for s in ("pod3", "mean_log")}
+    assert sc.narrowed(CID, every) == {}  # both kinds of every marker: nothing to leave out
     assert sc.narrowed(CID, {"not_a_marker"}) == {}
     means = section(event=None, summaries=["mean_log"])
     assert [a.name for a in means.analysed(CID)] == [f"{m.name}_mean_log" for m in DEFAULT_MARKERS]
@@ -107,6 +109,31 @@ def test_narrowed_leaves_out_the_summaries_not_asked_for_and_keeps_every_draw():
     full, narrow = sc.generate(CID, ctx, Streams(3, 1)), means.generate(CID, ctx, Streams(3, 1))
     for name in narrow:
         np.testing.assert_array_equal(full[name], narrow[name])
+
+
+@pytest.mark.parametrize("kept", [["il6_serum"], ["tnf_drain"], ["tnf_serum", "il6_drain"]])
+@pytest.mark.parametrize("summaries", [["per_day", "mean_log"], ["mean_log"]])
+def test_analysed_markers_compute_only_those_with_the_same_values(kept, summaries):
+    """Leaving markers out changes no value of the others: linked event, treatment, missing samples and means included."""
+    markers = [{**m, "p_missing": [0.1, 0.2, 0.3]} for m in default_markers()]
+    full = section(markers=markers, event="leak")
+    some = section(markers=markers, event="leak", summaries=summaries, analysed_markers=kept)
+    s, n = 50, 14
+    treated = alternating_arms(s, n)
+    ctx = context(s, n, treated=treated, latent={"leak": fake_event(s, n, rate=0.3)})
+    a = full.generate(CID, ctx, Streams(5, 2))
+    b = some.generate(CID, ctx, Streams(5, 2))
+    assert {x.name for x in some.analysed(CID)} <= set(b)
+    assert {name.removesuffix("_mean_log") if name.endswith("_mean_log") else name.rsplit("_", 1)[0] for name in b} == set(kept)
+    for name, values in b.items():
+        np.testing.assert_array_equal(a[name], values, err_msg=name)
+
+
+def test_analysed_markers_must_name_markers():
+    with pytest.raises(ValidationError, match="analysed_markers"):
+        section(analysed_markers=["il6_serum", "crp_serum"])
+    with pytest.raises(ValidationError, match="analysed_markers"):
+        section(analysed_markers=["il6_serum", "il6_serum"])
 
 
 # ------------------------------------------------------------------------------------ values

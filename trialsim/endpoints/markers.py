@@ -130,6 +130,12 @@ class LogNormalMarkers(EndpointFamily):
         description="Endpoints per marker: each day, and the per-patient mean of log levels over the available days.",
     )
     tests: tuple[str, ...] = Field(("welch_log", "mann_whitney"), max_length=10, description="Analyses of each marker endpoint.")
+    analysed_markers: tuple[Identifier, ...] | None = Field(
+        None, min_length=1, max_length=50,
+        description="Names of the markers whose endpoints are analysed; none = every marker. The others are still drawn "
+                    "(the markers are drawn jointly), so leaving one out changes no value of another; planning narrows "
+                    "its searches to the markers they need this way.",
+    )
 
     @field_validator("days")
     @classmethod
@@ -157,6 +163,11 @@ class LogNormalMarkers(EndpointFamily):
                 if len(values) != k:
                     raise ValueError(f"markers[{i}] ({m.name!r}): {field} has {len(values)} values but there are "
                                      f"{k} days {list(self.days)}")
+        if self.analysed_markers is not None:
+            unknown = [a for a in self.analysed_markers if a not in names]
+            if unknown or len(set(self.analysed_markers)) != len(self.analysed_markers):
+                raise ValueError(f"analysed_markers: {list(self.analysed_markers)} must be distinct names of markers "
+                                 f"{names}" + (f" ({', '.join(map(repr, unknown))} is not one)" if unknown else ""))
         seen: dict[tuple[str, str], str] = {}
         for m in self.markers:
             key = (m.group, m.compartment)
@@ -174,7 +185,8 @@ class LogNormalMarkers(EndpointFamily):
 
     def analysed(self, cid: str) -> tuple[Analysed, ...]:
         out = []
-        for i, m in enumerate(self.markers):
+        for i in self.kept():
+            m = self.markers[i]
             effect = EffectParameter(f"endpoints.{cid}.markers[{i}].treatment_gmr", f"{m.pretty} geometric mean ratio",
                                      "ratio", 1.0, m.treatment_gmr)
             if "per_day" in self.summaries:
@@ -187,12 +199,23 @@ class LogNormalMarkers(EndpointFamily):
         return tuple(out)
 
     def narrowed(self, cid: str, names: Collection[str]) -> dict[str, Any]:
-        """Only the summaries ``names`` use (per day, mean of logs): every day is still drawn (the mean needs
-        them), but the per-day endpoints are not observed, stacked and tested when only means are wanted."""
+        """Only the summaries ``names`` use (per day, mean of logs) of only the markers they name: every day and
+        marker is still drawn (the mean needs every day, the joint draw every marker), but the per-day endpoints
+        are not observed, stacked and tested when only means are wanted, and the other markers not computed."""
         index = _endpoint_index(self)
         used = {"mean_log" if index[n][1] is None else "per_day" for n in names if n in index}
         keep = tuple(s for s in self.summaries if s in used)
-        return {"summaries": list(keep)} if keep and keep != tuple(self.summaries) else {}
+        out: dict[str, Any] = {"summaries": list(keep)} if keep and keep != tuple(self.summaries) else {}
+        markers = [self.markers[j].name for j in self.kept() if any(index[n][0] == j for n in names if n in index)]
+        if markers and len(markers) < len(self.kept()):  # and only the markers asked for are computed
+            out["analysed_markers"] = markers
+        return out
+
+    def kept(self) -> tuple[int, ...]:
+        """Indices of the analysed markers (``analysed_markers``; all when not set), in the markers' order."""
+        if self.analysed_markers is None:
+            return tuple(range(len(self.markers)))
+        return tuple(j for j, m in enumerate(self.markers) if m.name in self.analysed_markers)
 
     # ------------------------------------------------------------------------------- patients
     def generate(self, cid: str, ctx: PatientContext, streams: Streams) -> dict[str, np.ndarray]:
@@ -200,41 +223,47 @@ class LogNormalMarkers(EndpointFamily):
         p = _parameters(self)
         s, n = ctx.shape
         n_days, n_markers = len(self.days), len(self.markers)
-        # one (marker, day or mean, trial, patient) array, so every endpoint is a contiguous block
-        levels = np.empty((n_markers, n_days + 1, s, n))
-        state = np.empty((n_markers, s, n))  # standardised levels of the previous day (the AR(1) state)
+        keep = self.kept()  # computed markers; every marker is drawn (z has a column for each)
+        # one (computed marker, day or mean, trial, patient) array, so every endpoint is a contiguous block
+        levels = np.empty((len(keep), n_days + 1, s, n))
+        state = np.empty((len(keep), s, n))  # standardised levels of the previous day (the AR(1) state)
         for k, day in enumerate(self.days):
             z = patient_draws(streams("endpoint", cid, "day", str(day)), "standard_normal", s, n, extra=(n_markers,))
-            for m in range(n_markers):
+            for i, m in enumerate(keep):
                 # element-wise (no BLAS) so a patient's bits never depend on how many others there are
                 w = p.chol[m, 0] * z[..., 0]
                 for j in range(1, m + 1):
                     w += p.chol[m, j] * z[..., j]
                 if k:
                     w *= p.innovation[k]
-                    w += p.rho[k] * state[m]
-                state[m] = w
-                levels[m, k] = p.log_median[k, m] + p.log_sd[m] * w
+                    w += p.rho[k] * state[i]
+                state[i] = w
+                levels[i, k] = p.log_median[k, m] + p.log_sd[m] * w
         by_day = levels[:, :n_days]
+        rows = list(keep)
         if self.event is not None:
-            self._add_event_raise(by_day, ctx, p)
+            self._add_event_raise(by_day, ctx, p.log_event_gmr.T[rows])
         if p.any_treatment and ctx.treated.any():
             # in place where treated (a masked ufunc: no gather and scatter of the treated values)
-            np.add(by_day, p.log_treatment_gmr[:, None, None, None], out=by_day, where=ctx.treated)
+            np.add(by_day, p.log_treatment_gmr[rows][:, None, None, None], out=by_day, where=ctx.treated)
+        at = {m: i for i, m in enumerate(keep)}
         for k, j in zip(*np.nonzero(p.p_missing)):  # only the samples that can be missing draw
-            u = patient_draws(streams("endpoint", cid, "missing", self.markers[j].name, str(self.days[k])), "random", s, n)
-            by_day[j, k][u < p.p_missing[k, j]] = np.nan
+            if j in at:
+                u = patient_draws(streams("endpoint", cid, "missing", self.markers[j].name, str(self.days[k])), "random", s, n)
+                by_day[at[j], k][u < p.p_missing[k, j]] = np.nan
         out: dict[str, np.ndarray] = {}
         if "mean_log" in self.summaries:
-            self._mean_log(levels, p)
-        for j, m in enumerate(self.markers):
+            self._mean_log(levels, p.p_missing[:, rows])
+        for i, j in enumerate(keep):
+            m = self.markers[j]
             for k, d in enumerate(self.days):
-                out[f"{m.name}_pod{d}"] = levels[j, k]
+                out[f"{m.name}_pod{d}"] = levels[i, k]
             if "mean_log" in self.summaries:
-                out[f"{m.name}_mean_log"] = levels[j, n_days]
+                out[f"{m.name}_mean_log"] = levels[i, n_days]
         return out
 
-    def _add_event_raise(self, by_day: np.ndarray, ctx: PatientContext, p: "_Parameters") -> None:
+    def _add_event_raise(self, by_day: np.ndarray, ctx: PatientContext, log_event_gmr: np.ndarray) -> None:
+        """Add each computed marker's log event GMR (``log_event_gmr``: (markers, days)) from the days the event raises."""
         try:
             linked = ctx.latent[self.event]
         except KeyError:
@@ -242,16 +271,17 @@ class LogNormalMarkers(EndpointFamily):
         hit = np.nonzero(linked["event"])
         if not hit[0].size:
             return
-        raised = p.days[:, None] >= (np.asarray(linked["day"])[hit] - self.event_lead_days)  # (days, events)
-        by_day[:, :, hit[0], hit[1]] += np.where(raised[None], p.log_event_gmr.T[:, :, None], 0.0)
+        days = _parameters(self).days
+        raised = days[:, None] >= (np.asarray(linked["day"])[hit] - self.event_lead_days)  # (days, events)
+        by_day[:, :, hit[0], hit[1]] += np.where(raised[None], log_event_gmr[:, :, None], 0.0)
 
-    def _mean_log(self, levels: np.ndarray, p: "_Parameters") -> None:
-        """Per-patient mean of the log levels over the available days (NaN when none is)."""
+    def _mean_log(self, levels: np.ndarray, p_missing: np.ndarray) -> None:
+        """Per-patient mean of the log levels over the available days (NaN when none is); ``p_missing``: (days, markers)."""
         n_days = len(self.days)
         means = levels[:, n_days]
         np.sum(levels[:, :n_days], axis=1, out=means)
         means /= n_days
-        for j in np.nonzero(p.p_missing.any(axis=0))[0]:  # markers that can miss a sample
+        for j in np.nonzero(p_missing.any(axis=0))[0]:  # markers that can miss a sample
             gap = np.nonzero(np.isnan(means[j]))
             if gap[0].size:
                 values = levels[j, :n_days][:, gap[0], gap[1]]
