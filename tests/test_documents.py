@@ -21,6 +21,7 @@ from trialsim.planning.assumptions import assumptions_frame, file_comments
 from trialsim.planning.plan import PlanningResult, load_planning, plan, type_i_at_sizes
 from trialsim.report.document import build_report, build_tables, write_docx, write_report
 from trialsim.report.output import MARKER, FolderNotOursError
+from trialsim.report.pdf_process import PdfProcess, html_to_pdf, usable_cores
 from trialsim.report.references import SECTION, citation_keys, load_library
 from trialsim.report.tables import FLAG
 
@@ -232,6 +233,23 @@ def test_pdf_is_a4_with_landscape_pages_for_wide_tables():
     assert any("References" in text[k] for k in (n - 3, n - 2, n - 1)) and "doi:" in text[n - 1]
     for k, page in text.items():  # numbered "k / n"
         assert re.search(rf"\b{k + 1} / {n}\b", page), k
+
+
+SMALL_HTML = ("<html><head><style>@page { size: A4; } td { border: 1px solid #999; }</style></head><body>"
+              "<h1>A title</h1><p>One paragraph.</p><table><tr><td>1</td><td>2</td></tr></table></body></html>")
+
+
+def test_a_pdf_rendered_in_the_helper_process_equals_one_rendered_here(tmp_path):
+    here = html_to_pdf(SMALL_HTML, tmp_path / "here.pdf")
+    with PdfProcess() as pdf:
+        assert pdf.in_background == (usable_cores() > 1)
+        pdf.start(SMALL_HTML, tmp_path / "helper.pdf")
+        assert pdf.wait() == tmp_path / "helper.pdf"
+    with PdfProcess(enabled=False) as pdf:
+        assert not pdf.in_background
+        pdf.start(SMALL_HTML, tmp_path / "inline.pdf")  # rendered before start() returns
+        assert (tmp_path / "inline.pdf").is_file() and pdf.wait() == tmp_path / "inline.pdf"
+    assert (tmp_path / "helper.pdf").read_bytes() == (tmp_path / "inline.pdf").read_bytes() == here.read_bytes()
 
 
 def _docx_widths(table) -> list[int]:
