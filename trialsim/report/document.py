@@ -21,7 +21,7 @@ import pandas as pd
 from trialsim.report.compare import comparison_table, plot_comparison
 from trialsim.report.content import Callout, Note, Report, Section, Text
 from trialsim.report.docx import write_docx
-from trialsim.report.figures import FigureFile, FigureStyle, draw_figures, save_figure
+from trialsim.report.figures import FigureFile, FigureStyle, LaterSvgs, draw_figures, save_figure
 from trialsim.report.html import render_html
 from trialsim.report.output import claim_folder
 from trialsim.report.paragraph import headline, justification
@@ -278,7 +278,8 @@ def write_report(result, out_dir: str | Path, *, formats=DEFAULT_FORMATS, name: 
     if n_jobs is None:
         n_jobs = getattr(getattr(getattr(result, "scenario", None), "run", None), "n_jobs", 1)
     with PdfProcess(enabled="pdf" in formats and n_jobs != 1) as pdf:  # started now: it warms up while figures are drawn
-        figures = draw_figures(result, out_dir / "figures")
+        svgs = LaterSvgs()  # the documents embed the PNGs: the SVGs are written while the PDF is rendered
+        figures = draw_figures(result, out_dir / "figures", svgs=svgs)
         report = build_report(result, figures, comparison=comparison, figure_dir=out_dir / "figures")
         written: dict[str, Path] = {}
         if "html" in formats or "pdf" in formats:
@@ -288,6 +289,7 @@ def write_report(result, out_dir: str | Path, *, formats=DEFAULT_FORMATS, name: 
             if "html" in formats:
                 written["html"] = out_dir / f"{name}.html"
                 written["html"].write_text(html_text, encoding="utf-8")
+        svgs.write()
         if "md" in formats:
             written["md"] = out_dir / f"{name}.md"
             written["md"].write_text(render_markdown(report), encoding="utf-8")
