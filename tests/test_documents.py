@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 import shutil
+import signal
 import subprocess
 from pathlib import Path
 
@@ -250,6 +251,23 @@ def test_a_pdf_rendered_in_the_helper_process_equals_one_rendered_here(tmp_path)
         pdf.start(SMALL_HTML, tmp_path / "inline.pdf")  # rendered before start() returns
         assert (tmp_path / "inline.pdf").is_file() and pdf.wait() == tmp_path / "inline.pdf"
     assert (tmp_path / "helper.pdf").read_bytes() == (tmp_path / "inline.pdf").read_bytes() == here.read_bytes()
+
+
+def test_a_dead_helper_is_replaced_by_rendering_here_and_an_error_stops_the_helper_at_once(tmp_path):
+    if usable_cores() < 2:
+        pytest.skip("one usable core: no helper process")
+    with PdfProcess() as pdf:
+        pdf._process.kill()  # noqa: SLF001 - as the kernel's out-of-memory killer would
+        pdf._process.join()  # noqa: SLF001
+        pdf.start(SMALL_HTML, tmp_path / "a.pdf")
+        assert pdf.wait() == tmp_path / "a.pdf" and (tmp_path / "a.pdf").stat().st_size > 1000
+        assert not pdf.in_background
+    with pytest.raises(KeyboardInterrupt):
+        with PdfProcess() as pdf:
+            helper = pdf._process  # noqa: SLF001
+            pdf.start(SMALL_HTML, tmp_path / "b.pdf")
+            raise KeyboardInterrupt  # Ctrl-C while the PDF is rendered: no waiting for it
+    assert helper.exitcode == -signal.SIGTERM
 
 
 def _docx_widths(table) -> list[int]:

@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import multiprocessing
 import os
-from concurrent.futures import Future, ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 
 # one line in the report's font: Pango and fontconfig load their caches on the first layout
@@ -45,64 +43,101 @@ def usable_cores() -> int:
         return os.cpu_count() or 1
 
 
+def serve(conn) -> None:
+    """The helper process: warm up, then render every ``(html_text, path)`` received, until ``None`` or EOF."""
+    try:
+        warm_up()
+    except Exception:  # noqa: BLE001 - the real rendering fails the same way and sends its reason back
+        pass
+    while True:
+        try:
+            job = conn.recv()
+        except EOFError:  # the parent is gone
+            return
+        if job is None:
+            return
+        try:
+            conn.send((html_to_pdf(*job), None))
+        except Exception as exc:  # noqa: BLE001 - raised again in the parent by PdfProcess.wait()
+            conn.send((None, exc))
+
+
 class PdfProcess:
     """Renders one PDF (:func:`html_to_pdf`) in a helper process; a context manager.
 
-    The helper is started at once and warmed up (:func:`warm_up`), so create this before other work,
+    The helper is started at once and warms up (:func:`warm_up`), so create this before other work,
     :meth:`start` the rendering when the HTML is ready and :meth:`wait` for the file after the other
     work. With ``enabled=False``, on a single usable core or where no process can be started, the
-    PDF is rendered in this process (by :meth:`start`), as it is when the helper process dies.
+    PDF is rendered in this process by :meth:`start`; it is rendered here too if the helper dies.
+    Leaving the ``with`` block by an exception (Ctrl-C) stops the helper at once.
     """
 
     def __init__(self, *, enabled: bool = True):
-        self._pool: ProcessPoolExecutor | None = None
-        self._job: tuple[Future | None, str, Path] | None = None
+        self._process = None
+        self._conn = None
+        self._job: tuple[str, Path] | None = None
+        self._sent = False
         if enabled and usable_cores() > 1:
+            ctx = multiprocessing.get_context("spawn")  # a fresh interpreter: no locks or threads copied from here
             try:
-                self._pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"))
-                self._pool.submit(warm_up)  # a failed warm-up shows again, with its reason, in the real rendering
+                self._conn, child = ctx.Pipe()
+                self._process = ctx.Process(target=serve, args=(child,), name="trialsim-pdf", daemon=True)
+                self._process.start()
+                child.close()
             except (OSError, RuntimeError):  # no process can be started here (limits, a worker's own bootstrap)
-                self.close()
+                self._process = None
 
     @property
     def in_background(self) -> bool:
         """Whether the PDF is rendered in the helper process."""
-        return self._pool is not None
+        return self._process is not None
 
     def start(self, html_text: str, path: str | Path) -> None:
         """Start rendering ``html_text`` to ``path`` (in this process, finished on return, without a helper)."""
-        path = Path(path)
-        future = None
-        if self._pool is not None:
+        self._job = (html_text, Path(path))
+        self._sent = False
+        if self._process is not None:
             try:
-                future = self._pool.submit(html_to_pdf, html_text, path)
-            except (BrokenProcessPool, RuntimeError):
+                self._conn.send(self._job)
+                self._sent = True
+            except OSError:  # the helper is gone
                 self.close()
-        if future is None:
-            html_to_pdf(html_text, path)
-        self._job = (future, html_text, path)
+        if not self._sent:
+            html_to_pdf(*self._job)
 
     def wait(self) -> Path:
         """The rendered PDF's path, once it is written; WeasyPrint's errors are raised here."""
         if self._job is None:
             raise RuntimeError("PdfProcess.wait() before start()")
-        future, html_text, path = self._job
-        if future is not None:
+        if self._sent:
+            self._sent = False
             try:
-                future.result()
-            except BrokenProcessPool:  # the helper died (killed, out of memory): render here
+                path, error = self._conn.recv()
+            except (EOFError, OSError):  # the helper died (killed, out of memory): render here
                 self.close()
-                html_to_pdf(html_text, path)
-        return path
+                return html_to_pdf(*self._job)
+            if error is not None:
+                raise error
+            return path
+        return self._job[1]
 
-    def close(self) -> None:
-        """Stop the helper process (a rendering not waited for is cancelled or finished first)."""
-        if self._pool is not None:
-            self._pool.shutdown(wait=True, cancel_futures=True)
-            self._pool = None
+    def close(self, *, kill: bool = False) -> None:
+        """Let the helper process end (``kill``: stop it now, mid-rendering)."""
+        if self._process is None:
+            return
+        if kill:
+            self._process.terminate()
+        else:
+            try:
+                self._conn.send(None)
+            except OSError:
+                pass
+        self._process.join()
+        self._conn.close()
+        self._process = None
 
     def __enter__(self) -> "PdfProcess":
         return self
 
-    def __exit__(self, *exc) -> None:
-        self.close()
+    def __exit__(self, exc_type, *exc) -> None:
+        self.close(kill=exc_type is not None)
