@@ -6,6 +6,7 @@ its reason, where Chromium is not installed.
 """
 from __future__ import annotations
 
+import gc
 import re
 import shutil
 import signal
@@ -251,6 +252,18 @@ def test_a_pdf_rendered_in_the_helper_process_equals_one_rendered_here(tmp_path)
         pdf.start(SMALL_HTML, tmp_path / "inline.pdf")  # rendered before start() returns
         assert (tmp_path / "inline.pdf").is_file() and pdf.wait() == tmp_path / "inline.pdf"
     assert (tmp_path / "helper.pdf").read_bytes() == (tmp_path / "inline.pdf").read_bytes() == here.read_bytes()
+
+
+def test_rendering_a_pdf_leaves_the_garbage_collector_as_it_was(tmp_path):
+    assert gc.isenabled()
+    html_to_pdf(SMALL_HTML, tmp_path / "a.pdf")  # paused while rendering, then on again
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        html_to_pdf(SMALL_HTML, tmp_path / "b.pdf")
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
 
 
 def test_a_dead_helper_is_replaced_by_rendering_here_and_an_error_stops_the_helper_at_once(tmp_path):

@@ -10,6 +10,7 @@ joblib's workers) starts in a fraction of a second.
 """
 from __future__ import annotations
 
+import gc
 import multiprocessing
 import os
 from pathlib import Path
@@ -24,7 +25,16 @@ def html_to_pdf(html_text: str, path: str | Path) -> Path:
     from weasyprint import HTML
 
     path = Path(path)
-    HTML(string=html_text, base_url=str(path.parent)).write_pdf(path)
+    # WeasyPrint allocates objects (boxes, styles, lines) by the hundred thousand, each batch of which starts
+    # a pass of the cyclic garbage collector over what is alive: 0.6 of 3.7 s of CPU for the registered
+    # trial's report. Paused while rendering (about 20 MB more at the peak), as the caller had it after.
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        HTML(string=html_text, base_url=str(path.parent)).write_pdf(path)
+    finally:
+        if collecting:
+            gc.enable()
     return path
 
 
