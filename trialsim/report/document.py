@@ -278,7 +278,9 @@ def write_report(result, out_dir: str | Path, *, formats=DEFAULT_FORMATS, name: 
     if n_jobs is None:
         n_jobs = getattr(getattr(getattr(result, "scenario", None), "run", None), "n_jobs", 1)
     with PdfProcess(enabled="pdf" in formats and n_jobs != 1) as pdf:  # started now: it warms up while figures are drawn
-        svgs = LaterSvgs()  # the documents embed the PNGs: the SVGs are written while the PDF is rendered
+        # the documents embed the PNGs: with a helper, the SVGs are written while it renders the PDF; in one
+        # process, at once, as before (deferred there they measured 0.3 s slower, for no gain)
+        svgs = LaterSvgs() if pdf.in_background else None
         figures = draw_figures(result, out_dir / "figures", svgs=svgs)
         report = build_report(result, figures, comparison=comparison, figure_dir=out_dir / "figures")
         written: dict[str, Path] = {}
@@ -289,7 +291,8 @@ def write_report(result, out_dir: str | Path, *, formats=DEFAULT_FORMATS, name: 
             if "html" in formats:
                 written["html"] = out_dir / f"{name}.html"
                 written["html"].write_text(html_text, encoding="utf-8")
-        svgs.write()
+        if svgs is not None:
+            svgs.write()
         if "md" in formats:
             written["md"] = out_dir / f"{name}.md"
             written["md"].write_text(render_markdown(report), encoding="utf-8")
