@@ -6,8 +6,10 @@ its reason, where Chromium is not installed.
 """
 from __future__ import annotations
 
+import gc
 import re
 import shutil
+import signal
 import subprocess
 from pathlib import Path
 
@@ -21,6 +23,7 @@ from trialsim.planning.assumptions import assumptions_frame, file_comments
 from trialsim.planning.plan import PlanningResult, load_planning, plan, type_i_at_sizes
 from trialsim.report.document import build_report, build_tables, write_docx, write_report
 from trialsim.report.output import MARKER, FolderNotOursError
+from trialsim.report.pdf_process import PdfProcess, html_to_pdf, usable_cores
 from trialsim.report.references import SECTION, citation_keys, load_library
 from trialsim.report.tables import FLAG
 
@@ -232,6 +235,52 @@ def test_pdf_is_a4_with_landscape_pages_for_wide_tables():
     assert any("References" in text[k] for k in (n - 3, n - 2, n - 1)) and "doi:" in text[n - 1]
     for k, page in text.items():  # numbered "k / n"
         assert re.search(rf"\b{k + 1} / {n}\b", page), k
+
+
+SMALL_HTML = ("<html><head><style>@page { size: A4; } td { border: 1px solid #999; }</style></head><body>"
+              "<h1>A title</h1><p>One paragraph.</p><table><tr><td>1</td><td>2</td></tr></table></body></html>")
+
+
+def test_a_pdf_rendered_in_the_helper_process_equals_one_rendered_here(tmp_path):
+    here = html_to_pdf(SMALL_HTML, tmp_path / "here.pdf")
+    with PdfProcess() as pdf:
+        assert pdf.in_background == (usable_cores() > 1)
+        pdf.start(SMALL_HTML, tmp_path / "helper.pdf")
+        assert pdf.wait() == tmp_path / "helper.pdf"
+    with PdfProcess(enabled=False) as pdf:
+        assert not pdf.in_background
+        pdf.start(SMALL_HTML, tmp_path / "inline.pdf")  # rendered before start() returns
+        assert (tmp_path / "inline.pdf").is_file() and pdf.wait() == tmp_path / "inline.pdf"
+    assert (tmp_path / "helper.pdf").read_bytes() == (tmp_path / "inline.pdf").read_bytes() == here.read_bytes()
+
+
+def test_rendering_a_pdf_leaves_the_garbage_collector_as_it_was(tmp_path):
+    assert gc.isenabled()
+    html_to_pdf(SMALL_HTML, tmp_path / "a.pdf")  # paused while rendering, then on again
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        html_to_pdf(SMALL_HTML, tmp_path / "b.pdf")
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
+
+
+def test_a_dead_helper_is_replaced_by_rendering_here_and_an_error_stops_the_helper_at_once(tmp_path):
+    if usable_cores() < 2:
+        pytest.skip("one usable core: no helper process")
+    with PdfProcess() as pdf:
+        pdf._process.kill()  # noqa: SLF001 - as the kernel's out-of-memory killer would
+        pdf._process.join()  # noqa: SLF001
+        pdf.start(SMALL_HTML, tmp_path / "a.pdf")
+        assert pdf.wait() == tmp_path / "a.pdf" and (tmp_path / "a.pdf").stat().st_size > 1000
+        assert not pdf.in_background
+    with pytest.raises(KeyboardInterrupt):
+        with PdfProcess() as pdf:
+            helper = pdf._process  # noqa: SLF001
+            pdf.start(SMALL_HTML, tmp_path / "b.pdf")
+            raise KeyboardInterrupt  # Ctrl-C while the PDF is rendered: no waiting for it
+    assert helper.exitcode == -signal.SIGTERM
 
 
 def _docx_widths(table) -> list[int]:

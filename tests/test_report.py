@@ -21,6 +21,7 @@ from trialsim.config.loader import load_scenario, with_values
 from trialsim.model import build_model
 from trialsim.planning.plan import load_planning, plan
 from trialsim.report.document import build_report, build_tables, render_html, render_markdown, write_report
+from trialsim.report.figures import LaterSvgs, draw_figures
 from trialsim.report.paragraph import justification
 
 HOSTILE_TITLE = '<script>alert("x")</script> & \'quotes\' <b>bold</b>'
@@ -196,6 +197,24 @@ def test_figures_are_png_and_svg(written):
         assert png.with_suffix(".svg").stat().st_size > 1000
         with Image.open(png) as im:
             assert im.size[0] >= 1200  # 7.2 in at 200 dpi
+
+
+def _svg_without_date_and_ids(path: Path) -> str:
+    """An SVG's text without what matplotlib makes new on every save: the date and the random element ids."""
+    text = re.sub(r"<dc:date>[^<]*</dc:date>", "", path.read_text(encoding="utf-8"))
+    return re.sub(r'(#|id=")([a-zA-Z]+)[0-9a-f]{10}', r"\1\2", text)
+
+
+def test_svgs_written_later_equal_svgs_written_at_once(result, tmp_path):
+    later = LaterSvgs()
+    files = draw_figures(result, tmp_path / "later", svgs=later)
+    assert files and not list((tmp_path / "later").glob("*.svg"))  # PNGs only, until write()
+    later.write()
+    draw_figures(result, tmp_path / "now")
+    for f in files:
+        now = tmp_path / "now" / f.svg.name
+        assert _svg_without_date_and_ids(f.svg) == _svg_without_date_and_ids(now), f.name
+        assert f.png.read_bytes() == now.with_suffix(".png").read_bytes(), f.name
 
 
 def test_report_from_saved_folder_equals_the_original(written, result):

@@ -289,7 +289,8 @@ def cmd_report(args) -> int:
                       search=args.search)
         result.save(args.out)
     comparison = load_comparison(args.compare) if args.compare is not None else None
-    written = write_report(result, args.out, formats=args.formats, page_size=args.paper, comparison=comparison)
+    written = write_report(result, args.out, formats=args.formats, page_size=args.paper, comparison=comparison,
+                           n_jobs=_jobs(args))
     print(open(Path(args.out) / "justification.txt", encoding="utf-8").read().strip())
     print()
     for fmt, path in written.items():

@@ -372,13 +372,37 @@ def _figure(width: float, height: float, ncols: int = 1, nrows: int = 1):
     return fig, axes
 
 
-def save_figure(fig, stem: str | Path) -> tuple[Path, Path]:
-    """Write ``stem.png`` (200 dpi) and ``stem.svg`` (text kept as text)."""
+class LaterSvgs:
+    """Figures whose PNG is written and whose SVG is still to write: :func:`draw_figures` with ``svgs=``.
+
+    The documents embed only the PNGs, so :func:`~trialsim.report.document.write_report` writes the
+    SVGs while the PDF is rendered. :meth:`write` saves them under the same :class:`FigureStyle` they
+    were drawn in (some settings are read when a figure is saved), so they equal SVGs saved at once.
+    """
+
+    def __init__(self):
+        self._figures: list[tuple[object, Path]] = []
+
+    def add(self, fig, svg: Path) -> None:
+        self._figures.append((fig, svg))
+
+    def write(self) -> None:
+        with FigureStyle():
+            for fig, svg in self._figures:
+                fig.savefig(svg, facecolor="white")
+        self._figures.clear()
+
+
+def save_figure(fig, stem: str | Path, *, later: LaterSvgs | None = None) -> tuple[Path, Path]:
+    """Write ``stem.png`` (200 dpi) and ``stem.svg`` (text kept as text; by ``later.write()`` when given)."""
     stem = Path(stem)
     stem.parent.mkdir(parents=True, exist_ok=True)
     png, svg = stem.with_suffix(".png"), stem.with_suffix(".svg")
     fig.savefig(png, dpi=DPI, facecolor="white")
-    fig.savefig(svg, facecolor="white")
+    if later is not None:
+        later.add(fig, svg)
+    else:
+        fig.savefig(svg, facecolor="white")
     return png, svg
 
 
@@ -452,8 +476,8 @@ def figure_power_heatmap(grid: pd.DataFrame, *, planned: tuple[float, float]):
     return fig
 
 
-def draw_figures(result, out_dir: str | Path) -> list[FigureFile]:
-    """Draw every figure a planning result has data for; PNG and SVG."""
+def draw_figures(result, out_dir: str | Path, *, svgs: LaterSvgs | None = None) -> list[FigureFile]:
+    """Draw every figure a planning result has data for; PNG and SVG (the SVGs by ``svgs.write()`` when given)."""
     out_dir = Path(out_dir)
     design = result.design
     planned_n = int(design["n_control"])
@@ -464,7 +488,7 @@ def draw_figures(result, out_dir: str | Path) -> list[FigureFile]:
         curves = result.frame("curves")
         if not curves.empty:
             fig = figure_power_vs_n(curves, planned_n=planned_n, primary=primary, title=primary_title(design))
-            png, svg = save_figure(fig, out_dir / "power_vs_n")
+            png, svg = save_figure(fig, out_dir / "power_vs_n", later=svgs)
             prim = curves[curves["endpoint"] == primary]
             how = ("exact power of each test (the saw-tooth is real: exact tests attain only some significance levels)"
                    if not prim.empty and (prim["method"] == "exact").all() else
@@ -477,7 +501,7 @@ def draw_figures(result, out_dir: str | Path) -> list[FigureFile]:
         if not effects.empty:
             fig = figure_power_vs_effect(effects, planned_n=planned_n, primary=primary,
                                          title=primary_title(design, effect=False))
-            png, svg = save_figure(fig, out_dir / "power_vs_effect")
+            png, svg = save_figure(fig, out_dir / "power_vs_effect", later=svgs)
             prim = effects[effects["endpoint"] == primary]
             text = (f"A: power for {prim_label} against its {prim['parameter_label'].iloc[0]} at several analysable "
                     "sizes per arm (dotted: the assumed value). " if not prim.empty else "")
@@ -489,7 +513,7 @@ def draw_figures(result, out_dir: str | Path) -> list[FigureFile]:
         grid = result.frame("heatmap")
         if not grid.empty:
             fig = figure_power_heatmap(grid, planned=(float(grid["assumed"].iloc[0]), planned_n))
-            png, svg = save_figure(fig, out_dir / "power_heatmap")
+            png, svg = save_figure(fig, out_dir / "power_heatmap", later=svgs)
             files.append(FigureFile("power_heatmap", (
                 f"Exact power for {prim_label} ({test_label(grid['test'].iloc[0])}) over its "
                 f"{grid['parameter_label'].iloc[0]} and the analysable patients per arm. Contours: 80% (dashed) and 90% "
@@ -511,7 +535,7 @@ def draw_figures(result, out_dir: str | Path) -> list[FigureFile]:
                         axes[0, k].set_ylabel("")
                 handles, labels = axes[0, 0].get_legend_handles_labels()
                 fig.legend(handles, labels, loc="outside lower center", ncol=2, fontsize="small")
-                png, svg = save_figure(fig, out_dir / "sample_size_sawtooth")
+                png, svg = save_figure(fig, out_dir / "sample_size_sawtooth", later=svgs)
                 files.append(FigureFile("sample_size_sawtooth", (
                     f"Exact power of the {test_label(test)} test for {prim_label} around the required size. Power is not "
                     "monotone in n (crosses: sizes below the target); the dashed line marks the first n reaching the "
