@@ -409,6 +409,42 @@ def _rank_sums(xc: np.ndarray, xt: np.ndarray):
     return r1, _tie_term(v, first, last)
 
 
+# Ordinal data (grades 0, 1, ..., below this many) are ranked by counting each grade, not by sorting.
+_GRADES_MAX = 32
+
+
+def _rank_sums_of_grades(cc: np.ndarray, ct: np.ndarray):
+    """:func:`_rank_sums` of patient-major arrays ``(patients, ...)`` whose observed values are all grades
+    ``0 .. _GRADES_MAX - 1`` (ordinal data: many ties), from the count of each grade; None for other data.
+
+    A grade's patients share the average of its pooled positions, ``below + (count + 1) / 2``, so the
+    control rank sum is the sum over grades of the control count times that rank, and the tie term the sum
+    of ``count^3 - count``. Every term is a whole or half number, so both sums are exact, as sorting gives.
+    """
+    if cc.shape[0] == 0 or ct.shape[0] == 0:
+        return None
+    with np.errstate(invalid="ignore"):
+        lo = min(np.nanmin(cc, initial=np.inf), np.nanmin(ct, initial=np.inf))
+        hi = max(np.nanmax(cc, initial=-np.inf), np.nanmax(ct, initial=-np.inf))
+    if not (lo >= 0 and hi < _GRADES_MAX):
+        return None
+    with np.errstate(invalid="ignore"):
+        if any(np.any(x > np.floor(x)) for x in (cc, ct)):  # a value between grades (NaN compares False)
+            return None
+    grades = int(hi) + 1
+    control = [_count_patients(cc == g) for g in range(grades)]
+    treatment = [_count_patients(ct == g) for g in range(grades)]
+    r1 = np.zeros(control[0].shape)
+    tie_term = np.zeros(control[0].shape, dtype=np.int64)
+    below = np.zeros(control[0].shape, dtype=np.int64)
+    for c, t in zip(control, treatment):
+        k = c + t
+        r1 += c * (below + (k + 1) / 2.0)
+        tie_term += k * k * k - k
+        below += k
+    return r1, tie_term.astype(float)
+
+
 def _count_pairs(compare, xc: np.ndarray, xt: np.ndarray) -> np.ndarray:
     """``#{(i, j): compare(xc[i], xt[j])}`` per trial of patient-major 2-d arrays ``(patients, trials)``,
     looping over the smaller arm; each step compares whole vectors over the trials."""
@@ -513,7 +549,8 @@ def mann_whitney(x_control, x_treatment, *, method: str = "auto") -> TestResult:
                                    (cc.reshape(cc.shape[0], rows), ct.reshape(ct.shape[0], rows)))
         u1, tie_term = u1.reshape(n_c.shape), tie_term.reshape(n_c.shape)
     else:
-        r1, tie_term = _rank_sums(xc, xt)
+        counted = _rank_sums_of_grades(cc, ct)
+        r1, tie_term = counted if counted is not None else _rank_sums(xc, xt)
         u1 = r1 - n_c * (n_c + 1) / 2.0
     defined = (n_c >= 1) & (n_t >= 1)
     ties = tie_term > 0

@@ -27,8 +27,11 @@ _clients: dict[tuple, Any] = {}  # (scheduler address or None, local workers) ->
 
 
 def execute(fn: Callable, jobs: Iterable[tuple], *, n_tasks: int, backend: str, n_workers: int,
-            scheduler: str | None = None) -> Iterator[Any]:
-    """``fn(*args)`` for every ``args`` in ``jobs``, yielded as they finish (in any order)."""
+            scheduler: str | None = None, batch_size: int | str = "auto") -> Iterator[Any]:
+    """``fn(*args)`` for every ``args`` in ``jobs``, yielded as they finish (in any order).
+
+    ``batch_size``: calls joblib sends a worker at once ("auto": joblib's adaptive batching; 1 for calls
+    whose costs differ widely, so that a long call never waits behind another in a batch)."""
     if n_tasks == 0:
         return
     if backend == "dask" and (scheduler or (n_workers > 1 and n_tasks > 1)):
@@ -42,7 +45,7 @@ def execute(fn: Callable, jobs: Iterable[tuple], *, n_tasks: int, backend: str, 
         return
     from joblib import Parallel, delayed
 
-    yield from Parallel(n_jobs=n_workers, backend=backend, return_as="generator_unordered")(
+    yield from Parallel(n_jobs=n_workers, backend=backend, return_as="generator_unordered", batch_size=batch_size)(
         delayed(fn)(*args) for args in jobs)
 
 
@@ -51,12 +54,14 @@ def map_calls(fn: Callable, jobs: Iterable[tuple], *, n_jobs: int, backend: str 
     """``[fn(*args) for args in jobs]``, the calls spread over the backend's workers (results in input order).
 
     For work that is not simulated blocks (exact power scans); each call must be a pure function of its
-    arguments, so the results do not depend on ``n_jobs`` or the backend.
+    arguments, so the results do not depend on ``n_jobs`` or the backend. Calls go to the workers one at
+    a time, in the order given: put the longest first.
     """
     jobs = list(jobs)
     out: list[Any] = [None] * len(jobs)
     for i, value in execute(_indexed, ((fn, i, args) for i, args in enumerate(jobs)), n_tasks=len(jobs),
-                            backend=backend, n_workers=min(workers(n_jobs), max(1, len(jobs))), scheduler=scheduler):
+                            backend=backend, n_workers=min(workers(n_jobs), max(1, len(jobs))), scheduler=scheduler,
+                            batch_size=1):
         out[i] = value
     return out
 
