@@ -117,3 +117,16 @@ def test_surgery_ready_the_day_of_screening_runs_in_simpy():
     flow = FlowConfig(referrals_per_month=1.0, beds=1, or_slots_per_week=1, days_referral_to_screening=3.0,
                       days_referral_to_surgery=3.0)
     assert_same(*both(flow, 1, 1, seed=0))
+
+
+def test_hand_made_referrals_out_of_order_or_none_are_refused():
+    rng = np.random.default_rng(0)
+    draws = draw_flow(FlowConfig(), n_trials=3, n_control=2, n_treatment=2, **MISSING,
+                      is_treatment=np.tile([False, False, True, True], (3, 1)), rng=rng)
+    out = outcomes(rng, 3, 4, whole_days=False)
+    shuffled = FlowDraws(**{**draws.__dict__, "referral_days": draws.referral_days[:, ::-1].copy()})
+    with pytest.raises(ValueError, match="in time order"):
+        run_flow(FlowConfig(), shuffled, n_control=2, n_treatment=2, outcomes=out)
+    empty = FlowDraws(**{**draws.__dict__, "referral_days": draws.referral_days[:, :0]})
+    with pytest.raises(ValueError, match="K >= 1"):
+        run_flow(FlowConfig(), empty, n_control=2, n_treatment=2, outcomes=out)

@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from trialsim.api import flow, run
-from trialsim.config.loader import with_values
+from tests.conftest import DEFAULT_CONFIG
+from trialsim.config.loader import load_scenario, with_values
 from trialsim.engine import MemoryBudgetError, blocks_per_task, plan_layout, trial_bytes
 from trialsim.scenarios import ScenarioSpec
 from trialsim.summarise import BlockSummary, Totals
@@ -123,3 +124,11 @@ def test_tasks_are_small_enough_to_keep_every_worker_busy():
     assert blocks_per_task(10, n_workers=2, chunk_blocks=10) == 2
     assert blocks_per_task(10_000, n_workers=2, chunk_blocks=10) == 10  # chunk_blocks stays the ceiling
     assert blocks_per_task(1, n_workers=8, chunk_blocks=10) == 1
+
+
+def test_the_flow_estimate_grows_with_referrals_per_enrolment():
+    """The flow's arrays scale with referrals (screened, clocks, masks): fewer consents, more memory per trial."""
+    base = load_scenario(DEFAULT_CONFIG)
+    easy, hard = (ScenarioSpec("s", with_values(base, {"flow": {"p_eligible": 0.75, "p_consent": c}}), {}) for c in (0.65, 0.1))
+    assert trial_bytes(hard) - trial_bytes(easy) == pytest.approx(
+        20 * 72 * (1 / (0.75 * 0.1) - 1 / (0.75 * 0.65)), abs=2)

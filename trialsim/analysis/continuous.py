@@ -185,7 +185,7 @@ def nan_median(x: np.ndarray) -> np.ndarray:
     if x.shape[-1] == 0:
         return np.full(x.shape[:-1], np.nan)
     v = np.sort(x, axis=-1)  # NaNs last
-    n = _observed_counts(_patient_major(x))[..., None]
+    n = (x.shape[-1] - np.count_nonzero(np.isnan(x), axis=-1))[..., None]
     low = np.take_along_axis(v, np.maximum((n - 1) // 2, 0), axis=-1)
     high = np.take_along_axis(v, n // 2, axis=-1)
     return np.where(n > 0, (low + high) / 2.0, np.nan)[..., 0]
@@ -426,7 +426,7 @@ def _rank_sums_of_grades(cc: np.ndarray, ct: np.ndarray):
     with np.errstate(invalid="ignore"):
         lo = min(np.nanmin(cc, initial=np.inf), np.nanmin(ct, initial=np.inf))
         hi = max(np.nanmax(cc, initial=-np.inf), np.nanmax(ct, initial=-np.inf))
-    if not (lo >= 0 and hi < _GRADES_MAX):
+    if not 0 <= lo <= hi < _GRADES_MAX:  # (every value missing: lo = inf, hi = -inf; sorting handles it)
         return None
     with np.errstate(invalid="ignore"):
         if any(np.any(x > np.floor(x)) for x in (cc, ct)):  # a value between grades (NaN compares False)

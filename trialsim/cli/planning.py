@@ -290,7 +290,7 @@ def cmd_report(args) -> int:
         result.save(args.out)
     comparison = load_comparison(args.compare) if args.compare is not None else None
     written = write_report(result, args.out, formats=args.formats, page_size=args.paper, comparison=comparison,
-                           n_jobs=_jobs(args))
+                           n_jobs=_jobs(args, result.scenario))
     print(open(Path(args.out) / "justification.txt", encoding="utf-8").read().strip())
     print()
     for fmt, path in written.items():

@@ -35,10 +35,13 @@ MB = 2**20
 
 # Peak bytes per patient per simulated trial, for each analysed endpoint (plus one for the patients'
 # own draws): measured 87 to 100 on every shipped design at 50 to 2,000 patients per arm (tracemalloc);
-# 100 per endpoint plus one leaves a margin of 10-50%. The flow's SimPy processes add about 350 per patient (512 assumed), and each
+# 100 per endpoint plus one leaves a margin of 10-50%. The flow (draws and their walk on arrays) peaks at
+# about 500 bytes per patient with the default 2.1 referrals per enrolment, 710 at 10 and 2,370 at 33
+# (tracemalloc, 200 trials of 100 per arm): 512 plus 72 per referral per enrolment assumed. Each
 # (endpoint, test) pair keeps its p-value, estimate, interval and decision per trial.
 BYTES_PER_PATIENT_ENDPOINT = 100
 BYTES_PER_PATIENT_FLOW = 512
+BYTES_PER_REFERRAL = 72
 BYTES_PER_PAIR = 1024
 # Adjusted tests (TestSpec.needs_covariates) hold per patient a design row of p = adjust_for + 2 terms and
 # its weighted copy: peak 28 (logistic) and 21 (Mantel-Haenszel) bytes per patient per term measured with
@@ -70,10 +73,10 @@ def trial_bytes(spec: ScenarioSpec) -> int:
     patients = sc.design.n_control + sc.design.n_treatment
     per_patient = BYTES_PER_PATIENT_ENDPOINT * (len(model.analysed) + 1)
     if sc.flow is not None:
-        per_patient += BYTES_PER_PATIENT_FLOW
+        per_patient += BYTES_PER_PATIENT_FLOW + BYTES_PER_REFERRAL / (sc.flow.p_eligible * sc.flow.p_consent)
     if any(tests.get(t).needs_covariates for a in model.analysed for t in a.tests):
         per_patient += BYTES_PER_PATIENT_ADJUSTED_TERM * (len(model.adjust_for) + 2)
-    return patients * per_patient + BYTES_PER_PAIR * len(model.pairs())
+    return math.ceil(patients * per_patient) + BYTES_PER_PAIR * len(model.pairs())
 
 
 def workers(n_jobs: int) -> int:

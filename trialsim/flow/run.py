@@ -305,6 +305,10 @@ def run_flow(
     if draws.is_treatment.shape != (n_trials, n_max):
         raise ValueError(f"draws are for {draws.is_treatment.shape[1]} patients, not n_control + n_treatment = {n_max}")
     _check_outcomes(outcomes, n_trials, n_max)
+    referral = np.asarray(draws.referral_days, dtype=float)
+    if referral.ndim != 2 or referral.shape[0] != n_trials or referral.shape[1] == 0 or (np.diff(referral, axis=1) < 0).any():
+        raise ValueError(f"draws.referral_days must be (n_trials, K) with K >= 1 referrals per trial in time order, "
+                         f"got shape {referral.shape}")
     log: list[tuple] | None = [] if event_log else None
     if engine == "simpy":
         fields = _simpy_fields(flow, draws, n_max=n_max, outcomes=outcomes, trials=range(n_trials), log=log)

@@ -267,16 +267,18 @@ def write_report(result, out_dir: str | Path, *, formats=DEFAULT_FORMATS, name: 
     ``out_dir`` must be new, empty, or written by trialsim before: a folder it did not create (a run's
     results) is never written into (:func:`trialsim.report.output.claim_folder`). ``page_size`` ("A4"
     or "Letter") sets the PDF's and the Word document's pages. ``comparison``: a ``trialsim compare``
-    table for the "Choosing a design" section. ``n_jobs`` (default: the scenario's ``run.n_jobs``, as
-    for planning): other than 1, the PDF is rendered in a second process while this one writes the
-    other formats (:class:`~trialsim.report.pdf_process.PdfProcess`); the files are the same.
+    table for the "Choosing a design" section. ``n_jobs`` (default 1): other than 1, the PDF is rendered in
+    a second process while this one writes the other formats (:class:`~trialsim.report.pdf_process.PdfProcess`);
+    the files are the same. That process is started by spawning a fresh interpreter, which imports the
+    calling script again: from a script, use ``n_jobs`` only under ``if __name__ == "__main__":`` (as for
+    any multiprocessing). ``trialsim report`` passes its ``--jobs`` (else the config's ``run.n_jobs``).
     """
     unknown = set(formats) - set(FORMATS)
     if unknown:
         raise ValueError(f"unknown report formats {sorted(unknown)}; choose from {FORMATS}")
     out_dir = claim_folder(out_dir, ours=("planning.json",))
     if n_jobs is None:
-        n_jobs = getattr(getattr(getattr(result, "scenario", None), "run", None), "n_jobs", 1)
+        n_jobs = 1
     with PdfProcess(enabled="pdf" in formats and n_jobs != 1) as pdf:  # started now: it warms up while figures are drawn
         # the documents embed the PNGs: with a helper, the SVGs are written while it renders the PDF; in one
         # process, at once, as before (deferred there they measured 0.3 s slower, for no gain)

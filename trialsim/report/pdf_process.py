@@ -69,7 +69,13 @@ def serve(conn) -> None:
         try:
             conn.send((html_to_pdf(*job), None))
         except Exception as exc:  # noqa: BLE001 - raised again in the parent by PdfProcess.wait()
-            conn.send((None, exc))
+            try:
+                conn.send((None, exc))
+            except Exception:  # noqa: BLE001 - an exception that cannot be pickled: send its text
+                conn.send((None, RuntimeError(f"{type(exc).__name__}: {exc}")))
+
+
+JOIN_SECONDS = 10.0  # how long close() waits for the helper to end before stopping it
 
 
 class PdfProcess:
@@ -89,13 +95,20 @@ class PdfProcess:
         self._sent = False
         if enabled and usable_cores() > 1:
             ctx = multiprocessing.get_context("spawn")  # a fresh interpreter: no locks or threads copied from here
+            child = None
             try:
                 self._conn, child = ctx.Pipe()
                 self._process = ctx.Process(target=serve, args=(child,), name="trialsim-pdf", daemon=True)
                 self._process.start()
-                child.close()
-            except (OSError, RuntimeError):  # no process can be started here (limits, a worker's own bootstrap)
+            except Exception:  # noqa: BLE001 - no process can be started here (limits, a daemonic parent, a
+                # child's own bootstrap): render in this process instead
                 self._process = None
+                if self._conn is not None:
+                    self._conn.close()
+                    self._conn = None
+            finally:
+                if child is not None:
+                    child.close()
 
     @property
     def in_background(self) -> bool:
@@ -142,7 +155,10 @@ class PdfProcess:
                 self._conn.send(None)
             except OSError:
                 pass
-        self._process.join()
+        self._process.join(JOIN_SECONDS)
+        if self._process.is_alive():  # stuck: do not hang the command on it
+            self._process.terminate()
+            self._process.join(JOIN_SECONDS)
         self._conn.close()
         self._process = None
 
