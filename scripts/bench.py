@@ -38,7 +38,6 @@ from scipy import stats
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from trialsim.analysis.binary import exact_power_curve  # noqa: E402
 from trialsim.api import run  # noqa: E402
 from trialsim.cache import ENV_DIR, ENV_SWITCH  # noqa: E402
 from trialsim.config.loader import load_scenario, with_values  # noqa: E402

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from trialsim.analysis import registry as tests
-from trialsim.analysis.continuous import nan_mean, nan_median
+from trialsim.analysis.continuous import nan_mean, nan_median, patient_major
 from trialsim.analysis.registry import TrialStats
 from trialsim.config.flow import DAYS_PER_MONTH
 from trialsim.config.schema import Scenario
@@ -238,7 +238,7 @@ def analyse(model: Model, observed: dict[str, np.ndarray], split: ArmSplit, *, a
     alpha = model.scenario.design.alpha if alpha is None else alpha
     eps = model.analysed
     control, treatment = split.arms(np.stack([observed[a.name] for a in eps]))
-    by_patient = _by_patient(control), _by_patient(treatment)  # (n_arm, n_endpoints, n_trials), contiguous
+    by_patient = patient_major(control), patient_major(treatment)  # (n_arm, n_endpoints, n_trials), contiguous
     adjusting = None
     if any(tests.get(t).needs_covariates for a in eps for t in a.tests):
         if covariates is None:
@@ -272,11 +272,6 @@ def analyse(model: Model, observed: dict[str, np.ndarray], split: ArmSplit, *, a
     return ordered, arm_estimates(eps, control, treatment, by_patient=by_patient)
 
 
-def _by_patient(x: np.ndarray) -> np.ndarray:
-    """``x`` with its patient (last) axis first, contiguous: sums over patients become whole-vector adds."""
-    return np.ascontiguousarray(np.moveaxis(x, -1, 0))
-
-
 def _rows(idx: list[int]):
     return slice(idx[0], idx[-1] + 1) if idx == list(range(idx[0], idx[-1] + 1)) else idx
 
@@ -287,7 +282,7 @@ def arm_estimates(eps: tuple[Analysed, ...], control: np.ndarray, treatment: np.
 
     Contrasts: the risk difference (treatment - control) of binary endpoints and the log ratio of
     geometric means of log-scale endpoints (summarised as exp of its mean: a geometric mean ratio).
-    ``by_patient``: both arms patient-major (``_by_patient``), when the caller has them.
+    ``by_patient``: both arms patient-major (``patient_major``), when the caller has them.
     """
     out: dict[tuple[str, str, str], np.ndarray] = {}
     parts = {}

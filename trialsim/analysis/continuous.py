@@ -93,7 +93,7 @@ def _samples(x_control, x_treatment) -> tuple[np.ndarray, np.ndarray]:
     return xc, xt
 
 
-def _patient_major(x: np.ndarray, *, finite_or_nan: bool = False) -> np.ndarray:
+def patient_major(x: np.ndarray, *, finite_or_nan: bool = False) -> np.ndarray:
     """``x`` with its patient (last) axis first, contiguous: each patient position is then one vector over
     the trials, so sums and counts over patients are a few whole-vector operations instead of one short
     loop per trial. ``finite_or_nan``: refuse infinite values (checked here, where the check is cheapest)."""
@@ -161,11 +161,11 @@ def nan_mean(x: np.ndarray, columns: np.ndarray | None = None):
     Most rows have no missing value: they are summed directly, and only the rows whose plain
     sum is NaN (inputs are finite or NaN) are redone with the mask. Both give the bits of the
     masked formula (zeros added where values are missing, as ``np.nanmean``). ``columns``: ``x``
-    patient-major (:func:`_patient_major`) when the caller has it already.
+    patient-major (:func:`patient_major`) when the caller has it already.
     """
     size = x.shape[-1]
     n = np.full(x.shape[:-1], size, dtype=np.intp)
-    columns = _patient_major(x) if columns is None else columns
+    columns = patient_major(x) if columns is None else columns
     with np.errstate(invalid="ignore", divide="ignore"):
         mean = sum_patients(columns) / size
         incomplete = np.nonzero(np.isnan(mean))
@@ -196,7 +196,7 @@ def _moments(x: np.ndarray, columns: np.ndarray | None = None):
 
     ``columns``: ``x`` patient-major, when the caller has it; the work is done on it.
     """
-    columns = _patient_major(x) if columns is None else columns
+    columns = patient_major(x) if columns is None else columns
     n, mean, incomplete = nan_mean(x, columns)
     with np.errstate(invalid="ignore"):
         dev = columns - mean
@@ -318,8 +318,8 @@ def welch_t(x_control, x_treatment) -> TestResult:
         in an arm.
     """
     xc, xt = _samples(x_control, x_treatment)
-    n_c, mean_c, ss_c = _moments(xc, _patient_major(xc, finite_or_nan=True))
-    n_t, mean_t, ss_t = _moments(xt, _patient_major(xt, finite_or_nan=True))
+    n_c, mean_c, ss_c = _moments(xc, patient_major(xc, finite_or_nan=True))
+    n_t, mean_t, ss_t = _moments(xt, patient_major(xt, finite_or_nan=True))
     with np.errstate(invalid="ignore", divide="ignore"):
         vc = ss_c / (n_c - 1) / n_c
         vt = ss_t / (n_t - 1) / n_t
@@ -346,8 +346,8 @@ def student_t(x_control, x_treatment) -> TestResult:
         analysable here, as for Welch).
     """
     xc, xt = _samples(x_control, x_treatment)
-    n_c, mean_c, ss_c = _moments(xc, _patient_major(xc, finite_or_nan=True))
-    n_t, mean_t, ss_t = _moments(xt, _patient_major(xt, finite_or_nan=True))
+    n_c, mean_c, ss_c = _moments(xc, patient_major(xc, finite_or_nan=True))
+    n_t, mean_t, ss_t = _moments(xt, patient_major(xt, finite_or_nan=True))
     df = (n_c + n_t - 2).astype(float)
     with np.errstate(invalid="ignore", divide="ignore"):
         pooled = (ss_c + ss_t) / df
@@ -469,7 +469,7 @@ def _u_pairwise(xc: np.ndarray, xt: np.ndarray, columns: tuple[np.ndarray, np.nd
     term, which continuous data almost never need. ``columns``: both arms patient-major, when
     the caller has them.
     """
-    cc, ct = columns if columns is not None else (_patient_major(xc), _patient_major(xt))
+    cc, ct = columns if columns is not None else (patient_major(xc), patient_major(xt))
     u1 = _count_pairs(np.greater, cc, ct).astype(float)
     tie_term = np.zeros(u1.shape)
     v = np.concatenate([xc, xt], axis=-1)
@@ -540,7 +540,7 @@ def mann_whitney(x_control, x_treatment, *, method: str = "auto") -> TestResult:
     if method not in MANN_WHITNEY_METHODS:
         raise ValueError(f"method must be one of {MANN_WHITNEY_METHODS}, got {method!r}")
     xc, xt = _samples(x_control, x_treatment)
-    cc, ct = _patient_major(xc, finite_or_nan=True), _patient_major(xt, finite_or_nan=True)
+    cc, ct = patient_major(xc, finite_or_nan=True), patient_major(xt, finite_or_nan=True)
     n_c = _observed_counts(cc)
     n_t = _observed_counts(ct)
     if xc.shape[-1] * xt.shape[-1] <= _PAIRWISE_MAX_PAIRS:

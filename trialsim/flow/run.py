@@ -236,16 +236,15 @@ SCALARS = ("t_first_enrolment", "t_last_enrolment", "t_last_followup", "n_referr
            "n_enrolled", "readmissions", "visit_window_misses", "closed_by_deadline", "bed_days")
 
 
-def _simpy_fields(flow: FlowConfig, draws: FlowDraws, *, n_max: int, outcomes: dict, trials: range,
+def _simpy_fields(flow: FlowConfig, draws: FlowDraws, *, n_max: int, outcomes: dict, n_trials: int,
                   log: list | None) -> dict[str, object]:
-    """The flow of the given trials, one SimPy environment each (the fields walk_flow returns, for these rows)."""
-    pick = slice(trials.start, trials.stop)
+    """The flow of the first ``n_trials`` trials, one SimPy environment each (the fields walk_flow returns)."""
+    pick = slice(0, n_trials)
     # Python lists: scalar access in the event loop is several times faster than on numpy arrays
     rows = {arm: np.stack([np.asarray(outcomes[arm][k], dtype=float)[pick] for k in OUTCOME_KEYS], axis=-1).tolist()
             for arm in ARMS}
     inputs = {name: getattr(draws, name)[pick].tolist() for name in DRAW_FIELDS}
     first_weekday = flow.start_date.weekday()
-    n_trials = len(trials)
     per_patient = {name: {arm: np.zeros((n_trials, n_max), dtype=bool) for arm in ARMS} for name in PER_PATIENT[:3]}
     per_patient.update({name: {arm: np.full((n_trials, n_max), np.nan) for arm in ARMS} for name in PER_PATIENT[3:]})
     per_trial = {name: [None] * n_trials for name in SCALARS}
@@ -267,14 +266,11 @@ def _simpy_fields(flow: FlowConfig, draws: FlowDraws, *, n_max: int, outcomes: d
     return {**per_patient, **{name: np.array(v, dtype=dtypes.get(name, np.int64)) for name, v in per_trial.items()}}
 
 
-def _same_trial(a: dict, b: dict, row: int) -> list[str]:
-    """Names of the fields on which trial ``row`` of ``a`` differs from trial 0 of ``b`` (NaN equals NaN)."""
-    differ = []
-    for name in PER_PATIENT:
-        if any(not np.array_equal(a[name][arm][row], b[name][arm][0], equal_nan=True) for arm in ARMS):
-            differ.append(name)
-    differ += [name for name in SCALARS if not np.array_equal(a[name][row], b[name][0], equal_nan=True)]
-    return differ
+def _differ_on_trial_0(a: dict, b: dict) -> list[str]:
+    """Names of the fields on which trial 0 of ``a`` and of ``b`` differ (NaN equals NaN)."""
+    differ = [name for name in PER_PATIENT
+              if any(not np.array_equal(a[name][arm][0], b[name][arm][0], equal_nan=True) for arm in ARMS)]
+    return differ + [name for name in SCALARS if not np.array_equal(a[name][0], b[name][0], equal_nan=True)]
 
 
 def run_flow(
@@ -311,13 +307,12 @@ def run_flow(
                          f"got shape {referral.shape}")
     log: list[tuple] | None = [] if event_log else None
     if engine == "simpy":
-        fields = _simpy_fields(flow, draws, n_max=n_max, outcomes=outcomes, trials=range(n_trials), log=log)
+        fields = _simpy_fields(flow, draws, n_max=n_max, outcomes=outcomes, n_trials=n_trials, log=log)
     else:
-        fields = walk_flow(flow, draws, n_control=n_control, n_treatment=n_treatment, outcomes=outcomes,
-                           first_weekday=flow.start_date.weekday())
+        fields = walk_flow(flow, draws, n_control=n_control, n_treatment=n_treatment, outcomes=outcomes)
         if n_trials:
-            reference = _simpy_fields(flow, draws, n_max=n_max, outcomes=outcomes, trials=range(1), log=log)
-            differ = _same_trial(fields, reference, 0)
+            reference = _simpy_fields(flow, draws, n_max=n_max, outcomes=outcomes, n_trials=1, log=log)
+            differ = _differ_on_trial_0(fields, reference)
             if differ:
                 raise RuntimeError(f"internal error: the vectorised flow and SimPy disagree on trial 0 ({', '.join(differ)}); "
                                    "please report it with the config and seed (run.flow_engine = 'simpy' runs every trial in SimPy)")

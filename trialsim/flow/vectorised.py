@@ -29,10 +29,6 @@ INF = math.inf
 WINDOW = 32  # earlier patients looked at for the bed count (widened when one of them may still be in the ward)
 
 
-def _slots(flow: FlowConfig, first_weekday: int) -> tuple[np.ndarray, int]:
-    return np.asarray(slot_offsets(flow.or_slots_per_week, first_weekday), dtype=float), flow.or_slots_per_week
-
-
 def _first_slot(now: np.ndarray, offsets: np.ndarray, per_week: int) -> np.ndarray:
     """Index of the first slot at or after day ``now`` (Theatre.first_slot on arrays)."""
     week = np.floor(now / 7.0)
@@ -119,8 +115,7 @@ def _bed_days(times: np.ndarray, steps: np.ndarray) -> np.ndarray:
     return total
 
 
-def walk_flow(flow: FlowConfig, draws, *, n_control: int, n_treatment: int, outcomes: dict,
-              first_weekday: int) -> dict[str, object]:
+def walk_flow(flow: FlowConfig, draws, *, n_control: int, n_treatment: int, outcomes: dict) -> dict[str, object]:
     """Every trial's flow results (the fields run_flow collects from SimPy), computed on arrays.
 
     Returns a dict with the per-patient fields (``enrolled``, ``visit_attended``, ``procedure_done``,
@@ -130,7 +125,6 @@ def walk_flow(flow: FlowConfig, draws, *, n_control: int, n_treatment: int, outc
     n_max = n_control + n_treatment
     rec = _recruitment(flow, draws, n_max)
     s = rec["ready"].shape[0]
-    rows = np.arange(s)
     is_treatment = np.asarray(draws.is_treatment, dtype=bool)
     index = np.where(is_treatment, np.cumsum(is_treatment, axis=1) - 1, np.cumsum(~is_treatment, axis=1) - 1)
     out = _by_position(outcomes, is_treatment, index)
@@ -145,7 +139,8 @@ def walk_flow(flow: FlowConfig, draws, *, n_control: int, n_treatment: int, outc
     readmitted = ~died_in_stay & event & ~in_hospital & (event_day < death)
     leaves = event_day + extra
 
-    offsets, per_week = _slots(flow, first_weekday)
+    per_week = flow.or_slots_per_week
+    offsets = np.asarray(slot_offsets(per_week, flow.start_date.weekday()), dtype=float)
     enrolled = rec["enrolled"]
     ready = rec["ready"]
     t0 = np.full((s, n_max), np.nan)

@@ -10,6 +10,7 @@ joblib's workers) starts in a fraction of a second.
 """
 from __future__ import annotations
 
+import contextlib
 import gc
 import multiprocessing
 import os
@@ -55,10 +56,8 @@ def usable_cores() -> int:
 
 def serve(conn) -> None:
     """The helper process: warm up, then render every ``(html_text, path)`` received, until ``None`` or EOF."""
-    try:
+    with contextlib.suppress(Exception):  # a failed warm-up: the real rendering fails the same way and sends its reason back
         warm_up()
-    except Exception:  # noqa: BLE001 - the real rendering fails the same way and sends its reason back
-        pass
     while True:
         try:
             job = conn.recv()
@@ -151,10 +150,8 @@ class PdfProcess:
         if kill:
             self._process.terminate()
         else:
-            try:
+            with contextlib.suppress(OSError):  # the helper has gone already: nothing to tell it
                 self._conn.send(None)
-            except OSError:
-                pass
         self._process.join(JOIN_SECONDS)
         if self._process.is_alive():  # stuck: do not hang the command on it
             self._process.terminate()
