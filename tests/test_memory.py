@@ -130,5 +130,15 @@ def test_the_flow_estimate_grows_with_referrals_per_enrolment():
     """The flow's arrays scale with referrals (screened, clocks, masks): fewer consents, more memory per trial."""
     base = load_scenario(DEFAULT_CONFIG)
     easy, hard = (ScenarioSpec("s", with_values(base, {"flow": {"p_eligible": 0.75, "p_consent": c}}), {}) for c in (0.65, 0.1))
-    assert trial_bytes(hard) - trial_bytes(easy) == pytest.approx(
-        20 * 72 * (1 / (0.75 * 0.1) - 1 / (0.75 * 0.65)), abs=2)
+    assert trial_bytes(hard) - trial_bytes(easy) == pytest.approx(20 * (75 / (0.75 * 0.1) - 512), abs=2)
+
+
+@pytest.mark.parametrize("config", sorted(p.name for p in (Path(DEFAULT_CONFIG).parent).glob("*.toml"))
+                         + sorted("designs/" + p.name for p in (Path(DEFAULT_CONFIG).parent / "designs").glob("*.toml")))
+def test_every_shipped_config_with_the_default_flow_fits_its_budget(config):
+    """`trialsim compare` adds the default [flow] to each design: every shipped block size must still fit."""
+    sc = load_scenario(Path(DEFAULT_CONFIG).parent / config)
+    if sc.flow is None and any(getattr(e, "gives_stays", False) for e in sc.endpoints.values()):
+        sc = with_values(sc, {"flow": {}})
+    plan_layout([ScenarioSpec("s", sc, {})], n_sims=10_000, n_jobs=2, max_memory_mb=sc.run.max_memory_mb,
+                block_size=sc.run.block_size)

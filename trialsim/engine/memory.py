@@ -37,11 +37,12 @@ MB = 2**20
 # own draws): measured 87 to 100 on every shipped design at 50 to 2,000 patients per arm (tracemalloc);
 # 100 per endpoint plus one leaves a margin of 10-50%. The flow (draws and their walk on arrays) peaks at
 # about 500 bytes per patient with the default 2.1 referrals per enrolment, 710 at 10 and 2,370 at 33
-# (tracemalloc, 200 trials of 100 per arm): 512 plus 72 per referral per enrolment assumed. Each
-# (endpoint, test) pair keeps its p-value, estimate, interval and decision per trial.
+# (tracemalloc, 200 trials of 100 per arm): the larger of 512 and 75 per referral per enrolment assumed
+# (512 at the default, as for the SimPy processes before). Each (endpoint, test) pair keeps its p-value,
+# estimate, interval and decision per trial.
 BYTES_PER_PATIENT_ENDPOINT = 100
 BYTES_PER_PATIENT_FLOW = 512
-BYTES_PER_REFERRAL = 72
+BYTES_PER_REFERRAL = 75
 BYTES_PER_PAIR = 1024
 # Adjusted tests (TestSpec.needs_covariates) hold per patient a design row of p = adjust_for + 2 terms and
 # its weighted copy: peak 28 (logistic) and 21 (Mantel-Haenszel) bytes per patient per term measured with
@@ -73,7 +74,7 @@ def trial_bytes(spec: ScenarioSpec) -> int:
     patients = sc.design.n_control + sc.design.n_treatment
     per_patient = BYTES_PER_PATIENT_ENDPOINT * (len(model.analysed) + 1)
     if sc.flow is not None:
-        per_patient += BYTES_PER_PATIENT_FLOW + BYTES_PER_REFERRAL / (sc.flow.p_eligible * sc.flow.p_consent)
+        per_patient += max(BYTES_PER_PATIENT_FLOW, BYTES_PER_REFERRAL / (sc.flow.p_eligible * sc.flow.p_consent))
     if any(tests.get(t).needs_covariates for a in model.analysed for t in a.tests):
         per_patient += BYTES_PER_PATIENT_ADJUSTED_TERM * (len(model.adjust_for) + 2)
     return math.ceil(patients * per_patient) + BYTES_PER_PAIR * len(model.pairs())
