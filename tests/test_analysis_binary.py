@@ -300,6 +300,52 @@ def test_windowed_power_equals_the_full_table_sum():
                     assert exact_power(test, p1, p2, n1, n2, alpha=alpha) == pytest.approx(full, abs=1e-13)
 
 
+def _windowed_power_every_cell(test, n1, n2, p1, p2, alpha):
+    """The windowed power with every table of the window decided (the plain formulation of the search)."""
+    b1, b2 = binary._binom_pmf(n1, p1), binary._binom_pmf(n2, p2)
+    lo1, hi1 = binary._tail_window(n1, p1)
+    lo2, hi2 = binary._tail_window(n2, p2)
+    mean_m = n1 * p1 + n2 * p2
+    reach_m = binary._TAIL_SD * math.sqrt(n1 * p1 * (1 - p1) + n2 * p2 * (1 - p2)) + binary._TAIL_ADD
+    m = np.arange(max(lo1 + lo2, math.floor(mean_m - reach_m)), min(hi1 + hi2, math.ceil(mean_m + reach_m)) + 1)
+    n = n1 + n2
+    var = m * (n - m) * n1 * n2 / (n * n * max(n - 1, 1))
+    half_width = n1 if alpha < 1e-12 else min(n1, math.ceil(binary._TAIL_SD * math.sqrt(var.max()) + binary._TAIL_ADD))
+    level = binary._reject_level(alpha)
+    if test == "fisher":
+        margins = binary._fisher_margins(n1, n2, m, half_width)
+        mcol, x, inside = margins.m, margins.x, margins.inside
+    else:
+        mcol, x, inside = binary._margin_grid(n1, n2, m, half_width)
+    y = mcol - x
+    relevant = inside & (x >= lo1) & (x <= hi1) & (y >= lo2) & (y <= hi2)
+    row, col = np.nonzero(relevant)
+    if test == "fisher":
+        p = binary._fisher_pvalues_at(margins, row, col)
+        keep = (margins.own_tail_at(row, col) > level) | (p > level)
+    else:
+        keep = binary.chi2_pvalues(n1, n2, x[row, col], y[row, col]) > level
+    accept = np.zeros_like(relevant)
+    accept[row[keep], col[keep]] = True
+    return float(max(0.0, 1.0 - np.sum(b1[x[accept]] * b2[y[accept]])))
+
+
+@pytest.mark.parametrize("test", ["fisher", "chi2"])
+def test_windowed_power_searches_the_accepted_runs_to_the_same_bits(test):
+    # the accepted tables of each margin are found by bisection on either side of its centre; the
+    # power must be the same number, to the last bit, as deciding every table of the window
+    rng = np.random.default_rng(11)
+    cases = [(n1, n2, p1, p2, alpha)
+             for n1, n2 in [(1, 1), (2, 9), (5, 5), (12, 7), (60, 25), (400, 400), (900, 1000), (20, 600)]
+             for p1, p2 in [(0.15, 0.05), (0.5, 0.5), (0.99, 0.01), (0.0, 0.3), (1.0, 1.0), (0.005, 0.02)]
+             for alpha in (0.05, 0.01, 0.3, 0.7, 1e-13)]
+    cases += [(int(rng.integers(1, 300)), int(rng.integers(1, 300)), float(rng.random() ** 2), float(rng.random() ** 2),
+               float(rng.choice([0.05, 0.025, 0.1]))) for _ in range(150)]
+    for n1, n2, p1, p2, alpha in cases:
+        got = binary._windowed_power(test, n1, n2, p1, p2, alpha)
+        assert got == _windowed_power_every_cell(test, n1, n2, p1, p2, alpha), (n1, n2, p1, p2, alpha)
+
+
 def test_exact_power_curve_equals_pointwise_exact_power():
     sizes = [5, 6, 17, 40, 101]
     curve = exact_power_curve("fisher", 0.3, 0.1, sizes, ratio=1.5, alpha=0.05)

@@ -155,3 +155,14 @@ def test_two_proportions_power_is_a_probability_above_alpha(p1, p2, n):
     power = two_proportions_power_normal(p1, p2, n, n)
     assert 0.05 - 1e-12 <= power <= 1.0
     assert np.isfinite(power)
+
+
+def test_u_statistic_equals_scipys_mannwhitneyu():
+    # the model's P(treatment < control) counts pairs against the sorted control values instead of ranking
+    from trialsim.planning.analytic import u_statistic
+
+    rng = np.random.default_rng(3)
+    for x, y in [(rng.normal(size=5000), rng.normal(0.2, size=4000)),
+                 (rng.integers(0, 5, 3000).astype(float), rng.integers(0, 6, 3500).astype(float)),  # many ties
+                 (np.array([1.0]), np.array([1.0, 2.0, 0.5])), (np.full(50, 2.0), np.full(70, 2.0))]:
+        assert u_statistic(x, y) == stats.mannwhitneyu(x, y, method="asymptotic").statistic

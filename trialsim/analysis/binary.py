@@ -200,13 +200,23 @@ class _FisherMargins:
     m: np.ndarray  # (rows, 1)
     x: np.ndarray  # (rows, width)
     inside: np.ndarray  # (rows, width): a possible table
-    threshold: np.ndarray  # (rows, width): -log pmf minus the tie tolerance, floored
+    neglog: np.ndarray  # (rows, width): -log pmf, floored at _LOG_FLOOR
     rise_keys: np.ndarray
     fall_keys: np.ndarray
     cum_rise: np.ndarray  # (rows, half_width + 2): mass of the first k rising columns
     tail_fall: np.ndarray  # (rows, half_width + 1): mass of falling columns j..end
-    own_tail: np.ndarray  # (rows, width): mass from the outer end up to the cell, a lower bound of p
     half_width: int
+
+    def threshold_at(self, row: np.ndarray, col: np.ndarray) -> np.ndarray:
+        """-log pmf of the cells minus the tie tolerance, within [0, _LOG_FLOOR]."""
+        return np.clip(self.neglog[row, col] - _LOG_TIE, 0.0, _LOG_FLOOR)
+
+    def own_tail_at(self, row: np.ndarray, col: np.ndarray) -> np.ndarray:
+        """Mass from the outer end of the cell's side up to the cell: a lower bound of its p-value."""
+        w = self.half_width
+        rising = col <= w
+        return np.where(rising, self.cum_rise[row, np.where(rising, col + 1, 0)],
+                        self.tail_fall[row, np.where(rising, 0, col - (w + 1))])
 
 
 def _margin_grid(n1: int, n2: int, m, half_width: int):
@@ -246,17 +256,13 @@ def _fisher_margins(n1: int, n2: int, m: np.ndarray, half_width: int) -> _Fisher
     zeros = np.zeros((rows, 1))
     cum_rise = np.concatenate([zeros, np.cumsum(pmf[:, : w + 1], axis=1)], axis=1)
     tail_fall = np.concatenate([np.cumsum(pmf[:, w + 1 :][:, ::-1], axis=1)[:, ::-1], zeros], axis=1)
-    own_tail = np.concatenate([cum_rise[:, 1:], tail_fall[:, :-1]], axis=1)
-    threshold = np.clip(neglog - _LOG_TIE, 0.0, _LOG_FLOOR)
-    return _FisherMargins(
-        m, x, inside, threshold, rise_keys, fall_keys, cum_rise, tail_fall, own_tail, half_width
-    )
+    return _FisherMargins(m, x, inside, neglog, rise_keys, fall_keys, cum_rise, tail_fall, half_width)
 
 
 def _fisher_pvalues_at(margins: _FisherMargins, row: np.ndarray, col: np.ndarray) -> np.ndarray:
     """Two-sided Fisher p-values of the cells ``(row, col)`` of ``margins``."""
     w = margins.half_width
-    threshold = margins.threshold[row, col]
+    threshold = margins.threshold_at(row, col)
     offset = row * _KEY_STRIDE
     # rising columns with log pmf <= log pmf(cell) + tolerance: a prefix
     n_rise = np.searchsorted(margins.rise_keys, _LOG_FLOOR - threshold + offset, side="right")
@@ -291,8 +297,12 @@ def _windowed_power(test: str, n1: int, n2: int, p1: float, p2: float, alpha: fl
     probability below ~1e-20), and, within each margin, ``_TAIL_SD`` null standard deviations
     either side of the mode. A table outside that window has a p-value below ~1e-20 (|z| > 10
     for chi-square), so it is rejected at any ``alpha >= 1e-12``; a smaller ``alpha`` uses the
-    whole margin. A Fisher table whose own tail mass already exceeds ``alpha`` is accepted
-    without computing its p-value. The neglected probability is below ~1e-18.
+    whole margin. The neglected probability is below ~1e-18.
+
+    Within a margin the p-value rises towards the centre from either side (see
+    :func:`_accepted_runs`), so the accepted tables of each side are a run next to the centre,
+    found by bisection; the sum runs over the same tables in the same order as summing over every
+    accepted cell of the window (:func:`_accepted_cells`), to the last bit.
     """
     b1, b2 = _binom_pmf(n1, p1), _binom_pmf(n2, p2)
     lo1, hi1 = _tail_window(n1, p1)
@@ -310,20 +320,92 @@ def _windowed_power(test: str, n1: int, n2: int, p1: float, p2: float, alpha: fl
     level = _reject_level(alpha)
     if test == "fisher":
         margins = _fisher_margins(n1, n2, m, half_width)
-        mcol, x, inside = margins.m, margins.x, margins.inside
+        mcol, x = margins.m, margins.x
+
+        def accepts(row, col):
+            return (margins.own_tail_at(row, col) > level) | (_fisher_pvalues_at(margins, row, col) > level)
+
+        # the pmf peaks at the mode (column half_width); its p-value is ~1, so below level 0.5 no
+        # rounding on a plateau at the mode can break the runs
+        centre = np.full(m.size, half_width) if level < 0.5 else None
     else:
-        mcol, x, inside = _margin_grid(n1, n2, m, half_width)
-    y = mcol - x
-    relevant = inside & (x >= lo1) & (x <= hi1) & (y >= lo2) & (y <= hi2)
-    if test == "fisher":
-        accept = relevant & (margins.own_tail > level)
-        row, col = np.nonzero(relevant & ~accept)
-        accept[row, col] = _fisher_pvalues_at(margins, row, col) > level
+        mcol, x, _ = _margin_grid(n1, n2, m, half_width)
+
+        def accepts(row, col):
+            xs = x[row, col]
+            return chi2_pvalues(n1, n2, xs, mcol[row, 0] - xs) > level
+
+        # chi-square's statistic grows with |x n - m n1|: its centre is the x nearest m n1 / n
+        centre = np.clip(np.rint(m * n1 / n).astype(np.int64) - x[:, 0], -1, 2 * half_width)
+    # the tables of the window: events of each arm in their binomial windows, and possible
+    first = np.maximum.reduce([np.zeros_like(m), m - n2, np.full_like(m, lo1), m - hi2, x[:, 0]]) - x[:, 0]
+    last = np.minimum.reduce([np.full_like(m, n1), m, np.full_like(m, hi1), m - lo2, x[:, -1]]) - x[:, 0]
+    if centre is None:
+        xa, ya = _accepted_cells(accepts, x, mcol, first, last)
     else:
-        accept = np.zeros_like(relevant)
-        accept[relevant] = chi2_pvalues(n1, n2, x[relevant], y[relevant]) > level
-    xa, ya = x[accept], y[accept]
+        xa, ya = _accepted_runs(accepts, x, mcol, first, last, centre)
     return float(max(0.0, 1.0 - np.sum(b1[xa] * b2[ya])))
+
+
+def _accepted_cells(accepts, x, mcol, first, last):
+    """Control and treatment events of the accepted cells, row by row: every cell of the window decided."""
+    col = np.arange(x.shape[1])[None, :]
+    relevant = (col >= first[:, None]) & (col <= last[:, None])
+    row, col = np.nonzero(relevant)
+    keep = accepts(row, col)
+    xa = x[row[keep], col[keep]]
+    return xa, mcol[row[keep], 0] - xa
+
+
+# Columns probed per row and side in each round of the search for the ends of the accepted runs: about
+# log(width) / log(_PROBES + 1) rounds. Each probe computes a p-value, which costs more than a round's
+# overhead at the sizes where the search matters (hundreds per arm): bisection.
+_PROBES = 1
+
+
+def _accepted_runs(accepts, x, mcol, first, last, centre):
+    """:func:`_accepted_cells` by search: the same cells in the same order.
+
+    ``accepts(row, col)`` must be monotone on each side of ``centre`` (per row): rising up to and
+    including the centre column, falling after it. A p-value that grows towards the centre does
+    that: the accepted cells of a side are a run next to the centre, whose far end is found by a
+    search (:func:`_first_true`), both sides of every row at once.
+    """
+    rows = np.arange(x.shape[0])
+    rise_lo, rise_hi = first, np.maximum(np.minimum(last, centre) + 1, first)  # rising side: columns [lo, hi)
+    fall_lo = np.maximum(first, centre + 1)
+    fall_hi = np.maximum(last + 1, fall_lo)
+    # rising side: the first accepted column; falling side: the first rejected one
+    ends = _first_true(lambda row, col, falling: accepts(row, col) != falling, np.concatenate([rows, rows]),
+                       np.concatenate([rise_lo, fall_lo]), np.concatenate([rise_hi, fall_hi]),
+                       np.repeat([False, True], rows.size))
+    begins = np.stack([ends[: rows.size], fall_lo], axis=1).ravel()  # row by row: rising run, falling run
+    stops = np.stack([rise_hi, ends[rows.size :]], axis=1).ravel()
+    counts = stops - begins
+    run_row = np.repeat(np.repeat(rows, 2), counts)
+    offsets = np.cumsum(counts) - counts
+    col = np.repeat(begins, counts) + np.arange(counts.sum()) - np.repeat(offsets, counts)
+    xa = x[run_row, col]
+    return xa, mcol[run_row, 0] - xa
+
+
+def _first_true(pred, rows, lo, hi, side):
+    """Per item, the first column in ``[lo, hi)`` where ``pred(row, col, side)`` holds (``hi`` if none), for a
+    ``pred`` that is False then True along the columns."""
+    lo, hi = lo.copy(), hi.copy()
+    steps = np.arange(1, _PROBES + 1)
+    while True:
+        active = np.flatnonzero(lo < hi)
+        if active.size == 0:
+            return lo
+        a_lo, a_hi = lo[active], hi[active]
+        probes = a_lo[:, None] + ((a_hi - a_lo)[:, None] * steps) // (_PROBES + 1)  # in [a_lo, a_hi)
+        ok = pred(np.repeat(rows[active], _PROBES), probes.ravel(), np.repeat(side[active], _PROBES))
+        ok = ok.reshape(-1, _PROBES)
+        t = np.where(ok.any(axis=1), ok.argmax(axis=1), _PROBES)  # first probe that holds
+        taken = np.arange(active.size)
+        hi[active] = np.where(t < _PROBES, probes[taken, np.minimum(t, _PROBES - 1)], a_hi)
+        lo[active] = np.where(t > 0, probes[taken, np.maximum(t, 1) - 1] + 1, a_lo)
 
 
 # --------------------------------------------------------------------------------------------

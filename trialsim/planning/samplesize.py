@@ -21,6 +21,7 @@ to follow-up (:func:`trialsim.planning.model.dropout`). The closed-form answer
 from __future__ import annotations
 
 import math
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from typing import Collection, Sequence
 
@@ -495,17 +496,20 @@ def sample_sizes(
                 scans.append((a.name, t, cap, p_c, p_t, scanned))
         else:
             searched.append((a, t, cap))
-    # exact scans, one call per pair (its targets share their sizes), spread over the workers
-    done = parallel_scans([(t, p_c, p_t, tuple(target for target, _ in scanned), alpha, ratio, cap)
-                           for _, t, cap, p_c, p_t, scanned in scans],
-                          n_jobs=n_jobs, backend=scenario.run.backend, scheduler=scenario.run.scheduler)
+    cc = complete_case(scenario) if searched else None
+    with ThreadPoolExecutor(max_workers=1) as thread:
+        # the model's moments (one large trial, simulated here) while the workers run the exact scans
+        moments_later = thread.submit(model_moments, cc, seed=seed) if searched else None
+        # exact scans, one call per pair (its targets share their sizes), spread over the workers
+        done = parallel_scans([(t, p_c, p_t, tuple(target for target, _ in scanned), alpha, ratio, cap)
+                               for _, t, cap, p_c, p_t, scanned in scans],
+                              n_jobs=n_jobs, backend=scenario.run.backend, scheduler=scenario.run.scheduler)
+        moments = moments_later.result() if searched else None
     for (name, t, cap, _, _, scanned), pair_scans in zip(scans, done):
         for (target, common), scan in zip(scanned, pair_scans):
             results[(name, t, target)] = _exact_scanned(t, ratio, cap, common, scan)
     if searched:
-        cc = complete_case(scenario)
         cc_model = build_model(cc)
-        moments = model_moments(cc, seed=seed)
         chosen = simulate if isinstance(simulate, bool) else {tuple(p) for p in simulate}
 
         def common(a, t, target, cap):

@@ -16,6 +16,8 @@ import multiprocessing
 import os
 from pathlib import Path
 
+# the modification time written into the PDF's subset fonts (2000-01-01 UTC), unless SOURCE_DATE_EPOCH is set
+FONT_EPOCH = "946684800"
 # one line in the report's font: Pango and fontconfig load their caches on the first layout
 WARM_UP_HTML = '<html><body><p style="font-family: \'DejaVu Sans\'">trialsim</p></body></html>'
 
@@ -26,6 +28,11 @@ def html_to_pdf(html_text: str, path: str | Path) -> Path:
     from weasyprint import HTML
 
     path = Path(path)
+    # fontTools stamps each subset font with the time of rendering unless SOURCE_DATE_EPOCH says otherwise
+    # (reproducible-builds.org): a fixed stamp makes the same HTML give the same PDF bytes in any process
+    pinned = "SOURCE_DATE_EPOCH" not in os.environ
+    if pinned:
+        os.environ["SOURCE_DATE_EPOCH"] = FONT_EPOCH
     # WeasyPrint allocates objects (boxes, styles, lines) by the hundred thousand, each batch of which starts
     # a pass of the cyclic garbage collector over what is alive: 0.6 of 3.7 s of CPU for the registered
     # trial's report. Paused while rendering (about 20 MB more at the peak), as the caller had it after.
@@ -36,6 +43,8 @@ def html_to_pdf(html_text: str, path: str | Path) -> Path:
     finally:
         if collecting:
             gc.enable()
+        if pinned:
+            del os.environ["SOURCE_DATE_EPOCH"]
     return path
 
 
