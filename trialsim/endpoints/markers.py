@@ -254,18 +254,18 @@ class LogNormalMarkers(EndpointFamily):
                 size = z[part].shape[0]
                 day_levels = levels[:, k, part]
                 _day_levels(p, k, keep, z[part], state[:, part], day_levels, *scratch[:, :size])
-                m = mask[:size]
+                flags = mask[:size]
                 if raised_from is not None:
                     # the event's log GMR from event_lead_days before its diagnosis on (added to levels, never -0.0,
                     # only where raised: the same as adding 0.0 on the other days)
-                    np.greater_equal(p.days[k], raised_from[part], out=m)
+                    np.greater_equal(p.days[k], raised_from[part], out=flags)
                     for i in range(len(keep)):
-                        np.add(day_levels[i], log_event_gmr[k, i], out=day_levels[i], where=m)
+                        np.add(day_levels[i], log_event_gmr[k, i], out=day_levels[i], where=flags)
                 if treated is not None:  # in place where treated (a masked ufunc: no gather and scatter)
                     for i in range(len(keep)):
                         np.add(day_levels[i], log_treatment_gmr[i], out=day_levels[i], where=treated[part])
                 for i, u, chance in missing:
-                    np.copyto(day_levels[i], np.nan, where=np.less(u[part], chance, out=m))
+                    np.copyto(day_levels[i], np.nan, where=np.less(u[part], chance, out=flags))
                 if k == n_days - 1 and "mean_log" in self.summaries:
                     self._mean_log(levels[:, :, part], p.p_missing[:, rows])
         out: dict[str, np.ndarray] = {}
