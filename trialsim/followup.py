@@ -7,7 +7,7 @@ import numpy as np
 
 from trialsim.config.schema import FollowUp
 from trialsim.endpoints.base import PatientContext
-from trialsim.rng import Streams, patient_draws
+from trialsim.rng import Streams, patient_major, trials_first
 
 
 @dataclass(frozen=True)
@@ -26,15 +26,20 @@ def draw_follow_up(follow_up: FollowUp, ctx: PatientContext, event: dict[str, np
     A death after the event falls uniformly between the event's day and the visit; other deaths
     uniformly between day 1 and the visit.
     """
-    u = patient_draws(streams("follow_up"), "random", ctx.n_trials, ctx.n_patients, extra=(3,))
+    u = patient_major(streams("follow_up"), "random", ctx.n_trials, ctx.n_patients, extra=(3,))
+    # element-wise steps on the patient-major draw, then only bools are transposed (and the few deaths gathered)
+    died = trials_first(u[..., 0] < follow_up.p_death)
+    if event is not None:  # patients with the event (a few) compare with their own chance of death
+        occurred = np.asarray(event["event"], dtype=bool)
+        after = np.nonzero(occurred)
+        died[after] = u[after[1], after[0], 0] < follow_up.p_death_after_event
+    hit = np.nonzero(died)
     if event is None:
-        p_death = np.full(ctx.shape, follow_up.p_death)
-        start = np.ones(ctx.shape)
+        start = np.ones(hit[0].size)
     else:
-        p_death = np.where(event["event"], follow_up.p_death_after_event, follow_up.p_death)
-        start = np.where(event["event"], np.nan_to_num(event["day"], nan=1.0), 1.0)
-    died = u[..., 0] < p_death
+        start = np.where(occurred[hit], np.nan_to_num(np.asarray(event["day"])[hit], nan=1.0), 1.0)
     horizon = follow_up.horizon_days
-    death_day = np.where(died, start + u[..., 1] * np.maximum(horizon - start, 0.0), np.nan)
-    misses = (u[..., 2] < follow_up.p_missing_visit) & ~died
+    death_day = np.full(ctx.shape, np.nan)
+    death_day[hit] = start + u[hit[1], hit[0], 1] * np.maximum(horizon - start, 0.0)
+    misses = trials_first(u[..., 2] < follow_up.p_missing_visit) & ~died
     return FollowUpDraws(died=died, death_day=death_day, misses_visit=misses)

@@ -62,26 +62,41 @@ def patient_draws(rng: np.random.Generator, method: str, n_trials: int, n_patien
     Patient ``j`` of trial ``s`` gets the same value whatever ``n_patients`` is (for ``j`` below it),
     which keeps a trial's first patients fixed when its size changes (nested sample sizes).
     """
-    draw = getattr(rng, method)(*args, size=(n_patients, n_trials) + extra)
-    return trials_first(draw)
+    return trials_first(patient_major(rng, method, n_trials, n_patients, *args, extra=extra))
 
 
-TRANSPOSE_ROWS = 64  # patients per slab of the blocked transpose
+def patient_major(rng: np.random.Generator, method: str, n_trials: int, n_patients: int, *args, extra: tuple = ()) -> np.ndarray:
+    """The draw of :func:`patient_draws` before its transposition: ``(n_patients, n_trials) + extra``.
+
+    For callers that first take an element-wise step that shrinks the data (a comparison to a bool, one
+    of the ``extra`` values) and then pass only what they keep to :func:`trials_first`: the same values,
+    fewer bytes moved. Transposing one ``extra`` value at a time (``trials_first(draw[..., k])``) is also
+    several times cheaper than moving the interleaved ``(n_trials, n_patients, k)`` array.
+    """
+    return getattr(rng, method)(*args, size=(n_patients, n_trials) + extra)
+
+
+TRANSPOSE_ROWS = 32  # patients per slab of the blocked transpose (measured best for float64, bool and strided planes)
 
 
 def trials_first(draw: np.ndarray) -> np.ndarray:
     """``draw`` of shape ``(n_patients, n_trials) + extra`` as a C-contiguous ``(n_trials, n_patients) + extra`` copy.
 
     The same values as ``np.ascontiguousarray(np.swapaxes(draw, 0, 1))``, two to four times faster on large
-    arrays: each patient's ``extra`` values move as one opaque item, in slabs of patients small enough
-    for the cache (a plain strided copy of a large array misses the cache and TLB on every item).
+    arrays: the copy goes in slabs of patients small enough for the cache (a plain strided copy of a
+    large array misses the cache and TLB on every item). A C-contiguous ``draw`` moves each patient's
+    ``extra`` values as one opaque item; a two-dimensional strided ``draw`` (one plane ``u[..., k]`` of
+    a patient-major draw) is read in place, without a contiguous copy first.
     """
     n_patients, n_trials = draw.shape[:2]
     extra = draw.shape[2:]
     width = math.prod(extra)
-    if draw.size == 0 or not draw.flags.c_contiguous:
+    if draw.size == 0 or n_patients == 1 or n_trials == 1 or not (draw.flags.c_contiguous or draw.ndim == 2):
         return np.ascontiguousarray(np.swapaxes(draw, 0, 1))
-    items = draw.reshape(n_patients, n_trials, width).view(np.dtype((np.void, draw.itemsize * width)))[..., 0]
+    if draw.ndim == 2:
+        items = draw
+    else:
+        items = draw.reshape(n_patients, n_trials, width).view(np.dtype((np.void, draw.itemsize * width)))[..., 0]
     out = np.empty((n_trials, n_patients), dtype=items.dtype)
     for start in range(0, n_patients, TRANSPOSE_ROWS):
         out[:, start:start + TRANSPOSE_ROWS] = items[start:start + TRANSPOSE_ROWS].T

@@ -26,7 +26,7 @@ from trialsim.endpoints.registry import register
 from trialsim.endpoints.risk import (
     RATE_MIN, RiskFactor, check_rate, check_unique, conditional_log_or, linear_score, patient_risk,
 )
-from trialsim.rng import Streams, patient_draws
+from trialsim.rng import Streams, patient_major, trials_first
 
 DEFAULT_RISK_FACTORS = (
     RiskFactor(covariate="male", odds_ratio=2.0, source="OR 2.04 (1.50-2.77) Qu 2015 [2] SOURCED"),
@@ -146,11 +146,11 @@ class BinaryEvent(EndpointFamily):
         all_c, _, _ = arm_rates(self, "control")
         all_t, _, _ = arm_rates(self, "treatment")
         risk = patient_risk(self.risk_factors, ctx.covariates, ctx.prevalence, ctx.treated, all_c, all_t)
-        u = patient_draws(rng, "random", s, n, extra=(4,))
-        occurred = u[..., 0] < risk
+        u = patient_major(rng, "random", s, n, extra=(4,))  # occurrence, grade, day, detection
+        occurred = trials_first(u[..., 0]) < risk
         # grade, day and detection only for the patients with the event (the same values, computed for a few)
         hit = np.nonzero(occurred)
-        events = u[hit]
+        events = u[hit[1], hit[0]]
         grade = np.full((s, n), -1, dtype=np.intp)
         grade[hit] = np.searchsorted(np.cumsum(self.grade_split)[:-1], events[:, 1], side="right")
         mu, sd = np.log(self.day_median), self.day_log_sd

@@ -31,7 +31,7 @@ from pydantic import Field, field_validator, model_validator
 from trialsim.config.base import MISSING_MAX, Identifier, StrictModel, Text
 from trialsim.endpoints.base import Analysed, EffectParameter, EndpointFamily, PatientContext, Status
 from trialsim.endpoints.registry import register
-from trialsim.rng import Streams, patient_draws
+from trialsim.rng import Streams, patient_major, trials_first
 
 
 # Levels a marker's median may take in its own unit (pg/mL to g/L spans 1e-3 to 1e9 pg/mL).
@@ -219,64 +219,81 @@ class LogNormalMarkers(EndpointFamily):
 
     # ------------------------------------------------------------------------------- patients
     def generate(self, cid: str, ctx: PatientContext, streams: Streams) -> dict[str, np.ndarray]:
-        """Natural-log levels ``<marker>_pod<day>`` (NaN = sample missing) and ``<marker>_mean_log``."""
+        """Natural-log levels ``<marker>_pod<day>`` (NaN = sample missing) and ``<marker>_mean_log``.
+
+        Every step is element-wise per patient, so it runs on the patient-major draws (no transposition of
+        the normals), one slab of patients at a time so that a day's steps (AR(1) state, level, event raise,
+        treatment, missing samples, and after the last day the mean) stay in the cache, each value going
+        through the same operations in the same order. Only results are transposed to ``(n_trials,
+        n_patients)``: the analysed ones as C-contiguous copies; per-day levels that are not analysed
+        (``summaries`` without ``"per_day"``) as transposed views of the same values (read by nothing but a
+        replay's patient table).
+        """
         p = _parameters(self)
         s, n = ctx.shape
         n_days, n_markers = len(self.days), len(self.markers)
         keep = self.kept()  # computed markers; every marker is drawn (z has a column for each)
-        # one (computed marker, day or mean, trial, patient) array, so every endpoint is a contiguous block
-        levels = np.empty((len(keep), n_days + 1, s, n))
-        state = np.empty((len(keep), s, n))  # standardised levels of the previous day (the AR(1) state)
-        for k, day in enumerate(self.days):
-            z = patient_draws(streams("endpoint", cid, "day", str(day)), "standard_normal", s, n, extra=(n_markers,))
-            for i, m in enumerate(keep):
-                # element-wise (no BLAS) so a patient's bits never depend on how many others there are
-                w = p.chol[m, 0] * z[..., 0]
-                for j in range(1, m + 1):
-                    w += p.chol[m, j] * z[..., j]
-                if k:
-                    w *= p.innovation[k]
-                    w += p.rho[k] * state[i]
-                state[i] = w
-                levels[i, k] = p.log_median[k, m] + p.log_sd[m] * w
-        by_day = levels[:, :n_days]
         rows = list(keep)
-        if self.event is not None:
-            self._add_event_raise(by_day, ctx, p.log_event_gmr.T[rows])
-        if p.any_treatment and ctx.treated.any():
-            # in place where treated (a masked ufunc: no gather and scatter of the treated values)
-            np.add(by_day, p.log_treatment_gmr[rows][:, None, None, None], out=by_day, where=ctx.treated)
-        at = {m: i for i, m in enumerate(keep)}
-        for k, j in zip(*np.nonzero(p.p_missing)):  # only the samples that can be missing draw
-            if j in at:
-                u = patient_draws(streams("endpoint", cid, "missing", self.markers[j].name, str(self.days[k])), "random", s, n)
-                by_day[at[j], k][u < p.p_missing[k, j]] = np.nan
+        # one (computed marker, day or mean, patient, trial) array, patient-major like the draws
+        levels = np.empty((len(keep), n_days + 1, n, s))
+        state = np.empty((len(keep), n, s))  # standardised levels of the previous day (the AR(1) state)
+        raised_from = self._raised_from(ctx)  # patient-major first raised day (NaN: no event), or None
+        treated = np.asarray(ctx.treated, dtype=bool)
+        treated = trials_first(treated) if p.any_treatment and treated.any() else None
+        log_event_gmr, log_treatment_gmr = p.log_event_gmr[:, rows], p.log_treatment_gmr[rows]
+        slab = max(1, SLAB_VALUES // max(s, 1))  # patients per slab
+        scratch = np.empty((2, min(slab, n), s))
+        mask = np.empty((min(slab, n), s), dtype=bool)
+        for k, day in enumerate(self.days):
+            z = patient_major(streams("endpoint", cid, "day", str(day)), "standard_normal", s, n, extra=(n_markers,))
+            # only the samples that can be missing draw (each from its own stream, so when does not matter)
+            missing = [(i, patient_major(streams("endpoint", cid, "missing", self.markers[j].name, str(day)), "random", s, n),
+                        p.p_missing[k, j]) for i, j in enumerate(keep) if p.p_missing[k, j]]
+            for a in range(0, n, slab):
+                part = slice(a, a + slab)
+                size = z[part].shape[0]
+                day_levels = levels[:, k, part]
+                _day_levels(p, k, keep, z[part], state[:, part], day_levels, *scratch[:, :size])
+                flags = mask[:size]
+                if raised_from is not None:
+                    # the event's log GMR from event_lead_days before its diagnosis on (added to levels, never -0.0,
+                    # only where raised: the same as adding 0.0 on the other days)
+                    np.greater_equal(p.days[k], raised_from[part], out=flags)
+                    for i in range(len(keep)):
+                        np.add(day_levels[i], log_event_gmr[k, i], out=day_levels[i], where=flags)
+                if treated is not None:  # in place where treated (a masked ufunc: no gather and scatter)
+                    for i in range(len(keep)):
+                        np.add(day_levels[i], log_treatment_gmr[i], out=day_levels[i], where=treated[part])
+                for i, u, chance in missing:
+                    np.copyto(day_levels[i], np.nan, where=np.less(u[part], chance, out=flags))
+                if k == n_days - 1 and "mean_log" in self.summaries:
+                    self._mean_log(levels[:, :, part], p.p_missing[:, rows])
         out: dict[str, np.ndarray] = {}
-        if "mean_log" in self.summaries:
-            self._mean_log(levels, p.p_missing[:, rows])
+        per_day = trials_first if "per_day" in self.summaries else np.transpose
         for i, j in enumerate(keep):
             m = self.markers[j]
             for k, d in enumerate(self.days):
-                out[f"{m.name}_pod{d}"] = levels[i, k]
+                out[f"{m.name}_pod{d}"] = per_day(levels[i, k])
             if "mean_log" in self.summaries:
-                out[f"{m.name}_mean_log"] = levels[i, n_days]
+                out[f"{m.name}_mean_log"] = trials_first(levels[i, n_days])
         return out
 
-    def _add_event_raise(self, by_day: np.ndarray, ctx: PatientContext, log_event_gmr: np.ndarray) -> None:
-        """Add each computed marker's log event GMR (``log_event_gmr``: (markers, days)) from the days the event raises."""
+    def _raised_from(self, ctx: PatientContext) -> np.ndarray | None:
+        """Patient-major ``(n_patients, n_trials)`` day from which the linked event raises the levels (its diagnosis day
+        minus ``event_lead_days``), NaN without the event; None without a linked event."""
+        if self.event is None:
+            return None
         try:
             linked = ctx.latent[self.event]
         except KeyError:
             raise KeyError(f"{self.event!r} (the event linked to these markers) has not been generated yet") from None
-        hit = np.nonzero(linked["event"])
-        if not hit[0].size:
-            return
-        days = _parameters(self).days
-        raised = days[:, None] >= (np.asarray(linked["day"])[hit] - self.event_lead_days)  # (days, events)
-        by_day[:, :, hit[0], hit[1]] += np.where(raised[None], log_event_gmr[:, :, None], 0.0)
+        occurred = np.asarray(linked["event"]).astype(bool)
+        return trials_first(np.where(occurred, np.asarray(linked["day"]) - self.event_lead_days, np.nan))
 
     def _mean_log(self, levels: np.ndarray, p_missing: np.ndarray) -> None:
-        """Per-patient mean of the log levels over the available days (NaN when none is); ``p_missing``: (days, markers)."""
+        """Per-patient mean of the log levels over the available days (NaN when none is); ``p_missing``: (days, markers).
+
+        Element-wise per patient (the days of one patient are summed in day order), so for any patient layout."""
         n_days = len(self.days)
         means = levels[:, n_days]
         np.sum(levels[:, :n_days], axis=1, out=means)
@@ -357,6 +374,29 @@ def correlation_matrix(section: LogNormalMarkers) -> np.ndarray:
     days = np.asarray(section.days, dtype=float)
     day_corr = section.corr_days ** (np.abs(days[:, None] - days[None, :]) / section.corr_days_step)
     return np.kron(day_corr, marker_correlation(section))
+
+
+SLAB_VALUES = 1 << 14  # values per (patients x trials) plane in one slab of markers.generate
+
+
+def _day_levels(p: "_Parameters", k: int, keep: tuple[int, ...], z: np.ndarray, state: np.ndarray, levels: np.ndarray,
+                w: np.ndarray, term: np.ndarray) -> None:
+    """Day ``k``'s log levels of the ``keep`` markers for one slab of patients, from its normals ``z`` (patients,
+    trials, markers); ``state`` (markers, patients, trials) is the AR(1) state, read and updated; ``levels``
+    (markers, patients, trials) is written; ``w`` and ``term`` are scratch. Element-wise (no BLAS) so a patient's
+    bits never depend on how many others there are, nor on the slab."""
+    for i, m in enumerate(keep):
+        # w = chol[m, 0] z_0 + chol[m, 1] z_1 + ... + chol[m, m] z_m, summed in that order
+        target = w if k else state[i]
+        np.multiply(z[..., 0], p.chol[m, 0], out=target)
+        for j in range(1, m + 1):
+            target += np.multiply(z[..., j], p.chol[m, j], out=term)
+        if k:  # state = w * innovation + rho * state (as rho * state + w * innovation: sums and products commute exactly)
+            w *= p.innovation[k]
+            state[i] *= p.rho[k]
+            state[i] += w
+        np.multiply(state[i], p.log_sd[m], out=levels[i])  # log median + log SD * state
+        levels[i] += p.log_median[k, m]
 
 
 class _Parameters:

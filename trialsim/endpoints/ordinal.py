@@ -27,7 +27,7 @@ from trialsim.config.base import MISSING_MAX, Text
 from trialsim.endpoints.assessor import GradeAssessorBias, assessor_uniforms
 from trialsim.endpoints.base import Analysed, BinaryLaw, EffectParameter, EndpointFamily, PatientContext, Status, check_simplex, binary_contrast
 from trialsim.endpoints.registry import register
-from trialsim.rng import Streams, patient_draws
+from trialsim.rng import Streams, patient_major, trials_first
 
 
 def proportional_odds(probs, odds_ratio: float) -> np.ndarray:
@@ -130,17 +130,20 @@ class OrdinalGrade(EndpointFamily):
     def generate(self, cid: str, ctx: PatientContext, streams: Streams) -> dict[str, np.ndarray]:
         rng = streams("endpoint", cid)
         s, n = ctx.shape
-        u = patient_draws(rng, "random", s, n, extra=(3,))  # grade, baseline grade, procedure missed
+        u = patient_major(rng, "random", s, n, extra=(3,))  # grade, baseline grade, procedure missed
+        u_grade, u_baseline, missing_u = (trials_first(u[..., k]) for k in range(3))  # one plane at a time: cheaper
         after = ctx.latent[self.event]["event"].astype(bool) if self.event is not None else np.zeros(ctx.shape, bool)
         treated = np.asarray(ctx.treated, dtype=bool)
-        # per-patient cumulative probabilities: one of four (event state x arm) laws
-        cum = np.empty(ctx.shape + (len(self.grades) - 1,))
-        for ev in (False, True):
-            for tr in (False, True):
-                cum[(after == ev) & (treated == tr)] = self._cumulative(ev, tr)
-        grade = (cum <= u[..., :1]).sum(axis=-1)  # inverse CDF, as draw_categorical
-        baseline = np.searchsorted(np.cumsum(self.baseline_probs)[:-1], u[..., 1], side="right")
-        latent = {"grade": grade, "baseline": baseline, "missing_u": u[..., 2]}
+        # each patient's law is one of four (event state x arm): law = 2 * event + treated
+        law = np.add(after, after, dtype=np.intp)
+        law += treated
+        cum = np.array([self._cumulative(ev, tr) for ev in (False, True) for tr in (False, True)])  # (law, cut)
+        # inverse CDF, as draw_categorical: the number of cuts at or below the uniform (an exact integer count)
+        grade = np.zeros(ctx.shape, dtype=np.intp)
+        for cut in cum.T:
+            grade += np.take(cut, law) <= u_grade
+        baseline = np.searchsorted(np.cumsum(self.baseline_probs)[:-1], u_baseline, side="right")
+        latent = {"grade": grade, "baseline": baseline, "missing_u": missing_u}
         return latent | assessor_uniforms(cid, ctx, streams, self.assessor_bias)
 
     def observe(self, cid: str, ctx: PatientContext, latent: dict[str, np.ndarray], status: Status) -> dict[str, np.ndarray]:
