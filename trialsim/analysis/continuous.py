@@ -98,9 +98,14 @@ def patient_major(x: np.ndarray, *, finite_or_nan: bool = False) -> np.ndarray:
     the trials, so sums and counts over patients are a few whole-vector operations instead of one short
     loop per trial. ``finite_or_nan``: refuse infinite values (checked here, where the check is cheapest)."""
     columns = np.ascontiguousarray(np.moveaxis(x, -1, 0))
-    if finite_or_nan and np.isinf(columns).any():
-        raise ValueError("samples must be finite or NaN (missing)")
+    if finite_or_nan:
+        _check_finite_or_nan(columns)
     return columns
+
+
+def _check_finite_or_nan(x: np.ndarray) -> None:
+    if np.isinf(x).any():
+        raise ValueError("samples must be finite or NaN (missing)")
 
 
 def _pairwise(columns: np.ndarray) -> np.ndarray:
@@ -153,6 +158,14 @@ def _observed_counts(columns: np.ndarray) -> np.ndarray:
     if not missing.any():
         return np.full(columns.shape[1:], columns.shape[0], dtype=np.intp)
     return columns.shape[0] - _count_patients(missing)
+
+
+def _observed_counts_last(x: np.ndarray) -> np.ndarray:
+    """:func:`_observed_counts` of an array with its patients on the last axis (any memory layout)."""
+    missing = np.isnan(x)
+    if not missing.any():
+        return np.full(x.shape[:-1], x.shape[-1], dtype=np.intp)
+    return x.shape[-1] - np.count_nonzero(missing, axis=-1)
 
 
 def nan_mean(x: np.ndarray, columns: np.ndarray | None = None):
@@ -391,7 +404,8 @@ def _rank_sums(xc: np.ndarray, xt: np.ndarray):
     """Sum of the control sample's average ranks in the pooled sample, and the tie term.
 
     Ranks are taken along the last axis with NaNs sorted last (so they do not affect the ranks
-    of the observed values); tied values share the average of their positions.
+    of the observed values); tied values share the average of their positions. Values are finite
+    or NaN (:func:`mann_whitney` checks). Only the rows with a tie need the tie groups.
 
     Returns
     -------
@@ -401,39 +415,55 @@ def _rank_sums(xc: np.ndarray, xt: np.ndarray):
         ``sum over tie groups of t^3 - t`` among the observed values, per trial.
     """
     xy = np.concatenate([xc, xt], axis=-1)
-    order = np.argsort(xy, axis=-1)  # NaNs last
-    v = np.take_along_axis(xy, order, axis=-1)
-    first, last = _tie_groups(v)
-    from_control = (order < xc.shape[-1]) & ~np.isnan(v)
-    r1 = np.sum(np.where(from_control, (first + last) / 2.0 + 1.0, 0.0), axis=-1)
-    return r1, _tie_term(v, first, last)
+    v = np.sort(xy, axis=-1)  # NaNs last
+    tied = (v[..., 1:] == v[..., :-1]).any(axis=-1)  # NaN != NaN: only observed values tie
+    missing = np.isnan(xy)
+    observed = xy.shape[-1] - np.count_nonzero(missing, axis=-1)
+    # argsort takes a slow path when a row holds NaN (5x at 3,000 values); as +inf (the values are finite) the
+    # missing values still sort last, and ``v`` gives the sorted values (a tie group's members are equal)
+    np.copyto(xy, np.inf, where=missing)
+    order = np.argsort(xy, axis=-1)
+    # Without ties each observed value's average rank is its position + 1: a whole number, so the control's rank
+    # sum is exact in any order of summation; counted in integers it is the float sum's value, bit for bit.
+    pos = np.arange(1, xy.shape[-1] + 1)
+    from_control = order < xc.shape[-1]
+    from_control &= pos <= observed[..., None]  # NaNs fill the last positions
+    r1 = np.einsum("...i,i->...", from_control, pos, dtype=np.int64).astype(float)
+    tie_term = np.zeros(r1.shape)
+    if tied.any():  # rows with ties: each tie group's members share the average of its positions
+        order, v = order[tied], v[tied]
+        first, last = _tie_groups(v)
+        from_control = (order < xc.shape[-1]) & ~np.isnan(v)
+        r1[tied] = np.sum(np.where(from_control, (first + last) / 2.0 + 1.0, 0.0), axis=-1)
+        tie_term[tied] = _tie_term(v, first, last)
+    return r1, tie_term
 
 
 # Ordinal data (grades 0, 1, ..., below this many) are ranked by counting each grade, not by sorting.
 _GRADES_MAX = 32
 
 
-def _rank_sums_of_grades(cc: np.ndarray, ct: np.ndarray):
-    """:func:`_rank_sums` of patient-major arrays ``(patients, ...)`` whose observed values are all grades
+def _rank_sums_of_grades(xc: np.ndarray, xt: np.ndarray):
+    """:func:`_rank_sums` of arrays (patients on the last axis, any memory layout) whose observed values are all grades
     ``0 .. _GRADES_MAX - 1`` (ordinal data: many ties), from the count of each grade; None for other data.
 
     A grade's patients share the average of its pooled positions, ``below + (count + 1) / 2``, so the
     control rank sum is the sum over grades of the control count times that rank, and the tie term the sum
     of ``count^3 - count``. Every term is a whole or half number, so both sums are exact, as sorting gives.
     """
-    if cc.shape[0] == 0 or ct.shape[0] == 0:
+    if xc.shape[-1] == 0 or xt.shape[-1] == 0:
         return None
     with np.errstate(invalid="ignore"):
-        lo = min(np.nanmin(cc, initial=np.inf), np.nanmin(ct, initial=np.inf))
-        hi = max(np.nanmax(cc, initial=-np.inf), np.nanmax(ct, initial=-np.inf))
+        lo = min(np.nanmin(xc, initial=np.inf), np.nanmin(xt, initial=np.inf))
+        hi = max(np.nanmax(xc, initial=-np.inf), np.nanmax(xt, initial=-np.inf))
     if not 0 <= lo <= hi < _GRADES_MAX:  # (every value missing: lo = inf, hi = -inf; sorting handles it)
         return None
     with np.errstate(invalid="ignore"):
-        if any(np.any(x > np.floor(x)) for x in (cc, ct)):  # a value between grades (NaN compares False)
+        if any(np.any(x > np.floor(x)) for x in (xc, xt)):  # a value between grades (NaN compares False)
             return None
     grades = int(hi) + 1
-    control = [_count_patients(cc == g) for g in range(grades)]
-    treatment = [_count_patients(ct == g) for g in range(grades)]
+    control = [np.count_nonzero(xc == g, axis=-1) for g in range(grades)]
+    treatment = [np.count_nonzero(xt == g, axis=-1) for g in range(grades)]
     r1 = np.zeros(control[0].shape)
     tie_term = np.zeros(control[0].shape, dtype=np.int64)
     below = np.zeros(control[0].shape, dtype=np.int64)
@@ -464,23 +494,46 @@ def _u_pairwise(xc: np.ndarray, xt: np.ndarray, columns: tuple[np.ndarray, np.nd
     """U of the control sample and the tie term, for rows (trials, patients) of small arms.
 
     ``U = #{x > y} + #{x == y} / 2`` over observed pairs (a comparison with NaN is False), which
-    equals the rank sum minus ``n_c (n_c + 1) / 2`` with average ranks. The pooled rows are
-    sorted only to find ties; the few rows with a tie then get the equal pairs and the tie
-    term, which continuous data almost never need. ``columns``: both arms patient-major, when
+    equals the rank sum minus ``n_c (n_c + 1) / 2`` with average ranks. Ties are found by comparing
+    every pair of the pooled patients, each step whole vectors over the trials (cheaper than sorting
+    every trial's row); the few rows with a tie then get the equal pairs and the tie term (from their
+    sorted rows), which continuous data almost never need. ``columns``: both arms patient-major, when
     the caller has them.
     """
     cc, ct = columns if columns is not None else (patient_major(xc), patient_major(xt))
     u1 = _count_pairs(np.greater, cc, ct).astype(float)
     tie_term = np.zeros(u1.shape)
-    v = np.concatenate([xc, xt], axis=-1)
-    v.sort(axis=-1)  # NaNs last
-    adjacent_equal = v[:, 1:] == v[:, :-1]
-    if adjacent_equal.any():
-        tied = np.nonzero(adjacent_equal.any(axis=-1))[0]
+    tied = np.nonzero(_any_tie(np.concatenate([cc, ct], axis=0)))[0]
+    if tied.size:
         u1[tied] += 0.5 * _count_pairs(np.equal, cc[:, tied], ct[:, tied])
-        v = v[tied]
+        v = np.concatenate([xc[tied], xt[tied]], axis=-1)
+        v.sort(axis=-1)  # NaNs last
         tie_term[tied] = _tie_term(v, *_tie_groups(v))
     return u1, tie_term
+
+
+def _any_tie(pooled: np.ndarray) -> np.ndarray:
+    """Whether any two observed values are equal, per trial of a patient-major 2-d array (NaN ties nothing)."""
+    n = pooled.shape[0]
+    tied = np.zeros(pooled.shape[1:], dtype=bool)
+    equal = np.empty((max(n - 1, 0),) + pooled.shape[1:], dtype=bool)
+    for i in range(n - 1):
+        step = equal[: n - 1 - i]
+        np.equal(pooled[i], pooled[i + 1:], out=step)
+        tied |= step.any(axis=0)
+    return tied
+
+
+def _mwu_normal_pvalues(u1: np.ndarray, n_c: np.ndarray, n_t: np.ndarray, tie_term: np.ndarray) -> np.ndarray:
+    """Two-sided p-values of the normal approximation (scipy's ``_get_mwu_z``): U = max(U1, U2), continuity
+    correction 0.5, tie term."""
+    n1n2 = n_c * n_t
+    n = n_c + n_t
+    with np.errstate(invalid="ignore", divide="ignore"):
+        u = np.maximum(u1, n1n2 - u1)
+        s = np.sqrt(n1n2 / 12.0 * ((n + 1) - tie_term / (n * (n - 1))))
+        z = (u - n1n2 / 2.0 - 0.5) / s
+        return np.clip(2.0 * special.ndtr(-z), 0.0, 1.0)
 
 
 @functools.lru_cache(maxsize=256)
@@ -540,16 +593,20 @@ def mann_whitney(x_control, x_treatment, *, method: str = "auto") -> TestResult:
     if method not in MANN_WHITNEY_METHODS:
         raise ValueError(f"method must be one of {MANN_WHITNEY_METHODS}, got {method!r}")
     xc, xt = _samples(x_control, x_treatment)
-    cc, ct = patient_major(xc, finite_or_nan=True), patient_major(xt, finite_or_nan=True)
-    n_c = _observed_counts(cc)
-    n_t = _observed_counts(ct)
     if xc.shape[-1] * xt.shape[-1] <= _PAIRWISE_MAX_PAIRS:
+        cc, ct = patient_major(xc, finite_or_nan=True), patient_major(xt, finite_or_nan=True)
+        n_c = _observed_counts(cc)
+        n_t = _observed_counts(ct)
         rows = n_c.size
         u1, tie_term = _u_pairwise(xc.reshape(rows, xc.shape[-1]), xt.reshape(rows, xt.shape[-1]),
                                    (cc.reshape(cc.shape[0], rows), ct.reshape(ct.shape[0], rows)))
         u1, tie_term = u1.reshape(n_c.shape), tie_term.reshape(n_c.shape)
-    else:
-        counted = _rank_sums_of_grades(cc, ct)
+    else:  # ranks along the last axis: no patient-major copy (a tenth of the test's time at 1,500 per arm)
+        _check_finite_or_nan(xc)
+        _check_finite_or_nan(xt)
+        n_c = _observed_counts_last(xc)
+        n_t = _observed_counts_last(xt)
+        counted = _rank_sums_of_grades(xc, xt)
         r1, tie_term = counted if counted is not None else _rank_sums(xc, xt)
         u1 = r1 - n_c * (n_c + 1) / 2.0
     defined = (n_c >= 1) & (n_t >= 1)
@@ -567,22 +624,19 @@ def mann_whitney(x_control, x_treatment, *, method: str = "auto") -> TestResult:
         if method == "auto":
             exact &= (n_c <= _EXACT_MAX_N) & (n_t <= _EXACT_MAX_N)
 
-    # normal approximation (scipy's _get_mwu_z): U = max(U1, U2), continuity 0.5, tie term
-    n1n2 = n_c * n_t
-    n = n_c + n_t
-    with np.errstate(invalid="ignore", divide="ignore"):
-        u = np.maximum(u1, n1n2 - u1)
-        s = np.sqrt(n1n2 / 12.0 * ((n + 1) - tie_term / (n * (n - 1))))
-        z = (u - n1n2 / 2.0 - 0.5) / s
-        pvalue = np.clip(2.0 * special.ndtr(-z), 0.0, 1.0)
-
-    if np.any(exact):
+    # Each trial's p-value comes from one of two formulas, each computed only on its own trials (element by
+    # element, so the same bits as computing both everywhere): the exact table, or the normal approximation.
+    pvalue = np.empty(u1.shape)
+    approx = ~exact
+    if approx.any():
+        pvalue[approx] = _mwu_normal_pvalues(u1[approx], n_c[approx], n_t[approx], tie_term[approx])
+    if exact.any():
         def table_for(a: int, b: int):
             return None if a == 0 or b == 0 else _mwu_exact_pvalues(a, b)
 
-        u_int = np.where(exact, np.rint(u1), 0).astype(np.int64)
-        exact_p = gather_by_size_pair(np.where(exact, n_c, 0), np.where(exact, n_t, 0), u_int, table_for)
-        pvalue = np.where(exact, exact_p, pvalue)
+        at = exact
+        u_int = np.rint(u1[at]).astype(np.int64)
+        pvalue[at] = gather_by_size_pair(n_c[at], n_t[at], u_int, table_for)
     nan = np.full(u1.shape, np.nan)
     return TestResult(
         statistic=np.where(defined, u1, nan),
