@@ -129,3 +129,86 @@ def test_mann_whitney_pvalues_equal_both_formulas_everywhere(lead, n_c, n_t, met
     res._tie_term = tie_term.reshape(res.statistic.shape)
     _same_bits(res.pvalue, _plain_mann_whitney_pvalues(res))
     assert res.exact.any() == (method == "auto")
+
+
+def _plain_t_critical_value(df: np.ndarray, alpha: float) -> np.ndarray:
+    """Interpolation in log(df) by ``np.interp`` (a binary search per value); the exact quantile below df = 1."""
+    q = np.interp(np.log(np.where(df >= 1.0, df, 1.0)), continuous._T_WIDTH_LOG_DF,
+                  continuous._t_width_table(float(alpha)), right=-special.ndtri(alpha / 2.0))
+    odd = ~(df >= 1.0)
+    if odd.any():
+        q[odd] = -special.stdtrit(df[odd], alpha / 2.0)
+    return q
+
+
+@pytest.mark.parametrize("alpha", [0.05, 0.01, 0.2])
+def test_t_critical_values_equal_np_interp(alpha):
+    rng = np.random.default_rng(4)
+    grid = np.exp(continuous._T_WIDTH_LOG_DF)
+    df = np.concatenate([grid, np.nextafter(grid, np.inf), np.nextafter(grid, 0.0), rng.uniform(0.2, 60.0, 50_000),
+                         np.exp(rng.uniform(0.0, 21.0, 50_000)), [np.nan, np.inf, 1.0, 0.5, 1e9, 1e10, 1e300]])
+    with np.errstate(invalid="ignore", over="ignore"):
+        _same_bits(continuous.t_critical_value(df, alpha), _plain_t_critical_value(df, alpha))
+        _same_bits(continuous.t_critical_value(df.reshape(2, -1), alpha), _plain_t_critical_value(df, alpha).reshape(2, -1))
+        _same_bits(continuous.t_critical_value(np.float64(7.5), alpha), _plain_t_critical_value(np.float64(7.5), alpha))
+
+
+def _plain_test_sums(batch, decisions) -> dict:
+    """summarise_batch's per-(endpoint, test) sums, one key at a time on compressed arrays."""
+    out = {}
+    reject = decisions.outcomes.get("reject", {})
+    covered = decisions.outcomes.get("covered", {})
+    for k, s in batch.stats.items():
+        est = np.asarray(s.estimate, dtype=float)
+        ok = np.isfinite(est)
+        kept = est[ok]
+        sums = {"rejects": int(np.count_nonzero(reject.get(k, s.reject))), "valid": int(np.count_nonzero(s.valid)),
+                "est_n": int(kept.size), "est_sum": float(kept.sum()), "est_sumsq": float((kept * kept).sum()),
+                "err_sum": 0.0, "err_sumsq": 0.0, "covered": 0, "coverable": 0,
+                "width_n": 0, "width_sum": 0.0, "width_sumsq": 0.0}
+        truth = decisions.truth.get(k)
+        if truth is not None:
+            err = kept - truth
+            sums["err_sum"], sums["err_sumsq"] = float(err.sum()), float((err * err).sum())
+        if k in covered:
+            sums["covered"] = int(np.count_nonzero(covered[k] & ok))
+            sums["coverable"] = int(kept.size)
+        if s.has_interval:
+            se, df = s._t
+            if se is not None and s._ci is None:
+                width = 2.0 * _plain_t_critical_value(df, s.alpha) * se
+            else:
+                low, high = s.ci()
+                with np.errstate(invalid="ignore"):
+                    width = np.asarray(high, dtype=float) - np.asarray(low, dtype=float)
+            width = width[np.isfinite(width)]
+            sums["width_n"], sums["width_sum"], sums["width_sumsq"] = int(width.size), float(width.sum()), float((width * width).sum())
+        out["|".join(k)] = sums
+    return out
+
+
+@pytest.mark.parametrize("config, n_sims", [("exosome_lar_20", 700), ("crp_randomised_30", 300), ("cytokine_pilot", 300)])
+def test_summarised_test_sums_equal_the_plain_per_key_sums(config, n_sims):
+    from pathlib import Path
+
+    from trialsim.config.loader import load_scenario
+    from trialsim.decide import decide
+    from trialsim.rng import Streams
+    from trialsim.simulate import simulate_trials
+    from trialsim.summarise import summarise_batch
+
+    scenario = load_scenario(Path(__file__).parents[1] / "configs" / f"{config}.toml")
+    batch = simulate_trials(scenario, n_sims, streams=Streams(3, 1))
+    k0, s0 = next((k, s) for k, s in batch.stats.items() if s.has_interval)
+    s0.estimate = s0.estimate.copy()
+    s0.estimate[::7] = np.nan  # rows with non-finite values are summed as compressed rows
+    s0.estimate[3] = np.inf
+    decisions = decide(batch)
+    got = summarise_batch(batch, decisions, block=0).tests
+    expected = _plain_test_sums(batch, decisions)
+    assert list(got) == list(expected)
+    for k in expected:
+        assert got[k] == expected[k], k
+        assert [type(v) for v in got[k].values()] == [type(v) for v in expected[k].values()], k
+        for name, v in expected[k].items():
+            assert np.asarray(got[k][name]).tobytes() == np.asarray(v).tobytes(), (k, name)

@@ -274,11 +274,34 @@ def _t_critical(alpha: float) -> np.ndarray:
 
 
 _T_WIDTH_LOG_DF = np.linspace(0.0, np.log(1e9), 8193)  # a finer grid than _T_CRIT_DF: values, not brackets
+_T_WIDTH_STEP = _T_WIDTH_LOG_DF[1] - _T_WIDTH_LOG_DF[0]
 
 
 @functools.lru_cache(maxsize=8)
 def _t_width_table(alpha: float) -> np.ndarray:
     return -special.stdtrit(np.exp(_T_WIDTH_LOG_DF), alpha / 2.0)
+
+
+def _interp_uniform(x: np.ndarray, xp: np.ndarray, fp: np.ndarray, step: float, right: float) -> np.ndarray:
+    """``np.interp(x, xp, fp, right=right)`` bit for bit, for ``x >= xp[0]`` (not NaN) on a grid ``xp`` of nearly
+    uniform ``step``: each value's interval comes from its distance to ``xp[0]`` (at most one off, then corrected
+    to numpy's: the last ``j`` with ``xp[j] <= x``), not from a binary search; the value is numpy's formula."""
+    last = xp.size - 1
+    with np.errstate(invalid="ignore", over="ignore"):
+        j = np.minimum((x - xp[0]) / step, last).astype(np.intp)
+        while True:
+            down = xp[j] > x
+            up = (j < last) & (xp[np.minimum(j + 1, last)] <= x)
+            if not (down.any() or up.any()):
+                break
+            j = j - down + up
+        lo, nxt = j, np.minimum(j + 1, last)
+        slope = (fp[nxt] - fp[lo]) / (xp[nxt] - xp[lo])
+        out = slope * (x - xp[lo]) + fp[lo]
+    at_point = xp[lo] == x  # on a grid point (the last one included): its value, as numpy
+    out[at_point] = fp[lo[at_point]]
+    out[x > xp[last]] = right
+    return out
 
 
 def t_critical_value(df: np.ndarray, alpha: float) -> np.ndarray:
@@ -293,7 +316,9 @@ def t_critical_value(df: np.ndarray, alpha: float) -> np.ndarray:
     table = _t_width_table(float(alpha))
     with np.errstate(invalid="ignore", divide="ignore"):
         inside = df >= 1.0
-        q = np.interp(np.log(np.where(inside, df, 1.0)), _T_WIDTH_LOG_DF, table, right=-special.ndtri(alpha / 2.0))
+        log_df = np.log(np.where(inside, df, 1.0))
+        q = _interp_uniform(np.atleast_1d(log_df), _T_WIDTH_LOG_DF, table, _T_WIDTH_STEP,
+                            -special.ndtri(alpha / 2.0)).reshape(log_df.shape)
         odd = ~inside
         if odd.any():
             q[odd] = -special.stdtrit(df[odd], alpha / 2.0)
