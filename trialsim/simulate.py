@@ -237,7 +237,13 @@ def analyse(model: Model, observed: dict[str, np.ndarray], split: ArmSplit, *, a
     """
     alpha = model.scenario.design.alpha if alpha is None else alpha
     eps = model.analysed
-    control, treatment = split.arms(np.stack([observed[a.name] for a in eps]))
+    by_test: dict[str, list[Analysed]] = {}
+    for a in eps:
+        for t in a.tests:
+            by_test.setdefault(t, []).append(a)
+    stacked = {t: members for t, members in by_test.items() if _stacks(tests.get(t), members)}
+    order = _stack_order(eps, stacked)
+    control, treatment = split.arms(np.stack([observed[eps[i].name] for i in order]))
     by_patient = patient_major(control), patient_major(treatment)  # (n_arm, n_endpoints, n_trials), contiguous
     adjusting = None
     if any(tests.get(t).needs_covariates for a in eps for t in a.tests):
@@ -246,18 +252,15 @@ def analyse(model: Model, observed: dict[str, np.ndarray], split: ArmSplit, *, a
         shape = control.shape[1:2] + (split.treated.shape[1],)
         z = np.stack([covariates[n] for n in model.adjust_for]) if model.adjust_for else np.zeros((0,) + shape)
         adjusting = tuple(np.moveaxis(arm, 0, -1) for arm in split.arms(z))
-    row = {a.name: i for i, a in enumerate(eps)}
+    row = {eps[i].name: k for k, i in enumerate(order)}
     stats: dict[tuple[str, str], TrialStats] = {}
-    by_test: dict[str, list[Analysed]] = {}
-    for a in eps:
-        for t in a.tests:
-            by_test.setdefault(t, []).append(a)
     for t, members in by_test.items():
         spec = tests.get(t)
-        if spec.stacked and len(members) > 1 and spec.options is None and not spec.needs_covariates:
+        if t in stacked:
+            members = sorted(members, key=lambda a: row[a.name])  # in stack order: res.take(i) is members[i]
             rows = _rows([row[a.name] for a in members])
             if spec.any_layout:  # patient-major views: the test sums over patients without copying first
-                res = spec.run(*(np.moveaxis(np.ascontiguousarray(arm[:, rows]), 0, -1) for arm in by_patient), alpha)
+                res = spec.run(*(np.moveaxis(arm[:, rows], 0, -1) for arm in by_patient), alpha)
             else:
                 res = spec.run(control[rows], treatment[rows], alpha)
             for i, a in enumerate(members):
@@ -269,7 +272,20 @@ def analyse(model: Model, observed: dict[str, np.ndarray], split: ArmSplit, *, a
                 extra["covariates"] = adjusting
             stats[(a.name, t)] = spec.run(control[row[a.name]], treatment[row[a.name]], alpha, **extra)
     ordered = {(a.name, t): stats[(a.name, t)] for a in eps for t in a.tests}
-    return ordered, arm_estimates(eps, control, treatment, by_patient=by_patient)
+    return ordered, arm_estimates(eps, control, treatment, by_patient=by_patient, rows=[row[a.name] for a in eps])
+
+
+def _stacks(spec, members: list[Analysed]) -> bool:
+    """Whether the test runs once on all its endpoints, stacked."""
+    return spec.stacked and len(members) > 1 and spec.options is None and not spec.needs_covariates
+
+
+def _stack_order(eps: tuple[Analysed, ...], stacked: dict[str, list[Analysed]]) -> list[int]:
+    """The endpoints' order in the stacked arrays: sorted by the stacked tests they take (in test order, takers
+    first), so that each stacked test's endpoints are usually one slice, which its patient-major rows are as a
+    view instead of a copy (any order gives the same results: every statistic is per endpoint row)."""
+    takes = [tuple(a.name not in {m.name for m in members} for members in stacked.values()) for a in eps]
+    return sorted(range(len(eps)), key=lambda i: takes[i])  # stable: declaration order within a group
 
 
 def _rows(idx: list[int]):
@@ -277,12 +293,14 @@ def _rows(idx: list[int]):
 
 
 def arm_estimates(eps: tuple[Analysed, ...], control: np.ndarray, treatment: np.ndarray, *,
-                  by_patient: tuple[np.ndarray, np.ndarray] | None = None) -> dict[tuple[str, str, str], np.ndarray]:
+                  by_patient: tuple[np.ndarray, np.ndarray] | None = None,
+                  rows: list[int] | None = None) -> dict[tuple[str, str, str], np.ndarray]:
     """Per-trial arm summaries (rate, geometric mean, median, mean grade), analysable counts and contrasts.
 
     Contrasts: the risk difference (treatment - control) of binary endpoints and the log ratio of
     geometric means of log-scale endpoints (summarised as exp of its mean: a geometric mean ratio).
-    ``by_patient``: both arms patient-major (``patient_major``), when the caller has them.
+    ``by_patient``: both arms patient-major (``patient_major``), when the caller has them. ``rows``: the row of
+    each endpoint of ``eps`` in the stacked arrays (default: in order).
     """
     out: dict[tuple[str, str, str], np.ndarray] = {}
     parts = {}
@@ -290,8 +308,9 @@ def arm_estimates(eps: tuple[Analysed, ...], control: np.ndarray, treatment: np.
     for arm, x, cols in (("control", control, columns[0]), ("treatment", treatment, columns[1])):
         n, mean, _ = nan_mean(x, cols)
         parts[arm] = (n, mean, x)
+    rows = range(len(eps)) if rows is None else rows
     with np.errstate(over="ignore", invalid="ignore"):
-        for i, a in enumerate(eps):
+        for i, a in zip(rows, eps):
             for arm in ("control", "treatment"):
                 n, mean, x = parts[arm]
                 if a.summary == "median":

@@ -94,13 +94,29 @@ def _samples(x_control, x_treatment) -> tuple[np.ndarray, np.ndarray]:
 
 
 def patient_major(x: np.ndarray, *, finite_or_nan: bool = False) -> np.ndarray:
-    """``x`` with its patient (last) axis first, contiguous: each patient position is then one vector over
-    the trials, so sums and counts over patients are a few whole-vector operations instead of one short
-    loop per trial. ``finite_or_nan``: refuse infinite values (checked here, where the check is cheapest)."""
-    columns = np.ascontiguousarray(np.moveaxis(x, -1, 0))
+    """``x`` with its patient (last) axis first, each patient's values one contiguous block: each patient position is
+    then one vector over the trials, so sums and counts over patients are a few whole-vector operations instead of
+    one short loop per trial. A view where ``x`` is already laid out so (a stacked test's rows of patient-major
+    arrays), else a contiguous copy. ``finite_or_nan``: refuse infinite values (checked here, where the check is
+    cheapest)."""
+    columns = np.moveaxis(x, -1, 0)
+    if not _blocks_contiguous(columns):
+        columns = np.ascontiguousarray(columns)
     if finite_or_nan:
         _check_finite_or_nan(columns)
     return columns
+
+
+def _blocks_contiguous(a: np.ndarray) -> bool:
+    """Whether every ``a[i]`` is C-contiguous (at least 2-d)."""
+    if a.ndim < 2:
+        return False
+    expected = a.itemsize
+    for n, stride in zip(reversed(a.shape[1:]), reversed(a.strides[1:])):
+        if n != 1 and stride != expected:
+            return False
+        expected *= n
+    return True
 
 
 def _check_finite_or_nan(x: np.ndarray) -> None:
