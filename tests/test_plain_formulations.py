@@ -243,3 +243,23 @@ def test_stacking_endpoints_in_test_order_changes_no_bit(config, scheme, monkeyp
         _same_bits(fast[0][k].widths(), s.widths())
     for k, v in plain[1].items():
         _same_bits(fast[1][k], v)
+
+
+@pytest.mark.parametrize("lead, n", [((500,), 10), ((3, 200), 25), ((4,), 1)])
+def test_fisher_log_odds_ratios_equal_one_look_up_per_table(lead, n):
+    """The estimate and interval of Fisher's test come from one look-up: the values of three per table."""
+    from trialsim.analysis import conditional
+    from trialsim.analysis import registry as tests
+
+    rng = np.random.default_rng(n)
+    xc, xt = (rng.random(lead + (n,)) < 0.3).astype(float), (rng.random(lead + (n,)) < 0.15).astype(float)
+    xc[rng.random(xc.shape) < 0.2] = np.nan
+    xc.reshape(-1, n)[0] = np.nan  # an arm without an analysable patient
+    got = tests.get("fisher").run(xc, xt, 0.05)
+    n_c, n_t = np.sum(~np.isnan(xc), axis=-1), np.sum(~np.isnan(xt), axis=-1)
+    e_c, e_t = np.nansum(xc, axis=-1).astype(int), np.nansum(xt, axis=-1).astype(int)
+    for k, value in enumerate((got.estimate, *got.ci())):
+        expected = np.array([conditional.conditional_log_or_table(int(a), int(b), alpha=0.05)[k][int(c), int(d)]
+                             if a and b else np.nan
+                             for a, b, c, d in zip(n_c.ravel(), n_t.ravel(), e_c.ravel(), e_t.ravel())]).reshape(lead)
+        _same_bits(value, expected)

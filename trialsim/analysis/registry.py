@@ -7,6 +7,7 @@ allowed test names come from here.
 """
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 from typing import Callable
@@ -227,6 +228,31 @@ def _binary_exact(test: str) -> Callable[..., float]:
     return power
 
 
+@functools.lru_cache(maxsize=512)  # at most 3 x 61 x 61 values each (binary.DIRECT_FROM_N)
+def _log_or_tables(n_control: int, n_treatment: int, alpha: float) -> np.ndarray:
+    """The estimate, lower and upper tables of one size pair, flattened one after the other (read-only)."""
+    tables = conditional.conditional_log_or_table(n_control, n_treatment, alpha=alpha)
+    out = np.concatenate([np.asarray(t, dtype=float).ravel() for t in tables])
+    out.flags.writeable = False
+    return out
+
+
+def _look_up_log_or(n_c, n_t, e_c, e_t, alpha: float) -> list[np.ndarray]:
+    """Each trial's log odds ratio and interval from the tables of its arm sizes, in one look-up: the three
+    values are three trials of one call, so the trials are grouped by size pair and the tables fetched once."""
+    shape = np.shape(n_c)
+    a, b = np.ravel(n_c), np.ravel(n_t)
+    at = np.ravel(e_c * (n_t + 1) + e_t)
+    size = (a + 1) * (b + 1)
+
+    def table_for(n1: int, n2: int):
+        return None if n1 == 0 or n2 == 0 else _log_or_tables(n1, n2, float(alpha))
+
+    values = binary.gather_by_size_pair(np.tile(a, 3), np.tile(b, 3), np.concatenate([at, at + size, at + 2 * size]),
+                                        table_for)
+    return [v.reshape(shape) for v in np.split(values, 3)]
+
+
 def _fisher_run(x_control, x_treatment, alpha: float) -> TrialStats:
     """Fisher's p-values with the conditional MLE odds ratio and its exact interval (R's fisher.test), log scale."""
     res = binary.binary_test("fisher", x_control, x_treatment, alpha=alpha)
@@ -236,16 +262,8 @@ def _fisher_run(x_control, x_treatment, alpha: float) -> TrialStats:
         estimate, low, high = conditional.conditional_log_or(n_c, n_t, e_c, e_t, alpha=alpha)
         ci = (low, high)
     else:
-        def look_up(k: int) -> np.ndarray:
-            def table_for(a: int, b: int):
-                return None if a == 0 or b == 0 else conditional.conditional_log_or_table(a, b, alpha=alpha)[k]
-
-            return binary.gather_by_size_pair(n_c, n_t, e_c * (n_t + 1) + e_t, table_for)
-
-        estimate = look_up(0)
-
-        def ci():
-            return look_up(1), look_up(2)
+        estimate, low, high = _look_up_log_or(n_c, n_t, e_c, e_t, alpha)
+        ci = (low, high)
     return TrialStats(reject=res.reject, valid=~np.isnan(res.pvalue), estimate=estimate, pvalue=res.pvalue,
                       alpha=alpha, ci=ci)
 
