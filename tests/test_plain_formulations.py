@@ -263,3 +263,32 @@ def test_fisher_log_odds_ratios_equal_one_look_up_per_table(lead, n):
                              if a and b else np.nan
                              for a, b, c, d in zip(n_c.ravel(), n_t.ravel(), e_c.ravel(), e_t.ravel())]).reshape(lead)
         _same_bits(value, expected)
+
+
+def _plain_moments(x: np.ndarray):
+    """Count, mean and squared deviations with missing values masked out (zeros where missing)."""
+    ok = ~np.isnan(x)
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+        n = ok.sum(axis=-1)
+        mean = np.where(ok, x, 0.0).sum(axis=-1) / n
+        dev = np.where(ok, x - mean[..., None], 0.0)
+        dev = np.where(np.isnan(dev), 0.0, dev)  # a trial whose mean is NaN: every deviation counts 0
+        return n, mean, np.sum(dev * dev, axis=-1)
+
+
+@pytest.mark.parametrize("shape", [(4, 300, 10), (700, 9), (2, 50, 130), (3, 1)])
+def test_moments_and_welch_with_shared_means_equal_the_masked_formulas(shape):
+    rng = np.random.default_rng(shape[-1])
+    x, y = rng.normal(size=shape), rng.normal(size=shape)
+    x[rng.random(shape) < 0.2] = np.nan
+    x.reshape(-1, shape[-1])[0] = np.nan  # every value missing
+    if shape[-1] >= 4:
+        x.reshape(-1, shape[-1])[1, :4] = [1e308, 1e308, -1e308, -1e308]  # complete, but the sum is NaN
+    with np.errstate(over="ignore", invalid="ignore"):
+        for got, expected in zip(continuous._moments(x), _plain_moments(x)):
+            _same_bits(got, expected)
+        means = tuple(continuous.nan_mean(v)[:2] for v in (x, y))
+        plain, shared = continuous.welch_t(x, y), continuous.welch_t(x, y, means=means)
+    for name in ("statistic", "df", "difference", "se", "n_control", "n_treatment"):
+        _same_bits(getattr(shared, name), getattr(plain, name))
+    _same_bits(shared.reject(0.05), plain.reject(0.05))

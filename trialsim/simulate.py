@@ -253,6 +253,7 @@ def analyse(model: Model, observed: dict[str, np.ndarray], split: ArmSplit, *, a
         z = np.stack([covariates[n] for n in model.adjust_for]) if model.adjust_for else np.zeros((0,) + shape)
         adjusting = tuple(np.moveaxis(arm, 0, -1) for arm in split.arms(z))
     row = {eps[i].name: k for k, i in enumerate(order)}
+    means = [nan_mean(x, cols)[:2] for x, cols in zip((control, treatment), by_patient)]  # shared with tests
     stats: dict[tuple[str, str], TrialStats] = {}
     for t, members in by_test.items():
         spec = tests.get(t)
@@ -260,7 +261,8 @@ def analyse(model: Model, observed: dict[str, np.ndarray], split: ArmSplit, *, a
             members = sorted(members, key=lambda a: row[a.name])  # in stack order: res.take(i) is members[i]
             rows = _rows([row[a.name] for a in members])
             if spec.any_layout:  # patient-major views: the test sums over patients without copying first
-                res = spec.run(*(np.moveaxis(arm[:, rows], 0, -1) for arm in by_patient), alpha)
+                shared = {"means": tuple((n[rows], mean[rows]) for n, mean in means)} if spec.takes_means else {}
+                res = spec.run(*(np.moveaxis(arm[:, rows], 0, -1) for arm in by_patient), alpha, **shared)
             else:
                 res = spec.run(control[rows], treatment[rows], alpha)
             for i, a in enumerate(members):
@@ -272,7 +274,7 @@ def analyse(model: Model, observed: dict[str, np.ndarray], split: ArmSplit, *, a
                 extra["covariates"] = adjusting
             stats[(a.name, t)] = spec.run(control[row[a.name]], treatment[row[a.name]], alpha, **extra)
     ordered = {(a.name, t): stats[(a.name, t)] for a in eps for t in a.tests}
-    return ordered, arm_estimates(eps, control, treatment, by_patient=by_patient, rows=[row[a.name] for a in eps])
+    return ordered, arm_estimates(eps, control, treatment, rows=[row[a.name] for a in eps], means=means)
 
 
 def _stacks(spec, members: list[Analysed]) -> bool:
@@ -293,20 +295,21 @@ def _rows(idx: list[int]):
 
 
 def arm_estimates(eps: tuple[Analysed, ...], control: np.ndarray, treatment: np.ndarray, *,
-                  by_patient: tuple[np.ndarray, np.ndarray] | None = None,
-                  rows: list[int] | None = None) -> dict[tuple[str, str, str], np.ndarray]:
+                  by_patient: tuple[np.ndarray, np.ndarray] | None = None, rows: list[int] | None = None,
+                  means: list[tuple[np.ndarray, np.ndarray]] | None = None) -> dict[tuple[str, str, str], np.ndarray]:
     """Per-trial arm summaries (rate, geometric mean, median, mean grade), analysable counts and contrasts.
 
     Contrasts: the risk difference (treatment - control) of binary endpoints and the log ratio of
     geometric means of log-scale endpoints (summarised as exp of its mean: a geometric mean ratio).
     ``by_patient``: both arms patient-major (``patient_major``), when the caller has them. ``rows``: the row of
-    each endpoint of ``eps`` in the stacked arrays (default: in order).
+    each endpoint of ``eps`` in the stacked arrays (default: in order). ``means``: each arm's analysable counts and
+    means (:func:`~trialsim.analysis.continuous.nan_mean`), when the caller has them.
     """
     out: dict[tuple[str, str, str], np.ndarray] = {}
     parts = {}
     columns = by_patient if by_patient is not None else (None, None)
-    for arm, x, cols in (("control", control, columns[0]), ("treatment", treatment, columns[1])):
-        n, mean, _ = nan_mean(x, cols)
+    for k, (arm, x, cols) in enumerate((("control", control, columns[0]), ("treatment", treatment, columns[1]))):
+        n, mean = nan_mean(x, cols)[:2] if means is None else means[k]
         parts[arm] = (n, mean, x)
     rows = range(len(eps)) if rows is None else rows
     with np.errstate(over="ignore", invalid="ignore"):

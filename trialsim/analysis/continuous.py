@@ -220,19 +220,21 @@ def nan_median(x: np.ndarray) -> np.ndarray:
     return np.where(n > 0, (low + high) / 2.0, np.nan)[..., 0]
 
 
-def _moments(x: np.ndarray, columns: np.ndarray | None = None):
+def _moments(x: np.ndarray, columns: np.ndarray | None = None, means: tuple[np.ndarray, np.ndarray] | None = None):
     """Analysable count, mean and sum of squared deviations along the last axis, NaN-aware.
 
-    ``columns``: ``x`` patient-major, when the caller has it; the work is done on it.
+    ``columns``: ``x`` patient-major, when the caller has it; the work is done on it. ``means``: the count and
+    mean (:func:`nan_mean`) of ``x``, when the caller has them. A missing value's deviation counts as 0: the
+    deviations are NaN exactly there (values are finite, and a trial's mean is NaN only where some are), and
+    in trials whose mean is NaN, where every deviation is NaN.
     """
     columns = patient_major(x) if columns is None else columns
-    n, mean, incomplete = nan_mean(x, columns)
+    n, mean = nan_mean(x, columns)[:2] if means is None else means
     with np.errstate(invalid="ignore"):
         dev = columns - mean
-    if incomplete[0].size:
-        at = (slice(None),) + incomplete
-        rows = dev[at]
-        dev[at] = np.where(np.isnan(rows), 0.0, rows)
+    missing = np.isnan(dev)
+    if missing.any():
+        dev[missing] = 0.0
     dev *= dev
     return n, mean, sum_patients(dev)
 
@@ -355,13 +357,15 @@ def t_reject(t: np.ndarray, df: np.ndarray, alpha: float) -> np.ndarray:
     return reject
 
 
-def welch_t(x_control, x_treatment) -> TestResult:
+def welch_t(x_control, x_treatment, *, means=None) -> TestResult:
     """Welch's unequal-variance t test per trial.
 
     Parameters
     ----------
     x_control, x_treatment : array_like, shape (..., n_control) and (..., n_treatment)
         Outcomes along the last axis; NaN = missing (excluded).
+    means : ((n_c, mean_c), (n_t, mean_t)), optional
+        Each arm's analysable counts and means (:func:`nan_mean`), when the caller has them already.
 
     Returns
     -------
@@ -372,8 +376,9 @@ def welch_t(x_control, x_treatment) -> TestResult:
         in an arm.
     """
     xc, xt = _samples(x_control, x_treatment)
-    n_c, mean_c, ss_c = _moments(xc, patient_major(xc, finite_or_nan=True))
-    n_t, mean_t, ss_t = _moments(xt, patient_major(xt, finite_or_nan=True))
+    means = (None, None) if means is None else means
+    n_c, mean_c, ss_c = _moments(xc, patient_major(xc, finite_or_nan=True), means[0])
+    n_t, mean_t, ss_t = _moments(xt, patient_major(xt, finite_or_nan=True), means[1])
     with np.errstate(invalid="ignore", divide="ignore"):
         vc = ss_c / (n_c - 1) / n_c
         vt = ss_t / (n_t - 1) / n_t

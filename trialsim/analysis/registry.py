@@ -159,7 +159,9 @@ class TestSpec:
     ``covariates=(z_control, z_treatment)``, arrays ``(n_trials, n_arm, n_covariates)`` split by arm as the
     outcomes (NaN where the outcome is blanked). ``any_layout``: ``run`` gives the same bits whatever the
     memory layout of its arrays (it sums over patients in a fixed order), so the runner may hand it views
-    of patient-major arrays, which it then uses without a copy.
+    of patient-major arrays, which it then uses without a copy. ``takes_means``: ``run`` also takes
+    ``means=((n_c, mean_c), (n_t, mean_t))``, each arm's analysable counts and means of its rows
+    (:func:`~trialsim.analysis.continuous.nan_mean`), which the runner computes once for every endpoint.
     """
 
     __test__ = False
@@ -176,6 +178,7 @@ class TestSpec:
     options: Callable[..., dict] | None = None
     needs_covariates: bool = False
     any_layout: bool = False
+    takes_means: bool = False
 
 
 def register(spec: TestSpec) -> TestSpec:
@@ -304,8 +307,8 @@ register_binary("chi2_n1", "Chi-square (N-1)", binary.chi2_n1_table, direct=bina
 
 
 # -------------------------------------------------------------------------------- continuous tests
-def _welch(x_control, x_treatment, alpha: float) -> TrialStats:
-    res = welch_t(x_control, x_treatment)
+def _welch(x_control, x_treatment, alpha: float, *, means=None) -> TrialStats:
+    res = welch_t(x_control, x_treatment, means=means)
     return TrialStats(reject=res.reject(alpha), valid=res.valid(), estimate=res.difference,
                       pvalue=lambda: res.pvalue, alpha=alpha, t_se=res.se, t_df=res.df)
 
@@ -318,7 +321,7 @@ def _mann_whitney(x_control, x_treatment, alpha: float) -> TrialStats:
 
 
 register(TestSpec("welch_log", "Welch t (log)", ("continuous",), _welch, "difference",
-                  "Welch BL (1947) Biometrika 34:28-35", stacked=True, any_layout=True))
+                  "Welch BL (1947) Biometrika 34:28-35", stacked=True, any_layout=True, takes_means=True))
 register(TestSpec("mann_whitney", "Mann-Whitney", ("continuous", "ordinal"), _mann_whitney, "p_treatment_lower",
                   "Mann HB, Whitney DR (1947) Ann Math Stat 18:50-60", stacked=True, any_layout=True))
 
@@ -338,4 +341,4 @@ def z_two_sided(alpha: float) -> float:
 
 
 register(TestSpec("welch", "Welch t", ("continuous",), _welch, "difference",
-                  "Welch BL (1947) Biometrika 34:28-35", stacked=True, any_layout=True))
+                  "Welch BL (1947) Biometrika 34:28-35", stacked=True, any_layout=True, takes_means=True))
