@@ -292,3 +292,20 @@ def test_moments_and_welch_with_shared_means_equal_the_masked_formulas(shape):
     for name in ("statistic", "df", "difference", "se", "n_control", "n_treatment"):
         _same_bits(getattr(shared, name), getattr(plain, name))
     _same_bits(shared.reject(0.05), plain.reject(0.05))
+
+
+@pytest.mark.parametrize("shape", [(21, 300, 10), (700, 9), (2, 3, 50, 130), (5, 2, 1), (4, 0, 5)])
+def test_nan_means_equal_the_masked_formula(shape):
+    rng = np.random.default_rng(sum(shape))
+    x = rng.lognormal(size=shape)
+    flat = x.reshape(-1, shape[-1])
+    if flat.shape[0]:
+        x[rng.random(shape) < 0.1] = np.nan
+        x[1] = np.where(rng.random(x[1].shape) < 0.6, np.nan, x[1])
+        flat[0] = np.nan  # every value missing
+        flat[2] = -0.0
+    n, mean, _ = continuous.nan_mean(x)
+    ok = ~np.isnan(x)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        _same_bits(n, ok.sum(axis=-1))
+        _same_bits(mean, np.where(ok, x, 0.0).sum(axis=-1) / ok.sum(axis=-1))

@@ -188,21 +188,24 @@ def nan_mean(x: np.ndarray, columns: np.ndarray | None = None):
     """Analysable count and mean along the last axis, NaN-aware; also the incomplete rows.
 
     Most rows have no missing value: they are summed directly, and only the rows whose plain
-    sum is NaN (inputs are finite or NaN) are redone with the mask. Both give the bits of the
-    masked formula (zeros added where values are missing, as ``np.nanmean``). ``columns``: ``x``
-    patient-major (:func:`patient_major`) when the caller has it already.
+    sum is NaN (inputs are finite or NaN) are redone with the mask, patient-major, for every trial of
+    the leading rows (endpoints) that hold one. Both give the bits of the masked formula (zeros added
+    where values are missing, as ``np.nanmean``; where nothing is missing that is the plain sum).
+    ``columns``: ``x`` patient-major (:func:`patient_major`) when the caller has it already.
     """
     size = x.shape[-1]
     n = np.full(x.shape[:-1], size, dtype=np.intp)
     columns = patient_major(x) if columns is None else columns
     with np.errstate(invalid="ignore", divide="ignore"):
         mean = sum_patients(columns) / size
-        incomplete = np.nonzero(np.isnan(mean))
+        undefined = np.isnan(mean)
+        incomplete = np.nonzero(undefined)
         if incomplete[0].size:
-            rows = x[incomplete]
-            ok = ~np.isnan(rows)
-            n[incomplete] = ok.sum(axis=-1)
-            mean[incomplete] = np.where(ok, rows, 0.0).sum(axis=-1) / n[incomplete]
+            at = np.flatnonzero(undefined.reshape(len(mean), -1).any(axis=1)) if mean.ndim >= 2 else slice(None)
+            block = columns[:, at]
+            missing = np.isnan(block)
+            n[at] = size - _count_patients(missing)
+            mean[at] = sum_patients(np.where(missing, 0.0, block)) / n[at]
     return n, mean, incomplete
 
 
