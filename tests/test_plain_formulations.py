@@ -309,3 +309,50 @@ def test_nan_means_equal_the_masked_formula(shape):
     with np.errstate(invalid="ignore", divide="ignore"):
         _same_bits(n, ok.sum(axis=-1))
         _same_bits(mean, np.where(ok, x, 0.0).sum(axis=-1) / ok.sum(axis=-1))
+
+
+@pytest.mark.parametrize("n", [64, 100, 129, 257, 1500, 1501])
+@pytest.mark.parametrize("wider", [False, True])
+def test_long_arms_summed_along_rows_equal_patient_major_sums(n, wider, monkeypatch):
+    """From 64 patients per arm the sums run along each contiguous row (np.sum): the bits of sum_patients on
+    the patient-major copy, for whole arrays and for an arm's columns of a wider array, 2-d and 3-d."""
+    rng = np.random.default_rng(n)
+    for lead in ((40,), (3, 30)):
+        x = rng.lognormal(size=lead + (2 * n if wider else n,)) * np.exp(rng.normal(size=lead + (2 * n if wider else n,)) * 5)
+        y = rng.lognormal(size=lead + (n,))
+        x[rng.random(x.shape) < 0.05] = np.nan
+        x.reshape(-1, x.shape[-1])[0] = np.nan
+        x.reshape(-1, x.shape[-1])[1, 1:] = -0.0
+        xc = x[..., :n]
+        assert continuous.by_rows(xc)
+        fast = continuous.welch_t(xc, y), continuous.nan_mean(xc)[:2], continuous._moments(xc)
+        monkeypatch.setattr(continuous, "_ROWS_FROM_N", 10**9)
+        assert not continuous.by_rows(xc)
+        plain = continuous.welch_t(xc, y), continuous.nan_mean(xc)[:2], continuous._moments(xc)
+        monkeypatch.undo()
+        for name in ("statistic", "df", "difference", "se", "n_control", "n_treatment"):
+            _same_bits(getattr(fast[0], name), getattr(plain[0], name))
+        for got, expected in zip(fast[1] + fast[2], plain[1] + plain[2]):
+            _same_bits(got, expected)
+
+
+@pytest.mark.parametrize("n_per_arm", [70, 300])
+def test_analysis_of_long_arms_along_rows_changes_no_bit(n_per_arm, monkeypatch):
+    from pathlib import Path
+
+    from trialsim import simulate
+    from trialsim.config.loader import load_scenario, with_values
+    from trialsim.rng import Streams
+
+    scenario = with_values(load_scenario(Path(__file__).parents[1] / "configs" / "exosome_lar_20.toml"),
+                           {"design.n_control": n_per_arm, "design.n_treatment": n_per_arm})
+    batch = simulate.simulate_trials(scenario, 200, streams=Streams(8, 1), keep_patients=True)
+    split = simulate.ArmSplit(batch.patients.treated, n_per_arm, fixed=True)
+    fast = simulate.analyse(batch.model, batch.patients.observed, split)
+    monkeypatch.setattr(continuous, "_ROWS_FROM_N", 10**9)
+    plain = simulate.analyse(batch.model, batch.patients.observed, split)
+    for k, s in plain[0].items():
+        for name in ("reject", "valid", "estimate", "pvalue"):
+            _same_bits(getattr(fast[0][k], name), getattr(s, name))
+    for k, v in plain[1].items():
+        _same_bits(fast[1][k], v)

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from trialsim.analysis import registry as tests
-from trialsim.analysis.continuous import nan_mean, nan_median, patient_major
+from trialsim.analysis.continuous import by_rows, nan_mean, nan_median, patient_major
 from trialsim.analysis.registry import TrialStats
 from trialsim.config.flow import DAYS_PER_MONTH
 from trialsim.config.schema import Scenario
@@ -244,7 +244,9 @@ def analyse(model: Model, observed: dict[str, np.ndarray], split: ArmSplit, *, a
     stacked = {t: members for t, members in by_test.items() if _stacks(tests.get(t), members)}
     order = _stack_order(eps, stacked)
     control, treatment = split.arms(np.stack([observed[eps[i].name] for i in order]))
-    by_patient = patient_major(control), patient_major(treatment)  # (n_arm, n_endpoints, n_trials), contiguous
+    by_patient = None  # long arms: every sum over patients runs along the rows
+    if not (by_rows(control) and by_rows(treatment)):
+        by_patient = patient_major(control), patient_major(treatment)  # (n_arm, n_endpoints, n_trials)
     adjusting = None
     if any(tests.get(t).needs_covariates for a in eps for t in a.tests):
         if covariates is None:
@@ -253,7 +255,7 @@ def analyse(model: Model, observed: dict[str, np.ndarray], split: ArmSplit, *, a
         z = np.stack([covariates[n] for n in model.adjust_for]) if model.adjust_for else np.zeros((0,) + shape)
         adjusting = tuple(np.moveaxis(arm, 0, -1) for arm in split.arms(z))
     row = {eps[i].name: k for k, i in enumerate(order)}
-    means = [nan_mean(x, cols)[:2] for x, cols in zip((control, treatment), by_patient)]  # shared with tests
+    means = [nan_mean(x, cols)[:2] for x, cols in zip((control, treatment), by_patient or (None, None))]  # shared
     stats: dict[tuple[str, str], TrialStats] = {}
     for t, members in by_test.items():
         spec = tests.get(t)
@@ -262,7 +264,9 @@ def analyse(model: Model, observed: dict[str, np.ndarray], split: ArmSplit, *, a
             rows = _rows([row[a.name] for a in members])
             if spec.any_layout:  # patient-major views: the test sums over patients without copying first
                 shared = {"means": tuple((n[rows], mean[rows]) for n, mean in means)} if spec.takes_means else {}
-                res = spec.run(*(np.moveaxis(arm[:, rows], 0, -1) for arm in by_patient), alpha, **shared)
+                arms = (control[rows], treatment[rows]) if by_patient is None else \
+                    (np.moveaxis(arm[:, rows], 0, -1) for arm in by_patient)
+                res = spec.run(*arms, alpha, **shared)
             else:
                 res = spec.run(control[rows], treatment[rows], alpha)
             for i, a in enumerate(members):

@@ -184,6 +184,18 @@ def _observed_counts_last(x: np.ndarray) -> np.ndarray:
     return x.shape[-1] - np.count_nonzero(missing, axis=-1)
 
 
+# Arms of at least this many patients are summed along their rows (np.sum over a contiguous row adds in
+# the order sum_patients repeats) instead of being copied patient-major first: at 1,500 patients per arm
+# the copy costs more than the sums.
+_ROWS_FROM_N = 64
+
+
+def by_rows(x: np.ndarray) -> bool:
+    """Whether sums over patients run along ``x``'s rows (long rows, each contiguous) rather than
+    patient-major; either gives the same bits."""
+    return x.ndim >= 1 and x.shape[-1] >= _ROWS_FROM_N and x.strides[-1] == x.itemsize
+
+
 def nan_mean(x: np.ndarray, columns: np.ndarray | None = None):
     """Analysable count and mean along the last axis, NaN-aware; also the incomplete rows.
 
@@ -191,10 +203,21 @@ def nan_mean(x: np.ndarray, columns: np.ndarray | None = None):
     sum is NaN (inputs are finite or NaN) are redone with the mask, patient-major, for every trial of
     the leading rows (endpoints) that hold one. Both give the bits of the masked formula (zeros added
     where values are missing, as ``np.nanmean``; where nothing is missing that is the plain sum).
-    ``columns``: ``x`` patient-major (:func:`patient_major`) when the caller has it already.
+    ``columns``: ``x`` patient-major (:func:`patient_major`) when the caller has it already; without
+    it, long rows (:func:`by_rows`) are summed along the rows.
     """
     size = x.shape[-1]
     n = np.full(x.shape[:-1], size, dtype=np.intp)
+    if columns is None and by_rows(x):
+        with np.errstate(invalid="ignore", divide="ignore"):
+            mean = np.sum(x, axis=-1) / size
+            incomplete = np.nonzero(np.isnan(mean))
+            if incomplete[0].size:
+                rows = x[incomplete]
+                ok = ~np.isnan(rows)
+                n[incomplete] = ok.sum(axis=-1)
+                mean[incomplete] = np.where(ok, rows, 0.0).sum(axis=-1) / n[incomplete]
+        return n, mean, incomplete
     columns = patient_major(x) if columns is None else columns
     with np.errstate(invalid="ignore", divide="ignore"):
         mean = sum_patients(columns) / size
@@ -226,20 +249,22 @@ def nan_median(x: np.ndarray) -> np.ndarray:
 def _moments(x: np.ndarray, columns: np.ndarray | None = None, means: tuple[np.ndarray, np.ndarray] | None = None):
     """Analysable count, mean and sum of squared deviations along the last axis, NaN-aware.
 
-    ``columns``: ``x`` patient-major, when the caller has it; the work is done on it. ``means``: the count and
+    ``columns``: ``x`` patient-major, when the caller has it; the work is done on it (without it, long rows
+    are summed along the rows, see :func:`by_rows`). ``means``: the count and
     mean (:func:`nan_mean`) of ``x``, when the caller has them. A missing value's deviation counts as 0: the
     deviations are NaN exactly there (values are finite, and a trial's mean is NaN only where some are), and
     in trials whose mean is NaN, where every deviation is NaN.
     """
-    columns = patient_major(x) if columns is None else columns
-    n, mean = nan_mean(x, columns)[:2] if means is None else means
+    rows = columns is None and by_rows(x)
+    columns = x if rows else patient_major(x) if columns is None else columns
+    n, mean = nan_mean(x, None if rows else columns)[:2] if means is None else means
     with np.errstate(invalid="ignore"):
-        dev = columns - mean
+        dev = x - mean[..., None] if rows else columns - mean
     missing = np.isnan(dev)
     if missing.any():
         dev[missing] = 0.0
     dev *= dev
-    return n, mean, sum_patients(dev)
+    return n, mean, np.sum(dev, axis=-1) if rows else sum_patients(dev)
 
 
 def _t_result(diff, se2, df, n_c, n_t) -> TestResult:
@@ -360,6 +385,14 @@ def t_reject(t: np.ndarray, df: np.ndarray, alpha: float) -> np.ndarray:
     return reject
 
 
+def _columns(x: np.ndarray) -> np.ndarray | None:
+    """``x`` patient-major, or None where its rows are summed as they are (:func:`by_rows`); values checked."""
+    if by_rows(x):
+        _check_finite_or_nan(x)
+        return None
+    return patient_major(x, finite_or_nan=True)
+
+
 def welch_t(x_control, x_treatment, *, means=None) -> TestResult:
     """Welch's unequal-variance t test per trial.
 
@@ -380,8 +413,8 @@ def welch_t(x_control, x_treatment, *, means=None) -> TestResult:
     """
     xc, xt = _samples(x_control, x_treatment)
     means = (None, None) if means is None else means
-    n_c, mean_c, ss_c = _moments(xc, patient_major(xc, finite_or_nan=True), means[0])
-    n_t, mean_t, ss_t = _moments(xt, patient_major(xt, finite_or_nan=True), means[1])
+    n_c, mean_c, ss_c = _moments(xc, _columns(xc), means[0])
+    n_t, mean_t, ss_t = _moments(xt, _columns(xt), means[1])
     with np.errstate(invalid="ignore", divide="ignore"):
         vc = ss_c / (n_c - 1) / n_c
         vt = ss_t / (n_t - 1) / n_t
