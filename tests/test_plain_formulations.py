@@ -356,3 +356,18 @@ def test_analysis_of_long_arms_along_rows_changes_no_bit(n_per_arm, monkeypatch)
             _same_bits(getattr(fast[0][k], name), getattr(s, name))
     for k, v in plain[1].items():
         _same_bits(fast[1][k], v)
+
+
+def test_mann_whitney_of_long_arms_with_no_trials_or_continuous_first_trial():
+    empty = np.zeros((0, 40))
+    assert continuous.mann_whitney(empty, empty).pvalue.shape == (0,)
+    rng = np.random.default_rng(1)
+    grades = rng.integers(0, 4, (30, 40)).astype(float)
+    mixed = grades.copy()
+    mixed[0, 0] = 0.5  # the first trial is not graded: sorted ranks for all
+    assert continuous._rank_sums_of_grades(mixed, grades) is None
+    mixed[0, 0], mixed[5, 3] = 0.0, 2.5  # a later trial is not graded
+    assert continuous._rank_sums_of_grades(mixed, grades) is None
+    res = continuous.mann_whitney(mixed, grades)
+    r1, _ = _plain_rank_sums(mixed, grades)
+    _same_bits(res.statistic, r1 - 40 * 41 / 2.0)

@@ -525,6 +525,11 @@ def _rank_sums(xc: np.ndarray, xt: np.ndarray):
 _GRADES_MAX = 32
 
 
+def _between_grades(x: np.ndarray) -> bool:
+    """Whether some value is not a whole number (NaN is not counted)."""
+    return bool(np.any(x > np.floor(x)))  # NaN compares False
+
+
 def _rank_sums_of_grades(xc: np.ndarray, xt: np.ndarray):
     """:func:`_rank_sums` of arrays (patients on the last axis, any memory layout) whose observed values are all grades
     ``0 .. _GRADES_MAX - 1`` (ordinal data: many ties), from the count of each grade; None for other data.
@@ -536,12 +541,14 @@ def _rank_sums_of_grades(xc: np.ndarray, xt: np.ndarray):
     if xc.shape[-1] == 0 or xt.shape[-1] == 0:
         return None
     with np.errstate(invalid="ignore"):
+        if any(x.size and _between_grades(x[(0,) * (x.ndim - 1)]) for x in (xc, xt)):  # one trial first: cheap
+            return None
         lo = min(np.nanmin(xc, initial=np.inf), np.nanmin(xt, initial=np.inf))
         hi = max(np.nanmax(xc, initial=-np.inf), np.nanmax(xt, initial=-np.inf))
     if not 0 <= lo <= hi < _GRADES_MAX:  # (every value missing: lo = inf, hi = -inf; sorting handles it)
         return None
     with np.errstate(invalid="ignore"):
-        if any(np.any(x > np.floor(x)) for x in (xc, xt)):  # a value between grades (NaN compares False)
+        if any(_between_grades(x) for x in (xc, xt)):
             return None
     grades = int(hi) + 1
     control = [np.count_nonzero(xc == g, axis=-1) for g in range(grades)]
