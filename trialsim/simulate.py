@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from trialsim.analysis import registry as tests
-from trialsim.analysis.continuous import by_rows, nan_mean, nan_median, patient_major
+from trialsim.analysis.continuous import by_rows, nan_mean, nan_median
 from trialsim.analysis.registry import TrialStats
 from trialsim.config.flow import DAYS_PER_MONTH
 from trialsim.config.schema import Scenario
@@ -243,19 +243,25 @@ def analyse(model: Model, observed: dict[str, np.ndarray], split: ArmSplit, *, a
             by_test.setdefault(t, []).append(a)
     stacked = {t: members for t, members in by_test.items() if _stacks(tests.get(t), members)}
     order = _stack_order(eps, stacked)
-    control, treatment = split.arms(np.stack([observed[eps[i].name] for i in order]))
+    arms = _ArmsInStackOrder(observed, [eps[i].name for i in order], split)
     by_patient = None  # long arms: every sum over patients runs along the rows
-    if not (by_rows(control) and by_rows(treatment)):
-        by_patient = patient_major(control), patient_major(treatment)  # (n_arm, n_endpoints, n_trials)
+    control = treatment = None  # the stacked arms, when a test or the long arms need them
+    if not all(by_rows(x) for x in arms.endpoint(0)):
+        by_patient = arms.patient_major()  # (n_arm, n_endpoints, n_trials)
+    else:
+        control, treatment = arms.stacked()
     adjusting = None
     if any(tests.get(t).needs_covariates for a in eps for t in a.tests):
         if covariates is None:
             raise ValueError("adjusted tests need the patients' covariates")
-        shape = control.shape[1:2] + (split.treated.shape[1],)
+        shape = arms.endpoint(0)[0].shape[:1] + (split.treated.shape[1],)
         z = np.stack([covariates[n] for n in model.adjust_for]) if model.adjust_for else np.zeros((0,) + shape)
         adjusting = tuple(np.moveaxis(arm, 0, -1) for arm in split.arms(z))
     row = {eps[i].name: k for k, i in enumerate(order)}
-    means = [nan_mean(x, cols)[:2] for x, cols in zip((control, treatment), by_patient or (None, None))]  # shared
+    if by_patient is None:
+        means = [nan_mean(x)[:2] for x in (control, treatment)]  # shared with the tests and the arm estimates
+    else:
+        means = [nan_mean(np.moveaxis(cols, 0, -1), cols)[:2] for cols in by_patient]
     stats: dict[tuple[str, str], TrialStats] = {}
     for t, members in by_test.items():
         spec = tests.get(t)
@@ -264,10 +270,11 @@ def analyse(model: Model, observed: dict[str, np.ndarray], split: ArmSplit, *, a
             rows = _rows([row[a.name] for a in members])
             if spec.any_layout:  # patient-major views: the test sums over patients without copying first
                 shared = {"means": tuple((n[rows], mean[rows]) for n, mean in means)} if spec.takes_means else {}
-                arms = (control[rows], treatment[rows]) if by_patient is None else \
+                inputs = (control[rows], treatment[rows]) if by_patient is None else \
                     (np.moveaxis(arm[:, rows], 0, -1) for arm in by_patient)
-                res = spec.run(*arms, alpha, **shared)
+                res = spec.run(*inputs, alpha, **shared)
             else:
+                control, treatment = arms.stacked()
                 res = spec.run(control[rows], treatment[rows], alpha)
             for i, a in enumerate(members):
                 stats[(a.name, t)] = res.take(i)
@@ -276,9 +283,46 @@ def analyse(model: Model, observed: dict[str, np.ndarray], split: ArmSplit, *, a
             extra = dict(spec.options(model, a)) if spec.options is not None else {}
             if spec.needs_covariates:
                 extra["covariates"] = adjusting
-            stats[(a.name, t)] = spec.run(control[row[a.name]], treatment[row[a.name]], alpha, **extra)
+            stats[(a.name, t)] = spec.run(*arms.endpoint(row[a.name]), alpha, **extra)
     ordered = {(a.name, t): stats[(a.name, t)] for a in eps for t in a.tests}
-    return ordered, arm_estimates(eps, control, treatment, rows=[row[a.name] for a in eps], means=means)
+    per_endpoint = [arms.endpoint(k) for k in range(len(order))]
+    return ordered, arm_estimates(eps, [c for c, _ in per_endpoint], [t for _, t in per_endpoint],
+                                  rows=[row[a.name] for a in eps], means=means)
+
+
+class _ArmsInStackOrder:
+    """The observed values of the endpoints (in stack order) split by arm, built as each use needs them.
+
+    ``endpoint(k)``: one endpoint's arms as ``split.arms`` gives them, the layout of a row of the stacked arms
+    (for the columns of a deterministic split: views). ``stacked()``: the stacked arms
+    ``(n_endpoints, n_trials, n_arm)``. ``patient_major()``: each arm ``(n_arm, n_endpoints, n_trials)``,
+    contiguous, copied straight from each endpoint's arms (no stacked copy first).
+    """
+
+    def __init__(self, observed: dict[str, np.ndarray], names: list[str], split: ArmSplit):
+        self.observed, self.names, self.split = observed, names, split
+        self._endpoints: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+        self._stacked = None
+
+    def endpoint(self, k: int) -> tuple[np.ndarray, np.ndarray]:
+        if k not in self._endpoints:
+            self._endpoints[k] = self.split.arms(self.observed[self.names[k]])
+        return self._endpoints[k]
+
+    def stacked(self) -> tuple[np.ndarray, np.ndarray]:
+        if self._stacked is None:
+            self._stacked = self.split.arms(np.stack([self.observed[n] for n in self.names]))
+        return self._stacked
+
+    def patient_major(self) -> tuple[np.ndarray, np.ndarray]:
+        out = []
+        for arm in (0, 1):
+            first = self.endpoint(0)[arm]
+            columns = np.empty((first.shape[-1], len(self.names)) + first.shape[:-1])
+            for k in range(len(self.names)):
+                columns[:, k] = np.moveaxis(self.endpoint(k)[arm], -1, 0)
+            out.append(columns)
+        return out[0], out[1]
 
 
 def _stacks(spec, members: list[Analysed]) -> bool:
@@ -305,7 +349,8 @@ def arm_estimates(eps: tuple[Analysed, ...], control: np.ndarray, treatment: np.
 
     Contrasts: the risk difference (treatment - control) of binary endpoints and the log ratio of
     geometric means of log-scale endpoints (summarised as exp of its mean: a geometric mean ratio).
-    ``by_patient``: both arms patient-major (``patient_major``), when the caller has them. ``rows``: the row of
+    ``control`` and ``treatment`` may also be lists of one array per row. ``by_patient``: both arms
+    patient-major (``patient_major``), when the caller has them. ``rows``: the row of
     each endpoint of ``eps`` in the stacked arrays (default: in order). ``means``: each arm's analysable counts and
     means (:func:`~trialsim.analysis.continuous.nan_mean`), when the caller has them.
     """
