@@ -320,7 +320,8 @@ class _ArmsInStackOrder:
             first = self.endpoint(0)[arm]
             columns = np.empty((first.shape[-1], len(self.names)) + first.shape[:-1])
             for k in range(len(self.names)):
-                columns[:, k] = np.moveaxis(self.endpoint(k)[arm], -1, 0)
+                x = self.endpoint(k)[arm]
+                columns[:, k] = x.T if x.ndim == 2 else np.moveaxis(x, -1, 0)  # (np.moveaxis costs 10 us a call)
             out.append(columns)
         return out[0], out[1]
 
