@@ -360,9 +360,10 @@ def arm_estimates(eps: tuple[Analysed, ...], control: np.ndarray, treatment: np.
     columns = by_patient if by_patient is not None else (None, None)
     for k, (arm, x, cols) in enumerate((("control", control, columns[0]), ("treatment", treatment, columns[1]))):
         n, mean = nan_mean(x, cols)[:2] if means is None else means[k]
-        parts[arm] = (n, mean, x)
+        parts[arm] = (n.astype(float), mean, x)  # every endpoint's counts converted at once (exact)
     rows = range(len(eps)) if rows is None else rows
     with np.errstate(over="ignore", invalid="ignore"):
+        contrast = parts["treatment"][1] - parts["control"][1]  # element by element: each row's bits
         for i, a in zip(rows, eps):
             for arm in ("control", "treatment"):
                 n, mean, x = parts[arm]
@@ -377,14 +378,14 @@ def arm_estimates(eps: tuple[Analysed, ...], control: np.ndarray, treatment: np.
                 if a.scale == "log":
                     value, stat = np.exp(value), ("geometric_mean" if stat == "mean" else stat)
                 out[(a.name, arm, stat)] = value
-                out[(a.name, arm, "n_analysable")] = n[i].astype(float)
+                out[(a.name, arm, "n_analysable")] = n[i]
             mc, mt = parts["control"][1][i], parts["treatment"][1][i]
             if a.kind == "binary":
-                out[(a.name, "contrast", "risk_difference")] = mt - mc
+                out[(a.name, "contrast", "risk_difference")] = contrast[i]
                 out[(a.name, "control", "any_event")] = (mc > 0).astype(float)
                 out[(a.name, "treatment", "any_event")] = (mt > 0).astype(float)
             elif a.scale == "log":
-                out[(a.name, "contrast", "log_ratio")] = mt - mc
+                out[(a.name, "contrast", "log_ratio")] = contrast[i]
     return out
 
 

@@ -270,7 +270,8 @@ def _moments(x: np.ndarray, columns: np.ndarray | None = None, means: tuple[np.n
 def _t_result(diff, se2, df, n_c, n_t) -> TestResult:
     defined = (n_c >= 2) & (n_t >= 2)
     with np.errstate(invalid="ignore", divide="ignore"):
-        t = diff / np.sqrt(se2)
+        se = np.sqrt(se2)
+        t = diff / se
     nan = np.full(np.shape(t), np.nan)
     return TestResult(
         statistic=np.where(defined, t, nan),
@@ -279,7 +280,7 @@ def _t_result(diff, se2, df, n_c, n_t) -> TestResult:
         n_control=n_c,
         n_treatment=n_t,
         difference=np.where(defined, -diff, nan),
-        se=np.where(defined, np.sqrt(se2), nan),
+        se=np.where(defined, se, nan),
     )
 
 
