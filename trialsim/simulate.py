@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from trialsim.analysis import registry as tests
-from trialsim.analysis.continuous import nan_mean, nan_median, patient_major
+from trialsim.analysis.continuous import by_rows, nan_mean, nan_median
 from trialsim.analysis.registry import TrialStats
 from trialsim.config.flow import DAYS_PER_MONTH
 from trialsim.config.schema import Scenario
@@ -237,28 +237,44 @@ def analyse(model: Model, observed: dict[str, np.ndarray], split: ArmSplit, *, a
     """
     alpha = model.scenario.design.alpha if alpha is None else alpha
     eps = model.analysed
-    control, treatment = split.arms(np.stack([observed[a.name] for a in eps]))
-    by_patient = patient_major(control), patient_major(treatment)  # (n_arm, n_endpoints, n_trials), contiguous
-    adjusting = None
-    if any(tests.get(t).needs_covariates for a in eps for t in a.tests):
-        if covariates is None:
-            raise ValueError("adjusted tests need the patients' covariates")
-        shape = control.shape[1:2] + (split.treated.shape[1],)
-        z = np.stack([covariates[n] for n in model.adjust_for]) if model.adjust_for else np.zeros((0,) + shape)
-        adjusting = tuple(np.moveaxis(arm, 0, -1) for arm in split.arms(z))
-    row = {a.name: i for i, a in enumerate(eps)}
-    stats: dict[tuple[str, str], TrialStats] = {}
     by_test: dict[str, list[Analysed]] = {}
     for a in eps:
         for t in a.tests:
             by_test.setdefault(t, []).append(a)
+    stacked = {t: members for t, members in by_test.items() if _stacks(tests.get(t), members)}
+    order = _stack_order(eps, stacked)
+    arms = _ArmsInStackOrder(observed, [eps[i].name for i in order], split)
+    by_patient = None  # long arms: every sum over patients runs along the rows
+    control = treatment = None  # the stacked arms, when a test or the long arms need them
+    if not all(by_rows(x) for x in arms.endpoint(0)):
+        by_patient = arms.patient_major()  # (n_arm, n_endpoints, n_trials)
+    else:
+        control, treatment = arms.stacked()
+    adjusting = None
+    if any(tests.get(t).needs_covariates for a in eps for t in a.tests):
+        if covariates is None:
+            raise ValueError("adjusted tests need the patients' covariates")
+        shape = arms.endpoint(0)[0].shape[:1] + (split.treated.shape[1],)
+        z = np.stack([covariates[n] for n in model.adjust_for]) if model.adjust_for else np.zeros((0,) + shape)
+        adjusting = tuple(np.moveaxis(arm, 0, -1) for arm in split.arms(z))
+    row = {eps[i].name: k for k, i in enumerate(order)}
+    if by_patient is None:
+        means = [nan_mean(x)[:2] for x in (control, treatment)]  # shared with the tests and the arm estimates
+    else:
+        means = [nan_mean(np.moveaxis(cols, 0, -1), cols)[:2] for cols in by_patient]
+    stats: dict[tuple[str, str], TrialStats] = {}
     for t, members in by_test.items():
         spec = tests.get(t)
-        if spec.stacked and len(members) > 1 and spec.options is None and not spec.needs_covariates:
+        if t in stacked:
+            members = sorted(members, key=lambda a: row[a.name])  # in stack order: res.take(i) is members[i]
             rows = _rows([row[a.name] for a in members])
             if spec.any_layout:  # patient-major views: the test sums over patients without copying first
-                res = spec.run(*(np.moveaxis(np.ascontiguousarray(arm[:, rows]), 0, -1) for arm in by_patient), alpha)
+                shared = {"means": tuple((n[rows], mean[rows]) for n, mean in means)} if spec.takes_means else {}
+                inputs = (control[rows], treatment[rows]) if by_patient is None else \
+                    (np.moveaxis(arm[:, rows], 0, -1) for arm in by_patient)
+                res = spec.run(*inputs, alpha, **shared)
             else:
+                control, treatment = arms.stacked()
                 res = spec.run(control[rows], treatment[rows], alpha)
             for i, a in enumerate(members):
                 stats[(a.name, t)] = res.take(i)
@@ -267,9 +283,60 @@ def analyse(model: Model, observed: dict[str, np.ndarray], split: ArmSplit, *, a
             extra = dict(spec.options(model, a)) if spec.options is not None else {}
             if spec.needs_covariates:
                 extra["covariates"] = adjusting
-            stats[(a.name, t)] = spec.run(control[row[a.name]], treatment[row[a.name]], alpha, **extra)
+            stats[(a.name, t)] = spec.run(*arms.endpoint(row[a.name]), alpha, **extra)
     ordered = {(a.name, t): stats[(a.name, t)] for a in eps for t in a.tests}
-    return ordered, arm_estimates(eps, control, treatment, by_patient=by_patient)
+    per_endpoint = [arms.endpoint(k) for k in range(len(order))]
+    return ordered, arm_estimates(eps, [c for c, _ in per_endpoint], [t for _, t in per_endpoint],
+                                  rows=[row[a.name] for a in eps], means=means)
+
+
+class _ArmsInStackOrder:
+    """The observed values of the endpoints (in stack order) split by arm, built as each use needs them.
+
+    ``endpoint(k)``: one endpoint's arms as ``split.arms`` gives them, the layout of a row of the stacked arms
+    (for the columns of a deterministic split: views). ``stacked()``: the stacked arms
+    ``(n_endpoints, n_trials, n_arm)``. ``patient_major()``: each arm ``(n_arm, n_endpoints, n_trials)``,
+    contiguous, copied straight from each endpoint's arms (no stacked copy first).
+    """
+
+    def __init__(self, observed: dict[str, np.ndarray], names: list[str], split: ArmSplit):
+        self.observed, self.names, self.split = observed, names, split
+        self._endpoints: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+        self._stacked = None
+
+    def endpoint(self, k: int) -> tuple[np.ndarray, np.ndarray]:
+        if k not in self._endpoints:
+            self._endpoints[k] = self.split.arms(self.observed[self.names[k]])
+        return self._endpoints[k]
+
+    def stacked(self) -> tuple[np.ndarray, np.ndarray]:
+        if self._stacked is None:
+            self._stacked = self.split.arms(np.stack([self.observed[n] for n in self.names]))
+        return self._stacked
+
+    def patient_major(self) -> tuple[np.ndarray, np.ndarray]:
+        out = []
+        for arm in (0, 1):
+            first = self.endpoint(0)[arm]
+            columns = np.empty((first.shape[-1], len(self.names)) + first.shape[:-1])
+            for k in range(len(self.names)):
+                x = self.endpoint(k)[arm]
+                columns[:, k] = x.T if x.ndim == 2 else np.moveaxis(x, -1, 0)  # (np.moveaxis costs 10 us a call)
+            out.append(columns)
+        return out[0], out[1]
+
+
+def _stacks(spec, members: list[Analysed]) -> bool:
+    """Whether the test runs once on all its endpoints, stacked."""
+    return spec.stacked and len(members) > 1 and spec.options is None and not spec.needs_covariates
+
+
+def _stack_order(eps: tuple[Analysed, ...], stacked: dict[str, list[Analysed]]) -> list[int]:
+    """The endpoints' order in the stacked arrays: sorted by the stacked tests they take (in test order, takers
+    first), so that each stacked test's endpoints are usually one slice, which its patient-major rows are as a
+    view instead of a copy (any order gives the same results: every statistic is per endpoint row)."""
+    takes = [tuple(a.name not in {m.name for m in members} for members in stacked.values()) for a in eps]
+    return sorted(range(len(eps)), key=lambda i: takes[i])  # stable: declaration order within a group
 
 
 def _rows(idx: list[int]):
@@ -277,21 +344,27 @@ def _rows(idx: list[int]):
 
 
 def arm_estimates(eps: tuple[Analysed, ...], control: np.ndarray, treatment: np.ndarray, *,
-                  by_patient: tuple[np.ndarray, np.ndarray] | None = None) -> dict[tuple[str, str, str], np.ndarray]:
+                  by_patient: tuple[np.ndarray, np.ndarray] | None = None, rows: list[int] | None = None,
+                  means: list[tuple[np.ndarray, np.ndarray]] | None = None) -> dict[tuple[str, str, str], np.ndarray]:
     """Per-trial arm summaries (rate, geometric mean, median, mean grade), analysable counts and contrasts.
 
     Contrasts: the risk difference (treatment - control) of binary endpoints and the log ratio of
     geometric means of log-scale endpoints (summarised as exp of its mean: a geometric mean ratio).
-    ``by_patient``: both arms patient-major (``patient_major``), when the caller has them.
+    ``control`` and ``treatment`` may also be lists of one array per row. ``by_patient``: both arms
+    patient-major (``patient_major``), when the caller has them. ``rows``: the row of
+    each endpoint of ``eps`` in the stacked arrays (default: in order). ``means``: each arm's analysable counts and
+    means (:func:`~trialsim.analysis.continuous.nan_mean`), when the caller has them.
     """
     out: dict[tuple[str, str, str], np.ndarray] = {}
     parts = {}
     columns = by_patient if by_patient is not None else (None, None)
-    for arm, x, cols in (("control", control, columns[0]), ("treatment", treatment, columns[1])):
-        n, mean, _ = nan_mean(x, cols)
-        parts[arm] = (n, mean, x)
+    for k, (arm, x, cols) in enumerate((("control", control, columns[0]), ("treatment", treatment, columns[1]))):
+        n, mean = nan_mean(x, cols)[:2] if means is None else means[k]
+        parts[arm] = (n.astype(float), mean, x)  # every endpoint's counts converted at once (exact)
+    rows = range(len(eps)) if rows is None else rows
     with np.errstate(over="ignore", invalid="ignore"):
-        for i, a in enumerate(eps):
+        contrast = parts["treatment"][1] - parts["control"][1]  # element by element: each row's bits
+        for i, a in zip(rows, eps):
             for arm in ("control", "treatment"):
                 n, mean, x = parts[arm]
                 if a.summary == "median":
@@ -305,14 +378,14 @@ def arm_estimates(eps: tuple[Analysed, ...], control: np.ndarray, treatment: np.
                 if a.scale == "log":
                     value, stat = np.exp(value), ("geometric_mean" if stat == "mean" else stat)
                 out[(a.name, arm, stat)] = value
-                out[(a.name, arm, "n_analysable")] = n[i].astype(float)
+                out[(a.name, arm, "n_analysable")] = n[i]
             mc, mt = parts["control"][1][i], parts["treatment"][1][i]
             if a.kind == "binary":
-                out[(a.name, "contrast", "risk_difference")] = mt - mc
+                out[(a.name, "contrast", "risk_difference")] = contrast[i]
                 out[(a.name, "control", "any_event")] = (mc > 0).astype(float)
                 out[(a.name, "treatment", "any_event")] = (mt > 0).astype(float)
             elif a.scale == "log":
-                out[(a.name, "contrast", "log_ratio")] = mt - mc
+                out[(a.name, "contrast", "log_ratio")] = contrast[i]
     return out
 
 

@@ -106,25 +106,40 @@ def summarise_batch(batch: TrialBatch, decisions: Decisions, *, block: int) -> B
     out = BlockSummary(block=block, n_sims=batch.n_trials)
     reject = decisions.outcomes.get("reject", {})
     covered = decisions.outcomes.get("covered", {})
-    for k, s in batch.stats.items():
-        est = np.asarray(s.estimate, dtype=float)
-        ok = np.isfinite(est)
-        kept = est[ok]
-        sums = {"rejects": int(np.count_nonzero(reject.get(k, s.reject))), "valid": int(np.count_nonzero(s.valid)),
-                "est_n": int(kept.size), "est_sum": float(kept.sum()), "est_sumsq": float((kept * kept).sum()),
-                "err_sum": 0.0, "err_sumsq": 0.0, "covered": 0, "coverable": 0,
-                "width_n": 0, "width_sum": 0.0, "width_sumsq": 0.0}
-        truth = decisions.truth.get(k)
-        if truth is not None:
-            err = kept - truth
-            sums["err_sum"], sums["err_sumsq"] = float(err.sum()), float((err * err).sum())
-        if k in covered:
-            sums["covered"] = int(np.count_nonzero(covered[k] & ok))
-            sums["coverable"] = int(kept.size)
-        if s.has_interval:
-            width = np.asarray(s.widths(), dtype=float)
-            width = width[np.isfinite(width)]
-            sums["width_n"], sums["width_sum"], sums["width_sumsq"] = int(width.size), float(width.sum()), float((width * width).sum())
+    keys, stats = list(batch.stats), list(batch.stats.values())
+    n = batch.n_trials
+    # Every (endpoint, test) at once, one row each: counts are whole numbers, and the sums of a row without a
+    # non-finite value are numpy's pairwise sums of that contiguous row, the bits of the row's own sum.
+    est = _rows([s.estimate for s in stats], n)
+    ok = np.isfinite(est)
+    est_n = np.count_nonzero(ok, axis=1)
+    rejects = np.count_nonzero(_rows([reject.get(k, s.reject) for k, s in zip(keys, stats)], n, dtype=bool), axis=1)
+    valid = np.count_nonzero(_rows([s.valid for s in stats], n, dtype=bool), axis=1)
+    truth = [decisions.truth.get(k) for k in keys]
+    known = [i for i, t in enumerate(truth) if t is not None]
+    est_sum, est_sumsq = _finite_sums(est, ok)
+    err_sum, err_sumsq = np.zeros(len(keys)), np.zeros(len(keys))
+    if known:
+        err = est[known] - np.array([truth[i] for i in known])[:, None]
+        err_sum[known], err_sumsq[known] = _finite_sums(err, ok[known])
+    cover = [i for i, k in enumerate(keys) if k in covered]
+    n_covered = np.zeros(len(keys), dtype=np.intp)
+    if cover:
+        n_covered[cover] = np.count_nonzero(_rows([covered[keys[i]] for i in cover], n, dtype=bool) & ok[cover], axis=1)
+    interval = [i for i, s in enumerate(stats) if s.has_interval]
+    width_n, width_sum, width_sumsq = np.zeros(len(keys), dtype=np.intp), np.zeros(len(keys)), np.zeros(len(keys))
+    if interval:
+        width = _rows([stats[i].widths() for i in interval], n)
+        finite = np.isfinite(width)
+        width_n[interval] = np.count_nonzero(finite, axis=1)
+        width_sum[interval], width_sumsq[interval] = _finite_sums(width, finite)
+    columns = (rejects, valid, est_n, est_sum, est_sumsq, err_sum, err_sumsq, n_covered, est_n, width_n, width_sum,
+               width_sumsq)  # "coverable" is the finite estimates where the interval is judged
+    columns = [c.tolist() for c in columns]
+    for i, k in enumerate(keys):
+        sums = dict(zip(TEST_SUMS, (c[i] for c in columns)))
+        if k not in covered:
+            sums["coverable"] = 0
         out.tests[key(*k)] = sums
     values = np.stack(list(batch.arm_estimates.values())) if batch.arm_estimates else np.zeros((0, batch.n_trials))
     ok = np.isfinite(values)
@@ -145,6 +160,28 @@ def summarise_batch(batch: TrialBatch, decisions: Decisions, *, block: int) -> B
             x = x[np.isfinite(x)]
             out.outcomes[key(rule, *parts)] = {"n": int(x.size), "sum": float(x.sum()), "sumsq": float((x * x).sum())}
     return out
+
+
+def _rows(values: list, n: int, dtype=float) -> np.ndarray:
+    """Per-trial arrays as the rows of one C-contiguous ``(len(values), n)`` array."""
+    out = np.empty((len(values), n), dtype=dtype)
+    for row, v in zip(out, values):
+        row[...] = v
+    return out
+
+
+def _finite_sums(x: np.ndarray, finite: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per row of ``x``: the sum and the sum of squares of its values where ``finite``, each summed as the
+    compressed row ``x[i][finite[i]]`` is summed; rows without a non-finite value in one call each."""
+    total, total_sq = np.empty(x.shape[0]), np.empty(x.shape[0])
+    whole = finite.all(axis=1)
+    if whole.any():
+        rows = x[whole]
+        total[whole], total_sq[whole] = rows.sum(axis=1), (rows * rows).sum(axis=1)
+    for i in np.flatnonzero(~whole):
+        kept = x[i][finite[i]]
+        total[i], total_sq[i] = kept.sum(), (kept * kept).sum()
+    return total, total_sq
 
 
 @dataclass

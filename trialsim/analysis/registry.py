@@ -7,6 +7,7 @@ allowed test names come from here.
 """
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 from typing import Callable
@@ -44,6 +45,7 @@ class TrialStats:
         self._ci = ci
         self._t = (t_se, t_df)
         self.alpha = alpha
+        self._widths = None
 
     @property
     def has_interval(self) -> bool:
@@ -72,12 +74,15 @@ class TrialStats:
     def widths(self) -> np.ndarray:
         """Each trial's interval width (NaN where none). t intervals take their critical value from
         :func:`~trialsim.analysis.continuous.t_critical_value` (interpolated, for mean widths), others ``ci()``."""
-        se, df = self._t
-        if se is not None and self._ci is None:
-            return 2.0 * t_critical_value(df, self.alpha) * se
-        low, high = self.ci()
-        with np.errstate(invalid="ignore"):
-            return np.asarray(high, dtype=float) - np.asarray(low, dtype=float)
+        if self._widths is None:
+            se, df = self._t
+            if se is not None and self._ci is None:
+                self._widths = 2.0 * t_critical_value(df, self.alpha) * se
+            else:
+                low, high = self.ci()
+                with np.errstate(invalid="ignore"):
+                    self._widths = np.asarray(high, dtype=float) - np.asarray(low, dtype=float)
+        return self._widths
 
     def covers(self, truth) -> np.ndarray:
         """Whether each trial's interval contains ``truth`` (False where there is no interval).
@@ -116,6 +121,10 @@ class _Row(TrialStats):
         self.parent = parent
         self.index = index
 
+    def widths(self) -> np.ndarray:
+        """The row of the stack's widths: every row's in one pass (element by element, the same bits)."""
+        return self.parent.widths()[self.index]
+
 
 def covers_many(stats: list[TrialStats], truths: list[float]) -> list[np.ndarray]:
     """``[s.covers(t) for s, t in zip(stats, truths)]``, with rows of one stacked call judged in one pass."""
@@ -150,7 +159,9 @@ class TestSpec:
     ``covariates=(z_control, z_treatment)``, arrays ``(n_trials, n_arm, n_covariates)`` split by arm as the
     outcomes (NaN where the outcome is blanked). ``any_layout``: ``run`` gives the same bits whatever the
     memory layout of its arrays (it sums over patients in a fixed order), so the runner may hand it views
-    of patient-major arrays, which it then uses without a copy.
+    of patient-major arrays, which it then uses without a copy. ``takes_means``: ``run`` also takes
+    ``means=((n_c, mean_c), (n_t, mean_t))``, each arm's analysable counts and means of its rows
+    (:func:`~trialsim.analysis.continuous.nan_mean`), which the runner computes once for every endpoint.
     """
 
     __test__ = False
@@ -167,6 +178,7 @@ class TestSpec:
     options: Callable[..., dict] | None = None
     needs_covariates: bool = False
     any_layout: bool = False
+    takes_means: bool = False
 
 
 def register(spec: TestSpec) -> TestSpec:
@@ -219,6 +231,31 @@ def _binary_exact(test: str) -> Callable[..., float]:
     return power
 
 
+@functools.lru_cache(maxsize=512)  # at most 3 x 61 x 61 values each (binary.DIRECT_FROM_N)
+def _log_or_tables(n_control: int, n_treatment: int, alpha: float) -> np.ndarray:
+    """The estimate, lower and upper tables of one size pair, flattened one after the other (read-only)."""
+    tables = conditional.conditional_log_or_table(n_control, n_treatment, alpha=alpha)
+    out = np.concatenate([np.asarray(t, dtype=float).ravel() for t in tables])
+    out.flags.writeable = False
+    return out
+
+
+def _look_up_log_or(n_c, n_t, e_c, e_t, alpha: float) -> list[np.ndarray]:
+    """Each trial's log odds ratio and interval from the tables of its arm sizes, in one look-up: the three
+    values are three trials of one call, so the trials are grouped by size pair and the tables fetched once."""
+    shape = np.shape(n_c)
+    a, b = np.ravel(n_c), np.ravel(n_t)
+    at = np.ravel(e_c * (n_t + 1) + e_t)
+    size = (a + 1) * (b + 1)
+
+    def table_for(n1: int, n2: int):
+        return None if n1 == 0 or n2 == 0 else _log_or_tables(n1, n2, float(alpha))
+
+    values = binary.gather_by_size_pair(np.tile(a, 3), np.tile(b, 3), np.concatenate([at, at + size, at + 2 * size]),
+                                        table_for)
+    return [v.reshape(shape) for v in np.split(values, 3)]
+
+
 def _fisher_run(x_control, x_treatment, alpha: float) -> TrialStats:
     """Fisher's p-values with the conditional MLE odds ratio and its exact interval (R's fisher.test), log scale."""
     res = binary.binary_test("fisher", x_control, x_treatment, alpha=alpha)
@@ -228,16 +265,8 @@ def _fisher_run(x_control, x_treatment, alpha: float) -> TrialStats:
         estimate, low, high = conditional.conditional_log_or(n_c, n_t, e_c, e_t, alpha=alpha)
         ci = (low, high)
     else:
-        def look_up(k: int) -> np.ndarray:
-            def table_for(a: int, b: int):
-                return None if a == 0 or b == 0 else conditional.conditional_log_or_table(a, b, alpha=alpha)[k]
-
-            return binary.gather_by_size_pair(n_c, n_t, e_c * (n_t + 1) + e_t, table_for)
-
-        estimate = look_up(0)
-
-        def ci():
-            return look_up(1), look_up(2)
+        estimate, low, high = _look_up_log_or(n_c, n_t, e_c, e_t, alpha)
+        ci = (low, high)
     return TrialStats(reject=res.reject, valid=~np.isnan(res.pvalue), estimate=estimate, pvalue=res.pvalue,
                       alpha=alpha, ci=ci)
 
@@ -278,8 +307,8 @@ register_binary("chi2_n1", "Chi-square (N-1)", binary.chi2_n1_table, direct=bina
 
 
 # -------------------------------------------------------------------------------- continuous tests
-def _welch(x_control, x_treatment, alpha: float) -> TrialStats:
-    res = welch_t(x_control, x_treatment)
+def _welch(x_control, x_treatment, alpha: float, *, means=None) -> TrialStats:
+    res = welch_t(x_control, x_treatment, means=means)
     return TrialStats(reject=res.reject(alpha), valid=res.valid(), estimate=res.difference,
                       pvalue=lambda: res.pvalue, alpha=alpha, t_se=res.se, t_df=res.df)
 
@@ -292,7 +321,7 @@ def _mann_whitney(x_control, x_treatment, alpha: float) -> TrialStats:
 
 
 register(TestSpec("welch_log", "Welch t (log)", ("continuous",), _welch, "difference",
-                  "Welch BL (1947) Biometrika 34:28-35", stacked=True, any_layout=True))
+                  "Welch BL (1947) Biometrika 34:28-35", stacked=True, any_layout=True, takes_means=True))
 register(TestSpec("mann_whitney", "Mann-Whitney", ("continuous", "ordinal"), _mann_whitney, "p_treatment_lower",
                   "Mann HB, Whitney DR (1947) Ann Math Stat 18:50-60", stacked=True, any_layout=True))
 
@@ -312,4 +341,4 @@ def z_two_sided(alpha: float) -> float:
 
 
 register(TestSpec("welch", "Welch t", ("continuous",), _welch, "difference",
-                  "Welch BL (1947) Biometrika 34:28-35", stacked=True, any_layout=True))
+                  "Welch BL (1947) Biometrika 34:28-35", stacked=True, any_layout=True, takes_means=True))
