@@ -20,6 +20,7 @@ from a finished run (``power_at_assumed``).
 from __future__ import annotations
 
 import math
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from typing import Callable, Collection, Mapping, Sequence
 
@@ -276,7 +277,7 @@ def minimal_detectable_effects(
     given = dict(power_at_assumed or {})
     results: dict[Pair, MDEResult] = {}
     groups: dict[str, list[Pair]] = {}
-    moments: dict[str, Moments] | None = None
+    exact: list[Pair] = []
     for name, t in pairs:
         if (name, t) not in fits:
             results[(name, t)] = _skipped(scenario, build_model(scenario), name, t, power)
@@ -285,11 +286,16 @@ def minimal_detectable_effects(
         if a.effect is None:
             results[(name, t)] = _no_parameter(scenario, a, t, power)
         elif exact_available(model, name, t):
-            results[(name, t)] = _binary_mde(scenario, model, a, t, power)
+            exact.append((name, t))
         else:
             groups.setdefault(a.effect.path, []).append((name, t))
+    with ThreadPoolExecutor(max_workers=1) as thread:
+        # the model's moments (one large simulated trial) in a thread while the exact answers are computed here
+        moments_later = thread.submit(model_moments, scenario, seed=seed) if groups else None
+        for name, t in exact:
+            results[(name, t)] = _binary_mde(scenario, model, model.endpoint(name), t, power)
+        moments = moments_later.result() if groups else None
     if groups:
-        moments = model_moments(scenario, seed=seed)
         results.update(_simulated(scenario, model, groups, power, chosen, given, moments, n_sims=n_sims, seed=seed,
                                   n_jobs=n_jobs, progress=progress))
     return MDETable(tuple(results[p] for p in pairs), seed=seed, n_sims=n_sims,
