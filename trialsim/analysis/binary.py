@@ -325,11 +325,15 @@ def _windowed_power(test: str, n1: int, n2: int, p1: float, p2: float, alpha: fl
         def accepts(row, col):
             return (margins.own_tail_at(row, col) > level) | (_fisher_pvalues_at(margins, row, col) > level)
 
+        def sure(row, col):
+            return margins.own_tail_at(row, col) > level
+
         # the pmf peaks at the mode (column half_width); its p-value is ~1, so below level 0.5 no
         # rounding on a plateau at the mode can break the runs
         centre = np.full(m.size, half_width) if level < 0.5 else None
     else:
         mcol, x, _ = _margin_grid(n1, n2, m, half_width)
+        sure = None
 
         def accepts(row, col):
             xs = x[row, col]
@@ -340,23 +344,34 @@ def _windowed_power(test: str, n1: int, n2: int, p1: float, p2: float, alpha: fl
     # the tables of the window: events of each arm in their binomial windows, and possible
     first = np.maximum.reduce([np.zeros_like(m), m - n2, np.full_like(m, lo1), m - hi2, x[:, 0]]) - x[:, 0]
     last = np.minimum.reduce([np.full_like(m, n1), m, np.full_like(m, hi1), m - lo2, x[:, -1]]) - x[:, 0]
-    if centre is None:
-        xa, ya = _accepted_cells(accepts, x, mcol, first, last)
+    if centre is None or np.sum(np.maximum(last - first + 1, 0)) <= SEARCH_FROM_CELLS[test]:
+        xa, ya = _accepted_cells(accepts, x, mcol, first, last, sure)
     else:
         xa, ya = _accepted_runs(accepts, x, mcol, first, last, centre)
     return float(max(0.0, 1.0 - np.sum(b1[xa] * b2[ya])))
 
 
-def _accepted_cells(accepts, x, mcol, first, last):
-    """Control and treatment events of the accepted cells, row by row: every cell of the window decided."""
+def _accepted_cells(accepts, x, mcol, first, last, sure=None):
+    """Control and treatment events of the accepted cells, row by row: every cell of the window decided.
+
+    ``sure(row, col)``, optional: a cheap test that implies ``accepts`` (Fisher: the cell's own tail mass
+    already exceeds the level); ``accepts`` is then computed only where it fails."""
     col = np.arange(x.shape[1])[None, :]
     relevant = (col >= first[:, None]) & (col <= last[:, None])
     row, col = np.nonzero(relevant)
-    keep = accepts(row, col)
+    if sure is None:
+        keep = accepts(row, col)
+    else:
+        keep = sure(row, col)
+        rest = np.flatnonzero(~keep)
+        keep[rest] = accepts(row[rest], col[rest])
     xa = x[row[keep], col[keep]]
     return xa, mcol[row[keep], 0] - xa
 
 
+# Up to this many tables in the window, deciding every one costs less than searching for the ends of the runs
+# (measured: Fisher decides most tables by their own tail mass alone; chi-square computes every p-value).
+SEARCH_FROM_CELLS = {"fisher": 6000, "chi2": 800}
 # Columns probed per row and side in each round of the search for the ends of the accepted runs: about
 # log(width) / log(_PROBES + 1) rounds. Each probe computes a p-value, which costs more than a round's
 # overhead at the sizes where the search matters (hundreds per arm): bisection.
