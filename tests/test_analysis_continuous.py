@@ -235,3 +235,20 @@ def test_student_t_power_by_simulation_matches_the_noncentral_t():
     xc, xt = rng.normal(1.0, 1.0, (n_sims, 10)), rng.normal(0.0, 1.0, (n_sims, 10))
     power = t_test_power(1.0, 10, 10, alpha=ALPHA)
     assert within_4_se(student_t(xc, xt).rejection_rate(ALPHA), power, n_sims)
+
+
+def test_t_tests_of_one_trial_take_1d_samples_as_scipy_does():
+    # a single trial's samples (no leading axis) gave a ValueError from np.nonzero on a 0-d array
+    from trialsim.analysis.continuous import student_t, welch_t
+
+    rng = np.random.default_rng(4)
+    x, y = rng.normal(size=9), rng.normal(0.5, 2.0, size=13)
+    for ours, equal_var in ((welch_t(x, y), False), (student_t(x, y), True)):
+        ref = stats.ttest_ind(x, y, equal_var=equal_var)
+        assert np.shape(ours.statistic) == () and np.shape(ours.pvalue) == ()
+        assert ours.statistic == pytest.approx(ref.statistic, rel=1e-12)
+        assert ours.pvalue == pytest.approx(ref.pvalue, rel=1e-10)
+        batch = (welch_t if not equal_var else student_t)(x[None], y[None])  # the same numbers as a batch of one
+        assert ours.statistic == batch.statistic[0] and ours.df == batch.df[0]
+    with_missing = welch_t(np.append(x, np.nan), y)
+    assert with_missing.statistic == welch_t(x, y).statistic and int(with_missing.n_control) == 9

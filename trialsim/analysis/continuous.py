@@ -267,6 +267,15 @@ def _moments(x: np.ndarray, columns: np.ndarray | None = None, means: tuple[np.n
     return n, mean, np.sum(dev, axis=-1) if rows else sum_patients(dev)
 
 
+def _one_trial(result: TestResult) -> TestResult:
+    """A batch-of-one result with its arrays as 0-d arrays (the shape of one trial's inputs without patients)."""
+    for name in ("statistic", "difference", "se", "df", "_pvalue", "n_control", "n_treatment", "exact"):
+        value = getattr(result, name)
+        if isinstance(value, np.ndarray):
+            setattr(result, name, value.reshape(()))
+    return result
+
+
 def _t_result(diff, se2, df, n_c, n_t) -> TestResult:
     defined = (n_c >= 2) & (n_t >= 2)
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -413,6 +422,9 @@ def welch_t(x_control, x_treatment, *, means=None) -> TestResult:
         in an arm.
     """
     xc, xt = _samples(x_control, x_treatment)
+    if xc.ndim == 1:  # one trial: computed as a batch of one, its results 0-d (as scipy's)
+        one = None if means is None else tuple((np.reshape(n, (1,)), np.reshape(m, (1,))) for n, m in means)
+        return _one_trial(welch_t(xc[None], xt[None], means=one))
     means = (None, None) if means is None else means
     n_c, mean_c, ss_c = _moments(xc, _columns(xc), means[0])
     n_t, mean_t, ss_t = _moments(xt, _columns(xt), means[1])
@@ -442,6 +454,8 @@ def student_t(x_control, x_treatment) -> TestResult:
         analysable here, as for Welch).
     """
     xc, xt = _samples(x_control, x_treatment)
+    if xc.ndim == 1:  # one trial: computed as a batch of one, its results 0-d (as scipy's)
+        return _one_trial(student_t(xc[None], xt[None]))
     n_c, mean_c, ss_c = _moments(xc, patient_major(xc, finite_or_nan=True))
     n_t, mean_t, ss_t = _moments(xt, patient_major(xt, finite_or_nan=True))
     df = (n_c + n_t - 2).astype(float)
