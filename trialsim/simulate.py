@@ -344,22 +344,20 @@ def _rows(idx: list[int]):
 
 
 def arm_estimates(eps: tuple[Analysed, ...], control: np.ndarray, treatment: np.ndarray, *,
-                  by_patient: tuple[np.ndarray, np.ndarray] | None = None, rows: list[int] | None = None,
+                  rows: list[int] | None = None,
                   means: list[tuple[np.ndarray, np.ndarray]] | None = None) -> dict[tuple[str, str, str], np.ndarray]:
     """Per-trial arm summaries (rate, geometric mean, median, mean grade), analysable counts and contrasts.
 
     Contrasts: the risk difference (treatment - control) of binary endpoints and the log ratio of
     geometric means of log-scale endpoints (summarised as exp of its mean: a geometric mean ratio).
-    ``control`` and ``treatment`` may also be lists of one array per row. ``by_patient``: both arms
-    patient-major (``patient_major``), when the caller has them. ``rows``: the row of
+    ``control`` and ``treatment`` may also be lists of one array per row. ``rows``: the row of
     each endpoint of ``eps`` in the stacked arrays (default: in order). ``means``: each arm's analysable counts and
     means (:func:`~trialsim.analysis.continuous.nan_mean`), when the caller has them.
     """
     out: dict[tuple[str, str, str], np.ndarray] = {}
     parts = {}
-    columns = by_patient if by_patient is not None else (None, None)
-    for k, (arm, x, cols) in enumerate((("control", control, columns[0]), ("treatment", treatment, columns[1]))):
-        n, mean = nan_mean(x, cols)[:2] if means is None else means[k]
+    for k, (arm, x) in enumerate((("control", control), ("treatment", treatment))):
+        n, mean = nan_mean(x)[:2] if means is None else means[k]
         parts[arm] = (n.astype(float), mean, x)  # every endpoint's counts converted at once (exact)
     rows = range(len(eps)) if rows is None else rows
     with np.errstate(over="ignore", invalid="ignore"):

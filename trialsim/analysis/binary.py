@@ -372,12 +372,6 @@ def _accepted_cells(accepts, x, mcol, first, last, sure=None):
 # Up to this many tables in the window, deciding every one costs less than searching for the ends of the runs
 # (measured: Fisher decides most tables by their own tail mass alone; chi-square computes every p-value).
 SEARCH_FROM_CELLS = {"fisher": 6000, "chi2": 800}
-# Columns probed per row and side in each round of the search for the ends of the accepted runs: about
-# log(width) / log(_PROBES + 1) rounds. Each probe computes a p-value, which costs more than a round's
-# overhead at the sizes where the search matters (hundreds per arm): bisection.
-_PROBES = 1
-
-
 def _accepted_runs(accepts, x, mcol, first, last, centre):
     """:func:`_accepted_cells` by search: the same cells in the same order.
 
@@ -406,21 +400,17 @@ def _accepted_runs(accepts, x, mcol, first, last, centre):
 
 def _first_true(pred, rows, lo, hi, side):
     """Per item, the first column in ``[lo, hi)`` where ``pred(row, col, side)`` holds (``hi`` if none), for a
-    ``pred`` that is False then True along the columns."""
+    ``pred`` that is False then True along the columns: bisection, every item at once (a probe computes a
+    p-value, which costs more than a round's overhead at the sizes where the search is used)."""
     lo, hi = lo.copy(), hi.copy()
-    steps = np.arange(1, _PROBES + 1)
     while True:
         active = np.flatnonzero(lo < hi)
         if active.size == 0:
             return lo
-        a_lo, a_hi = lo[active], hi[active]
-        probes = a_lo[:, None] + ((a_hi - a_lo)[:, None] * steps) // (_PROBES + 1)  # in [a_lo, a_hi)
-        ok = pred(np.repeat(rows[active], _PROBES), probes.ravel(), np.repeat(side[active], _PROBES))
-        ok = ok.reshape(-1, _PROBES)
-        t = np.where(ok.any(axis=1), ok.argmax(axis=1), _PROBES)  # first probe that holds
-        taken = np.arange(active.size)
-        hi[active] = np.where(t < _PROBES, probes[taken, np.minimum(t, _PROBES - 1)], a_hi)
-        lo[active] = np.where(t > 0, probes[taken, np.maximum(t, 1) - 1] + 1, a_lo)
+        mid = (lo[active] + hi[active]) // 2
+        holds = pred(rows[active], mid, side[active])
+        hi[active] = np.where(holds, mid, hi[active])
+        lo[active] = np.where(holds, lo[active], mid + 1)
 
 
 # --------------------------------------------------------------------------------------------
