@@ -13,11 +13,17 @@ from trialsim.config.schema import Scenario
 
 @dataclass(frozen=True)
 class ScenarioSpec:
-    """One scenario of a run: its id, the values that differ from the base, and the validated scenario."""
+    """One scenario of a run: its id, the values that differ from the base, and the validated scenario.
+
+    ``nested``: smaller ``(n_control, n_treatment)`` sizes analysed on each trial's first patients of each arm
+    (planning's searches over n: :func:`trialsim.simulate.nesting_problem`); their decisions reach only the
+    per-trial tables.
+    """
 
     id: str
     scenario: Scenario
     values: dict[str, Any] = field(default_factory=dict)
+    nested: tuple[tuple[int, int], ...] = ()
 
 
 FILE_NAME_MAX = 120  # characters of a scenario's file name (file systems allow 255 bytes)

@@ -84,6 +84,8 @@ class TrialBatch:
     patients: PatientTable | None = None
     interim: LookStats | None = None  # the monitored test at each interim look ([interim])
     safety: LookCounts | None = None  # events per arm at each safety review ([safety])
+    # (n_control, n_treatment) -> per-trial statistics of each trial's first patients of each arm (nested sizes)
+    nested: dict[tuple[int, int], dict[tuple[str, str], TrialStats]] | None = None
 
     @property
     def event_log(self):
@@ -91,10 +93,18 @@ class TrialBatch:
 
 
 def simulate_trials(scenario: Scenario, n_sims: int, *, streams: Streams, keep_patients: bool = False,
-                    event_log: bool = False) -> TrialBatch:
-    """Simulate ``n_sims`` trials of ``scenario`` on the random streams of one block (vectorised over trials)."""
+                    event_log: bool = False, nested: tuple[tuple[int, int], ...] = ()) -> TrialBatch:
+    """Simulate ``n_sims`` trials of ``scenario`` on the random streams of one block (vectorised over trials).
+
+    ``nested``: smaller ``(n_control, n_treatment)`` sizes also analysed on each trial's first patients of each
+    arm (:func:`nesting_problem` says when that is a trial of those sizes); their statistics are ``batch.nested``.
+    """
     model = build_model(scenario)
     d = scenario.design
+    if nested:
+        problem = nesting_problem(scenario, nested)
+        if problem is not None:
+            raise ValueError(f"nested sizes cannot be analysed here: {problem}")
     n = d.n_control + d.n_treatment
     covariates = draw_covariates(scenario.population, n_sims, n, streams=streams)
     chosen = scheme(scenario.allocation.scheme)
@@ -119,6 +129,7 @@ def simulate_trials(scenario: Scenario, n_sims: int, *, streams: Streams, keep_p
     fixed = chosen.fixed_sizes(scenario.allocation, d.n_control, d.n_treatment)
     split = ArmSplit(treated, d.n_control, fixed=fixed)
     stats, estimates = analyse(model, observed, split, covariates=covariates)
+    inner = {size: analyse(model, observed, split.prefix(*size), covariates=covariates)[0] for size in nested} or None
     flow = None if flow_batch is None else {k: np.asarray(v, dtype=float) for k, v in flow_batch.per_trial().items()}
     patients = PatientTable(covariates, treated, ctx.latent, follow, status, observed) if keep_patients else None
     looks = scenario.interim is not None or scenario.safety is not None
@@ -131,7 +142,36 @@ def simulate_trials(scenario: Scenario, n_sims: int, *, streams: Streams, keep_p
             interim.enrolled = (enrolled_at[None, :, :] <= interim.months[:, :, None]).sum(axis=-1).astype(float)
     if scenario.safety is not None:
         safety = count_looks(model, observed, split, scenario.safety, assessed)
-    return TrialBatch(model, n_sims, stats, estimates, flow, flow_batch, patients, interim, safety)
+    return TrialBatch(model, n_sims, stats, estimates, flow, flow_batch, patients, interim, safety, inner)
+
+
+def nesting_problem(scenario: Scenario, sizes) -> str | None:
+    """Why the first ``n_control`` control and ``n_treatment`` treatment patients (in enrolment order) of a trial
+    of ``scenario`` are not a trial of those sizes for each ``(n_control, n_treatment)`` in ``sizes``; None when
+    they are.
+
+    They are when every trial has exactly its target arm sizes, the arms do not depend on the patients (no
+    covariate or risk-score allocation) and nothing depends on a patient's place in the enrolment order (no
+    [flow] calendar, no interim or safety looks): each arm's patients are then independent draws given the arm,
+    and any first few of them are distributed as the whole arm of the smaller trial. They are not the same
+    draws as a trial simulated at that size (where other positions fall in each arm), so results agree in law,
+    not in bits.
+    """
+    d, alloc = scenario.design, scenario.allocation
+    chosen = scheme(alloc.scheme)
+    if chosen.uses_covariates or chosen.uses_score:
+        return f"allocation scheme {alloc.scheme!r} depends on the patients' covariates"
+    for name in ("flow", "interim", "safety"):
+        if getattr(scenario, name) is not None:
+            return f"the scenario has a [{name}] section (patients depend on their place in the enrolment order)"
+    if not chosen.fixed_sizes(alloc, d.n_control, d.n_treatment):
+        return f"allocation scheme {alloc.scheme!r} does not fill {d.n_control} + {d.n_treatment} exactly"
+    for n_c, n_t in sizes:
+        if not (1 <= n_c <= d.n_control and 1 <= n_t <= d.n_treatment):
+            return f"nested size {n_c} + {n_t} is not within the trial's {d.n_control} + {d.n_treatment}"
+        if not chosen.fixed_sizes(alloc, n_c, n_t):
+            return f"allocation scheme {alloc.scheme!r} does not fill {n_c} + {n_t} exactly"
+    return None
 
 
 # ------------------------------------------------------------------------------------------ looks
@@ -206,6 +246,21 @@ class ArmSplit:
             self.mode = "gather"
             self.order = (order[:, :n_control], order[:, n_control:])
         self.treated = treated
+
+    def prefix(self, n_control: int, n_treatment: int) -> "ArmSplit":
+        """The split of each trial's first ``n_control`` control and first ``n_treatment`` treatment patients, in
+        enrolment order (a split with fixed arm sizes only)."""
+        if self.mode == "mask":
+            raise ValueError("a split whose arm sizes vary between trials has no nested sizes")
+        out = object.__new__(ArmSplit)
+        out.mode, out.treated = self.mode, self.treated
+        if self.mode == "columns":
+            n = self.treated.shape[1]
+            c, t = (np.arange(n)[cols] for cols in self.columns)
+            out.columns = (_as_slice(c[:n_control]), _as_slice(t[:n_treatment]))
+        else:
+            out.order = (self.order[0][:, :n_control], self.order[1][:, :n_treatment])
+        return out
 
     def arms(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         if self.mode == "columns":

@@ -12,6 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable, Iterator, Sequence
 
+import numpy as np
+
 from trialsim.decide import decide
 from trialsim.engine.backends import dask_client, execute
 from trialsim.engine.malloc import release_memory, tune_malloc
@@ -21,7 +23,7 @@ from trialsim.flow.run import TRIAL_FIELDS
 from trialsim.model import build_model
 from trialsim.rng import Streams, draw_seed
 from trialsim.scenarios import ScenarioSpec
-from trialsim.simulate import simulate_trials
+from trialsim.simulate import TrialBatch, simulate_trials
 from trialsim.summarise import BlockSummary, Totals, summarise_batch, trial_table
 
 
@@ -33,24 +35,38 @@ class Task:
 
 
 def simulate_block(scenario, seed: int, block: int, n_sims: int, *, block_size: int | None = None,
-                   keep_trials: bool = False) -> tuple[BlockSummary, dict | None]:
+                   keep_trials: bool = False, nested: tuple[tuple[int, int], ...] = ()) -> tuple[BlockSummary, dict | None]:
     """The unit of work: block ``block`` of a run, on its own random streams, decided and summarised.
 
-    With ``keep_trials`` also the block's per-trial table (trial index = block * block_size + row).
+    With ``keep_trials`` also the block's per-trial table (trial index = block * block_size + row). ``nested``
+    sizes (:func:`~trialsim.simulate.simulate_trials`) add their rows to that table, each decided as a trial of
+    its own, with the columns ``n_control`` and ``n_treatment`` saying which size a row is.
     """
     tune_malloc()  # once per process: freed arrays kept for reuse within a task (no number changes)
-    batch = simulate_trials(scenario, n_sims, streams=Streams(seed, block))
+    batch = simulate_trials(scenario, n_sims, streams=Streams(seed, block), nested=nested)
     decisions = decide(batch)
     summary = summarise_batch(batch, decisions, block=block)
     size = block_size if block_size is not None else (scenario.run.block_size or DEFAULT_BLOCK_SIZE)
     table = trial_table(batch, decisions, first_trial=block * size) if keep_trials else None
+    if table is not None and nested:
+        d = scenario.design
+        parts = [_with_sizes(table, d.n_control, d.n_treatment)]
+        for (n_c, n_t), stats in batch.nested.items():
+            inner = TrialBatch(batch.model, batch.n_trials, stats, {})
+            parts.append(_with_sizes(trial_table(inner, decide(inner), first_trial=block * size), n_c, n_t))
+        table = {c: np.concatenate([p[c] for p in parts]) for c in parts[0]}
     return summary, table
+
+
+def _with_sizes(table: dict, n_control: int, n_treatment: int) -> dict:
+    rows = len(table["trial"])
+    return table | {"n_control": np.full(rows, n_control), "n_treatment": np.full(rows, n_treatment)}
 
 
 def run_task(spec: ScenarioSpec, seed: int, task: Task, keep_trials: bool = False):
     """One task on a worker: its blocks' summaries (and per-trial tables with ``keep_trials``)."""
-    out = [simulate_block(spec.scenario, seed, b, n, block_size=task.block_size, keep_trials=keep_trials)
-           for b, n in task.blocks]
+    out = [simulate_block(spec.scenario, seed, b, n, block_size=task.block_size, keep_trials=keep_trials,
+                          nested=spec.nested) for b, n in task.blocks]
     release_memory()  # what the task's blocks kept for reuse goes back: an idle worker holds what it held before
     return task.spec_index, [s for s, _ in out], [t for _, t in out]
 
@@ -132,6 +148,8 @@ def run_specs(
     arrives (``--keep-trials``), before the block is checkpointed.
     """
     cfg = specs[0].scenario.run
+    if any(spec.nested for spec in specs) and (run_dir is not None or on_trials is None):
+        raise ValueError("nested sizes are per-trial rows for on_trials, not part of a run folder")
     backend = backend or cfg.backend
     scheduler = scheduler if scheduler is not None else cfg.scheduler
     layout = plan_layout(specs, n_sims=n_sims, n_jobs=n_jobs,

@@ -3,7 +3,8 @@
 All curves are per analysable patient (the :func:`~trialsim.planning.model.complete_case` scenario),
 like the sample sizes. A pair with an exact answer (a binary endpoint with a law, a test with a
 registered exact power) is exact; every other pair is simulated through the engine with the run's
-seed and block layout, on common random numbers across the grid (:mod:`trialsim.planning.search`),
+seed and block layout, on common random numbers across the grid (:mod:`trialsim.planning.search`;
+a curve over n simulates its largest n once and reads the smaller ones off each trial's first patients),
 each point with its Monte Carlo SE and 95% Clopper-Pearson interval.
 """
 from __future__ import annotations

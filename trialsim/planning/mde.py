@@ -289,15 +289,30 @@ def minimal_detectable_effects(
             exact.append((name, t))
         else:
             groups.setdefault(a.effect.path, []).append((name, t))
+    simulated = [p for group in groups.values() for p in group]
+
+    def closed_forms() -> tuple[dict[Pair, MDEResult], dict[Pair, tuple[float, str]]]:
+        """The exact answers, then the model's moments (one large simulated trial) and the closed-form answers that
+        need them: in a thread while the workers simulate (this process mostly waits for them meanwhile)."""
+        exact_results = {(name, t): _binary_mde(scenario, model, model.endpoint(name), t, power) for name, t in exact}
+        moments = model_moments(scenario, seed=seed) if simulated else None
+        analytic = {(name, t): _analytic(scenario, model, model.endpoint(name), t,
+                                         effect_axis(scenario, model.endpoint(name).effect), power, moments)
+                    for name, t in simulated}
+        return exact_results, analytic
+
     with ThreadPoolExecutor(max_workers=1) as thread:
-        # the model's moments (one large simulated trial) in a thread while the exact answers are computed here
-        moments_later = thread.submit(model_moments, scenario, seed=seed) if groups else None
-        for name, t in exact:
-            results[(name, t)] = _binary_mde(scenario, model, model.endpoint(name), t, power)
-        moments = moments_later.result() if groups else None
-    if groups:
-        results.update(_simulated(scenario, model, groups, power, chosen, given, moments, n_sims=n_sims, seed=seed,
-                                  n_jobs=n_jobs, progress=progress))
+        later = thread.submit(closed_forms)
+        found = _simulated(scenario, model, groups, power, chosen, given, n_sims=n_sims, seed=seed, n_jobs=n_jobs,
+                           progress=progress) if groups else {}
+        exact_results, analytic = later.result()
+    results.update(exact_results)
+    for pair, fields in found.items():
+        effect, method = analytic[pair]
+        fields = fields | dict(analytic_effect=effect, analytic_method=method)
+        if fields["method"] == "analytic":
+            fields.update(reachable=not math.isnan(effect), effect=effect)
+        results[pair] = MDEResult(**fields)
     return MDETable(tuple(results[p] for p in pairs), seed=seed, n_sims=n_sims,
                     settings={"power": power, "n_control": d.n_control, "n_treatment": d.n_treatment, "n_sims": n_sims})
 
@@ -426,8 +441,10 @@ def _analytic(scenario: Scenario, model: Model, a: Analysed, t: str, axis: Effec
     return (axis.value(x) if not math.isnan(x) else math.nan), f"{what}, at {n_c:.1f} vs {n_t:.1f} analysable"
 
 
-def _simulated(scenario, model, groups, power, chosen, given, moments, *, n_sims, seed, n_jobs, progress):
-    out: dict[Pair, MDEResult] = {}
+def _simulated(scenario, model, groups, power, chosen, given, *, n_sims, seed, n_jobs, progress) -> dict[Pair, dict]:
+    """Each pair's :class:`MDEResult` fields but the closed-form answer's (``analytic_effect``, ``analytic_method``;
+    and ``effect``, ``reachable`` of a pair not simulated, whose ``method`` is "analytic")."""
+    out: dict[Pair, dict] = {}
     coarse_jobs, plans = [], []
     for path, group in groups.items():
         a0 = model.endpoint(group[0][0])
@@ -437,25 +454,21 @@ def _simulated(scenario, model, groups, power, chosen, given, moments, *, n_sims
         points = tuple(_point(scenario, a0.effect, axis, x) for x in xs)
         for name, t in group:
             a = model.endpoint(name)
-            analytic = _analytic(scenario, model, a, t, axis, power, moments)
             if not (chosen is True or (chosen is not False and (name, t) in chosen)):
-                out[(name, t)] = MDEResult(**_common(scenario, a, t, power, axis), method="analytic",
-                                           reachable=not math.isnan(analytic[0]), effect=analytic[0], effect_low=math.nan,
-                                           effect_high=math.nan, best_power=math.nan,
-                                           power_at_assumed=given.get((name, t), math.nan), analytic_effect=analytic[0],
-                                           analytic_method=analytic[1], note="Not simulated; analytic answer only.")
+                out[(name, t)] = dict(**_common(scenario, a, t, power, axis), method="analytic", effect_low=math.nan,
+                                      effect_high=math.nan, best_power=math.nan,
+                                      power_at_assumed=given.get((name, t), math.nan), note="Not simulated; analytic answer only.")
                 continue
             coarse_jobs.append(Job(name, t, points))
-            plans.append((a, t, axis, xs, analytic))
+            plans.append((a, t, axis, xs))
     if not coarse_jobs:
         return out
     rej1 = rejections(scenario, coarse_jobs, n_sims=locate_sims(n_sims), seed=seed, n_jobs=n_jobs, progress=progress)
     fine_jobs, fine_plans = [], []
-    for (a, t, axis, xs, analytic), r in zip(plans, rej1):
+    for (a, t, axis, xs), r in zip(plans, rej1):
         observed = r.mean(axis=0)
         hit = np.flatnonzero(observed >= power)
-        common = _common(scenario, a, t, power, axis) | dict(best_power=float(observed[-1]), analytic_effect=analytic[0],
-                                                              analytic_method=analytic[1])
+        common = _common(scenario, a, t, power, axis) | dict(best_power=float(observed[-1]))
         if not hit.size or hit[0] == 0:
             reached = bool(hit.size)
             note = ("The target power is reached without any effect of this parameter (the endpoint also depends on "
@@ -476,20 +489,20 @@ def _simulated(scenario, model, groups, power, chosen, given, moments, *, n_sims
     for (a, t, axis, fine, result), r in zip(fine_plans, rej2):
         at_assumed = given[(a.name, t)] if (a.name, t) in given else float(r[:, -1].mean())
         if "method" in result:
-            out[(a.name, t)] = MDEResult(**result, power_at_assumed=at_assumed)
+            out[(a.name, t)] = dict(result, power_at_assumed=at_assumed)
             continue
         fit = fit_probit(fine, r[:, :len(fine)])
         if fit is None:
-            out[(a.name, t)] = MDEResult(**result, method="monte_carlo", reachable=True, effect=math.nan,
-                                         effect_low=math.nan, effect_high=math.nan, power_at_assumed=at_assumed,
-                                         note="The probit fit of simulated power failed.")
+            out[(a.name, t)] = dict(result, method="monte_carlo", reachable=True, effect=math.nan, effect_low=math.nan,
+                                    effect_high=math.nan, power_at_assumed=at_assumed,
+                                    note="The probit fit of simulated power failed.")
             continue
         x_star, x_lo, x_hi = fit.root(power)
         ends = sorted([axis.value(max(x_lo, 0.0)), axis.value(x_hi)])
-        out[(a.name, t)] = MDEResult(**result, method="monte_carlo", reachable=True, effect=axis.value(x_star),
-                                     effect_low=ends[0], effect_high=ends[1], power_at_assumed=at_assumed,
-                                     note=f"Probit fit of simulated power on the distance from no effect ({len(fine)} values x "
-                                          f"{r.shape[0]:,} trials, common random numbers).")
+        out[(a.name, t)] = dict(result, method="monte_carlo", reachable=True, effect=axis.value(x_star),
+                                effect_low=ends[0], effect_high=ends[1], power_at_assumed=at_assumed,
+                                note=f"Probit fit of simulated power on the distance from no effect ({len(fine)} values x "
+                                     f"{r.shape[0]:,} trials, common random numbers).")
     return out
 
 

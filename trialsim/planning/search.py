@@ -19,6 +19,15 @@ Common random numbers
     Simulated power is then smooth across the grid and differences between points are estimated far
     more precisely than with independent runs.
 
+Nested sizes
+    A job whose points are arm sizes only costs one simulation: the scenario at its largest size,
+    with every smaller size analysed on each trial's first patients of each arm (in enrolment order)
+    where those are a trial of that size (fixed arm sizes, arms that do not depend on the patients,
+    no calendar or looks: :func:`trialsim.simulate.nesting_problem`; otherwise each size is simulated
+    on its own). Simulating costs more than testing, so a search over ten sizes costs about what the
+    largest costs alone. The smaller trials agree in law with trials simulated at their size, not in
+    bits (other positions fall in each arm); the largest size is the one ``trialsim run`` simulates.
+
 Root
     Power is modelled as ``Phi(a + b x)`` with ``x = sqrt(n)`` (or the effect's distance from no
     effect), the shape of a two-sided z test's power; ``(a, b)`` are fitted by binomial maximum
@@ -44,6 +53,7 @@ from trialsim.model import build_model
 from trialsim.planning.model import Pair, components_for, reduced, size_values
 from trialsim.results import clopper_pearson
 from trialsim.scenarios import ScenarioSpec
+from trialsim.simulate import nesting_problem
 
 SIZE_KEYS = ("design.n_control", "design.n_treatment")
 
@@ -98,56 +108,94 @@ def rejections(scenario: Scenario, jobs: Sequence[Job], *, n_sims: int, seed: in
     """Per-trial rejections ``(n_sims, len(job.points))`` of each job (in order), through the engine.
 
     Jobs whose endpoints need the same components share one reduced scenario per grid point (each
-    point is simulated once for all of them); all scenarios go to one :func:`trialsim.engine.run_specs`
+    point is simulated once for all of them), or per largest size for jobs over arm sizes (the others are
+    nested: see the module's notes); all scenarios go to one :func:`trialsim.engine.run_specs`
     call, so workers stay busy. Identical for any ``n_jobs`` and ``run.chunk_blocks``.
     """
     jobs = list(jobs)
     if not jobs:
         return []
     model = build_model(scenario)
-    groups: dict[frozenset, list[Job]] = {}
-    for job in jobs:
-        groups.setdefault(frozenset(components_for(model, [job.endpoint])), []).append(job)
+    groups: dict[frozenset, list[tuple[int, Job]]] = {}  # jobs (with their place) by the components they need
+    for j, job in enumerate(jobs):
+        groups.setdefault(frozenset(components_for(model, [job.endpoint])), []).append((j, job))
     specs: list[ScenarioSpec] = []
-    where: dict[tuple[int, str], int] = {}  # (group, point key) -> spec index
-    for g, members in enumerate(groups.values()):
-        pairs = list(dict.fromkeys(job.pair for job in members))
-        base = reduced(scenario, pairs)
-        for job in members:
-            for point in job.points:
-                k = _key(point)
-                if (g, k) not in where:
-                    sc = _scenario_at(base, point)
-                    where[(g, k)] = len(specs)
-                    specs.append(ScenarioSpec(f"grid-{len(specs)}", sc, dict(point)))
-                sc = specs[where[(g, k)]].scenario
-                analysed = {a.name: a.tests for a in build_model(sc).analysed} if sc is not None else {}
-                if job.test not in analysed.get(job.endpoint, ()):
-                    raise ValueError(f"{job.endpoint} / {job.test} cannot run at {point} (beyond the test's size limit?)")
-    wanted = {i: set() for i in range(len(specs))}
-    for g, members in enumerate(groups.values()):
-        for job in members:
-            for point in job.points:
-                wanted[where[(g, _key(point))]].add(job.pair)
-    kept: dict[tuple[int, Pair], dict[int, np.ndarray]] = {}
+    where: dict[tuple[int, str], tuple[int, tuple[int, int] | None]] = {}  # (job, point key) -> (spec, nested size)
+    for members in groups.values():
+        base = reduced(scenario, list(dict.fromkeys(job.pair for _, job in members)))
+        direct: dict[str, int] = {}  # point key -> spec simulated at that point alone
+        for top, same in _by_largest_size(base, members).items():
+            if top is not None:
+                # one scenario at the jobs' largest size, their other sizes its trials' first patients: a job's
+                # trials depend on its own largest size only, whichever other jobs share the scenario
+                inner = tuple(sorted({_size_of(point) for _, job in same for point in job.points} - {top}))
+                for j, job in same:
+                    for point in job.points:
+                        where[(j, _key(point))] = (len(specs), None if _size_of(point) == top else _size_of(point))
+                specs.append(ScenarioSpec(f"grid-{len(specs)}", _scenario_at(base, size_point(*top)), size_point(*top),
+                                          nested=inner))
+                continue
+            for j, job in same:
+                for point in job.points:
+                    k = _key(point)
+                    if k not in direct:
+                        direct[k] = len(specs)
+                        specs.append(ScenarioSpec(f"grid-{len(specs)}", _scenario_at(base, point), dict(point)))
+                    where[(j, k)] = (direct[k], None)
+                    sc = specs[direct[k]].scenario
+                    analysed = {a.name: a.tests for a in build_model(sc).analysed} if sc is not None else {}
+                    if job.test not in analysed.get(job.endpoint, ()):
+                        raise ValueError(f"{job.endpoint} / {job.test} cannot run at {point} (beyond the test's size limit?)")
+    wanted: dict[int, set] = {i: set() for i in range(len(specs))}
+    for j, job in enumerate(jobs):
+        for point in job.points:
+            i, size = where[(j, _key(point))]
+            wanted[i].add((job.pair, size))
+    kept: dict[tuple[int, Pair, tuple[int, int] | None], dict[int, np.ndarray]] = {}
 
     def collect(spec_index: int, block: int, table: dict | None) -> None:
-        for pair in wanted[spec_index]:
+        for pair, size in wanted[spec_index]:
             mask = (table["endpoint"] == pair[0]) & (table["test"] == pair[1])
-            kept.setdefault((spec_index, pair), {})[block] = np.asarray(table["reject"][mask], dtype=bool)
+            if specs[spec_index].nested:
+                d = specs[spec_index].scenario.design
+                n_c, n_t = size or (d.n_control, d.n_treatment)
+                mask &= (table["n_control"] == n_c) & (table["n_treatment"] == n_t)
+            kept.setdefault((spec_index, pair, size), {})[block] = np.asarray(table["reject"][mask], dtype=bool)
 
     run = scenario.run
     if specs:
         run_specs(specs, seed=seed, n_sims=n_sims, n_jobs=n_jobs, chunk_blocks=run.chunk_blocks, backend=run.backend,
                   progress=progress, on_trials=collect)
-    group_of = {id(job): g for g, members in enumerate(groups.values()) for job in members}
     out = []
-    for job in jobs:
+    for j, job in enumerate(jobs):
         columns = []
         for point in job.points:
-            blocks = kept[(where[(group_of[id(job)], _key(point))], job.pair)]
+            i, size = where[(j, _key(point))]
+            blocks = kept[(i, job.pair, size)]
             columns.append(np.concatenate([blocks[b] for b in sorted(blocks)]))
         out.append(np.stack(columns, axis=1) if columns else np.zeros((n_sims, 0), dtype=bool))
+    return out
+
+
+def _size_of(point: Mapping[str, Any]) -> tuple[int, int]:
+    return int(point[SIZE_KEYS[0]]), int(point[SIZE_KEYS[1]])
+
+
+def _by_largest_size(base: Scenario, members: Sequence[tuple[int, Job]]) -> dict[tuple[int, int] | None, list[tuple[int, Job]]]:
+    """The jobs whose points are arm sizes, by their largest size, where every smaller size can be read off the
+    largest one's trials (:func:`~trialsim.simulate.nesting_problem`); the others under None (each point is
+    simulated on its own)."""
+    out: dict[tuple[int, int] | None, list[tuple[int, Job]]] = {}
+    for j, job in members:
+        top = None
+        if len(job.points) > 1 and all(set(point) == set(SIZE_KEYS) for point in job.points):
+            sizes = {_size_of(point) for point in job.points}
+            top = (max(c for c, _ in sizes), max(t for _, t in sizes))
+            sc = _scenario_at(base, size_point(*top))
+            analysed = {a.name: a.tests for a in build_model(sc).analysed} if sc is not None else {}
+            if job.test not in analysed.get(job.endpoint, ()) or nesting_problem(sc, sorted(sizes - {top})) is not None:
+                top = None
+        out.setdefault(top, []).append((j, job))
     return out
 
 

@@ -117,30 +117,33 @@ def _add_table(doc, t: Table, section) -> None:
     _fixed_layout(table)
     header = table.rows[0]
     _repeat_header(header)
-    for j, c in enumerate(cols):
-        cell = header.cells[j]
+    for j, (cell, c) in enumerate(zip(header.cells, cols)):
         cell.text = str(c)
         _shade(cell, "E9EEF4")
         for r in cell.paragraphs[0].runs:
             r.bold = True
+        _size_cell(cell, widths[j], pt)
     for values in t.frame.itertuples(index=False):
         row = table.add_row()
         _no_split(row)
-        for j, v in enumerate(values):
-            row.cells[j].text = str(v)
-    for row in table.rows:
-        for j, cell in enumerate(row.cells):
-            cell.width = widths[j]
-            for para in cell.paragraphs:
-                para.paragraph_format.space_after = Pt(0)
-                for r in para.runs:
-                    r.font.size = Pt(pt)
+        for j, (cell, v) in enumerate(zip(row.cells, values)):  # row.cells builds the row's cells on every call: once
+            cell.text = str(v)
+            _size_cell(cell, widths[j], pt)
     for j, col in enumerate(table.columns):
         col.width = widths[j]
     if t.notes:
         n = doc.add_paragraph(t.notes)
         n.runs[0].italic = True
         n.runs[0].font.size = Pt(7.5)
+
+
+def _size_cell(cell, width: int, pt: float) -> None:
+    """The cell's width, and its text in ``pt`` points with no space after the paragraph."""
+    cell.width = width
+    for para in cell.paragraphs:
+        para.paragraph_format.space_after = Pt(0)
+        for r in para.runs:
+            r.font.size = Pt(pt)
 
 
 def _new_section(doc, page_size: str, landscape: bool):
