@@ -129,7 +129,7 @@ def rejections(scenario: Scenario, jobs: Sequence[Job], *, n_sims: int, seed: in
     for members in groups.values():
         base = reduced(scenario, list(dict.fromkeys(job.pair for _, job in members)))
         direct: dict[str, int] = {}  # point key -> spec simulated at that point alone
-        for top, same in _by_largest_size(base, members).items():
+        for top, (sc, same) in _by_largest_size(base, members).items():
             if top is not None:
                 # one scenario at the jobs' largest size, their other sizes its trials' first patients: a job's
                 # trials depend on its own largest size only, whichever other jobs share the scenario
@@ -137,8 +137,7 @@ def rejections(scenario: Scenario, jobs: Sequence[Job], *, n_sims: int, seed: in
                 for j, job in same:
                     for point in job.points:
                         where[(j, _key(point))] = (len(specs), None if _size_of(point) == top else _size_of(point))
-                specs.append(ScenarioSpec(f"grid-{len(specs)}", _scenario_at(base, size_point(*top)), size_point(*top),
-                                          nested=inner))
+                specs.append(ScenarioSpec(f"grid-{len(specs)}", sc, size_point(*top), nested=inner))
                 continue
             for j, job in same:
                 for point in job.points:
@@ -147,9 +146,7 @@ def rejections(scenario: Scenario, jobs: Sequence[Job], *, n_sims: int, seed: in
                         direct[k] = len(specs)
                         specs.append(ScenarioSpec(f"grid-{len(specs)}", _scenario_at(base, point), dict(point)))
                     where[(j, k)] = (direct[k], None)
-                    sc = specs[direct[k]].scenario
-                    analysed = {a.name: a.tests for a in build_model(sc).analysed} if sc is not None else {}
-                    if job.test not in analysed.get(job.endpoint, ()):
+                    if not _runs(specs[direct[k]].scenario, job):
                         raise ValueError(f"{job.endpoint} / {job.test} cannot run at {point} (beyond the test's size limit?)")
     wanted: dict[int, set] = {i: set() for i in range(len(specs))}
     for j, job in enumerate(jobs):
@@ -186,21 +183,28 @@ def _size_of(point: Mapping[str, Any]) -> tuple[int, int]:
     return int(point[SIZE_KEYS[0]]), int(point[SIZE_KEYS[1]])
 
 
-def _by_largest_size(base: Scenario, members: Sequence[tuple[int, Job]]) -> dict[tuple[int, int] | None, list[tuple[int, Job]]]:
-    """The jobs whose points are arm sizes, by their largest size, where every smaller size can be read off the
-    largest one's trials (:func:`~trialsim.simulate.nesting_problem`); the others under None (each point is
-    simulated on its own)."""
-    out: dict[tuple[int, int] | None, list[tuple[int, Job]]] = {}
+def _runs(sc: Scenario | None, job: Job) -> bool:
+    """Whether ``job``'s test is analysed in ``sc`` (None: no test runs at that size)."""
+    return sc is not None and job.test in {a.name: a.tests for a in build_model(sc).analysed}.get(job.endpoint, ())
+
+
+def _by_largest_size(base: Scenario, members: Sequence[tuple[int, Job]]
+                     ) -> dict[tuple[int, int] | None, tuple[Scenario | None, list[tuple[int, Job]]]]:
+    """The jobs whose points are arm sizes, by their largest size (with the scenario at that size), where every
+    smaller size can be read off the largest one's trials (:func:`~trialsim.simulate.nesting_problem`); the others
+    under None (each point is simulated on its own)."""
+    out: dict[tuple[int, int] | None, tuple[Scenario | None, list[tuple[int, Job]]]] = {}
+    at: dict[tuple[int, int], Scenario | None] = {}  # the scenario at each largest size, validated once
     for j, job in members:
         top = None
         if len(job.points) > 1 and all(set(point) == set(SIZE_KEYS) for point in job.points):
             sizes = {_size_of(point) for point in job.points}
             top = (max(c for c, _ in sizes), max(t for _, t in sizes))
-            sc = _scenario_at(base, size_point(*top))
-            analysed = {a.name: a.tests for a in build_model(sc).analysed} if sc is not None else {}
-            if job.test not in analysed.get(job.endpoint, ()) or nesting_problem(sc, sorted(sizes - {top})) is not None:
+            if top not in at:
+                at[top] = _scenario_at(base, size_point(*top))
+            if not _runs(at[top], job) or nesting_problem(at[top], sorted(sizes - {top})) is not None:
                 top = None
-        out.setdefault(top, []).append((j, job))
+        out.setdefault(top, (at.get(top), []))[1].append((j, job))
     return out
 
 

@@ -53,10 +53,13 @@ def column_percents(t: Table, text_mm: float) -> list[float]:
     return [round(100.0 * w / total, 2) for w in widths]
 
 
-def _table(t: Table) -> dict:
+def _table(t: Table, page_size: str, landscape: bool) -> dict:
+    """A table's template fields; ``landscape``: its section is set on landscape pages (a wide table is anyway)."""
+    wide = is_wide(t)
     return {"kind": "table", "id": f"table-{t.name}", "caption": t.caption, "notes": t.notes,
             "columns": [str(c) for c in t.frame.columns], "rows": [[str(v) for v in row] for row in t.frame.itertuples(index=False)],
-            "wide": is_wide(t), "flagged": any(FLAG in str(v) for v in t.frame.to_numpy().ravel()), "table": t}
+            "wide": wide, "flagged": any(FLAG in str(v) for v in t.frame.to_numpy().ravel()),
+            "widths": column_percents(t, PRINT_TEXT_MM[(page_size, landscape or wide)])}
 
 
 def _figure(f: FigureFile) -> dict:
@@ -64,9 +67,9 @@ def _figure(f: FigureFile) -> dict:
     return {"kind": "figure", "id": f"fig-{f.name}", "src": f"data:image/png;base64,{data}", "caption": f.caption}
 
 
-def _block(b) -> dict:
+def _block(b, page_size: str, landscape: bool) -> dict:
     if isinstance(b, Table):
-        return _table(b)
+        return _table(b, page_size, landscape)
     if isinstance(b, FigureFile):
         return _figure(b)
     if isinstance(b, Callout):
@@ -87,12 +90,9 @@ def render_html(report: Report, *, page_size: str = "A4") -> str:
         raise ValueError(f"page_size must be one of {sorted(PAGE_SIZES)}, got {page_size!r}")
     sections = []
     for i, s in enumerate(report.sections):
-        blocks = [_block(b) for b in s.blocks]
         # a section opening with a wide table is set on landscape pages whole, so its heading stays with the table
-        wide = bool(blocks) and blocks[0]["kind"] == "table" and blocks[0]["wide"]
-        for b in blocks:
-            if b["kind"] == "table":
-                b["widths"] = column_percents(b.pop("table"), PRINT_TEXT_MM[(page_size, wide or b["wide"])])
+        wide = bool(s.blocks) and isinstance(s.blocks[0], Table) and is_wide(s.blocks[0])
+        blocks = [_block(b, page_size, wide) for b in s.blocks]
         sections.append({"id": s.id or f"section-{i}", "title": s.title, "blocks": blocks, "wide": wide})
     return _env.get_template("report.html.j2").render(
         title=report.title, subtitle=report.subtitle, headline=report.headline.rows, verdict=report.headline.verdict,
