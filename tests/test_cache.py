@@ -144,3 +144,34 @@ def test_boschloo_tables_come_from_the_cache_and_match_scipy(folder):
     binary._rejection_region_cached.cache_clear()  # noqa: SLF001
     np.testing.assert_array_equal(binary.pvalue_table("boschloo", 6, 8), table)
     np.testing.assert_array_equal(binary.rejection_region("boschloo", 6, 8, 0.05), region)
+
+
+def test_exact_power_rows_are_kept_once_and_read_back_identical(folder, default_scenario, monkeypatch):
+    """A run's exact rows (powers and sizes) are computed once per design and machine: equal to the direct
+    computation, read back bit for bit, rebuilt when the file is damaged, and never kept for a plug-in's test."""
+    from dataclasses import replace
+
+    from trialsim import exact
+    from trialsim.model import build_model
+
+    exact._exact_rows.cache_clear()  # noqa: SLF001 - the in-memory layer in front of the disk
+    rows = exact.exact_rows(default_scenario)
+    model = build_model(default_scenario)
+    assert rows and all(r["power"] == exact.exact_binary_power(model, r["endpoint"], r["test"]) for r in rows)
+    files = list(folder.glob("exact-power-*.npz"))
+    assert len(files) == 1
+    exact._exact_rows.cache_clear()  # noqa: SLF001
+    assert exact.exact_rows(default_scenario) == rows
+    files[0].write_bytes(files[0].read_bytes()[:50])
+    exact._exact_rows.cache_clear()  # noqa: SLF001
+    assert exact.exact_rows(default_scenario) == rows
+    assert len(list(folder.glob("exact-power-*.npz"))) == 1
+
+    # a plug-in's exact power (code outside this package) is computed every time, never kept
+    calls = []
+    spec = replace(exact.tests.get("fisher"), exact_power=lambda *args: calls.append(args) or 0.25)
+    monkeypatch.setattr(exact.tests, "get", lambda name: spec)
+    args = exact.exact_inputs(model, "leak_1m", "fisher")
+    assert exact.exact_powers([("fisher", args)]) == [0.25]
+    assert exact.exact_powers([("fisher", args)]) == [0.25]
+    assert len(calls) == 2 and len(list(folder.glob("exact-power-*.npz"))) == 1
