@@ -52,7 +52,7 @@ def exact_binary_power(model: Model, endpoint: str, test: str) -> float | None:
     return None if args is None else tests.get(test).exact_power(*args)
 
 
-def _shipped(test: str) -> bool:
+def shipped_exact_power(test: str) -> bool:
     """Whether ``test``'s exact power is this package's own code (whose results the disk cache may keep: its key
     holds the package version; a plug-in's code can change under the same version)."""
     return getattr(tests.get(test).exact_power, "__module__", "").startswith("trialsim.")
@@ -63,7 +63,7 @@ def exact_powers(items: list[tuple[str, tuple]]) -> list[float | None]:
     (:func:`trialsim.cache.cached_array`, one small file per set of rows), so that a later command on the same
     design reads them instead of mixing hundreds of tables again (a third of a short run's time)."""
     out: list[float | None] = [None] * len(items)
-    shipped = [i for i, (test, _) in enumerate(items) if _shipped(test)]
+    shipped = [i for i, (test, _) in enumerate(items) if shipped_exact_power(test)]
     for i, (test, args) in enumerate(items):
         if i not in shipped:
             out[i] = tests.get(test).exact_power(*args)
