@@ -144,3 +144,64 @@ def test_boschloo_tables_come_from_the_cache_and_match_scipy(folder):
     binary._rejection_region_cached.cache_clear()  # noqa: SLF001
     np.testing.assert_array_equal(binary.pvalue_table("boschloo", 6, 8), table)
     np.testing.assert_array_equal(binary.rejection_region("boschloo", 6, 8, 0.05), region)
+
+
+def test_exact_power_rows_are_kept_once_and_read_back_identical(folder, default_scenario, monkeypatch):
+    """A run's exact rows (powers and sizes) are computed once per design and machine: equal to the direct
+    computation, read back bit for bit, rebuilt when the file is damaged, and never kept for a plug-in's test."""
+    from dataclasses import replace
+
+    from trialsim import exact
+    from trialsim.model import build_model
+
+    exact._exact_rows.cache_clear()  # noqa: SLF001 - the in-memory layer in front of the disk
+    rows = exact.exact_rows(default_scenario)
+    model = build_model(default_scenario)
+    assert rows and all(r["power"] == exact.exact_binary_power(model, r["endpoint"], r["test"]) for r in rows)
+    files = list(folder.glob("exact-power-*.npz"))
+    assert len(files) == 1
+    exact._exact_rows.cache_clear()  # noqa: SLF001
+    assert exact.exact_rows(default_scenario) == rows
+    files[0].write_bytes(files[0].read_bytes()[:50])
+    exact._exact_rows.cache_clear()  # noqa: SLF001
+    assert exact.exact_rows(default_scenario) == rows
+    assert len(list(folder.glob("exact-power-*.npz"))) == 1
+
+    # a plug-in's exact power (code outside this package) is computed every time, never kept
+    calls = []
+    spec = replace(exact.tests.get("fisher"), exact_power=lambda *args: calls.append(args) or 0.25)
+    monkeypatch.setattr(exact.tests, "get", lambda name: spec)
+    args = exact.exact_inputs(model, "leak_1m", "fisher")
+    assert exact.exact_powers([("fisher", args)]) == [0.25]
+    assert exact.exact_powers([("fisher", args)]) == [0.25]
+    assert len(calls) == 2 and len(list(folder.glob("exact-power-*.npz"))) == 1
+
+
+def test_exact_scans_are_kept_and_read_back_as_computed(folder, monkeypatch):
+    """Sample-size scans of shipped tests are computed once per machine: read back equal to a fresh computation
+    and to one exact_scan per target; a damaged file is computed again; a reachable and an unreachable target."""
+    from trialsim.planning import samplesize as ss
+
+    jobs = [("fisher", 0.30, 0.10, (0.8, 0.9), 0.05, 1.0, 400), ("boschloo", 0.5, 0.2, (0.8, 0.99), 0.05, 2.0, 40)]
+    first = ss.parallel_scans(jobs, n_jobs=1, backend="loky", scheduler=None)
+    assert len(list(folder.glob("exact-scan-*.npz"))) == 2
+    calls = []
+    monkeypatch.setattr(ss, "computed_scans", lambda js, **kw: calls.append(js) or [])
+    again = ss.parallel_scans(jobs, n_jobs=1, backend="loky", scheduler=None)
+    assert calls == []  # nothing computed: both jobs read back
+    monkeypatch.undo()
+    monkeypatch.setenv(cache.ENV_DIR, str(folder))
+    for job, scans, kept_scans in zip(jobs, first, again):
+        test, p_c, p_t, targets, alpha, ratio, cap = job
+        for target, s, k in zip(targets, scans, kept_scans):
+            direct = ss.exact_scan(test, p_c, p_t, power=target, alpha=alpha, ratio=ratio, n_max=cap)
+            for scan in (s, k):
+                assert (scan.n_first, scan.n_stable, scan.target) == (direct.n_first, direct.n_stable, target)
+                np.testing.assert_array_equal(scan.n, direct.n)
+                np.testing.assert_array_equal(scan.power, direct.power)
+    assert again[1][1].n_first is None and again[1][0].n_first is not None  # 99% is out of reach by 40 per arm
+    for f in folder.glob("exact-scan-*.npz"):
+        f.write_bytes(f.read_bytes()[:80])
+    damaged = ss.parallel_scans(jobs, n_jobs=1, backend="loky", scheduler=None)
+    assert [[(s.n_first, s.n_stable) for s in scans] for scans in damaged] == \
+        [[(s.n_first, s.n_stable) for s in scans] for scans in first]

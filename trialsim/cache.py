@@ -38,7 +38,7 @@ import platformdirs
 
 from trialsim.version import __version__
 
-__all__ = ["FORMAT", "ENV_DIR", "ENV_SWITCH", "cache_dir", "cached_array", "cache_path"]
+__all__ = ["FORMAT", "ENV_DIR", "ENV_SWITCH", "cache_dir", "cached_array", "cache_path", "kept", "keep"]
 
 # Bump when a cached builder changes what it computes (the package version alone does not change
 # between development commits).
@@ -73,7 +73,7 @@ def _checksum(array: np.ndarray) -> str:
     return hashlib.sha256(np.ascontiguousarray(array).tobytes()).hexdigest()
 
 
-def _read(path: Path, key_text: str, dtype: np.dtype, shape: tuple[int, ...]) -> np.ndarray | None:
+def _read(path: Path, key_text: str, dtype: np.dtype, shape: tuple[int, ...] | None) -> np.ndarray | None:
     """The array kept at ``path`` if it passes every check, else None."""
     try:
         with np.load(path, allow_pickle=False) as f:
@@ -82,7 +82,8 @@ def _read(path: Path, key_text: str, dtype: np.dtype, shape: tuple[int, ...]) ->
             stored_sum = str(f["sha256"])
     except Exception:  # missing, truncated, not a zip, bad CRC, wrong members: rebuild (never trust it)
         return None
-    if stored_key != key_text or data.dtype != dtype or data.shape != shape or stored_sum != _checksum(data):
+    if stored_key != key_text or data.dtype != dtype or (shape is not None and data.shape != shape) \
+            or stored_sum != _checksum(data):
         return None
     return data
 
@@ -108,7 +109,7 @@ def _write(path: Path, key_text: str, array: np.ndarray) -> None:
 
 
 def cached_array(kind: str, key: dict[str, Any], build: Callable[[], np.ndarray], *, dtype,
-                 shape: tuple[int, ...]) -> np.ndarray:
+                 shape: tuple[int, ...] | None) -> np.ndarray:
     """The array ``build()`` returns, read from the disk cache when a valid copy is there.
 
     Parameters
@@ -121,7 +122,8 @@ def cached_array(kind: str, key: dict[str, Any], build: Callable[[], np.ndarray]
     build : callable
         Computes the array when no valid copy is kept.
     dtype, shape
-        What a valid array looks like; a kept file that differs is rebuilt.
+        What a valid array looks like; a kept file that differs is rebuilt. ``shape=None``: any shape (a
+        result whose length is only known once computed; its checksum and key are still checked).
 
     Returns
     -------
@@ -129,15 +131,35 @@ def cached_array(kind: str, key: dict[str, Any], build: Callable[[], np.ndarray]
         Read-only.
     """
     dtype = np.dtype(dtype)
-    shape = tuple(int(s) for s in shape)
+    shape = None if shape is None else tuple(int(s) for s in shape)
     path = cache_path(kind, key)
     text = _key_text(kind, key)
     array = _read(path, text, dtype, shape) if path is not None else None
     if array is None:
         array = np.asarray(build())
-        if array.dtype != dtype or array.shape != shape:
+        if array.dtype != dtype or (shape is not None and array.shape != shape):
             raise ValueError(f"{kind}: built an array of {array.dtype} {array.shape}, expected {dtype} {shape}")
         if path is not None:
             _write(path, text, array)
     array.flags.writeable = False
     return array
+
+
+def kept(kind: str, key: dict[str, Any], *, dtype, shape: tuple[int, ...] | None = None) -> np.ndarray | None:
+    """The valid kept array of ``kind`` and ``key`` (read-only), or None: for callers that compute what is missing
+    together (in parallel) and then :func:`keep` each result; :func:`cached_array` does both for one array."""
+    path = cache_path(kind, key)
+    if path is None:
+        return None
+    array = _read(path, _key_text(kind, key), np.dtype(dtype), None if shape is None else tuple(int(s) for s in shape))
+    if array is not None:
+        array.flags.writeable = False
+    return array
+
+
+def keep(kind: str, key: dict[str, Any], array: np.ndarray) -> None:
+    """Write ``array`` as the kept array of ``kind`` and ``key`` (atomically; nothing when the cache is off or the
+    folder cannot be written)."""
+    path = cache_path(kind, key)
+    if path is not None:
+        _write(path, _key_text(kind, key), np.asarray(array))

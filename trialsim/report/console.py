@@ -67,10 +67,6 @@ def _is_null(res: ScenarioResult, model: Model, endpoint: str) -> bool:
 
 
 # ----------------------------------------------------------------------------------- estimates
-def _estimate_table(estimates: pd.DataFrame, scenario: str, endpoint: str) -> pd.DataFrame:
-    return estimates[(estimates.scenario == scenario) & (estimates.endpoint == endpoint)]
-
-
 def _arm_summary(est: pd.DataFrame, arm: str) -> tuple[str, float] | None:
     """The arm's summary statistic (rate, median, geometric mean, mean grade, ...) and its mean over trials."""
     rows = est[(est.arm == arm) & ~est.statistic.isin(COUNTS)]
@@ -199,13 +195,16 @@ def _size_flagged(row) -> bool:
 
 def _rate_lines(frame: pd.DataFrame, word: str) -> list[str]:
     """One line per test: the simulated rejection rate ± MC SE, and the exact figure where there is one."""
+    first: dict[tuple[str, str], pd.Series] = {}  # (test, method) -> its first row (one pass: no filter per test)
+    for _, row in frame.iterrows():
+        first.setdefault((row.test, row.method), row)
     lines = []
-    for test, g in frame.groupby("test", sort=False):
-        mc = g[g.method == "monte_carlo"].iloc[0]
+    for test in dict.fromkeys(frame["test"]):
+        mc = first[(test, "monte_carlo")]
         text = f"{test_label(test):<16} {word} {mc_rate(mc):<17}"
-        ex = g[g.method == "exact"]
-        if len(ex):
-            text += f" exact {pct(ex.iloc[0].power, 2)}"
+        ex = first.get((test, "exact"))
+        if ex is not None:
+            text += f" exact {pct(ex.power, 2)}"
         if _size_flagged(mc):
             text += f" (type I error {pct(mc['size'], 2)} exceeds alpha: power overstated)"
         lines.append(text.rstrip())
@@ -220,6 +219,10 @@ def scenario_summary(res: ScenarioResult, frame: pd.DataFrame, estimates: pd.Dat
     prim = model.primary
     sid = res.spec.id
     f = frame[frame.scenario == sid]
+    rows_of = dict(tuple(f.groupby("endpoint", sort=False)))  # grouped once, not filtered per endpoint
+    estimates_of = dict(tuple(estimates[estimates.scenario == sid].groupby("endpoint", sort=False)))
+    no_rows = f.iloc[0:0]
+    no_estimates = estimates.iloc[0:0]
     out = [f"Scenario {sid}" + (f" ({', '.join(f'{k}={v}' for k, v in res.spec.values.items())})" if res.spec.values else "")]
     out.append(f"  {d.control_name} n={d.n_control} vs {d.treatment_name} n={d.n_treatment}, alpha {d.alpha} two-sided, "
                f"{res.n_sims:,} simulated trials")
@@ -227,7 +230,7 @@ def scenario_summary(res: ScenarioResult, frame: pd.DataFrame, estimates: pd.Dat
     word = rate_word(null)
 
     out += ["", f"  PRIMARY ENDPOINT: {prim.label}"]
-    est = _estimate_table(estimates, sid, prim.name)
+    est = estimates_of.get(prim.name, no_estimates)
     arms = [(name, _arm_summary(est, arm)) for name, arm in ((d.control_name, "control"), (d.treatment_name, "treatment"))]
     if all(s is not None for _, s in arms):
         stat = arms[0][1][0].replace("_", " ")
@@ -238,7 +241,7 @@ def scenario_summary(res: ScenarioResult, frame: pd.DataFrame, estimates: pd.Dat
     no_event = est[(est.arm == "control") & (est.statistic == "any_event")]
     if len(no_event):
         out.append(f"    chance the {d.control_name} arm has no event at all: {pct(1 - float(no_event['mean'].iloc[0]))}")
-    rows = f[f.endpoint == prim.name]
+    rows = rows_of.get(prim.name, no_rows)
     out += ["    " + line for line in _rate_lines(rows, word)]
     first = rows[(rows.method == "monte_carlo") & (rows.test == prim.tests[0])].iloc[0]
     # the estimate of the first test with a finite mean (an odds ratio MLE is infinite when an arm has no event)
@@ -264,8 +267,8 @@ def scenario_summary(res: ScenarioResult, frame: pd.DataFrame, estimates: pd.Dat
         out += ["", f"  SECONDARY ENDPOINTS ({heading})"]
         width = max(len(a.name) for a in secondary) + 2
         for a in secondary:
-            lines = _rate_lines(f[f.endpoint == a.name], rate_word(a.name in nulls))
-            contrast = _contrast(_estimate_table(estimates, sid, a.name))
+            lines = _rate_lines(rows_of.get(a.name, no_rows), rate_word(a.name in nulls))
+            contrast = _contrast(estimates_of.get(a.name, no_estimates))
             mark = " *" if mixed and a.name in nulls else ""
             out.append(f"    {a.name:<{width}}" + lines[0] + (f"  ({contrast})" if contrast else "") + mark)
             out.extend(f"    {'':<{width}}" + line for line in lines[1:])
