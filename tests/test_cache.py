@@ -1,6 +1,7 @@
 """The on-disk cache of exact tables: reused, never trusted unchecked, safe with concurrent writers."""
 from __future__ import annotations
 
+import math
 import multiprocessing
 import os
 
@@ -205,3 +206,31 @@ def test_exact_scans_are_kept_and_read_back_as_computed(folder, monkeypatch):
     damaged = ss.parallel_scans(jobs, n_jobs=1, backend="loky", scheduler=None)
     assert [[(s.n_first, s.n_stable) for s in scans] for scans in damaged] == \
         [[(s.n_first, s.n_stable) for s in scans] for scans in first]
+
+
+def test_exact_mdes_are_kept_and_read_back_equal(folder, default_scenario, monkeypatch):
+    """An exact MDE's bisections run once per law, size, test and target: the table read back equals the one
+    computed, with the cache off too, and the kept numbers are used (a wrong kept value would show)."""
+    from trialsim.planning import mde
+
+    pairs = [("leak_1m", "fisher"), ("colonoscopy_abnormal", "fisher")]
+
+    def table():
+        return mde.minimal_detectable_effects(default_scenario, pairs=pairs, simulate=False, seed=1).to_frame()
+
+    first = table()
+    assert first["method"].tolist() == ["exact", "exact"] and first["reachable"].tolist() == [False, True]
+    assert len(list(folder.glob("exact-mde-*.npz"))) == 2
+    again = table()
+    assert first.equals(again)
+    monkeypatch.setenv(cache.ENV_SWITCH, "0")
+    assert first.equals(table())
+    monkeypatch.delenv(cache.ENV_SWITCH)
+    # the kept numbers are what the table shows: scale each file's MDE (valid files) and they are read back
+    for path in folder.glob("exact-mde-*.npz"):
+        with np.load(path) as f:
+            key_text, data = str(f["key"]), f["data"].copy()
+        data[3] *= 1.5  # NaN (not reachable) stays NaN
+        cache._write(path, key_text, data)  # noqa: SLF001
+    changed = table()
+    assert math.isnan(changed["effect"][0]) and changed["effect"][1] == pytest.approx(1.5 * first["effect"][1])

@@ -1,7 +1,10 @@
 """Arrays that are slow to build and never change, kept on disk once per machine.
 
 Boschloo p-value tables and rejection regions take from milliseconds to seconds per pair of arm
-sizes and are the same on every run, in every worker process, for every user of the machine. They are
+sizes and are the same on every run, in every worker process, for every user of the machine. So are
+the exact answers of the shipped tests that a command computes again and again on an unchanged design:
+a design's exact power and size rows (:mod:`trialsim.exact`), the exact sample-size scans and the exact
+MDE bisections of planning (never a plug-in's, whose code can change under the same package version). They are
 kept in the user cache folder (``platformdirs.user_cache_dir("trialsim")``), one ``.npz`` file per
 array, named by a hash of what the array depends on (its kind, the builder's parameters, the package
 version and :data:`FORMAT`).
@@ -41,7 +44,7 @@ from trialsim.version import __version__
 __all__ = ["FORMAT", "ENV_DIR", "ENV_SWITCH", "cache_dir", "cached_array", "cache_path", "kept", "keep"]
 
 # Bump when a cached builder changes what it computes (the package version alone does not change
-# between development commits).
+# between development commits): the tables' builders, exact power, the scans' and the MDE's searches.
 FORMAT = 1
 ENV_DIR = "TRIALSIM_CACHE_DIR"
 ENV_SWITCH = "TRIALSIM_CACHE"

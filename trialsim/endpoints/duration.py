@@ -9,6 +9,7 @@ Defaults are the exosome/LAR trial's stay with sources [n] = section n of shared
 """
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import ClassVar, Literal
 
 import numpy as np
@@ -127,6 +128,16 @@ def _gamma_unit(cv: float, u: np.ndarray) -> np.ndarray:
     return gammaincinv(shape, u + HALF_STEP) / shape
 
 
+@lru_cache(maxsize=1)
+def _hermite_nodes() -> tuple[np.ndarray, np.ndarray]:
+    """The 160 Gauss-Hermite nodes and normalised weights of :func:`expected_log_total` (read-only)."""
+    z, wz = roots_hermitenorm(160)
+    wz = wz / wz.sum()
+    z.flags.writeable = wz.flags.writeable = False
+    return z, wz
+
+
+@lru_cache(maxsize=4096)  # planning asks for the control arm's terms again at every effect it tries
 def expected_log_total(log_median: float, log_sd: float, mean_extra: float, cv: float) -> float:
     """E[log(B + X)], B log-normal (``log_median``, ``log_sd``), X gamma of mean ``mean_extra`` and CV ``cv``.
 
@@ -135,9 +146,8 @@ def expected_log_total(log_median: float, log_sd: float, mean_extra: float, cv: 
     """
     if mean_extra == 0:
         return log_median
-    z, wz = roots_hermitenorm(160)
+    z, wz = _hermite_nodes()
     base = np.exp(log_median + log_sd * z)
-    wz = wz / wz.sum()
 
     def given_extra(x: float) -> float:
         return float(wz @ np.log(base + x))

@@ -30,9 +30,10 @@ import pandas as pd
 from trialsim.analysis import registry as tests
 from trialsim.analysis.analytic import two_proportions_power_normal
 from trialsim.analysis.binary import exact_power_cost
+from trialsim.cache import cached_array
 from trialsim.config.schema import Scenario
 from trialsim.endpoints.base import Analysed, EffectParameter
-from trialsim.exact import EXACT_TABLE_BUDGET
+from trialsim.exact import EXACT_TABLE_BUDGET, shipped_exact_power
 from trialsim.labels import pct, test_label
 from trialsim.model import Model, build_model
 from trialsim.planning.analytic import Moments, analytic_power, model_moments
@@ -65,6 +66,7 @@ MDE_COLUMNS = [
 # power over the number analysable.
 MIXTURE_MAX_N_LIMITED = 20
 COARSE_POINTS = 20
+MDE_TOLERANCE = 1e-4  # an exact MDE is bisected until its bracket is within 0.01% of the effect
 FINE_POINTS = 10
 
 
@@ -380,33 +382,48 @@ def _binary_mde(scenario: Scenario, model: Model, a: Analysed, t: str, power: fl
         return exact_power(t, r.p_control, r.p_treatment, n_c_a, n_t_a, alpha=d.alpha)
 
     null, extreme = a.effect.null, axis.extreme
-    best = power_at(extreme)
-    at_assumed = power_at(a.effect.assumed)
     n_a_c, n_a_t = d.n_control * (1 - rates0.missing_control), d.n_treatment * (1 - rates0.missing_treatment)
 
     def analytic_at(x: float) -> float:
         r = rates_at(axis.value(x))
         return float(two_proportions_power_normal(r.p_control, r.p_treatment, n_a_c, n_a_t, alpha=d.alpha))
 
-    x_an = _bisect_distance(axis, analytic_at, power)
+    def numbers() -> np.ndarray:
+        """Power at the extreme and at the assumed effect, the closed-form distance, and the exact MDE (NaN: not
+        reached): the bisections, which a later command on the same law, sizes and test reads from the disk cache."""
+        best = power_at(extreme)
+        effect = math.nan
+        if best >= power:
+            lo, hi = (extreme, null) if extreme < null else (null, extreme)
+            # power rises towards `extreme`: bisect (geometrically for ratios and rates) until the bracket is
+            # within MDE_TOLERANCE of the effect
+            while hi - lo > MDE_TOLERANCE * max(abs(hi), abs(lo)):
+                mid = math.sqrt(lo * hi) if axis.multiplicative else (lo + hi) / 2
+                inside = power_at(mid) >= power
+                if extreme < null:
+                    lo, hi = (mid, hi) if inside else (lo, mid)
+                else:
+                    lo, hi = (lo, mid) if inside else (mid, hi)
+            effect = lo if extreme < null else hi  # the side that reaches the target
+        return np.array([best, power_at(a.effect.assumed), _bisect_distance(axis, analytic_at, power), effect])
+
+    if shipped_exact_power(t):
+        law = small.model_dump(mode="json")
+        for irrelevant in ("run", "sweep"):  # never change an exact power (seed, trials, workers, other scenarios)
+            law.pop(irrelevant, None)
+        key = {"scenario": law, "endpoint": a.name, "test": t, "power": power, "parameter": a.effect.path,
+               "extreme": extreme, "direction": axis.direction, "tolerance": MDE_TOLERANCE}
+        kept_numbers = cached_array("exact-mde", key, numbers, dtype=np.float64, shape=(4,))
+    else:
+        kept_numbers = numbers()
+    best, at_assumed, x_an, effect = (float(v) for v in kept_numbers)
     common = _common(scenario, a, t, power, axis) | dict(
         method="exact", best_power=best, power_at_assumed=at_assumed,
         analytic_effect=axis.value(x_an) if not math.isnan(x_an) else math.nan,
         analytic_method=f"normal approximation on the endpoint's rates at the expected analysable sizes {n_a_c:.1f} vs {n_a_t:.1f}")
-    if best < power:
+    if math.isnan(effect):
         return MDEResult(**common, reachable=False, effect=math.nan, effect_low=math.nan, effect_high=math.nan,
                          note="Even the most extreme effect searched does not reach the target power.")
-    lo, hi = (extreme, null) if extreme < null else (null, extreme)
-    # power rises towards `extreme`: bisect (geometrically for ratios and rates) until the bracket is
-    # within 0.01% of the effect
-    while hi - lo > 1e-4 * max(abs(hi), abs(lo)):
-        mid = math.sqrt(lo * hi) if axis.multiplicative else (lo + hi) / 2
-        inside = power_at(mid) >= power
-        if extreme < null:
-            lo, hi = (mid, hi) if inside else (lo, mid)
-        else:
-            lo, hi = (lo, mid) if inside else (mid, hi)
-    effect = lo if extreme < null else hi  # the side that reaches the target
     how = ("exact power at the enrolled sizes, mixed over the number analysable" if mixture else
            f"exact power at the expected analysable sizes {n_c_a} vs {n_t_a} (the mixture over analysable sizes is "
            "too costly at this size)")

@@ -564,8 +564,8 @@ def parallel_scans(jobs: Sequence[tuple], *, n_jobs: int, backend: str, schedule
 
     A job of a shipped test is read from the disk cache when an earlier command computed it on this machine
     (:mod:`trialsim.cache`: keyed by the job, the scan's settings and the package version; checked before use);
-    the others are computed by :func:`computed_scans` and kept. Scans of a binary endpoint at 6% vs 3% cost a quarter of
-    a report's time, the same every time the design's rates and alpha are unchanged.
+    the others are computed by :func:`computed_scans` and kept. Scans of a binary endpoint at 6% vs 3% cost a
+    quarter of a report's time, the same every time the design's rates and alpha are unchanged.
     """
     out: list[list[ExactScan] | None] = [None] * len(jobs)
     for j, job in enumerate(jobs):
