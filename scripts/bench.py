@@ -167,7 +167,7 @@ def _trialsim(*args: str) -> list[str]:
 def bench_cli(n_sims: int = 1000) -> None:
     """`trialsim run` of ``n_sims`` trials end to end, with an empty and then a filled exact-table cache."""
     with tempfile.TemporaryDirectory() as tmp:
-        env = dict(os.environ, **{ENV_DIR: str(Path(tmp) / "cache")})
+        env = {k: v for k, v in os.environ.items() if k != ENV_SWITCH} | {ENV_DIR: str(Path(tmp) / "cache")}
         for label in ("empty table cache", "filled table cache", "filled table cache"):
             out = Path(tmp) / "out"
             wall, cpu, _, _ = _child(_trialsim("run", str(DEFAULT), "--sims", str(n_sims), "--seed", "1", "--out", str(out),
@@ -194,7 +194,7 @@ def bench_report() -> None:
     after an earlier one on this machine); then the documents alone, written again from that folder (`report
     --from`), with and without the PDF helper process."""
     with tempfile.TemporaryDirectory() as tmp:
-        env = dict(os.environ, **{ENV_DIR: str(Path(tmp) / "cache")})
+        env = {k: v for k, v in os.environ.items() if k != ENV_SWITCH} | {ENV_DIR: str(Path(tmp) / "cache")}
         for label in ("empty disk cache", "filled disk cache"):
             first = Path(tmp) / "report"
             subprocess.run(["rm", "-rf", str(first)], check=False)

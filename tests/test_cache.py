@@ -147,35 +147,56 @@ def test_boschloo_tables_come_from_the_cache_and_match_scipy(folder):
     np.testing.assert_array_equal(binary.rejection_region("boschloo", 6, 8, 0.05), region)
 
 
-def test_exact_power_rows_are_kept_once_and_read_back_identical(folder, default_scenario, monkeypatch):
+def _scale_kept(folder, pattern: str, index, factor: float) -> None:
+    """Rewrite every kept file matching ``pattern`` as a valid file whose ``data[index]`` is multiplied by ``factor``
+    (a kept value that is really read shows in what the command returns)."""
+    for path in folder.glob(pattern):
+        with np.load(path) as f:
+            key_text, data = str(f["key"]), f["data"].copy()
+        data[index] *= factor
+        cache._write(path, key_text, data)  # noqa: SLF001
+
+
+def test_exact_power_rows_are_kept_once_and_read_back(folder, default_scenario, monkeypatch):
     """A run's exact rows (powers and sizes) are computed once per design and machine: equal to the direct
-    computation, read back bit for bit, rebuilt when the file is damaged, and never kept for a plug-in's test."""
+    computation, read from the kept file, rebuilt when it is damaged, one file per design (alpha changes the key),
+    and never kept for a test that is not the package's own (a plug-in, even one built by register_binary)."""
     from dataclasses import replace
 
     from trialsim import exact
+    from trialsim.analysis import registry
+    from trialsim.config.loader import with_values
     from trialsim.model import build_model
 
     exact._exact_rows.cache_clear()  # noqa: SLF001 - the in-memory layer in front of the disk
     rows = exact.exact_rows(default_scenario)
     model = build_model(default_scenario)
     assert rows and all(r["power"] == exact.exact_binary_power(model, r["endpoint"], r["test"]) for r in rows)
-    files = list(folder.glob("exact-power-*.npz"))
-    assert len(files) == 1
-    exact._exact_rows.cache_clear()  # noqa: SLF001
-    assert exact.exact_rows(default_scenario) == rows
-    files[0].write_bytes(files[0].read_bytes()[:50])
-    exact._exact_rows.cache_clear()  # noqa: SLF001
-    assert exact.exact_rows(default_scenario) == rows
     assert len(list(folder.glob("exact-power-*.npz"))) == 1
+    _scale_kept(folder, "exact-power-*.npz", slice(None), 0.5)
+    exact._exact_rows.cache_clear()  # noqa: SLF001
+    assert [r["power"] for r in exact.exact_rows(default_scenario)] == [0.5 * r["power"] for r in rows]
+    for f in folder.glob("exact-power-*.npz"):
+        f.write_bytes(f.read_bytes()[:50])
+    exact._exact_rows.cache_clear()  # noqa: SLF001
+    assert exact.exact_rows(default_scenario) == rows
+    exact.exact_rows(with_values(default_scenario, {"design.alpha": 0.1}))
+    assert len(list(folder.glob("exact-power-*.npz"))) == 2
 
     # a plug-in's exact power (code outside this package) is computed every time, never kept
     calls = []
-    spec = replace(exact.tests.get("fisher"), exact_power=lambda *args: calls.append(args) or 0.25)
-    monkeypatch.setattr(exact.tests, "get", lambda name: spec)
+    spec = replace(registry.get("fisher"), exact_power=lambda *args: calls.append(args) or 0.25)
+    monkeypatch.setattr(registry.TESTS, "get", lambda name: spec)
+    assert not registry.is_shipped("fisher")
     args = exact.exact_inputs(model, "leak_1m", "fisher")
     assert exact.exact_powers([("fisher", args)]) == [0.25]
     assert exact.exact_powers([("fisher", args)]) == [0.25]
-    assert len(calls) == 2 and len(list(folder.glob("exact-power-*.npz"))) == 1
+    assert len(calls) == 2 and len(list(folder.glob("exact-power-*.npz"))) == 2
+    monkeypatch.undo()
+    assert all(registry.is_shipped(t) for t in ("fisher", "boschloo", "chi2", "chi2_yates", "chi2_n1"))
+    # numpy scalars in a family's law give the same key as Python floats
+    np_args = (np.float32(0.25), np.float64(args[1]), np.int64(args[2]), args[3], np.array(args[4]), args[5])
+    assert exact.plain(np_args) == exact.plain((float(np.float32(0.25)), *args[1:]))
 
 
 def test_exact_scans_are_kept_and_read_back_as_computed(folder, monkeypatch):
@@ -206,6 +227,12 @@ def test_exact_scans_are_kept_and_read_back_as_computed(folder, monkeypatch):
     damaged = ss.parallel_scans(jobs, n_jobs=1, backend="loky", scheduler=None)
     assert [[(s.n_first, s.n_stable) for s in scans] for scans in damaged] == \
         [[(s.n_first, s.n_stable) for s in scans] for scans in first]
+    # every part of the job is in the key: another target, alpha or cap is another scan
+    for other in [("fisher", 0.30, 0.10, (0.85, 0.9), 0.05, 1.0, 400), ("fisher", 0.30, 0.10, (0.8, 0.9), 0.025, 1.0, 400),
+                  ("fisher", 0.30, 0.10, (0.8, 0.9), 0.05, 1.0, 300)]:
+        ss.parallel_scans([other], n_jobs=1, backend="loky", scheduler=None)
+    assert len(list(folder.glob("exact-scan-*.npz"))) == 5
+    assert ss.parallel_scans([("fisher", 0.3, 0.1, (), 0.05, 1.0, 400)], n_jobs=1, backend="loky", scheduler=None) == [[]]
 
 
 def test_exact_mdes_are_kept_and_read_back_equal(folder, default_scenario, monkeypatch):
@@ -227,10 +254,10 @@ def test_exact_mdes_are_kept_and_read_back_equal(folder, default_scenario, monke
     assert first.equals(table())
     monkeypatch.delenv(cache.ENV_SWITCH)
     # the kept numbers are what the table shows: scale each file's MDE (valid files) and they are read back
-    for path in folder.glob("exact-mde-*.npz"):
-        with np.load(path) as f:
-            key_text, data = str(f["key"]), f["data"].copy()
-        data[3] *= 1.5  # NaN (not reachable) stays NaN
-        cache._write(path, key_text, data)  # noqa: SLF001
+    _scale_kept(folder, "exact-mde-*.npz", 3, 1.5)  # NaN (not reachable) stays NaN
     changed = table()
     assert math.isnan(changed["effect"][0]) and changed["effect"][1] == pytest.approx(1.5 * first["effect"][1])
+    # another target power, or another size, is another bisection
+    mde.minimal_detectable_effects(default_scenario, pairs=pairs[1:], power=0.7, simulate=False, seed=1)
+    mde.minimal_detectable_effects(default_scenario, pairs=pairs[1:], n_per_arm=12, simulate=False, seed=1)
+    assert len(list(folder.glob("exact-mde-*.npz"))) == 4

@@ -20,7 +20,7 @@ from trialsim.planning import model, search
 from trialsim.planning.analytic import analytic_sample_size, model_moments
 from trialsim.planning.mde import minimal_detectable_effect
 from trialsim.planning.pilot import expected_rate_ci_width, pilot_summary, whitehead_pilot_size
-from trialsim.planning.samplesize import exact_scan, parallel_scans, sample_size, sample_sizes
+from trialsim.planning.samplesize import computed_scans, exact_scan, sample_size, sample_sizes
 from trialsim.rng import Streams
 from trialsim.simulate import simulate_trials
 
@@ -456,7 +456,7 @@ def test_parallel_exact_scans_equal_one_scan_per_target():
     """The report's scans on the workers (approaches, then horizon sizes in pieces) give exact_scan's every size."""
     jobs = [("fisher", 0.30, 0.15, (0.8, 0.9), 0.05, 1.0, 400), ("chi2", 0.2, 0.1, (0.8,), 0.05, 2.0, 600),
             ("fisher", 0.2, 0.2, (0.8,), 0.05, 1.0, 60)]  # the last never reaches the target
-    got = parallel_scans(jobs, n_jobs=2, backend="loky", scheduler=None)
+    got = computed_scans(jobs, n_jobs=2, backend="loky", scheduler=None)  # computed, never read from the disk cache
     for (test, p_c, p_t, targets, alpha, ratio, cap), scans in zip(jobs, got):
         for target, scan in zip(targets, scans):
             one = exact_scan(test, p_c, p_t, power=target, alpha=alpha, ratio=ratio, n_max=cap)

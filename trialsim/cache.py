@@ -44,7 +44,8 @@ from trialsim.version import __version__
 __all__ = ["FORMAT", "ENV_DIR", "ENV_SWITCH", "cache_dir", "cached_array", "cache_path", "kept", "keep"]
 
 # Bump when a cached builder changes what it computes (the package version alone does not change
-# between development commits): the tables' builders, exact power, the scans' and the MDE's searches.
+# between development commits): the tables' builders, exact power, the scans' and the MDE's searches, and the
+# shipped families' binary laws (the exact MDE keeps the law's config, not the code that turns it into rates).
 FORMAT = 1
 ENV_DIR = "TRIALSIM_CACHE_DIR"
 ENV_SWITCH = "TRIALSIM_CACHE"

@@ -55,7 +55,20 @@ def exact_binary_power(model: Model, endpoint: str, test: str) -> float | None:
 def shipped_exact_power(test: str) -> bool:
     """Whether ``test``'s exact power is this package's own code (whose results the disk cache may keep: its key
     holds the package version; a plug-in's code can change under the same version)."""
-    return getattr(tests.get(test).exact_power, "__module__", "").startswith("trialsim.")
+    return tests.is_shipped(test) and tests.get(test).exact_power is not None
+
+
+def plain(value):
+    """``value`` as JSON-ready Python numbers (a cache key's text must not depend on numpy scalar types)."""
+    if isinstance(value, np.ndarray) and value.ndim == 0:
+        value = value.item()
+    if isinstance(value, (tuple, list, np.ndarray)):
+        return [plain(v) for v in value]
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    if isinstance(value, (int, np.integer)):
+        return int(value)
+    return float(value)
 
 
 def exact_powers(items: list[tuple[str, tuple]]) -> list[float | None]:
@@ -65,14 +78,14 @@ def exact_powers(items: list[tuple[str, tuple]]) -> list[float | None]:
     out: list[float | None] = [None] * len(items)
     shipped = [i for i, (test, _) in enumerate(items) if shipped_exact_power(test)]
     for i, (test, args) in enumerate(items):
-        if i not in shipped:
+        if i not in set(shipped):
             out[i] = tests.get(test).exact_power(*args)
     if shipped:
         def build():
             values = (tests.get(items[i][0]).exact_power(*items[i][1]) for i in shipped)
             return np.array([np.nan if v is None else float(v) for v in values])
 
-        key = {"rows": [[items[i][0], *[list(a) if isinstance(a, tuple) else a for a in items[i][1]]] for i in shipped]}
+        key = {"rows": [[items[i][0], *plain(items[i][1])] for i in shipped]}
         values = cached_array("exact-power", key, build, dtype=np.float64, shape=(len(shipped),))
         for i, v in zip(shipped, values):
             out[i] = None if np.isnan(v) else float(v)

@@ -185,6 +185,22 @@ def register(spec: TestSpec) -> TestSpec:
     return TESTS.register(spec.name, spec)
 
 
+# The specs this module registers itself (filled below): their code, exact power included, is this package's.
+_OWN: dict[str, TestSpec] = {}
+
+
+def _own(spec: TestSpec) -> TestSpec:
+    _OWN[spec.name] = spec
+    return spec
+
+
+def is_shipped(name: str) -> bool:
+    """Whether the test registered as ``name`` is this package's own (the very spec it registered), not a plug-in's:
+    a plug-in's results can change under the same package version, so nothing of it is kept on disk. A plug-in
+    built with :func:`register_binary` is not shipped, although its wrappers are defined here."""
+    return name in _OWN and TESTS.get(name) is _OWN[name]
+
+
 def get(name: str) -> TestSpec:
     return TESTS.get(name)
 
@@ -290,20 +306,21 @@ def register_binary(name: str, label: str, table_builder, *, reference: str = ""
 # trials above binary.DIRECT_FROM_N per arm get p-values per distinct observed table.
 BOSCHLOO_MAX_N = 500
 
-register_binary("fisher", "Fisher exact", binary.fisher_table, direct=binary.fisher_direct,
-                estimand="log_odds_ratio", run=_fisher_run,
-                reference="Fisher RA (1935) The logic of inductive inference. J R Stat Soc 98:39-82")
-register_binary("boschloo", "Boschloo exact", binary.boschloo_table, direct=binary.boschloo_direct, max_n=BOSCHLOO_MAX_N,
-                region=binary.boschloo_region, disk_cache=True,
-                reference="Boschloo RD (1970) Raised conditional level of significance for the 2x2-table. Stat Neerl 24:1-9")
-register_binary("chi2", "Chi-square (z)", binary.chi2_table, direct=binary.chi2_pvalues,
-                reference="Pearson K (1900) Philos Mag 50:157-175")
-register_binary("chi2_yates", "Chi-square (Yates)", binary.chi2_yates_table, direct=binary.chi2_yates_pvalues,
-                reference="Yates F (1934) Contingency tables involving small numbers and the chi-squared test. "
-                          "Suppl J R Stat Soc 1:217-235")
-register_binary("chi2_n1", "Chi-square (N-1)", binary.chi2_n1_table, direct=binary.chi2_n1_pvalues,
-                reference="Campbell I (2007) Chi-squared and Fisher-Irwin tests of two-by-two tables with small sample "
-                          "recommendations. Stat Med 26:3661-3675")
+_own(register_binary("fisher", "Fisher exact", binary.fisher_table, direct=binary.fisher_direct,
+                     estimand="log_odds_ratio", run=_fisher_run,
+                     reference="Fisher RA (1935) The logic of inductive inference. J R Stat Soc 98:39-82"))
+_own(register_binary("boschloo", "Boschloo exact", binary.boschloo_table, direct=binary.boschloo_direct,
+                     max_n=BOSCHLOO_MAX_N, region=binary.boschloo_region, disk_cache=True,
+                     reference="Boschloo RD (1970) Raised conditional level of significance for the 2x2-table. "
+                               "Stat Neerl 24:1-9"))
+_own(register_binary("chi2", "Chi-square (z)", binary.chi2_table, direct=binary.chi2_pvalues,
+                     reference="Pearson K (1900) Philos Mag 50:157-175"))
+_own(register_binary("chi2_yates", "Chi-square (Yates)", binary.chi2_yates_table, direct=binary.chi2_yates_pvalues,
+                     reference="Yates F (1934) Contingency tables involving small numbers and the chi-squared test. "
+                               "Suppl J R Stat Soc 1:217-235"))
+_own(register_binary("chi2_n1", "Chi-square (N-1)", binary.chi2_n1_table, direct=binary.chi2_n1_pvalues,
+                     reference="Campbell I (2007) Chi-squared and Fisher-Irwin tests of two-by-two tables with small sample "
+                               "recommendations. Stat Med 26:3661-3675"))
 
 
 # -------------------------------------------------------------------------------- continuous tests

@@ -33,7 +33,7 @@ from trialsim.analysis.binary import exact_power_cost
 from trialsim.cache import cached_array
 from trialsim.config.schema import Scenario
 from trialsim.endpoints.base import Analysed, EffectParameter
-from trialsim.exact import EXACT_TABLE_BUDGET, shipped_exact_power
+from trialsim.exact import EXACT_TABLE_BUDGET, plain, shipped_exact_power
 from trialsim.labels import pct, test_label
 from trialsim.model import Model, build_model
 from trialsim.planning.analytic import Moments, analytic_power, model_moments
@@ -66,7 +66,7 @@ MDE_COLUMNS = [
 # power over the number analysable.
 MIXTURE_MAX_N_LIMITED = 20
 COARSE_POINTS = 20
-MDE_TOLERANCE = 1e-4  # an exact MDE is bisected until its bracket is within 0.01% of the effect
+MDE_TOLERANCE = 1e-4  # bisections stop once the bracket is within 0.01% of the effect (exact and closed-form)
 FINE_POINTS = 10
 
 
@@ -200,7 +200,7 @@ def _bisect_distance(axis: EffectAxis, power_at: Callable[[float], float], targe
         return math.nan
     lo, hi = 0.0, axis.x_extreme
     for _ in range(60):
-        if hi - lo <= 1e-4 * max(hi, 1e-12):  # 0.01% of the effect: closed forms need no more
+        if hi - lo <= MDE_TOLERANCE * max(hi, 1e-12):  # 0.01% of the effect: closed forms need no more
             break
         mid = (lo + hi) / 2
         lo, hi = (lo, mid) if power_at(mid) >= target else (mid, hi)
@@ -407,12 +407,17 @@ def _binary_mde(scenario: Scenario, model: Model, a: Analysed, t: str, power: fl
             effect = lo if extreme < null else hi  # the side that reaches the target
         return np.array([best, power_at(a.effect.assumed), _bisect_distance(axis, analytic_at, power), effect])
 
-    if shipped_exact_power(t):
+    # kept on disk only when the test and every family that gives the law are this package's code (a plug-in's can
+    # change under the same package version); the key holds the law's whole config and every choice made here
+    shipped = shipped_exact_power(t) and all(type(section).__module__.startswith("trialsim.")
+                                             for section in small.endpoints.values())
+    if shipped:
         law = small.model_dump(mode="json")
         for irrelevant in ("run", "sweep"):  # never change an exact power (seed, trials, workers, other scenarios)
             law.pop(irrelevant, None)
-        key = {"scenario": law, "endpoint": a.name, "test": t, "power": power, "parameter": a.effect.path,
-               "extreme": extreme, "direction": axis.direction, "tolerance": MDE_TOLERANCE}
+        key = {"scenario": law, "endpoint": a.name, "test": t, "parameter": a.effect.path,
+               "numbers": plain([power, extreme, axis.direction, mixture, n_c_a, n_t_a]),
+               "settings": plain([MDE_TOLERANCE, MIXTURE_MAX_N_LIMITED, EXACT_TABLE_BUDGET])}
         kept_numbers = cached_array("exact-mde", key, numbers, dtype=np.float64, shape=(4,))
     else:
         kept_numbers = numbers()

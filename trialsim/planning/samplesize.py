@@ -567,9 +567,9 @@ def parallel_scans(jobs: Sequence[tuple], *, n_jobs: int, backend: str, schedule
     the others are computed by :func:`computed_scans` and kept. Scans of a binary endpoint at 6% vs 3% cost a
     quarter of a report's time, the same every time the design's rates and alpha are unchanged.
     """
-    out: list[list[ExactScan] | None] = [None] * len(jobs)
+    out: list[list[ExactScan] | None] = [None if job[3] else [] for job in jobs]  # no target: nothing to scan
     for j, job in enumerate(jobs):
-        if shipped_exact_power(job[0]):
+        if shipped_exact_power(job[0]) and job[3]:
             array = kept(SCAN_KIND, _scan_key(job), dtype=np.float64)
             out[j] = None if array is None else _unpack(array, job[3])
     missing = [j for j, scans in enumerate(out) if scans is None]
