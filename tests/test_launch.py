@@ -45,6 +45,17 @@ def test_launcher_keeps_the_command_line_behaviour():
     assert done.returncode == 2 and "Traceback" not in done.stderr
 
 
+def test_version_imports_nothing_heavy(capsys):
+    """`trialsim --version` answers without importing numpy or the command line, with the parser's own line."""
+    code = ("import sys; from trialsim.launch import main; status = main(['--version']); "
+            "print(status, 'numpy' in sys.modules, 'trialsim.cli' in sys.modules)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    from trialsim.cli import build_parser
+    with pytest.raises(SystemExit):
+        build_parser([]).parse_args(["--version"])
+    assert done.stdout.splitlines() == [capsys.readouterr().out.strip(), "0 False False"]
+
+
 def test_package_import_is_lazy():
     """`import trialsim` alone loads neither numpy nor the command line (the launcher relies on it)."""
     code = "import sys, trialsim; print('numpy' in sys.modules, 'trialsim.cli' in sys.modules, trialsim.__version__)"
