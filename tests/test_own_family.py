@@ -16,7 +16,7 @@ from scipy.stats import poisson
 from trialsim.analysis.analytic import t_test_power
 from trialsim.api import run
 from trialsim.config.loader import ConfigError, load_scenario
-from trialsim.endpoints.base import Analysed, EffectParameter, EndpointFamily, PatientContext, Status
+from trialsim.endpoints.base import Analysed, BinaryLaw, EffectParameter, EndpointFamily, PatientContext, Status
 from trialsim.endpoints.registry import family_names, register
 from trialsim.registry import ENDPOINT_FAMILIES
 from trialsim.report.console import run_summary
@@ -125,3 +125,49 @@ def test_the_family_runs_end_to_end(config_file):
     text = run_summary(result)
     assert "PRIMARY ENDPOINT: Episodes of delirium in the first week" in text
     assert "expected mean usual care 2" in text and "(rate ratio 0.6, a planning assumption)" in text
+
+
+@register
+class CoinEvent(EndpointFamily):
+    """A binary event per patient with a risk per arm: a plug-in family with a binary law (so exact answers)."""
+
+    family: Literal["coin_event"] = "coin_event"
+
+    label: str = Field("", max_length=200, description="Endpoint label; empty = the section id.")
+    rate_control: float = Field(gt=0.0, lt=1.0, description="Event risk in the control arm.")
+    risk_ratio: float = Field(1.0, gt=0.0, le=5.0, description="Event risk treated / control.")
+    tests: tuple[str, ...] = Field(("fisher",), description="Analyses of the event.")
+
+    def analysed(self, cid: str) -> tuple[Analysed, ...]:
+        effect = EffectParameter(f"endpoints.{cid}.risk_ratio", "risk ratio", "ratio", 1.0, self.risk_ratio)
+        return (Analysed(cid, cid, "binary", self.label or cid, "patients", "identity", self.tests, effect),)
+
+    def generate(self, cid: str, ctx: PatientContext, streams: Streams) -> dict[str, np.ndarray]:
+        u = patient_draws(streams("endpoint", cid), "random", ctx.n_trials, ctx.n_patients)
+        return {"event": (u < np.where(ctx.treated, self.rate_control * self.risk_ratio, self.rate_control)).astype(float)}
+
+    def observe(self, cid: str, ctx: PatientContext, latent: dict[str, np.ndarray], status: Status) -> dict[str, np.ndarray]:
+        return {cid: latent["event"]}
+
+    def binary_law(self, cid: str, name: str, arm: str, model) -> BinaryLaw:
+        return BinaryLaw(self.rate_control * (self.risk_ratio if arm == "treatment" else 1.0), 0.0)
+
+
+def test_a_plug_in_familys_exact_mde_is_computed_every_time_never_kept(tmp_path, monkeypatch):
+    """A plug-in family's law can change under the same package version: its exact MDE is never kept on disk, while
+    a shipped family's is (the same test, the same sizes)."""
+    from trialsim import cache
+    from trialsim.planning.mde import minimal_detectable_effects
+
+    monkeypatch.setenv(cache.ENV_DIR, str(tmp_path / "cache"))
+    monkeypatch.delenv(cache.ENV_SWITCH, raising=False)
+    path = tmp_path / "coin.toml"
+    path.write_text(CONFIG.replace('family = "poisson_count"', 'family = "coin_event"')
+                    .replace("mean_control = 2.0", "rate_control = 0.3").replace("rate_ratio = 0.6", "risk_ratio = 0.5"))
+    sc = load_scenario(path)
+    pairs = [("delirium", "fisher"), ("fall", "fisher")]
+    table = minimal_detectable_effects(sc, pairs=pairs, simulate=False, seed=1).to_frame()
+    assert table["method"].tolist() == ["exact", "exact"] and table["reachable"].all()
+    assert len(list((tmp_path / "cache").glob("exact-mde-*.npz"))) == 1  # the shipped family's only
+    again = minimal_detectable_effects(sc, pairs=pairs, simulate=False, seed=1).to_frame()
+    assert again.equals(table)
