@@ -16,7 +16,7 @@ from trialsim.api import run
 from trialsim.config.loader import load_scenario, with_values
 from trialsim.decide import decide
 from trialsim.model import build_model
-from trialsim.planning import model, search
+from trialsim.planning import model, samplesize, search
 from trialsim.planning.analytic import analytic_sample_size, model_moments
 from trialsim.planning.mde import minimal_detectable_effect
 from trialsim.planning.pilot import expected_rate_ci_width, pilot_summary, whitehead_pilot_size
@@ -452,10 +452,15 @@ def test_treatment_size_rounds_half_up(n, ratio):
     assert abs(m - ratio * n) <= 0.5 and m >= 1
 
 
-def test_parallel_exact_scans_equal_one_scan_per_target():
-    """The report's scans on the workers (approaches, then horizon sizes in pieces) give exact_scan's every size."""
+@pytest.mark.parametrize("ahead", [None, (0.3, 0.5), (1.3, 2.0)])
+def test_parallel_exact_scans_equal_one_scan_per_target(ahead, monkeypatch):
+    """The report's scans on the workers (sizes computed ahead, approaches, then horizon sizes in pieces) give
+    exact_scan's every size; also when the sizes computed ahead are predicted far too low or too high."""
+    if ahead is not None:
+        monkeypatch.setattr(samplesize, "AHEAD_RANGE", ahead)  # read in this process, where the pieces are chosen
     jobs = [("fisher", 0.30, 0.15, (0.8, 0.9), 0.05, 1.0, 400), ("chi2", 0.2, 0.1, (0.8,), 0.05, 2.0, 600),
             ("fisher", 0.2, 0.2, (0.8,), 0.05, 1.0, 60)]  # the last never reaches the target
+    assert samplesize.ahead_sizes(jobs[0]) and not samplesize.ahead_sizes(jobs[2])
     got = computed_scans(jobs, n_jobs=2, backend="loky", scheduler=None)  # computed, never read from the disk cache
     for (test, p_c, p_t, targets, alpha, ratio, cap), scans in zip(jobs, got):
         for target, scan in zip(targets, scans):

@@ -23,7 +23,7 @@ from __future__ import annotations
 import math
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
-from typing import Collection, Sequence
+from typing import Collection, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -152,10 +152,16 @@ def exact_scan(test: str, p_control: float, p_treatment: float, *, power: float,
 
 
 def scan_to_target(test: str, p_control: float, p_treatment: float, *, power: float, alpha: float, ratio: float = 1.0,
-                   n_max: int = 5000, n_min: int = 2, start: int | None = None) -> tuple[dict[int, float], int | None]:
+                   n_max: int = 5000, n_min: int = 2, start: int | None = None,
+                   known: Mapping[int, float] | None = None) -> tuple[dict[int, float], int | None]:
     """The first part of :func:`exact_scan`: the sizes computed up to the first reaching ``power`` (None: not by
-    ``n_max``), as ``{n: power}``."""
+    ``n_max``), as ``{n: power}``. ``known`` holds powers already computed by size (the same values: the scan visits
+    the same sizes whether or not they are known)."""
+    known = {} if known is None else known
+
     def at(n: int) -> float:
+        if n in known:
+            return known[n]
         return exact_power(test, p_control, p_treatment, n, n_treatment_for(n, ratio), alpha=alpha)
 
     def stride(n: int) -> int:
@@ -538,11 +544,36 @@ def control_cap(test: str, n_max: int, ratio: float = 1.0) -> int:
 
 
 def approach_targets(test: str, p_control: float, p_treatment: float, targets: Sequence[float], alpha: float,
-                     ratio: float, cap: int) -> list[tuple[dict[int, float], int | None]]:
+                     ratio: float, cap: int, known: Mapping[int, float] | None = None
+                     ) -> list[tuple[dict[int, float], int | None]]:
     """:func:`scan_to_target` for each target power (in one process, so the targets share computed sizes: the
-    approaches to 80% and 90% overlap, and apart they cost a quarter more)."""
-    return [scan_to_target(test, p_control, p_treatment, power=target, alpha=alpha, ratio=ratio, n_max=cap)
-            for target in targets]
+    approaches to 80% and 90% overlap, and apart they cost a quarter more); ``known``: powers computed ahead."""
+    return [scan_to_target(test, p_control, p_treatment, power=target, alpha=alpha, ratio=ratio, n_max=cap,
+                           known=known) for target in targets]
+
+
+# An approach runs in one process and computes, one by one, every size whose power is within START_MARGIN of its
+# target: for Boschloo at hundreds per arm (a table per size) that was the longest serial step of a machine's first
+# report (30 s of its 47 s of sample sizes, one core idle). The sizes it is predicted to visit that way, from
+# AHEAD_RANGE[0] x the normal approximation's n at (target - START_MARGIN) to AHEAD_RANGE[1] x its n at the target,
+# are computed first in pieces on every worker; the approach then looks them up. A wrong prediction costs time only.
+AHEAD_RANGE = (0.9, 1.1)
+
+
+def ahead_sizes(job: tuple) -> list[int]:
+    """The sizes of ``job`` computed before its approach (see :data:`AHEAD_RANGE`); none for equal rates."""
+    test, p_c, p_t, targets, alpha, ratio, cap = job
+    if p_c == p_t:
+        return []
+    out: set[int] = set()
+    for target in targets:
+        lower = target - START_MARGIN
+        lo = 2 if lower <= alpha else math.floor(AHEAD_RANGE[0] * two_proportions_sample_size_normal(
+            p_c, p_t, power=lower, alpha=alpha, ratio=ratio))
+        hi = math.ceil(AHEAD_RANGE[1] * two_proportions_sample_size_normal(p_c, p_t, power=target, alpha=alpha,
+                                                                           ratio=ratio))
+        out.update(range(max(2, lo), min(cap, hi) + 1))
+    return sorted(out)
 
 
 def scan_cost(job: tuple) -> float:
@@ -555,8 +586,10 @@ def scan_cost(job: tuple) -> float:
     return min(float(cap), n) ** 2
 
 
-# Calls that the sizes after the first reaching the target (every one to the horizon) are cut into.
+# Calls that a job's sizes computed ahead of its approaches, and its horizon sizes, are each cut into (at most; at
+# least PIECE_MIN_SIZES sizes a call).
 HORIZON_PIECES = 8
+PIECE_MIN_SIZES = 16
 
 
 def parallel_scans(jobs: Sequence[tuple], *, n_jobs: int, backend: str, scheduler: str | None) -> list[list[ExactScan]]:
@@ -620,24 +653,36 @@ def _unpack(array: np.ndarray, targets: Sequence[float]) -> list[ExactScan] | No
 
 
 def computed_scans(jobs: Sequence[tuple], *, n_jobs: int, backend: str, scheduler: str | None) -> list[list[ExactScan]]:
-    """:func:`exact_scan` of every job and target, on the workers: the approaches to its targets (one call per job,
-    the costliest first), then every job's horizon sizes in pieces of about equal work. The same scans as one
+    """:func:`exact_scan` of every job and target, on the workers: the sizes its approaches are predicted to compute
+    one by one (:func:`ahead_sizes`) in pieces of about equal work, then the approaches to its targets (one call per
+    job, the costliest first), then every job's horizon sizes not yet computed, in pieces. The same scans as one
     :func:`exact_scan` per target (each keeps only its own sizes)."""
+    def in_pieces(needed: list[list[int]]) -> list[dict[int, float]]:
+        """The powers of every job's ``needed`` sizes, computed in pieces of about equal work on the workers."""
+        # every job in its own pieces (a Boschloo size costs twenty Fisher sizes: shares of the pieces by sizes left
+        # Boschloo's in one), dealt out in turn so that no job's pieces come last together
+        cut = [balanced(ns, min(HORIZON_PIECES, -(-len(ns) // PIECE_MIN_SIZES))) for ns in needed]
+        pieces = sorted(((j, part) for j, parts in enumerate(cut) for part in parts),
+                        key=lambda piece: (cut[piece[0]].index(piece[1]), piece[0]))
+        values = map_calls(exact_powers, [(*jobs[j][:3], ns, jobs[j][5], jobs[j][4]) for j, ns in pieces],
+                           n_jobs=n_jobs, backend=backend, scheduler=scheduler)
+        powers: list[dict[int, float]] = [{} for _ in jobs]
+        for (j, ns), ps in zip(pieces, values):
+            powers[j].update(zip(ns, ps))
+        return powers
+
+    computed = in_pieces([ahead_sizes(job) for job in jobs])
     order = sorted(range(len(jobs)), key=lambda j: -scan_cost(jobs[j]))  # longest first
-    found = map_calls(approach_targets, [jobs[j] for j in order], n_jobs=n_jobs, backend=backend, scheduler=scheduler)
+    found = map_calls(approach_targets, [(*jobs[j], computed[j]) for j in order], n_jobs=n_jobs, backend=backend,
+                      scheduler=scheduler)
     approached: list = [None] * len(jobs)
     for j, value in zip(order, found):
         approached[j] = value
-    needed = [sorted({n for _, n_first in found for n in horizon_sizes(n_first, job[6])} - set().union(*(s for s, _ in found)))
-              for job, found in zip(jobs, approached)]  # horizon sizes no approach computed
-    total = sum(sum(ns) for ns in needed)
-    pieces = [(j, part) for j, ns in enumerate(needed)  # a job's share of the pieces follows its share of the work
-              for part in balanced(ns, max(1, round(HORIZON_PIECES * sum(ns) / total)) if total else 1)]
-    values = map_calls(exact_powers, [(*jobs[j][:3], ns, jobs[j][5], jobs[j][4]) for j, ns in pieces],
-                       n_jobs=n_jobs, backend=backend, scheduler=scheduler)
-    computed: list[dict[int, float]] = [{} for _ in jobs]
-    for (j, ns), ps in zip(pieces, values):
-        computed[j].update(zip(ns, ps))
+    later = in_pieces([sorted({n for _, n_first in found for n in horizon_sizes(n_first, job[6])}
+                              - set().union(*(s for s, _ in found)) - set(ahead))
+                       for job, found, ahead in zip(jobs, approached, computed)])  # horizon sizes not yet computed
+    for pool, more in zip(computed, later):
+        pool.update(more)
     out = []
     for job, found, pool in zip(jobs, approached, computed):
         for seen, _ in found:
