@@ -659,11 +659,12 @@ def computed_scans(jobs: Sequence[tuple], *, n_jobs: int, backend: str, schedule
     :func:`exact_scan` per target (each keeps only its own sizes)."""
     def in_pieces(needed: list[list[int]]) -> list[dict[int, float]]:
         """The powers of every job's ``needed`` sizes, computed in pieces of about equal work on the workers."""
-        # every job in its own pieces (a Boschloo size costs twenty Fisher sizes: shares of the pieces by sizes left
-        # Boschloo's in one), dealt out in turn so that no job's pieces come last together
-        cut = [balanced(ns, min(HORIZON_PIECES, -(-len(ns) // PIECE_MIN_SIZES))) for ns in needed]
-        pieces = sorted(((j, part) for j, parts in enumerate(cut) for part in parts),
-                        key=lambda piece: (cut[piece[0]].index(piece[1]), piece[0]))
+        # every job in its own pieces (a Boschloo size costs ten to twenty Fisher sizes: shares of the pieces by sizes
+        # left Boschloo's in one), dealt out in turn (first pieces of every job, then second ...) so that no job's
+        # pieces come last together
+        turns = sorted((i, j, part) for j, ns in enumerate(needed)
+                       for i, part in enumerate(balanced(ns, min(HORIZON_PIECES, -(-len(ns) // PIECE_MIN_SIZES)))))
+        pieces = [(j, part) for _, j, part in turns]
         values = map_calls(exact_powers, [(*jobs[j][:3], ns, jobs[j][5], jobs[j][4]) for j, ns in pieces],
                            n_jobs=n_jobs, backend=backend, scheduler=scheduler)
         powers: list[dict[int, float]] = [{} for _ in jobs]
