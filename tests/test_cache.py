@@ -261,3 +261,37 @@ def test_exact_mdes_are_kept_and_read_back_equal(folder, default_scenario, monke
     mde.minimal_detectable_effects(default_scenario, pairs=pairs[1:], power=0.7, simulate=False, seed=1)
     mde.minimal_detectable_effects(default_scenario, pairs=pairs[1:], n_per_arm=12, simulate=False, seed=1)
     assert len(list(folder.glob("exact-mde-*.npz"))) == 4
+
+
+def test_exact_curve_series_are_kept_and_read_back_as_computed(folder, monkeypatch):
+    """Exact power curves of shipped tests are computed once per machine: equal to exact_power at every size, read
+    back (a kept value that differs shows), every part of the series in the key, a plug-in's never kept."""
+    from dataclasses import replace
+
+    from trialsim.analysis import registry
+    from trialsim.planning import curves
+    from trialsim.planning.model import exact_power, n_treatment_for
+
+    series = [("fisher", 0.2, 0.05, [5, 20, 60, 61], 1.0, 0.05), ("boschloo", 0.3, 0.1, [8, 30], 2.0, 0.05),
+              ("chi2", 0.2, 0.05, [], 1.0, 0.05)]
+    first = curves.exact_series(series, n_jobs=1)
+    for (test, p_c, p_t, ns, ratio, alpha), powers in zip(series, first):
+        assert powers.tolist() == [exact_power(test, p_c, p_t, n, n_treatment_for(n, ratio), alpha=alpha) for n in ns]
+    assert len(list(folder.glob("exact-curve-*.npz"))) == 2  # an empty series: nothing computed, nothing kept
+    _scale_kept(folder, "exact-curve-*.npz", slice(None), 0.5)
+    again = curves.exact_series(series, n_jobs=1)
+    assert [a.tolist() for a in again] == [(0.5 * f).tolist() for f in first]  # read back, not computed
+    for f in folder.glob("exact-curve-*.npz"):
+        f.write_bytes(f.read_bytes()[:60])
+    assert [a.tolist() for a in curves.exact_series(series, n_jobs=1)] == [f.tolist() for f in first]
+    for other in [("fisher", 0.2, 0.05, [5, 20, 60], 1.0, 0.05), ("fisher", 0.2, 0.05, [5, 20, 60, 61], 1.5, 0.05),
+                  ("fisher", 0.2, 0.06, [5, 20, 60, 61], 1.0, 0.05), ("fisher", 0.2, 0.05, [5, 20, 60, 61], 1.0, 0.1)]:
+        curves.exact_series([other], n_jobs=1)
+    assert len(list(folder.glob("exact-curve-*.npz"))) == 6
+    # a plug-in's exact power (code outside this package) is computed every time, never kept
+    calls = []
+    spec = replace(registry.get("fisher"), exact_power=lambda *args: calls.append(args) or 0.25)
+    monkeypatch.setattr(registry.TESTS, "get", lambda name: spec)
+    plug = [("fisher", 0.25, 0.05, [7, 9], 1.0, 0.05)]
+    assert [a.tolist() for a in curves.exact_series(plug, n_jobs=1)] == [[0.25, 0.25]]
+    assert len(calls) == 2 and len(list(folder.glob("exact-curve-*.npz"))) == 6

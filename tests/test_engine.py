@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 
 from trialsim.api import run
 from trialsim.config.loader import ConfigError, to_raw, validate, with_values
+from trialsim.engine.runner import dearest_first
 from trialsim.exact import exact_binary_power
 from trialsim.model import build_model
 from trialsim.results import TrialWriter, read_trials
@@ -85,6 +86,33 @@ def test_same_seed_same_numbers_for_any_jobs_and_chunking(default_scenario):
     assert a.estimates_frame().equals(b.estimates_frame())
     c = run(sc, n_sims=2_000, seed=6, n_jobs=1)
     assert not a.to_frame().equals(c.to_frame())
+
+
+def test_dearest_tasks_go_first_and_every_block_once():
+    # three scenarios: 5 blocks of 100 trials (the last of 30), costs 1, 7 and 7 per trial
+    todo = [[0, 1, 2, 3, 4], [1, 2, 3, 4], [0, 2, 4]]
+    tasks = dearest_first(todo, 2, 100, 430, trial_costs=[1.0, 7.0, 7.0])
+    costs = [[1.0, 7.0, 7.0][i] * sum(n for _, n in task.blocks) for i, task in tasks]
+    assert costs == sorted(costs, reverse=True)
+    assert sorted((i, b) for i, task in tasks for b, _ in task.blocks) == sorted(
+        (i, b) for i, blocks in enumerate(todo) for b in blocks)
+    assert all(task.spec_index == i and len(task.blocks) <= 2 for i, task in tasks)
+    assert dict(b for _, task in tasks for b in task.blocks)[4] == 30  # the last block holds the rest
+    # equal costs keep their order: one scenario's tasks run in block order, the short last one last
+    one = dearest_first([[0, 1, 2, 3, 4]], 2, 100, 430, trial_costs=[3.0])
+    assert [[b for b, _ in task.blocks] for _, task in one] == [[0, 1], [2, 3], [4]]
+
+
+def test_scenarios_of_unequal_cost_give_the_same_numbers_in_any_order(default_scenario):
+    # a sweep whose scenarios cost 1 to 4 times the smallest: handed out dearest first on 2 workers, in
+    # order on 1; the same table
+    sc = with_values(default_scenario, {"run.block_size": 200, "endpoints.leak_1m.tests": ["fisher"], "sweep": {
+        "zip_groups": [["design.n_control", "design.n_treatment"]],
+        "values": {"design.n_control": [10, 40, 20], "design.n_treatment": [10, 40, 20]}}})
+    a = run(sc, n_sims=600, seed=11, n_jobs=1, chunk_blocks=1)
+    b = run(sc, n_sims=600, seed=11, n_jobs=2, chunk_blocks=2)
+    assert a.to_frame().equals(b.to_frame())
+    assert a.estimates_frame().equals(b.estimates_frame())
 
 
 def test_per_trial_table_identical_for_any_jobs_and_chunking(crp_scenario, tmp_path):

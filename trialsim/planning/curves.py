@@ -18,10 +18,12 @@ import numpy as np
 import pandas as pd
 
 from trialsim.analysis import registry as tests
+from trialsim.cache import keep, kept
 from trialsim.config.loader import load_scenario, to_raw, with_values
 from trialsim.config.schema import Scenario
 from trialsim.endpoints.base import Analysed
 from trialsim.engine import map_calls
+from trialsim.exact import shipped_exact_power
 from trialsim.labels import key_label, pct
 from trialsim.model import Model, build_model
 from trialsim.planning.mde import EffectAxis, effect_axis
@@ -126,14 +128,10 @@ def power_vs_n(scenario: Scenario, *, pairs: Sequence[Pair] | None = None, n_val
             ns = [n for n in n_values if n >= 2 and (limit is None or max(n, n_treatment_for(n, ratio)) <= limit)]
             jobs.append(Job(a.name, test, tuple(size_point(n, n_treatment_for(n, ratio)) for n in ns)))
             sim.append((a, test, ns))
-    # exact series on the workers, each cut into pieces of about equal work (larger sizes cost more)
-    pieces = [(i, chunk) for i, (_, _, _, ns) in enumerate(exact) for chunk in balanced(ns, EXACT_PIECES)]
-    powers = map_calls(exact_powers, [(exact[i][1], exact[i][2].p_control, exact[i][2].p_treatment, chunk, ratio, d.alpha)
-                                      for i, chunk in pieces],
-                       n_jobs=n_jobs, backend=cc.run.backend, scheduler=cc.run.scheduler)
-    for (i, chunk), values in zip(pieces, powers):  # pieces in series order: rows as one call per series gave
-        a, test = exact[i][:2]
-        rows += [_base(a, test) | {"n_per_arm": n} | exact_row(p) for n, p in zip(chunk, values)]
+    series = exact_series([(test, r.p_control, r.p_treatment, ns, ratio, d.alpha) for _, test, r, ns in exact],
+                          n_jobs=n_jobs, backend=cc.run.backend, scheduler=cc.run.scheduler)
+    for (a, test, _, ns), values in zip(exact, series):
+        rows += [_base(a, test) | {"n_per_arm": n} | exact_row(float(p)) for n, p in zip(ns, values)]
     done = rejections(cc, jobs, n_sims=n_sims, seed=seed, n_jobs=n_jobs, progress=progress) if jobs else []
     for (a, test, ns), r in zip(sim, done):
         rows += [_base(a, test) | {"n_per_arm": n} | mc_row(r[:, j]) for j, n in enumerate(ns)]
@@ -142,7 +140,41 @@ def power_vs_n(scenario: Scenario, *, pairs: Sequence[Pair] | None = None, n_val
     return frame
 
 
-EXACT_PIECES = 4  # calls per exact series in power_vs_n
+EXACT_PIECES = 4  # calls per exact series computed on the workers
+CURVE_KIND = "exact-curve"
+
+
+def exact_series(series: Sequence[tuple], *, n_jobs: int = 1, backend: str = "loky",
+                 scheduler: str | None = None) -> list[np.ndarray]:
+    """Exact power of each ``(test, p_control, p_treatment, ns, ratio, alpha)`` at every control size of ``ns``.
+
+    A series of a shipped test is read from the disk cache when a command computed it on this machine before
+    (:mod:`trialsim.cache`, kind ``"exact-curve"``: keyed by the whole tuple and the package version, checked before
+    use): the default config's power-versus-n curves cost 1.1-1.7 s of both cores each time otherwise. The others
+    are computed on the workers, each cut into :data:`EXACT_PIECES` pieces of about equal work (larger sizes cost
+    more), and kept.
+    """
+    out: list[np.ndarray | None] = [None] * len(series)
+    for i, (test, p_c, p_t, ns, ratio, alpha) in enumerate(series):
+        if shipped_exact_power(test):
+            out[i] = kept(CURVE_KIND, _series_key(series[i]), dtype=np.float64, shape=(len(ns),))
+    pieces = [(i, chunk) for i, job in enumerate(series) if out[i] is None for chunk in balanced(job[3], EXACT_PIECES)]
+    powers = map_calls(exact_powers, [(series[i][0], series[i][1], series[i][2], chunk, series[i][4], series[i][5])
+                                      for i, chunk in pieces], n_jobs=n_jobs, backend=backend, scheduler=scheduler)
+    computed: dict[int, list[float]] = {}
+    for (i, _), values in zip(pieces, powers):  # pieces in series order
+        computed.setdefault(i, []).extend(values)
+    for i, values in computed.items():
+        out[i] = np.asarray(values, dtype=np.float64)
+        if shipped_exact_power(series[i][0]):
+            keep(CURVE_KIND, _series_key(series[i]), out[i])
+    return [np.empty(0) if values is None else values for values in out]
+
+
+def _series_key(job: tuple) -> dict:
+    test, p_c, p_t, ns, ratio, alpha = job
+    return {"test": test, "p_control": float(p_c), "p_treatment": float(p_t), "n": [int(n) for n in ns],
+            "ratio": float(ratio), "alpha": float(alpha)}
 
 
 def effect_grid(axis: EffectAxis, points: int, *, linear: bool) -> list[float]:
@@ -192,7 +224,7 @@ def power_vs_effect(scenario: Scenario, *, pairs: Sequence[Pair] | None = None,
     n_plan = int(n_per_arm) if n_per_arm is not None else d.n_control
     seed = resolve_seed(scenario, seed)
     primary_ns = sorted({n_plan, *(primary_n_values if primary_n_values is not None else PRIMARY_EFFECT_N)})
-    rows, jobs, sim = [], [], []
+    rows, jobs, sim, exact = [], [], [], []
     for a, test in _pairs(model, pairs):
         if a.effect is None:
             continue
@@ -203,12 +235,7 @@ def power_vs_effect(scenario: Scenario, *, pairs: Sequence[Pair] | None = None,
                 continue
             grid = effect_grid(axis, 20, linear=True) if a.primary else effect_grid(axis, 13, linear=False)
             small = reduced(cc, [(a.name, test)])  # the same law, a cheaper scenario to vary
-            for v in grid:
-                r = binary_rates(build_model(with_effect(small, a.effect, v)), a.name)
-                for n in ns:
-                    pw = exact_power(test, r.p_control, r.p_treatment, n, n_treatment_for(n, ratio), alpha=d.alpha)
-                    rows.append(_effect_base(a, test) | {"effect": v, "relative_change": relative_change(a.effect.kind, a.effect.null, v),
-                                                         "n_per_arm": n} | exact_row(pw))
+            exact += [(a, test, v, binary_rates(build_model(with_effect(small, a.effect, v)), a.name), ns) for v in grid]
         elif simulate:
             limit = tests.get(test).max_n
             ns = [n for n in ns if limit is None or max(n, n_treatment_for(n, ratio)) <= limit]
@@ -217,6 +244,11 @@ def power_vs_effect(scenario: Scenario, *, pairs: Sequence[Pair] | None = None,
             jobs.append(Job(a.name, test, tuple(size_point(n, n_treatment_for(n, ratio)) | effect_values(cc, a.effect, v)
                                                 for n, v in combos)))
             sim.append((a, test, combos))
+    series = exact_series([(test, r.p_control, r.p_treatment, ns, ratio, d.alpha) for _, test, _, r, ns in exact],
+                          n_jobs=n_jobs, backend=cc.run.backend, scheduler=cc.run.scheduler)
+    for (a, test, v, _, ns), powers in zip(exact, series):
+        rows += [_effect_base(a, test) | {"effect": v, "relative_change": relative_change(a.effect.kind, a.effect.null, v),
+                                          "n_per_arm": n} | exact_row(float(pw)) for n, pw in zip(ns, powers)]
     done = rejections(cc, jobs, n_sims=n_sims, seed=seed, n_jobs=n_jobs, progress=progress) if jobs else []
     for (a, test, combos), r in zip(sim, done):
         rows += [_effect_base(a, test) | {"effect": v, "relative_change": relative_change(a.effect.kind, a.effect.null, v),
@@ -227,12 +259,13 @@ def power_vs_effect(scenario: Scenario, *, pairs: Sequence[Pair] | None = None,
 
 
 def power_grid(scenario: Scenario, *, test: str | None = None, effects: Sequence[float] | None = None,
-               n_values: Sequence[int] | None = None, ratio: float | None = None) -> pd.DataFrame:
+               n_values: Sequence[int] | None = None, ratio: float | None = None, n_jobs: int = 1) -> pd.DataFrame:
     """Exact power of the primary endpoint over its effect x analysable patients per arm.
 
     Only for a primary endpoint with an exact answer (else an empty frame): its effect parameter from
     no effect towards the assumed side (:func:`effect_grid`, or ``effects``), at the planned size and
-    about 25 sizes log-spaced from 10 to 1000 per arm (or ``n_values``).
+    about 25 sizes log-spaced from 10 to 1000 per arm (or ``n_values``); one :func:`exact_series` per effect value
+    (on ``n_jobs`` workers, or from the disk cache).
 
     Returns
     -------
@@ -253,12 +286,13 @@ def power_grid(scenario: Scenario, *, test: str | None = None, effects: Sequence
     base = {"endpoint": a.name, "test": test, "parameter": a.effect.path, "parameter_label": a.effect.label,
             "parameter_kind": a.effect.kind, "no_effect": a.effect.null, "assumed": a.effect.assumed}
     small = reduced(cc, [(a.name, test)])  # the same law, a cheaper scenario to vary
-    for v in values:
-        r = binary_rates(build_model(with_effect(small, a.effect, v)), a.name)
-        for n in ns:
-            pw = exact_power(test, r.p_control, r.p_treatment, n, n_treatment_for(n, ratio), alpha=d.alpha)
+    rates = [binary_rates(build_model(with_effect(small, a.effect, v)), a.name) for v in values]
+    series = exact_series([(test, r.p_control, r.p_treatment, ns, ratio, d.alpha) for r in rates], n_jobs=n_jobs,
+                          backend=cc.run.backend, scheduler=cc.run.scheduler)
+    for v, r, powers in zip(values, rates, series):
+        for n, pw in zip(ns, powers):
             rows.append(base | {"effect": float(v), "relative_change": relative_change(a.effect.kind, a.effect.null, v),
-                                "n_per_arm": n, "p_control": r.p_control, "p_treatment": r.p_treatment, "power": pw,
+                                "n_per_arm": n, "p_control": r.p_control, "p_treatment": r.p_treatment, "power": float(pw),
                                 "method": "exact"})
     return pd.DataFrame(rows, columns=GRID_COLUMNS)
 

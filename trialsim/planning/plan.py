@@ -427,7 +427,7 @@ def plan(
         frames["curves"] = timed("curves_n", lambda: power_vs_n(scenario, n_values=default_n_values(scenario, curve_n_max),
                                                                 n_sims=curve_sims, simulate=simulate, **sim))
         frames["effect_curves"] = timed("curves_effect", lambda: power_vs_effect(scenario, n_sims=curve_sims, simulate=simulate, **sim))
-        frames["heatmap"] = timed("heatmap", lambda: power_grid(scenario))
+        frames["heatmap"] = timed("heatmap", lambda: power_grid(scenario, n_jobs=n_jobs))
     settings = {"parts": list(parts), "power": list(power), "ratio": ratio, "n_sims": n_sims, "null_sims": null_sims,
                 "search_sims": search_sims, "curve_sims": curve_sims, "n_max": n_max, "curve_n_max": curve_n_max,
                 "simulate": simulate, "search": search, "sweep_max_sims": SWEEP_MAX_SIMS}
