@@ -352,3 +352,22 @@ def test_print_column_widths_apply_to_print_only(result):
     assert "table-layout: fixed" in html_text.split("@media print")[1]
     assert re.search(r'<col style="--print-width: [0-9.]+%" />', html_text)
     assert "col { width: var(--print-width); }" in html_text.split("@media print")[1]
+
+
+def test_power_panels_say_whether_their_power_is_exact_or_simulated():
+    """Panel A of power against n said "Exact power" and panel B nothing, though B mixes exact and simulated series."""
+    import pandas as pd
+
+    from trialsim.report.figures import figure_power_vs_n
+
+    def rows(endpoint, test, method):
+        return [{"endpoint": endpoint, "test": test, "label": endpoint, "short": endpoint, "n_per_arm": n, "power": n / 100,
+                 "mc_se": 0.0, "ci_low": n / 100, "ci_high": n / 100, "method": method, "family": "binary",
+                 "primary": endpoint == "leak", "n_sims": 100} for n in (10, 20, 40)]
+
+    mixed = pd.DataFrame(rows("leak", "fisher", "exact") + rows("los", "welch", "exact") + rows("il6", "welch", "monte_carlo"))
+    fig = figure_power_vs_n(mixed, planned_n=10, primary="leak")
+    assert [ax.get_ylabel() for ax in fig.axes[:2]] == ["Exact power", "Power (exact or simulated)"]
+    simulated = mixed.assign(method="monte_carlo")
+    fig = figure_power_vs_n(simulated, planned_n=10, primary="leak")
+    assert [ax.get_ylabel() for ax in fig.axes[:2]] == ["Simulated power", "Simulated power"]

@@ -435,19 +435,25 @@ def figure_power_vs_n(curves: pd.DataFrame, *, planned_n: int | None, primary: s
     fig, axes = _figure(FIG_WIDTH, 5.6, ncols=2)
     prim = curves[curves["endpoint"] == primary]
     sec = curves[curves["endpoint"] != primary]
-    exact = not prim.empty and (prim["method"] == "exact").all()
     if not prim.empty:
         plot_power_vs_n(prim, axes[0, 0], planned_n=planned_n, by_test=True, title=_panel_title("A", title or "Primary endpoint"))
-        if exact:
-            axes[0, 0].set_ylabel("Exact power")
+        axes[0, 0].set_ylabel(_power_label(prim))
     else:
         axes[0, 0].set_visible(False)
     if not sec.empty:
         plot_power_vs_n(sec, axes[0, 1], planned_n=planned_n, title=_panel_title("B", "Key secondary endpoints"))
-        axes[0, 1].set_ylabel("")
+        axes[0, 1].set_ylabel(_power_label(sec))
     else:
         axes[0, 1].set_visible(False)
     return fig
+
+
+def _power_label(frame: pd.DataFrame) -> str:
+    """The y label of a panel of power curves: what its power is (the legend says which series is which)."""
+    methods = set(frame["method"])
+    if methods == {"exact"}:
+        return "Exact power"
+    return "Simulated power" if "exact" not in methods else "Power (exact or simulated)"
 
 
 def figure_power_vs_effect(effects: pd.DataFrame, *, planned_n: int | None, primary: str, title: str | None = None):
