@@ -67,9 +67,50 @@ def test_fisher_large_table_spot_checks_equal_scipy():
 @pytest.mark.parametrize("n1, n2", SIZES)
 def test_boschloo_table_equals_scipy(n1, n2):
     # scipy maximises over the nuisance parameter with shgo (32 Sobol points); our grid plus
-    # golden-section refinement agrees to ~1e-13 on every table of these sizes.
+    # Newton refinement agrees to ~1e-13 on every table of these sizes.
     ours, ref = pvalue_table("boschloo", n1, n2), scipy_table("boschloo", n1, n2)
     np.testing.assert_allclose(ours, ref, rtol=0, atol=1e-9)
+
+
+@pytest.mark.parametrize("n1, n2", [(4, 9), (30, 30), (150, 40)])
+def test_boschloo_supremum_is_the_peak_of_a_dense_search(n1, n2):
+    """Each one-sided p-value below 1/2 is the maximum of its size function: equal, to 1e-11, to bounded Brent
+    maximisation (scipy) around the best of 20,001 points uniform in pi, for a spread of tables."""
+    from scipy import optimize
+
+    stat = binary._less_statistic(n1, n2)
+    rng = np.random.default_rng(3)
+    cells = {(int(a), int(b)) for a, b in zip(rng.integers(0, n1 + 1, 12), rng.integers(0, n2 + 1, 12))}
+    values = np.array([stat.table[a, b] for a, b in sorted(cells)])
+    ours = binary._boschloo_less_pvalues(stat, values)
+    mass = stat.conditional_mass(values * (1 + binary._BOSCHLOO_TIE_RTOL))
+    n = n1 + n2
+    pi = np.linspace(0.0, 1.0, 20_001)
+    pmf = stats.binom.pmf(np.arange(n + 1)[None, :], n, pi[:, None])
+    for row, got in zip(mass, ours):
+        dense = pmf @ row
+        k = int(np.argmax(dense))
+        lo, hi = pi[max(k - 1, 0)], pi[min(k + 1, len(pi) - 1)]
+        peak = optimize.minimize_scalar(lambda q: -(stats.binom.pmf(np.arange(n + 1), n, q) @ row), bounds=(lo, hi),
+                                        method="bounded", options={"xatol": 1e-12})
+        reference = min(max(dense[k], -peak.fun), 1.0)
+        if reference < 0.5:
+            assert got == pytest.approx(reference, rel=1e-11, abs=1e-300)
+        else:  # a one-sided value of 1/2 or more makes the two-sided p-value 1: kept at the grid's maximum
+            assert reference * (1 - binary._PEAK_WINDOW) <= got <= reference * (1 + 1e-12)
+
+
+def test_peaks_newton_does_not_settle_get_golden_section_search(monkeypatch):
+    """With one Newton step no peak settles: golden-section search refines them all, to the same values."""
+    stat = binary._less_statistic(25, 18)
+    values = np.unique(stat.table)
+    settled = binary._boschloo_less_pvalues(stat, values)
+    calls = []
+    golden = binary._golden_peaks
+    monkeypatch.setattr(binary, "_NEWTON_STEPS", 1)
+    monkeypatch.setattr(binary, "_golden_peaks", lambda h, *a: calls.append(len(h)) or golden(h, *a))
+    np.testing.assert_allclose(binary._boschloo_less_pvalues(stat, values), settled, rtol=1e-12, atol=0)
+    assert sum(calls) > 100
 
 
 @pytest.mark.parametrize("n1, n2", SIZES + [(20, 13)])

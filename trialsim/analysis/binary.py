@@ -83,12 +83,15 @@ _TAIL_ADD = 10.0
 
 # Boschloo: nuisance grid, uniform in theta with pi = sin(theta)^2 (the binomial
 # variance-stabilising scale, on which every size function varies on the same width), points per
-# width 1 / (2 sqrt(N)) and bounds; then golden-section refinement around every grid-local maximum
-# (the bracket of two grid steps shrinks to ~1e-7 of a width: relative error ~1e-14).
+# width 1 / (2 sqrt(N)) and bounds; then Newton's method on the size function's derivative around every grid-local
+# maximum, settled when a step is below _NEWTON_TOL of the bracket of two grid steps (relative error ~1e-20); a peak
+# not settled within _NEWTON_STEPS gets golden-section search (the bracket shrinks to ~1e-7 of a width: ~1e-14).
 _GRID_PER_WIDTH = 10
 _GRID_MIN = 201
 _GRID_MAX = 2001
 _GOLDEN_STEPS = 32
+_NEWTON_STEPS = 40
+_NEWTON_TOL = 1e-9
 _BOSCHLOO_CHUNK = 1 << 22  # floats per block of thresholds x (grid or margins): 32 MB
 # A grid point lies within ~0.5% of any local maximum (a size function's relative curvature is at
 # most ~16 N on the theta scale, the grid step 1 / (20 sqrt(N))); peaks within this window of the
@@ -523,17 +526,18 @@ def _nuisance_grid(n_total: int) -> tuple[np.ndarray, np.ndarray]:
     return theta, pmf
 
 
-def _sup_over_nuisance(mass: np.ndarray, n_total: int, refine: tuple[float, float] = (0.0, 0.5)) -> np.ndarray:
+def _sup_over_nuisance(mass: np.ndarray, n_total: int, refine: tuple[float, float] = (0.0, 0.5), *,
+                       blas: bool = False) -> np.ndarray:
     """sup over pi of sum_m Binomial(n_total, pi)(m) * mass[:, m], one value per row of ``mass``.
 
-    The grid maximum, then golden-section search on [theta_-1, theta_+1] around every grid-local
-    maximum within ``_PEAK_WINDOW`` of it, for the rows whose grid maximum lies in ``refine``
+    The grid maximum, then Newton's method (:func:`_newton_peaks`; golden-section search where it does not settle)
+    on [theta_-1, theta_+1] around every grid-local maximum within ``_PEAK_WINDOW`` of it, for the rows whose grid maximum lies in ``refine``
     (low inclusive, high exclusive). The others keep the grid maximum, which is below the supremum
     by less than the window: by default rows already >= 1/2 (a one-sided value >= 1/2 gives a
     two-sided p-value of 1); a yes/no comparison with a level refines only near the level.
     """
     theta, pmf = _nuisance_grid(n_total)
-    grid = np.einsum("qm,gm->qg", mass, pmf) if len(mass) <= _FEW_ROWS else mass @ pmf.T
+    grid = mass @ pmf.T if blas or len(mass) > _FEW_ROWS else np.einsum("qm,gm->qg", mass, pmf)
     best = grid.max(axis=1)
     padded = np.pad(grid, ((0, 0), (1, 1)), constant_values=-np.inf)
     # strict on the left so a flat run yields one candidate; peaks far below the best cannot
@@ -545,7 +549,68 @@ def _sup_over_nuisance(mass: np.ndarray, n_total: int, refine: tuple[float, floa
     a = np.maximum(theta[col] - step, 0.0)
     b = np.minimum(theta[col] + step, np.pi / 2)
     h = mass[row]
+    value, done = _newton_peaks(h, n_total, theta[col], a, b)
+    if not done.all():  # the few peaks Newton's steps did not settle: golden-section search, as a fallback
+        left = ~done
+        value[left] = np.maximum(value[left], _golden_peaks(h[left], n_total, a[left], b[left]))
+    np.maximum.at(best, row, value)
+    return np.minimum(best, 1.0)
 
+
+def _size_derivatives(h: np.ndarray, n_total: int, t: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """f(t) = sum_m h[:, m] Binomial(n_total, sin(t)^2)(m) and its first two derivatives in t, one per row (0 < t < pi/2).
+
+    With b_m(t) the binomial terms, d log b_m / dt = 2m cot t - 2(N - m) tan t = u_m and
+    d u_m / dt = -2m / sin^2 t - 2(N - m) / cos^2 t = v_m: f' = sum h b u and f'' = sum h b (u^2 + v).
+    """
+    m = np.arange(n_total + 1, dtype=float)
+    hb = h * _binom_pmf_matrix(n_total, t)
+    sin, cos = np.sin(t)[:, None], np.cos(t)[:, None]
+    u = 2.0 * m * (cos / sin) - 2.0 * (n_total - m) * (sin / cos)
+    v = -2.0 * m / sin**2 - 2.0 * (n_total - m) / cos**2
+    hbu = hb * u
+    return hb.sum(axis=1), hbu.sum(axis=1), np.einsum("ij,ij->i", hbu, u) + np.einsum("ij,ij->i", hb, v)
+
+
+def _newton_peaks(h: np.ndarray, n_total: int, start: np.ndarray, a: np.ndarray, b: np.ndarray
+                  ) -> tuple[np.ndarray, np.ndarray]:
+    """The largest f evaluated while Newton's method on f' climbs each row's peak in [a, b], and whether it settled.
+
+    Safeguarded (as Numerical Recipes' rtsafe): the bracket shrinks to the side where f' says the peak lies, and a
+    step that leaves it, or is taken where f is not concave, is replaced by the bracket's midpoint. A row settles
+    when its step is below :data:`_NEWTON_TOL` of a grid step; each value is some f(t), so never above the supremum.
+    Near a peak f is a parabola to within a relative ~1e-20 over the last step, against ~1e-14 for the 32
+    golden-section steps it replaces, with 4-6 evaluations instead of 34.
+    """
+    k = len(start)
+    value = np.full(k, -np.inf)
+    done = np.zeros(k, dtype=bool)
+    a, b = a.copy(), b.copy()
+    t = np.where((start > 0.0) & (start < np.pi / 2), start, (a + b) / 2)
+    tol = _NEWTON_TOL * (b - a)
+    active = np.flatnonzero((a < b) & (t > 0.0) & (t < np.pi / 2))
+    for _ in range(_NEWTON_STEPS):
+        if not active.size:
+            break
+        f, d1, d2 = _size_derivatives(h[active], n_total, t[active])
+        finite = np.isfinite(f) & np.isfinite(d1) & np.isfinite(d2)
+        value[active] = np.maximum(value[active], np.where(np.isfinite(f), f, -np.inf))
+        ta, aa, ba = t[active], a[active], b[active]
+        aa = np.where(finite & (d1 > 0), ta, aa)  # the peak is to the right of t
+        ba = np.where(finite & (d1 < 0), ta, ba)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            newton = ta - d1 / d2
+        inside = finite & (d2 < 0) & (newton > aa) & (newton < ba)
+        new = np.where(inside, newton, (aa + ba) / 2)
+        settled = finite & ((np.abs(new - ta) <= tol[active]) | (d1 == 0))
+        a[active], b[active], t[active] = aa, ba, new
+        done[active[settled]] = True
+        active = active[~settled & finite]
+    return value, done
+
+
+def _golden_peaks(h: np.ndarray, n_total: int, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Golden-section search for each row's peak of f in [a, b] (bracket shrunk to ~1e-7 of its width)."""
     def f(t):
         return np.einsum("ij,ij->i", h, _binom_pmf_matrix(n_total, t))
 
@@ -564,8 +629,7 @@ def _sup_over_nuisance(mass: np.ndarray, n_total: int, refine: tuple[float, floa
             np.where(left, fnew, fd),
             np.where(left, fc, fnew),
         )
-    np.maximum.at(best, row, np.maximum(fc, fd))
-    return np.minimum(best, 1.0)
+    return np.maximum(fc, fd)
 
 
 def _boschloo_less_pvalues(stat: _LessStatistic, statistic: np.ndarray) -> np.ndarray:
@@ -655,7 +719,7 @@ def _boschloo_cutoff(n1: int, n2: int, level: float) -> float:
         probe = np.unique(lo + (hi - lo) * np.arange(1, _SEARCH_WAYS + 1) // (_SEARCH_WAYS + 1))
         probe = probe[(probe > lo) & (probe < hi)]
         mass = stat.conditional_mass(values[probe] * (1 + _BOSCHLOO_TIE_RTOL))
-        ok = _sup_over_nuisance(mass, n1 + n2, refine=(target * (1 - _PEAK_WINDOW), target)) <= target
+        ok = _sup_over_nuisance(mass, n1 + n2, refine=(target * (1 - _PEAK_WINDOW), target), blas=True) <= target
         passed, failed = probe[ok], probe[~ok]
         lo = int(passed.max()) if passed.size else lo
         hi = int(failed.min()) if failed.size else hi
