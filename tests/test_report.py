@@ -371,3 +371,19 @@ def test_power_panels_say_whether_their_power_is_exact_or_simulated():
     simulated = mixed.assign(method="monte_carlo")
     fig = figure_power_vs_n(simulated, planned_n=10, primary="leak")
     assert [ax.get_ylabel() for ax in fig.axes[:2]] == ["Simulated power", "Simulated power"]
+
+
+def test_log_axes_leave_out_200_only_where_labels_would_run_together():
+    from matplotlib.figure import Figure
+
+    from trialsim.report.figures import _log_ticks
+
+    ax = Figure().subplots()
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    _log_ticks(ax.xaxis, 2, 500)  # two decades and more across: "100" and "200" side by side ran together
+    _log_ticks(ax.yaxis, 10, 1000)  # stacked: room for every label
+    assert list(ax.xaxis.get_majorticklocs()) == [5, 10, 20, 50, 100, 500]
+    assert list(ax.yaxis.get_majorticklocs()) == [10, 20, 50, 100, 200, 500, 1000]
+    _log_ticks(ax.xaxis, 5, 200)  # under 60x: 1-2-5 throughout
+    assert list(ax.xaxis.get_majorticklocs()) == [5, 10, 20, 50, 100, 200]

@@ -442,15 +442,21 @@ def _hypergeom_by_margin(n1: int, n2: int) -> np.ndarray:
     x = np.arange(n1 + 1, dtype=float)[None, :]
     lo, hi = np.maximum(0.0, m - n2), np.minimum(float(n1), m)
     mode = np.floor((m + 1) * (n1 + 1) / (n + 2))
-    with np.errstate(divide="ignore", invalid="ignore"):
-        up = ((m - x) * (n1 - x)) / ((x + 1) * (n2 - m + x + 1))  # pmf(x + 1) / pmf(x)
-        down = ((x + 1) * (n2 - m + x + 1)) / ((m - x) * (n1 - x))  # pmf(x) / pmf(x + 1)
-    above = np.cumprod(np.where((x >= mode) & (x < hi), up, 1.0), axis=1)  # pmf(x + 1) / pmf(mode), x >= mode
-    below = np.cumprod(np.where((x >= lo) & (x < mode), down, 1.0)[:, ::-1], axis=1)[:, ::-1]  # pmf(x) / pmf(mode), x < mode
-    pmf = np.where(x < mode, below, 1.0)
-    pmf[:, 1:] = np.where(x[:, 1:] > mode, above[:, :-1], pmf[:, 1:])
-    pmf = np.where((x >= lo) & (x <= hi), pmf, 0.0)
-    return pmf / pmf.sum(axis=1, keepdims=True)
+    num = (m - x) * (n1 - x)
+    den = (x + 1) * (n2 - m + x + 1)
+    up = np.ones_like(num)  # pmf(x + 1) / pmf(x) from the mode up to the top of the support, else 1
+    np.divide(num, den, out=up, where=(x >= mode) & (x < hi))
+    down = np.ones_like(num)  # pmf(x) / pmf(x + 1) from the bottom of the support to the mode, else 1
+    np.divide(den, num, out=down, where=(x >= lo) & (x < mode))
+    # pmf(x) / pmf(mode): the down ratios multiplied from x up to the mode (a product of ones from the mode up) times
+    # the up ratios multiplied from the mode to x - 1 (ones up to the mode). One factor is exactly 1, so the product
+    # is the other one, bit for bit as choosing it by the side of the mode
+    pmf = np.empty_like(num)
+    np.cumprod(down[:, ::-1], axis=1, out=pmf[:, ::-1])
+    pmf[:, 1:] *= np.cumprod(up, axis=1)[:, :-1]
+    pmf[(x < lo) | (x > hi)] = 0.0
+    pmf /= pmf.sum(axis=1, keepdims=True)
+    return pmf
 
 
 class _LessStatistic:

@@ -125,7 +125,11 @@ def _legend_below(ax, ncol: int = 1, title: str | None = None) -> None:
 def _log_ticks(axis, lo: float, hi: float) -> None:
     from matplotlib.ticker import FixedLocator, FuncFormatter, NullFormatter
 
-    ticks = [t for t in (5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000) if lo <= t <= hi]
+    # side by side on an x axis of two decades and more, "100" and "200" ran together as "100200" in a half-width
+    # panel: 1-2-5 below 100, 1-5 above there
+    crowded = axis.axis_name == "x" and hi / max(lo, 1e-9) >= 60
+    steps = (5, 10, 20, 50, 100, 500, 1000, 5000) if crowded else (5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000)
+    ticks = [t for t in steps if lo <= t <= hi]
     axis.set_major_locator(FixedLocator(ticks))
     axis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
     axis.set_minor_formatter(NullFormatter())
