@@ -100,6 +100,21 @@ def test_boschloo_supremum_is_the_peak_of_a_dense_search(n1, n2):
             assert reference * (1 - binary._PEAK_WINDOW) <= got <= reference * (1 + 1e-12)
 
 
+def test_boschloo_cutoff_through_blas_gives_the_regions_of_the_einsum_product(monkeypatch):
+    """The cutoff search multiplies its probes by the nuisance grid through BLAS (last bits may differ from einsum's):
+    the same rejection regions as with the einsum product, equal and unequal arms, several levels."""
+    pairs, levels = [(5, 5), (12, 31), (40, 40), (90, 23), (150, 150)], (0.01, 0.05, 0.1)
+    blas = {(n1, n2, a): binary.boschloo_region(n1, n2, a) for n1, n2 in pairs for a in levels}
+    sup = binary._sup_over_nuisance
+    monkeypatch.setattr(binary, "_sup_over_nuisance", lambda mass, n, refine=(0.0, 0.5), blas=False: sup(mass, n, refine))
+    binary._boschloo_cutoff.cache_clear()
+    try:
+        for (n1, n2, a), region in blas.items():
+            np.testing.assert_array_equal(binary.boschloo_region(n1, n2, a), region)
+    finally:
+        binary._boschloo_cutoff.cache_clear()
+
+
 def test_peaks_newton_does_not_settle_get_golden_section_search(monkeypatch):
     """With one Newton step no peak settles: golden-section search refines them all, to the same values."""
     stat = binary._less_statistic(25, 18)

@@ -278,6 +278,10 @@ def test_exact_curve_series_are_kept_and_read_back_as_computed(folder, monkeypat
     for (test, p_c, p_t, ns, ratio, alpha), powers in zip(series, first):
         assert powers.tolist() == [exact_power(test, p_c, p_t, n, n_treatment_for(n, ratio), alpha=alpha) for n in ns]
     assert len(list(folder.glob("exact-curve-*.npz"))) == 2  # an empty series: nothing computed, nothing kept
+    # computed in pieces on two workers and put back together: the same series
+    monkeypatch.setenv(cache.ENV_SWITCH, "0")
+    assert [a.tolist() for a in curves.exact_series(series, n_jobs=2)] == [f.tolist() for f in first]
+    monkeypatch.delenv(cache.ENV_SWITCH)
     _scale_kept(folder, "exact-curve-*.npz", slice(None), 0.5)
     again = curves.exact_series(series, n_jobs=1)
     assert [a.tolist() for a in again] == [(0.5 * f).tolist() for f in first]  # read back, not computed

@@ -46,7 +46,7 @@ __all__ = ["FORMAT", "ENV_DIR", "ENV_SWITCH", "cache_dir", "cached_array", "cach
 # Bump when a cached builder changes what it computes (the package version alone does not change
 # between development commits): the tables' builders, exact power, the scans' and the MDE's searches, and the
 # shipped families' binary laws (the exact MDE keeps the law's config, not the code that turns it into rates).
-FORMAT = 2
+FORMAT = 3
 ENV_DIR = "TRIALSIM_CACHE_DIR"
 ENV_SWITCH = "TRIALSIM_CACHE"
 _OFF = {"0", "off", "false", "no"}
