@@ -387,3 +387,14 @@ def test_log_axes_leave_out_200_only_where_labels_would_run_together():
     assert list(ax.yaxis.get_majorticklocs()) == [10, 20, 50, 100, 200, 500, 1000]
     _log_ticks(ax.xaxis, 5, 200)  # under 60x: 1-2-5 throughout
     assert list(ax.xaxis.get_majorticklocs()) == [5, 10, 20, 50, 100, 200]
+
+
+def test_power_against_effect_panel_says_what_its_power_is(result):
+    from trialsim.report.figures import figure_power_vs_effect
+
+    effects = result.frame("effect_curves")
+    design = result.design
+    fig = figure_power_vs_effect(effects, planned_n=int(design["n_control"]), primary=design["primary_endpoint"])
+    other = effects[(effects["endpoint"] != design["primary_endpoint"]) & (effects["n_per_arm"] == int(design["n_control"]))]
+    assert set(other["method"]) == {"exact", "monte_carlo"}  # the registered design's secondaries mix both
+    assert fig.axes[1].get_ylabel() == "Power (exact or simulated)"

@@ -471,6 +471,7 @@ def figure_power_vs_effect(effects: pd.DataFrame, *, planned_n: int | None, prim
         i += 1
     if not other.empty:
         plot_power_vs_effects(other, axes[0, i], title=_panel_title("B" if i else "A", f"Key secondary endpoints, {planned_n} per arm"))
+        axes[0, i].set_ylabel(_power_label(other))
     return fig
 
 
