@@ -611,7 +611,7 @@ def _newton_peaks(h: np.ndarray, n_total: int, start: np.ndarray, a: np.ndarray,
     a, b = a.copy(), b.copy()
     t = np.where((start > 0.0) & (start < np.pi / 2), start, (a + b) / 2)
     tol = _NEWTON_TOL * (b - a)
-    active = np.flatnonzero((a < b) & (t > 0.0) & (t < np.pi / 2))
+    active = np.flatnonzero(a < b)  # t is inside (0, pi/2): the grid point, or the bracket's midpoint
     for _ in range(_NEWTON_STEPS):
         if not active.size:
             break

@@ -22,20 +22,18 @@ from trialsim.cache import keep, kept
 from trialsim.config.loader import load_scenario, to_raw, with_values
 from trialsim.config.schema import Scenario
 from trialsim.endpoints.base import Analysed
-from trialsim.engine import map_calls
 from trialsim.exact import shipped_exact_power
 from trialsim.labels import key_label, pct
 from trialsim.model import Model, build_model
 from trialsim.planning.mde import EffectAxis, effect_axis
 from trialsim.planning.model import (
     Pair,
-    balanced,
     binary_rates,
     complete_case,
     effect_values,
     exact_available,
     exact_power,
-    exact_powers,
+    exact_powers_in_pieces,
     key_pairs,
     n_treatment_for,
     reduced,
@@ -154,17 +152,13 @@ def exact_series(series: Sequence[tuple], *, n_jobs: int = 1, backend: str = "lo
     are computed on the workers, each cut into :data:`EXACT_PIECES` pieces of about equal work (larger sizes cost
     more), and kept.
     """
-    out: list[np.ndarray | None] = [None] * len(series)
-    for i, (test, p_c, p_t, ns, ratio, alpha) in enumerate(series):
-        if shipped_exact_power(test):
-            out[i] = kept(CURVE_KIND, _series_key(series[i]), dtype=np.float64, shape=(len(ns),))
-    pieces = [(i, chunk) for i, job in enumerate(series) if out[i] is None for chunk in balanced(job[3], EXACT_PIECES)]
-    powers = map_calls(exact_powers, [(series[i][0], series[i][1], series[i][2], chunk, series[i][4], series[i][5])
-                                      for i, chunk in pieces], n_jobs=n_jobs, backend=backend, scheduler=scheduler)
-    computed: dict[int, list[float]] = {}
-    for (i, _), values in zip(pieces, powers):  # pieces in series order
-        computed.setdefault(i, []).extend(values)
-    for i, values in computed.items():
+    out: list[np.ndarray | None] = [
+        kept(CURVE_KIND, _series_key(job), dtype=np.float64, shape=(len(job[3]),)) if shipped_exact_power(job[0]) else None
+        for job in series]
+    missing = [i for i, values in enumerate(out) if values is None and len(series[i][3])]
+    powers = exact_powers_in_pieces([(*series[i][:3], *series[i][4:]) for i in missing], [series[i][3] for i in missing],
+                                    pieces=EXACT_PIECES, n_jobs=n_jobs, backend=backend, scheduler=scheduler)
+    for i, values in zip(missing, powers):
         out[i] = np.asarray(values, dtype=np.float64)
         if shipped_exact_power(series[i][0]):
             keep(CURVE_KIND, _series_key(series[i]), out[i])

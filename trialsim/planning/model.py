@@ -33,6 +33,7 @@ from trialsim.analysis import registry as tests
 from trialsim.config.loader import ConfigError, to_raw, validate, with_values
 from trialsim.config.schema import Scenario
 from trialsim.endpoints.base import Analysed, EffectParameter
+from trialsim.engine import map_calls
 from trialsim.exact import arms_exchangeable
 from trialsim.model import Model, build_model
 from trialsim.rng import draw_seed
@@ -163,6 +164,26 @@ def exact_powers(test: str, p_control: float, p_treatment: float, ns: Sequence[i
     """Exact power of ``test`` at each control size of ``ns`` (treatment ``n_treatment_for(n, ratio)``): one call of
     exact work for the workers (:func:`trialsim.engine.map_calls`)."""
     return [exact_power(test, p_control, p_treatment, int(n), n_treatment_for(int(n), ratio), alpha=alpha) for n in ns]
+
+
+def exact_powers_in_pieces(laws: Sequence[tuple[str, float, float, float, float]], sizes: Sequence[Sequence[int]], *,
+                           pieces: int, min_sizes: int = 1, n_jobs: int, backend: str,
+                           scheduler: str | None) -> list[list[float]]:
+    """:func:`exact_powers` of each ``(test, p_control, p_treatment, ratio, alpha)`` law at its ``sizes``, on the workers.
+
+    Each law's sizes are cut into at most ``pieces`` calls of about equal work (:func:`balanced`; at least
+    ``min_sizes`` sizes a call), dealt out in turn (the first piece of every law, then the second ...) so that no
+    law's pieces come last together: a Boschloo size costs ten to twenty Fisher sizes, and shares of the pieces by
+    sizes alone left Boschloo's in one. Powers come back in the order of ``sizes``.
+    """
+    turns = sorted((k, j, part) for j, ns in enumerate(sizes)
+                   for k, part in enumerate(balanced(ns, min(pieces, -(-len(ns) // min_sizes)))))
+    values = map_calls(exact_powers, [(*laws[j][:3], part, *laws[j][3:]) for _, j, part in turns],
+                       n_jobs=n_jobs, backend=backend, scheduler=scheduler)
+    by_law: list[dict[int, float]] = [{} for _ in sizes]
+    for (_, j, part), powers in zip(turns, values):
+        by_law[j].update(zip(part, powers))
+    return [[by_law[j][int(n)] for n in ns] for j, ns in enumerate(sizes)]
 
 
 def exact_power_enrolled(test: str, rates: BinaryRates, n_control: int, n_treatment: int, *, alpha: float) -> float:

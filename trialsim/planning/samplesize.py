@@ -44,9 +44,8 @@ from trialsim.planning.model import (
     dropout as endpoint_dropout,
     endpoint_tests,
     exact_available,
-    balanced,
     exact_power,
-    exact_powers,
+    exact_powers_in_pieces,
     inflate,
     n_treatment_for,
     resolve_seed,
@@ -659,18 +658,9 @@ def computed_scans(jobs: Sequence[tuple], *, n_jobs: int, backend: str, schedule
     :func:`exact_scan` per target (each keeps only its own sizes)."""
     def in_pieces(needed: list[list[int]]) -> list[dict[int, float]]:
         """The powers of every job's ``needed`` sizes, computed in pieces of about equal work on the workers."""
-        # every job in its own pieces (a Boschloo size costs ten to twenty Fisher sizes: shares of the pieces by sizes
-        # left Boschloo's in one), dealt out in turn (first pieces of every job, then second ...) so that no job's
-        # pieces come last together
-        turns = sorted((i, j, part) for j, ns in enumerate(needed)
-                       for i, part in enumerate(balanced(ns, min(HORIZON_PIECES, -(-len(ns) // PIECE_MIN_SIZES)))))
-        pieces = [(j, part) for _, j, part in turns]
-        values = map_calls(exact_powers, [(*jobs[j][:3], ns, jobs[j][5], jobs[j][4]) for j, ns in pieces],
-                           n_jobs=n_jobs, backend=backend, scheduler=scheduler)
-        powers: list[dict[int, float]] = [{} for _ in jobs]
-        for (j, ns), ps in zip(pieces, values):
-            powers[j].update(zip(ns, ps))
-        return powers
+        powers = exact_powers_in_pieces([(*job[:3], job[5], job[4]) for job in jobs], needed, pieces=HORIZON_PIECES,
+                                        min_sizes=PIECE_MIN_SIZES, n_jobs=n_jobs, backend=backend, scheduler=scheduler)
+        return [dict(zip(ns, ps)) for ns, ps in zip(needed, powers)]
 
     computed = in_pieces([ahead_sizes(job) for job in jobs])
     order = sorted(range(len(jobs)), key=lambda j: -scan_cost(jobs[j]))  # longest first
