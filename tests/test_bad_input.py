@@ -22,6 +22,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+import trialsim.cli.planning as cli_planning
 import trialsim.cli.run as cli_run
 from trialsim.cli import build_parser, main
 from trialsim.config.loader import ConfigError, load_scenario, to_raw, with_values
@@ -258,6 +259,8 @@ def test_whole_number_flags_accept_scientific_notation():
     (["--jobs", "0"], "--jobs", "0 workers run nothing"),
     (["--jobs", "-2"], "--jobs", "-1 for all cores"),
     (["--chunk-blocks", "0"], "--chunk-blocks", "from 1"),
+    (["--out", ""], "--out", "give a folder name"),  # an unset shell variable: never the current folder
+    (["--out", "a\x01b"], "--out", "without control characters"),
 ])
 def test_bad_flags_exit_2_naming_the_flag(argv, flag, says):
     status, _, err, _ = cli("run", str(CRP_CONFIG), *argv)
@@ -271,6 +274,26 @@ def test_bad_flags_exit_2_naming_the_flag(argv, flag, says):
 def test_planning_flags_are_checked_too(argv, flag):
     status, _, err, _ = cli(*argv)
     assert status == 2 and f"argument {flag}" in err and "Traceback" not in err
+
+
+def test_report_refuses_a_folder_it_did_not_write_before_any_work(tmp_path, monkeypatch):
+    def no_work(*args, **kwargs):
+        raise AssertionError("planned before the folder was checked")
+
+    monkeypatch.setattr(cli_planning, "plan", no_work)
+    monkeypatch.setattr(cli_planning, "load_planning", no_work)
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    (run_dir / "power.csv").write_text("a run's results")
+    for argv in (["report", str(CRP_CONFIG), "--out", str(run_dir)], ["report", "--from", str(run_dir), "--out", str(run_dir)]):
+        status, _, err, _ = cli(*argv)
+        assert status == 2 and "did not write" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("path", ["design.\u00b2", "population.risk_factors[\u0663].odds_ratio"])
+def test_a_key_path_with_a_digit_that_is_not_ascii_is_an_unknown_key(path):
+    status, _, err, _ = cli("show", str(CRP_CONFIG), "--set", f"{path}=3")
+    assert status == 2 and "Traceback" not in err and "unknown key" in err
 
 
 # -------------------------------------------------------------------------------------------- signals

@@ -22,7 +22,7 @@ from trialsim.config.loader import load_scenario, with_values
 from trialsim.planning.assumptions import assumptions_frame, file_comments
 from trialsim.planning.plan import PlanningResult, load_planning, plan, type_i_at_sizes
 from trialsim.report.document import build_report, build_tables, write_docx, write_report
-from trialsim.report.output import MARKER, FolderNotOursError
+from trialsim.report.output import MARKER, FolderNotOursError, staged_folder
 from trialsim.report.pdf_process import PdfProcess, html_to_pdf, usable_cores
 from trialsim.report.references import SECTION, citation_keys, load_library
 from trialsim.report.tables import FLAG
@@ -95,6 +95,47 @@ def test_a_report_never_writes_into_a_folder_it_did_not_create(tmp_path):
     back.save(mine)
     write_report(back, mine, formats=("md",))  # its own folder: written again
     assert (mine / MARKER).is_file() and (mine / "report.md").is_file()
+
+
+def test_a_report_written_again_replaces_its_folder_whole(tmp_path):
+    out = tmp_path / "report"
+    with staged_folder(out) as stage:
+        (stage / MARKER).write_text("")
+        (stage / "sweep_power.csv").write_text("another design's sweep")
+        (stage / "figures").mkdir()
+        (stage / "figures" / "old.png").write_bytes(b"png")
+    with staged_folder(out) as stage:
+        assert stage.parent == out.parent and stage != out and (out / "sweep_power.csv").is_file()  # not yet replaced
+        (stage / MARKER).write_text("")
+        (stage / "power.csv").write_text("this design")
+    assert sorted(p.name for p in out.rglob("*")) == sorted([MARKER, "power.csv"])  # nothing of the earlier report
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["report"]  # no staging or old folder left beside it
+
+
+def test_an_interrupted_report_leaves_the_earlier_one_as_it_was(tmp_path):
+    out = tmp_path / "report"
+    with staged_folder(out) as stage:
+        (stage / MARKER).write_text("")
+        (stage / "report.md").write_text("earlier")
+    for interruption in (RuntimeError("a failing figure"), KeyboardInterrupt()):
+        with pytest.raises(type(interruption)):
+            with staged_folder(out) as stage:
+                (stage / "report.md").write_text("half of a later one")
+                raise interruption
+        assert (out / "report.md").read_text() == "earlier"
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["report"]
+
+
+def test_a_folder_that_is_not_ours_is_refused_before_anything_is_done(tmp_path):
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "power.csv").write_text("a run's results")
+    (tmp_path / "file").write_text("x")
+    for out, says in [(tmp_path / "run", "did not write"), (tmp_path / "file", "is a file"),
+                      (tmp_path / "file" / "under", "a part of its path is a file")]:
+        with pytest.raises(FolderNotOursError, match=says):
+            with staged_folder(out):
+                raise AssertionError("the body ran")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file", "run"]
 
 
 # --------------------------------------------------------------------------------------------------

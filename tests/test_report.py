@@ -10,6 +10,7 @@ import atexit
 import base64
 import copy
 import functools
+import io
 import re
 import shutil
 import sys
@@ -23,7 +24,7 @@ from trialsim.config.loader import load_scenario, with_values
 from trialsim.model import build_model
 from trialsim.planning.plan import load_planning, plan
 from trialsim.report.document import build_report, build_tables, render_html, render_markdown, write_report
-from trialsim.report.figures import LaterSvgs, draw_figures
+from trialsim.report.figures import FigureStyle, LaterSvgs, draw_figures
 from trialsim.report.paragraph import justification
 
 HOSTILE_TITLE = '<script>alert("x")</script> & \'quotes\' <b>bold</b>'
@@ -402,3 +403,18 @@ def test_power_against_effect_panel_says_what_its_power_is(result):
     other = effects[(effects["endpoint"] != design["primary_endpoint"]) & (effects["n_per_arm"] == int(design["n_control"]))]
     assert set(other["method"]) == {"exact", "monte_carlo"}  # the registered design's secondaries mix both
     assert fig.axes[1].get_ylabel() == "Power (exact or simulated)"
+
+
+def test_labels_from_configs_are_text_in_figures_never_mathtext():
+    from matplotlib.figure import Figure
+
+    title, label = r"Leak $\frac{a}$ rate", "costs $5 vs $10"  # the first is not valid mathtext, the second is
+    with FigureStyle():
+        fig = Figure()
+        ax = fig.add_subplot()
+        ax.set_title(title)
+        ax.plot([0, 1], [0, 1], label=label)
+        ax.legend()
+        svg = io.StringIO()
+        fig.savefig(svg, format="svg")
+    assert title in svg.getvalue() and label in svg.getvalue()

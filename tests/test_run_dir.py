@@ -2,6 +2,7 @@
 atomic rewrites, unseeded runs that resume, and sweep ids that never collide."""
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -86,6 +87,18 @@ def test_earlier_files_without_a_manifest_and_a_damaged_manifest_are_refused(sma
     (tmp_path / "bad" / "manifest.json").write_bytes(b"\xff\xfe{")
     with pytest.raises(RunDirError, match="manifest.json' is damaged"):
         run(small, n_sims=100, seed=1, n_jobs=1, out=tmp_path / "bad")
+    for field, value, says in [("block_size", None, "block_size: Input should be a valid integer"),
+                               ("seed", -3, "seed: Input should be greater than or equal to 0"),
+                               ("scenarios", 5, "scenarios: Input should be a valid list"),
+                               ("scenarios", [{"x": 1}], "scenarios.0.id: Field required"),
+                               ("sessions", 5, "sessions: Input should be a valid list")]:
+        folder = tmp_path / f"typed-{field}-{says[-8:]}"
+        run(small, n_sims=100, seed=1, n_jobs=1, out=folder)
+        manifest = json.loads((folder / "manifest.json").read_text())
+        manifest[field] = value  # a field of the wrong type: named, never used
+        (folder / "manifest.json").write_text(json.dumps(manifest))
+        with pytest.raises(RunDirError, match=f"manifest.json' is damaged \\({re.escape(says)}"):
+            run(small, n_sims=100, seed=1, n_jobs=1, out=folder)
     (tmp_path / "file").write_text("x")
     with pytest.raises(RunDirError, match="is a file, not a folder"):
         run(small, n_sims=100, seed=1, n_jobs=1, out=tmp_path / "file")

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import math
 from decimal import Decimal, InvalidOperation
+from pathlib import Path
 from typing import Callable
 
 from trialsim.config.schema import MAX_RATIO_PART, Design, Run
@@ -120,6 +121,17 @@ FLAG_RULES: dict[str, Callable[[str], object]] = {
 # a numeric flag without a rule above is still refused when it is not a finite number
 _ANY_WHOLE = whole_number(-(2**63), 2**63 - 1)
 _ANY_REAL = real_number(-1e300, 1e300)
+
+
+def folder(text: str) -> Path:
+    """An output folder's path (``--out``): not empty (an unset shell variable would write into the current
+    folder), no NUL or control character."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError(f"{text!r} is not allowed: give a folder name (an empty path would write into "
+                                         "the current folder)")
+    if any(ord(c) < 32 or ord(c) == 127 for c in text):
+        raise argparse.ArgumentTypeError(f"{text!r} is not allowed: a folder name without control characters")
+    return Path(text)
 
 
 def check_numbers(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:

@@ -11,17 +11,18 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from trialsim.cli.common import add_config, add_overrides, add_sim_options
+from trialsim.cli.common import add_config, add_overrides, add_sim_options, folder
 from trialsim.config.loader import ConfigError, load_scenario
 from trialsim.labels import aligned_table, is_missing, num, pct, test_label
 from trialsim.model import build_model
 from trialsim.planning.curves import load_sweep_grid, n_grid, power_ranges, ranges_from_sweep
 from trialsim.planning.compare import load_comparison
 from trialsim.planning.mde import minimal_detectable_effects
-from trialsim.planning.plan import load_planning, plan
+from trialsim.planning.plan import PLANNING_JSON, load_planning, plan
 from trialsim.planning.samplesize import sample_sizes, sizes
 from trialsim.report.document import DEFAULT_FORMATS, FORMATS, write_report
 from trialsim.report.figures import draw_figures, draw_range_figures
+from trialsim.report.output import staged_folder
 
 SEARCH_SIMS = 2000  # trials of each sample-size / MDE search step: `samplesize --sims` and `report --search-sims`
 CURVE_SIMS = 2000  # trials per simulated curve point: `curves --sims` and `report --curve-sims`
@@ -52,7 +53,7 @@ def add_parsers(subparsers) -> None:
     p.add_argument("--n-max", type=int, default=1500, help="largest n per arm searched (default 1500)")
     p.add_argument("--mde", action="store_true", help="also the minimal detectable effect at --n (default: the planned size)")
     p.add_argument("--n", type=int, default=None, help="control-arm size for --mde (default: design.n_control)")
-    p.add_argument("--out", type=Path, default=None, help="also write sample_sizes.csv (and mde.csv) here")
+    p.add_argument("--out", type=folder, default=None, help="also write sample_sizes.csv (and mde.csv) here")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
     p = subparsers.add_parser("curves", help="power curves (PNG + SVG) on your own ranges, from a config or a results folder",
@@ -67,7 +68,7 @@ def add_parsers(subparsers) -> None:
                                      "0.08:0.20:0.04 --effect 0.3:0.8:0.1 --n 50:300 --out figures/")
     _config_or_dir(p)
     add_sim_options(p, sims_help=f"trials per simulated curve point (default {CURVE_SIMS}, as report --curve-sims)")
-    p.add_argument("--out", type=Path, required=True, help="folder for the figures (PNG + SVG) and their data (CSV)")
+    p.add_argument("--out", type=folder, required=True, help="folder for the figures (PNG + SVG) and their data (CSV)")
     p.add_argument("--n", dest="n_range", nargs="+", default=None, metavar="N",
                    help="patients per arm (control arm), e.g. 50:300 or 50 100 200")
     p.add_argument("--effect", nargs="+", default=None, metavar="E",
@@ -85,7 +86,7 @@ def add_parsers(subparsers) -> None:
                                           "numbers, draws the curves and writes report.html, report.md, report.docx.")
     _config_or_dir(p)
     add_sim_options(p, sims_help="trials of the power table (default: run.n_sims)")
-    p.add_argument("--out", type=Path, required=True, help="output folder (results, figures/, report.*)")
+    p.add_argument("--out", type=folder, required=True, help="output folder (results, figures/, report.*)")
     p.add_argument("--power", type=float, nargs="+", default=[0.8, 0.9], help="target powers (default 0.8 0.9)")
     p.add_argument("--search-sims", type=int, default=SEARCH_SIMS,
                    help=f"trials per sample-size / MDE search step (default {SEARCH_SIMS}, as samplesize --sims)")
@@ -278,23 +279,25 @@ def cmd_curves(args) -> int:
 
 def cmd_report(args) -> int:
     config, from_dir = _source(args)
-    if from_dir is not None:
-        result = load_planning(from_dir, power=args.power, search_sims=args.search_sims, curve_sims=args.curve_sims,
-                               search=args.search)
-        if Path(args.out).resolve() != Path(from_dir).resolve():
-            result.save(args.out)
-    else:
-        result = plan(config, overrides=args.overrides, power=args.power, n_sims=args.sims, search_sims=args.search_sims,
-                      curve_sims=args.curve_sims, seed=args.seed, n_jobs=_jobs(args), progress=not args.quiet,
-                      search=args.search)
-        result.save(args.out)
-    comparison = load_comparison(args.compare) if args.compare is not None else None
-    written = write_report(result, args.out, formats=args.formats, page_size=args.paper, comparison=comparison,
-                           n_jobs=_jobs(args, result.scenario))
-    print(open(Path(args.out) / "justification.txt", encoding="utf-8").read().strip())
+    out = Path(args.out)
+    # the whole report is written beside --out and replaces it when complete (checked before any simulation)
+    with staged_folder(out, ours=(PLANNING_JSON,)) as stage:
+        if from_dir is not None:
+            result = load_planning(from_dir, power=args.power, search_sims=args.search_sims, curve_sims=args.curve_sims,
+                                   search=args.search)
+        else:
+            result = plan(config, overrides=args.overrides, power=args.power, n_sims=args.sims,
+                          search_sims=args.search_sims, curve_sims=args.curve_sims, seed=args.seed, n_jobs=_jobs(args),
+                          progress=not args.quiet, search=args.search)
+        result.save(stage)
+        comparison = load_comparison(args.compare) if args.compare is not None else None
+        written = write_report(result, stage, formats=args.formats, page_size=args.paper, comparison=comparison,
+                               n_jobs=_jobs(args, result.scenario))
+        paragraph = (stage / "justification.txt").read_text(encoding="utf-8").strip()
+    print(paragraph)
     print()
     for fmt, path in written.items():
-        print(f"written: {path}")
+        print(f"written: {out / Path(path).relative_to(stage)}")
     return 0
 
 

@@ -30,7 +30,7 @@ def split_path(path: str) -> list[str | int]:
     for token in path.replace("[", ".").replace("]", "").split("."):
         if token == "":
             raise ConfigError(f"malformed key path {path!r}: empty part")
-        parts.append(int(token) if token.isdigit() else token)
+        parts.append(int(token) if token.isascii() and token.isdigit() else token)
     return parts
 
 

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
 from filelock import FileLock, Timeout
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from trialsim.config.loader import ConfigError, to_raw
 from trialsim.scenarios import ScenarioSpec, safe_name
@@ -41,6 +42,29 @@ FORMAT = 1
 CHECKPOINTS = "checkpoints"
 CHECKPOINTS_WITH_TRIALS = "checkpoints_with_trials"  # a run keeping its trials resumes only from its own blocks
 IDENTITY = ("format", "trialsim", "seed", "n_sims", "block_size", "scenarios")
+
+
+class _ScenarioEntry(BaseModel):
+    model_config = ConfigDict(strict=True)
+    id: str
+    config_hash: str
+
+
+class _Session(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    started: str
+
+
+class _Manifest(BaseModel):
+    """The types a manifest's fields must have before any of them is used (others are kept as they are)."""
+    model_config = ConfigDict(strict=True, extra="allow")
+    format: int
+    trialsim: str
+    seed: int = Field(ge=0)
+    n_sims: int = Field(ge=1)
+    block_size: int = Field(ge=1)
+    scenarios: list[_ScenarioEntry]
+    sessions: list[_Session] = []
 # what an earlier trialsim run leaves in its folder; a folder holding these but no manifest is refused
 EARLIER_OUTPUTS = ("power.csv", "power.json", "estimates.csv", "provenance.json", "scenarios", "trials", CHECKPOINTS,
                    CHECKPOINTS_WITH_TRIALS)
@@ -306,6 +330,12 @@ class RunDir:
             manifest = json.loads(path.read_bytes().decode("utf-8"))
             if not isinstance(manifest, dict) or manifest.get("format") != FORMAT or any(k not in manifest for k in IDENTITY):
                 raise ValueError("not a trialsim run manifest of this version")
+            try:
+                _Manifest.model_validate(manifest)
+            except ValidationError as exc:
+                first = exc.errors()[0]
+                where = ".".join(str(part) for part in first["loc"])
+                raise ValueError(f"{where}: {first['msg']}") from None
         except (OSError, UnicodeDecodeError, ValueError) as exc:
             raise RunDirError(f"{str(path)!r} is damaged ({exc}); the folder's run cannot be identified: use another "
                               f"--out folder, or delete this one to start afresh") from None

@@ -42,7 +42,9 @@ class FigureStyle:
         self._rc = mpl.rc_context()
         self._rc.__enter__()
         sns.set_theme(context="paper", style="whitegrid", palette=PALETTE, font_scale=1.1,
-                      rc={"svg.fonttype": "none", "axes.titleweight": "bold", "legend.frameon": False})
+                      rc={"svg.fonttype": "none", "axes.titleweight": "bold", "legend.frameon": False,
+                          # labels come from configs: "$5 vs $10" is text, never matplotlib's mathtext
+                          "text.parse_math": False})
         return self
 
     def __exit__(self, *exc):
