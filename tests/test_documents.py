@@ -171,7 +171,11 @@ def test_multiplicity_and_allocation_caveat_follow_the_design():
     assert "Bender and Lange 2001" in default.all_text()
     assert "Allocation is not randomised" in default.all_text() and "Altman and Bland 1999" in default.all_text()
     assert "Allocation is not randomised" not in crp.all_text()  # permuted blocks: randomised
-    assert "Timeline" not in [s.title for s in default.sections]  # no [flow] section
+    # no [flow] section: the timeline from the flow's cited defaults, saying that the analyses assume every patient
+    assert "Timeline" in [s.title for s in default.sections]
+    assert "the config has no [flow] section" in default.tables["flow"].notes
+    assert "The power table assumes that every planned patient is enrolled and analysable" in default.tables["flow"].notes
+    assert "Timeline" not in [s.title for s in crp.sections]  # no length of stay: the flow's model does not fit it
 
 
 def test_timeline_when_the_config_has_a_flow():
@@ -185,6 +189,35 @@ def test_timeline_when_the_config_has_a_flow():
     report = build_report(res, [])
     assert "Timeline" in [s.title for s in report.sections]
     assert any(r.key == "simpy" for r in report.references)
+    assert re.fullmatch(r"\d+\.\d of 10 planned", flow.cell("analysable_treatment", "Estimate"))
+    assert "the same trials as the power table" in flow.notes
+
+
+def test_a_deadline_that_cuts_enrolment_is_in_the_headline_numbers():
+    """The registered 122 days with sequential allocation: the exosome arm (enrolled last) is mostly not reached."""
+    sc = with_values(load_scenario(DEFAULT_CONFIG), {"flow": {"deadline_days": 122}})
+    res = plan(sc, parts=("run",), n_sims=400, seed=5, n_jobs=1)
+    report = build_report(res, [])
+    flow = report.tables["flow"]
+    treated = float(flow.cell("analysable_treatment", "Estimate").split()[0])
+    assert treated < 5  # the flow's own finding, not the planned 10
+    assert flow.cell("time_to_full_enrolment", "80% of trials (days)") == "not reached"  # never "not reached to not reached"
+    paragraph = report.justification.text
+    assert "the planned 10 patients per arm give" in paragraph and f"{treated:.1f} of 10 planned exosome" in paragraph
+
+
+def test_the_assumptions_table_reads_as_text_and_holds_only_what_the_design_uses():
+    table = build_report(planned(DEFAULT_CONFIG), []).tables["assumptions"].frame
+    values = " ".join(table["Value"])
+    assert not re.search(r"\[[^\]]*\]", values)  # no bracketed lists
+    assert table.loc["endpoints.leak_1m.tests", "Value"] == "Fisher exact, Chi-square (z)"  # labels, not names
+    assert table.loc["endpoints.leak_1m.effect_measure", "Value"] == "risk ratio"
+    assert table.loc["endpoints.leak_1m.effect_measure", "Source"] == "design choice"
+    assert table.loc["primary", "Value"] == "leak_1m"  # an id stays as the config and the other tables name it
+    assert not any(k.startswith(("allocation.block_size", "allocation.p_minimise", "allocation.selection"))
+                   for k in table.index)  # sequential allocation reads none of them
+    crp = build_report(planned(CRP_CONFIG), []).tables["assumptions"].frame
+    assert crp.loc["allocation.ratio", "Value"] == "1:1" and "allocation.block_size" in crp.index  # permuted blocks
 
 
 def test_a_test_whose_size_exceeds_alpha_is_flagged_wherever_its_numbers_appear():
@@ -357,9 +390,26 @@ def test_docx_is_a4_with_landscape_wide_tables_sized_columns_and_repeated_header
 
 def test_every_format_is_written_and_the_paragraph_is_plain_text():
     out, files = written_report(DEFAULT_CONFIG)
-    assert set(files) == {"html", "pdf", "md", "docx", "txt"}
+    assert set(files) == {"html", "pdf", "md", "docx", "txt", "check"}
     text = files["txt"].read_text(encoding="utf-8")
     assert text.startswith("The primary endpoint") and "<" not in text and "**" not in text
+    # what the project's sources do not confirm is listed to check, never printed in the documents' entries
+    check = files["check"].read_text(encoding="utf-8")
+    assert "Borstlap et al. 2017: check the year (2017 or 2018)" in check and "Fouda et al.: check the journal" in check
+    documents = files["md"].read_text(encoding="utf-8") + files["html"].read_text(encoding="utf-8")
+    assert not re.search(r"(?i)approximate|not verified|find by (PMID|DOI)", documents)
+
+
+def test_reference_entries_lead_with_their_citation_and_keep_its_letter():
+    """An entry is found in the list under the words the text cites it by."""
+    lib = load_library()
+    assert lib.get("nct06536712").text().startswith("NCT06536712. ")
+    assert lib.get("bmcsurg2011").text().startswith("BMC Surg 2011. ")
+    a, b = lib.get("matthiessen2007"), lib.get("matthiessen2007dcr")
+    assert {a.short, b.short} == {"Matthiessen et al. 2007a", "Matthiessen et al. 2007b"}
+    for ref in (a, b):
+        assert ref.short[-5:] in ref.text()  # "2007a" in the entry too
+    assert lib.get("qu2015").text().startswith("Qu et al. Clinical risk factors")
 
 
 def test_a_planning_result_without_citations_still_reports(tmp_path):

@@ -20,7 +20,7 @@ from trialsim.planning.compare import load_comparison
 from trialsim.planning.mde import minimal_detectable_effects
 from trialsim.planning.plan import PLANNING_JSON, load_planning, plan
 from trialsim.planning.samplesize import sample_sizes, sizes
-from trialsim.report.document import DEFAULT_FORMATS, FORMATS, write_report
+from trialsim.report.document import CHECK_FILE, DEFAULT_FORMATS, FORMATS, write_report
 from trialsim.report.figures import draw_figures, draw_range_figures
 from trialsim.report.output import staged_folder
 
@@ -298,6 +298,8 @@ def cmd_report(args) -> int:
     print()
     for fmt, path in written.items():
         print(f"written: {out / Path(path).relative_to(stage)}")
+    if "check" in written:
+        print(f"\nBefore submitting: {CHECK_FILE} lists the references whose details trialsim's sources do not confirm.")
     return 0
 
 

@@ -20,6 +20,7 @@ import pandas as pd
 
 from trialsim.analysis import registry as tests
 from trialsim.labels import pct, short_endpoint_label, short_test_label, test_label
+from trialsim.results import SIZE_TOLERANCE
 
 TARGETS = (0.8, 0.9)
 FIG_WIDTH = 7.2  # inches: a two-column journal page
@@ -590,8 +591,11 @@ def plot_power_ranges(frame: pd.DataFrame, ax=None, *, targets: Sequence[float] 
         h = h.sort_values("n_per_arm")
         exact = (h["method"] == "exact").all()
         few = len(h) <= 12
+        label = _effect_entry(v, null, kind)
+        if v == null:
+            label += ": type I error" + (" above alpha" if "alpha" in h and _above_alpha(h) else "")
         ax.plot(h["n_per_arm"], h["power"], color=colours[i], ls=LINESTYLES[i % len(LINESTYLES)], lw=1.5,
-                marker=MARKERS[i % len(MARKERS)] if few else None, ms=4, label=_effect_entry(v, null, kind), zorder=3)
+                marker=MARKERS[i % len(MARKERS)] if few else None, ms=4, label=label, zorder=3)
         if not exact:
             ax.errorbar(h["n_per_arm"], h["power"], yerr=[h["power"] - h["ci_low"], h["ci_high"] - h["power"]], fmt="none",
                         ecolor=colours[i], elinewidth=0.9, capsize=2, zorder=2)
@@ -603,26 +607,31 @@ def plot_power_ranges(frame: pd.DataFrame, ax=None, *, targets: Sequence[float] 
     _percent_axis(ax.yaxis)
     ax.set_xlabel(_range_x_label(frame))
     ax.set_ylabel("Power")
-    _targets(ax, targets, labelled=False)
+    _targets(ax, targets)
+    alpha = float(frame["alpha"].iloc[0]) if "alpha" in frame and frame["alpha"].notna().any() else None
+    if null in effects and alpha is not None:  # the no-effect line is a type I error: against alpha, not the targets
+        ax.axhline(alpha, color="0.35", lw=0.9, ls=":", zorder=1)
+        ax.annotate(f"alpha {100 * alpha:g}%", xy=(1.0, alpha), xycoords=("axes fraction", "data"), xytext=(-3, 1.5),
+                    textcoords="offset points", ha="right", va="bottom", fontsize="x-small", color="0.3", zorder=4)
     if title:
         ax.set_title(title, loc="left", fontsize="medium")
     if legend:
-        ax.add_line(_target_handle(targets))
         _legend_below(ax, ncol=2, title=str(frame["parameter_label"].iloc[0]).capitalize())
     return ax
+
+
+def _above_alpha(rows: pd.DataFrame) -> bool:
+    """Whether a no-effect series rejects more often than alpha anywhere (exact: beyond the power table's tolerance;
+    simulated: its whole 95% Monte Carlo interval above alpha)."""
+    exact = rows["method"] == "exact"
+    over_exact = rows["power"] > rows["alpha"] * (1 + SIZE_TOLERANCE)
+    over_simulated = rows["ci_low"] > rows["alpha"]
+    return bool(((exact & over_exact) | (~exact & over_simulated)).any())
 
 
 def _range_x_label(frame: pd.DataFrame) -> str:
     arm = "in the control arm" if (frame["ratio"] != 1).any() else "per arm"
     return f"Patients {arm} (enrolled)" if (frame["basis"] == "enrolled").all() else f"Analysable patients {arm}"
-
-
-def _target_handle(targets: Sequence[float] = TARGETS):
-    """A legend entry for the dashed target lines (drawn nowhere: no data)."""
-    from matplotlib.lines import Line2D
-
-    return Line2D([], [], color="0.35", lw=0.9, ls=(0, (4, 3)),
-                  label=" and ".join(f"{100 * t:.0f}%" for t in targets) + " power")
 
 
 def figure_power_ranges(frame: pd.DataFrame, *, title: str | None = None):
@@ -645,8 +654,6 @@ def figure_power_ranges(frame: pd.DataFrame, *, title: str | None = None):
     for k in range(len(facets), nrows * ncols):
         axes[k // ncols, k % ncols].set_visible(False)
     handles, labels = axes[0, 0].get_legend_handles_labels()
-    handles.append(_target_handle())
-    labels.append(handles[-1].get_label())
     fig.legend(handles, labels, loc="outside lower center", ncol=min(len(labels), 4), fontsize="small",
                title=str(frame["parameter_label"].iloc[0]).capitalize(), title_fontsize="small")
     if title:
@@ -684,7 +691,9 @@ def draw_range_figures(frame: pd.DataFrame, out_dir: str | Path, *, stem: str = 
                 + (", one panel per " + " and ".join(x for x, on in (("control event rate", g["control_rate"].nunique() > 1),
                                                                     ("allocation ratio", g["ratio"].nunique() > 1)) if on)
                    if g["facet"].fillna("").nunique() > 1 else "")
-                + f"; {what}. Dashed lines: 80% and 90% power."), png, svg))
+                + f"; {what}. Dashed lines: 80% and 90% power" + ("; dotted: alpha, against which the no-effect line (a type I "
+                                                                  "error) is read" if (g["effect"] == g["no_effect"]).any() else "")
+                + "."), png, svg))
     return files
 
 
