@@ -418,3 +418,16 @@ def test_labels_from_configs_are_text_in_figures_never_mathtext():
         svg = io.StringIO()
         fig.savefig(svg, format="svg")
     assert title in svg.getvalue() and label in svg.getvalue()
+
+
+def test_figures_name_their_endpoint_and_assumed_effects():
+    from trialsim.report.figures import assumed_effects, figure_power_heatmap
+
+    res = planned(DEFAULT_CONFIG)
+    said = assumed_effects(res.frame("endpoints"))
+    assert said["il6_drain_mean_log"] == "assumed geometric mean ratio 0.7"
+    assert said["los_days"] == "no direct effect assumed"  # it moves only with the leaks
+    grid = res.frame("heatmap")
+    with FigureStyle():
+        fig = figure_power_heatmap(grid, planned=(0.5, 10), title="Anastomotic leak, control 12.4%: exact power")
+    assert fig._suptitle is not None and "control 12.4%" in fig._suptitle.get_text()

@@ -139,12 +139,15 @@ def _log_ticks(axis, lo: float, hi: float) -> None:
 
 
 def plot_power_vs_n(frame: pd.DataFrame, ax=None, *, planned_n: int | None = None, targets: Sequence[float] = TARGETS,
-                    title: str | None = None, legend: bool = True, by_test: bool = False):
+                    title: str | None = None, legend: bool = True, by_test: bool = False,
+                    assumed: dict[str, str] | None = None):
     """Power against analysable patients per arm: one line per (endpoint, test), Monte Carlo 95% bands.
 
     Exact series are drawn at every n (their saw-tooth is real); simulated ones with a shaded
     Clopper-Pearson band. The x axis is logarithmic. ``by_test``: legend by test only (one endpoint).
+    ``assumed``: endpoint -> its assumed effect in words (:func:`assumed_effects`), named in its legend entry.
     """
+    assumed = assumed or {}
     import seaborn as sns
 
     ax = _new_ax(ax)
@@ -165,7 +168,9 @@ def plot_power_vs_n(frame: pd.DataFrame, ax=None, *, planned_n: int | None = Non
             names = [short_endpoint_label(e, r["label"].iloc[0] if "label" in r else None,
                                           r["short"].iloc[0] if "short" in r and isinstance(r["short"].iloc[0], str) else None)
                      for (e, _), r in zip(group, rows)]
+            effects = list(dict.fromkeys(assumed[e] for e, _ in group if assumed.get(e)))
             lab = textwrap.fill(f"{_joined(names)}: {short_test_label(test)}" + (" (exact)" if exact else "") + limit
+                                + (f", {'; '.join(effects)}" if effects else "")
                                 + (" (curves coincide)" if len(group) > 1 else ""), LEGEND_WIDTH)
         ax.plot(g["n_per_arm"], g["power"], color=colours[i], ls=LINESTYLES[i % len(LINESTYLES)], lw=1.4, label=lab,
                 marker=None if exact else MARKERS[i % len(MARKERS)], ms=3.5, zorder=3)
@@ -438,7 +443,29 @@ def _panel_title(letter: str, text: str, width: int = 40) -> str:
     return textwrap.fill(f"{letter}  {text}", width, subsequent_indent="    ")
 
 
-def figure_power_vs_n(curves: pd.DataFrame, *, planned_n: int | None, primary: str, title: str | None = None):
+def assumed_effects(endpoints: pd.DataFrame) -> dict[str, str]:
+    """Endpoint -> its assumed effect in words ("geometric mean ratio 0.85"), from a planning result's endpoints frame;
+    the words the effect's label shares with the endpoint's (its marker) are left out. Endpoints without an effect of
+    their own (one that moves only with another endpoint's events) say so."""
+    out = {}
+    if endpoints.empty or "effect_assumed" not in endpoints:
+        return out
+    for r in endpoints.itertuples():
+        value, label = getattr(r, "effect_assumed", None), getattr(r, "effect_label", None)
+        if value is None or not isinstance(label, str) or pd.isna(value):
+            continue
+        null = getattr(r, "effect_null", None)
+        if null is not None and not pd.isna(null) and float(value) == float(null):
+            out[str(r.endpoint)] = "no direct effect assumed"  # it moves, if at all, with the events it follows
+            continue
+        own = str(getattr(r, "label", "") or "").split(",")[0]
+        words = label[len(own):].strip(" ,") if own and label.startswith(own) else label
+        out[str(r.endpoint)] = f"assumed {words or label} {float(value):g}"
+    return out
+
+
+def figure_power_vs_n(curves: pd.DataFrame, *, planned_n: int | None, primary: str, title: str | None = None,
+                      assumed: dict[str, str] | None = None):
     fig, axes = _figure(FIG_WIDTH, 5.6, ncols=2)
     prim = curves[curves["endpoint"] == primary]
     sec = curves[curves["endpoint"] != primary]
@@ -448,7 +475,8 @@ def figure_power_vs_n(curves: pd.DataFrame, *, planned_n: int | None, primary: s
     else:
         axes[0, 0].set_visible(False)
     if not sec.empty:
-        plot_power_vs_n(sec, axes[0, 1], planned_n=planned_n, title=_panel_title("B", "Key secondary endpoints"))
+        plot_power_vs_n(sec, axes[0, 1], planned_n=planned_n, title=_panel_title("B", "Key secondary endpoints"),
+                        assumed=assumed)
         axes[0, 1].set_ylabel(_power_label(sec))
     else:
         axes[0, 1].set_visible(False)
@@ -478,15 +506,18 @@ def figure_power_vs_effect(effects: pd.DataFrame, *, planned_n: int | None, prim
     return fig
 
 
-def figure_power_heatmap(grid: pd.DataFrame, *, planned: tuple[float, float]):
-    fig, axes = _figure(FIG_WIDTH, 4.6)
+def figure_power_heatmap(grid: pd.DataFrame, *, planned: tuple[float, float], title: str | None = None):
+    fig, axes = _figure(FIG_WIDTH, 4.9 if title else 4.6)
     plot_power_heatmap(grid, axes[0, 0], planned=planned)
+    if title:  # the figure names its endpoint and assumptions without its caption
+        fig.suptitle(textwrap.fill(title, int(11 * FIG_WIDTH), break_on_hyphens=False), x=0.01, ha="left",
+                     fontsize="medium", fontweight="bold")
     from matplotlib.lines import Line2D
 
     handles = [Line2D([], [], color="black", ls=CONTOUR_STYLES.get(t, "-"), lw=1.5, label=f"{100 * t:.0f}% power")
                for t in TARGETS]
     handles.append(Line2D([], [], marker="*", ms=12, color="#d55e00", mec="black", mew=0.6, ls="none", label="assumed design"))
-    fig.legend(handles=handles, loc="outside upper center", ncol=len(handles), fontsize="small")
+    fig.legend(handles=handles, loc="outside lower center", ncol=len(handles), fontsize="small")
     return fig
 
 
@@ -501,7 +532,8 @@ def draw_figures(result, out_dir: str | Path, *, svgs: LaterSvgs | None = None) 
     with FigureStyle():
         curves = result.frame("curves")
         if not curves.empty:
-            fig = figure_power_vs_n(curves, planned_n=planned_n, primary=primary, title=primary_title(design))
+            fig = figure_power_vs_n(curves, planned_n=planned_n, primary=primary, title=primary_title(design),
+                                    assumed=assumed_effects(result.frame("endpoints")))
             png, svg = save_figure(fig, out_dir / "power_vs_n", later=svgs)
             prim = curves[curves["endpoint"] == primary]
             how = ("exact power of each test (the saw-tooth is real: exact tests attain only some significance levels)"
@@ -526,7 +558,9 @@ def draw_figures(result, out_dir: str | Path, *, svgs: LaterSvgs | None = None) 
                 "intervals of simulated series)."), png, svg))
         grid = result.frame("heatmap")
         if not grid.empty:
-            fig = figure_power_heatmap(grid, planned=(float(grid["assumed"].iloc[0]), planned_n))
+            fig = figure_power_heatmap(grid, planned=(float(grid["assumed"].iloc[0]), planned_n),
+                                       title=f"{primary_title(design, effect=False)}: exact power, "
+                                             f"{test_label(grid['test'].iloc[0])}")
             png, svg = save_figure(fig, out_dir / "power_heatmap", later=svgs)
             files.append(FigureFile("power_heatmap", (
                 f"Exact power for {prim_label} ({test_label(grid['test'].iloc[0])}) over its "
@@ -639,8 +673,8 @@ def figure_power_ranges(frame: pd.DataFrame, *, title: str | None = None):
     facets = list(dict.fromkeys(frame["facet"].fillna("")))
     ncols = len(facets) if len(facets) <= 3 else 2 if len(facets) == 4 else 3
     nrows = -(-len(facets) // ncols)
-    fig, axes = _figure(max(FIG_WIDTH, 2.75 * ncols) if ncols > 1 else FIG_WIDTH / 1.6, 0.6 + 3.0 * nrows + 0.8,
-                        ncols=ncols, nrows=nrows)
+    width = max(FIG_WIDTH, 2.75 * ncols) if ncols > 1 else FIG_WIDTH / 1.6
+    fig, axes = _figure(width, 0.6 + 3.0 * nrows + 0.8, ncols=ncols, nrows=nrows)
     for k, facet in enumerate(facets):
         ax = axes[k // ncols, k % ncols]
         plot_power_ranges(frame[frame["facet"].fillna("") == facet], ax, legend=False, title=facet or None)
@@ -654,10 +688,11 @@ def figure_power_ranges(frame: pd.DataFrame, *, title: str | None = None):
     for k in range(len(facets), nrows * ncols):
         axes[k // ncols, k % ncols].set_visible(False)
     handles, labels = axes[0, 0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="outside lower center", ncol=min(len(labels), 4), fontsize="small",
+    fig.legend(handles, labels, loc="outside lower center", ncol=min(len(labels), 4 if ncols > 1 else 2), fontsize="small",
                title=str(frame["parameter_label"].iloc[0]).capitalize(), title_fontsize="small")
-    if title:
-        fig.suptitle(title, x=0.01, ha="left", fontsize="medium", fontweight="bold")
+    if title:  # wrapped to the figure's width (about 11 bold characters an inch at this size)
+        fig.suptitle(textwrap.fill(title, max(30, int(11 * width)), break_on_hyphens=False), x=0.01, ha="left",
+                     fontsize="medium", fontweight="bold")
     return fig
 
 
