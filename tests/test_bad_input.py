@@ -259,7 +259,8 @@ def test_whole_number_flags_accept_scientific_notation():
     (["--jobs", "0"], "--jobs", "0 workers run nothing"),
     (["--jobs", "-2"], "--jobs", "-1 for all cores"),
     (["--chunk-blocks", "0"], "--chunk-blocks", "from 1"),
-    (["--out", ""], "--out", "give a folder name"),  # an unset shell variable: never the current folder
+    (["--out", ""], "--out", "give a folder name"),
+    (["--max-memory", "1e9"], "--max-memory", "from 64 to 16,777,216"),  # an unset shell variable: never the current folder
     (["--out", "a\x01b"], "--out", "without control characters"),
 ])
 def test_bad_flags_exit_2_naming_the_flag(argv, flag, says):
@@ -274,6 +275,37 @@ def test_bad_flags_exit_2_naming_the_flag(argv, flag, says):
 def test_planning_flags_are_checked_too(argv, flag):
     status, _, err, _ = cli(*argv)
     assert status == 2 and f"argument {flag}" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("address, says", [("tls://127.0.0.1:1", "only tcp:// addresses"),
+                                           ("ucx://127.0.0.1:1", "only tcp:// addresses"),
+                                           ("tcp://127.0.0.1:99999", "the port must lie in 1-65535"),
+                                           ("foo", "is not an address")])
+def test_a_scheduler_address_dask_cannot_use_is_refused_before_connecting(address, says):
+    status, _, err, _ = cli("run", str(CRP_CONFIG), "--sims", "100", "--backend", "dask", "--scheduler", address)
+    assert status == 2 and says in err and "Traceback" not in err
+    status, _, err, _ = cli("show", str(CRP_CONFIG), "--set", "run.backend=dask", "--set", f"run.scheduler={address}")
+    assert status == 2 and says in err
+
+
+def test_a_design_of_which_not_one_trial_fits_says_how_much_memory_it_needs():
+    status, _, err, _ = cli("run", str(DEFAULT_CONFIG), "--sims", "10", "--max-memory", "64",
+                            "--set", "design.n_control=100000", "--set", "design.n_treatment=100000",
+                            "--set", 'endpoints.leak_1m.tests=["fisher"]', "--set", "run.block_size=10")
+    assert status == 2 and "Not even one trial fits" in err and "raise --max-memory" in err
+    assert "Set run.block_size to" not in err
+
+
+def test_warnings_reach_the_user_as_one_line(tmp_path):
+    out = tmp_path / "run"
+    assert cli("run", str(CRP_CONFIG), "--sims", "2000", "--seed", "1", "--jobs", "1", "--quiet", "--out", str(out))[0] == 0
+    path = next((out / "checkpoints").glob("*.jsonl"))
+    lines = path.read_bytes().splitlines(keepends=True)
+    path.write_bytes(b"".join(lines[:2] + [b"{not json\n"] + lines[2:]))
+    status, _, err, _ = cli("run", str(CRP_CONFIG), "--sims", "2000", "--seed", "1", "--jobs", "1", "--quiet", "--out", str(out))
+    assert status == 0
+    assert "trialsim: warning: checkpoint" in err and "not trusted" in err
+    assert ".py:" not in err and "warnings.warn" not in err  # no source file, line or code of trialsim under it
 
 
 def test_report_refuses_a_folder_it_did_not_write_before_any_work(tmp_path, monkeypatch):

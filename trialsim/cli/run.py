@@ -66,8 +66,6 @@ def add_parsers(sub) -> None:
 def _run_options(args) -> dict:
     if args.scheduler is not None and (args.backend or "dask") != "dask":
         raise ConfigError(f"--scheduler {args.scheduler} is a Dask scheduler address: use it with --backend dask")
-    if args.max_memory is not None and args.max_memory < 64:
-        raise ConfigError(f"--max-memory = {args.max_memory} is not allowed: at least 64 (MB)")
     return {"backend": "dask" if args.scheduler and not args.backend else args.backend, "scheduler": args.scheduler,
             "max_memory_mb": args.max_memory}
 
