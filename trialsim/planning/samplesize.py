@@ -832,8 +832,8 @@ def _simulated(cc, cc_model, searched, targets, chosen, common, *, moments, rati
                 refine.append((a, t, cap, target, refine_grid(root, cap)))
                 continue
             p_end = float(observed[-1])
-            out[(a.name, t, target)] = unreached(
-                a, t, target, cap, f"Simulated power at {ns[-1]:,} per arm is {pct(p_end, 1)}"
+            out[(a.name, t, target)] = unreached(  # searched to the grid's last size: n_max says no more than that
+                a, t, target, int(ns[-1]), f"Simulated power at {ns[-1]:,} per arm is {pct(p_end, 1)}"
                                    + (f"; the fitted curve reaches the target near {root:,.0f} per arm." if math.isfinite(root) else "."),
                 power_at=p_end, se=math.sqrt(p_end * (1 - p_end) / r.shape[0]))
 
