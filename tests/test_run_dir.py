@@ -68,14 +68,22 @@ def test_a_folder_holding_another_run_is_refused_naming_what_differs(small, tmp_
     run(small, n_sims=300, seed=1, n_jobs=1, out=tmp_path)
     with pytest.raises(RunDirError, match=r"holds another run: its n_sims \(trials per scenario\) is 300, this run's is 400"):
         run(small, n_sims=400, seed=1, n_jobs=1, out=tmp_path)
-    with pytest.raises(RunDirError, match=r"its scenario 'base' has another config \(config hash"):
+    with pytest.raises(RunDirError, match=r"its scenario 'base' has another config \(config hash .*; differs in "
+                                          r"design.n_control is \d+ there, 16 here\)"):
         run(with_values(small, {"design.n_control": 16}), n_sims=300, seed=1, n_jobs=1, out=tmp_path)
+
     with pytest.raises(RunDirError, match=r"its block_size is 100, this run's is 50"):
         run(with_values(small, {"run.block_size": 50}), n_sims=300, seed=1, n_jobs=1, out=tmp_path)
     # run settings that change no number are not part of the run's identity
     again = run(with_values(small, {"run.chunk_blocks": 1, "run.max_memory_mb": 500}), n_sims=300, seed=1, n_jobs=2,
                 out=tmp_path)
     assert again.provenance["sessions"] == 2 and again.provenance["blocks_computed"] == 0
+
+
+def test_a_flow_run_and_a_plain_run_are_told_apart_by_the_section_that_differs(default_scenario, tmp_path):
+    run(with_values(default_scenario, {"flow": {}}), n_sims=200, seed=1, n_jobs=1, out=tmp_path)
+    with pytest.raises(RunDirError, match=r"differs in \[flow\] is set there, not here"):
+        run(default_scenario, n_sims=200, seed=1, n_jobs=1, out=tmp_path)
 
 
 def test_earlier_files_without_a_manifest_and_a_damaged_manifest_are_refused(small, tmp_path):

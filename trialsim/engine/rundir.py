@@ -23,6 +23,7 @@ import hashlib
 import json
 import os
 import platform
+import tomllib
 import warnings
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
@@ -359,7 +360,8 @@ class RunDir:
         if old is not None:
             for key in IDENTITY:
                 if old[key] != identity[key]:
-                    raise RunDirError(f"{str(self.folder)!r} holds another run: {_difference(key, old[key], identity[key])}. "
+                    why = _difference(key, old[key], identity[key], folder=self.folder, specs=specs)
+                    raise RunDirError(f"{str(self.folder)!r} holds another run: {why}. "
                                       f"Use another --out folder, or delete this one to start afresh")
         manifest = {**identity, "seed_given": bool(seed_given) if old is None else old.get("seed_given", seed_given),
                     "block_size_chosen": bool(block_size_chosen), "status": "running",
@@ -400,7 +402,8 @@ class RunDir:
                 "first_started": sessions[0]["started"] if sessions else None}
 
 
-def _difference(key: str, there: Any, here: Any) -> str:
+def _difference(key: str, there: Any, here: Any, *, folder: Path | None = None,
+                specs: Sequence[ScenarioSpec] = ()) -> str:
     names = {"trialsim": "trialsim version", "n_sims": "n_sims (trials per scenario)", "format": "manifest format"}
     if key != "scenarios":
         return f"its {names.get(key, key)} is {there}, this run's is {here}"
@@ -409,5 +412,37 @@ def _difference(key: str, there: Any, here: Any) -> str:
         return f"its scenarios are {', '.join(ids_there)}; this run's are {', '.join(ids_here)}"
     changed = next(a for a, b in zip(there, here) if a != b)
     mine = next(b for b in here if b["id"] == changed["id"])
+    keys = _changed_keys(folder, next((sp for sp in specs if sp.id == changed["id"]), None))
     return (f"its scenario {changed['id']!r} has another config (config hash {changed['config_hash']} there, "
-            f"{mine['config_hash']} here)")
+            f"{mine['config_hash']} here{'; ' + keys if keys else ''})")
+
+
+def _changed_keys(folder: Path | None, spec: ScenarioSpec | None, limit: int = 3) -> str:
+    """The config keys in which ``spec`` differs from the scenario a finished run saved in ``folder`` ("flow: set
+    there, not here"), when the folder holds it; "" otherwise."""
+    if folder is None or spec is None:
+        return ""
+    path = folder / "scenarios" / f"{safe_name(spec.id)}.toml"
+    try:
+        there = _flat(tomllib.loads(path.read_text(encoding="utf-8")))
+    except (OSError, ValueError):
+        return ""
+    here = _flat(to_raw(spec.scenario))
+    keys = sorted(k for k in set(there) | set(here) if not k.startswith("run.") and there.get(k) != here.get(k))
+    tops = list(dict.fromkeys(k.split(".")[0] if (k in there) != (k in here) else k for k in keys))
+    shown = []
+    for k in tops[:limit]:
+        if k in there or k in here:
+            shown.append(f"{k} is {there.get(k, 'not set')!r} there, {here.get(k, 'not set')!r} here")
+        else:
+            shown.append(f"[{k}] is {'set there, not here' if any(x.startswith(k + '.') for x in there) else 'set here, not there'}")
+    return "differs in " + "; ".join(shown) + (f" and {len(tops) - limit} more" if len(tops) > limit else "") if shown else ""
+
+
+def _flat(node: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(node, dict):
+        out: dict[str, Any] = {}
+        for key, value in node.items():
+            out.update(_flat(value, f"{prefix}.{key}" if prefix else str(key)))
+        return out
+    return {} if node is None else {prefix: node}  # None: not set, as a TOML file has it
