@@ -22,7 +22,7 @@ from trialsim.planning.plan import PLANNING_JSON, load_planning, plan
 from trialsim.planning.samplesize import sample_sizes, sizes
 from trialsim.report.document import CHECK_FILE, DEFAULT_FORMATS, FORMATS, write_report
 from trialsim.report.figures import draw_figures, draw_range_figures
-from trialsim.report.output import staged_folder
+from trialsim.report.output import replace_file, staged_folder
 
 SEARCH_SIMS = 2000  # trials of each sample-size / MDE search step: `samplesize --sims` and `report --search-sims`
 CURVE_SIMS = 2000  # trials per simulated curve point: `curves --sims` and `report --curve-sims`
@@ -155,9 +155,11 @@ def cmd_samplesize(args) -> int:
         raise ConfigError(str(exc)) from None
     if args.out:
         args.out.mkdir(parents=True, exist_ok=True)
-        table.to_frame().to_csv(args.out / "sample_sizes.csv", index=False)
+        frame = table.to_frame()
+        replace_file(args.out / "sample_sizes.csv", lambda tmp: frame.to_csv(tmp, index=False))
         if mde is not None:
-            mde.to_frame().to_csv(args.out / "mde.csv", index=False)
+            mde_frame = mde.to_frame()
+            replace_file(args.out / "mde.csv", lambda tmp: mde_frame.to_csv(tmp, index=False))
         print(f"\nwritten: {args.out}/sample_sizes.csv" + (", mde.csv" if mde is not None else ""))
     return 0
 
@@ -243,7 +245,7 @@ def cmd_curves(args) -> int:
             grid = load_sweep_grid(from_dir, endpoint=args.endpoint)
             if not grid.empty:  # a sweep: its own scenarios, as run
                 out.mkdir(parents=True, exist_ok=True)
-                grid.to_csv(out / "sweep_grid.csv", index=False)
+                replace_file(out / "sweep_grid.csv", lambda tmp: grid.to_csv(tmp, index=False))
                 files = draw_range_figures(grid, out, stem="sweep_grid")
                 print(f"The sweep's own grid: {len(grid):,} points from {from_dir}/power.csv (written: {out}/sweep_grid.csv)")
             else:
@@ -261,7 +263,7 @@ def cmd_curves(args) -> int:
                                      n_sims=args.sims or CURVE_SIMS, seed=args.seed, n_jobs=_jobs(args, scenario),
                                      progress=not args.quiet)
                 out.mkdir(parents=True, exist_ok=True)
-                frame.to_csv(out / "power_ranges.csv", index=False)
+                replace_file(out / "power_ranges.csv", lambda tmp: frame.to_csv(tmp, index=False))
                 files = draw_range_figures(frame, out, alpha=scenario.design.alpha)
                 print(f"{len(frame):,} points, {', '.join(sorted(set(frame['method'])))} "
                       f"(written: {out}/power_ranges.csv)")

@@ -78,7 +78,7 @@ def parse_value(text: str) -> Any:
 
 def parse_override(item: str) -> tuple[str, Any]:
     if "=" not in item:
-        raise ConfigError(f"--set {item!r}: expected KEY.PATH=VALUE, e.g. --set endpoints.leak_1m.effect=0.7")
+        raise ConfigError(f"--set {item!r}: expected KEY.PATH=VALUE, e.g. --set design.n_control=30")
     key, text = item.split("=", 1)
     return key.strip(), parse_value(text.strip())
 

@@ -310,7 +310,7 @@ def check_scheduler_address(address: str) -> None:
 
 
 class Sweep(StrictModel):
-    """Vary config values: `values` maps a key path (e.g. 'endpoints.leak_1m.effect') to a list of values."""
+    """Vary config values: `values` maps a key path (e.g. 'design.n_control', or an endpoint's 'endpoints.<id>.effect') to a list of values."""
 
     mode: Literal["grid", "zip"] = Field("grid", description="Full factorial grid, or lists zipped element by element.")
     values: dict[str, list] = Field(default_factory=dict, description="Key path -> list of values.")

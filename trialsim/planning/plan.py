@@ -63,7 +63,7 @@ from trialsim.planning.model import (
 )
 from trialsim.planning.pilot import REFERENCES, pilot_summary
 from trialsim.planning.samplesize import sample_sizes
-from trialsim.report.output import claim_folder
+from trialsim.report.output import claim_folder, replace_file
 from trialsim.results import RunResult, ScenarioResult, provenance as run_provenance
 from trialsim.scenarios import ScenarioSpec, expand
 from trialsim.version import __version__
@@ -136,11 +136,11 @@ class PlanningResult:
         for name, frame in self.frames.items():
             if name in ("power", "estimates") and self.run_result is not None:
                 continue  # written by RunResult.save
-            frame.to_csv(out / FRAME_FILES[name], index=False)
-        (out / SCENARIO_TOML).write_text(scenario_to_toml(self.scenario))
+            replace_file(out / FRAME_FILES[name], lambda tmp, frame=frame: frame.to_csv(tmp, index=False))
+        replace_file(out / SCENARIO_TOML, lambda tmp: tmp.write_text(scenario_to_toml(self.scenario)))
         meta = {"design": self.design, "settings": self.settings, "provenance": self.provenance,
                 "references": self.references, "files": {k: FRAME_FILES[k] for k in self.frames}}
-        (out / PLANNING_JSON).write_text(json.dumps(meta, indent=1, default=_json_default))
+        replace_file(out / PLANNING_JSON, lambda tmp: tmp.write_text(json.dumps(meta, indent=1, default=_json_default)))
         return out
 
 

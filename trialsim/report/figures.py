@@ -20,6 +20,7 @@ import pandas as pd
 
 from trialsim.analysis import registry as tests
 from trialsim.labels import pct, short_endpoint_label, short_test_label, test_label
+from trialsim.report.output import replace_file
 from trialsim.results import SIZE_TOLERANCE
 
 TARGETS = (0.8, 0.9)
@@ -401,7 +402,7 @@ class LaterSvgs:
     def write(self) -> None:
         with FigureStyle():
             for fig, svg in self._figures:
-                fig.savefig(svg, facecolor="white")
+                replace_file(svg, lambda tmp, fig=fig: fig.savefig(tmp, facecolor="white"))
         self._figures.clear()
 
 
@@ -410,11 +411,11 @@ def save_figure(fig, stem: str | Path, *, later: LaterSvgs | None = None) -> tup
     stem = Path(stem)
     stem.parent.mkdir(parents=True, exist_ok=True)
     png, svg = stem.with_suffix(".png"), stem.with_suffix(".svg")
-    fig.savefig(png, dpi=DPI, facecolor="white")
+    replace_file(png, lambda tmp: fig.savefig(tmp, dpi=DPI, facecolor="white"))
     if later is not None:
         later.add(fig, svg)
     else:
-        fig.savefig(svg, facecolor="white")
+        replace_file(svg, lambda tmp: fig.savefig(tmp, facecolor="white"))
     return png, svg
 
 

@@ -97,3 +97,18 @@ def _umask() -> int:
     mask = os.umask(0o022)
     os.umask(mask)
     return mask
+
+
+def replace_file(path: str | Path, write) -> Path:
+    """``write(tmp)`` into a temporary file beside ``path``, then renamed over it: a kill or an error while writing
+    leaves the earlier file (or none), never a part of the new one. The temporary name keeps the suffix (writers
+    such as matplotlib choose the format by it)."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.stem}.{os.getpid()}.partial{path.suffix}")
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return path
