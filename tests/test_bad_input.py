@@ -308,6 +308,21 @@ def test_warnings_reach_the_user_as_one_line(tmp_path):
     assert ".py:" not in err and "warnings.warn" not in err  # no source file, line or code of trialsim under it
 
 
+def test_a_config_with_a_byte_order_mark_loads_and_a_folder_is_not_a_config(tmp_path):
+    bom = tmp_path / "bom.toml"
+    bom.write_bytes(b"\xef\xbb\xbf" + f'extends = "{CRP_CONFIG}"\n'.encode())
+    assert load_scenario(bom).name == load_scenario(CRP_CONFIG).name
+    status, _, err, _ = cli("show", str(tmp_path))
+    assert status == 2 and "is a folder" in err
+
+
+def test_sweep_ids_that_differ_only_in_case_are_refused(tmp_path):
+    config = tmp_path / "case.toml"
+    config.write_text(f'extends = "{CRP_CONFIG}"\n[sweep]\n[sweep.values]\n"design.control_name" = ["Usual", "usual"]\n')
+    status, _, err, _ = cli("run", str(config), "--sims", "100", "--jobs", "1")
+    assert status == 2 and "differ only in case" in err and "Traceback" not in err
+
+
 def test_report_refuses_a_folder_it_did_not_write_before_any_work(tmp_path, monkeypatch):
     def no_work(*args, **kwargs):
         raise AssertionError("planned before the folder was checked")

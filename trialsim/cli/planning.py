@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 
 from trialsim.cli.common import add_config, add_overrides, add_sim_options, folder
+from trialsim.cli.run import add_run_options
 from trialsim.config.loader import ConfigError, load_scenario
 from trialsim.labels import aligned_table, is_missing, num, pct, test_label
 from trialsim.model import build_model
@@ -43,6 +44,7 @@ def add_parsers(subparsers) -> None:
                                           "Monte Carlo interval otherwise, with the analytic answer alongside.")
     add_config(p)
     add_sim_options(p, sims_help=f"trials of each search step (default {SEARCH_SIMS}, as report --search-sims)")
+    add_run_options(p)
     p.add_argument("--endpoint", default=None, help="an analysed endpoint's name, as in power.csv (default: the primary; "
                                                     "'all' = every endpoint)")
     p.add_argument("--test", default=None, help="one test of the endpoint (default: every test)")
@@ -68,6 +70,7 @@ def add_parsers(subparsers) -> None:
                                      "0.08:0.20:0.04 --effect 0.3:0.8:0.1 --n 50:300 --out figures/")
     _config_or_dir(p)
     add_sim_options(p, sims_help=f"trials per simulated curve point (default {CURVE_SIMS}, as report --curve-sims)")
+    add_run_options(p)
     p.add_argument("--out", type=folder, required=True, help="folder for the figures (PNG + SVG) and their data (CSV)")
     p.add_argument("--n", dest="n_range", nargs="+", default=None, metavar="N",
                    help="patients per arm (control arm), e.g. 50:300 or 50 100 200")
@@ -86,6 +89,7 @@ def add_parsers(subparsers) -> None:
                                           "numbers, draws the curves and writes report.html, report.md, report.docx.")
     _config_or_dir(p)
     add_sim_options(p, sims_help="trials of the power table (default: run.n_sims)")
+    add_run_options(p)
     p.add_argument("--out", type=folder, required=True, help="output folder (results, figures/, report.*)")
     p.add_argument("--power", type=float, nargs="+", default=[0.8, 0.9], help="target powers (default 0.8 0.9)")
     p.add_argument("--search-sims", type=int, default=SEARCH_SIMS,
@@ -126,7 +130,24 @@ def _source(args) -> tuple[str | None, Path | None]:
     return config, from_dir
 
 
+def _run_settings(args, from_dir: Path | None = None) -> None:
+    """--backend, --scheduler, --max-memory and --chunk-blocks as the config's [run] values they stand for (they
+    change where and in what pieces the work runs, never a number)."""
+    values = {"run.backend": "dask" if args.scheduler and not args.backend else args.backend,
+              "run.scheduler": args.scheduler, "run.max_memory_mb": args.max_memory,
+              "run.chunk_blocks": args.chunk_blocks}
+    given = [f"{key}={value!r}" if isinstance(value, str) else f"{key}={value}" for key, value in values.items()
+             if value is not None]
+    if given and from_dir is not None:
+        raise ConfigError("--backend, --scheduler, --max-memory and --chunk-blocks apply to a config file; a results "
+                          "folder is completed with the run settings it was run with")
+    if args.scheduler is not None and args.backend not in (None, "dask"):
+        raise ConfigError(f"--scheduler {args.scheduler} is a Dask scheduler address: use it with --backend dask")
+    args.overrides = [*args.overrides, *given]
+
+
 def cmd_samplesize(args) -> int:
+    _run_settings(args)
     scenario = load_scenario(args.config, args.overrides)
     endpoint = build_model(scenario).primary.name if args.endpoint is None else (None if args.endpoint == "all" else args.endpoint)
     sims = args.sims or SEARCH_SIMS
@@ -231,6 +252,7 @@ def _values(items: list[str] | None, *, whole: bool, flag: str) -> list | None:
 
 def cmd_curves(args) -> int:
     config, from_dir = _source(args)
+    _run_settings(args, from_dir)
     out = Path(args.out)
     ranges = {"n_values": _values(args.n_range, whole=True, flag="--n"),
               "effects": _values(args.effect, whole=False, flag="--effect"),
@@ -281,6 +303,7 @@ def cmd_curves(args) -> int:
 
 def cmd_report(args) -> int:
     config, from_dir = _source(args)
+    _run_settings(args, from_dir)
     out = Path(args.out)
     # the whole report is written beside --out and replaces it when complete (checked before any simulation)
     with staged_folder(out, ours=(PLANNING_JSON,)) as stage:

@@ -165,10 +165,12 @@ def validate(raw: dict, *, source: str = "config") -> Scenario:
 
 def read_toml(path: str | Path) -> dict:
     p = Path(path)
+    if p.is_dir():
+        raise ConfigError(f"config file {str(p)!r} is a folder: give a TOML file such as configs/exosome_lar_20.toml")
     if not p.is_file():
         raise ConfigError(f"config file {str(p)!r} does not exist (expected a TOML file such as configs/exosome_lar_20.toml)")
     try:
-        return tomllib.loads(p.read_text(encoding="utf-8"))
+        return tomllib.loads(p.read_text(encoding="utf-8-sig"))  # a byte-order mark (some editors write one) is not TOML
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"config file {str(p)!r} is not valid TOML: {exc}") from None
     except UnicodeDecodeError:

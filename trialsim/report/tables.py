@@ -651,9 +651,10 @@ def _methods(result, citations: Citations, label_of: dict) -> Table:
 
 def _few(names: list[str], limit: int = 3) -> str:
     names = list(dict.fromkeys(names))
+    sep = "; " if any("," in n for n in names) else ", "  # labels with commas of their own ("IL-6 (serum), POD 1")
     if len(names) <= limit:
-        return ", ".join(names)
-    return ", ".join(names[:limit]) + f" and {len(names) - limit} more"
+        return sep.join(names)
+    return sep.join(names[:limit]) + f" and {len(names) - limit} more"
 
 
 def _size_row(r, label_of: dict, type_i: float | None = None, flagged: bool = False) -> dict[str, str]:
