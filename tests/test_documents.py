@@ -436,3 +436,10 @@ def test_multiplicity_quotes_the_simulated_chance_of_any_false_positive():
     # one marker on three days and two tests per endpoint are dependent: fewer trials have any rejection
     assert hit["mean"] < float(m.cell("any_independent", "Value").rstrip("%")) / 100
     assert f"at least one of them in {simulated} of simulated trials" in report.all_text()
+
+
+def test_the_headline_gives_the_timeline():
+    report = build_report(planned(DEFAULT_CONFIG), [])
+    timeline = dict(report.headline.rows)["Timeline"]
+    assert timeline.startswith("Time to full enrolment: median ") and "planned completion date" in timeline
+    assert "the power figures assume every planned patient" in timeline  # no [flow] in the config

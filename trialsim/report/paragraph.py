@@ -370,7 +370,23 @@ def headline(result, tables: dict[str, Table]) -> Headline:
         elif n != "not simulated":
             rows.append(("Main trial", f"{w.cite('sample_sizes', main, 'Enrol per arm')} patients per arm to enrol for "
                                        f"{w.cite('sample_sizes', main, 'Target power')} power on the primary endpoint"))
+    timeline = _timeline(w, result)
+    if timeline:
+        rows.append(("Timeline", timeline))
     return Headline(rows, verdict(w, rate, size, null, targets[0]), w.facts)
+
+
+def _timeline(w: _Writer, result) -> str:
+    """Time to full enrolment and the chance of the planned completion date, from the timeline table."""
+    if not w.has("flow", "time_to_full_enrolment"):
+        return ""
+    text = f"time to full enrolment: {w.cite('flow', 'time_to_full_enrolment', 'Estimate')}"
+    if w.has("flow", "p_finished_by_deadline"):
+        text += (f"; chance of finishing (last visit) by the planned completion date: "
+                 f"{w.cite('flow', 'p_finished_by_deadline', 'Estimate')}")
+    if not flow_in_analyses(result.frame("flow")):
+        text += " (patient-flow model with its cited defaults; the power figures assume every planned patient)"
+    return text[0].upper() + text[1:]
 
 
 def _estimates(w: _Writer, prim: str, control: str, treatment: str, word: str) -> str:

@@ -651,7 +651,7 @@ def _methods(result, citations: Citations, label_of: dict) -> Table:
 
 def _few(names: list[str], limit: int = 3) -> str:
     names = list(dict.fromkeys(names))
-    sep = "; " if any("," in n for n in names) else ", "  # labels with commas of their own ("IL-6 (serum), POD 1")
+    sep = "; " if any("," in n for n in names) else ", "  # labels with commas of their own ("<marker>, day 1")
     if len(names) <= limit:
         return sep.join(names)
     return sep.join(names[:limit]) + f" and {len(names) - limit} more"
