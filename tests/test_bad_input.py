@@ -259,8 +259,8 @@ def test_whole_number_flags_accept_scientific_notation():
     (["--jobs", "0"], "--jobs", "0 workers run nothing"),
     (["--jobs", "-2"], "--jobs", "-1 for all cores"),
     (["--chunk-blocks", "0"], "--chunk-blocks", "from 1"),
-    (["--out", ""], "--out", "give a folder name"),
-    (["--max-memory", "1e9"], "--max-memory", "from 64 to 16,777,216"),  # an unset shell variable: never the current folder
+    (["--out", ""], "--out", "give a folder name"),  # an unset shell variable: never the current folder
+    (["--max-memory", "1e9"], "--max-memory", "from 64 to 16,777,216"),
     (["--out", "a\x01b"], "--out", "without control characters"),
 ])
 def test_bad_flags_exit_2_naming_the_flag(argv, flag, says):

@@ -6,6 +6,7 @@ its reason, where Chromium is not installed.
 """
 from __future__ import annotations
 
+import copy
 import gc
 import re
 import shutil
@@ -18,11 +19,11 @@ import pytest
 from tests.conftest import CONFIGS, CRP_CONFIG, DEFAULT_CONFIG
 from tests.test_report import CRP_FORMATS, SMALL, planned, written_report
 from trialsim.api import run
-from trialsim.config.loader import load_scenario, with_values
+from trialsim.config.loader import ConfigError, load_scenario, with_values
 from trialsim.planning.assumptions import assumptions_frame, file_comments
 from trialsim.planning.plan import PlanningResult, load_planning, plan, type_i_at_sizes
 from trialsim.report.document import build_report, build_tables, write_docx, write_report
-from trialsim.report.output import MARKER, FolderNotOursError, staged_folder
+from trialsim.report.output import MARKER, FolderNotOursError, check_folder, read_marker, replace_file, report_session
 from trialsim.report.pdf_process import PdfProcess, html_to_pdf, usable_cores
 from trialsim.report.references import SECTION, citation_keys, load_library
 from trialsim.report.tables import FLAG
@@ -97,33 +98,53 @@ def test_a_report_never_writes_into_a_folder_it_did_not_create(tmp_path):
     assert (mine / MARKER).is_file() and (mine / "report.md").is_file()
 
 
-def test_a_report_written_again_replaces_its_folder_whole(tmp_path):
-    out = tmp_path / "report"
-    with staged_folder(out) as stage:
-        (stage / MARKER).write_text("")
-        (stage / "sweep_power.csv").write_text("another design's sweep")
-        (stage / "figures").mkdir()
-        (stage / "figures" / "old.png").write_bytes(b"png")
-    with staged_folder(out) as stage:
-        assert stage.parent == out.parent and stage != out and (out / "sweep_power.csv").is_file()  # not yet replaced
-        (stage / MARKER).write_text("")
-        (stage / "power.csv").write_text("this design")
-    assert sorted(p.name for p in out.rglob("*")) == sorted([MARKER, "power.csv"])  # nothing of the earlier report
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["report"]  # no staging or old folder left beside it
+def _report(out, files: dict[str, str], **kwargs):
+    """A stand-in report: ``files`` (relative path -> text) written inside a report session of ``out``."""
+    with report_session(out, **kwargs) as folder:
+        for name, text in files.items():
+            (folder / name).parent.mkdir(parents=True, exist_ok=True)
+            replace_file(folder / name, lambda tmp, text=text: tmp.write_text(text))
+    return out
 
 
-def test_an_interrupted_report_leaves_the_earlier_one_as_it_was(tmp_path):
-    out = tmp_path / "report"
-    with staged_folder(out) as stage:
-        (stage / MARKER).write_text("")
-        (stage / "report.md").write_text("earlier")
+def test_a_report_written_again_leaves_none_of_the_earlier_reports_files_and_nothing_else_is_touched(tmp_path):
+    out = _report(tmp_path / "report", {"sweep_power.csv": "another design's sweep", "figures/old.png": "png",
+                                        "report.md": "earlier"})
+    (out / "NOTES.txt").write_text("the user's own notes")
+    (out / "run").mkdir()
+    (out / "run" / "power.csv").write_text("a run the user keeps here")
+    _report(out, {"power.csv": "this design", "report.md": "later"})
+    assert (out / "report.md").read_text() == "later" and (out / "power.csv").is_file()
+    assert not (out / "sweep_power.csv").exists() and not (out / "figures").exists()  # the earlier report's own
+    assert (out / "NOTES.txt").is_file() and (out / "run" / "power.csv").is_file()  # never listed: never removed
+    assert read_marker(out) == {"note": read_marker(out)["note"], "status": "complete", "files": ["power.csv", "report.md"]}
+    # documents written again from the folder itself keep the results they do not write again
+    _report(out, {"report.md": "documents only"}, keep_earlier=True)
+    assert (out / "power.csv").is_file() and set(read_marker(out)["files"]) == {"power.csv", "report.md"}
+
+
+def test_an_interrupted_report_is_never_read_back_as_finished(tmp_path):
+    out = _report(tmp_path / "report", {"report.md": "earlier"})
     for interruption in (RuntimeError("a failing figure"), KeyboardInterrupt()):
         with pytest.raises(type(interruption)):
-            with staged_folder(out) as stage:
-                (stage / "report.md").write_text("half of a later one")
+            with report_session(out) as folder:
+                (folder / "report.md").write_text("half of a later one")
                 raise interruption
-        assert (out / "report.md").read_text() == "earlier"
-        assert sorted(p.name for p in tmp_path.iterdir()) == ["report"]
+        assert read_marker(out)["status"] == "writing"
+        with pytest.raises(ConfigError, match="writing was interrupted"):
+            load_planning(out)
+    _report(out, {"report.md": "whole"})  # written again: complete
+    assert read_marker(out)["status"] == "complete"
+
+
+def test_a_report_into_the_current_folder_or_through_a_link_stays_there(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    _report(Path("."), {"report.md": "here"})
+    assert (tmp_path / "report.md").read_text() == "here" and sorted(p.name for p in tmp_path.iterdir()) == [MARKER, "report.md"]
+    (tmp_path / "target").mkdir()
+    (tmp_path / "link").symlink_to(tmp_path / "target")
+    _report(tmp_path / "link", {"report.md": "through the link"})
+    assert (tmp_path / "link").is_symlink() and (tmp_path / "target" / "report.md").read_text() == "through the link"
 
 
 def test_a_folder_that_is_not_ours_is_refused_before_anything_is_done(tmp_path):
@@ -133,9 +154,12 @@ def test_a_folder_that_is_not_ours_is_refused_before_anything_is_done(tmp_path):
     for out, says in [(tmp_path / "run", "did not write"), (tmp_path / "file", "is a file"),
                       (tmp_path / "file" / "under", "a part of its path is a file")]:
         with pytest.raises(FolderNotOursError, match=says):
-            with staged_folder(out):
+            check_folder(out)
+        with pytest.raises(FolderNotOursError, match=says):
+            with report_session(out):
                 raise AssertionError("the body ran")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["file", "run"]
+    assert sorted(p.name for p in (tmp_path / "run").iterdir()) == ["power.csv"]
 
 
 # --------------------------------------------------------------------------------------------------
@@ -204,6 +228,33 @@ def test_a_deadline_that_cuts_enrolment_is_in_the_headline_numbers():
     assert flow.cell("time_to_full_enrolment", "80% of trials (days)") == "not reached"  # never "not reached to not reached"
     paragraph = report.justification.text
     assert "the planned 10 patients per arm give" in paragraph and f"{treated:.1f} of 10 planned exosome" in paragraph
+
+
+def test_a_timeline_chance_of_all_but_a_few_trials_says_its_count():
+    res = copy.copy(planned(DEFAULT_CONFIG))
+    flow = res.frame("flow").copy()
+    n = int(flow["n_trials"].iloc[0])
+    flow.loc[(flow.quantity == "p_reached_target") & (flow.statistic == "probability"), "value"] = 1 - 1 / n
+    res.frames = {**res.frames, "flow": flow}
+    cell = build_tables(res)["flow"].cell("p_reached_target", "Estimate")
+    assert cell == f"{100 * (1 - 1 / n):.3f}% (all but 1 of {n:,} trials)"  # never "1e+02%"
+
+
+def test_the_timeline_is_the_full_designs_flow_without_its_analyses():
+    from trialsim.planning.plan import flow_frame, run_design, timeline_frame
+
+    sc = load_scenario(DEFAULT_CONFIG)
+    lean = timeline_frame(sc, n_sims=600, seed=4, n_jobs=1)
+    with_flow = with_values(sc, {"flow": {}}, source="flow defaults")
+    full = run_design(with_flow, n_sims=600, seed=4, seed_given=True, n_jobs=1)
+    assert lean.equals(flow_frame(full.results[0].flow, with_flow, in_analyses=False))
+
+
+def test_lists_of_large_numbers_stay_readable():
+    from trialsim.report.tables import readable_value
+
+    assert readable_value("endpoints.cytokines.markers[il6_drain].median", "[35000, 22000, 12000]") == "35,000; 22,000; 12,000"
+    assert readable_value("x.grades", "[A, B, C]") == "A, B, C"
 
 
 def test_the_assumptions_table_reads_as_text_and_holds_only_what_the_design_uses():
@@ -393,11 +444,12 @@ def test_every_format_is_written_and_the_paragraph_is_plain_text():
     assert set(files) == {"html", "pdf", "md", "docx", "txt", "check"}
     text = files["txt"].read_text(encoding="utf-8")
     assert text.startswith("The primary endpoint") and "<" not in text and "**" not in text
-    # what the project's sources do not confirm is listed to check, never printed in the documents' entries
+    # what the project's sources do not confirm is marked in the entry (never guessed) and listed to check
     check = files["check"].read_text(encoding="utf-8")
     assert "Borstlap et al. 2017: check the year (2017 or 2018)" in check and "Fouda et al.: check the journal" in check
     documents = files["md"].read_text(encoding="utf-8") + files["html"].read_text(encoding="utf-8")
     assert not re.search(r"(?i)approximate|not verified|find by (PMID|DOI)", documents)
+    assert "Borstlap et al. Ann Surg. 2017. PMID 28746154. [To be confirmed: year (2017 or 2018).]" in documents
 
 
 def test_reference_entries_lead_with_their_citation_and_keep_its_letter():

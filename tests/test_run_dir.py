@@ -84,6 +84,13 @@ def test_a_flow_run_and_a_plain_run_are_told_apart_by_the_section_that_differs(d
     run(with_values(default_scenario, {"flow": {}}), n_sims=200, seed=1, n_jobs=1, out=tmp_path)
     with pytest.raises(RunDirError, match=r"differs in \[flow\] is set there, not here"):
         run(default_scenario, n_sims=200, seed=1, n_jobs=1, out=tmp_path)
+    # a key set on one side within a section both have is named itself; an item of an array of tables by its index
+    with pytest.raises(RunDirError, match=r"differs in flow.deadline_days is not set there, 122.0 here\)"):
+        run(with_values(default_scenario, {"flow": {"deadline_days": 122}}), n_sims=200, seed=1, n_jobs=1, out=tmp_path)
+    with pytest.raises(RunDirError, match=r"endpoints.cytokines.markers\[0\].median is \[60.0, 25.0, 12.0\] there, "
+                                          r"\[61.0, 25.0, 12.0\] here"):
+        run(with_values(default_scenario, {"flow": {}, "endpoints.cytokines.markers[0].median": [61.0, 25.0, 12.0]}),
+            n_sims=200, seed=1, n_jobs=1, out=tmp_path)
 
 
 def test_earlier_files_without_a_manifest_and_a_damaged_manifest_are_refused(small, tmp_path):

@@ -205,6 +205,12 @@ def test_the_solvers_refuse_what_their_flags_refuse():
         solve_two_proportions(0.2, 1e-9, n_per_arm=20)
 
 
+def test_a_welch_question_with_one_tight_arm_is_answered():
+    """A difference of 2 against SDs of 1 and 0.001 is 2.8 pooled SDs: a question, not a certainty."""
+    sol = solve_two_means(2.0, sd=1.0, sd_treatment=0.001, n_per_arm=3, test="welch")
+    assert 0.3 < sol.power < 0.6
+
+
 def test_an_effect_is_found_in_any_unit():
     """The smallest difference scales with the SD: the same question in mg or in kg."""
     one = solve_two_means(sd=1.0, n_per_arm=10, power=0.8).effect["difference"]

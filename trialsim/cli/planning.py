@@ -23,7 +23,7 @@ from trialsim.planning.plan import PLANNING_JSON, load_planning, plan
 from trialsim.planning.samplesize import sample_sizes, sizes
 from trialsim.report.document import CHECK_FILE, DEFAULT_FORMATS, FORMATS, write_report
 from trialsim.report.figures import draw_figures, draw_range_figures
-from trialsim.report.output import replace_file, staged_folder
+from trialsim.report.output import check_folder, replace_file, report_session
 
 SEARCH_SIMS = 2000  # trials of each sample-size / MDE search step: `samplesize --sims` and `report --search-sims`
 CURVE_SIMS = 2000  # trials per simulated curve point: `curves --sims` and `report --curve-sims`
@@ -305,24 +305,25 @@ def cmd_report(args) -> int:
     config, from_dir = _source(args)
     _run_settings(args, from_dir)
     out = Path(args.out)
-    # the whole report is written beside --out and replaces it when complete (checked before any simulation)
-    with staged_folder(out, ours=(PLANNING_JSON,)) as stage:
-        if from_dir is not None:
-            result = load_planning(from_dir, power=args.power, search_sims=args.search_sims, curve_sims=args.curve_sims,
-                                   search=args.search)
-        else:
-            result = plan(config, overrides=args.overrides, power=args.power, n_sims=args.sims,
-                          search_sims=args.search_sims, curve_sims=args.curve_sims, seed=args.seed, n_jobs=_jobs(args),
-                          progress=not args.quiet, search=args.search)
-        result.save(stage)
-        comparison = load_comparison(args.compare) if args.compare is not None else None
-        written = write_report(result, stage, formats=args.formats, page_size=args.paper, comparison=comparison,
+    check_folder(out, ours=(PLANNING_JSON,))  # a folder trialsim did not write is refused before any work
+    rewrite = from_dir is not None and out.resolve() == Path(from_dir).resolve()  # documents again, from the folder
+    if from_dir is not None:
+        result = load_planning(from_dir, power=args.power, search_sims=args.search_sims, curve_sims=args.curve_sims,
+                               search=args.search)
+    else:
+        result = plan(config, overrides=args.overrides, power=args.power, n_sims=args.sims, search_sims=args.search_sims,
+                      curve_sims=args.curve_sims, seed=args.seed, n_jobs=_jobs(args), progress=not args.quiet,
+                      search=args.search)
+    comparison = load_comparison(args.compare) if args.compare is not None else None
+    with report_session(out, ours=(PLANNING_JSON,), keep_earlier=rewrite):
+        if not rewrite:
+            result.save(out)
+        written = write_report(result, out, formats=args.formats, page_size=args.paper, comparison=comparison,
                                n_jobs=_jobs(args, result.scenario))
-        paragraph = (stage / "justification.txt").read_text(encoding="utf-8").strip()
-    print(paragraph)
+    print(open(out / "justification.txt", encoding="utf-8").read().strip())
     print()
     for fmt, path in written.items():
-        print(f"written: {out / Path(path).relative_to(stage)}")
+        print(f"written: {path}")
     if "check" in written:
         print(f"\nBefore submitting: {CHECK_FILE} lists the references whose details trialsim's sources do not confirm.")
     return 0

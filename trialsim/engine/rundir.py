@@ -418,8 +418,8 @@ def _difference(key: str, there: Any, here: Any, *, folder: Path | None = None,
 
 
 def _changed_keys(folder: Path | None, spec: ScenarioSpec | None, limit: int = 3) -> str:
-    """The config keys in which ``spec`` differs from the scenario a finished run saved in ``folder`` ("flow: set
-    there, not here"), when the folder holds it; "" otherwise."""
+    """The config keys in which ``spec`` differs from the scenario a finished run saved in ``folder`` ("[flow] is
+    set there, not here"; "endpoints.x.effect is 0.5 there, 0.7 here"), when the folder holds it; "" otherwise."""
     if folder is None or spec is None:
         return ""
     path = folder / "scenarios" / f"{safe_name(spec.id)}.toml"
@@ -429,20 +429,47 @@ def _changed_keys(folder: Path | None, spec: ScenarioSpec | None, limit: int = 3
         return ""
     here = _flat(to_raw(spec.scenario))
     keys = sorted(k for k in set(there) | set(here) if not k.startswith("run.") and there.get(k) != here.get(k))
-    tops = list(dict.fromkeys(k.split(".")[0] if (k in there) != (k in here) else k for k in keys))
-    shown = []
-    for k in tops[:limit]:
-        if k in there or k in here:
-            shown.append(f"{k} is {there.get(k, 'not set')!r} there, {here.get(k, 'not set')!r} here")
-        else:
-            shown.append(f"[{k}] is {'set there, not here' if any(x.startswith(k + '.') for x in there) else 'set here, not there'}")
-    return "differs in " + "; ".join(shown) + (f" and {len(tops) - limit} more" if len(tops) > limit else "") if shown else ""
+    shown: list[str] = []
+    for k in keys:
+        lacking = here if k in there and k not in here else there if k in here and k not in there else None
+        # a whole section on one side only is named once, by the section; a key missing within a section by itself
+        section = _outermost_missing(k, lacking) if lacking is not None else None
+        text = (f"[{section}] is {'set there, not here' if lacking is here else 'set here, not there'}"
+                if section is not None and section != k else
+                f"{k} is {_short(there.get(k, 'not set'))} there, {_short(here.get(k, 'not set'))} here")
+        if text not in shown:
+            shown.append(text)
+    if not shown:
+        return ""
+    more = f" and {len(shown) - limit} more" if len(shown) > limit else ""
+    return "differs in " + "; ".join(shown[:limit]) + more
+
+
+def _outermost_missing(key: str, side: dict[str, Any]) -> str:
+    """The shortest prefix of ``key`` (a dotted path) of which ``side`` holds nothing at all."""
+    parts = key.split(".")
+    for i in range(1, len(parts) + 1):
+        prefix = ".".join(parts[:i])
+        if not any(k == prefix or k.startswith(prefix + ".") for k in side):
+            return prefix
+    return key
+
+
+def _short(value: Any, width: int = 60) -> str:
+    text = repr(value) if not isinstance(value, str) or value != "not set" else value
+    return text if len(text) <= width else text[:width - 3] + "..."
 
 
 def _flat(node: Any, prefix: str = "") -> dict[str, Any]:
+    """Key path -> value of a raw config; an array of tables by item (``markers[0].median``)."""
     if isinstance(node, dict):
         out: dict[str, Any] = {}
         for key, value in node.items():
             out.update(_flat(value, f"{prefix}.{key}" if prefix else str(key)))
+        return out
+    if isinstance(node, list) and node and all(isinstance(item, dict) for item in node):
+        out = {}
+        for i, item in enumerate(node):
+            out.update(_flat(item, f"{prefix}[{i}]"))
         return out
     return {} if node is None else {prefix: node}  # None: not set, as a TOML file has it

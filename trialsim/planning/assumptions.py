@@ -174,7 +174,7 @@ def file_comments(path: str | Path | None) -> dict[str, str] | None:
     p = Path(path)
     if not p.is_file():
         return None
-    text = p.read_text(encoding="utf-8")
+    text = p.read_text(encoding="utf-8-sig")  # as the loader reads it: a byte-order mark is not TOML
     try:
         parent = tomllib.loads(text).get("extends")
     except tomllib.TOMLDecodeError:

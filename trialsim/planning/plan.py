@@ -57,13 +57,14 @@ from trialsim.planning.model import (
     dropout,
     endpoint_rows,
     exact_power,
+    flow_only,
     is_null,
     key_pairs,
     resolve_seed,
 )
 from trialsim.planning.pilot import REFERENCES, pilot_summary
 from trialsim.planning.samplesize import sample_sizes
-from trialsim.report.output import claim_folder, replace_file
+from trialsim.report.output import check_complete, claim_folder, replace_file
 from trialsim.results import RunResult, ScenarioResult, provenance as run_provenance
 from trialsim.scenarios import ScenarioSpec, expand
 from trialsim.version import __version__
@@ -137,10 +138,11 @@ class PlanningResult:
             if name in ("power", "estimates") and self.run_result is not None:
                 continue  # written by RunResult.save
             replace_file(out / FRAME_FILES[name], lambda tmp, frame=frame: frame.to_csv(tmp, index=False))
-        replace_file(out / SCENARIO_TOML, lambda tmp: tmp.write_text(scenario_to_toml(self.scenario)))
+        replace_file(out / SCENARIO_TOML, lambda tmp: tmp.write_text(scenario_to_toml(self.scenario), encoding="utf-8"))
         meta = {"design": self.design, "settings": self.settings, "provenance": self.provenance,
                 "references": self.references, "files": {k: FRAME_FILES[k] for k in self.frames}}
-        replace_file(out / PLANNING_JSON, lambda tmp: tmp.write_text(json.dumps(meta, indent=1, default=_json_default)))
+        replace_file(out / PLANNING_JSON, lambda tmp: tmp.write_text(json.dumps(meta, indent=1, default=_json_default),
+                                                                     encoding="utf-8"))
         return out
 
 
@@ -254,9 +256,10 @@ def timeline_frame(scenario: Scenario, *, n_sims: int, seed: int, n_jobs: int, p
     model does not fit the design (it needs an endpoint giving the hospital stays)."""
     try:
         with_flow = with_values(scenario, {"flow": {}}, source="flow defaults")
-    except ConfigError:  # the flow's model does not fit this design (e.g. no hospital stays to fill its beds)
+        lean = flow_only(with_flow)  # the same flow, without the analyses' cost
+        result = run_design(lean, n_sims=n_sims, seed=seed, seed_given=True, n_jobs=n_jobs, progress=progress)
+    except ConfigError:  # the flow's model does not fit this design (no hospital stays to fill its beds), or memory
         return None
-    result = run_design(with_flow, n_sims=n_sims, seed=seed, seed_given=True, n_jobs=n_jobs, progress=progress)
     return flow_frame(result.results[0].flow, with_flow, in_analyses=False)
 
 
@@ -488,9 +491,10 @@ def load_planning(path: str | Path, *, complete: bool = True, parts: Sequence[st
     p = Path(path)
     if not p.is_dir():
         raise ConfigError(f"results folder {str(p)!r} does not exist")
+    check_complete(p)  # an interrupted report is never read back as a finished one
     meta_file = p / PLANNING_JSON
     if meta_file.is_file():
-        meta = json.loads(meta_file.read_text())
+        meta = json.loads(meta_file.read_text(encoding="utf-8"))
         frames = {}
         for name, fname in meta.get("files", {}).items():
             f = p / fname

@@ -507,8 +507,9 @@ def _solve_means(problem: str, difference: float | None, *, sd: float, sd_treatm
     if not (SD_RANGE[0] <= sd_c <= SD_RANGE[1] and SD_RANGE[0] <= sd_t <= SD_RANGE[1]):
         raise ValueError(f"SDs must lie in [{SD_RANGE[0]:g}, {SD_RANGE[1]:g}] (in any unit; their squares must be "
                          f"numbers), got {sd_c!r} and {sd_t!r}")
-    if difference is not None and not abs(difference) <= MAX_STANDARDISED * min(sd_c, sd_t):
-        raise ValueError(f"the difference {difference:g} is {abs(difference) / min(sd_c, sd_t):.3g} SDs: at most "
+    spread = math.sqrt((sd_c**2 + sd_t**2) / 2.0)  # the SD a standardised difference is counted in (as effect_of's d)
+    if difference is not None and not abs(difference) <= MAX_STANDARDISED * spread:
+        raise ValueError(f"the difference {difference:g} is {abs(difference) / spread:.3g} SDs: at most "
                          f"{MAX_STANDARDISED:g} SDs (a larger one is detected with certainty by any size)")
     if test == "t" and sd_t != sd_c:
         raise ValueError("the pooled t test assumes equal SDs; use test='welch' for unequal SDs")
@@ -558,7 +559,7 @@ def _solve_means(problem: str, difference: float | None, *, sd: float, sd_treatm
                         target_power=float(power), n_continuous=_continuous_root(lambda x: exact(difference, x, r * x) - power, n),
                         approximation=approx)
     n = int(n_per_arm)
-    scale = min(sd_c, sd_t)  # searched in SDs: the same question in any unit
+    scale = spread  # searched in SDs: the same question in any unit
     diff = scale * _root(lambda u: at(u * scale, n) - power)
     diff_normal = scale * _root(lambda u: normal(u * scale, n) - power)
     approx = Approximation(float(n), power, effect_of(diff_normal), normal_method)

@@ -643,7 +643,8 @@ def plot_power_ranges(frame: pd.DataFrame, ax=None, *, targets: Sequence[float] 
     ax.set_xlabel(_range_x_label(frame))
     ax.set_ylabel("Power")
     _targets(ax, targets)
-    alpha = float(frame["alpha"].iloc[0]) if "alpha" in frame and frame["alpha"].notna().any() else None
+    levels = frame["alpha"].dropna().unique() if "alpha" in frame else []
+    alpha = float(levels[0]) if len(levels) == 1 else None  # one level per panel (a sweep over alpha draws none)
     if null in effects and alpha is not None:  # the no-effect line is a type I error: against alpha, not the targets
         ax.axhline(alpha, color="0.35", lw=0.9, ls=":", zorder=1)
         ax.annotate(f"alpha {100 * alpha:g}%", xy=(1.0, alpha), xycoords=("axes fraction", "data"), xytext=(-3, 1.5),

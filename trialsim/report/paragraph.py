@@ -163,7 +163,7 @@ def justification(result, tables: dict[str, Table]) -> Paragraph:
             text += f", above the nominal {w.cite('design', 'alpha', 'Value')}"
         p_power, p_size = _value(rate_text) if rate_text else None, _value(size_text)
         if p_power is not None and p_size is not None and p_power < 2 * p_size:
-            how = "less often" if p_power < p_size else "hardly more often"
+            how = "less often" if p_power < p_size else "no more often" if p_power == p_size else "hardly more often"
             text += (f": it rejects {how} with the assumed effect than without any, so the trial cannot tell a "
                      "working treatment from a useless one")
         sentences.append(text + ".")
@@ -385,7 +385,7 @@ def _timeline(w: _Writer, result) -> str:
         text += (f"; chance of finishing (last visit) by the planned completion date: "
                  f"{w.cite('flow', 'p_finished_by_deadline', 'Estimate')}")
     if not flow_in_analyses(result.frame("flow")):
-        text += " (patient-flow model with its cited defaults; the power figures assume every planned patient)"
+        text += "; from the patient-flow model's cited defaults (the power figures assume every planned patient)"
     return text[0].upper() + text[1:]
 
 

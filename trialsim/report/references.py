@@ -95,6 +95,8 @@ class Reference:
             parts.append(self.note if self.note.endswith(".") else self.note + ".")
         if self.url:
             parts.append(self.url)
+        if self.verify:  # never guessed: marked, and listed in references_to_check.txt
+            parts.append(f"[To be confirmed: {self.verify}.]")
         return " ".join(parts)
 
     @property

@@ -447,7 +447,8 @@ def readable_value(key: str, text: str) -> str:
         return ", ".join(test_label(item) for item in items)
     if last == "ratio":
         return ":".join(items)
-    return ", ".join(_readable_scalar(item, last) for item in items)
+    shown = [_readable_scalar(item, last) for item in items]
+    return ("; " if any("," in x for x in shown) else ", ").join(shown)  # 35,000; 22,000; 12,000
 
 
 def _readable_scalar(text: str, last: str = "") -> str:
@@ -510,8 +511,10 @@ def _flow(result) -> Table | None:
             return f"0% (none of {n:,} trials)"
         if hits == n:
             return f"100% (all {n:,} trials)"
-        if p < 0.001 or p > 0.999:  # a few trials: the count says more than a rounded percentage
+        if p < 0.001:  # a few trials: the count says more than a rounded percentage
             return f"{100 * p:.2g}% ({hits:,} of {n:,} trials)"
+        if p > 0.999:  # all but a few
+            return f"{100 * p:.3f}% (all but {n - hits:,} of {n:,} trials)"
         return f"{fmt_power(p)} (Monte Carlo SE {fmt_points(r.mcse, 2)} percentage points)"
 
     rows = []
