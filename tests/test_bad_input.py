@@ -22,6 +22,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+import trialsim.cli.planning as cli_planning
 import trialsim.cli.run as cli_run
 from trialsim.cli import build_parser, main
 from trialsim.config.loader import ConfigError, load_scenario, to_raw, with_values
@@ -258,6 +259,9 @@ def test_whole_number_flags_accept_scientific_notation():
     (["--jobs", "0"], "--jobs", "0 workers run nothing"),
     (["--jobs", "-2"], "--jobs", "-1 for all cores"),
     (["--chunk-blocks", "0"], "--chunk-blocks", "from 1"),
+    (["--out", ""], "--out", "give a folder name"),  # an unset shell variable: never the current folder
+    (["--max-memory", "1e9"], "--max-memory", "from 64 to 16,777,216"),
+    (["--out", "a\x01b"], "--out", "without control characters"),
 ])
 def test_bad_flags_exit_2_naming_the_flag(argv, flag, says):
     status, _, err, _ = cli("run", str(CRP_CONFIG), *argv)
@@ -271,6 +275,72 @@ def test_bad_flags_exit_2_naming_the_flag(argv, flag, says):
 def test_planning_flags_are_checked_too(argv, flag):
     status, _, err, _ = cli(*argv)
     assert status == 2 and f"argument {flag}" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("address, says", [("tls://127.0.0.1:1", "only tcp:// addresses"),
+                                           ("ucx://127.0.0.1:1", "only tcp:// addresses"),
+                                           ("tcp://127.0.0.1:99999", "the port must lie in 1-65535"),
+                                           ("foo", "is not an address")])
+def test_a_scheduler_address_dask_cannot_use_is_refused_before_connecting(address, says):
+    status, _, err, _ = cli("run", str(CRP_CONFIG), "--sims", "100", "--backend", "dask", "--scheduler", address)
+    assert status == 2 and says in err and "Traceback" not in err
+    status, _, err, _ = cli("show", str(CRP_CONFIG), "--set", "run.backend=dask", "--set", f"run.scheduler={address}")
+    assert status == 2 and says in err
+
+
+def test_a_design_of_which_not_one_trial_fits_says_how_much_memory_it_needs():
+    status, _, err, _ = cli("run", str(DEFAULT_CONFIG), "--sims", "10", "--max-memory", "64",
+                            "--set", "design.n_control=100000", "--set", "design.n_treatment=100000",
+                            "--set", 'endpoints.leak_1m.tests=["fisher"]', "--set", "run.block_size=10")
+    assert status == 2 and "Not even one trial fits" in err and "raise --max-memory" in err
+    assert "Set run.block_size to" not in err
+
+
+def test_warnings_reach_the_user_as_one_line(tmp_path):
+    out = tmp_path / "run"
+    assert cli("run", str(CRP_CONFIG), "--sims", "2000", "--seed", "1", "--jobs", "1", "--quiet", "--out", str(out))[0] == 0
+    path = next((out / "checkpoints").glob("*.jsonl"))
+    lines = path.read_bytes().splitlines(keepends=True)
+    path.write_bytes(b"".join(lines[:2] + [b"{not json\n"] + lines[2:]))
+    status, _, err, _ = cli("run", str(CRP_CONFIG), "--sims", "2000", "--seed", "1", "--jobs", "1", "--quiet", "--out", str(out))
+    assert status == 0
+    assert "trialsim: warning: checkpoint" in err and "not trusted" in err
+    assert ".py:" not in err and "warnings.warn" not in err  # no source file, line or code of trialsim under it
+
+
+def test_a_config_with_a_byte_order_mark_loads_and_a_folder_is_not_a_config(tmp_path):
+    bom = tmp_path / "bom.toml"
+    bom.write_bytes(b"\xef\xbb\xbf" + f'extends = "{CRP_CONFIG}"\n'.encode())
+    assert load_scenario(bom).name == load_scenario(CRP_CONFIG).name
+    status, _, err, _ = cli("show", str(tmp_path))
+    assert status == 2 and "is a folder" in err
+
+
+def test_sweep_ids_that_differ_only_in_case_are_refused(tmp_path):
+    config = tmp_path / "case.toml"
+    config.write_text(f'extends = "{CRP_CONFIG}"\n[sweep]\n[sweep.values]\n"design.control_name" = ["Usual", "usual"]\n')
+    status, _, err, _ = cli("run", str(config), "--sims", "100", "--jobs", "1")
+    assert status == 2 and "differ only in case" in err and "Traceback" not in err
+
+
+def test_report_refuses_a_folder_it_did_not_write_before_any_work(tmp_path, monkeypatch):
+    def no_work(*args, **kwargs):
+        raise AssertionError("planned before the folder was checked")
+
+    monkeypatch.setattr(cli_planning, "plan", no_work)
+    monkeypatch.setattr(cli_planning, "load_planning", no_work)
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    (run_dir / "power.csv").write_text("a run's results")
+    for argv in (["report", str(CRP_CONFIG), "--out", str(run_dir)], ["report", "--from", str(run_dir), "--out", str(run_dir)]):
+        status, _, err, _ = cli(*argv)
+        assert status == 2 and "did not write" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("path", ["design.\u00b2", "population.risk_factors[\u0663].odds_ratio"])
+def test_a_key_path_with_a_digit_that_is_not_ascii_is_an_unknown_key(path):
+    status, _, err, _ = cli("show", str(CRP_CONFIG), "--set", f"{path}=3")
+    assert status == 2 and "Traceback" not in err and "unknown key" in err
 
 
 # -------------------------------------------------------------------------------------------- signals

@@ -24,12 +24,31 @@ def test_power_ranges_are_exact_for_a_binary_endpoint(default_scenario):
                          ratios=[1, 2])
     assert list(frame.columns) == RANGE_COLUMNS
     assert len(frame) == 2 * 2 * 2 * 2 and (frame["method"] == "exact").all()
-    assert set(frame["facet"]) == {f"control rate {r}, allocation 1:{k}" for r in ("8%", "20%") for k in (1, 2)}
+    # the config's rate (grades B/C) and the analysed endpoint's own (the detected grade A raises it)
+    assert set(frame["facet"]) == {f"control rate {r}, allocation 1:{k}" for r in ("8% (analysed 8.3%)", "20% (analysed 20.7%)")
+                                   for k in (1, 2)}
     row = frame[(frame.effect == 0.3) & (frame.control_rate == 0.2) & (frame.ratio == 2) & (frame.n_per_arm == 40)].iloc[0]
     cc = complete_case(load_scenario(DEFAULT_CONFIG, ["endpoints.leak_1m.rate_control=0.2", "endpoints.leak_1m.effect=0.3"]))
     law = binary_rates(build_model(cc), "leak_1m")
     assert row.n_treatment == 80
     assert row.power == pytest.approx(exact_power("fisher", law.p_control, law.p_treatment, 40, 80, alpha=0.05), abs=1e-14)
+
+
+def test_the_no_effect_line_is_read_against_alpha(default_scenario):
+    """Chi-square at 30 per arm and the registered 12.4%: exact size 5.5%, above alpha; drawn and named so."""
+    from matplotlib.figure import Figure
+
+    from trialsim.report.figures import FigureStyle, plot_power_ranges
+
+    frame = power_ranges(default_scenario, n_values=[30], effects=[1.0, 0.5], test="chi2")
+    with FigureStyle():
+        ax = Figure().add_subplot()
+        plot_power_ranges(frame, ax)
+        labels = [line.get_label() for line in ax.lines]
+        levels = [line.get_ydata()[0] for line in ax.lines if line.get_linestyle() == ":"]
+    assert "1 (no effect): type I error above alpha" in labels and levels == [0.05]
+    texts = [t.get_text() for t in ax.texts]
+    assert "alpha 5%" in texts and "80% power" in texts and "90% power" in texts
 
 
 def test_ranges_come_from_a_configs_sweep():
@@ -121,3 +140,20 @@ def test_too_few_trials_and_a_test_never_computed_say_so(capsys):
     out = capsys.readouterr().out
     welch = next(line for line in out.splitlines() if "Welch t" in line)
     assert "not computable (n_valid 0)" in welch
+
+
+def test_a_sweep_table_flags_a_type_i_error_above_alpha(tmp_path, capsys):
+    """Chi-square at 50 per arm and a 6% control rate rejects 5.2% of trials with no effect (exact): the sweep's
+    table marks that rate and the power beside it with the report's dagger, and says what the mark means."""
+    config = tmp_path / "sweep.toml"
+    config.write_text(f'extends = "{DEFAULT_CONFIG}"\nname = "chi2_sweep"\n[endpoints.leak_1m]\ntests = ["chi2"]\n'
+                      'rate_control = 0.06\n[sweep]\nmode = "grid"\nzip_groups = [["design.n_control", "design.n_treatment"]]\n'
+                      '[sweep.values]\n"design.n_control" = [10, 50]\n"design.n_treatment" = [10, 50]\n'
+                      '"endpoints.leak_1m.effect" = [1.0, 0.5]\n')
+    assert main(["run", str(config), "--sims", "200", "--seed", "1", "--jobs", "1", "--quiet"]) == 0
+    out = capsys.readouterr().out
+    rows = {line.split()[0]: line for line in out.splitlines() if line.startswith("n_control=")}
+    assert "\u2020" in rows["n_control=50,n_treatment=50,effect=1"]  # a type I error above alpha
+    assert "\u2020" in rows["n_control=50,n_treatment=50,effect=0.5"]  # beside it, power overstated
+    assert "\u2020" not in rows["n_control=10,n_treatment=10,effect=1"]  # conservative at 10 per arm
+    assert "\u2020 the test's type I error exceeds alpha at this design" in out

@@ -64,3 +64,21 @@ def test_an_unreachable_scheduler_and_a_scheduler_without_dask_are_refused(scena
         with_values(scenario, {"run.scheduler": "tcp://127.0.0.1:1"})
     with pytest.raises(ConfigError, match=r"cannot reach the Dask scheduler at run.scheduler = 'tcp://127.0.0.1:1'"):
         run(scenario, n_sims=200, seed=1, backend="dask", scheduler="tcp://127.0.0.1:1")
+
+
+def test_planning_commands_take_the_backend_flags(cluster, tmp_path, capsys):
+    """`samplesize --scheduler ADDRESS` runs its searches on the cluster and prints what local processes print."""
+    from tests.conftest import CRP_CONFIG
+    from trialsim.cli import main
+
+    argv = ["samplesize", str(CRP_CONFIG), "--sims", "300", "--seed", "1", "--quiet"]
+    assert main([*argv, "--jobs", "2"]) == 0
+    local = capsys.readouterr().out
+    with distributed.get_task_stream(client=dask_client(cluster.scheduler_address, 1)) as stream:
+        assert main([*argv, "--scheduler", cluster.scheduler_address, "--chunk-blocks", "1"]) == 0
+    assert capsys.readouterr().out == local and len(stream.data) >= 2
+    run_dir = tmp_path / "run"
+    assert main(["run", str(CRP_CONFIG), "--sims", "200", "--seed", "1", "--jobs", "1", "--quiet", "--out", str(run_dir)]) == 0
+    capsys.readouterr()
+    assert main(["report", "--from", str(run_dir), "--out", str(tmp_path / "rep"), "--backend", "dask"]) == 2
+    assert "apply to a config file" in capsys.readouterr().err

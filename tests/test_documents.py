@@ -6,6 +6,7 @@ its reason, where Chromium is not installed.
 """
 from __future__ import annotations
 
+import copy
 import gc
 import re
 import shutil
@@ -18,11 +19,11 @@ import pytest
 from tests.conftest import CONFIGS, CRP_CONFIG, DEFAULT_CONFIG
 from tests.test_report import CRP_FORMATS, SMALL, planned, written_report
 from trialsim.api import run
-from trialsim.config.loader import load_scenario, with_values
+from trialsim.config.loader import ConfigError, load_scenario, with_values
 from trialsim.planning.assumptions import assumptions_frame, file_comments
 from trialsim.planning.plan import PlanningResult, load_planning, plan, type_i_at_sizes
 from trialsim.report.document import build_report, build_tables, write_docx, write_report
-from trialsim.report.output import MARKER, FolderNotOursError
+from trialsim.report.output import MARKER, FolderNotOursError, check_folder, read_marker, replace_file, report_session
 from trialsim.report.pdf_process import PdfProcess, html_to_pdf, usable_cores
 from trialsim.report.references import SECTION, citation_keys, load_library
 from trialsim.report.tables import FLAG
@@ -97,6 +98,70 @@ def test_a_report_never_writes_into_a_folder_it_did_not_create(tmp_path):
     assert (mine / MARKER).is_file() and (mine / "report.md").is_file()
 
 
+def _report(out, files: dict[str, str], **kwargs):
+    """A stand-in report: ``files`` (relative path -> text) written inside a report session of ``out``."""
+    with report_session(out, **kwargs) as folder:
+        for name, text in files.items():
+            (folder / name).parent.mkdir(parents=True, exist_ok=True)
+            replace_file(folder / name, lambda tmp, text=text: tmp.write_text(text))
+    return out
+
+
+def test_a_report_written_again_leaves_none_of_the_earlier_reports_files_and_nothing_else_is_touched(tmp_path):
+    out = _report(tmp_path / "report", {"sweep_power.csv": "another design's sweep", "figures/old.png": "png",
+                                        "report.md": "earlier"})
+    (out / "NOTES.txt").write_text("the user's own notes")
+    (out / "run").mkdir()
+    (out / "run" / "power.csv").write_text("a run the user keeps here")
+    _report(out, {"power.csv": "this design", "report.md": "later"})
+    assert (out / "report.md").read_text() == "later" and (out / "power.csv").is_file()
+    assert not (out / "sweep_power.csv").exists() and not (out / "figures").exists()  # the earlier report's own
+    assert (out / "NOTES.txt").is_file() and (out / "run" / "power.csv").is_file()  # never listed: never removed
+    assert read_marker(out) == {"note": read_marker(out)["note"], "status": "complete", "files": ["power.csv", "report.md"]}
+    # documents written again from the folder itself keep the results they do not write again
+    _report(out, {"report.md": "documents only"}, keep_earlier=True)
+    assert (out / "power.csv").is_file() and set(read_marker(out)["files"]) == {"power.csv", "report.md"}
+
+
+def test_an_interrupted_report_is_never_read_back_as_finished(tmp_path):
+    out = _report(tmp_path / "report", {"report.md": "earlier"})
+    for interruption in (RuntimeError("a failing figure"), KeyboardInterrupt()):
+        with pytest.raises(type(interruption)):
+            with report_session(out) as folder:
+                (folder / "report.md").write_text("half of a later one")
+                raise interruption
+        assert read_marker(out)["status"] == "writing"
+        with pytest.raises(ConfigError, match="writing was interrupted"):
+            load_planning(out)
+    _report(out, {"report.md": "whole"})  # written again: complete
+    assert read_marker(out)["status"] == "complete"
+
+
+def test_a_report_into_the_current_folder_or_through_a_link_stays_there(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    _report(Path("."), {"report.md": "here"})
+    assert (tmp_path / "report.md").read_text() == "here" and sorted(p.name for p in tmp_path.iterdir()) == [MARKER, "report.md"]
+    (tmp_path / "target").mkdir()
+    (tmp_path / "link").symlink_to(tmp_path / "target")
+    _report(tmp_path / "link", {"report.md": "through the link"})
+    assert (tmp_path / "link").is_symlink() and (tmp_path / "target" / "report.md").read_text() == "through the link"
+
+
+def test_a_folder_that_is_not_ours_is_refused_before_anything_is_done(tmp_path):
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "power.csv").write_text("a run's results")
+    (tmp_path / "file").write_text("x")
+    for out, says in [(tmp_path / "run", "did not write"), (tmp_path / "file", "is a file"),
+                      (tmp_path / "file" / "under", "a part of its path is a file")]:
+        with pytest.raises(FolderNotOursError, match=says):
+            check_folder(out)
+        with pytest.raises(FolderNotOursError, match=says):
+            with report_session(out):
+                raise AssertionError("the body ran")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file", "run"]
+    assert sorted(p.name for p in (tmp_path / "run").iterdir()) == ["power.csv"]
+
+
 # --------------------------------------------------------------------------------------------------
 # 2. what a reviewer asks
 # --------------------------------------------------------------------------------------------------
@@ -130,7 +195,11 @@ def test_multiplicity_and_allocation_caveat_follow_the_design():
     assert "Bender and Lange 2001" in default.all_text()
     assert "Allocation is not randomised" in default.all_text() and "Altman and Bland 1999" in default.all_text()
     assert "Allocation is not randomised" not in crp.all_text()  # permuted blocks: randomised
-    assert "Timeline" not in [s.title for s in default.sections]  # no [flow] section
+    # no [flow] section: the timeline from the flow's cited defaults, saying that the analyses assume every patient
+    assert "Timeline" in [s.title for s in default.sections]
+    assert "the config has no [flow] section" in default.tables["flow"].notes
+    assert "The power table assumes that every planned patient is enrolled and analysable" in default.tables["flow"].notes
+    assert "Timeline" not in [s.title for s in crp.sections]  # no length of stay: the flow's model does not fit it
 
 
 def test_timeline_when_the_config_has_a_flow():
@@ -144,6 +213,62 @@ def test_timeline_when_the_config_has_a_flow():
     report = build_report(res, [])
     assert "Timeline" in [s.title for s in report.sections]
     assert any(r.key == "simpy" for r in report.references)
+    assert re.fullmatch(r"\d+\.\d of 10 planned", flow.cell("analysable_treatment", "Estimate"))
+    assert "the same trials as the power table" in flow.notes
+
+
+def test_a_deadline_that_cuts_enrolment_is_in_the_headline_numbers():
+    """The registered 122 days with sequential allocation: the exosome arm (enrolled last) is mostly not reached."""
+    sc = with_values(load_scenario(DEFAULT_CONFIG), {"flow": {"deadline_days": 122}})
+    res = plan(sc, parts=("run",), n_sims=400, seed=5, n_jobs=1)
+    report = build_report(res, [])
+    flow = report.tables["flow"]
+    treated = float(flow.cell("analysable_treatment", "Estimate").split()[0])
+    assert treated < 5  # the flow's own finding, not the planned 10
+    assert flow.cell("time_to_full_enrolment", "80% of trials (days)") == "not reached"  # never "not reached to not reached"
+    paragraph = report.justification.text
+    assert "the planned 10 patients per arm give" in paragraph and f"{treated:.1f} of 10 planned exosome" in paragraph
+
+
+def test_a_timeline_chance_of_all_but_a_few_trials_says_its_count():
+    res = copy.copy(planned(DEFAULT_CONFIG))
+    flow = res.frame("flow").copy()
+    n = int(flow["n_trials"].iloc[0])
+    flow.loc[(flow.quantity == "p_reached_target") & (flow.statistic == "probability"), "value"] = 1 - 1 / n
+    res.frames = {**res.frames, "flow": flow}
+    cell = build_tables(res)["flow"].cell("p_reached_target", "Estimate")
+    assert cell == f"{100 * (1 - 1 / n):.3f}% (all but 1 of {n:,} trials)"  # never "1e+02%"
+
+
+def test_the_timeline_is_the_full_designs_flow_without_its_analyses():
+    from trialsim.planning.plan import flow_frame, run_design, timeline_frame
+
+    sc = load_scenario(DEFAULT_CONFIG)
+    lean = timeline_frame(sc, n_sims=600, seed=4, n_jobs=1)
+    with_flow = with_values(sc, {"flow": {}}, source="flow defaults")
+    full = run_design(with_flow, n_sims=600, seed=4, seed_given=True, n_jobs=1)
+    assert lean.equals(flow_frame(full.results[0].flow, with_flow, in_analyses=False))
+
+
+def test_lists_of_large_numbers_stay_readable():
+    from trialsim.report.tables import readable_value
+
+    assert readable_value("endpoints.cytokines.markers[il6_drain].median", "[35000, 22000, 12000]") == "35,000; 22,000; 12,000"
+    assert readable_value("x.grades", "[A, B, C]") == "A, B, C"
+
+
+def test_the_assumptions_table_reads_as_text_and_holds_only_what_the_design_uses():
+    table = build_report(planned(DEFAULT_CONFIG), []).tables["assumptions"].frame
+    values = " ".join(table["Value"])
+    assert not re.search(r"\[[^\]]*\]", values)  # no bracketed lists
+    assert table.loc["endpoints.leak_1m.tests", "Value"] == "Fisher exact, Chi-square (z)"  # labels, not names
+    assert table.loc["endpoints.leak_1m.effect_measure", "Value"] == "risk ratio"
+    assert table.loc["endpoints.leak_1m.effect_measure", "Source"] == "design choice"
+    assert table.loc["primary", "Value"] == "leak_1m"  # an id stays as the config and the other tables name it
+    assert not any(k.startswith(("allocation.block_size", "allocation.p_minimise", "allocation.selection"))
+                   for k in table.index)  # sequential allocation reads none of them
+    crp = build_report(planned(CRP_CONFIG), []).tables["assumptions"].frame
+    assert crp.loc["allocation.ratio", "Value"] == "1:1" and "allocation.block_size" in crp.index  # permuted blocks
 
 
 def test_a_test_whose_size_exceeds_alpha_is_flagged_wherever_its_numbers_appear():
@@ -316,9 +441,27 @@ def test_docx_is_a4_with_landscape_wide_tables_sized_columns_and_repeated_header
 
 def test_every_format_is_written_and_the_paragraph_is_plain_text():
     out, files = written_report(DEFAULT_CONFIG)
-    assert set(files) == {"html", "pdf", "md", "docx", "txt"}
+    assert set(files) == {"html", "pdf", "md", "docx", "txt", "check"}
     text = files["txt"].read_text(encoding="utf-8")
     assert text.startswith("The primary endpoint") and "<" not in text and "**" not in text
+    # what the project's sources do not confirm is marked in the entry (never guessed) and listed to check
+    check = files["check"].read_text(encoding="utf-8")
+    assert "Borstlap et al. 2017: check the year (2017 or 2018)" in check and "Fouda et al.: check the journal" in check
+    documents = files["md"].read_text(encoding="utf-8") + files["html"].read_text(encoding="utf-8")
+    assert not re.search(r"(?i)approximate|not verified|find by (PMID|DOI)", documents)
+    assert "Borstlap et al. Ann Surg. 2017. PMID 28746154. [To be confirmed: year (2017 or 2018).]" in documents
+
+
+def test_reference_entries_lead_with_their_citation_and_keep_its_letter():
+    """An entry is found in the list under the words the text cites it by."""
+    lib = load_library()
+    assert lib.get("nct06536712").text().startswith("NCT06536712. ")
+    assert lib.get("bmcsurg2011").text().startswith("BMC Surg 2011. ")
+    a, b = lib.get("matthiessen2007"), lib.get("matthiessen2007dcr")
+    assert {a.short, b.short} == {"Matthiessen et al. 2007a", "Matthiessen et al. 2007b"}
+    for ref in (a, b):
+        assert ref.short[-5:] in ref.text()  # "2007a" in the entry too
+    assert lib.get("qu2015").text().startswith("Qu et al. Clinical risk factors")
 
 
 def test_a_planning_result_without_citations_still_reports(tmp_path):
@@ -345,3 +488,10 @@ def test_multiplicity_quotes_the_simulated_chance_of_any_false_positive():
     # one marker on three days and two tests per endpoint are dependent: fewer trials have any rejection
     assert hit["mean"] < float(m.cell("any_independent", "Value").rstrip("%")) / 100
     assert f"at least one of them in {simulated} of simulated trials" in report.all_text()
+
+
+def test_the_headline_gives_the_timeline():
+    report = build_report(planned(DEFAULT_CONFIG), [])
+    timeline = dict(report.headline.rows)["Timeline"]
+    assert timeline.startswith("Time to full enrolment: median ") and "planned completion date" in timeline
+    assert "the power figures assume every planned patient" in timeline  # no [flow] in the config

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from trialsim.api import run
+from trialsim.api import flow, run
 from trialsim.config.loader import load_scenario
 from trialsim.labels import pct, power_with_se
 from trialsim.planning.compare import compare, design_label
@@ -94,3 +94,22 @@ def test_readme_comparison_exact_cells_equal_a_fresh_comparison():
         assert row.power_method == row.type_i_method == "exact", row.design
         assert f"{pct(row.power, 2)} (exact)" in line and line.count("(exact)") == 2, (row.design, line)
         assert line.index(f"{pct(row.power, 2)} (exact)") < line.rindex(f"{pct(row.type_i, 2)} (exact)"), (row.design, line)
+
+
+@pytest.mark.slow
+def test_readme_timeline_equals_a_fresh_flow_run():
+    """The README's patient-flow paragraph quotes `trialsim flow configs/exosome_lar_20.toml` (100,000 trials)."""
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    para = " ".join(text[text.index("Default assumptions, 100,000 simulated trials"):].split("\n\n")[0].split())
+    summary = flow(ROOT / "configs" / "exosome_lar_20.toml", n_jobs=2).summary
+    assert summary.n_trials == 100_000
+    enrol, study = summary.time_to_full_enrolment, summary.study_duration
+    assert f"median **{enrol.median:.0f} days** (80% interval {enrol.lower_80:.0f}-{enrol.upper_80:.0f}, 95% " \
+           f"{enrol.lower_95:.0f}-{enrol.upper_95:.0f})" in para
+    assert (f"**{study.median:.0f} days** ({study.lower_80:.0f}-{study.upper_80:.0f}; {study.lower_95:.0f}-"
+            f"{study.upper_95:.0f})") in para
+    hits = round(summary.p_finished_by_deadline.value * summary.n_trials)
+    assert f"met in {100 * hits / summary.n_trials:.2g}% of trials ({hits} of 100,000" in para
+    assert f"fully enrolled by then: {pct(summary.p_enrolled_by_deadline.value, 2)}" in para
+    mean = (summary.analysable_control.value + summary.analysable_treatment.value) / 2
+    assert f"A mean of {mean:.1f} patients per arm" in para

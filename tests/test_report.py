@@ -6,10 +6,13 @@ The planned results and written reports are computed once per test session (:fun
 from __future__ import annotations
 
 import argparse
+import atexit
 import base64
 import copy
 import functools
+import io
 import re
+import shutil
 import sys
 import tempfile
 from pathlib import Path
@@ -21,7 +24,7 @@ from trialsim.config.loader import load_scenario, with_values
 from trialsim.model import build_model
 from trialsim.planning.plan import load_planning, plan
 from trialsim.report.document import build_report, build_tables, render_html, render_markdown, write_report
-from trialsim.report.figures import LaterSvgs, draw_figures
+from trialsim.report.figures import FigureStyle, LaterSvgs, draw_figures
 from trialsim.report.paragraph import justification
 
 HOSTILE_TITLE = '<script>alert("x")</script> & \'quotes\' <b>bold</b>'
@@ -30,8 +33,8 @@ HOSTILE_TITLE = '<script>alert("x")</script> & \'quotes\' <b>bold</b>'
 SMALL = dict(n_sims=2000, search_sims=100, curve_sims=200, n_max=400, curve_n_max=150, seed=7, n_jobs=1)
 
 
-# Boschloo's exact sample-size scan (every n to its size limit of 100 per arm) alone takes ~9 s: left out here
-# (its exact power is tested with the analysis); the report's handling of a test does not depend on which test it is.
+# Boschloo's exact sample-size scan is left out here (its exact power and sample sizes are tested with the analysis
+# and the planning); the report's handling of a test does not depend on which test it is.
 OVERRIDES = {DEFAULT_CONFIG: ('endpoints.leak_1m.tests=["fisher", "chi2"]',)}
 
 
@@ -44,7 +47,9 @@ def planned(config: Path):
 @functools.cache
 def written_report(config: Path, formats: tuple[str, ...] = ("html", "pdf", "md", "docx", "txt")) -> tuple[Path, dict]:
     """The planning result of ``config`` saved and its report written in ``formats`` (once per session)."""
-    out = Path(tempfile.mkdtemp(prefix=f"trialsim-{config.stem}-")) / "report"
+    root = Path(tempfile.mkdtemp(prefix=f"trialsim-{config.stem}-"))
+    atexit.register(shutil.rmtree, root, ignore_errors=True)  # the session's documents are not left in the temp folder
+    out = root / "report"
     result = planned(config)
     result.save(out)
     return out, write_report(result, out, formats=formats)
@@ -398,3 +403,31 @@ def test_power_against_effect_panel_says_what_its_power_is(result):
     other = effects[(effects["endpoint"] != design["primary_endpoint"]) & (effects["n_per_arm"] == int(design["n_control"]))]
     assert set(other["method"]) == {"exact", "monte_carlo"}  # the registered design's secondaries mix both
     assert fig.axes[1].get_ylabel() == "Power (exact or simulated)"
+
+
+def test_labels_from_configs_are_text_in_figures_never_mathtext():
+    from matplotlib.figure import Figure
+
+    title, label = r"Leak $\frac{a}$ rate", "costs $5 vs $10"  # the first is not valid mathtext, the second is
+    with FigureStyle():
+        fig = Figure()
+        ax = fig.add_subplot()
+        ax.set_title(title)
+        ax.plot([0, 1], [0, 1], label=label)
+        ax.legend()
+        svg = io.StringIO()
+        fig.savefig(svg, format="svg")
+    assert title in svg.getvalue() and label in svg.getvalue()
+
+
+def test_figures_name_their_endpoint_and_assumed_effects():
+    from trialsim.report.figures import assumed_effects, figure_power_heatmap
+
+    res = planned(DEFAULT_CONFIG)
+    said = assumed_effects(res.frame("endpoints"))
+    assert said["il6_drain_mean_log"] == "assumed geometric mean ratio 0.7"
+    assert said["los_days"] == "no direct effect assumed"  # it moves only with the leaks
+    grid = res.frame("heatmap")
+    with FigureStyle():
+        fig = figure_power_heatmap(grid, planned=(0.5, 10), title="Anastomotic leak, control 12.4%: exact power")
+    assert fig._suptitle is not None and "control 12.4%" in fig._suptitle.get_text()

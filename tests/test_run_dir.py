@@ -2,6 +2,7 @@
 atomic rewrites, unseeded runs that resume, and sweep ids that never collide."""
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -67,14 +68,29 @@ def test_a_folder_holding_another_run_is_refused_naming_what_differs(small, tmp_
     run(small, n_sims=300, seed=1, n_jobs=1, out=tmp_path)
     with pytest.raises(RunDirError, match=r"holds another run: its n_sims \(trials per scenario\) is 300, this run's is 400"):
         run(small, n_sims=400, seed=1, n_jobs=1, out=tmp_path)
-    with pytest.raises(RunDirError, match=r"its scenario 'base' has another config \(config hash"):
+    with pytest.raises(RunDirError, match=r"its scenario 'base' has another config \(config hash .*; differs in "
+                                          r"design.n_control is \d+ there, 16 here\)"):
         run(with_values(small, {"design.n_control": 16}), n_sims=300, seed=1, n_jobs=1, out=tmp_path)
+
     with pytest.raises(RunDirError, match=r"its block_size is 100, this run's is 50"):
         run(with_values(small, {"run.block_size": 50}), n_sims=300, seed=1, n_jobs=1, out=tmp_path)
     # run settings that change no number are not part of the run's identity
     again = run(with_values(small, {"run.chunk_blocks": 1, "run.max_memory_mb": 500}), n_sims=300, seed=1, n_jobs=2,
                 out=tmp_path)
     assert again.provenance["sessions"] == 2 and again.provenance["blocks_computed"] == 0
+
+
+def test_a_flow_run_and_a_plain_run_are_told_apart_by_the_section_that_differs(default_scenario, tmp_path):
+    run(with_values(default_scenario, {"flow": {}}), n_sims=200, seed=1, n_jobs=1, out=tmp_path)
+    with pytest.raises(RunDirError, match=r"differs in \[flow\] is set there, not here"):
+        run(default_scenario, n_sims=200, seed=1, n_jobs=1, out=tmp_path)
+    # a key set on one side within a section both have is named itself; an item of an array of tables by its index
+    with pytest.raises(RunDirError, match=r"differs in flow.deadline_days is not set there, 122.0 here\)"):
+        run(with_values(default_scenario, {"flow": {"deadline_days": 122}}), n_sims=200, seed=1, n_jobs=1, out=tmp_path)
+    with pytest.raises(RunDirError, match=r"endpoints.cytokines.markers\[0\].median is \[60.0, 25.0, 12.0\] there, "
+                                          r"\[61.0, 25.0, 12.0\] here"):
+        run(with_values(default_scenario, {"flow": {}, "endpoints.cytokines.markers[0].median": [61.0, 25.0, 12.0]}),
+            n_sims=200, seed=1, n_jobs=1, out=tmp_path)
 
 
 def test_earlier_files_without_a_manifest_and_a_damaged_manifest_are_refused(small, tmp_path):
@@ -86,6 +102,18 @@ def test_earlier_files_without_a_manifest_and_a_damaged_manifest_are_refused(sma
     (tmp_path / "bad" / "manifest.json").write_bytes(b"\xff\xfe{")
     with pytest.raises(RunDirError, match="manifest.json' is damaged"):
         run(small, n_sims=100, seed=1, n_jobs=1, out=tmp_path / "bad")
+    for field, value, says in [("block_size", None, "block_size: Input should be a valid integer"),
+                               ("seed", -3, "seed: Input should be greater than or equal to 0"),
+                               ("scenarios", 5, "scenarios: Input should be a valid list"),
+                               ("scenarios", [{"x": 1}], "scenarios.0.id: Field required"),
+                               ("sessions", 5, "sessions: Input should be a valid list")]:
+        folder = tmp_path / f"typed-{field}-{says[-8:]}"
+        run(small, n_sims=100, seed=1, n_jobs=1, out=folder)
+        manifest = json.loads((folder / "manifest.json").read_text())
+        manifest[field] = value  # a field of the wrong type: named, never used
+        (folder / "manifest.json").write_text(json.dumps(manifest))
+        with pytest.raises(RunDirError, match=f"manifest.json' is damaged \\({re.escape(says)}"):
+            run(small, n_sims=100, seed=1, n_jobs=1, out=folder)
     (tmp_path / "file").write_text("x")
     with pytest.raises(RunDirError, match="is a file, not a folder"):
         run(small, n_sims=100, seed=1, n_jobs=1, out=tmp_path / "file")

@@ -181,6 +181,43 @@ def test_solve_command_prints_exact_beside_the_approximation(capsys):
     assert capsys.readouterr().out.count("Ratio of geometric means") == 2
 
 
+@pytest.mark.parametrize("argv, says", [
+    (["means", "--difference", "0.5", "--sd", "1e-300", "--n", "10"], "argument --sd: 1e-300 is not allowed"),
+    (["gmr", "--gmr", "0.7", "--log-sd", "1e-300", "--n", "10"], "argument --log-sd: 1e-300 is not allowed"),
+    (["means", "--difference", "5000", "--sd", "1", "--n", "10"], "at most 1000 SDs"),
+    (["proportions", "--p-control", "1e-300", "--risk-ratio", "0.5", "--power", "0.8"], "use a number in [1e-06, 0.999999]"),
+    (["means", "--difference", "1e-300", "--power", "0.8"], "too small"),
+    (["proportions", "--p-control", "0.5", "--p-treatment", "0.5000001", "--power", "0.8"], "too small a difference"),
+    (["proportions", "--p-control", "0.5", "--n", "100000", "--power", "0.8"], "at most 5,000"),
+])
+def test_numbers_no_trial_has_are_refused_with_their_values(argv, says, capsys):
+    assert main(["solve", *argv]) == 2
+    err = capsys.readouterr().err
+    assert says in err and "Traceback" not in err
+
+
+def test_the_solvers_refuse_what_their_flags_refuse():
+    with pytest.raises(ValueError, match=r"SDs must lie in \[1e-100, 1e\+100\]"):
+        solve_two_means(0.5, sd=1e-300, n_per_arm=10)
+    with pytest.raises(ValueError, match=r"p_control must lie in \[1e-06"):
+        solve_two_proportions(1e-300, 0.5e-300, power=0.8)
+    with pytest.raises(ValueError, match="p_treatment"):
+        solve_two_proportions(0.2, 1e-9, n_per_arm=20)
+
+
+def test_a_welch_question_with_one_tight_arm_is_answered():
+    """A difference of 2 against SDs of 1 and 0.001 is 2.8 pooled SDs: a question, not a certainty."""
+    sol = solve_two_means(2.0, sd=1.0, sd_treatment=0.001, n_per_arm=3, test="welch")
+    assert 0.3 < sol.power < 0.6
+
+
+def test_an_effect_is_found_in_any_unit():
+    """The smallest difference scales with the SD: the same question in mg or in kg."""
+    one = solve_two_means(sd=1.0, n_per_arm=10, power=0.8).effect["difference"]
+    for sd in (1e-6, 1e6):
+        assert solve_two_means(sd=sd, n_per_arm=10, power=0.8).effect["difference"] == pytest.approx(one * sd, rel=1e-9)
+
+
 def test_solve_command_refuses_a_question_without_one_unknown(capsys):
     assert main(["solve", "means", "--power", "0.8"]) == 2
     assert "left out: --difference, --n" in capsys.readouterr().err

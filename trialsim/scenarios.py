@@ -84,7 +84,8 @@ def expand(scenario: Scenario) -> list[ScenarioSpec]:
     keys = list(sweep.values)
     specs = [ScenarioSpec("base", scenario, {})] if sweep.include_base else []
     seen: dict[str, dict] = {spec.id: {} for spec in specs}
-    files: dict[str, str] = {safe_name(spec.id): spec.id for spec in specs}
+    # file names compared without case: names differing only in case are one file on macOS and Windows
+    files: dict[str, str] = {safe_name(spec.id).casefold(): spec.id for spec in specs}
     for values in _points(sweep, keys):
         sid = scenario_id(values)
         if sid in seen:
@@ -92,10 +93,12 @@ def expand(scenario: Scenario) -> list[ScenarioSpec]:
                 f"sweep points {_show(seen[sid]) or 'base'} and {_show(values)} both get the scenario id {sid!r}"
                 + (" (the same point twice)" if seen[sid] == values else
                    " (ids keep letters, digits and . + - of each value): make the values differ there"))
-        if safe_name(sid) in files:  # only with a hash collision: never in practice, but never silently
-            raise ConfigError(f"scenarios {files[safe_name(sid)]!r} and {sid!r} share the file name {safe_name(sid)!r}")
+        if safe_name(sid).casefold() in files:  # ids differing only in case, or a hash collision (never in practice)
+            raise ConfigError(f"scenarios {files[safe_name(sid).casefold()]!r} and {sid!r} would share the file name "
+                              f"{safe_name(sid)!r} (names that differ only in case are one file on macOS and Windows): "
+                              "make the swept values differ by more than case")
         seen[sid] = values
-        files[safe_name(sid)] = sid
+        files[safe_name(sid).casefold()] = sid
         specs.append(ScenarioSpec(sid, with_values(scenario, values, source=f"sweep point {sid}"), values))
     return specs
 

@@ -13,6 +13,7 @@ import os
 import signal
 import sys
 import threading
+import warnings
 from multiprocessing import resource_tracker
 
 from trialsim.cli.common import check_numbers
@@ -123,6 +124,11 @@ def _stopped(args, how: str) -> str:
     return f"trialsim: {how}; nothing was saved" + (" (use --out DIR to keep finished blocks)" if args.command in ("run", "flow") else "")
 
 
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """A warning as one line for the user (no source file and line of trialsim's code under it)."""
+    print(f"trialsim: warning: {message}", file=sys.stderr)
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     parser = build_parser(argv)
@@ -131,7 +137,10 @@ def main(argv: list[str] | None = None) -> int:
     except SystemExit as exc:  # argparse printed the usage and the problem (or --help / --version)
         return exc.code if isinstance(exc.code, int) else 2
     try:
-        with _Signals():
+        with _Signals(), warnings.catch_warnings():
+            warnings.showwarning = _show_warning
+            # loky restarts a worker it finds idle or leaking; nothing is lost and nothing for the user to do
+            warnings.filterwarnings("ignore", message="A worker stopped while some jobs were given", category=UserWarning)
             return commands(argv)[args.command](args)
     except ConfigError as exc:
         print(f"trialsim: error: {exc}", file=sys.stderr)

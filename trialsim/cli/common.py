@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import math
 from decimal import Decimal, InvalidOperation
+from pathlib import Path
 from typing import Callable
 
 from trialsim.config.schema import MAX_RATIO_PART, Design, Run
@@ -98,6 +99,8 @@ FLAG_RULES: dict[str, Callable[[str], object]] = {
     "jobs": whole_number(-1, _limit(Run, "n_jobs", "le"), what=", or -1 for all cores",
                          forbid_zero="0 workers run nothing; use 1 or more, or -1 for all cores"),
     "chunk_blocks": whole_number(1, _limit(Run, "chunk_blocks", "le")),
+    "max_memory": whole_number(_limit(Run, "max_memory_mb", "ge"), _limit(Run, "max_memory_mb", "le"),
+                               what=" (MB; run.max_memory_mb has the same bounds)"),
     "search_sims": whole_number(1, _N_SIMS_MAX),
     "curve_sims": whole_number(1, _N_SIMS_MAX),
     "n_max": whole_number(2, _N_PER_ARM_MAX, what=" (patients per arm)"),
@@ -107,19 +110,30 @@ FLAG_RULES: dict[str, Callable[[str], object]] = {
     "dropout": real_number(0.0, 1.0, high_open=True, what=" (a share of patients)"),
     "alpha": real_number(_limit(Design, "alpha", "ge"), _limit(Design, "alpha", "lt"), high_open=True,
                          what=" (two-sided significance level)"),
-    "p_control": real_number(0.0, 1.0, low_open=True, high_open=True, what=" (an event rate)"),
-    "p_treatment": real_number(0.0, 1.0, low_open=True, high_open=True, what=" (an event rate)"),
+    "p_control": real_number(1e-6, 1.0 - 1e-6, what=" (an event rate)"),
+    "p_treatment": real_number(1e-6, 1.0 - 1e-6, what=" (an event rate)"),
     "risk_ratio": real_number(0.0, 1000.0, low_open=True),
     "gmr": real_number(0.0, 1e6, low_open=True, what=" (a ratio of geometric means)"),
     "difference": real_number(-1e12, 1e12),
-    "sd": real_number(0.0, 1e12, low_open=True),
-    "sd_treatment": real_number(0.0, 1e12, low_open=True),
-    "log_sd": real_number(0.0, 10.0, low_open=True),
+    "sd": real_number(1e-100, 1e100, what=" (an SD, in any unit)"),
+    "sd_treatment": real_number(1e-100, 1e100, what=" (an SD, in any unit)"),
+    "log_sd": real_number(1e-100, 10.0, what=" (the SD of the natural logs)"),
     "cv": real_number(0.0, 100.0, low_open=True, what=" (a coefficient of variation)"),
 }
 # a numeric flag without a rule above is still refused when it is not a finite number
 _ANY_WHOLE = whole_number(-(2**63), 2**63 - 1)
 _ANY_REAL = real_number(-1e300, 1e300)
+
+
+def folder(text: str) -> Path:
+    """An output folder's path (``--out``): not empty (an unset shell variable would write into the current
+    folder), no NUL or control character."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError(f"{text!r} is not allowed: give a folder name (an empty path would write into "
+                                         "the current folder)")
+    if any(ord(c) < 32 or ord(c) == 127 for c in text):
+        raise argparse.ArgumentTypeError(f"{text!r} is not allowed: a folder name without control characters")
+    return Path(text)
 
 
 def check_numbers(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:

@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from trialsim.cli.common import add_overrides
+from trialsim.cli.common import add_overrides, folder
 from trialsim.planning.compare import compare
 from trialsim.report.compare import comparison_text
 
@@ -27,7 +27,7 @@ def add_parsers(sub) -> None:
     p.add_argument("--jobs", type=int, default=None, help="parallel workers, -1 = all cores (default: each config's run.n_jobs)")
     p.add_argument("--test", default=None, help="the primary endpoint's test to compare (default: each design's first)")
     p.add_argument("--no-sweep", action="store_true", help="one design per config (its base scenario), ignoring [sweep]")
-    p.add_argument("--out", type=Path, default=None, help="write compare.csv, compare.json and compare.png/.svg here")
+    p.add_argument("--out", type=folder, default=None, help="write compare.csv, compare.json and compare.png/.svg here")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 

@@ -11,17 +11,19 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from trialsim.cli.common import add_config, add_overrides, add_sim_options
+from trialsim.cli.common import add_config, add_overrides, add_sim_options, folder
+from trialsim.cli.run import add_run_options
 from trialsim.config.loader import ConfigError, load_scenario
 from trialsim.labels import aligned_table, is_missing, num, pct, test_label
 from trialsim.model import build_model
 from trialsim.planning.curves import load_sweep_grid, n_grid, power_ranges, ranges_from_sweep
 from trialsim.planning.compare import load_comparison
 from trialsim.planning.mde import minimal_detectable_effects
-from trialsim.planning.plan import load_planning, plan
+from trialsim.planning.plan import PLANNING_JSON, load_planning, plan
 from trialsim.planning.samplesize import sample_sizes, sizes
-from trialsim.report.document import DEFAULT_FORMATS, FORMATS, write_report
+from trialsim.report.document import CHECK_FILE, DEFAULT_FORMATS, FORMATS, write_report
 from trialsim.report.figures import draw_figures, draw_range_figures
+from trialsim.report.output import check_folder, replace_file, report_session
 
 SEARCH_SIMS = 2000  # trials of each sample-size / MDE search step: `samplesize --sims` and `report --search-sims`
 CURVE_SIMS = 2000  # trials per simulated curve point: `curves --sims` and `report --curve-sims`
@@ -42,6 +44,7 @@ def add_parsers(subparsers) -> None:
                                           "Monte Carlo interval otherwise, with the analytic answer alongside.")
     add_config(p)
     add_sim_options(p, sims_help=f"trials of each search step (default {SEARCH_SIMS}, as report --search-sims)")
+    add_run_options(p)
     p.add_argument("--endpoint", default=None, help="an analysed endpoint's name, as in power.csv (default: the primary; "
                                                     "'all' = every endpoint)")
     p.add_argument("--test", default=None, help="one test of the endpoint (default: every test)")
@@ -52,7 +55,7 @@ def add_parsers(subparsers) -> None:
     p.add_argument("--n-max", type=int, default=1500, help="largest n per arm searched (default 1500)")
     p.add_argument("--mde", action="store_true", help="also the minimal detectable effect at --n (default: the planned size)")
     p.add_argument("--n", type=int, default=None, help="control-arm size for --mde (default: design.n_control)")
-    p.add_argument("--out", type=Path, default=None, help="also write sample_sizes.csv (and mde.csv) here")
+    p.add_argument("--out", type=folder, default=None, help="also write sample_sizes.csv (and mde.csv) here")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
     p = subparsers.add_parser("curves", help="power curves (PNG + SVG) on your own ranges, from a config or a results folder",
@@ -67,7 +70,8 @@ def add_parsers(subparsers) -> None:
                                      "0.08:0.20:0.04 --effect 0.3:0.8:0.1 --n 50:300 --out figures/")
     _config_or_dir(p)
     add_sim_options(p, sims_help=f"trials per simulated curve point (default {CURVE_SIMS}, as report --curve-sims)")
-    p.add_argument("--out", type=Path, required=True, help="folder for the figures (PNG + SVG) and their data (CSV)")
+    add_run_options(p)
+    p.add_argument("--out", type=folder, required=True, help="folder for the figures (PNG + SVG) and their data (CSV)")
     p.add_argument("--n", dest="n_range", nargs="+", default=None, metavar="N",
                    help="patients per arm (control arm), e.g. 50:300 or 50 100 200")
     p.add_argument("--effect", nargs="+", default=None, metavar="E",
@@ -85,7 +89,8 @@ def add_parsers(subparsers) -> None:
                                           "numbers, draws the curves and writes report.html, report.md, report.docx.")
     _config_or_dir(p)
     add_sim_options(p, sims_help="trials of the power table (default: run.n_sims)")
-    p.add_argument("--out", type=Path, required=True, help="output folder (results, figures/, report.*)")
+    add_run_options(p)
+    p.add_argument("--out", type=folder, required=True, help="output folder (results, figures/, report.*)")
     p.add_argument("--power", type=float, nargs="+", default=[0.8, 0.9], help="target powers (default 0.8 0.9)")
     p.add_argument("--search-sims", type=int, default=SEARCH_SIMS,
                    help=f"trials per sample-size / MDE search step (default {SEARCH_SIMS}, as samplesize --sims)")
@@ -125,7 +130,24 @@ def _source(args) -> tuple[str | None, Path | None]:
     return config, from_dir
 
 
+def _run_settings(args, from_dir: Path | None = None) -> None:
+    """--backend, --scheduler, --max-memory and --chunk-blocks as the config's [run] values they stand for (they
+    change where and in what pieces the work runs, never a number)."""
+    values = {"run.backend": "dask" if args.scheduler and not args.backend else args.backend,
+              "run.scheduler": args.scheduler, "run.max_memory_mb": args.max_memory,
+              "run.chunk_blocks": args.chunk_blocks}
+    given = [f"{key}={value!r}" if isinstance(value, str) else f"{key}={value}" for key, value in values.items()
+             if value is not None]
+    if given and from_dir is not None:
+        raise ConfigError("--backend, --scheduler, --max-memory and --chunk-blocks apply to a config file; a results "
+                          "folder is completed with the run settings it was run with")
+    if args.scheduler is not None and args.backend not in (None, "dask"):
+        raise ConfigError(f"--scheduler {args.scheduler} is a Dask scheduler address: use it with --backend dask")
+    args.overrides = [*args.overrides, *given]
+
+
 def cmd_samplesize(args) -> int:
+    _run_settings(args)
     scenario = load_scenario(args.config, args.overrides)
     endpoint = build_model(scenario).primary.name if args.endpoint is None else (None if args.endpoint == "all" else args.endpoint)
     sims = args.sims or SEARCH_SIMS
@@ -154,9 +176,11 @@ def cmd_samplesize(args) -> int:
         raise ConfigError(str(exc)) from None
     if args.out:
         args.out.mkdir(parents=True, exist_ok=True)
-        table.to_frame().to_csv(args.out / "sample_sizes.csv", index=False)
+        frame = table.to_frame()
+        replace_file(args.out / "sample_sizes.csv", lambda tmp: frame.to_csv(tmp, index=False))
         if mde is not None:
-            mde.to_frame().to_csv(args.out / "mde.csv", index=False)
+            mde_frame = mde.to_frame()
+            replace_file(args.out / "mde.csv", lambda tmp: mde_frame.to_csv(tmp, index=False))
         print(f"\nwritten: {args.out}/sample_sizes.csv" + (", mde.csv" if mde is not None else ""))
     return 0
 
@@ -228,6 +252,7 @@ def _values(items: list[str] | None, *, whole: bool, flag: str) -> list | None:
 
 def cmd_curves(args) -> int:
     config, from_dir = _source(args)
+    _run_settings(args, from_dir)
     out = Path(args.out)
     ranges = {"n_values": _values(args.n_range, whole=True, flag="--n"),
               "effects": _values(args.effect, whole=False, flag="--effect"),
@@ -242,7 +267,7 @@ def cmd_curves(args) -> int:
             grid = load_sweep_grid(from_dir, endpoint=args.endpoint)
             if not grid.empty:  # a sweep: its own scenarios, as run
                 out.mkdir(parents=True, exist_ok=True)
-                grid.to_csv(out / "sweep_grid.csv", index=False)
+                replace_file(out / "sweep_grid.csv", lambda tmp: grid.to_csv(tmp, index=False))
                 files = draw_range_figures(grid, out, stem="sweep_grid")
                 print(f"The sweep's own grid: {len(grid):,} points from {from_dir}/power.csv (written: {out}/sweep_grid.csv)")
             else:
@@ -260,7 +285,7 @@ def cmd_curves(args) -> int:
                                      n_sims=args.sims or CURVE_SIMS, seed=args.seed, n_jobs=_jobs(args, scenario),
                                      progress=not args.quiet)
                 out.mkdir(parents=True, exist_ok=True)
-                frame.to_csv(out / "power_ranges.csv", index=False)
+                replace_file(out / "power_ranges.csv", lambda tmp: frame.to_csv(tmp, index=False))
                 files = draw_range_figures(frame, out, alpha=scenario.design.alpha)
                 print(f"{len(frame):,} points, {', '.join(sorted(set(frame['method'])))} "
                       f"(written: {out}/power_ranges.csv)")
@@ -278,23 +303,29 @@ def cmd_curves(args) -> int:
 
 def cmd_report(args) -> int:
     config, from_dir = _source(args)
+    _run_settings(args, from_dir)
+    out = Path(args.out)
+    check_folder(out, ours=(PLANNING_JSON,))  # a folder trialsim did not write is refused before any work
+    rewrite = from_dir is not None and out.resolve() == Path(from_dir).resolve()  # documents again, from the folder
     if from_dir is not None:
         result = load_planning(from_dir, power=args.power, search_sims=args.search_sims, curve_sims=args.curve_sims,
                                search=args.search)
-        if Path(args.out).resolve() != Path(from_dir).resolve():
-            result.save(args.out)
     else:
         result = plan(config, overrides=args.overrides, power=args.power, n_sims=args.sims, search_sims=args.search_sims,
                       curve_sims=args.curve_sims, seed=args.seed, n_jobs=_jobs(args), progress=not args.quiet,
                       search=args.search)
-        result.save(args.out)
     comparison = load_comparison(args.compare) if args.compare is not None else None
-    written = write_report(result, args.out, formats=args.formats, page_size=args.paper, comparison=comparison,
-                           n_jobs=_jobs(args, result.scenario))
-    print(open(Path(args.out) / "justification.txt", encoding="utf-8").read().strip())
+    with report_session(out, ours=(PLANNING_JSON,), keep_earlier=rewrite):
+        if not rewrite:
+            result.save(out)
+        written = write_report(result, out, formats=args.formats, page_size=args.paper, comparison=comparison,
+                               n_jobs=_jobs(args, result.scenario))
+    print(open(out / "justification.txt", encoding="utf-8").read().strip())
     print()
     for fmt, path in written.items():
         print(f"written: {path}")
+    if "check" in written:
+        print(f"\nBefore submitting: {CHECK_FILE} lists the references whose details trialsim's sources do not confirm.")
     return 0
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from trialsim.api import flow, run
-from trialsim.cli.common import add_config, add_sim_options
+from trialsim.cli.common import add_config, add_sim_options, folder
 from trialsim.config.loader import ConfigError, load_scenario, scenario_to_toml
 from trialsim.engine import BACKENDS
 from trialsim.model import build_model
@@ -33,7 +33,7 @@ def add_parsers(sub) -> None:
     add_config(p)
     add_sim_options(p)
     add_run_options(p)
-    p.add_argument("--out", type=Path, default=None,
+    p.add_argument("--out", type=folder, default=None,
                    help="the run folder: power.csv/json, estimates.csv, provenance, checkpoints; locked while the run works, "
                         "resumes an interrupted run, refuses a folder holding another run")
     p.add_argument("--keep-trials", action="store_true",
@@ -47,7 +47,7 @@ def add_parsers(sub) -> None:
     add_config(p)
     add_sim_options(p)
     add_run_options(p)
-    p.add_argument("--out", type=Path, default=None,
+    p.add_argument("--out", type=folder, default=None,
                    help="the run folder: flow_summary.csv, an event log, figures and the power table; resumes like `run --out`")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
@@ -57,7 +57,7 @@ def add_parsers(sub) -> None:
     p.add_argument("run_dir", type=Path, help="a finished run's folder (trialsim run ... --out RUN_DIR)")
     p.add_argument("--trial", type=int, required=True, metavar="K", help="the trial's index in the run (0 = the first)")
     p.add_argument("--scenario", default=None, metavar="ID", help="scenario id of a sweep (see power.csv); default: the only one")
-    p.add_argument("--out", type=Path, default=None, help="also write trial<K>_patients.csv and trial<K>_analyses.csv here")
+    p.add_argument("--out", type=folder, default=None, help="also write trial<K>_patients.csv and trial<K>_analyses.csv here")
 
     p = sub.add_parser("show", help="print the resolved config (defaults filled in, `extends` applied) as TOML")
     add_config(p)
@@ -66,8 +66,6 @@ def add_parsers(sub) -> None:
 def _run_options(args) -> dict:
     if args.scheduler is not None and (args.backend or "dask") != "dask":
         raise ConfigError(f"--scheduler {args.scheduler} is a Dask scheduler address: use it with --backend dask")
-    if args.max_memory is not None and args.max_memory < 64:
-        raise ConfigError(f"--max-memory = {args.max_memory} is not allowed: at least 64 (MB)")
     return {"backend": "dask" if args.scheduler and not args.backend else args.backend, "scheduler": args.scheduler,
             "max_memory_mb": args.max_memory}
 

@@ -30,7 +30,7 @@ def split_path(path: str) -> list[str | int]:
     for token in path.replace("[", ".").replace("]", "").split("."):
         if token == "":
             raise ConfigError(f"malformed key path {path!r}: empty part")
-        parts.append(int(token) if token.isdigit() else token)
+        parts.append(int(token) if token.isascii() and token.isdigit() else token)
     return parts
 
 
@@ -78,7 +78,7 @@ def parse_value(text: str) -> Any:
 
 def parse_override(item: str) -> tuple[str, Any]:
     if "=" not in item:
-        raise ConfigError(f"--set {item!r}: expected KEY.PATH=VALUE, e.g. --set leak.effect=0.7")
+        raise ConfigError(f"--set {item!r}: expected KEY.PATH=VALUE, e.g. --set design.n_control=30")
     key, text = item.split("=", 1)
     return key.strip(), parse_value(text.strip())
 
@@ -165,10 +165,12 @@ def validate(raw: dict, *, source: str = "config") -> Scenario:
 
 def read_toml(path: str | Path) -> dict:
     p = Path(path)
+    if p.is_dir():
+        raise ConfigError(f"config file {str(p)!r} is a folder: give a TOML file such as configs/exosome_lar_20.toml")
     if not p.is_file():
         raise ConfigError(f"config file {str(p)!r} does not exist (expected a TOML file such as configs/exosome_lar_20.toml)")
     try:
-        return tomllib.loads(p.read_text(encoding="utf-8"))
+        return tomllib.loads(p.read_text(encoding="utf-8-sig"))  # a byte-order mark (some editors write one) is not TOML
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"config file {str(p)!r} is not valid TOML: {exc}") from None
     except UnicodeDecodeError:

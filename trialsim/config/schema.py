@@ -287,11 +287,30 @@ class Run(StrictModel):
             raise ValueError("n_jobs = 0 runs nothing: use 1 or more, or -1 for all cores")
         if self.scheduler is not None and self.backend != "dask":
             raise ValueError(f"scheduler = {self.scheduler!r} is a Dask scheduler address: set backend = 'dask' too")
+        if self.scheduler is not None:
+            check_scheduler_address(self.scheduler)
         return self
 
 
+_SCHEDULER_ADDRESS = re.compile(r"(?:(?P<scheme>[a-z][a-z0-9+.-]*)://)?(?P<host>\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._-]+):(?P<port>\d{1,5})")
+
+
+def check_scheduler_address(address: str) -> None:
+    """A Dask scheduler address trialsim can connect to: ``tcp://HOST:PORT`` (or ``HOST:PORT``), port 1-65535.
+    TLS and UCX addresses need security or transport settings that trialsim does not pass, so they are refused here
+    rather than failing inside Dask."""
+    m = _SCHEDULER_ADDRESS.fullmatch(address)
+    if m is None:
+        raise ValueError(f"scheduler = {address!r} is not an address: use tcp://HOST:PORT (e.g. tcp://10.0.0.5:8786)")
+    if (m["scheme"] or "tcp") != "tcp":
+        raise ValueError(f"scheduler = {address!r}: only tcp:// addresses are supported (a {m['scheme']}:// scheduler "
+                         "needs settings trialsim does not pass); use tcp://HOST:PORT")
+    if not 1 <= int(m["port"]) <= 65535:
+        raise ValueError(f"scheduler = {address!r}: the port must lie in 1-65535, got {int(m['port'])}")
+
+
 class Sweep(StrictModel):
-    """Vary config values: `values` maps a key path (e.g. 'leak.effect') to a list of values."""
+    """Vary config values: `values` maps a key path (e.g. 'design.n_control', or an endpoint's 'endpoints.<id>.effect') to a list of values."""
 
     mode: Literal["grid", "zip"] = Field("grid", description="Full factorial grid, or lists zipped element by element.")
     values: dict[str, list] = Field(default_factory=dict, description="Key path -> list of values.")

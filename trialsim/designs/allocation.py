@@ -72,7 +72,8 @@ class Scheme:
     ``strata`` (the covariate names it balances or selects on). ``uses_score``: it also gets ``score``, each
     patient's baseline risk score (n_trials, n_patients). Either makes the arms and the covariates
     dependent, so laws that assume exchangeable patients (exact power) no longer apply. ``uses_blocks``:
-    it fills blocks of ``block_size`` in the ratio, so the config must make the two fit.
+    it fills blocks of ``block_size`` in the ratio, so the config must make the two fit. ``settings``: the
+    ``[allocation]`` values it reads besides ``scheme`` (the others are not part of a design that uses it).
     """
 
     name: str
@@ -83,6 +84,7 @@ class Scheme:
     uses_covariates: bool = False
     uses_score: bool = False
     uses_blocks: bool = False
+    settings: tuple[str, ...] = ()
 
 
 def register(scheme: Scheme) -> Scheme:
@@ -111,11 +113,11 @@ register(Scheme("permuted_block", "randomised, permuted blocks", True,
                 lambda config, *, n_trials, n_control, n_treatment, covariates=None, rng:
                 permuted_block(np.arange(n_control + n_treatment), n_trials=n_trials, block_size=config.block_size,
                                ratio=config.ratio, rng=rng),
-                _blocks_fill_exactly, uses_blocks=True))
+                _blocks_fill_exactly, uses_blocks=True, settings=("block_size", "ratio")))
 register(Scheme("simple", "randomised, simple (a coin for each patient)", True,
                 lambda config, *, n_trials, n_control, n_treatment, covariates=None, rng:
                 simple(np.arange(n_control + n_treatment), n_trials=n_trials, p_treatment=config.p_treatment, rng=rng),
-                lambda config, n_control, n_treatment: False))
+                lambda config, n_control, n_treatment: False, settings=("ratio",)))
 
 
 def scheme(name: str) -> Scheme:

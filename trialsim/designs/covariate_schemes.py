@@ -190,13 +190,14 @@ register(Scheme("stratified_block", "randomised, permuted blocks within strata",
                 lambda config, *, n_trials, n_control, n_treatment, covariates, rng, strata:
                 stratified_block(covariates, strata, n_trials=n_trials, n_patients=n_control + n_treatment,
                                  block_size=config.block_size, ratio=config.ratio, rng=rng),
-                _never, uses_covariates=True, uses_blocks=True))
+                _never, uses_covariates=True, uses_blocks=True, settings=("block_size", "ratio", "strata")))
 register(Scheme("minimisation", "minimisation (Pocock-Simon) over baseline covariates", True,
                 lambda config, *, n_trials, n_control, n_treatment, covariates, rng, strata:
                 minimisation(covariates, strata, n_trials=n_trials, n_patients=n_control + n_treatment, ratio=config.ratio,
                              p_minimise=config.p_minimise, imbalance=config.imbalance, rng=rng),
-                _never, uses_covariates=True))
+                _never, uses_covariates=True, settings=("ratio", "strata", "p_minimise", "imbalance")))
 register(Scheme("selected", "selected by the surgeons on baseline risk (not randomised)", False,
                 lambda config, *, n_trials, n_control, n_treatment, covariates, rng, strata, score:
                 selected(score, n_treatment=n_treatment, odds_ratio=config.selection_odds_ratio, rng=rng),
-                always, uses_covariates=True, uses_score=True))
+                always, uses_covariates=True, uses_score=True,
+                settings=("strata", "selection_odds_ratio", "selection_endpoint")))

@@ -19,6 +19,7 @@ import logging
 from typing import Any, Callable, Iterable, Iterator
 
 from trialsim.config.loader import ConfigError
+from trialsim.config.schema import check_scheduler_address
 from trialsim.engine.memory import workers
 
 BACKENDS = ("loky", "threading", "sequential", "dask")
@@ -82,8 +83,12 @@ def dask_client(scheduler: str | None, n_workers: int):
         raise ConfigError("run.backend = 'dask' needs dask.distributed: pip install 'trialsim[dask]'") from None
     if scheduler:
         try:
+            check_scheduler_address(scheduler)
+        except ValueError as exc:
+            raise ConfigError(f"run.scheduler (--scheduler): {exc}") from None
+        try:
             client = Client(scheduler, timeout=CONNECT_TIMEOUT)
-        except (OSError, TimeoutError, ValueError) as exc:
+        except (OSError, TimeoutError, ValueError, TypeError) as exc:
             raise ConfigError(f"cannot reach the Dask scheduler at run.scheduler = {scheduler!r} ({exc}); start one with "
                               f"`dask scheduler` and workers with `dask worker {scheduler}`, or leave the address out "
                               f"for a local cluster") from None

@@ -111,8 +111,10 @@ def plan_layout(specs: Sequence[ScenarioSpec], *, n_sims: int, n_jobs: int, max_
                 f"{what} = {fixed:,}: one block of this design ({_patients(specs)} patients) needs about {need:,.0f} MB, "
                 f"over the memory budget run.max_memory_mb = {max_memory_mb:,} MB"
                 + (f" (of which the flow's per-trial values take {flow_mb:,.0f} MB)" if flow_mb else "")
-                + f". Set run.block_size to {max(fit, 1):,} or less (the block size is part of the seed's meaning: "
-                  f"results then differ from block_size {fixed:,}), or raise --max-memory (run.max_memory_mb)")
+                + (f". Set run.block_size to {fit:,} or less (the block size is part of the seed's meaning: "
+                   f"results then differ from block_size {fixed:,}), or raise --max-memory (run.max_memory_mb)" if fit >= 1
+                   else f". Not even one trial fits (about {per_trial / MB:,.0f} MB each): raise --max-memory "
+                        f"(run.max_memory_mb) to at least {math.ceil(flow_mb + 2 * per_trial / MB):,} MB"))
         chosen = False
     else:
         share = min(room, max_memory_mb / BLOCK_SHARE)

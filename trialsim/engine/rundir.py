@@ -23,11 +23,13 @@ import hashlib
 import json
 import os
 import platform
+import tomllib
 import warnings
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
 from filelock import FileLock, Timeout
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from trialsim.config.loader import ConfigError, to_raw
 from trialsim.scenarios import ScenarioSpec, safe_name
@@ -41,6 +43,29 @@ FORMAT = 1
 CHECKPOINTS = "checkpoints"
 CHECKPOINTS_WITH_TRIALS = "checkpoints_with_trials"  # a run keeping its trials resumes only from its own blocks
 IDENTITY = ("format", "trialsim", "seed", "n_sims", "block_size", "scenarios")
+
+
+class _ScenarioEntry(BaseModel):
+    model_config = ConfigDict(strict=True)
+    id: str
+    config_hash: str
+
+
+class _Session(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    started: str
+
+
+class _Manifest(BaseModel):
+    """The types a manifest's fields must have before any of them is used (others are kept as they are)."""
+    model_config = ConfigDict(strict=True, extra="allow")
+    format: int
+    trialsim: str
+    seed: int = Field(ge=0)
+    n_sims: int = Field(ge=1)
+    block_size: int = Field(ge=1)
+    scenarios: list[_ScenarioEntry]
+    sessions: list[_Session] = []
 # what an earlier trialsim run leaves in its folder; a folder holding these but no manifest is refused
 EARLIER_OUTPUTS = ("power.csv", "power.json", "estimates.csv", "provenance.json", "scenarios", "trials", CHECKPOINTS,
                    CHECKPOINTS_WITH_TRIALS)
@@ -306,6 +331,12 @@ class RunDir:
             manifest = json.loads(path.read_bytes().decode("utf-8"))
             if not isinstance(manifest, dict) or manifest.get("format") != FORMAT or any(k not in manifest for k in IDENTITY):
                 raise ValueError("not a trialsim run manifest of this version")
+            try:
+                _Manifest.model_validate(manifest)
+            except ValidationError as exc:
+                first = exc.errors()[0]
+                where = ".".join(str(part) for part in first["loc"])
+                raise ValueError(f"{where}: {first['msg']}") from None
         except (OSError, UnicodeDecodeError, ValueError) as exc:
             raise RunDirError(f"{str(path)!r} is damaged ({exc}); the folder's run cannot be identified: use another "
                               f"--out folder, or delete this one to start afresh") from None
@@ -329,7 +360,8 @@ class RunDir:
         if old is not None:
             for key in IDENTITY:
                 if old[key] != identity[key]:
-                    raise RunDirError(f"{str(self.folder)!r} holds another run: {_difference(key, old[key], identity[key])}. "
+                    why = _difference(key, old[key], identity[key], folder=self.folder, specs=specs)
+                    raise RunDirError(f"{str(self.folder)!r} holds another run: {why}. "
                                       f"Use another --out folder, or delete this one to start afresh")
         manifest = {**identity, "seed_given": bool(seed_given) if old is None else old.get("seed_given", seed_given),
                     "block_size_chosen": bool(block_size_chosen), "status": "running",
@@ -370,7 +402,8 @@ class RunDir:
                 "first_started": sessions[0]["started"] if sessions else None}
 
 
-def _difference(key: str, there: Any, here: Any) -> str:
+def _difference(key: str, there: Any, here: Any, *, folder: Path | None = None,
+                specs: Sequence[ScenarioSpec] = ()) -> str:
     names = {"trialsim": "trialsim version", "n_sims": "n_sims (trials per scenario)", "format": "manifest format"}
     if key != "scenarios":
         return f"its {names.get(key, key)} is {there}, this run's is {here}"
@@ -379,5 +412,64 @@ def _difference(key: str, there: Any, here: Any) -> str:
         return f"its scenarios are {', '.join(ids_there)}; this run's are {', '.join(ids_here)}"
     changed = next(a for a, b in zip(there, here) if a != b)
     mine = next(b for b in here if b["id"] == changed["id"])
+    keys = _changed_keys(folder, next((sp for sp in specs if sp.id == changed["id"]), None))
     return (f"its scenario {changed['id']!r} has another config (config hash {changed['config_hash']} there, "
-            f"{mine['config_hash']} here)")
+            f"{mine['config_hash']} here{'; ' + keys if keys else ''})")
+
+
+def _changed_keys(folder: Path | None, spec: ScenarioSpec | None, limit: int = 3) -> str:
+    """The config keys in which ``spec`` differs from the scenario a finished run saved in ``folder`` ("[flow] is
+    set there, not here"; "endpoints.x.effect is 0.5 there, 0.7 here"), when the folder holds it; "" otherwise."""
+    if folder is None or spec is None:
+        return ""
+    path = folder / "scenarios" / f"{safe_name(spec.id)}.toml"
+    try:
+        there = _flat(tomllib.loads(path.read_text(encoding="utf-8")))
+    except (OSError, ValueError):
+        return ""
+    here = _flat(to_raw(spec.scenario))
+    keys = sorted(k for k in set(there) | set(here) if not k.startswith("run.") and there.get(k) != here.get(k))
+    shown: list[str] = []
+    for k in keys:
+        lacking = here if k in there and k not in here else there if k in here and k not in there else None
+        # a whole section on one side only is named once, by the section; a key missing within a section by itself
+        section = _outermost_missing(k, lacking) if lacking is not None else None
+        text = (f"[{section}] is {'set there, not here' if lacking is here else 'set here, not there'}"
+                if section is not None and section != k else
+                f"{k} is {_short(there.get(k, 'not set'))} there, {_short(here.get(k, 'not set'))} here")
+        if text not in shown:
+            shown.append(text)
+    if not shown:
+        return ""
+    more = f" and {len(shown) - limit} more" if len(shown) > limit else ""
+    return "differs in " + "; ".join(shown[:limit]) + more
+
+
+def _outermost_missing(key: str, side: dict[str, Any]) -> str:
+    """The shortest prefix of ``key`` (a dotted path) of which ``side`` holds nothing at all."""
+    parts = key.split(".")
+    for i in range(1, len(parts) + 1):
+        prefix = ".".join(parts[:i])
+        if not any(k == prefix or k.startswith(prefix + ".") for k in side):
+            return prefix
+    return key
+
+
+def _short(value: Any, width: int = 60) -> str:
+    text = repr(value) if not isinstance(value, str) or value != "not set" else value
+    return text if len(text) <= width else text[:width - 3] + "..."
+
+
+def _flat(node: Any, prefix: str = "") -> dict[str, Any]:
+    """Key path -> value of a raw config; an array of tables by item (``markers[0].median``)."""
+    if isinstance(node, dict):
+        out: dict[str, Any] = {}
+        for key, value in node.items():
+            out.update(_flat(value, f"{prefix}.{key}" if prefix else str(key)))
+        return out
+    if isinstance(node, list) and node and all(isinstance(item, dict) for item in node):
+        out = {}
+        for i, item in enumerate(node):
+            out.update(_flat(item, f"{prefix}[{i}]"))
+        return out
+    return {} if node is None else {prefix: node}  # None: not set, as a TOML file has it

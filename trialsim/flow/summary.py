@@ -140,6 +140,14 @@ class FlowSummary:
         frame["deadline_days"] = self.deadline_days
         return frame
 
+    def _share(self, est: "Estimate") -> str:
+        """A share of the trials with its Monte Carlo SE and count; a share of a few trials as the count says it
+        ("0.002% (2 of 100,000)"), not rounded to 0.00%."""
+        hits = round(est.value * self.n_trials)
+        if 0 < est.value < 0.001:
+            return f"{100 * est.value:.2g}% ({hits:,} of {self.n_trials:,})"
+        return f"{power_with_se(est.value, est.mcse)} ({hits:,} of {self.n_trials:,})"
+
     def to_text(self) -> str:
         """A few lines for the console report."""
         def pm(est, digits=3):
@@ -155,8 +163,7 @@ class FlowSummary:
             finished, enrolled = self.p_finished_by_deadline, self.p_enrolled_by_deadline
             lines.append(
                 f"By {self.deadline_label.lower()} {when}: finished (full enrolment and last visit) "
-                f"{power_with_se(finished.value, finished.mcse)} ({round(finished.value * self.n_trials):,} of {self.n_trials:,}); "
-                f"fully enrolled {power_with_se(enrolled.value, enrolled.mcse)} ({round(enrolled.value * self.n_trials):,})"
+                f"{self._share(finished)}; fully enrolled {self._share(enrolled)}"
             )
         lines += [
             f"Analysable per arm (mean ± MC SE): control {pm(self.analysable_control)}, treatment {pm(self.analysable_treatment)}"

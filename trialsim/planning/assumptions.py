@@ -16,6 +16,7 @@ import pandas as pd
 from pydantic import BaseModel
 
 from trialsim.config.schema import Scenario
+from trialsim.designs.allocation import scheme
 
 ASSUMPTION_COLUMNS = ["section", "key", "shown", "value", "source", "origin"]
 # Not clinical assumptions: how to simulate, and the sweep (reported on its own).
@@ -151,7 +152,16 @@ def assumptions_frame(scenario: Scenario, comments: dict[str, str] | None = None
     """
     rows: list[dict] = []
     _walk(scenario, "", rows, comments, "", "", dict(overrides or {}))
+    unused = unused_keys(scenario)
+    rows = [r for r in rows if not (r["key"] in unused and r["origin"] == "default")]
     return pd.DataFrame(rows, columns=ASSUMPTION_COLUMNS)
+
+
+def unused_keys(scenario: Scenario) -> set[str]:
+    """Key paths of values the design does not read: the ``[allocation]`` settings of other schemes (a sequential
+    design has no block size). Left out of the assumptions where they are only the schema's defaults."""
+    used = set(scheme(scenario.allocation.scheme).settings) | {"scheme"}
+    return {f"allocation.{name}" for name in type(scenario.allocation).model_fields if name not in used}
 
 
 def file_comments(path: str | Path | None) -> dict[str, str] | None:
@@ -164,7 +174,7 @@ def file_comments(path: str | Path | None) -> dict[str, str] | None:
     p = Path(path)
     if not p.is_file():
         return None
-    text = p.read_text(encoding="utf-8")
+    text = p.read_text(encoding="utf-8-sig")  # as the loader reads it: a byte-order mark is not TOML
     try:
         parent = tomllib.loads(text).get("extends")
     except tomllib.TOMLDecodeError:

@@ -297,7 +297,7 @@ def power_grid(scenario: Scenario, *, test: str | None = None, effects: Sequence
 RANGE_COLUMNS = ["endpoint", "test", "label", "short", "family", "parameter", "parameter_label", "parameter_kind",
                  "no_effect", "assumed", "effect", "relative_change", "rate_key", "control_rate", "ratio", "facet",
                  "n_per_arm", "n_treatment", "p_control", "p_treatment", "power", "mc_se", "ci_low", "ci_high", "method",
-                 "n_sims", "basis"]
+                 "n_sims", "basis", "alpha"]
 SIMULATED_RANGE_POINTS = 12  # sizes per simulated series (spread over the requested ones)
 N_GRID_MAX = 200  # sizes of a range without a step: every integer up to this many, else log-spaced
 
@@ -357,10 +357,16 @@ def ranges_from_sweep(scenario: Scenario, endpoint: str | None = None) -> dict |
     return out
 
 
-def _facet(rate_key: str | None, rate: float | None, ratio: float, several_rates: bool, several_ratios: bool) -> str:
+def _facet(rate_key: str | None, rate: float | None, ratio: float, several_rates: bool, several_ratios: bool,
+           analysed: float | None = None) -> str:
+    """The panel's name: the config's control rate (and the analysed endpoint's own rate where the two differ, e.g.
+    the rate of the severe grades that the endpoint's detected mild grade raises), the allocation ratio."""
     parts = []
     if several_rates and rate is not None:
-        parts.append(f"{key_label(rate_key)} {pct(rate, 1 if 100 * rate % 1 else 0)}")
+        text = f"{key_label(rate_key)} {pct(rate, 1 if 100 * rate % 1 else 0)}"
+        if analysed is not None and math.isfinite(analysed) and abs(analysed - rate) >= 5e-4:
+            text += f" (analysed {pct(analysed, 1)})"
+        parts.append(text)
     if several_ratios:
         parts.append(f"allocation 1:{ratio:g}")
     return ", ".join(parts)
@@ -447,9 +453,10 @@ def power_ranges(scenario: Scenario, *, endpoint: str | None = None, test: str |
                         "assumed": e.assumed if e else math.nan, "effect": v if v is not None else math.nan,
                         "relative_change": relative_change(e.kind, e.null, v) if e and v is not None else math.nan,
                         "rate_key": rate_key or "", "control_rate": shown_rate if shown_rate is not None else math.nan,
-                        "ratio": r, "facet": _facet(rate_key, rate, r, len(rates) > 1, len(ratios) > 1),
+                        "ratio": r, "facet": _facet(rate_key, rate, r, len(rates) > 1, len(ratios) > 1,
+                                                    law.p_control if law else None),
                         "p_control": law.p_control if law else math.nan, "p_treatment": law.p_treatment if law else math.nan,
-                        "basis": "analysable"}
+                        "basis": "analysable", "alpha": variant.design.alpha}
                     base.pop("primary")
                     if exact_available(vmodel, a.name, t):
                         rows += [base | {"n_per_arm": n, "n_treatment": n_treatment_for(n, r)}
@@ -497,7 +504,7 @@ def sweep_grid(power: pd.DataFrame, scenarios: dict[str, Scenario], *, endpoint:
     for sid, sc in scenarios.items():
         f = flat[sid]
         law = binary_rates(build_model(sc), a.name)
-        facet = _facet(rate_key, rates.get(sid), ratios[sid], several_rates, several_ratios)
+        facet = _facet(rate_key, rates.get(sid), ratios[sid], several_rates, several_ratios, law.p_control if law else None)
         extra = ", ".join(f"{key_label(k)} {f.get(k)}" for k in others)
         for t, g in rows_of[rows_of["scenario"].astype(str) == sid].groupby("test", sort=False):
             r = g[g["method"] == "exact"] if (g["method"] == "exact").any() else g[g["method"] == "monte_carlo"]
@@ -509,7 +516,7 @@ def sweep_grid(power: pd.DataFrame, scenarios: dict[str, Scenario], *, endpoint:
                 "effect": float(v) if v is not None else math.nan,
                 "relative_change": relative_change(e.kind, e.null, float(v)) if e and v is not None else math.nan,
                 "rate_key": rate_key or "", "control_rate": rates.get(sid, math.nan), "ratio": ratios[sid],
-                "facet": ", ".join(x for x in (facet, extra) if x), "n_per_arm": sc.design.n_control,
+                "facet": ", ".join(x for x in (facet, extra) if x), "n_per_arm": sc.design.n_control, "alpha": sc.design.alpha,
                 "n_treatment": sc.design.n_treatment, "p_control": law.p_control if law else math.nan,
                 "p_treatment": law.p_treatment if law else math.nan, "power": float(r["power"]),
                 "mc_se": float(r["mc_se"]), "ci_low": float(r["ci_low"]), "ci_high": float(r["ci_high"]),

@@ -105,10 +105,11 @@ def write_template(path: str | Path, template: str = "blank", *, force: bool = F
     """Write a starting config to ``path`` and check that it loads; refuses to overwrite unless ``force``."""
     path = Path(path)
     if path.exists() and not force:
-        raise ValueError(f"{str(path)!r} exists; choose another name or pass force=True (--force)")
+        raise ValueError(f"{str(path)!r} exists; choose another name, or overwrite it with --force")
     if path.suffix != ".toml":
         raise ValueError(f"{str(path)!r}: a config is a .toml file")
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(template_text(template), encoding="utf-8")
+    text = template_text(template)
+    path.write_text(text if text.endswith("\n") else text + "\n", encoding="utf-8")
     load_scenario(path)  # a template that does not load is a bug, not the user's problem
     return path

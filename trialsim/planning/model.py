@@ -301,6 +301,23 @@ def reduced(scenario: Scenario, pairs: Sequence[Pair]) -> Scenario:
     return validate(raw, source=f"planning: reduced to {', '.join(f'{e}/{t}' for e, t in pairs)}")
 
 
+def flow_only(scenario: Scenario) -> Scenario:
+    """The scenario with one test left, for its patient flow alone: the first test of the endpoint that gives the
+    flow its hospital stays (else the primary's). Every component is still generated, each from its own stream, so
+    the flow is the full scenario's, bit for bit, without the cost of its analyses (tests/test_documents.py checks
+    it); no sweep, decision rules, interim looks or harm reviews."""
+    model = build_model(scenario)
+    stays = next((c for c in model.order if getattr(model.section(c), "gives_stays", False)), None)
+    keep = next((a for a in model.analysed if a.component == stays), model.primary)
+    raw = to_raw(scenario)
+    for cid, section in scenario.endpoints.items():
+        for name, listed in test_fields(section).items():
+            raw["endpoints"][cid][name] = [keep.tests[0]] if cid == keep.component and keep.tests[0] in listed else []
+    raw["primary"] = keep.name
+    raw["sweep"] = raw["interim"] = raw["safety"] = raw["multiplicity"] = raw["bayes"] = None
+    return validate(raw, source="planning: the patient flow alone")
+
+
 def size_values(scenario: Scenario, n_control: int, n_treatment: int) -> dict[str, Any] | None:
     """Raw values (key path -> value) that resize ``scenario``, or None when no analysed endpoint is left.
 

@@ -41,6 +41,7 @@ from trialsim.config.loader import (
     load_scenario,
     parse_override,
     scenario_to_toml,
+    with_values,
 )
 from trialsim.config.schema import Scenario
 from trialsim.designs.allocation import scheme
@@ -56,13 +57,14 @@ from trialsim.planning.model import (
     dropout,
     endpoint_rows,
     exact_power,
+    flow_only,
     is_null,
     key_pairs,
     resolve_seed,
 )
 from trialsim.planning.pilot import REFERENCES, pilot_summary
 from trialsim.planning.samplesize import sample_sizes
-from trialsim.report.output import claim_folder
+from trialsim.report.output import check_complete, claim_folder, replace_file
 from trialsim.results import RunResult, ScenarioResult, provenance as run_provenance
 from trialsim.scenarios import ScenarioSpec, expand
 from trialsim.version import __version__
@@ -96,6 +98,9 @@ SWEEP_MAX_SIMS = 20_000
 # The type I errors (every effect at its null) are simulated with at most this many trials (Monte Carlo
 # SE 0.15 percentage points at 5%); binary endpoints with an exact law get their exact figure anyway.
 NULL_MAX_SIMS = 20_000
+# A design without a [flow] section gets its timeline from the flow's cited defaults, with at most this many trials
+# (its analyses keep assuming every planned patient).
+TIMELINE_MAX_SIMS = 20_000
 # Libraries whose versions a report names (with trialsim's and Python's).
 LIBRARIES = ("numpy", "scipy", "pandas", "simpy", "matplotlib", "seaborn")
 
@@ -132,11 +137,12 @@ class PlanningResult:
         for name, frame in self.frames.items():
             if name in ("power", "estimates") and self.run_result is not None:
                 continue  # written by RunResult.save
-            frame.to_csv(out / FRAME_FILES[name], index=False)
-        (out / SCENARIO_TOML).write_text(scenario_to_toml(self.scenario))
+            replace_file(out / FRAME_FILES[name], lambda tmp, frame=frame: frame.to_csv(tmp, index=False))
+        replace_file(out / SCENARIO_TOML, lambda tmp: tmp.write_text(scenario_to_toml(self.scenario), encoding="utf-8"))
         meta = {"design": self.design, "settings": self.settings, "provenance": self.provenance,
                 "references": self.references, "files": {k: FRAME_FILES[k] for k in self.frames}}
-        (out / PLANNING_JSON).write_text(json.dumps(meta, indent=1, default=_json_default))
+        replace_file(out / PLANNING_JSON, lambda tmp: tmp.write_text(json.dumps(meta, indent=1, default=_json_default),
+                                                                     encoding="utf-8"))
         return out
 
 
@@ -231,11 +237,30 @@ def type_i_at_sizes(scenario: Scenario, sizes: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=columns)
 
 
-def flow_frame(flow_arrays: Mapping[str, Any] | None, scenario: Scenario) -> pd.DataFrame | None:
-    """The timeline of the simulated trials (:meth:`~trialsim.flow.summary.FlowSummary.to_frame`), None without a flow."""
+def flow_frame(flow_arrays: Mapping[str, Any] | None, scenario: Scenario, *, in_analyses: bool = True) -> pd.DataFrame | None:
+    """The timeline of the simulated trials (:meth:`~trialsim.flow.summary.FlowSummary.to_frame`), None without a flow.
+
+    Its column ``in_analyses`` says whether the analyses of the power table were run on who the flow enrolled
+    (a config with a ``[flow]`` section) or on every planned patient (:func:`timeline_frame`)."""
     if flow_arrays is None or scenario.flow is None:
         return None
-    return summarise_flow(flow_arrays, flow=scenario.flow).to_frame()
+    frame = summarise_flow(flow_arrays, flow=scenario.flow).to_frame()
+    frame["in_analyses"] = in_analyses
+    return frame
+
+
+def timeline_frame(scenario: Scenario, *, n_sims: int, seed: int, n_jobs: int, progress: bool = False) -> pd.DataFrame | None:
+    """The timeline of a design without a ``[flow]`` section, from the flow's cited defaults (as ``trialsim flow``
+    gives it, for the same seed): how long enrolment takes and the chance of the planned completion date. The power
+    table keeps assuming every planned patient; the timeline says what that assumption takes. None where the flow's
+    model does not fit the design (it needs an endpoint giving the hospital stays)."""
+    try:
+        with_flow = with_values(scenario, {"flow": {}}, source="flow defaults")
+        lean = flow_only(with_flow)  # the same flow, without the analyses' cost
+        result = run_design(lean, n_sims=n_sims, seed=seed, seed_given=True, n_jobs=n_jobs, progress=progress)
+    except ConfigError:  # the flow's model does not fit this design (no hospital stays to fill its beds), or memory
+        return None
+    return flow_frame(result.results[0].flow, with_flow, in_analyses=False)
 
 
 def software_versions() -> dict[str, str]:
@@ -407,6 +432,8 @@ def plan(
             frames["null_power"], frames["null_decisions"] = timed("null", lambda: null_tables(
                 scenario, n_sims=null_sims, seed=seed, n_jobs=n_jobs, simulate=simulate, progress=progress))
         flow = flow_frame(flow_arrays, scenario)
+        if flow is None and scenario.flow is None and simulate:
+            flow = timed("timeline", lambda: timeline_frame(scenario, n_sims=min(n_sims, TIMELINE_MAX_SIMS), **sim))
         if flow is not None:
             frames["flow"] = flow
     if "samplesize" in parts:
@@ -464,9 +491,10 @@ def load_planning(path: str | Path, *, complete: bool = True, parts: Sequence[st
     p = Path(path)
     if not p.is_dir():
         raise ConfigError(f"results folder {str(p)!r} does not exist")
+    check_complete(p)  # an interrupted report is never read back as a finished one
     meta_file = p / PLANNING_JSON
     if meta_file.is_file():
-        meta = json.loads(meta_file.read_text())
+        meta = json.loads(meta_file.read_text(encoding="utf-8"))
         frames = {}
         for name, fname in meta.get("files", {}).items():
             f = p / fname

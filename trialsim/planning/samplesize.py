@@ -107,7 +107,7 @@ class ExactScan:
 
 
 def scan_start(test: str, p_control: float, p_treatment: float, *, power: float, alpha: float, ratio: float = 1.0,
-               n_min: int = 2) -> int:
+               n_min: int = 2, n_max: int | None = None) -> int:
     """Where an exact scan for ``power`` may start: ``n_min``, or a size well below the target.
 
     The scan skips the sizes whose normal-approximation power is more than :data:`START_BELOW` below
@@ -119,7 +119,8 @@ def scan_start(test: str, p_control: float, p_treatment: float, *, power: float,
     lower = power - START_BELOW
     if p_control == p_treatment or lower <= alpha:
         return n_min
-    n = math.floor(two_proportions_sample_size_normal(p_control, p_treatment, power=lower, alpha=alpha, ratio=ratio))
+    n = two_proportions_sample_size_normal(p_control, p_treatment, power=lower, alpha=alpha, ratio=ratio)
+    n = math.floor(min(n, n_max if n_max is not None else math.inf))  # a tiny effect: never an exact power far past n_max
     if n <= n_min + 10:
         return n_min
     if exact_power(test, p_control, p_treatment, n, n_treatment_for(n, ratio), alpha=alpha) > power - START_MARGIN:
@@ -167,7 +168,7 @@ def scan_to_target(test: str, p_control: float, p_treatment: float, *, power: fl
         return 1 if n < STRIDE_FROM else max(1, n // STRIDE_DIVISOR)
 
     first_n = start if start is not None else scan_start(test, p_control, p_treatment, power=power, alpha=alpha,
-                                                         ratio=ratio, n_min=n_min)
+                                                         ratio=ratio, n_min=n_min, n_max=n_max)
     first_n = min(first_n, n_max)  # out of reach well before n_max: the power at n_max says by how much
     seen: dict[int, float] = {}
     n, n_first = first_n, None
@@ -831,8 +832,8 @@ def _simulated(cc, cc_model, searched, targets, chosen, common, *, moments, rati
                 refine.append((a, t, cap, target, refine_grid(root, cap)))
                 continue
             p_end = float(observed[-1])
-            out[(a.name, t, target)] = unreached(
-                a, t, target, cap, f"Simulated power at {ns[-1]:,} per arm is {pct(p_end, 1)}"
+            out[(a.name, t, target)] = unreached(  # searched to the grid's last size: n_max says no more than that
+                a, t, target, int(ns[-1]), f"Simulated power at {ns[-1]:,} per arm is {pct(p_end, 1)}"
                                    + (f"; the fitted curve reaches the target near {root:,.0f} per arm." if math.isfinite(root) else "."),
                 power_at=p_end, se=math.sqrt(p_end * (1 - p_end) / r.shape[0]))
 

@@ -49,6 +49,10 @@ __all__ = [
 MEAN_TESTS = {"t": "Student t (pooled)", "welch": "Welch t"}
 N_MAX_PROPORTIONS = 5000
 N_MAX_MEANS = 1_000_000
+N_MAX_APPROXIMATE = 1e12  # beyond this the normal approximation's n is not a question about a trial
+SD_RANGE = (1e-100, 1e100)
+MAX_STANDARDISED = 1e3  # |difference| / SD: beyond it power is 1 at any size
+RATE_MIN = 1e-6  # event rates solved for lie in [RATE_MIN, 1 - RATE_MIN] (as a config's rates)
 QUADRATURE_NODES = 64  # per sample variance: Welch's power to ~1e-9 (checked against the noncentral t)
 EFFECT_GRID = 200  # proportions scanned between no effect and the extreme, before refining the crossing
 EDGE = 1e-9  # the most extreme treatment rate searched: 0 or 1 but for this
@@ -231,6 +235,11 @@ def _check(name: str, value, low: float, high: float, *, closed: bool = False) -
     return value
 
 
+def _check_size(n_per_arm: int | None, n_max: int) -> None:
+    if n_per_arm is not None and n_per_arm > n_max:
+        raise ValueError(f"n_per_arm must be at most {n_max:,} here, got {n_per_arm:,}")
+
+
 def _check_common(alpha: float, ratio: float, dropout: float, power: float | None, n_per_arm: int | None) -> None:
     _check("alpha", alpha, 0.0, 0.5)
     if not float(ratio) > 0:
@@ -284,7 +293,8 @@ def solve_two_proportions(p_control: float, p_treatment: float | None = None, *,
     """
     solved = _one_missing(p_treatment=p_treatment, n_per_arm=n_per_arm, power=power)
     _check_common(alpha, ratio, dropout, power, n_per_arm)
-    pc = _check("p_control", p_control, 0.0, 1.0)
+    _check_size(n_per_arm, n_max)
+    pc = _check("p_control", p_control, RATE_MIN, 1.0 - RATE_MIN, closed=True)
     spec = tests.get(test)
     if "binary" not in spec.kinds or spec.exact_power is None:
         raise ValueError(f"test {test!r} has no exact power for two proportions; use one of "
@@ -303,17 +313,20 @@ def solve_two_proportions(p_control: float, p_treatment: float | None = None, *,
 
     normal_method = "normal approximation (pooled z)"
     if solved == "power":
-        pt = _check("p_treatment", p_treatment, 0.0, 1.0)
+        pt = _check("p_treatment", p_treatment, RATE_MIN, 1.0 - RATE_MIN, closed=True)
         effect = {"p_control": pc, "p_treatment": pt}
         approx = Approximation(float(n_per_arm), normal(pt, n_per_arm), effect, normal_method)
         return Solution(**common, solved_for="power", n_per_arm=int(n_per_arm), power=exact(pt, int(n_per_arm)),
                         effect=effect, approximation=approx)
     if solved == "n_per_arm":
-        pt = _check("p_treatment", p_treatment, 0.0, 1.0)
+        pt = _check("p_treatment", p_treatment, RATE_MIN, 1.0 - RATE_MIN, closed=True)
         if pt == pc:
             raise ValueError("p_treatment equals p_control: no size gives power above the type I error")
         effect = {"p_control": pc, "p_treatment": pt}
         n_normal = two_proportions_sample_size_normal(pc, pt, power=power, alpha=alpha, ratio=ratio)
+        if not n_normal <= N_MAX_APPROXIMATE:
+            raise ValueError(f"p_treatment {pt:.10g} against p_control {pc:.10g} is too small a difference: the normal "
+                             f"approximation alone needs {n_normal:.3g} patients per arm (solved up to {n_max:,})")
         n_normal_int = ceil(n_normal)
         approx = Approximation(n_normal, normal(pt, n_normal_int), effect, normal_method)
         scan = exact_scan(test, pc, pt, power=power, alpha=alpha, ratio=ratio, n_max=cap)
@@ -488,10 +501,16 @@ def _solve_means(problem: str, difference: float | None, *, sd: float, sd_treatm
     _check_common(alpha, ratio, dropout, power, n_per_arm)
     if test not in MEAN_TESTS:
         raise ValueError(f"test must be one of {', '.join(MEAN_TESTS)} ('t' pooled, 'welch'), got {test!r}")
+    _check_size(n_per_arm, n_max)
     sd_c = float(sd)
     sd_t = float(sd_treatment) if sd_treatment is not None else sd_c
-    if not (sd_c > 0 and sd_t > 0):
-        raise ValueError(f"SDs must be positive, got {sd_c!r} and {sd_t!r}")
+    if not (SD_RANGE[0] <= sd_c <= SD_RANGE[1] and SD_RANGE[0] <= sd_t <= SD_RANGE[1]):
+        raise ValueError(f"SDs must lie in [{SD_RANGE[0]:g}, {SD_RANGE[1]:g}] (in any unit; their squares must be "
+                         f"numbers), got {sd_c!r} and {sd_t!r}")
+    spread = math.sqrt((sd_c**2 + sd_t**2) / 2.0)  # the SD a standardised difference is counted in (as effect_of's d)
+    if difference is not None and not abs(difference) <= MAX_STANDARDISED * spread:
+        raise ValueError(f"the difference {difference:g} is {abs(difference) / spread:.3g} SDs: at most "
+                         f"{MAX_STANDARDISED:g} SDs (a larger one is detected with certainty by any size)")
     if test == "t" and sd_t != sd_c:
         raise ValueError("the pooled t test assumes equal SDs; use test='welch' for unequal SDs")
     r = float(ratio)
@@ -525,7 +544,11 @@ def _solve_means(problem: str, difference: float | None, *, sd: float, sd_treatm
     if solved == "n_per_arm":
         if difference == 0:
             raise ValueError("the difference is 0: no size gives power above the type I error")
-        n_normal = (stats.norm.isf(alpha / 2) + stats.norm.ppf(power)) ** 2 * (sd_c**2 + sd_t**2 / r) / difference**2
+        n_normal = (float(stats.norm.isf(alpha / 2) + stats.norm.ppf(power)) ** 2 * (sd_c**2 + sd_t**2 / r)
+                    / max(difference**2, 1e-300))
+        if not n_normal <= N_MAX_APPROXIMATE:
+            raise ValueError(f"the difference {difference:g} is too small against SDs of {sd_c:g} and {sd_t:g}: the normal "
+                             f"approximation alone needs {n_normal:.3g} patients per arm (solved up to {n_max:,})")
         approx = Approximation(n_normal, normal(difference, ceil(n_normal)), effect_of(difference), normal_method)
         n = smallest_reaching(lambda m: at(difference, m) >= power, n_max)
         if n is None:
@@ -536,8 +559,9 @@ def _solve_means(problem: str, difference: float | None, *, sd: float, sd_treatm
                         target_power=float(power), n_continuous=_continuous_root(lambda x: exact(difference, x, r * x) - power, n),
                         approximation=approx)
     n = int(n_per_arm)
-    diff = _root(lambda v: at(v, n) - power)
-    diff_normal = _root(lambda v: normal(v, n) - power)
+    scale = spread  # searched in SDs: the same question in any unit
+    diff = scale * _root(lambda u: at(u * scale, n) - power)
+    diff_normal = scale * _root(lambda u: normal(u * scale, n) - power)
     approx = Approximation(float(n), power, effect_of(diff_normal), normal_method)
     return Solution(**common, solved_for="effect", n_per_arm=n, power=at(diff, n), effect=effect_of(diff),
                     target_power=float(power), approximation=approx)

@@ -23,7 +23,7 @@ from trialsim.report.content import Callout, Note, Report, Section, Text
 from trialsim.report.docx import write_docx
 from trialsim.report.figures import FigureFile, FigureStyle, LaterSvgs, draw_figures, save_figure
 from trialsim.report.html import render_html
-from trialsim.report.output import claim_folder
+from trialsim.report.output import claim_folder, replace_file
 from trialsim.report.paragraph import headline, justification
 from trialsim.report.pdf import write_pdf
 from trialsim.report.pdf_process import PdfProcess
@@ -292,16 +292,34 @@ def write_report(result, out_dir: str | Path, *, formats=DEFAULT_FORMATS, name: 
                 pdf.start(html_text, out_dir / f"{name}.pdf")
             if "html" in formats:
                 written["html"] = out_dir / f"{name}.html"
-                written["html"].write_text(html_text, encoding="utf-8")
+                replace_file(written["html"], lambda tmp: tmp.write_text(html_text, encoding="utf-8"))
         if svgs is not None:
             svgs.write()
         if "md" in formats:
             written["md"] = out_dir / f"{name}.md"
-            written["md"].write_text(render_markdown(report), encoding="utf-8")
+            markdown = render_markdown(report)
+            replace_file(written["md"], lambda tmp: tmp.write_text(markdown, encoding="utf-8"))
         if "docx" in formats:
             written["docx"] = write_docx(report, out_dir / f"{name}.docx", page_size=page_size)
         written["txt"] = out_dir / "justification.txt"
-        written["txt"].write_text(report.justification.text + "\n", encoding="utf-8")
+        replace_file(written["txt"], lambda tmp: tmp.write_text(report.justification.text + "\n", encoding="utf-8"))
+        unverified = [r for r in report.references if r.verify]
+        if unverified:  # kept out of the documents: a list to work through before submitting them
+            written["check"] = out_dir / CHECK_FILE
+            replace_file(written["check"], lambda tmp: tmp.write_text(references_to_check(unverified), encoding="utf-8"))
         if "pdf" in formats:
             written["pdf"] = pdf.wait()
-    return {fmt: written[fmt] for fmt in FORMATS if fmt in written}  # in the order written before the PDF moved
+    return {fmt: written[fmt] for fmt in (*FORMATS, "check") if fmt in written}  # in the order written before the PDF moved
+
+
+CHECK_FILE = "references_to_check.txt"
+
+
+def references_to_check(references) -> str:
+    """The reference entries whose details the project's sources mark as approximate or unverified, each with
+    what to check: the report prints them as far as they are known and never guesses the rest."""
+    lines = [f"{len(references)} reference(s) of this report are incomplete in trialsim's sources. Check each against "
+             "PubMed or the journal before submitting the report, and complete its entry in the report's reference list:",
+             ""]
+    lines += [f"- {r.short}: check the {r.verify}. Listed as: {r.text()}" for r in references]
+    return "\n".join(lines) + "\n"

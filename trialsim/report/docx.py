@@ -19,6 +19,7 @@ from docx.shared import Mm, Pt, RGBColor
 
 from trialsim.report.content import Callout, Note, Report, Text, column_chars, is_wide
 from trialsim.report.figures import FigureFile
+from trialsim.report.output import replace_file
 from trialsim.report.tables import Table
 
 PAGE_SIZES = {"A4": (Mm(210), Mm(297)), "Letter": (Mm(215.9), Mm(279.4))}
@@ -227,5 +228,5 @@ def write_docx(report: Report, path: str | Path, *, page_size: str = "A4") -> Pa
         para = doc.add_paragraph(r.text(), style="List Bullet")
         para.runs[0].font.size = Pt(8.5)
     path = Path(path)
-    doc.save(path)
+    replace_file(path, lambda tmp: doc.save(str(tmp)))
     return path

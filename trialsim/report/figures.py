@@ -20,6 +20,8 @@ import pandas as pd
 
 from trialsim.analysis import registry as tests
 from trialsim.labels import pct, short_endpoint_label, short_test_label, test_label
+from trialsim.report.output import replace_file
+from trialsim.results import SIZE_TOLERANCE
 
 TARGETS = (0.8, 0.9)
 FIG_WIDTH = 7.2  # inches: a two-column journal page
@@ -42,7 +44,9 @@ class FigureStyle:
         self._rc = mpl.rc_context()
         self._rc.__enter__()
         sns.set_theme(context="paper", style="whitegrid", palette=PALETTE, font_scale=1.1,
-                      rc={"svg.fonttype": "none", "axes.titleweight": "bold", "legend.frameon": False})
+                      rc={"svg.fonttype": "none", "axes.titleweight": "bold", "legend.frameon": False,
+                          # labels come from configs: "$5 vs $10" is text, never matplotlib's mathtext
+                          "text.parse_math": False})
         return self
 
     def __exit__(self, *exc):
@@ -136,12 +140,15 @@ def _log_ticks(axis, lo: float, hi: float) -> None:
 
 
 def plot_power_vs_n(frame: pd.DataFrame, ax=None, *, planned_n: int | None = None, targets: Sequence[float] = TARGETS,
-                    title: str | None = None, legend: bool = True, by_test: bool = False):
+                    title: str | None = None, legend: bool = True, by_test: bool = False,
+                    assumed: dict[str, str] | None = None):
     """Power against analysable patients per arm: one line per (endpoint, test), Monte Carlo 95% bands.
 
     Exact series are drawn at every n (their saw-tooth is real); simulated ones with a shaded
     Clopper-Pearson band. The x axis is logarithmic. ``by_test``: legend by test only (one endpoint).
+    ``assumed``: endpoint -> its assumed effect in words (:func:`assumed_effects`), named in its legend entry.
     """
+    assumed = assumed or {}
     import seaborn as sns
 
     ax = _new_ax(ax)
@@ -162,7 +169,9 @@ def plot_power_vs_n(frame: pd.DataFrame, ax=None, *, planned_n: int | None = Non
             names = [short_endpoint_label(e, r["label"].iloc[0] if "label" in r else None,
                                           r["short"].iloc[0] if "short" in r and isinstance(r["short"].iloc[0], str) else None)
                      for (e, _), r in zip(group, rows)]
+            effects = list(dict.fromkeys(assumed[e] for e, _ in group if assumed.get(e)))
             lab = textwrap.fill(f"{_joined(names)}: {short_test_label(test)}" + (" (exact)" if exact else "") + limit
+                                + (f", {'; '.join(effects)}" if effects else "")
                                 + (" (curves coincide)" if len(group) > 1 else ""), LEGEND_WIDTH)
         ax.plot(g["n_per_arm"], g["power"], color=colours[i], ls=LINESTYLES[i % len(LINESTYLES)], lw=1.4, label=lab,
                 marker=None if exact else MARKERS[i % len(MARKERS)], ms=3.5, zorder=3)
@@ -393,7 +402,7 @@ class LaterSvgs:
     def write(self) -> None:
         with FigureStyle():
             for fig, svg in self._figures:
-                fig.savefig(svg, facecolor="white")
+                replace_file(svg, lambda tmp, fig=fig: fig.savefig(tmp, facecolor="white"))
         self._figures.clear()
 
 
@@ -402,11 +411,11 @@ def save_figure(fig, stem: str | Path, *, later: LaterSvgs | None = None) -> tup
     stem = Path(stem)
     stem.parent.mkdir(parents=True, exist_ok=True)
     png, svg = stem.with_suffix(".png"), stem.with_suffix(".svg")
-    fig.savefig(png, dpi=DPI, facecolor="white")
+    replace_file(png, lambda tmp: fig.savefig(tmp, dpi=DPI, facecolor="white"))
     if later is not None:
         later.add(fig, svg)
     else:
-        fig.savefig(svg, facecolor="white")
+        replace_file(svg, lambda tmp: fig.savefig(tmp, facecolor="white"))
     return png, svg
 
 
@@ -435,7 +444,29 @@ def _panel_title(letter: str, text: str, width: int = 40) -> str:
     return textwrap.fill(f"{letter}  {text}", width, subsequent_indent="    ")
 
 
-def figure_power_vs_n(curves: pd.DataFrame, *, planned_n: int | None, primary: str, title: str | None = None):
+def assumed_effects(endpoints: pd.DataFrame) -> dict[str, str]:
+    """Endpoint -> its assumed effect in words ("geometric mean ratio 0.85"), from a planning result's endpoints frame;
+    the words the effect's label shares with the endpoint's (its marker) are left out. Endpoints without an effect of
+    their own (one that moves only with another endpoint's events) say so."""
+    out = {}
+    if endpoints.empty or "effect_assumed" not in endpoints:
+        return out
+    for r in endpoints.itertuples():
+        value, label = getattr(r, "effect_assumed", None), getattr(r, "effect_label", None)
+        if value is None or not isinstance(label, str) or pd.isna(value):
+            continue
+        null = getattr(r, "effect_null", None)
+        if null is not None and not pd.isna(null) and float(value) == float(null):
+            out[str(r.endpoint)] = "no direct effect assumed"  # it moves, if at all, with the events it follows
+            continue
+        own = str(getattr(r, "label", "") or "").split(",")[0]
+        words = label[len(own):].strip(" ,") if own and label.startswith(own) else label
+        out[str(r.endpoint)] = f"assumed {words or label} {float(value):g}"
+    return out
+
+
+def figure_power_vs_n(curves: pd.DataFrame, *, planned_n: int | None, primary: str, title: str | None = None,
+                      assumed: dict[str, str] | None = None):
     fig, axes = _figure(FIG_WIDTH, 5.6, ncols=2)
     prim = curves[curves["endpoint"] == primary]
     sec = curves[curves["endpoint"] != primary]
@@ -445,7 +476,8 @@ def figure_power_vs_n(curves: pd.DataFrame, *, planned_n: int | None, primary: s
     else:
         axes[0, 0].set_visible(False)
     if not sec.empty:
-        plot_power_vs_n(sec, axes[0, 1], planned_n=planned_n, title=_panel_title("B", "Key secondary endpoints"))
+        plot_power_vs_n(sec, axes[0, 1], planned_n=planned_n, title=_panel_title("B", "Key secondary endpoints"),
+                        assumed=assumed)
         axes[0, 1].set_ylabel(_power_label(sec))
     else:
         axes[0, 1].set_visible(False)
@@ -475,15 +507,18 @@ def figure_power_vs_effect(effects: pd.DataFrame, *, planned_n: int | None, prim
     return fig
 
 
-def figure_power_heatmap(grid: pd.DataFrame, *, planned: tuple[float, float]):
-    fig, axes = _figure(FIG_WIDTH, 4.6)
+def figure_power_heatmap(grid: pd.DataFrame, *, planned: tuple[float, float], title: str | None = None):
+    fig, axes = _figure(FIG_WIDTH, 4.9 if title else 4.6)
     plot_power_heatmap(grid, axes[0, 0], planned=planned)
+    if title:  # the figure names its endpoint and assumptions without its caption
+        fig.suptitle(textwrap.fill(title, int(11 * FIG_WIDTH), break_on_hyphens=False), x=0.01, ha="left",
+                     fontsize="medium", fontweight="bold")
     from matplotlib.lines import Line2D
 
     handles = [Line2D([], [], color="black", ls=CONTOUR_STYLES.get(t, "-"), lw=1.5, label=f"{100 * t:.0f}% power")
                for t in TARGETS]
     handles.append(Line2D([], [], marker="*", ms=12, color="#d55e00", mec="black", mew=0.6, ls="none", label="assumed design"))
-    fig.legend(handles=handles, loc="outside upper center", ncol=len(handles), fontsize="small")
+    fig.legend(handles=handles, loc="outside lower center", ncol=len(handles), fontsize="small")
     return fig
 
 
@@ -498,7 +533,8 @@ def draw_figures(result, out_dir: str | Path, *, svgs: LaterSvgs | None = None) 
     with FigureStyle():
         curves = result.frame("curves")
         if not curves.empty:
-            fig = figure_power_vs_n(curves, planned_n=planned_n, primary=primary, title=primary_title(design))
+            fig = figure_power_vs_n(curves, planned_n=planned_n, primary=primary, title=primary_title(design),
+                                    assumed=assumed_effects(result.frame("endpoints")))
             png, svg = save_figure(fig, out_dir / "power_vs_n", later=svgs)
             prim = curves[curves["endpoint"] == primary]
             how = ("exact power of each test (the saw-tooth is real: exact tests attain only some significance levels)"
@@ -523,7 +559,9 @@ def draw_figures(result, out_dir: str | Path, *, svgs: LaterSvgs | None = None) 
                 "intervals of simulated series)."), png, svg))
         grid = result.frame("heatmap")
         if not grid.empty:
-            fig = figure_power_heatmap(grid, planned=(float(grid["assumed"].iloc[0]), planned_n))
+            fig = figure_power_heatmap(grid, planned=(float(grid["assumed"].iloc[0]), planned_n),
+                                       title=f"{primary_title(design, effect=False)}: exact power, "
+                                             f"{test_label(grid['test'].iloc[0])}")
             png, svg = save_figure(fig, out_dir / "power_heatmap", later=svgs)
             files.append(FigureFile("power_heatmap", (
                 f"Exact power for {prim_label} ({test_label(grid['test'].iloc[0])}) over its "
@@ -588,8 +626,11 @@ def plot_power_ranges(frame: pd.DataFrame, ax=None, *, targets: Sequence[float] 
         h = h.sort_values("n_per_arm")
         exact = (h["method"] == "exact").all()
         few = len(h) <= 12
+        label = _effect_entry(v, null, kind)
+        if v == null:
+            label += ": type I error" + (" above alpha" if "alpha" in h and _above_alpha(h) else "")
         ax.plot(h["n_per_arm"], h["power"], color=colours[i], ls=LINESTYLES[i % len(LINESTYLES)], lw=1.5,
-                marker=MARKERS[i % len(MARKERS)] if few else None, ms=4, label=_effect_entry(v, null, kind), zorder=3)
+                marker=MARKERS[i % len(MARKERS)] if few else None, ms=4, label=label, zorder=3)
         if not exact:
             ax.errorbar(h["n_per_arm"], h["power"], yerr=[h["power"] - h["ci_low"], h["ci_high"] - h["power"]], fmt="none",
                         ecolor=colours[i], elinewidth=0.9, capsize=2, zorder=2)
@@ -601,13 +642,27 @@ def plot_power_ranges(frame: pd.DataFrame, ax=None, *, targets: Sequence[float] 
     _percent_axis(ax.yaxis)
     ax.set_xlabel(_range_x_label(frame))
     ax.set_ylabel("Power")
-    _targets(ax, targets, labelled=False)
+    _targets(ax, targets)
+    levels = frame["alpha"].dropna().unique() if "alpha" in frame else []
+    alpha = float(levels[0]) if len(levels) == 1 else None  # one level per panel (a sweep over alpha draws none)
+    if null in effects and alpha is not None:  # the no-effect line is a type I error: against alpha, not the targets
+        ax.axhline(alpha, color="0.35", lw=0.9, ls=":", zorder=1)
+        ax.annotate(f"alpha {100 * alpha:g}%", xy=(1.0, alpha), xycoords=("axes fraction", "data"), xytext=(-3, 1.5),
+                    textcoords="offset points", ha="right", va="bottom", fontsize="x-small", color="0.3", zorder=4)
     if title:
         ax.set_title(title, loc="left", fontsize="medium")
     if legend:
-        ax.add_line(_target_handle(targets))
         _legend_below(ax, ncol=2, title=str(frame["parameter_label"].iloc[0]).capitalize())
     return ax
+
+
+def _above_alpha(rows: pd.DataFrame) -> bool:
+    """Whether a no-effect series rejects more often than alpha anywhere (exact: beyond the power table's tolerance;
+    simulated: its whole 95% Monte Carlo interval above alpha)."""
+    exact = rows["method"] == "exact"
+    over_exact = rows["power"] > rows["alpha"] * (1 + SIZE_TOLERANCE)
+    over_simulated = rows["ci_low"] > rows["alpha"]
+    return bool(((exact & over_exact) | (~exact & over_simulated)).any())
 
 
 def _range_x_label(frame: pd.DataFrame) -> str:
@@ -615,21 +670,13 @@ def _range_x_label(frame: pd.DataFrame) -> str:
     return f"Patients {arm} (enrolled)" if (frame["basis"] == "enrolled").all() else f"Analysable patients {arm}"
 
 
-def _target_handle(targets: Sequence[float] = TARGETS):
-    """A legend entry for the dashed target lines (drawn nowhere: no data)."""
-    from matplotlib.lines import Line2D
-
-    return Line2D([], [], color="0.35", lw=0.9, ls=(0, (4, 3)),
-                  label=" and ".join(f"{100 * t:.0f}%" for t in targets) + " power")
-
-
 def figure_power_ranges(frame: pd.DataFrame, *, title: str | None = None):
     """One panel per facet (control rate, allocation ratio) of one test's range grid, a shared legend below."""
     facets = list(dict.fromkeys(frame["facet"].fillna("")))
     ncols = len(facets) if len(facets) <= 3 else 2 if len(facets) == 4 else 3
     nrows = -(-len(facets) // ncols)
-    fig, axes = _figure(max(FIG_WIDTH, 2.75 * ncols) if ncols > 1 else FIG_WIDTH / 1.6, 0.6 + 3.0 * nrows + 0.8,
-                        ncols=ncols, nrows=nrows)
+    width = max(FIG_WIDTH, 2.75 * ncols) if ncols > 1 else FIG_WIDTH / 1.6
+    fig, axes = _figure(width, 0.6 + 3.0 * nrows + 0.8, ncols=ncols, nrows=nrows)
     for k, facet in enumerate(facets):
         ax = axes[k // ncols, k % ncols]
         plot_power_ranges(frame[frame["facet"].fillna("") == facet], ax, legend=False, title=facet or None)
@@ -643,12 +690,11 @@ def figure_power_ranges(frame: pd.DataFrame, *, title: str | None = None):
     for k in range(len(facets), nrows * ncols):
         axes[k // ncols, k % ncols].set_visible(False)
     handles, labels = axes[0, 0].get_legend_handles_labels()
-    handles.append(_target_handle())
-    labels.append(handles[-1].get_label())
-    fig.legend(handles, labels, loc="outside lower center", ncol=min(len(labels), 4), fontsize="small",
+    fig.legend(handles, labels, loc="outside lower center", ncol=min(len(labels), 4 if ncols > 1 else 2), fontsize="small",
                title=str(frame["parameter_label"].iloc[0]).capitalize(), title_fontsize="small")
-    if title:
-        fig.suptitle(title, x=0.01, ha="left", fontsize="medium", fontweight="bold")
+    if title:  # wrapped to the figure's width (about 11 bold characters an inch at this size)
+        fig.suptitle(textwrap.fill(title, max(30, int(11 * width)), break_on_hyphens=False), x=0.01, ha="left",
+                     fontsize="medium", fontweight="bold")
     return fig
 
 
@@ -682,7 +728,9 @@ def draw_range_figures(frame: pd.DataFrame, out_dir: str | Path, *, stem: str = 
                 + (", one panel per " + " and ".join(x for x, on in (("control event rate", g["control_rate"].nunique() > 1),
                                                                     ("allocation ratio", g["ratio"].nunique() > 1)) if on)
                    if g["facet"].fillna("").nunique() > 1 else "")
-                + f"; {what}. Dashed lines: 80% and 90% power."), png, svg))
+                + f"; {what}. Dashed lines: 80% and 90% power" + ("; dotted: alpha, against which the no-effect line (a type I "
+                                                                  "error) is read" if (g["effect"] == g["no_effect"]).any() else "")
+                + "."), png, svg))
     return files
 
 

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
-from trialsim.report.tables import FLAG, Table, is_null, lower_first, rate_word
+from trialsim.report.tables import FLAG, Table, flow_in_analyses, is_null, lower_first, rate_word
 
 WIDTH = "Expected 95% CI width (percentage points)"
 
@@ -140,7 +140,16 @@ def justification(result, tables: dict[str, Table]) -> Paragraph:
         assumption = f"Assuming {effect} ({treatment} against {control})"
     else:
         assumption = ""
-    if rate_text:
+    flowed = (flow_in_analyses(result.frame("flow")) and w.has("flow", "analysable_control")
+              and w.has("flow", "analysable_treatment"))
+    if rate_text and flowed:  # the power is of who the flow enrols and keeps, not of the planned numbers
+        lead = f"{assumption}, the planned {n_c}" if assumption else f"the planned {n_c}"
+        sentences.append(
+            f"{lead[0].upper() + lead[1:]} patients per arm give {rate_text} power ({kind}) with the patients the "
+            f"patient-flow model enrols and keeps to follow-up: on average "
+            f"{w.cite('flow', 'analysable_control', 'Estimate')} {control} and "
+            f"{w.cite('flow', 'analysable_treatment', 'Estimate')} {treatment} patients are analysable.")
+    elif rate_text:
         lead = f"{assumption}, {n_c}" if assumption else n_c
         sentences.append(f"{lead[0].upper() + lead[1:]} patients per arm give {rate_text} power ({kind}).")
     elif assumption:
@@ -154,7 +163,8 @@ def justification(result, tables: dict[str, Table]) -> Paragraph:
             text += f", above the nominal {w.cite('design', 'alpha', 'Value')}"
         p_power, p_size = _value(rate_text) if rate_text else None, _value(size_text)
         if p_power is not None and p_size is not None and p_power < 2 * p_size:
-            text += (": it rejects hardly more often with the assumed effect than without any, so the trial cannot tell a "
+            how = "less often" if p_power < p_size else "no more often" if p_power == p_size else "hardly more often"
+            text += (f": it rejects {how} with the assumed effect than without any, so the trial cannot tell a "
                      "working treatment from a useless one")
         sentences.append(text + ".")
     powered = rate_text and (_value(rate_text) or 0.0) >= targets[0]
@@ -360,7 +370,23 @@ def headline(result, tables: dict[str, Table]) -> Headline:
         elif n != "not simulated":
             rows.append(("Main trial", f"{w.cite('sample_sizes', main, 'Enrol per arm')} patients per arm to enrol for "
                                        f"{w.cite('sample_sizes', main, 'Target power')} power on the primary endpoint"))
+    timeline = _timeline(w, result)
+    if timeline:
+        rows.append(("Timeline", timeline))
     return Headline(rows, verdict(w, rate, size, null, targets[0]), w.facts)
+
+
+def _timeline(w: _Writer, result) -> str:
+    """Time to full enrolment and the chance of the planned completion date, from the timeline table."""
+    if not w.has("flow", "time_to_full_enrolment"):
+        return ""
+    text = f"time to full enrolment: {w.cite('flow', 'time_to_full_enrolment', 'Estimate')}"
+    if w.has("flow", "p_finished_by_deadline"):
+        text += (f"; chance of finishing (last visit) by the planned completion date: "
+                 f"{w.cite('flow', 'p_finished_by_deadline', 'Estimate')}")
+    if not flow_in_analyses(result.frame("flow")):
+        text += "; from the patient-flow model's cited defaults (the power figures assume every planned patient)"
+    return text[0].upper() + text[1:]
 
 
 def _estimates(w: _Writer, prim: str, control: str, treatment: str, word: str) -> str:

@@ -39,7 +39,12 @@ def html_to_pdf(html_text: str, path: str | Path) -> Path:
     collecting = gc.isenabled()
     gc.disable()
     try:
-        HTML(string=html_text, base_url=str(path.parent)).write_pdf(path)
+        partial = path.with_name(f".{path.stem}.{os.getpid()}.partial.pdf")  # renamed when whole: never half a PDF
+        try:
+            HTML(string=html_text, base_url=str(path.parent)).write_pdf(partial)
+            os.replace(partial, path)
+        finally:
+            partial.unlink(missing_ok=True)
     finally:
         if collecting:
             gc.enable()

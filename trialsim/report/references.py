@@ -42,6 +42,7 @@ class Reference:
     url: str = ""
     note: str = ""
     cite: str = ""
+    verify: str = ""  # details the project's sources mark as approximate or unverified (never printed in the entry)
 
     @property
     def short(self) -> str:
@@ -61,12 +62,21 @@ class Reference:
         return f"{who} {self.year}".strip()
 
     def text(self) -> str:
-        """The full reference: authors. Title. Journal. Year;volume:pages. doi/PMID/PMCID/URL. Note."""
+        """The full reference: authors. Title. Journal. Year;volume:pages. doi/PMID/PMCID/URL. Note.
+
+        An entry cited by a label that is not its authors' name ("NCT06536712", "BMC Surg 2011") starts with that
+        label, so that the reader finds it where the list's order puts it; a year told apart from another of the
+        same authors ("2007a") prints as cited."""
         parts = []
+        names = _surnames(self.authors)
+        named = (names and self.cite.startswith(names[0])) or self.title.startswith(self.cite) or self.authors.startswith(self.cite)
+        if self.cite and not named:
+            parts.append(self.cite if self.cite.endswith(".") else self.cite + ".")
         for value in (self.authors, self.title):
             if value:
                 parts.append(value if value.endswith((".", "?", "!")) else value + ".")
-        where = self.year
+        suffix = re.search(rf"{re.escape(self.year)}([a-z])\)?$", self.cite) if self.cite and self.year else None
+        where = self.year + (suffix.group(1) if suffix else "")
         if self.volume:
             where += f";{self.volume}"
         if self.pages:
@@ -85,6 +95,8 @@ class Reference:
             parts.append(self.note if self.note.endswith(".") else self.note + ".")
         if self.url:
             parts.append(self.url)
+        if self.verify:  # never guessed: marked, and listed in references_to_check.txt
+            parts.append(f"[To be confirmed: {self.verify}.]")
         return " ".join(parts)
 
     @property

@@ -16,6 +16,7 @@ which it happens.
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
 
 import pandas as pd
@@ -349,7 +350,10 @@ def build_tables(result, citations: Citations | None = None) -> dict[str, Table]
         rows = []
         for r, key in zip(assumptions.itertuples(), shown):
             source = "" if is_missing(r.source) else citations.resolve(str(r.source))
-            rows.append((str(r.key), {"Key": str(key), "Value": str(r.value), "Source": source or "(none given)",
+            value = readable_value(str(r.key), "" if is_missing(r.value) else str(r.value))
+            if not source:
+                source = "design choice" if _is_choice(str(r.value)) else "(none given)"
+            rows.append((str(r.key), {"Key": str(key), "Value": value, "Source": source,
                                       "Set in": ORIGINS.get(str(r.origin), str(r.origin))}))
         tables["assumptions"] = _table("assumptions", "Every assumption with its source", rows,
                                        "'config': the value and comment of the config file (or the source given beside "
@@ -421,19 +425,76 @@ def _any_rejection(result) -> tuple[float, float] | None:
     return float(hit.iloc[0]["mean"]), float(hit.iloc[0]["mc_se"])
 
 
+_IDENTIFIER = re.compile(r"[a-z][a-z0-9]*(_[a-z0-9]+)+")
+# settings whose values are option names, shown in words ("risk_ratio" -> "risk ratio"); other names (endpoint and
+# covariate ids) are shown as written, as the config and the other tables name them
+_OPTION_KEYS = {"effect_measure", "summaries", "scheme", "imbalance", "masking", "estimand", "method", "engine",
+                "flow_engine", "direction", "benefit", "spending", "kind"}
+
+
+def readable_value(key: str, text: str) -> str:
+    """A config value as a reader writes it (the assumptions CSV keeps the value as stored): a list without
+    brackets, test names by their labels, ``risk_ratio`` as "risk ratio", true/false as yes/no, large whole
+    numbers with thousands separators, an allocation ratio as "1:1"."""
+    inner = text[1:-1].strip() if text.startswith("[") and text.endswith("]") and "[" not in text[1:-1] else None
+    if inner is None:
+        return _readable_scalar(text, key.split(".")[-1])
+    items = [item.strip() for item in inner.split(",")] if inner else []
+    if not items:
+        return "none"
+    last = key.split(".")[-1]
+    if last.endswith("tests"):
+        return ", ".join(test_label(item) for item in items)
+    if last == "ratio":
+        return ":".join(items)
+    shown = [_readable_scalar(item, last) for item in items]
+    return ("; " if any("," in x for x in shown) else ", ").join(shown)  # 35,000; 22,000; 12,000
+
+
+def _readable_scalar(text: str, last: str = "") -> str:
+    if text in ("True", "False"):
+        return "yes" if text == "True" else "no"
+    if _IDENTIFIER.fullmatch(text):
+        return text.replace("_", " ") if last in _OPTION_KEYS else text
+    try:
+        number = float(text)
+    except ValueError:
+        return text
+    return f"{number:,.0f}" if number.is_integer() and abs(number) >= 10_000 and "e" not in text.lower() else text
+
+
+def _is_choice(text: str) -> bool:
+    """Whether a value is a choice among names (tests, summaries, a scheme), not a number that needs a source."""
+    items = text[1:-1].split(",") if text.startswith("[") and text.endswith("]") else [text]
+    items = [i.strip() for i in items if i.strip()]
+    if not items or text in ("True", "False"):
+        return text in ("True", "False")
+    try:
+        [float(i) for i in items]
+        return False
+    except ValueError:
+        return all(re.fullmatch(r"[A-Za-z][\w-]*", i) for i in items)
+
+
 def _flow(result) -> Table | None:
-    """The timeline of the simulated trials: time to full enrolment, study end, chance of the deadline."""
+    """The timeline of the simulated trials: time to full enrolment, study end, chance of the deadline, and who is
+    analysable (against the planned numbers)."""
     frame = result.frame("flow")
     if frame.empty:
         return None
     get = {(str(r.quantity), str(r.statistic)): r for r in frame.itertuples()}
     n = int(frame["n_trials"].iloc[0])
+    in_analyses = flow_in_analyses(frame)
 
     def days(q, stat):
         r = get.get((q, stat))
         if r is None or is_missing(r.value):
             return "-"
         return "not reached" if math.isinf(float(r.value)) else f"{float(r.value):.0f}"
+
+    def span(q, low, high):
+        a, b = days(q, low), days(q, high)
+        return a if a == b == "not reached" else f"{a} to {b}"
 
     def median(q):
         r = get.get((q, "median"))
@@ -445,17 +506,22 @@ def _flow(result) -> Table | None:
 
     def chance(r):
         p = float(r.value)
-        if p == 0.0:
+        hits = round(p * n)
+        if hits == 0:
             return f"0% (none of {n:,} trials)"
-        if p == 1.0:
+        if hits == n:
             return f"100% (all {n:,} trials)"
+        if p < 0.001:  # a few trials: the count says more than a rounded percentage
+            return f"{100 * p:.2g}% ({hits:,} of {n:,} trials)"
+        if p > 0.999:  # all but a few
+            return f"{100 * p:.3f}% (all but {n - hits:,} of {n:,} trials)"
         return f"{fmt_power(p)} (Monte Carlo SE {fmt_points(r.mcse, 2)} percentage points)"
 
     rows = []
     for q, label in (("time_to_full_enrolment", "Time to full enrolment"), ("study_duration", "Study end (last follow-up visit)")):
         rows.append((q, {"Quantity": label, "Estimate": median(q),
-                         "80% of trials (days)": f"{days(q, 'lower_80')} to {days(q, 'upper_80')}",
-                         "95% of trials (days)": f"{days(q, 'lower_95')} to {days(q, 'upper_95')}"}))
+                         "80% of trials (days)": span(q, "lower_80", "upper_80"),
+                         "95% of trials (days)": span(q, "lower_95", "upper_95")}))
     for q, label in (("p_reached_target", "Chance of reaching the target enrolment"),
                      ("p_enrolled_by_deadline", "Chance of full enrolment by the planned completion date"),
                      ("p_finished_by_deadline", "Chance of finishing (last visit) by the planned completion date")):
@@ -463,11 +529,33 @@ def _flow(result) -> Table | None:
         if r is None:
             continue
         rows.append((q, {"Quantity": label, "Estimate": chance(r), "80% of trials (days)": "-", "95% of trials (days)": "-"}))
+    d = result.design
+    for arm, name, planned in (("control", d.get("control_name"), d.get("n_control")),
+                               ("treatment", d.get("treatment_name"), d.get("n_treatment"))):
+        r = get.get((f"analysable_{arm}", "mean"))
+        if r is None or is_missing(r.value):
+            continue
+        rows.append((f"analysable_{arm}", {"Quantity": f"Analysable patients, {name or arm} (mean per trial)",
+                                           "Estimate": f"{float(r.value):.1f} of {planned} planned",
+                                           "80% of trials (days)": "-", "95% of trials (days)": "-"}))
     deadline = frame["deadline_days"].iloc[0]
-    notes = f"From the patient-flow model of {n:,} simulated trials (the same trials as the power table)."
+    if in_analyses:
+        notes = f"From the patient-flow model of {n:,} simulated trials (the same trials as the power table)."
+    else:
+        notes = (f"From the patient-flow model with its cited default assumptions (the config has no [flow] section), "
+                 f"{n:,} simulated trials. The power table assumes that every planned patient is enrolled and analysable; "
+                 "a [flow] section in the config makes the analyses use who the flow enrols and keeps to the 1-month visit.")
     if not is_missing(deadline):
         notes += f" Planned completion: day {float(deadline):.0f} from the trial's start."
     return _table("flow", "Timeline of the trial (patient-flow model)", rows, notes)
+
+
+def flow_in_analyses(frame: pd.DataFrame) -> bool:
+    """Whether a timeline frame's flow was part of the analyses (frames written before the column existed were)."""
+    if "in_analyses" not in frame.columns or frame.empty:
+        return True
+    value = frame["in_analyses"].iloc[0]
+    return bool(value) if not isinstance(value, str) else value.strip().lower() == "true"
 
 
 def _computation(result) -> Table:
@@ -553,9 +641,10 @@ def _methods(result, citations: Citations, label_of: dict) -> Table:
                                      "Used for": "power and type I errors without an exact law",
                                      "Reference": citations.short(*lib.method("general", "monte_carlo"))}))
     if not power.empty and (power["method"] == "exact").any():
+        keys = lib.method("general", "exact_power")
         rows.append(("exact", {"Method": "Exact enumeration over the binomial outcomes of both arms",
                                "Used for": "power and type I errors of binary endpoints with a known law",
-                               "Reference": "-"}))
+                               "Reference": citations.short(*keys) if keys else "-"}))
     if not result.frame("pilot_rates").empty:
         rows.append(("rate_intervals", {"Method": "Clopper-Pearson interval of a rate",
                                         "Used for": "what each arm's event rate can show",
@@ -565,9 +654,10 @@ def _methods(result, citations: Citations, label_of: dict) -> Table:
 
 def _few(names: list[str], limit: int = 3) -> str:
     names = list(dict.fromkeys(names))
+    sep = "; " if any("," in n for n in names) else ", "  # labels with commas of their own ("<marker>, day 1")
     if len(names) <= limit:
-        return ", ".join(names)
-    return ", ".join(names[:limit]) + f" and {len(names) - limit} more"
+        return sep.join(names)
+    return sep.join(names[:limit]) + f" and {len(names) - limit} more"
 
 
 def _size_row(r, label_of: dict, type_i: float | None = None, flagged: bool = False) -> dict[str, str]:
