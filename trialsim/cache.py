@@ -32,13 +32,13 @@ import hashlib
 import io
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
 import platformdirs
 
+from trialsim.files import replace_file
 from trialsim.version import __version__
 
 __all__ = ["FORMAT", "ENV_DIR", "ENV_SWITCH", "cache_dir", "cached_array", "cache_path", "kept", "keep"]
@@ -93,23 +93,13 @@ def _read(path: Path, key_text: str, dtype: np.dtype, shape: tuple[int, ...] | N
 
 
 def _write(path: Path, key_text: str, array: np.ndarray) -> None:
-    """Write through a temporary file in the same folder and an atomic rename; failures are ignored."""
+    """Written whole (:func:`trialsim.files.replace_file`); failures are ignored."""
     buffer = io.BytesIO()
     np.savez(buffer, data=array, key=np.array(key_text), sha256=np.array(_checksum(array)))
-    tmp = None
     # a read-only folder or a full disk is no error: the array is still returned, just not kept
     with contextlib.suppress(OSError):
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".tmp")
-            with os.fdopen(fd, "wb") as out:
-                out.write(buffer.getvalue())
-            os.replace(tmp, path)
-            tmp = None
-        finally:
-            if tmp is not None:  # a half-written temporary file never stays behind
-                with contextlib.suppress(OSError):
-                    os.unlink(tmp)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        replace_file(path, buffer.getvalue())
 
 
 def cached_array(kind: str, key: dict[str, Any], build: Callable[[], np.ndarray], *, dtype,

@@ -14,6 +14,7 @@ import pandas as pd
 from trialsim.cli.common import add_config, add_overrides, add_sim_options, folder
 from trialsim.cli.run import add_run_options
 from trialsim.config.loader import ConfigError, load_scenario
+from trialsim.files import replace_file
 from trialsim.labels import aligned_table, is_missing, num, pct, test_label
 from trialsim.model import build_model
 from trialsim.planning.curves import load_sweep_grid, n_grid, power_ranges, ranges_from_sweep
@@ -23,7 +24,7 @@ from trialsim.planning.plan import PLANNING_JSON, load_planning, plan
 from trialsim.planning.samplesize import sample_sizes, sizes
 from trialsim.report.document import CHECK_FILE, DEFAULT_FORMATS, FORMATS, write_report
 from trialsim.report.figures import draw_figures, draw_range_figures
-from trialsim.report.output import check_folder, replace_file, report_session
+from trialsim.report.output import check_folder, report_session
 
 SEARCH_SIMS = 2000  # trials of each sample-size / MDE search step: `samplesize --sims` and `report --search-sims`
 CURVE_SIMS = 2000  # trials per simulated curve point: `curves --sims` and `report --curve-sims`

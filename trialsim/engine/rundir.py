@@ -32,6 +32,7 @@ from filelock import FileLock, Timeout
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from trialsim.config.loader import ConfigError, to_raw
+from trialsim.files import replace_file
 from trialsim.scenarios import ScenarioSpec, safe_name
 from trialsim.summarise import BlockSummary
 from trialsim.version import __version__
@@ -77,32 +78,13 @@ class RunDirError(ConfigError):
 
 # ----------------------------------------------------------------------------------------- files
 def atomic_write(path: str | Path, content: str | bytes | Callable[[Path], Any]) -> Path:
-    """Write ``path`` through a temporary file in the same folder and an atomic rename.
-
-    ``content`` is the text or bytes, or a function writing to the path it is given (e.g.
-    ``lambda p: frame.to_csv(p)``; the temporary path keeps the suffix, for writers that read it).
-    A kill or an error leaves the old file (or none), never a part of the new one.
-    """
-    path = Path(path)
-    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp{path.suffix}")
+    """:func:`trialsim.files.replace_file`, flushed to the disk, for a run folder's files: a failure is a
+    :class:`RunDirError` saying that the finished blocks stay in the checkpoints."""
     try:
-        if isinstance(content, str):
-            tmp.write_text(content, encoding="utf-8")
-        elif isinstance(content, bytes):
-            tmp.write_bytes(content)
-        else:
-            content(tmp)
-        with open(tmp, "rb+") as fh:
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
+        return replace_file(path, content, sync=True)
     except OSError as exc:
-        tmp.unlink(missing_ok=True)
         raise RunDirError(f"cannot write {str(path)!r}: {exc.strerror or exc} (a full disk or a read-only folder?); "
                           f"finished blocks stay in the run folder's checkpoints and resume on the next run") from None
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return path
 
 
 def _canonical(data: Any) -> bytes:

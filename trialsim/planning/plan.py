@@ -47,6 +47,7 @@ from trialsim.config.schema import Scenario
 from trialsim.designs.allocation import scheme
 from trialsim.engine import run_specs
 from trialsim.exact import exact_rows, no_effect
+from trialsim.files import replace_file
 from trialsim.flow.summary import summarise_flow
 from trialsim.model import build_model
 from trialsim.planning.assumptions import assumptions_frame, file_comments
@@ -64,7 +65,7 @@ from trialsim.planning.model import (
 )
 from trialsim.planning.pilot import REFERENCES, pilot_summary
 from trialsim.planning.samplesize import sample_sizes
-from trialsim.report.output import check_complete, claim_folder, replace_file
+from trialsim.report.output import check_complete, claim_folder
 from trialsim.results import RunResult, ScenarioResult, provenance as run_provenance
 from trialsim.scenarios import ScenarioSpec, expand
 from trialsim.version import __version__

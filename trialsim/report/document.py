@@ -18,12 +18,13 @@ from pathlib import Path
 
 import pandas as pd
 
+from trialsim.files import replace_file
 from trialsim.report.compare import comparison_table, plot_comparison
 from trialsim.report.content import Callout, Note, Report, Section, Text
 from trialsim.report.docx import write_docx
 from trialsim.report.figures import FigureFile, FigureStyle, LaterSvgs, draw_figures, save_figure
 from trialsim.report.html import render_html
-from trialsim.report.output import claim_folder, replace_file
+from trialsim.report.output import claim_folder
 from trialsim.report.paragraph import headline, justification
 from trialsim.report.pdf import write_pdf
 from trialsim.report.pdf_process import PdfProcess

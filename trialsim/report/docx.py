@@ -17,9 +17,9 @@ from docx.oxml import OxmlElement
 from docx.oxml.ns import qn
 from docx.shared import Mm, Pt, RGBColor
 
+from trialsim.files import replace_file
 from trialsim.report.content import Callout, Note, Report, Text, column_chars, is_wide
 from trialsim.report.figures import FigureFile
-from trialsim.report.output import replace_file
 from trialsim.report.tables import Table
 
 PAGE_SIZES = {"A4": (Mm(210), Mm(297)), "Letter": (Mm(215.9), Mm(279.4))}

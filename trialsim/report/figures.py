@@ -19,8 +19,8 @@ import numpy as np
 import pandas as pd
 
 from trialsim.analysis import registry as tests
+from trialsim.files import replace_file
 from trialsim.labels import pct, short_endpoint_label, short_test_label, test_label
-from trialsim.report.output import replace_file
 from trialsim.results import SIZE_TOLERANCE
 
 TARGETS = (0.8, 0.9)

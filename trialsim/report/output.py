@@ -15,12 +15,12 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import time
 from pathlib import Path
 from typing import Iterator
 
 from trialsim.config.loader import ConfigError
+from trialsim.files import replace_file
 
 MARKER = ".trialsim-report"
 
@@ -132,18 +132,3 @@ def check_folder(out: str | Path, *, ours: tuple[str, ...] = ()) -> Path:
                 f"{str(out)!r} already holds files that trialsim report did not write (for example a run's results); "
                 "nothing in it is overwritten: give a new folder with --out")
     return out
-
-
-def replace_file(path: str | Path, write) -> Path:
-    """``write(tmp)`` into a temporary file beside ``path``, then renamed over it: a kill or an error while writing
-    leaves the earlier file (or none), never a part of the new one. The temporary name keeps the suffix (writers
-    such as matplotlib choose the format by it)."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.stem}.{os.getpid()}.partial{path.suffix}")
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return path
