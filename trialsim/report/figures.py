@@ -21,7 +21,7 @@ import pandas as pd
 from trialsim.analysis import registry as tests
 from trialsim.files import replace_file
 from trialsim.labels import pct, short_endpoint_label, short_test_label, test_label
-from trialsim.results import SIZE_TOLERANCE
+from trialsim.report.tables import exceeds
 
 TARGETS = (0.8, 0.9)
 FIG_WIDTH = 7.2  # inches: a two-column journal page
@@ -657,12 +657,8 @@ def plot_power_ranges(frame: pd.DataFrame, ax=None, *, targets: Sequence[float] 
 
 
 def _above_alpha(rows: pd.DataFrame) -> bool:
-    """Whether a no-effect series rejects more often than alpha anywhere (exact: beyond the power table's tolerance;
-    simulated: its whole 95% Monte Carlo interval above alpha)."""
-    exact = rows["method"] == "exact"
-    over_exact = rows["power"] > rows["alpha"] * (1 + SIZE_TOLERANCE)
-    over_simulated = rows["ci_low"] > rows["alpha"]
-    return bool(((exact & over_exact) | (~exact & over_simulated)).any())
+    """Whether a no-effect series rejects more often than alpha anywhere (the power table's rule, :func:`exceeds`)."""
+    return any(exceeds(r.power, r.alpha, r.ci_low, exact=r.method == "exact") for r in rows.itertuples())
 
 
 def _range_x_label(frame: pd.DataFrame) -> str:
