@@ -41,6 +41,22 @@ def format_path(loc: Iterable[str | int]) -> str:
     return out
 
 
+def flatten(node: Any, prefix: str = "") -> dict[str, Any]:
+    """Key path -> value of a raw config (:func:`to_raw`), paths as :func:`split_path` reads them: an array of
+    tables by item (``endpoints.cytokines.markers[0].median``); a value that is not set (None) is left out."""
+    if isinstance(node, dict):
+        out: dict[str, Any] = {}
+        for key, value in node.items():
+            out.update(flatten(value, f"{prefix}.{key}" if prefix else str(key)))
+        return out
+    if isinstance(node, list) and node and all(isinstance(item, dict) for item in node):
+        out = {}
+        for i, item in enumerate(node):
+            out.update(flatten(item, f"{prefix}[{i}]"))
+        return out
+    return {} if node is None else {prefix: node}
+
+
 def set_path(raw: dict, path: str, value: Any) -> None:
     """Set ``value`` at ``path`` in a nested dict, creating sections as needed."""
     parts = split_path(path)

@@ -31,7 +31,7 @@ from typing import Any, Callable, Iterable, Sequence
 from filelock import FileLock, Timeout
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from trialsim.config.loader import ConfigError, to_raw
+from trialsim.config.loader import ConfigError, flatten, to_raw
 from trialsim.files import replace_file
 from trialsim.scenarios import ScenarioSpec, safe_name
 from trialsim.summarise import BlockSummary
@@ -406,10 +406,10 @@ def _changed_keys(folder: Path | None, spec: ScenarioSpec | None, limit: int = 3
         return ""
     path = folder / "scenarios" / f"{safe_name(spec.id)}.toml"
     try:
-        there = _flat(tomllib.loads(path.read_text(encoding="utf-8")))
+        there = flatten(tomllib.loads(path.read_text(encoding="utf-8")))
     except (OSError, ValueError):
         return ""
-    here = _flat(to_raw(spec.scenario))
+    here = flatten(to_raw(spec.scenario))
     keys = sorted(k for k in set(there) | set(here) if not k.startswith("run.") and there.get(k) != here.get(k))
     shown: list[str] = []
     for k in keys:
@@ -440,18 +440,3 @@ def _outermost_missing(key: str, side: dict[str, Any]) -> str:
 def _short(value: Any, width: int = 60) -> str:
     text = repr(value) if not isinstance(value, str) or value != "not set" else value
     return text if len(text) <= width else text[:width - 3] + "..."
-
-
-def _flat(node: Any, prefix: str = "") -> dict[str, Any]:
-    """Key path -> value of a raw config; an array of tables by item (``markers[0].median``)."""
-    if isinstance(node, dict):
-        out: dict[str, Any] = {}
-        for key, value in node.items():
-            out.update(_flat(value, f"{prefix}.{key}" if prefix else str(key)))
-        return out
-    if isinstance(node, list) and node and all(isinstance(item, dict) for item in node):
-        out = {}
-        for i, item in enumerate(node):
-            out.update(_flat(item, f"{prefix}[{i}]"))
-        return out
-    return {} if node is None else {prefix: node}  # None: not set, as a TOML file has it

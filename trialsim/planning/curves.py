@@ -19,7 +19,7 @@ import pandas as pd
 
 from trialsim.analysis import registry as tests
 from trialsim.cache import keep, kept
-from trialsim.config.loader import load_scenario, to_raw, with_values
+from trialsim.config.loader import flatten, load_scenario, to_raw, with_values
 from trialsim.config.schema import Scenario
 from trialsim.endpoints.base import Analysed
 from trialsim.exact import shipped_exact_power
@@ -485,7 +485,7 @@ def sweep_grid(power: pd.DataFrame, scenarios: dict[str, Scenario], *, endpoint:
     """
     if not scenarios:
         raise ValueError("no scenarios to read the sweep's values from")
-    flat = {sid: _flatten(to_raw(sc)) for sid, sc in scenarios.items()}
+    flat = {sid: flatten(to_raw(sc)) for sid, sc in scenarios.items()}
     keys = sorted({k for f in flat.values() for k in f})
     swept = [k for k in keys if len({json.dumps(f.get(k), sort_keys=True) for f in flat.values()}) > 1]
     first = next(iter(scenarios.values()))
@@ -536,13 +536,3 @@ def load_sweep_grid(run_dir: str | Path, *, endpoint: str | None = None) -> pd.D
         return pd.DataFrame(columns=RANGE_COLUMNS)
     scenarios = {sid: load_scenario(folder / "scenarios" / f"{safe_name(sid)}.toml") for sid in ids}
     return sweep_grid(power, scenarios, endpoint=endpoint)
-
-
-def _flatten(node, prefix: str = "") -> dict:
-    """Nested config values as {key path: value}; lists of tables stay whole."""
-    if isinstance(node, dict):
-        out = {}
-        for k, v in node.items():
-            out.update(_flatten(v, f"{prefix}{k}."))
-        return out
-    return {prefix[:-1]: node}

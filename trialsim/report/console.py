@@ -18,7 +18,8 @@ from trialsim.endpoints.base import Analysed
 from trialsim.flow.summary import summarise_flow_arrays
 from trialsim.labels import LOW_POWER, POWER_TARGET, fmt_power, num, pct, power_with_se, test_label
 from trialsim.model import Model, build_model
-from trialsim.results import SIZE_TOLERANCE, RunResult, ScenarioResult
+from trialsim.report.tables import FLAG, exceeds
+from trialsim.results import RunResult, ScenarioResult
 
 WIDTH = 96
 # per-arm statistics that count patients rather than summarise the endpoint
@@ -325,11 +326,11 @@ def comparison_table(result: RunResult, frame: pd.DataFrame | None = None) -> st
             if _is_null(res, model, endpoint):
                 text += " *"
                 marked = True
-                if _rate_above_alpha(r, d.alpha):
-                    text += " " + SIZE_MARK
+                if exceeds(r.power, d.alpha, r.ci_low, exact=r.method == "exact"):
+                    text += " " + FLAG
                     above = True
             elif _size_flagged(r):
-                text += " " + SIZE_MARK
+                text += " " + FLAG
                 above = True
             cells.append(text)
         rows.append(cells)
@@ -339,20 +340,9 @@ def comparison_table(result: RunResult, frame: pd.DataFrame | None = None) -> st
     if marked:
         lines.append("* no true effect on this endpoint in this scenario: the rate is a type I error, not power")
     if above:
-        lines.append(f"{SIZE_MARK} the test's type I error exceeds alpha at this design: it rejects too often "
+        lines.append(f"{FLAG} the test's type I error exceeds alpha at this design: it rejects too often "
                      "(beside a true effect, its power is overstated)")
     return "\n".join(lines)
-
-
-SIZE_MARK = "\u2020"  # the report's dagger: a type I error above alpha
-
-
-def _rate_above_alpha(row, alpha: float) -> bool:
-    """A no-effect rate above alpha: exact beyond the power table's tolerance, or simulated with its whole 95% Monte
-    Carlo interval above."""
-    if row.method == "exact":
-        return float(row.power) > alpha * (1 + SIZE_TOLERANCE)
-    return not _missing(row.ci_low) and float(row.ci_low) > alpha
 
 
 def run_summary(result: RunResult, *, detail: bool | None = None) -> str:

@@ -118,7 +118,6 @@ def report_session(out: str | Path, *, ours: tuple[str, ...] = (), keep_earlier:
     _write_marker(out, {"status": "complete", "files": listed})
 
 
-
 def check_folder(out: str | Path, *, ours: tuple[str, ...] = ()) -> Path:
     """``out`` if :func:`claim_folder` would take it (nothing is created); see there for what raises."""
     out = Path(out)
