@@ -15,7 +15,8 @@ from trialsim.config.loader import load_scenario, with_values
 from trialsim.labels import num
 from trialsim.model import build_model
 from trialsim.replay import replay
-from trialsim.report.console import comparison_columns, null_endpoints, replay_summary, run_summary
+from trialsim.report.console import comparison_columns, null_endpoints, run_summary
+from trialsim.report.replay_text import replay_summary
 from trialsim.results import read_trials
 
 

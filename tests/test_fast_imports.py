@@ -80,3 +80,17 @@ def test_each_command_imports_only_its_own_module():
         "trialsim.cli.planning": False, "trialsim.planning": False, "trialsim.cli.run": True}
     # help, or a mistyped command, still sees every subcommand
     assert set(cli.commands([])) == set(cli.SUBCOMMANDS) == set(cli.commands(["rnu"]))
+
+
+def test_a_run_on_one_core_imports_neither_pandas_nor_joblib(tmp_path):
+    """`trialsim run` writes its tables and prints its summary without pandas (0.4 s of its start-up) and, on one
+    core, never starts joblib; the default design needs neither scipy.optimize nor scipy.integrate (0.3 s)."""
+    argv = ["trialsim", "run", str(ROOT / "configs" / "exosome_lar_20.toml"), "--sims", "300", "--seed", "1",
+            "--jobs", "1", "--quiet", "--out", str(tmp_path / "out")]
+    code = (f"import sys, runpy; sys.argv = {argv!r}\n"
+            "try:\n    runpy.run_module('trialsim', run_name='__main__')\nexcept SystemExit as e:\n    status = e.code\n"
+            "print('STATUS', status, *(m in sys.modules for m in ('pandas', 'pyarrow', 'joblib', 'scipy.stats', "
+            "'scipy.optimize', 'scipy.integrate')))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True)
+    assert done.stdout.splitlines()[-1] == "STATUS 0 False False False False False False"
+    assert (tmp_path / "out" / "power.csv").is_file() and "PRIMARY ENDPOINT" in done.stdout

@@ -5,8 +5,13 @@ The markers, the ordinal grade and the duration have their own family tests (tes
 here are the event family (``binary_event``, the leak) and the covariate risk model it shares with
 ``plain_binary``, and the exact laws of the registered trial's binary endpoints against simulation.
 """
+import itertools
+
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from scipy import optimize, special
 
 from trialsim.config.loader import with_values
 from trialsim.endpoints.binary_event import arm_rates
@@ -105,3 +110,25 @@ def test_deaths_follow_the_linked_event(default_scenario, big_batch):
     dead = p.follow_up.died
     assert not np.isnan(p.observed["leak_1m"][dead]).any()
     assert np.isnan(p.observed["colonoscopy_grade"][dead]).all()
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(st.floats(0.001, 0.999), st.floats(-4.6, 4.6)), min_size=1, max_size=6),
+       st.floats(1e-6, 1 - 1e-6))
+def test_intercept_equals_brentq(factors, rate):
+    """The bracketed Newton solver finds the root brentq finds (xtol = rtol = 1e-13), as closely as the rate pins the
+    root down: its rate is as close to the target, and the two roots differ by rounding of the rate over the slope."""
+    prevalence, log_or = tuple(p for p, _ in factors), tuple(b for _, b in factors)
+    combos = np.array(list(itertools.product((0, 1), repeat=len(prevalence))), dtype=float)
+    weights = np.prod(np.where(combos == 1, prevalence, 1 - np.array(prevalence)), axis=1)
+    linear = combos @ np.array(log_or)
+    ref = optimize.brentq(lambda b: float(weights @ special.expit(b + linear)) - rate, -60, 60, xtol=1e-13, rtol=1e-13)
+    mine = calibrate_intercept.__wrapped__(prevalence, log_or, rate)
+
+    def residual(b):
+        return abs(float(weights @ special.expit(b + linear)) - rate)
+
+    p = special.expit(ref + linear)
+    slope = float(weights @ (p * (1 - p)))
+    assert residual(mine) <= residual(ref) + 4e-16
+    assert mine == pytest.approx(ref, rel=1e-12, abs=1e-12 + 4e-16 / slope)

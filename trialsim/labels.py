@@ -2,10 +2,13 @@
 from __future__ import annotations
 
 import math
+import sys
 
-import pandas as pd
+import numpy as np
 
 from trialsim.registry import TESTS
+
+FLAG = "\u2020"  # dagger: the test's type I error exceeds the significance level here
 
 TEST_LABELS = {
     "fisher": "Fisher exact",
@@ -51,8 +54,9 @@ def is_missing(x) -> bool:
     """None, NaN or pandas' NA (a missing cell read back from CSV)."""
     if x is None:
         return True
+    pandas = sys.modules.get("pandas")  # a pandas NA or NaT exists only once pandas is loaded: no need to import it
     try:
-        return bool(pd.isna(x))
+        return bool(pandas.isna(x) if pandas is not None else np.isnan(x))
     except (TypeError, ValueError):
         return False
 

@@ -9,6 +9,7 @@ This module imports nothing of the package at load time (the package's ``__init_
 """
 from __future__ import annotations
 
+import gc
 import importlib
 import os
 import signal
@@ -37,6 +38,10 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if previous is not None:
             signal.signal(signal.SIGINT, previous)
+    # The imported modules, classes and functions (about 400,000 objects) live as long as the process. Frozen
+    # out of the collector's generations, they are no longer walked by every full collection and once more at
+    # exit: that walk cost 0.3 s of a 2 s command here. Their memory is the same; nothing is kept alive longer.
+    gc.freeze()
     try:
         return cli.main(argv)
     except KeyboardInterrupt:  # between here and the command's own handling (argument parsing)

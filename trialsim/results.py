@@ -5,20 +5,25 @@ import json
 import platform
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from importlib import metadata
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 from scipy.special import _ufuncs as special_ufuncs
 
 from trialsim.analysis import registry as tests
 from trialsim.config.loader import config_hash, scenario_to_toml
 from trialsim.engine import atomic_write, layout_of
 from trialsim.exact import exact_rows, exact_sizes
+from trialsim.labels import is_missing
 from trialsim.model import build_model
 from trialsim.scenarios import ScenarioSpec, safe_name
 from trialsim.summarise import BlockSummary, Totals
+from trialsim.tabular import as_columns, csv_text, json_records
 from trialsim.version import __version__
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 POWER_COLUMNS = [
     "scenario", "endpoint", "test", "n_control", "n_treatment", "alpha", "power", "mc_se", "ci_low", "ci_high",
@@ -30,6 +35,17 @@ POWER_COLUMNS = [
 # (0.01: 5.05% at alpha 5%), so that rounding noise of a test converging to alpha is not flagged.
 SIZE_TOLERANCE = 0.01
 DECISION_COLUMNS = ["scenario", "rule", "subject", "detail", "outcome", "mean", "mc_se", "n"]
+
+
+def exceeds(rate, alpha, ci_low=None, exact: bool = True) -> bool:
+    """Whether a type I error exceeds the significance level (exact: beyond :data:`SIZE_TOLERANCE`;
+    simulated: the whole Monte Carlo interval above it)."""
+    if is_missing(rate):
+        return False
+    if exact:
+        return float(rate) > float(alpha) * (1 + SIZE_TOLERANCE)
+    return not is_missing(ci_low) and float(ci_low) > float(alpha)
+
 
 
 def _scipy_beta_ppf(q, a, b):
@@ -97,7 +113,7 @@ class ScenarioResult:
                     "label": a.label, "null": null}
             size = sizes.get((a.name, test))  # exact type I error at this design (binary endpoints with an exact law)
             base |= {"size": float("nan") if size is None else size,
-                     "size_exceeds_alpha": None if size is None else bool(size > d.alpha * (1 + SIZE_TOLERANCE))}
+                     "size_exceeds_alpha": None if size is None else exceeds(size, d.alpha)}
             est = estimation(sums, model.true_effect(a.name, tests.get(test).estimand), n_valid=int(sums["valid"]))
             est["estimand"] = tests.estimand_label(tests.get(test).estimand, a.scale)
             rows.append(base | {"power": p, "mc_se": float(np.sqrt(p * (1 - p) / n)), "ci_low": low, "ci_high": high,
@@ -184,30 +200,64 @@ class RunResult:
     seed: int
     provenance: dict[str, Any] = field(default_factory=dict)
 
+    # The run's tables as rows (dicts) and columns, without pandas: `trialsim run` writes and prints them so (pandas
+    # costs 0.4 s to import); the *_frame methods give the same tables as DataFrames for users and reports.
+    def power_rows(self) -> list[dict]:
+        """One row per scenario x endpoint x test x method (the :data:`POWER_COLUMNS`, then each swept key path)."""
+        values = {r.spec.id: r.spec.values for r in self.results}
+        keys = list(dict.fromkeys(k for v in values.values() for k in v))
+        rows = [r for res in self.results for r in res.power_rows()]
+        return [{c: row.get(c) for c in POWER_COLUMNS} | {k: values[row["scenario"]].get(k) for k in keys} for row in rows]
+
+    def power_columns(self) -> dict[str, list]:
+        return as_columns(self.power_rows())
+
+    def decision_rows(self) -> list[dict]:
+        return [r for res in self.results for r in res.decision_rows()]
+
+    def estimate_rows(self) -> list[dict]:
+        return [r for res in self.results for r in res.estimate_rows()]
+
+    def flow_columns(self) -> dict[str, np.ndarray] | None:
+        """Per-trial flow outputs (calendar, counts) of every scenario with a flow model, and its scenario id."""
+        flows = [(r.spec.id, r.flow) for r in self.results if r.flow is not None]
+        if not flows:
+            return None
+        names = list(dict.fromkeys(k for _, flow in flows for k in flow))
+        out = {k: np.concatenate([np.asarray(flow[k]) for _, flow in flows]) for k in names}
+        out["scenario"] = np.concatenate([np.full(len(np.asarray(next(iter(flow.values())))), sid, dtype=object)
+                                          for sid, flow in flows])
+        return out
+
     def to_frame(self) -> pd.DataFrame:
         """One row per scenario x endpoint x test x method."""
-        rows = [r for res in self.results for r in res.power_rows()]
-        frame = pd.DataFrame(rows, columns=POWER_COLUMNS)
-        values = self.values_frame()
-        if not values.empty and len(values.columns) > 1:
-            frame = frame.merge(values, on="scenario", how="left")
-        return frame
+        import pandas as pd  # noqa: PLC0415 - frames are for users and reports; a run itself never imports pandas
+
+        return pd.DataFrame(self.power_columns())
 
     def decisions_frame(self) -> pd.DataFrame:
         """Every decision rule's outcomes (go/no-go, multiplicity, interim looks) per scenario."""
-        return pd.DataFrame([r for res in self.results for r in res.decision_rows()], columns=DECISION_COLUMNS)
+        import pandas as pd  # noqa: PLC0415 - see to_frame
+
+        return pd.DataFrame(self.decision_rows(), columns=DECISION_COLUMNS)
 
     def estimates_frame(self) -> pd.DataFrame:
-        return pd.DataFrame([r for res in self.results for r in res.estimate_rows()])
+        import pandas as pd  # noqa: PLC0415 - see to_frame
+
+        return pd.DataFrame(self.estimate_rows())
 
     def values_frame(self) -> pd.DataFrame:
         """The swept values of each scenario (one column per key path)."""
+        import pandas as pd  # noqa: PLC0415 - see to_frame
+
         return pd.DataFrame([{"scenario": r.spec.id, **r.spec.values} for r in self.results])
 
     def flow_frame(self) -> pd.DataFrame | None:
         """Per-trial flow outputs (calendar, counts) of every scenario with a flow model."""
-        frames = [pd.DataFrame(r.flow).assign(scenario=r.spec.id) for r in self.results if r.flow is not None]
-        return pd.concat(frames, ignore_index=True) if frames else None
+        import pandas as pd  # noqa: PLC0415 - see to_frame
+
+        columns = self.flow_columns()
+        return None if columns is None else pd.DataFrame(columns)
 
     def save(self, out: str | Path) -> Path:
         """Write power.csv/json, estimates.csv, decisions.csv, flow_trials.csv, the resolved configs and provenance.json.
@@ -218,19 +268,18 @@ class RunResult:
         """
         out = Path(out)
         out.mkdir(parents=True, exist_ok=True)
-        power = self.to_frame()
-        atomic_write(out / "power.csv", lambda p: power.to_csv(p, index=False))
-        atomic_write(out / "power.json", json.dumps({"provenance": self.provenance, "rows": _records(power)}, indent=1))
-        estimates = self.estimates_frame()
-        atomic_write(out / "estimates.csv", lambda p: estimates.to_csv(p, index=False))
-        decisions = self.decisions_frame()
-        if not decisions.empty:
-            atomic_write(out / "decisions.csv", lambda p: decisions.to_csv(p, index=False))
+        power = self.power_rows()
+        atomic_write(out / "power.csv", csv_text(as_columns(power)))
+        atomic_write(out / "power.json", json.dumps({"provenance": self.provenance, "rows": json_records(power)}, indent=1))
+        atomic_write(out / "estimates.csv", csv_text(as_columns(self.estimate_rows())))
+        decisions = self.decision_rows()
+        if decisions:
+            atomic_write(out / "decisions.csv", csv_text(as_columns(decisions, DECISION_COLUMNS)))
         else:
             (out / "decisions.csv").unlink(missing_ok=True)
-        flow = self.flow_frame()
+        flow = self.flow_columns()
         if flow is not None:
-            atomic_write(out / "flow_trials.csv", lambda p: flow.to_csv(p, index=False))
+            atomic_write(out / "flow_trials.csv", csv_text(flow))
         else:
             (out / "flow_trials.csv").unlink(missing_ok=True)
         folder = out / "scenarios"
@@ -270,6 +319,7 @@ class TrialWriter:
 
 def read_trials(folder: str | Path, scenario: str | None = None) -> pd.DataFrame:
     """The per-trial table written by ``run(..., keep_trials=folder)`` (one scenario, or all with a column)."""
+    import pandas as pd  # noqa: PLC0415 - see RunResult.to_frame
     import pyarrow.parquet as pq
 
     folder = Path(folder)
@@ -283,10 +333,6 @@ def read_trials(folder: str | Path, scenario: str | None = None) -> pd.DataFrame
     return pd.concat(frames, ignore_index=True).sort_values(["scenario", "trial"], kind="stable").reset_index(drop=True)
 
 
-def _records(frame: pd.DataFrame) -> list[dict]:
-    return json.loads(frame.to_json(orient="records"))
-
-
 def provenance(base_spec: ScenarioSpec, *, seed: int, seed_given: bool, n_sims: int, n_jobs: int, seconds: float,
                source: str | None, block_size: int | None = None, backend: str | None = None,
                run_dir: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -295,7 +341,6 @@ def provenance(base_spec: ScenarioSpec, *, seed: int, seed_given: bool, n_sims: 
     ``block_size`` is the one the run used (default: ``run.block_size``, else the one the engine
     would choose for ``base_spec``); ``run_dir`` what the run folder says (sessions, resumed blocks).
     """
-    import joblib
     import scipy
     import simpy
 
@@ -320,8 +365,8 @@ def provenance(base_spec: ScenarioSpec, *, seed: int, seed_given: bool, n_sims: 
         "python": platform.python_version(),
         "numpy": np.__version__,
         "scipy": scipy.__version__,
-        "pandas": pd.__version__,
+        "pandas": metadata.version("pandas"),  # without importing it
         "simpy": simpy.__version__,
-        "joblib": joblib.__version__,
+        "joblib": metadata.version("joblib"),  # without importing it (a run on one core never needs joblib)
         "platform": platform.platform(),
     }

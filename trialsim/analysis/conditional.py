@@ -24,6 +24,8 @@ import math
 import numpy as np
 from scipy import special
 
+from trialsim.cache import cached_array
+
 __all__ = ["conditional_log_or", "conditional_log_or_table"]
 
 # Newton has converged once its step is below this (relative to 1 + |theta|): convergence is
@@ -180,8 +182,8 @@ def _log_or(lw, w, row, n_c, n_t, e_c, e_t, alpha: float):
     return estimate, lower, upper
 
 
-@functools.lru_cache(maxsize=512)
-def _table_cached(n_control: int, n_treatment: int, alpha: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _build_table(n_control: int, n_treatment: int, alpha: float) -> np.ndarray:
+    """The (3, n_control + 1, n_treatment + 1) array of :func:`conditional_log_or_table`'s three tables."""
     n = n_control + n_treatment
     e_c = np.arange(n_control + 1)[:, None]
     e_t = np.arange(n_treatment + 1)[None, :]
@@ -193,16 +195,22 @@ def _table_cached(n_control: int, n_treatment: int, alpha: float) -> tuple[np.nd
     m = e_c + e_t
     lw, w = _row_log_weights(n_control, n_treatment, np.arange(n // 2 + 1))
     solved = _log_or(lw, w, m, n_control, n_treatment, e_c, e_t, alpha)
-    out = []
+    out = np.empty((3, n_control + 1, n_treatment + 1))
     for mine, mirror in ((0, 0), (1, 2), (2, 1)):
-        table = np.empty((n_control + 1, n_treatment + 1))
-        table[n_control - e_c, n_treatment - e_t] = -solved[mirror]
-        table[e_c, e_t] = solved[mine]  # last: the middle margin (n even) keeps its own solution
-        if mine == 0:
-            table[-1, -1] = -np.inf  # every patient had the event: one possible table, R's MLE is 0
-        table.flags.writeable = False
-        out.append(table)
-    return tuple(out)
+        out[mine, n_control - e_c, n_treatment - e_t] = -solved[mirror]
+        out[mine, e_c, e_t] = solved[mine]  # last: the middle margin (n even) keeps its own solution
+    out[0, -1, -1] = -np.inf  # every patient had the event: one possible table, R's MLE is 0
+    return out
+
+
+@functools.lru_cache(maxsize=512)
+def _table_cached(n_control: int, n_treatment: int, alpha: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    # on disk once per machine (about 3 ms to solve per pair of sizes; a run meets dozens of pairs, as missing
+    # values change the analysable numbers); alpha as its exact float, as the Boschloo tables key it
+    tables = cached_array("conditional-log-or", {"n_control": n_control, "n_treatment": n_treatment, "alpha": repr(alpha)},
+                          lambda: _build_table(n_control, n_treatment, alpha), dtype=float,
+                          shape=(3, n_control + 1, n_treatment + 1))
+    return tables[0], tables[1], tables[2]
 
 
 def conditional_log_or_table(n_control: int, n_treatment: int, *, alpha: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
-from scipy import optimize, special
+from scipy import special
 
 # Simpson grid step, in standard deviations of the score's increments: 0.05 gives crossing
 # probabilities to ~1e-9 (checked against rpact's published values to 1e-7 in the tests).
@@ -36,6 +36,14 @@ _SPAN_SD = 10.0
 _Z_MAX = 12.0  # bounds beyond this cannot be crossed in double precision (the tail is < 1e-32)
 
 Spending = Callable[[np.ndarray, float, float], np.ndarray]
+
+
+def _brentq(f: Callable[[float], float], a: float, b: float, **options) -> float:
+    """scipy's brentq, imported at its first use: scipy.optimize costs 0.3 s to import, only designs with interim
+    looks need it, and every run loads this module (through the decision rules' registry)."""
+    from scipy.optimize import brentq  # noqa: PLC0415 - see the docstring
+
+    return brentq(f, a, b, **options)
 
 
 # --------------------------------------------------------------------------------- spending functions
@@ -221,7 +229,7 @@ def classical_bounds(fractions, alpha: float, kind: str = "obrien_fleming") -> B
     def excess(c: float) -> float:
         return crossing_probabilities(t, c * shape).total_upper - alpha
 
-    c = optimize.brentq(excess, 0.5, 10.0, xtol=1e-10)
+    c = _brentq(excess, 0.5, 10.0, xtol=1e-10)
     return Boundaries(t, c * shape, np.full(t.size, -np.inf), alpha, kind)
 
 
@@ -246,7 +254,7 @@ def spending_bounds(fractions, alpha: float, spending: str = "obf", param: float
             trial[k] = x
             return crossing_probabilities(t[:k + 1], trial[:k + 1]).upper[k] - increments[k]
 
-        b[k] = optimize.brentq(excess, -_Z_MAX + 1, _Z_MAX - 0.1, xtol=1e-10)
+        b[k] = _brentq(excess, -_Z_MAX + 1, _Z_MAX - 0.1, xtol=1e-10)
     return Boundaries(t, b, np.full(t.size, -np.inf), alpha, f"spending_{spending}")
 
 
@@ -317,7 +325,7 @@ def with_beta_spending(bounds: Boundaries, beta: float, drift: float, spending: 
         if excess(hi) <= 0:  # even a bound at the efficacy bound spends less: stop whenever not crossing
             a[k] = hi
             continue
-        a[k] = optimize.brentq(excess, -_Z_MAX + 1, hi, xtol=1e-10)
+        a[k] = _brentq(excess, -_Z_MAX + 1, hi, xtol=1e-10)
     return Boundaries(t, bounds.efficacy, a, bounds.alpha, bounds.kind)
 
 
@@ -325,7 +333,7 @@ def drift_for_power(bounds: Boundaries, power: float) -> float:
     """The drift (expected final z) at which the efficacy bounds (futility ignored) reject with ``power``."""
     if not bounds.alpha < power < 1:
         raise ValueError(f"power must be in (alpha, 1), got {power}")
-    return optimize.brentq(lambda d: bounds.crossing(d, futility=False).total_upper - power, 0.0, 20.0, xtol=1e-10)
+    return _brentq(lambda d: bounds.crossing(d, futility=False).total_upper - power, 0.0, 20.0, xtol=1e-10)
 
 
 def one_sided_z(pvalue, estimate, *, benefit: str) -> np.ndarray:

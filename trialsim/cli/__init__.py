@@ -31,7 +31,7 @@ class _Parser(argparse.ArgumentParser):
 # subcommand -> the module of this package that parses and runs it. A command imports only its own module:
 # `trialsim run` does not pay for planning's imports (a test keeps this table equal to the modules' COMMANDS).
 SUBCOMMANDS = {
-    "run": "run", "flow": "run", "show": "run", "replay": "run",
+    "run": "run", "flow": "run", "show": "run", "replay": "replay",
     "samplesize": "planning", "curves": "planning", "report": "planning",
     "solve": "solve", "init": "solve",
     "compare": "compare",

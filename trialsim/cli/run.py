@@ -1,4 +1,4 @@
-"""Simulation subcommands: ``run``, ``flow``, ``replay``, ``show``."""
+"""Simulation subcommands: ``run``, ``flow``, ``show``."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -7,10 +7,7 @@ from trialsim.api import flow, run
 from trialsim.cli.common import add_config, add_sim_options, folder
 from trialsim.config.loader import ConfigError, load_scenario, scenario_to_toml
 from trialsim.engine import BACKENDS
-from trialsim.model import build_model
-from trialsim.replay import replay
-from trialsim.report.console import replay_summary, run_summary
-from trialsim.results import safe_name
+from trialsim.report.console import run_summary
 
 TRIALS = "trials"  # the per-trial table's folder under --out
 
@@ -28,7 +25,7 @@ def add_run_options(p) -> None:
 
 
 def add_parsers(sub) -> None:
-    """Add ``run``, ``flow``, ``replay`` and ``show``."""
+    """Add ``run``, ``flow`` and ``show``."""
     p = sub.add_parser("run", help="simulate a scenario (and its sweep): power of every endpoint")
     add_config(p)
     add_sim_options(p)
@@ -50,14 +47,6 @@ def add_parsers(sub) -> None:
     p.add_argument("--out", type=folder, default=None,
                    help="the run folder: flow_summary.csv, an event log, figures and the power table; resumes like `run --out`")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
-
-    p = sub.add_parser("replay", help="regenerate one simulated trial of a finished run: its patients and every analysis",
-                       description="Rebuilds trial K of the run saved in RUN_DIR (`trialsim run --out RUN_DIR`) from its "
-                                   "recorded seed; its statistics equal the trial's rows of --keep-trials.")
-    p.add_argument("run_dir", type=Path, help="a finished run's folder (trialsim run ... --out RUN_DIR)")
-    p.add_argument("--trial", type=int, required=True, metavar="K", help="the trial's index in the run (0 = the first)")
-    p.add_argument("--scenario", default=None, metavar="ID", help="scenario id of a sweep (see power.csv); default: the only one")
-    p.add_argument("--out", type=folder, default=None, help="also write trial<K>_patients.csv and trial<K>_analyses.csv here")
 
     p = sub.add_parser("show", help="print the resolved config (defaults filled in, `extends` applied) as TOML")
     add_config(p)
@@ -98,19 +87,9 @@ def cmd_flow(args) -> int:
     return 0
 
 
-def cmd_replay(args) -> int:
-    rep = replay(args.run_dir, args.trial, scenario=args.scenario)
-    model = build_model(load_scenario(args.run_dir / "scenarios" / f"{safe_name(rep.scenario)}.toml"))
-    print(replay_summary(rep, model))
-    if args.out:
-        paths = rep.save(args.out)
-        print(f"\nwritten: {', '.join(str(p) for p in paths)}")
-    return 0
-
-
 def cmd_show(args) -> int:
     print(scenario_to_toml(load_scenario(args.config, args.overrides)), end="")
     return 0
 
 
-COMMANDS = {"run": cmd_run, "flow": cmd_flow, "replay": cmd_replay, "show": cmd_show}
+COMMANDS = {"run": cmd_run, "flow": cmd_flow, "show": cmd_show}

@@ -9,13 +9,16 @@ from __future__ import annotations
 import datetime
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
 
 from trialsim.config.flow import DAYS_PER_MONTH, FlowConfig
 from trialsim.flow.run import FlowBatch
 from trialsim.labels import num, pct, power_with_se
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 # quantile levels of the reported intervals: median, 80% and 95% central intervals
 LEVELS = {"median": 0.5, "lower_80": 0.1, "upper_80": 0.9, "lower_95": 0.025, "upper_95": 0.975}
@@ -124,6 +127,8 @@ class FlowSummary:
 
     def to_frame(self) -> pd.DataFrame:
         """Long table: one row per (quantity, statistic) with value, Monte Carlo SE (NaN for quantiles) and label."""
+        import pandas as pd  # noqa: PLC0415 - frames are for users; a run without them never imports pandas
+
         rows = []
         for name in ("time_to_full_enrolment", "study_duration"):
             for stat, value in getattr(self, name).__dict__.items():
@@ -186,6 +191,8 @@ def enrolment_curve(batch: FlowBatch, days: np.ndarray | None = None) -> pd.Data
     pandas.DataFrame
         Columns ``time_days`` and the :data:`LEVELS` names.
     """
+    import pandas as pd  # noqa: PLC0415 - see FlowSummary.to_frame
+
     times = np.concatenate([batch.t_enrolled["control"], batch.t_enrolled["treatment"]], axis=1)
     times = np.sort(np.where(np.isnan(times), np.inf, times), axis=1)[:, : batch.target]
     if days is None:  # up to a little past the day by which 97.5% of trials are fully enrolled (or the last enrolment)

@@ -11,15 +11,13 @@ import math
 import textwrap
 
 import numpy as np
-import pandas as pd
 
 from trialsim.analysis import registry as tests
 from trialsim.endpoints.base import Analysed
 from trialsim.flow.summary import summarise_flow_arrays
-from trialsim.labels import LOW_POWER, POWER_TARGET, fmt_power, num, pct, power_with_se, test_label
+from trialsim.labels import FLAG, LOW_POWER, POWER_TARGET, fmt_power, num, pct, power_with_se, test_label
 from trialsim.model import Model, build_model
-from trialsim.report.tables import FLAG, exceeds
-from trialsim.results import RunResult, ScenarioResult
+from trialsim.results import RunResult, ScenarioResult, exceeds
 
 WIDTH = 96
 # per-arm statistics that count patients rather than summarise the endpoint
@@ -68,12 +66,22 @@ def _is_null(res: ScenarioResult, model: Model, endpoint: str) -> bool:
 
 
 # ----------------------------------------------------------------------------------- estimates
-def _arm_summary(est: pd.DataFrame, arm: str) -> tuple[str, float] | None:
+class Row(dict):
+    """A row of a run's table (:meth:`RunResult.power_rows`): its cells as keys and as attributes (``row.power``)."""
+
+    def __getattr__(self, name: str):
+        try:
+            return self[name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+
+def _arm_summary(est: list[dict], arm: str) -> tuple[str, float] | None:
     """The arm's summary statistic (rate, median, geometric mean, mean grade, ...) and its mean over trials."""
-    rows = est[(est.arm == arm) & ~est.statistic.isin(COUNTS)]
-    if not len(rows):
+    rows = [r for r in est if r["arm"] == arm and r["statistic"] not in COUNTS]
+    if not rows:
         return None
-    return str(rows.statistic.iloc[0]), float(rows["mean"].iloc[0])
+    return str(rows[0]["statistic"]), float(rows[0]["mean"])
 
 
 def _value(stat: str, x: float, unit: str) -> str:
@@ -82,10 +90,10 @@ def _value(stat: str, x: float, unit: str) -> str:
     return num(x) + (f" {unit}" if unit and unit not in ("patients", "grade") else "")
 
 
-def _contrast(est: pd.DataFrame) -> str:
+def _contrast(est: list[dict]) -> str:
     """The mean contrast over trials: a geometric mean ratio (exp of the mean log ratio) or a mean difference."""
-    contrast = est[est.arm == "contrast"].set_index("statistic")["mean"]
-    if "geometric_mean_ratio" in contrast.index:
+    contrast = {r["statistic"]: r["mean"] for r in est if r["arm"] == "contrast"}
+    if "geometric_mean_ratio" in contrast:
         return f"geometric mean ratio {num(contrast['geometric_mean_ratio'])}"
     for stat, value in contrast.items():
         if stat != "log_ratio":
@@ -98,7 +106,7 @@ def on_logs(estimand: str, scale: str) -> bool:
     return (estimand == "difference" and scale == "log") or estimand.startswith("log_")
 
 
-def estimation_line(row: pd.Series, a: Analysed, alpha: float) -> str:
+def estimation_line(row: Row, a: Analysed, alpha: float) -> str:
     """One line on the estimate of the primary test: mean, truth, bias, RMSE and CI coverage (with MC SEs).
 
     A log ratio is reported as exp of its mean over trials (a geometric mean ratio), its bias on the log scale.
@@ -151,18 +159,19 @@ def _missing(x) -> bool:
 
 
 # ------------------------------------------------------------------------------------- scenario
-def _best_power(rows: pd.DataFrame, test: str) -> float:
+def _first(rows: list[Row], test: str, method: str) -> Row | None:
+    return next((r for r in rows if r.test == test and r.method == method), None)
+
+
+def _best_power(rows: list[Row], test: str) -> float:
     """A test's power: exact where the run has it, else simulated."""
-    g = rows[rows.test == test]
-    ex = g[g.method == "exact"]
-    return float((ex if len(ex) else g[g.method == "monte_carlo"]).iloc[0].power)
+    return float((_first(rows, test, "exact") or _first(rows, test, "monte_carlo")).power)
 
 
-def _how(rows: pd.DataFrame, test: str) -> str:
-    g = rows[rows.test == test]
-    if (g.method == "exact").any():
+def _how(rows: list[Row], test: str) -> str:
+    if _first(rows, test, "exact") is not None:
         return " (exact)"
-    mc = g[g.method == "monte_carlo"].iloc[0]
+    mc = _first(rows, test, "monte_carlo")
     return f" (from only {int(mc.n_sims):,} simulated trials)" if mc.n_sims < FEW_TRIALS else ""
 
 
@@ -194,13 +203,13 @@ def _size_flagged(row) -> bool:
     return isinstance(flag, (bool, np.bool_)) and bool(flag) and not bool(row.get("null", False))
 
 
-def _rate_lines(frame: pd.DataFrame, word: str) -> list[str]:
+def _rate_lines(rows: list[Row], word: str) -> list[str]:
     """One line per test: the simulated rejection rate ± MC SE, and the exact figure where there is one."""
-    first: dict[tuple[str, str], pd.Series] = {}  # (test, method) -> its first row (one pass: no filter per test)
-    for _, row in frame.iterrows():
+    first: dict[tuple[str, str], Row] = {}  # (test, method) -> its first row (one pass: no filter per test)
+    for row in rows:
         first.setdefault((row.test, row.method), row)
     lines = []
-    for test in dict.fromkeys(frame["test"]):
+    for test in dict.fromkeys(r.test for r in rows):
         mc = first[(test, "monte_carlo")]
         text = f"{test_label(test):<16} {word} {mc_rate(mc):<17}"
         ex = first.get((test, "exact"))
@@ -212,18 +221,27 @@ def _rate_lines(frame: pd.DataFrame, word: str) -> list[str]:
     return lines
 
 
-def scenario_summary(res: ScenarioResult, frame: pd.DataFrame, estimates: pd.DataFrame) -> str:
-    """The detail of one scenario: design, the primary endpoint with its estimate, secondary endpoints, flow."""
+def _by_endpoint(rows: list[dict], scenario: str) -> dict[str, list]:
+    """A scenario's rows grouped by endpoint (grouped once, not filtered per endpoint)."""
+    out: dict[str, list] = {}
+    for r in rows:
+        if r["scenario"] == scenario:
+            out.setdefault(r["endpoint"], []).append(r)
+    return out
+
+
+def scenario_summary(res: ScenarioResult, rows: list[Row], estimates: list[dict]) -> str:
+    """The detail of one scenario: design, the primary endpoint with its estimate, secondary endpoints, flow.
+
+    ``rows`` are the run's power rows (:meth:`RunResult.power_rows` as :class:`Row`), ``estimates`` its estimate rows."""
     sc = res.spec.scenario
     d = sc.design
     model = build_model(sc)
     prim = model.primary
     sid = res.spec.id
-    f = frame[frame.scenario == sid]
-    rows_of = dict(tuple(f.groupby("endpoint", sort=False)))  # grouped once, not filtered per endpoint
-    estimates_of = dict(tuple(estimates[estimates.scenario == sid].groupby("endpoint", sort=False)))
-    no_rows = f.iloc[0:0]
-    no_estimates = estimates.iloc[0:0]
+    rows_of = _by_endpoint(rows, sid)
+    estimates_of = _by_endpoint(estimates, sid)
+    no_rows, no_estimates = [], []
     out = [f"Scenario {sid}" + (f" ({', '.join(f'{k}={v}' for k, v in res.spec.values.items())})" if res.spec.values else "")]
     out.append(f"  {d.control_name} n={d.n_control} vs {d.treatment_name} n={d.n_treatment}, alpha {d.alpha} two-sided, "
                f"{res.n_sims:,} simulated trials")
@@ -239,16 +257,15 @@ def scenario_summary(res: ScenarioResult, frame: pd.DataFrame, estimates: pd.Dat
         if prim.effect is not None:
             text += f" ({prim.effect.label} {prim.effect.assumed:g}, a planning assumption)"
         out.append(text)
-    no_event = est[(est.arm == "control") & (est.statistic == "any_event")]
-    if len(no_event):
-        out.append(f"    chance the {d.control_name} arm has no event at all: {pct(1 - float(no_event['mean'].iloc[0]))}")
+    no_event = [r for r in est if r["arm"] == "control" and r["statistic"] == "any_event"]
+    if no_event:
+        out.append(f"    chance the {d.control_name} arm has no event at all: {pct(1 - float(no_event[0]['mean']))}")
     rows = rows_of.get(prim.name, no_rows)
     out += ["    " + line for line in _rate_lines(rows, word)]
-    first = rows[(rows.method == "monte_carlo") & (rows.test == prim.tests[0])].iloc[0]
+    first = _first(rows, prim.tests[0], "monte_carlo")
     # the estimate of the first test with a finite mean (an odds ratio MLE is infinite when an arm has no event)
-    mc = rows[rows.method == "monte_carlo"]
-    finite = mc[~mc.bias.isna()] if "bias" in mc else mc.iloc[0:0]
-    shown = finite.iloc[0] if len(finite) else first
+    finite = [r for r in rows if r.method == "monte_carlo" and not _missing(r.get("bias"))]
+    shown = finite[0] if finite else first
     out += textwrap.wrap(estimation_line(shown, prim, d.alpha), WIDTH, initial_indent="    ", subsequent_indent="      ")
     if null:
         out.append(f"    (no true effect on this endpoint in this scenario: its rejection rates are type I errors at alpha {d.alpha})")
@@ -302,26 +319,28 @@ def comparison_columns(model: Model) -> list[tuple[str, str]]:
     return columns
 
 
-def comparison_table(result: RunResult, frame: pd.DataFrame | None = None) -> str:
+def comparison_table(result: RunResult, rows: list[Row] | None = None) -> str:
     """Scenarios side by side: arm sizes, the primary endpoint's tests, and one column per other effect."""
-    frame = result.to_frame() if frame is None else frame
-    # exact where it exists, else Monte Carlo (with its SE)
-    best = frame.sort_values("method").drop_duplicates(["scenario", "endpoint", "test"], keep="first")
+    rows = [Row(r) for r in result.power_rows()] if rows is None else rows
+    best: dict[tuple[str, str, str], Row] = {}  # exact where it exists, else Monte Carlo (with its SE)
+    for r in rows:
+        key = (r.scenario, r.endpoint, r.test)
+        if key not in best or r.method == "exact":
+            best[key] = r
     columns = comparison_columns(build_model(result.results[0].spec.scenario))
     header = ["scenario", "n_c", "n_t"] + [e for e, _ in columns]
     tests_row = ["", "", ""] + [test_label(t) for _, t in columns]
-    rows, marked, above = [], False, False
+    body, marked, above = [], False, False
     for res in result.results:
         sid = res.spec.id
         d = res.spec.scenario.design
         model = build_model(res.spec.scenario)
         cells = [sid, str(d.n_control), str(d.n_treatment)]
         for endpoint, test in columns:
-            r = best[(best.scenario == sid) & (best.endpoint == endpoint) & (best.test == test)]
-            if not len(r):
+            r = best.get((sid, endpoint, test))
+            if r is None:
                 cells.append("-")
                 continue
-            r = r.iloc[0]
             text = pct(r.power, 2) + (" (exact)" if r.method == "exact" else f" ±{pct(r.mc_se, 1)}")
             if _is_null(res, model, endpoint):
                 text += " *"
@@ -333,10 +352,10 @@ def comparison_table(result: RunResult, frame: pd.DataFrame | None = None) -> st
                 text += " " + FLAG
                 above = True
             cells.append(text)
-        rows.append(cells)
-    widths = [max(len(x) for x in col) for col in zip(header, tests_row, *rows)]
+        body.append(cells)
+    widths = [max(len(x) for x in col) for col in zip(header, tests_row, *body)]
     lines = ["  ".join(h.ljust(w) for h, w in zip(top, widths)).rstrip() for top in (header, tests_row)]
-    lines += ["  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in rows]
+    lines += ["  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in body]
     if marked:
         lines.append("* no true effect on this endpoint in this scenario: the rate is a type I error, not power")
     if above:
@@ -347,8 +366,8 @@ def comparison_table(result: RunResult, frame: pd.DataFrame | None = None) -> st
 
 def run_summary(result: RunResult, *, detail: bool | None = None) -> str:
     """The console report: each scenario in detail, or for a sweep a side-by-side table first."""
-    frame = result.to_frame()
-    estimates = result.estimates_frame()
+    rows = [Row(r) for r in result.power_rows()]
+    estimates = result.estimate_rows()
     prov = result.provenance
     head = [f"trialsim {prov.get('trialsim')} | {prov.get('scenario')} | seed {result.seed}"
             f"{'' if prov.get('seed_given') else ' (drawn; pass --seed to repeat)'} | {prov.get('run_seconds')} s"]
@@ -358,82 +377,9 @@ def run_summary(result: RunResult, *, detail: bool | None = None) -> str:
     parts = []
     if many:
         parts.append(f"{len(result.results)} scenarios side by side (rejection rate; exact where it exists, else Monte Carlo ± SE):\n"
-                     + comparison_table(result, frame))
+                     + comparison_table(result, rows))
     if detail:
-        parts += [scenario_summary(r, frame, estimates) for r in result.results]
+        parts += [scenario_summary(r, rows, estimates) for r in result.results]
     elif many:
         parts.append("(per-scenario detail: --detail; every number: --out DIR -> power.csv)")
     return "\n".join(head + [""] + ("\n\n".join(parts)).splitlines())
-
-
-# ------------------------------------------------------------------------------------------ replay
-def _cell(x) -> str:
-    if isinstance(x, (bool, np.bool_)):
-        return "yes" if x else "no"
-    if isinstance(x, (float, np.floating)):
-        return "." if np.isnan(x) else f"{x:.4g}"
-    return str(x)
-
-
-def text_table(frame: pd.DataFrame, *, width: int = 120) -> list[str]:
-    """A frame as aligned text (numbers right, words left), its columns cut into chunks of ``width``.
-
-    The first column (the row key) repeats in every chunk.
-    """
-    cells = {c: [_cell(x) for x in frame[c]] for c in frame.columns}
-    right = {c: pd.api.types.is_numeric_dtype(frame[c]) and not pd.api.types.is_bool_dtype(frame[c]) for c in frame.columns}
-    size = {c: max([len(str(c))] + [len(x) for x in cells[c]]) for c in frame.columns}
-    key, rest = frame.columns[0], list(frame.columns[1:])
-    chunks, current = [], []
-    for c in rest:
-        if current and size[key] + sum(size[x] + 2 for x in current + [c]) > width:
-            chunks.append(current)
-            current = []
-        current.append(c)
-    chunks.append(current)
-    lines = []
-    for chunk in chunks:
-        cols = [key] + chunk
-        if lines:
-            lines.append("")
-
-        def fmt(c, text):
-            return text.rjust(size[c]) if right[c] else text.ljust(size[c])
-
-        lines.append("  ".join(fmt(c, str(c)) for c in cols).rstrip())
-        lines += ["  ".join(fmt(c, cells[c][i]) for c in cols).rstrip() for i in range(len(frame))]
-    return lines
-
-
-def replay_summary(replay, model: Model) -> str:
-    """A replayed trial (:class:`trialsim.replay.Replay`): its patients, then every analysis in words.
-
-    Patients first as observed (what the analyses saw; '.' = not observed), then the simulated
-    values underneath (``<endpoint section>.<value>``). Estimates of log-scale endpoints print as
-    ratios (exp of the log difference and of its interval).
-    """
-    d = model.scenario.design
-    p = replay.patients
-    underlying = [c for c in p.columns if "." in c]
-    observed = [c for c in p.columns if c not in underlying]
-    out = [f"trialsim replay | scenario {replay.scenario} | trial {replay.trial} | seed {replay.seed}",
-           f"  {d.control_name} vs {d.treatment_name}, {len(p)} patients in enrolment order", "",
-           "PATIENTS AS OBSERVED ('.' = not observed; log-scale endpoints on their own scale)"]
-    out += text_table(p[observed])
-    if underlying:
-        out += ["", "SIMULATED VALUES (before anything went missing)"]
-        out += text_table(p[["position"] + underlying])
-    out += ["", f"ANALYSES (treatment vs control; {pct(1 - d.alpha, 0)} confidence interval; reject at alpha {d.alpha})"]
-    endpoints = {a.name: a for a in model.analysed}
-    rows = []
-    for r in replay.analyses.itertuples(index=False):
-        a = endpoints.get(r.endpoint)
-        scale = a.scale if a is not None else "identity"
-        estimand = tests.get(r.test).estimand
-        f = np.exp if on_logs(estimand, scale) else (lambda x: x)
-        ci = "" if np.isnan(r.ci_low) else f"{_cell(f(r.ci_low))} to {_cell(f(r.ci_high))}"
-        rows.append({"endpoint": r.endpoint, "test": test_label(r.test), "p-value": _cell(r.pvalue),
-                     "estimate": _cell(f(r.estimate)), "of": tests.estimand_label(estimand, scale), "interval": ci,
-                     "reject": _cell(bool(r.reject))})
-    out += text_table(pd.DataFrame(rows)) if rows else ["(no analyses)"]
-    return "\n".join(out)

@@ -21,13 +21,12 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from trialsim.labels import fmt_interval, fmt_n, fmt_pct, fmt_power, fmt_ratio, is_missing, test_label
+from trialsim.labels import FLAG, fmt_interval, fmt_n, fmt_pct, fmt_power, fmt_ratio, is_missing, test_label
 from trialsim.model import build_model
 from trialsim.registry import TESTS
 from trialsim.report.references import Citations
-from trialsim.results import SIZE_TOLERANCE  # one tolerance for the power table's flag and the report's
+from trialsim.results import exceeds  # one rule for the power table's flag, the console's and the report's
 
-FLAG = "\u2020"  # dagger: the test's type I error exceeds the significance level here
 FLAG_NOTE = (f"{FLAG} after a test: its type I error exceeds the significance level at this size (it rejects too often "
              "when there is no effect), so its power there is overstated.")
 # What each estimand's confidence interval is (the test registry names the estimand of every test).
@@ -109,16 +108,6 @@ def fmt_ratio_interval(lo, hi) -> str:
 def fmt_points(x, digits: int = 1) -> str:
     """A difference of percentages in percentage points: ``45.3``."""
     return "-" if is_missing(x) else f"{100 * float(x):.{digits}f}"
-
-
-def exceeds(rate, alpha, ci_low=None, exact: bool = True) -> bool:
-    """Whether a type I error exceeds the significance level (exact: beyond :data:`SIZE_TOLERANCE`;
-    simulated: the whole Monte Carlo interval above it)."""
-    if is_missing(rate):
-        return False
-    if exact:
-        return float(rate) > float(alpha) * (1 + SIZE_TOLERANCE)
-    return not is_missing(ci_low) and float(ci_low) > float(alpha)
 
 
 def type_i_errors(result) -> dict[tuple[str, str], dict]:
