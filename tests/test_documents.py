@@ -20,13 +20,13 @@ from tests.conftest import CONFIGS, CRP_CONFIG, DEFAULT_CONFIG
 from tests.test_report import CRP_FORMATS, SMALL, planned, written_report
 from trialsim.api import run
 from trialsim.config.loader import ConfigError, load_scenario, with_values
+from trialsim.labels import FLAG
 from trialsim.planning.assumptions import assumptions_frame, file_comments
 from trialsim.planning.plan import PlanningResult, load_planning, plan, type_i_at_sizes
 from trialsim.report.document import build_report, build_tables, write_docx, write_report
 from trialsim.report.output import MARKER, FolderNotOursError, check_folder, read_marker, replace_file, report_session
 from trialsim.report.pdf_process import PdfProcess, html_to_pdf, usable_cores
 from trialsim.report.references import SECTION, citation_keys, load_library
-from trialsim.report.tables import FLAG
 
 SHIPPED = sorted(CONFIGS.rglob("*.toml"))
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")

@@ -130,5 +130,14 @@ def test_intercept_equals_brentq(factors, rate):
 
     p = special.expit(ref + linear)
     slope = float(weights @ (p * (1 - p)))
-    assert residual(mine) <= residual(ref) + 4e-16
+    # rounding: a few units in the last place of the rate (its sum is rounded), and what two of the root's move it by
+    ulps = 4 * np.spacing(rate) + 2 * slope * np.spacing(abs(ref))
+    assert residual(mine) <= residual(ref) + ulps
     assert mine == pytest.approx(ref, rel=1e-12, abs=1e-12 + 4e-16 / slope)
+
+
+def test_an_intercept_outside_the_bracket_is_refused():
+    """A rate of 0 or one outside [0, 1] (a caller skipping check_rate) has no intercept: an error, as brentq gave."""
+    for rate in (0.0, -0.5, 1.5):
+        with pytest.raises(ValueError, match="no intercept"):
+            calibrate_intercept.__wrapped__((0.5,), (1.0,), rate)

@@ -49,8 +49,8 @@ def cells(values: Sequence | np.ndarray) -> list[str]:
         whole = len(present) == len(values)
         if present and whole and all(_is_bool(v) for v in present):
             values = np.array(values, dtype=bool)
-        elif present and whole and all(_is_int(v) for v in present):
-            values = np.array(values, dtype=np.int64)
+        elif present and whole and all(_is_int(v) for v in present):  # any size (pandas: int64, uint64 or object)
+            return [str(int(v)) for v in values]
         elif all(_is_number(v) for v in present):  # floats, or whole numbers with a gap, or only gaps
             values = np.array([np.nan if _missing(v) else float(v) for v in values], dtype=float)
         else:

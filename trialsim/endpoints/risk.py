@@ -71,10 +71,15 @@ def _solve_intercept(weights: np.ndarray, linear: np.ndarray, rate: float) -> fl
     itself: scipy.optimize costs 0.3 s to import, in every command and every worker process, for these two numbers.
     """
     lo, hi = -60.0, 60.0
+    if not float(weights @ expit(lo + linear)) <= rate <= float(weights @ expit(hi + linear)):
+        raise ValueError(f"no intercept in [{lo:g}, {hi:g}] gives the event rate {rate!r}")
     b0 = float(np.clip(logit(rate) - weights @ linear, lo, hi))  # the root when every log odds ratio is small
+    best, best_gap = b0, math.inf  # the point whose rate is nearest the target so far
     for _ in range(400):  # Newton needs a handful; bisection alone would need about 60
         p = expit(b0 + linear)
         gap = float(weights @ p) - rate
+        if abs(gap) < best_gap:
+            best, best_gap = b0, abs(gap)
         if gap == 0.0:
             return b0
         lo, hi = (lo, b0) if gap > 0 else (b0, hi)
@@ -82,10 +87,10 @@ def _solve_intercept(weights: np.ndarray, linear: np.ndarray, rate: float) -> fl
         step = b0 - gap / slope if slope > 0 else math.nan
         if not lo < step < hi:
             step = 0.5 * (lo + hi)
-        if abs(step - b0) <= 4e-16 * (1.0 + abs(b0)):
-            return step
+        if abs(step - b0) <= 4e-16 * (1.0 + abs(b0)):  # within rounding: keep the nearer of the last two points
+            return step if abs(float(weights @ expit(step + linear)) - rate) < best_gap else best
         b0 = step
-    return b0
+    return best
 
 
 def patient_risk(factors: tuple[RiskFactor, ...], covariates: dict[str, np.ndarray], prevalence: dict[str, float],

@@ -21,7 +21,7 @@ import pandas as pd
 from trialsim.analysis import registry as tests
 from trialsim.files import replace_file
 from trialsim.labels import pct, short_endpoint_label, short_test_label, test_label
-from trialsim.report.tables import exceeds
+from trialsim.results import exceeds
 
 TARGETS = (0.8, 0.9)
 FIG_WIDTH = 7.2  # inches: a two-column journal page

@@ -12,9 +12,10 @@ from pathlib import Path
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
+from trialsim.labels import FLAG
 from trialsim.report.content import Callout, Note, Report, Text, column_chars, is_wide
 from trialsim.report.figures import FigureFile
-from trialsim.report.tables import FLAG, Table
+from trialsim.report.tables import Table
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 PAGE_SIZES = {"A4": "A4", "Letter": "letter"}

@@ -19,7 +19,8 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
-from trialsim.report.tables import FLAG, Table, flow_in_analyses, is_null, lower_first, rate_word
+from trialsim.labels import FLAG
+from trialsim.report.tables import Table, flow_in_analyses, is_null, lower_first, rate_word
 
 WIDTH = "Expected 95% CI width (percentage points)"
 
