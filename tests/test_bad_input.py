@@ -17,6 +17,7 @@ import subprocess
 import sys
 import textwrap
 import time
+from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -385,3 +386,46 @@ def test_ctrl_c_and_sigterm_leave_one_line_and_their_exit_status(tmp_path, sig, 
     assert "Traceback" not in err and "KeyboardInterrupt" not in err
     lines = [line for line in err.splitlines() if line.strip()]
     assert len(lines) == 1 and lines[0].startswith(f"trialsim: {says}"), err
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="signals a process group")
+@pytest.mark.parametrize("sig, status, says", [(signal.SIGINT, 130, "interrupted"), (signal.SIGTERM, 143, "terminated")])
+def test_a_wind_down_that_hangs_still_ends_with_one_line(sig, status, says):
+    """A command whose wind-down never ends (a lock of the worker pool's machinery left taken by the interrupt)
+    is ended by the watchdog after WIND_DOWN_SECONDS, with the same one line and status, and the stacks it
+    waited on in a file."""
+    code = textwrap.dedent(f"""
+        import sys, threading, time
+        import trialsim.cli as cli
+        cli.WIND_DOWN_SECONDS = 1.5
+
+        def hang(args):
+            try:  # "ready" inside: a signal that comes as the line is printed still finds the wind-down below
+                print("ready", flush=True)
+                while True:
+                    time.sleep(0.05)
+            finally:
+                threading.Event().wait()  # a wind-down that never ends
+
+        cli.commands = lambda argv=None: {{"show": hang}}
+        sys.exit(cli.main(["show", {str(CRP_CONFIG)!r}]))
+    """)
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            start_new_session=True, text=True)
+    try:
+        assert proc.stdout.readline().strip() == "ready"
+        started = time.monotonic()
+        os.killpg(proc.pid, sig)
+        _, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == status, err
+    assert 1.5 <= time.monotonic() - started < 20
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith(f"trialsim: {says}") and "did not stop within 1.5 s" in lines[0], err
+    stacks = Path(lines[0].rsplit("where it waited: ", 1)[1].rstrip(")"))
+    try:
+        assert "in hang" in stacks.read_text()
+    finally:
+        stacks.unlink()

@@ -8,10 +8,12 @@ checked like the config value it stands for (:mod:`trialsim.cli.common`). Ctrl-C
 from __future__ import annotations
 
 import argparse
+import faulthandler
 import importlib
 import os
 import signal
 import sys
+import tempfile
 import threading
 import warnings
 from multiprocessing import resource_tracker
@@ -64,6 +66,11 @@ class Terminated(KeyboardInterrupt):
     """SIGTERM, raised in the main thread so that a run stops as it does on Ctrl-C."""
 
 
+# Seconds the command may take to wind down after Ctrl-C or SIGTERM (stop the workers, close the pool) before it
+# ends without waiting for them; a wind-down takes well under a second, a local Dask cluster a few seconds.
+WIND_DOWN_SECONDS = 30.0
+
+
 class _Signals:
     """Ctrl-C and SIGTERM for the length of one command: each raises once in the main thread.
 
@@ -73,7 +80,19 @@ class _Signals:
     and interrupts the main thread with SIGUSR1, which also breaks a blocking wait. SIGTERM keeps
     its usual delivery (workers must still die of it when the pool is shut down). A second signal
     while the command winds down is ignored, and pending ones are dropped at the end.
+
+    An exception raised at an arbitrary point can leave a lock of the worker pool's machinery taken, so that
+    the wind-down waits for ever (seen about once in a few hundred interrupted runs of the test suite's busy
+    machine, never reproduced on its own). So the signal also starts a watchdog: if the command has not
+    wound down within :data:`WIND_DOWN_SECONDS`, it writes ``stopped(signum)``'s line (saying so, and where the
+    stacks it waited on are), and ends the process. Nothing is lost: finished blocks are in the run folder's
+    checkpoints already, and the workers stop when their pool's pipes close.
     """
+
+    def __init__(self, stopped=None):
+        self.stopped = stopped  # signum -> (the line to print, exit status)
+        self.watchdog: threading.Timer | None = None
+        self.ending = threading.Lock()  # held by the watchdog while it ends the process, and by __exit__
 
     def __enter__(self):
         self.handlers: dict = {}
@@ -81,6 +100,10 @@ class _Signals:
         if threading.current_thread() is not threading.main_thread():
             return self
         self.handlers[signal.SIGTERM] = signal.signal(signal.SIGTERM, self._raise)
+        # Threads started before this (OpenBLAS's, at numpy's import) still take SIGINT: the kernel may hand a
+        # Ctrl-C to one of them, and CPython then raises it in the main thread through this handler, the same
+        # way as the listener's SIGUSR1 (it used to be Python's default handler: no watchdog, not ignored after)
+        self.handlers[signal.SIGINT] = signal.signal(signal.SIGINT, self._raise)
         if hasattr(signal, "pthread_sigmask") and hasattr(signal, "sigtimedwait"):
             # Started later, multiprocessing's resource tracker would unblock SIGINT in this thread (it
             # ends its own blocking with SIG_UNBLOCK), before the worker pool starts: start it now.
@@ -104,9 +127,31 @@ class _Signals:
             signal.signal(sig, signal.SIG_IGN)
         if self.mask is not None:
             self.done.set()
+        if self.stopped is not None and self.watchdog is None:
+            ending = signal.SIGTERM if signum == signal.SIGTERM else signal.SIGINT  # SIGUSR1 is the listener's Ctrl-C
+            self.watchdog = threading.Timer(WIND_DOWN_SECONDS, self._give_up, args=(ending,))
+            self.watchdog.daemon = True
+            self.watchdog.start()
         raise Terminated() if signum == signal.SIGTERM else KeyboardInterrupt()
 
+    def _give_up(self, signum) -> None:
+        if not self.ending.acquire(blocking=False):  # the command has wound down after all
+            return
+        line, status = self.stopped(signum)
+        try:
+            with tempfile.NamedTemporaryFile("w", prefix="trialsim-wind-down-", suffix=".txt", delete=False) as f:
+                faulthandler.dump_traceback(f, all_threads=True)
+            where = f"; where it waited: {f.name}"
+        except OSError:
+            where = ""
+        os.write(2, f"\n{line} (the workers did not stop within {WIND_DOWN_SECONDS:g} s: ended without them{where})\n"
+                 .encode("utf-8", "replace"))
+        os._exit(status)
+
     def __exit__(self, *exc) -> None:
+        if self.watchdog is not None:
+            self.ending.acquire()  # blocks only while the watchdog is ending the process
+            self.watchdog.cancel()
         if self.mask is not None:
             self.done.set()
             self.listener.join()
@@ -137,7 +182,8 @@ def main(argv: list[str] | None = None) -> int:
     except SystemExit as exc:  # argparse printed the usage and the problem (or --help / --version)
         return exc.code if isinstance(exc.code, int) else 2
     try:
-        with _Signals(), warnings.catch_warnings():
+        with _Signals(lambda signum: (_stopped(args, "terminated (SIGTERM)"), 143) if signum == signal.SIGTERM
+                      else (_stopped(args, "interrupted"), 130)), warnings.catch_warnings():
             warnings.showwarning = _show_warning
             # loky restarts a worker it finds idle or leaking; nothing is lost and nothing for the user to do
             warnings.filterwarnings("ignore", message="A worker stopped while some jobs were given", category=UserWarning)
