@@ -359,6 +359,12 @@ def _workers_of(pid: int) -> list[int]:
     return found
 
 
+def _signal_group(proc: subprocess.Popen, sig: int, *, timeout: float) -> str:
+    """Send ``sig`` to ``proc``'s process group (as a terminal sends Ctrl-C) and wait for it: its stderr."""
+    os.killpg(proc.pid, sig)
+    return proc.communicate(timeout=timeout)[1]
+
+
 @pytest.mark.slow
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc and signals a process group")
 @pytest.mark.parametrize("sig, status, says", [(signal.SIGINT, 130, "interrupted"), (signal.SIGTERM, 143, "terminated")])
@@ -377,8 +383,7 @@ def test_ctrl_c_and_sigterm_leave_one_line_and_their_exit_status(tmp_path, sig, 
         while len(_workers_of(proc.pid)) < 2 and proc.poll() is None and time.monotonic() < deadline:
             time.sleep(0.1)
         time.sleep(0.5)  # workers mid-import or mid-block
-        os.killpg(proc.pid, sig)
-        _, err = proc.communicate(timeout=60)
+        err = _signal_group(proc, sig, timeout=60)
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
@@ -415,8 +420,7 @@ def test_a_wind_down_that_hangs_still_ends_with_one_line(sig, status, says):
     try:
         assert proc.stdout.readline().strip() == "ready"
         started = time.monotonic()
-        os.killpg(proc.pid, sig)
-        _, err = proc.communicate(timeout=30)
+        err = _signal_group(proc, sig, timeout=30)
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
