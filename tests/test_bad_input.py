@@ -151,6 +151,22 @@ def test_nan_and_inf_are_refused_naming_the_key(tmp_path, default_scenario):
         with_values(default_scenario, {"sweep": {"values": {"design.alpha": [0.05, math.inf]}}})
 
 
+@pytest.mark.parametrize("value, kind", [("1979-05-27T07:32:00Z", "date and time"), ("2024-08-31 00:00:00", "date and time"),
+                                         ("07:32:00", "time of day")])
+def test_a_toml_time_is_refused_naming_the_key(tmp_path, value, kind):
+    """No key takes a time: a TOML date-time or time is a slip for a date or for text, refused, not read as text."""
+    base = DEFAULT_CONFIG.read_text()
+    title = re.search(r"^title = .*$", base, flags=re.M).group(0)
+    for key, text in (("title", base.replace(title, f"title = {value}", 1)),
+                      ("flow.start_date", base + f"\n[flow]\nstart_date = {value}\n")):
+        path = tmp_path / "time.toml"
+        path.write_text(text)
+        with pytest.raises(ConfigError, match=rf"{re.escape(key)} = .* is a TOML {kind}, which no key takes"):
+            load_scenario(path)
+    path.write_text(base + "\n[flow]\nstart_date = 2024-09-02\n")  # a date is still a date
+    assert str(load_scenario(path).flow.start_date) == "2024-09-02"
+
+
 @pytest.mark.parametrize("key", ["title", "design.control_name", "endpoints.leak_1m.label",
                                  "endpoints.cytokines.markers[1].unit", "population.covariates[0].source",
                                  "endpoints.leak_1m.grades[0]"])

@@ -158,7 +158,11 @@ def _plain(value: Any, path: str, source: str) -> Any:
     if isinstance(value, float) and not math.isfinite(value):
         raise ConfigError(f"invalid config ({source}): {path or '(top level)'} = {value} is not allowed: "
                           "use a finite number")
-    if isinstance(value, (datetime.date, datetime.time)):  # datetime.datetime is a date too
+    if isinstance(value, (datetime.datetime, datetime.time)):  # no key takes a time of day: a slip for a date or text
+        kind = "date and time" if isinstance(value, datetime.datetime) else "time of day"
+        raise ConfigError(f"invalid config ({source}): {path or '(top level)'} = {value.isoformat()} is a TOML {kind}, "
+                          "which no key takes: write a date as 2024-08-31, and text in quotes")
+    if isinstance(value, datetime.date):
         return value.isoformat()
     if isinstance(value, dict):
         return {k: _plain(v, f"{path}.{k}" if path else str(k), source) for k, v in value.items()}
