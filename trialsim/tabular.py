@@ -35,11 +35,14 @@ def _is_number(v) -> bool:
     return _is_int(v) or isinstance(v, (float, np.floating))
 
 
+def _names(rows: Sequence[Mapping], columns: Iterable[str] | None) -> list[str]:
+    """The given columns, else every key of ``rows`` in the order it first appears."""
+    return list(columns) if columns is not None else list(dict.fromkeys(k for r in rows for k in r))
+
+
 def as_columns(rows: Sequence[Mapping], columns: Iterable[str] | None = None) -> dict[str, list]:
-    """``rows`` as ``{column: values}``: the given columns, else every key in the order it first appears; a key
-    a row lacks is a gap (None)."""
-    names = list(columns) if columns is not None else list(dict.fromkeys(k for r in rows for k in r))
-    return {c: [r.get(c) for r in rows] for c in names}
+    """``rows`` as ``{column: values}`` over :func:`_names`; a key a row lacks is a gap (None)."""
+    return {c: [r.get(c) for r in rows] for c in _names(rows, columns)}
 
 
 def cells(values: Sequence | np.ndarray) -> list[str]:
@@ -84,5 +87,5 @@ def _plain(v):
 
 def json_records(rows: Sequence[Mapping], columns: Iterable[str] | None = None) -> list[dict]:
     """``rows`` as JSON-ready records over the same columns (gaps as null, numbers at full precision)."""
-    table = as_columns(rows, columns)
-    return [{c: _plain(table[c][i]) for c in table} for i in range(len(rows))]
+    names = _names(rows, columns)
+    return [{c: _plain(r.get(c)) for c in names} for r in rows]

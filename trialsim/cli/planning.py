@@ -321,7 +321,7 @@ def cmd_report(args) -> int:
             result.save(out)
         written = write_report(result, out, formats=args.formats, page_size=args.paper, comparison=comparison,
                                n_jobs=_jobs(args, result.scenario))
-    print(open(out / "justification.txt", encoding="utf-8").read().strip())
+    print((out / "justification.txt").read_text(encoding="utf-8").strip())
     print()
     for fmt, path in written.items():
         print(f"written: {path}")
