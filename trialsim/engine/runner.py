@@ -21,6 +21,7 @@ from trialsim.engine.malloc import release_memory, tune_malloc
 from trialsim.engine.memory import DEFAULT_BLOCK_SIZE, Layout, blocks_per_task, plan_layout, trial_bytes
 from trialsim.engine.rundir import Checkpoint, RunDir
 from trialsim.flow.run import TRIAL_FIELDS
+from trialsim.memo import process_memo
 from trialsim.model import build_model
 from trialsim.rng import Streams, draw_seed
 from trialsim.scenarios import ScenarioSpec
@@ -36,15 +37,19 @@ class Task:
 
 
 def simulate_block(scenario, seed: int, block: int, n_sims: int, *, block_size: int | None = None,
-                   keep_trials: bool = False, nested: tuple[tuple[int, int], ...] = ()) -> tuple[BlockSummary, dict | None]:
+                   keep_trials: bool = False, nested: tuple[tuple[int, int], ...] = (),
+                   share_draws: bool = False) -> tuple[BlockSummary, dict | None]:
     """The unit of work: block ``block`` of a run, on its own random streams, decided and summarised.
 
     With ``keep_trials`` also the block's per-trial table (trial index = block * block_size + row). ``nested``
     sizes (:func:`~trialsim.simulate.simulate_trials`) add their rows to that table, each decided as a trial of
-    its own, with the columns ``n_control`` and ``n_treatment`` saying which size a row is.
+    its own, with the columns ``n_control`` and ``n_treatment`` saying which size a row is. ``share_draws``: the
+    block's generation steps go through this process's memo (:mod:`trialsim.memo`), for runs of several scenarios
+    that share some (the same numbers either way).
     """
     tune_malloc()  # once per process: freed arrays kept for reuse within a task (no number changes)
-    batch = simulate_trials(scenario, n_sims, streams=Streams(seed, block), nested=nested)
+    streams = Streams(seed, block, memo=process_memo() if share_draws else None)
+    batch = simulate_trials(scenario, n_sims, streams=streams, nested=nested)
     decisions = decide(batch)
     summary = summarise_batch(batch, decisions, block=block)
     size = block_size if block_size is not None else (scenario.run.block_size or DEFAULT_BLOCK_SIZE)
@@ -64,10 +69,10 @@ def _with_sizes(table: dict, n_control: int, n_treatment: int) -> dict:
     return table | {"n_control": np.full(rows, n_control), "n_treatment": np.full(rows, n_treatment)}
 
 
-def run_task(spec: ScenarioSpec, seed: int, task: Task, keep_trials: bool = False):
+def run_task(spec: ScenarioSpec, seed: int, task: Task, keep_trials: bool = False, share_draws: bool = False):
     """One task on a worker: its blocks' summaries (and per-trial tables with ``keep_trials``)."""
     out = [simulate_block(spec.scenario, seed, b, n, block_size=task.block_size, keep_trials=keep_trials,
-                          nested=spec.nested) for b, n in task.blocks]
+                          nested=spec.nested, share_draws=share_draws) for b, n in task.blocks]
     release_memory()  # what the task's blocks kept for reuse goes back: an idle worker holds what it held before
     return task.spec_index, [s for s, _ in out], [t for _, t in out]
 
@@ -180,7 +185,10 @@ def run_specs(
     todo_trials = sum(_trials(b, size, n_sims) for t in todo for b in t)
     bar = _progress(progress, total=todo_trials, already=len(specs) * n_sims - todo_trials)
     keep = on_trials is not None
-    jobs = ((specs[i], seed, task, keep) for i, task in tasks)
+    # scenarios of one run share the seed and blocks: the steps they have in common are computed once per block and
+    # worker (planning's effect grids, sweeps); a single scenario has nothing to share
+    share = len(specs) > 1
+    jobs = ((specs[i], seed, task, keep, share) for i, task in tasks)
     try:
         for spec_index, blocks, tables in execute(run_task, jobs, n_tasks=n_tasks, backend=backend,
                                                   n_workers=layout.n_workers, scheduler=scheduler):
