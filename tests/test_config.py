@@ -235,3 +235,15 @@ def test_the_text_check_refuses_exactly_the_unwritable_code_points(multiline):
         if refused != _unwritable(ch, multiline=multiline):
             disagree.append(hex(cp))
     assert not disagree, disagree[:20]
+
+
+def test_with_values_checks_the_new_values_and_gives_what_loading_gives(default_scenario):
+    """with_values checks only the values it lays over (the rest comes from a validated scenario) and gives the scenario
+    that loading the config with the same overrides gives; a bad new value is still refused naming its key."""
+    got = with_values(default_scenario, {"endpoints.leak_1m.effect": 0.7, "population.covariates[0].prevalence": 0.5})
+    want = load_scenario(DEFAULT_CONFIG, ["endpoints.leak_1m.effect=0.7", "population.covariates[0].prevalence=0.5"])
+    assert got == want and got.model_dump_json() == want.model_dump_json()
+    with pytest.raises(ConfigError, match=r"endpoints.leak_1m.effect = nan is not allowed: use a finite number"):
+        with_values(default_scenario, {"endpoints.leak_1m.effect": float("nan")})
+    with pytest.raises(ConfigError, match=r"endpoints.leak_1m.grade_split\[1\] = inf is not allowed"):
+        with_values(default_scenario, {"endpoints.leak_1m.grade_split": [0.2, float("inf"), 0.4]})

@@ -10,10 +10,14 @@ from hypothesis import strategies as st
 
 from trialsim.api import run
 from trialsim.config.loader import ConfigError, to_raw, validate, with_values
+from trialsim.engine import run_specs
 from trialsim.engine.runner import dearest_first
 from trialsim.exact import exact_binary_power
 from trialsim.model import build_model
+from trialsim.planning import model
 from trialsim.results import TrialWriter, read_trials
+from trialsim.scenarios import ScenarioSpec
+from trialsim.summarise import TRIAL_COLUMNS
 from tests.conftest import CONFIGS
 
 NULL = {
@@ -126,6 +130,19 @@ def test_per_trial_table_identical_for_any_jobs_and_chunking(crp_scenario, tmp_p
     assert list(first.columns[:9]) == ["trial", "endpoint", "test", "pvalue", "estimate", "ci_low", "ci_high", "reject", "covered"]
     for other in tables[1:]:
         pd.testing.assert_frame_equal(first, other)
+
+
+def test_per_trial_table_of_chosen_columns_is_those_columns_of_the_whole_table(default_scenario):
+    """Planning asks for the rejections only: the same rows and values as the whole table's, nested sizes included."""
+    sc = model.complete_case(with_values(default_scenario, {"run.block_size": 100}))
+    whole, chosen = [], []
+    for columns, into in ((TRIAL_COLUMNS, whole), (("endpoint", "test", "reject"), chosen)):
+        run_specs([ScenarioSpec("base", sc, {}, nested=((6, 6),))], seed=4, n_sims=250, n_jobs=1,
+                  on_trials=lambda i, block, table, into=into: into.append(table), trial_columns=columns)
+    for full, part in zip(whole, chosen):
+        assert list(part) == ["endpoint", "test", "reject", "n_control", "n_treatment"]
+        for name, values in part.items():
+            np.testing.assert_array_equal(values, full[name])
 
 
 @pytest.mark.parametrize("scheme", ["minimisation", "selected"])

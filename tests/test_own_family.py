@@ -18,9 +18,11 @@ from trialsim.api import run
 from trialsim.config.loader import ConfigError, load_scenario
 from trialsim.endpoints.base import Analysed, BinaryLaw, EffectParameter, EndpointFamily, PatientContext, Status
 from trialsim.endpoints.registry import family_names, register
+from trialsim.memo import BlockMemo
 from trialsim.registry import ENDPOINT_FAMILIES
 from trialsim.report.console import run_summary
 from trialsim.rng import Streams, patient_draws
+from trialsim.simulate import simulate_trials
 
 
 @register
@@ -171,3 +173,26 @@ def test_a_plug_in_familys_exact_mde_is_computed_every_time_never_kept(tmp_path,
     assert len(list((tmp_path / "cache").glob("exact-mde-*.npz"))) == 1  # the shipped family's only
     again = minimal_detectable_effects(sc, pairs=pairs, simulate=False, seed=1).to_frame()
     assert again.equals(table)
+
+
+def test_a_plug_in_familys_values_are_never_taken_from_the_block_memo(config_file):
+    # A plug-in family may read what it does not declare (another component's values in ctx.latent): the memo that
+    # effect grids share draws through keeps only trialsim's own families' values, and the shipped one beside it.
+    sc = load_scenario(config_file)
+    memo = BlockMemo()
+    calls = []
+    original = PoissonCount.generate
+
+    def counted(self, cid, ctx, streams):
+        calls.append(cid)
+        return original(self, cid, ctx, streams)
+
+    PoissonCount.generate = counted
+    try:
+        for _ in range(2):
+            simulate_trials(sc, 100, streams=Streams(5, 0, memo=memo))
+    finally:
+        PoissonCount.generate = original
+    assert calls == ["delirium", "delirium"]  # computed both times
+    kept = {key[1] for key in memo._entries if key[0] == "component"}  # noqa: SLF001
+    assert kept == {"fall"}  # the shipped family's values were kept (and read the second time)

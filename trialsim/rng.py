@@ -46,11 +46,15 @@ class Streams:
 
     Each call returns a fresh Generator at the start of that component's stream, so a component that
     asks twice gets the same numbers twice; components ask once and keep it.
+
+    ``memo``: where values computed from this block's streams may be kept for other scenarios of the run
+    that draw the same ones (a :class:`trialsim.memo.BlockMemo`; None: nothing is kept).
     """
 
-    def __init__(self, seed: int, block: int):
+    def __init__(self, seed: int, block: int, memo=None):
         self.seed = int(seed)
         self.block = int(block)
+        self.memo = memo
 
     def __call__(self, *parts: str) -> np.random.Generator:
         return component_rng(self.seed, self.block, "/".join(parts))

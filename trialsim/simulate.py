@@ -9,7 +9,8 @@ every (endpoint, test) and per-arm estimates; nothing is summarised here.
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
+from typing import Any, Callable, Hashable
 
 import numpy as np
 
@@ -106,17 +107,22 @@ def simulate_trials(scenario: Scenario, n_sims: int, *, streams: Streams, keep_p
         if problem is not None:
             raise ValueError(f"nested sizes cannot be analysed here: {problem}")
     n = d.n_control + d.n_treatment
-    covariates = draw_covariates(scenario.population, n_sims, n, streams=streams)
+    keys = DrawKeys(model, streams, n_sims)
+    covariates = keys.get(keys.covariates, lambda: draw_covariates(scenario.population, n_sims, n, streams=streams))
     chosen = scheme(scenario.allocation.scheme)
-    score = model.section(model.selection_component).risk_score(covariates) if chosen.uses_score else None
-    treated = allocation_sequence(scenario.allocation, n_trials=n_sims, n_control=d.n_control, n_treatment=d.n_treatment,
-                                  rng=streams("allocation"), covariates=covariates, strata=model.strata, score=score)
+
+    def allocate():
+        score = model.section(model.selection_component).risk_score(covariates) if chosen.uses_score else None
+        return allocation_sequence(scenario.allocation, n_trials=n_sims, n_control=d.n_control, n_treatment=d.n_treatment,
+                                   rng=streams("allocation"), covariates=covariates, strata=model.strata, score=score)
+
+    treated = keys.get(keys.allocation, allocate)
     ctx = PatientContext(n_sims, n, covariates, treated, model.prevalence, assessor_masked=d.assessor_is_masked)
     for cid in model.order:
-        ctx.latent[cid] = model.section(cid).generate(cid, ctx, streams)
+        ctx.latent[cid] = keys.generated(cid, lambda: model.section(cid).generate(cid, ctx, streams))
     fu = scenario.follow_up
     event = model.section(fu.death_event).event_values(ctx.latent[fu.death_event]) if fu.death_event else None
-    follow = draw_follow_up(fu, ctx, event, streams=streams)
+    follow = FollowUpDraws(*keys.get(keys.follow_up, lambda: _fields(draw_follow_up(fu, ctx, event, streams=streams))))
     flow_batch = arm_order = None
     if scenario.flow is None:
         status = Status(attended=~follow.died & ~follow.misses_visit, died=follow.died)
@@ -143,6 +149,68 @@ def simulate_trials(scenario: Scenario, n_sims: int, *, streams: Streams, keep_p
     if scenario.safety is not None:
         safety = count_looks(model, observed, split, scenario.safety, assessed)
     return TrialBatch(model, n_sims, stats, estimates, flow, flow_batch, patients, interim, safety, inner)
+
+
+SHIPPED = "trialsim."  # the package whose endpoint families the memo trusts (DrawKeys.generated)
+
+
+class DrawKeys:
+    """What each generation step of a batch is computed from, as a key of the streams' memo (``streams.memo``).
+
+    A key names the block (seed, block, trials), the config sections the step reads and the keys of the values it
+    reads: the covariates read the population; the allocation the covariates, the allocation section, the arm sizes,
+    the strata and the selection endpoint's risk model; a component (:class:`~trialsim.endpoints.base.EndpointFamily`,
+    which reads its own section, the covariates, arms and prevalences, the assessor's masking and the values of its
+    ``links()``) those; the follow-up its section and the death event's values. Equal keys are then equal values:
+    a grid point that changes one endpoint's effect draws every other step from the memo (:mod:`trialsim.memo`).
+    Without a memo every step is computed.
+    """
+
+    def __init__(self, model: Model, streams: Streams, n_trials: int):
+        sc = model.scenario
+        d = sc.design
+        self.model, self.memo = model, streams.memo
+        block = (streams.seed, streams.block, int(n_trials), d.n_control + d.n_treatment)
+        self.covariates = ("covariates", block, _token(sc.population))
+        selection = model.section(model.selection_component) if scheme(sc.allocation.scheme).uses_score else None
+        self.allocation = ("allocation", self.covariates, _token(sc.allocation), d.n_control, d.n_treatment,
+                           model.strata, _token(selection))
+        self._components: dict[str, tuple] = {}
+        death = sc.follow_up.death_event
+        self.follow_up = ("follow_up", self.allocation, _token(sc.follow_up), self.component(death) if death else None)
+
+    def component(self, cid: str) -> tuple:
+        if cid not in self._components:
+            section = self.model.section(cid)
+            self._components[cid] = ("component", cid, self.allocation, _token(section),
+                                     self.model.scenario.design.assessor_is_masked,
+                                     tuple(self.component(link) for link in section.links()))
+        return self._components[cid]
+
+    def get(self, key: Hashable, make: Callable[[], Any]) -> Any:
+        return make() if self.memo is None else self.memo.get(key, make)
+
+    def generated(self, cid: str, make: Callable[[], Any]) -> Any:
+        """Component ``cid``'s values, from the memo only for trialsim's own families: those read nothing but what
+        :meth:`component` names; a plug-in family could read another component's values without declaring the link
+        (``ctx.latent``), so its values are always computed."""
+        if not type(self.model.section(cid)).__module__.startswith(SHIPPED):
+            return make()
+        return self.get(self.component(cid), make)
+
+
+def _token(section) -> Hashable:
+    """A config section as part of a key: itself (equal sections are equal keys), or its JSON where it holds a dict
+    (pydantic hashes no dict field)."""
+    try:
+        hash(section)
+    except TypeError:
+        return (type(section).__qualname__, section.model_dump_json())
+    return section
+
+
+def _fields(follow: FollowUpDraws) -> tuple:
+    return tuple(getattr(follow, f.name) for f in fields(follow))  # not dataclasses.astuple: it deep-copies the arrays
 
 
 def nesting_problem(scenario: Scenario, sizes) -> str | None:

@@ -9,6 +9,7 @@ is a probability). Nothing per trial survives here (that is ``--keep-trials``' j
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Sequence
 
 import numpy as np
 
@@ -254,27 +255,32 @@ class Totals:
 TRIAL_COLUMNS = ("trial", "endpoint", "test", "pvalue", "estimate", "ci_low", "ci_high", "reject", "covered")
 
 
-def trial_table(batch: TrialBatch, decisions: Decisions, *, first_trial: int) -> dict[str, np.ndarray]:
+def trial_table(batch: TrialBatch, decisions: Decisions, *, first_trial: int,
+                columns: Sequence[str] = TRIAL_COLUMNS) -> dict[str, np.ndarray]:
     """The per-trial table of a batch: one row per trial x endpoint x test (columns as arrays).
 
     ``trial`` is the trial's index in the run (block start + row), the key ``trialsim replay`` takes.
-    ``covered`` is NaN where the true effect is not known.
+    ``covered`` is NaN where the true effect is not known. ``columns``: the columns wanted (of
+    :data:`TRIAL_COLUMNS`); planning's searches read only which trials reject, and the others cost (the
+    intervals' t quantiles above all) a fifth of a small trial's block.
     """
     n = batch.n_trials
     trial = np.arange(first_trial, first_trial + n)
-    cols: dict[str, list] = {c: [] for c in TRIAL_COLUMNS}
+    cols: dict[str, list] = {c: [] for c in TRIAL_COLUMNS if c in columns}
     covered = decisions.outcomes.get("covered", {})
     reject = decisions.outcomes.get("reject", {})
     for (e, t), s in batch.stats.items():
-        low, high = s.ci()
-        cols["trial"].append(trial)
-        cols["endpoint"].append(np.full(n, e, dtype=object))
-        cols["test"].append(np.full(n, t, dtype=object))
-        cols["pvalue"].append(np.asarray(s.pvalue, dtype=float))
-        cols["estimate"].append(np.asarray(s.estimate, dtype=float))
-        cols["ci_low"].append(np.asarray(low, dtype=float))
-        cols["ci_high"].append(np.asarray(high, dtype=float))
-        cols["reject"].append(np.asarray(reject.get((e, t), s.reject), dtype=bool))
-        cov = covered.get((e, t))
-        cols["covered"].append(np.full(n, np.nan) if cov is None else cov.astype(float))
+        row = {
+            "trial": lambda: trial,
+            "endpoint": lambda: np.full(n, e, dtype=object),
+            "test": lambda: np.full(n, t, dtype=object),
+            "pvalue": lambda: np.asarray(s.pvalue, dtype=float),
+            "estimate": lambda: np.asarray(s.estimate, dtype=float),
+            "ci_low": lambda: np.asarray(s.ci()[0], dtype=float),
+            "ci_high": lambda: np.asarray(s.ci()[1], dtype=float),
+            "reject": lambda: np.asarray(reject.get((e, t), s.reject), dtype=bool),
+            "covered": lambda: np.full(n, np.nan) if covered.get((e, t)) is None else covered[(e, t)].astype(float),
+        }
+        for c, values in cols.items():
+            values.append(row[c]())
     return {c: np.concatenate(v) if v else np.array([]) for c, v in cols.items()}

@@ -176,7 +176,12 @@ def _plain(value: Any, path: str, source: str) -> Any:
 
 def validate(raw: dict, *, source: str = "config") -> Scenario:
     """Validate a raw dict (as read from TOML) into a frozen :class:`Scenario`."""
-    text = json.dumps(_plain(raw, "", source), allow_nan=False)
+    return _validate_plain(_plain(raw, "", source), source)
+
+
+def _validate_plain(raw: dict, source: str) -> Scenario:
+    """:func:`validate` of a raw dict already made of JSON values (:func:`_plain`)."""
+    text = json.dumps(raw, allow_nan=False)
     try:
         return Scenario.model_validate_json(text)
     except ValidationError as exc:
@@ -238,10 +243,10 @@ def load_scenario(path: str | Path, overrides: Iterable[str] = ()) -> Scenario:
 
 def with_values(scenario: Scenario, values: dict[str, Any], *, source: str = "override") -> Scenario:
     """A new validated scenario with ``values`` (key path -> value) replaced."""
-    raw = to_raw(scenario)
+    raw = to_raw(scenario)  # JSON values already: only the new values are checked (checking all took 2.5 ms a call)
     for key, value in values.items():
-        set_path(raw, key, copy.deepcopy(value))
-    return validate(raw, source=source)
+        set_path(raw, key, _plain(copy.deepcopy(value), key, source))
+    return _validate_plain(raw, source)
 
 
 def to_raw(scenario: Scenario) -> dict:

@@ -244,16 +244,21 @@ class LogNormalMarkers(EndpointFamily):
         slab = max(1, SLAB_VALUES // max(s, 1))  # patients per slab
         scratch = np.empty((2, min(slab, n), s))
         mask = np.empty((min(slab, n), s), dtype=bool)
+        base = self._shared_base(cid, p, keep, s, n, streams)
         for k, day in enumerate(self.days):
-            z = patient_major(streams("endpoint", cid, "day", str(day)), "standard_normal", s, n, extra=(n_markers,))
+            if base is None:
+                z = patient_major(streams("endpoint", cid, "day", str(day)), "standard_normal", s, n, extra=(n_markers,))
             # only the samples that can be missing draw (each from its own stream, so when does not matter)
             missing = [(i, patient_major(streams("endpoint", cid, "missing", self.markers[j].name, str(day)), "random", s, n),
                         p.p_missing[k, j]) for i, j in enumerate(keep) if p.p_missing[k, j]]
             for a in range(0, n, slab):
                 part = slice(a, a + slab)
-                size = z[part].shape[0]
+                size = len(range(n)[part])
                 day_levels = levels[:, k, part]
-                _day_levels(p, k, keep, z[part], state[:, part], day_levels, *scratch[:, :size])
+                if base is None:
+                    _day_levels(p, k, keep, z[part], state[:, part], day_levels, *scratch[:, :size])
+                else:
+                    np.copyto(day_levels, base[:, k, part])
                 flags = mask[:size]
                 if raised_from is not None:
                     # the event's log GMR from event_lead_days before its diagnosis on (added to levels, never -0.0,
@@ -277,6 +282,19 @@ class LogNormalMarkers(EndpointFamily):
             if "mean_log" in self.summaries:
                 out[f"{m.name}_mean_log"] = trials_first(levels[i, n_days])
         return out
+
+    def _shared_base(self, cid: str, p: "_Parameters", keep: tuple[int, ...], s: int, n: int,
+                     streams: Streams) -> np.ndarray | None:
+        """Patient-major ``(computed markers, days, n_patients, n_trials)`` levels before the event's raise, the treatment
+        and missing samples, from the streams' memo (:mod:`trialsim.memo`) when there is one and they fit in it; else
+        None (:meth:`generate` computes them slab by slab). They read the day draws and the parameters in the key only:
+        an effect grid over ``treatment_gmr`` (or ``event_gmr``, ``p_missing``) draws and correlates them once per block."""
+        memo = streams.memo
+        if memo is None or not memo.fits(len(keep) * len(self.days) * n * s * 8):
+            return None
+        key = ("markers_base", streams.seed, streams.block, cid, s, n, self.days, len(self.markers), keep,
+               *(a.tobytes() for a in (p.chol, p.rho, p.innovation, p.log_sd, p.log_median)))
+        return memo.get(key, lambda: _base_levels(p, self.days, keep, cid, s, n, len(self.markers), streams))
 
     def _raised_from(self, ctx: PatientContext) -> np.ndarray | None:
         """Patient-major ``(n_patients, n_trials)`` day from which the linked event raises the levels (its diagnosis day
@@ -397,6 +415,21 @@ def _day_levels(p: "_Parameters", k: int, keep: tuple[int, ...], z: np.ndarray, 
             state[i] += w
         np.multiply(state[i], p.log_sd[m], out=levels[i])  # log median + log SD * state
         levels[i] += p.log_median[k, m]
+
+
+def _base_levels(p: "_Parameters", days: tuple[int, ...], keep: tuple[int, ...], cid: str, s: int, n: int,
+                 n_markers: int, streams: Streams) -> np.ndarray:
+    """The levels :meth:`LogNormalMarkers._shared_base` describes, day by day and slab by slab as in ``generate``."""
+    out = np.empty((len(keep), len(days), n, s))
+    state = np.empty((len(keep), n, s))
+    slab = max(1, SLAB_VALUES // max(s, 1))
+    scratch = np.empty((2, min(slab, n), s))
+    for k, day in enumerate(days):
+        z = patient_major(streams("endpoint", cid, "day", str(day)), "standard_normal", s, n, extra=(n_markers,))
+        for a in range(0, n, slab):
+            part = slice(a, a + slab)
+            _day_levels(p, k, keep, z[part], state[:, part], out[:, k, part], *scratch[:, :z[part].shape[0]])
+    return out
 
 
 class _Parameters:

@@ -21,11 +21,12 @@ from trialsim.engine.malloc import release_memory, tune_malloc
 from trialsim.engine.memory import DEFAULT_BLOCK_SIZE, Layout, blocks_per_task, plan_layout, trial_bytes
 from trialsim.engine.rundir import Checkpoint, RunDir
 from trialsim.flow.run import TRIAL_FIELDS
+from trialsim.memo import process_memo
 from trialsim.model import build_model
 from trialsim.rng import Streams, draw_seed
 from trialsim.scenarios import ScenarioSpec
 from trialsim.simulate import TrialBatch, simulate_trials
-from trialsim.summarise import BlockSummary, Totals, summarise_batch, trial_table
+from trialsim.summarise import TRIAL_COLUMNS, BlockSummary, Totals, summarise_batch, trial_table
 
 
 @dataclass(frozen=True)
@@ -36,38 +37,46 @@ class Task:
 
 
 def simulate_block(scenario, seed: int, block: int, n_sims: int, *, block_size: int | None = None,
-                   keep_trials: bool = False, nested: tuple[tuple[int, int], ...] = ()) -> tuple[BlockSummary, dict | None]:
+                   keep_trials: bool = False, nested: tuple[tuple[int, int], ...] = (),
+                   share_draws: bool = False, trial_columns: Sequence[str] = TRIAL_COLUMNS,
+                   ) -> tuple[BlockSummary, dict | None]:
     """The unit of work: block ``block`` of a run, on its own random streams, decided and summarised.
 
     With ``keep_trials`` also the block's per-trial table (trial index = block * block_size + row). ``nested``
     sizes (:func:`~trialsim.simulate.simulate_trials`) add their rows to that table, each decided as a trial of
-    its own, with the columns ``n_control`` and ``n_treatment`` saying which size a row is.
+    its own, with the columns ``n_control`` and ``n_treatment`` saying which size a row is. ``share_draws``: the
+    block's generation steps go through this process's memo (:mod:`trialsim.memo`), for runs of several scenarios
+    that share some (the same numbers either way). ``trial_columns``: the columns of the per-trial table.
     """
     tune_malloc()  # once per process: freed arrays kept for reuse within a task (no number changes)
-    batch = simulate_trials(scenario, n_sims, streams=Streams(seed, block), nested=nested)
+    streams = Streams(seed, block, memo=process_memo() if share_draws else None)
+    batch = simulate_trials(scenario, n_sims, streams=streams, nested=nested)
     decisions = decide(batch)
     summary = summarise_batch(batch, decisions, block=block)
     size = block_size if block_size is not None else (scenario.run.block_size or DEFAULT_BLOCK_SIZE)
-    table = trial_table(batch, decisions, first_trial=block * size) if keep_trials else None
+    table = trial_table(batch, decisions, first_trial=block * size, columns=trial_columns) if keep_trials else None
     if table is not None and nested:
         d = scenario.design
         parts = [_with_sizes(table, d.n_control, d.n_treatment)]
         for (n_c, n_t), stats in batch.nested.items():
             inner = TrialBatch(batch.model, batch.n_trials, stats, {})
-            parts.append(_with_sizes(trial_table(inner, decide(inner), first_trial=block * size), n_c, n_t))
+            parts.append(_with_sizes(trial_table(inner, decide(inner), first_trial=block * size, columns=trial_columns),
+                                     n_c, n_t))
         table = {c: np.concatenate([p[c] for p in parts]) for c in parts[0]}
     return summary, table
 
 
 def _with_sizes(table: dict, n_control: int, n_treatment: int) -> dict:
-    rows = len(table["trial"])
+    rows = len(next(iter(table.values()))) if table else 0
     return table | {"n_control": np.full(rows, n_control), "n_treatment": np.full(rows, n_treatment)}
 
 
-def run_task(spec: ScenarioSpec, seed: int, task: Task, keep_trials: bool = False):
+def run_task(spec: ScenarioSpec, seed: int, task: Task, keep_trials: bool = False, share_draws: bool = False,
+             trial_columns: Sequence[str] = TRIAL_COLUMNS):
     """One task on a worker: its blocks' summaries (and per-trial tables with ``keep_trials``)."""
     out = [simulate_block(spec.scenario, seed, b, n, block_size=task.block_size, keep_trials=keep_trials,
-                          nested=spec.nested) for b, n in task.blocks]
+                          nested=spec.nested, share_draws=share_draws, trial_columns=trial_columns)
+           for b, n in task.blocks]
     release_memory()  # what the task's blocks kept for reuse goes back: an idle worker holds what it held before
     return task.spec_index, [s for s, _ in out], [t for _, t in out]
 
@@ -135,6 +144,7 @@ def run_specs(
     run_dir: RunDir | None = None,
     seed_given: bool = True,
     on_trials: Callable | None = None,
+    trial_columns: Sequence[str] = TRIAL_COLUMNS,
 ) -> list[Totals]:
     """Simulate every scenario and return its totals (blocks folded in block order).
 
@@ -146,7 +156,8 @@ def run_specs(
     ``run_dir``, an open :class:`~trialsim.engine.rundir.RunDir`, gets the manifest and one
     checkpoint per scenario: blocks already there are not simulated again.
     ``on_trials(spec_index, block, table)``, when given, receives each block's per-trial table as it
-    arrives (``--keep-trials``), before the block is checkpointed.
+    arrives (``--keep-trials``), before the block is checkpointed, with the columns ``trial_columns`` (of
+    :data:`~trialsim.summarise.TRIAL_COLUMNS`).
     """
     cfg = specs[0].scenario.run
     if any(spec.nested for spec in specs) and (run_dir is not None or on_trials is None):
@@ -180,7 +191,10 @@ def run_specs(
     todo_trials = sum(_trials(b, size, n_sims) for t in todo for b in t)
     bar = _progress(progress, total=todo_trials, already=len(specs) * n_sims - todo_trials)
     keep = on_trials is not None
-    jobs = ((specs[i], seed, task, keep) for i, task in tasks)
+    # scenarios of one run share the seed and blocks: the steps they have in common are computed once per block and
+    # worker (planning's effect grids, sweeps); a single scenario has nothing to share
+    share = len(specs) > 1
+    jobs = ((specs[i], seed, task, keep, share, tuple(trial_columns)) for i, task in tasks)
     try:
         for spec_index, blocks, tables in execute(run_task, jobs, n_tasks=n_tasks, backend=backend,
                                                   n_workers=layout.n_workers, scheduler=scheduler):

@@ -171,7 +171,7 @@ def rejections(scenario: Scenario, jobs: Sequence[Job], *, n_sims: int, seed: in
     run = scenario.run
     if specs:
         run_specs(specs, seed=seed, n_sims=n_sims, n_jobs=n_jobs, chunk_blocks=run.chunk_blocks, backend=run.backend,
-                  progress=progress, on_trials=collect)
+                  progress=progress, on_trials=collect, trial_columns=("endpoint", "test", "reject"))
     out = []
     for j, job in enumerate(jobs):
         columns = []
