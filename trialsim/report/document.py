@@ -269,8 +269,8 @@ PDF_HELPER, SVG_HELPER = 0, 1
 
 
 def document_helpers(formats=DEFAULT_FORMATS, n_jobs: int | None = None, *, early: bool = False) -> Helpers:
-    """The helper processes :func:`write_report` uses (:mod:`trialsim.report.helpers`): two, the first also warming up
-    WeasyPrint when a PDF is asked for; none with ``n_jobs`` 1 or None (everything is written in this process).
+    """The helper processes :func:`write_report` uses (:mod:`trialsim.report.helpers`): two, warming up matplotlib and
+    seaborn (the first renders the PDF); none with ``n_jobs`` 1 or None (everything is written in this process).
 
     ``early``: started before other work (``trialsim report`` starts them before it simulates), they warm up at the
     lowest priority, on what that work leaves of the cores; :func:`write_report` replaces any that has not warmed up
@@ -278,7 +278,8 @@ def document_helpers(formats=DEFAULT_FORMATS, n_jobs: int | None = None, *, earl
     "__main__":`` (as for any multiprocessing: a helper is a fresh interpreter, which imports the calling script again).
     """
     figure_steps = (figures.warm_up,)
-    first = (pdf_process.warm_up, *figure_steps) if "pdf" in formats else figure_steps
+    # started early, the PDF's helper warms up WeasyPrint too; otherwise after its share of the PNGs (write_report)
+    first = (*figure_steps, pdf_process.warm_up) if early and "pdf" in formats else figure_steps
     return Helpers((first, figure_steps), enabled=n_jobs is not None and n_jobs != 1, early=early)
 
 
@@ -302,6 +303,8 @@ def write_report(result, out_dir: str | Path, *, formats=DEFAULT_FORMATS, name: 
         helpers.replace_unready()  # helpers started early that a busy machine kept from warming up
         planned = planned_figures(result, out_dir / "figures")
         pngs = [helpers.submit(k, draw_planned, p, ("png",)) for k, p in enumerate(planned)]
+        if "pdf" in formats and len(helpers):  # WeasyPrint loaded while the other helper finishes its PNGs (if not yet)
+            helpers.submit(PDF_HELPER, pdf_process.warm_up)
         report = build_report(result, [p.file for p in planned], comparison=comparison, figure_dir=out_dir / "figures")
         for job in pngs:  # the documents embed the PNGs
             job.result()
