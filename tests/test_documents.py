@@ -28,7 +28,7 @@ from trialsim.planning.assumptions import assumptions_frame, file_comments
 from trialsim.planning.plan import PlanningResult, load_planning, plan, type_i_at_sizes
 from trialsim.report.document import build_report, build_tables, write_docx, write_report
 from trialsim.report.output import MARKER, FolderNotOursError, check_folder, read_marker, replace_file, report_session
-from trialsim.report.helpers import IDLE_NICE, Helpers, usable_cores
+from trialsim.report.helpers import IDLE_NICE, Helpers, others_running, usable_cores
 from trialsim.report.pdf_process import html_to_pdf
 from trialsim.report.references import SECTION, citation_keys, load_library
 
@@ -418,7 +418,7 @@ def _slow_when_niced() -> None:
         time.sleep(60)
 
 
-def test_early_helpers_warm_up_at_the_lowest_priority_and_one_not_ready_is_replaced_at_ours():
+def test_early_helpers_warm_up_at_the_lowest_priority_and_are_replaced_at_ours_on_a_busy_machine():
     if usable_cores() < 2:
         pytest.skip("one usable core: no helper process")
     own = os.getpriority(os.PRIO_PROCESS, 0)
@@ -428,11 +428,27 @@ def test_early_helpers_warm_up_at_the_lowest_priority_and_one_not_ready_is_repla
         while not quick.ready() and time.monotonic() < deadline:
             time.sleep(0.05)
         assert quick.ready() and not slow.ready()
-        stuck = slow._process  # noqa: SLF001
-        assert helpers.replace_unready() == 1 and stuck.exitcode == -signal.SIGTERM
-        nice = [helpers.submit(k, os.getpriority, os.PRIO_PROCESS, 0).result() for k in range(2)]
-        assert nice == [max(IDLE_NICE, own), own]  # the ready one kept, the new one at our priority
-        assert helpers.replace_unready() == 0
+        asked = []
+        assert helpers.keep_up(busy=lambda warming: asked.append(warming) or False) == 0  # an idle machine: kept
+        assert asked == [1] and helpers._helpers == [quick, slow]  # noqa: SLF001 - one still warming up
+        assert helpers.submit(0, os.getpriority, os.PRIO_PROCESS, 0).result() == max(IDLE_NICE, own)
+        old = [quick._process, slow._process]  # noqa: SLF001
+        assert helpers.keep_up(busy=lambda warming: True) == 2  # a busy machine: fresh helpers at our priority
+        assert [p.exitcode for p in old] == [-signal.SIGTERM, -signal.SIGTERM]
+        assert [helpers.submit(k, os.getpriority, os.PRIO_PROCESS, 0).result() for k in range(2)] == [own, own]
+        assert helpers.keep_up(busy=lambda warming: True) == 0  # none started early any more
+
+
+def test_others_running_reads_the_kernels_count_of_runnable_tasks(tmp_path):
+    loadavg = tmp_path / "loadavg"
+    loadavg.write_text("1.50 1.20 0.90 4/187 12345\n")
+    assert others_running(1, path=str(loadavg))  # this process, one helper and two others
+    assert not others_running(3, path=str(loadavg))  # this process and three helpers of ours
+    loadavg.write_text("0.10 0.20 0.30 1/187 12345\n")
+    assert not others_running(path=str(loadavg))
+    assert not others_running(path=str(tmp_path / "missing"))  # a system that does not say: not busy
+    loadavg.write_text("garbage\n")
+    assert not others_running(path=str(loadavg))
 
 
 def test_a_dead_helpers_jobs_run_here_and_an_error_stops_the_helpers_at_once(tmp_path):

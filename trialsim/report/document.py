@@ -273,8 +273,8 @@ def document_helpers(formats=DEFAULT_FORMATS, n_jobs: int | None = None, *, earl
     seaborn (the first renders the PDF); none with ``n_jobs`` 1 or None (everything is written in this process).
 
     ``early``: started before other work (``trialsim report`` starts them before it simulates), they warm up at the
-    lowest priority, on what that work leaves of the cores; :func:`write_report` replaces any that has not warmed up
-    by then (a busy machine) by a fresh one at normal priority. From a script, use helpers only under ``if __name__ ==
+    lowest priority, on what that work leaves of the cores; :func:`write_report` replaces them by fresh ones at normal
+    priority if the machine is busy with other work when the documents start (:meth:`Helpers.keep_up`). From a script, use helpers only under ``if __name__ ==
     "__main__":`` (as for any multiprocessing: a helper is a fresh interpreter, which imports the calling script again).
     """
     figure_steps = (figures.warm_up,)
@@ -300,7 +300,7 @@ def write_report(result, out_dir: str | Path, *, formats=DEFAULT_FORMATS, name: 
         raise ValueError(f"unknown report formats {sorted(unknown)}; choose from {FORMATS}")
     out_dir = claim_folder(out_dir, ours=("planning.json",))
     with contextlib.nullcontext(helpers) if helpers is not None else document_helpers(formats, n_jobs) as helpers:
-        helpers.replace_unready()  # helpers started early that a busy machine kept from warming up
+        helpers.keep_up()  # helpers started early at the lowest priority: replaced if the machine is busy
         planned = planned_figures(result, out_dir / "figures")
         pngs = [helpers.submit(k, draw_planned, p, ("png",)) for k, p in enumerate(planned)]
         if "pdf" in formats and len(helpers):  # WeasyPrint loaded while the other helper finishes its PNGs (if not yet)

@@ -10,9 +10,9 @@ Each helper imports its libraries and warms up (:func:`trialsim.report.figures.w
 :func:`trialsim.report.pdf_process.warm_up`) as soon as it starts, then says it is ready. Started
 early (``Helpers(early=True)``: ``trialsim report`` starts them before it simulates), they run at the
 lowest priority (nice 19) and warm up on what the simulation leaves of the cores, so the documents do
-not wait for 3-4 s of imports. One that is not ready when the documents start (a busy machine: it
-would crawl through its jobs too) is replaced by a fresh one at the caller's priority
-(:meth:`Helpers.replace_unready`). The same files come out whichever process writes them (tests
+not wait for 3-4 s of imports (those still warming up then finish at full speed). On a machine that is
+busy when the documents start, where they would crawl through their jobs, they are replaced by fresh
+ones at the caller's priority (:meth:`Helpers.keep_up`). The same files come out whichever process writes them (tests
 compare them).
 
 This module imports no other trialsim module, so a helper (a fresh interpreter: ``spawn``, as joblib's
@@ -26,6 +26,7 @@ import contextlib
 import gc
 import multiprocessing
 import os
+import time
 from collections import deque
 from typing import Any, Callable, Sequence
 
@@ -185,6 +186,26 @@ class Helper:
         self._process = None
 
 
+LOADAVG = "/proc/loadavg"
+
+
+def others_running(ours: int = 0, *, samples: int = 3, gap: float = 0.005, path: str = LOADAVG) -> bool:
+    """Whether other processes want the cores now: the kernel's count of runnable tasks (the fourth field of
+    /proc/loadavg, this process included) stays above this process plus ``ours`` runnable helpers in each of
+    ``samples`` readings ``gap`` seconds apart. False where the system does not say (not Linux)."""
+    for k in range(samples):
+        try:
+            with open(path, encoding="ascii") as f:
+                running = int(f.read().split()[3].split("/")[0])
+        except (OSError, ValueError, IndexError):
+            return False
+        if running <= 1 + ours:
+            return False
+        if k + 1 < samples:
+            time.sleep(gap)
+    return True
+
+
 def _started(warm, *, nice: int, name: str) -> Helper | None:
     try:
         return Helper(warm, nice=nice, name=name)
@@ -209,14 +230,23 @@ class Helpers:
                     break  # work with those there are, or in this process
                 self._helpers.append(helper)
 
-    def replace_unready(self) -> int:
-        """Replace each helper that has not warmed up yet by a fresh one at this process's priority; returns how many.
+    def keep_up(self, *, busy: Callable[[int], bool] | None = None) -> int:
+        """Make sure helpers started early (``early=True``) will not crawl through their jobs; returns how many
+        were replaced.
 
-        Helpers started early (``early=True``) warm up at the lowest priority on what other work leaves: on a busy
-        machine they may not have, and would crawl through their jobs. A helper that is ready is kept."""
+        They run at the lowest priority. On a machine where nothing else wants the cores (:func:`others_running`)
+        that costs nothing, and those still warming up finish at full speed. On a busy one they would hardly run:
+        each is replaced by a fresh helper at this process's priority. ``busy(n_warming)`` tells whether the machine
+        is busy, given how many of our helpers are still warming up (and so runnable themselves)."""
+        early = [h for h in self._helpers if h.alive and h.nice]
+        if not early:
+            return 0
+        warming = sum(not h.ready() for h in early)
+        if not (busy or others_running)(warming):
+            return 0
         replaced = 0
         for k, old in enumerate(self._helpers):
-            if old.alive and not old.ready():
+            if old.alive and old.nice:
                 old.close(kill=True)
                 new = _started(old.warm, nice=0, name=f"trialsim-helper-{k}")
                 if new is not None:
