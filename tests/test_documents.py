@@ -422,7 +422,7 @@ def test_early_helpers_warm_up_at_the_lowest_priority_and_are_replaced_at_ours_o
     if usable_cores() < 2:
         pytest.skip("one usable core: no helper process")
     own = os.getpriority(os.PRIO_PROCESS, 0)
-    with Helpers([(), (_slow_when_niced,)], early=True) as helpers:
+    with Helpers([(), (f"{__name__}:_slow_when_niced",)], early=True) as helpers:
         quick, slow = helpers._helpers  # noqa: SLF001
         deadline = time.monotonic() + 60
         while not quick.ready() and time.monotonic() < deadline:

@@ -277,9 +277,10 @@ def document_helpers(formats=DEFAULT_FORMATS, n_jobs: int | None = None, *, earl
     priority if the machine is busy with other work when the documents start (:meth:`Helpers.keep_up`). From a script, use helpers only under ``if __name__ ==
     "__main__":`` (as for any multiprocessing: a helper is a fresh interpreter, which imports the calling script again).
     """
-    figure_steps = (figures.warm_up,)
+    figure_steps = (f"{figures.__name__}:{figures.warm_up.__name__}",)
     # started early, the PDF's helper warms up WeasyPrint too; otherwise after its share of the PNGs (write_report)
-    first = (*figure_steps, pdf_process.warm_up) if early and "pdf" in formats else figure_steps
+    pdf_step = f"{pdf_process.__name__}:{pdf_process.warm_up.__name__}"
+    first = (*figure_steps, pdf_step) if early and "pdf" in formats else figure_steps
     return Helpers((first, figure_steps), enabled=n_jobs is not None and n_jobs != 1, early=early)
 
 

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import importlib
 import multiprocessing
 import os
 import time
@@ -48,14 +49,16 @@ def _lower_priority(nice: int) -> None:
         os.nice(max(0, nice - os.nice(0)))
 
 
-def serve(conn, warm: Sequence[Callable[[], None]], nice: int = 0) -> None:
-    """A helper process: lower its priority by ``nice``, warm up and say :data:`READY`, then run every ``(function,
-    args)`` received and send back ``(result, None)`` or ``(None, exception)``, until ``None`` or EOF."""
+def serve(conn, warm: Sequence[str], nice: int = 0) -> None:
+    """A helper process: lower its priority to ``nice``, warm up (each ``"module:function"`` of ``warm`` imported and
+    called: named, not pickled, so that their imports too run at that priority) and say :data:`READY`, then run every
+    ``(function, args)`` received and send back ``(result, None)`` or ``(None, exception)``, until ``None`` or EOF."""
     if nice:
         _lower_priority(nice)
     for step in warm:
         with contextlib.suppress(Exception):  # a failed warm-up: the real job fails the same way and says why
-            step()
+            module, name = step.split(":")
+            getattr(importlib.import_module(module), name)()
     gc.freeze()  # the libraries just imported: never walked again by the collector (as trialsim's launch does)
     try:
         conn.send(READY)
@@ -108,7 +111,7 @@ class Job:
 class Helper:
     """One helper process (:func:`serve`); jobs run in the order they are sent."""
 
-    def __init__(self, warm: Sequence[Callable[[], None]], *, nice: int = 0, name: str = "trialsim-helper"):
+    def __init__(self, warm: Sequence[str], *, nice: int = 0, name: str = "trialsim-helper"):
         ctx = multiprocessing.get_context("spawn")  # a fresh interpreter: no locks or threads copied from here
         self._conn, child = ctx.Pipe()
         try:
@@ -214,14 +217,15 @@ def _started(warm, *, nice: int, name: str) -> Helper | None:
 
 
 class Helpers:
-    """Up to ``len(warm)`` helper processes, the k-th warming up with ``warm[k]``; a context manager.
+    """Up to ``len(warm)`` helper processes, the k-th warming up with the ``"module:function"`` steps of ``warm[k]``;
+    a context manager.
 
     ``enabled=False``, a single usable core, or a system where no process can be started: no helpers,
     and :meth:`submit` runs each job here before it returns. Leaving the ``with`` block normally lets the
     helpers finish their jobs; leaving it by an exception (Ctrl-C) stops them at once.
     """
 
-    def __init__(self, warm: Sequence[Sequence[Callable[[], None]]], *, enabled: bool = True, early: bool = False):
+    def __init__(self, warm: Sequence[Sequence[str]], *, enabled: bool = True, early: bool = False):
         self._helpers: list[Helper] = []
         if enabled and usable_cores() > 1:
             for k, steps in enumerate(warm):
