@@ -15,8 +15,8 @@ cli:      `trialsim run CONFIG --sims 1000 --seed 1 --out DIR` end to end in a f
 memory:   peak resident memory of `trialsim run --sims N` (largest process of the run, from wait4),
           at 10^5 trials and at --mem-sims (default 10^7): target flat in N and under 400 MB.
 report:   `trialsim report CONFIG` end to end: wall and CPU (target under 30 s on 2 cores), with an empty and then
-          a filled disk cache; then its documents alone (`report --from` the folder it wrote), with the PDF in
-          a helper process and with --jobs 1.
+          a filled disk cache; then its documents alone (`report --from` the folder it wrote), with figures
+          and PDF in two helper processes and with --jobs 1.
 boschloo: exact Boschloo power for every n per arm from 5 to 200 (target under 10 s), with the
           disk cache off (the computation itself) and then filled (what a later command pays).
 compare:  `trialsim compare` of the registered design and its shipped alternatives (the README's "Choosing a
@@ -192,7 +192,7 @@ def bench_report() -> None:
     """`trialsim report` on the default config, end to end in a fresh process: first with an empty disk cache (a
     machine's first report: Boschloo tables, exact scans and MDEs built), then again with it filled (a report
     after an earlier one on this machine); then the documents alone, written again from that folder (`report
-    --from`), with and without the PDF helper process."""
+    --from`), with and without the helper processes that draw the figures and render the PDF."""
     with tempfile.TemporaryDirectory() as tmp:
         env = {k: v for k, v in os.environ.items() if k != ENV_SWITCH} | {ENV_DIR: str(Path(tmp) / "cache")}
         for label in ("empty disk cache", "filled disk cache"):
@@ -204,7 +204,7 @@ def bench_report() -> None:
         for jobs in ((), ("--jobs", "1")):
             wall, cpu, _, _ = _child(_trialsim("report", "--from", str(first), "--out", str(Path(tmp) / f"docs{len(jobs)}"),
                                                "--quiet", *jobs), env)
-            how = "in one process (--jobs 1)" if jobs else "the PDF in a helper process"
+            how = "in one process (--jobs 1)" if jobs else "figures and PDF in two helper processes"
             print(f"  its documents alone (report --from that folder), {how}: {wall:.1f} s wall, {cpu:.1f} s CPU "
                   "(start-up included)")
 

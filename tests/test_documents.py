@@ -8,10 +8,13 @@ from __future__ import annotations
 
 import copy
 import gc
+import operator
+import os
 import re
 import shutil
 import signal
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -25,7 +28,8 @@ from trialsim.planning.assumptions import assumptions_frame, file_comments
 from trialsim.planning.plan import PlanningResult, load_planning, plan, type_i_at_sizes
 from trialsim.report.document import build_report, build_tables, write_docx, write_report
 from trialsim.report.output import MARKER, FolderNotOursError, check_folder, read_marker, replace_file, report_session
-from trialsim.report.pdf_process import PdfProcess, html_to_pdf, usable_cores
+from trialsim.report.helpers import IDLE_NICE, Helpers, others_running, usable_cores
+from trialsim.report.pdf_process import html_to_pdf
 from trialsim.report.references import SECTION, citation_keys, load_library
 
 SHIPPED = sorted(CONFIGS.rglob("*.toml"))
@@ -366,16 +370,17 @@ SMALL_HTML = ("<html><head><style>@page { size: A4; } td { border: 1px solid #99
               "<h1>A title</h1><p>One paragraph.</p><table><tr><td>1</td><td>2</td></tr></table></body></html>")
 
 
-def test_a_pdf_rendered_in_the_helper_process_equals_one_rendered_here(tmp_path):
+def test_a_pdf_rendered_in_a_helper_process_equals_one_rendered_here(tmp_path):
     here = html_to_pdf(SMALL_HTML, tmp_path / "here.pdf")
-    with PdfProcess() as pdf:
-        assert pdf.in_background == (usable_cores() > 1)
-        pdf.start(SMALL_HTML, tmp_path / "helper.pdf")
-        assert pdf.wait() == tmp_path / "helper.pdf"
-    with PdfProcess(enabled=False) as pdf:
-        assert not pdf.in_background
-        pdf.start(SMALL_HTML, tmp_path / "inline.pdf")  # rendered before start() returns
-        assert (tmp_path / "inline.pdf").is_file() and pdf.wait() == tmp_path / "inline.pdf"
+    with Helpers([()]) as helpers:
+        assert len(helpers) == (1 if usable_cores() > 1 else 0)
+        job = helpers.submit(0, html_to_pdf, SMALL_HTML, tmp_path / "helper.pdf")
+        assert job.result() == tmp_path / "helper.pdf"
+    with Helpers([()], enabled=False) as helpers:
+        assert len(helpers) == 0
+        job = helpers.submit(0, html_to_pdf, SMALL_HTML, tmp_path / "inline.pdf")
+        assert (tmp_path / "inline.pdf").is_file()  # rendered before submit() returns
+        assert job.result() == tmp_path / "inline.pdf"
     assert (tmp_path / "helper.pdf").read_bytes() == (tmp_path / "inline.pdf").read_bytes() == here.read_bytes()
 
 
@@ -391,21 +396,78 @@ def test_rendering_a_pdf_leaves_the_garbage_collector_as_it_was(tmp_path):
         gc.enable()
 
 
-def test_a_dead_helper_is_replaced_by_rendering_here_and_an_error_stops_the_helper_at_once(tmp_path):
+def test_helpers_run_jobs_in_order_at_the_callers_priority_and_raise_a_jobs_error_in_the_caller():
     if usable_cores() < 2:
         pytest.skip("one usable core: no helper process")
-    with PdfProcess() as pdf:
-        pdf._process.kill()  # noqa: SLF001 - as the kernel's out-of-memory killer would
-        pdf._process.join()  # noqa: SLF001
-        pdf.start(SMALL_HTML, tmp_path / "a.pdf")
-        assert pdf.wait() == tmp_path / "a.pdf" and (tmp_path / "a.pdf").stat().st_size > 1000
-        assert not pdf.in_background
+    with Helpers([(), ()]) as helpers:
+        assert len(helpers) == 2 and len(set(helpers.pids())) == 2
+        nice = [helpers.submit(k, os.getpriority, os.PRIO_PROCESS, 0) for k in range(2)]
+        pids = [helpers.submit(k, os.getpid) for k in range(3)]  # helper 2 is helper 0 again
+        failed = helpers.submit(1, operator.truediv, 1, 0)
+        after = helpers.submit(1, operator.add, 2, 3)  # a failed job does not stop the helper
+        assert [j.result() for j in nice] == [os.getpriority(os.PRIO_PROCESS, 0)] * 2  # never starved by other work
+        assert [j.result() for j in pids] == [*helpers.pids(), helpers.pids()[0]]
+        assert after.result() == 5
+        with pytest.raises(ZeroDivisionError):
+            failed.result()
+
+
+def _slow_when_niced() -> None:
+    """A warm-up that a busy machine keeps from finishing: as long as a minute at the lowest priority."""
+    if os.getpriority(os.PRIO_PROCESS, 0) >= IDLE_NICE:
+        time.sleep(60)
+
+
+def test_early_helpers_warm_up_at_the_lowest_priority_and_are_replaced_at_ours_on_a_busy_machine():
+    if usable_cores() < 2:
+        pytest.skip("one usable core: no helper process")
+    own = os.getpriority(os.PRIO_PROCESS, 0)
+    with Helpers([(), (f"{__name__}:_slow_when_niced",)], early=True) as helpers:
+        quick, slow = helpers._helpers  # noqa: SLF001
+        deadline = time.monotonic() + 60
+        while not quick.ready() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert quick.ready() and not slow.ready()
+        asked = []
+        assert helpers.keep_up(busy=lambda warming: asked.append(warming) or False) == 0  # an idle machine: kept
+        assert asked == [1] and helpers._helpers == [quick, slow]  # noqa: SLF001 - one still warming up
+        assert helpers.submit(0, os.getpriority, os.PRIO_PROCESS, 0).result() == max(IDLE_NICE, own)
+        old = [quick._process, slow._process]  # noqa: SLF001
+        assert helpers.keep_up(busy=lambda warming: True) == 2  # a busy machine: fresh helpers at our priority
+        assert [p.exitcode for p in old] == [-signal.SIGTERM, -signal.SIGTERM]
+        assert [helpers.submit(k, os.getpriority, os.PRIO_PROCESS, 0).result() for k in range(2)] == [own, own]
+        assert helpers.keep_up(busy=lambda warming: True) == 0  # none started early any more
+
+
+def test_others_running_reads_the_kernels_count_of_runnable_tasks(tmp_path):
+    loadavg = tmp_path / "loadavg"
+    loadavg.write_text("1.50 1.20 0.90 4/187 12345\n")
+    assert others_running(1, path=str(loadavg))  # this process, one helper and two others
+    assert not others_running(3, path=str(loadavg))  # this process and three helpers of ours
+    loadavg.write_text("0.10 0.20 0.30 1/187 12345\n")
+    assert not others_running(path=str(loadavg))
+    assert not others_running(path=str(tmp_path / "missing"))  # a system that does not say: not busy
+    loadavg.write_text("garbage\n")
+    assert not others_running(path=str(loadavg))
+
+
+def test_a_dead_helpers_jobs_run_here_and_an_error_stops_the_helpers_at_once(tmp_path):
+    if usable_cores() < 2:
+        pytest.skip("one usable core: no helper process")
+    with Helpers([()]) as helpers:
+        first = helpers.submit(0, os.getpid)
+        assert first.result() != os.getpid()
+        helpers._helpers[0]._process.kill()  # noqa: SLF001 - as the kernel's out-of-memory killer would
+        helpers._helpers[0]._process.join()  # noqa: SLF001
+        job = helpers.submit(0, html_to_pdf, SMALL_HTML, tmp_path / "a.pdf")
+        assert job.result() == tmp_path / "a.pdf" and (tmp_path / "a.pdf").stat().st_size > 1000
+        assert helpers.submit(0, os.getpid).result() == os.getpid() and len(helpers) == 0
     with pytest.raises(KeyboardInterrupt):
-        with PdfProcess() as pdf:
-            helper = pdf._process  # noqa: SLF001
-            pdf.start(SMALL_HTML, tmp_path / "b.pdf")
+        with Helpers([(), ()]) as helpers:
+            started = [h._process for h in helpers._helpers]  # noqa: SLF001
+            helpers.submit(0, html_to_pdf, SMALL_HTML, tmp_path / "b.pdf")
             raise KeyboardInterrupt  # Ctrl-C while the PDF is rendered: no waiting for it
-    assert helper.exitcode == -signal.SIGTERM
+    assert [p.exitcode for p in started] == [-signal.SIGTERM, -signal.SIGTERM]
 
 
 def _docx_widths(table) -> list[int]:

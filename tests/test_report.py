@@ -24,7 +24,8 @@ from trialsim.config.loader import load_scenario, with_values
 from trialsim.model import build_model
 from trialsim.planning.plan import load_planning, plan
 from trialsim.report.document import build_report, build_tables, render_html, render_markdown, write_report
-from trialsim.report.figures import FigureStyle, LaterSvgs, draw_figures
+from trialsim.report.figures import FigureStyle, draw_figures, draw_planned, planned_figures
+from trialsim.report.helpers import Helpers
 from trialsim.report.paragraph import justification
 
 HOSTILE_TITLE = '<script>alert("x")</script> & \'quotes\' <b>bold</b>'
@@ -210,16 +211,21 @@ def _svg_without_date_and_ids(path: Path) -> str:
     return re.sub(r'(#|id=")([a-zA-Z]+)[0-9a-f]{10}', r"\1\2", text)
 
 
-def test_svgs_written_later_equal_svgs_written_at_once(result, tmp_path):
-    later = LaterSvgs()
-    files = draw_figures(result, tmp_path / "later", svgs=later)
-    assert files and not list((tmp_path / "later").glob("*.svg"))  # PNGs only, until write()
-    later.write()
-    draw_figures(result, tmp_path / "now")
+def test_figures_drawn_in_helper_processes_equal_figures_drawn_here(result, tmp_path):
+    planned = planned_figures(result, tmp_path / "helpers")
+    assert [p.name for p in planned] == ["power_vs_n", "power_vs_effect", "power_heatmap", "sample_size_sawtooth"]
+    with Helpers([(), ()]) as helpers:  # the PNGs shared out, the SVGs drawn again by one helper (as a report does)
+        pngs = [helpers.submit(k, draw_planned, p, ("png",)) for k, p in enumerate(planned)]
+        assert [j.result() for j in pngs] == [p.file for p in planned]
+        assert not list((tmp_path / "helpers").glob("*.svg"))
+        for job in [helpers.submit(1, draw_planned, p, ("svg",)) for p in planned]:
+            job.result()
+    files = draw_figures(result, tmp_path / "here")
+    assert [f.name for f in files] == [p.name for p in planned]
     for f in files:
-        now = tmp_path / "now" / f.svg.name
-        assert _svg_without_date_and_ids(f.svg) == _svg_without_date_and_ids(now), f.name
-        assert f.png.read_bytes() == now.with_suffix(".png").read_bytes(), f.name
+        there = tmp_path / "helpers" / f.svg.name
+        assert _svg_without_date_and_ids(f.svg) == _svg_without_date_and_ids(there), f.name
+        assert f.png.read_bytes() == there.with_suffix(".png").read_bytes(), f.name
 
 
 def test_report_from_saved_folder_equals_the_original(written, result):

@@ -22,7 +22,7 @@ from trialsim.planning.compare import load_comparison
 from trialsim.planning.mde import minimal_detectable_effects
 from trialsim.planning.plan import PLANNING_JSON, load_planning, plan
 from trialsim.planning.samplesize import sample_sizes, sizes
-from trialsim.report.document import CHECK_FILE, DEFAULT_FORMATS, FORMATS, write_report
+from trialsim.report.document import CHECK_FILE, DEFAULT_FORMATS, FORMATS, document_helpers, write_report
 from trialsim.report.figures import draw_figures, draw_range_figures
 from trialsim.report.output import check_folder, report_session
 
@@ -311,16 +311,22 @@ def cmd_report(args) -> int:
     if from_dir is not None:
         result = load_planning(from_dir, power=args.power, search_sims=args.search_sims, curve_sims=args.curve_sims,
                                search=args.search)
+        scenario = result.scenario
     else:
-        result = plan(config, overrides=args.overrides, power=args.power, n_sims=args.sims, search_sims=args.search_sims,
-                      curve_sims=args.curve_sims, seed=args.seed, n_jobs=_jobs(args), progress=not args.quiet,
-                      search=args.search)
+        scenario = load_scenario(config, args.overrides)
     comparison = load_comparison(args.compare) if args.compare is not None else None
-    with report_session(out, ours=(PLANNING_JSON,), keep_earlier=rewrite):
-        if not rewrite:
-            result.save(out)
-        written = write_report(result, out, formats=args.formats, page_size=args.paper, comparison=comparison,
-                               n_jobs=_jobs(args, result.scenario))
+    n_jobs = _jobs(args, scenario)
+    # the documents' helper processes start now, warming up (matplotlib, WeasyPrint) on what the simulation leaves
+    with document_helpers(args.formats, n_jobs, early=from_dir is None) as helpers:
+        if from_dir is None:
+            result = plan(scenario, overrides=args.overrides, config_file=config, power=args.power, n_sims=args.sims,
+                          search_sims=args.search_sims, curve_sims=args.curve_sims, seed=args.seed, n_jobs=n_jobs,
+                          progress=not args.quiet, search=args.search)
+        with report_session(out, ours=(PLANNING_JSON,), keep_earlier=rewrite):
+            if not rewrite:
+                result.save(out)
+            written = write_report(result, out, formats=args.formats, page_size=args.paper, comparison=comparison,
+                                   helpers=helpers)
     print((out / "justification.txt").read_text(encoding="utf-8").strip())
     print()
     for fmt, path in written.items():

@@ -13,6 +13,7 @@ landscape sections), Markdown, and the paragraph as plain text (justification.tx
 """
 from __future__ import annotations
 
+import contextlib
 import re
 from pathlib import Path
 
@@ -22,17 +23,18 @@ from trialsim.files import replace_file
 from trialsim.report.compare import comparison_table, plot_comparison
 from trialsim.report.content import Callout, Note, Report, Section, Text
 from trialsim.report.docx import write_docx
-from trialsim.report.figures import FigureFile, FigureStyle, LaterSvgs, draw_figures, save_figure
+from trialsim.report import figures, pdf_process
+from trialsim.report.figures import FigureFile, FigureStyle, draw_planned, planned_figures, save_figure
+from trialsim.report.helpers import Helpers
 from trialsim.report.html import render_html
 from trialsim.report.output import claim_folder
 from trialsim.report.paragraph import headline, justification
 from trialsim.report.pdf import write_pdf
-from trialsim.report.pdf_process import PdfProcess
 from trialsim.report.references import Citations, Reference, free_text_reference, software_reference
 from trialsim.report.tables import Table, build_tables, rate_word
 
 __all__ = ["FORMATS", "Report", "build_report", "build_tables", "render_html", "render_markdown", "render_text",
-           "write_docx", "write_pdf", "write_report"]
+           "document_helpers", "write_docx", "write_pdf", "write_report"]
 
 FORMATS = ("html", "pdf", "md", "docx", "txt")
 DEFAULT_FORMATS = ("html", "pdf", "md", "docx", "txt")
@@ -261,41 +263,63 @@ def render_text(report: Report) -> str:
 # ---------------------------------------------------------------------------------------------------
 # writing every format
 # ---------------------------------------------------------------------------------------------------
+# which helper does what (modulo the helpers there are): the PDF goes to the one that warmed up WeasyPrint, the SVGs
+# to the other; the PNGs are shared out between both (the documents wait for them)
+PDF_HELPER, SVG_HELPER = 0, 1
+
+
+def document_helpers(formats=DEFAULT_FORMATS, n_jobs: int | None = None, *, early: bool = False) -> Helpers:
+    """The helper processes :func:`write_report` uses (:mod:`trialsim.report.helpers`): two, warming up matplotlib and
+    seaborn (the first renders the PDF); none with ``n_jobs`` 1 or None (everything is written in this process).
+
+    ``early``: started before other work (``trialsim report`` starts them before it simulates), they warm up at the
+    lowest priority, on what that work leaves of the cores; :func:`write_report` replaces them by fresh ones at normal
+    priority if the machine is busy with other work when the documents start (:meth:`Helpers.keep_up`). From a script, use helpers only under ``if __name__ ==
+    "__main__":`` (as for any multiprocessing: a helper is a fresh interpreter, which imports the calling script again).
+    """
+    figure_steps = (f"{figures.__name__}:{figures.warm_up.__name__}",)
+    # started early, the PDF's helper warms up WeasyPrint too; otherwise after its share of the PNGs (write_report)
+    pdf_step = f"{pdf_process.__name__}:{pdf_process.warm_up.__name__}"
+    first = (*figure_steps, pdf_step) if early and "pdf" in formats else figure_steps
+    return Helpers((first, figure_steps), enabled=n_jobs is not None and n_jobs != 1, early=early)
+
+
 def write_report(result, out_dir: str | Path, *, formats=DEFAULT_FORMATS, name: str = "report",
-                 page_size: str = "A4", comparison: pd.DataFrame | None = None, n_jobs: int | None = None) -> dict[str, Path]:
+                 page_size: str = "A4", comparison: pd.DataFrame | None = None, n_jobs: int | None = None,
+                 helpers: Helpers | None = None) -> dict[str, Path]:
     """Draw the figures and write report.html, report.pdf, report.docx, report.md and justification.txt.
 
     ``out_dir`` must be new, empty, or written by trialsim before: a folder it did not create (a run's
     results) is never written into (:func:`trialsim.report.output.claim_folder`). ``page_size`` ("A4"
     or "Letter") sets the PDF's and the Word document's pages. ``comparison``: a ``trialsim compare``
-    table for the "Choosing a design" section. ``n_jobs`` (default 1): other than 1, the PDF is rendered in
-    a second process while this one writes the other formats (:class:`~trialsim.report.pdf_process.PdfProcess`);
-    the files are the same. That process is started by spawning a fresh interpreter, which imports the
-    calling script again: from a script, use ``n_jobs`` only under ``if __name__ == "__main__":`` (as for
-    any multiprocessing). ``trialsim report`` passes its ``--jobs`` (else the config's ``run.n_jobs``).
+    table for the "Choosing a design" section. ``helpers`` (:func:`document_helpers`), else helpers started
+    here when ``n_jobs`` is other than 1 (default 1: none): the figures are drawn and the PDF rendered in
+    them while this process writes the other formats; the files are the same.
     """
     unknown = set(formats) - set(FORMATS)
     if unknown:
         raise ValueError(f"unknown report formats {sorted(unknown)}; choose from {FORMATS}")
     out_dir = claim_folder(out_dir, ours=("planning.json",))
-    if n_jobs is None:
-        n_jobs = 1
-    with PdfProcess(enabled="pdf" in formats and n_jobs != 1) as pdf:  # started now: it warms up while figures are drawn
-        # the documents embed the PNGs: with a helper, the SVGs are written while it renders the PDF; in one
-        # process, at once, as before (deferred there they measured 0.3 s slower, for no gain)
-        svgs = LaterSvgs() if pdf.in_background else None
-        figures = draw_figures(result, out_dir / "figures", svgs=svgs)
-        report = build_report(result, figures, comparison=comparison, figure_dir=out_dir / "figures")
+    with contextlib.nullcontext(helpers) if helpers is not None else document_helpers(formats, n_jobs) as helpers:
+        helpers.keep_up()  # helpers started early at the lowest priority: replaced if the machine is busy
+        planned = planned_figures(result, out_dir / "figures")
+        pngs = [helpers.submit(k, draw_planned, p, ("png",)) for k, p in enumerate(planned)]
+        if "pdf" in formats and len(helpers):  # WeasyPrint loaded while the other helper finishes its PNGs (if not yet)
+            helpers.submit(PDF_HELPER, pdf_process.warm_up)
+        report = build_report(result, [p.file for p in planned], comparison=comparison, figure_dir=out_dir / "figures")
+        for job in pngs:  # the documents embed the PNGs
+            job.result()
         written: dict[str, Path] = {}
+        pdf = None
         if "html" in formats or "pdf" in formats:
             html_text = render_html(report, page_size=page_size)
             if "pdf" in formats:
-                pdf.start(html_text, out_dir / f"{name}.pdf")
+                written["pdf"] = out_dir / f"{name}.pdf"
+                pdf = helpers.submit(PDF_HELPER, pdf_process.html_to_pdf, html_text, written["pdf"])
             if "html" in formats:
                 written["html"] = out_dir / f"{name}.html"
                 replace_file(written["html"], lambda tmp: tmp.write_text(html_text, encoding="utf-8"))
-        if svgs is not None:
-            svgs.write()
+        svgs = [helpers.submit(SVG_HELPER, draw_planned, p, ("svg",)) for p in planned]
         if "md" in formats:
             written["md"] = out_dir / f"{name}.md"
             markdown = render_markdown(report)
@@ -308,9 +332,9 @@ def write_report(result, out_dir: str | Path, *, formats=DEFAULT_FORMATS, name: 
         if unverified:  # kept out of the documents: a list to work through before submitting them
             written["check"] = out_dir / CHECK_FILE
             replace_file(written["check"], lambda tmp: tmp.write_text(references_to_check(unverified), encoding="utf-8"))
-        if "pdf" in formats:
-            written["pdf"] = pdf.wait()
-    return {fmt: written[fmt] for fmt in (*FORMATS, "check") if fmt in written}  # in the order written before the PDF moved
+        for job in [*svgs, *([pdf] if pdf is not None else [])]:
+            job.result()
+    return {fmt: written[fmt] for fmt in (*FORMATS, "check") if fmt in written}
 
 
 CHECK_FILE = "references_to_check.txt"

@@ -11,7 +11,7 @@ or GUI backend is involved.
 from __future__ import annotations
 
 import textwrap
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
@@ -385,36 +385,14 @@ def _figure(width: float, height: float, ncols: int = 1, nrows: int = 1):
     return fig, axes
 
 
-class LaterSvgs:
-    """Figures whose PNG is written and whose SVG is still to write: :func:`draw_figures` with ``svgs=``.
-
-    The documents embed only the PNGs, so :func:`~trialsim.report.document.write_report` writes the
-    SVGs while the PDF is rendered. :meth:`write` saves them under the same :class:`FigureStyle` they
-    were drawn in (some settings are read when a figure is saved), so they equal SVGs saved at once.
-    """
-
-    def __init__(self):
-        self._figures: list[tuple[object, Path]] = []
-
-    def add(self, fig, svg: Path) -> None:
-        self._figures.append((fig, svg))
-
-    def write(self) -> None:
-        with FigureStyle():
-            for fig, svg in self._figures:
-                replace_file(svg, lambda tmp, fig=fig: fig.savefig(tmp, facecolor="white"))
-        self._figures.clear()
-
-
-def save_figure(fig, stem: str | Path, *, later: LaterSvgs | None = None) -> tuple[Path, Path]:
-    """Write ``stem.png`` (200 dpi) and ``stem.svg`` (text kept as text; by ``later.write()`` when given)."""
+def save_figure(fig, stem: str | Path, *, formats: Sequence[str] = ("png", "svg")) -> tuple[Path, Path]:
+    """Write ``stem.png`` (200 dpi) and ``stem.svg`` (text kept as text), or only those of ``formats``."""
     stem = Path(stem)
     stem.parent.mkdir(parents=True, exist_ok=True)
     png, svg = stem.with_suffix(".png"), stem.with_suffix(".svg")
-    replace_file(png, lambda tmp: fig.savefig(tmp, dpi=DPI, facecolor="white"))
-    if later is not None:
-        later.add(fig, svg)
-    else:
+    if "png" in formats:
+        replace_file(png, lambda tmp: fig.savefig(tmp, dpi=DPI, facecolor="white"))
+    if "svg" in formats:
         replace_file(svg, lambda tmp: fig.savefig(tmp, facecolor="white"))
     return png, svg
 
@@ -522,75 +500,135 @@ def figure_power_heatmap(grid: pd.DataFrame, *, planned: tuple[float, float], ti
     return fig
 
 
-def draw_figures(result, out_dir: str | Path, *, svgs: LaterSvgs | None = None) -> list[FigureFile]:
-    """Draw every figure a planning result has data for; PNG and SVG (the SVGs by ``svgs.write()`` when given)."""
+def figure_sawtooth(saw: pd.DataFrame, rows: pd.DataFrame):
+    """The exact power of the primary test around each required size (one panel per target power in ``rows``)."""
+    fig, axes = _figure(FIG_WIDTH, 3.9, ncols=len(rows))
+    for k, (_, row) in enumerate(rows.iterrows()):
+        plot_sawtooth(saw, row, axes[0, k], legend=False,
+                      title=f"{'AB'[k % 2]}  {100 * row['target_power']:.0f}%: first n {int(row['n_first'])}, "
+                            f"stable from {int(row['n_stable'])}")
+        if k:
+            axes[0, k].set_ylabel("")
+    handles, labels = axes[0, 0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside lower center", ncol=2, fontsize="small")
+    return fig
+
+
+# The whole figures a planning report draws, by name: a planned figure names its maker here (a name, not a function,
+# so that it travels to a helper process as plain data).
+FIGURE_MAKERS = {
+    "power_vs_n": figure_power_vs_n,
+    "power_vs_effect": figure_power_vs_effect,
+    "power_heatmap": figure_power_heatmap,
+    "sample_size_sawtooth": figure_sawtooth,
+}
+
+
+@dataclass(frozen=True)
+class PlannedFigure:
+    """A figure of a planning report before it is drawn: its caption, where it goes, and what draws it.
+
+    Plain data (frames and values), so :func:`draw_planned` can run in another process
+    (:mod:`trialsim.report.helpers`): the report is built from :attr:`file` while the figures are drawn.
+    """
+
+    name: str
+    caption: str
+    stem: Path
+    arguments: dict = field(hash=False)
+
+    @property
+    def file(self) -> FigureFile:
+        return FigureFile(self.name, self.caption, self.stem.with_suffix(".png"), self.stem.with_suffix(".svg"))
+
+
+def draw_planned(planned: PlannedFigure, formats: Sequence[str] = ("png", "svg")) -> FigureFile:
+    """Draw ``planned`` under the report's style and write its ``formats`` (PNG, SVG); the same files in any process.
+
+    Each format is drawn on a figure of its own: the constrained layout is computed again at every save, from where
+    the previous save left it, so an SVG saved after a PNG of the same figure differs by a few points from one saved
+    alone, and formats written by different processes would differ."""
+    with FigureStyle():
+        for fmt in formats:
+            save_figure(FIGURE_MAKERS[planned.name](**planned.arguments), planned.stem, formats=(fmt,))
+    return planned.file
+
+
+def warm_up() -> None:
+    """Import matplotlib and seaborn and draw one small figure to memory (fonts and the Agg renderer loaded), so that
+    a helper process draws the report's first figure without waiting for either."""
+    import io
+
+    with FigureStyle():
+        fig, axes = _figure(2.0, 1.5)
+        axes[0, 0].plot([0, 1], [0, 1], label="trialsim")
+        axes[0, 0].set_title("trialsim")
+        fig.savefig(io.BytesIO(), format="png", dpi=DPI)
+
+
+def planned_figures(result, out_dir: str | Path) -> list[PlannedFigure]:
+    """Every figure a planning result has data for, with its caption, to be drawn into ``out_dir``."""
     out_dir = Path(out_dir)
     design = result.design
     planned_n = int(design["n_control"])
     primary = design["primary_endpoint"]
-    files: list[FigureFile] = []
+    out: list[PlannedFigure] = []
     prim_label = design["primary_label"][:1].lower() + design["primary_label"][1:]
-    with FigureStyle():
-        curves = result.frame("curves")
-        if not curves.empty:
-            fig = figure_power_vs_n(curves, planned_n=planned_n, primary=primary, title=primary_title(design),
-                                    assumed=assumed_effects(result.frame("endpoints")))
-            png, svg = save_figure(fig, out_dir / "power_vs_n", later=svgs)
-            prim = curves[curves["endpoint"] == primary]
-            how = ("exact power of each test (the saw-tooth is real: exact tests attain only some significance levels)"
-                   if not prim.empty and (prim["method"] == "exact").all() else
-                   "power of each test (simulated where there is no exact law; bands are 95% Monte Carlo intervals)")
-            files.append(FigureFile("power_vs_n", (
-                f"Power against analysable patients per arm. A: {prim_label}, {how}. B: key secondary endpoints, exact "
-                "where the endpoint's law is known, otherwise simulated with common random numbers; bands are 95% Monte "
-                f"Carlo intervals. Dashed lines: 80% and 90% power; dotted: the planned {planned_n} per arm."), png, svg))
-        effects = result.frame("effect_curves")
-        if not effects.empty:
-            fig = figure_power_vs_effect(effects, planned_n=planned_n, primary=primary,
-                                         title=primary_title(design, effect=False))
-            png, svg = save_figure(fig, out_dir / "power_vs_effect", later=svgs)
-            prim = effects[effects["endpoint"] == primary]
-            text = (f"A: power for {prim_label} against its {prim['parameter_label'].iloc[0]} at several analysable "
-                    "sizes per arm (dotted: the assumed value). " if not prim.empty else "")
-            files.append(FigureFile("power_vs_effect", (
-                f"Power against the size of the treatment effect. {text}"
-                f"{'B' if text else 'A'}: power of the key secondary endpoints at the planned {planned_n} per arm against "
-                "their own effect parameters, relative to no effect (stars: assumed values; bands: 95% Monte Carlo "
-                "intervals of simulated series)."), png, svg))
-        grid = result.frame("heatmap")
-        if not grid.empty:
-            fig = figure_power_heatmap(grid, planned=(float(grid["assumed"].iloc[0]), planned_n),
-                                       title=f"{primary_title(design, effect=False)}: exact power, "
-                                             f"{test_label(grid['test'].iloc[0])}")
-            png, svg = save_figure(fig, out_dir / "power_heatmap", later=svgs)
-            files.append(FigureFile("power_heatmap", (
-                f"Exact power for {prim_label} ({test_label(grid['test'].iloc[0])}) over its "
-                f"{grid['parameter_label'].iloc[0]} and the analysable patients per arm. Contours: 80% (dashed) and 90% "
-                f"(solid) power. Star: the assumed {grid['parameter_label'].iloc[0]} "
-                f"{float(grid['assumed'].iloc[0]):.3g} at the planned {planned_n} per arm."), png, svg))
-        saw = result.frame("sample_size_curves")
-        sizes = result.frame("sample_sizes")
-        if not saw.empty and not sizes.empty:
-            test = design["primary_test"]
-            ok = sizes[(sizes["endpoint"] == primary) & (sizes["test"] == test) & (sizes["method"] == "exact")]
-            ok = ok[ok["reachable"].astype(bool)].sort_values("target_power")
-            if not ok.empty:
-                fig, axes = _figure(FIG_WIDTH, 3.9, ncols=len(ok))
-                for k, (_, row) in enumerate(ok.iterrows()):
-                    plot_sawtooth(saw, row, axes[0, k], legend=False,
-                                  title=f"{'AB'[k % 2]}  {100 * row['target_power']:.0f}%: first n {int(row['n_first'])}, "
-                                        f"stable from {int(row['n_stable'])}")
-                    if k:
-                        axes[0, k].set_ylabel("")
-                handles, labels = axes[0, 0].get_legend_handles_labels()
-                fig.legend(handles, labels, loc="outside lower center", ncol=2, fontsize="small")
-                png, svg = save_figure(fig, out_dir / "sample_size_sawtooth", later=svgs)
-                files.append(FigureFile("sample_size_sawtooth", (
-                    f"Exact power of the {test_label(test)} test for {prim_label} around the required size. Power is not "
-                    "monotone in n (crosses: sizes below the target); the dashed line marks the first n reaching the "
-                    "target, the solid line the n from which power never drops below it again (checked up to the "
-                    "horizon in the sample-size table)."), png, svg))
-    return files
+    curves = result.frame("curves")
+    if not curves.empty:
+        prim = curves[curves["endpoint"] == primary]
+        how = ("exact power of each test (the saw-tooth is real: exact tests attain only some significance levels)"
+               if not prim.empty and (prim["method"] == "exact").all() else
+               "power of each test (simulated where there is no exact law; bands are 95% Monte Carlo intervals)")
+        out.append(PlannedFigure("power_vs_n", (
+            f"Power against analysable patients per arm. A: {prim_label}, {how}. B: key secondary endpoints, exact "
+            "where the endpoint's law is known, otherwise simulated with common random numbers; bands are 95% Monte "
+            f"Carlo intervals. Dashed lines: 80% and 90% power; dotted: the planned {planned_n} per arm."),
+            out_dir / "power_vs_n",
+            dict(curves=curves, planned_n=planned_n, primary=primary, title=primary_title(design),
+                 assumed=assumed_effects(result.frame("endpoints")))))
+    effects = result.frame("effect_curves")
+    if not effects.empty:
+        prim = effects[effects["endpoint"] == primary]
+        text = (f"A: power for {prim_label} against its {prim['parameter_label'].iloc[0]} at several analysable "
+                "sizes per arm (dotted: the assumed value). " if not prim.empty else "")
+        out.append(PlannedFigure("power_vs_effect", (
+            f"Power against the size of the treatment effect. {text}"
+            f"{'B' if text else 'A'}: power of the key secondary endpoints at the planned {planned_n} per arm against "
+            "their own effect parameters, relative to no effect (stars: assumed values; bands: 95% Monte Carlo "
+            "intervals of simulated series)."),
+            out_dir / "power_vs_effect",
+            dict(effects=effects, planned_n=planned_n, primary=primary, title=primary_title(design, effect=False))))
+    grid = result.frame("heatmap")
+    if not grid.empty:
+        test = test_label(grid["test"].iloc[0])
+        parameter = grid["parameter_label"].iloc[0]
+        out.append(PlannedFigure("power_heatmap", (
+            f"Exact power for {prim_label} ({test}) over its {parameter} and the analysable patients per arm. Contours: "
+            f"80% (dashed) and 90% (solid) power. Star: the assumed {parameter} {float(grid['assumed'].iloc[0]):.3g} at "
+            f"the planned {planned_n} per arm."),
+            out_dir / "power_heatmap",
+            dict(grid=grid, planned=(float(grid["assumed"].iloc[0]), planned_n),
+                 title=f"{primary_title(design, effect=False)}: exact power, {test}")))
+    saw = result.frame("sample_size_curves")
+    sizes = result.frame("sample_sizes")
+    if not saw.empty and not sizes.empty:
+        test = design["primary_test"]
+        ok = sizes[(sizes["endpoint"] == primary) & (sizes["test"] == test) & (sizes["method"] == "exact")]
+        ok = ok[ok["reachable"].astype(bool)].sort_values("target_power")
+        if not ok.empty:
+            out.append(PlannedFigure("sample_size_sawtooth", (
+                f"Exact power of the {test_label(test)} test for {prim_label} around the required size. Power is not "
+                "monotone in n (crosses: sizes below the target); the dashed line marks the first n reaching the "
+                "target, the solid line the n from which power never drops below it again (checked up to the "
+                "horizon in the sample-size table)."),
+                out_dir / "sample_size_sawtooth", dict(saw=saw, rows=ok)))
+    return out
+
+
+def draw_figures(result, out_dir: str | Path) -> list[FigureFile]:
+    """Draw every figure a planning result has data for (:func:`planned_figures`) here, as PNG and SVG."""
+    return [draw_planned(p) for p in planned_figures(result, out_dir)]
 
 
 # ---------------------------------------------------------------------------------------------------
