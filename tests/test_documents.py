@@ -451,6 +451,22 @@ def test_others_running_reads_the_kernels_count_of_runnable_tasks(tmp_path):
     assert not others_running(path=str(loadavg))
 
 
+def test_a_batch_goes_to_whichever_helper_is_free_and_a_dead_helpers_share_runs_here():
+    if usable_cores() < 2:
+        pytest.skip("one usable core: no helper process")
+    with Helpers([(), ()]) as helpers:
+        busy, free = helpers.pids()
+        helpers.submit(0, time.sleep, 1.0)  # helper 0 busy for a second
+        pids = helpers.batch(os.getpid, [()] * 6).results()
+        assert len(pids) == 6 and pids.count(free) >= 5 and set(pids) <= {busy, free}
+        helpers.submit(0, time.sleep, 30.0)
+        batch = helpers.batch(os.getpid, [()] * 4)  # one of them queued behind helper 0's sleep
+        helpers._helpers[0]._process.kill()  # noqa: SLF001 - as the kernel's out-of-memory killer would
+        pids = batch.results()
+        assert pids.count(os.getpid()) == 1 and pids.count(free) == 3
+        assert helpers.batch(os.getpid, [()] * 2, among=(0,)).results() == [free, free]  # the helper there is
+
+
 def test_a_dead_helpers_jobs_run_here_and_an_error_stops_the_helpers_at_once(tmp_path):
     if usable_cores() < 2:
         pytest.skip("one usable core: no helper process")

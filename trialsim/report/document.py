@@ -264,13 +264,14 @@ def render_text(report: Report) -> str:
 # writing every format
 # ---------------------------------------------------------------------------------------------------
 # which helper does what (modulo the helpers there are): the PDF goes to the one that warmed up WeasyPrint, the SVGs
-# to the other; the PNGs are shared out between both (the documents wait for them)
-PDF_HELPER, SVG_HELPER = 0, 1
+# to the other; the PNGs go to whichever is free (the documents wait for them)
+PDF_HELPER, SVG_HELPERS = 0, (1,)
 
 
 def document_helpers(formats=DEFAULT_FORMATS, n_jobs: int | None = None, *, early: bool = False) -> Helpers:
     """The helper processes :func:`write_report` uses (:mod:`trialsim.report.helpers`): two, warming up matplotlib and
-    seaborn (the first renders the PDF); none with ``n_jobs`` 1 or None (everything is written in this process).
+    seaborn, the first also WeasyPrint (it renders the PDF); none with ``n_jobs`` 1 or None (everything is written in
+    this process).
 
     ``early``: started before other work (``trialsim report`` starts them before it simulates), they warm up at the
     lowest priority, on what that work leaves of the cores; :func:`write_report` replaces them by fresh ones at normal
@@ -278,9 +279,7 @@ def document_helpers(formats=DEFAULT_FORMATS, n_jobs: int | None = None, *, earl
     "__main__":`` (as for any multiprocessing: a helper is a fresh interpreter, which imports the calling script again).
     """
     figure_steps = (f"{figures.__name__}:{figures.warm_up.__name__}",)
-    # started early, the PDF's helper warms up WeasyPrint too; otherwise after its share of the PNGs (write_report)
-    pdf_step = f"{pdf_process.__name__}:{pdf_process.warm_up.__name__}"
-    first = (*figure_steps, pdf_step) if early and "pdf" in formats else figure_steps
+    first = (*figure_steps, f"{pdf_process.__name__}:{pdf_process.warm_up.__name__}") if "pdf" in formats else figure_steps
     return Helpers((first, figure_steps), enabled=n_jobs is not None and n_jobs != 1, early=early)
 
 
@@ -303,12 +302,9 @@ def write_report(result, out_dir: str | Path, *, formats=DEFAULT_FORMATS, name: 
     with contextlib.nullcontext(helpers) if helpers is not None else document_helpers(formats, n_jobs) as helpers:
         helpers.keep_up()  # helpers started early at the lowest priority: replaced if the machine is busy
         planned = planned_figures(result, out_dir / "figures")
-        pngs = [helpers.submit(k, draw_planned, p, ("png",)) for k, p in enumerate(planned)]
-        if "pdf" in formats and len(helpers):  # WeasyPrint loaded while the other helper finishes its PNGs (if not yet)
-            helpers.submit(PDF_HELPER, pdf_process.warm_up)
+        pngs = helpers.batch(draw_planned, [(p, ("png",)) for p in planned])  # each to whichever helper is free
         report = build_report(result, [p.file for p in planned], comparison=comparison, figure_dir=out_dir / "figures")
-        for job in pngs:  # the documents embed the PNGs
-            job.result()
+        pngs.results()  # the documents embed the PNGs
         written: dict[str, Path] = {}
         pdf = None
         if "html" in formats or "pdf" in formats:
@@ -319,7 +315,6 @@ def write_report(result, out_dir: str | Path, *, formats=DEFAULT_FORMATS, name: 
             if "html" in formats:
                 written["html"] = out_dir / f"{name}.html"
                 replace_file(written["html"], lambda tmp: tmp.write_text(html_text, encoding="utf-8"))
-        svgs = [helpers.submit(SVG_HELPER, draw_planned, p, ("svg",)) for p in planned]
         if "md" in formats:
             written["md"] = out_dir / f"{name}.md"
             markdown = render_markdown(report)
@@ -332,8 +327,10 @@ def write_report(result, out_dir: str | Path, *, formats=DEFAULT_FORMATS, name: 
         if unverified:  # kept out of the documents: a list to work through before submitting them
             written["check"] = out_dir / CHECK_FILE
             replace_file(written["check"], lambda tmp: tmp.write_text(references_to_check(unverified), encoding="utf-8"))
-        for job in [*svgs, *([pdf] if pdf is not None else [])]:
-            job.result()
+        # the SVGs last, by the other helper: while the Word document was written they would have slowed the PDF
+        helpers.batch(draw_planned, [(p, ("svg",)) for p in planned], among=SVG_HELPERS).results()
+        if pdf is not None:
+            pdf.result()
     return {fmt: written[fmt] for fmt in (*FORMATS, "check") if fmt in written}
 
 

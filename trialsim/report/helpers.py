@@ -27,8 +27,12 @@ import gc
 import importlib
 import multiprocessing
 import os
+import queue
+import threading
 import time
 from collections import deque
+from multiprocessing import connection as mp_connection
+from multiprocessing.reduction import ForkingPickler
 from typing import Any, Callable, Sequence
 
 JOIN_SECONDS = 10.0  # how long close() waits for a helper to end before stopping it
@@ -87,12 +91,12 @@ class Job:
     def __init__(self, helper: "Helper | None", function: Callable, args: tuple):
         self._helper = helper
         self._function, self._args = function, args
-        self._done = False
+        self.done = False
         self._value: Any = None
         self._error: BaseException | None = None
 
     def _finish(self, value: Any, error: BaseException | None) -> None:
-        self._value, self._error, self._done = value, error, True
+        self._value, self._error, self.done = value, error, True
 
     def _run_here(self) -> None:
         try:
@@ -101,7 +105,7 @@ class Job:
             self._finish(None, exc)
 
     def result(self) -> Any:
-        while not self._done:
+        while not self.done:
             self._helper.receive()
         if self._error is not None:
             raise self._error
@@ -109,7 +113,12 @@ class Job:
 
 
 class Helper:
-    """One helper process (:func:`serve`); jobs run in the order they are sent."""
+    """One helper process (:func:`serve`); jobs run in the order they are sent.
+
+    Jobs are pickled here (an argument that cannot be pickled raises in :meth:`submit`) and written to the pipe by a
+    sender thread: a job larger than the pipe's buffer (a report's HTML) would otherwise hold this process until the
+    helper reads it, which it does only after its warm-up and the jobs before it.
+    """
 
     def __init__(self, warm: Sequence[str], *, nice: int = 0, name: str = "trialsim-helper"):
         ctx = multiprocessing.get_context("spawn")  # a fresh interpreter: no locks or threads copied from here
@@ -125,13 +134,22 @@ class Helper:
         self._pending: deque[Job] = deque()
         self._ready = False
         self.warm, self.nice = tuple(warm), nice
+        self._outbox: queue.SimpleQueue[bytes | None] = queue.SimpleQueue()
+        self._sender = threading.Thread(target=self._send_all, name=f"{name}-sender", daemon=True)
+        self._sender.start()
+
+    def _send_all(self) -> None:
+        while (data := self._outbox.get()) is not None:
+            try:
+                self._conn.send_bytes(data)
+            except OSError:  # the helper is gone: receive() finds out and runs its jobs here
+                return
 
     def ready(self) -> bool:
         """Whether the helper has warmed up (never waits)."""
-        if not self._ready and self._process is not None:
-            with contextlib.suppress(EOFError, OSError):  # a dead helper is not ready
-                if self._conn.poll():
-                    self._ready = self._conn.recv() == READY
+        with contextlib.suppress(EOFError, OSError):  # a dead helper is not ready
+            while not self._ready and self._process is not None and self._conn.poll():
+                self._take()
         return self._ready
 
     @property
@@ -142,30 +160,46 @@ class Helper:
     def pid(self) -> int | None:
         return None if self._process is None else self._process.pid
 
+    @property
+    def connection(self):
+        return self._conn
+
+    @property
+    def idle(self) -> bool:
+        """No job of this helper is unfinished."""
+        return not self._pending
+
     def submit(self, function: Callable, *args) -> Job:
         job = Job(self, function, args)
-        if self._process is not None:
-            try:
-                self._conn.send((function, args))
-                self._pending.append(job)
-                return job
-            except OSError:  # the helper is gone: run here, with whatever it had not finished
-                self._fail()
-        job._run_here()  # noqa: SLF001
+        if self._process is None:
+            job._run_here()  # noqa: SLF001
+            return job
+        data = bytes(ForkingPickler.dumps((function, args)))
+        self._pending.append(job)
+        self._outbox.put(data)
         return job
+
+    def _take(self) -> None:
+        """Read one message: the helper's READY, or the oldest unfinished job's result."""
+        message = self._conn.recv()
+        if not self._ready and message == READY:
+            self._ready = True
+            return
+        value, error = message
+        self._pending.popleft()._finish(value, error)  # noqa: SLF001
+
+    def step(self) -> None:
+        """Read one message (:meth:`_take`); if the helper died, run its unfinished jobs here."""
+        try:
+            self._take()
+        except (EOFError, OSError):  # the helper died (killed, out of memory)
+            self._fail()
 
     def receive(self) -> None:
         """Wait for the oldest unfinished job's result (run the unfinished jobs here if the helper died)."""
-        if not self._pending:
-            return
-        try:
-            if not self._ready:
-                self._ready = self._conn.recv() == READY
-            value, error = self._conn.recv()
-        except (EOFError, OSError):  # the helper died (killed, out of memory)
-            self._fail()
-            return
-        self._pending.popleft()._finish(value, error)  # noqa: SLF001
+        waiting = len(self._pending)
+        while self._pending and len(self._pending) == waiting:
+            self.step()
 
     def _fail(self) -> None:
         self.close(kill=True)
@@ -179,14 +213,52 @@ class Helper:
         if kill:
             self._process.terminate()
         else:
-            with contextlib.suppress(OSError):  # the helper has gone already: nothing to tell it
-                self._conn.send(None)
+            self._outbox.put(bytes(ForkingPickler.dumps(None)))  # after the jobs sent before it
+        self._outbox.put(None)
         self._process.join(JOIN_SECONDS)
         if self._process.is_alive():  # stuck: do not hang the command on it
             self._process.terminate()
             self._process.join(JOIN_SECONDS)
+        self._sender.join(JOIN_SECONDS)  # the pipe is broken now: the sender has stopped
         self._conn.close()
         self._process = None
+
+
+class Batch:
+    """``function(*item)`` for each of ``items``, each sent to whichever of ``helpers`` is free first (or run here without
+    any): started at once, :meth:`results` waits for them (in the order of ``items``)."""
+
+    def __init__(self, helpers: Sequence[Helper], function: Callable, items: Sequence[tuple]):
+        self._function = function
+        self._todo = deque(enumerate(items))
+        self._jobs: list[Job | None] = [None] * len(items)
+        self._running: dict[Helper, Job] = {}
+        for helper in helpers:
+            if helper.alive and self._todo:
+                self._next(helper)
+
+    def _next(self, helper: Helper) -> None:
+        i, item = self._todo.popleft()
+        self._jobs[i] = job = helper.submit(self._function, *item)
+        if job.done:  # the helper is gone: run here
+            return
+        self._running[helper] = job
+
+    def results(self) -> list:
+        while self._running:
+            by_connection = {h.connection: h for h in self._running}
+            for connection in mp_connection.wait(list(by_connection)):
+                helper = by_connection[connection]
+                helper.step()
+                if self._running[helper].done:
+                    del self._running[helper]
+                    if self._todo and helper.alive:
+                        self._next(helper)
+        while self._todo:  # no helper left
+            i, item = self._todo.popleft()
+            self._jobs[i] = job = Job(None, self._function, item)
+            job._run_here()  # noqa: SLF001
+        return [job.result() for job in self._jobs]
 
 
 LOADAVG = "/proc/loadavg"
@@ -260,15 +332,27 @@ class Helpers:
         return replaced
 
     def __len__(self) -> int:
-        return sum(h.alive for h in self._helpers)
+        return len(self._live())
+
+    def _live(self) -> list[Helper]:
+        return [h for h in self._helpers if h.alive]
 
     def submit(self, k: int, function: Callable, *args) -> Job:
-        """Run ``function(*args)`` in helper ``k`` (modulo the helpers there are), or here without helpers."""
-        if not self._helpers:
+        """Run ``function(*args)`` in helper ``k`` (modulo the live helpers), or here without any."""
+        live = self._live()
+        if not live:
             job = Job(None, function, args)
             job._run_here()  # noqa: SLF001
             return job
-        return self._helpers[k % len(self._helpers)].submit(function, *args)
+        return live[k % len(live)].submit(function, *args)
+
+    def batch(self, function: Callable, items: Sequence[tuple], *, among: Sequence[int] | None = None) -> Batch:
+        """Start ``function(*item)`` for every item on the helpers ``among`` (indices, modulo the live helpers;
+        default all), each job going to whichever is free first: :meth:`Batch.results` waits for them."""
+        live = self._live()
+        if among is not None and live:
+            live = list(dict.fromkeys(live[k % len(live)] for k in among))
+        return Batch(live, function, items)
 
     def pids(self) -> list[int]:
         return [h.pid for h in self._helpers if h.pid is not None]
