@@ -6,16 +6,17 @@ console name it, and its true effect feeds bias and coverage.
 """
 from __future__ import annotations
 
-from typing import Literal
+from typing import ClassVar, Literal
 
 import numpy as np
 import pytest
 from pydantic import Field
 from scipy.stats import poisson
 
+from tests.conftest import DEFAULT_CONFIG
 from trialsim.analysis.analytic import t_test_power
 from trialsim.api import run
-from trialsim.config.loader import ConfigError, load_scenario
+from trialsim.config.loader import ConfigError, load_scenario, to_raw, validate, with_values
 from trialsim.endpoints.base import Analysed, BinaryLaw, EffectParameter, EndpointFamily, PatientContext, Status
 from trialsim.endpoints.registry import family_names, register
 from trialsim.memo import BlockMemo
@@ -196,3 +197,48 @@ def test_a_plug_in_familys_values_are_never_taken_from_the_block_memo(config_fil
     assert calls == ["delirium", "delirium"]  # computed both times
     kept = {key[1] for key in memo._entries if key[0] == "component"}  # noqa: SLF001
     assert kept == {"fall"}  # the shipped family's values were kept (and read the second time)
+
+
+@register
+class EchoEvent(EndpointFamily):
+    """A plug-in event that copies another component's values without declaring the link (it may: it gets the whole
+    patient context), so nothing that reads it can be taken from the memo either."""
+
+    family: Literal["echo_event"] = "echo_event"
+    is_event: ClassVar[bool] = True
+    source: str = "leak_1m"
+
+    def analysed(self, cid: str) -> tuple[Analysed, ...]:
+        return ()
+
+    def generate(self, cid: str, ctx: PatientContext, streams: Streams) -> dict[str, np.ndarray]:
+        leak = ctx.latent[self.source]  # read, not declared in links()
+        return {"event": np.asarray(leak["event"]), "day": np.asarray(leak["day"]), "grade": np.asarray(leak["grade"])}
+
+    def event_values(self, latent: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        return dict(latent)
+
+    def observe(self, cid: str, ctx: PatientContext, latent: dict[str, np.ndarray], status: Status) -> dict[str, np.ndarray]:
+        return {}
+
+
+@pytest.mark.parametrize("reads_it", ["endpoints.los_days.event", "follow_up.death_event"])
+def test_what_reads_a_plug_in_familys_values_is_never_taken_from_the_block_memo(reads_it):
+    # found by review: the plug-in's own values were computed every time, but a shipped family linked to it (or the
+    # follow-up of its deaths) was still keyed as if its values could not change, and came back from the memo
+    raw = to_raw(load_scenario(DEFAULT_CONFIG))
+    raw["endpoints"]["echo"] = {"family": "echo_event"}
+    section, key = reads_it.rsplit(".", 1)
+    node = raw
+    for part in section.split("."):
+        node = node[part]
+    node[key] = "echo"
+    base = validate(raw)
+    memo = BlockMemo()
+    for effect in (0.5, 0.05):  # a grid over the leak's effect: the echo's values change with it
+        sc = with_values(base, {"endpoints.leak_1m.effect": effect})
+        shared = simulate_trials(sc, 300, streams=Streams(7, 1, memo=memo), keep_patients=True)
+        alone = simulate_trials(sc, 300, streams=Streams(7, 1), keep_patients=True)
+        for pair, stats in alone.stats.items():
+            np.testing.assert_array_equal(shared.stats[pair].pvalue, stats.pvalue, err_msg=f"{pair} at {effect}")
+    assert memo.hits > 0  # what does not read the echo is still shared (the covariates, the markers' levels)

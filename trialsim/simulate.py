@@ -151,7 +151,7 @@ def simulate_trials(scenario: Scenario, n_sims: int, *, streams: Streams, keep_p
     return TrialBatch(model, n_sims, stats, estimates, flow, flow_batch, patients, interim, safety, inner)
 
 
-SHIPPED = "trialsim."  # the package whose endpoint families the memo trusts (DrawKeys.generated)
+SHIPPED = "trialsim."  # the package whose endpoint families the memo trusts (DrawKeys.component)
 
 
 class DrawKeys:
@@ -164,6 +164,10 @@ class DrawKeys:
     ``links()``) those; the follow-up its section and the death event's values. Equal keys are then equal values:
     a grid point that changes one endpoint's effect draws every other step from the memo (:mod:`trialsim.memo`).
     Without a memo every step is computed.
+
+    Only trialsim's own families are trusted to read nothing else. A plug-in family gets the whole patient context
+    and could read another component's values without declaring the link, so it has no key (None: computed every
+    time), and neither has any step that reads its values (a family linked to it, the follow-up of its deaths).
     """
 
     def __init__(self, model: Model, streams: Streams, n_trials: int):
@@ -175,27 +179,28 @@ class DrawKeys:
         selection = model.section(model.selection_component) if scheme(sc.allocation.scheme).uses_score else None
         self.allocation = ("allocation", self.covariates, _token(sc.allocation), d.n_control, d.n_treatment,
                            model.strata, _token(selection))
-        self._components: dict[str, tuple] = {}
+        self._components: dict[str, tuple | None] = {}
         death = sc.follow_up.death_event
-        self.follow_up = ("follow_up", self.allocation, _token(sc.follow_up), self.component(death) if death else None)
+        death_key = self.component(death) if death else None
+        self.follow_up = None if death and death_key is None else (
+            "follow_up", self.allocation, _token(sc.follow_up), death_key)
 
-    def component(self, cid: str) -> tuple:
+    def component(self, cid: str) -> tuple | None:
+        """The key of component ``cid``'s values; None where they may read what no key names (see above)."""
         if cid not in self._components:
             section = self.model.section(cid)
+            links = tuple(self.component(link) for link in section.links())
+            trusted = type(section).__module__.startswith(SHIPPED) and all(k is not None for k in links)
             self._components[cid] = ("component", cid, self.allocation, _token(section),
-                                     self.model.scenario.design.assessor_is_masked,
-                                     tuple(self.component(link) for link in section.links()))
+                                     self.model.scenario.design.assessor_is_masked, links) if trusted else None
         return self._components[cid]
 
-    def get(self, key: Hashable, make: Callable[[], Any]) -> Any:
-        return make() if self.memo is None else self.memo.get(key, make)
+    def get(self, key: Hashable | None, make: Callable[[], Any]) -> Any:
+        """The value of ``key`` from the memo (computed and kept on a miss); computed when there is no memo or no key."""
+        return make() if self.memo is None or key is None else self.memo.get(key, make)
 
     def generated(self, cid: str, make: Callable[[], Any]) -> Any:
-        """Component ``cid``'s values, from the memo only for trialsim's own families: those read nothing but what
-        :meth:`component` names; a plug-in family could read another component's values without declaring the link
-        (``ctx.latent``), so its values are always computed."""
-        if not type(self.model.section(cid)).__module__.startswith(SHIPPED):
-            return make()
+        """Component ``cid``'s values (:meth:`get` of its :meth:`component` key)."""
         return self.get(self.component(cid), make)
 
 
