@@ -451,6 +451,32 @@ def test_others_running_reads_the_kernels_count_of_runnable_tasks(tmp_path):
     assert not others_running(path=str(loadavg))
 
 
+class _Unrebuildable(Exception):
+    """Pickles, but cannot be rebuilt from its pickle (its __init__ takes other arguments than it passes on)."""
+
+    def __init__(self, what, where):
+        super().__init__(f"{what} at {where}")
+
+
+def _raise_unrebuildable():
+    raise _Unrebuildable("no figure", "page 3")
+
+
+def test_a_helpers_error_that_cannot_be_rebuilt_here_keeps_its_text_and_the_next_results_their_jobs():
+    # found by review: the parent's unpickling failed, the message was gone but the job stayed first in line, so
+    # the next job got the one after's result and the last waited for ever
+    if usable_cores() < 2:
+        pytest.skip("one usable core: no helper process")
+    with Helpers([()]) as helpers:
+        failed = helpers.submit(0, _raise_unrebuildable)
+        a, b = helpers.submit(0, operator.concat, "A", ""), helpers.submit(0, operator.concat, "B", "")
+        with pytest.raises(RuntimeError, match="_Unrebuildable: no figure at page 3"):
+            failed.result()
+        assert (a.result(), b.result()) == ("A", "B")
+        big = helpers.submit(0, operator.mul, b"x", 8 * 2**20)  # more than a pipe holds, never read by the caller
+    assert len(big.result()) == 8 * 2**20  # closing read it (the helper was not left blocked sending it)
+
+
 def test_a_batch_goes_to_whichever_helper_is_free_and_a_dead_helpers_share_runs_here():
     if usable_cores() < 2:
         pytest.skip("one usable core: no helper process")

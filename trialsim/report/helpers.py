@@ -27,6 +27,7 @@ import gc
 import importlib
 import multiprocessing
 import os
+import pickle
 import queue
 import threading
 import time
@@ -79,10 +80,17 @@ def serve(conn, warm: Sequence[str], nice: int = 0) -> None:
         try:
             conn.send((function(*args), None))
         except Exception as exc:  # noqa: BLE001 - raised again in the parent by Job.result()
-            try:
-                conn.send((None, exc))
-            except Exception:  # noqa: BLE001 - an exception that cannot be pickled: send its text
-                conn.send((None, RuntimeError(f"{type(exc).__name__}: {exc}")))
+            conn.send((None, _portable(exc)))
+
+
+def _portable(exc: BaseException) -> BaseException:
+    """``exc`` if the parent can rebuild it from its pickle (some exceptions pickle but cannot be rebuilt: an
+    ``__init__`` with other arguments than it passes on), else a RuntimeError with its text."""
+    try:
+        pickle.loads(ForkingPickler.dumps(exc))
+        return exc
+    except Exception:  # noqa: BLE001 - anything that does not travel
+        return RuntimeError(f"{type(exc).__name__}: {exc}")
 
 
 class Job:
@@ -180,8 +188,13 @@ class Helper:
         return job
 
     def _take(self) -> None:
-        """Read one message: the helper's READY, or the oldest unfinished job's result."""
-        message = self._conn.recv()
+        """Read one message: the helper's READY, or the oldest unfinished job's result (a result that cannot be
+        unpickled here finishes its job with that error: the next message is the next job's)."""
+        data = self._conn.recv_bytes()
+        try:
+            message = pickle.loads(data)
+        except Exception as exc:  # noqa: BLE001 - kept for the job's result()
+            message = (None, RuntimeError(f"a helper's result could not be read here: {type(exc).__name__}: {exc}"))
         if not self._ready and message == READY:
             self._ready = True
             return
@@ -213,6 +226,10 @@ class Helper:
         if kill:
             self._process.terminate()
         else:
+            while self._pending and self._process is not None:  # its results read: it may be blocked sending one
+                self.step()
+            if self._process is None:  # it died meanwhile (its jobs ran here)
+                return
             self._outbox.put(bytes(ForkingPickler.dumps(None)))  # after the jobs sent before it
         self._outbox.put(None)
         self._process.join(JOIN_SECONDS)
