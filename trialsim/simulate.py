@@ -174,19 +174,25 @@ class DrawKeys:
         sc = model.scenario
         d = sc.design
         self.model, self.memo = model, streams.memo
+        self._components: dict[str, tuple | None] = {}
+        if self.memo is None:  # nothing to look up (every single-scenario run): no key is built on the hot path
+            self.covariates = self.allocation = self.follow_up = None
+            return
         block = (streams.seed, streams.block, int(n_trials), d.n_control + d.n_treatment)
         self.covariates = ("covariates", block, _token(sc.population))
         selection = model.section(model.selection_component) if scheme(sc.allocation.scheme).uses_score else None
         self.allocation = ("allocation", self.covariates, _token(sc.allocation), d.n_control, d.n_treatment,
                            model.strata, _token(selection))
-        self._components: dict[str, tuple | None] = {}
         death = sc.follow_up.death_event
         death_key = self.component(death) if death else None
         self.follow_up = None if death and death_key is None else (
             "follow_up", self.allocation, _token(sc.follow_up), death_key)
 
     def component(self, cid: str) -> tuple | None:
-        """The key of component ``cid``'s values; None where they may read what no key names (see above)."""
+        """The key of component ``cid``'s values; None where they may read what no key names (see above), or
+        without a memo."""
+        if self.memo is None:
+            return None
         if cid not in self._components:
             section = self.model.section(cid)
             links = tuple(self.component(link) for link in section.links())

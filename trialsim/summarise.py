@@ -269,15 +269,17 @@ def trial_table(batch: TrialBatch, decisions: Decisions, *, first_trial: int,
     cols: dict[str, list] = {c: [] for c in TRIAL_COLUMNS if c in columns}
     covered = decisions.outcomes.get("covered", {})
     reject = decisions.outcomes.get("reject", {})
+    intervals = "ci_low" in cols or "ci_high" in cols
     for (e, t), s in batch.stats.items():
+        low, high = s.ci() if intervals else (None, None)  # once for both bounds: the interval is the dear column
         row = {
             "trial": lambda: trial,
             "endpoint": lambda: np.full(n, e, dtype=object),
             "test": lambda: np.full(n, t, dtype=object),
             "pvalue": lambda: np.asarray(s.pvalue, dtype=float),
             "estimate": lambda: np.asarray(s.estimate, dtype=float),
-            "ci_low": lambda: np.asarray(s.ci()[0], dtype=float),
-            "ci_high": lambda: np.asarray(s.ci()[1], dtype=float),
+            "ci_low": lambda: np.asarray(low, dtype=float),
+            "ci_high": lambda: np.asarray(high, dtype=float),
             "reject": lambda: np.asarray(reject.get((e, t), s.reject), dtype=bool),
             "covered": lambda: np.full(n, np.nan) if covered.get((e, t)) is None else covered[(e, t)].astype(float),
         }

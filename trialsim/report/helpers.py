@@ -103,6 +103,13 @@ class Job:
         self._value: Any = None
         self._error: BaseException | None = None
 
+    @classmethod
+    def here(cls, function: Callable, args: tuple) -> "Job":
+        """``function(*args)`` run in this process now, as a finished job."""
+        job = cls(None, function, args)
+        job._run_here()
+        return job
+
     def _finish(self, value: Any, error: BaseException | None) -> None:
         self._value, self._error, self.done = value, error, True
 
@@ -172,16 +179,10 @@ class Helper:
     def connection(self):
         return self._conn
 
-    @property
-    def idle(self) -> bool:
-        """No job of this helper is unfinished."""
-        return not self._pending
-
     def submit(self, function: Callable, *args) -> Job:
-        job = Job(self, function, args)
         if self._process is None:
-            job._run_here()  # noqa: SLF001
-            return job
+            return Job.here(function, args)
+        job = Job(self, function, args)
         data = bytes(ForkingPickler.dumps((function, args)))
         self._pending.append(job)
         self._outbox.put(data)
@@ -273,8 +274,7 @@ class Batch:
                         self._next(helper)
         while self._todo:  # no helper left
             i, item = self._todo.popleft()
-            self._jobs[i] = job = Job(None, self._function, item)
-            job._run_here()  # noqa: SLF001
+            self._jobs[i] = Job.here(self._function, item)
         return [job.result() for job in self._jobs]
 
 
@@ -358,9 +358,7 @@ class Helpers:
         """Run ``function(*args)`` in helper ``k`` (modulo the live helpers), or here without any."""
         live = self._live()
         if not live:
-            job = Job(None, function, args)
-            job._run_here()  # noqa: SLF001
-            return job
+            return Job.here(function, args)
         return live[k % len(live)].submit(function, *args)
 
     def batch(self, function: Callable, items: Sequence[tuple], *, among: Sequence[int] | None = None) -> Batch:
