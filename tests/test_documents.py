@@ -28,6 +28,7 @@ from trialsim.planning.assumptions import assumptions_frame, file_comments
 from trialsim.planning.plan import PlanningResult, load_planning, plan, type_i_at_sizes
 from trialsim.report.document import build_report, build_tables, write_docx, write_report
 from trialsim.report.output import MARKER, FolderNotOursError, check_folder, read_marker, replace_file, report_session
+from trialsim.report import helpers as helpers_module
 from trialsim.report.helpers import IDLE_NICE, Helpers, others_running, usable_cores
 from trialsim.report.pdf_process import html_to_pdf
 from trialsim.report.references import SECTION, citation_keys, load_library
@@ -491,6 +492,30 @@ def test_a_batch_goes_to_whichever_helper_is_free_and_a_dead_helpers_share_runs_
         pids = batch.results()
         assert pids.count(os.getpid()) == 1 and pids.count(free) == 3
         assert helpers.batch(os.getpid, [()] * 2, among=(0,)).results() == [free, free]  # the helper there is
+
+
+def _stuck_in_a_helper(parent: int, value):
+    """``value``, at once in the process ``parent``, after a minute elsewhere (a helper that is stuck)."""
+    if os.getpid() != parent:
+        time.sleep(60)
+    return value
+
+
+def test_a_helper_silent_too_long_is_stopped_and_its_jobs_run_here(monkeypatch):
+    if usable_cores() < 2:
+        pytest.skip("one usable core: no helper process")
+    monkeypatch.setattr(helpers_module, "SILENCE_SECONDS", 1.0)
+    with Helpers([(), ()]) as helpers:
+        first, second = helpers._helpers  # noqa: SLF001
+        start = time.monotonic()
+        with pytest.warns(UserWarning, match="sent nothing for 1 s"):
+            assert helpers.submit(0, _stuck_in_a_helper, os.getpid(), "A").result() == "A"
+        assert len(helpers) == 1 and not first.alive and first._process is None  # noqa: SLF001
+        with pytest.warns(UserWarning, match="sent nothing for 1 s"):
+            batch = helpers.batch(_stuck_in_a_helper, [(os.getpid(), k) for k in range(3)])
+            assert batch.results() == [0, 1, 2]
+        assert len(helpers) == 0 and not second.alive
+        assert time.monotonic() - start < 30  # neither minute-long job was waited for
 
 
 def test_a_dead_helpers_jobs_run_here_and_an_error_stops_the_helpers_at_once(tmp_path):
