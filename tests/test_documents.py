@@ -203,7 +203,7 @@ def test_multiplicity_and_allocation_caveat_follow_the_design():
     # no [flow] section: the timeline from the flow's cited defaults, saying that the analyses assume every patient
     assert "Timeline" in [s.title for s in default.sections]
     assert "the config has no [flow] section" in default.tables["flow"].notes
-    assert "The power table assumes that every planned patient is enrolled and analysable" in default.tables["flow"].notes
+    assert "The power table assumes that every planned patient is enrolled, each endpoint then losing the scenario's own share" in default.tables["flow"].notes
     assert "Timeline" not in [s.title for s in crp.sections]  # no length of stay: the flow's model does not fit it
 
 
@@ -623,4 +623,4 @@ def test_the_headline_gives_the_timeline():
     report = build_report(planned(DEFAULT_CONFIG), [])
     timeline = dict(report.headline.rows)["Timeline"]
     assert timeline.startswith("Time to full enrolment: median ") and "planned completion date" in timeline
-    assert "the power figures assume every planned patient" in timeline  # no [flow] in the config
+    assert "the power figures assume every planned patient is enrolled, each endpoint then losing" in timeline  # no [flow] in the config

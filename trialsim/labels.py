@@ -125,3 +125,14 @@ def key_label(path: str) -> str:
     """A config key path in words for a legend or a panel title (``endpoints.x.rate_control`` -> control event rate)."""
     last = path.rsplit(".", 1)[-1]
     return KEY_LABELS.get(last, last.replace("_", " "))
+
+
+EXTRAPOLATED = "Extrapolated beyond"  # how the note of a simulated sample size above every size simulated begins
+
+
+def extrapolated(row: dict) -> str | None:
+    """The first sentence of a simulated sample size's note when it lies beyond every size simulated, else None."""
+    note = row.get("note")
+    if row.get("method") != "monte_carlo" or is_missing(note) or not str(note).startswith(EXTRAPOLATED):
+        return None
+    return str(note).split(". ")[0] + "."

@@ -20,6 +20,7 @@ from trialsim.model import build_model
 from trialsim.planning.curves import load_sweep_grid, n_grid, power_ranges, ranges_from_sweep
 from trialsim.planning.compare import load_comparison
 from trialsim.planning.mde import minimal_detectable_effects
+from trialsim.planning.model import design_ratio
 from trialsim.planning.plan import PLANNING_JSON, load_planning, plan
 from trialsim.planning.samplesize import sample_sizes, sizes
 from trialsim.report.document import CHECK_FILE, DEFAULT_FORMATS, FORMATS, document_helpers, write_report
@@ -50,7 +51,8 @@ def add_parsers(subparsers) -> None:
                                                     "'all' = every endpoint)")
     p.add_argument("--test", default=None, help="one test of the endpoint (default: every test)")
     p.add_argument("--power", type=float, nargs="+", default=[0.8], help="target power(s), e.g. --power 0.8 0.9")
-    p.add_argument("--ratio", type=float, default=1.0, help="allocation ratio n_treatment / n_control (default 1)")
+    p.add_argument("--ratio", type=float, default=None,
+                   help="allocation ratio n_treatment / n_control (default: the design's, e.g. 2 for 10 vs 20)")
     p.add_argument("--dropout", type=float, default=None,
                    help="expected loss to follow-up used to inflate n (default: the scenario's, per endpoint)")
     p.add_argument("--n-max", type=int, default=1500, help="largest n per arm searched (default 1500)")
@@ -158,7 +160,8 @@ def cmd_samplesize(args) -> int:
                              n_jobs=_jobs(args, scenario), progress=not args.quiet)
         d = scenario.design
         simulated = (table.to_frame()["method"] == "monte_carlo").any()
-        arms = "equal arms" if args.ratio == 1 else f"the control arm; the treatment arm {args.ratio:g} times as many"
+        ratio = design_ratio(scenario) if args.ratio is None else args.ratio
+        arms = "equal arms" if ratio == 1 else f"control vs treatment, {ratio:g} times as many treated"
         print(f"Sample size per arm: analysable patients ({arms}), two-sided alpha {num(d.alpha)}" + (f"; {sims:,} simulated trials per search step, seed {table.seed}"
                                                   if simulated else ""))
         print()

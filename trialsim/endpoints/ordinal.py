@@ -105,7 +105,7 @@ class OrdinalGrade(EndpointFamily):
 
     def analysed(self, cid: str) -> tuple[Analysed, ...]:
         effect = EffectParameter(f"endpoints.{cid}.treatment_odds_ratio", "grade odds ratio (better grade)", "ratio", 1.0,
-                                 self.treatment_odds_ratio)
+                                 self.treatment_odds_ratio, benefit=1.0)  # > 1: better grades
         procedure = cid.replace("_", " ").capitalize()
         return (
             Analysed(f"{cid}_grade", cid, "ordinal", self.label, "grade", "identity", self.tests, effect, measured_at_visit=True),
