@@ -437,3 +437,26 @@ def test_figures_name_their_endpoint_and_assumed_effects():
     with FigureStyle():
         fig = figure_power_heatmap(grid, planned=(0.5, 10), title="Anastomotic leak, control 12.4%: exact power")
     assert fig._suptitle is not None and "control 12.4%" in fig._suptitle.get_text()
+
+
+def test_an_unequal_design_is_planned_and_written_at_its_own_allocation_ratio():
+    # found by review: a 10 vs 20 design got equal-arm sample sizes and a paragraph saying "10 patients per arm"
+    sc = load_scenario(DEFAULT_CONFIG.parent / "designs" / "ratio_2to1_30.toml",
+                       ['endpoints.leak_1m.tests=["fisher"]'])
+    res = plan(sc, parts=("run", "samplesize", "pilot"), power=(0.8,), n_sims=500, search_sims=200, seed=3, n_jobs=1)
+    sizes = res.frame("sample_sizes").set_index(["endpoint", "test"]).loc[("leak_1m", "fisher")]
+    assert sizes["ratio"] == 2.0 and sizes["n_treatment"] == 2 * sizes["n"]
+    tables = build_tables(res)
+    cell = tables["sample_sizes"].cell("leak_1m|fisher|0.8", "n per arm")
+    assert cell == f"{int(sizes['n']):,} + {int(sizes['n_treatment']):,}"
+    text = justification(res, tables).text
+    assert "10 placebo and 20 exosome patients give" in text and "10 patients per arm" not in text
+    assert f"needs {cell} analysable patients (control + treatment; " in text
+    assert "At 10 vs 20 " in text or "With 10 vs 20 " in text
+    assert "one-sided 80% upper confidence limit of the SD" in text  # the level of Browne's limit is stated
+
+
+def test_a_non_randomised_pilot_cites_the_guidance_for_non_randomised_pilots(result):
+    text = justification(result, build_tables(result)).text
+    assert not result.design["randomised"] and "Lancaster and Thabane 2019" in text
+    assert "Guidelines for reporting non-randomised pilot and feasibility studies" in render_markdown(build_report(result, []))

@@ -114,6 +114,8 @@ def _software(w: _Writer, word: str) -> str | None:
     t = "computation"
     bits = [f"{w.cite(t, 'software', 'Value')} ({w.cite(t, 'python', 'Value')}, {w.cite(t, 'numerics', 'Value')})"]
     sims = w.tables[t].cell("n_sims", "Value") if w.has(t, "n_sims") else "-"
+    if not w.has(t, "max_mc_se") or w.tables[t].cell("max_mc_se", "Value") == "-":
+        sims = "-"  # nothing simulated: no Monte Carlo error to quote
     what = "Power and type I errors were" if word == "Power" else "Type I errors were"
     text = f"{what} computed with {bits[0]}: exactly by enumeration for binary endpoints with a known law"
     if sims != "-":
