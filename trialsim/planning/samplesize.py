@@ -299,7 +299,7 @@ def how_found(row: dict) -> str:
     if not row["reachable"]:
         return f"not reached by {sizes(row['n_max'], n_treatment_for(int(row['n_max']), row['ratio']))}"
     if row["method"] == "exact":
-        return f"exact, checked to {fmt_n(row['horizon'])}"
+        return f"exact, checked to {fmt_n(row['horizon'])}" + (" (the limit)" if row["horizon"] == row["n_max"] else "")
     return f"simulated, 95% MC interval {fmt_n(row['n_low'])}-{fmt_n(row['n_high'])}"
 
 

@@ -669,7 +669,8 @@ def _size_row(r, label_of: dict, type_i: float | None = None, flagged: bool = Fa
             n = "not simulated"
     elif r.method == "exact":
         n = _arms(r.n, r.n_treatment, r.ratio)
-        detail = f"exact; first reaches it at {fmt_n(r.n_first)}; checked to {fmt_n(r.horizon)}"
+        detail = (f"exact; first reaches it at {fmt_n(r.n_first)}; checked to {fmt_n(r.horizon)}"
+                  + (" (the limit searched)" if r.horizon == r.n_max else ""))
     else:
         n = _arms(r.n, r.n_treatment, r.ratio)
         detail = f"simulated; 95% MC interval {fmt_n(r.n_low)} to {fmt_n(r.n_high)}"
