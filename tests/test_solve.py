@@ -19,6 +19,7 @@ from trialsim.cli import build_parser, main
 from trialsim.api import run
 from trialsim.config.loader import load_scenario
 from trialsim.planning.init import template_text, write_template
+from trialsim.registry import ALLOCATION_SCHEMES
 from trialsim.planning.solve import solve_ratio_of_means, solve_two_means, solve_two_proportions, welch_power
 
 
@@ -295,6 +296,14 @@ def test_init_writes_a_config_that_loads(tmp_path, template, capsys):
         assert "FILL IN" in out.read_text()
     assert main(["init", "--template", template, str(out)]) == 2  # never overwrites without --force
     assert "exists" in capsys.readouterr().err
+
+
+def test_the_blank_templates_allocation_schemes_are_the_registrys():
+    text = template_text("blank")
+    section = text[text.index("[allocation]"):text.index('scheme = "')]
+    listed = re.findall(r"^#   (\w+)  +(.+)$", section, flags=re.M)
+    assert listed == [(name, scheme.label) for name, scheme in ALLOCATION_SCHEMES.items()]
+    assert {"stratified_block", "minimisation", "selected"} <= {name for name, _ in listed}
 
 
 def test_blank_template_runs(tmp_path):
