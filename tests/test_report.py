@@ -394,7 +394,7 @@ def test_log_axes_leave_out_200_only_where_labels_would_run_together():
     ax.set_yscale("log")
     _log_ticks(ax.xaxis, 2, 500)  # two decades and more across: "100" and "200" side by side ran together
     _log_ticks(ax.yaxis, 10, 1000)  # stacked: room for every label
-    assert list(ax.xaxis.get_majorticklocs()) == [5, 10, 20, 50, 100, 500]
+    assert list(ax.xaxis.get_majorticklocs()) == [2, 5, 10, 20, 50, 100, 500]
     assert list(ax.yaxis.get_majorticklocs()) == [10, 20, 50, 100, 200, 500, 1000]
     _log_ticks(ax.xaxis, 5, 200)  # under 60x: 1-2-5 throughout
     assert list(ax.xaxis.get_majorticklocs()) == [5, 10, 20, 50, 100, 200]
@@ -437,3 +437,48 @@ def test_figures_name_their_endpoint_and_assumed_effects():
     with FigureStyle():
         fig = figure_power_heatmap(grid, planned=(0.5, 10), title="Anastomotic leak, control 12.4%: exact power")
     assert fig._suptitle is not None and "control 12.4%" in fig._suptitle.get_text()
+
+
+def test_a_log_axis_of_a_decade_or_less_has_ticks_at_the_sizes_users_read():
+    from trialsim.report.figures import log_ticks
+
+    assert log_ticks(10, 100) == [10, 20, 30, 40, 50, 60, 80, 100]  # 80 was not among 10, 20, 50, 100
+    assert log_ticks(2, 10) == [2, 3, 4, 5, 6, 8, 10]
+    assert log_ticks(12, 18) == [12, 18]  # no round number between: the range's own ends
+
+
+def test_labels_keep_their_acronyms_at_the_start_of_a_title_and_inside_a_sentence():
+    from trialsim.labels import in_sentence, upper_first
+
+    assert upper_first("IL-6 (drain) geometric mean ratio") == "IL-6 (drain) geometric mean ratio"
+    assert upper_first("risk ratio") == "Risk ratio" and upper_first("") == ""
+    assert in_sentence("IL-6 (drain), mean of log") == "IL-6 (drain), mean of log"
+    assert in_sentence("Anastomotic leak") == "anastomotic leak"
+
+
+def _range_rows(n_values, *, label="IL-6 (drain) geometric mean ratio"):
+    import pandas as pd
+
+    return pd.DataFrame([{"endpoint": "il6", "test": "welch_log", "label": "IL-6 (drain)", "parameter_label": label,
+                          "parameter_kind": "ratio", "no_effect": 1.0, "assumed": 0.7, "effect": e, "facet": None,
+                          "ratio": 1.0, "basis": "analysable", "alpha": 0.05, "n_per_arm": n, "power": min(1.0, n / 100 / e),
+                          "ci_low": 0.0, "ci_high": 1.0, "method": "monte_carlo"} for e in (0.7, 0.5) for n in n_values])
+
+
+def test_range_figure_keeps_the_labels_acronym_and_says_its_axis_is_log_scaled():
+    from matplotlib.figure import Figure
+
+    from trialsim.report.figures import figure_power_ranges, plot_power_ranges
+
+    frame = _range_rows([10, 18, 26, 50, 80, 100])
+    with FigureStyle():
+        ax = plot_power_ranges(frame, Figure().add_subplot())
+        fig = figure_power_ranges(frame)
+    assert ax.get_legend().get_title().get_text() == "IL-6 (drain) geometric mean ratio"  # not "Il-6 (drain) ..."
+    assert fig.legends[0].get_title().get_text() == "IL-6 (drain) geometric mean ratio"
+    for axes in (ax, fig.axes[0]):
+        assert axes.get_xscale() == "log" and axes.get_xlabel() == "Analysable patients per arm (log scale)"
+        assert 80 in list(axes.xaxis.get_majorticklocs())
+    with FigureStyle():
+        linear = plot_power_ranges(_range_rows([40, 60, 80]), Figure().add_subplot())
+    assert linear.get_xscale() == "linear" and linear.get_xlabel() == "Analysable patients per arm"

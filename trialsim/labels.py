@@ -31,6 +31,20 @@ def test_label(test: str) -> str:
     return TEST_LABELS.get(test, test)
 
 
+def upper_first(text: str) -> str:
+    """A label at the start of a title or sentence: its first letter upper-cased, the rest kept as it is
+    ("IL-6 (drain) ratio" stays, "risk ratio" -> "Risk ratio"; ``str.capitalize`` would give "Il-6 (drain) ratio")."""
+    return text[:1].upper() + text[1:]
+
+
+def in_sentence(label: str) -> str:
+    """A label inside a sentence: 'Anastomotic leak' -> 'anastomotic leak'; acronyms ('IL-6', 'CRP', 'C-reactive') kept."""
+    first = label.split(" ", 1)[0]
+    if len(first) > 1 and first[1:].isalpha() and first[1:].islower():
+        return label[0].lower() + label[1:]
+    return label
+
+
 def pct(x: float, digits: int = 1) -> str:
     if x is None or (isinstance(x, float) and math.isnan(x)):
         return "n/a"

@@ -32,7 +32,7 @@ from scipy import optimize, special
 
 from trialsim.analysis import registry as tests
 from trialsim.analysis.analytic import smallest_reaching, t_test_power, two_proportions_power_normal, two_proportions_sample_size_normal
-from trialsim.labels import aligned_table, fmt_power, num, pct, test_label
+from trialsim.labels import aligned_table, fmt_power, num, pct, test_label, upper_first
 from trialsim.planning.analytic import ceil, positive_root
 from trialsim.planning.model import exact_power, inflate, n_treatment_for
 from trialsim.planning.samplesize import control_cap, exact_scan, sizes
@@ -159,7 +159,7 @@ class Solution:
 
     def summary(self) -> str:
         """The answer in a few lines: the design, a table exact vs approximation, and what to read from it."""
-        lines = [f"{self.problem.capitalize()}: {self.test_label}, two-sided alpha {num(self.alpha)}, "
+        lines = [f"{upper_first(self.problem)}: {self.test_label}, two-sided alpha {num(self.alpha)}, "
                  f"allocation 1:{num(self.ratio)} (control:treatment), "
                  + (f"{pct(self.dropout, 1)} dropout" if self.dropout else "no dropout")]
         wanted = {"n_per_arm": "sample size", "power": "power", "effect": "effect"}[self.solved_for]

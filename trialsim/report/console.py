@@ -15,7 +15,7 @@ import numpy as np
 from trialsim.analysis import registry as tests
 from trialsim.endpoints.base import Analysed
 from trialsim.flow.summary import summarise_flow_arrays
-from trialsim.labels import FLAG, LOW_POWER, POWER_TARGET, fmt_power, num, pct, power_with_se, test_label
+from trialsim.labels import FLAG, LOW_POWER, POWER_TARGET, fmt_power, in_sentence, num, pct, power_with_se, test_label
 from trialsim.model import Model, build_model
 from trialsim.results import RunResult, ScenarioResult, exceeds
 
@@ -28,14 +28,6 @@ COUNTS = ("n_analysable", "any_event")
 def rate_word(null: bool) -> str:
     """What a rejection rate is: power, or under the null a type I error."""
     return "type I error" if null else "power"
-
-
-def _sentence(label: str) -> str:
-    """A label inside a sentence: 'Anastomotic leak' -> 'anastomotic leak'; acronyms ('IL-6', 'C-reactive') kept."""
-    first = label.split(" ", 1)[0]
-    if len(first) > 1 and first[1:].isalpha() and first[1:].islower():
-        return label[0].lower() + label[1:]
-    return label
 
 
 def null_endpoints(model: Model) -> set[str]:
@@ -272,7 +264,7 @@ def scenario_summary(res: ScenarioResult, rows: list[Row], estimates: list[dict]
     elif _best_power(rows, prim.tests[0]) < LOW_POWER:
         power, how = _best_power(rows, prim.tests[0]), _how(rows, prim.tests[0])
         warn = (f"WARNING: the primary test has {fmt_power(power)} power{how}, far below the usual {pct(POWER_TARGET, 0)}. "
-                f"This design cannot detect the assumed effect on {_sentence(prim.label)}; "
+                f"This design cannot detect the assumed effect on {in_sentence(prim.label)}; "
                 "treat it as a pilot/feasibility study and report estimates with confidence intervals, not p-values.")
         out.extend("    " + w for w in textwrap.wrap(warn, WIDTH))
 
