@@ -482,3 +482,51 @@ def test_range_figure_keeps_the_labels_acronym_and_says_its_axis_is_log_scaled()
     with FigureStyle():
         linear = plot_power_ranges(_range_rows([40, 60, 80]), Figure().add_subplot())
     assert linear.get_xscale() == "linear" and linear.get_xlabel() == "Analysable patients per arm"
+
+
+@pytest.mark.parametrize("first, stable", [(367, 367), (102, 111)])
+def test_sawtooth_shows_the_first_n_over_the_stable_n_and_names_every_line(first, stable):
+    import pandas as pd
+    from matplotlib.colors import to_rgb
+    from matplotlib.figure import Figure
+
+    from trialsim.report.figures import plot_sawtooth
+
+    curve = pd.DataFrame({"endpoint": "leak", "test": "fisher", "n_per_arm": range(first - 30, stable + 30)})
+    curve["power"] = 0.5 + (curve["n_per_arm"] - first) / 1000
+    row = {"endpoint": "leak", "test": "fisher", "target_power": 0.5, "n_first": first, "n_stable": stable}
+    with FigureStyle():
+        ax = plot_sawtooth(curve, row, Figure().add_subplot())
+    labels = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert {"target power", "first n reaching the target", "n from which power stays at or above it"} <= set(labels)
+    lines = {line.get_label(): line for line in ax.lines}
+    first_n, stable_n = lines["first n reaching the target"], lines["n from which power stays at or above it"]
+    # drawn over the stable n, thinner and in another colour: visible where the two are the same n
+    assert first_n.get_zorder() > stable_n.get_zorder() and first_n.get_linewidth() < stable_n.get_linewidth()
+    assert to_rgb(first_n.get_color()) != to_rgb(stable_n.get_color())
+
+
+def test_every_assumed_value_is_starred_above_the_lines_and_none_covers_another():
+    import numpy as np
+    import pandas as pd
+    from matplotlib.figure import Figure
+
+    from trialsim.report.figures import STAR_SIZE, plot_power_vs_effects
+
+    rows = []
+    # a and b coincide (one legend entry, one colour) and share the assumed value: their stars fall on one point
+    for endpoint, assumed, steep in (("a", 0.7, 1.0), ("b", 0.7, 1.0), ("c", 0.85, 2.0)):
+        rows += [{"endpoint": endpoint, "test": "welch_log", "label": f"Marker {endpoint}", "short": f"Marker {endpoint}",
+                  "effect": e, "no_effect": 1.0, "assumed": assumed, "parameter_kind": "ratio",
+                  "power": min(1.0, steep * (1 - e)), "mc_se": 0.0, "ci_low": 0.0, "ci_high": 1.0, "method": "exact"}
+                 for e in np.linspace(0.3, 1.0, 8)]
+    with FigureStyle():
+        fig = Figure(dpi=100)
+        ax = plot_power_vs_effects(pd.DataFrame(rows), fig.add_subplot())
+        fig.canvas.draw()
+    stars = [line for line in ax.lines if line.get_marker() == "*"]
+    assert len(stars) == 3  # every endpoint's, the coinciding ones' too
+    assert min(s.get_zorder() for s in stars) > max(line.get_zorder() for line in ax.lines if line.get_marker() != "*")
+    at = [s.get_transform().transform(np.column_stack([s.get_xdata(), s.get_ydata()]))[0] for s in stars]
+    apart = min(np.hypot(*(p - q)) for i, p in enumerate(at) for q in at[i + 1:])
+    assert apart >= 0.5 * STAR_SIZE * fig.dpi / 72  # pixels: half a star or more between any two centres

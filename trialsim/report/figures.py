@@ -268,7 +268,8 @@ def plot_power_vs_effects(frame: pd.DataFrame, ax=None, *, targets: Sequence[flo
 
     The x axis is each effect relative to its no-effect value (``effect / no effect``) when every
     parameter is a ratio or a rate, else the distance from no effect (``effect - no effect``); each
-    line's assumed value is starred.
+    endpoint's assumed value is starred on its curve (every member of a group of coinciding curves too),
+    above every line, stars that would cover each other set side by side.
     """
     import seaborn as sns
 
@@ -279,6 +280,7 @@ def plot_power_vs_effects(frame: pd.DataFrame, ax=None, *, targets: Sequence[flo
     g["_xkey"] = g["_x"].round(6)
     groups = _coinciding(g, list(dict.fromkeys(zip(g["endpoint"], g["test"]))), "_xkey")
     colours = sns.color_palette(PALETTE, max(len(groups), 1))
+    stars: list[tuple[float, float, tuple]] = []
     for i, group in enumerate(groups):
         endpoint, test = group[0]
         h = g[(g["endpoint"] == endpoint) & (g["test"] == test)].sort_values("_x")
@@ -290,11 +292,13 @@ def plot_power_vs_effects(frame: pd.DataFrame, ax=None, *, targets: Sequence[flo
                 marker=MARKERS[i % len(MARKERS)], ms=3.5, label=label)
         if not exact:
             ax.fill_between(h["_x"], h["ci_low"], h["ci_high"], color=colours[i], alpha=0.22, lw=0)
-        null, assumed = float(h["no_effect"].iloc[0]), float(h["assumed"].iloc[0])
-        if assumed != null:
-            v = assumed / null if relative else assumed - null
-            y = float(np.interp(v, h["_x"], h["power"]))
-            ax.plot([v], [y], marker="*", ms=11, color=colours[i], mec="black", mew=0.6, zorder=5, ls="none")
+        for e, t in group:
+            m = g[(g["endpoint"] == e) & (g["test"] == t)].sort_values("_x")
+            null, assumed = float(m["no_effect"].iloc[0]), float(m["assumed"].iloc[0])
+            if assumed != null:
+                v = assumed / null if relative else assumed - null
+                stars.append((v, float(np.interp(v, m["_x"], m["power"])), colours[i]))
+    _stars(ax, stars)
     _effect_axis(ax, "Effect / no effect (1 = none)" if relative else "Effect - no effect (0 = none)", g)
     ax.set_ylim(0, 1)
     _percent_axis(ax.yaxis)
@@ -304,6 +308,29 @@ def plot_power_vs_effects(frame: pd.DataFrame, ax=None, *, targets: Sequence[flo
         ax.set_title(title, loc="left", fontsize="medium")
     _legend_below(ax)
     return ax
+
+
+STAR_SIZE = 11  # points
+STAR_CLASH = 0.03  # stars at one effect closer than this in power would cover each other
+
+
+def _stars(ax, stars: list[tuple[float, float, tuple]]) -> None:
+    """Assumed values ``(x, power, colour)`` as stars above every line; stars at one x within
+    :data:`STAR_CLASH` of each other in power are set side by side, so none hides another."""
+    from matplotlib.transforms import offset_copy
+
+    placed: list[list[tuple[float, float, tuple]]] = []
+    for star in sorted(stars, key=lambda s: (s[0], s[1])):
+        clash = next((c for c in placed if abs(c[0][0] - star[0]) < 1e-9 and abs(c[-1][1] - star[1]) < STAR_CLASH), None)
+        if clash is None:
+            placed.append([star])
+        else:
+            clash.append(star)
+    for cluster in placed:
+        for k, (x, y, colour) in enumerate(cluster):
+            dx = (k - (len(cluster) - 1) / 2) * 0.8 * STAR_SIZE
+            ax.plot([x], [y], marker="*", ms=STAR_SIZE, color=colour, mec="black", mew=0.6, ls="none", zorder=6,
+                    transform=offset_copy(ax.transData, fig=ax.figure, x=dx, y=0, units="points"))
 
 
 def plot_power_heatmap(frame: pd.DataFrame, ax=None, *, planned: tuple[float, float] | None = None,
@@ -365,9 +392,10 @@ def plot_sawtooth(curve: pd.DataFrame, row: dict | pd.Series, ax=None, *, width:
     ax.plot(c["n_per_arm"], c["power"], color=colours[0], lw=1.0, zorder=2)
     ax.scatter(c["n_per_arm"][~below], c["power"][~below], s=9, color=colours[0], zorder=3, label="at or above target")
     ax.scatter(c["n_per_arm"][below], c["power"][below], s=12, marker="x", color=colours[1], zorder=3, label="below target")
-    ax.axhline(target, color="0.35", lw=0.9, ls=(0, (4, 3)))
-    ax.axvline(first, color=colours[2], lw=1.2, ls="--", label="first n reaching the target")
-    ax.axvline(stable, color=colours[2], lw=1.6, ls="-", label="n from which power stays at or above it")
+    ax.axhline(target, color="0.35", lw=0.9, ls=(0, (4, 3)), zorder=1, label="target power")
+    # the first n is drawn over the stable n, thinner and darker: where they are the same n both stay visible
+    ax.axvline(stable, color=colours[2], lw=2.6, ls="-", zorder=1.5, label="n from which power stays at or above it")
+    ax.axvline(first, color="0.1", lw=1.1, ls=(0, (3, 2)), zorder=2.5, label="first n reaching the target")
     ax.set_xlabel("Analysable patients per arm")
     ax.set_ylabel(f"Exact power, {test_label(row['test'])}")
     from matplotlib.ticker import PercentFormatter
@@ -634,9 +662,9 @@ def planned_figures(result, out_dir: str | Path) -> list[PlannedFigure]:
         if not ok.empty:
             out.append(PlannedFigure("sample_size_sawtooth", (
                 f"Exact power of the {test_label(test)} test for {prim_label} around the required size. Power is not "
-                "monotone in n (crosses: sizes below the target); the dashed line marks the first n reaching the "
-                "target, the solid line the n from which power never drops below it again (checked up to the "
-                "horizon in the sample-size table)."),
+                "monotone in n (crosses: sizes below the target, the grey dashed line); the black dashed line marks "
+                "the first n reaching the target, the wide solid line the n from which power never drops below it "
+                "again (checked up to the horizon in the sample-size table)."),
                 out_dir / "sample_size_sawtooth", dict(saw=saw, rows=ok)))
     return out
 
