@@ -530,3 +530,12 @@ def test_every_assumed_value_is_starred_above_the_lines_and_none_covers_another(
     at = [s.get_transform().transform(np.column_stack([s.get_xdata(), s.get_ydata()]))[0] for s in stars]
     apart = min(np.hypot(*(p - q)) for i, p in enumerate(at) for q in at[i + 1:])
     assert apart >= 0.5 * STAR_SIZE * fig.dpi / 72  # pixels: half a star or more between any two centres
+
+
+@pytest.mark.parametrize("level, text", [(0.05, "5%"), (0.05 / 40, "0.125%"), (0.025, "2.5%"), (1 - 0.025, "97.5%"),
+                                         (0.05 / 3, "1.666%"), (1e-6 / 40, "0.0000025%"), (0.8, "80%")])
+def test_levels_print_exactly_or_cut_never_rounded_up(level, text):
+    from trialsim.labels import fmt_level
+
+    assert fmt_level(level) == text
+    assert float(text.rstrip("%")) / 100 <= level * (1 + 1e-12)

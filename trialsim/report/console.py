@@ -15,7 +15,18 @@ import numpy as np
 from trialsim.analysis import registry as tests
 from trialsim.endpoints.base import Analysed
 from trialsim.flow.summary import summarise_flow_arrays
-from trialsim.labels import FLAG, LOW_POWER, POWER_TARGET, fmt_power, in_sentence, num, pct, power_with_se, test_label
+from trialsim.labels import (
+    FLAG,
+    LOW_POWER,
+    POWER_TARGET,
+    fmt_level,
+    fmt_power,
+    in_sentence,
+    num,
+    pct,
+    power_with_se,
+    test_label,
+)
 from trialsim.model import Model, build_model
 from trialsim.results import RunResult, ScenarioResult, exceeds
 
@@ -110,7 +121,7 @@ def estimation_line(row: Row, a: Analysed, alpha: float) -> str:
             return f"estimate ({test_label(row.test)}): {what}: not estimable in any trial"
         text = f"estimate ({test_label(row.test)}): {what}: infinite in some trials (an arm without events), so no mean"
         if not _missing(row.coverage):
-            text += f"; {pct(1 - alpha, 0)} CI coverage {_coverage(row)}"
+            text += f"; {fmt_level(1 - alpha)} CI coverage {_coverage(row)}"
         return text
     if on_logs(estimand, a.scale):
         text = f"{what} exp(mean log ratio) {num(math.exp(row.estimate_mean))}"
@@ -124,7 +135,7 @@ def estimation_line(row: Row, a: Analysed, alpha: float) -> str:
     if not _missing(row.bias):
         parts.append(f"{scale}bias {num(row.bias, 2)} ± {num(row.bias_se, 2)}, RMSE {num(row.rmse)}")
     if not _missing(row.coverage):
-        parts.append(f"{pct(1 - alpha, 0)} CI coverage {_coverage(row)}" + _width(row, estimand, a.scale))
+        parts.append(f"{fmt_level(1 - alpha)} CI coverage {_coverage(row)}" + _width(row, estimand, a.scale))
     return f"estimate ({test_label(row.test)}): " + "; ".join(parts)
 
 
