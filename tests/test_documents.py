@@ -196,6 +196,10 @@ def test_multiplicity_and_allocation_caveat_follow_the_design():
     n_tests = len(planned(DEFAULT_CONFIG).frame("power").query("method == 'monte_carlo'"))
     m = default.tables["multiplicity"]
     assert m.cell("tests", "Value") == str(n_tests)
+    # Bonferroni's level 0.05 / n, exact where a short decimal states it (0.05 / 40 printed as 0.12% was 0.125%), and
+    # never printed above the true level
+    level = float(m.cell("bonferroni", "Value").rstrip("%")) / 100
+    assert level <= 0.05 / n_tests and level == pytest.approx(0.05 / n_tests, rel=1e-3)
     assert f"The report runs {n_tests} tests" in default.all_text()
     assert "Bender and Lange 2001" in default.all_text()
     assert "Allocation is not randomised" in default.all_text() and "Altman and Bland 1999" in default.all_text()

@@ -21,7 +21,18 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from trialsim.labels import FLAG, extrapolated, fmt_interval, fmt_n, fmt_pct, fmt_power, fmt_ratio, is_missing, test_label
+from trialsim.labels import (
+    FLAG,
+    extrapolated,
+    fmt_interval,
+    fmt_level,
+    fmt_n,
+    fmt_pct,
+    fmt_power,
+    fmt_ratio,
+    is_missing,
+    test_label,
+)
 from trialsim.model import build_model
 from trialsim.registry import TESTS
 from trialsim.report.references import Citations
@@ -161,7 +172,7 @@ def build_tables(result, citations: Citations | None = None) -> dict[str, Table]
         ("n_treatment", {"Item": f"Patients enrolled, {d['treatment_name']}", "Value": fmt_n(d["n_treatment"])}),
         ("allocation", {"Item": "Allocation", "Value": str(d["allocation"])}),
         ("masking", {"Item": "Masking", "Value": str(d["masking"])}),
-        ("alpha", {"Item": "Significance level (two-sided)", "Value": fmt_pct(d["alpha"], 0)}),
+        ("alpha", {"Item": "Significance level (two-sided)", "Value": fmt_level(d["alpha"])}),
         ("primary", {"Item": "Primary endpoint", "Value": str(d["primary_label"])}),
         ("primary_test", {"Item": "Primary analysis", "Value": test_label(str(d["primary_test"]))}),
     ]
@@ -399,8 +410,8 @@ def _multiplicity(result, label_of: dict, sizes: dict) -> Table | None:
     rows += [
         ("any_independent", {"Item": "Chance of at least one significant test with no effect at all, if the tests were "
                                      "independent", "Value": fmt_pct(independent)}),
-        ("bonferroni", {"Item": f"Level per test that keeps that chance at or below {fmt_pct(alpha, 0)} (Bonferroni)",
-                        "Value": fmt_power(alpha / len(pairs)) if pairs else "-"}),
+        ("bonferroni", {"Item": f"Level per test that keeps that chance at or below {fmt_level(alpha)} (Bonferroni)",
+                        "Value": fmt_level(alpha / len(pairs)) if pairs else "-"}),
     ]
     return _table("multiplicity", "Multiplicity: how many tests the design runs", rows,
                   "Tests of the same endpoint, of one marker on several days or of correlated endpoints are not "
