@@ -562,3 +562,24 @@ def test_levels_print_exactly_or_cut_never_rounded_up(level, text):
 
     assert fmt_level(level) == text
     assert float(text.rstrip("%")) / 100 <= level * (1 + 1e-12)
+
+
+def test_effect_panel_draws_an_effect_searched_upwards_towards_benefit_on_the_same_axis():
+    # an odds ratio of a better grade is searched above 1: drawn as its reciprocal beside ratios searched below 1
+    import pandas as pd
+    from matplotlib.figure import Figure
+
+    from trialsim.report.figures import plot_power_vs_effects
+
+    rows = [{"endpoint": e, "test": "mann_whitney", "label": e, "short": e, "parameter_label": "ratio", "parameter_kind": "ratio",
+             "no_effect": 1.0, "assumed": a, "effect": v, "n_per_arm": 10, "power": p, "ci_low": p, "ci_high": p, "mc_se": 0.0,
+             "method": "monte_carlo"}
+            for e, a, values in (("stay", 0.7, (1.0, 0.7, 0.5, 0.25)), ("grade", 1.0, (1.0, 1.5, 2.0, 4.0)))
+            for v, p in zip(values, (0.05, 0.2, 0.5, 0.9))]
+    with FigureStyle():
+        ax = plot_power_vs_effects(pd.DataFrame(rows), Figure().add_subplot())
+    lines = {line.get_label(): line for line in ax.get_lines() if not line.get_label().startswith("_")}
+    grade = next(line for label, line in lines.items() if label.lower().startswith("grade"))
+    assert "higher is better" in grade.get_label().replace("\n", " ")
+    assert sorted(grade.get_xdata()) == pytest.approx([0.25, 0.5, 1 / 1.5, 1.0])  # 1 / OR
+    assert ax.xaxis_inverted() and ax.get_xscale() == "linear"  # no effect at the left, for every curve

@@ -206,13 +206,14 @@ def plot_power_vs_n(frame: pd.DataFrame, ax=None, *, planned_n: int | None = Non
     return ax
 
 
-def _effect_axis(ax, axis_name: str, frame: pd.DataFrame) -> None:
-    """Effect on the x axis, from no effect (left) to the strongest effect (right)."""
+def _effect_axis(ax, axis_name: str, frame: pd.DataFrame, null: float | None = None) -> None:
+    """Effect on the x axis, from no effect (left) to the strongest effect (right). ``null``: where ``_x`` has no
+    effect, when ``_x`` is not the effect itself (1 for effect / no effect, 0 for a difference)."""
     from matplotlib.ticker import FixedLocator, FuncFormatter, NullLocator
 
     x = frame["_x"]
     multiplicative = bool((frame["parameter_kind"] != "difference").all())
-    decreasing = bool((frame["effect"] <= frame["no_effect"] + 1e-12).all())
+    decreasing = bool((frame["effect"] <= frame["no_effect"] + 1e-12).all() if null is None else (x <= null + 1e-12).all())
     if multiplicative and not decreasing and (x > 0).all() and x.max() / x.min() > 3:
         ax.set_xscale("log")
         lo, hi = float(x.min()), float(x.max())
@@ -276,9 +277,16 @@ def plot_power_vs_effects(frame: pd.DataFrame, ax=None, *, targets: Sequence[flo
     ax = _new_ax(ax)
     g = frame.copy()
     relative = bool((g["parameter_kind"] != "difference").all())
+    # every curve runs from no effect towards benefit on one axis: an effect searched above no effect (an odds ratio of
+    # a better grade) is drawn as its reciprocal (relative) or negative (difference), and its legend says so
+    rising = g.groupby(["endpoint", "test"])["effect"].transform("max") > g["no_effect"] + 1e-12
     g["_x"] = g["effect"] / g["no_effect"] if relative else g["effect"] - g["no_effect"]
+    g.loc[rising, "_x"] = 1.0 / g.loc[rising, "_x"] if relative else -g.loc[rising, "_x"]
     g["_xkey"] = g["_x"].round(6)
-    groups = _coinciding(g, list(dict.fromkeys(zip(g["endpoint"], g["test"]))), "_xkey")
+    series = list(dict.fromkeys(zip(g["endpoint"], g["test"])))
+    up_series = set(zip(g.loc[rising, "endpoint"], g.loc[rising, "test"]))
+    groups = [group for side in (False, True)  # curves drawn inverted are never merged with curves drawn as they are
+              for group in _coinciding(g, [k for k in series if (k in up_series) == side], "_xkey")]
     colours = sns.color_palette(PALETTE, max(len(groups), 1))
     stars: list[tuple[float, float, tuple]] = []
     for i, group in enumerate(groups):
@@ -286,8 +294,11 @@ def plot_power_vs_effects(frame: pd.DataFrame, ax=None, *, targets: Sequence[flo
         h = g[(g["endpoint"] == endpoint) & (g["test"] == test)].sort_values("_x")
         exact = (h["method"] == "exact").all()
         names = [short_endpoint_label(e, *(g[g["endpoint"] == e][c].iloc[0] for c in ("label", "short"))) for e, _ in group]
+        up = (endpoint, test) in up_series
         label = textwrap.fill(f"{_joined(names)}: {short_test_label(test)}" + (" (exact)" if exact else "")
-                              + (" (curves coincide)" if len(group) > 1 else ""), LEGEND_WIDTH)
+                              + (" (curves coincide)" if len(group) > 1 else "")
+                              + ((" (higher is better: drawn as no effect / effect)" if relative else
+                                  " (higher is better: drawn as no effect - effect)") if up else ""), LEGEND_WIDTH)
         ax.plot(h["_x"], h["power"], color=colours[i], ls=LINESTYLES[i % len(LINESTYLES)], lw=1.4,
                 marker=MARKERS[i % len(MARKERS)], ms=3.5, label=label)
         if not exact:
@@ -297,9 +308,12 @@ def plot_power_vs_effects(frame: pd.DataFrame, ax=None, *, targets: Sequence[flo
             null, assumed = float(m["no_effect"].iloc[0]), float(m["assumed"].iloc[0])
             if assumed != null:
                 v = assumed / null if relative else assumed - null
+                if bool(rising[(g["endpoint"] == e) & (g["test"] == t)].any()):
+                    v = 1.0 / v if relative else -v
                 stars.append((v, float(np.interp(v, m["_x"], m["power"])), colours[i]))
     _stars(ax, stars)
-    _effect_axis(ax, "Effect / no effect (1 = none)" if relative else "Effect - no effect (0 = none)", g)
+    _effect_axis(ax, "Effect / no effect (1 = none)" if relative else "Effect - no effect (0 = none)", g,
+                 null=1.0 if relative else 0.0)
     ax.set_ylim(0, 1)
     _percent_axis(ax.yaxis)
     ax.set_ylabel("Power")
