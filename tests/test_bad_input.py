@@ -294,6 +294,19 @@ def test_planning_flags_are_checked_too(argv, flag):
     assert status == 2 and f"argument {flag}" in err and "Traceback" not in err
 
 
+@pytest.mark.parametrize("argv, says", [
+    (["samplesize", str(CRP_CONFIG), "--sims", "0"], "per refining pass of the sample-size and MDE searches"),
+    (["report", str(CRP_CONFIG), "--out", "x", "--search-sims", "0"], "per refining pass of the sample-size and MDE searches"),
+    (["curves", str(CRP_CONFIG), "--out", "x", "--sims", "0"], "per curve point"),
+    (["report", str(CRP_CONFIG), "--out", "x", "--curve-sims", "0"], "per curve point"),
+    (["run", str(CRP_CONFIG), "--sims", "0"], "simulated trials per scenario; run.n_sims"),
+])
+def test_a_bad_sims_flag_says_what_its_command_counts(argv, says):
+    status, _, err, _ = cli(*argv)
+    assert status == 2 and says in err and "Traceback" not in err
+    assert argv[0] == "run" or "per scenario" not in err  # a search's or a curve's trials are not run.n_sims
+
+
 @pytest.mark.parametrize("address, says", [("tls://127.0.0.1:1", "only tcp:// addresses"),
                                            ("ucx://127.0.0.1:1", "only tcp:// addresses"),
                                            ("tcp://127.0.0.1:99999", "the port must lie in 1-65535"),

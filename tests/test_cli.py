@@ -1,5 +1,6 @@
 """The `run` and `replay` commands and the console summary: the scenario's own words, type I error under
 the null, geometric mean ratios from mean logs, and a replayed trial equal to its row of --keep-trials."""
+import argparse
 import json
 import re
 import subprocess
@@ -11,10 +12,12 @@ import pytest
 
 from tests.conftest import CONFIGS, CRP_CONFIG, DEFAULT_CONFIG, ROOT
 from trialsim.api import run
+from trialsim.cli import build_parser
 from trialsim.config.loader import load_scenario, with_values
 from trialsim.labels import num
 from trialsim.model import build_model
 from trialsim.replay import replay
+from trialsim.report.document import DEFAULT_FORMATS, document_file
 from trialsim.report.console import comparison_columns, null_endpoints, run_summary
 from trialsim.report.replay_text import replay_summary
 from trialsim.results import read_trials
@@ -174,3 +177,24 @@ def test_every_shipped_config_runs(name):
     assert proc.returncode == 0, proc.stderr
     sweep = load_scenario(CONFIGS / name).sweep is not None and not extra
     assert ("scenarios side by side" if sweep else "PRIMARY ENDPOINT:") in proc.stdout
+
+
+def _subcommand(name: str):
+    (sub,) = [a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction)]
+    return sub.choices[name]
+
+
+@pytest.mark.parametrize("command", ["samplesize", "report"])
+def test_power_help_states_the_default_the_command_uses(command):
+    (power,) = [a for a in _subcommand(command)._actions if a.dest == "power"]
+    stated = re.search(r"\(default ([\d. ]+?)[;)]", power.help)
+    assert stated is not None, power.help
+    assert [float(v) for v in stated.group(1).split()] == power.default
+
+
+def test_report_help_names_every_file_it_writes_by_default():
+    text = _subcommand("report").format_help().replace("\n", " ")
+    text = re.sub(r"\s+", " ", text)
+    for fmt in DEFAULT_FORMATS:
+        assert document_file(fmt) in text
+    assert "report.pdf" in text and "justification.txt" in text

@@ -28,6 +28,7 @@ from trialsim.planning.assumptions import assumptions_frame, file_comments
 from trialsim.planning.plan import PlanningResult, load_planning, plan, type_i_at_sizes
 from trialsim.report.document import build_report, build_tables, write_docx, write_report
 from trialsim.report.output import MARKER, FolderNotOursError, check_folder, read_marker, replace_file, report_session
+from trialsim.report import helpers as helpers_module
 from trialsim.report.helpers import IDLE_NICE, Helpers, others_running, usable_cores
 from trialsim.report.pdf_process import html_to_pdf
 from trialsim.report.references import SECTION, citation_keys, load_library
@@ -195,6 +196,10 @@ def test_multiplicity_and_allocation_caveat_follow_the_design():
     n_tests = len(planned(DEFAULT_CONFIG).frame("power").query("method == 'monte_carlo'"))
     m = default.tables["multiplicity"]
     assert m.cell("tests", "Value") == str(n_tests)
+    # Bonferroni's level 0.05 / n, exact where a short decimal states it (0.05 / 40 printed as 0.12% was 0.125%), and
+    # never printed above the true level
+    level = float(m.cell("bonferroni", "Value").rstrip("%")) / 100
+    assert level <= 0.05 / n_tests and level == pytest.approx(0.05 / n_tests, rel=1e-3)
     assert f"The report runs {n_tests} tests" in default.all_text()
     assert "Bender and Lange 2001" in default.all_text()
     assert "Allocation is not randomised" in default.all_text() and "Altman and Bland 1999" in default.all_text()
@@ -202,7 +207,7 @@ def test_multiplicity_and_allocation_caveat_follow_the_design():
     # no [flow] section: the timeline from the flow's cited defaults, saying that the analyses assume every patient
     assert "Timeline" in [s.title for s in default.sections]
     assert "the config has no [flow] section" in default.tables["flow"].notes
-    assert "The power table assumes that every planned patient is enrolled and analysable" in default.tables["flow"].notes
+    assert "The power table assumes that every planned patient is enrolled, each endpoint then losing the scenario's own share" in default.tables["flow"].notes
     assert "Timeline" not in [s.title for s in crp.sections]  # no length of stay: the flow's model does not fit it
 
 
@@ -493,6 +498,30 @@ def test_a_batch_goes_to_whichever_helper_is_free_and_a_dead_helpers_share_runs_
         assert helpers.batch(os.getpid, [()] * 2, among=(0,)).results() == [free, free]  # the helper there is
 
 
+def _stuck_in_a_helper(parent: int, value):
+    """``value``, at once in the process ``parent``, after a minute elsewhere (a helper that is stuck)."""
+    if os.getpid() != parent:
+        time.sleep(60)
+    return value
+
+
+def test_a_helper_silent_too_long_is_stopped_and_its_jobs_run_here(monkeypatch):
+    if usable_cores() < 2:
+        pytest.skip("one usable core: no helper process")
+    monkeypatch.setattr(helpers_module, "SILENCE_SECONDS", 1.0)
+    with Helpers([(), ()]) as helpers:
+        first, second = helpers._helpers  # noqa: SLF001
+        start = time.monotonic()
+        with pytest.warns(UserWarning, match="sent nothing for 1 s"):
+            assert helpers.submit(0, _stuck_in_a_helper, os.getpid(), "A").result() == "A"
+        assert len(helpers) == 1 and not first.alive and first._process is None  # noqa: SLF001
+        with pytest.warns(UserWarning, match="sent nothing for 1 s"):
+            batch = helpers.batch(_stuck_in_a_helper, [(os.getpid(), k) for k in range(3)])
+            assert batch.results() == [0, 1, 2]
+        assert len(helpers) == 0 and not second.alive
+        assert time.monotonic() - start < 30  # neither minute-long job was waited for
+
+
 def test_a_dead_helpers_jobs_run_here_and_an_error_stops_the_helpers_at_once(tmp_path):
     if usable_cores() < 2:
         pytest.skip("one usable core: no helper process")
@@ -598,4 +627,4 @@ def test_the_headline_gives_the_timeline():
     report = build_report(planned(DEFAULT_CONFIG), [])
     timeline = dict(report.headline.rows)["Timeline"]
     assert timeline.startswith("Time to full enrolment: median ") and "planned completion date" in timeline
-    assert "the power figures assume every planned patient" in timeline  # no [flow] in the config
+    assert "the power figures assume every planned patient is enrolled, each endpoint then losing" in timeline  # no [flow] in the config

@@ -64,3 +64,18 @@ def test_package_import_is_lazy():
     code = "import trialsim; print(trialsim.load_scenario.__module__, trialsim.run.__module__)"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
     assert done.stdout.split() == ["trialsim.config.loader", "trialsim.api"]
+
+
+def test_ctrl_c_before_the_launchers_handler_is_one_line_and_130():
+    # seen on a loaded machine: the Ctrl-C landed while trialsim.launch itself was importing `signal`
+    code = ("import builtins, runpy\n"
+            "real = builtins.__import__\n"
+            "def interrupted(name, *args, **kwargs):\n"
+            "    if name == 'trialsim.launch':\n"
+            "        raise KeyboardInterrupt\n"
+            "    return real(name, *args, **kwargs)\n"
+            "builtins.__import__ = interrupted\n"
+            "runpy.run_module('trialsim', run_name='__main__')\n")
+    done = subprocess.run([sys.executable, "-c", code, "run", str(CONFIG)], capture_output=True, text=True, cwd=ROOT)
+    assert done.returncode == 130 and "Traceback" not in done.stderr
+    assert done.stderr.strip() == "trialsim: interrupted while starting; nothing was done"

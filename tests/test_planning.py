@@ -18,6 +18,7 @@ from trialsim.decide import decide
 from trialsim.model import build_model
 from trialsim.planning import model, samplesize, search
 from trialsim.planning.analytic import analytic_sample_size, model_moments
+from trialsim.planning import mde as mde_module
 from trialsim.planning.mde import minimal_detectable_effect
 from trialsim.planning.pilot import expected_rate_ci_width, pilot_summary, whitehead_pilot_size
 from trialsim.planning.samplesize import computed_scans, exact_scan, sample_size, sample_sizes
@@ -469,3 +470,30 @@ def test_parallel_exact_scans_equal_one_scan_per_target(ahead, monkeypatch):
             np.testing.assert_array_equal(scan.power, one.power)
             assert (scan.n_first, scan.n_stable, scan.target) == (one.n_first, one.n_stable, one.target)
     assert got[0][0].n_stable is not None and got[2][0].n_first is None
+
+
+def test_sample_sizes_default_to_the_designs_allocation_ratio():
+    sc = load_scenario(ROOT / "configs" / "designs" / "ratio_2to1_30.toml")
+    row = sample_sizes(sc, endpoint="leak_1m", test="fisher", power=0.8, simulate=False).results[0]
+    assert row.ratio == 2.0 and row.n_treatment == model.n_treatment_for(row.n, 2.0)
+    rates = model.binary_rates(build_model(sc), "leak_1m")
+    scan = exact_scan("fisher", rates.p_control, rates.p_treatment, power=0.8, alpha=sc.design.alpha, ratio=2.0,
+                      n_max=row.n_max)
+    assert row.n == scan.n_stable  # the scan at 2:1, not at 1:1
+    equal = sample_sizes(sc, endpoint="leak_1m", test="fisher", power=0.8, ratio=1.0, simulate=False).results[0]
+    assert equal.ratio == 1.0 and equal.n_treatment == equal.n > row.n  # more per arm when the arms are equal
+
+
+def test_an_effect_assumed_to_be_none_is_searched_on_the_side_where_the_treatment_helps():
+    # found by review: the colonoscopy grade's odds ratio (> 1 = better grades, assumed 1) was searched below 1 (harm)
+    sc = load_scenario(ROOT / "configs" / "exosome_lar_20.toml")
+    m = build_model(sc)
+    grade = m.endpoint("colonoscopy_grade").effect
+    assert grade.assumed == grade.null == 1.0 and grade.benefit == 1.0
+    axis = mde_module.effect_axis(sc, grade)
+    assert axis.direction == 1.0 and axis.value(axis.x_extreme) == axis.extreme == grade.upper  # exactly the bound
+    assert axis.value(0.5) > 1.0
+    stay = m.endpoint("los_days").effect  # a ratio of medians: shorter stays help
+    assert stay.assumed == stay.null and mde_module.effect_axis(sc, stay).direction == -1.0
+    leak = m.endpoint("leak_1m").effect  # assumed below no effect: searched below it, whatever the benefit side
+    assert leak.assumed < leak.null and mde_module.effect_axis(sc, leak).direction == -1.0

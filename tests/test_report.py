@@ -394,7 +394,7 @@ def test_log_axes_leave_out_200_only_where_labels_would_run_together():
     ax.set_yscale("log")
     _log_ticks(ax.xaxis, 2, 500)  # two decades and more across: "100" and "200" side by side ran together
     _log_ticks(ax.yaxis, 10, 1000)  # stacked: room for every label
-    assert list(ax.xaxis.get_majorticklocs()) == [5, 10, 20, 50, 100, 500]
+    assert list(ax.xaxis.get_majorticklocs()) == [2, 5, 10, 20, 50, 100, 500]
     assert list(ax.yaxis.get_majorticklocs()) == [10, 20, 50, 100, 200, 500, 1000]
     _log_ticks(ax.xaxis, 5, 200)  # under 60x: 1-2-5 throughout
     assert list(ax.xaxis.get_majorticklocs()) == [5, 10, 20, 50, 100, 200]
@@ -437,3 +437,149 @@ def test_figures_name_their_endpoint_and_assumed_effects():
     with FigureStyle():
         fig = figure_power_heatmap(grid, planned=(0.5, 10), title="Anastomotic leak, control 12.4%: exact power")
     assert fig._suptitle is not None and "control 12.4%" in fig._suptitle.get_text()
+
+
+def test_an_unequal_design_is_planned_and_written_at_its_own_allocation_ratio():
+    # found by review: a 10 vs 20 design got equal-arm sample sizes and a paragraph saying "10 patients per arm"
+    sc = load_scenario(DEFAULT_CONFIG.parent / "designs" / "ratio_2to1_30.toml",
+                       ['endpoints.leak_1m.tests=["fisher"]'])
+    res = plan(sc, parts=("run", "samplesize", "pilot"), power=(0.8,), n_sims=500, search_sims=200, seed=3, n_jobs=1)
+    sizes = res.frame("sample_sizes").set_index(["endpoint", "test"]).loc[("leak_1m", "fisher")]
+    assert sizes["ratio"] == 2.0 and sizes["n_treatment"] == 2 * sizes["n"]
+    tables = build_tables(res)
+    cell = tables["sample_sizes"].cell("leak_1m|fisher|0.8", "n per arm")
+    assert cell == f"{int(sizes['n']):,} + {int(sizes['n_treatment']):,}"
+    text = justification(res, tables).text
+    assert "10 placebo and 20 exosome patients give" in text and "10 patients per arm" not in text
+    assert f"needs {cell} analysable patients (control + treatment; " in text
+    assert "At 10 vs 20 " in text or "With 10 vs 20 " in text
+    assert "one-sided 80% upper confidence limit of the SD" in text  # the level of Browne's limit is stated
+
+
+def test_a_non_randomised_pilot_cites_the_guidance_for_non_randomised_pilots(result):
+    text = justification(result, build_tables(result)).text
+    assert not result.design["randomised"] and "Lancaster and Thabane 2019" in text
+    assert "Guidelines for reporting non-randomised pilot and feasibility studies" in render_markdown(build_report(result, []))
+
+
+def test_a_log_axis_of_a_decade_or_less_has_ticks_at_the_sizes_users_read():
+    from trialsim.report.figures import log_ticks
+
+    assert log_ticks(10, 100) == [10, 20, 30, 40, 50, 60, 80, 100]  # 80 was not among 10, 20, 50, 100
+    assert log_ticks(2, 10) == [2, 3, 4, 5, 6, 8, 10]
+    assert log_ticks(12, 18) == [12, 18]  # no round number between: the range's own ends
+
+
+def test_labels_keep_their_acronyms_at_the_start_of_a_title_and_inside_a_sentence():
+    from trialsim.labels import in_sentence, upper_first
+
+    assert upper_first("IL-6 (drain) geometric mean ratio") == "IL-6 (drain) geometric mean ratio"
+    assert upper_first("risk ratio") == "Risk ratio" and upper_first("") == ""
+    assert in_sentence("IL-6 (drain), mean of log") == "IL-6 (drain), mean of log"
+    assert in_sentence("Anastomotic leak") == "anastomotic leak"
+
+
+def _range_rows(n_values, *, label="IL-6 (drain) geometric mean ratio"):
+    import pandas as pd
+
+    return pd.DataFrame([{"endpoint": "il6", "test": "welch_log", "label": "IL-6 (drain)", "parameter_label": label,
+                          "parameter_kind": "ratio", "no_effect": 1.0, "assumed": 0.7, "effect": e, "facet": None,
+                          "ratio": 1.0, "basis": "analysable", "alpha": 0.05, "n_per_arm": n, "power": min(1.0, n / 100 / e),
+                          "ci_low": 0.0, "ci_high": 1.0, "method": "monte_carlo"} for e in (0.7, 0.5) for n in n_values])
+
+
+def test_range_figure_keeps_the_labels_acronym_and_says_its_axis_is_log_scaled():
+    from matplotlib.figure import Figure
+
+    from trialsim.report.figures import figure_power_ranges, plot_power_ranges
+
+    frame = _range_rows([10, 18, 26, 50, 80, 100])
+    with FigureStyle():
+        ax = plot_power_ranges(frame, Figure().add_subplot())
+        fig = figure_power_ranges(frame)
+    assert ax.get_legend().get_title().get_text() == "IL-6 (drain) geometric mean ratio"  # not "Il-6 (drain) ..."
+    assert fig.legends[0].get_title().get_text() == "IL-6 (drain) geometric mean ratio"
+    for axes in (ax, fig.axes[0]):
+        assert axes.get_xscale() == "log" and axes.get_xlabel() == "Analysable patients per arm (log scale)"
+        assert 80 in list(axes.xaxis.get_majorticklocs())
+    with FigureStyle():
+        linear = plot_power_ranges(_range_rows([40, 60, 80]), Figure().add_subplot())
+    assert linear.get_xscale() == "linear" and linear.get_xlabel() == "Analysable patients per arm"
+
+
+@pytest.mark.parametrize("first, stable", [(367, 367), (102, 111)])
+def test_sawtooth_shows_the_first_n_over_the_stable_n_and_names_every_line(first, stable):
+    import pandas as pd
+    from matplotlib.colors import to_rgb
+    from matplotlib.figure import Figure
+
+    from trialsim.report.figures import plot_sawtooth
+
+    curve = pd.DataFrame({"endpoint": "leak", "test": "fisher", "n_per_arm": range(first - 30, stable + 30)})
+    curve["power"] = 0.5 + (curve["n_per_arm"] - first) / 1000
+    row = {"endpoint": "leak", "test": "fisher", "target_power": 0.5, "n_first": first, "n_stable": stable}
+    with FigureStyle():
+        ax = plot_sawtooth(curve, row, Figure().add_subplot())
+    labels = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert {"target power", "first n reaching the target", "n from which power stays at or above it"} <= set(labels)
+    lines = {line.get_label(): line for line in ax.lines}
+    first_n, stable_n = lines["first n reaching the target"], lines["n from which power stays at or above it"]
+    # drawn over the stable n, thinner and in another colour: visible where the two are the same n
+    assert first_n.get_zorder() > stable_n.get_zorder() and first_n.get_linewidth() < stable_n.get_linewidth()
+    assert to_rgb(first_n.get_color()) != to_rgb(stable_n.get_color())
+
+
+def test_every_assumed_value_is_starred_above_the_lines_and_none_covers_another():
+    import numpy as np
+    import pandas as pd
+    from matplotlib.figure import Figure
+
+    from trialsim.report.figures import STAR_SIZE, plot_power_vs_effects
+
+    rows = []
+    # a and b coincide (one legend entry, one colour) and share the assumed value: their stars fall on one point
+    for endpoint, assumed, steep in (("a", 0.7, 1.0), ("b", 0.7, 1.0), ("c", 0.85, 2.0)):
+        rows += [{"endpoint": endpoint, "test": "welch_log", "label": f"Marker {endpoint}", "short": f"Marker {endpoint}",
+                  "effect": e, "no_effect": 1.0, "assumed": assumed, "parameter_kind": "ratio",
+                  "power": min(1.0, steep * (1 - e)), "mc_se": 0.0, "ci_low": 0.0, "ci_high": 1.0, "method": "exact"}
+                 for e in np.linspace(0.3, 1.0, 8)]
+    with FigureStyle():
+        fig = Figure(dpi=100)
+        ax = plot_power_vs_effects(pd.DataFrame(rows), fig.add_subplot())
+        fig.canvas.draw()
+    stars = [line for line in ax.lines if line.get_marker() == "*"]
+    assert len(stars) == 3  # every endpoint's, the coinciding ones' too
+    assert min(s.get_zorder() for s in stars) > max(line.get_zorder() for line in ax.lines if line.get_marker() != "*")
+    at = [s.get_transform().transform(np.column_stack([s.get_xdata(), s.get_ydata()]))[0] for s in stars]
+    apart = min(np.hypot(*(p - q)) for i, p in enumerate(at) for q in at[i + 1:])
+    assert apart >= 0.5 * STAR_SIZE * fig.dpi / 72  # pixels: half a star or more between any two centres
+
+
+@pytest.mark.parametrize("level, text", [(0.05, "5%"), (0.05 / 40, "0.125%"), (0.025, "2.5%"), (1 - 0.025, "97.5%"),
+                                         (0.05 / 3, "1.666%"), (1e-6 / 40, "0.0000025%"), (0.8, "80%")])
+def test_levels_print_exactly_or_cut_never_rounded_up(level, text):
+    from trialsim.labels import fmt_level
+
+    assert fmt_level(level) == text
+    assert float(text.rstrip("%")) / 100 <= level * (1 + 1e-12)
+
+
+def test_effect_panel_draws_an_effect_searched_upwards_towards_benefit_on_the_same_axis():
+    # an odds ratio of a better grade is searched above 1: drawn as its reciprocal beside ratios searched below 1
+    import pandas as pd
+    from matplotlib.figure import Figure
+
+    from trialsim.report.figures import plot_power_vs_effects
+
+    rows = [{"endpoint": e, "test": "mann_whitney", "label": e, "short": e, "parameter_label": "ratio", "parameter_kind": "ratio",
+             "no_effect": 1.0, "assumed": a, "effect": v, "n_per_arm": 10, "power": p, "ci_low": p, "ci_high": p, "mc_se": 0.0,
+             "method": "monte_carlo"}
+            for e, a, values in (("stay", 0.7, (1.0, 0.7, 0.5, 0.25)), ("grade", 1.0, (1.0, 1.5, 2.0, 4.0)))
+            for v, p in zip(values, (0.05, 0.2, 0.5, 0.9))]
+    with FigureStyle():
+        ax = plot_power_vs_effects(pd.DataFrame(rows), Figure().add_subplot())
+    lines = {line.get_label(): line for line in ax.get_lines() if not line.get_label().startswith("_")}
+    grade = next(line for label, line in lines.items() if label.lower().startswith("grade"))
+    assert "higher is better" in grade.get_label().replace("\n", " ")
+    assert sorted(grade.get_xdata()) == pytest.approx([0.25, 0.5, 1 / 1.5, 1.0])  # 1 / OR
+    assert ax.xaxis_inverted() and ax.get_xscale() == "linear"  # no effect at the left, for every curve

@@ -6,6 +6,7 @@ against an enumeration of every 2 x 2 table with scipy's own tests (no shared co
 from __future__ import annotations
 
 import math
+import re
 
 import numpy as np
 import pytest
@@ -18,6 +19,7 @@ from trialsim.cli import build_parser, main
 from trialsim.api import run
 from trialsim.config.loader import load_scenario
 from trialsim.planning.init import template_text, write_template
+from trialsim.registry import ALLOCATION_SCHEMES
 from trialsim.planning.solve import solve_ratio_of_means, solve_two_means, solve_two_proportions, welch_power
 
 
@@ -164,7 +166,7 @@ def test_bad_questions_are_refused():
     with pytest.raises(ValueError, match="all but one"):
         solve_two_proportions(0.2, 0.1)
     with pytest.raises(ValueError, match="equal SDs"):
-        solve_two_means(1.0, sd_treatment=2.0, power=0.8)
+        solve_two_means(1.0, sd_treatment=2.0, power=0.8, test="t")
     with pytest.raises(ValueError, match="size limit"):
         solve_two_proportions(0.2, 0.1, n_per_arm=600, test="boschloo")
 
@@ -196,10 +198,62 @@ def test_numbers_no_trial_has_are_refused_with_their_values(argv, says, capsys):
     assert says in err and "Traceback" not in err
 
 
+def test_unequal_sds_without_a_test_are_answered_by_welch_saying_so():
+    s = solve_two_means(0.5, sd=1.0, sd_treatment=2.0, power=0.8)
+    assert s.test == "welch" and "SDs differ" in s.note
+    assert solve_two_means(0.5, sd=1.0, sd_treatment=1.0, power=0.8).test == "t"
+
+
+def test_solve_means_with_unequal_sds_answers_with_welch(capsys):
+    assert main(["solve", "means", "--difference", "0.5", "--sd", "1", "--sd-treatment", "2", "--power", "0.8"]) == 0
+    out = capsys.readouterr().out
+    assert "Welch t" in out and "as the SDs differ" in out and "n per arm" in out
+    # each test gives what it can: Welch answers, the pooled t test says why it does not, in the flags' words
+    argv = ["solve", "means", "--difference", "0.5", "--sd", "1", "--sd-treatment", "2", "--power", "0.8", "--test", "t", "welch"]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert "Welch t" in out and "Not answered: --test t is not allowed with unequal SDs (--sd 1 and --sd-treatment 2)" in out
+    assert "use --test welch" in out
+    assert main(argv[:-1]) == 2  # the pooled t test alone: nothing to give
+    assert "use --test welch" in capsys.readouterr().err
+
+
+# parameter names and settings as Python writes them (n_per_arm, test='welch'): never in a message of the command
+PYTHON_SPELLING = re.compile(r"\b(p_control|p_treatment|n_per_arm|sd_treatment|log_sd|risk_ratio)\b|\w=")
+
+
+@pytest.mark.parametrize("argv, says", [
+    (["proportions", "--p-control", "0.124", "--risk-ratio", "9", "--power", "0.8"],
+     "--risk-ratio 9 is not allowed with --p-control 0.124: it makes a treatment rate of 1.116; use a --risk-ratio "
+     "from 8.065e-06 to 8.065"),
+    (["proportions", "--p-control", "0.124", "--risk-ratio", "1", "--power", "0.8"], "--risk-ratio 1 (a treatment rate"),
+    (["proportions", "--p-control", "0.124", "--p-treatment", "0.124", "--power", "0.8"],
+     "--p-treatment 0.124 is no effect (it equals --p-control 0.124)"),
+    (["proportions", "--p-control", "0.124", "--p-treatment", "0.06", "--power", "0.01"],
+     "--power 0.01 is not allowed: a target power lies above --alpha 0.05"),
+    (["proportions", "--p-control", "0.124", "--p-treatment", "0.06", "--n", "1"], "--n 1 is not allowed"),
+    (["proportions", "--p-control", "0.124", "--p-treatment", "0.06", "--n", "6000"], "--n 6000 is not allowed: at most 5,000"),
+    (["proportions", "--p-control", "0.124", "--p-treatment", "0.06", "--n", "600", "--test", "boschloo"],
+     "--n 600 is not allowed with --test boschloo"),
+    (["means", "--difference", "0.5", "--sd", "1", "--sd-treatment", "2", "--power", "0.8", "--test", "t"],
+     "--test t is not allowed with unequal SDs"),
+    (["means", "--difference", "0", "--power", "0.8"], "--difference 0 is no effect"),
+    (["means", "--difference", "1e-9", "--power", "0.8"], "--difference 1e-09 is too small an effect against --sd 1"),
+    (["gmr", "--gmr", "1", "--log-sd", "0.5", "--power", "0.8"], "--gmr 1 is no effect"),
+    (["gmr", "--gmr", "1.0000000001", "--cv", "0.5", "--power", "0.8"], "--gmr 1.0000000001 is too small an effect against --cv 0.5"),
+    (["gmr", "--gmr", "1e6", "--log-sd", "1e-100", "--power", "0.8"], "SDs (--log-sd 1e-100): at most 1000 SDs"),
+])
+def test_solve_messages_name_the_flags_given(argv, says, capsys):
+    assert main(["solve", *argv]) == 2
+    err = capsys.readouterr().err
+    assert says in err and len(err.strip().splitlines()) == 1
+    assert not PYTHON_SPELLING.search(err), err
+
+
 def test_the_solvers_refuse_what_their_flags_refuse():
     with pytest.raises(ValueError, match=r"SDs must lie in \[1e-100, 1e\+100\]"):
         solve_two_means(0.5, sd=1e-300, n_per_arm=10)
-    with pytest.raises(ValueError, match=r"p_control must lie in \[1e-06"):
+    with pytest.raises(ValueError, match=r"p_control=1e-300 is not allowed: use a number in \[1e-06"):
         solve_two_proportions(1e-300, 0.5e-300, power=0.8)
     with pytest.raises(ValueError, match="p_treatment"):
         solve_two_proportions(0.2, 1e-9, n_per_arm=20)
@@ -242,6 +296,14 @@ def test_init_writes_a_config_that_loads(tmp_path, template, capsys):
         assert "FILL IN" in out.read_text()
     assert main(["init", "--template", template, str(out)]) == 2  # never overwrites without --force
     assert "exists" in capsys.readouterr().err
+
+
+def test_the_blank_templates_allocation_schemes_are_the_registrys():
+    text = template_text("blank")
+    section = text[text.index("[allocation]"):text.index('scheme = "')]
+    listed = re.findall(r"^#   (\w+)  +(.+)$", section, flags=re.M)
+    assert listed == [(name, scheme.label) for name, scheme in ALLOCATION_SCHEMES.items()]
+    assert {"stratified_block", "minimisation", "selected"} <= {name for name, _ in listed}
 
 
 def test_blank_template_runs(tmp_path):

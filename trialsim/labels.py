@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import math
 import sys
+from decimal import Decimal
 
 import numpy as np
 
@@ -29,6 +30,20 @@ def test_label(test: str) -> str:
     if test in TESTS:
         return TESTS.get(test).label
     return TEST_LABELS.get(test, test)
+
+
+def upper_first(text: str) -> str:
+    """A label at the start of a title or sentence: its first letter upper-cased, the rest kept as it is
+    ("IL-6 (drain) ratio" stays, "risk ratio" -> "Risk ratio"; ``str.capitalize`` would give "Il-6 (drain) ratio")."""
+    return text[:1].upper() + text[1:]
+
+
+def in_sentence(label: str) -> str:
+    """A label inside a sentence: 'Anastomotic leak' -> 'anastomotic leak'; acronyms ('IL-6', 'CRP', 'C-reactive') kept."""
+    first = label.split(" ", 1)[0]
+    if len(first) > 1 and first[1:].isalpha() and first[1:].islower():
+        return label[0].lower() + label[1:]
+    return label
 
 
 def pct(x: float, digits: int = 1) -> str:
@@ -68,6 +83,26 @@ def fmt_n(x) -> str:
 
 def fmt_pct(x, digits: int = 1) -> str:
     return "-" if is_missing(x) else pct(float(x), digits)
+
+
+LEVEL_DIGITS = 4  # significant digits of a level that no shorter decimal states exactly
+
+
+def fmt_level(x) -> str:
+    """A significance or confidence level as a percentage with the digits it needs: 5%, 2.5%, 97.5%, 0.125%
+    (0.05 / 40; two decimals said 0.12%). One that no :data:`LEVEL_DIGITS` digits state exactly (0.05 / 3) is cut,
+    never rounded up: 1.666%, so a printed level is never more lenient than the true one."""
+    if is_missing(x):
+        return "-"
+    value = 100.0 * float(x)
+    if value <= 0:
+        return f"{value:g}%"
+    for digits in range(1, LEVEL_DIGITS + 1):
+        text = f"{value:.{digits}g}"
+        if math.isclose(float(text), value, rel_tol=1e-9):
+            return f"{Decimal(text):f}%"
+    scale = 10.0 ** (LEVEL_DIGITS - 1 - math.floor(math.log10(value)))
+    return f"{Decimal(f'{math.floor(value * scale * (1 + 1e-12)) / scale:.{LEVEL_DIGITS}g}'):f}%"
 
 
 def fmt_power(x) -> str:
@@ -125,3 +160,14 @@ def key_label(path: str) -> str:
     """A config key path in words for a legend or a panel title (``endpoints.x.rate_control`` -> control event rate)."""
     last = path.rsplit(".", 1)[-1]
     return KEY_LABELS.get(last, last.replace("_", " "))
+
+
+EXTRAPOLATED = "Extrapolated beyond"  # how the note of a simulated sample size above every size simulated begins
+
+
+def extrapolated(row: dict) -> str | None:
+    """The first sentence of a simulated sample size's note when it lies beyond every size simulated, else None."""
+    note = row.get("note")
+    if row.get("method") != "monte_carlo" or is_missing(note) or not str(note).startswith(EXTRAPOLATED):
+        return None
+    return str(note).split(". ")[0] + "."

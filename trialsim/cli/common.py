@@ -1,7 +1,7 @@
 """Options shared by every subcommand (the CLI is thin: parse, call the API, print), and the checks of numeric flags.
 
 Every numeric flag of every subcommand is parsed by a rule of :data:`FLAG_RULES` (matched by the
-flag's destination name), so a flag is refused like the config value it stands for, naming the flag,
+flag's destination name, or named by :func:`add_sim_options`' ``sims_as``), so a flag is refused like the config value it stands for, naming the flag,
 the value and what is allowed; whole numbers may be written ``100000``, ``100_000`` or ``1e5``.
 """
 from __future__ import annotations
@@ -25,8 +25,11 @@ def add_overrides(p: argparse.ArgumentParser) -> None:
                    help="override a config value, e.g. --set design.n_control=30 or --set endpoints.<id>.effect=0.7 (repeatable; see `trialsim show`)")
 
 
-def add_sim_options(p: argparse.ArgumentParser, *, sims_help: str | None = None) -> None:
-    p.add_argument("--sims", type=int, default=None,
+def add_sim_options(p: argparse.ArgumentParser, *, sims_help: str | None = None, sims_as: str | None = None) -> None:
+    """``--sims``, ``--seed``, ``--jobs``, ``--chunk-blocks``. ``sims_as``: the flag whose rule (and so whose
+    message) ``--sims`` shares, where it counts other trials than run.n_sims (``samplesize --sims`` is
+    ``report --search-sims``)."""
+    p.add_argument("--sims", type=int if sims_as is None else FLAG_RULES[sims_as], default=None,
                    help=sims_help or f"simulated trials per scenario, 1 to {_limit(Run, 'n_sims', 'le'):,} (default: run.n_sims)")
     p.add_argument("--seed", type=int, default=None, help="root seed, a whole number >= 0 (default: run.seed, else drawn and recorded)")
     p.add_argument("--jobs", type=int, default=None, help="parallel workers, -1 = all cores (default: run.n_jobs)")
@@ -101,8 +104,9 @@ FLAG_RULES: dict[str, Callable[[str], object]] = {
     "chunk_blocks": whole_number(1, _limit(Run, "chunk_blocks", "le")),
     "max_memory": whole_number(_limit(Run, "max_memory_mb", "ge"), _limit(Run, "max_memory_mb", "le"),
                                what=" (MB; run.max_memory_mb has the same bounds)"),
-    "search_sims": whole_number(1, _N_SIMS_MAX),
-    "curve_sims": whole_number(1, _N_SIMS_MAX),
+    "search_sims": whole_number(1, _N_SIMS_MAX, what=" (simulated trials per refining pass of the sample-size and "
+                                                     "MDE searches; their locating pass uses a quarter)"),
+    "curve_sims": whole_number(1, _N_SIMS_MAX, what=" (simulated trials per curve point)"),
     "n_max": whole_number(2, _N_PER_ARM_MAX, what=" (patients per arm)"),
     "n": whole_number(1, _N_PER_ARM_MAX, what=" (patients per arm)"),
     "power": real_number(0.0, 1.0, low_open=True, high_open=True, what=" (a target power)"),

@@ -20,9 +20,18 @@ from trialsim.model import build_model
 from trialsim.planning.curves import load_sweep_grid, n_grid, power_ranges, ranges_from_sweep
 from trialsim.planning.compare import load_comparison
 from trialsim.planning.mde import minimal_detectable_effects
+from trialsim.planning.model import design_ratio
 from trialsim.planning.plan import PLANNING_JSON, load_planning, plan
 from trialsim.planning.samplesize import sample_sizes, sizes
-from trialsim.report.document import CHECK_FILE, DEFAULT_FORMATS, FORMATS, document_helpers, write_report
+from trialsim.report.document import (
+    CHECK_FILE,
+    DEFAULT_FORMATS,
+    FORMATS,
+    JUSTIFICATION_FILE,
+    document_file,
+    document_helpers,
+    write_report,
+)
 from trialsim.report.figures import draw_figures, draw_range_figures
 from trialsim.report.output import check_folder, report_session
 
@@ -44,13 +53,17 @@ def add_parsers(subparsers) -> None:
                               description="Exact for binary endpoints (with the saw-tooth of exact power), simulated with a "
                                           "Monte Carlo interval otherwise, with the analytic answer alongside.")
     add_config(p)
-    add_sim_options(p, sims_help=f"trials of each search step (default {SEARCH_SIMS}, as report --search-sims)")
+    add_sim_options(p, sims_as="search_sims",
+                    sims_help=f"simulated trials per refining pass of the search; the locating pass uses a quarter "
+                              f"(default {SEARCH_SIMS}, as report --search-sims)")
     add_run_options(p)
     p.add_argument("--endpoint", default=None, help="an analysed endpoint's name, as in power.csv (default: the primary; "
                                                     "'all' = every endpoint)")
     p.add_argument("--test", default=None, help="one test of the endpoint (default: every test)")
-    p.add_argument("--power", type=float, nargs="+", default=[0.8], help="target power(s), e.g. --power 0.8 0.9")
-    p.add_argument("--ratio", type=float, default=1.0, help="allocation ratio n_treatment / n_control (default 1)")
+    p.add_argument("--power", type=float, nargs="+", default=[0.8],
+                   help="target power(s) (default 0.8; the report uses 0.8 and 0.9), e.g. --power 0.8 0.9")
+    p.add_argument("--ratio", type=float, default=None,
+                   help="allocation ratio n_treatment / n_control (default: the design's, e.g. 2 for 10 vs 20)")
     p.add_argument("--dropout", type=float, default=None,
                    help="expected loss to follow-up used to inflate n (default: the scenario's, per endpoint)")
     p.add_argument("--n-max", type=int, default=1500, help="largest n per arm searched (default 1500)")
@@ -70,7 +83,8 @@ def add_parsers(subparsers) -> None:
                                      "values. Example: trialsim curves configs/exosome_lar_20.toml --control-rate "
                                      "0.08:0.20:0.04 --effect 0.3:0.8:0.1 --n 50:300 --out figures/")
     _config_or_dir(p)
-    add_sim_options(p, sims_help=f"trials per simulated curve point (default {CURVE_SIMS}, as report --curve-sims)")
+    add_sim_options(p, sims_as="curve_sims",
+                    sims_help=f"trials per simulated curve point (default {CURVE_SIMS}, as report --curve-sims)")
     add_run_options(p)
     p.add_argument("--out", type=folder, required=True, help="folder for the figures (PNG + SVG) and their data (CSV)")
     p.add_argument("--n", dest="n_range", nargs="+", default=None, metavar="N",
@@ -85,9 +99,13 @@ def add_parsers(subparsers) -> None:
     p.add_argument("--test", nargs="+", default=None, help="its test(s) (default: its first, the primary analysis)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
-    p = subparsers.add_parser("report", help="grant-ready report: HTML (self-contained), Markdown and Word",
+    p = subparsers.add_parser("report", help="grant-ready report: HTML (self-contained), PDF, Markdown, Word and the "
+                                             "justification paragraph as text",
                               description="Simulates the design, searches sample sizes, minimal detectable effects and pilot "
-                                          "numbers, draws the curves and writes report.html, report.md, report.docx.")
+                                          "numbers, draws the curves (figures/, PNG and SVG) and writes "
+                                          f"{', '.join(document_file(f) for f in DEFAULT_FORMATS)} (--formats chooses; "
+                                          f"{JUSTIFICATION_FILE} is always written), the results as CSV, and "
+                                          f"{CHECK_FILE} when a reference needs checking.")
     _config_or_dir(p)
     add_sim_options(p, sims_help="trials of the power table (default: run.n_sims)")
     add_run_options(p)
@@ -158,7 +176,8 @@ def cmd_samplesize(args) -> int:
                              n_jobs=_jobs(args, scenario), progress=not args.quiet)
         d = scenario.design
         simulated = (table.to_frame()["method"] == "monte_carlo").any()
-        arms = "equal arms" if args.ratio == 1 else f"the control arm; the treatment arm {args.ratio:g} times as many"
+        ratio = design_ratio(scenario) if args.ratio is None else args.ratio
+        arms = "equal arms" if ratio == 1 else f"control vs treatment, {ratio:g} times as many treated"
         print(f"Sample size per arm: analysable patients ({arms}), two-sided alpha {num(d.alpha)}" + (f"; {sims:,} simulated trials per search step, seed {table.seed}"
                                                   if simulated else ""))
         print()
@@ -327,7 +346,7 @@ def cmd_report(args) -> int:
                 result.save(out)
             written = write_report(result, out, formats=args.formats, page_size=args.paper, comparison=comparison,
                                    helpers=helpers)
-    print((out / "justification.txt").read_text(encoding="utf-8").strip())
+    print((out / JUSTIFICATION_FILE).read_text(encoding="utf-8").strip())
     print()
     for fmt, path in written.items():
         print(f"written: {path}")

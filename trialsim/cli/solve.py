@@ -11,7 +11,14 @@ from pathlib import Path
 from trialsim.analysis import registry as tests
 from trialsim.config.loader import ConfigError
 from trialsim.planning.init import TEMPLATES, write_template
-from trialsim.planning.solve import MEAN_TESTS, solve_ratio_of_means, solve_two_means, solve_two_proportions
+from trialsim.planning.solve import (
+    MEAN_TESTS,
+    RATE_MIN,
+    SolveInputError,
+    solve_ratio_of_means,
+    solve_two_means,
+    solve_two_proportions,
+)
 
 SOLVE_EPILOG = """Give all but one of the effect, --n and --power; the one left out is solved for. Examples:
   trialsim solve proportions --p-control 0.124 --risk-ratio 0.5 --power 0.8 0.9
@@ -60,7 +67,8 @@ def add_parsers(sub) -> None:
     m.add_argument("--difference", type=float, default=None, help="true difference of means (with --sd 1: Cohen's d)")
     m.add_argument("--sd", type=float, default=1.0, help="SD (of the control arm with --sd-treatment; default 1)")
     m.add_argument("--sd-treatment", type=float, default=None, help="SD of the treatment arm (Welch only; default --sd)")
-    m.add_argument("--test", nargs="+", default=["t"], choices=list(MEAN_TESTS), help="t (pooled, default) and/or welch")
+    m.add_argument("--test", nargs="+", default=None, choices=list(MEAN_TESTS),
+                   help="t (pooled) and/or welch (default: t, or welch when --sd-treatment differs from --sd)")
     _common(m)
 
     g = kinds.add_parser("gmr", help="a ratio of geometric means (log-normal outcome, t test on the logs)", epilog=SOLVE_EPILOG,
@@ -85,6 +93,37 @@ EFFECT_FLAGS = {"proportions": ("p_treatment", "--p-treatment or --risk-ratio"),
                 "gmr": ("gmr", "--gmr")}
 
 
+def flag_namer(args):
+    """How the command line names a solver's parameter (``--n``) or setting (``--n 1``), for its messages.
+
+    A treatment rate given as ``--risk-ratio`` is named by it and the rate it makes.
+    """
+    def name(param: str, *value) -> str:
+        if param == "p_treatment" and getattr(args, "risk_ratio", None) is not None:
+            rate = f" (a treatment rate of {_value(value[0])})" if value else ""
+            return f"--risk-ratio {_value(args.risk_ratio)}{rate}"
+        flag = "--n" if param == "n_per_arm" else "--" + param.replace("_", "-")
+        return f"{flag} {_value(value[0])}" if value else flag
+
+    return name
+
+
+def _value(v) -> str:
+    return f"{v:.15g}" if isinstance(v, float) else str(v)
+
+
+def _treatment_rate(args) -> float | None:
+    """``--p-treatment``, or ``--p-control`` times ``--risk-ratio`` (refused unless it is a rate)."""
+    if args.risk_ratio is None:
+        return args.p_treatment
+    rate = args.p_control * args.risk_ratio
+    if not RATE_MIN <= rate <= 1.0 - RATE_MIN:
+        raise ConfigError(f"--risk-ratio {_value(args.risk_ratio)} is not allowed with --p-control {_value(args.p_control)}: "
+                          f"it makes a treatment rate of {rate:.4g}; use a --risk-ratio from {RATE_MIN / args.p_control:.4g} "
+                          f"to {(1.0 - RATE_MIN) / args.p_control:.4g} (a treatment rate in [{RATE_MIN:g}, {1 - RATE_MIN:g}])")
+    return rate
+
+
 def cmd_solve(args) -> int:
     field, flags = EFFECT_FLAGS[args.kind]
     effect = getattr(args, field) if args.kind != "proportions" or args.risk_ratio is None else args.risk_ratio
@@ -93,22 +132,25 @@ def cmd_solve(args) -> int:
         raise ConfigError(f"give all but one of {flags}, --n and --power: the one left out is solved for "
                           f"({'all three were given' if not left_out else 'left out: ' + ', '.join(left_out)})")
     powers = args.power if args.power is not None else [None]
-    blocks = []
-    try:
-        for test in args.test:
-            for power in powers:
-                common = dict(n_per_arm=args.n, power=power, test=test, alpha=args.alpha, ratio=args.ratio, dropout=args.dropout)
+    name = flag_namer(args)
+    blocks, refused = [], {}
+    for test in args.test or [None]:  # None: the solver's choice (means: t, or Welch's test for unequal SDs)
+        for power in powers:
+            common = dict(n_per_arm=args.n, power=power, test=test, alpha=args.alpha, ratio=args.ratio, dropout=args.dropout)
+            try:
                 if args.kind == "proportions":
-                    p_t = args.p_treatment if args.risk_ratio is None else args.p_control * args.risk_ratio
-                    sol = solve_two_proportions(args.p_control, p_t, direction=args.direction, **common)
+                    sol = solve_two_proportions(args.p_control, _treatment_rate(args), direction=args.direction, **common)
                 elif args.kind == "means":
                     sol = solve_two_means(args.difference, sd=args.sd, sd_treatment=args.sd_treatment, **common)
                 else:
                     sol = solve_ratio_of_means(args.gmr, log_sd=args.log_sd, cv=args.cv, direction=args.direction, **common)
-                blocks.append(sol.summary())
-    except ValueError as exc:
-        raise ConfigError(str(exc)) from None
-    print("\n\n".join(blocks))
+            except SolveInputError as exc:  # a question one test refuses, others may answer: each gives what it can
+                refused.setdefault(exc.spelled(name), None)
+                continue
+            blocks.append(sol.summary())
+    if not blocks:
+        raise ConfigError(next(iter(refused)))
+    print("\n\n".join(blocks + [f"Not answered: {why}" for why in refused]))
     return 0
 
 

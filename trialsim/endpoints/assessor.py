@@ -12,7 +12,7 @@ keeps its *true* effect the unbiased one, so the bias column of the power table 
 protects.
 
 Defaults are 0: no assessor bias is assumed (ASSUMPTION; shared/clinical_evidence.md has no figure).
-For scale, Hrobjartsson et al. 2012 (BMJ 344:e1119) found non-masked assessors of binary outcomes
+For scale, Hróbjartsson et al. 2012 (BMJ 344:e1119) found non-masked assessors of binary outcomes
 exaggerated odds ratios by 36% on average (ratio of odds ratios 0.64, 95% CI 0.43-0.96).
 """
 from __future__ import annotations
@@ -26,7 +26,7 @@ from trialsim.rng import Streams, patient_draws
 
 BIAS_MAX = 0.95  # beyond this nearly every judgement is wrong: a data error, not a bias
 _SCALE = ("ASSUMPTION (none assumed); for scale, unmasked assessors exaggerated odds ratios by 36% on average "
-          "(Hrobjartsson 2012, BMJ 344:e1119). Applied only when design.assessor_masked is false.")
+          "[hrobjartsson2012]. Applied only when design.assessor_masked is false.")
 
 
 class EventAssessorBias(StrictModel):

@@ -51,7 +51,9 @@ class EffectParameter:
 
     ``path`` is the full key path (``"endpoints.leak_1m.effect"``); ``kind`` says how to read it:
     ``"ratio"`` (1 = no effect), ``"difference"`` (0 = no effect) or ``"rate"`` (the treatment
-    arm's own rate; ``null`` is the control rate). ``lower``/``upper`` bound a search.
+    arm's own rate; ``null`` is the control rate). ``lower``/``upper`` bound a search. ``benefit`` is the side of
+    ``null`` where the treatment helps (-1: values below it, as a risk ratio under 1; +1: values above it, as an odds
+    ratio of a better grade): MDE searches and effect curves go that way when the assumed value is no effect.
     """
 
     path: str
@@ -61,6 +63,7 @@ class EffectParameter:
     assumed: float
     lower: float = 0.01
     upper: float = 100.0
+    benefit: float = -1.0
 
 
 @dataclass(frozen=True)

@@ -27,6 +27,7 @@ from trialsim.config.base import MISSING_MAX, Text
 from trialsim.endpoints.assessor import GradeAssessorBias, assessor_uniforms
 from trialsim.endpoints.base import Analysed, BinaryLaw, EffectParameter, EndpointFamily, PatientContext, Status, check_simplex, binary_contrast
 from trialsim.endpoints.registry import register
+from trialsim.labels import upper_first
 from trialsim.rng import Streams, patient_major, trials_first
 
 
@@ -105,8 +106,8 @@ class OrdinalGrade(EndpointFamily):
 
     def analysed(self, cid: str) -> tuple[Analysed, ...]:
         effect = EffectParameter(f"endpoints.{cid}.treatment_odds_ratio", "grade odds ratio (better grade)", "ratio", 1.0,
-                                 self.treatment_odds_ratio)
-        procedure = cid.replace("_", " ").capitalize()
+                                 self.treatment_odds_ratio, benefit=1.0)  # > 1: better grades
+        procedure = upper_first(cid.replace("_", " "))
         return (
             Analysed(f"{cid}_grade", cid, "ordinal", self.label, "grade", "identity", self.tests, effect, measured_at_visit=True),
             Analysed(f"{cid}_abnormal", cid, "binary", f"{procedure} {self.abnormal_from} or worse", "patients", "identity",

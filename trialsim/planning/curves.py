@@ -30,6 +30,7 @@ from trialsim.planning.model import (
     Pair,
     binary_rates,
     complete_case,
+    design_ratio,
     effect_values,
     exact_available,
     exact_power,
@@ -111,7 +112,7 @@ def power_vs_n(scenario: Scenario, *, pairs: Sequence[Pair] | None = None, n_val
     cc = complete_case(scenario)
     model = build_model(cc)
     d = scenario.design
-    ratio = ratio if ratio is not None else d.n_treatment / d.n_control
+    ratio = ratio if ratio is not None else design_ratio(scenario)
     n_values = sorted(set(int(n) for n in (n_values if n_values is not None else default_n_values(scenario))))
     seed = resolve_seed(scenario, seed)
     rows, jobs, sim, exact = [], [], [], []
@@ -214,7 +215,7 @@ def power_vs_effect(scenario: Scenario, *, pairs: Sequence[Pair] | None = None,
     cc = complete_case(scenario)
     model = build_model(cc)
     d = scenario.design
-    ratio = ratio if ratio is not None else d.n_treatment / d.n_control
+    ratio = ratio if ratio is not None else design_ratio(scenario)
     n_plan = int(n_per_arm) if n_per_arm is not None else d.n_control
     seed = resolve_seed(scenario, seed)
     primary_ns = sorted({n_plan, *(primary_n_values if primary_n_values is not None else PRIMARY_EFFECT_N)})
@@ -272,7 +273,7 @@ def power_grid(scenario: Scenario, *, test: str | None = None, effects: Sequence
     d = scenario.design
     if a.effect is None or not exact_available(model, a.name, test) or tests.get(test).max_n is not None:
         return pd.DataFrame(columns=GRID_COLUMNS)
-    ratio = ratio if ratio is not None else d.n_treatment / d.n_control
+    ratio = ratio if ratio is not None else design_ratio(scenario)
     axis = effect_axis(cc, a.effect)
     values = list(effects) if effects is not None else effect_grid(axis, 20, linear=True)
     ns = sorted({d.n_control, *(n_values if n_values is not None else GRID_N)})
@@ -419,7 +420,7 @@ def power_ranges(scenario: Scenario, *, endpoint: str | None = None, test: str |
         if t not in a.tests:
             raise ValueError(f"endpoint {a.name!r} is analysed with {', '.join(a.tests)}, not {t!r}")
     d = scenario.design
-    ratios = sorted({float(r) for r in ratios}) if ratios else [d.n_treatment / d.n_control]
+    ratios = sorted({float(r) for r in ratios}) if ratios else [design_ratio(scenario)]
     if any(r <= 0 for r in ratios):
         raise ValueError(f"allocation ratios must be positive, got {ratios}")
     n_values = sorted({int(n) for n in n_values}) if n_values else default_n_values(scenario)

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from trialsim.config.loader import load_scenario
 from trialsim.planning.bench import DEFAULT_CONFIG
+from trialsim.registry import ALLOCATION_SCHEMES
 
 TEMPLATES = ("blank", "registered")
 
@@ -36,7 +37,8 @@ masking = "double"                 # none | single | double | triple | quadruple
 alpha = 0.05                       # two-sided significance level
 
 [allocation]
-scheme = "permuted_block"          # permuted_block | simple | alternating | sequential (non-randomised)
+# ALLOCATION SCHEMES
+scheme = "permuted_block"          # one of the schemes above (their settings: see `trialsim show`)
 block_size = 4                     # a multiple of sum(ratio)
 ratio = [1, 1]                     # control : intervention
 
@@ -92,13 +94,21 @@ def template_text(template: str = "blank") -> str:
     if template not in TEMPLATES:
         raise ValueError(f"template must be one of {', '.join(TEMPLATES)}, got {template!r}")
     if template == "blank":
-        return BLANK
+        return BLANK.replace("# ALLOCATION SCHEMES\n", allocation_schemes_comment())
     if not DEFAULT_CONFIG.is_file():
         raise ValueError(f"the registered trial's config ({DEFAULT_CONFIG}) is not here: it ships with a trialsim checkout, "
                          "not with an installed wheel")
     text = DEFAULT_CONFIG.read_text(encoding="utf-8")
     return (f"# Copied by `trialsim init --template registered` from {DEFAULT_CONFIG.name} (trialsim's registered trial).\n"
             + text)
+
+
+def allocation_schemes_comment() -> str:
+    """The template's list of allocation schemes: every registered one (a plug-in's too) with its label."""
+    schemes = ALLOCATION_SCHEMES.items()
+    width = max(len(name) for name, _ in schemes)
+    return "# scheme: how patients are assigned to the arms, one of\n" + "".join(
+        f"#   {name:<{width}}  {scheme.label}\n" for name, scheme in schemes)
 
 
 def write_template(path: str | Path, template: str = "blank", *, force: bool = False) -> Path:

@@ -11,7 +11,8 @@ no effect is, the assumed value and search bounds), varied alone with everything
   interval.
 
 The effect is searched on the side of "no effect" where the assumed effect lies (a reduction when
-the assumption is a reduction) up to the parameter's bound (or the most extreme value the config
+the assumption is a reduction; when it is no effect, the side where the treatment helps,
+``EffectParameter.benefit``) up to the parameter's bound (or the most extreme value the config
 accepts). When even that does not reach the target the result says so (``reachable = False``) with
 the power it does reach. The power at the assumed effect is the design's own power: simulated on
 the scenario itself (the number ``trialsim run`` gives with the same seed and trials), or taken
@@ -40,6 +41,7 @@ from trialsim.planning.analytic import Moments, analytic_power, model_moments
 from trialsim.planning.model import (
     Pair,
     binary_rates,
+    design_ratio,
     effect_values,
     endpoint_tests,
     exact_available,
@@ -167,6 +169,8 @@ class EffectAxis:
 
     def value(self, x: float) -> float:
         null = self.effect.null
+        if x >= self.x_extreme:  # the extreme itself (exp(log(100)) is 100.00000000000004, past a bound of 100)
+            return float(self.extreme)
         return float(null * math.exp(self.direction * x)) if self.multiplicative else float(null + self.direction * x)
 
     def distance(self, value: float) -> float:
@@ -180,7 +184,7 @@ class EffectAxis:
 
 def effect_axis(scenario: Scenario, effect: EffectParameter) -> EffectAxis:
     """The search axis of ``effect`` in ``scenario``: the assumed side, up to the most extreme valid value."""
-    direction = -1.0 if effect.assumed <= effect.null else 1.0
+    direction = effect.benefit if effect.assumed == effect.null else -1.0 if effect.assumed < effect.null else 1.0
     bound = effect.lower if direction < 0 else effect.upper
     axis = EffectAxis(effect, direction, bound)
     if effect.kind != "difference" and bound <= 0:
@@ -266,7 +270,7 @@ def minimal_detectable_effects(
     pairs = [tuple(p) for p in pairs]
     d = scenario.design
     if n_per_arm is not None:
-        ratio = ratio if ratio is not None else d.n_treatment / d.n_control
+        ratio = ratio if ratio is not None else design_ratio(scenario)
         n_c, n_t = int(n_per_arm), n_treatment_for(int(n_per_arm), ratio)
         fits = [p for p in pairs if _fits(p[1], n_c, n_t)]
         scenario = resized(scenario, n_c, n_t)

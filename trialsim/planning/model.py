@@ -48,6 +48,11 @@ def resolve_seed(scenario: Scenario, seed: int | None) -> int:
     return scenario.run.seed if scenario.run.seed is not None else draw_seed()
 
 
+def design_ratio(scenario: Scenario) -> float:
+    """The design's allocation ratio ``n_treatment / n_control``: the default of every planning command."""
+    return scenario.design.n_treatment / scenario.design.n_control
+
+
 def n_treatment_for(n_control: int, ratio: float) -> int:
     """Treatment-arm size for a control-arm size: ``ratio * n_control`` rounded half up.
 

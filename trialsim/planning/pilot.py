@@ -36,6 +36,8 @@ WHITEHEAD_2016 = ((0.8, 10), (0.5, 15), (0.2, 25), (0.0, 75))
 REFERENCES = {
     "eldridge2016": "Eldridge SM, Chan CL, Campbell MJ, et al. CONSORT 2010 statement: extension to randomised pilot and "
                     "feasibility trials. BMJ 2016;355:i5239.",
+    "lancaster2019": "Lancaster GA, Thabane L. Guidelines for reporting non-randomised pilot and feasibility studies. Pilot "
+                     "Feasibility Stud 2019;5:114.",
     "browne1995": "Browne RH. On the use of a pilot sample for sample size determination. Stat Med 1995;14:1933-1940.",
     "julious2005": "Julious SA. Sample size of 12 per group rule of thumb for a pilot study. Pharm Stat 2005;4:287-291.",
     "teare2014": "Teare MD, Dimairo M, Shephard N, et al. Sample size requirements to estimate key design parameters from "

@@ -55,6 +55,7 @@ from trialsim.planning.curves import default_n_values, power_grid, power_vs_effe
 from trialsim.planning.mde import minimal_detectable_effects
 from trialsim.planning.model import (
     binary_rates,
+    design_ratio,
     dropout,
     endpoint_rows,
     exact_power,
@@ -308,7 +309,7 @@ def plan(
     overrides: Iterable[str] = (),
     parts: Sequence[str] = PARTS,
     power: Sequence[float] = (0.8, 0.9),
-    ratio: float = 1.0,
+    ratio: float | None = None,
     n_sims: int | None = None,
     search_sims: int = 2000,
     curve_sims: int = 2000,
@@ -334,8 +335,8 @@ def plan(
         ``"mde"``, ``"pilot"``, ``"curves"``.
     power : sequence of float
         Target powers of the sample sizes (the first is also the MDE's target).
-    ratio : float
-        Allocation ratio of the sample sizes.
+    ratio : float, optional
+        Allocation ratio ``n_treatment / n_control`` of the sample sizes (default: the design's).
     n_sims : int, optional
         Trials of the power table (default ``run.n_sims``); the type I errors use at most
         :data:`NULL_MAX_SIMS` of them.
@@ -373,6 +374,7 @@ def plan(
         config_file = str(scenario)
         scenario = load_scenario(scenario, overrides)
     config_file = None if config_file is None else str(config_file)
+    ratio = design_ratio(scenario) if ratio is None else float(ratio)
     unknown = set(parts) - set(PARTS)
     if unknown:
         raise ValueError(f"unknown planning parts {sorted(unknown)}; choose from {PARTS}")

@@ -34,13 +34,14 @@ from trialsim.config.schema import Scenario
 from trialsim.cache import keep, kept
 from trialsim.engine import map_calls
 from trialsim.exact import shipped_exact_power
-from trialsim.labels import aligned_table, fmt_n, fmt_power, is_missing, pct, power_with_se, test_label
+from trialsim.labels import EXTRAPOLATED, aligned_table, extrapolated, fmt_n, fmt_power, is_missing, pct, power_with_se, test_label
 from trialsim.model import build_model
 from trialsim.planning.analytic import analytic_sample_size, model_moments, start_size
 from trialsim.planning.model import (
     Pair,
     binary_rates,
     complete_case,
+    design_ratio,
     dropout as endpoint_dropout,
     endpoint_tests,
     exact_available,
@@ -298,7 +299,7 @@ def how_found(row: dict) -> str:
     if not row["reachable"]:
         return f"not reached by {sizes(row['n_max'], n_treatment_for(int(row['n_max']), row['ratio']))}"
     if row["method"] == "exact":
-        return f"exact, checked to {fmt_n(row['horizon'])}"
+        return f"exact, checked to {fmt_n(row['horizon'])}" + (" (the limit)" if row["horizon"] == row["n_max"] else "")
     return f"simulated, 95% MC interval {fmt_n(row['n_low'])}-{fmt_n(row['n_high'])}"
 
 
@@ -349,6 +350,8 @@ def sample_size_lines(frame: pd.DataFrame) -> list[str]:
             note = sawtooth(row)[0].upper() + sawtooth(row)[1:] + "."
         elif not row["reachable"] and row["method"] != "analytic":
             note = str(row["note"])
+        elif extrapolated(row):
+            note = extrapolated(row)
         if note:
             notes.append(note)
             how += f" [{len(notes)}]"
@@ -405,7 +408,7 @@ class SampleSizeTable:
         return "\n".join(sample_size_lines(self.to_frame()))
 
 
-def sample_size(scenario: Scenario, endpoint: str, test: str | None = None, *, power: float = 0.8, ratio: float = 1.0,
+def sample_size(scenario: Scenario, endpoint: str, test: str | None = None, *, power: float = 0.8, ratio: float | None = None,
                 dropout: float | None = None, n_max: int = 1500, n_sims: int = 2000, seed: int | None = None,
                 n_jobs: int = 1, progress: bool = False) -> SampleSizeResult:
     """The smallest n per arm with ``power`` for one endpoint and test (default: the endpoint's first test).
@@ -424,7 +427,7 @@ def sample_sizes(
     endpoint: str | None = None,
     test: str | None = None,
     power: float | Sequence[float] = (0.8, 0.9),
-    ratio: float = 1.0,
+    ratio: float | None = None,
     dropout: float | None = None,
     n_max: int = 1500,
     n_sims: int = 2000,
@@ -443,8 +446,8 @@ def sample_sizes(
         Restrict to one endpoint (``"all"`` or None: every endpoint) and one test.
     power : float or sequence of float
         Target power(s) in (0, 1).
-    ratio : float
-        ``n_treatment / n_control`` (treatment size rounded half up).
+    ratio : float, optional
+        ``n_treatment / n_control`` (treatment size rounded half up); default: the design's.
     dropout : float, optional
         Expected fraction lost to follow-up; default: from the scenario, per endpoint
         (:func:`trialsim.planning.model.dropout`, the larger of the two arms).
@@ -470,6 +473,7 @@ def sample_sizes(
     for p in targets:
         if not 0.0 < p < 1.0:
             raise ValueError(f"power must lie in (0, 1), got {p}")
+    ratio = design_ratio(scenario) if ratio is None else ratio
     if not ratio > 0:
         raise ValueError(f"ratio must be positive, got {ratio!r}")
     if dropout is not None and not 0.0 <= dropout < 1.0:
@@ -832,10 +836,12 @@ def _simulated(cc, cc_model, searched, targets, chosen, common, *, moments, rati
                 refine.append((a, t, cap, target, refine_grid(root, cap)))
                 continue
             p_end = float(observed[-1])
+            se_end = math.sqrt(p_end * (1 - p_end) / r.shape[0])
             out[(a.name, t, target)] = unreached(  # searched to the grid's last size: n_max says no more than that
-                a, t, target, int(ns[-1]), f"Simulated power at {ns[-1]:,} per arm is {pct(p_end, 1)}"
+                a, t, target, int(ns[-1]), f"Simulated power at {ns[-1]:,} per arm is {power_with_se(p_end, se_end)} (the "
+                                   f"locating pass's {r.shape[0]:,} trials)"
                                    + (f"; the fitted curve reaches the target near {root:,.0f} per arm." if math.isfinite(root) else "."),
-                power_at=p_end, se=math.sqrt(p_end * (1 - p_end) / r.shape[0]))
+                power_at=p_end, se=se_end)
 
     # pass 2: for each target, refine on the ladder sizes around its root with all the trials
     rej2 = rejections(cc, [Job(a.name, t, sizes(grid)) for a, t, _, _, grid in refine], n_sims=n_sims, seed=seed,
@@ -852,6 +858,8 @@ def _simulated(cc, cc_model, searched, targets, chosen, common, *, moments, rati
         n_high = max(N_MIN_SIMULATED, math.ceil(round(xhi**2, 9)))
         note = (f"Probit fit of simulated power on sqrt(n) over n = {ns[0]}-{ns[-1]} ({len(ns)} sizes x {r.shape[0]:,} "
                 f"trials, common random numbers); largest |residual| {fit.max_abs_residual_z():.1f} SE.")
+        if n_point > ns[-1]:  # the search limit kept the grid below the root: the fit's curve carried beyond its data
+            note = f"{EXTRAPOLATED} the largest size simulated, {ns[-1]:,} per arm (the search limit is {cap:,}). " + note
         if n_point > cap:
             out[(a.name, t, target)] = unreached(
                 a, t, target, cap, f"The fitted curve reaches the target near {n_point:,} per arm, beyond the search limit. " + note,

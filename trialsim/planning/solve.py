@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field, replace
-from typing import Literal
+from typing import Callable, Literal
 
 import numpy as np
 import pandas as pd
@@ -32,7 +32,7 @@ from scipy import optimize, special
 
 from trialsim.analysis import registry as tests
 from trialsim.analysis.analytic import smallest_reaching, t_test_power, two_proportions_power_normal, two_proportions_sample_size_normal
-from trialsim.labels import aligned_table, fmt_power, num, pct, test_label
+from trialsim.labels import aligned_table, fmt_power, num, pct, test_label, upper_first
 from trialsim.planning.analytic import ceil, positive_root
 from trialsim.planning.model import exact_power, inflate, n_treatment_for
 from trialsim.planning.samplesize import control_cap, exact_scan, sizes
@@ -40,6 +40,8 @@ from trialsim.planning.samplesize import control_cap, exact_scan, sizes
 __all__ = [
     "MEAN_TESTS",
     "Solution",
+    "SolveInputError",
+    "python_name",
     "solve_ratio_of_means",
     "solve_two_means",
     "solve_two_proportions",
@@ -58,6 +60,25 @@ EFFECT_GRID = 200  # proportions scanned between no effect and the extreme, befo
 EDGE = 1e-9  # the most extreme treatment rate searched: 0 or 1 but for this
 
 Direction = Literal["lower", "higher"]
+Namer = Callable[..., str]  # (parameter) -> its name, (parameter, value) -> the setting, as a caller writes them
+
+
+def python_name(param: str, *value) -> str:
+    """A parameter (``power``) or a setting (``power=0.01``) as a Python caller writes it."""
+    return f"{param}={value[0]!r}" if value else param
+
+
+class SolveInputError(ValueError):
+    """A question the solvers refuse. ``str()`` names the parameters as Python does (``power=0.01``);
+    :meth:`spelled` names them as another caller does (the command line: ``--power 0.01``)."""
+
+    def __init__(self, build: Callable[[Namer], str]):
+        self.build = build
+        super().__init__(build(python_name))
+
+    def spelled(self, name: Namer) -> str:
+        """The message with every parameter named by ``name(param)`` / ``name(param, value)``."""
+        return self.build(name)
 
 
 @dataclass(frozen=True)
@@ -138,7 +159,7 @@ class Solution:
 
     def summary(self) -> str:
         """The answer in a few lines: the design, a table exact vs approximation, and what to read from it."""
-        lines = [f"{self.problem.capitalize()}: {self.test_label}, two-sided alpha {num(self.alpha)}, "
+        lines = [f"{upper_first(self.problem)}: {self.test_label}, two-sided alpha {num(self.alpha)}, "
                  f"allocation 1:{num(self.ratio)} (control:treatment), "
                  + (f"{pct(self.dropout, 1)} dropout" if self.dropout else "no dropout")]
         wanted = {"n_per_arm": "sample size", "power": "power", "effect": "effect"}[self.solved_for]
@@ -222,33 +243,38 @@ def describe_effect(problem: str, effect: dict[str, float]) -> str:
 def _one_missing(**values) -> str:
     missing = [k for k, v in values.items() if v is None]
     if len(missing) != 1:
-        raise ValueError(f"give all but one of {', '.join(values)} (the one left out is solved for); "
-                         f"missing: {', '.join(missing) or 'none'}")
+        raise SolveInputError(lambda name: f"give all but one of {', '.join(map(name, values))} (the one left out is "
+                                           f"solved for); missing: {', '.join(map(name, missing)) or 'none'}")
     return missing[0]
 
 
-def _check(name: str, value, low: float, high: float, *, closed: bool = False) -> float:
+def _check(param: str, value, low: float, high: float, *, closed: bool = False, what: str = "") -> float:
     value = float(value)
     ok = low <= value <= high if closed else low < value < high
     if not ok:
-        raise ValueError(f"{name} must lie in {'[' if closed else '('}{low:g}, {high:g}{']' if closed else ')'}, got {value!r}")
+        span = f"{'[' if closed else '('}{low:g}, {high:g}{']' if closed else ')'}"
+        raise SolveInputError(lambda name: f"{name(param, value)} is not allowed: use a number in {span}{what}")
     return value
 
 
 def _check_size(n_per_arm: int | None, n_max: int) -> None:
     if n_per_arm is not None and n_per_arm > n_max:
-        raise ValueError(f"n_per_arm must be at most {n_max:,} here, got {n_per_arm:,}")
+        raise SolveInputError(lambda name: f"{name('n_per_arm', n_per_arm)} is not allowed: at most {n_max:,} "
+                                           "patients per arm here")
 
 
 def _check_common(alpha: float, ratio: float, dropout: float, power: float | None, n_per_arm: int | None) -> None:
-    _check("alpha", alpha, 0.0, 0.5)
+    _check("alpha", alpha, 0.0, 0.5, what=" (a two-sided significance level)")
     if not float(ratio) > 0:
-        raise ValueError(f"ratio (n_treatment / n_control) must be positive, got {ratio!r}")
-    _check("dropout", dropout, 0.0, 1.0 - 1e-9, closed=True)
-    if power is not None:
-        _check("power", power, alpha, 1.0)
+        raise SolveInputError(lambda name: f"{name('ratio', ratio)} is not allowed: n_treatment / n_control must be "
+                                           "positive")
+    _check("dropout", dropout, 0.0, 1.0 - 1e-9, closed=True, what=" (a share of patients)")
+    if power is not None and not alpha < float(power) < 1.0:
+        raise SolveInputError(lambda name: f"{name('power', power)} is not allowed: a target power lies above "
+                                           f"{name('alpha', alpha)} (the power of no effect) and below 1")
     if n_per_arm is not None and (int(n_per_arm) != n_per_arm or n_per_arm < 2):
-        raise ValueError(f"n_per_arm must be a whole number of at least 2, got {n_per_arm!r}")
+        raise SolveInputError(lambda name: f"{name('n_per_arm', n_per_arm)} is not allowed: use a whole number of "
+                                           "patients per arm, at least 2")
 
 
 # ---------------------------------------------------------------------------------- two proportions
@@ -297,11 +323,14 @@ def solve_two_proportions(p_control: float, p_treatment: float | None = None, *,
     pc = _check("p_control", p_control, RATE_MIN, 1.0 - RATE_MIN, closed=True)
     spec = tests.get(test)
     if "binary" not in spec.kinds or spec.exact_power is None:
-        raise ValueError(f"test {test!r} has no exact power for two proportions; use one of "
-                         f"{', '.join(t for t in tests.names('binary') if tests.get(t).exact_power is not None)}")
+        allowed = ", ".join(t for t in tests.names("binary") if tests.get(t).exact_power is not None)
+        raise SolveInputError(lambda name: f"{name('test', test)} is not allowed: it has no exact power for two "
+                                           f"proportions; use one of {allowed}")
     cap = control_cap(test, n_max, ratio)
     if n_per_arm is not None and max(n_per_arm, n_treatment_for(n_per_arm, ratio)) > (spec.max_n or math.inf):
-        raise ValueError(f"{spec.label} runs for arms of up to {spec.max_n} patients (its size limit in the test registry)")
+        raise SolveInputError(lambda name: f"{name('n_per_arm', n_per_arm)} is not allowed with {name('test', test)}: "
+                                           f"{spec.label} runs for arms of up to {spec.max_n:,} patients (its size limit "
+                                           "in the test registry)")
     common = dict(problem="two proportions", test=test, method="exact (all 2x2 tables)",
                   alpha=float(alpha), ratio=float(ratio), dropout=float(dropout))
 
@@ -321,12 +350,14 @@ def solve_two_proportions(p_control: float, p_treatment: float | None = None, *,
     if solved == "n_per_arm":
         pt = _check("p_treatment", p_treatment, RATE_MIN, 1.0 - RATE_MIN, closed=True)
         if pt == pc:
-            raise ValueError("p_treatment equals p_control: no size gives power above the type I error")
+            raise SolveInputError(lambda name: f"{name('p_treatment', pt)} is no effect (it equals "
+                                               f"{name('p_control', pc)}): no size gives power above the type I error")
         effect = {"p_control": pc, "p_treatment": pt}
         n_normal = two_proportions_sample_size_normal(pc, pt, power=power, alpha=alpha, ratio=ratio)
         if not n_normal <= N_MAX_APPROXIMATE:
-            raise ValueError(f"p_treatment {pt:.10g} against p_control {pc:.10g} is too small a difference: the normal "
-                             f"approximation alone needs {n_normal:.3g} patients per arm (solved up to {n_max:,})")
+            raise SolveInputError(lambda name: f"{name('p_treatment', pt)} against {name('p_control', pc)} is too small "
+                                               f"a difference: the normal approximation alone needs {n_normal:.3g} "
+                                               f"patients per arm (solved up to {n_max:,})")
         n_normal_int = ceil(n_normal)
         approx = Approximation(n_normal, normal(pt, n_normal_int), effect, normal_method)
         scan = exact_scan(test, pc, pt, power=power, alpha=alpha, ratio=ratio, n_max=cap)
@@ -348,7 +379,7 @@ def solve_two_proportions(p_control: float, p_treatment: float | None = None, *,
                         horizon=scan.horizon, approximation=approx, note=note, curve=curve)
     # the effect: the treatment rate closest to no effect with the target power
     if direction not in ("lower", "higher"):
-        raise ValueError(f"direction must be 'lower' or 'higher', got {direction!r}")
+        raise SolveInputError(lambda name: f"{name('direction', direction)} is not allowed: use lower or higher")
     n = int(n_per_arm)
     edge = EDGE if direction == "lower" else 1.0 - EDGE
     pt_exact = _closest_with_power(lambda p: exact(p, n), pc, edge, power)
@@ -429,7 +460,7 @@ def _chi2_nodes(df: float, k: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def solve_two_means(difference: float | None = None, *, sd: float = 1.0, sd_treatment: float | None = None,
-                    n_per_arm: int | None = None, power: float | None = None, test: str = "t", alpha: float = 0.05,
+                    n_per_arm: int | None = None, power: float | None = None, test: str | None = None, alpha: float = 0.05,
                     ratio: float = 1.0, dropout: float = 0.0, n_max: int = N_MAX_MEANS) -> Solution:
     """Solve a two-arm comparison of normal means for the one of ``difference``, ``n_per_arm``, ``power`` left None.
 
@@ -446,8 +477,10 @@ def solve_two_means(difference: float | None = None, *, sd: float = 1.0, sd_trea
         Analysable patients in the control arm.
     power : float, optional
         Target power.
-    test : {"t", "welch"}
+    test : {"t", "welch"}, optional
         The pooled t test (exact: noncentral t) or Welch's test (exact by quadrature, :func:`welch_power`).
+        None: the pooled t test with equal SDs, Welch's test (saying so in ``note``) when they differ;
+        the pooled t test is refused when they differ, as it assumes them equal.
     alpha, ratio, dropout, n_max
         As :func:`solve_two_proportions`.
 
@@ -456,8 +489,12 @@ def solve_two_means(difference: float | None = None, *, sd: float = 1.0, sd_trea
     >>> solve_two_means(0.5, power=0.8).n_per_arm        # pwr.t.test(d = 0.5, power = 0.8): n = 63.77
     64
     """
+    def spread(name: Namer) -> str:
+        return name("sd", sd) if sd_treatment is None else f"{name('sd', sd)} and {name('sd_treatment', sd_treatment)}"
+
     return _solve_means("two means", difference, sd=sd, sd_treatment=sd_treatment, n_per_arm=n_per_arm, power=power,
-                        test=test, alpha=alpha, ratio=ratio, dropout=dropout, n_max=n_max)
+                        test=test, alpha=alpha, ratio=ratio, dropout=dropout, n_max=n_max,
+                        effect=("difference", difference), spread=spread)
 
 
 def solve_ratio_of_means(gmr: float | None = None, *, log_sd: float | None = None, cv: float | None = None,
@@ -471,16 +508,22 @@ def solve_ratio_of_means(gmr: float | None = None, *, log_sd: float | None = Non
     Solving for the effect gives the ratio below 1 (``direction="lower"``) or above it.
     """
     if (log_sd is None) == (cv is None):
-        raise ValueError("give the spread as exactly one of log_sd (SD of the logs) and cv (coefficient of variation)")
+        raise SolveInputError(lambda name: f"give the spread as exactly one of {name('log_sd')} (SD of the logs) and "
+                                           f"{name('cv')} (coefficient of variation)")
     s = float(log_sd) if log_sd is not None else math.sqrt(math.log1p(_check("cv", cv, 0.0, 100.0) ** 2))
     if not s > 0:
-        raise ValueError(f"log_sd must be positive, got {log_sd!r}")
+        raise SolveInputError(lambda name: f"{name('log_sd', log_sd)} is not allowed: an SD must be positive")
     if gmr is not None and not gmr > 0:
-        raise ValueError(f"the ratio of geometric means must be positive, got {gmr!r}")
+        raise SolveInputError(lambda name: f"{name('gmr', gmr)} is not allowed: a ratio of geometric means is positive")
     if direction not in ("lower", "higher"):
-        raise ValueError(f"direction must be 'lower' or 'higher', got {direction!r}")
+        raise SolveInputError(lambda name: f"{name('direction', direction)} is not allowed: use lower or higher")
+
+    def spread(name: Namer) -> str:
+        return name("log_sd", log_sd) if log_sd is not None else name("cv", cv)
+
     sol = _solve_means("ratio of geometric means", None if gmr is None else math.log(gmr), sd=s, sd_treatment=None,
-                       n_per_arm=n_per_arm, power=power, test=test, alpha=alpha, ratio=ratio, dropout=dropout, n_max=n_max)
+                       n_per_arm=n_per_arm, power=power, test=test, alpha=alpha, ratio=ratio, dropout=dropout, n_max=n_max,
+                       effect=("gmr", gmr), spread=spread)
     sign = -1.0 if direction == "lower" else 1.0
 
     def as_ratio(effect: dict[str, float]) -> dict[str, float]:
@@ -495,24 +538,33 @@ def solve_ratio_of_means(gmr: float | None = None, *, log_sd: float | None = Non
 
 
 def _solve_means(problem: str, difference: float | None, *, sd: float, sd_treatment: float | None, n_per_arm: int | None,
-                 power: float | None, test: str, alpha: float, ratio: float, dropout: float, n_max: int) -> Solution:
+                 power: float | None, test: str | None, alpha: float, ratio: float, dropout: float, n_max: int,
+                 effect: tuple[str, float | None], spread: Callable[[Namer], str]) -> Solution:
+    """``effect`` is the caller's (parameter, value) for ``difference`` and ``spread`` names its SDs, for messages."""
     from scipy import stats  # noqa: PLC0415 - imported when used: half a second of every command's start-up
-    solved = _one_missing(difference=difference, n_per_arm=n_per_arm, power=power)
+    solved = _one_missing(**{effect[0]: difference, "n_per_arm": n_per_arm, "power": power})
     _check_common(alpha, ratio, dropout, power, n_per_arm)
-    if test not in MEAN_TESTS:
-        raise ValueError(f"test must be one of {', '.join(MEAN_TESTS)} ('t' pooled, 'welch'), got {test!r}")
+    if test is not None and test not in MEAN_TESTS:
+        raise SolveInputError(lambda name: f"{name('test', test)} is not allowed: use t (pooled) or welch")
     _check_size(n_per_arm, n_max)
     sd_c = float(sd)
     sd_t = float(sd_treatment) if sd_treatment is not None else sd_c
     if not (SD_RANGE[0] <= sd_c <= SD_RANGE[1] and SD_RANGE[0] <= sd_t <= SD_RANGE[1]):
-        raise ValueError(f"SDs must lie in [{SD_RANGE[0]:g}, {SD_RANGE[1]:g}] (in any unit; their squares must be "
-                         f"numbers), got {sd_c!r} and {sd_t!r}")
-    spread = math.sqrt((sd_c**2 + sd_t**2) / 2.0)  # the SD a standardised difference is counted in (as effect_of's d)
-    if difference is not None and not abs(difference) <= MAX_STANDARDISED * spread:
-        raise ValueError(f"the difference {difference:g} is {abs(difference) / spread:.3g} SDs: at most "
-                         f"{MAX_STANDARDISED:g} SDs (a larger one is detected with certainty by any size)")
-    if test == "t" and sd_t != sd_c:
-        raise ValueError("the pooled t test assumes equal SDs; use test='welch' for unequal SDs")
+        raise SolveInputError(lambda name: f"{spread(name)}: SDs must lie in [{SD_RANGE[0]:g}, {SD_RANGE[1]:g}] (in any "
+                                           "unit; their squares must be numbers)")
+    pooled_sd = math.sqrt((sd_c**2 + sd_t**2) / 2.0)  # the SD a standardised difference is counted in (as effect_of's d)
+    if difference is not None and not abs(difference) <= MAX_STANDARDISED * pooled_sd:
+        raise SolveInputError(lambda name: f"{name(*effect)} is {abs(difference) / pooled_sd:.3g} SDs ({spread(name)}): "
+                                           f"at most {MAX_STANDARDISED:g} SDs are allowed (a larger effect is detected "
+                                           "with certainty by any size)")
+    note = ""
+    if sd_t != sd_c and test == "t":
+        raise SolveInputError(lambda name: f"{name('test', 't')} is not allowed with unequal SDs ({spread(name)}): the "
+                                           f"pooled t test assumes equal SDs; use {name('test', 'welch')}")
+    if test is None:
+        test = "t" if sd_t == sd_c else "welch"
+        if test == "welch":
+            note = "Welch's t test, as the SDs differ (the pooled t test assumes equal SDs)."
     r = float(ratio)
 
     def exact(diff: float, n_c: float, n_t: float) -> float:
@@ -540,31 +592,32 @@ def _solve_means(problem: str, difference: float | None, *, sd: float, sd_treatm
         n = int(n_per_arm)
         approx = Approximation(float(n), normal(difference, n), effect_of(difference), normal_method)
         return Solution(**common, solved_for="power", n_per_arm=n, power=at(difference, n), effect=effect_of(difference),
-                        approximation=approx)
+                        approximation=approx, note=note)
     if solved == "n_per_arm":
         if difference == 0:
-            raise ValueError("the difference is 0: no size gives power above the type I error")
+            raise SolveInputError(lambda name: f"{name(*effect)} is no effect: no size gives power above the type I error")
         n_normal = (float(stats.norm.isf(alpha / 2) + stats.norm.ppf(power)) ** 2 * (sd_c**2 + sd_t**2 / r)
                     / max(difference**2, 1e-300))
         if not n_normal <= N_MAX_APPROXIMATE:
-            raise ValueError(f"the difference {difference:g} is too small against SDs of {sd_c:g} and {sd_t:g}: the normal "
-                             f"approximation alone needs {n_normal:.3g} patients per arm (solved up to {n_max:,})")
+            raise SolveInputError(lambda name: f"{name(*effect)} is too small an effect against {spread(name)}: the normal "
+                                               f"approximation alone needs {n_normal:.3g} patients per arm (solved up to "
+                                               f"{n_max:,})")
         approx = Approximation(n_normal, normal(difference, ceil(n_normal)), effect_of(difference), normal_method)
         n = smallest_reaching(lambda m: at(difference, m) >= power, n_max)
         if n is None:
             return Solution(**common, solved_for="n_per_arm", n_per_arm=None, power=math.nan, effect=effect_of(difference),
                             target_power=float(power), approximation=approx,
-                            note=f"Power does not reach the target by {n_max:,} per arm.")
+                            note=f"Power does not reach the target by {n_max:,} per arm. {note}".strip())
         return Solution(**common, solved_for="n_per_arm", n_per_arm=n, power=at(difference, n), effect=effect_of(difference),
                         target_power=float(power), n_continuous=_continuous_root(lambda x: exact(difference, x, r * x) - power, n),
-                        approximation=approx)
+                        approximation=approx, note=note)
     n = int(n_per_arm)
-    scale = spread  # searched in SDs: the same question in any unit
+    scale = pooled_sd  # searched in SDs: the same question in any unit
     diff = scale * _root(lambda u: at(u * scale, n) - power)
     diff_normal = scale * _root(lambda u: normal(u * scale, n) - power)
     approx = Approximation(float(n), power, effect_of(diff_normal), normal_method)
     return Solution(**common, solved_for="effect", n_per_arm=n, power=at(diff, n), effect=effect_of(diff),
-                    target_power=float(power), approximation=approx)
+                    target_power=float(power), approximation=approx, note=note)
 
 
 def _continuous_root(f, n: int) -> float | None:

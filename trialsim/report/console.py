@@ -15,7 +15,18 @@ import numpy as np
 from trialsim.analysis import registry as tests
 from trialsim.endpoints.base import Analysed
 from trialsim.flow.summary import summarise_flow_arrays
-from trialsim.labels import FLAG, LOW_POWER, POWER_TARGET, fmt_power, num, pct, power_with_se, test_label
+from trialsim.labels import (
+    FLAG,
+    LOW_POWER,
+    POWER_TARGET,
+    fmt_level,
+    fmt_power,
+    in_sentence,
+    num,
+    pct,
+    power_with_se,
+    test_label,
+)
 from trialsim.model import Model, build_model
 from trialsim.results import RunResult, ScenarioResult, exceeds
 
@@ -28,14 +39,6 @@ COUNTS = ("n_analysable", "any_event")
 def rate_word(null: bool) -> str:
     """What a rejection rate is: power, or under the null a type I error."""
     return "type I error" if null else "power"
-
-
-def _sentence(label: str) -> str:
-    """A label inside a sentence: 'Anastomotic leak' -> 'anastomotic leak'; acronyms ('IL-6', 'C-reactive') kept."""
-    first = label.split(" ", 1)[0]
-    if len(first) > 1 and first[1:].isalpha() and first[1:].islower():
-        return label[0].lower() + label[1:]
-    return label
 
 
 def null_endpoints(model: Model) -> set[str]:
@@ -118,7 +121,7 @@ def estimation_line(row: Row, a: Analysed, alpha: float) -> str:
             return f"estimate ({test_label(row.test)}): {what}: not estimable in any trial"
         text = f"estimate ({test_label(row.test)}): {what}: infinite in some trials (an arm without events), so no mean"
         if not _missing(row.coverage):
-            text += f"; {pct(1 - alpha, 0)} CI coverage {_coverage(row)}"
+            text += f"; {fmt_level(1 - alpha)} CI coverage {_coverage(row)}"
         return text
     if on_logs(estimand, a.scale):
         text = f"{what} exp(mean log ratio) {num(math.exp(row.estimate_mean))}"
@@ -132,7 +135,7 @@ def estimation_line(row: Row, a: Analysed, alpha: float) -> str:
     if not _missing(row.bias):
         parts.append(f"{scale}bias {num(row.bias, 2)} ± {num(row.bias_se, 2)}, RMSE {num(row.rmse)}")
     if not _missing(row.coverage):
-        parts.append(f"{pct(1 - alpha, 0)} CI coverage {_coverage(row)}" + _width(row, estimand, a.scale))
+        parts.append(f"{fmt_level(1 - alpha)} CI coverage {_coverage(row)}" + _width(row, estimand, a.scale))
     return f"estimate ({test_label(row.test)}): " + "; ".join(parts)
 
 
@@ -272,7 +275,7 @@ def scenario_summary(res: ScenarioResult, rows: list[Row], estimates: list[dict]
     elif _best_power(rows, prim.tests[0]) < LOW_POWER:
         power, how = _best_power(rows, prim.tests[0]), _how(rows, prim.tests[0])
         warn = (f"WARNING: the primary test has {fmt_power(power)} power{how}, far below the usual {pct(POWER_TARGET, 0)}. "
-                f"This design cannot detect the assumed effect on {_sentence(prim.label)}; "
+                f"This design cannot detect the assumed effect on {in_sentence(prim.label)}; "
                 "treat it as a pilot/feasibility study and report estimates with confidence intervals, not p-values.")
         out.extend("    " + w for w in textwrap.wrap(warn, WIDTH))
 

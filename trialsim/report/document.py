@@ -38,6 +38,12 @@ __all__ = ["FORMATS", "Report", "build_report", "build_tables", "render_html", "
 
 FORMATS = ("html", "pdf", "md", "docx", "txt")
 DEFAULT_FORMATS = ("html", "pdf", "md", "docx", "txt")
+JUSTIFICATION_FILE = "justification.txt"  # the "txt" format: the paragraph alone, written whatever the formats
+
+
+def document_file(fmt: str, name: str = "report") -> str:
+    """The file a format is written to: ``report.html`` ... ``report.docx``; ``txt``: justification.txt."""
+    return JUSTIFICATION_FILE if fmt == "txt" else f"{name}.{fmt}"
 # The libraries a report names in its reference list (software entries of the references file).
 SOFTWARE_GROUPS = ("software", "figures")
 
@@ -310,18 +316,18 @@ def write_report(result, out_dir: str | Path, *, formats=DEFAULT_FORMATS, name: 
         if "html" in formats or "pdf" in formats:
             html_text = render_html(report, page_size=page_size)
             if "pdf" in formats:
-                written["pdf"] = out_dir / f"{name}.pdf"
+                written["pdf"] = out_dir / document_file("pdf", name)
                 pdf = helpers.submit(PDF_HELPER, pdf_process.html_to_pdf, html_text, written["pdf"])
             if "html" in formats:
-                written["html"] = out_dir / f"{name}.html"
+                written["html"] = out_dir / document_file("html", name)
                 replace_file(written["html"], lambda tmp: tmp.write_text(html_text, encoding="utf-8"))
         if "md" in formats:
-            written["md"] = out_dir / f"{name}.md"
+            written["md"] = out_dir / document_file("md", name)
             markdown = render_markdown(report)
             replace_file(written["md"], lambda tmp: tmp.write_text(markdown, encoding="utf-8"))
         if "docx" in formats:
-            written["docx"] = write_docx(report, out_dir / f"{name}.docx", page_size=page_size)
-        written["txt"] = out_dir / "justification.txt"
+            written["docx"] = write_docx(report, out_dir / document_file("docx", name), page_size=page_size)
+        written["txt"] = out_dir / document_file("txt")
         replace_file(written["txt"], lambda tmp: tmp.write_text(report.justification.text + "\n", encoding="utf-8"))
         unverified = [r for r in report.references if r.verify]
         if unverified:  # kept out of the documents: a list to work through before submitting them

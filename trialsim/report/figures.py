@@ -10,6 +10,7 @@ or GUI backend is involved.
 """
 from __future__ import annotations
 
+import math
 import textwrap
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,7 +21,7 @@ import pandas as pd
 
 from trialsim.analysis import registry as tests
 from trialsim.files import replace_file
-from trialsim.labels import pct, short_endpoint_label, short_test_label, test_label
+from trialsim.labels import in_sentence, pct, short_endpoint_label, short_test_label, test_label, upper_first
 from trialsim.results import exceeds
 
 TARGETS = (0.8, 0.9)
@@ -126,15 +127,28 @@ def _legend_below(ax, ncol: int = 1, title: str | None = None) -> None:
               title=title, title_fontsize="small", alignment="left")
 
 
+def log_ticks(lo: float, hi: float, *, crowded: bool = False) -> list[float]:
+    """Round numbers of patients for a log axis from ``lo`` to ``hi``: enough to read a point off it.
+
+    Within about a decade 1-2-3-4-5-6-8 (10, 20, ..., 60, 80, 100), else 1-2-5; ``crowded`` (an x axis
+    of two decades and more in a half-width panel, where "100" and "200" ran together as "100200"):
+    1-2-5 below 100, 1-5 from there. Never fewer than two ticks.
+    """
+    wide = hi / max(lo, 1e-9) > 15
+    ticks = []
+    for k in range(math.floor(math.log10(max(lo, 1e-9))), math.ceil(math.log10(max(hi, 1e-9))) + 1):
+        steps = (1, 2, 5) if wide and not (crowded and k >= 2) else (1, 5) if wide else (1, 2, 3, 4, 5, 6, 8)
+        ticks += [m * 10**k for m in steps if lo - 1e-9 <= m * 10**k <= hi + 1e-9]
+    if len(ticks) < 2:  # a narrow range (12 to 18): its own ends
+        ticks = sorted({*ticks, lo, hi})
+    return ticks
+
+
 def _log_ticks(axis, lo: float, hi: float) -> None:
     from matplotlib.ticker import FixedLocator, FuncFormatter, NullFormatter
 
-    # side by side on an x axis of two decades and more, "100" and "200" ran together as "100200" in a half-width
-    # panel: 1-2-5 below 100, 1-5 above there
     crowded = axis.axis_name == "x" and hi / max(lo, 1e-9) >= 60
-    steps = (5, 10, 20, 50, 100, 500, 1000, 5000) if crowded else (5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000)
-    ticks = [t for t in steps if lo <= t <= hi]
-    axis.set_major_locator(FixedLocator(ticks))
+    axis.set_major_locator(FixedLocator(log_ticks(lo, hi, crowded=crowded)))
     axis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
     axis.set_minor_formatter(NullFormatter())
 
@@ -192,13 +206,14 @@ def plot_power_vs_n(frame: pd.DataFrame, ax=None, *, planned_n: int | None = Non
     return ax
 
 
-def _effect_axis(ax, axis_name: str, frame: pd.DataFrame) -> None:
-    """Effect on the x axis, from no effect (left) to the strongest effect (right)."""
+def _effect_axis(ax, axis_name: str, frame: pd.DataFrame, null: float | None = None) -> None:
+    """Effect on the x axis, from no effect (left) to the strongest effect (right). ``null``: where ``_x`` has no
+    effect, when ``_x`` is not the effect itself (1 for effect / no effect, 0 for a difference)."""
     from matplotlib.ticker import FixedLocator, FuncFormatter, NullLocator
 
     x = frame["_x"]
     multiplicative = bool((frame["parameter_kind"] != "difference").all())
-    decreasing = bool((frame["effect"] <= frame["no_effect"] + 1e-12).all())
+    decreasing = bool((frame["effect"] <= frame["no_effect"] + 1e-12).all() if null is None else (x <= null + 1e-12).all())
     if multiplicative and not decreasing and (x > 0).all() and x.max() / x.min() > 3:
         ax.set_xscale("log")
         lo, hi = float(x.min()), float(x.max())
@@ -206,6 +221,7 @@ def _effect_axis(ax, axis_name: str, frame: pd.DataFrame) -> None:
         ax.xaxis.set_major_locator(FixedLocator(ticks))
         ax.xaxis.set_minor_locator(NullLocator())
         ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+        axis_name += " (log scale)"
     if decreasing:
         ax.invert_xaxis()
     ax.set_xlabel(axis_name)
@@ -237,7 +253,7 @@ def plot_primary_power_vs_effect(frame: pd.DataFrame, ax=None, *, planned_n: int
         ax.axvline(assumed, color="0.2", lw=1.0, ls=":")
         ax.annotate("assumed", xy=(assumed, 0.02), xytext=(3, 0), textcoords="offset points", fontsize="small",
                     color="0.2", va="bottom")
-    _effect_axis(ax, str(g["parameter_label"].iloc[0]).capitalize(), g)
+    _effect_axis(ax, upper_first(str(g["parameter_label"].iloc[0])), g)
     ax.set_ylim(0, 1)
     _percent_axis(ax.yaxis)
     ax.set_ylabel(f"Power, {test_label(g['test'].iloc[0])} ({'exact' if exact else 'simulated'})")
@@ -253,34 +269,51 @@ def plot_power_vs_effects(frame: pd.DataFrame, ax=None, *, targets: Sequence[flo
 
     The x axis is each effect relative to its no-effect value (``effect / no effect``) when every
     parameter is a ratio or a rate, else the distance from no effect (``effect - no effect``); each
-    line's assumed value is starred.
+    endpoint's assumed value is starred on its curve (every member of a group of coinciding curves too),
+    above every line, stars that would cover each other set side by side.
     """
     import seaborn as sns
 
     ax = _new_ax(ax)
     g = frame.copy()
     relative = bool((g["parameter_kind"] != "difference").all())
+    # every curve runs from no effect towards benefit on one axis: an effect searched above no effect (an odds ratio of
+    # a better grade) is drawn as its reciprocal (relative) or negative (difference), and its legend says so
+    rising = g.groupby(["endpoint", "test"])["effect"].transform("max") > g["no_effect"] + 1e-12
     g["_x"] = g["effect"] / g["no_effect"] if relative else g["effect"] - g["no_effect"]
+    g.loc[rising, "_x"] = 1.0 / g.loc[rising, "_x"] if relative else -g.loc[rising, "_x"]
     g["_xkey"] = g["_x"].round(6)
-    groups = _coinciding(g, list(dict.fromkeys(zip(g["endpoint"], g["test"]))), "_xkey")
+    series = list(dict.fromkeys(zip(g["endpoint"], g["test"])))
+    up_series = set(zip(g.loc[rising, "endpoint"], g.loc[rising, "test"]))
+    groups = [group for side in (False, True)  # curves drawn inverted are never merged with curves drawn as they are
+              for group in _coinciding(g, [k for k in series if (k in up_series) == side], "_xkey")]
     colours = sns.color_palette(PALETTE, max(len(groups), 1))
+    stars: list[tuple[float, float, tuple]] = []
     for i, group in enumerate(groups):
         endpoint, test = group[0]
         h = g[(g["endpoint"] == endpoint) & (g["test"] == test)].sort_values("_x")
         exact = (h["method"] == "exact").all()
         names = [short_endpoint_label(e, *(g[g["endpoint"] == e][c].iloc[0] for c in ("label", "short"))) for e, _ in group]
+        up = (endpoint, test) in up_series
         label = textwrap.fill(f"{_joined(names)}: {short_test_label(test)}" + (" (exact)" if exact else "")
-                              + (" (curves coincide)" if len(group) > 1 else ""), LEGEND_WIDTH)
+                              + (" (curves coincide)" if len(group) > 1 else "")
+                              + ((" (higher is better: drawn as no effect / effect)" if relative else
+                                  " (higher is better: drawn as no effect - effect)") if up else ""), LEGEND_WIDTH)
         ax.plot(h["_x"], h["power"], color=colours[i], ls=LINESTYLES[i % len(LINESTYLES)], lw=1.4,
                 marker=MARKERS[i % len(MARKERS)], ms=3.5, label=label)
         if not exact:
             ax.fill_between(h["_x"], h["ci_low"], h["ci_high"], color=colours[i], alpha=0.22, lw=0)
-        null, assumed = float(h["no_effect"].iloc[0]), float(h["assumed"].iloc[0])
-        if assumed != null:
-            v = assumed / null if relative else assumed - null
-            y = float(np.interp(v, h["_x"], h["power"]))
-            ax.plot([v], [y], marker="*", ms=11, color=colours[i], mec="black", mew=0.6, zorder=5, ls="none")
-    _effect_axis(ax, "Effect / no effect (1 = none)" if relative else "Effect - no effect (0 = none)", g)
+        for e, t in group:
+            m = g[(g["endpoint"] == e) & (g["test"] == t)].sort_values("_x")
+            null, assumed = float(m["no_effect"].iloc[0]), float(m["assumed"].iloc[0])
+            if assumed != null:
+                v = assumed / null if relative else assumed - null
+                if bool(rising[(g["endpoint"] == e) & (g["test"] == t)].any()):
+                    v = 1.0 / v if relative else -v
+                stars.append((v, float(np.interp(v, m["_x"], m["power"])), colours[i]))
+    _stars(ax, stars)
+    _effect_axis(ax, "Effect / no effect (1 = none)" if relative else "Effect - no effect (0 = none)", g,
+                 null=1.0 if relative else 0.0)
     ax.set_ylim(0, 1)
     _percent_axis(ax.yaxis)
     ax.set_ylabel("Power")
@@ -289,6 +322,29 @@ def plot_power_vs_effects(frame: pd.DataFrame, ax=None, *, targets: Sequence[flo
         ax.set_title(title, loc="left", fontsize="medium")
     _legend_below(ax)
     return ax
+
+
+STAR_SIZE = 11  # points
+STAR_CLASH = 0.03  # stars at one effect closer than this in power would cover each other
+
+
+def _stars(ax, stars: list[tuple[float, float, tuple]]) -> None:
+    """Assumed values ``(x, power, colour)`` as stars above every line; stars at one x within
+    :data:`STAR_CLASH` of each other in power are set side by side, so none hides another."""
+    from matplotlib.transforms import offset_copy
+
+    placed: list[list[tuple[float, float, tuple]]] = []
+    for star in sorted(stars, key=lambda s: (s[0], s[1])):
+        clash = next((c for c in placed if abs(c[0][0] - star[0]) < 1e-9 and abs(c[-1][1] - star[1]) < STAR_CLASH), None)
+        if clash is None:
+            placed.append([star])
+        else:
+            clash.append(star)
+    for cluster in placed:
+        for k, (x, y, colour) in enumerate(cluster):
+            dx = (k - (len(cluster) - 1) / 2) * 0.8 * STAR_SIZE
+            ax.plot([x], [y], marker="*", ms=STAR_SIZE, color=colour, mec="black", mew=0.6, ls="none", zorder=6,
+                    transform=offset_copy(ax.transData, fig=ax.figure, x=dx, y=0, units="points"))
 
 
 def plot_power_heatmap(frame: pd.DataFrame, ax=None, *, planned: tuple[float, float] | None = None,
@@ -313,7 +369,7 @@ def plot_power_heatmap(frame: pd.DataFrame, ax=None, *, planned: tuple[float, fl
     _log_ticks(ax.yaxis, float(y.min()), float(y.max()))
     if float(frame["effect"].max()) <= float(frame["no_effect"].iloc[0]):
         ax.invert_xaxis()
-    ax.set_xlabel(str(frame["parameter_label"].iloc[0]).capitalize())
+    ax.set_xlabel(upper_first(str(frame["parameter_label"].iloc[0])))
     ax.set_ylabel("Analysable patients per arm (log scale)")
     if title:
         ax.set_title(title, loc="left", fontsize="medium")
@@ -350,9 +406,10 @@ def plot_sawtooth(curve: pd.DataFrame, row: dict | pd.Series, ax=None, *, width:
     ax.plot(c["n_per_arm"], c["power"], color=colours[0], lw=1.0, zorder=2)
     ax.scatter(c["n_per_arm"][~below], c["power"][~below], s=9, color=colours[0], zorder=3, label="at or above target")
     ax.scatter(c["n_per_arm"][below], c["power"][below], s=12, marker="x", color=colours[1], zorder=3, label="below target")
-    ax.axhline(target, color="0.35", lw=0.9, ls=(0, (4, 3)))
-    ax.axvline(first, color=colours[2], lw=1.2, ls="--", label="first n reaching the target")
-    ax.axvline(stable, color=colours[2], lw=1.6, ls="-", label="n from which power stays at or above it")
+    ax.axhline(target, color="0.35", lw=0.9, ls=(0, (4, 3)), zorder=1, label="target power")
+    # the first n is drawn over the stable n, thinner and darker: where they are the same n both stay visible
+    ax.axvline(stable, color=colours[2], lw=2.6, ls="-", zorder=1.5, label="n from which power stays at or above it")
+    ax.axvline(first, color="0.1", lw=1.1, ls=(0, (3, 2)), zorder=2.5, label="first n reaching the target")
     ax.set_xlabel("Analysable patients per arm")
     ax.set_ylabel(f"Exact power, {test_label(row['test'])}")
     from matplotlib.ticker import PercentFormatter
@@ -573,7 +630,7 @@ def planned_figures(result, out_dir: str | Path) -> list[PlannedFigure]:
     planned_n = int(design["n_control"])
     primary = design["primary_endpoint"]
     out: list[PlannedFigure] = []
-    prim_label = design["primary_label"][:1].lower() + design["primary_label"][1:]
+    prim_label = in_sentence(design["primary_label"])
     curves = result.frame("curves")
     if not curves.empty:
         prim = curves[curves["endpoint"] == primary]
@@ -619,9 +676,9 @@ def planned_figures(result, out_dir: str | Path) -> list[PlannedFigure]:
         if not ok.empty:
             out.append(PlannedFigure("sample_size_sawtooth", (
                 f"Exact power of the {test_label(test)} test for {prim_label} around the required size. Power is not "
-                "monotone in n (crosses: sizes below the target); the dashed line marks the first n reaching the "
-                "target, the solid line the n from which power never drops below it again (checked up to the "
-                "horizon in the sample-size table)."),
+                "monotone in n (crosses: sizes below the target, the grey dashed line); the black dashed line marks "
+                "the first n reaching the target, the wide solid line the n from which power never drops below it "
+                "again (checked up to the horizon in the sample-size table)."),
                 out_dir / "sample_size_sawtooth", dict(saw=saw, rows=ok)))
     return out
 
@@ -678,7 +735,7 @@ def plot_power_ranges(frame: pd.DataFrame, ax=None, *, targets: Sequence[float] 
         _log_ticks(ax.xaxis, float(x.min()), float(x.max()))
     ax.set_ylim(0, 1.0)
     _percent_axis(ax.yaxis)
-    ax.set_xlabel(_range_x_label(frame))
+    ax.set_xlabel(_range_x_label(frame, log=ax.get_xscale() == "log"))
     ax.set_ylabel("Power")
     _targets(ax, targets)
     levels = frame["alpha"].dropna().unique() if "alpha" in frame else []
@@ -690,7 +747,7 @@ def plot_power_ranges(frame: pd.DataFrame, ax=None, *, targets: Sequence[float] 
     if title:
         ax.set_title(title, loc="left", fontsize="medium")
     if legend:
-        _legend_below(ax, ncol=2, title=str(frame["parameter_label"].iloc[0]).capitalize())
+        _legend_below(ax, ncol=2, title=upper_first(str(frame["parameter_label"].iloc[0])))
     return ax
 
 
@@ -699,9 +756,10 @@ def _above_alpha(rows: pd.DataFrame) -> bool:
     return any(exceeds(r.power, r.alpha, r.ci_low, exact=r.method == "exact") for r in rows.itertuples())
 
 
-def _range_x_label(frame: pd.DataFrame) -> str:
+def _range_x_label(frame: pd.DataFrame, *, log: bool = False) -> str:
     arm = "in the control arm" if (frame["ratio"] != 1).any() else "per arm"
-    return f"Patients {arm} (enrolled)" if (frame["basis"] == "enrolled").all() else f"Analysable patients {arm}"
+    text = f"Patients {arm} (enrolled)" if (frame["basis"] == "enrolled").all() else f"Analysable patients {arm}"
+    return text[:-1] + ", log scale)" if log and text.endswith(")") else text + (" (log scale)" if log else "")
 
 
 def figure_power_ranges(frame: pd.DataFrame, *, title: str | None = None):
@@ -716,7 +774,7 @@ def figure_power_ranges(frame: pd.DataFrame, *, title: str | None = None):
         # a panel's title wrapped to its axes (about 8 bold characters an inch): "control rate 12% (analysed 12.4%)"
         heading = textwrap.fill(facet, max(16, int(8 * width / ncols)), break_on_hyphens=False) if facet else None
         plot_power_ranges(frame[frame["facet"].fillna("") == facet], ax, legend=False, title=heading)
-        ax.set_xlabel(_range_x_label(frame))  # one wording for every panel
+        ax.set_xlabel(_range_x_label(frame, log=ax.get_xscale() == "log"))  # one wording for every panel
         if k % ncols:
             ax.set_ylabel("")
         if k < len(facets) - ncols:
@@ -727,7 +785,7 @@ def figure_power_ranges(frame: pd.DataFrame, *, title: str | None = None):
         axes[k // ncols, k % ncols].set_visible(False)
     handles, labels = axes[0, 0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="outside lower center", ncol=min(len(labels), 4 if ncols > 1 else 2), fontsize="small",
-               title=str(frame["parameter_label"].iloc[0]).capitalize(), title_fontsize="small")
+               title=upper_first(str(frame["parameter_label"].iloc[0])), title_fontsize="small")
     if title:  # wrapped to the figure's width (about 11 bold characters an inch at this size)
         fig.suptitle(textwrap.fill(title, max(30, int(11 * width)), break_on_hyphens=False), x=0.01, ha="left",
                      fontsize="medium", fontweight="bold")

@@ -18,7 +18,8 @@ compare them).
 This module imports no other trialsim module, so a helper (a fresh interpreter: ``spawn``, as joblib's
 workers) starts in a fraction of a second; the functions it runs are imported when their jobs arrive.
 Without helpers (``enabled=False``, one usable core, or no process can be started) every job runs in this process
-when it is submitted; a helper that dies (killed, out of memory) has its unfinished jobs run here.
+when it is submitted; a helper that dies (killed, out of memory) or falls silent for :data:`SILENCE_SECONDS` has its
+unfinished jobs run here.
 """
 from __future__ import annotations
 
@@ -31,6 +32,7 @@ import pickle
 import queue
 import threading
 import time
+import warnings
 from collections import deque
 from multiprocessing import connection as mp_connection
 from multiprocessing.reduction import ForkingPickler
@@ -39,6 +41,10 @@ from typing import Any, Callable, Sequence
 JOIN_SECONDS = 10.0  # how long close() waits for a helper to end before stopping it
 READY = "ready"  # what a helper sends when it has warmed up
 IDLE_NICE = 19  # the priority of helpers started early (Helpers(early=True)): warming up on what other work leaves
+# How long this process waits for a word from a helper that owes it a result before it stops the helper and runs its
+# unfinished jobs itself. A job takes seconds (a figure well under one, the registered trial's PDF 4-6 s); a helper
+# silent for minutes is stuck (a deadlock, a library looping), and the command must not hang on it.
+SILENCE_SECONDS = 300.0
 
 
 def usable_cores() -> int:
@@ -203,11 +209,21 @@ class Helper:
         self._pending.popleft()._finish(value, error)  # noqa: SLF001
 
     def step(self) -> None:
-        """Read one message (:meth:`_take`); if the helper died, run its unfinished jobs here."""
+        """Read one message (:meth:`_take`); if the helper died, or sent nothing for :data:`SILENCE_SECONDS`, run its
+        unfinished jobs here."""
         try:
+            if not self._conn.poll(SILENCE_SECONDS):
+                self.give_up()
+                return
             self._take()
         except (EOFError, OSError):  # the helper died (killed, out of memory)
             self._fail()
+
+    def give_up(self) -> None:
+        """Stop a helper that has sent nothing for :data:`SILENCE_SECONDS` and run its unfinished jobs here (saying so)."""
+        warnings.warn(f"a helper process sent nothing for {SILENCE_SECONDS:g} s: it was stopped, and what it had left "
+                      "to do runs in this process", stacklevel=2)
+        self._fail()
 
     def receive(self) -> None:
         """Wait for the oldest unfinished job's result (run the unfinished jobs here if the helper died)."""
@@ -265,9 +281,12 @@ class Batch:
     def results(self) -> list:
         while self._running:
             by_connection = {h.connection: h for h in self._running}
-            for connection in mp_connection.wait(list(by_connection)):
-                helper = by_connection[connection]
-                helper.step()
+            ready = mp_connection.wait(list(by_connection), timeout=SILENCE_SECONDS)
+            for helper in [by_connection[c] for c in ready] if ready else list(self._running):
+                if ready:
+                    helper.step()
+                else:  # none of them has said anything for that long: stuck
+                    helper.give_up()
                 if self._running[helper].done:
                     del self._running[helper]
                     if self._todo and helper.alive:

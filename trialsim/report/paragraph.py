@@ -55,6 +55,24 @@ class _Writer:
         return text
 
 
+def _planned(w: _Writer, control: str, treatment: str) -> tuple[str, str]:
+    """The planned arms as ``(patients, at)``: ("10 patients per arm", "10 per arm") for equal arms, ("10 control and
+    20 treatment patients", "10 vs 20") for unequal ones."""
+    n_c = w.cite("design", "n_control", "Value")
+    if not w.has("design", "n_treatment") or w.tables["design"].cell("n_treatment", "Value") == n_c:
+        return f"{n_c} patients per arm", f"{n_c} per arm"
+    n_t = w.cite("design", "n_treatment", "Value")
+    return f"{n_c} {control} and {n_t} {treatment} patients", f"{n_c} vs {n_t}"
+
+
+def _per_arm(n: str, who: str, aside: str = "") -> str:
+    """A sample-size cell with its patients (and an aside): "367 analysable patients per arm (379 to enrol)", "258 + 516
+    analysable patients (control + treatment; 266 + 532 to enrol)" for unequal arms."""
+    if "+" in n:
+        return f"{n} {who} (control + treatment" + (f"; {aside})" if aside else ")")
+    return f"{n} {who} per arm" + (f" ({aside})" if aside else "")
+
+
 def _rate_cell(w: _Writer, row: str, word: str) -> tuple[str, str]:
     """The primary's rejection rate to quote: exact when there is one, else simulated (with its kind)."""
     exact_col, sim_col = f"Exact {lower_first(word)}", f"{word} (simulated)"
@@ -96,6 +114,8 @@ def _software(w: _Writer, word: str) -> str | None:
     t = "computation"
     bits = [f"{w.cite(t, 'software', 'Value')} ({w.cite(t, 'python', 'Value')}, {w.cite(t, 'numerics', 'Value')})"]
     sims = w.tables[t].cell("n_sims", "Value") if w.has(t, "n_sims") else "-"
+    if not w.has(t, "max_mc_se") or w.tables[t].cell("max_mc_se", "Value") == "-":
+        sims = "-"  # nothing simulated: no Monte Carlo error to quote
     what = "Power and type I errors were" if word == "Power" else "Type I errors were"
     text = f"{what} computed with {bits[0]}: exactly by enumeration for binary endpoints with a known law"
     if sims != "-":
@@ -115,7 +135,7 @@ def justification(result, tables: dict[str, Table]) -> Paragraph:
     word = rate_word(result)
     sentences: list[str] = []
     control, treatment = w.cite("design", "control", "Value"), w.cite("design", "treatment", "Value")
-    n_c = w.cite("design", "n_control", "Value")
+    planned, at_planned = _planned(w, control, treatment)
     sentences.append(
         f"The primary endpoint ({w.cite('design', 'primary', 'Value')}) will be compared between {treatment} "
         f"and {control} with the {w.cite('design', 'primary_test', 'Value')} test at a two-sided significance level of "
@@ -124,7 +144,7 @@ def justification(result, tables: dict[str, Table]) -> Paragraph:
     rate_text, kind = (_rate_cell(w, prow, word) if w.has("power", prow) else ("", ""))
     if is_null(result):
         if rate_text:
-            sentences.append(f"Under the null scenario (no treatment effect on any endpoint), {n_c} patients per arm give "
+            sentences.append(f"Under the null scenario (no treatment effect on any endpoint), {planned} give "
                              f"a type I error of {rate_text} ({kind}), against the nominal "
                              f"{w.cite('design', 'alpha', 'Value')}.")
         _close(w, sentences, word)
@@ -144,15 +164,15 @@ def justification(result, tables: dict[str, Table]) -> Paragraph:
     flowed = (flow_in_analyses(result.frame("flow")) and w.has("flow", "analysable_control")
               and w.has("flow", "analysable_treatment"))
     if rate_text and flowed:  # the power is of who the flow enrols and keeps, not of the planned numbers
-        lead = f"{assumption}, the planned {n_c}" if assumption else f"the planned {n_c}"
+        lead = f"{assumption}, the planned {planned}" if assumption else f"the planned {planned}"
         sentences.append(
-            f"{lead[0].upper() + lead[1:]} patients per arm give {rate_text} power ({kind}) with the patients the "
+            f"{lead[0].upper() + lead[1:]} give {rate_text} power ({kind}) with the patients the "
             f"patient-flow model enrols and keeps to follow-up: on average "
             f"{w.cite('flow', 'analysable_control', 'Estimate')} {control} and "
             f"{w.cite('flow', 'analysable_treatment', 'Estimate')} {treatment} patients are analysable.")
     elif rate_text:
-        lead = f"{assumption}, {n_c}" if assumption else n_c
-        sentences.append(f"{lead[0].upper() + lead[1:]} patients per arm give {rate_text} power ({kind}).")
+        lead = f"{assumption}, {planned}" if assumption else planned
+        sentences.append(f"{lead[0].upper() + lead[1:]} give {rate_text} power ({kind}).")
     elif assumption:
         sentences.append(assumption + ".")
     size = _type_i(w, prow)
@@ -185,7 +205,7 @@ def justification(result, tables: dict[str, Table]) -> Paragraph:
             continue
         enrol = w.cite("sample_sizes", row, "Enrol per arm")
         who = "analysable patients" if w.tables["sample_sizes"].cell(row, "Detail").startswith("exact") else "patients"
-        size_bits.append(f"{target} power needs {n} {who} per arm ({enrol} to enrol)")
+        size_bits.append(f"{target} power needs {_per_arm(n, who, f'{enrol} to enrol')}")
     loss_row = f"{prim}|{ptest}|{targets[0]:g}"
     if size_bits:
         loss = w.cite("sample_sizes", loss_row, "Expected loss") if w.has("sample_sizes", loss_row) else ""
@@ -210,18 +230,20 @@ def justification(result, tables: dict[str, Table]) -> Paragraph:
         param = w.cite("mde", prow, "Effect parameter")
         if found == "none":
             sentences.append(
-                f"At {n_c} per arm no effect on this endpoint is detectable with {target or 'the target'} power: even a "
+                f"At {at_planned} no effect on this endpoint is detectable with {target or 'the target'} power: even a "
                 f"{param} of {w.cite('mde', prow, 'Most extreme searched')} gives {w.cite('mde', prow, 'Power there')}.")
         else:
-            sentences.append(f"At {n_c} per arm the smallest {param} detectable with {target or 'the target'} power is "
+            sentences.append(f"At {at_planned} the smallest {param} detectable with {target or 'the target'} power is "
                              f"{w.cite('mde', prow, 'Minimal detectable effect')}.")
+    guideline = ("CONSORT extension for pilot trials, Eldridge et al. 2016" if d.get("randomised", True) else
+                 "CONSORT extension for pilot trials, Eldridge et al. 2016, which Lancaster and Thabane 2019 recommend for "
+                 "non-randomised pilots too")
     sentences.append(
         "The trial is therefore not designed to test its primary hypothesis; it is justified as a pilot and feasibility "
-        "study (CONSORT extension for pilot trials, Eldridge et al. 2016), whose aims are estimation and the planning "
-        "of a main trial.")
+        f"study ({guideline}), whose aims are estimation and the planning of a main trial.")
     if w.has("pilot_rates", f"{prim}|control"):
         sentences.append(
-            f"With {n_c} patients per arm the 95% confidence interval of the event rate is expected to be "
+            f"With {planned} the 95% confidence interval of the event rate is expected to be "
             f"{w.cite('pilot_rates', f'{prim}|control', WIDTH)} percentage points wide in the {control} arm and "
             f"{w.cite('pilot_rates', f'{prim}|treatment', WIDTH)} percentage points wide in the {treatment} arm, and there "
             f"is a {w.cite('pilot_rates', f'{prim}|control', 'P(no event)')} chance that no event at all is seen in the "
@@ -246,11 +268,12 @@ def justification(result, tables: dict[str, Table]) -> Paragraph:
     browne = best if best is not None else (prim if w.has("pilot_sd_limits", prim) else None)
     if browne is not None and w.has("pilot_sd_limits", browne):
         col = next(c for c in w.tables["pilot_sd_limits"].frame.columns if "upper limit / estimate" in c)
-        sentences.append(f"Following Browne (1995), a main trial should be planned on the one-sided upper confidence limit "
-                         f"of the SD, {w.cite('pilot_sd_limits', browne, col)} times the pilot estimate, which multiplies its "
+        level = col.split(" upper limit")[0]  # "80%"
+        sentences.append(f"Following Browne (1995), a main trial should be planned on the one-sided {level} upper confidence "
+                         f"limit of the SD, {w.cite('pilot_sd_limits', browne, col)} times the pilot estimate, which multiplies its "
                          f"size by {w.cite('pilot_sd_limits', browne, 'Main-trial size x')}.")
     if "pilot_guidance" in w.tables:
-        guidance = _guidance(w, result, n_c, binary, browne)
+        guidance = _guidance(w, result, at_planned, binary, browne)
         if guidance:
             sentences.append(guidance)
     main = f"{prim}|{ptest}|{targets[0]:g}"
@@ -259,7 +282,7 @@ def justification(result, tables: dict[str, Table]) -> Paragraph:
         if not n.startswith(">") and n != "not simulated":
             sentences.append(
                 f"A main trial powered on the primary endpoint under the same assumptions would need "
-                f"{w.cite('sample_sizes', main, 'Enrol per arm')} patients per arm.")
+                f"{_per_arm(w.cite('sample_sizes', main, 'Enrol per arm'), 'patients')}.")
     _close(w, sentences, word)
     return Paragraph(" ".join(sentences), w.facts)
 
@@ -270,7 +293,7 @@ def _close(w: _Writer, sentences: list[str], word: str) -> None:
         sentences.append(software)
 
 
-def _guidance(w: _Writer, result, n_c: str, binary: bool, browne: str | None) -> str | None:
+def _guidance(w: _Writer, result, at_planned: str, binary: bool, browne: str | None) -> str | None:
     """Where the design stands against the pilot-size guidance that applies to its primary endpoint."""
     g = w.tables["pilot_guidance"].frame
     kinds = result.frame("pilot_guidance").get("primary_kind")
@@ -288,10 +311,10 @@ def _guidance(w: _Writer, result, n_c: str, binary: bool, browne: str | None) ->
             basis += f" of {w.cite('pilot_guidance', key, 'Standardised effect')}"
         (met if r["Meets it"] == "yes" else unmet).append(f"{who}: {per} per arm {basis}")
     if unmet:
-        return (f"With {n_c} per arm the design falls short of published pilot-size guidance (" + "; ".join(unmet) + ")"
+        return (f"With {at_planned} the design falls short of published pilot-size guidance (" + "; ".join(unmet) + ")"
                 + (f" but meets {'; '.join(met)}" if met else "") + ".")
     if met:
-        return f"With {n_c} per arm the design meets published pilot-size guidance (" + "; ".join(met) + ")."
+        return f"With {at_planned} the design meets published pilot-size guidance (" + "; ".join(met) + ")."
     return None
 
 
@@ -367,9 +390,9 @@ def headline(result, tables: dict[str, Table]) -> Headline:
         n = w.tables["sample_sizes"].cell(main, "n per arm")
         if n.startswith(">"):
             rows.append(("Main trial", f"{w.cite('sample_sizes', main, 'Target power')} power is not reached within "
-                                       f"{n.lstrip('> ')} analysable patients per arm"))
+                                       f"{_per_arm(n.lstrip('> '), 'analysable patients')}"))
         elif n != "not simulated":
-            rows.append(("Main trial", f"{w.cite('sample_sizes', main, 'Enrol per arm')} patients per arm to enrol for "
+            rows.append(("Main trial", f"{_per_arm(w.cite('sample_sizes', main, 'Enrol per arm'), 'patients')} to enrol for "
                                        f"{w.cite('sample_sizes', main, 'Target power')} power on the primary endpoint"))
     timeline = _timeline(w, result)
     if timeline:
@@ -386,7 +409,8 @@ def _timeline(w: _Writer, result) -> str:
         text += (f"; chance of finishing (last visit) by the planned completion date: "
                  f"{w.cite('flow', 'p_finished_by_deadline', 'Estimate')}")
     if not flow_in_analyses(result.frame("flow")):
-        text += "; from the patient-flow model's cited defaults (the power figures assume every planned patient)"
+        text += ("; from the patient-flow model's cited defaults (the power figures assume every planned patient is "
+                 "enrolled, each endpoint then losing the scenario's own share to follow-up)")
     return text[0].upper() + text[1:]
 
 

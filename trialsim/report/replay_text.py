@@ -5,7 +5,7 @@ import numpy as np
 import pandas as pd
 
 from trialsim.analysis import registry as tests
-from trialsim.labels import pct, test_label
+from trialsim.labels import fmt_level, test_label
 from trialsim.model import Model
 from trialsim.report.console import on_logs
 
@@ -66,7 +66,7 @@ def replay_summary(replay, model: Model) -> str:
     if underlying:
         out += ["", "SIMULATED VALUES (before anything went missing)"]
         out += text_table(p[["position"] + underlying])
-    out += ["", f"ANALYSES (treatment vs control; {pct(1 - d.alpha, 0)} confidence interval; reject at alpha {d.alpha})"]
+    out += ["", f"ANALYSES (treatment vs control; {fmt_level(1 - d.alpha)} confidence interval; reject at alpha {d.alpha})"]
     endpoints = {a.name: a for a in model.analysed}
     rows = []
     for r in replay.analyses.itertuples(index=False):

@@ -21,7 +21,18 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from trialsim.labels import FLAG, fmt_interval, fmt_n, fmt_pct, fmt_power, fmt_ratio, is_missing, test_label
+from trialsim.labels import (
+    FLAG,
+    extrapolated,
+    fmt_interval,
+    fmt_level,
+    fmt_n,
+    fmt_pct,
+    fmt_power,
+    fmt_ratio,
+    is_missing,
+    test_label,
+)
 from trialsim.model import build_model
 from trialsim.registry import TESTS
 from trialsim.report.references import Citations
@@ -161,7 +172,7 @@ def build_tables(result, citations: Citations | None = None) -> dict[str, Table]
         ("n_treatment", {"Item": f"Patients enrolled, {d['treatment_name']}", "Value": fmt_n(d["n_treatment"])}),
         ("allocation", {"Item": "Allocation", "Value": str(d["allocation"])}),
         ("masking", {"Item": "Masking", "Value": str(d["masking"])}),
-        ("alpha", {"Item": "Significance level (two-sided)", "Value": fmt_pct(d["alpha"], 0)}),
+        ("alpha", {"Item": "Significance level (two-sided)", "Value": fmt_level(d["alpha"])}),
         ("primary", {"Item": "Primary endpoint", "Value": str(d["primary_label"])}),
         ("primary_test", {"Item": "Primary analysis", "Value": test_label(str(d["primary_test"]))}),
     ]
@@ -235,7 +246,8 @@ def build_tables(result, citations: Citations | None = None) -> dict[str, Table]
                 flagged_any = flagged_any or flagged
                 rows.append((f"{r.endpoint}|{r.test}|{r.target_power:g}", _size_row(r, label_of, size, flagged)))
             tables[name] = _table(name, caption, rows, (
-                "n per arm counts analysable patients (control arm; the treatment arm follows the allocation ratio); a "
+                "n per arm counts analysable patients (control + treatment where the design allocates unequally: its "
+                "allocation ratio is kept); a "
                 "simulated endpoint's own missing values (a missing sample) are part of it. Exact: power is not monotone "
                 "in n (exact tests attain only some significance levels), so the table gives the n from which power stays "
                 "at or above the target, and the detail gives the first n reaching it and the largest n checked; its type "
@@ -300,7 +312,12 @@ def build_tables(result, citations: Citations | None = None) -> dict[str, Table]
                           "Per arm": fmt_n(r.recommended_per_arm),
                           "This design": fmt_n(r.design_per_arm), "Meets it": "yes" if bool(r.meets) else "no"})
                 for i, r in enumerate(guide.itertuples())]
-        tables["pilot_guidance"] = _table("pilot_guidance", "The design against published pilot-size guidance", rows)
+        whitehead = (guide["guideline"].astype(str).str.startswith("Whitehead")).any()
+        tables["pilot_guidance"] = _table("pilot_guidance", "The design against published pilot-size guidance", rows, (
+            "This design: its smaller arm. Whitehead et al. (2016) recommend 75, 25, 15 and 10 per arm for a main trial "
+            "whose standardised effect is 0.1 or less, 0.2, 0.5 and 0.8; an effect between two of these takes the figure "
+            "of the smaller one (the conservative reading: a smaller effect asks for a larger pilot)."
+            if whitehead else "This design: its smaller arm."))
 
     sweep = result.frame("sweep_power")
     if not sweep.empty:
@@ -393,8 +410,8 @@ def _multiplicity(result, label_of: dict, sizes: dict) -> Table | None:
     rows += [
         ("any_independent", {"Item": "Chance of at least one significant test with no effect at all, if the tests were "
                                      "independent", "Value": fmt_pct(independent)}),
-        ("bonferroni", {"Item": f"Level per test that keeps that chance at or below {fmt_pct(alpha, 0)} (Bonferroni)",
-                        "Value": fmt_power(alpha / len(pairs)) if pairs else "-"}),
+        ("bonferroni", {"Item": f"Level per test that keeps that chance at or below {fmt_level(alpha)} (Bonferroni)",
+                        "Value": fmt_level(alpha / len(pairs)) if pairs else "-"}),
     ]
     return _table("multiplicity", "Multiplicity: how many tests the design runs", rows,
                   "Tests of the same endpoint, of one marker on several days or of correlated endpoints are not "
@@ -532,7 +549,8 @@ def _flow(result) -> Table | None:
         notes = f"From the patient-flow model of {n:,} simulated trials (the same trials as the power table)."
     else:
         notes = (f"From the patient-flow model with its cited default assumptions (the config has no [flow] section), "
-                 f"{n:,} simulated trials. The power table assumes that every planned patient is enrolled and analysable; "
+                 f"{n:,} simulated trials. The power table assumes that every planned patient is enrolled, each endpoint "
+                 "then losing the scenario's own share to follow-up (not the flow's); "
                  "a [flow] section in the config makes the analyses use who the flow enrols and keeps to the 1-month visit.")
     if not is_missing(deadline):
         notes += f" Planned completion: day {float(deadline):.0f} from the trial's start."
@@ -649,6 +667,11 @@ def _few(names: list[str], limit: int = 3) -> str:
     return sep.join(names[:limit]) + f" and {len(names) - limit} more"
 
 
+def _arms(n_control, n_treatment, ratio) -> str:
+    """A size per arm: "367" for equal arms, "258 + 516" (control + treatment) for unequal ones, as the console."""
+    return fmt_n(n_control) if float(ratio) == 1.0 else f"{fmt_n(n_control)} + {fmt_n(n_treatment)}"
+
+
 def _size_row(r, label_of: dict, type_i: float | None = None, flagged: bool = False) -> dict[str, str]:
     reachable = bool(r.reachable)
     if not reachable:
@@ -656,16 +679,21 @@ def _size_row(r, label_of: dict, type_i: float | None = None, flagged: bool = Fa
         if r.method == "analytic":
             n = "not simulated"
     elif r.method == "exact":
-        n = fmt_n(r.n)
-        detail = f"exact; first reaches it at {fmt_n(r.n_first)}; checked to {fmt_n(r.horizon)}"
+        n = _arms(r.n, r.n_treatment, r.ratio)
+        detail = (f"exact; first reaches it at {fmt_n(r.n_first)}; checked to {fmt_n(r.horizon)}"
+                  + (" (the limit searched)" if r.horizon == r.n_max else ""))
     else:
-        n = fmt_n(r.n)
+        n = _arms(r.n, r.n_treatment, r.ratio)
         detail = f"simulated; 95% MC interval {fmt_n(r.n_low)} to {fmt_n(r.n_high)}"
+        beyond = extrapolated(r._asdict())
+        if beyond:
+            detail += f"; {beyond[0].lower()}{beyond[1:-1]}"
+    enrol = _arms(r.n_enrolled, r.n_enrolled_treatment, r.ratio) if reachable else "-"
     return {
         "Endpoint": label_of.get(r.endpoint, str(r.label)), "Test": flagged_label(str(r.test), flagged),
         "Target power": fmt_pct(r.target_power, 0), "n per arm": n, "Detail": detail,
         "Type I error at n": "-" if type_i is None else fmt_power(type_i),
-        "Expected loss": fmt_pct(r.dropout), "Enrol per arm": fmt_n(r.n_enrolled) if reachable else "-",
+        "Expected loss": fmt_pct(r.dropout), "Enrol per arm": enrol,
         "Analytic n": fmt_n(r.n_analytic), "Analytic method": str(r.analytic_method),
     }
 
@@ -689,5 +717,6 @@ def _mde_row(r, label_of: dict, word: str, sizes: dict) -> dict[str, str]:
         "95% MC interval": interval, "Most extreme searched": fmt_effect(r.best_effect),
         "Power there": fmt_power(r.best_power),
         "Method": {"exact": "exact", "monte_carlo": "simulated"}.get(r.method, str(r.method)),
-        "Analytic": fmt_effect(r.analytic_effect),
+        "Analytic": (fmt_effect(r.analytic_effect) if not is_missing(r.analytic_effect) else
+                     "no closed form" if str(r.analytic_method).startswith("n/a") else "none"),
     }
