@@ -462,3 +462,27 @@ def test_a_wind_down_that_hangs_still_ends_with_one_line(sig, status, says):
         assert "in hang" in stacks.read_text()
     finally:
         stacks.unlink()
+
+
+@pytest.mark.parametrize("argv, says", [
+    (["--n", "nan"], "--n 'nan': nan is not allowed: use whole numbers of patients per arm from 2 to 100,000"),
+    (["--n", "inf"], "--n 'inf': inf is not allowed"),
+    (["--n", "1e30"], "--n '1e30': 1e30 is not allowed"),
+    (["--n", "10:20:2.5"], "STEP 2.5 is not allowed: sizes step by whole numbers"),
+    (["--ratio", "inf"], "--ratio 'inf': inf is not allowed: use allocation ratios n_treatment / n_control from 1/100 to 100"),
+    (["--ratio", "nan"], "--ratio 'nan': nan is not allowed"),
+    (["--control-rate", "0:0.5"], "--control-rate '0:0.5': 0 is not allowed: use event rates between 0 and 1"),
+    (["--effect", "0.1:0.9:-1"], "--effect '0.1:0.9:-1': STEP -1 is not allowed"),
+    (["--effect", "0.1:x"], "--effect '0.1:x': 'x' is not a number"),
+    (["--endpoint", "bogus", "--n", "20"], "--endpoint 'bogus' is not an endpoint of this scenario: use one of leak_1m, "),
+    # refused before any value is made: this grid once grew to 24 GB
+    (["--effect", "0.1:0.9:1e-9"], "--effect '0.1:0.9:1e-9' asks for 800,000,001 values; at most 1,000 are allowed"),
+    (["--effect", "0.1:0.9:1e-320"], "asks for more than 10^308 values; at most 1,000 are allowed"),
+    (["--n", "2:5000:1"], "--n '2:5000:1' asks for 4,999 values; at most 1,000 are allowed"),
+    (["--effect", "0.1:0.9:0.001", "--n", "10:40", "--ratio", "1", "2"],
+     "ask for 49,662 points; at most 20,000 are allowed"),
+])
+def test_curves_range_flags_are_refused_naming_the_flag_and_what_is_allowed(tmp_path, argv, says):
+    status, _, err, _ = cli("curves", str(DEFAULT_CONFIG), "--out", str(tmp_path / "cv"), "--quiet", *argv)
+    assert status == 2 and "Traceback" not in err and says in err, err
+    assert not (tmp_path / "cv").exists()

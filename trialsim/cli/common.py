@@ -93,7 +93,7 @@ def real_number(low: float, high: float, *, low_open: bool = False, high_open: b
 
 
 _N_SIMS_MAX = _limit(Run, "n_sims", "le")
-_N_PER_ARM_MAX = _limit(Design, "n_control", "le")
+N_PER_ARM_MAX = _limit(Design, "n_control", "le")
 
 # dest -> parser. Flags that set a config key share its bounds.
 FLAG_RULES: dict[str, Callable[[str], object]] = {
@@ -107,8 +107,8 @@ FLAG_RULES: dict[str, Callable[[str], object]] = {
     "search_sims": whole_number(1, _N_SIMS_MAX, what=" (simulated trials per refining pass of the sample-size and "
                                                      "MDE searches; their locating pass uses a quarter)"),
     "curve_sims": whole_number(1, _N_SIMS_MAX, what=" (simulated trials per curve point)"),
-    "n_max": whole_number(2, _N_PER_ARM_MAX, what=" (patients per arm)"),
-    "n": whole_number(1, _N_PER_ARM_MAX, what=" (patients per arm)"),
+    "n_max": whole_number(2, N_PER_ARM_MAX, what=" (patients per arm)"),
+    "n": whole_number(1, N_PER_ARM_MAX, what=" (patients per arm)"),
     "power": real_number(0.0, 1.0, low_open=True, high_open=True, what=" (a target power)"),
     "ratio": real_number(1.0 / MAX_RATIO_PART, MAX_RATIO_PART, what=" (n_treatment / n_control)"),
     "dropout": real_number(0.0, 1.0, high_open=True, what=" (a share of patients)"),
