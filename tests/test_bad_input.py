@@ -23,7 +23,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+import trialsim.cli.compare as cli_compare
 import trialsim.cli.planning as cli_planning
+import trialsim.cli.replay as cli_replay
 import trialsim.cli.run as cli_run
 from trialsim.cli import build_parser, main
 from trialsim.config.loader import ConfigError, load_scenario, to_raw, with_values
@@ -486,3 +488,33 @@ def test_curves_range_flags_are_refused_naming_the_flag_and_what_is_allowed(tmp_
     status, _, err, _ = cli("curves", str(DEFAULT_CONFIG), "--out", str(tmp_path / "cv"), "--quiet", *argv)
     assert status == 2 and "Traceback" not in err and says in err, err
     assert not (tmp_path / "cv").exists()
+
+
+@pytest.mark.parametrize("out, says", [
+    ("afile", "--out '{tmp}/afile': '{tmp}/afile' is a file, not a folder"),
+    ("afile/b", "--out '{tmp}/afile/b': cannot make the folder"),
+    ("/proc/trialsim-x", "--out '/proc/trialsim-x': cannot make or write into the folder"),
+    ("run", "--out '{tmp}/run' already holds files that `trialsim {command}` did not write (a `trialsim run` folder)"),
+    ("notes", "--out '{tmp}/notes' already holds files that `trialsim {command}` did not write; nothing in it"),
+])
+@pytest.mark.parametrize("command", ["samplesize", "curves", "compare", "replay"])
+def test_out_is_checked_before_any_work_naming_the_flag(tmp_path, monkeypatch, command, out, says):
+    def no_work(*args, **kwargs):
+        raise AssertionError("worked before --out was checked")
+
+    for module, name in ((cli_planning, "sample_sizes"), (cli_planning, "power_ranges"), (cli_planning, "plan"),
+                         (cli_compare, "compare"), (cli_replay, "replay")):
+        monkeypatch.setattr(module, name, no_work)
+    (tmp_path / "afile").write_text("x")
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "manifest.json").write_text("{}")
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "mine.txt").write_text("the user's own")
+    target = out if out.startswith("/") else str(tmp_path / out)
+    argv = {"samplesize": ["samplesize", str(DEFAULT_CONFIG)], "curves": ["curves", str(DEFAULT_CONFIG), "--n", "20"],
+            "compare": ["compare", str(DEFAULT_CONFIG)], "replay": ["replay", str(tmp_path / "run"), "--trial", "0"]}[command]
+    status, _, err, _ = cli(*argv, "--out", target)
+    assert status == 2 and "Traceback" not in err
+    assert says.format(tmp=tmp_path, command=command) in err, err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["afile", "notes", "run"]
+    assert not Path("/proc/trialsim-x").exists()

@@ -7,12 +7,18 @@ the value and what is allowed; whole numbers may be written ``100000``, ``100_00
 from __future__ import annotations
 
 import argparse
+import contextlib
 import math
+import tempfile
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Callable
 
+from trialsim.config.loader import ConfigError
 from trialsim.config.schema import MAX_RATIO_PART, Design, Run
+from trialsim.report.output import FolderNotOursError, check_folder, claim_folder
+
+RUN_MANIFEST = "manifest.json"  # what marks a `trialsim run` folder (trialsim.engine.rundir.MANIFEST)
 
 
 def add_config(p: argparse.ArgumentParser) -> None:
@@ -138,6 +144,48 @@ def folder(text: str) -> Path:
     if any(ord(c) < 32 or ord(c) == 127 for c in text):
         raise argparse.ArgumentTypeError(f"{text!r} is not allowed: a folder name without control characters")
     return Path(text)
+
+
+def check_out(out: Path | None, *, command: str, ours: tuple[str, ...] = ()) -> Path | None:
+    """Refuse ``--out`` before any work, as ``report`` does, when the command could not write its files there.
+
+    The folder must be one trialsim's report/planning outputs own (:func:`trialsim.report.output.check_folder`:
+    new, empty, or marked; ``ours`` are the command's own file names, which also mark folders written before the
+    marker existed), and it must be possible to make it and write into it: that is tried, and what the trial made
+    is removed again, so a command that fails later leaves nothing behind. Write into it through
+    :func:`claim_out`.
+    """
+    if out is None:
+        return None
+    out = Path(out)
+    try:
+        check_folder(out, ours=ours)
+    except FolderNotOursError as exc:
+        if not out.is_dir():
+            raise ConfigError(f"--out {str(out)!r}: {exc}") from None
+        kind = " (a `trialsim run` folder)" if (out / RUN_MANIFEST).is_file() else ""
+        raise ConfigError(f"--out {str(out)!r} already holds files that `trialsim {command}` did not write{kind}; "
+                          "nothing in it is overwritten: give a new or empty folder") from None
+    made = [p for p in (out, *out.parents) if not p.exists()]
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=out):
+            pass
+    except OSError as exc:
+        raise ConfigError(f"--out {str(out)!r}: cannot make or write into the folder: {exc.strerror or exc}") from None
+    finally:
+        for p in made:  # the innermost first
+            with contextlib.suppress(OSError):
+                p.rmdir()
+    return out
+
+
+def claim_out(out: Path, *, ours: tuple[str, ...] = ()) -> Path:
+    """Make ``out`` (checked by :func:`check_out`) and mark it as trialsim's, just before its files are written."""
+    try:
+        return claim_folder(out, ours=ours)
+    except FolderNotOursError as exc:
+        raise ConfigError(f"--out {str(out)!r}: {exc}") from None
 
 
 def check_numbers(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:

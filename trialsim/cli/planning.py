@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from trialsim.cli.common import N_PER_ARM_MAX, add_config, add_overrides, add_sim_options, folder
+from trialsim.cli.common import N_PER_ARM_MAX, add_config, add_overrides, add_sim_options, check_out, claim_out, folder
 from trialsim.cli.run import add_run_options
 from trialsim.config.loader import ConfigError, load_scenario
 from trialsim.config.schema import MAX_RATIO_PART
@@ -167,8 +167,13 @@ def _run_settings(args, from_dir: Path | None = None) -> None:
     args.overrides = [*args.overrides, *given]
 
 
+SAMPLESIZE_FILES = ("sample_sizes.csv", "mde.csv")
+CURVES_FILES = ("power_ranges.csv", "sweep_grid.csv", PLANNING_JSON)
+
+
 def cmd_samplesize(args) -> int:
     _run_settings(args)
+    check_out(args.out, command="samplesize", ours=SAMPLESIZE_FILES)
     scenario = load_scenario(args.config, args.overrides)
     endpoint = build_model(scenario).primary.name if args.endpoint is None else (None if args.endpoint == "all" else args.endpoint)
     sims = args.sims or SEARCH_SIMS
@@ -197,7 +202,7 @@ def cmd_samplesize(args) -> int:
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
     if args.out:
-        args.out.mkdir(parents=True, exist_ok=True)
+        claim_out(args.out, ours=SAMPLESIZE_FILES)
         frame = table.to_frame()
         replace_file(args.out / "sample_sizes.csv", lambda tmp: frame.to_csv(tmp, index=False))
         if mde is not None:
@@ -331,6 +336,7 @@ def cmd_curves(args) -> int:
               "control_rates": _values(args.control_rate, whole=False, flag="--control-rate"),
               "ratios": _values(args.ratios, whole=False, flag="--ratio")}
     asked = any(v is not None for v in ranges.values())
+    check_out(out, command="curves", ours=CURVES_FILES)
     try:
         if from_dir is not None:
             if asked:
@@ -338,12 +344,13 @@ def cmd_curves(args) -> int:
                                   "drawn on its own grid")
             grid = load_sweep_grid(from_dir, endpoint=args.endpoint)
             if not grid.empty:  # a sweep: its own scenarios, as run
-                out.mkdir(parents=True, exist_ok=True)
+                claim_out(out, ours=CURVES_FILES)
                 replace_file(out / "sweep_grid.csv", lambda tmp: grid.to_csv(tmp, index=False))
                 files = draw_range_figures(grid, out, stem="sweep_grid")
                 print(f"The sweep's own grid: {len(grid):,} points from {from_dir}/power.csv (written: {out}/sweep_grid.csv)")
             else:
-                files = draw_figures(load_planning(from_dir, parts=("curves",)), out)
+                planning = load_planning(from_dir, parts=("curves",))
+                files = draw_figures(planning, claim_out(out, ours=CURVES_FILES))
         else:
             scenario = load_scenario(config, args.overrides)
             if not asked:
@@ -362,7 +369,7 @@ def cmd_curves(args) -> int:
                 frame = power_ranges(scenario, endpoint=args.endpoint, test=args.test, **ranges,
                                      n_sims=args.sims or CURVE_SIMS, seed=args.seed, n_jobs=_jobs(args, scenario),
                                      progress=not args.quiet)
-                out.mkdir(parents=True, exist_ok=True)
+                claim_out(out, ours=CURVES_FILES)
                 replace_file(out / "power_ranges.csv", lambda tmp: frame.to_csv(tmp, index=False))
                 files = draw_range_figures(frame, out, alpha=scenario.design.alpha)
                 print(f"{len(frame):,} points, {', '.join(sorted(set(frame['method'])))} "
