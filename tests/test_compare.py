@@ -11,7 +11,10 @@ import pytest
 from tests.conftest import DEFAULT_CONFIG, ROOT
 from tests.test_report import planned
 from trialsim.api import run
+import trialsim.planning.compare as compare_module
+import trialsim.report.compare as report_compare
 from trialsim.config.loader import ConfigError, with_values
+from trialsim.labels import NOT_COMPUTABLE_METHOD
 from trialsim.planning.compare import COMPARE_COLUMNS, compare, design_label, load_comparison
 from trialsim.planning.plan import null_scenario
 from trialsim.report.compare import comparison_text
@@ -132,3 +135,13 @@ def test_a_group_sequential_design_is_compared_by_its_rule_and_its_harm_reviews(
     assert row.patients == mean(planned, "group_sequential", "patients") <= 120
     assert row.treated == row.patients / 2
     assert row.p_stop_harm == mean(planned, "harm", "stop_harm") and row.p_stop_harm_null == mean(null, "harm", "stop_harm")
+
+
+def test_a_rate_no_trial_could_compute_reads_not_computable_not_0_percent():
+    """compare printed "0.00% ± 0.00%" for a design whose 4-day deadline left no analysable patient."""
+    frame = pd.DataFrame([{"endpoint": "leak_1m", "test": "fisher", "method": "monte_carlo", "power": 0.0, "mc_se": 0.0,
+                           "n_valid": 0, "n_sims": 200}])
+    power, se, method, _ = compare_module._rate(frame, "leak_1m", "fisher")
+    assert np.isnan(power) and np.isnan(se) and method == NOT_COMPUTABLE_METHOD
+    assert report_compare._rate(power, se, method) == "not computable (n_valid 0)"
+    assert report_compare._rate(0.0, 0.0, "monte_carlo") == "0.00% \u00b1 0.00%"

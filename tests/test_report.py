@@ -562,3 +562,20 @@ def test_levels_print_exactly_or_cut_never_rounded_up(level, text):
 
     assert fmt_level(level) == text
     assert float(text.rstrip("%")) / 100 <= level * (1 + 1e-12)
+
+
+def test_a_power_no_trial_could_compute_is_not_computable_everywhere_not_0_percent():
+    """A 4-day deadline leaves no analysable patient: the run says "not computable (n_valid 0)", and so must the
+    report's headline, verdict, tables and paragraph (they once said "0.00%" and "underpowered (0.00% power)")."""
+    sc = load_scenario(DEFAULT_CONFIG, ["flow.deadline_days=4"])
+    res = plan(sc, parts=("run",), n_sims=200, seed=3, n_jobs=1)
+    assert (res.frame("power")["n_valid"] == 0).all()
+    tables = build_tables(res)
+    cells = tables["power"].frame["Power (simulated)"]
+    assert (cells == "not computable (n_valid 0)").all()
+    report = render_markdown(build_report(res, []))
+    assert "**Power:** not computable (n_valid 0)" in report
+    assert "**Power:** 0.00%" not in report and "underpowered" not in report
+    assert "No power figure for the primary test is computable" in report
+    text = justification(res, tables).text
+    assert "a power that is not computable (n_valid 0)" in text and "0.00%" not in text

@@ -29,6 +29,7 @@ from trialsim.config.schema import Scenario
 from trialsim.designs.allocation import scheme
 from trialsim.engine import atomic_write, resolve_seed
 from trialsim.flow.summary import summarise_flow
+from trialsim.labels import NOT_COMPUTABLE_METHOD, none_valid
 from trialsim.model import build_model
 from trialsim.planning.plan import null_scenario, run_design
 from trialsim.report.compare import plot_comparison
@@ -293,6 +294,8 @@ def _rate(frame: pd.DataFrame, endpoint: str, test: str) -> tuple[float, float, 
     exact = rows[rows["method"] == "exact"]
     if len(exact):
         return float(exact.iloc[0]["power"]), 0.0, "exact", mc_row
+    if mc_row and none_valid(mc_row.get("n_valid")):  # no trial could compute the test: no rate, not 0%
+        return np.nan, np.nan, NOT_COMPUTABLE_METHOD, mc_row
     if mc_row:
         return float(mc_row["power"]), float(mc_row["mc_se"]), "monte_carlo", mc_row
     return np.nan, np.nan, "", mc_row

@@ -11,7 +11,7 @@ import textwrap
 import numpy as np
 import pandas as pd
 
-from trialsim.labels import aligned_table, fmt_pct, is_missing, short_test_label
+from trialsim.labels import NOT_COMPUTABLE, NOT_COMPUTABLE_METHOD, aligned_table, fmt_pct, is_missing, short_test_label
 from trialsim.report.figures import FIG_WIDTH, FigureStyle
 from trialsim.report.tables import Table
 
@@ -20,6 +20,8 @@ FLOOR = 0.001  # the power panel's log axis starts at 0.1%
 
 
 def _rate(x, se, method) -> str:
+    if method == NOT_COMPUTABLE_METHOD:
+        return NOT_COMPUTABLE
     if is_missing(x):
         return "-"
     if method == "exact":
