@@ -518,3 +518,17 @@ def test_out_is_checked_before_any_work_naming_the_flag(tmp_path, monkeypatch, c
     assert says.format(tmp=tmp_path, command=command) in err, err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["afile", "notes", "run"]
     assert not Path("/proc/trialsim-x").exists()
+
+
+@pytest.mark.parametrize("value, says", [
+    ("\\u0000x", "extends = '\\x00x' is not allowed: give the path of a TOML file, without control characters"),
+    ("/proc/self/mem", "extends = '/proc/self/mem': config file '/proc/"),
+    ("/dev/null", "extends = '/dev/null': config file '/dev/null' is not a regular file"),
+    ("missing.toml", "extends = 'missing.toml': config file "),
+])
+@pytest.mark.parametrize("command", ["run", "compare"])
+def test_a_bad_extends_is_refused_naming_the_key_and_its_value(tmp_path, command, value, says):
+    config = tmp_path / "bad.toml"
+    config.write_text(f'extends = "{value}"\n')
+    status, _, err, _ = cli(command, str(config), "--sims", "10")
+    assert status == 2 and "Traceback" not in err and says in err, err
