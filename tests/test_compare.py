@@ -8,9 +8,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tests.conftest import DEFAULT_CONFIG, ROOT
+from tests.conftest import CRP_CONFIG, DEFAULT_CONFIG, ROOT
 from tests.test_report import planned
 from trialsim.api import run
+from trialsim.cli import main
 import trialsim.planning.compare as compare_module
 import trialsim.report.compare as report_compare
 from trialsim.config.loader import ConfigError, with_values
@@ -145,3 +146,15 @@ def test_a_rate_no_trial_could_compute_reads_not_computable_not_0_percent():
     assert np.isnan(power) and np.isnan(se) and method == NOT_COMPUTABLE_METHOD
     assert report_compare._rate(power, se, method) == "not computable (n_valid 0)"
     assert report_compare._rate(0.0, 0.0, "monte_carlo") == "0.00% \u00b1 0.00%"
+
+
+def test_a_config_without_stays_is_compared_without_a_duration_and_flow_says_why(capsys):
+    """configs/crp_randomised_30.toml has no length of stay for the flow's beds: compare once failed with "a [flow]
+    needs an endpoint that gives the hospital stays"; it now compares it without its Months, saying so."""
+    result = compare([CRP_CONFIG], n_sims=200, seed=1, n_jobs=1)
+    row = result.frame.iloc[0]
+    assert np.isnan(row.duration_months) and row.duration_source == report_compare.NO_DURATION
+    assert "Months: none for" in comparison_text(result.frame)
+    assert main(["flow", str(CRP_CONFIG), "--sims", "10"]) == 2
+    err = capsys.readouterr().err
+    assert "trialsim flow cannot run 'crp_randomised_30': a [flow] needs an endpoint that gives the hospital stays" in err
