@@ -515,3 +515,9 @@ def test_a_test_registered_with_only_its_table_keeps_its_own_pvalues_on_large_ar
     own = binary_test("fisher_by_table", xc, xt, alpha=0.05)
     np.testing.assert_allclose(own.pvalue, binary_test("fisher", xc, xt, alpha=0.05).pvalue, rtol=1e-9, atol=1e-14)
     assert not np.allclose(own.pvalue, binary_test("chi2", xc, xt, alpha=0.05).pvalue)
+
+
+def test_exact_power_near_the_largest_arms():
+    """99,999 per arm (curves --n 99999): the window's variance once overflowed int64 ("math domain error")."""
+    for test in ("fisher", "chi2"):
+        assert binary.exact_power(test, 0.124, 0.062, 99_999, 99_999, alpha=0.05) == pytest.approx(1.0, abs=1e-9)

@@ -23,7 +23,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+import trialsim.cli.compare as cli_compare
 import trialsim.cli.planning as cli_planning
+import trialsim.cli.replay as cli_replay
 import trialsim.cli.run as cli_run
 from trialsim.cli import build_parser, main
 from trialsim.config.loader import ConfigError, load_scenario, to_raw, with_values
@@ -462,3 +464,71 @@ def test_a_wind_down_that_hangs_still_ends_with_one_line(sig, status, says):
         assert "in hang" in stacks.read_text()
     finally:
         stacks.unlink()
+
+
+@pytest.mark.parametrize("argv, says", [
+    (["--n", "nan"], "--n 'nan': nan is not allowed: use whole numbers of patients per arm from 2 to 100,000"),
+    (["--n", "inf"], "--n 'inf': inf is not allowed"),
+    (["--n", "1e30"], "--n '1e30': 1e30 is not allowed"),
+    (["--n", "10:20:2.5"], "STEP 2.5 is not allowed: sizes step by whole numbers"),
+    (["--ratio", "inf"], "--ratio 'inf': inf is not allowed: use allocation ratios n_treatment / n_control from 1/100 to 100"),
+    (["--ratio", "nan"], "--ratio 'nan': nan is not allowed"),
+    (["--control-rate", "0:0.5"], "--control-rate '0:0.5': 0 is not allowed: use event rates between 0 and 1"),
+    (["--effect", "0.1:0.9:-1"], "--effect '0.1:0.9:-1': STEP -1 is not allowed"),
+    (["--effect", "0.1:x"], "--effect '0.1:x': 'x' is not a number"),
+    (["--endpoint", "bogus", "--n", "20"], "--endpoint 'bogus' is not an endpoint of this scenario: use one of leak_1m, "),
+    # refused before any value is made: this grid once grew to 24 GB
+    (["--effect", "0.1:0.9:1e-9"], "--effect '0.1:0.9:1e-9' asks for 800,000,001 values; at most 1,000 are allowed"),
+    (["--effect", "0.1:0.9:1e-320"], "asks for more than 10^308 values; at most 1,000 are allowed"),
+    (["--n", "2:5000:1"], "--n '2:5000:1' asks for 4,999 values; at most 1,000 are allowed"),
+    (["--effect", "0.1:0.9:0.001", "--n", "10:40", "--ratio", "1", "2"],
+     "ask for 49,662 points; at most 20,000 are allowed"),
+])
+def test_curves_range_flags_are_refused_naming_the_flag_and_what_is_allowed(tmp_path, argv, says):
+    status, _, err, _ = cli("curves", str(DEFAULT_CONFIG), "--out", str(tmp_path / "cv"), "--quiet", *argv)
+    assert status == 2 and "Traceback" not in err and says in err, err
+    assert not (tmp_path / "cv").exists()
+
+
+@pytest.mark.parametrize("out, says", [
+    ("afile", "--out '{tmp}/afile': '{tmp}/afile' is a file, not a folder"),
+    ("afile/b", "--out '{tmp}/afile/b': cannot make the folder"),
+    ("/proc/trialsim-x", "--out '/proc/trialsim-x': cannot make or write into the folder"),
+    ("run", "--out '{tmp}/run' already holds files that `trialsim {command}` did not write (a `trialsim run` folder)"),
+    ("notes", "--out '{tmp}/notes' already holds files that `trialsim {command}` did not write; nothing in it"),
+])
+@pytest.mark.parametrize("command", ["samplesize", "curves", "compare", "replay"])
+def test_out_is_checked_before_any_work_naming_the_flag(tmp_path, monkeypatch, command, out, says):
+    def no_work(*args, **kwargs):
+        raise AssertionError("worked before --out was checked")
+
+    for module, name in ((cli_planning, "sample_sizes"), (cli_planning, "power_ranges"), (cli_planning, "plan"),
+                         (cli_compare, "compare"), (cli_replay, "replay")):
+        monkeypatch.setattr(module, name, no_work)
+    (tmp_path / "afile").write_text("x")
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "manifest.json").write_text("{}")
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "mine.txt").write_text("the user's own")
+    target = out if out.startswith("/") else str(tmp_path / out)
+    argv = {"samplesize": ["samplesize", str(DEFAULT_CONFIG)], "curves": ["curves", str(DEFAULT_CONFIG), "--n", "20"],
+            "compare": ["compare", str(DEFAULT_CONFIG)], "replay": ["replay", str(tmp_path / "run"), "--trial", "0"]}[command]
+    status, _, err, _ = cli(*argv, "--out", target)
+    assert status == 2 and "Traceback" not in err
+    assert says.format(tmp=tmp_path, command=command) in err, err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["afile", "notes", "run"]
+    assert not Path("/proc/trialsim-x").exists()
+
+
+@pytest.mark.parametrize("value, says", [
+    ("\\u0000x", "extends = '\\x00x' is not allowed: give the path of a TOML file, without control characters"),
+    ("/proc/self/mem", "extends = '/proc/self/mem': config file '/proc/"),
+    ("/dev/null", "extends = '/dev/null': config file '/dev/null' is not a regular file"),
+    ("missing.toml", "extends = 'missing.toml': config file "),
+])
+@pytest.mark.parametrize("command", ["run", "compare"])
+def test_a_bad_extends_is_refused_naming_the_key_and_its_value(tmp_path, command, value, says):
+    config = tmp_path / "bad.toml"
+    config.write_text(f'extends = "{value}"\n')
+    status, _, err, _ = cli(command, str(config), "--sims", "10")
+    assert status == 2 and "Traceback" not in err and says in err, err

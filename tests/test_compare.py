@@ -8,10 +8,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tests.conftest import DEFAULT_CONFIG, ROOT
+from tests.conftest import CRP_CONFIG, DEFAULT_CONFIG, ROOT
 from tests.test_report import planned
 from trialsim.api import run
+from trialsim.cli import main
+import trialsim.planning.compare as compare_module
+import trialsim.report.compare as report_compare
 from trialsim.config.loader import ConfigError, with_values
+from trialsim.labels import NOT_COMPUTABLE_METHOD
 from trialsim.planning.compare import COMPARE_COLUMNS, compare, design_label, load_comparison
 from trialsim.planning.plan import null_scenario
 from trialsim.report.compare import comparison_text
@@ -132,3 +136,25 @@ def test_a_group_sequential_design_is_compared_by_its_rule_and_its_harm_reviews(
     assert row.patients == mean(planned, "group_sequential", "patients") <= 120
     assert row.treated == row.patients / 2
     assert row.p_stop_harm == mean(planned, "harm", "stop_harm") and row.p_stop_harm_null == mean(null, "harm", "stop_harm")
+
+
+def test_a_rate_no_trial_could_compute_reads_not_computable_not_0_percent():
+    """compare printed "0.00% ± 0.00%" for a design whose 4-day deadline left no analysable patient."""
+    frame = pd.DataFrame([{"endpoint": "leak_1m", "test": "fisher", "method": "monte_carlo", "power": 0.0, "mc_se": 0.0,
+                           "n_valid": 0, "n_sims": 200}])
+    power, se, method, _ = compare_module._rate(frame, "leak_1m", "fisher")
+    assert np.isnan(power) and np.isnan(se) and method == NOT_COMPUTABLE_METHOD
+    assert report_compare._rate(power, se, method) == "not computable (n_valid 0)"
+    assert report_compare._rate(0.0, 0.0, "monte_carlo") == "0.00% \u00b1 0.00%"
+
+
+def test_a_config_without_stays_is_compared_without_a_duration_and_flow_says_why(capsys):
+    """configs/crp_randomised_30.toml has no length of stay for the flow's beds: compare once failed with "a [flow]
+    needs an endpoint that gives the hospital stays"; it now compares it without its Months, saying so."""
+    result = compare([CRP_CONFIG], n_sims=200, seed=1, n_jobs=1)
+    row = result.frame.iloc[0]
+    assert np.isnan(row.duration_months) and row.duration_source == report_compare.NO_DURATION
+    assert "Months: none for" in comparison_text(result.frame)
+    assert main(["flow", str(CRP_CONFIG), "--sims", "10"]) == 2
+    err = capsys.readouterr().err
+    assert "trialsim flow cannot run 'crp_randomised_30': a [flow] needs an endpoint that gives the hospital stays" in err

@@ -26,6 +26,7 @@ from trialsim.config.loader import ConfigError, load_scenario, with_values
 from trialsim.labels import FLAG
 from trialsim.planning.assumptions import assumptions_frame, file_comments
 from trialsim.planning.plan import PlanningResult, load_planning, plan, type_i_at_sizes
+import trialsim.report.document as document
 from trialsim.report.document import build_report, build_tables, write_docx, write_report
 from trialsim.report.output import MARKER, FolderNotOursError, check_folder, read_marker, replace_file, report_session
 from trialsim.report import helpers as helpers_module
@@ -628,3 +629,15 @@ def test_the_headline_gives_the_timeline():
     timeline = dict(report.headline.rows)["Timeline"]
     assert timeline.startswith("Time to full enrolment: median ") and "planned completion date" in timeline
     assert "the power figures assume every planned patient is enrolled, each endpoint then losing" in timeline  # no [flow] in the config
+
+
+def test_markdown_cells_keep_the_users_backslashes_and_their_columns():
+    """A label "SSI \\| $" was written "SSI \\\\| $": GFM reads an escaped backslash and a column break there."""
+    label = "SSI \\| $"
+    cell = document._md_cell(label)
+    assert cell == "SSI \\\\\\| $"
+    markdown_it = pytest.importorskip("markdown_it")
+    md = markdown_it.MarkdownIt("commonmark").enable("table")
+    html = md.render(f"| a | b |\n|---|---|\n| {cell} | x |\n")
+    assert "<td>SSI \\| $</td><td>x</td>" in html.replace("\n", "")
+    assert md.render(document._md_text("C:\\temp\\*x*")).strip() == "<p>C:\\temp\\*x*</p>"

@@ -583,3 +583,20 @@ def test_effect_panel_draws_an_effect_searched_upwards_towards_benefit_on_the_sa
     assert "higher is better" in grade.get_label().replace("\n", " ")
     assert sorted(grade.get_xdata()) == pytest.approx([0.25, 0.5, 1 / 1.5, 1.0])  # 1 / OR
     assert ax.xaxis_inverted() and ax.get_xscale() == "linear"  # no effect at the left, for every curve
+
+
+def test_a_power_no_trial_could_compute_is_not_computable_everywhere_not_0_percent():
+    """A 4-day deadline leaves no analysable patient: the run says "not computable (n_valid 0)", and so must the
+    report's headline, verdict, tables and paragraph (they once said "0.00%" and "underpowered (0.00% power)")."""
+    sc = load_scenario(DEFAULT_CONFIG, ["flow.deadline_days=4"])
+    res = plan(sc, parts=("run",), n_sims=200, seed=3, n_jobs=1)
+    assert (res.frame("power")["n_valid"] == 0).all()
+    tables = build_tables(res)
+    cells = tables["power"].frame["Power (simulated)"]
+    assert (cells == "not computable (n_valid 0)").all()
+    report = render_markdown(build_report(res, []))
+    assert "**Power:** not computable (n_valid 0)" in report
+    assert "**Power:** 0.00%" not in report and "underpowered" not in report
+    assert "No power figure for the primary test is computable" in report
+    text = justification(res, tables).text
+    assert "a power that is not computable (n_valid 0)" in text and "0.00%" not in text

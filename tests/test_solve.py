@@ -321,3 +321,10 @@ def test_a_deep_boschloo_dip_is_reported():
     s = solve_two_proportions(0.05, 0.01, power=0.3, test="boschloo")
     assert s.n_first < 110 < s.n_stable == s.n_per_arm
     assert solve_two_proportions(0.05, 0.01, n_per_arm=110, test="boschloo").power < 0.3
+
+
+def test_welch_power_holds_at_the_largest_sd_the_flag_takes():
+    """--sd-treatment 1e100 printed "-": the squared SD overflowed. The power depends only on SD ratios: ~alpha."""
+    assert welch_power(1.0, 1.0, 1e100, 10, 10) == pytest.approx(0.05, abs=1e-3)
+    assert welch_power(1.0, 1.0, 2.0, 10, 30) == pytest.approx(welch_power(1e-50, 1e-50, 2e-50, 10, 30), abs=1e-12)
+    assert welch_power(3e90, 1e90, 2e90, 10, 30) == pytest.approx(welch_power(3.0, 1.0, 2.0, 10, 30), abs=1e-12)

@@ -8,8 +8,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
 
-from trialsim.config.loader import load_scenario, with_values
-from trialsim.config.schema import Scenario
+from trialsim.config.loader import ConfigError, load_scenario, with_values
+from trialsim.config.schema import FLOW_NEEDS_STAYS, Scenario, gives_stays
 from trialsim.engine import RunDir, atomic_write, resolve_seed, run_specs
 from trialsim.flow.summary import summarise_flow
 from trialsim.report.flow_figures import plot_duration, plot_enrolment
@@ -151,6 +151,10 @@ def flow(
     """
     scenario, source = _load(scenario, overrides)
     if scenario.flow is None:
+        if not gives_stays(scenario):
+            raise ConfigError(f"trialsim flow cannot run {scenario.name!r}: {FLOW_NEEDS_STAYS}, to fill its beds, and this "
+                              f"config declares {', '.join(f'{c} ({s.family})' for c, s in scenario.endpoints.items())}; "
+                              "its power runs without the flow (trialsim run)")
         scenario = with_values(scenario, {"flow": {}}, source="flow defaults")
     with _run_dir(out, checkpoint_dir) as rd:
         result = _simulate([ScenarioSpec("base", scenario, {})], source=source, n_sims=n_sims, seed=seed, n_jobs=n_jobs,

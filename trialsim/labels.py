@@ -105,6 +105,16 @@ def fmt_level(x) -> str:
     return f"{Decimal(f'{math.floor(value * scale * (1 + 1e-12)) / scale:.{LEVEL_DIGITS}g}'):f}%"
 
 
+# a test that no simulated trial could compute: its rate is not 0%, it does not exist (run, report and compare say so alike)
+NOT_COMPUTABLE = "not computable (n_valid 0)"
+NOT_COMPUTABLE_METHOD = "not_computable"  # the method of such a rate in compare's table (its rate and SE are NaN)
+
+
+def none_valid(n_valid) -> bool:
+    """No simulated trial computed the test (``n_valid`` 0); unknown counts (None, NaN, older tables) are not."""
+    return n_valid is not None and not is_missing(n_valid) and int(n_valid) == 0
+
+
 def fmt_power(x) -> str:
     """Powers below 1% keep two decimals (a 0.4% power must not print as 0%)."""
     if is_missing(x):

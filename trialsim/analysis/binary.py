@@ -318,7 +318,7 @@ def _windowed_power(test: str, n1: int, n2: int, p1: float, p2: float, alpha: fl
         max(lo1 + lo2, math.floor(mean_m - reach_m)), min(hi1 + hi2, math.ceil(mean_m + reach_m)) + 1
     )
     n = n1 + n2
-    var = m * (n - m) * n1 * n2 / (n * n * max(n - 1, 1))
+    var = m.astype(float) * (n - m) * n1 * n2 / (n * n * max(n - 1, 1))  # float: the int64 product overflows near 10^5 per arm
     half_width = min(n1, math.ceil(_TAIL_SD * math.sqrt(var.max()) + _TAIL_ADD))
     if alpha < 1e-12:
         half_width = n1

@@ -7,12 +7,18 @@ the value and what is allowed; whole numbers may be written ``100000``, ``100_00
 from __future__ import annotations
 
 import argparse
+import contextlib
 import math
+import tempfile
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Callable
 
+from trialsim.config.loader import ConfigError
 from trialsim.config.schema import MAX_RATIO_PART, Design, Run
+from trialsim.report.output import FolderNotOursError, check_folder, claim_folder
+
+RUN_MANIFEST = "manifest.json"  # what marks a `trialsim run` folder (trialsim.engine.rundir.MANIFEST)
 
 
 def add_config(p: argparse.ArgumentParser) -> None:
@@ -93,7 +99,7 @@ def real_number(low: float, high: float, *, low_open: bool = False, high_open: b
 
 
 _N_SIMS_MAX = _limit(Run, "n_sims", "le")
-_N_PER_ARM_MAX = _limit(Design, "n_control", "le")
+N_PER_ARM_MAX = _limit(Design, "n_control", "le")
 
 # dest -> parser. Flags that set a config key share its bounds.
 FLAG_RULES: dict[str, Callable[[str], object]] = {
@@ -107,8 +113,8 @@ FLAG_RULES: dict[str, Callable[[str], object]] = {
     "search_sims": whole_number(1, _N_SIMS_MAX, what=" (simulated trials per refining pass of the sample-size and "
                                                      "MDE searches; their locating pass uses a quarter)"),
     "curve_sims": whole_number(1, _N_SIMS_MAX, what=" (simulated trials per curve point)"),
-    "n_max": whole_number(2, _N_PER_ARM_MAX, what=" (patients per arm)"),
-    "n": whole_number(1, _N_PER_ARM_MAX, what=" (patients per arm)"),
+    "n_max": whole_number(2, N_PER_ARM_MAX, what=" (patients per arm)"),
+    "n": whole_number(1, N_PER_ARM_MAX, what=" (patients per arm)"),
     "power": real_number(0.0, 1.0, low_open=True, high_open=True, what=" (a target power)"),
     "ratio": real_number(1.0 / MAX_RATIO_PART, MAX_RATIO_PART, what=" (n_treatment / n_control)"),
     "dropout": real_number(0.0, 1.0, high_open=True, what=" (a share of patients)"),
@@ -138,6 +144,48 @@ def folder(text: str) -> Path:
     if any(ord(c) < 32 or ord(c) == 127 for c in text):
         raise argparse.ArgumentTypeError(f"{text!r} is not allowed: a folder name without control characters")
     return Path(text)
+
+
+def check_out(out: Path | None, *, command: str, ours: tuple[str, ...] = ()) -> Path | None:
+    """Refuse ``--out`` before any work, as ``report`` does, when the command could not write its files there.
+
+    The folder must be one trialsim's report/planning outputs own (:func:`trialsim.report.output.check_folder`:
+    new, empty, or marked; ``ours`` are the command's own file names, which also mark folders written before the
+    marker existed), and it must be possible to make it and write into it: that is tried, and what the trial made
+    is removed again, so a command that fails later leaves nothing behind. Write into it through
+    :func:`claim_out`.
+    """
+    if out is None:
+        return None
+    out = Path(out)
+    try:
+        check_folder(out, ours=ours)
+    except FolderNotOursError as exc:
+        if not out.is_dir():
+            raise ConfigError(f"--out {str(out)!r}: {exc}") from None
+        kind = " (a `trialsim run` folder)" if (out / RUN_MANIFEST).is_file() else ""
+        raise ConfigError(f"--out {str(out)!r} already holds files that `trialsim {command}` did not write{kind}; "
+                          "nothing in it is overwritten: give a new or empty folder") from None
+    made = [p for p in (out, *out.parents) if not p.exists()]
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=out):
+            pass
+    except OSError as exc:
+        raise ConfigError(f"--out {str(out)!r}: cannot make or write into the folder: {exc.strerror or exc}") from None
+    finally:
+        for p in made:  # the innermost first
+            with contextlib.suppress(OSError):
+                p.rmdir()
+    return out
+
+
+def claim_out(out: Path, *, ours: tuple[str, ...] = ()) -> Path:
+    """Make ``out`` (checked by :func:`check_out`) and mark it as trialsim's, just before its files are written."""
+    try:
+        return claim_folder(out, ours=ours)
+    except FolderNotOursError as exc:
+        raise ConfigError(f"--out {str(out)!r}: {exc}") from None
 
 
 def check_numbers(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:

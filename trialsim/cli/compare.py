@@ -4,11 +4,12 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from trialsim.cli.common import add_overrides, folder
+from trialsim.cli.common import add_overrides, check_out, claim_out, folder
 from trialsim.planning.compare import compare
 from trialsim.report.compare import comparison_text
 
 COMPARE_SIMS = 10_000
+COMPARE_FILES = ("compare.csv", "compare.json")
 
 
 def add_parsers(sub) -> None:
@@ -32,11 +33,13 @@ def add_parsers(sub) -> None:
 
 
 def cmd_compare(args) -> int:
+    check_out(args.out, command="compare", ours=COMPARE_FILES)
     result = compare(args.configs, overrides=args.overrides, n_sims=args.sims, seed=args.seed, n_jobs=args.jobs,
                      test=args.test, sweep=not args.no_sweep, progress=not args.quiet)
     print(comparison_text(result.frame))
     print(f"\nseed {result.seed}")
     if args.out is not None:
+        claim_out(args.out, ours=COMPARE_FILES)
         for path in result.save(args.out):
             print(f"wrote {path}")
     return 0

@@ -6,18 +6,20 @@ Thin: parse, call :mod:`trialsim.planning` / :mod:`trialsim.report`, print. Conf
 from __future__ import annotations
 
 import argparse
+import math
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from trialsim.cli.common import add_config, add_overrides, add_sim_options, folder
+from trialsim.cli.common import N_PER_ARM_MAX, add_config, add_overrides, add_sim_options, check_out, claim_out, folder
 from trialsim.cli.run import add_run_options
 from trialsim.config.loader import ConfigError, load_scenario
+from trialsim.config.schema import MAX_RATIO_PART
 from trialsim.files import replace_file
 from trialsim.labels import aligned_table, is_missing, num, pct, test_label
 from trialsim.model import build_model
-from trialsim.planning.curves import load_sweep_grid, n_grid, power_ranges, ranges_from_sweep
+from trialsim.planning.curves import N_GRID_MAX, load_sweep_grid, n_grid, power_ranges, ranges_from_sweep
 from trialsim.planning.compare import load_comparison
 from trialsim.planning.mde import minimal_detectable_effects
 from trialsim.planning.model import design_ratio
@@ -165,8 +167,13 @@ def _run_settings(args, from_dir: Path | None = None) -> None:
     args.overrides = [*args.overrides, *given]
 
 
+SAMPLESIZE_FILES = ("sample_sizes.csv", "mde.csv")
+CURVES_FILES = ("power_ranges.csv", "sweep_grid.csv", PLANNING_JSON)
+
+
 def cmd_samplesize(args) -> int:
     _run_settings(args)
+    check_out(args.out, command="samplesize", ours=SAMPLESIZE_FILES)
     scenario = load_scenario(args.config, args.overrides)
     endpoint = build_model(scenario).primary.name if args.endpoint is None else (None if args.endpoint == "all" else args.endpoint)
     sims = args.sims or SEARCH_SIMS
@@ -195,7 +202,7 @@ def cmd_samplesize(args) -> int:
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
     if args.out:
-        args.out.mkdir(parents=True, exist_ok=True)
+        claim_out(args.out, ours=SAMPLESIZE_FILES)
         frame = table.to_frame()
         replace_file(args.out / "sample_sizes.csv", lambda tmp: frame.to_csv(tmp, index=False))
         if mde is not None:
@@ -239,23 +246,67 @@ def mde_lines(frame: pd.DataFrame) -> list[str]:
     return lines
 
 
+MAX_RANGE_VALUES = 1_000  # values one range flag of `curves` may give
+MAX_RANGE_POINTS = 20_000  # points of the whole grid: sizes x effects x control rates x ratios x tests
+
+# what each range flag allows: (low, high, low_open, high_open, what); effects are bounded by their config key
+_RANGE_BOUNDS = {
+    "--n": (2, N_PER_ARM_MAX, False, False, "whole numbers of patients per arm from 2 to {high:,}"),
+    "--effect": (-1e12, 1e12, False, False, "finite numbers (the config key of the endpoint's effect bounds them further)"),
+    "--control-rate": (0.0, 1.0, True, True, "event rates between 0 and 1, both excluded"),
+    "--ratio": (1 / MAX_RATIO_PART, MAX_RATIO_PART, False, False,
+                "allocation ratios n_treatment / n_control from 1/{high:g} to {high:g}"),
+}
+
+
 def _values(items: list[str] | None, *, whole: bool, flag: str) -> list | None:
-    """Values of a range flag: numbers, or LOW:HIGH[:STEP] (see the curves epilog)."""
+    """Values of a range flag: numbers, or LOW:HIGH[:STEP] (see the curves epilog), each finite and within the
+    flag's bounds, at most :data:`MAX_RANGE_VALUES` of them (counted before any is made)."""
     if not items:
         return None
+    low_bound, high_bound, low_open, high_open, what = _RANGE_BOUNDS[flag]
+    allowed = what.format(high=high_bound)
+
+    def number(text: str, item: str, step: bool = False) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise ConfigError(f"{flag} {item!r}: {text!r} is not a number; use numbers, LOW:HIGH or LOW:HIGH:STEP "
+                              f"({allowed})") from None
+        if step:  # a step is bounded by the count of values it makes, not by the flag's bounds
+            if not (math.isfinite(value) and value > 0):
+                raise ConfigError(f"{flag} {item!r}: STEP {text} is not allowed: use a finite number above 0")
+            return value
+        inside = math.isfinite(value) and (low_bound < value if low_open else low_bound <= value) and \
+            (value < high_bound if high_open else value <= high_bound)
+        if not inside or (whole and value != int(value)):
+            raise ConfigError(f"{flag} {item!r}: {text} is not allowed: use {allowed}")
+        return value
+
     out: list = []
     for item in items:
-        try:
-            parts = [float(x) for x in item.split(":")]
-        except ValueError:
-            raise ConfigError(f"{flag} {item!r}: use numbers, LOW:HIGH or LOW:HIGH:STEP") from None
+        parts = [number(x, item, step=i == 2) for i, x in enumerate(item.split(":"))]
         if len(parts) == 1:
             out.append(parts[0])
         elif len(parts) in (2, 3):
             low, high = parts[0], parts[1]
             step = parts[2] if len(parts) == 3 else None
-            if high < low or (step is not None and step <= 0):
-                raise ConfigError(f"{flag} {item!r}: LOW must not exceed HIGH and STEP must be positive")
+            if high < low:
+                raise ConfigError(f"{flag} {item!r}: LOW must not exceed HIGH")
+            if whole and step is not None and step != int(step):
+                raise ConfigError(f"{flag} {item!r}: STEP {parts[2]:g} is not allowed: sizes step by whole numbers")
+            steps = (high - low) / step if step is not None else 0.0  # inf for a step too small to count
+            if step is None:
+                count = min(int(high - low) + 1, N_GRID_MAX) if whole else 6
+            elif not math.isfinite(steps) or steps > MAX_RANGE_VALUES:
+                count = math.inf
+            else:
+                count = math.floor(steps) + 1 if whole else math.ceil(steps + 0.5)  # as range() / np.arange make them
+            if len(out) + count > MAX_RANGE_VALUES:
+                asked = "more than 10^308" if not math.isfinite(steps) else f"{len(out) + math.floor(steps) + 1:,}"
+                asked = f"{len(out) + count:,}" if math.isfinite(count) else asked
+                raise ConfigError(f"{flag} {item!r} asks for {asked} values; at most {MAX_RANGE_VALUES:,} are allowed: "
+                                  "use a larger STEP or a narrower range")
             if whole:
                 out += n_grid(int(low), int(high), None if step is None else int(step))
             elif step is None:
@@ -263,11 +314,17 @@ def _values(items: list[str] | None, *, whole: bool, flag: str) -> list | None:
             else:
                 out += list(np.arange(low, high + step / 2, step))
         else:
-            raise ConfigError(f"{flag} {item!r}: use numbers, LOW:HIGH or LOW:HIGH:STEP")
-    values = sorted({int(v) if whole else round(float(v), 10) for v in out})
-    if whole and any(v != int(v) for v in out):
-        raise ConfigError(f"{flag}: sizes are whole numbers, got {items}")
-    return values
+            raise ConfigError(f"{flag} {item!r}: use numbers, LOW:HIGH or LOW:HIGH:STEP ({allowed})")
+    if len(out) > MAX_RANGE_VALUES:
+        raise ConfigError(f"{flag} asks for {len(out):,} values; at most {MAX_RANGE_VALUES:,} are allowed")
+    return sorted({int(v) if whole else round(float(v), 10) for v in out})
+
+
+def endpoint_named(scenario, name: str) -> None:
+    """Refuse ``--endpoint NAME`` when the scenario analyses no endpoint of that name, listing those it does."""
+    names = [a.name for a in build_model(scenario).analysed]
+    if name not in names:
+        raise ConfigError(f"--endpoint {name!r} is not an endpoint of this scenario: use one of {', '.join(names)}")
 
 
 def cmd_curves(args) -> int:
@@ -279,6 +336,7 @@ def cmd_curves(args) -> int:
               "control_rates": _values(args.control_rate, whole=False, flag="--control-rate"),
               "ratios": _values(args.ratios, whole=False, flag="--ratio")}
     asked = any(v is not None for v in ranges.values())
+    check_out(out, command="curves", ours=CURVES_FILES)
     try:
         if from_dir is not None:
             if asked:
@@ -286,12 +344,13 @@ def cmd_curves(args) -> int:
                                   "drawn on its own grid")
             grid = load_sweep_grid(from_dir, endpoint=args.endpoint)
             if not grid.empty:  # a sweep: its own scenarios, as run
-                out.mkdir(parents=True, exist_ok=True)
+                claim_out(out, ours=CURVES_FILES)
                 replace_file(out / "sweep_grid.csv", lambda tmp: grid.to_csv(tmp, index=False))
                 files = draw_range_figures(grid, out, stem="sweep_grid")
                 print(f"The sweep's own grid: {len(grid):,} points from {from_dir}/power.csv (written: {out}/sweep_grid.csv)")
             else:
-                files = draw_figures(load_planning(from_dir, parts=("curves",)), out)
+                planning = load_planning(from_dir, parts=("curves",))
+                files = draw_figures(planning, claim_out(out, ours=CURVES_FILES))
         else:
             scenario = load_scenario(config, args.overrides)
             if not asked:
@@ -300,11 +359,17 @@ def cmd_curves(args) -> int:
                     ignored = swept.pop("ignored")
                     ranges = swept
                     print("Ranges from the config's [sweep]" + (f" (not shown: {', '.join(ignored)})" if ignored else ""))
+            if args.endpoint is not None:
+                endpoint_named(scenario, args.endpoint)
             if any(v is not None for v in ranges.values()):
+                points = math.prod(len(v) for v in ranges.values() if v) * len(args.test or [None])
+                if points > MAX_RANGE_POINTS:
+                    raise ConfigError(f"--n, --effect, --control-rate, --ratio and --test ask for {points:,} points; at "
+                                      f"most {MAX_RANGE_POINTS:,} are allowed: use fewer values")
                 frame = power_ranges(scenario, endpoint=args.endpoint, test=args.test, **ranges,
                                      n_sims=args.sims or CURVE_SIMS, seed=args.seed, n_jobs=_jobs(args, scenario),
                                      progress=not args.quiet)
-                out.mkdir(parents=True, exist_ok=True)
+                claim_out(out, ours=CURVES_FILES)
                 replace_file(out / "power_ranges.csv", lambda tmp: frame.to_csv(tmp, index=False))
                 files = draw_range_figures(frame, out, alpha=scenario.design.alpha)
                 print(f"{len(frame):,} points, {', '.join(sorted(set(frame['method'])))} "

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from trialsim.cli.common import folder
+from trialsim.cli.common import check_out, claim_out, folder
 from trialsim.config.loader import load_scenario
 from trialsim.model import build_model
 from trialsim.replay import replay
@@ -24,11 +24,12 @@ def add_parsers(sub) -> None:
 
 
 def cmd_replay(args) -> int:
+    check_out(args.out, command="replay")
     rep = replay(args.run_dir, args.trial, scenario=args.scenario)
     model = build_model(load_scenario(args.run_dir / "scenarios" / f"{safe_name(rep.scenario)}.toml"))
     print(replay_summary(rep, model))
     if args.out:
-        paths = rep.save(args.out)
+        paths = rep.save(claim_out(args.out))
         print(f"\nwritten: {', '.join(str(p) for p in paths)}")
     return 0
 

@@ -192,10 +192,14 @@ def read_toml(path: str | Path) -> dict:
     p = Path(path)
     if p.is_dir():
         raise ConfigError(f"config file {str(p)!r} is a folder: give a TOML file such as configs/exosome_lar_20.toml")
+    if p.exists() and not p.is_file():
+        raise ConfigError(f"config file {str(p)!r} is not a regular file (a device or a pipe): give a TOML file")
     if not p.is_file():
         raise ConfigError(f"config file {str(p)!r} does not exist (expected a TOML file such as configs/exosome_lar_20.toml)")
     try:
         return tomllib.loads(p.read_text(encoding="utf-8-sig"))  # a byte-order mark (some editors write one) is not TOML
+    except OSError as exc:  # unreadable: permissions, or a special file such as /proc/self/mem
+        raise ConfigError(f"config file {str(p)!r} cannot be read: {exc.strerror or exc}") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"config file {str(p)!r} is not valid TOML: {exc}") from None
     except UnicodeDecodeError:
@@ -213,23 +217,29 @@ def merge(base: dict, changes: dict) -> dict:
     return out
 
 
-def read_config(path: str | Path, _seen: tuple[str, ...] = ()) -> dict:
+def read_config(path: str | Path, _seen: tuple[str, ...] = (), _via: str = "") -> dict:
     """A config file as a raw dict, with ``extends = "other.toml"`` (relative to the file) resolved.
 
     The file's own values are laid over those of the file it extends (tables merge key by key; lists
     and values replace), so a variant of a trial names only what differs.
     """
     p = Path(path)
-    raw = read_toml(p)
+    try:
+        raw = read_toml(p)
+    except ConfigError as exc:  # the file an `extends` names: say which key of which file named it
+        raise ConfigError(f"{_via}: {exc}" if _via else str(exc)) from None
     parent = raw.pop("extends", None)
     if parent is None:
         return raw
     if not isinstance(parent, str):
         raise ConfigError(f"config file {str(p)!r}: extends = {parent!r} must be a file name (a string)")
+    via = f"config file {str(p)!r}: extends = {parent!r}"
+    if not parent.strip() or any(ord(c) < 32 or ord(c) == 127 for c in parent):
+        raise ConfigError(f"{via} is not allowed: give the path of a TOML file, without control characters")
     target = (p.parent / parent).resolve()
     if str(target) in _seen:
-        raise ConfigError(f"config file {str(p)!r}: extends = {parent!r} makes a cycle")
-    return merge(read_config(target, _seen + (str(p.resolve()),)), raw)
+        raise ConfigError(f"{via} makes a cycle")
+    return merge(read_config(target, _seen + (str(p.resolve()),), via), raw)
 
 
 def load_scenario(path: str | Path, overrides: Iterable[str] = ()) -> Scenario:

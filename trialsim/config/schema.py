@@ -357,6 +357,15 @@ class Sweep(StrictModel):
         return self
 
 
+# the patient-flow model fills its beds with the stays a 'duration' endpoint draws: without one it has nothing to time
+FLOW_NEEDS_STAYS = "a [flow] needs an endpoint that gives the hospital stays (family 'duration', e.g. a length of stay)"
+
+
+def gives_stays(scenario) -> bool:
+    """The scenario has an endpoint drawing the hospital stays the patient-flow model needs."""
+    return any(getattr(s, "gives_stays", False) for s in scenario.endpoints.values())
+
+
 class Scenario(StrictModel):
     """A whole trial scenario: design, population, allocation, endpoints, follow-up, flow, run, sweep."""
 
@@ -443,9 +452,8 @@ class Scenario(StrictModel):
         if self.primary is not None and self.primary not in analysed:
             why = f" (endpoints.{names[self.primary]} gives it no tests)" if self.primary in names else ""
             raise ValueError(f"primary = {self.primary!r} is not an analysed endpoint{why}; choose one of: {', '.join(analysed)}")
-        if self.flow is not None and not any(getattr(s, "gives_stays", False) for s in self.endpoints.values()):
-            raise ValueError("a [flow] needs an endpoint that gives the hospital stays (family 'duration', e.g. a length of "
-                             f"stay); declared: {', '.join(f'{c} ({s.family})' for c, s in self.endpoints.items())}")
+        if self.flow is not None and not gives_stays(self):
+            raise ValueError(f"{FLOW_NEEDS_STAYS}; declared: {', '.join(f'{c} ({s.family})' for c, s in self.endpoints.items())}")
         if self.flow is not None:
             _check_recruitment(self.flow, self.design.n_control + self.design.n_treatment)
         _check_allocation(self, covariates, names[self.primary or analysed[0]])

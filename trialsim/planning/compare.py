@@ -25,13 +25,14 @@ import pandas as pd
 
 from trialsim.config.flow import DAYS_PER_MONTH
 from trialsim.config.loader import ConfigError, load_scenario, with_values
-from trialsim.config.schema import Scenario
+from trialsim.config.schema import Scenario, gives_stays
 from trialsim.designs.allocation import scheme
 from trialsim.engine import atomic_write, resolve_seed
 from trialsim.flow.summary import summarise_flow
+from trialsim.labels import NOT_COMPUTABLE_METHOD, none_valid
 from trialsim.model import build_model
 from trialsim.planning.plan import null_scenario, run_design
-from trialsim.report.compare import plot_comparison
+from trialsim.report.compare import NO_DURATION, plot_comparison
 from trialsim.report.figures import DPI
 from trialsim.results import RunResult
 from trialsim.scenarios import ScenarioSpec, expand
@@ -186,6 +187,8 @@ def _timeline(scenario: Scenario, planned: RunResult, kw: dict) -> dict[str, Any
     flow = planned.results[0].flow
     if flow is not None:
         return duration(flow, scenario) | {"duration_source": "design's [flow]"}
+    if not gives_stays(scenario):  # the flow's model has no stays to time: no duration, and the table says why
+        return duration(None, scenario) | {"duration_source": NO_DURATION}
     timed = with_values(scenario, {"flow": {}}, source="flow defaults")
     return duration(run_design(timed, **kw).results[0].flow, timed) | {"duration_source": "flow defaults"}
 
@@ -293,6 +296,8 @@ def _rate(frame: pd.DataFrame, endpoint: str, test: str) -> tuple[float, float, 
     exact = rows[rows["method"] == "exact"]
     if len(exact):
         return float(exact.iloc[0]["power"]), 0.0, "exact", mc_row
+    if mc_row and none_valid(mc_row.get("n_valid")):  # no trial could compute the test: no rate, not 0%
+        return np.nan, np.nan, NOT_COMPUTABLE_METHOD, mc_row
     if mc_row:
         return float(mc_row["power"]), float(mc_row["mc_se"]), "monte_carlo", mc_row
     return np.nan, np.nan, "", mc_row

@@ -438,6 +438,10 @@ def welch_power(difference: float, sd_control: float, sd_treatment: float, n_con
     """
     if min(n_control, n_treatment) < 2:
         raise ValueError("Welch's test needs at least 2 patients per arm")
+    # the power depends on the SDs only through their ratios to the difference: in units of the larger SD the
+    # squares below cannot overflow (an SD of 1e100 once gave no power at all, only a NumPy warning)
+    unit = max(sd_control, sd_treatment)
+    difference, sd_control, sd_treatment = difference / unit, sd_control / unit, sd_treatment / unit
     df_c, df_t = n_control - 1.0, n_treatment - 1.0
     q_c, w = _chi2_nodes(df_c, nodes)
     q_t, _ = _chi2_nodes(df_t, nodes)

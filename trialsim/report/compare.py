@@ -11,15 +11,18 @@ import textwrap
 import numpy as np
 import pandas as pd
 
-from trialsim.labels import aligned_table, fmt_pct, is_missing, short_test_label
+from trialsim.labels import NOT_COMPUTABLE, NOT_COMPUTABLE_METHOD, aligned_table, fmt_pct, is_missing, short_test_label
 from trialsim.report.figures import FIG_WIDTH, FigureStyle
 from trialsim.report.tables import Table
 
 LABEL_WIDTH = 28  # characters per line of a design's label on the figure's axis
 FLOOR = 0.001  # the power panel's log axis starts at 0.1%
+NO_DURATION = "none: no endpoint gives the hospital stays the flow model needs"  # duration_source without one
 
 
 def _rate(x, se, method) -> str:
+    if method == NOT_COMPUTABLE_METHOD:
+        return NOT_COMPUTABLE
     if is_missing(x):
         return "-"
     if method == "exact":
@@ -85,6 +88,10 @@ def comparison_text(frame: pd.DataFrame) -> str:
              "power as the trial runs, type I error with futility stops ignored (non-binding). "
              "\u2020 = above alpha. Bias and coverage of the effect estimate against the true effect; "
              "months = median time from first referral to the last follow-up visit (flow model)."]
+    untimed = [str(d) for d, source in zip(frame.design, frame.get("duration_source", [])) if source == NO_DURATION]
+    if untimed:
+        notes.append(f"Months: none for {', '.join(untimed)}: the flow model fills its beds with the hospital stays of an "
+                     "endpoint of family 'duration' (e.g. a length of stay), which this config does not declare.")
     return "\n".join(lines + [""] + [textwrap.fill(n, 110) for n in notes])
 
 

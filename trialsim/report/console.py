@@ -17,11 +17,13 @@ from trialsim.endpoints.base import Analysed
 from trialsim.flow.summary import summarise_flow_arrays
 from trialsim.labels import (
     FLAG,
+    NOT_COMPUTABLE,
     LOW_POWER,
     POWER_TARGET,
     fmt_level,
     fmt_power,
     in_sentence,
+    none_valid,
     num,
     pct,
     power_with_se,
@@ -189,9 +191,9 @@ def mc_rate(row) -> str:
     them rejected (an SE of 0 says nothing) it gives the count and the 95% Clopper-Pearson interval;
     a test that no trial could compute is ``"not computable (n_valid 0)"``.
     """
-    n, valid = int(row.n_sims), getattr(row, "n_valid", None)
-    if valid is not None and not _missing(valid) and int(valid) == 0:
-        return "not computable (n_valid 0)"
+    n = int(row.n_sims)
+    if none_valid(getattr(row, "n_valid", None)):
+        return NOT_COMPUTABLE
     k = round(float(row.power) * n)
     if k in (0, n):
         return f"{k:,} of {n:,} trials (95% CI {pct(row.ci_low, 1)} to {pct(row.ci_high, 1)})"

@@ -215,8 +215,10 @@ def build_report(result, figures: list, *, comparison: pd.DataFrame | None = Non
 # Markdown and plain text
 # ---------------------------------------------------------------------------------------------------
 def _md_text(text) -> str:
-    """Markdown-safe text: only what Markdown would read as markup is escaped (a tag, an emphasis star)."""
-    text = str(text).replace("\n", " ")
+    """Markdown-safe text: only what Markdown would read as markup is escaped (a tag, an emphasis star), and every
+    backslash, so that the reader sees the user's own (``a \\| b`` stays that, and a table cell's escaped pipe is not
+    undone by a backslash before it, which GFM would read as an escaped backslash and a column break)."""
+    text = str(text).replace("\n", " ").replace("\\", "\\\\")
     text = re.sub(r"<(?=[A-Za-z/!?])", "&lt;", text)
     return text.replace("*", "\\*").replace("_", "\\_") if re.search(r"(\*|\b_|_\b)", text) else text
 

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
-from trialsim.labels import FLAG
+from trialsim.labels import FLAG, NOT_COMPUTABLE
 from trialsim.report.tables import Table, flow_in_analyses, is_null, lower_first, rate_word
 
 WIDTH = "Expected 95% CI width (percentage points)"
@@ -79,6 +79,13 @@ def _rate_cell(w: _Writer, row: str, word: str) -> tuple[str, str]:
     if w.tables["power"].cell(row, exact_col) != "-":
         return w.cite("power", row, exact_col), "exact"
     return w.cite("power", row, sim_col), "simulated"
+
+
+def _power_phrase(rate_text: str, kind: str) -> str:
+    """"18.7% power (simulated)", or, where no simulated trial could compute the test, the run's words for it."""
+    if rate_text == NOT_COMPUTABLE:
+        return f"a power that is {NOT_COMPUTABLE}: no simulated trial could compute the test"
+    return f"{rate_text} power ({kind})"
 
 
 def _value(text: str) -> float | None:
@@ -166,19 +173,21 @@ def justification(result, tables: dict[str, Table]) -> Paragraph:
     if rate_text and flowed:  # the power is of who the flow enrols and keeps, not of the planned numbers
         lead = f"{assumption}, the planned {planned}" if assumption else f"the planned {planned}"
         sentences.append(
-            f"{lead[0].upper() + lead[1:]} give {rate_text} power ({kind}) with the patients the "
+            f"{lead[0].upper() + lead[1:]} give {_power_phrase(rate_text, kind)} with the patients the "
             f"patient-flow model enrols and keeps to follow-up: on average "
             f"{w.cite('flow', 'analysable_control', 'Estimate')} {control} and "
             f"{w.cite('flow', 'analysable_treatment', 'Estimate')} {treatment} patients are analysable.")
     elif rate_text:
         lead = f"{assumption}, {planned}" if assumption else planned
-        sentences.append(f"{lead[0].upper() + lead[1:]} give {rate_text} power ({kind}).")
+        sentences.append(f"{lead[0].upper() + lead[1:]} give {_power_phrase(rate_text, kind)}.")
     elif assumption:
         sentences.append(assumption + ".")
     size = _type_i(w, prow)
     if size is not None:
         size_text, size_kind = size
-        text = (f"With {_no_effect_phrase(w)} the same test rejects in {size_text} of trials "
+        text = (f"With {_no_effect_phrase(w)} the same test's type I error at this design is {size_text}: no simulated "
+                "trial could compute it" if size_text == NOT_COMPUTABLE else
+                f"With {_no_effect_phrase(w)} the same test rejects in {size_text} of trials "
                 f"({size_kind}), its type I error at this design")
         if FLAG in w.tables["power"].cell(prow, "Test"):
             text += f", above the nominal {w.cite('design', 'alpha', 'Value')}"
@@ -372,7 +381,7 @@ def headline(result, tables: dict[str, Table]) -> Headline:
         if w.has("design", "effect"):
             item = w.tables["design"].cell("effect", "Item")
             effect = f" at a {item[item.index('(') + 1:-1]} of {w.cite('design', 'effect', 'Value')} (assumed)"
-        rows.append(("Power", f"{rate[0]} ({rate[1]}){effect}"))
+        rows.append(("Power", rate[0] if rate[0] == NOT_COMPUTABLE else f"{rate[0]} ({rate[1]}){effect}"))
     if null and rate is not None:
         rows.append(("Type I error", f"{rate[0]} ({rate[1]}) with every effect at its null"))
     elif size is not None:
@@ -439,6 +448,9 @@ def verdict(w: _Writer, rate: tuple[str, str] | None, size: tuple[str, str] | No
     """The design's verdict in one sentence, from the primary's power and type I error cells."""
     if rate is None:
         return "No power figure for the primary test was computed."
+    if rate[0] == NOT_COMPUTABLE:
+        return (f"No power figure for the primary test is computable: no simulated trial could compute it "
+                f"({NOT_COMPUTABLE.split('(')[1][:-1]}), so the design as configured cannot be judged by its power.")
     if null:
         return (f"With no treatment effect the primary test rejects in {rate[0]} of trials, against the nominal "
                 f"{w.cite('design', 'alpha', 'Value')}.")

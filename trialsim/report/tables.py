@@ -23,6 +23,7 @@ import pandas as pd
 
 from trialsim.labels import (
     FLAG,
+    NOT_COMPUTABLE,
     extrapolated,
     fmt_interval,
     fmt_level,
@@ -31,6 +32,7 @@ from trialsim.labels import (
     fmt_power,
     fmt_ratio,
     is_missing,
+    none_valid,
     test_label,
 )
 from trialsim.model import build_model
@@ -142,7 +144,9 @@ def type_i_errors(result) -> dict[tuple[str, str], dict]:
             r = mc.iloc[0]
             out[(str(endpoint), str(test))] = {"value": float(r["power"]), "kind": "simulated", "low": float(r["ci_low"]),
                                                "high": float(r["ci_high"]), "n_sims": int(r["n_sims"]),
-                                               "flagged": exceeds(r["power"], alpha, r["ci_low"], exact=False)}
+                                               "none_valid": none_valid(r.get("n_valid")),
+                                               "flagged": not none_valid(r.get("n_valid")) and
+                                               exceeds(r["power"], alpha, r["ci_low"], exact=False)}
     return out
 
 
@@ -205,12 +209,15 @@ def build_tables(result, citations: Citations | None = None) -> dict[str, Table]
             row = {
                 "Endpoint": label_of.get(endpoint, str(r["label"])),
                 "Test": flagged_label(test, flagged),
-                f"{word} (simulated)": fmt_power(r["power"]) if len(mc) else "-",
-                "95% MC interval": fmt_interval(r["ci_low"], r["ci_high"], fmt_power) if len(mc) else "-",
+                f"{word} (simulated)": (NOT_COMPUTABLE if none_valid(r.get("n_valid")) else fmt_power(r["power"]))
+                if len(mc) else "-",
+                "95% MC interval": fmt_interval(r["ci_low"], r["ci_high"], fmt_power)
+                if len(mc) and not none_valid(r.get("n_valid")) else "-",
                 f"Exact {lower_first(word)}": fmt_power(ex.iloc[0]["power"]) if len(ex) else "-",
             }
             if show_null:
-                row["Type I error (no effect)"] = "-" if size is None else fmt_power(size["value"])
+                row["Type I error (no effect)"] = "-" if size is None else \
+                    NOT_COMPUTABLE if size.get("none_valid") else fmt_power(size["value"])
                 row["Type I error from"] = "-" if size is None else ("exact" if size["kind"] == "exact" else "simulated")
             rows.append((f"{endpoint}|{test}", row))
         n_sims = int(power["n_sims"].max())
@@ -333,8 +340,10 @@ def build_tables(result, citations: Citations | None = None) -> dict[str, Table]
                                                          exceeds(rate, alpha, mc.iloc[0]["ci_low"], exact=False))
                 row = {"Scenario": str(sid)} | {str(c): str(h.iloc[0][c]) for c in value_cols} | {
                     "Test": flagged_label(str(test), flagged),
-                    "Rejection rate (simulated)": fmt_power(mc.iloc[0]["power"]) if len(mc) else "-",
-                    "95% MC interval": fmt_interval(mc.iloc[0]["ci_low"], mc.iloc[0]["ci_high"], fmt_power) if len(mc) else "-",
+                    "Rejection rate (simulated)": (NOT_COMPUTABLE if none_valid(mc.iloc[0].get("n_valid"))
+                                                   else fmt_power(mc.iloc[0]["power"])) if len(mc) else "-",
+                    "95% MC interval": fmt_interval(mc.iloc[0]["ci_low"], mc.iloc[0]["ci_high"], fmt_power)
+                    if len(mc) and not none_valid(mc.iloc[0].get("n_valid")) else "-",
                     "Exact rejection rate": fmt_power(ex.iloc[0]["power"]) if len(ex) else "-",
                     "Is": "type I error" if null else "power"}
                 rows.append((f"{sid}|{test}", row))
