@@ -600,3 +600,5 @@ def test_a_power_no_trial_could_compute_is_not_computable_everywhere_not_0_perce
     assert "No power figure for the primary test is computable" in report
     text = justification(res, tables).text
     assert "a power that is not computable (n_valid 0)" in text and "0.00%" not in text
+    multiplicity = tables["multiplicity"].frame
+    assert "per_test" not in multiplicity.index  # no "0.00% to 0.00%" for tests that no trial could compute

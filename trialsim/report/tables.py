@@ -396,7 +396,7 @@ def _multiplicity(result, label_of: dict, sizes: dict) -> Table | None:
     alpha = float(result.design["alpha"])
     d = result.design
     primary = (str(d["primary_endpoint"]), str(d["primary_test"]))
-    per_test = [sizes[p]["value"] for p in pairs if p in sizes]
+    per_test = [sizes[p]["value"] for p in pairs if p in sizes and not sizes[p].get("none_valid")]  # computable only
     # chance of at least one rejection under no effect if the tests were independent
     independent = 1.0 - math.prod(1.0 - v for v in per_test) if per_test else 1.0 - (1.0 - alpha) ** len(pairs)
     same_endpoint = len(pairs) - len(endpoints)
