@@ -102,7 +102,8 @@ def test_values_out_of_range_are_refused_even_with_good_checksums(tmp_path):
     with pytest.raises(DamagedFileError, match=r"P/power\.csv: column power holds -0\.25 \(row 2\)"):
         check_table(pd.DataFrame({"power": [-0.25, 0.5]}), "P/power.csv")
     with pytest.raises(DamagedFileError, match="column ci_high holds 1.5"):
-        check_table(pd.DataFrame({"ci_high": [1.5]}), "x.csv")
+        check_table(pd.DataFrame({"power": [0.9], "ci_high": [1.5]}), "x.csv")
+    assert len(check_table(pd.DataFrame({"gmr": [1.2], "ci_high": [1.5]}), "x.csv")) == 1  # a ratio's interval
     with pytest.raises(DamagedFileError, match="column n_sims holds -1 .* not a count"):
         check_table(pd.DataFrame({"n_sims": [-1]}), "x.csv")
     with pytest.raises(DamagedFileError, match="column power holds 'abc'"):

@@ -42,9 +42,11 @@ MANIFEST = "manifest.json"
 # Columns of a results table that hold a probability (power, a rate, its interval or standard error) or a count: a
 # table read back is refused when one of them holds anything else (a second line of defence after the checksums).
 PROBABILITY_COLUMNS = frozenset({
-    "power", "mc_se", "ci_low", "ci_high", "size", "coverage", "coverage_se", "power_se", "type_i", "type_i_se",
-    "type_i_error", "target_power", "power_at_assumed", "best_power", "p_go", "p_no_go", "p_inconclusive",
-    "p_go_null", "p_stop_harm", "p_stop_harm_null"})
+    "power", "alpha", "size", "coverage", "coverage_se", "power_se", "type_i", "type_i_se", "type_i_error",
+    "target_power", "power_at_assumed", "best_power", "power_at_n", "power_at_n_se", "p_control", "p_treatment",
+    "p_go", "p_no_go", "p_inconclusive", "p_go_null", "p_stop_harm", "p_stop_harm_null"})
+# ... and these, in a table of powers (elsewhere, e.g. a ratio's interval, they are not probabilities)
+POWER_INTERVAL_COLUMNS = frozenset({"mc_se", "ci_low", "ci_high"})
 DECISION_COLUMNS = ["scenario", "rule", "subject", "detail", "outcome", "mean", "mc_se", "n"]
 
 
@@ -431,12 +433,14 @@ def run_scenario(folder: str | Path, prov: dict[str, Any], scenario: str) -> Sce
 
 
 def check_table(frame: pd.DataFrame, path: str | Path) -> pd.DataFrame:
-    """``frame`` (read from ``path``) if every probability column (:data:`PROBABILITY_COLUMNS`) holds numbers in [0, 1]
+    """``frame`` (read from ``path``) if every probability column (:data:`PROBABILITY_COLUMNS`, and in a table of powers
+    :data:`POWER_INTERVAL_COLUMNS`) holds numbers in [0, 1]
     and every count (``n``, ``n_*``) numbers >= 0, missing values aside; else :class:`DamagedFileError`."""
     import pandas as pd  # noqa: PLC0415 - see RunResult.to_frame
 
+    of_power = "power" in frame.columns
     for col in frame.columns:
-        probability = col in PROBABILITY_COLUMNS
+        probability = col in PROBABILITY_COLUMNS or (of_power and col in POWER_INTERVAL_COLUMNS)
         if not (probability or col == "n" or str(col).startswith("n_")):
             continue
         values = frame[col]
