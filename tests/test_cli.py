@@ -13,6 +13,7 @@ import pytest
 from tests.conftest import CONFIGS, CRP_CONFIG, DEFAULT_CONFIG, ROOT
 from trialsim.api import run
 from trialsim.cli import build_parser
+from trialsim.cli.planning import PLANNING_DEFAULTS
 from trialsim.config.loader import load_scenario, with_values
 from trialsim.labels import num
 from trialsim.model import build_model
@@ -189,7 +190,9 @@ def test_power_help_states_the_default_the_command_uses(command):
     (power,) = [a for a in _subcommand(command)._actions if a.dest == "power"]
     stated = re.search(r"\(default ([\d. ]+?)[;)]", power.help)
     assert stated is not None, power.help
-    assert [float(v) for v in stated.group(1).split()] == power.default
+    # report's flag defaults to None (not given: refused with --from a report's folder), then to PLANNING_DEFAULTS
+    default = power.default if power.default is not None else PLANNING_DEFAULTS["power"]
+    assert [float(v) for v in stated.group(1).split()] == default
 
 
 def test_report_help_names_every_file_it_writes_by_default():

@@ -13,6 +13,7 @@ from trialsim.config.loader import ConfigError, to_raw, validate, with_values
 from trialsim.engine import run_specs
 from trialsim.engine.runner import dearest_first
 from trialsim.exact import exact_binary_power
+from trialsim.files import DamagedFileError
 from trialsim.model import build_model
 from trialsim.planning import model
 from trialsim.results import TrialWriter, read_trials
@@ -267,6 +268,9 @@ def test_trial_writer_writes_whole_files_named_by_block(tmp_path):
     writer.write(0, 5, None)  # a block without a table (not kept) writes nothing
     files = sorted(p.name for p in (tmp_path / "n_control=10,effect=0.5").iterdir())
     assert files == ["block-000004.parquet"]
+    with pytest.raises(DamagedFileError, match="is partial"):  # not marked complete: the run has not finished
+        read_trials(tmp_path, "n_control=10,effect=0.5")
+    writer.finish(3)
     back = read_trials(tmp_path, "n_control=10,effect=0.5")
     assert back.pvalue.isna().tolist() == [False, False, True]
     with pytest.raises(FileNotFoundError):

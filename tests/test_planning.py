@@ -298,7 +298,7 @@ def test_samplesize_and_report_give_the_same_n(default_scenario):
     cli_planning.add_parsers(parser.add_subparsers(dest="command"))
     ss = parser.parse_args(["samplesize", "x.toml"])
     rp = parser.parse_args(["report", "x.toml", "--out", "o"])
-    assert (ss.sims or cli_planning.SEARCH_SIMS) == rp.search_sims and ss.n_max == 1500 and ss.seed is rp.seed is None
+    assert (ss.sims or cli_planning.SEARCH_SIMS) == (rp.search_sims or cli_planning.PLANNING_DEFAULTS["search_sims"]) and ss.n_max == 1500 and ss.seed is rp.seed is None
     import inspect
 
     defaults = inspect.signature(plan).parameters

@@ -87,6 +87,8 @@ def _simulate(specs: list[ScenarioSpec], *, source: str | None, n_sims, seed, n_
                        chunk_blocks=chunk_blocks if chunk_blocks is not None else cfg.chunk_blocks,
                        backend=backend, scheduler=scheduler, max_memory_mb=max_memory_mb, progress=progress,
                        run_dir=run_dir, seed_given=seed_given, on_trials=writer.write if writer is not None else None)
+    if writer is not None:
+        writer.finish(n_sims)
     seconds = time.perf_counter() - t0
     results = [ScenarioResult(spec, t) for spec, t in zip(specs, totals)]
     prov = provenance(specs[0], seed=seed, seed_given=seed_given, n_sims=n_sims, n_jobs=n_jobs, seconds=seconds,

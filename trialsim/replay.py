@@ -7,16 +7,15 @@ statistics equal its rows in the run's ``--keep-trials`` table.
 """
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from trialsim.config.loader import ConfigError, load_scenario
+from trialsim.config.loader import ConfigError
 from trialsim.decide import decide
-from trialsim.results import safe_name
+from trialsim.results import read_run_folder, run_scenario
 from trialsim.rng import Streams
 from trialsim.simulate import simulate_trials
 from trialsim.summarise import trial_table
@@ -45,10 +44,10 @@ def replay(run_dir: str | Path, trial: int, *, scenario: str | None = None) -> R
     """Regenerate simulated trial ``trial`` of the run saved in ``run_dir`` (scenario ``scenario`` of a sweep)."""
     run_dir = Path(run_dir)
     prov_path = run_dir / "provenance.json"
-    if not prov_path.is_file():
+    if not prov_path.exists():
         raise ConfigError(f"{str(run_dir)!r} holds no finished run (no provenance.json); run `trialsim run CONFIG --out {run_dir}` first")
-    prov = json.loads(prov_path.read_text())
-    ids = prov.get("scenarios") or ["base"]
+    prov = read_run_folder(run_dir)  # checked: sealed, and the seed, trials and block size of the manifest
+    ids = prov.get("scenarios", ["base"])
     if scenario is None:
         if len(ids) > 1:
             raise ConfigError(f"this run has {len(ids)} scenarios; choose one with --scenario: {', '.join(ids)}")
@@ -58,7 +57,7 @@ def replay(run_dir: str | Path, trial: int, *, scenario: str | None = None) -> R
     n_sims, block_size, seed = int(prov["n_sims"]), int(prov["block_size"]), int(prov["seed"])
     if not 0 <= trial < n_sims:
         raise ConfigError(f"--trial {trial} is not allowed: this run simulated trials 0 to {n_sims - 1}")
-    sc = load_scenario(run_dir / "scenarios" / f"{safe_name(scenario)}.toml")
+    sc = run_scenario(run_dir, prov, scenario)
     block, row = divmod(trial, block_size)
     size = min(block_size, n_sims - block * block_size)
     batch = simulate_trials(sc, size, streams=Streams(seed, block), keep_patients=True)

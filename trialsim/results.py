@@ -12,9 +12,11 @@ import numpy as np
 from scipy.special import _ufuncs as special_ufuncs
 
 from trialsim.analysis import registry as tests
-from trialsim.config.loader import config_hash, scenario_to_toml
+from trialsim.config.loader import config_hash, load_scenario, scenario_to_toml
+from trialsim.config.schema import Scenario
 from trialsim.engine import atomic_write, layout_of
 from trialsim.exact import exact_rows, exact_sizes
+from trialsim.files import RERUN, DamagedFileError, Ledger, read_sealed, sealed_json, verify_files
 from trialsim.labels import is_missing
 from trialsim.model import build_model
 from trialsim.scenarios import ScenarioSpec, safe_name
@@ -34,6 +36,17 @@ POWER_COLUMNS = [
 # An exact type I error counts as above alpha when it exceeds it by more than this share of alpha
 # (0.01: 5.05% at alpha 5%), so that rounding noise of a test converging to alpha is not flagged.
 SIZE_TOLERANCE = 0.01
+PROVENANCE = "provenance.json"
+TRIALS_COMPLETE = "complete.json"  # in a per-trial table's folder once every block is written
+MANIFEST = "manifest.json"
+# Columns of a results table that hold a probability (power, a rate, its interval or standard error) or a count: a
+# table read back is refused when one of them holds anything else (a second line of defence after the checksums).
+PROBABILITY_COLUMNS = frozenset({
+    "power", "alpha", "size", "coverage", "coverage_se", "power_se", "type_i", "type_i_se", "type_i_error",
+    "target_power", "power_at_assumed", "best_power", "power_at_n", "power_at_n_se", "p_control", "p_treatment",
+    "p_go", "p_no_go", "p_inconclusive", "p_go_null", "p_stop_harm", "p_stop_harm_null"})
+# ... and these, in a table of powers (elsewhere, e.g. a ratio's interval, they are not probabilities)
+POWER_INTERVAL_COLUMNS = frozenset({"mc_se", "ci_low", "ci_high"})
 DECISION_COLUMNS = ["scenario", "rule", "subject", "detail", "outcome", "mean", "mc_se", "n"]
 
 
@@ -259,27 +272,31 @@ class RunResult:
         columns = self.flow_columns()
         return None if columns is None else pd.DataFrame(columns)
 
-    def save(self, out: str | Path) -> Path:
+    def save(self, out: str | Path, *, ledger: Ledger | None = None) -> Path:
         """Write power.csv/json, estimates.csv, decisions.csv, flow_trials.csv, the resolved configs and provenance.json.
 
         Each file goes through a temporary file and an atomic rename (a kill or a full disk leaves
-        the old file or none, never a truncated one); provenance.json comes last. What an earlier
-        result left and this one does not have (another scenario's TOML, a flow table) is removed.
+        the old file or none, never a truncated one), its SHA-256 recorded in ``ledger`` (a new one
+        by default); provenance.json comes last, sealed, listing them (:func:`read_run_folder` checks
+        them). What an earlier result left and this one does not have (another scenario's TOML, a flow
+        table) is removed.
         """
         out = Path(out)
         out.mkdir(parents=True, exist_ok=True)
+        ledger = ledger if ledger is not None else Ledger(out)
         power = self.power_rows()
-        atomic_write(out / "power.csv", csv_text(as_columns(power)))
-        atomic_write(out / "power.json", json.dumps({"provenance": self.provenance, "rows": json_records(power)}, indent=1))
-        atomic_write(out / "estimates.csv", csv_text(as_columns(self.estimate_rows())))
+        atomic_write(out / "power.csv", csv_text(as_columns(power)), ledger=ledger)
+        atomic_write(out / "power.json", json.dumps({"provenance": self.provenance, "rows": json_records(power)}, indent=1),
+                     ledger=ledger)
+        atomic_write(out / "estimates.csv", csv_text(as_columns(self.estimate_rows())), ledger=ledger)
         decisions = self.decision_rows()
         if decisions:
-            atomic_write(out / "decisions.csv", csv_text(as_columns(decisions, DECISION_COLUMNS)))
+            atomic_write(out / "decisions.csv", csv_text(as_columns(decisions, DECISION_COLUMNS)), ledger=ledger)
         else:
             (out / "decisions.csv").unlink(missing_ok=True)
         flow = self.flow_columns()
         if flow is not None:
-            atomic_write(out / "flow_trials.csv", csv_text(flow))
+            atomic_write(out / "flow_trials.csv", csv_text(flow), ledger=ledger)
         else:
             (out / "flow_trials.csv").unlink(missing_ok=True)
         folder = out / "scenarios"
@@ -289,8 +306,8 @@ class RunResult:
             if old.name not in names:
                 old.unlink()
         for r in self.results:
-            atomic_write(folder / f"{safe_name(r.spec.id)}.toml", scenario_to_toml(r.spec.scenario))
-        atomic_write(out / "provenance.json", json.dumps(self.provenance, indent=1))
+            atomic_write(folder / f"{safe_name(r.spec.id)}.toml", scenario_to_toml(r.spec.scenario), ledger=ledger)
+        atomic_write(out / PROVENANCE, sealed_json({**self.provenance, "files": dict(ledger.files)}), ledger=ledger)
         return out
 
 
@@ -304,6 +321,14 @@ class TrialWriter:
     def __init__(self, folder: Path, scenario_ids: list[str]):
         self.folder = Path(folder)
         self.ids = scenario_ids
+        # until the run completes the table is partial: read_trials refuses it (a rerun without --keep-trials
+        # leaves it so)
+        (self.folder / TRIALS_COMPLETE).unlink(missing_ok=True)
+
+    def finish(self, n_sims: int) -> None:
+        """Mark the table complete: every block of every scenario is written (:func:`read_trials` checks it)."""
+        self.folder.mkdir(parents=True, exist_ok=True)
+        atomic_write(self.folder / TRIALS_COMPLETE, json.dumps({"scenarios": self.ids, "n_sims": int(n_sims)}))
 
     def write(self, spec_index: int, block: int, table: dict | None) -> None:
         if table is None:
@@ -318,19 +343,138 @@ class TrialWriter:
 
 
 def read_trials(folder: str | Path, scenario: str | None = None) -> pd.DataFrame:
-    """The per-trial table written by ``run(..., keep_trials=folder)`` (one scenario, or all with a column)."""
+    """The per-trial table written by ``run(..., keep_trials=folder)`` (one scenario, or all with a column).
+
+    Only a whole table is read: a table whose run did not complete (killed, then finished without keeping its
+    trials) or that lacks some of the run's trials is a :class:`~trialsim.files.DamagedFileError` saying so.
+    """
     import pandas as pd  # noqa: PLC0415 - see RunResult.to_frame
     import pyarrow.parquet as pq
 
     folder = Path(folder)
-    dirs = [folder / safe_name(scenario)] if scenario is not None else sorted(p for p in folder.iterdir() if p.is_dir())
-    frames = []
-    for d in dirs:
-        for path in sorted(d.glob("block-*.parquet")):
-            frames.append(pq.read_table(path).to_pandas().assign(scenario=d.name))
-    if not frames:
+    if not folder.is_dir():
         raise FileNotFoundError(f"no per-trial table under {str(folder)!r}")
+    again = "run it again with --keep-trials (keep_trials=) to complete it"
+    partial = (f"the per-trial table under {str(folder)!r} is partial: the run writing it was interrupted (or is still "
+               f"running); {again}")
+    try:
+        done = json.loads((folder / TRIALS_COMPLETE).read_bytes().decode("utf-8"))
+        ids, n_sims = [str(i) for i in done["scenarios"]], int(done["n_sims"])
+    except FileNotFoundError:
+        raise DamagedFileError(partial) from None
+    except (OSError, UnicodeDecodeError, ValueError, TypeError, KeyError):
+        raise DamagedFileError(f"{folder / TRIALS_COMPLETE} is damaged, so the table cannot be trusted whole: {again}") from None
+    if scenario is not None and scenario not in ids:
+        raise FileNotFoundError(f"no per-trial table of scenario {scenario!r} under {str(folder)!r}; it has: {', '.join(ids)}")
+    frames = []
+    for sid in [scenario] if scenario is not None else ids:
+        d = folder / safe_name(sid)
+        parts = [pq.read_table(path).to_pandas() for path in sorted(d.glob("block-*.parquet"))]
+        table = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame({"trial": []})
+        trials = np.unique(table["trial"].to_numpy())
+        if len(trials) != n_sims or (n_sims and (trials[0] != 0 or trials[-1] != n_sims - 1)):
+            raise DamagedFileError(f"{d} holds {len(trials):,} of the run's {n_sims:,} trials: {again}")
+        frames.append(table.assign(scenario=d.name))
     return pd.concat(frames, ignore_index=True).sort_values(["scenario", "trial"], kind="stable").reset_index(drop=True)
+
+
+def read_run_folder(folder: str | Path) -> dict[str, Any]:
+    """The provenance of a finished run folder, checked before anything of the folder is used.
+
+    provenance.json must match its own checksum and carry usable seed, trials and block size; a
+    folder whose manifest.json names another seed, number of trials or block size mixes two runs.
+    The files it lists are checked by :func:`check_run_files` as they are read.
+
+    Raises
+    ------
+    DamagedFileError
+        What is wrong, naming the file.
+    """
+    folder = Path(folder)
+    path = folder / PROVENANCE
+    prov = read_sealed(path)
+    for key, low in (("seed", 0), ("n_sims", 1), ("block_size", 1)):
+        value = prov.get(key)
+        if isinstance(value, bool) or not isinstance(value, int) or value < low:
+            raise DamagedFileError(f"{path}: {key} is {value!r}, not a whole number >= {low}: {RERUN}")
+    ids = prov.get("scenarios", ["base"])
+    if not isinstance(ids, list) or not ids or not all(isinstance(i, str) for i in ids):
+        raise DamagedFileError(f"{path}: scenarios is {ids!r}, not a list of scenario ids: {RERUN}")
+    manifest = folder / MANIFEST
+    if manifest.is_file():
+        try:
+            recorded = json.loads(manifest.read_bytes().decode("utf-8"))
+        except (OSError, UnicodeDecodeError, ValueError):
+            raise DamagedFileError(f"{manifest} is damaged (not the JSON trialsim wrote): {RERUN}") from None
+        for key in ("seed", "n_sims", "block_size"):
+            if not isinstance(recorded, dict) or recorded.get(key) != prov[key]:
+                there = recorded.get(key) if isinstance(recorded, dict) else None
+                raise DamagedFileError(f"{path} says {key} {prov[key]!r} but {manifest} says {there!r}: the folder mixes "
+                                       f"two runs; {RERUN}")
+    return prov
+
+
+def check_run_files(folder: str | Path, prov: dict[str, Any], names: list[str]) -> None:
+    """Refuse any of ``names`` (relative to ``folder``) that is not the file the run wrote (see :func:`read_run_folder`)."""
+    verify_files(folder, names, prov.get("files"), listed_in=PROVENANCE)
+
+
+def run_scenario(folder: str | Path, prov: dict[str, Any], scenario: str) -> Scenario:
+    """Scenario ``scenario`` of a checked run folder (its scenarios/<id>.toml, checked; the first one's config hash must
+    be the provenance's)."""
+    folder = Path(folder)
+    name = f"scenarios/{safe_name(scenario)}.toml"
+    check_run_files(folder, prov, [name])
+    sc = load_scenario(folder / name)
+    if scenario == prov.get("scenarios", ["base"])[0] and config_hash(sc) != prov.get("config_hash"):
+        raise DamagedFileError(f"{folder / name} is not the config of this run (its config hash {config_hash(sc)} differs "
+                               f"from {PROVENANCE}'s {prov.get('config_hash')}): {RERUN}")
+    return sc
+
+
+def check_table(frame: pd.DataFrame, path: str | Path) -> pd.DataFrame:
+    """``frame`` (read from ``path``) if every probability column (:data:`PROBABILITY_COLUMNS`, and in a table of powers
+    :data:`POWER_INTERVAL_COLUMNS`) holds numbers in [0, 1]
+    and every count (``n``, ``n_*``) numbers >= 0, missing values aside; else :class:`DamagedFileError`."""
+    import pandas as pd  # noqa: PLC0415 - see RunResult.to_frame
+
+    of_power = "power" in frame.columns
+    for col in frame.columns:
+        probability = col in PROBABILITY_COLUMNS or (of_power and col in POWER_INTERVAL_COLUMNS)
+        if not (probability or col == "n" or str(col).startswith("n_")):
+            continue
+        values = frame[col]
+        if values.dtype == bool:
+            continue
+        numbers = pd.to_numeric(values, errors="coerce")
+        bad = numbers.isna() & values.notna()
+        bad |= numbers < 0
+        if probability:
+            bad |= numbers > 1
+        if bad.any():
+            row = int(bad.to_numpy().nonzero()[0][0])
+            allowed = "a probability in [0, 1]" if probability else "a count >= 0"
+            shown = values.iloc[row]
+            shown = shown.item() if hasattr(shown, "item") else shown  # -0.25, not np.float64(-0.25)
+            raise DamagedFileError(f"{path}: column {col} holds {shown!r} (row {row + 2}), not {allowed}: "
+                                   f"the file was changed after trialsim wrote it; {RERUN}")
+    return frame
+
+
+def read_table(path: str | Path) -> pd.DataFrame:
+    """A CSV table of a results folder (empty for a part with no rows), range-checked (:func:`check_table`); a file
+    that is not such a table is a :class:`DamagedFileError` naming it."""
+    import pandas as pd  # noqa: PLC0415 - see RunResult.to_frame
+
+    try:
+        frame = pd.read_csv(path)
+    except pd.errors.EmptyDataError:  # a part with no rows (e.g. no exact sample size to check)
+        return pd.DataFrame()
+    except FileNotFoundError:
+        raise DamagedFileError(f"{path} is missing: {RERUN}") from None
+    except (UnicodeDecodeError, pd.errors.ParserError, ValueError) as exc:
+        raise DamagedFileError(f"{path} is not a table trialsim wrote ({str(exc).splitlines()[0]}): {RERUN}") from None
+    return check_table(frame, path)
 
 
 def provenance(base_spec: ScenarioSpec, *, seed: int, seed_given: bool, n_sims: int, n_jobs: int, seconds: float,

@@ -20,6 +20,7 @@ from multiprocessing import resource_tracker
 
 from trialsim.cli.common import check_numbers
 from trialsim.config.loader import ConfigError
+from trialsim.files import DamagedFileError
 from trialsim.version import __version__
 
 
@@ -188,7 +189,7 @@ def main(argv: list[str] | None = None) -> int:
             # loky restarts a worker it finds idle or leaking; nothing is lost and nothing for the user to do
             warnings.filterwarnings("ignore", message="A worker stopped while some jobs were given", category=UserWarning)
             return commands(argv)[args.command](args)
-    except ConfigError as exc:
+    except (ConfigError, DamagedFileError) as exc:  # bad input, or a results folder not as trialsim wrote it
         print(f"trialsim: error: {exc}", file=sys.stderr)
         return 2
     except BrokenPipeError:  # output piped into `head` and the like: stop quietly

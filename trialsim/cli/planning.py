@@ -112,11 +112,12 @@ def add_parsers(subparsers) -> None:
     add_sim_options(p, sims_help="trials of the power table (default: run.n_sims)")
     add_run_options(p)
     p.add_argument("--out", type=folder, required=True, help="output folder (results, figures/, report.*)")
-    p.add_argument("--power", type=float, nargs="+", default=[0.8, 0.9], help="target powers (default 0.8 0.9)")
-    p.add_argument("--search-sims", type=int, default=SEARCH_SIMS,
+    # None = not given: a report's own folder (--from) is refused what it would ignore (_folder_settings)
+    p.add_argument("--power", type=float, nargs="+", default=None, help="target powers (default 0.8 0.9)")
+    p.add_argument("--search-sims", type=int, default=None,
                    help=f"trials per sample-size / MDE search step (default {SEARCH_SIMS}, as samplesize --sims)")
-    p.add_argument("--curve-sims", type=int, default=CURVE_SIMS, help=f"trials per simulated curve point (default {CURVE_SIMS})")
-    p.add_argument("--search", choices=["key", "all"], default="key",
+    p.add_argument("--curve-sims", type=int, default=None, help=f"trials per simulated curve point (default {CURVE_SIMS})")
+    p.add_argument("--search", choices=["key", "all"], default=None,
                    help="pairs with simulated sample sizes and MDEs: the key endpoints (default; the others get their "
                         "analytic answer) or every endpoint and test")
     p.add_argument("--formats", nargs="+", default=list(DEFAULT_FORMATS), choices=list(FORMATS),
@@ -169,6 +170,25 @@ def _run_settings(args, from_dir: Path | None = None) -> None:
 
 SAMPLESIZE_FILES = ("sample_sizes.csv", "mde.csv")
 CURVES_FILES = ("power_ranges.csv", "sweep_grid.csv", PLANNING_JSON)
+
+
+# what report --from does not use of a results folder: its seed and trials always (the run's own); a report's folder
+# (planning.json) holds every table, so nothing is computed again and none of the planning settings applies either
+RUN_FLAGS = {"seed": "--seed", "sims": "--sims"}
+PLANNING_FLAGS = {"power": "--power", "search_sims": "--search-sims", "curve_sims": "--curve-sims", "search": "--search"}
+PLANNING_DEFAULTS = {"power": [0.8, 0.9], "search_sims": SEARCH_SIMS, "curve_sims": CURVE_SIMS, "search": "key"}
+
+
+def _folder_settings(args, from_dir: Path | None, flags: dict[str, str]) -> None:
+    """Refuse the flags of ``flags`` (dest -> flag) given with ``--from``: a results folder is reported with the
+    settings it was made with, so a flag it would ignore must not look as if it applied."""
+    if from_dir is None:
+        return
+    given = [flag for dest, flag in flags.items() if getattr(args, dest, None) is not None]
+    if given:
+        raise ConfigError(f"{', '.join(given)} cannot be used with --from {from_dir}: a results folder is reported with "
+                          f"its own settings ({'its seed and trials' if flags is RUN_FLAGS else 'its seed, trials and planning settings'}); "
+                          f"give a config file to choose them, or leave them out")
 
 
 def cmd_samplesize(args) -> int:
@@ -342,6 +362,7 @@ def cmd_curves(args) -> int:
             if asked:
                 raise ConfigError("--n, --effect, --control-rate and --ratio apply to a config file; a results folder is "
                                   "drawn on its own grid")
+            _folder_settings(args, from_dir, RUN_FLAGS)
             grid = load_sweep_grid(from_dir, endpoint=args.endpoint)
             if not grid.empty:  # a sweep: its own scenarios, as run
                 claim_out(out, ours=CURVES_FILES)
@@ -392,6 +413,12 @@ def cmd_report(args) -> int:
     out = Path(args.out)
     check_folder(out, ours=(PLANNING_JSON,))  # a folder trialsim did not write is refused before any work
     rewrite = from_dir is not None and out.resolve() == Path(from_dir).resolve()  # documents again, from the folder
+    _folder_settings(args, from_dir, RUN_FLAGS)
+    if from_dir is not None and (Path(from_dir) / PLANNING_JSON).exists():
+        _folder_settings(args, from_dir, PLANNING_FLAGS)
+    for dest, default in PLANNING_DEFAULTS.items():
+        if getattr(args, dest) is None:
+            setattr(args, dest, default)
     if from_dir is not None:
         result = load_planning(from_dir, power=args.power, search_sims=args.search_sims, curve_sims=args.curve_sims,
                                search=args.search)

@@ -32,7 +32,7 @@ from filelock import FileLock, Timeout
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from trialsim.config.loader import ConfigError, flatten, to_raw
-from trialsim.files import replace_file
+from trialsim.files import Ledger, replace_file
 from trialsim.scenarios import ScenarioSpec, safe_name
 from trialsim.summarise import BlockSummary
 from trialsim.version import __version__
@@ -77,10 +77,13 @@ class RunDirError(ConfigError):
 
 
 # ----------------------------------------------------------------------------------------- files
-def atomic_write(path: str | Path, content: str | bytes | Callable[[Path], Any]) -> Path:
+def atomic_write(path: str | Path, content: str | bytes | Callable[[Path], Any], *, ledger: Ledger | None = None) -> Path:
     """:func:`trialsim.files.replace_file`, flushed to the disk, for a run folder's files: a failure is a
-    :class:`RunDirError` saying that the finished blocks stay in the checkpoints."""
+    :class:`RunDirError` saying that the finished blocks stay in the checkpoints. ``ledger``: records the file's
+    checksum (a result file that readers check)."""
     try:
+        if ledger is not None:
+            return ledger.write(path, content, sync=True)
         return replace_file(path, content, sync=True)
     except OSError as exc:
         raise RunDirError(f"cannot write {str(path)!r}: {exc.strerror or exc} (a full disk or a read-only folder?); "

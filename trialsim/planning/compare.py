@@ -34,7 +34,8 @@ from trialsim.model import build_model
 from trialsim.planning.plan import null_scenario, run_design
 from trialsim.report.compare import NO_DURATION, plot_comparison
 from trialsim.report.figures import DPI
-from trialsim.results import RunResult
+from trialsim.files import Ledger, read_sealed, sealed_json, verify_files
+from trialsim.results import RunResult, read_table
 from trialsim.scenarios import ScenarioSpec, expand
 from trialsim.version import __version__
 
@@ -47,6 +48,7 @@ COMPARE_COLUMNS = [
     "patients", "treated", "duration_months", "duration_months_p90", "duration_source", "n_sims",
 ]
 DECISIONS = ("go", "no_go", "inconclusive")
+COMPARE_JSON = "compare.json"
 FLOW_SIMS = 2000  # trials of the flow run that times a design without its own [flow]
 
 
@@ -85,9 +87,11 @@ class Comparison:
         """Write compare.csv, compare.json (rows and provenance) and the figure (PNG and SVG) into ``out``."""
         out = Path(out)
         out.mkdir(parents=True, exist_ok=True)
-        paths = [atomic_write(out / "compare.csv", lambda p: self.frame.to_csv(p, index=False)),
-                 atomic_write(out / "compare.json", json.dumps(
-                     {"provenance": self.provenance, "rows": json.loads(self.frame.to_json(orient="records"))}, indent=1))]
+        ledger = Ledger(out)  # compare.csv's SHA-256, sealed into compare.json: load_comparison checks it
+        paths = [atomic_write(out / "compare.csv", lambda p: self.frame.to_csv(p, index=False), ledger=ledger)]
+        paths.append(atomic_write(out / COMPARE_JSON, sealed_json(
+            {"provenance": self.provenance, "rows": json.loads(self.frame.to_json(orient="records")),
+             "files": dict(ledger.files)})))
         axes = plot_comparison(self.frame)
         fig = np.asarray(axes).flat[0].figure
         for ext in ("png", "svg"):
@@ -355,7 +359,9 @@ def load_comparison(path: str | Path) -> pd.DataFrame:
     f = p / "compare.csv" if p.is_dir() else p
     if not f.is_file():
         raise ConfigError(f"{str(f)!r} is not a comparison (write one with `trialsim compare CONFIG ... --out DIR`)")
-    frame = pd.read_csv(f)
+    # never trusted unchecked: compare.csv must be the file whose SHA-256 the sealed compare.json records
+    verify_files(f.parent, [f.name], read_sealed(f.parent / COMPARE_JSON).get("files"), listed_in=COMPARE_JSON)
+    frame = read_table(f)
     missing = [c for c in COMPARE_COLUMNS if c not in frame.columns]
     if missing:
         raise ConfigError(f"{str(f)!r} is not a comparison written by this version: columns {', '.join(missing)} missing")

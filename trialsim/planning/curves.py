@@ -19,7 +19,7 @@ import pandas as pd
 
 from trialsim.analysis import registry as tests
 from trialsim.cache import keep, kept
-from trialsim.config.loader import flatten, load_scenario, to_raw, with_values
+from trialsim.config.loader import flatten, to_raw, with_values
 from trialsim.config.schema import Scenario
 from trialsim.endpoints.base import Analysed
 from trialsim.exact import shipped_exact_power
@@ -43,7 +43,7 @@ from trialsim.planning.model import (
     with_effect,
 )
 from trialsim.planning.search import Job, exact_row, mc_row, rejections, size_point
-from trialsim.results import safe_name
+from trialsim.results import check_run_files, read_run_folder, read_table, run_scenario
 
 CURVE_COLUMNS = ["endpoint", "test", "label", "short", "family", "primary", "n_per_arm", "power", "mc_se", "ci_low", "ci_high",
                  "method", "n_sims"]
@@ -531,9 +531,13 @@ def sweep_grid(power: pd.DataFrame, scenarios: dict[str, Scenario], *, endpoint:
 def load_sweep_grid(run_dir: str | Path, *, endpoint: str | None = None) -> pd.DataFrame:
     """:func:`sweep_grid` of a run folder (power.csv and scenarios/<id>.toml); empty for a run of one scenario."""
     folder = Path(run_dir)
-    power = pd.read_csv(folder / "power.csv")
+    if (folder / "planning.json").exists() or not (folder / "provenance.json").exists():
+        return pd.DataFrame(columns=RANGE_COLUMNS)  # a report's folder (or none): drawn from what load_planning checks
+    prov = read_run_folder(folder)
+    check_run_files(folder, prov, ["power.csv"])
+    power = read_table(folder / "power.csv")
     ids = [str(s) for s in dict.fromkeys(power["scenario"])]
     if len(ids) < 2:
         return pd.DataFrame(columns=RANGE_COLUMNS)
-    scenarios = {sid: load_scenario(folder / "scenarios" / f"{safe_name(sid)}.toml") for sid in ids}
+    scenarios = {sid: run_scenario(folder, prov, sid) for sid in ids}
     return sweep_grid(power, scenarios, endpoint=endpoint)

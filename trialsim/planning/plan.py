@@ -22,7 +22,6 @@ the one ``plan(config)`` gives for the same seed.
 """
 from __future__ import annotations
 
-import json
 import math
 import platform
 import time
@@ -47,7 +46,7 @@ from trialsim.config.schema import Scenario
 from trialsim.designs.allocation import scheme
 from trialsim.engine import run_specs
 from trialsim.exact import exact_rows, no_effect
-from trialsim.files import replace_file
+from trialsim.files import RERUN, DamagedFileError, Ledger, read_sealed, sealed_json, verify_files
 from trialsim.flow.summary import summarise_flow
 from trialsim.model import build_model
 from trialsim.planning.assumptions import assumptions_frame, file_comments
@@ -67,7 +66,15 @@ from trialsim.planning.model import (
 from trialsim.planning.pilot import REFERENCES, pilot_summary
 from trialsim.planning.samplesize import sample_sizes
 from trialsim.report.output import check_complete, claim_folder
-from trialsim.results import RunResult, ScenarioResult, provenance as run_provenance
+from trialsim.results import (
+    RunResult,
+    ScenarioResult,
+    check_run_files,
+    provenance as run_provenance,
+    read_run_folder,
+    read_table,
+    run_scenario,
+)
 from trialsim.scenarios import ScenarioSpec, expand
 from trialsim.version import __version__
 
@@ -134,17 +141,18 @@ class PlanningResult:
         :func:`trialsim.report.output.claim_folder`): a folder it did not create is never overwritten.
         """
         out = claim_folder(out, ours=(PLANNING_JSON,))
+        ledger = Ledger(out)  # every file's SHA-256, sealed into planning.json: load_planning checks them
         if self.run_result is not None:
-            self.run_result.save(out)
+            self.run_result.save(out, ledger=ledger)
         for name, frame in self.frames.items():
             if name in ("power", "estimates") and self.run_result is not None:
                 continue  # written by RunResult.save
-            replace_file(out / FRAME_FILES[name], lambda tmp, frame=frame: frame.to_csv(tmp, index=False))
-        replace_file(out / SCENARIO_TOML, lambda tmp: tmp.write_text(scenario_to_toml(self.scenario), encoding="utf-8"))
+            ledger.write(out / FRAME_FILES[name], lambda tmp, frame=frame: frame.to_csv(tmp, index=False))
+        ledger.write(out / SCENARIO_TOML, scenario_to_toml(self.scenario))
         meta = {"design": self.design, "settings": self.settings, "provenance": self.provenance,
-                "references": self.references, "files": {k: FRAME_FILES[k] for k in self.frames}}
-        replace_file(out / PLANNING_JSON, lambda tmp: tmp.write_text(json.dumps(meta, indent=1, default=_json_default),
-                                                                     encoding="utf-8"))
+                "references": self.references, "files": {k: FRAME_FILES[k] for k in self.frames},
+                "checksums": dict(ledger.files)}
+        ledger.write(out / PLANNING_JSON, sealed_json(meta, default=_json_default))
         return out
 
 
@@ -490,47 +498,37 @@ def load_planning(path: str | Path, *, complete: bool = True, parts: Sequence[st
 
     The assumptions' sources are the comments of the config file the run names in its provenance,
     when that file is still there and gives the same scenario (the same config hash).
+
+    Nothing is trusted unchecked: every file read must be the one trialsim wrote (its SHA-256 as
+    planning.json or provenance.json records it, themselves sealed) and the scenario's config hash
+    the one the folder records; a changed, missing or unreadable file is a :class:`DamagedFileError`
+    naming it.
     """
     p = Path(path)
     if not p.is_dir():
         raise ConfigError(f"results folder {str(p)!r} does not exist")
     check_complete(p)  # an interrupted report is never read back as a finished one
     meta_file = p / PLANNING_JSON
-    if meta_file.is_file():
-        meta = json.loads(meta_file.read_text(encoding="utf-8"))
-        frames = {}
-        for name, fname in meta.get("files", {}).items():
-            f = p / fname
-            if f.is_file():
-                frames[name] = _read_csv(f)
-        if "power" not in frames and (p / "power.csv").is_file():
-            frames["power"] = _read_csv(p / "power.csv")
-            if (p / "estimates.csv").is_file():
-                frames["estimates"] = _read_csv(p / "estimates.csv")
-        scenario = load_scenario(p / SCENARIO_TOML)
-        return PlanningResult(scenario, frames, meta["design"], meta["settings"], meta["provenance"],
-                              references=meta.get("references", dict(REFERENCES)))
+    if meta_file.exists():
+        return _load_saved_planning(p)
     if not (p / "power.csv").is_file():
         raise ConfigError(f"{str(p)!r} is not a results folder: it has neither {PLANNING_JSON} nor power.csv "
                           "(write one with `trialsim run --out DIR` or `trialsim report CONFIG --out DIR`)")
+    run_prov = read_run_folder(p)
+    sid = "base" if "base" in run_prov.get("scenarios", ["base"]) else run_prov["scenarios"][0]
+    scenario = run_scenario(p, run_prov, sid)
+    listed = run_prov.get("files") or {}
+    names = ["power.csv", *(n for n in ("estimates.csv", "flow_trials.csv") if n in listed)]
+    check_run_files(p, run_prov, names)
     power = _read_csv(p / "power.csv")
-    toml = p / "scenarios" / "base.toml"
-    if not toml.is_file():
-        found = sorted((p / "scenarios").glob("*.toml")) if (p / "scenarios").is_dir() else []
-        if not found:
-            raise ConfigError(f"{str(p)!r} has power.csv but no scenarios/*.toml to read the design from")
-        toml = found[0]
-    scenario = load_scenario(toml)
-    run_prov = json.loads((p / "provenance.json").read_text()) if (p / "provenance.json").is_file() else {}
-    sid = toml.stem
     known = {"power": power[power["scenario"].astype(str) == sid].reset_index(drop=True)}
     if power["scenario"].nunique() > 1:
         known["sweep_power"] = power
-    if (p / "estimates.csv").is_file():
+    if "estimates.csv" in names:
         est = _read_csv(p / "estimates.csv")
         known["estimates"] = est[est["scenario"].astype(str) == sid].reset_index(drop=True)
-    if (p / "flow_trials.csv").is_file():
-        trials = pd.read_csv(p / "flow_trials.csv")
+    if "flow_trials.csv" in names:
+        trials = read_table(p / "flow_trials.csv")
         trials = trials[trials["scenario"].astype(str) == sid]
         known["flow_trials"] = {c: trials[c].to_numpy() for c in trials.columns if c != "scenario"}
     config_file = _config_of_run(run_prov, scenario)
@@ -548,6 +546,31 @@ def load_planning(path: str | Path, *, complete: bool = True, parts: Sequence[st
     return result
 
 
+def _load_saved_planning(p: Path) -> PlanningResult:
+    """A folder :meth:`PlanningResult.save` wrote, checked (see :func:`load_planning`)."""
+    meta_file = p / PLANNING_JSON
+    meta = read_sealed(meta_file)
+    parts = {"design": dict, "settings": dict, "provenance": dict, "files": dict, "checksums": dict}
+    for key, kind in parts.items():
+        if not isinstance(meta.get(key), kind):
+            raise DamagedFileError(f"{meta_file} has no {key} of the kind trialsim writes: {RERUN}")
+    files = {name: fname for name, fname in meta["files"].items() if name in FRAME_FILES}
+    if "power" not in files and "power.csv" in meta["checksums"]:
+        files["power"] = "power.csv"
+        if "estimates.csv" in meta["checksums"]:
+            files["estimates"] = "estimates.csv"
+    names = [*files.values(), SCENARIO_TOML]
+    verify_files(p, names, meta["checksums"], listed_in=PLANNING_JSON)
+    frames = {name: _read_csv(p / fname) for name, fname in files.items()}
+    scenario = load_scenario(p / SCENARIO_TOML)
+    recorded = meta["provenance"].get("config_hash")
+    if config_hash(scenario) != recorded:
+        raise DamagedFileError(f"{p / SCENARIO_TOML} is not the config of this report (its config hash "
+                               f"{config_hash(scenario)} differs from {PLANNING_JSON}'s {recorded}): {RERUN}")
+    return PlanningResult(scenario, frames, meta["design"], meta["settings"], meta["provenance"],
+                          references=meta.get("references", dict(REFERENCES)))
+
+
 def _config_of_run(run_prov: dict, scenario: Scenario) -> str | None:
     """The config file a run names, if it is still there and still gives the run's scenario."""
     name = run_prov.get("config_file")
@@ -561,10 +584,7 @@ def _config_of_run(run_prov: dict, scenario: Scenario) -> str | None:
 
 
 def _read_csv(path: Path) -> pd.DataFrame:
-    try:
-        frame = pd.read_csv(path)
-    except pd.errors.EmptyDataError:  # a part with no rows (e.g. no exact sample size to check)
-        return pd.DataFrame()
+    frame = read_table(path)
     # pandas reads integer columns with missing values as float; keep whole numbers whole where possible
     for col in frame.columns:
         counts = col == "n" or col.startswith("n_")
