@@ -67,11 +67,8 @@ class DamagedFileError(ValueError):
 
 def sha256_file(path: str | Path) -> str:
     """The SHA-256 (hex) of a file's bytes."""
-    digest = hashlib.sha256()
     with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
+        return hashlib.file_digest(fh, "sha256").hexdigest()
 
 
 class Ledger:
@@ -93,9 +90,13 @@ class Ledger:
         self.files.pop(self.name(path), None)
 
 
+def canonical_json(data: Any) -> bytes:
+    """A JSON value as bytes that do not depend on key order or spacing (what checksums of JSON values hash)."""
+    return json.dumps(data, sort_keys=True, separators=(",", ":")).encode()
+
+
 def _canonical_sha(data: dict) -> str:
-    body = {k: v for k, v in data.items() if k != SEAL}
-    return hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+    return hashlib.sha256(canonical_json({k: v for k, v in data.items() if k != SEAL})).hexdigest()
 
 
 def sealed_json(data: dict, *, default: Callable[[Any], Any] | None = None) -> str:

@@ -15,7 +15,7 @@ import pandas as pd
 
 from trialsim.config.loader import ConfigError
 from trialsim.decide import decide
-from trialsim.results import read_run_folder, run_scenario
+from trialsim.results import PROVENANCE, read_run_folder, run_scenario
 from trialsim.rng import Streams
 from trialsim.simulate import simulate_trials
 from trialsim.summarise import trial_table
@@ -43,9 +43,9 @@ class Replay:
 def replay(run_dir: str | Path, trial: int, *, scenario: str | None = None) -> Replay:
     """Regenerate simulated trial ``trial`` of the run saved in ``run_dir`` (scenario ``scenario`` of a sweep)."""
     run_dir = Path(run_dir)
-    prov_path = run_dir / "provenance.json"
+    prov_path = run_dir / PROVENANCE
     if not prov_path.exists():
-        raise ConfigError(f"{str(run_dir)!r} holds no finished run (no provenance.json); run `trialsim run CONFIG --out {run_dir}` first")
+        raise ConfigError(f"{str(run_dir)!r} holds no finished run (no {PROVENANCE}); run `trialsim run CONFIG --out {run_dir}` first")
     prov = read_run_folder(run_dir)  # checked: sealed, and the seed, trials and block size of the manifest
     ids = prov.get("scenarios", ["base"])
     if scenario is None:

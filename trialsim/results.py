@@ -15,6 +15,7 @@ from trialsim.analysis import registry as tests
 from trialsim.config.loader import config_hash, load_scenario, scenario_to_toml
 from trialsim.config.schema import Scenario
 from trialsim.engine import atomic_write, layout_of
+from trialsim.engine.rundir import MANIFEST
 from trialsim.exact import exact_rows, exact_sizes
 from trialsim.files import RERUN, DamagedFileError, Ledger, read_sealed, sealed_json, verify_files
 from trialsim.labels import is_missing
@@ -38,7 +39,6 @@ POWER_COLUMNS = [
 SIZE_TOLERANCE = 0.01
 PROVENANCE = "provenance.json"
 TRIALS_COMPLETE = "complete.json"  # in a per-trial table's folder once every block is written
-MANIFEST = "manifest.json"
 # Columns of a results table that hold a probability (power, a rate, its interval or standard error) or a count: a
 # table read back is refused when one of them holds anything else (a second line of defence after the checksums).
 PROBABILITY_COLUMNS = frozenset({

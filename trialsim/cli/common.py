@@ -169,8 +169,7 @@ def check_out(out: Path | None, *, command: str, ours: tuple[str, ...] = ()) -> 
     made = [p for p in (out, *out.parents) if not p.exists()]
     try:
         out.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryFile(dir=out):
-            pass
+        tempfile.TemporaryFile(dir=out).close()  # can a file be made there (a read-only folder, a full disk)
     except OSError as exc:
         raise ConfigError(f"--out {str(out)!r}: cannot make or write into the folder: {exc.strerror or exc}") from None
     finally:

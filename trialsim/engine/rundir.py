@@ -32,7 +32,7 @@ from filelock import FileLock, Timeout
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from trialsim.config.loader import ConfigError, flatten, to_raw
-from trialsim.files import Ledger, replace_file
+from trialsim.files import Ledger, canonical_json, replace_file
 from trialsim.scenarios import ScenarioSpec, safe_name
 from trialsim.summarise import BlockSummary
 from trialsim.version import __version__
@@ -90,13 +90,9 @@ def atomic_write(path: str | Path, content: str | bytes | Callable[[Path], Any],
                           f"finished blocks stay in the run folder's checkpoints and resume on the next run") from None
 
 
-def _canonical(data: Any) -> bytes:
-    return json.dumps(data, sort_keys=True, separators=(",", ":")).encode()
-
-
 def checksum(data: Any) -> str:
     """Checksum of a JSON value (sha256 of its canonical text, 16 hex digits)."""
-    return hashlib.sha256(_canonical(data)).hexdigest()[:16]
+    return hashlib.sha256(canonical_json(data)).hexdigest()[:16]
 
 
 def scenario_hash(spec: ScenarioSpec) -> str:
@@ -107,7 +103,7 @@ def scenario_hash(spec: ScenarioSpec) -> str:
     """
     raw = to_raw(spec.scenario)
     raw.pop("run", None)
-    return hashlib.sha256(_canonical(raw)).hexdigest()[:16]
+    return hashlib.sha256(canonical_json(raw)).hexdigest()[:16]
 
 
 def _now() -> str:

@@ -43,7 +43,7 @@ from trialsim.planning.model import (
     with_effect,
 )
 from trialsim.planning.search import Job, exact_row, mc_row, rejections, size_point
-from trialsim.results import check_run_files, read_run_folder, read_table, run_scenario
+from trialsim.results import PROVENANCE, check_run_files, read_run_folder, read_table, run_scenario
 
 CURVE_COLUMNS = ["endpoint", "test", "label", "short", "family", "primary", "n_per_arm", "power", "mc_se", "ci_low", "ci_high",
                  "method", "n_sims"]
@@ -531,7 +531,7 @@ def sweep_grid(power: pd.DataFrame, scenarios: dict[str, Scenario], *, endpoint:
 def load_sweep_grid(run_dir: str | Path, *, endpoint: str | None = None) -> pd.DataFrame:
     """:func:`sweep_grid` of a run folder (power.csv and scenarios/<id>.toml); empty for a run of one scenario."""
     folder = Path(run_dir)
-    if (folder / "planning.json").exists() or not (folder / "provenance.json").exists():
+    if (folder / "planning.json").exists() or not (folder / PROVENANCE).exists():
         return pd.DataFrame(columns=RANGE_COLUMNS)  # a report's folder (or none): drawn from what load_planning checks
     prov = read_run_folder(folder)
     check_run_files(folder, prov, ["power.csv"])
