@@ -20,7 +20,16 @@ from dataclasses import dataclass, field
 import pandas as pd
 
 from trialsim.labels import FLAG, NOT_COMPUTABLE
-from trialsim.report.tables import Table, flow_in_analyses, is_null, lower_first, rate_word
+from trialsim.report.tables import (
+    EQUALLY_PROMISING,
+    PRECISION,
+    Table,
+    effect_to_half_width,
+    flow_in_analyses,
+    is_null,
+    lower_first,
+    rate_word,
+)
 
 WIDTH = "Expected 95% CI width (percentage points)"
 
@@ -262,16 +271,27 @@ def justification(result, tables: dict[str, Table]) -> Paragraph:
             f"The treatment/control geometric mean ratio of the primary endpoint "
             f"({w.cite('pilot_ratios', prim, 'Assumed GMR')} under the assumptions) is expected to be estimated with a "
             f"95% confidence interval of {w.cite('pilot_ratios', prim, 'Expected 95% CI')}.")
-    best = _best_secondary(w, prim, word)
+    best = _best_secondary(w, result, prim)
     if best is not None:
+        best, tied = best
         name = w.cite("pilot_ratios", best, "Endpoint")
-        text = (f"For the most promising secondary endpoint, {name}, the treatment/control geometric mean ratio "
-                f"({w.cite('pilot_ratios', best, 'Assumed GMR')} under the assumptions) is expected to be estimated with a "
-                f"95% confidence interval of {w.cite('pilot_ratios', best, 'Expected 95% CI')}")
-        row = next((r for r in w.tables["power"].frame.index if r.startswith(best + "|")), None)
-        if row is not None:
+        if tied:
+            others = _and([f"{w.cite('pilot_ratios', e, 'Endpoint')} ({w.cite('pilot_ratios', e, PRECISION)})" for e in tied])
+            text = (f"Judged by the assumed effect against the precision expected for it (the assumed log geometric mean "
+                    f"ratio in expected half-widths of its 95% confidence interval), {name} "
+                    f"({w.cite('pilot_ratios', best, PRECISION)}) and {others} are equally promising secondary endpoints; "
+                    f"for {name}, the first of them in the config, the treatment/control geometric mean ratio")
+        else:
+            text = (f"The most promising secondary endpoint, judged by the assumed effect against the precision expected "
+                    f"for it, is {name}: its assumed log geometric mean ratio is "
+                    f"{w.cite('pilot_ratios', best, PRECISION)} times the expected half-width of its 95% confidence "
+                    "interval, the most of any secondary endpoint, and its treatment/control geometric mean ratio")
+        text += (f" ({w.cite('pilot_ratios', best, 'Assumed GMR')} under the assumptions) is expected to be estimated with a "
+                 f"95% confidence interval of {w.cite('pilot_ratios', best, 'Expected 95% CI')}")
+        row = next((r for r in w.tables["power"].frame.index if r.startswith(best + "|")), None) if "power" in w.tables else None
+        if row is not None and w.tables["power"].cell(row, f"{word} (simulated)") != "-":
             text += (f"; the {w.cite('power', row, 'Test')} test of it has "
-                     f"{w.cite('power', row, f'{word} (simulated)')} power")
+                     f"{w.cite('power', row, f'{word} (simulated)')} power (simulated)")
         text += "."
         sentences.append(text)
     browne = best if best is not None else (prim if w.has("pilot_sd_limits", prim) else None)
@@ -327,21 +347,32 @@ def _guidance(w: _Writer, result, at_planned: str, binary: bool, browne: str | N
     return None
 
 
-def _best_secondary(w: _Writer, primary: str, word: str) -> str | None:
-    """The key log-scale secondary endpoint with the highest simulated power at the planned size."""
-    if "pilot_ratios" not in w.tables or "power" not in w.tables:
+def _and(items: list[str]) -> str:
+    """"a", "a and b", "a, b and c"."""
+    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
+
+
+def _best_secondary(w: _Writer, result, primary: str) -> tuple[str, list[str]] | None:
+    """The most promising key log-scale secondary endpoint, and those equally promising: ``(named, others)``.
+
+    Ranked by the assumed effect in expected half-widths of its 95% CI (:func:`effect_to_half_width`),
+    which the assumptions and the planned size fix, never by simulated power: two endpoints whose
+    simulated powers differ by less than their Monte Carlo error would swap places between seeds.
+    Endpoints within :data:`EQUALLY_PROMISING` (relative) of the largest are named as equally
+    promising, the first in the config's order named first. None where no secondary endpoint has an
+    assumed effect.
+    """
+    frame = result.frame("pilot_ratios")
+    if "pilot_ratios" not in w.tables or frame.empty:
         return None
-    best, best_power = None, -1.0
-    power = w.tables["power"].frame
-    for endpoint in w.tables["pilot_ratios"].frame.index:
-        if endpoint == primary:
-            continue
-        rows = [r for r in power.index if r.startswith(endpoint + "|")]
-        for r in rows[:1]:
-            v = _value(power.at[r, f"{word} (simulated)"])
-            if v is not None and v > best_power:
-                best, best_power = endpoint, v
-    return best
+    ratios = {str(r.endpoint): effect_to_half_width(r.gmr, r.ci_high) for r in frame.itertuples()
+              if str(r.endpoint) != primary and w.has("pilot_ratios", str(r.endpoint))}
+    ratios = {e: v for e, v in ratios.items() if v == v and v > 0}  # NaN and no assumed effect: nothing to promise
+    if not ratios:
+        return None
+    top = max(ratios.values())
+    equal = [e for e, v in ratios.items() if v >= (1 - EQUALLY_PROMISING) * top]  # config order (the frame's)
+    return equal[0], equal[1:]
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -388,7 +419,7 @@ def headline(result, tables: dict[str, Table]) -> Headline:
         flagged = FLAG in w.tables["power"].cell(prow, "Test")
         rows.append(("Type I error", f"{size[0]} ({size[1]}) with {_no_effect_phrase(w)}"
                                      + (f", above the nominal {w.cite('design', 'alpha', 'Value')}" if flagged else "")))
-    estimate = _estimates(w, prim, control, treatment, word)
+    estimate = _estimates(w, result, prim, control, treatment)
     if estimate:
         rows.append(("What it can estimate", estimate))
     targets = sorted(result.settings.get("power", [0.8, 0.9]))
@@ -423,7 +454,7 @@ def _timeline(w: _Writer, result) -> str:
     return text[0].upper() + text[1:]
 
 
-def _estimates(w: _Writer, prim: str, control: str, treatment: str, word: str) -> str:
+def _estimates(w: _Writer, result, prim: str, control: str, treatment: str) -> str:
     """What the trial can estimate: the primary's interval widths, and the best secondary's ratio."""
     bits = []
     if w.has("pilot_rates", f"{prim}|control") and w.has("pilot_rates", f"{prim}|treatment"):
@@ -433,11 +464,15 @@ def _estimates(w: _Writer, prim: str, control: str, treatment: str, word: str) -
     if w.has("pilot_ratios", prim):
         bits.append(f"the primary endpoint's geometric mean ratio with an expected 95% confidence interval of "
                     f"{w.cite('pilot_ratios', prim, 'Expected 95% CI')} (assumed {w.cite('pilot_ratios', prim, 'Assumed GMR')})")
-    best = _best_secondary(w, prim, word)
+    best = _best_secondary(w, result, prim)
     if best is not None:
-        bits.append(f"the most promising secondary endpoint, {w.cite('pilot_ratios', best, 'Endpoint')}, as a geometric "
-                    f"mean ratio with an expected 95% confidence interval of {w.cite('pilot_ratios', best, 'Expected 95% CI')} "
-                    f"(assumed {w.cite('pilot_ratios', best, 'Assumed GMR')})")
+        best, tied = best
+        name = w.cite("pilot_ratios", best, "Endpoint")
+        which = (f"the secondary endpoint {name} (as promising as {_and([w.cite('pilot_ratios', e, 'Endpoint') for e in tied])} "
+                 "by the assumed effect against the expected precision)," if tied else
+                 f"the most promising secondary endpoint by the assumed effect against the expected precision, {name},")
+        bits.append(f"{which} as a geometric mean ratio with an expected 95% confidence interval of "
+                    f"{w.cite('pilot_ratios', best, 'Expected 95% CI')} (assumed {w.cite('pilot_ratios', best, 'Assumed GMR')})")
     if not bits:
         return ""
     text = "; ".join(bits)
