@@ -123,7 +123,8 @@ def test_a_report_written_again_leaves_none_of_the_earlier_reports_files_and_not
     assert (out / "report.md").read_text() == "later" and (out / "power.csv").is_file()
     assert not (out / "sweep_power.csv").exists() and not (out / "figures").exists()  # the earlier report's own
     assert (out / "NOTES.txt").is_file() and (out / "run" / "power.csv").is_file()  # never listed: never removed
-    assert read_marker(out) == {"note": read_marker(out)["note"], "status": "complete", "files": ["power.csv", "report.md"]}
+    assert read_marker(out) == {"note": read_marker(out)["note"], "status": "complete", "files": ["power.csv", "report.md"],
+                                "command": "report"}
     # documents written again from the folder itself keep the results they do not write again
     _report(out, {"report.md": "documents only"}, keep_earlier=True)
     assert (out / "power.csv").is_file() and set(read_marker(out)["files"]) == {"power.csv", "report.md"}

@@ -16,7 +16,7 @@ from typing import Callable
 
 from trialsim.config.loader import ConfigError
 from trialsim.config.schema import MAX_RATIO_PART, Design, Run
-from trialsim.report.output import FolderNotOursError, check_folder, claim_folder
+from trialsim.report.output import FolderNotOursError, FolderOfAnotherCommandError, check_folder, claim_folder
 
 RUN_MANIFEST = "manifest.json"  # what marks a `trialsim run` folder (trialsim.engine.rundir.MANIFEST)
 
@@ -151,15 +151,18 @@ def check_out(out: Path | None, *, command: str, ours: tuple[str, ...] = ()) -> 
 
     The folder must be one trialsim's report/planning outputs own (:func:`trialsim.report.output.check_folder`:
     new, empty, or marked; ``ours`` are the command's own file names, which also mark folders written before the
-    marker existed), and it must be possible to make it and write into it: that is tried, and what the trial made
-    is removed again, so a command that fails later leaves nothing behind. Write into it through
+    marker existed), its marker must not name another command (a folder holds one command's results: `compare --out`
+    into a report's folder is refused), and it must be possible to make it and write into it: that is tried, and what
+    the trial made is removed again, so a command that fails later leaves nothing behind. Write into it through
     :func:`claim_out`.
     """
     if out is None:
         return None
     out = Path(out)
     try:
-        check_folder(out, ours=ours)
+        check_folder(out, ours=ours, command=command)
+    except FolderOfAnotherCommandError as exc:
+        raise ConfigError(f"--out {exc}") from None
     except FolderNotOursError as exc:
         if not out.is_dir():
             raise ConfigError(f"--out {str(out)!r}: {exc}") from None
@@ -179,10 +182,10 @@ def check_out(out: Path | None, *, command: str, ours: tuple[str, ...] = ()) -> 
     return out
 
 
-def claim_out(out: Path, *, ours: tuple[str, ...] = ()) -> Path:
-    """Make ``out`` (checked by :func:`check_out`) and mark it as trialsim's, just before its files are written."""
+def claim_out(out: Path, *, command: str, ours: tuple[str, ...] = ()) -> Path:
+    """Make ``out`` (checked by :func:`check_out`) and mark it as ``command``'s, just before its files are written."""
     try:
-        return claim_folder(out, ours=ours)
+        return claim_folder(out, ours=ours, command=command)
     except FolderNotOursError as exc:
         raise ConfigError(f"--out {str(out)!r}: {exc}") from None
 

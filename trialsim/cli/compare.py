@@ -39,7 +39,7 @@ def cmd_compare(args) -> int:
     print(comparison_text(result.frame))
     print(f"\nseed {result.seed}")
     if args.out is not None:
-        claim_out(args.out, ours=COMPARE_FILES)
+        claim_out(args.out, command="compare", ours=COMPARE_FILES)
         for path in result.save(args.out):
             print(f"wrote {path}")
     return 0

@@ -35,7 +35,7 @@ from trialsim.report.document import (
     write_report,
 )
 from trialsim.report.figures import draw_figures, draw_range_figures
-from trialsim.report.output import check_folder, report_session
+from trialsim.report.output import report_session
 
 SEARCH_SIMS = 2000  # trials of each sample-size / MDE search step: `samplesize --sims` and `report --search-sims`
 CURVE_SIMS = 2000  # trials per simulated curve point: `curves --sims` and `report --curve-sims`
@@ -222,7 +222,7 @@ def cmd_samplesize(args) -> int:
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
     if args.out:
-        claim_out(args.out, ours=SAMPLESIZE_FILES)
+        claim_out(args.out, command="samplesize", ours=SAMPLESIZE_FILES)
         frame = table.to_frame()
         replace_file(args.out / "sample_sizes.csv", lambda tmp: frame.to_csv(tmp, index=False))
         if mde is not None:
@@ -365,13 +365,13 @@ def cmd_curves(args) -> int:
             _folder_settings(args, from_dir, RUN_FLAGS)
             grid = load_sweep_grid(from_dir, endpoint=args.endpoint)
             if not grid.empty:  # a sweep: its own scenarios, as run
-                claim_out(out, ours=CURVES_FILES)
+                claim_out(out, command="curves", ours=CURVES_FILES)
                 replace_file(out / "sweep_grid.csv", lambda tmp: grid.to_csv(tmp, index=False))
                 files = draw_range_figures(grid, out, stem="sweep_grid")
                 print(f"The sweep's own grid: {len(grid):,} points from {from_dir}/power.csv (written: {out}/sweep_grid.csv)")
             else:
                 planning = load_planning(from_dir, parts=("curves",))
-                files = draw_figures(planning, claim_out(out, ours=CURVES_FILES))
+                files = draw_figures(planning, claim_out(out, command="curves", ours=CURVES_FILES))
         else:
             scenario = load_scenario(config, args.overrides)
             if not asked:
@@ -390,7 +390,7 @@ def cmd_curves(args) -> int:
                 frame = power_ranges(scenario, endpoint=args.endpoint, test=args.test, **ranges,
                                      n_sims=args.sims or CURVE_SIMS, seed=args.seed, n_jobs=_jobs(args, scenario),
                                      progress=not args.quiet)
-                claim_out(out, ours=CURVES_FILES)
+                claim_out(out, command="curves", ours=CURVES_FILES)
                 replace_file(out / "power_ranges.csv", lambda tmp: frame.to_csv(tmp, index=False))
                 files = draw_range_figures(frame, out, alpha=scenario.design.alpha)
                 print(f"{len(frame):,} points, {', '.join(sorted(set(frame['method'])))} "
@@ -398,7 +398,7 @@ def cmd_curves(args) -> int:
             else:
                 result = plan(config, overrides=args.overrides, parts=("curves",), curve_sims=args.sims or CURVE_SIMS,
                               seed=args.seed, n_jobs=_jobs(args), progress=not args.quiet)
-                result.save(out)
+                result.save(out, command="curves")
                 files = draw_figures(result, out)
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
@@ -411,7 +411,7 @@ def cmd_report(args) -> int:
     config, from_dir = _source(args)
     _run_settings(args, from_dir)
     out = Path(args.out)
-    check_folder(out, ours=(PLANNING_JSON,))  # a folder trialsim did not write is refused before any work
+    check_out(out, command="report", ours=(PLANNING_JSON,))  # a folder report did not write: refused before any work
     rewrite = from_dir is not None and out.resolve() == Path(from_dir).resolve()  # documents again, from the folder
     _folder_settings(args, from_dir, RUN_FLAGS)
     if from_dir is not None and (Path(from_dir) / PLANNING_JSON).exists():

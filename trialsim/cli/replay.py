@@ -29,7 +29,7 @@ def cmd_replay(args) -> int:
     model = build_model(load_scenario(args.run_dir / "scenarios" / f"{safe_name(rep.scenario)}.toml"))
     print(replay_summary(rep, model))
     if args.out:
-        paths = rep.save(claim_out(args.out))
+        paths = rep.save(claim_out(args.out, command="replay"))
         print(f"\nwritten: {', '.join(str(p) for p in paths)}")
     return 0
 

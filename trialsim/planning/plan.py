@@ -65,7 +65,7 @@ from trialsim.planning.model import (
 )
 from trialsim.planning.pilot import REFERENCES, pilot_summary
 from trialsim.planning.samplesize import sample_sizes
-from trialsim.report.output import check_complete, claim_folder
+from trialsim.report.output import REPORT, check_complete, claim_folder
 from trialsim.results import (
     RunResult,
     ScenarioResult,
@@ -134,13 +134,14 @@ class PlanningResult:
         f = self.frames.get(name)
         return f if f is not None else pd.DataFrame()
 
-    def save(self, out: str | Path) -> Path:
+    def save(self, out: str | Path, *, command: str = REPORT) -> Path:
         """Write the frames (CSV), planning.json and the resolved scenario; the run's own files too.
 
-        ``out`` must be new, empty or written by trialsim's planning before (see
-        :func:`trialsim.report.output.claim_folder`): a folder it did not create is never overwritten.
+        ``out`` must be new, empty or written by ``command`` before (see
+        :func:`trialsim.report.output.claim_folder`): a folder it did not create is never overwritten. ``command``:
+        the trialsim command whose folder it is ("report", or "curves" for ``trialsim curves`` without ranges).
         """
-        out = claim_folder(out, ours=(PLANNING_JSON,))
+        out = claim_folder(out, ours=(PLANNING_JSON,), command=command)
         ledger = Ledger(out)  # every file's SHA-256, sealed into planning.json: load_planning checks them
         if self.run_result is not None:
             self.run_result.save(out, ledger=ledger)

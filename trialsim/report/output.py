@@ -10,6 +10,11 @@ refuses it), and when it is complete the files of the folder's earlier report th
 write again (another design's sweep, a format not asked for this time) are removed. The marker lists
 the files trialsim wrote: nothing else in the folder (the user's notes, a run folder inside it) is
 ever removed.
+
+The marker also records which command wrote the folder (``"command": "report"``, ``"samplesize"``, ...): a folder
+of one command is refused by every other (:class:`FolderOfAnotherCommandError`), before any work, so no folder holds
+the files of two commands (``trialsim compare --out R`` into a report's folder R, then ``report --from R``) and no
+reader reads such a mix. The same command writes its own folder again, as before.
 """
 from __future__ import annotations
 
@@ -23,13 +28,23 @@ from trialsim.config.loader import ConfigError
 from trialsim.files import replace_file
 
 MARKER = ".trialsim-report"
+# The command a folder is marked with by the Python API (PlanningResult.save, write_report, report_session): what they
+# write is what `trialsim report` writes, and `report --from` reads it back.
+REPORT = "report"
+# The sealed result files (a planning result's, a comparison's) by which a folder whose marker does not name its
+# command still shows which kind of command wrote it (see check_folder).
+SEALED_RESULTS = ("planning.json", "compare.json")
 
 
 class FolderNotOursError(ConfigError):
     """The output folder holds files that trialsim's report or planning did not write."""
 
 
-def claim_folder(out: str | Path, *, ours: tuple[str, ...] = ()) -> Path:
+class FolderOfAnotherCommandError(FolderNotOursError):
+    """The output folder's marker says another trialsim command wrote it (or, an older marker, cannot say which)."""
+
+
+def claim_folder(out: str | Path, *, ours: tuple[str, ...] = (), command: str = REPORT) -> Path:
     """Create ``out`` (or take it when empty or already ours) and mark it as written by trialsim.
 
     Parameters
@@ -38,26 +53,40 @@ def claim_folder(out: str | Path, *, ours: tuple[str, ...] = ()) -> Path:
         The output folder.
     ours : tuple of str
         File names that also show the folder was written by trialsim (e.g. planning.json of
-        folders written before the marker existed).
+        folders written before the marker existed, or before it named its command).
+    command : str
+        The trialsim command writing the folder ("report", "samplesize", "curves", "compare", "replay"), recorded in
+        the marker.
 
     Raises
     ------
     FolderNotOursError
         ``out`` exists and holds files, but neither the marker nor one of ``ours``.
+    FolderOfAnotherCommandError
+        ``out``'s marker names another command (see :func:`check_folder`).
     """
-    out = check_folder(out, ours=ours)
+    out = check_folder(out, ours=ours, command=command)
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise FolderNotOursError(f"cannot make the folder {str(out)!r}: {exc.strerror or exc}") from None
-    if read_marker(out) is None:
-        _write_marker(out, {"status": "complete", "files": []})
+    marker = read_marker(out)
+    if marker is None or marker["command"] != command:
+        # a new folder; an older marker without its command (taken by check_folder's rule), now named; or a folder
+        # holding nothing but another command's marker: none of that command's files is listed as this one's
+        earlier = {"status": marker["status"], "files": marker["files"]} if marker and marker["command"] is None else {}
+        _write_marker(out, {"status": "complete", "files": [], **earlier, "command": command})
     return out
 
 
 def read_marker(out: str | Path) -> dict | None:
-    """The folder's marker: ``{"status": "writing" | "complete", "files": [...]}``; None without one. A marker of
-    an older trialsim (a line of text) reads as a complete report whose files are not listed."""
+    """The folder's marker: ``{"status": "writing" | "complete", "files": [...], "command": str | None}``; None
+    without one.
+
+    A marker of an older trialsim (a line of text) reads as a complete report whose files are not listed. A marker
+    written before markers named their command reads with command None, unless it lists files: only ``trialsim
+    report`` (:func:`report_session`) ever listed them, so it is "report".
+    """
     path = Path(out) / MARKER
     try:
         text = path.read_text(encoding="utf-8")
@@ -66,16 +95,19 @@ def read_marker(out: str | Path) -> dict | None:
     try:
         marker = json.loads(text)
     except ValueError:
-        return {"status": "complete", "files": []}
+        return {"status": "complete", "files": [], "command": None}
     if not isinstance(marker, dict) or marker.get("status") not in ("writing", "complete"):
-        return {"status": "complete", "files": []}
+        return {"status": "complete", "files": [], "command": None}
     files = marker.get("files")
     marker["files"] = [f for f in files if isinstance(f, str)] if isinstance(files, list) else []
+    command = marker.get("command")
+    marker["command"] = command if isinstance(command, str) and command else (REPORT if marker["files"] else None)
     return marker
 
 
 def _write_marker(out: Path, marker: dict) -> None:
-    note = "written by trialsim report / planning; the files listed are its own and may be replaced by it"
+    note = (f"written by trialsim {marker['command']}; the files listed are its own and may be replaced by it; "
+            "no other trialsim command writes into this folder")
     replace_file(out / MARKER, lambda tmp: tmp.write_text(json.dumps({"note": note, **marker}, indent=1) + "\n",
                                                           encoding="utf-8"))
 
@@ -89,7 +121,8 @@ def check_complete(folder: str | Path) -> None:
 
 
 @contextlib.contextmanager
-def report_session(out: str | Path, *, ours: tuple[str, ...] = (), keep_earlier: bool = False) -> Iterator[Path]:
+def report_session(out: str | Path, *, ours: tuple[str, ...] = (), keep_earlier: bool = False,
+                   command: str = REPORT) -> Iterator[Path]:
     """Write a whole report into ``out`` (see the module's docstring).
 
     While the body runs the marker says "writing"; when it returns, the files the earlier report listed and
@@ -97,10 +130,10 @@ def report_session(out: str | Path, *, ours: tuple[str, ...] = (), keep_earlier:
     whose results it does not write again), and the marker lists every file of the report. On an exception
     the marker keeps saying "writing".
     """
-    out = claim_folder(out, ours=ours)
+    out = claim_folder(out, ours=ours, command=command)
     earlier = read_marker(out) or {"status": "complete", "files": []}
     started = time.time_ns()
-    _write_marker(out, {"status": "writing", "files": earlier["files"]})
+    _write_marker(out, {"status": "writing", "files": earlier["files"], "command": command})
     yield out
     written = sorted(str(p.relative_to(out)) for p in out.rglob("*")
                      if p.is_file() and p.name != MARKER and p.stat().st_mtime_ns >= started)
@@ -115,18 +148,40 @@ def report_session(out: str | Path, *, ours: tuple[str, ...] = (), keep_earlier:
                 with contextlib.suppress(OSError):  # a folder of the earlier report left empty (e.g. its figures)
                     path.parent.rmdir()
     listed = sorted(keep | set(earlier["files"])) if keep_earlier else written
-    _write_marker(out, {"status": "complete", "files": listed})
+    _write_marker(out, {"status": "complete", "files": listed, "command": command})
 
 
-def check_folder(out: str | Path, *, ours: tuple[str, ...] = ()) -> Path:
-    """``out`` if :func:`claim_folder` would take it (nothing is created); see there for what raises."""
+def check_folder(out: str | Path, *, ours: tuple[str, ...] = (), command: str = REPORT) -> Path:
+    """``out`` if :func:`claim_folder` would take it for ``command`` (nothing is created); see there for what raises.
+
+    A folder whose marker names another command is refused, unless the marker is all it holds (nothing to mix). A
+    marker of an older trialsim that does not name its command (:func:`read_marker`) could be any command's: its
+    folder is taken only when it holds one of ``ours`` (the command's own files, the same evidence that takes a folder
+    written before markers existed) and no sealed result (:data:`SEALED_RESULTS`) the command does not write itself.
+    That second rule matters because commands share file names: a report's folder holds sample_sizes.csv and mde.csv,
+    ``samplesize``'s files, but also planning.json, which samplesize never writes. The folder is then marked with
+    ``command``; refusing every older folder outright would also refuse a report rewriting its own documents.
+    """
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise FolderNotOursError(f"{str(out)!r} is a file, not a folder; give a new folder with --out")
     if any(parent.exists() and not parent.is_dir() for parent in out.parents):
         raise FolderNotOursError(f"cannot make the folder {str(out)!r}: a part of its path is a file")
-    if out.is_dir() and any(out.iterdir()):
-        if not ((out / MARKER).is_file() or any((out / name).is_file() for name in ours)):
+    if out.is_dir() and any(p.name != MARKER for p in out.iterdir()):
+        if (out / MARKER).is_file():
+            marker = read_marker(out) or {"command": None}
+            if marker["command"] is None:
+                if not any((out / name).is_file() for name in ours) or \
+                        any((out / name).is_file() for name in SEALED_RESULTS if name not in ours):
+                    raise FolderOfAnotherCommandError(
+                        f"{str(out)!r} was written by an earlier trialsim, whose marker does not say which command "
+                        f"wrote it, and it does not hold `trialsim {command}`'s own results; nothing in it is "
+                        "overwritten: give a new or empty folder")
+            elif marker["command"] != command:
+                raise FolderOfAnotherCommandError(
+                    f"{str(out)!r} holds the results of `trialsim {marker['command']}`; `trialsim {command}` does not "
+                    "write into another command's folder: give a new or empty folder")
+        elif not any((out / name).is_file() for name in ours):
             raise FolderNotOursError(
                 f"{str(out)!r} already holds files that trialsim report did not write (for example a run's results); "
                 "nothing in it is overwritten: give a new folder with --out")
