@@ -21,7 +21,8 @@ from trialsim.planning.analytic import analytic_sample_size, model_moments
 from trialsim.planning import mde as mde_module
 from trialsim.planning.mde import minimal_detectable_effect
 from trialsim.planning.pilot import expected_rate_ci_width, pilot_summary, whitehead_pilot_size
-from trialsim.planning.samplesize import computed_scans, exact_scan, sample_size, sample_sizes
+from trialsim.planning.samplesize import (HORIZON_FACTOR, HORIZON_MIN_EXTRA, computed_scans, exact_scan, sample_size,
+                                          sample_sizes)
 from trialsim.rng import Streams
 from trialsim.simulate import simulate_trials
 
@@ -69,7 +70,7 @@ def test_exact_fisher_sample_size_matches_independent_enumeration():
     for m in (140, 151, 170):
         assert scan.power[scan.n == m][0] == pytest.approx(fisher_power_reference(m, m, 0.15, 0.05), abs=1e-10)
     # and it stays above 80% over the stated horizon
-    assert scan.n_stable == 151 and scan.horizon >= 1.5 * 151
+    assert scan.n_stable == 151 and scan.horizon == max(math.ceil(HORIZON_FACTOR * 151), 151 + HORIZON_MIN_EXTRA)
     assert np.all(scan.power[scan.n >= scan.n_stable] >= 0.8)
 
 
@@ -82,6 +83,34 @@ def test_exact_sample_size_reports_the_sawtooth():
     assert ref[25] < 0.8
     assert all(ref[m] >= 0.8 for m in range(26, 41))
     assert np.all(scan.power[scan.n >= 26] >= 0.8) and scan.horizon >= 26
+
+
+@pytest.mark.parametrize("test, p_c, p_t, ratio, target", [
+    ("chi2", 0.7585, 0.2640, 1.0, 0.9),  # dips 2 sizes past n_first = 18
+    ("boschloo", 0.3, 0.06, 0.5, 0.8),  # dips 3 sizes past n_first = 57 (1:2 allocation)
+    ("fisher", 0.5, 0.325, 0.5, 0.9),  # dips 15 sizes past n_first = 248: the furthest seen
+    ("fisher", 0.45, 0.08, 1.0, 0.8),  # dips at 25, stays from 26
+])
+def test_the_horizon_holds_the_dips_seen(test, p_c, p_t, ratio, target):
+    """The stable n within the default horizon is the stable n within twice n_first (designs whose power dips below
+    the target after first reaching it, found by the measurement quoted at HORIZON_FACTOR)."""
+    near = exact_scan(test, p_c, p_t, power=target, alpha=0.05, ratio=ratio)
+    far = exact_scan(test, p_c, p_t, power=target, alpha=0.05, ratio=ratio, horizon_factor=2.0)
+    assert far.horizon >= 2 * far.n_first and near.horizon <= far.horizon
+    assert near.n_stable > near.n_first  # a real dip
+    assert (near.n_first, near.n_stable) == (far.n_first, far.n_stable)
+
+
+def test_strides_never_step_over_the_first_size_reaching_the_target():
+    """Above 100 per arm the scan strides while power is more than STRIDE_MARGIN below the target; at 7.42% vs 2.72%
+    with 1:2 allocation chi-square's power rises 2 points inside a stride near 174 per arm. For targets along the
+    whole curve the scan's n_first is the first size reaching it, size by size (with no margin it misses 165 for
+    30%)."""
+    p_c, p_t, ratio = 0.0742, 0.0272, 0.5
+    powers = {n: model.exact_power("chi2", p_c, p_t, n, model.n_treatment_for(n, ratio), alpha=0.05) for n in range(100, 800)}
+    for target in np.arange(0.30, 0.86, 0.01):
+        scan = exact_scan("chi2", p_c, p_t, power=float(target), alpha=0.05, ratio=ratio, start=100)
+        assert scan.n_first == next(n for n, p in powers.items() if p >= target), target
 
 
 @settings(max_examples=12, deadline=None)

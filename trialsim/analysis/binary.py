@@ -41,6 +41,7 @@ from __future__ import annotations
 import functools
 import math
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable
 
 import numpy as np
@@ -722,6 +723,47 @@ def _direct_memo(n1: int, n2: int) -> dict[int, float]:
     return {}
 
 
+# Cutoffs computed once by scripts/boschloo_cutoffs.py and shipped with the package (one row per size pair and
+# alpha: equal arms from 2 to 500 per arm and 1:2 and 2:1 allocations, at the usual levels). A shipped cutoff is only
+# a hint: it is used after two evaluations confirm it (the level holds at it and fails at the next statistic), which
+# is the answer the search below would find, at a small part of its cost; else the search runs.
+SHIPPED_CUTOFFS = Path(__file__).with_name("boschloo_cutoffs.csv")
+_HINT_RTOL = 1e-9  # a shipped cutoff matches the statistic within this relative distance (its last bits may differ)
+
+
+@functools.cache
+def _shipped_cutoffs() -> dict[tuple[int, int, float], float]:
+    """``{(n1, n2, level): cutoff}`` from :data:`SHIPPED_CUTOFFS`; empty if the file is missing or unreadable."""
+    try:
+        rows = np.loadtxt(SHIPPED_CUTOFFS, delimiter=",", comments="#", ndmin=1,
+                          dtype=[("n1", int), ("n2", int), ("alpha", float), ("cutoff", float)])
+    except (OSError, ValueError):
+        return {}
+    return {(int(r["n1"]), int(r["n2"]), _reject_level(float(r["alpha"]))): float(r["cutoff"]) for r in rows}
+
+
+def _cutoff_passes(stat: _LessStatistic, values: np.ndarray, probe: np.ndarray, target: float) -> np.ndarray:
+    """Whether the one-sided Boschloo p-value of each probed statistic ``values[probe]`` is <= ``target``."""
+    mass = stat.conditional_mass(values[probe] * (1 + _BOSCHLOO_TIE_RTOL))
+    return _sup_over_nuisance(mass, stat.n1 + stat.n2, refine=(target * (1 - _PEAK_WINDOW), target), blas=True) <= target
+
+
+def _confirmed(stat: _LessStatistic, values: np.ndarray, hint: float, target: float) -> int | None:
+    """The index in ``values`` of the shipped cutoff ``hint`` (-1: below them all), if the level holds there and
+    fails at the next statistic; else None.
+
+    Statistics that tie in exact arithmetic can differ in their last bits and then stand apart in ``values``; the
+    search's answer is the last of such a group (the next one fails), so the hint is read as the last statistic
+    within :data:`_HINT_RTOL` of it, and the two evaluations decide whether it is the answer.
+    """
+    lo = int(np.searchsorted(values, hint * (1 + _HINT_RTOL), side="right")) - 1
+    if lo >= 0 and values[lo] < hint * (1 - _HINT_RTOL):
+        return None  # a hint between two statistics is no statistic's
+    probe = np.array([i for i in (lo, lo + 1) if 0 <= i < len(values)], dtype=np.int64)
+    passes = _cutoff_passes(stat, values, probe, target) if probe.size else np.zeros(0, dtype=bool)
+    return lo if np.array_equal(passes, probe == lo) else None
+
+
 @functools.lru_cache(maxsize=1024)
 def _boschloo_cutoff(n1: int, n2: int, level: float) -> float:
     """Largest 'less' statistic whose one-sided Boschloo p-value is <= level / 2.
@@ -730,23 +772,47 @@ def _boschloo_cutoff(n1: int, n2: int, level: float) -> float:
     is at most its largest conditional mass), so every statistic up to level / 2 qualifies and a
     search over the distinct statistics above finds the cutoff: ``_SEARCH_WAYS`` of them per round,
     each only compared with the level (refined only when its grid maximum is within
-    ``_PEAK_WINDOW`` below it).
+    ``_PEAK_WINDOW`` below it). A shipped cutoff (:data:`SHIPPED_CUTOFFS`), once confirmed, saves the search.
     """
     stat = _less_statistic(n1, n2)
     target = level / 2.0
     surely = target / (1 + _BOSCHLOO_TIE_RTOL)
     values = np.unique(stat.by_margin[(stat.by_margin > surely) & (stat.by_margin < np.inf)])
+    hint = _shipped_cutoffs().get((n1, n2, level))
+    found = None if hint is None else _confirmed(stat, values, hint, target)
+    if found is None:
+        found = _search_cutoff(stat, values, target)
+    return float(values[found]) if found >= 0 else surely
+
+
+def _search_cutoff(stat: _LessStatistic, values: np.ndarray, target: float) -> int:
+    """The index of the cutoff among ``values`` (-1: none of them passes), by search."""
     # p(values[lo]) <= target < p(values[hi]), with values[-1] = surely and values[len] = +inf
     lo, hi = -1, len(values)
     while hi - lo > 1:
         probe = np.unique(lo + (hi - lo) * np.arange(1, _SEARCH_WAYS + 1) // (_SEARCH_WAYS + 1))
         probe = probe[(probe > lo) & (probe < hi)]
-        mass = stat.conditional_mass(values[probe] * (1 + _BOSCHLOO_TIE_RTOL))
-        ok = _sup_over_nuisance(mass, n1 + n2, refine=(target * (1 - _PEAK_WINDOW), target), blas=True) <= target
+        ok = _cutoff_passes(stat, values, probe, target)
         passed, failed = probe[ok], probe[~ok]
         lo = int(passed.max()) if passed.size else lo
         hi = int(failed.min()) if failed.size else hi
-    return float(values[lo]) if lo >= 0 else surely
+    return lo
+
+
+def searched_cutoff(n1: int, n2: int, alpha: float) -> float:
+    """Boschloo's cutoff at ``alpha`` found by search alone, never from the shipped table (to build and check it)."""
+    level = _reject_level(alpha)
+    stat = _less_statistic(n1, n2)
+    target = level / 2.0
+    surely = target / (1 + _BOSCHLOO_TIE_RTOL)
+    values = np.unique(stat.by_margin[(stat.by_margin > surely) & (stat.by_margin < np.inf)])
+    found = _search_cutoff(stat, values, target)
+    return float(values[found]) if found >= 0 else surely
+
+
+def boschloo_cutoff(n1: int, n2: int, alpha: float) -> float:
+    """Boschloo's cutoff at ``alpha`` as the tests use it (a confirmed shipped cutoff, else searched)."""
+    return _boschloo_cutoff(n1, n2, _reject_level(alpha))
 
 
 def boschloo_region(n1: int, n2: int, alpha: float) -> np.ndarray:
