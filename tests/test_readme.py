@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from trialsim.api import flow, run
+from trialsim.cli import main
 from trialsim.config.loader import load_scenario
 from trialsim.labels import pct, power_with_se
 from trialsim.planning.compare import compare, design_label
@@ -113,3 +114,17 @@ def test_readme_timeline_equals_a_fresh_flow_run():
     assert f"fully enrolled by then: {pct(summary.p_enrolled_by_deadline.value, 2)}" in para
     mean = (summary.analysable_control.value + summary.analysable_treatment.value) / 2
     assert f"A mean of {mean:.1f} patients per arm" in para
+
+
+def test_readme_solve_example_equals_the_command(capsys):
+    """The `trialsim solve` example the README shows is what the command prints (its saw-tooth line names the
+    horizon checked, which moves with the scan's settings)."""
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    command = "$ trialsim solve proportions --p-control 0.124 --risk-ratio 0.5 --power 0.8"
+    block = text[text.index(command) + len(command):].split("\n$ ", 1)[0]
+    quoted = [" ".join(line.split()) for line in block.splitlines() if line.strip()]
+    assert len(quoted) == 4  # the table's header, its two rows, the saw-tooth line
+    assert main(command.removeprefix("$ trialsim ").split()) == 0
+    printed = {" ".join(line.split()) for line in capsys.readouterr().out.splitlines()}
+    for line in quoted:
+        assert line in printed, line
