@@ -80,7 +80,7 @@ def crp():
 def _strip_words(text: str) -> str:
     """Drop the numbers that are words of the sentence, not results: literature years, "95% confidence"."""
     text = re.sub(r"\b(19|20)\d\d\b", "", text)
-    return text.replace("95% confidence", "confidence")
+    return text.replace("95% confidence", "confidence").replace("95% Monte Carlo", "Monte Carlo")
 
 
 def _numbers_are_cells(result):

@@ -60,6 +60,24 @@ def exceeds(rate, alpha, ci_low=None, exact: bool = True) -> bool:
     return not is_missing(ci_low) and float(ci_low) > float(alpha)
 
 
+ABOVE, BELOW, WITHIN = "above", "below", "within Monte Carlo error"
+
+
+def mc_side(threshold: float, low: float, high: float) -> str:
+    """Which side of ``threshold`` a rate lies, from its 95% Monte Carlo interval ``[low, high]``.
+
+    :data:`ABOVE` (at or above) when the whole interval is at or above it, :data:`BELOW` when the whole
+    interval is below it, else :data:`WITHIN` Monte Carlo error of it: so a sentence chosen by the side
+    does not change with Monte Carlo noise. An exact figure is its own interval (``low == high``), so
+    it is compared directly and is never within Monte Carlo error.
+    """
+    if float(low) >= float(threshold):
+        return ABOVE
+    if float(high) < float(threshold):
+        return BELOW
+    return WITHIN
+
+
 
 def _scipy_beta_ppf(q, a, b):
     from scipy import stats  # noqa: PLC0415 - only where scipy lacks the ufunc below

@@ -30,7 +30,7 @@ from trialsim.labels import (
     test_label,
 )
 from trialsim.model import Model, build_model
-from trialsim.results import RunResult, ScenarioResult, exceeds
+from trialsim.results import BELOW, WITHIN, RunResult, ScenarioResult, exceeds, mc_side
 
 WIDTH = 96
 # per-arm statistics that count patients rather than summarise the endpoint
@@ -168,9 +168,29 @@ def _first(rows: list[Row], test: str, method: str) -> Row | None:
     return next((r for r in rows if r.test == test and r.method == method), None)
 
 
-def _best_power(rows: list[Row], test: str) -> float:
-    """A test's power: exact where the run has it, else simulated."""
-    return float((_first(rows, test, "exact") or _first(rows, test, "monte_carlo")).power)
+def _best_power(rows: list[Row], test: str) -> Row:
+    """A test's power row: exact where the run has it (its interval a point), else simulated (its 95% Monte Carlo
+    interval in ``ci_low``, ``ci_high``)."""
+    return _first(rows, test, "exact") or _first(rows, test, "monte_carlo")
+
+
+def low_power_warning(best: Row, how: str, label: str) -> str:
+    """The warning for a primary test far below the usual power, "" where there is none.
+
+    Given only when the power is clearly below :data:`LOW_POWER` (an exact figure, or the whole 95% Monte
+    Carlo interval of a simulated one: :func:`~trialsim.results.mc_side`); a simulated power within Monte
+    Carlo error of it gets a note saying so, so the console's words do not change with Monte Carlo noise.
+    """
+    side = mc_side(LOW_POWER, float(best.ci_low), float(best.ci_high))
+    if side == BELOW:
+        return (f"WARNING: the primary test has {fmt_power(best.power)} power{how}, far below the usual "
+                f"{pct(POWER_TARGET, 0)}. This design cannot detect the assumed effect on {in_sentence(label)}; "
+                "treat it as a pilot/feasibility study and report estimates with confidence intervals, not p-values.")
+    if side == WITHIN:
+        return (f"NOTE: the primary test has {fmt_power(best.power)} power{how}, within Monte Carlo error of "
+                f"{pct(LOW_POWER, 0)} (95% Monte Carlo interval {fmt_power(best.ci_low)} to {fmt_power(best.ci_high)}): "
+                f"run more trials (--sims) to tell whether it is far below the usual {pct(POWER_TARGET, 0)}.")
+    return ""
 
 
 def _how(rows: list[Row], test: str) -> str:
@@ -274,12 +294,9 @@ def scenario_summary(res: ScenarioResult, rows: list[Row], estimates: list[dict]
     out += textwrap.wrap(estimation_line(shown, prim, d.alpha), WIDTH, initial_indent="    ", subsequent_indent="      ")
     if null:
         out.append(f"    (no true effect on this endpoint in this scenario: its rejection rates are type I errors at alpha {d.alpha})")
-    elif _best_power(rows, prim.tests[0]) < LOW_POWER:
-        power, how = _best_power(rows, prim.tests[0]), _how(rows, prim.tests[0])
-        warn = (f"WARNING: the primary test has {fmt_power(power)} power{how}, far below the usual {pct(POWER_TARGET, 0)}. "
-                f"This design cannot detect the assumed effect on {in_sentence(prim.label)}; "
-                "treat it as a pilot/feasibility study and report estimates with confidence intervals, not p-values.")
-        out.extend("    " + w for w in textwrap.wrap(warn, WIDTH))
+    else:
+        out.extend("    " + w for w in textwrap.wrap(low_power_warning(_best_power(rows, prim.tests[0]),
+                                                                    _how(rows, prim.tests[0]), prim.label), WIDTH))
 
     secondary = [a for a in model.analysed if not a.primary]
     if secondary:

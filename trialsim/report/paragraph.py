@@ -23,6 +23,7 @@ from trialsim.labels import FLAG, NOT_COMPUTABLE
 from trialsim.report.tables import (
     EQUALLY_PROMISING,
     PRECISION,
+    SIZE_INTERVAL,
     Table,
     effect_to_half_width,
     flow_in_analyses,
@@ -30,8 +31,11 @@ from trialsim.report.tables import (
     lower_first,
     rate_word,
 )
+from trialsim.results import ABOVE, BELOW, WITHIN, mc_side  # one rule for "clearly above/below" a threshold
 
 WIDTH = "Expected 95% CI width (percentage points)"
+MC_INTERVAL = "95% MC interval"  # the power table's column of a simulated rate's 95% Monte Carlo interval
+MORE_SIMS = "run more trials (--sims) to tell"
 
 
 @dataclass(frozen=True)
@@ -113,6 +117,70 @@ def _type_i(w: _Writer, row: str) -> tuple[str, str] | None:
     if w.tables["power"].cell(row, col) == "-":
         return None
     return w.cite("power", row, col), w.tables["power"].cell(row, "Type I error from")
+
+
+def _bounds(w: _Writer, row: str, text: str, kind: str, column: str) -> tuple[float, float] | None:
+    """A quoted rate's 95% Monte Carlo interval, read from its table cell ``column`` (a point when exact).
+
+    None where the rate is not a number. A simulated rate whose interval is missing gets the widest
+    one, so no sentence calls it clearly above or below anything.
+    """
+    value = _value(text) if text else None
+    if value is None:
+        return None
+    if kind == "exact":
+        return value, value
+    cell = w.tables["power"].cell(row, column) if column in w.tables["power"].frame.columns else "-"
+    low, _, high = cell.partition(" to ")
+    low, high = _value(low), _value(high)
+    return (0.0, 1.0) if low is None or high is None else (low, high)
+
+
+def _power_side(w: _Writer, row: str, rate: tuple[str, str] | None, target: float) -> str | None:
+    """Where the primary's power lies against ``target`` (:func:`~trialsim.results.mc_side`); None without one."""
+    bounds = _bounds(w, row, rate[0], rate[1], MC_INTERVAL) if rate is not None else None
+    return None if bounds is None else mc_side(target, *bounds)
+
+
+def _tells(w: _Writer, row: str, rate: tuple[str, str] | None, size: tuple[str, str] | None) -> str | None:
+    """Whether the primary test tells a working treatment from a useless one: :data:`ABOVE` when its power is
+    clearly at least twice its type I error, :data:`BELOW` when clearly less (it cannot tell), else
+    :data:`WITHIN` Monte Carlo error; None without both numbers.
+
+    The difference power - 2 x type I error is judged from the two 95% Monte Carlo intervals (its
+    lowest and highest values), so two exact figures are compared directly.
+    """
+    power = _bounds(w, row, rate[0], rate[1], MC_INTERVAL) if rate is not None else None
+    size_bounds = _bounds(w, row, size[0], size[1], SIZE_INTERVAL) if size is not None else None
+    if power is None or size_bounds is None:
+        return None
+    return mc_side(0.0, power[0] - 2 * size_bounds[1], power[1] - 2 * size_bounds[0])
+
+
+def _how_often(w: _Writer, row: str, rate: tuple[str, str], size: tuple[str, str]) -> str:
+    """How often the primary test rejects with the assumed effect against without any: "less often than",
+    "no more often than" (two equal exact figures), "hardly more often than", or "about as often as"
+    where the two simulated rates are within Monte Carlo error of each other."""
+    (pl, ph), (sl, sh) = _bounds(w, row, *rate, MC_INTERVAL), _bounds(w, row, *size, SIZE_INTERVAL)
+    low, high = pl - sh, ph - sl
+    if high < 0:
+        return "less often with the assumed effect than without any"
+    if low == high == 0:
+        return "no more often with the assumed effect than without any"
+    if low > 0:
+        return "hardly more often with the assumed effect than without any"
+    return "about as often with the assumed effect as without any (within Monte Carlo error)"
+
+
+def _target_cell(w: _Writer, row: str) -> str:
+    """The target power cell of the sample-size row ``row`` ("80%"), "" where the table has no such row."""
+    return w.cite("sample_sizes", row, "Target power") if w.has("sample_sizes", row) else ""
+
+
+def _near_target(w: _Writer, row: str, target: str) -> str:
+    """The sentence for a simulated power within Monte Carlo error of the target."""
+    return (f"The primary test's power is within Monte Carlo error of the {target + ' ' if target else ''}target (95% Monte Carlo "
+            f"interval {w.cite('power', row, MC_INTERVAL)}): {MORE_SIMS} whether the design reaches it.")
 
 
 def _no_effect_phrase(w: _Writer) -> str:
@@ -200,13 +268,19 @@ def justification(result, tables: dict[str, Table]) -> Paragraph:
                 f"({size_kind}), its type I error at this design")
         if FLAG in w.tables["power"].cell(prow, "Test"):
             text += f", above the nominal {w.cite('design', 'alpha', 'Value')}"
-        p_power, p_size = _value(rate_text) if rate_text else None, _value(size_text)
-        if p_power is not None and p_size is not None and p_power < 2 * p_size:
-            how = "less often" if p_power < p_size else "no more often" if p_power == p_size else "hardly more often"
-            text += (f": it rejects {how} with the assumed effect than without any, so the trial cannot tell a "
-                     "working treatment from a useless one")
+        rate = (rate_text, kind) if rate_text else None
+        tells = _tells(w, prow, rate, size)
+        if tells == BELOW:
+            text += (f": it rejects {_how_often(w, prow, rate, size)}, so the trial cannot tell a working treatment "
+                     "from a useless one")
+        elif tells == WITHIN and _power_side(w, prow, rate, targets[0]) != ABOVE:
+            text += (": its power is within Monte Carlo error of twice this type I error, so the trial may not tell a "
+                     f"working treatment from a useless one: {MORE_SIMS}")
         sentences.append(text + ".")
-    powered = rate_text and (_value(rate_text) or 0.0) >= targets[0]
+    side = _power_side(w, prow, (rate_text, kind), targets[0]) if rate_text else None
+    if side == WITHIN:
+        sentences.append(_near_target(w, prow, _target_cell(w, f"{prim}|{ptest}|{targets[0]:g}")))
+    powered = side == ABOVE  # conservative: a power within Monte Carlo error of the target is not called powered
 
     size_bits = []
     for t in targets:
@@ -256,9 +330,11 @@ def justification(result, tables: dict[str, Table]) -> Paragraph:
     guideline = ("CONSORT extension for pilot trials, Eldridge et al. 2016" if d.get("randomised", True) else
                  "CONSORT extension for pilot trials, Eldridge et al. 2016, which Lancaster and Thabane 2019 recommend for "
                  "non-randomised pilots too")
-    sentences.append(
-        "The trial is therefore not designed to test its primary hypothesis; it is justified as a pilot and feasibility "
-        f"study ({guideline}), whose aims are estimation and the planning of a main trial.")
+    lead = ("Until more simulated trials show its power clearly at or above the target, the trial is not shown to be "
+            "designed to test its primary hypothesis; it is justified here" if side == WITHIN else
+            "The trial is therefore not designed to test its primary hypothesis; it is justified")
+    sentences.append(f"{lead} as a pilot and feasibility study ({guideline}), whose aims are estimation and the planning "
+                     "of a main trial.")
     if w.has("pilot_rates", f"{prim}|control"):
         sentences.append(
             f"With {planned} the 95% confidence interval of the event rate is expected to be "
@@ -424,8 +500,7 @@ def headline(result, tables: dict[str, Table]) -> Headline:
         rows.append(("What it can estimate", estimate))
     targets = sorted(result.settings.get("power", [0.8, 0.9]))
     main = f"{prim}|{ptest}|{targets[0]:g}"
-    p_power = _value(rate[0]) if rate is not None else None
-    powered = p_power is not None and p_power >= targets[0]
+    powered = _power_side(w, prow, rate, targets[0]) == ABOVE  # within Monte Carlo error of the target is not powered
     if not null and not powered and w.has("sample_sizes", main):
         n = w.tables["sample_sizes"].cell(main, "n per arm")
         if n.startswith(">"):
@@ -437,7 +512,7 @@ def headline(result, tables: dict[str, Table]) -> Headline:
     timeline = _timeline(w, result)
     if timeline:
         rows.append(("Timeline", timeline))
-    return Headline(rows, verdict(w, rate, size, null, targets[0]), w.facts)
+    return Headline(rows, verdict(w, rate, size, null, targets[0], prow), w.facts)
 
 
 def _timeline(w: _Writer, result) -> str:
@@ -479,8 +554,13 @@ def _estimates(w: _Writer, result, prim: str, control: str, treatment: str) -> s
     return text[0].upper() + text[1:]
 
 
-def verdict(w: _Writer, rate: tuple[str, str] | None, size: tuple[str, str] | None, null: bool, target: float) -> str:
-    """The design's verdict in one sentence, from the primary's power and type I error cells."""
+def verdict(w: _Writer, rate: tuple[str, str] | None, size: tuple[str, str] | None, null: bool, target: float,
+            row: str) -> str:
+    """The design's verdict in one sentence, from the primary's power and type I error cells (power table row ``row``).
+
+    A simulated figure is called above or below a threshold only when its whole 95% Monte Carlo interval
+    is (:func:`~trialsim.results.mc_side`); otherwise the verdict says it is within Monte Carlo error.
+    """
     if rate is None:
         return "No power figure for the primary test was computed."
     if rate[0] == NOT_COMPUTABLE:
@@ -489,14 +569,23 @@ def verdict(w: _Writer, rate: tuple[str, str] | None, size: tuple[str, str] | No
     if null:
         return (f"With no treatment effect the primary test rejects in {rate[0]} of trials, against the nominal "
                 f"{w.cite('design', 'alpha', 'Value')}.")
-    p_power = _value(rate[0]) or 0.0
-    p_size = _value(size[0]) if size is not None else None
-    if p_power >= target:
+    side, tells = _power_side(w, row, rate, target), _tells(w, row, rate, size)
+    target_text = _target_cell(w, f"{row}|{target:g}") if side == WITHIN else ""
+    if side == ABOVE:
         tail = f", with a type I error of {size[0]}" if size is not None else ""
         return f"The design is powered for its primary hypothesis: {rate[0]} power at the assumed effect{tail}."
-    if p_size is not None and p_power < 2 * p_size:
+    if side == WITHIN:
+        return (f"The design's power for its primary hypothesis, {rate[0]} at the assumed effect (95% Monte Carlo interval "
+                f"{w.cite('power', row, MC_INTERVAL)}), is within Monte Carlo error of the "
+                f"{target_text + ' ' if target_text else ''}target: {MORE_SIMS} whether "
+                "it is powered; until then it is a pilot and feasibility study, to be judged by what it estimates.")
+    if tells == BELOW:
         return (f"The design cannot tell a working treatment from a useless one: its primary test rejects in {rate[0]} of "
                 f"trials with the assumed effect and in {size[0]} with none, so it is a pilot and feasibility study, to be "
                 "judged by what it estimates.")
+    if tells == WITHIN:
+        return (f"The design may not tell a working treatment from a useless one: its primary test rejects in {rate[0]} of "
+                f"trials with the assumed effect and in {size[0]} with none, a power within Monte Carlo error of twice "
+                f"its type I error ({MORE_SIMS}), so it is a pilot and feasibility study, to be judged by what it estimates.")
     return (f"The design is underpowered for its primary hypothesis ({rate[0]} power at the assumed effect), so it is a "
             "pilot and feasibility study, to be judged by what it estimates.")

@@ -42,6 +42,7 @@ from trialsim.results import exceeds  # one rule for the power table's flag, the
 
 FLAG_NOTE = (f"{FLAG} after a test: its type I error exceeds the significance level at this size (it rejects too often "
              "when there is no effect), so its power there is overstated.")
+SIZE_INTERVAL = "Type I error 95% MC interval"  # the power table's column: a simulated type I error's interval
 # What each estimand's confidence interval is (the test registry names the estimand of every test).
 INTERVALS = {
     "risk_difference": "Newcombe's hybrid score interval of the risk difference",
@@ -239,6 +240,9 @@ def build_tables(result, citations: Citations | None = None) -> dict[str, Table]
             if show_null:
                 row["Type I error (no effect)"] = "-" if size is None else \
                     NOT_COMPUTABLE if size.get("none_valid") else fmt_power(size["value"])
+                # its Monte Carlo interval, so the text can say whether power is clearly more than it (an exact one is a point)
+                row[SIZE_INTERVAL] = ("-" if size is None or size["kind"] == "exact" or size.get("none_valid")
+                                      else fmt_interval(size["low"], size["high"], fmt_power))
                 row["Type I error from"] = "-" if size is None else ("exact" if size["kind"] == "exact" else "simulated")
             rows.append((f"{endpoint}|{test}", row))
         n_sims = int(power["n_sims"].max())
