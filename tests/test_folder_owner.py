@@ -4,7 +4,8 @@ The folder's marker (:data:`trialsim.report.output.MARKER`) names the command th
 ``--out`` refuses the folder before any work, naming the folder, the command that wrote it and the command asked
 (exit status 2, one paragraph, no traceback), and leaves it untouched. The same command writes its own folder again.
 Markers of an earlier trialsim, which did not name their command, are taken only by a command whose own results the
-folder holds (and no other command's sealed result).
+folder holds (and nothing that only other commands write: report documents, a planning.json of more than
+the curves part, a comparison, curves's ranges and figures, replay's trial tables).
 """
 from __future__ import annotations
 
@@ -20,6 +21,8 @@ from trialsim.cli import compare as cli_compare
 from trialsim.cli import main
 from trialsim.cli import planning as cli_planning
 from trialsim.cli import replay as cli_replay
+from trialsim.cli.common import check_out, claim_out
+from trialsim.config.loader import ConfigError
 from trialsim.planning.plan import plan
 from trialsim.report.output import (MARKER, FolderOfAnotherCommandError, check_folder, claim_folder, read_marker,
                                     report_session)
@@ -158,6 +161,16 @@ def test_a_report_folder_is_refused_by_the_other_commands_and_rewritten_by_repor
     assert after["planning.json"] == before["planning.json"] and after["report.md"][1] > before["report.md"][1]
 
 
+@pytest.mark.parametrize("marker", [OLD_TEXT_MARKER, {"status": "complete", "files": []}])
+def test_a_real_report_folder_with_an_old_marker_is_refused_by_curves(report_dir, tmp_path, marker):
+    """curves would write a curves-only planning.json beside the report's report.md and tables."""
+    (report_dir / MARKER).write_text(marker if isinstance(marker, str) else json.dumps(marker))
+    before = snapshot(report_dir)
+    for argv in (argv_of("curves", report_dir, tmp_path), ["curves", DEFAULT_CONFIG, "--out", report_dir, "--quiet"]):
+        refused(argv, "was written by an earlier trialsim", "does not hold `trialsim curves`'s own results")
+    assert snapshot(report_dir) == before
+
+
 def test_a_comparison_folder_is_its_own_and_refused_by_report(tmp_path):
     out = tmp_path / "C"
     for _ in range(2):  # written, then written again
@@ -183,22 +196,110 @@ def old_folder(out: Path, marker: str | dict, files: tuple[str, ...]) -> Path:
     return out
 
 
-@pytest.mark.parametrize("marker", [OLD_TEXT_MARKER, {"status": "complete", "files": []}])
+OLD_MARKERS = [OLD_TEXT_MARKER, {"status": "complete", "files": []}]
+
+
+def refused_as_old(out: Path, asked: str, tmp_path: Path, held: str | None = None) -> None:
+    """``asked`` refuses the older folder ``out``: it holds ``held`` (files ``asked`` does not write), or none of
+    ``asked``'s own files."""
+    why = f"it holds {held}, which `trialsim {asked}` does not write" if held else \
+        f"it does not hold `trialsim {asked}`'s own results"
+    refused(argv_of(asked, out, tmp_path),
+            f"--out '{out}' was written by an earlier trialsim, whose marker does not say which command wrote it, and "
+            f"{why}; nothing in it is overwritten: give a new or empty folder")
+
+
+def planning_json(parts: list[str]) -> str:
+    return json.dumps({"settings": {"parts": parts}, "files": {}, "checksums": {}})
+
+
+@pytest.mark.parametrize("marker", OLD_MARKERS)
 def test_an_old_planning_folder_is_taken_by_report_only(tmp_path, no_work, marker):
     out = old_folder(tmp_path / "R", marker, FILES["report"])
     assert read_marker(out)["command"] is None
     before = snapshot(out)
-    # samplesize's own files are there, but so is planning.json, which samplesize never writes
-    for asked in ("samplesize", "compare", "replay"):
-        refused(argv_of(asked, out, tmp_path),
-                f"--out '{out}' was written by an earlier trialsim, whose marker does not say which command wrote it, "
-                f"and it does not hold `trialsim {asked}`'s own results; nothing in it is overwritten: give a new or "
-                "empty folder")
+    # samplesize's own files are there, but so are planning.json and report.md, which samplesize never writes; curves
+    # writes a planning.json too, but takes a folder only by the files report never writes
+    refused_as_old(out, "samplesize", tmp_path, held="planning.json, report.md")
+    for asked in ("curves", "compare", "replay"):
+        refused_as_old(out, asked, tmp_path)
     assert snapshot(out) == before
     with pytest.raises(AssertionError, match="worked before --out was checked"):  # report: through to the work
         cli(*argv_of("report", out, tmp_path))
     claim_folder(out, ours=("planning.json",), command="report")  # and marked as report's from now on
     assert read_marker(out)["command"] == "report" and snapshot(out).keys() == before.keys() | {MARKER}
+
+
+@pytest.mark.parametrize("marker", OLD_MARKERS)
+@pytest.mark.parametrize("parts", [["run", "samplesize", "mde", "pilot", "curves"], ["curves"]])
+def test_curves_does_not_take_an_old_report_folder_even_with_a_figure_of_its_own(tmp_path, no_work, marker, parts):
+    """The review's case: curves took an old report's folder by planning.json and wrote a curves-only planning.json
+    beside the report's documents and tables. A planning.json of more than the curves part is report's alone; report
+    documents are report's whatever planning.json holds."""
+    out = old_folder(tmp_path / "R", marker, ("report.md", "justification.txt", "power_vs_n.png"))
+    (out / "planning.json").write_text(planning_json(parts))
+    before = snapshot(out)
+    refused_as_old(out, "curves", tmp_path, held="justification.txt, planning.json, report.md" if parts != ["curves"]
+                   else "justification.txt, report.md")
+    refused_as_old(out, "report", tmp_path, held="power_vs_n.png")  # a mix already: nobody's
+    (out / "power_vs_n.png").unlink()
+    refused_as_old(out, "curves", tmp_path)  # nothing of its own: planning.json is report's evidence, not curves's
+    assert check_folder(out, ours=("planning.json",)) == out
+    assert snapshot(out).keys() == before.keys() - {"power_vs_n.png"}
+
+
+@pytest.mark.parametrize("marker", OLD_MARKERS)
+@pytest.mark.parametrize("files", [("power_ranges.csv", "power_ranges.png", "power_ranges.svg"),
+                                   ("sweep_grid.csv", "sweep_grid_fisher.png"),
+                                   ("planning.json", "curves.csv", "scenario.toml", "power_vs_n.png", "power_vs_n.svg")])
+def test_an_old_curves_folder_is_taken_by_curves_only(tmp_path, no_work, marker, files):
+    """curves wrote power ranges, a sweep's grid, or (without ranges) a planning result of its curves part with its
+    figures at the top of the folder, where report never draws them."""
+    out = old_folder(tmp_path / "C", marker, files)
+    if "planning.json" in files:
+        (out / "planning.json").write_text(planning_json(["curves"]))
+    before = snapshot(out)
+    for asked in ("samplesize", "compare", "replay"):
+        refused_as_old(out, asked, tmp_path)
+    # report: by its planning.json, but beside figures report never draws there; without one, nothing of its own
+    refused_as_old(out, "report", tmp_path, held="power_vs_n.png, power_vs_n.svg" if "planning.json" in files else None)
+    assert snapshot(out) == before
+    with pytest.raises(AssertionError, match="worked before --out was checked"):
+        cli(*argv_of("curves", out, tmp_path))
+
+
+@pytest.mark.parametrize("marker", OLD_MARKERS)
+def test_an_old_replay_folder_is_taken_by_replay_only(tmp_path, no_work, marker):
+    """replay's files are named by the trial: trial<K>_patients.csv and trial<K>_analyses.csv, for any K."""
+    out = old_folder(tmp_path / "P", marker, ("trial12_patients.csv", "trial12_analyses.csv", "notes.txt"))
+    before = snapshot(out)
+    for asked in ("report", "samplesize", "curves", "compare"):
+        refused_as_old(out, asked, tmp_path)
+    assert snapshot(out) == before
+    with pytest.raises(AssertionError, match="worked before --out was checked"):
+        cli(*argv_of("replay", out, tmp_path))
+    # beside another command's files it is not replay's alone
+    (out / "compare.json").write_text("{}")
+    refused_as_old(out, "replay", tmp_path, held="compare.json")
+
+
+def test_claim_out_refuses_with_the_words_of_check_out(tmp_path):
+    out = folder_of("compare", tmp_path / "R")
+    with pytest.raises(ConfigError) as checked:
+        check_out(out, command="report")
+    with pytest.raises(ConfigError) as claimed:
+        claim_out(out, command="report")
+    assert str(claimed.value) == str(checked.value) == (
+        f"--out '{out}' holds the results of `trialsim compare`; `trialsim report` does not write into another "
+        "command's folder: give a new or empty folder")
+    user = tmp_path / "U"
+    user.mkdir()
+    (user / "notes.txt").write_text("mine")
+    with pytest.raises(ConfigError) as checked:
+        check_out(user, command="samplesize")
+    with pytest.raises(ConfigError) as claimed:
+        claim_out(user, command="samplesize")
+    assert str(claimed.value) == str(checked.value)
 
 
 def test_an_old_marker_listing_files_was_written_by_report(tmp_path, no_work):
@@ -212,8 +313,7 @@ def test_an_old_samplesize_folder_is_taken_by_samplesize_only(tmp_path, no_work)
     out = old_folder(tmp_path / "S", {"status": "complete", "files": []}, FILES["samplesize"])
     before = snapshot(out)
     for asked in ("report", "curves", "compare", "replay"):
-        refused(argv_of(asked, out, tmp_path), "was written by an earlier trialsim",
-                f"does not hold `trialsim {asked}`'s own results")
+        refused_as_old(out, asked, tmp_path)
     assert snapshot(out) == before
     with pytest.raises(AssertionError, match="worked before --out was checked"):
         cli(*argv_of("samplesize", out, tmp_path))

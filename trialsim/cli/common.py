@@ -161,14 +161,8 @@ def check_out(out: Path | None, *, command: str, ours: tuple[str, ...] = ()) -> 
     out = Path(out)
     try:
         check_folder(out, ours=ours, command=command)
-    except FolderOfAnotherCommandError as exc:
-        raise ConfigError(f"--out {exc}") from None
     except FolderNotOursError as exc:
-        if not out.is_dir():
-            raise ConfigError(f"--out {str(out)!r}: {exc}") from None
-        kind = " (a `trialsim run` folder)" if (out / RUN_MANIFEST).is_file() else ""
-        raise ConfigError(f"--out {str(out)!r} already holds files that `trialsim {command}` did not write{kind}; "
-                          "nothing in it is overwritten: give a new or empty folder") from None
+        raise _refused(out, exc, command) from None
     made = [p for p in (out, *out.parents) if not p.exists()]
     try:
         out.mkdir(parents=True, exist_ok=True)
@@ -187,7 +181,19 @@ def claim_out(out: Path, *, command: str, ours: tuple[str, ...] = ()) -> Path:
     try:
         return claim_folder(out, ours=ours, command=command)
     except FolderNotOursError as exc:
-        raise ConfigError(f"--out {str(out)!r}: {exc}") from None
+        raise _refused(out, exc, command) from None
+
+
+def _refused(out: Path, exc: FolderNotOursError, command: str) -> ConfigError:
+    """The error of ``--out`` for a folder :func:`check_folder` or :func:`claim_folder` refused (the same words from
+    :func:`check_out` and :func:`claim_out`)."""
+    if isinstance(exc, FolderOfAnotherCommandError):  # its message begins with the folder
+        return ConfigError(f"--out {exc}")
+    if not out.is_dir():
+        return ConfigError(f"--out {str(out)!r}: {exc}")
+    kind = " (a `trialsim run` folder)" if (out / RUN_MANIFEST).is_file() else ""
+    return ConfigError(f"--out {str(out)!r} already holds files that `trialsim {command}` did not write{kind}; "
+                       "nothing in it is overwritten: give a new or empty folder")
 
 
 def check_numbers(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:

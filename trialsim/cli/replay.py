@@ -8,6 +8,7 @@ from trialsim.cli.common import check_out, claim_out, folder
 from trialsim.config.loader import load_scenario
 from trialsim.model import build_model
 from trialsim.replay import replay
+from trialsim.report.output import COMMAND_FILES
 from trialsim.report.replay_text import replay_summary
 from trialsim.results import safe_name
 
@@ -24,12 +25,12 @@ def add_parsers(sub) -> None:
 
 
 def cmd_replay(args) -> int:
-    check_out(args.out, command="replay")
+    check_out(args.out, command="replay", ours=COMMAND_FILES["replay"])
     rep = replay(args.run_dir, args.trial, scenario=args.scenario)
     model = build_model(load_scenario(args.run_dir / "scenarios" / f"{safe_name(rep.scenario)}.toml"))
     print(replay_summary(rep, model))
     if args.out:
-        paths = rep.save(claim_out(args.out, command="replay"))
+        paths = rep.save(claim_out(args.out, command="replay", ours=COMMAND_FILES["replay"]))
         print(f"\nwritten: {', '.join(str(p) for p in paths)}")
     return 0
 

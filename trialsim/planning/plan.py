@@ -65,7 +65,7 @@ from trialsim.planning.model import (
 )
 from trialsim.planning.pilot import REFERENCES, pilot_summary
 from trialsim.planning.samplesize import sample_sizes
-from trialsim.report.output import REPORT, check_complete, claim_folder
+from trialsim.report.output import PLANNING_JSON, REPORT, check_complete, claim_folder
 from trialsim.results import (
     RunResult,
     ScenarioResult,
@@ -100,7 +100,6 @@ FRAME_FILES = {
     "type_i_at_n": "type_i_at_n.csv",
     "flow": "flow_summary.csv",
 }
-PLANNING_JSON = "planning.json"
 SCENARIO_TOML = "scenario.toml"
 # A sweep in the config is run with at most this many trials per scenario (the base gets run.n_sims).
 SWEEP_MAX_SIMS = 20_000

@@ -19,6 +19,7 @@ reader reads such a mix. The same command writes its own folder again, as before
 from __future__ import annotations
 
 import contextlib
+import fnmatch
 import json
 import time
 from pathlib import Path
@@ -31,9 +32,23 @@ MARKER = ".trialsim-report"
 # The command a folder is marked with by the Python API (PlanningResult.save, write_report, report_session): what they
 # write is what `trialsim report` writes, and `report --from` reads it back.
 REPORT = "report"
-# The sealed result files (a planning result's, a comparison's) by which a folder whose marker does not name its
-# command still shows which kind of command wrote it (see check_folder).
-SEALED_RESULTS = ("planning.json", "compare.json")
+PLANNING_JSON = "planning.json"
+# The files `trialsim curves` writes and `trialsim report` never does (report draws its figures into figures/): its
+# power ranges, a sweep's own grid, and a planning result's figures drawn at the top of the folder.
+CURVES_OWN = ("power_ranges*", "sweep_grid*", "power_vs_n.*", "power_vs_effect.*", "power_heatmap.*",
+              "sample_size_sawtooth.*")
+# Which files (names or fnmatch patterns, at the top of the folder) each command writes: the evidence by which a
+# folder whose marker does not name its command (an earlier trialsim's) shows which command wrote it (see
+# check_folder). A file several commands write (sample_sizes.csv: report's and samplesize's) counts for each of them;
+# files not listed (scenario.toml, curves.csv, the user's own) count for none. planning.json is curves's too only when
+# it holds nothing but the curves part (see _writers).
+COMMAND_FILES: dict[str, tuple[str, ...]] = {
+    REPORT: (PLANNING_JSON, "report.*", "justification.txt", "references_to_check.txt", "sample_sizes.csv", "mde.csv"),
+    "samplesize": ("sample_sizes.csv", "mde.csv"),
+    "curves": (*CURVES_OWN, PLANNING_JSON),
+    "compare": ("compare.*",),
+    "replay": ("trial*_patients.csv", "trial*_analyses.csv"),
+}
 
 
 class FolderNotOursError(ConfigError):
@@ -52,8 +67,8 @@ def claim_folder(out: str | Path, *, ours: tuple[str, ...] = (), command: str = 
     out : path
         The output folder.
     ours : tuple of str
-        File names that also show the folder was written by trialsim (e.g. planning.json of
-        folders written before the marker existed, or before it named its command).
+        File names (or fnmatch patterns, e.g. ``trial*_patients.csv``) that also show the folder was written by this
+        command (e.g. planning.json of folders written before the marker existed, or before it named its command).
     command : str
         The trialsim command writing the folder ("report", "samplesize", "curves", "compare", "replay"), recorded in
         the marker.
@@ -83,9 +98,10 @@ def read_marker(out: str | Path) -> dict | None:
     """The folder's marker: ``{"status": "writing" | "complete", "files": [...], "command": str | None}``; None
     without one.
 
-    A marker of an older trialsim (a line of text) reads as a complete report whose files are not listed. A marker
-    written before markers named their command reads with command None, unless it lists files: only ``trialsim
-    report`` (:func:`report_session`) ever listed them, so it is "report".
+    A marker of an older trialsim (a line of text) reads as complete, with no files listed and command None: it
+    could be any command's (:func:`check_folder` decides by the folder's files). A JSON marker written before markers
+    named their command reads with command None too, unless it lists files: only ``trialsim report``
+    (:func:`report_session`) ever listed them, so it is "report".
     """
     path = Path(out) / MARKER
     try:
@@ -157,10 +173,12 @@ def check_folder(out: str | Path, *, ours: tuple[str, ...] = (), command: str = 
     A folder whose marker names another command is refused, unless the marker is all it holds (nothing to mix). A
     marker of an older trialsim that does not name its command (:func:`read_marker`) could be any command's: its
     folder is taken only when it holds one of ``ours`` (the command's own files, the same evidence that takes a folder
-    written before markers existed) and no sealed result (:data:`SEALED_RESULTS`) the command does not write itself.
-    That second rule matters because commands share file names: a report's folder holds sample_sizes.csv and mde.csv,
-    ``samplesize``'s files, but also planning.json, which samplesize never writes. The folder is then marked with
-    ``command``; refusing every older folder outright would also refuse a report rewriting its own documents.
+    written before markers existed) and nothing that only other commands write (:data:`COMMAND_FILES`). That second
+    rule matters because commands share file names: a report's folder holds sample_sizes.csv and mde.csv,
+    ``samplesize``'s files, but also planning.json and report.md, which samplesize never writes; and ``curves`` takes
+    an older folder only by the files report never writes (:data:`CURVES_OWN`), not by planning.json, which a report's
+    folder holds too. The folder is then marked with ``command``; refusing every older folder outright would also
+    refuse a report rewriting its own documents.
     """
     out = Path(out)
     if out.exists() and not out.is_dir():
@@ -171,18 +189,40 @@ def check_folder(out: str | Path, *, ours: tuple[str, ...] = (), command: str = 
         if (out / MARKER).is_file():
             marker = read_marker(out) or {"command": None}
             if marker["command"] is None:
-                if not any((out / name).is_file() for name in ours) or \
-                        any((out / name).is_file() for name in SEALED_RESULTS if name not in ours):
+                others = sorted(p.name for p in out.iterdir() if p.is_file() and command not in _writers(p))
+                if not _holds(out, ours) or others:
+                    held = (f"it holds {', '.join(others[:3])}, which `trialsim {command}` does not write"
+                            if _holds(out, ours) else f"it does not hold `trialsim {command}`'s own results")
                     raise FolderOfAnotherCommandError(
                         f"{str(out)!r} was written by an earlier trialsim, whose marker does not say which command "
-                        f"wrote it, and it does not hold `trialsim {command}`'s own results; nothing in it is "
-                        "overwritten: give a new or empty folder")
+                        f"wrote it, and {held}; nothing in it is overwritten: give a new or empty folder")
             elif marker["command"] != command:
                 raise FolderOfAnotherCommandError(
                     f"{str(out)!r} holds the results of `trialsim {marker['command']}`; `trialsim {command}` does not "
                     "write into another command's folder: give a new or empty folder")
-        elif not any((out / name).is_file() for name in ours):
+        elif not _holds(out, ours):
             raise FolderNotOursError(
                 f"{str(out)!r} already holds files that trialsim report did not write (for example a run's results); "
                 "nothing in it is overwritten: give a new folder with --out")
     return out
+
+
+def _holds(out: Path, patterns: tuple[str, ...]) -> bool:
+    """Whether ``out`` holds a file named by one of ``patterns`` (names or fnmatch patterns)."""
+    return any(p.is_file() and any(fnmatch.fnmatchcase(p.name, pattern) for pattern in patterns) for p in out.iterdir())
+
+
+def _writers(path: Path) -> set[str]:
+    """The commands that write a file of this name (:data:`COMMAND_FILES`); all of them for a file none lists."""
+    writers = {command for command, patterns in COMMAND_FILES.items()
+               if any(fnmatch.fnmatchcase(path.name, pattern) for pattern in patterns)}
+    if path.name == PLANNING_JSON and "curves" in writers:
+        # curves saves a planning result of its curves part alone; one with other parts (a run, sample sizes) is a
+        # report's, and curves writing over it would leave the report's documents and tables beside a curves result
+        try:
+            parts = json.loads(path.read_text(encoding="utf-8"))["settings"]["parts"]
+        except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError):
+            parts = None
+        if not isinstance(parts, list) or set(parts) - {"curves"}:
+            writers.discard("curves")
+    return writers or set(COMMAND_FILES)
