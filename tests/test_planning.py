@@ -87,7 +87,7 @@ def test_exact_sample_size_reports_the_sawtooth():
 
 @pytest.mark.parametrize("test, p_c, p_t, ratio, target", [
     ("chi2", 0.7585, 0.2640, 1.0, 0.9),  # dips 2 sizes past n_first = 18
-    ("boschloo", 0.3, 0.06, 0.5, 0.8),  # dips 3 sizes past n_first = 57 (1:2 allocation)
+    ("boschloo", 0.3, 0.06, 0.5, 0.8),  # dips 3 sizes past n_first = 57 (treatment arm half the control arm)
     ("fisher", 0.5, 0.325, 0.5, 0.9),  # dips 15 sizes past n_first = 248: the furthest seen
     ("fisher", 0.45, 0.08, 1.0, 0.8),  # dips at 25, stays from 26
 ])
@@ -103,7 +103,7 @@ def test_the_horizon_holds_the_dips_seen(test, p_c, p_t, ratio, target):
 
 def test_strides_never_step_over_the_first_size_reaching_the_target():
     """Above 100 per arm the scan strides while power is more than STRIDE_MARGIN below the target; at 7.42% vs 2.72%
-    with 1:2 allocation chi-square's power rises 2 points inside a stride near 174 per arm. For targets along the
+    with a treatment arm half the control arm chi-square's power rises 2 points inside a stride near 174 per arm. For targets along the
     whole curve the scan's n_first is the first size reaching it, size by size (with no margin it misses 165 for
     30%)."""
     p_c, p_t, ratio = 0.0742, 0.0272, 0.5

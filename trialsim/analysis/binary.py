@@ -724,11 +724,12 @@ def _direct_memo(n1: int, n2: int) -> dict[int, float]:
 
 
 # Cutoffs computed once by scripts/boschloo_cutoffs.py and shipped with the package (one row per size pair and
-# alpha: equal arms from 2 to 500 per arm and 1:2 and 2:1 allocations, at the usual levels). A shipped cutoff is only
-# a hint: it is used after two evaluations confirm it (the level holds at it and fails at the next statistic), which
-# is the answer the search below would find, at a small part of its cost; else the search runs.
+# alpha: equal arms from 2 to 500 per arm, and treatment arms twice and half the control arm, at the usual levels). A
+# shipped cutoff is only a hint: it is used after two evaluations confirm it (the level holds at it and fails at the
+# next statistic), which is the answer the search below would find; else the search runs. At hundreds per arm that
+# halves a size's cost (the rest is building its statistics, needed either way).
 SHIPPED_CUTOFFS = Path(__file__).with_name("boschloo_cutoffs.csv")
-_HINT_RTOL = 1e-9  # a shipped cutoff matches the statistic within this relative distance (its last bits may differ)
+HINT_RTOL = 1e-9  # a shipped cutoff matches the statistic within this relative distance (its last bits may differ)
 
 
 @functools.cache
@@ -740,6 +741,11 @@ def _shipped_cutoffs() -> dict[tuple[int, int, float], float]:
     except (OSError, ValueError):
         return {}
     return {(int(r["n1"]), int(r["n2"]), _reject_level(float(r["alpha"]))): float(r["cutoff"]) for r in rows}
+
+
+def shipped_cutoff(n1: int, n2: int, alpha: float) -> float | None:
+    """The shipped (unconfirmed) cutoff of the size pair at ``alpha``, or None if the file has none."""
+    return _shipped_cutoffs().get((n1, n2, _reject_level(alpha)))
 
 
 def _cutoff_passes(stat: _LessStatistic, values: np.ndarray, probe: np.ndarray, target: float) -> np.ndarray:
@@ -754,10 +760,10 @@ def _confirmed(stat: _LessStatistic, values: np.ndarray, hint: float, target: fl
 
     Statistics that tie in exact arithmetic can differ in their last bits and then stand apart in ``values``; the
     search's answer is the last of such a group (the next one fails), so the hint is read as the last statistic
-    within :data:`_HINT_RTOL` of it, and the two evaluations decide whether it is the answer.
+    within :data:`HINT_RTOL` of it, and the two evaluations decide whether it is the answer.
     """
-    lo = int(np.searchsorted(values, hint * (1 + _HINT_RTOL), side="right")) - 1
-    if lo >= 0 and values[lo] < hint * (1 - _HINT_RTOL):
+    lo = int(np.searchsorted(values, hint * (1 + HINT_RTOL), side="right")) - 1
+    if lo >= 0 and values[lo] < hint * (1 - HINT_RTOL):
         return None  # a hint between two statistics is no statistic's
     probe = np.array([i for i in (lo, lo + 1) if 0 <= i < len(values)], dtype=np.int64)
     passes = _cutoff_passes(stat, values, probe, target) if probe.size else np.zeros(0, dtype=bool)
@@ -774,15 +780,21 @@ def _boschloo_cutoff(n1: int, n2: int, level: float) -> float:
     each only compared with the level (refined only when its grid maximum is within
     ``_PEAK_WINDOW`` below it). A shipped cutoff (:data:`SHIPPED_CUTOFFS`), once confirmed, saves the search.
     """
-    stat = _less_statistic(n1, n2)
-    target = level / 2.0
-    surely = target / (1 + _BOSCHLOO_TIE_RTOL)
-    values = np.unique(stat.by_margin[(stat.by_margin > surely) & (stat.by_margin < np.inf)])
+    stat, values, target, surely = _candidates(n1, n2, level)
     hint = _shipped_cutoffs().get((n1, n2, level))
     found = None if hint is None else _confirmed(stat, values, hint, target)
     if found is None:
         found = _search_cutoff(stat, values, target)
     return float(values[found]) if found >= 0 else surely
+
+
+def _candidates(n1: int, n2: int, level: float) -> tuple[_LessStatistic, np.ndarray, float, float]:
+    """The size pair's statistics, the distinct ones that may be the cutoff (above ``surely``, ascending), the
+    one-sided target ``level / 2`` and ``surely``, below which every statistic qualifies."""
+    stat = _less_statistic(n1, n2)
+    target = level / 2.0
+    surely = target / (1 + _BOSCHLOO_TIE_RTOL)
+    return stat, np.unique(stat.by_margin[(stat.by_margin > surely) & (stat.by_margin < np.inf)]), target, surely
 
 
 def _search_cutoff(stat: _LessStatistic, values: np.ndarray, target: float) -> int:
@@ -801,11 +813,7 @@ def _search_cutoff(stat: _LessStatistic, values: np.ndarray, target: float) -> i
 
 def searched_cutoff(n1: int, n2: int, alpha: float) -> float:
     """Boschloo's cutoff at ``alpha`` found by search alone, never from the shipped table (to build and check it)."""
-    level = _reject_level(alpha)
-    stat = _less_statistic(n1, n2)
-    target = level / 2.0
-    surely = target / (1 + _BOSCHLOO_TIE_RTOL)
-    values = np.unique(stat.by_margin[(stat.by_margin > surely) & (stat.by_margin < np.inf)])
+    stat, values, target, surely = _candidates(n1, n2, _reject_level(alpha))
     found = _search_cutoff(stat, values, target)
     return float(values[found]) if found >= 0 else surely
 
