@@ -97,7 +97,10 @@ def test_a_clearly_dominant_endpoint_is_named_alone_whatever_the_simulated_power
                                f"{tables['pilot_ratios'].cell(TNF, PRECISION)} times the expected half-width")
     assert "equally promising" not in sentence and tables["pilot_ratios"].cell(IL6, "Endpoint") not in sentence
     estimate = dict(headline(res, tables).rows)["What it can estimate"]
-    assert f"the most promising secondary endpoint by the assumed effect against the expected precision, {label}," in estimate
+    assert estimate.endswith(f"; the secondary endpoint {label} as a geometric mean ratio with an expected 95% confidence "
+                             f"interval of {tables['pilot_ratios'].cell(TNF, 'Expected 95% CI')} (assumed {tables['pilot_ratios'].cell(TNF, 'Assumed GMR')}); by the "
+                             "assumed effect against the expected precision, this endpoint is the most promising secondary "
+                             "endpoint")
 
 
 def test_an_endpoint_just_outside_the_margin_is_not_equally_promising(result):
@@ -121,9 +124,29 @@ def test_equally_promising_endpoints_are_named_together_with_the_criterion(resul
                                "mean ratio")
     assert "power (simulated)" in sentence
     estimate = dict(headline(result, tables).rows)["What it can estimate"]
-    assert f"the secondary endpoint {il6} (as promising as {tnf} by the assumed effect against the expected precision)," \
-        in estimate
+    # no label inside brackets: the labels carry their own brackets and commas
+    assert f"the secondary endpoint {il6} as a geometric mean ratio with an expected 95% confidence interval of " in estimate
+    assert estimate.endswith(f"; by the assumed effect against the expected precision, this endpoint is as promising as {tnf}")
     _numbers_are_cells(result)  # the ratios quoted are cells of the pilot_ratios table
+
+
+def test_three_equally_promising_endpoints_are_one_list(result):
+    """"A (x), B (y) and C (z)", never "A (x) and B (y) and C (z)"; in the headline "as promising as B and C"."""
+    ratios = result.frame("pilot_ratios").set_index("endpoint")
+    il6 = effect_to_half_width(ratios.at[IL6, "gmr"], ratios.at[IL6, "ci_high"])
+    serum = "tnf_serum_mean_log"  # before the drain markers in the config
+    res = _set_gmr(result, serum, math.exp(-il6 * math.log(ratios.at[serum, "ci_high"] / ratios.at[serum, "gmr"])))
+    assert _choice(res) == (serum, [IL6, TNF])
+    tables = build_tables(res)
+    cell = tables["pilot_ratios"].cell
+    named = [f"{cell(e, 'Endpoint')} ({cell(e, PRECISION)})" for e in (serum, IL6, TNF)]
+    sentence = _sentence(res)
+    assert f"{named[0]}, {named[1]} and {named[2]} are equally promising secondary endpoints; " in sentence
+    assert sentence.count(" and ") == 1 + sentence.split("; ", 1)[1].count(" and ")
+    estimate = dict(headline(res, tables).rows)["What it can estimate"]
+    assert estimate.endswith(f"this endpoint is as promising as {cell(IL6, 'Endpoint')} and {cell(TNF, 'Endpoint')}")
+    assert f"the secondary endpoint {cell(serum, 'Endpoint')} as a geometric mean ratio" in estimate
+    _numbers_are_cells(res)
 
 
 def test_no_secondary_endpoint_with_an_assumed_effect_is_not_called_promising(result):
@@ -135,3 +158,15 @@ def test_no_secondary_endpoint_with_an_assumed_effect_is_not_called_promising(re
     res = _with(result, pilot_ratios=ratios)
     assert _choice(res) is None
     assert "promising" not in justification(res, build_tables(res)).text
+
+
+def test_the_ratio_table_says_what_its_ranking_figure_is_and_is_not(result):
+    """The note is exact about the figure: no effect is a ratio of 1, the ranking matches the Welch test's power only
+    nearly, and simulation enters through the SDs, the missing fractions and, where there is no closed-form
+    true effect, the GMR itself."""
+    notes = build_tables(result)["pilot_ratios"].notes
+    assert "excludes a ratio of 1 (no effect)" in notes and "excludes no effect" not in notes
+    # "nearly, not exactly": the documents keep "approximate" for references (tests/test_documents.py)
+    assert "nearly, not exactly, as the Welch test's power does" in notes and "large-sample (normal) power" in notes
+    assert "the fractions of missing values" in notes and "no closed-form true effect" in notes
+    assert "only through the model's SDs" not in notes

@@ -189,7 +189,7 @@ def low_power_warning(best: Row, how: str, label: str) -> str:
     if side == WITHIN:
         return (f"NOTE: the primary test has {fmt_power(best.power)} power{how}, within Monte Carlo error of "
                 f"{pct(LOW_POWER, 0)} (95% Monte Carlo interval {fmt_power(best.ci_low)} to {fmt_power(best.ci_high)}): "
-                f"run more trials (--sims) to tell whether it is far below the usual {pct(POWER_TARGET, 0)}.")
+                f"simulate more trials (--sims) to tell whether it is far below the usual {pct(POWER_TARGET, 0)}.")
     return ""
 
 

@@ -4,9 +4,12 @@ Every number in the text is a cell of a display table (:func:`trialsim.report.ta
 quoted through :meth:`_Writer.cite`, which records where it came from. So the paragraph cannot
 disagree with the tables, and :attr:`Paragraph.facts` lets a test check it. The wording follows the
 numbers and the design, never a trial's name: a design with the target power for its primary
-endpoint gets a conventional power statement; one without it is justified as a pilot/feasibility
-study (Eldridge et al. 2016), with the precision it buys and where it stands against published
-pilot-size guidance; a null scenario (every effect at its null) gets its type I error. Both state
+endpoint gets a conventional power statement; one whose simulated power is within Monte Carlo error
+of the target (the usual case for a design sized by trialsim's own sample-size search) gets the same
+statement with its power given as about the target, with its interval; one clearly below it (its
+whole 95% Monte Carlo interval, or an exact power) is justified as a pilot/feasibility study
+(Eldridge et al. 2016), with the precision it buys and where it stands against published pilot-size
+guidance; a null scenario (every effect at its null) gets its type I error. All state
 the primary test's type I error at this design beside its power, and the paragraph ends with the
 software, seed, number of simulated trials and Monte Carlo error.
 
@@ -23,19 +26,20 @@ from trialsim.labels import FLAG, NOT_COMPUTABLE
 from trialsim.report.tables import (
     EQUALLY_PROMISING,
     PRECISION,
-    SIZE_INTERVAL,
     Table,
     effect_to_half_width,
     flow_in_analyses,
     is_null,
     lower_first,
     rate_word,
+    type_i_errors,
 )
 from trialsim.results import ABOVE, BELOW, WITHIN, mc_side  # one rule for "clearly above/below" a threshold
 
 WIDTH = "Expected 95% CI width (percentage points)"
 MC_INTERVAL = "95% MC interval"  # the power table's column of a simulated rate's 95% Monte Carlo interval
-MORE_SIMS = "run more trials (--sims) to tell"
+# Protocol text: "simulated" so no reader takes them for clinical trials, and no command-line flag (the console has it).
+MORE_SIMS = "more simulated trials would show whether"
 
 
 @dataclass(frozen=True)
@@ -55,8 +59,12 @@ class Paragraph:
 
 
 class _Writer:
-    def __init__(self, tables: dict[str, Table]):
+    """Quotes cells of ``tables``; ``result`` (the result they were built from) gives the raw numbers behind
+    them, so a rate is judged against a threshold unrounded while the text quotes only cells."""
+
+    def __init__(self, tables: dict[str, Table], result=None):
         self.tables = tables
+        self.result = result
         self.facts: list[Fact] = []
 
     def has(self, table: str, row: str) -> bool:
@@ -86,12 +94,14 @@ def _per_arm(n: str, who: str, aside: str = "") -> str:
     return f"{n} {who} per arm" + (f" ({aside})" if aside else "")
 
 
-def _rate_cell(w: _Writer, row: str, word: str) -> tuple[str, str]:
-    """The primary's rejection rate to quote: exact when there is one, else simulated (with its kind)."""
+def _rate_cell(w: _Writer, row: str, word: str, quote: bool = True) -> tuple[str, str]:
+    """The primary's rejection rate to quote: exact when there is one, else simulated (with its kind).
+
+    ``quote=False`` reads the cell without recording it as quoted (for a rate the text may not quote).
+    """
     exact_col, sim_col = f"Exact {lower_first(word)}", f"{word} (simulated)"
-    if w.tables["power"].cell(row, exact_col) != "-":
-        return w.cite("power", row, exact_col), "exact"
-    return w.cite("power", row, sim_col), "simulated"
+    col, kind = (exact_col, "exact") if w.tables["power"].cell(row, exact_col) != "-" else (sim_col, "simulated")
+    return (w.cite("power", row, col) if quote else w.tables["power"].cell(row, col)), kind
 
 
 def _power_phrase(rate_text: str, kind: str) -> str:
@@ -119,26 +129,37 @@ def _type_i(w: _Writer, row: str) -> tuple[str, str] | None:
     return w.cite("power", row, col), w.tables["power"].cell(row, "Type I error from")
 
 
-def _bounds(w: _Writer, row: str, text: str, kind: str, column: str) -> tuple[float, float] | None:
-    """A quoted rate's 95% Monte Carlo interval, read from its table cell ``column`` (a point when exact).
+def _bounds(w: _Writer, row: str, text: str, kind: str, frame: str) -> tuple[float, float] | None:
+    """A quoted rate's raw 95% Monte Carlo interval (a point when exact), from the result's ``frame``.
 
-    None where the rate is not a number. A simulated rate whose interval is missing gets the widest
-    one, so no sentence calls it clearly above or below anything.
+    ``frame`` is "power" (the rate at the assumed effect) or "null_power" (the type I error); ``row``
+    is the power table's "endpoint|test" and ``text``, ``kind`` the quoted cell and "exact" or
+    "simulated". The numbers are the result's own, never the rounded cells: a lower bound of 79.96%
+    shows as 80.0% but is below an 80% target. None where the rate is not a number. A simulated rate
+    whose interval is missing gets the widest one, so no sentence calls it clearly above or below
+    anything.
     """
-    value = _value(text) if text else None
-    if value is None:
+    if not text or _value(text) is None or w.result is None:
         return None
-    if kind == "exact":
-        return value, value
-    cell = w.tables["power"].cell(row, column) if column in w.tables["power"].frame.columns else "-"
-    low, _, high = cell.partition(" to ")
-    low, high = _value(low), _value(high)
-    return (0.0, 1.0) if low is None or high is None else (low, high)
+    endpoint, test = row.split("|")[:2]
+    if frame == "null_power":
+        size = type_i_errors(w.result).get((endpoint, test))
+        low, high = (None, None) if size is None else (size["low"], size["high"])
+    else:
+        f = w.result.frame("power")
+        g = f[(f["endpoint"].astype(str) == endpoint) & (f["test"].astype(str) == test)
+              & (f["method"] == ("exact" if kind == "exact" else "monte_carlo"))]
+        r = g.iloc[0] if len(g) else None
+        low, high = (None, None) if r is None else \
+            (r["power"], r["power"]) if kind == "exact" else (r["ci_low"], r["ci_high"])
+    if low is None or high is None or pd.isna(low) or pd.isna(high):
+        return (0.0, 1.0)
+    return float(low), float(high)
 
 
 def _power_side(w: _Writer, row: str, rate: tuple[str, str] | None, target: float) -> str | None:
     """Where the primary's power lies against ``target`` (:func:`~trialsim.results.mc_side`); None without one."""
-    bounds = _bounds(w, row, rate[0], rate[1], MC_INTERVAL) if rate is not None else None
+    bounds = _bounds(w, row, rate[0], rate[1], "power") if rate is not None else None
     return None if bounds is None else mc_side(target, *bounds)
 
 
@@ -150,8 +171,8 @@ def _tells(w: _Writer, row: str, rate: tuple[str, str] | None, size: tuple[str, 
     The difference power - 2 x type I error is judged from the two 95% Monte Carlo intervals (its
     lowest and highest values), so two exact figures are compared directly.
     """
-    power = _bounds(w, row, rate[0], rate[1], MC_INTERVAL) if rate is not None else None
-    size_bounds = _bounds(w, row, size[0], size[1], SIZE_INTERVAL) if size is not None else None
+    power = _bounds(w, row, rate[0], rate[1], "power") if rate is not None else None
+    size_bounds = _bounds(w, row, size[0], size[1], "null_power") if size is not None else None
     if power is None or size_bounds is None:
         return None
     return mc_side(0.0, power[0] - 2 * size_bounds[1], power[1] - 2 * size_bounds[0])
@@ -159,13 +180,15 @@ def _tells(w: _Writer, row: str, rate: tuple[str, str] | None, size: tuple[str, 
 
 def _how_often(w: _Writer, row: str, rate: tuple[str, str], size: tuple[str, str]) -> str:
     """How often the primary test rejects with the assumed effect against without any: "less often than",
-    "no more often than" (two equal exact figures), "hardly more often than", or "about as often as"
-    where the two simulated rates are within Monte Carlo error of each other."""
-    (pl, ph), (sl, sh) = _bounds(w, row, *rate, MC_INTERVAL), _bounds(w, row, *size, SIZE_INTERVAL)
+    "no more often than" (two equal exact figures, or clearly less but quoted as the same figure, as
+    0.3704% and 0.3722% both show as 0.37%: "less often" would read as contradicting them), "hardly
+    more often than", or "about as often as" where the two simulated rates are within Monte Carlo
+    error of each other. Judged on the raw numbers (:func:`_bounds`)."""
+    (pl, ph), (sl, sh) = _bounds(w, row, *rate, "power"), _bounds(w, row, *size, "null_power")
     low, high = pl - sh, ph - sl
-    if high < 0:
+    if high < 0 and rate[0] != size[0]:
         return "less often with the assumed effect than without any"
-    if low == high == 0:
+    if high < 0 or low == high == 0:
         return "no more often with the assumed effect than without any"
     if low > 0:
         return "hardly more often with the assumed effect than without any"
@@ -177,10 +200,14 @@ def _target_cell(w: _Writer, row: str) -> str:
     return w.cite("sample_sizes", row, "Target power") if w.has("sample_sizes", row) else ""
 
 
-def _near_target(w: _Writer, row: str, target: str) -> str:
-    """The sentence for a simulated power within Monte Carlo error of the target."""
-    return (f"The primary test's power is within Monte Carlo error of the {target + ' ' if target else ''}target (95% Monte Carlo "
-            f"interval {w.cite('power', row, MC_INTERVAL)}): {MORE_SIMS} whether the design reaches it.")
+def _about_target(w: _Writer, row: str, rate_text: str, target: str) -> str:
+    """A simulated power within Monte Carlo error of the target, as about the target: "about 80% power (95% Monte
+    Carlo interval 79.9% to 83.4%), within Monte Carlo error of the 80% target" (the simulated figure itself,
+    where the sample-size table has no target cell to quote)."""
+    interval = w.cite("power", row, MC_INTERVAL)
+    if target:
+        return f"about {target} power (95% Monte Carlo interval {interval}), within Monte Carlo error of the {target} target"
+    return f"{rate_text} power (simulated; 95% Monte Carlo interval {interval}), within Monte Carlo error of the target"
 
 
 def _no_effect_phrase(w: _Writer) -> str:
@@ -211,7 +238,7 @@ def _software(w: _Writer, word: str) -> str | None:
 
 def justification(result, tables: dict[str, Table]) -> Paragraph:
     """The justification paragraph for a planning result, quoting ``tables``."""
-    w = _Writer(tables)
+    w = _Writer(tables, result)
     d = result.design
     prim, ptest = d["primary_endpoint"], d["primary_test"]
     binary = d.get("primary_kind") == "binary"
@@ -225,8 +252,9 @@ def justification(result, tables: dict[str, Table]) -> Paragraph:
         f"and {control} with the {w.cite('design', 'primary_test', 'Value')} test at a two-sided significance level of "
         f"{w.cite('design', 'alpha', 'Value')}.")
     prow = f"{prim}|{ptest}"
-    rate_text, kind = (_rate_cell(w, prow, word) if w.has("power", prow) else ("", ""))
+    rate_text, kind = (_rate_cell(w, prow, word, quote=False) if w.has("power", prow) else ("", ""))
     if is_null(result):
+        rate_text = _rate_cell(w, prow, word)[0] if rate_text else ""
         if rate_text:
             sentences.append(f"Under the null scenario (no treatment effect on any endpoint), {planned} give "
                              f"a type I error of {rate_text} ({kind}), against the nominal "
@@ -245,18 +273,24 @@ def justification(result, tables: dict[str, Table]) -> Paragraph:
         assumption = f"Assuming {effect} ({treatment} against {control})"
     else:
         assumption = ""
+    side = _power_side(w, prow, (rate_text, kind), targets[0]) if rate_text else None
+    # within Monte Carlo error of the target: neither "powered" nor a pilot, the power given as about the target
+    target_cell = _target_cell(w, f"{prim}|{ptest}|{targets[0]:g}") if side == WITHIN else ""
+    if rate_text and not target_cell:
+        rate_text = _rate_cell(w, prow, word)[0]  # quoted
+    power_phrase = _about_target(w, prow, rate_text, target_cell) if side == WITHIN else _power_phrase(rate_text, kind)
     flowed = (flow_in_analyses(result.frame("flow")) and w.has("flow", "analysable_control")
               and w.has("flow", "analysable_treatment"))
     if rate_text and flowed:  # the power is of who the flow enrols and keeps, not of the planned numbers
         lead = f"{assumption}, the planned {planned}" if assumption else f"the planned {planned}"
         sentences.append(
-            f"{lead[0].upper() + lead[1:]} give {_power_phrase(rate_text, kind)} with the patients the "
+            f"{lead[0].upper() + lead[1:]} give {power_phrase}{',' if side == WITHIN else ''} with the patients the "
             f"patient-flow model enrols and keeps to follow-up: on average "
             f"{w.cite('flow', 'analysable_control', 'Estimate')} {control} and "
             f"{w.cite('flow', 'analysable_treatment', 'Estimate')} {treatment} patients are analysable.")
     elif rate_text:
         lead = f"{assumption}, {planned}" if assumption else planned
-        sentences.append(f"{lead[0].upper() + lead[1:]} give {_power_phrase(rate_text, kind)}.")
+        sentences.append(f"{lead[0].upper() + lead[1:]} give {power_phrase}.")
     elif assumption:
         sentences.append(assumption + ".")
     size = _type_i(w, prow)
@@ -273,14 +307,10 @@ def justification(result, tables: dict[str, Table]) -> Paragraph:
         if tells == BELOW:
             text += (f": it rejects {_how_often(w, prow, rate, size)}, so the trial cannot tell a working treatment "
                      "from a useless one")
-        elif tells == WITHIN and _power_side(w, prow, rate, targets[0]) != ABOVE:
+        elif tells == WITHIN and side == BELOW:
             text += (": its power is within Monte Carlo error of twice this type I error, so the trial may not tell a "
-                     f"working treatment from a useless one: {MORE_SIMS}")
+                     f"working treatment from a useless one; {MORE_SIMS} it can")
         sentences.append(text + ".")
-    side = _power_side(w, prow, (rate_text, kind), targets[0]) if rate_text else None
-    if side == WITHIN:
-        sentences.append(_near_target(w, prow, _target_cell(w, f"{prim}|{ptest}|{targets[0]:g}")))
-    powered = side == ABOVE  # conservative: a power within Monte Carlo error of the target is not called powered
 
     size_bits = []
     for t in targets:
@@ -310,11 +340,11 @@ def justification(result, tables: dict[str, Table]) -> Paragraph:
                 else "")
         sentences.append(f"{text}, allowing for {loss} loss to follow-up.{note}")
 
-    if powered:
+    if side in (ABOVE, WITHIN):  # at or about the target power: a power statement, not a pilot's justification
         _close(w, sentences, word)
         return Paragraph(" ".join(sentences), w.facts)
 
-    # --- not powered for the primary endpoint: a pilot/feasibility justification ---
+    # --- clearly below the target power for the primary endpoint: a pilot/feasibility justification ---
     if w.has("mde", prow) and w.tables["mde"].cell(prow, "Minimal detectable effect") not in ("not computed", "not simulated"):
         found = w.tables["mde"].cell(prow, "Minimal detectable effect")
         target_row = f"{prim}|{ptest}|{targets[0]:g}"
@@ -330,10 +360,7 @@ def justification(result, tables: dict[str, Table]) -> Paragraph:
     guideline = ("CONSORT extension for pilot trials, Eldridge et al. 2016" if d.get("randomised", True) else
                  "CONSORT extension for pilot trials, Eldridge et al. 2016, which Lancaster and Thabane 2019 recommend for "
                  "non-randomised pilots too")
-    lead = ("Until more simulated trials show its power clearly at or above the target, the trial is not shown to be "
-            "designed to test its primary hypothesis; it is justified here" if side == WITHIN else
-            "The trial is therefore not designed to test its primary hypothesis; it is justified")
-    sentences.append(f"{lead} as a pilot and feasibility study ({guideline}), whose aims are estimation and the planning "
+    sentences.append(f"The trial is therefore not designed to test its primary hypothesis; it is justified as a pilot and feasibility study ({guideline}), whose aims are estimation and the planning "
                      "of a main trial.")
     if w.has("pilot_rates", f"{prim}|control"):
         sentences.append(
@@ -352,10 +379,11 @@ def justification(result, tables: dict[str, Table]) -> Paragraph:
         best, tied = best
         name = w.cite("pilot_ratios", best, "Endpoint")
         if tied:
-            others = _and([f"{w.cite('pilot_ratios', e, 'Endpoint')} ({w.cite('pilot_ratios', e, PRECISION)})" for e in tied])
+            equal = _and([f"{name} ({w.cite('pilot_ratios', best, PRECISION)})"]
+                         + [f"{w.cite('pilot_ratios', e, 'Endpoint')} ({w.cite('pilot_ratios', e, PRECISION)})" for e in tied])
             text = (f"Judged by the assumed effect against the precision expected for it (the assumed log geometric mean "
-                    f"ratio in expected half-widths of its 95% confidence interval), {name} "
-                    f"({w.cite('pilot_ratios', best, PRECISION)}) and {others} are equally promising secondary endpoints; "
+                    f"ratio in expected half-widths of its 95% confidence interval), {equal} are equally promising "
+                    "secondary endpoints; "
                     f"for {name}, the first of them in the config, the treatment/control geometric mean ratio")
         else:
             text = (f"The most promising secondary endpoint, judged by the assumed effect against the precision expected "
@@ -470,7 +498,7 @@ class Headline:
 
 def headline(result, tables: dict[str, Table]) -> Headline:
     """The headline box of a planning result, quoting ``tables`` (as :func:`justification`)."""
-    w = _Writer(tables)
+    w = _Writer(tables, result)
     d = result.design
     prim, ptest = d["primary_endpoint"], d["primary_test"]
     prow = f"{prim}|{ptest}"
@@ -500,8 +528,9 @@ def headline(result, tables: dict[str, Table]) -> Headline:
         rows.append(("What it can estimate", estimate))
     targets = sorted(result.settings.get("power", [0.8, 0.9]))
     main = f"{prim}|{ptest}|{targets[0]:g}"
-    powered = _power_side(w, prow, rate, targets[0]) == ABOVE  # within Monte Carlo error of the target is not powered
-    if not null and not powered and w.has("sample_sizes", main):
+    # a main trial's size only where this one is not at or about the target power (within Monte Carlo error of it)
+    about = _power_side(w, prow, rate, targets[0]) in (ABOVE, WITHIN)
+    if not null and not about and w.has("sample_sizes", main):
         n = w.tables["sample_sizes"].cell(main, "n per arm")
         if n.startswith(">"):
             rows.append(("Main trial", f"{w.cite('sample_sizes', main, 'Target power')} power is not reached within "
@@ -543,11 +572,13 @@ def _estimates(w: _Writer, result, prim: str, control: str, treatment: str) -> s
     if best is not None:
         best, tied = best
         name = w.cite("pilot_ratios", best, "Endpoint")
-        which = (f"the secondary endpoint {name} (as promising as {_and([w.cite('pilot_ratios', e, 'Endpoint') for e in tied])} "
-                 "by the assumed effect against the expected precision)," if tied else
-                 f"the most promising secondary endpoint by the assumed effect against the expected precision, {name},")
-        bits.append(f"{which} as a geometric mean ratio with an expected 95% confidence interval of "
-                    f"{w.cite('pilot_ratios', best, 'Expected 95% CI')} (assumed {w.cite('pilot_ratios', best, 'Assumed GMR')})")
+        # the labels carry brackets and commas ("TNF-alpha (drain), mean of log over POD 1, 3, 5"): no label inside
+        # brackets, and the ranking said after the estimate, where a label ends the clause
+        ranking = (f"as promising as {_and([w.cite('pilot_ratios', e, 'Endpoint') for e in tied])}" if tied else
+                   "the most promising secondary endpoint")
+        bits.append(f"the secondary endpoint {name} as a geometric mean ratio with an expected 95% confidence interval of "
+                    f"{w.cite('pilot_ratios', best, 'Expected 95% CI')} (assumed {w.cite('pilot_ratios', best, 'Assumed GMR')}); "
+                    f"by the assumed effect against the expected precision, this endpoint is {ranking}")
     if not bits:
         return ""
     text = "; ".join(bits)
@@ -559,7 +590,8 @@ def verdict(w: _Writer, rate: tuple[str, str] | None, size: tuple[str, str] | No
     """The design's verdict in one sentence, from the primary's power and type I error cells (power table row ``row``).
 
     A simulated figure is called above or below a threshold only when its whole 95% Monte Carlo interval
-    is (:func:`~trialsim.results.mc_side`); otherwise the verdict says it is within Monte Carlo error.
+    is (:func:`~trialsim.results.mc_side`); otherwise the verdict says it is within Monte Carlo error. A
+    power within Monte Carlo error of the target is about the target: neither "powered" nor a pilot.
     """
     if rate is None:
         return "No power figure for the primary test was computed."
@@ -570,15 +602,12 @@ def verdict(w: _Writer, rate: tuple[str, str] | None, size: tuple[str, str] | No
         return (f"With no treatment effect the primary test rejects in {rate[0]} of trials, against the nominal "
                 f"{w.cite('design', 'alpha', 'Value')}.")
     side, tells = _power_side(w, row, rate, target), _tells(w, row, rate, size)
-    target_text = _target_cell(w, f"{row}|{target:g}") if side == WITHIN else ""
+    tail = f", with a type I error of {size[0]}" if size is not None else ""
     if side == ABOVE:
-        tail = f", with a type I error of {size[0]}" if size is not None else ""
         return f"The design is powered for its primary hypothesis: {rate[0]} power at the assumed effect{tail}."
-    if side == WITHIN:
-        return (f"The design's power for its primary hypothesis, {rate[0]} at the assumed effect (95% Monte Carlo interval "
-                f"{w.cite('power', row, MC_INTERVAL)}), is within Monte Carlo error of the "
-                f"{target_text + ' ' if target_text else ''}target: {MORE_SIMS} whether "
-                "it is powered; until then it is a pilot and feasibility study, to be judged by what it estimates.")
+    if side == WITHIN:  # neither powered nor a pilot: about the target, as a design sized for it is
+        about = _about_target(w, row, rate[0], _target_cell(w, f"{row}|{target:g}"))
+        return f"The design has about its target power for its primary hypothesis at the assumed effect: {about}{tail}."
     if tells == BELOW:
         return (f"The design cannot tell a working treatment from a useless one: its primary test rejects in {rate[0]} of "
                 f"trials with the assumed effect and in {size[0]} with none, so it is a pilot and feasibility study, to be "
@@ -586,6 +615,7 @@ def verdict(w: _Writer, rate: tuple[str, str] | None, size: tuple[str, str] | No
     if tells == WITHIN:
         return (f"The design may not tell a working treatment from a useless one: its primary test rejects in {rate[0]} of "
                 f"trials with the assumed effect and in {size[0]} with none, a power within Monte Carlo error of twice "
-                f"its type I error ({MORE_SIMS}), so it is a pilot and feasibility study, to be judged by what it estimates.")
+                f"its type I error, so it is a pilot and feasibility study, to be judged by what it estimates; {MORE_SIMS} it "
+                "can tell them apart.")
     return (f"The design is underpowered for its primary hypothesis ({rate[0]} power at the assumed effect), so it is a "
             "pilot and feasibility study, to be judged by what it estimates.")

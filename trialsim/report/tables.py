@@ -91,8 +91,10 @@ def effect_to_half_width(gmr: float, ci_high: float) -> float:
     """The assumed effect in expected half-widths of its 95% CI: ``|log GMR| / (log upper limit - log GMR)``.
 
     Fixed by the assumptions and the planned size (no rejection rate enters it), it ranks endpoints
-    as the Welch test's power at the planned size does (1 or more: the interval expected at the assumed
-    effect excludes no effect). NaN where either number is missing.
+    approximately as the Welch test's power at the planned size does: exactly as the normal
+    approximation to that power does, |log GMR| / SE, but the half-width is a t quantile times the SE
+    and the quantile depends on each endpoint's degrees of freedom. 1 or more: the interval expected at
+    the assumed effect excludes a ratio of 1 (no effect). NaN where either number is missing.
     """
     if is_missing(gmr) or is_missing(ci_high) or float(gmr) <= 0 or float(ci_high) <= float(gmr):
         return float("nan")
@@ -327,14 +329,20 @@ def build_tables(result, citations: Citations | None = None) -> dict[str, Table]
         tables["pilot_ratios"] = _table("pilot_ratios", "Expected precision of each geometric mean ratio (treatment / control)",
                                         rows, "Welch interval on the log scale at the model's SDs (linked events and missing "
                                               f"values included) and the expected analysable numbers. {PRECISION}: the "
-                                              "assumed log ratio over the expected half-width of its log-scale interval (1 "
-                                              "or more: the interval expected at the assumed effect excludes no effect); "
-                                              "the text names the secondary endpoint with the largest as the most "
+                                              "assumed log ratio over the expected half-width of its log-scale interval. At "
+                                              "1 or more, the interval expected at the assumed effect excludes a ratio of 1 "
+                                              "(no effect). It ranks endpoints nearly, not exactly, as the Welch test's power "
+                                              "does: exactly as the large-sample (normal) power does, but the half-width's t "
+                                              "quantile depends on each endpoint's degrees of freedom. The text names the "
+                                              "secondary endpoint with the largest as the most "
                                               f"promising, and those within {fmt_pct(EQUALLY_PROMISING, 0)} of it as "
-                                              "equally promising. Unlike a simulated power, it hardly moves with the seed "
+                                              "equally promising. Unlike a simulated power, the ratio hardly moves with the seed "
                                               "and not with the number of simulated trials: simulation enters it only "
-                                              "through the model's SDs, estimated from one large simulated sample (a "
-                                              "relative error of a few tenths of a percent, well inside the margin).")
+                                              "through one large simulated sample from the model, which gives the SDs, "
+                                              "the fractions of missing values behind the expected analysable numbers, "
+                                              "and, for an endpoint whose model has no closed-form true effect, the "
+                                              "assumed GMR itself; the sample is large enough that their errors are well "
+                                              "inside the margin.")
     sds = result.frame("pilot_sd_limits")
     if not sds.empty:
         rows = [(str(r.endpoint), {"Endpoint": label_of.get(r.endpoint, r.endpoint), "SD (log scale)": fmt_ratio(r.sd),
