@@ -572,7 +572,7 @@ def _estimates(w: _Writer, result, prim: str, control: str, treatment: str) -> s
     if best is not None:
         best, tied = best
         name = w.cite("pilot_ratios", best, "Endpoint")
-        # the labels carry brackets and commas ("TNF-alpha (drain), mean of log over POD 1, 3, 5"): no label inside
+        # labels carry brackets and commas ("Marker (site), mean of log over POD 1, 3, 5"): no label inside
         # brackets, and the ranking said after the estimate, where a label ends the clause
         ranking = (f"as promising as {_and([w.cite('pilot_ratios', e, 'Endpoint') for e in tied])}" if tied else
                    "the most promising secondary endpoint")
