@@ -209,6 +209,17 @@ def refused_as_old(out: Path, asked: str, tmp_path: Path, held: str | None = Non
             f"{why}; nothing in it is overwritten: give a new or empty folder")
 
 
+def taken_by_only(out: Path, command: str, tmp_path: Path) -> None:
+    """Every other command refuses the older folder ``out`` and leaves it unchanged; ``command`` gets through to its
+    work (the stubbed work raises)."""
+    before = snapshot(out)
+    for asked in sorted(set(FILES) - {command}):
+        refused_as_old(out, asked, tmp_path)
+    assert snapshot(out) == before
+    with pytest.raises(AssertionError, match="worked before --out was checked"):
+        cli(*argv_of(command, out, tmp_path))
+
+
 def planning_json(parts: list[str]) -> str:
     return json.dumps({"settings": {"parts": parts}, "files": {}, "checksums": {}})
 
@@ -272,12 +283,7 @@ def test_an_old_curves_folder_is_taken_by_curves_only(tmp_path, no_work, marker,
 def test_an_old_replay_folder_is_taken_by_replay_only(tmp_path, no_work, marker):
     """replay's files are named by the trial: trial<K>_patients.csv and trial<K>_analyses.csv, for any K."""
     out = old_folder(tmp_path / "P", marker, ("trial12_patients.csv", "trial12_analyses.csv", "notes.txt"))
-    before = snapshot(out)
-    for asked in ("report", "samplesize", "curves", "compare"):
-        refused_as_old(out, asked, tmp_path)
-    assert snapshot(out) == before
-    with pytest.raises(AssertionError, match="worked before --out was checked"):
-        cli(*argv_of("replay", out, tmp_path))
+    taken_by_only(out, "replay", tmp_path)
     # beside another command's files it is not replay's alone
     (out / "compare.json").write_text("{}")
     refused_as_old(out, "replay", tmp_path, held="compare.json")
@@ -311,12 +317,7 @@ def test_an_old_marker_listing_files_was_written_by_report(tmp_path, no_work):
 
 def test_an_old_samplesize_folder_is_taken_by_samplesize_only(tmp_path, no_work):
     out = old_folder(tmp_path / "S", {"status": "complete", "files": []}, FILES["samplesize"])
-    before = snapshot(out)
-    for asked in ("report", "curves", "compare", "replay"):
-        refused_as_old(out, asked, tmp_path)
-    assert snapshot(out) == before
-    with pytest.raises(AssertionError, match="worked before --out was checked"):
-        cli(*argv_of("samplesize", out, tmp_path))
+    taken_by_only(out, "samplesize", tmp_path)
 
 
 def test_an_old_marker_alone_is_an_empty_folder(tmp_path):
