@@ -102,7 +102,7 @@ def test_the_horizon_holds_the_dips_seen(test, p_c, p_t, ratio, target):
 
 
 def test_strides_never_step_over_the_first_size_reaching_the_target():
-    """Above 100 per arm the scan strides while power is more than STRIDE_MARGIN below the target; at 7.42% vs 2.72%
+    """Above 100 per arm the scan strides while power is more than stride_margin(n) below the target; at 7.42% vs 2.72%
     with a treatment arm half the control arm chi-square's power rises 2 points inside a stride near 174 per arm. For targets along the
     whole curve the scan's n_first is the first size reaching it, size by size (with no margin it misses 165 for
     30%)."""
@@ -111,6 +111,23 @@ def test_strides_never_step_over_the_first_size_reaching_the_target():
     for target in np.arange(0.30, 0.86, 0.01):
         scan = exact_scan("chi2", p_c, p_t, power=float(target), alpha=0.05, ratio=ratio, start=100)
         assert scan.n_first == next(n for n, p in powers.items() if p >= target), target
+
+
+def test_fine_strides_from_300_per_arm_never_step_over_the_first_size_reaching_the_target():
+    """From 300 per arm the margin is 5 points; Fisher at 7.0% vs 3.15% with a treatment arm half the control arm
+    (alpha 10%) rose 1.5 points inside a step near 638 per arm, the largest rise measured there. For targets along the
+    curve the scan's n_first is the first size reaching it, size by size."""
+    p_c, p_t, ratio, alpha = 0.0700, 0.0315, 0.5, 0.1
+    powers = {n: model.exact_power("fisher", p_c, p_t, n, model.n_treatment_for(n, ratio), alpha=alpha)
+              for n in range(300, 1300)}
+    assert samplesize.stride_margin(299) == samplesize.STRIDE_MARGIN and samplesize.stride_margin(300) == 0.05
+    reached = 0
+    for target in np.arange(0.50, 0.96, 0.01):
+        scan = exact_scan("fisher", p_c, p_t, power=float(target), alpha=alpha, ratio=ratio, start=300, n_max=1299)
+        first = next((n for n, p in powers.items() if p >= target), None)
+        assert scan.n_first == first, target
+        reached += first is not None
+    assert reached >= 40
 
 
 @settings(max_examples=12, deadline=None)
