@@ -35,7 +35,7 @@ from trialsim.report.document import (
     write_report,
 )
 from trialsim.report.figures import draw_figures, draw_range_figures
-from trialsim.report.output import CURVES_OWN, report_session
+from trialsim.report.output import COMMAND_FILES, CURVES_OWN, report_session
 
 SEARCH_SIMS = 2000  # trials of each sample-size / MDE search step: `samplesize --sims` and `report --search-sims`
 CURVE_SIMS = 2000  # trials per simulated curve point: `curves --sims` and `report --curve-sims`
@@ -168,7 +168,7 @@ def _run_settings(args, from_dir: Path | None = None) -> None:
     args.overrides = [*args.overrides, *given]
 
 
-SAMPLESIZE_FILES = ("sample_sizes.csv", "mde.csv")
+SAMPLESIZE_FILES = COMMAND_FILES["samplesize"]
 # curves takes a folder by the files report never writes, not by planning.json: a report's folder holds one too
 CURVES_FILES = CURVES_OWN
 

@@ -189,10 +189,11 @@ def check_folder(out: str | Path, *, ours: tuple[str, ...] = (), command: str = 
         if (out / MARKER).is_file():
             marker = read_marker(out) or {"command": None}
             if marker["command"] is None:
+                own = _holds(out, ours)
                 others = sorted(p.name for p in out.iterdir() if p.is_file() and command not in _writers(p))
-                if not _holds(out, ours) or others:
+                if not own or others:
                     held = (f"it holds {', '.join(others[:3])}, which `trialsim {command}` does not write"
-                            if _holds(out, ours) else f"it does not hold `trialsim {command}`'s own results")
+                            if own else f"it does not hold `trialsim {command}`'s own results")
                     raise FolderOfAnotherCommandError(
                         f"{str(out)!r} was written by an earlier trialsim, whose marker does not say which command "
                         f"wrote it, and {held}; nothing in it is overwritten: give a new or empty folder")
@@ -207,15 +208,19 @@ def check_folder(out: str | Path, *, ours: tuple[str, ...] = (), command: str = 
     return out
 
 
+def _named(name: str, patterns: tuple[str, ...]) -> bool:
+    """Whether ``name`` is one of ``patterns`` (names or fnmatch patterns)."""
+    return any(fnmatch.fnmatchcase(name, pattern) for pattern in patterns)
+
+
 def _holds(out: Path, patterns: tuple[str, ...]) -> bool:
-    """Whether ``out`` holds a file named by one of ``patterns`` (names or fnmatch patterns)."""
-    return any(p.is_file() and any(fnmatch.fnmatchcase(p.name, pattern) for pattern in patterns) for p in out.iterdir())
+    """Whether ``out`` holds a file named by one of ``patterns``."""
+    return any(p.is_file() and _named(p.name, patterns) for p in out.iterdir())
 
 
 def _writers(path: Path) -> set[str]:
     """The commands that write a file of this name (:data:`COMMAND_FILES`); all of them for a file none lists."""
-    writers = {command for command, patterns in COMMAND_FILES.items()
-               if any(fnmatch.fnmatchcase(path.name, pattern) for pattern in patterns)}
+    writers = {command for command, patterns in COMMAND_FILES.items() if _named(path.name, patterns)}
     if path.name == PLANNING_JSON and "curves" in writers:
         # curves saves a planning result of its curves part alone; one with other parts (a run, sample sizes) is a
         # report's, and curves writing over it would leave the report's documents and tables beside a curves result
