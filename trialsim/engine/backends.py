@@ -14,7 +14,6 @@ Dask
 from __future__ import annotations
 
 import atexit
-import ctypes
 import itertools
 import logging
 import sys
@@ -22,6 +21,7 @@ from typing import Any, Callable, Iterable, Iterator
 
 from trialsim.config.loader import ConfigError
 from trialsim.config.schema import check_scheduler_address
+from trialsim.engine.malloc import release_memory
 from trialsim.engine.memory import workers
 
 BACKENDS = ("loky", "threading", "sequential", "dask")
@@ -58,22 +58,23 @@ def _plain(fn: Callable, args: tuple) -> Any:
 
 
 def _then_release(fn: Callable, args: tuple) -> Any:
-    """``fn(*args)`` in a loky worker, then the allocator's free memory handed back to the system.
+    """``fn(*args)`` in a loky worker, then the allocator's free memory handed back to the system
+    (:func:`trialsim.engine.malloc.release_memory`).
 
     Loky replaces a worker whose resident memory has grown by more than 300 MB since its first task (its
     leak check), and a machine's first report had both workers replaced mid-way, each replacement
     importing its libraries again and losing its caches. Two things looked like a leak there. Arrays
-    freed by a task stay resident: glibc keeps freed heap pages for reuse (its mmap threshold rises as
-    large arrays are freed, so later ones come from that heap): 370-400 MB per worker, 260-340 MB of it
-    live after a release. And what is live is bounded, not leaking: the libraries a worker imports on
-    its first tasks of each kind, and its caches (bounded in bytes: :mod:`trialsim.memo`). So the free
-    memory is released after every task, and the leak check of this worker allows
+    freed by an exact scan's tasks stayed resident (only simulation tasks released them, and the
+    allocator they had tuned keeps up to 1 GB): 370-400 MB per worker, 260-340 MB of it live after a
+    release. And what is live is bounded, not leaking: the libraries a worker imports on its first
+    tasks of each kind, and its caches (bounded in bytes: :mod:`trialsim.memo`). So the free memory is
+    released after every task, and the leak check of this worker allows
     :data:`WORKER_GROWTH_BYTES`: the same workers serve the whole command.
     """
     try:
         return fn(*args)
     finally:
-        _release_free_memory()
+        release_memory()
         _allow_bounded_growth()
 
 
@@ -86,21 +87,6 @@ def _allow_bounded_growth() -> None:
     executor = sys.modules.get("joblib.externals.loky.process_executor")  # loaded: this runs in its worker
     if executor is not None and getattr(executor, "_MAX_MEMORY_LEAK_SIZE", WORKER_GROWTH_BYTES) < WORKER_GROWTH_BYTES:
         executor._MAX_MEMORY_LEAK_SIZE = WORKER_GROWTH_BYTES
-
-
-def _libc_trim() -> Callable[[int], int] | None:
-    try:
-        return ctypes.CDLL(None).malloc_trim  # glibc; absent elsewhere (macOS, musl): nothing is released there
-    except (AttributeError, OSError):
-        return None
-
-
-_MALLOC_TRIM = _libc_trim()
-
-
-def _release_free_memory() -> None:
-    if _MALLOC_TRIM is not None:
-        _MALLOC_TRIM(0)
 
 
 def map_calls(fn: Callable, jobs: Iterable[tuple], *, n_jobs: int, backend: str = "loky",
