@@ -7,7 +7,8 @@ import pytest
 
 from trialsim.config.loader import with_values
 from trialsim.engine import run_specs
-from trialsim.memo import BlockMemo
+from trialsim.analysis import binary
+from trialsim.memo import BlockMemo, bytes_cache
 from trialsim.rng import Streams
 from trialsim.scenarios import ScenarioSpec
 from trialsim.simulate import simulate_trials
@@ -163,3 +164,38 @@ def test_sections_holding_a_dict_are_keyed_by_their_values(crp_scenario):
     _assert_same(again, _batch(crp_scenario, None))
     changed = with_values(crp_scenario, {f"endpoints.{cid}.p_missing": 0.3})
     _assert_same(_batch(changed, memo), _batch(changed, None))
+
+
+def test_bytes_cache_is_bounded_in_bytes_least_recent_first_and_keeps_nothing_too_large():
+    calls = []
+
+    @bytes_cache(30 * 2**20)
+    def block(key: int, mb: int) -> np.ndarray:
+        calls.append(key)
+        return np.zeros(mb * 2**17)
+
+    for key in range(4):  # 4 x 10 MB: the first goes
+        block(key, 10)
+    assert block.cache.currsize <= 30 * 2**20
+    block(3, 10)
+    block(0, 10)
+    assert calls == [0, 1, 2, 3, 0]  # 3 was kept, 0 was not
+    big = block(9, 40)
+    assert big.size == 40 * 2**17 and block.cache.currsize <= 30 * 2**20  # returned, not kept
+    block(9, 40)
+    assert calls[-2:] == [9, 9]
+    block.cache_clear()
+    assert block.cache.currsize == 0
+
+
+def test_exact_tables_are_cached_by_bytes_not_entries():
+    """512 rejection regions at 1,000 per arm would hold 512 MB in every worker: the in-memory caches of tables,
+    regions and Boschloo's statistics and grids are bounded in bytes."""
+    for cached in (binary._pvalue_table_cached, binary._rejection_region_cached, binary._less_statistic,
+                   binary._nuisance_grid):
+        assert cached.cache.maxsize == binary._CACHE_BYTES
+    binary._nuisance_grid.cache_clear()
+    for n_total in range(2000, 2010):  # 10 grids of about 15 MB
+        binary._nuisance_grid(n_total)
+    assert 0 < binary._nuisance_grid.cache.currsize <= binary._CACHE_BYTES
+    binary._nuisance_grid.cache_clear()

@@ -1,18 +1,23 @@
 """Bounded memory: block size from a memory budget (never silently changing a user's block size),
 runs that cannot fit refused before they start, and resident memory flat in the number of trials."""
 import json
+import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from trialsim.api import flow, run
 from tests.conftest import DEFAULT_CONFIG
 from trialsim.config.loader import load_scenario, with_values
 from trialsim.engine import MemoryBudgetError, blocks_per_task, plan_layout, trial_bytes
+from trialsim.engine.backends import execute
 from trialsim.scenarios import ScenarioSpec
 from trialsim.summarise import BlockSummary, Totals
+from joblib.externals.loky import get_reusable_executor
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -142,3 +147,32 @@ def test_every_shipped_config_with_the_default_flow_fits_its_budget(config):
         sc = with_values(sc, {"flow": {}})
     plan_layout([ScenarioSpec("s", sc, {})], n_sims=10_000, n_jobs=2, max_memory_mb=sc.run.max_memory_mb,
                 block_size=sc.run.block_size)
+
+
+# ---------------------------------------------------------------------------------------------------
+# worker processes: kept for the whole command while their memory is bounded
+# ---------------------------------------------------------------------------------------------------
+_HELD: list[np.ndarray] = []  # in a worker: what its tasks keep, as caches do
+HELD_MB = 80
+
+
+def _hold_and_fragment(seconds: float) -> int:
+    """Keep HELD_MB (as a cache would) and free many mid-sized arrays (as tables do), in a loky worker."""
+    _HELD.append(np.ones(HELD_MB * 2**17))
+    for _ in range(200):
+        np.ones(2**17)  # 1 MB each, freed at once
+    time.sleep(seconds)  # loky checks a worker's memory at most once a second
+    return os.getpid()
+
+
+def test_loky_workers_growing_by_bounded_caches_are_not_replaced():
+    """Loky replaces a worker grown by 300 MB since its first task; trialsim's workers grow by their caches and
+    imports (bounded), so they are kept: six tasks keeping 80 MB each per worker (320 MB over the first by the
+    fifth) would otherwise have both workers replaced, each importing its libraries again and losing its caches."""
+    get_reusable_executor().shutdown(wait=True)  # fresh workers, whose first task sets the reference
+    try:
+        pids = list(execute(_hold_and_fragment, [(1.1,)] * 12, n_tasks=12, backend="loky", n_workers=2, batch_size=1))
+        assert len(pids) == 12
+        assert len(set(pids)) <= 2, f"workers replaced: {len(set(pids))} processes served 12 tasks on 2 workers"
+    finally:
+        get_reusable_executor().shutdown(wait=True)  # the held memory goes with them

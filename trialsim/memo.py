@@ -24,6 +24,7 @@ import threading
 from collections import OrderedDict
 from typing import Any, Callable, Hashable
 
+import cachetools
 import numpy as np
 
 MEMO_BYTES = 64 * 2**20  # per process, on top of the engine's memory budget (a worker's interpreter takes ~150 MB)
@@ -131,3 +132,13 @@ _PROCESS_MEMO = BlockMemo()
 def process_memo() -> BlockMemo:
     """This process's memo (each worker process has its own)."""
     return _PROCESS_MEMO
+
+
+def bytes_cache(max_bytes: int, size_of: Callable[[Any], int] = lambda value: value.nbytes) -> Callable:
+    """A least-recently-used cache of a function's values bounded in bytes, not entries (thread-safe).
+
+    For caches of arrays whose size grows with the patients per arm: a count bound that is harmless at 10
+    per arm holds hundreds of MB at 1,000 (512 rejection regions of 1 MB). A value larger than the bound
+    is returned, not kept. The decorated function keeps ``cache_clear()``.
+    """
+    return cachetools.cached(cachetools.LRUCache(maxsize=max_bytes, getsizeof=size_of), lock=threading.Lock())

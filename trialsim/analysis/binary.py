@@ -49,6 +49,7 @@ from scipy import special
 from scipy.special import _ufuncs as special_ufuncs
 
 from trialsim.cache import cached_array
+from trialsim.memo import bytes_cache
 
 __all__ = [
     "BINARY_TESTS",
@@ -94,6 +95,11 @@ _GRID_MAX = 2001
 _GOLDEN_STEPS = 32
 _NEWTON_STEPS = 40
 _NEWTON_TOL = 1e-9
+# Bytes each in-memory cache of tables, regions and Boschloo statistics and grids may hold per process: at 450 per
+# arm a statistic takes 4.9 MB and a grid 6.8 MB, so each keeps several size pairs (a size pair's statistic is
+# used by its cutoff and its region, a grid by every size pair of its total); four such caches stay well within
+# the 300 MB of growth after which loky replaces a worker.
+_CACHE_BYTES = 32 * 2**20
 _BOSCHLOO_CHUNK = 1 << 22  # floats per block of thresholds x (grid or margins): 32 MB
 _PEAK_CHUNK = 1 << 20  # floats per array of peaks x margins refined at once: 8 MB
 # A grid point lies within ~0.5% of any local maximum (a size function's relative curvature is at
@@ -477,6 +483,7 @@ class _LessStatistic:
         self.by_margin.flags.writeable = False
         self.table = self.by_margin[np.arange(n1 + 1)[:, None] + np.arange(n2 + 1)[None, :], np.arange(n1 + 1)[:, None]]
         self.table.flags.writeable = False
+        self.nbytes = self.by_margin.nbytes + self.table.nbytes
 
     def conditional_mass(self, thresholds: np.ndarray) -> np.ndarray:
         """g_m(c): null conditional mass of the tables of margin m with statistic <= c, shape (thresholds, N + 1).
@@ -503,7 +510,7 @@ class _LessStatistic:
         return mass[np.argsort(order)]
 
 
-@functools.lru_cache(maxsize=16)
+@bytes_cache(_CACHE_BYTES, lambda stat: stat.nbytes)
 def _less_statistic(n1: int, n2: int) -> _LessStatistic:
     return _LessStatistic(n1, n2)
 
@@ -518,7 +525,7 @@ def _binom_pmf_matrix(n: int, theta: np.ndarray) -> np.ndarray:
     return pmf
 
 
-@functools.lru_cache(maxsize=8)  # 8 MB each at 1,000 patients
+@bytes_cache(_CACHE_BYTES, lambda grid: grid[0].nbytes + grid[1].nbytes)  # 8 MB each at 1,000 patients
 def _nuisance_grid(n_total: int) -> tuple[np.ndarray, np.ndarray]:
     """The nuisance grid for ``n_total`` patients and its binomial pmf matrix (read-only).
 
@@ -918,7 +925,7 @@ def register_table_test(name: str, table_builder: Callable[[int, int], np.ndarra
 # --------------------------------------------------------------------------------------------
 # public tables
 # --------------------------------------------------------------------------------------------
-@functools.lru_cache(maxsize=512)
+@bytes_cache(_CACHE_BYTES)
 def _pvalue_table_cached(test: str, n_control: int, n_treatment: int) -> np.ndarray:
     def build() -> np.ndarray:
         return np.asarray(_TABLE_BUILDERS[test](n_control, n_treatment), dtype=float)
@@ -964,7 +971,7 @@ def pvalue_table(test: str, n_control: int, n_treatment: int) -> np.ndarray:
     return _pvalue_table_cached(test, n_control, n_treatment)
 
 
-@functools.lru_cache(maxsize=512)
+@bytes_cache(_CACHE_BYTES)
 def _rejection_region_cached(test: str, n_control: int, n_treatment: int, alpha: float) -> np.ndarray:
     def build() -> np.ndarray:
         region_builder = _REGION_BUILDERS.get(test)

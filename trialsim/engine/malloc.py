@@ -7,7 +7,8 @@ reuse cut a block's time by a fifth to a quarter there (0.67-0.74 s -> 0.53-0.55
 search of the default config's length of stay, 1,000 trials per block).
 
 Memory is kept within a task (a few consecutive blocks) and returned at its end
-(:func:`release_memory`): a worker between tasks holds what it held before, so joblib's loky workers
+(:func:`release_memory`, after every task a loky worker runs, simulated or not: :mod:`trialsim.engine.backends`):
+a worker between tasks holds what it held before, so joblib's loky workers
 (which restart a worker whose memory grew by 300 MB, taking it for a leak) and the memory budget see
 the same process as without these settings. Where each task is one block the gain is about half
 (0.70 s -> 0.62 s a block in the same measurement).
@@ -31,28 +32,38 @@ TRIM_THRESHOLD = 2**30  # free memory at the heap's top kept for reuse, up to th
 _state: dict[str, object] = {}
 
 
+def _glibc() -> tuple | None:
+    """``(mallopt, malloc_trim)`` of glibc, or None (another platform or allocator, or ``TRIALSIM_MALLOC=0``)."""
+    if "libc" not in _state:
+        found = None
+        if sys.platform.startswith("linux") and os.environ.get(ENV_SWITCH, "1") != "0":
+            try:
+                libc = ctypes.CDLL("libc.so.6")
+                found = (libc.mallopt, libc.malloc_trim)
+            except (OSError, AttributeError):  # not glibc (musl has no mallopt)
+                found = None
+        _state["libc"] = found
+    return _state["libc"]
+
+
 def tune_malloc() -> bool:
     """Set the thresholds once per process; True when they are in force."""
     if "done" in _state:
         return _state["done"]
     ok = False
-    if sys.platform.startswith("linux") and os.environ.get(ENV_SWITCH, "1") != "0":
-        try:
-            libc = ctypes.CDLL("libc.so.6")
-            mallopt, trim = libc.mallopt, libc.malloc_trim
-        except (OSError, AttributeError):  # not glibc (musl has no mallopt)
-            mallopt = trim = None
-        if mallopt is not None:
-            mallopt.argtypes = (ctypes.c_int, ctypes.c_int)
-            ok = mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD) == 1 and mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD) == 1
-            if ok:
-                _state["trim"] = trim
+    libc = _glibc()
+    if libc is not None:
+        mallopt = libc[0]
+        mallopt.argtypes = (ctypes.c_int, ctypes.c_int)
+        ok = mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD) == 1 and mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD) == 1
     _state["done"] = ok
     return ok
 
 
 def release_memory() -> None:
-    """Return the memory kept for reuse to the operating system (the end of a task); nothing when not tuned."""
-    trim = _state.get("trim")
-    if trim is not None:
-        trim(0)
+    """Return the free memory the allocator keeps to the operating system (the end of a task), tuned or not: with
+    glibc's own thresholds too, freed arrays stay resident (its mmap threshold rises as large arrays are freed, so
+    later ones come from the heap). Nothing where the allocator is not glibc's."""
+    libc = _glibc()
+    if libc is not None:
+        libc[1](0)
