@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import itertools
 import math
+from fractions import Fraction
 
 import numpy as np
 import pytest
@@ -100,16 +101,22 @@ def test_boschloo_supremum_is_the_peak_of_a_dense_search(n1, n2):
             assert reference * (1 - binary._PEAK_WINDOW) <= got <= reference * (1 + 1e-12)
 
 
-def test_boschloo_cutoff_through_blas_gives_the_regions_of_the_einsum_product(monkeypatch):
-    """The cutoff search multiplies its probes by the nuisance grid through BLAS (last bits may differ from einsum's):
-    the same rejection regions as with the einsum product, equal and unequal arms, several levels."""
+@pytest.mark.parametrize("plain", ["einsum", "full grid"])
+def test_boschloo_cutoff_through_blas_and_the_banded_grid_gives_the_regions_of_the_plain_product(monkeypatch, plain):
+    """The cutoff search multiplies its probes by the nuisance grid through BLAS (last bits may differ from einsum's),
+    and by the banded pmf matrix (grid values short by < 2e-21): the same rejection regions as with the einsum
+    product, or with the full matrix, equal and unequal arms, several levels."""
     pairs, levels = [(5, 5), (12, 31), (40, 40), (90, 23), (150, 150)], (0.01, 0.05, 0.1)
-    blas = {(n1, n2, a): binary.boschloo_region(n1, n2, a) for n1, n2 in pairs for a in levels}
+    fast = {(n1, n2, a): binary.boschloo_region(n1, n2, a) for n1, n2 in pairs for a in levels}
     sup = binary._sup_over_nuisance
-    monkeypatch.setattr(binary, "_sup_over_nuisance", lambda mass, n, refine=(0.0, 0.5), blas=False: sup(mass, n, refine))
+
+    def plain_sup(mass, n, refine=(0.0, 0.5), blas=False, banded=False):
+        return sup(mass, n, refine, blas=blas and plain != "einsum", banded=banded and plain != "full grid")
+
+    monkeypatch.setattr(binary, "_sup_over_nuisance", plain_sup)
     binary._boschloo_cutoff.cache_clear()
     try:
-        for (n1, n2, a), region in blas.items():
+        for (n1, n2, a), region in fast.items():
             np.testing.assert_array_equal(binary.boschloo_region(n1, n2, a), region)
     finally:
         binary._boschloo_cutoff.cache_clear()
@@ -126,6 +133,47 @@ def test_peaks_newton_does_not_settle_get_golden_section_search(monkeypatch):
     monkeypatch.setattr(binary, "_golden_peaks", lambda h, *a: calls.append(len(h)) or golden(h, *a))
     np.testing.assert_allclose(binary._boschloo_less_pvalues(stat, values), settled, rtol=1e-12, atol=0)
     assert sum(calls) > 100
+
+
+@pytest.mark.parametrize("n1, n2", [(1, 1), (2, 1), (1, 4), (9, 9), (7, 12), (12, 7), (30, 17)])
+def test_boschloo_statistic_equals_exact_rational_cdfs(n1, n2):
+    """The statistic, built from the lower margins and mirrored for the upper ones (odd and even N, unequal arms),
+    is P(X1 <= x | m) from exact rational arithmetic to a relative 1e-14; 0 below each support, inf above it."""
+    by_margin = binary._less_statistic(n1, n2).by_margin
+    for m in range(n1 + n2 + 1):
+        lo, hi = max(0, m - n2), min(n1, m)
+        pmf = [Fraction(math.comb(n1, x) * math.comb(n2, m - x), math.comb(n1 + n2, m)) for x in range(lo, hi + 1)]
+        cdf = np.array([float(sum(pmf[: i + 1])) for i in range(len(pmf))])
+        np.testing.assert_allclose(by_margin[m, lo : hi + 1], cdf, rtol=1e-14, atol=0)
+        assert np.all(by_margin[m, :lo] == 0.0) and np.all(by_margin[m, hi + 1 :] == np.inf)
+
+
+@pytest.mark.parametrize("n1, n2", [(1, 1), (5, 9), (40, 40), (90, 23), (151, 150)])
+def test_boschloo_region_read_by_margin_is_the_tables_at_or_below_the_cutoff(n1, n2):
+    """The region counts, margin by margin, the statistics at or below the cutoff: the same tables as comparing
+    every table's statistic with it; and a few thresholds' conditional masses (by bisection) equal the masses
+    found for them among many (by the sorted keys)."""
+    stat = binary._less_statistic(n1, n2)
+    for alpha in (0.01, 0.05, 0.1):
+        less = stat.table <= binary.boschloo_cutoff(n1, n2, alpha)
+        np.testing.assert_array_equal(binary.boschloo_region(n1, n2, alpha), less | less[::-1, ::-1])
+    values = np.unique(stat.table)
+    few = values[[len(values) // 3, len(values) // 2]] * (1 + binary._BOSCHLOO_TIE_RTOL)
+    many = np.concatenate([few, np.linspace(0.0, 1.0, 40 * (n1 + 1))])
+    np.testing.assert_array_equal(stat.conditional_mass(few), stat.conditional_mass(many)[:2])
+
+
+@pytest.mark.parametrize("n", [2, 3, 50, 381, 1000])
+def test_banded_nuisance_grid_is_the_full_one_within_its_windows(n):
+    """The cutoff's banded pmf matrix equals the full one bit for bit where it is not 0, and leaves out less than
+    2e-21 of each grid point's binomial mass (the bound its comparisons rely on)."""
+    theta, banded = binary._banded_nuisance_grid(n)
+    full = binary._nuisance_grid(n)[1]
+    kept = banded != 0.0
+    np.testing.assert_array_equal(banded[kept], full[kept])
+    assert np.where(kept, 0.0, full).sum(axis=1).max() < 2e-21
+    if n > 300:  # the point of it: the exponentials of a third of the matrix or less
+        assert kept.mean() < 0.45
 
 
 @pytest.mark.parametrize("n1, n2", SIZES + [(20, 13)])

@@ -70,7 +70,8 @@ def test_boschloo_does_not_dominate_fisher_with_unequal_arms():
 
 def test_every_n_from_5_to_200():
     """Boschloo's exact power at every n per arm 5..200 (its time, under 10 s, is scripts/bench.py's to measure)."""
-    for f in (binary._less_statistic, binary._boschloo_cutoff, binary._nuisance_grid, binary._rejection_region_cached):
+    for f in (binary._less_statistic, binary._boschloo_cutoff, binary._nuisance_grid, binary._banded_nuisance_grid,
+              binary._rejection_region_cached):
         f.cache_clear()
     curve = exact_power_curve("boschloo", 0.15, 0.05, np.arange(5, 201), alpha=0.05)
     assert np.all((curve >= 0) & (curve <= 1)) and curve[-1] > 0.85

@@ -192,7 +192,7 @@ def test_exact_tables_are_cached_by_bytes_not_entries():
     """512 rejection regions at 1,000 per arm would hold 512 MB in every worker: the in-memory caches of tables,
     regions and Boschloo's statistics and grids are bounded in bytes."""
     for cached in (binary._pvalue_table_cached, binary._rejection_region_cached, binary._less_statistic,
-                   binary._nuisance_grid):
+                   binary._nuisance_grid, binary._banded_nuisance_grid):
         assert cached.cache.maxsize == binary._CACHE_BYTES
     binary._nuisance_grid.cache_clear()
     for n_total in range(2000, 2010):  # 10 grids of about 15 MB
