@@ -172,17 +172,22 @@ def _scipy_binom_pmf(k, n, p):
 _BOOST_BINOM_PMF = getattr(special_ufuncs, "_binom_pmf", _scipy_binom_pmf)
 
 
-def _binom_pmf(n: int, p: float) -> np.ndarray:
-    """Binomial(n, p) pmf at 0..n.
+def _binom_pmf(n: int, p: float, lo: int = 0, hi: int | None = None) -> np.ndarray:
+    """Binomial(n, p) pmf at 0..n; with ``lo``/``hi``, only at lo..hi and 0 elsewhere.
 
     scipy's pmf is accurate to the last bits (a log-space formula loses ~1e-13 at n = 500) but
-    raises OverflowError for subnormal p (~1e-308); the log-space formula covers that case.
+    raises OverflowError for subnormal p (~1e-308); the log-space formula covers that case. Either is computed
+    entry by entry, so the entries kept by a window are the same numbers (the windowed power reads only its
+    binomial windows: ~0.1 ms of Boost's pmf saved per arm at 1,000 per arm).
     """
-    k = np.arange(n + 1)
+    hi = n if hi is None else hi
+    k = np.arange(lo, hi + 1)
+    out = np.zeros(n + 1)
     try:
-        return _BOOST_BINOM_PMF(k, n, p)
+        out[lo : hi + 1] = _BOOST_BINOM_PMF(k, n, p)
     except OverflowError:
-        return np.exp(_log_comb(n) + special.xlogy(k, p) + special.xlog1py(n - k, -p))
+        out[lo : hi + 1] = np.exp(_log_comb(n)[lo : hi + 1] + special.xlogy(k, p) + special.xlog1py(n - k, -p))
+    return out
 
 
 # --------------------------------------------------------------------------------------------
@@ -403,9 +408,9 @@ def _windowed_power(test: str, n1: int, n2: int, p1: float, p2: float, alpha: fl
     found by bisection; the sum runs over the same tables in the same order as summing over every
     accepted cell of the window (:func:`_accepted_cells`), to the last bit.
     """
-    b1, b2 = _binom_pmf(n1, p1), _binom_pmf(n2, p2)
     lo1, hi1 = _tail_window(n1, p1)
     lo2, hi2 = _tail_window(n2, p2)
+    b1, b2 = _binom_pmf(n1, p1, lo1, hi1), _binom_pmf(n2, p2, lo2, hi2)
     mean_m = n1 * p1 + n2 * p2
     reach_m = _TAIL_SD * math.sqrt(n1 * p1 * (1 - p1) + n2 * p2 * (1 - p2)) + _TAIL_ADD
     m = np.arange(
