@@ -450,6 +450,23 @@ def test_windowed_power_searches_the_accepted_runs_to_the_same_bits(test):
         assert got == _windowed_power_every_cell(test, n1, n2, p1, p2, alpha), (n1, n2, p1, p2, alpha)
 
 
+def test_first_true_gives_the_same_answer_whatever_the_guess():
+    # a guess only picks the first probes: a monotone predicate's first True is found all the same
+    rng = np.random.default_rng(5)
+    lo = rng.integers(0, 40, 500)
+    hi = lo + rng.integers(0, 60, 500)
+    answer = lo + rng.integers(0, 61, 500) % (hi - lo + 1)  # in [lo, hi]; hi: never True
+    rows, side = np.arange(500), np.zeros(500, dtype=bool)
+
+    def pred(row, col, _side):
+        return col >= answer[row]
+
+    plain = binary._first_true(pred, rows, lo, hi, side)
+    assert np.array_equal(plain, answer)
+    for guess in (answer, answer - 1, answer + 1, answer - 2, answer + 3, lo - 5, hi + 5, rng.integers(-10, 110, 500)):
+        assert np.array_equal(binary._first_true(pred, rows, lo, hi, side, guess), answer)
+
+
 def test_exact_power_curve_equals_pointwise_exact_power():
     sizes = [5, 6, 17, 40, 101]
     curve = exact_power_curve("fisher", 0.3, 0.1, sizes, ratio=1.5, alpha=0.05)
