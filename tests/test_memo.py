@@ -195,7 +195,8 @@ def test_exact_tables_are_cached_by_bytes_not_entries():
                    binary._nuisance_grid, binary._banded_nuisance_grid):
         assert cached.cache.maxsize == binary._CACHE_BYTES
     binary._nuisance_grid.cache_clear()
-    for n_total in range(2000, 2010):  # 10 grids of about 15 MB
+    for n_total in range(600, 610):  # 10 grids of about 3.7 MB: 37 MB in all
         binary._nuisance_grid(n_total)
     assert 0 < binary._nuisance_grid.cache.currsize <= binary._CACHE_BYTES
+    assert 1 < len(binary._nuisance_grid.cache) < 10  # several kept, the least recent gone
     binary._nuisance_grid.cache_clear()

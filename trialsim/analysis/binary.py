@@ -97,8 +97,9 @@ _NEWTON_STEPS = 40
 _NEWTON_TOL = 1e-9
 # Bytes each in-memory cache of tables, regions and Boschloo statistics and grids may hold per process: at 450 per
 # arm a statistic takes 4.9 MB and a grid 6.8 MB, so each keeps several size pairs (a size pair's statistic is
-# used by its cutoff and its region, a grid by every size pair of its total); four such caches stay well within
-# the 300 MB of growth after which loky replaces a worker.
+# used by its cutoff and its region, a grid by every size pair of its total). The five such caches (p-value tables,
+# regions, statistics, full and banded grids) hold at most 160 MB, within loky's 300 MB allowance before a worker is
+# replaced (raised anyway for trialsim's workers: trialsim.engine.backends).
 _CACHE_BYTES = 32 * 2**20
 _BOSCHLOO_CHUNK = 1 << 22  # floats per block of thresholds x (grid or margins): 32 MB
 _PEAK_CHUNK = 1 << 20  # floats per array of peaks x margins refined at once: 8 MB
@@ -477,7 +478,8 @@ def _chi2_run_ends(n1: int, n2: int, m: np.ndarray, level: float, x0: np.ndarray
     the p-value exceeds the level where the statistic n (x n - m n1)^2 / (n1 n2 m (n - m)) is below its
     chi-square(1) quantile, so where |x n - m n1| < sqrt(quantile n1 n2 m (n - m) / n)."""
     n = n1 + n2
-    reach = np.sqrt(special.chdtri(1, level) * n1 * n2 * (m * (n - m)).astype(float) / n)
+    with np.errstate(invalid="ignore"):  # a level of 1 or more (alpha within 1e-12 of 1): no quantile, guess the centre
+        reach = np.nan_to_num(np.sqrt(special.chdtri(1, level) * n1 * n2 * (m * (n - m)).astype(float) / n), nan=0.0)
     centre = (m * n1).astype(float)
     rising = np.floor((centre - reach) / n).astype(np.int64) + 1 - x0
     falling = np.ceil((centre + reach) / n).astype(np.int64) - x0
