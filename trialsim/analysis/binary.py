@@ -238,8 +238,7 @@ class _FisherMargins:
     @property
     def inside(self) -> np.ndarray:
         """(rows, width): a possible table."""
-        x = self.x
-        return (x >= np.maximum(0, self.m - self.n2)) & (x <= np.minimum(self.n1, self.m))
+        return _possible(self.x, self.m, self.n1, self.n2)
 
     def threshold_at(self, row: np.ndarray, col: np.ndarray) -> np.ndarray:
         """-log pmf of the cells minus the tie tolerance, within [0, _LOG_FLOOR]."""
@@ -275,8 +274,12 @@ def _margin_grid(n1: int, n2: int, m, half_width: int):
     """
     m, x0 = _first_columns(n1, n2, m, half_width)
     x = x0 + np.arange(2 * half_width + 1)[None, :]
-    inside = (x >= np.maximum(0, m - n2)) & (x <= np.minimum(n1, m))
-    return m, x, inside
+    return m, x, _possible(x, m, n1, n2)
+
+
+def _possible(x: np.ndarray, m: np.ndarray, n1: int, n2: int) -> np.ndarray:
+    """Whether ``x`` control events out of ``m`` (a column) make a possible table."""
+    return (x >= np.maximum(0, m - n2)) & (x <= np.minimum(n1, m))
 
 
 def _padded_log_comb(n: int, pad: int) -> np.ndarray:

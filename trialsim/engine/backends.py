@@ -38,28 +38,33 @@ def execute(fn: Callable, jobs: Iterable[tuple], *, n_tasks: int, backend: str, 
     if n_tasks == 0:
         return
     if backend == "dask" and (scheduler or (n_workers > 1 and n_tasks > 1)):
-        yield from _on_dask(fn, jobs, client=dask_client(scheduler, n_workers))
+        yield from _on_dask(_released, ((fn, args) for args in jobs), client=dask_client(scheduler, n_workers))
         return
     if backend not in BACKENDS:
         raise ConfigError(f"run.backend = {backend!r} is not allowed: allowed: {', '.join(BACKENDS)}")
     if n_workers <= 1 or backend in ("sequential", "dask") or n_tasks == 1:
         for args in jobs:
-            yield fn(*args)
+            yield _released(fn, args)
         return
     from joblib import Parallel, delayed
 
-    call = _then_release if backend == "loky" else _plain
+    call = _in_loky_worker if backend == "loky" else _released
     yield from Parallel(n_jobs=n_workers, backend=backend, return_as="generator_unordered", batch_size=batch_size)(
         delayed(call)(fn, args) for args in jobs)
 
 
-def _plain(fn: Callable, args: tuple) -> Any:
-    return fn(*args)
+def _released(fn: Callable, args: tuple) -> Any:
+    """``fn(*args)``, then the allocator's free memory handed back to the system
+    (:func:`trialsim.engine.malloc.release_memory`): every task ends so on every backend, simulated or not, so that
+    a process between tasks holds what it holds (its libraries and caches), not what its last task freed."""
+    try:
+        return fn(*args)
+    finally:
+        release_memory()
 
 
-def _then_release(fn: Callable, args: tuple) -> Any:
-    """``fn(*args)`` in a loky worker, then the allocator's free memory handed back to the system
-    (:func:`trialsim.engine.malloc.release_memory`).
+def _in_loky_worker(fn: Callable, args: tuple) -> Any:
+    """:func:`_released` in a loky worker, whose leak check is then told the worker's growth is bounded.
 
     Loky replaces a worker whose resident memory has grown by more than 300 MB since its first task (its
     leak check), and a machine's first report had both workers replaced mid-way, each replacement
@@ -72,9 +77,8 @@ def _then_release(fn: Callable, args: tuple) -> Any:
     :data:`WORKER_GROWTH_BYTES`: the same workers serve the whole command.
     """
     try:
-        return fn(*args)
+        return _released(fn, args)
     finally:
-        release_memory()
         _allow_bounded_growth()
 
 

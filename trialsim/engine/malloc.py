@@ -7,7 +7,7 @@ reuse cut a block's time by a fifth to a quarter there (0.67-0.74 s -> 0.53-0.55
 search of the default config's length of stay, 1,000 trials per block).
 
 Memory is kept within a task (a few consecutive blocks) and returned at its end
-(:func:`release_memory`, after every task a loky worker runs, simulated or not: :mod:`trialsim.engine.backends`):
+(:func:`release_memory`, after every task on every backend, simulated or not: :mod:`trialsim.engine.backends`):
 a worker between tasks holds what it held before, so joblib's loky workers
 (which restart a worker whose memory grew by 300 MB, taking it for a leak) and the memory budget see
 the same process as without these settings. Where each task is one block the gain is about half

@@ -17,7 +17,7 @@ import numpy as np
 
 from trialsim.decide import decide
 from trialsim.engine.backends import dask_client, execute
-from trialsim.engine.malloc import release_memory, tune_malloc
+from trialsim.engine.malloc import tune_malloc
 from trialsim.engine.memory import DEFAULT_BLOCK_SIZE, Layout, blocks_per_task, plan_layout, trial_bytes
 from trialsim.engine.rundir import Checkpoint, RunDir
 from trialsim.flow.run import TRIAL_FIELDS
@@ -77,7 +77,6 @@ def run_task(spec: ScenarioSpec, seed: int, task: Task, keep_trials: bool = Fals
     out = [simulate_block(spec.scenario, seed, b, n, block_size=task.block_size, keep_trials=keep_trials,
                           nested=spec.nested, share_draws=share_draws, trial_columns=trial_columns)
            for b, n in task.blocks]
-    release_memory()  # what the task's blocks kept for reuse goes back: an idle worker holds what it held before
     return task.spec_index, [s for s, _ in out], [t for _, t in out]
 
 
