@@ -98,7 +98,7 @@ def _simulate_moments(scenario: Scenario, seed: int, n_patients: int) -> dict[st
     raw["flow"] = None
     big = validate(raw, source="planning: model moments")
     big = with_values(big, size_values(big, n_patients, n_patients), source="planning: model moments")
-    batch = simulate_trials(big, 1, streams=Streams(seed, 0), keep_patients=True)
+    batch = simulate_trials(big, 1, streams=Streams(seed, 0), keep_patients=True, tested=False)  # the values alone
     treated = batch.patients.treated[0]
     out = {}
     for a in model.analysed:
