@@ -134,7 +134,7 @@ def rejections(scenario: Scenario, jobs: Sequence[Job], *, n_sims: int, seed: in
         def only(readers: Sequence[tuple[int, Job]]) -> Scenario:
             # the group's scenario reduced to the pairs of the jobs that read a simulation: their per-trial statistics
             # are the same bits (see reduced), without generating and testing the group's other endpoints (the
-            # cytokine means' jobs at their own largest sizes computed and tested all four markers each)
+            # jobs of four markers' means, each at its own largest size, each generated and tested all four)
             own = tuple(dict.fromkeys(job.pair for _, job in readers))
             if own not in narrowed:
                 narrowed[own] = reduced(scenario, list(own))
