@@ -12,6 +12,7 @@ from statsmodels.stats.power import TTestIndPower
 from statsmodels.stats.proportion import power_proportions_2indep, samplesize_proportions_2indep_onetail
 
 from trialsim.analysis.analytic import (
+    smallest_reaching,
     t_test_power,
     t_test_sample_size,
     two_proportions_power_normal,
@@ -72,6 +73,24 @@ def test_t_test_sample_size_is_the_smallest_n_reaching_the_power():
 
         assert power_at(n) >= power
         assert n == 2 or power_at(n - 1) < power
+
+
+@settings(max_examples=300, deadline=None)
+@given(threshold=st.integers(2, 5000), n_max=st.one_of(st.just(math.inf), st.integers(2, 6000)),
+       start=st.one_of(st.none(), st.integers(-10, 7000)))
+def test_smallest_reaching_from_any_guess_finds_the_threshold(threshold, n_max, start):
+    # a guess only changes which sizes are tried: the answer is the first size reaching, None where none does
+    calls = []
+
+    def reaches(n):
+        calls.append(n)
+        return n >= threshold
+
+    found = smallest_reaching(reaches, n_max, start=start)
+    assert found == (threshold if threshold <= n_max else None)
+    assert all(2 <= n <= n_max for n in calls)
+    if start is not None and abs(start - threshold) <= 2:
+        assert len(calls) <= 4  # a guess near the answer costs a few calls
 
 
 def test_t_test_arguments_are_validated():

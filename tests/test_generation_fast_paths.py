@@ -267,3 +267,15 @@ def test_markers_slabs_do_not_move_a_bit(default_scenario, monkeypatch):
         results.append(section.generate("cytokines", ctx, Streams(8, 0)))
     assert_same_dicts(results[0], results[1])
     assert_same_dicts(results[0], results[2])
+
+
+def test_untested_batch_has_the_same_patients_and_no_statistics(default_scenario):
+    # model_moments reads the patients of one large trial and nothing else: generating them without running the
+    # tests (a conditional odds ratio at 100,000 per arm was half its cost) must not move a bit of them
+    from trialsim.simulate import simulate_trials
+
+    tested = simulate_trials(default_scenario, 30, streams=Streams(8, 2), keep_patients=True)
+    alone = simulate_trials(default_scenario, 30, streams=Streams(8, 2), keep_patients=True, tested=False)
+    assert tested.stats and not alone.stats and not alone.arm_estimates
+    assert_same(alone.patients.treated, tested.patients.treated)
+    assert_same_dicts(alone.patients.observed, tested.patients.observed)

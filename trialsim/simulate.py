@@ -94,11 +94,13 @@ class TrialBatch:
 
 
 def simulate_trials(scenario: Scenario, n_sims: int, *, streams: Streams, keep_patients: bool = False,
-                    event_log: bool = False, nested: tuple[tuple[int, int], ...] = ()) -> TrialBatch:
+                    event_log: bool = False, nested: tuple[tuple[int, int], ...] = (), tested: bool = True) -> TrialBatch:
     """Simulate ``n_sims`` trials of ``scenario`` on the random streams of one block (vectorised over trials).
 
     ``nested``: smaller ``(n_control, n_treatment)`` sizes also analysed on each trial's first patients of each
     arm (:func:`nesting_problem` says when that is a trial of those sizes); their statistics are ``batch.nested``.
+    ``tested=False``: the patients only (with ``keep_patients``), no test run and no estimate (``batch.stats`` and
+    ``batch.arm_estimates`` empty): for what reads the patients' values alone.
     """
     model = build_model(scenario)
     d = scenario.design
@@ -134,7 +136,7 @@ def simulate_trials(scenario: Scenario, n_sims: int, *, streams: Streams, keep_p
         observed.update(model.section(cid).observe(cid, ctx, ctx.latent[cid], status))
     fixed = chosen.fixed_sizes(scenario.allocation, d.n_control, d.n_treatment)
     split = ArmSplit(treated, d.n_control, fixed=fixed)
-    stats, estimates = analyse(model, observed, split, covariates=covariates)
+    stats, estimates = analyse(model, observed, split, covariates=covariates) if tested else ({}, {})
     inner = {size: analyse(model, observed, split.prefix(*size), covariates=covariates)[0] for size in nested} or None
     flow = None if flow_batch is None else {k: np.asarray(v, dtype=float) for k, v in flow_batch.per_trial().items()}
     patients = PatientTable(covariates, treated, ctx.latent, follow, status, observed) if keep_patients else None

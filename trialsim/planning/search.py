@@ -127,8 +127,19 @@ def rejections(scenario: Scenario, jobs: Sequence[Job], *, n_sims: int, seed: in
     specs: list[ScenarioSpec] = []
     where: dict[tuple[int, str], tuple[int, tuple[int, int] | None]] = {}  # (job, point key) -> (spec, nested size)
     for members in groups.values():
-        base = reduced(scenario, list(dict.fromkeys(job.pair for _, job in members)))
-        direct: dict[str, int] = {}  # point key -> spec simulated at that point alone
+        pairs = list(dict.fromkeys(job.pair for _, job in members))
+        base = reduced(scenario, pairs)
+        narrowed: dict[tuple[Pair, ...], Scenario] = {tuple(pairs): base}
+
+        def only(readers: Sequence[tuple[int, Job]]) -> Scenario:
+            # the group's scenario reduced to the pairs of the jobs that read a simulation: their per-trial statistics
+            # are the same bits (see reduced), without generating and testing the group's other endpoints (the
+            # jobs of four markers' means, each at its own largest size, each generated and tested all four)
+            own = tuple(dict.fromkeys(job.pair for _, job in readers))
+            if own not in narrowed:
+                narrowed[own] = reduced(scenario, list(own))
+            return narrowed[own]
+
         for top, (sc, same) in _by_largest_size(base, members).items():
             if top is not None:
                 # one scenario at the jobs' largest size, their other sizes its trials' first patients: a job's
@@ -137,16 +148,20 @@ def rejections(scenario: Scenario, jobs: Sequence[Job], *, n_sims: int, seed: in
                 for j, job in same:
                     for point in job.points:
                         where[(j, _key(point))] = (len(specs), None if _size_of(point) == top else _size_of(point))
-                specs.append(ScenarioSpec(f"grid-{len(specs)}", sc, size_point(*top), nested=inner))
+                own = only(same)
+                specs.append(ScenarioSpec(f"grid-{len(specs)}", sc if own is base else _scenario_at(own, size_point(*top)),
+                                          size_point(*top), nested=inner))
                 continue
+            readers: dict[str, tuple[Mapping[str, Any], list[tuple[int, Job]]]] = {}  # point key -> its jobs
             for j, job in same:
                 for point in job.points:
-                    k = _key(point)
-                    if k not in direct:
-                        direct[k] = len(specs)
-                        specs.append(ScenarioSpec(f"grid-{len(specs)}", _scenario_at(base, point), dict(point)))
-                    where[(j, k)] = (direct[k], None)
-                    if not _runs(specs[direct[k]].scenario, job):
+                    readers.setdefault(_key(point), (point, []))[1].append((j, job))
+            for k, (point, jobs_at) in readers.items():  # each point simulated once, for the jobs that read it
+                i = len(specs)
+                specs.append(ScenarioSpec(f"grid-{i}", _scenario_at(only(jobs_at), point), dict(point)))
+                for j, job in jobs_at:
+                    where[(j, k)] = (i, None)
+                    if not _runs(specs[i].scenario, job):
                         raise ValueError(f"{job.endpoint} / {job.test} cannot run at {point} (beyond the test's size limit?)")
     wanted: dict[int, set] = {i: set() for i in range(len(specs))}
     for j, job in enumerate(jobs):
