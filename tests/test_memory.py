@@ -176,3 +176,36 @@ def test_loky_workers_growing_by_bounded_caches_are_not_replaced():
         assert len(set(pids)) <= 2, f"workers replaced: {len(set(pids))} processes served 12 tasks on 2 workers"
     finally:
         get_reusable_executor().shutdown(wait=True)  # the held memory goes with them
+
+
+def test_free_memory_is_kept_up_to_the_bound_and_handed_back_above_it():
+    """A task's end keeps the allocator's free memory when there is at most ``keep`` of it (the next task reuses it
+    instead of faulting fresh pages in) and hands all of it back above that. In a fresh process: the allocator's
+    state is its own."""
+    code = """
+import os
+import numpy as np
+from trialsim.engine.malloc import free_bytes, release_memory, tune_malloc
+
+def resident():
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+if not tune_malloc() or free_bytes() is None:
+    print("unsupported")
+    raise SystemExit
+arrays = [np.ones(2**20) for _ in range(64)]  # 8 MB each: from the heap (below the tuned mmap threshold)
+del arrays
+start, free = resident(), free_bytes()
+release_memory(keep=free + 1)
+kept = resident()
+release_memory(keep=free - 1)
+print(free, start, kept, resident())
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    if out == ["unsupported"]:
+        pytest.skip("the allocator is not glibc 2.33 or later")
+    free, start, kept, after = (int(v) for v in out)
+    assert free >= 500 * 2**20  # the freed arrays, held for reuse
+    assert kept >= start - 16 * 2**20  # at most keep: nothing handed back
+    assert after <= start - 400 * 2**20  # above keep: handed back
