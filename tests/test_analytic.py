@@ -76,19 +76,22 @@ def test_t_test_sample_size_is_the_smallest_n_reaching_the_power():
 
 
 @settings(max_examples=300, deadline=None)
-@given(threshold=st.integers(2, 5000), n_max=st.one_of(st.just(math.inf), st.integers(2, 6000)),
+@given(threshold=st.integers(0, 5000), n_min=st.integers(0, 3),
+       n_max=st.one_of(st.just(math.inf), st.integers(0, 6000), st.floats(0, 6000)),
        start=st.one_of(st.none(), st.integers(-10, 7000)))
-def test_smallest_reaching_from_any_guess_finds_the_threshold(threshold, n_max, start):
-    # a guess only changes which sizes are tried: the answer is the first size reaching, None where none does
+def test_smallest_reaching_from_any_guess_finds_the_threshold(threshold, n_min, n_max, start):
+    # a guess only changes which sizes are tried: the answer is the first whole size reaching, None where none does
     calls = []
 
     def reaches(n):
         calls.append(n)
         return n >= threshold
 
-    found = smallest_reaching(reaches, n_max, start=start)
-    assert found == (threshold if threshold <= n_max else None)
-    assert all(2 <= n <= n_max for n in calls)
+    found = smallest_reaching(reaches, n_max, n_min, start=start)
+    expected = max(threshold, n_min)
+    assert found == (expected if expected <= n_max else None)
+    assert found is None or type(found) is int
+    assert all(n_min <= n <= n_max and n == int(n) for n in calls)
     if start is not None and abs(start - threshold) <= 2:
         assert len(calls) <= 4  # a guess near the answer costs a few calls
 

@@ -179,33 +179,35 @@ def test_loky_workers_growing_by_bounded_caches_are_not_replaced():
 
 
 def test_free_memory_is_kept_up_to_the_bound_and_handed_back_above_it():
-    """A task's end keeps the allocator's free memory when there is at most ``keep`` of it (the next task reuses it
-    instead of faulting fresh pages in) and hands all of it back above that. In a fresh process: the allocator's
-    state is its own."""
+    """A task's end keeps the allocator's free memory while the process has grown by at most ``keep`` since it last
+    handed memory back (the next task reuses it instead of faulting fresh pages in), and hands all of it back once it
+    has grown more; with the default bound too. In a fresh process: the allocator's state is its own."""
     code = """
-import os
 import numpy as np
-from trialsim.engine.malloc import free_bytes, release_memory, tune_malloc
+from trialsim.engine.malloc import KEEP_FREE_BYTES, release_memory, resident_bytes, tune_malloc
 
-def resident():
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-
-if not tune_malloc() or free_bytes() is None:
+if not tune_malloc() or resident_bytes() is None:
     print("unsupported")
     raise SystemExit
-arrays = [np.ones(2**20) for _ in range(64)]  # 8 MB each: from the heap (below the tuned mmap threshold)
-del arrays
-start, free = resident(), free_bytes()
-release_memory(keep=free + 1)
-kept = resident()
-release_memory(keep=free - 1)
-print(free, start, kept, resident())
+
+def churn(mb):  # arrays of 8 MB (from the heap: below the tuned mmap threshold), freed at once
+    arrays = [np.ones(2**20) for _ in range(mb // 8)]
+    del arrays
+
+release_memory()  # the first hand-back: sizes are measured from here
+base = resident_bytes()
+churn(128)
+grown = resident_bytes()
+release_memory()  # grown by 128 MB, under the default 256 MB: kept
+kept = resident_bytes()
+churn(512)
+release_memory(keep=KEEP_FREE_BYTES)  # grown by 512 MB: handed back
+print(base, grown, kept, resident_bytes())
 """
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
     if out == ["unsupported"]:
-        pytest.skip("the allocator is not glibc 2.33 or later")
-    free, start, kept, after = (int(v) for v in out)
-    assert free >= 500 * 2**20  # the freed arrays, held for reuse
-    assert kept >= start - 16 * 2**20  # at most keep: nothing handed back
-    assert after <= start - 400 * 2**20  # above keep: handed back
+        pytest.skip("the allocator is not glibc, or the system does not say a process's resident size")
+    base, grown, kept, after = (int(v) for v in out)
+    assert grown >= base + 100 * 2**20  # the freed arrays, held for reuse
+    assert kept >= grown - 8 * 2**20  # under the bound: nothing handed back
+    assert after <= base + 64 * 2**20  # over it: handed back

@@ -259,10 +259,19 @@ def test_a_size_limited_test_is_bounded_not_enumerated(default_scenario):
                         ("los_days", "mann_whitney"),
                         ("colonoscopy_grade", "mann_whitney"), ("colonoscopy_abnormal", "fisher")]),
     ("crp_randomised_30", [("crp_pod3", "welch_log"), ("ssi_30d", "fisher")]),
+    # allocations that read the primary's covariates (minimisation's strata, surgeons' selection on its risk score),
+    # with and without a flow (which keeps every component): reduced to another primary, they still allocate alike
+    ("designs/minimisation_40", [("il6_drain_mean_log", "welch_log"), ("los_days", "mann_whitney")]),
+    ("designs/minimisation_40+flow", [("los_days", "mann_whitney"), ("leak_1m", "fisher")]),
+    ("designs/registered_selection", [("il6_drain_mean_log", "welch_log"), ("los_days", "mann_whitney")]),
+    ("designs/registered_selection+flow", [("los_days", "mann_whitney")]),
 ])
 def test_a_reduced_scenario_gives_the_full_scenarios_per_trial_results(config, pairs):
     """Every component draws from its own stream: reduced to one pair's needs, the pair's trials are the same."""
-    sc = load_scenario(CONFIGS / f"{config}.toml")
+    name, _, flow = config.partition("+")
+    sc = load_scenario(CONFIGS / f"{name}.toml")
+    if flow:
+        sc = with_values(sc, {"flow": {}, "sweep": None})
     full = simulate_trials(sc, 300, streams=Streams(5, 2))
     full_decisions = decide(full)
     for pair in pairs:

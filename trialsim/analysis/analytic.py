@@ -113,11 +113,15 @@ def smallest_reaching(reaches, n_max: float = math.inf, n_min: int = 2, start: i
     """The smallest integer n in [n_min, n_max] with ``reaches(n)``, for a monotone ``reaches`` (None if none):
     doubling from ``n_min``, then bisection. ``start``: a guess, from which the steps double away (down while
     ``reaches``, else up) before the bisection: the same answer, fewer calls when the guess is near."""
+    if math.isfinite(n_max):  # whole sizes only (a fractional n_max would never let the bisection end)
+        n_max = math.floor(n_max)
+    if n_max < n_min:
+        return None
     if start is not None:
         return _reaching_from(reaches, n_max, n_min, int(min(max(start, n_min), n_max)))
     if reaches(n_min):
         return n_min
-    lo, hi = n_min, min(n_min * 2, n_max)  # (never past n_max: it used to try 2 n_min, and answer above n_max)
+    lo, hi = n_min, min(max(n_min * 2, n_min + 1), n_max)  # (never past n_max: it used to try 2 n_min regardless)
     if hi <= lo:
         return None
     while not reaches(hi):

@@ -54,9 +54,10 @@ def execute(fn: Callable, jobs: Iterable[tuple], *, n_tasks: int, backend: str, 
 
 
 def _released(fn: Callable, args: tuple) -> Any:
-    """``fn(*args)``, then the allocator's free memory handed back to the system
-    (:func:`trialsim.engine.malloc.release_memory`): every task ends so on every backend, simulated or not, so that
-    a process between tasks holds what it holds (its libraries and caches), not what its last task freed."""
+    """``fn(*args)``, then the allocator's free memory handed back to the system once the process has grown by more
+    than :data:`~trialsim.engine.malloc.KEEP_FREE_BYTES` since it last did (:func:`trialsim.engine.malloc.release_memory`):
+    every task ends so on every backend, simulated or not, so that a process between tasks holds its libraries and
+    caches and at most that much of what its tasks freed (kept for the next task to reuse)."""
     try:
         return fn(*args)
     finally:
@@ -73,7 +74,8 @@ def _in_loky_worker(fn: Callable, args: tuple) -> Any:
     allocator they had tuned keeps up to 1 GB): 370-400 MB per worker, 260-340 MB of it live after a
     release. And what is live is bounded, not leaking: the libraries a worker imports on its first
     tasks of each kind, and its caches (bounded in bytes: :mod:`trialsim.memo`). So the free memory is
-    released after every task, and the leak check of this worker allows
+    released after a task once the worker has grown by more than
+    :data:`~trialsim.engine.malloc.KEEP_FREE_BYTES`, and the leak check of this worker allows
     :data:`WORKER_GROWTH_BYTES`: the same workers serve the whole command.
     """
     try:

@@ -6,17 +6,18 @@ pages (100,000 minor page faults per 4,000 trials at 900 patients per arm). Keep
 reuse cut a block's time by a fifth to a quarter there (0.67-0.74 s -> 0.53-0.55 s; the Mann-Whitney
 search of the default config's length of stay, 1,000 trials per block).
 
-Memory is kept within a task (a few consecutive blocks) and, up to :data:`KEEP_FREE_BYTES`, between
-tasks; when more is free at a task's end, all of it is returned (:func:`release_memory`, after every task
-on every backend, simulated or not: :mod:`trialsim.engine.backends`). So a worker between tasks holds
-what it held before plus at most that much free memory, well inside the growth a loky worker is allowed
-(:data:`trialsim.engine.backends.WORKER_GROWTH_BYTES`; loky replaces a worker whose memory it takes for
-a leak), and the peak that the memory budget sizes is the same. Where each task is one block the gain
-is about half (0.70 s -> 0.62 s a block in the same measurement).
+Memory is kept within a task (a few consecutive blocks) and between tasks until the process has grown by
+more than :data:`KEEP_FREE_BYTES` since it last handed its free memory back; then all of it is returned
+(:func:`release_memory`, after every task on every backend, simulated or not: :mod:`trialsim.engine.backends`).
+So a worker between tasks holds at most that much more than after its last hand-back, well inside the
+growth a loky worker is allowed (:data:`trialsim.engine.backends.WORKER_GROWTH_BYTES`; loky replaces a
+worker whose memory it takes for a leak). A task's peak can be up to that much higher where the kept free
+memory does not fit its arrays: like the interpreter and its libraries, it comes on top of the memory budget
+(:mod:`trialsim.engine.memory`). Where each task is one block the gain is about half (0.70 s -> 0.62 s a
+block in the same measurement).
 
 Only where the allocator is glibc's (Linux); elsewhere, or with ``TRIALSIM_MALLOC=0``, nothing is
-changed. The settings change no number: only where memory comes from. Peak resident memory (what
-``--max-memory`` budgets) is unchanged.
+changed. The settings change no number: only where memory comes from.
 """
 from __future__ import annotations
 
@@ -61,44 +62,34 @@ def tune_malloc() -> bool:
     return ok
 
 
-# Free memory a process may keep between tasks. Handing back every freed page at each task's end made the next
-# task fault them in again: the default config's planning on one core took 380,000-400,000 minor page faults and
-# 2.5-2.7 s of system time that way, against 80,000 and 1.0 s keeping everything (and its peak resident memory
-# the same, 820-870 MB). Kept up to this much, reused by the next task; above it, all of it is handed back.
+# Resident memory a process may gain between two hand-backs. Handing back every freed page at each task's end made
+# the next task fault them in again: the default config's planning on one core took 380,000-400,000 minor page
+# faults and 2.5-2.7 s of system time that way, against 80,000 and 1.0 s keeping everything (its peak resident
+# memory about the same, 820-870 MB). So free memory is handed back only once the process has grown by more than
+# this since the last hand-back (its resident size, which counts only pages really held: glibc's own count of free
+# bytes also counts pages it has already handed back, and would then never let memory be kept again).
 KEEP_FREE_BYTES = 256 * 2**20
 
 
-class _MallInfo2(ctypes.Structure):
-    """glibc's ``struct mallinfo2`` (2.33 and later): the allocator's totals, in bytes."""
-
-    _fields_ = [(name, ctypes.c_size_t) for name in
-                ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks", "fordblks", "keepcost")]
-
-
-def free_bytes() -> int | None:
-    """Bytes the allocator holds free for reuse (glibc's ``mallinfo2().fordblks``, every arena); None where it does
-    not say (not glibc, or a glibc older than 2.33)."""
-    if "mallinfo2" not in _state:
-        found = None
-        if _glibc() is not None:
-            try:
-                found = ctypes.CDLL("libc.so.6").mallinfo2
-                found.restype, found.argtypes = _MallInfo2, ()
-            except (OSError, AttributeError):
-                found = None
-        _state["mallinfo2"] = found
-    info = _state["mallinfo2"]
-    return None if info is None else int(info().fordblks)
+def resident_bytes() -> int | None:
+    """This process's resident memory (Linux's /proc/self/statm); None where the system does not say."""
+    try:
+        with open("/proc/self/statm", "rb") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return None
 
 
 def release_memory(keep: int = KEEP_FREE_BYTES) -> None:
-    """At the end of a task: return the allocator's free memory to the operating system when it holds more than
-    ``keep`` bytes of it (where it does not say how much, always), tuned or not: with glibc's own thresholds too,
-    freed arrays stay resident (its mmap threshold rises as large arrays are freed, so later ones come from the
-    heap). Nothing where the allocator is not glibc's."""
+    """At the end of a task: return the allocator's free memory to the operating system, unless the process has
+    grown by at most ``keep`` bytes since it last did (where its size is unknown, always), tuned or not: with glibc's
+    own thresholds too, freed arrays stay resident (its mmap threshold rises as large arrays are freed, so later
+    ones come from the heap). Nothing where the allocator is not glibc's."""
     libc = _glibc()
     if libc is None:
         return
-    free = free_bytes()
-    if free is None or free > keep:
-        libc[1](0)
+    now, after_last = resident_bytes(), _state.get("resident")
+    if now is not None and after_last is not None and now - after_last <= keep:
+        return
+    libc[1](0)
+    _state["resident"] = resident_bytes()

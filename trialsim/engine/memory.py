@@ -13,7 +13,8 @@ meaning: results are identical for any ``n_jobs`` and chunking, not for another 
 * Then as many workers run at once as blocks fit in the budget (at most ``n_jobs``).
 
 The budget is for the simulation's arrays and the flow's per-trial values; each Python process adds
-its interpreter and libraries (about 150-200 MB) on top.
+its interpreter and libraries (about 150-200 MB) on top, and up to
+:data:`trialsim.engine.malloc.KEEP_FREE_BYTES` of free memory kept between its tasks.
 """
 from __future__ import annotations
 

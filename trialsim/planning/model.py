@@ -32,6 +32,7 @@ import numpy as np
 from trialsim.analysis import registry as tests
 from trialsim.config.loader import ConfigError, to_raw, validate, with_values
 from trialsim.config.schema import Scenario
+from trialsim.designs.allocation import scheme
 from trialsim.endpoints.base import Analysed, EffectParameter
 from trialsim.engine import map_calls
 from trialsim.exact import arms_exchangeable
@@ -276,16 +277,34 @@ def components_for(model: Model, endpoints: Iterable[str]) -> set[str]:
     return keep
 
 
+def _with_links(scenario: Scenario, cid: str) -> set[str]:
+    """Component ``cid`` and the components it links to (recursively)."""
+    keep: set[str] = set()
+    todo = [cid]
+    while todo:
+        c = todo.pop()
+        if c not in keep:
+            keep.add(c)
+            todo.extend(scenario.endpoints[c].links())
+    return keep
+
+
 def reduced(scenario: Scenario, pairs: Sequence[Pair]) -> Scenario:
     """The scenario reduced to what ``pairs`` need: their components (with links and the death event),
     only their tests and, where a family can leave them out, only their endpoints
     (:meth:`~trialsim.endpoints.base.EndpointFamily.narrowed`); no sweep, no interim looks or harm reviews.
 
     Every component draws from its own random stream, so each pair's per-trial statistics are
-    bit-identical to those of the full scenario at the same seed (tests/test_planning.py checks it).
+    bit-identical to those of the full scenario at the same seed (tests/test_planning.py checks it). The first
+    pair becomes the primary; what the allocation and the adjusted tests would take from the primary (strata,
+    adjustment covariates, selection endpoint) is set to the full scenario's.
     """
     model = build_model(scenario)
     keep = components_for(model, [e for e, _ in pairs])
+    alloc = scenario.allocation
+    selects = alloc.selection_endpoint is not None or scheme(alloc.scheme).uses_score
+    if selects:  # the allocation reads the selection endpoint's risk model (the endpoint is kept, not tested)
+        keep |= _with_links(scenario, model.selection_component)
     wanted: dict[str, set[str]] = {}
     names: dict[str, set[str]] = {}
     for e, t in pairs:
@@ -299,6 +318,12 @@ def reduced(scenario: Scenario, pairs: Sequence[Pair]) -> Scenario:
         if cid in names:  # e.g. only the markers' means: their per-day endpoints are not observed or tested
             raw["endpoints"][cid].update(scenario.endpoints[cid].narrowed(cid, names[cid]))
     raw["primary"] = pairs[0][0]
+    # what defaults to the primary's (the strata the allocation balances, the adjusted tests' covariates, the
+    # selection endpoint) stays the full scenario's: another primary would allocate or adjust otherwise
+    raw["allocation"]["strata"] = list(model.strata)
+    raw["allocation"]["adjust_for"] = list(model.adjust_for)
+    if selects:
+        raw["allocation"]["selection_endpoint"] = model.selection_component
     raw["sweep"] = None
     # sizes, curves and effects are searched for the fixed design: interim looks and harm reviews (which
     # name an endpoint and test that may be reduced away) are not part of it
