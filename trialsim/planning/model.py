@@ -268,19 +268,13 @@ def components_for(model: Model, endpoints: Iterable[str]) -> set[str]:
     todo = [model.endpoint(name).component for name in endpoints]
     if scenario.follow_up.death_event is not None:
         todo.append(scenario.follow_up.death_event)
-    keep: set[str] = set()
-    while todo:
-        cid = todo.pop()
-        if cid not in keep:
-            keep.add(cid)
-            todo.extend(scenario.endpoints[cid].links())
-    return keep
+    return _with_links(scenario, *todo)
 
 
-def _with_links(scenario: Scenario, cid: str) -> set[str]:
-    """Component ``cid`` and the components it links to (recursively)."""
+def _with_links(scenario: Scenario, *cids: str) -> set[str]:
+    """Components ``cids`` and the components they link to (recursively)."""
     keep: set[str] = set()
-    todo = [cid]
+    todo = list(cids)
     while todo:
         c = todo.pop()
         if c not in keep:
