@@ -110,28 +110,16 @@ def t_test_sample_size(effect_size: float, *, power: float, alpha: float = 0.05,
 
 
 def smallest_reaching(reaches, n_max: float = math.inf, n_min: int = 2, start: int | None = None) -> int | None:
-    """The smallest integer n in [n_min, n_max] with ``reaches(n)``, for a monotone ``reaches`` (None if none):
-    doubling from ``n_min``, then bisection. ``start``: a guess, from which the steps double away (down while
-    ``reaches``, else up) before the bisection: the same answer, fewer calls when the guess is near."""
+    """The smallest integer n in [n_min, n_max] with ``reaches(n)``, for a monotone ``reaches`` (None if none).
+
+    From ``start`` (a guess; default ``n_min``) the steps double away, down while ``reaches`` holds, else up, until
+    they bracket the answer, which a bisection then finds: any guess gives the same answer, a near one in fewer
+    calls."""
     if math.isfinite(n_max):  # whole sizes only (a fractional n_max would never let the bisection end)
         n_max = math.floor(n_max)
     if n_max < n_min:
         return None
-    if start is not None:
-        return _reaching_from(reaches, n_max, n_min, int(min(max(start, n_min), n_max)))
-    if reaches(n_min):
-        return n_min
-    lo, hi = n_min, min(max(n_min * 2, n_min + 1), n_max)  # (never past n_max: it used to try 2 n_min regardless)
-    if hi <= lo:
-        return None
-    while not reaches(hi):
-        if hi >= n_max:
-            return None
-        lo, hi = hi, min(hi * 2, n_max)
-    return _bisect_reaching(reaches, lo, hi)
-
-
-def _reaching_from(reaches, n_max: float, n_min: int, start: int) -> int | None:
+    start = int(min(max(n_min if start is None else start, n_min), n_max))
     step = 1
     if reaches(start):
         hi = start
