@@ -78,9 +78,6 @@ def mc_side(threshold: float, low: float, high: float) -> str:
     return WITHIN
 
 
-
-
-
 def clopper_pearson(k: int, n: int, level: float = 0.95) -> tuple[float, float]:
     """Exact binomial confidence interval for k rejections in n simulated trials."""
     a = (1 - level) / 2

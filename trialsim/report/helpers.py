@@ -32,10 +32,10 @@ import contextlib
 import gc
 import importlib
 import multiprocessing
+import multiprocessing.util
 import os
 import pickle
 import queue
-import select
 import signal
 import sys
 import threading
@@ -80,60 +80,91 @@ def serve(conn, warm: Sequence[str], nice: int = 0, forks: Sequence = ()) -> Non
             module, name = step.split(":")
             getattr(importlib.import_module(module), name)()
     gc.freeze()  # the libraries just imported: never walked again by the collector (as trialsim's launch does)
-    if forks:
-        signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # the forked helpers are reaped by the system when they end
-        for k, own in enumerate(forks):
-            _fork_helper(own, [conn, *forks[:k], *forks[k + 1:]])
+    children = [pid for k, own in enumerate(forks) if (pid := _fork_helper(own, [conn, *forks[:k], *forks[k + 1:]]))]
     try:
         conn.send(READY)
     except OSError:  # the parent is gone
         return
-    _run_jobs(conn)
+    finally:
+        _reap(children)
+    try:
+        _run_jobs(conn, children)
+    finally:
+        _reap(children)
 
 
-def _fork_helper(conn, others: Sequence) -> None:
-    """Fork a helper serving ``conn`` with what this one has warmed up (the child says ``(READY, its pid)``, then runs
-    jobs until ``None`` or EOF, then ends without running this process's exit handlers); ``others`` are closed in it.
-    Here ``conn`` is closed: the child holds the only copy, so the caller's end reads EOF once the child has ended.
-    Where the fork fails, ``conn`` is closed unanswered: the caller runs that helper's jobs itself."""
+def _reap(children: list[int]) -> None:
+    """Collect the exit status of the forked helpers that have ended (those still running are kept in ``children``).
+    They are closed before this helper, so it reaps them; one still running when it ends is reaped by the system."""
+    for pid in list(children):
+        with contextlib.suppress(ChildProcessError):
+            if os.waitpid(pid, os.WNOHANG)[0] == 0:
+                continue
+        children.remove(pid)
+
+
+def _fork_helper(conn, others: Sequence) -> int | None:
+    """Fork a helper serving ``conn`` with what this one has warmed up (the child says ``(READY, its pid, its start
+    time)``, then runs jobs until ``None`` or EOF, then ends without running this process's exit handlers); ``others``
+    are closed in it. Here ``conn`` is closed: the child holds the only copy, so the caller's end reads EOF once the
+    child has ended. Returns the child's pid; None where the fork failed (``conn`` closed unanswered: the caller runs
+    that helper's jobs itself)."""
     try:
         pid = os.fork()
     except OSError:
         conn.close()
-        return
+        return None
     if pid:
         conn.close()
-        return
+        return pid
     code = 0
     try:
-        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
         for other in others:
             other.close()
         _close_inherited_pipes(keep=conn.fileno())
-        conn.send((READY, os.getpid()))
+        conn.send((READY, os.getpid(), _start_time(os.getpid())))
         _run_jobs(conn)
     except BaseException:  # noqa: BLE001 - the parent is gone (a broken pipe), or a signal: end here either way
         code = 1
     finally:
+        for stream in (sys.stdout, sys.stderr):
+            with contextlib.suppress(Exception):
+                stream.flush()
         os._exit(code)  # never back into the parent helper's code (its loop, its exit handlers)
 
 
+def _start_time(pid: int) -> int | None:
+    """When process ``pid`` started (clock ticks since boot: the 22nd field of /proc/PID/stat); None if it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as f:
+            return int(f.read().rsplit(")", 1)[1].split()[19])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
 def _close_inherited_pipes(keep: int) -> None:
-    """Close the pipes a forked helper inherited from its parent helper but the standard streams and ``keep``:
-    multiprocessing's sentinel (whose end the caller waits for to know that the parent helper has ended: held open
-    here too, it would make the caller wait for this helper as well), the parent's own sentinel and the resource
-    tracker's pipe. A helper's libraries open no pipes (their files and sockets are left alone)."""
+    """Close the pipes a forked helper inherited from its parent helper but the standard streams, ``keep`` and
+    multiprocessing's resource tracker (which a job creating a lock still uses): multiprocessing's sentinel of the
+    parent helper (whose end the caller waits for to know that the parent has ended: held open here too, it would make
+    the caller wait for this helper as well) and the parent's own sentinel. A helper's libraries open no pipes (their
+    files and sockets are left alone)."""
+    from multiprocessing import resource_tracker  # noqa: PLC0415 - only in a forked helper
+
+    kept = {keep, getattr(getattr(resource_tracker, "_resource_tracker", None), "_fd", None)}
     with contextlib.suppress(OSError):  # no /proc: nothing to close here (only Linux forks helpers)
         for name in os.listdir("/proc/self/fd"):
             fd = int(name)
-            if fd > 2 and fd != keep:
+            if fd > 2 and fd not in kept:
                 with contextlib.suppress(OSError):  # the listing's own descriptor, closed by now
                     if os.readlink(f"/proc/self/fd/{fd}").startswith("pipe:"):
                         os.close(fd)
 
 
-def _run_jobs(conn) -> None:
+def _run_jobs(conn, children: list[int] | None = None) -> None:
+    """Run the jobs received on ``conn`` until ``None`` or EOF (reaping the ``children`` that have ended between jobs)."""
     while True:
+        if children:
+            _reap(children)
         try:
             job = conn.recv()
         except EOFError:  # the parent is gone
@@ -205,8 +236,9 @@ class Helper:
         own, as it is not done again), in :attr:`forked`."""
         ctx = multiprocessing.get_context("spawn")  # a fresh interpreter: no locks or threads copied from here
         self._conn, child = ctx.Pipe()
-        pipes = [ctx.Pipe() for _ in forks]
+        pipes: list = []
         try:
+            pipes += [ctx.Pipe() for _ in forks]
             self._process: Any = ctx.Process(target=serve, args=(child, tuple(warm), nice, tuple(c for _, c in pipes)),
                                              name=name, daemon=True)
             self._process.start()
@@ -230,6 +262,8 @@ class Helper:
         self._process = _Forked(conn)
         self._setup(warm, nice, name)
         self.forked = []
+        # a command that ends without closing its helpers: stopped with the first helper (which multiprocessing stops)
+        self._at_exit = multiprocessing.util.Finalize(None, self._process.terminate, exitpriority=10)
         return self
 
     def _setup(self, warm: Sequence[str], nice: int, name: str) -> None:
@@ -287,10 +321,10 @@ class Helper:
             message = pickle.loads(data)
         except Exception as exc:  # noqa: BLE001 - kept for the job's result()
             message = (None, RuntimeError(f"a helper's result could not be read here: {type(exc).__name__}: {exc}"))
-        if not self._ready:  # the first message is READY (a forked helper's with its pid)
+        if not self._ready:  # the first message is READY (a forked helper's with its pid and start time)
             self._ready = True
             if isinstance(message, tuple) and isinstance(self._process, _Forked):
-                self._process.known(message[1])
+                self._process.known(*message[1:3])
             return
         value, error = message
         self._pending.popleft()._finish(value, error)  # noqa: SLF001
@@ -343,6 +377,9 @@ class Helper:
             self._process.join(JOIN_SECONDS)
         self._sender.join(JOIN_SECONDS)  # the pipe is broken now: the sender has stopped
         self._conn.close()
+        if isinstance(self._process, _Forked):
+            self._process.release()
+            self._at_exit.cancel()
         self._process = None
 
 
@@ -359,10 +396,23 @@ class _Forked:
         self._fd: int | None = None
         self._ended = False
 
-    def known(self, pid: int) -> None:
+    def known(self, pid: int, start: int | None = None) -> None:
+        """The helper's pid and start time (from its READY). Its pidfd is opened only if the process with that pid
+        now is the one that started then: one that ended before its READY was read may have given its pid away."""
         self.pid = int(pid)
         with contextlib.suppress(AttributeError, OSError):  # no pidfd here (not Linux, an old kernel): no signals
-            self._fd = os.pidfd_open(self.pid)
+            fd = os.pidfd_open(self.pid)
+            if start is not None and _start_time(self.pid) == start:
+                self._fd = fd
+            else:
+                os.close(fd)
+                self._ended = True
+
+    def release(self) -> None:
+        """Close the pidfd (the helper is not signalled any more)."""
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
 
     def _signal(self, sig: int) -> None:
         if self._fd is not None and not self._ended:
@@ -396,10 +446,7 @@ class _Forked:
                 with contextlib.suppress(Exception):
                     message = pickle.loads(data)
                     if isinstance(message, tuple) and message[:1] == (READY,):
-                        self.known(message[1])
-        if self._fd is not None:
-            os.close(self._fd)
-            self._fd = None
+                        self.known(*message[1:3])
 
     def is_alive(self) -> bool:
         return not self._ended
@@ -519,11 +566,12 @@ class Helpers:
         early = [h for h in self._helpers if h.alive and h.nice]
         if not early:
             return 0
-        warming = sum(not h.ready() for h in early)
+        # a forked helper is ready the moment its parent has warmed up (until then it does not exist)
+        warming = sum(not h.ready() for h in early if not isinstance(h._process, _Forked))  # noqa: SLF001
         if not (busy or others_running)(warming):
             return 0
         stale = [k for k, h in enumerate(self._helpers) if h.alive and h.nice]
-        for k in stale:
+        for k in reversed(stale):  # forked helpers (after their parent in the list) first: their parent reaps them
             self._helpers[k].close(kill=True)
         fresh = _started([self._helpers[k].warm for k in stale], nice=0,
                          names=[f"trialsim-helper-{k}" for k in stale])
@@ -557,7 +605,7 @@ class Helpers:
         return [h.pid for h in self._helpers if h.pid is not None]
 
     def close(self, *, kill: bool = False) -> None:
-        for h in self._helpers:
+        for h in reversed(self._helpers):  # forked helpers (after their parent in the list) first: their parent reaps them
             h.close(kill=kill)
 
     def __enter__(self) -> "Helpers":
