@@ -538,9 +538,75 @@ def test_a_dead_helpers_jobs_run_here_and_an_error_stops_the_helpers_at_once(tmp
     with pytest.raises(KeyboardInterrupt):
         with Helpers([(), ()]) as helpers:
             started = [h._process for h in helpers._helpers]  # noqa: SLF001
+            pids = helpers.pids()  # (the second's comes when it is ready: where it is forked, once the first forked it)
             helpers.submit(0, html_to_pdf, SMALL_HTML, tmp_path / "b.pdf")
-            raise KeyboardInterrupt  # Ctrl-C while the PDF is rendered: no waiting for it
-    assert [p.exitcode for p in started] == [-signal.SIGTERM, -signal.SIGTERM]
+            helpers.submit(1, html_to_pdf, SMALL_HTML, tmp_path / "c.pdf")
+            raise KeyboardInterrupt  # Ctrl-C while the PDFs are rendered: no waiting for them
+    assert started[0].exitcode == -signal.SIGTERM
+    if helpers_module.CAN_FORK:  # the second was forked by the first: not ours to wait for, but stopped all the same
+        assert not started[1].is_alive() and _ends_soon(pids[1], seconds=2.0)
+    else:
+        assert started[1].exitcode == -signal.SIGTERM
+
+
+def _ends_soon(pid: int, seconds: float = 10.0) -> bool:
+    """Whether process ``pid`` is gone (or a zombie) within ``seconds``."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            with open(f"/proc/{pid}/stat", encoding="ascii") as f:
+                if f.read().rsplit(")", 1)[1].split()[0] == "Z":
+                    return True
+        except FileNotFoundError:
+            return True
+        time.sleep(0.05)
+    return False
+
+
+_WARMED_IN: list[int] = []
+
+
+def _record_warm_up() -> None:
+    """A warm-up step that notes the process it ran in."""
+    _WARMED_IN.append(os.getpid())
+
+
+def _warmed_in() -> list[int]:
+    return list(_WARMED_IN)
+
+
+@pytest.mark.skipif(not helpers_module.CAN_FORK, reason="helpers are forked from a warmed one on Linux only")
+def test_a_helper_whose_warm_up_is_part_of_the_firsts_is_forked_from_it_once_warmed_and_ends_with_it():
+    if usable_cores() < 2:
+        pytest.skip("one usable core: no helper process")
+    step = f"{__name__}:{_record_warm_up.__name__}"
+    with Helpers([(step,), (step,), ()]) as helpers:
+        first, second, third = helpers.pids()
+        assert len({first, second, third}) == 3
+        # the second and third did not warm up: they have the first's warm-up, done once, in the first
+        assert [helpers.submit(k, _warmed_in).result() for k in range(3)] == [[first]] * 3
+        assert [helpers.submit(k, os.getppid).result() for k in range(3)] == [os.getpid(), first, first]
+        assert helpers.submit(1, operator.add, 2, 3).result() == 5
+        closing = time.monotonic()
+    # found in a first version: the forked helpers held the first's multiprocessing sentinel open, so closing the
+    # first waited JOIN_SECONDS for them
+    assert time.monotonic() - closing < helpers_module.JOIN_SECONDS / 2
+    assert all(_ends_soon(pid) for pid in (first, second, third))
+
+
+@pytest.mark.skipif(not helpers_module.CAN_FORK, reason="helpers are forked from a warmed one on Linux only")
+def test_a_forked_helper_outlives_a_dead_first_and_a_first_that_dies_before_forking_leaves_its_jobs_here():
+    if usable_cores() < 2:
+        pytest.skip("one usable core: no helper process")
+    with Helpers([(), ()]) as helpers:
+        first, second = helpers.pids()
+        helpers._helpers[0]._process.kill()  # noqa: SLF001 - as the kernel's out-of-memory killer would
+        assert helpers.submit(1, os.getpid).result() == second  # the forked one works on
+        assert helpers.submit(0, os.getpid).result() in (os.getpid(), second)
+    with Helpers([(f"{__name__}:_slow_when_niced",), ()], early=True) as helpers:
+        helpers._helpers[0]._process.kill()  # noqa: SLF001 - dies warming up: the second is never forked
+        assert helpers.submit(1, os.getpid).result() == os.getpid()  # its jobs run here
+    assert len(helpers) == 0
 
 
 def _docx_widths(table) -> list[int]:

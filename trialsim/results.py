@@ -9,9 +9,9 @@ from importlib import metadata
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from scipy.special import _ufuncs as special_ufuncs
 
 from trialsim.analysis import registry as tests
+from trialsim.analysis.laws import beta_ppf
 from trialsim.config.loader import config_hash, load_scenario, scenario_to_toml
 from trialsim.config.schema import Scenario
 from trialsim.engine import atomic_write, layout_of
@@ -78,24 +78,11 @@ def mc_side(threshold: float, low: float, high: float) -> str:
     return WITHIN
 
 
-
-def _scipy_beta_ppf(q, a, b):
-    from scipy import stats  # noqa: PLC0415 - only where scipy lacks the ufunc below
-
-    return stats.beta.ppf(q, a, b)
-
-
-# scipy.stats.beta.ppf is Boost's beta quantile, a ufunc of scipy.special (private name, hence the
-# fallback); calling it directly gives the same bits (special.betaincinv does not, in the last digit)
-# without importing scipy.stats, which costs half a second of every command's start-up.
-_BETA_PPF = getattr(special_ufuncs, "_beta_ppf", _scipy_beta_ppf)
-
-
 def clopper_pearson(k: int, n: int, level: float = 0.95) -> tuple[float, float]:
     """Exact binomial confidence interval for k rejections in n simulated trials."""
     a = (1 - level) / 2
-    low = 0.0 if k == 0 else float(_BETA_PPF(a, k, n - k + 1))
-    high = 1.0 if k == n else float(_BETA_PPF(1 - a, k + 1, n - k))
+    low = 0.0 if k == 0 else float(beta_ppf(a, k, n - k + 1))
+    high = 1.0 if k == n else float(beta_ppf(1 - a, k + 1, n - k))
     return low, high
 
 

@@ -8,10 +8,11 @@ import math
 
 from scipy import special
 
+from trialsim.analysis.laws import nct_sf
+
 # Normal and t quantiles through scipy.special: bit for bit what scipy.stats.norm / t give
 # (norm.isf(q) = -ndtri(q), norm.sf(x) = ndtr(-x), t.isf(q, df) = -stdtrit(df, q)), without importing
-# scipy.stats, which costs half a second of every command's start-up. The noncentral t (planning only)
-# imports it where it is used.
+# scipy.stats, which costs half a second of every command's start-up; the noncentral t likewise (laws).
 
 __all__ = [
     "t_test_power",
@@ -70,9 +71,7 @@ def t_test_power(effect_size: float, n_control: float, n_treatment: float, *, al
     t_crit = -special.stdtrit(df, alpha / 2)
     # far tail P(T < -t_crit; ncp) written as P(T > t_crit; -ncp): scipy 1.17's nct.cdf returns
     # NaN for some large noncentralities (e.g. df = 46, ncp = 6.93), its sf does not
-    from scipy import stats  # noqa: PLC0415 - planning only (see the module's imports)
-
-    return float(stats.nct.sf(t_crit, df, ncp) + stats.nct.sf(t_crit, df, -ncp))
+    return float(nct_sf(t_crit, df, ncp) + nct_sf(t_crit, df, -ncp))
 
 
 def t_test_sample_size(effect_size: float, *, power: float, alpha: float = 0.05, ratio: float = 1.0) -> int:

@@ -46,8 +46,8 @@ from typing import Callable
 
 import numpy as np
 from scipy import special
-from scipy.special import _ufuncs as special_ufuncs
 
+from trialsim.analysis.laws import binom_pmf
 from trialsim.cache import cached_array
 from trialsim.memo import bytes_cache
 
@@ -161,18 +161,6 @@ def _log_comb(n: int) -> np.ndarray:
     return out
 
 
-def _scipy_binom_pmf(k, n, p):
-    from scipy import stats  # noqa: PLC0415 - only where scipy lacks the ufunc below
-
-    return stats.binom.pmf(k, n, p)
-
-
-# scipy.stats.binom.pmf is Boost's binomial pmf, a ufunc of scipy.special (private name, hence the
-# fallback); calling it directly gives the same bits without importing scipy.stats, which costs half a
-# second of every command's start-up.
-_BOOST_BINOM_PMF = getattr(special_ufuncs, "_binom_pmf", _scipy_binom_pmf)
-
-
 def _binom_pmf(n: int, p: float, lo: int = 0, hi: int | None = None) -> np.ndarray:
     """Binomial(n, p) pmf at 0..n; with ``lo``/``hi``, only at lo..hi and 0 elsewhere.
 
@@ -185,7 +173,7 @@ def _binom_pmf(n: int, p: float, lo: int = 0, hi: int | None = None) -> np.ndarr
     k = np.arange(lo, hi + 1)
     out = np.zeros(n + 1)
     try:
-        out[lo : hi + 1] = _BOOST_BINOM_PMF(k, n, p)
+        out[lo : hi + 1] = binom_pmf(k, n, p)
     except OverflowError:
         out[lo : hi + 1] = np.exp(_log_comb(n)[lo : hi + 1] + special.xlogy(k, p) + special.xlog1py(n - k, -p))
     return out

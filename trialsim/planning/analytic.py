@@ -31,6 +31,7 @@ from trialsim.analysis.analytic import (
     two_proportions_power_normal,
     two_proportions_sample_size_normal,
 )
+from trialsim.analysis.laws import norm_cdf, norm_isf, norm_ppf
 from trialsim.config.loader import config_hash, to_raw, validate, with_values
 from trialsim.config.schema import Scenario
 from trialsim.model import Model, build_model
@@ -157,23 +158,21 @@ def noether_sample_size(p_superiority: float, *, power: float, alpha: float, rat
     ``N = (z_{1-alpha/2} + z_power)^2 / (12 c (1 - c) (p - 1/2)^2)`` with ``c = 1 / (1 + ratio)``
     the control share and ``p`` = P(X_t < X_c) + P(tie)/2; ``n_control = c N``.
     """
-    from scipy import stats  # noqa: PLC0415 - imported when used: half a second of every command's start-up
     if p_superiority == 0.5:
         return math.inf
-    z = stats.norm.isf(alpha / 2) + stats.norm.ppf(power)
+    z = norm_isf(alpha / 2) + norm_ppf(power)
     c = 1.0 / (1.0 + ratio)
     return c * z**2 / (12 * c * (1 - c) * (p_superiority - 0.5) ** 2)
 
 
 def noether_power(p_superiority: float, n_control: float, n_treatment: float, *, alpha: float) -> float:
     """Power of the two-sided Mann-Whitney test by Noether's normal approximation."""
-    from scipy import stats  # noqa: PLC0415 - imported when used: half a second of every command's start-up
     n = n_control + n_treatment
     if n <= 0:
         return math.nan
     c = n_control / n
-    z = abs(p_superiority - 0.5) * math.sqrt(12 * c * (1 - c) * n) - stats.norm.isf(alpha / 2)
-    return float(stats.norm.cdf(z))
+    z = abs(p_superiority - 0.5) * math.sqrt(12 * c * (1 - c) * n) - norm_isf(alpha / 2)
+    return float(norm_cdf(z))
 
 
 def analytic_sample_size(model: Model, endpoint: str, test: str, *, power: float, ratio: float,
@@ -213,7 +212,6 @@ def start_size(model: Model, endpoint: str, test: str, *, power: float, ratio: f
 
     The starting point of a simulated search (inf when the model has no effect on the endpoint).
     """
-    from scipy import stats  # noqa: PLC0415 - imported when used: half a second of every command's start-up
     alpha = model.scenario.design.alpha
     mom = moments.get(endpoint)
     if mom is None:
@@ -226,7 +224,7 @@ def start_size(model: Model, endpoint: str, test: str, *, power: float, ratio: f
         return noether_sample_size(eff.value, power=power, alpha=alpha, ratio=ratio) / kept
     if eff.value <= 1e-3:
         return math.inf
-    z = stats.norm.isf(alpha / 2) + stats.norm.ppf(power)
+    z = norm_isf(alpha / 2) + norm_ppf(power)
     return (1 + 1 / ratio) * (z / eff.value) ** 2 / kept
 
 

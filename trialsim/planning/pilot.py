@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from trialsim.analysis.laws import beta_ppf, binom_pmf, chi2_ppf, t_ppf
 from trialsim.config.schema import Scenario
 from trialsim.labels import pct
 from trialsim.model import build_model
@@ -51,12 +52,11 @@ REFERENCES = {
 
 def clopper_pearson_bounds(x: np.ndarray, n: np.ndarray, level: float = 0.95) -> tuple[np.ndarray, np.ndarray]:
     """Vectorised exact binomial interval for ``x`` events in ``n`` (n >= 1)."""
-    from scipy import stats  # noqa: PLC0415 - imported when used: half a second of every command's start-up
     a = (1 - level) / 2
     x, n = np.asarray(x, float), np.asarray(n, float)
     with np.errstate(invalid="ignore"):
-        low = np.where(x == 0, 0.0, stats.beta.ppf(a, x, n - x + 1))
-        high = np.where(x == n, 1.0, stats.beta.ppf(1 - a, x + 1, n - x))
+        low = np.where(x == 0, 0.0, beta_ppf(a, x, n - x + 1))
+        high = np.where(x == n, 1.0, beta_ppf(1 - a, x + 1, n - x))
     return low, high
 
 
@@ -66,16 +66,15 @@ def expected_rate_ci_width(p: float, n: int, p_missing: float = 0.0, level: floa
     The number analysable is Binomial(n, 1 - p_missing) and the events Binomial(analysable, p);
     an arm with nobody analysable has the uninformative interval [0, 1].
     """
-    from scipy import stats  # noqa: PLC0415 - imported when used: half a second of every command's start-up
     total = 0.0
-    w = stats.binom.pmf(np.arange(n + 1), n, 1 - p_missing)
+    w = binom_pmf(np.arange(n + 1), n, 1 - p_missing)
     total += w[0] * 1.0
     for k in range(1, n + 1):
         if w[k] < 1e-15:
             continue
         x = np.arange(k + 1)
         low, high = clopper_pearson_bounds(x, np.full(k + 1, k), level)
-        total += w[k] * float(stats.binom.pmf(x, k, p) @ (high - low))
+        total += w[k] * float(binom_pmf(x, k, p) @ (high - low))
     return total
 
 
@@ -141,7 +140,6 @@ def pilot_summary(scenario: Scenario, *, seed: int | None = None, level: float =
         Endpoints to tabulate (default: :func:`~trialsim.planning.model.key_pairs`): binary ones with
         an exact law get rates, log-scale continuous ones ratios and SD limits.
     """
-    from scipy import stats  # noqa: PLC0415 - imported when used: half a second of every command's start-up
     seed = resolve_seed(scenario, seed)
     d = scenario.design
     model = build_model(scenario)
@@ -179,7 +177,7 @@ def pilot_summary(scenario: Scenario, *, seed: int | None = None, level: float =
         n_t = d.n_treatment * (1 - m.missing_treatment)
         vc, vt = m.sd_control**2 / n_c, m.sd_treatment**2 / n_t
         df = (vc + vt) ** 2 / (vc**2 / max(n_c - 1, 1e-9) + vt**2 / max(n_t - 1, 1e-9))
-        hw = float(stats.t.ppf(0.5 + level / 2, df) * math.sqrt(vc + vt))
+        hw = float(t_ppf(0.5 + level / 2, df) * math.sqrt(vc + vt))
         truth = model.true_effect(name, "difference")
         log_gmr = truth if truth is not None else m.mean_treatment - m.mean_control
         gmr = math.exp(log_gmr)
@@ -188,7 +186,7 @@ def pilot_summary(scenario: Scenario, *, seed: int | None = None, level: float =
                            "expected_analysable_treatment": n_t, "sd_log_control": m.sd_control,
                            "sd_log_treatment": m.sd_treatment, "df": df})
         df_sd = max(int(math.floor(n_c + n_t - 2)), 1)
-        k = math.sqrt(df_sd / stats.chi2.ppf(1 - ucl_level, df_sd))
+        k = math.sqrt(df_sd / chi2_ppf(1 - ucl_level, df_sd))
         d_main = abs(log_gmr) / m.sd_pooled if m.sd_pooled > 0 else 0.0
         sd_rows.append({"endpoint": name, "label": a.label, "primary": a.primary, "sd": m.sd_pooled, "df": df_sd,
                         "ucl_level": ucl_level, "ucl_factor": k, "sd_ucl": k * m.sd_pooled, "n_inflation": k * k,

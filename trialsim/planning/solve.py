@@ -32,6 +32,7 @@ from scipy import optimize, special
 
 from trialsim.analysis import registry as tests
 from trialsim.analysis.analytic import smallest_reaching, t_test_power, two_proportions_power_normal, two_proportions_sample_size_normal
+from trialsim.analysis.laws import chi2_isf, chi2_ppf, norm_cdf, norm_isf, norm_ppf, norm_sf
 from trialsim.labels import aligned_table, fmt_power, num, pct, test_label, upper_first
 from trialsim.planning.analytic import ceil, positive_root
 from trialsim.planning.model import exact_power, inflate, n_treatment_for
@@ -457,9 +458,8 @@ def welch_power(difference: float, sd_control: float, sd_treatment: float, n_con
 
 def _chi2_nodes(df: float, k: int) -> tuple[np.ndarray, np.ndarray]:
     """Nodes (chi-square / df) and weights of E[f(chi2_df / df)] by Gauss-Hermite on the normal score."""
-    from scipy import stats  # noqa: PLC0415 - imported when used: half a second of every command's start-up
     z, w = special.roots_hermitenorm(k)
-    q = np.where(z < 0, stats.chi2.ppf(special.ndtr(z), df), stats.chi2.isf(special.ndtr(-z), df))
+    q = np.where(z < 0, chi2_ppf(special.ndtr(z), df), chi2_isf(special.ndtr(-z), df))
     return np.maximum(q, 1e-300) / df, w / w.sum()
 
 
@@ -545,7 +545,6 @@ def _solve_means(problem: str, difference: float | None, *, sd: float, sd_treatm
                  power: float | None, test: str | None, alpha: float, ratio: float, dropout: float, n_max: int,
                  effect: tuple[str, float | None], spread: Callable[[Namer], str]) -> Solution:
     """``effect`` is the caller's (parameter, value) for ``difference`` and ``spread`` names its SDs, for messages."""
-    from scipy import stats  # noqa: PLC0415 - imported when used: half a second of every command's start-up
     solved = _one_missing(**{effect[0]: difference, "n_per_arm": n_per_arm, "power": power})
     _check_common(alpha, ratio, dropout, power, n_per_arm)
     if test is not None and test not in MEAN_TESTS:
@@ -579,11 +578,11 @@ def _solve_means(problem: str, difference: float | None, *, sd: float, sd_treatm
     def at(diff: float, n: int) -> float:
         return exact(diff, n, n_treatment_for(n, r))
 
-    z = stats.norm.isf(alpha / 2.0)
+    z = norm_isf(alpha / 2.0)
 
     def normal(diff: float, n: float) -> float:
         se = math.sqrt(sd_c**2 / n + sd_t**2 / (r * n))
-        return float(stats.norm.sf(z - abs(diff) / se) + stats.norm.cdf(-z - abs(diff) / se))
+        return float(norm_sf(z - abs(diff) / se) + norm_cdf(-z - abs(diff) / se))
 
     def effect_of(diff: float) -> dict[str, float]:
         pooled = math.sqrt((sd_c**2 + sd_t**2) / 2.0)
@@ -600,7 +599,7 @@ def _solve_means(problem: str, difference: float | None, *, sd: float, sd_treatm
     if solved == "n_per_arm":
         if difference == 0:
             raise SolveInputError(lambda name: f"{name(*effect)} is no effect: no size gives power above the type I error")
-        n_normal = (float(stats.norm.isf(alpha / 2) + stats.norm.ppf(power)) ** 2 * (sd_c**2 + sd_t**2 / r)
+        n_normal = (float(norm_isf(alpha / 2) + norm_ppf(power)) ** 2 * (sd_c**2 + sd_t**2 / r)
                     / max(difference**2, 1e-300))
         if not n_normal <= N_MAX_APPROXIMATE:
             raise SolveInputError(lambda name: f"{name(*effect)} is too small an effect against {spread(name)}: the normal "

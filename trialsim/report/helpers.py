@@ -17,6 +17,11 @@ compare them).
 
 This module imports no other trialsim module, so a helper (a fresh interpreter: ``spawn``, as joblib's
 workers) starts in a fraction of a second; the functions it runs are imported when their jobs arrive.
+A helper whose warm-up is part of the first one's (the report's second helper: figures only) is not
+started from scratch: the first forks it once warmed up (on Linux), so the libraries are imported once,
+not twice (3 s of CPU of a report's 50; the forked helper is ready the moment the first one is). It
+is then the first one's child, not this process's: it is told apart by its pid (sent when it is
+ready) and waited for through a pidfd.
 Without helpers (``enabled=False``, one usable core, or no process can be started) every job runs in this process
 when it is submitted; a helper that dies (killed, out of memory) or falls silent for :data:`SILENCE_SECONDS` has its
 unfinished jobs run here.
@@ -27,9 +32,12 @@ import contextlib
 import gc
 import importlib
 import multiprocessing
+import multiprocessing.util
 import os
 import pickle
 import queue
+import signal
+import sys
 import threading
 import time
 import warnings
@@ -60,10 +68,11 @@ def _lower_priority(nice: int) -> None:
         os.nice(max(0, nice - os.nice(0)))
 
 
-def serve(conn, warm: Sequence[str], nice: int = 0) -> None:
+def serve(conn, warm: Sequence[str], nice: int = 0, forks: Sequence = ()) -> None:
     """A helper process: lower its priority to ``nice``, warm up (each ``"module:function"`` of ``warm`` imported and
-    called: named, not pickled, so that their imports too run at that priority) and say :data:`READY`, then run every
-    ``(function, args)`` received and send back ``(result, None)`` or ``(None, exception)``, until ``None`` or EOF."""
+    called: named, not pickled, so that their imports too run at that priority), fork a warmed helper for each
+    connection of ``forks`` (:func:`_fork_helper`) and say :data:`READY`, then run every ``(function, args)`` received
+    and send back ``(result, None)`` or ``(None, exception)``, until ``None`` or EOF."""
     if nice:
         _lower_priority(nice)
     for step in warm:
@@ -71,11 +80,91 @@ def serve(conn, warm: Sequence[str], nice: int = 0) -> None:
             module, name = step.split(":")
             getattr(importlib.import_module(module), name)()
     gc.freeze()  # the libraries just imported: never walked again by the collector (as trialsim's launch does)
+    children = [pid for k, own in enumerate(forks) if (pid := _fork_helper(own, [conn, *forks[:k], *forks[k + 1:]]))]
     try:
         conn.send(READY)
     except OSError:  # the parent is gone
         return
+    finally:
+        _reap(children)
+    try:
+        _run_jobs(conn, children)
+    finally:
+        _reap(children)
+
+
+def _reap(children: list[int]) -> None:
+    """Collect the exit status of the forked helpers that have ended (those still running are kept in ``children``).
+    They are closed before this helper, so it reaps them; one still running when it ends is reaped by the system."""
+    for pid in list(children):
+        with contextlib.suppress(ChildProcessError):
+            if os.waitpid(pid, os.WNOHANG)[0] == 0:
+                continue
+        children.remove(pid)
+
+
+def _fork_helper(conn, others: Sequence) -> int | None:
+    """Fork a helper serving ``conn`` with what this one has warmed up (the child says ``(READY, its pid, its start
+    time)``, then runs jobs until ``None`` or EOF, then ends without running this process's exit handlers); ``others``
+    are closed in it. Here ``conn`` is closed: the child holds the only copy, so the caller's end reads EOF once the
+    child has ended. Returns the child's pid; None where the fork failed (``conn`` closed unanswered: the caller runs
+    that helper's jobs itself)."""
+    try:
+        pid = os.fork()
+    except OSError:
+        conn.close()
+        return None
+    if pid:
+        conn.close()
+        return pid
+    code = 0
+    try:
+        for other in others:
+            other.close()
+        _close_inherited_pipes(keep=conn.fileno())
+        conn.send((READY, os.getpid(), _start_time(os.getpid())))
+        _run_jobs(conn)
+    except BaseException:  # noqa: BLE001 - the parent is gone (a broken pipe), or a signal: end here either way
+        code = 1
+    finally:
+        for stream in (sys.stdout, sys.stderr):
+            with contextlib.suppress(Exception):
+                stream.flush()
+        os._exit(code)  # never back into the parent helper's code (its loop, its exit handlers)
+
+
+def _start_time(pid: int) -> int | None:
+    """When process ``pid`` started (clock ticks since boot: the 22nd field of /proc/PID/stat); None if it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as f:
+            return int(f.read().rsplit(")", 1)[1].split()[19])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def _close_inherited_pipes(keep: int) -> None:
+    """Close the pipes a forked helper inherited from its parent helper but the standard streams, ``keep`` and
+    multiprocessing's resource tracker (which a job creating a lock still uses): multiprocessing's sentinel of the
+    parent helper (whose end the caller waits for to know that the parent has ended: held open here too, it would make
+    the caller wait for this helper as well) and the parent's own sentinel. A helper's libraries open no pipes (their
+    files and sockets are left alone)."""
+    from multiprocessing import resource_tracker  # noqa: PLC0415 - only in a forked helper
+
+    kept = {keep, getattr(getattr(resource_tracker, "_resource_tracker", None), "_fd", None)}
+    with contextlib.suppress(OSError):  # no /proc: nothing to close here (only Linux forks helpers)
+        for name in os.listdir("/proc/self/fd"):
+            fd = int(name)
+            if fd > 2 and fd not in kept:
+                with contextlib.suppress(OSError):  # the listing's own descriptor, closed by now
+                    if os.readlink(f"/proc/self/fd/{fd}").startswith("pipe:"):
+                        os.close(fd)
+
+
+def _run_jobs(conn, children: list[int] | None = None) -> None:
+    """Run the jobs received on ``conn`` until ``None`` or EOF (reaping the ``children`` that have ended between jobs)."""
     while True:
+        if children:
+            _reap(children)
         try:
             job = conn.recv()
         except EOFError:  # the parent is gone
@@ -141,17 +230,43 @@ class Helper:
     helper reads it, which it does only after its warm-up and the jobs before it.
     """
 
-    def __init__(self, warm: Sequence[str], *, nice: int = 0, name: str = "trialsim-helper"):
+    def __init__(self, warm: Sequence[str], *, nice: int = 0, name: str = "trialsim-helper",
+                 forks: Sequence[tuple[Sequence[str], str]] = ()):
+        """``forks``: the ``(warm, name)`` of helpers this one forks once it has warmed up (each ``warm`` a part of its
+        own, as it is not done again), in :attr:`forked`."""
         ctx = multiprocessing.get_context("spawn")  # a fresh interpreter: no locks or threads copied from here
         self._conn, child = ctx.Pipe()
+        pipes: list = []
         try:
-            self._process = ctx.Process(target=serve, args=(child, tuple(warm), nice), name=name, daemon=True)
+            pipes += [ctx.Pipe() for _ in forks]
+            self._process: Any = ctx.Process(target=serve, args=(child, tuple(warm), nice, tuple(c for _, c in pipes)),
+                                             name=name, daemon=True)
             self._process.start()
         except BaseException:
             self._conn.close()
+            for ours, _ in pipes:
+                ours.close()
             raise
         finally:
             child.close()
+            for _, theirs in pipes:
+                theirs.close()  # the helper holds them now (and passes each to its fork)
+        self._setup(warm, nice, name)
+        self.forked = [Helper._forked(ours, w, nice, n) for (ours, _), (w, n) in zip(pipes, forks)]
+
+    @classmethod
+    def _forked(cls, conn, warm: Sequence[str], nice: int, name: str) -> "Helper":
+        """The helper another one forks (see ``forks``), served on ``conn``."""
+        self = cls.__new__(cls)
+        self._conn = conn
+        self._process = _Forked(conn)
+        self._setup(warm, nice, name)
+        self.forked = []
+        # a command that ends without closing its helpers: stopped with the first helper (which multiprocessing stops)
+        self._at_exit = multiprocessing.util.Finalize(None, self._process.terminate, exitpriority=10)
+        return self
+
+    def _setup(self, warm: Sequence[str], nice: int, name: str) -> None:
         self._pending: deque[Job] = deque()
         self._ready = False
         self.warm, self.nice = tuple(warm), nice
@@ -179,6 +294,10 @@ class Helper:
 
     @property
     def pid(self) -> int | None:
+        """The helper's process id (None once closed). A forked helper's is known when it is ready: waited for."""
+        if isinstance(self._process, _Forked) and self._process.pid is None:
+            while not self._ready and self._process is not None:
+                self.step()
         return None if self._process is None else self._process.pid
 
     @property
@@ -202,8 +321,10 @@ class Helper:
             message = pickle.loads(data)
         except Exception as exc:  # noqa: BLE001 - kept for the job's result()
             message = (None, RuntimeError(f"a helper's result could not be read here: {type(exc).__name__}: {exc}"))
-        if not self._ready and message == READY:
+        if not self._ready:  # the first message is READY (a forked helper's with its pid and start time)
             self._ready = True
+            if isinstance(message, tuple) and isinstance(self._process, _Forked):
+                self._process.known(*message[1:3])
             return
         value, error = message
         self._pending.popleft()._finish(value, error)  # noqa: SLF001
@@ -241,6 +362,7 @@ class Helper:
         if self._process is None:
             return
         if kill:
+            self.ready()  # a forked helper's pid comes with its READY
             self._process.terminate()
         else:
             while self._pending and self._process is not None:  # its results read: it may be blocked sending one
@@ -255,7 +377,79 @@ class Helper:
             self._process.join(JOIN_SECONDS)
         self._sender.join(JOIN_SECONDS)  # the pipe is broken now: the sender has stopped
         self._conn.close()
+        if isinstance(self._process, _Forked):
+            self._process.release()
+            self._at_exit.cancel()
         self._process = None
+
+
+class _Forked:
+    """What :class:`Helper` uses of a ``multiprocessing.Process``, for a helper forked by another one (so not this
+    process's child): its pid comes with its READY (:meth:`known`); it is signalled through a pidfd (never another
+    process that took its pid after it ended) and waited for until its end of the pipe closes."""
+
+    exitcode = None  # not this process's child: its exit status is not ours to read
+
+    def __init__(self, conn):
+        self._conn = conn
+        self.pid: int | None = None
+        self._fd: int | None = None
+        self._ended = False
+
+    def known(self, pid: int, start: int | None = None) -> None:
+        """The helper's pid and start time (from its READY). Its pidfd is opened only if the process with that pid
+        now is the one that started then: one that ended before its READY was read may have given its pid away."""
+        self.pid = int(pid)
+        with contextlib.suppress(AttributeError, OSError):  # no pidfd here (not Linux, an old kernel): no signals
+            fd = os.pidfd_open(self.pid)
+            if start is not None and _start_time(self.pid) == start:
+                self._fd = fd
+            else:
+                os.close(fd)
+                self._ended = True
+
+    def release(self) -> None:
+        """Close the pidfd (the helper is not signalled any more)."""
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+    def _signal(self, sig: int) -> None:
+        if self._fd is not None and not self._ended:
+            with contextlib.suppress(OSError):  # it has ended
+                signal.pidfd_send_signal(self._fd, sig)
+
+    def terminate(self) -> None:
+        """SIGTERM; a helper not known yet (its READY unread, or not forked yet) is let go without waiting: once this
+        end of its pipe is closed it ends at its next read or answer."""
+        if self.pid is None:
+            self._ended = True
+        self._signal(signal.SIGTERM)
+
+    def kill(self) -> None:
+        self._signal(signal.SIGKILL)
+
+    def join(self, timeout: float | None = None) -> None:
+        """Wait up to ``timeout`` seconds for the helper to end: its end of the pipe closes (what it still sends is
+        dropped; a READY still unread gives its pid)."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while not self._ended:
+            left = None if deadline is None else max(0.0, deadline - time.monotonic())
+            try:
+                if not self._conn.poll(left):
+                    return
+                data = self._conn.recv_bytes()
+            except (EOFError, OSError):
+                self._ended = True
+                break
+            if self.pid is None:
+                with contextlib.suppress(Exception):
+                    message = pickle.loads(data)
+                    if isinstance(message, tuple) and message[:1] == (READY,):
+                        self.known(*message[1:3])
+
+    def is_alive(self) -> bool:
+        return not self._ended
 
 
 class Batch:
@@ -317,11 +511,33 @@ def others_running(ours: int = 0, *, samples: int = 3, gap: float = 0.005, path:
     return True
 
 
-def _started(warm, *, nice: int, name: str) -> Helper | None:
-    try:
-        return Helper(warm, nice=nice, name=name)
-    except Exception:  # noqa: BLE001 - no process can be started here (limits, a daemonic parent)
-        return None
+# Linux: a helper forked from a warmed one runs the same libraries as a fresh one (tests compare their files). Elsewhere
+# every helper is started from scratch (no fork on Windows; macOS's system libraries are not safe to fork with).
+CAN_FORK = sys.platform.startswith("linux") and hasattr(os, "fork")
+
+
+def _started(warm: Sequence[Sequence[str]], *, nice: int, names: Sequence[str]) -> list[Helper]:
+    """Helpers warming up with each of ``warm``: the first started from scratch and forking, once warmed up, those whose
+    steps are part of its own (where :data:`CAN_FORK`); the others (if any) started from scratch, likewise. In the
+    order of ``warm``; as many as could be started, from the first (none where no process can be started)."""
+    out: dict[int, Helper] = {}
+    todo = list(range(len(warm)))
+    while todo:
+        head, rest = todo[0], todo[1:]
+        forks = [k for k in rest if CAN_FORK and set(warm[k]) <= set(warm[head])]
+        try:
+            helper = Helper(warm[head], nice=nice, name=names[head], forks=[(warm[k], names[k]) for k in forks])
+        except Exception:  # noqa: BLE001 - no process can be started here (limits, a daemonic parent)
+            break  # work with those there are, or in this process
+        out[head] = helper
+        out.update(zip(forks, helper.forked))
+        todo = [k for k in rest if k not in forks]
+    n = 0  # a gap ends the list (helper k stays helper k): those forked beyond it are let go
+    while n in out:
+        n += 1
+    for k in sorted(set(out) - set(range(n))):
+        out[k].close()
+    return [out[k] for k in range(n)]
 
 
 class Helpers:
@@ -336,11 +552,8 @@ class Helpers:
     def __init__(self, warm: Sequence[Sequence[str]], *, enabled: bool = True, early: bool = False):
         self._helpers: list[Helper] = []
         if enabled and usable_cores() > 1:
-            for k, steps in enumerate(warm):
-                helper = _started(steps, nice=IDLE_NICE if early else 0, name=f"trialsim-helper-{k}")
-                if helper is None:
-                    break  # work with those there are, or in this process
-                self._helpers.append(helper)
+            self._helpers = _started(warm, nice=IDLE_NICE if early else 0,
+                                     names=[f"trialsim-helper-{k}" for k in range(len(warm))])
 
     def keep_up(self, *, busy: Callable[[int], bool] | None = None) -> int:
         """Make sure helpers started early (``early=True``) will not crawl through their jobs; returns how many
@@ -353,19 +566,19 @@ class Helpers:
         early = [h for h in self._helpers if h.alive and h.nice]
         if not early:
             return 0
-        warming = sum(not h.ready() for h in early)
+        # a forked helper is ready the moment its parent has warmed up (until then it does not exist)
+        warming = sum(not h.ready() for h in early if not isinstance(h._process, _Forked))  # noqa: SLF001
         if not (busy or others_running)(warming):
             return 0
-        replaced = 0
-        for k, old in enumerate(self._helpers):
-            if old.alive and old.nice:
-                old.close(kill=True)
-                new = _started(old.warm, nice=0, name=f"trialsim-helper-{k}")
-                if new is not None:
-                    self._helpers[k] = new
-                    replaced += 1
+        stale = [k for k, h in enumerate(self._helpers) if h.alive and h.nice]
+        for k in reversed(stale):  # forked helpers (after their parent in the list) first: their parent reaps them
+            self._helpers[k].close(kill=True)
+        fresh = _started([self._helpers[k].warm for k in stale], nice=0,
+                         names=[f"trialsim-helper-{k}" for k in stale])
+        for k, new in zip(stale, fresh):
+            self._helpers[k] = new
         self._helpers = [h for h in self._helpers if h.alive]
-        return replaced
+        return len(fresh)
 
     def __len__(self) -> int:
         return len(self._live())
@@ -392,7 +605,7 @@ class Helpers:
         return [h.pid for h in self._helpers if h.pid is not None]
 
     def close(self, *, kill: bool = False) -> None:
-        for h in self._helpers:
+        for h in reversed(self._helpers):  # forked helpers (after their parent in the list) first: their parent reaps them
             h.close(kill=kill)
 
     def __enter__(self) -> "Helpers":
