@@ -594,6 +594,20 @@ def test_a_helper_whose_warm_up_is_part_of_the_firsts_is_forked_from_it_once_war
     assert all(_ends_soon(pid) for pid in (first, second, third))
 
 
+def test_where_helpers_are_not_forked_each_warms_up_on_its_own(monkeypatch):
+    # the path of systems without fork (CAN_FORK False: Windows, macOS), run here by switching forking off
+    if usable_cores() < 2:
+        pytest.skip("one usable core: no helper process")
+    monkeypatch.setattr(helpers_module, "CAN_FORK", False)
+    step = f"{__name__}:{_record_warm_up.__name__}"
+    with Helpers([(step,), (step,)]) as helpers:
+        first, second = helpers.pids()
+        assert [helpers.submit(k, _warmed_in).result() for k in range(2)] == [[first], [second]]
+        assert [helpers.submit(k, os.getppid).result() for k in range(2)] == [os.getpid()] * 2
+        started = [h._process for h in helpers._helpers]  # noqa: SLF001
+    assert [p.exitcode for p in started] == [0, 0]
+
+
 @pytest.mark.skipif(not helpers_module.CAN_FORK, reason="helpers are forked from a warmed one on Linux only")
 def test_a_forked_helper_outlives_a_dead_first_and_a_first_that_dies_before_forking_leaves_its_jobs_here():
     if usable_cores() < 2:
