@@ -14,6 +14,7 @@ import re
 import shutil
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -592,6 +593,83 @@ def test_a_helper_whose_warm_up_is_part_of_the_firsts_is_forked_from_it_once_war
     # first waited JOIN_SECONDS for them
     assert time.monotonic() - closing < helpers_module.JOIN_SECONDS / 2
     assert all(_ends_soon(pid) for pid in (first, second, third))
+
+
+@pytest.mark.skipif(not helpers_module.CAN_FORK, reason="helpers are forked from a warmed one on Linux only")
+def test_a_forked_helper_that_cannot_be_signalled_is_let_go_at_once(monkeypatch):
+    # found by review: without a pidfd (an old kernel, a sandbox refusing it), stopping it waited 2 x JOIN_SECONDS
+    if usable_cores() < 2:
+        pytest.skip("one usable core: no helper process")
+
+    def refused(pid, flags=0):
+        raise PermissionError(1, "pidfd_open refused")
+
+    monkeypatch.setattr(os, "pidfd_open", refused)
+    helpers = Helpers([(), ()])
+    second = helpers.pids()[1]
+    helpers.submit(1, time.sleep, 30.0)
+    start = time.monotonic()
+    helpers.close(kill=True)
+    assert time.monotonic() - start < helpers_module.JOIN_SECONDS / 2
+    assert _ends_soon(second, seconds=40.0)  # it ends after its job, at its answer to a closed pipe
+
+
+_NO_ZOMBIES = """
+import ctypes, os, sys, time
+from trialsim.report.helpers import Helpers
+if __name__ == "__main__":
+    ctypes.CDLL(None, use_errno=True).prctl(36, 1, 0, 0, 0)  # PR_SET_CHILD_SUBREAPER: orphans come to this process
+    for kill in (False, True):
+        with Helpers([(), ()]) as helpers:
+            forked = helpers.pids()[1]
+            if kill:
+                helpers.submit(1, time.sleep, 30.0)
+                helpers.close(kill=True)
+        time.sleep(0.5)
+        try:
+            with open(f"/proc/{forked}/stat", encoding="utf-8") as f:
+                print(kill, f.read().rsplit(")", 1)[1].split()[0])  # Z: a zombie left to this process
+        except FileNotFoundError:
+            print(kill, "gone")
+"""
+
+
+@pytest.mark.skipif(not helpers_module.CAN_FORK, reason="helpers are forked from a warmed one on Linux only")
+def test_forked_helpers_leave_no_zombie_even_under_a_subreaper(tmp_path):
+    # found by review: stopped (Ctrl-C), the first helper died before reaping its forked one, which a subreaper (a
+    # command run as a container's first process) then held as a zombie
+    if usable_cores() < 2:
+        pytest.skip("one usable core: no helper process")
+    script = tmp_path / "subreaper.py"
+    script.write_text(_NO_ZOMBIES, encoding="utf-8")
+    out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120, check=True)
+    assert out.stdout.split() == ["False", "gone", "True", "gone"]
+
+
+def _print_warm_up() -> None:
+    """A warm-up step that prints (into the helper's output buffer, not flushed)."""
+    print("WARMED", os.getpid())
+
+
+_ONE_PRINT = f"""
+from trialsim.report.helpers import Helpers
+if __name__ == "__main__":
+    with Helpers([("{__name__}:_print_warm_up",), ("{__name__}:_print_warm_up",)]) as helpers:
+        helpers.pids()
+"""
+
+
+@pytest.mark.skipif(not helpers_module.CAN_FORK, reason="helpers are forked from a warmed one on Linux only")
+def test_a_forked_helper_does_not_repeat_what_its_parent_printed(tmp_path):
+    # found by review: the forked helper flushed, at its end, the output its parent had buffered before the fork
+    if usable_cores() < 2:
+        pytest.skip("one usable core: no helper process")
+    script = tmp_path / "prints.py"
+    script.write_text(_ONE_PRINT, encoding="utf-8")
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"} | {"PYTHONPATH": str(Path(__file__).parents[1])}
+    out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120, check=True,
+                         env=env, cwd=str(Path(__file__).parents[1]))
+    assert out.stdout.count("WARMED") == 1
 
 
 def test_where_helpers_are_not_forked_each_warms_up_on_its_own(monkeypatch):

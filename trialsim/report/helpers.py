@@ -81,26 +81,43 @@ def serve(conn, warm: Sequence[str], nice: int = 0, forks: Sequence = ()) -> Non
             getattr(importlib.import_module(module), name)()
     gc.freeze()  # the libraries just imported: never walked again by the collector (as trialsim's launch does)
     children = [pid for k, own in enumerate(forks) if (pid := _fork_helper(own, [conn, *forks[:k], *forks[k + 1:]]))]
+    if children:  # stopped (SIGTERM), this helper first reaps its forked ones, stopped just before it
+        signal.signal(signal.SIGTERM, lambda signum, frame: _end_on_sigterm(children))
     try:
         conn.send(READY)
     except OSError:  # the parent is gone
+        _reap(children, wait=REAP_SECONDS)
         return
-    finally:
-        _reap(children)
     try:
         _run_jobs(conn, children)
     finally:
-        _reap(children)
+        _reap(children, wait=REAP_SECONDS)
 
 
-def _reap(children: list[int]) -> None:
-    """Collect the exit status of the forked helpers that have ended (those still running are kept in ``children``).
-    They are closed before this helper, so it reaps them; one still running when it ends is reaped by the system."""
-    for pid in list(children):
-        with contextlib.suppress(ChildProcessError):
-            if os.waitpid(pid, os.WNOHANG)[0] == 0:
-                continue
-        children.remove(pid)
+REAP_SECONDS = 1.0  # how long a helper ending waits for its forked helpers (closed before it) to have ended
+
+
+def _reap(children: list[int], wait: float = 0.0) -> None:
+    """Collect the exit status of the forked helpers that have ended, waiting up to ``wait`` seconds for them (those
+    still running are kept in ``children``). They are closed or stopped before this helper, so it reaps them; one still
+    running when it ends is left to the system (to whoever adopts it)."""
+    deadline = time.monotonic() + wait
+    while True:
+        for pid in list(children):
+            with contextlib.suppress(ChildProcessError):
+                if os.waitpid(pid, os.WNOHANG)[0] == 0:
+                    continue
+            children.remove(pid)
+        if not children or time.monotonic() >= deadline:
+            return
+        time.sleep(0.005)
+
+
+def _end_on_sigterm(children: list[int]) -> None:
+    """SIGTERM in a helper with forked helpers: reap them (stopped just before it), then end by the signal as it would."""
+    _reap(children, wait=REAP_SECONDS)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    os.kill(os.getpid(), signal.SIGTERM)
 
 
 def _fork_helper(conn, others: Sequence) -> int | None:
@@ -109,6 +126,9 @@ def _fork_helper(conn, others: Sequence) -> int | None:
     are closed in it. Here ``conn`` is closed: the child holds the only copy, so the caller's end reads EOF once the
     child has ended. Returns the child's pid; None where the fork failed (``conn`` closed unanswered: the caller runs
     that helper's jobs itself)."""
+    for stream in (sys.stdout, sys.stderr):  # else the child would write this helper's buffered output again
+        with contextlib.suppress(Exception):
+            stream.flush()
     try:
         pid = os.fork()
     except OSError:
@@ -136,8 +156,8 @@ def _fork_helper(conn, others: Sequence) -> int | None:
 def _start_time(pid: int) -> int | None:
     """When process ``pid`` started (clock ticks since boot: the 22nd field of /proc/PID/stat); None if it is gone."""
     try:
-        with open(f"/proc/{pid}/stat", encoding="ascii") as f:
-            return int(f.read().rsplit(")", 1)[1].split()[19])
+        with open(f"/proc/{pid}/stat", "rb") as f:  # bytes: a process name need not be ASCII
+            return int(f.read().rsplit(b")", 1)[1].split()[19])
     except (OSError, ValueError, IndexError):
         return None
 
@@ -400,13 +420,16 @@ class _Forked:
         """The helper's pid and start time (from its READY). Its pidfd is opened only if the process with that pid
         now is the one that started then: one that ended before its READY was read may have given its pid away."""
         self.pid = int(pid)
-        with contextlib.suppress(AttributeError, OSError):  # no pidfd here (not Linux, an old kernel): no signals
+        try:
             fd = os.pidfd_open(self.pid)
-            if start is not None and _start_time(self.pid) == start:
-                self._fd = fd
-            else:
-                os.close(fd)
-                self._ended = True
+        except (AttributeError, OSError):  # no pidfd here (an old kernel, a sandbox refusing it): it cannot be
+            self._ended = True  # signalled, so it is let go when closed (it ends at its next read or answer)
+            return
+        if start is not None and _start_time(self.pid) == start:
+            self._fd = fd
+        else:
+            os.close(fd)
+            self._ended = True
 
     def release(self) -> None:
         """Close the pidfd (the helper is not signalled any more)."""
