@@ -640,10 +640,17 @@ def test_forked_helpers_leave_no_zombie_even_under_a_subreaper(tmp_path):
     # command run as a container's first process) then held as a zombie
     if usable_cores() < 2:
         pytest.skip("one usable core: no helper process")
-    script = tmp_path / "subreaper.py"
-    script.write_text(_NO_ZOMBIES, encoding="utf-8")
-    out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120, check=True)
-    assert out.stdout.split() == ["False", "gone", "True", "gone"]
+    assert _script_output(tmp_path / "subreaper.py", _NO_ZOMBIES).split() == ["False", "gone", "True", "gone"]
+
+
+def _script_output(path: Path, text: str, unbuffered: bool = True) -> str:
+    """What the script ``text``, written to ``path`` and run from the repository (``unbuffered``: as the environment
+    has it; else with Python's output buffered), prints."""
+    path.write_text(text, encoding="utf-8")
+    root = str(Path(__file__).parents[1])
+    env = {k: v for k, v in os.environ.items() if unbuffered or k != "PYTHONUNBUFFERED"} | {"PYTHONPATH": root}
+    return subprocess.run([sys.executable, str(path)], capture_output=True, text=True, timeout=120, check=True,
+                          env=env, cwd=root).stdout
 
 
 def _print_warm_up() -> None:
@@ -664,12 +671,7 @@ def test_a_forked_helper_does_not_repeat_what_its_parent_printed(tmp_path):
     # found by review: the forked helper flushed, at its end, the output its parent had buffered before the fork
     if usable_cores() < 2:
         pytest.skip("one usable core: no helper process")
-    script = tmp_path / "prints.py"
-    script.write_text(_ONE_PRINT, encoding="utf-8")
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"} | {"PYTHONPATH": str(Path(__file__).parents[1])}
-    out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120, check=True,
-                         env=env, cwd=str(Path(__file__).parents[1]))
-    assert out.stdout.count("WARMED") == 1
+    assert _script_output(tmp_path / "prints.py", _ONE_PRINT, unbuffered=False).count("WARMED") == 1
 
 
 def test_where_helpers_are_not_forked_each_warms_up_on_its_own(monkeypatch):
