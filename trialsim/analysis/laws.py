@@ -53,9 +53,9 @@ def chi2_isf(q, df):
     return special.chdtri(df, q)
 
 
-def _boost(name: str, law: str, method: str):
-    """The private ufunc ``name`` clipped into [0, 1] as scipy.stats clips it; ``scipy.stats.<law>.<method>`` where
-    this scipy has no such ufunc."""
+def _boost(name: str, law: str, method: str, *, clip: bool = True):
+    """The private ufunc ``name`` (clipped into [0, 1] as scipy.stats clips it, where ``clip``); ``scipy.stats.<law>.
+    <method>`` where this scipy has no such ufunc."""
     ufunc = getattr(special_ufuncs, name, None)
     if ufunc is None:
         def fallback(*args):
@@ -64,6 +64,8 @@ def _boost(name: str, law: str, method: str):
             return getattr(getattr(stats, law), method)(*args)
 
         return fallback
+    if not clip:
+        return ufunc
 
     def clipped(*args):
         with np.errstate(over="ignore"):
@@ -74,13 +76,4 @@ def _boost(name: str, law: str, method: str):
 
 nct_sf = _boost("_nct_sf", "nct", "sf")  # nct_sf(x, df, nc): scipy.stats.nct.sf
 binom_pmf = _boost("_binom_pmf", "binom", "pmf")  # binom_pmf(k, n, p): scipy.stats.binom.pmf
-_BETA_PPF = getattr(special_ufuncs, "_beta_ppf", None)
-
-
-def beta_ppf(q, a, b):
-    """``scipy.stats.beta.ppf(q, a, b)`` (Boost's quantile, not clipped: scipy.stats does not clip it)."""
-    if _BETA_PPF is None:
-        from scipy import stats  # noqa: PLC0415 - only where scipy lacks the private ufunc
-
-        return stats.beta.ppf(q, a, b)
-    return _BETA_PPF(q, a, b)
+beta_ppf = _boost("_beta_ppf", "beta", "ppf", clip=False)  # beta_ppf(q, a, b): scipy.stats.beta.ppf (not clipped there)

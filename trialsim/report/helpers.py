@@ -84,11 +84,10 @@ def serve(conn, warm: Sequence[str], nice: int = 0, forks: Sequence = ()) -> Non
     if children:  # stopped (SIGTERM), this helper first reaps its forked ones, stopped just before it
         signal.signal(signal.SIGTERM, lambda signum, frame: _end_on_sigterm(children))
     try:
-        conn.send(READY)
-    except OSError:  # the parent is gone
-        _reap(children, wait=REAP_SECONDS)
-        return
-    try:
+        try:
+            conn.send(READY)
+        except OSError:  # the parent is gone
+            return
         _run_jobs(conn, children)
     finally:
         _reap(children, wait=REAP_SECONDS)
@@ -126,9 +125,7 @@ def _fork_helper(conn, others: Sequence) -> int | None:
     are closed in it. Here ``conn`` is closed: the child holds the only copy, so the caller's end reads EOF once the
     child has ended. Returns the child's pid; None where the fork failed (``conn`` closed unanswered: the caller runs
     that helper's jobs itself)."""
-    for stream in (sys.stdout, sys.stderr):  # else the child would write this helper's buffered output again
-        with contextlib.suppress(Exception):
-            stream.flush()
+    _flush_streams()  # else the child would write this helper's buffered output again
     try:
         pid = os.fork()
     except OSError:
@@ -147,10 +144,14 @@ def _fork_helper(conn, others: Sequence) -> int | None:
     except BaseException:  # noqa: BLE001 - the parent is gone (a broken pipe), or a signal: end here either way
         code = 1
     finally:
-        for stream in (sys.stdout, sys.stderr):
-            with contextlib.suppress(Exception):
-                stream.flush()
+        _flush_streams()
         os._exit(code)  # never back into the parent helper's code (its loop, its exit handlers)
+
+
+def _flush_streams() -> None:
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):  # a closed or broken stream: nothing to keep
+            stream.flush()
 
 
 def _start_time(pid: int) -> int | None:
