@@ -7,7 +7,10 @@
 engine:   simulated trials per second of the full default design (every endpoint and test), with
           n_jobs=1 and n_jobs=2, and the ratio against a naive per-trial loop of scipy calls on the
           same design, measured in the same run; for scale, also the primary endpoint with one test
-          alone (the workload of rpact's figure that the target compares with the full design).
+          alone (the workload of rpact's figure that the target compares with the full design); and
+          rpact itself on the same machine and workload (`getSimulationRates`, the primary endpoint's arm
+          rates, the design's subjects), timed inside R, when Rscript with rpact is installed (Debian:
+          `apt install r-cran-rpact`), so the target is checked against a figure from this machine.
 flow:     the default design with its [flow] section: trials/s, and its cost per trial relative to the
           same design without the flow at equal n_sims (target under 3x).
 cli:      `trialsim run CONFIG --sims 1000 --seed 1 --out DIR` end to end in a fresh process: wall and
@@ -30,6 +33,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -47,7 +51,7 @@ from trialsim.cache import ENV_DIR, ENV_SWITCH  # noqa: E402
 from trialsim.config.loader import load_scenario, with_values  # noqa: E402
 from trialsim.model import build_model  # noqa: E402
 from trialsim.planning.bench import bench_exact_fisher, bench_sweep  # noqa: E402
-from trialsim.planning.model import reduced  # noqa: E402
+from trialsim.planning.model import binary_rates, reduced  # noqa: E402
 from trialsim.rng import Streams  # noqa: E402
 from trialsim.simulate import simulate_trials  # noqa: E402
 
@@ -102,6 +106,7 @@ def bench_engine(n_sims: int, n_naive: int) -> None:
     # the first parallel run also starts the worker pool (processes importing numpy, scipy and
     # trialsim; about 1.5 s here); later runs in the same session reuse it
     rates = [(1, "", timed(1)), (2, ", incl. worker start-up", timed(2)), (2, ", workers running", timed(2))]
+    best = max(rate for _, _, rate in rates)
     for jobs, note, rate in rates:
         print(f"trialsim, n_jobs={jobs}{note}: {rate:,.0f} full trials/s ({n_sims:,} trials, {len(model.analysed)} "
               f"endpoints, {n_tests} tests each) = {rate / naive_rate:,.0f}x the naive loop")
@@ -116,6 +121,50 @@ def bench_engine(n_sims: int, n_naive: int) -> None:
         rate = n_sims / (time.perf_counter() - t0)
         print(f"  for scale, one binary endpoint and one test (rpact's workload: {primary.name}, "
               f"{build_model(one).analysed[0].tests[0]}), n_jobs={jobs}: {rate:,.0f} trials/s")
+    law, d = binary_rates(model, primary.name), scenario.design  # the event rates among analysable patients
+    rpact = bench_rpact(n_sims, law.p_control, law.p_treatment, d.n_control + d.n_treatment)
+    if rpact is not None:
+        verdict = "met" if best > rpact else f"not met ({rpact / best:.2f}x to go)"
+        print(f"target: the full design ({best:,.0f} trials/s, the best above) faster than rpact on one binary endpoint "
+              f"on this machine ({rpact:,.0f} trials/s): {verdict}")
+
+
+# rpact's getSimulationRates on the primary endpoint's rates: one binary endpoint, one fixed-sample analysis (kMax = 1),
+# the design's subjects; timed inside R around the call alone (no R start-up or package load), as the engine is timed
+# above with its workers running. Arguments: iterations, control rate, treatment rate, subjects.
+RPACT_SCRIPT = """
+suppressMessages(library(rpact))
+a <- as.numeric(commandArgs(trailingOnly = TRUE))
+design <- getDesignGroupSequential(kMax = 1, alpha = 0.025, sided = 1)
+simulate <- function(n) getSimulationRates(design = design, groups = 2, pi1 = a[3], pi2 = a[2],
+    directionUpper = a[3] > a[2], plannedSubjects = a[4], maxNumberOfIterations = n, seed = 1)
+invisible(simulate(1000))
+t <- system.time(s <- simulate(a[1]))[["elapsed"]]
+cat(as.character(packageVersion("rpact")), t, s$overallReject, "\n")
+"""
+
+
+def bench_rpact(n_sims: int, p_control: float, p_treatment: float, subjects: int) -> float | None:
+    """rpact's trials/s on one binary endpoint (``RPACT_SCRIPT``), or None (with the reason printed) where R or rpact
+    is missing."""
+    if shutil.which("Rscript") is None:
+        print("rpact: not measured (no Rscript here; on Debian: apt install r-cran-rpact)")
+        return None
+    with tempfile.TemporaryDirectory() as tmp:
+        script = Path(tmp) / "rpact_rates.R"
+        script.write_text(RPACT_SCRIPT)
+        done = subprocess.run(["Rscript", str(script), str(n_sims), repr(float(p_control)), repr(float(p_treatment)), str(subjects)],
+                              capture_output=True, text=True)
+    if done.returncode != 0:
+        print(f"rpact: not measured (Rscript failed: {done.stderr.strip().splitlines()[-1:]}; "
+              "on Debian: apt install r-cran-rpact)")
+        return None
+    version, seconds, power = done.stdout.split()
+    rate = n_sims / float(seconds)
+    print(f"rpact {version} getSimulationRates, one binary endpoint ({p_control:.4g} vs {p_treatment:.4g}, {subjects} "
+          f"subjects, one analysis), 1 core (R is single-threaded): {rate:,.0f} trials/s ({n_sims:,} trials in "
+          f"{float(seconds):.2f} s; one-sided 2.5% power {float(power):.4f})")
+    return rate
 
 
 def _cpu_seconds() -> float:

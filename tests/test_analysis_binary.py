@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from scipy import stats
 
 from trialsim.analysis import binary
+from trialsim.analysis.continuous import nan_mean
 from trialsim.analysis.binary import (
     BINARY_TESTS,
     binary_test,
@@ -586,3 +587,25 @@ def test_exact_power_near_the_largest_arms():
     """99,999 per arm (curves --n 99999): the window's variance once overflowed int64 ("math domain error")."""
     for test in ("fisher", "chi2"):
         assert binary.exact_power(test, 0.124, 0.062, 99_999, 99_999, alpha=0.05) == pytest.approx(1.0, abs=1e-9)
+
+
+@pytest.mark.parametrize("n", [1, 10, 61, 997])
+def test_binary_test_from_shared_means_equals_its_own_counts(n):
+    """The runner hands binary tests each arm's analysable count and mean (shared with the arm estimates): the event
+    counts recovered from them are the counted ones, at every arm size, with empty and all-event rows."""
+    rng = np.random.default_rng(n)
+    x = (rng.random((400, 2 * n)) < rng.random((400, 1))).astype(float)
+    x[rng.random(x.shape) < 0.2] = np.nan
+    x[0] = np.nan  # nothing analysable
+    x[1] = 1.0  # every patient an event
+    x[2, :n] = np.nan  # an empty control arm
+    xc, xt = x[:, :n], x[:, n:]
+    means = [nan_mean(arm)[:2] for arm in (xc, xt)]
+    for test in ("fisher", "chi2"):
+        own = binary.binary_test(test, xc, xt, alpha=0.05)
+        shared = binary.binary_test(test, xc, xt, alpha=0.05, means=means)
+        for field in ("pvalue", "reject", "n_control", "n_treatment", "events_control", "events_treatment"):
+            np.testing.assert_array_equal(getattr(shared, field), getattr(own, field), err_msg=f"{test} {field}")
+            assert getattr(shared, field).dtype == getattr(own, field).dtype
+    with pytest.raises(ValueError, match="leading shape"):
+        binary.binary_test("fisher", xc, xt, alpha=0.05, means=[(m[0][:5], m[1][:5]) for m in means])

@@ -1,6 +1,7 @@
 """The command's entry point: a Ctrl-C while the package imports prints one line and exits 130."""
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
@@ -13,11 +14,27 @@ ROOT = Path(__file__).resolve().parents[1]
 CONFIG = ROOT / "configs" / "exosome_lar_20.toml"
 
 
-def _interrupt_after(seconds: float) -> subprocess.CompletedProcess:
+# Imported first by the child (a sitecustomize on its path): every import of these libraries' modules waits a little,
+# so that the command's imports take seconds on any machine. On a fast machine they were done within 0.4 s, and the
+# interrupt landed in the simulation instead.
+SLOW_IMPORTS = """
+import sys, time
+class _SlowImports:
+    def find_spec(self, name, path=None, target=None):
+        if name.partition(".")[0] in ("numpy", "scipy", "pandas", "pydantic"):
+            time.sleep(0.01)
+        return None
+sys.meta_path.insert(0, _SlowImports())
+"""
+
+
+def _interrupt_after(seconds: float, slow_imports: Path) -> subprocess.CompletedProcess:
+    (slow_imports / "sitecustomize.py").write_text(SLOW_IMPORTS)
+    env = os.environ | {"PYTHONPATH": os.pathsep.join(filter(None, [str(slow_imports), os.environ.get("PYTHONPATH")]))}
     # SIG_DFL in the child: a test runner started in the background may ignore SIGINT, and a child
     # that inherits that would never see the Ctrl-C at all
     p = subprocess.Popen([sys.executable, "-m", "trialsim", "run", str(CONFIG), "--sims", "1000", "--seed", "1"],
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT, env=env,
                          preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     time.sleep(seconds)
     p.send_signal(signal.SIGINT)
@@ -27,11 +44,11 @@ def _interrupt_after(seconds: float) -> subprocess.CompletedProcess:
 
 @pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
 @pytest.mark.parametrize("seconds", [0.15, 0.4])
-def test_ctrl_c_while_importing_is_one_line_and_130(seconds):
+def test_ctrl_c_while_importing_is_one_line_and_130(seconds, tmp_path):
     """Before the fix, 0.15-0.4 s into start-up gave a KeyboardInterrupt traceback from inside an import,
-    or numpy's "ImportError ... could not import module datetime" (exit 1). The package takes well over
-    0.4 s to import, so both interrupts land during the imports."""
-    done = _interrupt_after(seconds)
+    or numpy's "ImportError ... could not import module datetime" (exit 1). The imports are slowed to take
+    seconds (``SLOW_IMPORTS``), so both interrupts land during them."""
+    done = _interrupt_after(seconds, tmp_path)
     assert done.returncode == 130, done.stderr
     assert "Traceback" not in done.stderr and "Error" not in done.stderr
     assert done.stderr.strip() == "trialsim: interrupted while starting; nothing was done"

@@ -419,6 +419,8 @@ def analyse(model: Model, observed: dict[str, np.ndarray], split: ArmSplit, *, a
             extra = dict(spec.options(model, a)) if spec.options is not None else {}
             if spec.needs_covariates:
                 extra["covariates"] = adjusting
+            if spec.takes_means:
+                extra["means"] = tuple((n[row[a.name]], mean[row[a.name]]) for n, mean in means)
             stats[(a.name, t)] = spec.run(*arms.endpoint(row[a.name]), alpha, **extra)
     ordered = {(a.name, t): stats[(a.name, t)] for a in eps for t in a.tests}
     per_endpoint = [arms.endpoint(k) for k in range(len(order))]

@@ -1480,7 +1480,23 @@ def _as_binary(name: str, x) -> np.ndarray:
     return x
 
 
-def binary_test(test: str, x_control, x_treatment, *, alpha: float) -> BinaryTestResult:
+def counts_from_means(means) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """``(n_c, n_t, e_c, e_t)``: analysable patients and events per arm, as int64, from each arm's analysable counts
+    and means ``((n_c, mean_c), (n_t, mean_t))`` of 0/1 outcomes (:func:`~trialsim.analysis.continuous.nan_mean`).
+
+    A mean of 0/1 values is its whole-number event count divided by the count, rounded once, so the rounded product
+    with the count is that event count exactly (0 where nothing is analysable)."""
+    out = []
+    for n, mean in means:
+        n = np.asarray(n).astype(np.int64, copy=False)
+        with np.errstate(invalid="ignore"):
+            events = np.rint(np.where(n > 0, mean * n, 0.0)).astype(np.int64)
+        out.append((n, events))
+    (n_c, e_c), (n_t, e_t) = out
+    return n_c, n_t, e_c, e_t
+
+
+def binary_test(test: str, x_control, x_treatment, *, alpha: float, means=None) -> BinaryTestResult:
     """Run a two-sided binary test on every simulated trial.
 
     Parameters
@@ -1492,6 +1508,9 @@ def binary_test(test: str, x_control, x_treatment, *, alpha: float) -> BinaryTes
         shapes must match; typically (n_sims,).
     alpha : float
         Two-sided significance level in (0, 1).
+    means : optional
+        Each arm's analysable counts and means of these outcomes, ``((n_c, mean_c), (n_t, mean_t))``, when the
+        caller has them (:func:`counts_from_means`): the counts are then not taken again.
 
     Returns
     -------
@@ -1516,10 +1535,15 @@ def binary_test(test: str, x_control, x_treatment, *, alpha: float) -> BinaryTes
         raise ValueError(
             f"leading shapes differ: x_control {xc.shape[:-1]} vs x_treatment {xt.shape[:-1]}"
         )
-    n_c = np.sum(~np.isnan(xc), axis=-1)
-    n_t = np.sum(~np.isnan(xt), axis=-1)
-    e_c = np.nansum(xc, axis=-1).astype(np.int64)
-    e_t = np.nansum(xt, axis=-1).astype(np.int64)
+    if means is not None:
+        n_c, n_t, e_c, e_t = counts_from_means(means)
+        if n_c.shape != xc.shape[:-1] or n_t.shape != xt.shape[:-1]:
+            raise ValueError(f"means have shapes {n_c.shape} and {n_t.shape}, the outcomes' leading shape is {xc.shape[:-1]}")
+    else:
+        n_c = np.sum(~np.isnan(xc), axis=-1)
+        n_t = np.sum(~np.isnan(xt), axis=-1)
+        e_c = np.nansum(xc, axis=-1).astype(np.int64)
+        e_t = np.nansum(xt, axis=-1).astype(np.int64)
 
     def table_for(a: int, b: int):
         return None if a == 0 or b == 0 else _pvalue_table_cached(test, a, b)

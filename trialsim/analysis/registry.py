@@ -228,8 +228,8 @@ def newcombe_interval(e_c, n_c, e_t, n_t, alpha: float) -> tuple[np.ndarray, np.
 
 
 def _binary_runner(test: str) -> Callable[..., TrialStats]:
-    def run(x_control, x_treatment, alpha: float) -> TrialStats:
-        res = binary.binary_test(test, x_control, x_treatment, alpha=alpha)
+    def run(x_control, x_treatment, alpha: float, *, means=None) -> TrialStats:
+        res = binary.binary_test(test, x_control, x_treatment, alpha=alpha, means=means)
         n_c, n_t = res.n_control.astype(float), res.n_treatment.astype(float)
         e_c, e_t = res.events_control.astype(float), res.events_treatment.astype(float)
         with np.errstate(invalid="ignore", divide="ignore"):
@@ -272,9 +272,9 @@ def _look_up_log_or(n_c, n_t, e_c, e_t, alpha: float) -> list[np.ndarray]:
     return [v.reshape(shape) for v in np.split(values, 3)]
 
 
-def _fisher_run(x_control, x_treatment, alpha: float) -> TrialStats:
+def _fisher_run(x_control, x_treatment, alpha: float, *, means=None) -> TrialStats:
     """Fisher's p-values with the conditional MLE odds ratio and its exact interval (R's fisher.test), log scale."""
-    res = binary.binary_test("fisher", x_control, x_treatment, alpha=alpha)
+    res = binary.binary_test("fisher", x_control, x_treatment, alpha=alpha, means=means)
     n_c, n_t, e_c, e_t = res.n_control, res.n_treatment, res.events_control, res.events_treatment
     if max(np.shape(x_control)[-1], np.shape(x_treatment)[-1]) > binary.DIRECT_FROM_N:
         # large arms: per distinct observed table, as the p-values
@@ -289,17 +289,20 @@ def _fisher_run(x_control, x_treatment, alpha: float) -> TrialStats:
 
 def register_binary(name: str, label: str, table_builder, *, reference: str = "", direct=None, max_n: int | None = None,
                     estimand: str = "risk_difference", run: Callable[..., TrialStats] | None = None, region=None,
-                    disk_cache: bool = False) -> TestSpec:
+                    disk_cache: bool = False, takes_means: bool | None = None) -> TestSpec:
     """Register a binary test defined by its p-value table (one per pair of analysable sizes).
 
     Its estimate is the risk difference with Newcombe's interval unless ``run`` (with ``estimand``)
     gives the test its own. ``direct``, ``region`` and ``disk_cache``: see
     :func:`trialsim.analysis.binary.register_table_test` (a test with a slow table builder gives a
-    region builder and keeps both on disk, as Boschloo does).
+    region builder and keeps both on disk, as Boschloo does). ``takes_means`` (:class:`TestSpec`): the default
+    runner takes them; a ``run`` of one's own says whether it does (default: not).
     """
     binary.register_table_test(name, table_builder, direct, region=region, disk_cache=disk_cache)
+    if takes_means is None:
+        takes_means = run is None
     return register(TestSpec(name, label, ("binary",), run or _binary_runner(name), estimand, reference,
-                             exact_power=_binary_exact(name), max_n=max_n))
+                             exact_power=_binary_exact(name), max_n=max_n, takes_means=takes_means))
 
 
 # Per arm. Its rejection region (exact power, sample size, MDE) costs ~0.1 s at 500 vs 500; simulated
@@ -307,7 +310,7 @@ def register_binary(name: str, label: str, table_builder, *, reference: str = ""
 BOSCHLOO_MAX_N = 500
 
 _own(register_binary("fisher", "Fisher exact", binary.fisher_table, direct=binary.fisher_direct,
-                     estimand="log_odds_ratio", run=_fisher_run,
+                     estimand="log_odds_ratio", run=_fisher_run, takes_means=True,
                      reference="Fisher RA (1935) The logic of inductive inference. J R Stat Soc 98:39-82"))
 _own(register_binary("boschloo", "Boschloo exact", binary.boschloo_table, direct=binary.boschloo_direct,
                      max_n=BOSCHLOO_MAX_N, region=binary.boschloo_region, disk_cache=True,
