@@ -34,6 +34,13 @@ def test_power_ranges_are_exact_for_a_binary_endpoint(default_scenario):
     assert row.power == pytest.approx(exact_power("fisher", law.p_control, law.p_treatment, 40, 80, alpha=0.05), abs=1e-14)
 
 
+def test_panel_names_give_whole_percent_rates_without_decimals(default_scenario):
+    """0.14 is 14.000000000000002 percent in binary floating point: its panel said "14.0%" beside "8%" and "20%"."""
+    frame = power_ranges(default_scenario, n_values=[20], effects=[0.5], control_rates=[0.08, 0.14, 0.125])
+    names = sorted({f.split(" (")[0] for f in frame["facet"]})
+    assert names == ["control rate 12.5%", "control rate 14%", "control rate 8%"]
+
+
 def test_the_no_effect_line_is_read_against_alpha(default_scenario):
     """Chi-square at 30 per arm and the registered 12.4%: exact size 5.5%, above alpha; drawn and named so."""
     from matplotlib.figure import Figure

@@ -364,7 +364,8 @@ def _facet(rate_key: str | None, rate: float | None, ratio: float, several_rates
     the rate of the severe grades that the endpoint's detected mild grade raises), the allocation ratio."""
     parts = []
     if several_rates and rate is not None:
-        text = f"{key_label(rate_key)} {pct(rate, 1 if 100 * rate % 1 else 0)}"
+        whole = abs(100 * rate - round(100 * rate)) < 1e-9  # 0.14 is 14.000000000000002% in binary: still "14%"
+        text = f"{key_label(rate_key)} {pct(rate, 0 if whole else 1)}"
         if analysed is not None and math.isfinite(analysed) and abs(analysed - rate) >= 5e-4:
             text += f" (analysed {pct(analysed, 1)})"
         parts.append(text)
