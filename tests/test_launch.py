@@ -1,7 +1,6 @@
 """The command's entry point: a Ctrl-C while the package imports prints one line and exits 130."""
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
@@ -14,27 +13,26 @@ ROOT = Path(__file__).resolve().parents[1]
 CONFIG = ROOT / "configs" / "exosome_lar_20.toml"
 
 
-# Imported first by the child (a sitecustomize on its path): every import of these libraries' modules waits a little,
-# so that the command's imports take seconds on any machine. On a fast machine they were done within 0.4 s, and the
-# interrupt landed in the simulation instead.
+# The child runs `python -m trialsim` (runpy, as -m does) after this: every import of these libraries' modules waits
+# a little, so that the command's imports take seconds on any machine. On a fast machine they were done within 0.4 s,
+# and the interrupt landed in the simulation instead.
 SLOW_IMPORTS = """
-import sys, time
+import runpy, sys, time
 class _SlowImports:
     def find_spec(self, name, path=None, target=None):
         if name.partition(".")[0] in ("numpy", "scipy", "pandas", "pydantic"):
             time.sleep(0.01)
         return None
 sys.meta_path.insert(0, _SlowImports())
+runpy.run_module("trialsim", run_name="__main__")
 """
 
 
-def _interrupt_after(seconds: float, slow_imports: Path) -> subprocess.CompletedProcess:
-    (slow_imports / "sitecustomize.py").write_text(SLOW_IMPORTS)
-    env = os.environ | {"PYTHONPATH": os.pathsep.join(filter(None, [str(slow_imports), os.environ.get("PYTHONPATH")]))}
+def _interrupt_after(seconds: float) -> subprocess.CompletedProcess:
     # SIG_DFL in the child: a test runner started in the background may ignore SIGINT, and a child
     # that inherits that would never see the Ctrl-C at all
-    p = subprocess.Popen([sys.executable, "-m", "trialsim", "run", str(CONFIG), "--sims", "1000", "--seed", "1"],
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT, env=env,
+    p = subprocess.Popen([sys.executable, "-c", SLOW_IMPORTS, "run", str(CONFIG), "--sims", "1000", "--seed", "1"],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT,
                          preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     time.sleep(seconds)
     p.send_signal(signal.SIGINT)
@@ -44,11 +42,11 @@ def _interrupt_after(seconds: float, slow_imports: Path) -> subprocess.Completed
 
 @pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
 @pytest.mark.parametrize("seconds", [0.15, 0.4])
-def test_ctrl_c_while_importing_is_one_line_and_130(seconds, tmp_path):
+def test_ctrl_c_while_importing_is_one_line_and_130(seconds):
     """Before the fix, 0.15-0.4 s into start-up gave a KeyboardInterrupt traceback from inside an import,
     or numpy's "ImportError ... could not import module datetime" (exit 1). The imports are slowed to take
     seconds (``SLOW_IMPORTS``), so both interrupts land during them."""
-    done = _interrupt_after(seconds, tmp_path)
+    done = _interrupt_after(seconds)
     assert done.returncode == 130, done.stderr
     assert "Traceback" not in done.stderr and "Error" not in done.stderr
     assert done.stderr.strip() == "trialsim: interrupted while starting; nothing was done"

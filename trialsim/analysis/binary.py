@@ -1540,8 +1540,8 @@ def binary_test(test: str, x_control, x_treatment, *, alpha: float, means=None) 
         if n_c.shape != xc.shape[:-1] or n_t.shape != xt.shape[:-1]:
             raise ValueError(f"means have shapes {n_c.shape} and {n_t.shape}, the outcomes' leading shape is {xc.shape[:-1]}")
     else:
-        n_c = np.sum(~np.isnan(xc), axis=-1)
-        n_t = np.sum(~np.isnan(xt), axis=-1)
+        n_c = np.sum(~np.isnan(xc), axis=-1).astype(np.int64)  # int64 on every platform, as counts_from_means gives
+        n_t = np.sum(~np.isnan(xt), axis=-1).astype(np.int64)
         e_c = np.nansum(xc, axis=-1).astype(np.int64)
         e_t = np.nansum(xt, axis=-1).astype(np.int64)
 

@@ -161,7 +161,8 @@ class TestSpec:
     memory layout of its arrays (it sums over patients in a fixed order), so the runner may hand it views
     of patient-major arrays, which it then uses without a copy. ``takes_means``: ``run`` also takes
     ``means=((n_c, mean_c), (n_t, mean_t))``, each arm's analysable counts and means of its rows
-    (:func:`~trialsim.analysis.continuous.nan_mean`), which the runner computes once for every endpoint.
+    (:func:`~trialsim.analysis.continuous.nan_mean`), which the runner computes once for every endpoint; a spec
+    copied with another ``run`` (``dataclasses.replace``) keeps this flag, so set it to what that ``run`` takes.
     """
 
     __test__ = False
