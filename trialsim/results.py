@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from trialsim.analysis import registry as tests
-from trialsim.analysis.laws import beta_ppf
+from trialsim.analysis import laws
 from trialsim.config.loader import config_hash, load_scenario, scenario_to_toml
 from trialsim.config.schema import Scenario
 from trialsim.engine import atomic_write, layout_of
@@ -80,10 +80,8 @@ def mc_side(threshold: float, low: float, high: float) -> str:
 
 def clopper_pearson(k: int, n: int, level: float = 0.95) -> tuple[float, float]:
     """Exact binomial confidence interval for k rejections in n simulated trials."""
-    a = (1 - level) / 2
-    low = 0.0 if k == 0 else float(beta_ppf(a, k, n - k + 1))
-    high = 1.0 if k == n else float(beta_ppf(1 - a, k + 1, n - k))
-    return low, high
+    low, high = laws.clopper_pearson(k, n, level)
+    return float(low), float(high)
 
 
 @dataclass(frozen=True)

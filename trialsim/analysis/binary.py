@@ -1486,13 +1486,12 @@ def counts_from_means(means) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.nda
 
     A mean of 0/1 values is its whole-number event count divided by the count, rounded once, so the rounded product
     with the count is that event count exactly (0 where nothing is analysable)."""
-    out = []
-    for n, mean in means:
+    def counts(n, mean):
         n = np.asarray(n).astype(np.int64, copy=False)
         with np.errstate(invalid="ignore"):
-            events = np.rint(np.where(n > 0, mean * n, 0.0)).astype(np.int64)
-        out.append((n, events))
-    (n_c, e_c), (n_t, e_t) = out
+            return n, np.rint(np.where(n > 0, mean * n, 0.0)).astype(np.int64)
+
+    (n_c, e_c), (n_t, e_t) = (counts(*arm) for arm in means)
     return n_c, n_t, e_c, e_t
 
 

@@ -14,8 +14,8 @@ import numpy as np
 from scipy import special
 from scipy.special import _ufuncs as special_ufuncs
 
-__all__ = ["beta_ppf", "binom_pmf", "chi2_isf", "chi2_ppf", "nct_sf", "norm_cdf", "norm_isf", "norm_ppf", "norm_sf",
-           "t_ppf"]
+__all__ = ["beta_ppf", "binom_pmf", "chi2_isf", "chi2_ppf", "clopper_pearson", "nct_sf", "norm_cdf", "norm_isf",
+           "norm_ppf", "norm_sf", "t_ppf"]
 
 
 def norm_ppf(q):
@@ -77,3 +77,14 @@ def _boost(name: str, law: str, method: str, *, clip: bool = True):
 nct_sf = _boost("_nct_sf", "nct", "sf")  # nct_sf(x, df, nc): scipy.stats.nct.sf
 binom_pmf = _boost("_binom_pmf", "binom", "pmf")  # binom_pmf(k, n, p): scipy.stats.binom.pmf
 beta_ppf = _boost("_beta_ppf", "beta", "ppf", clip=False)  # beta_ppf(q, a, b): scipy.stats.beta.ppf (not clipped there)
+
+
+def clopper_pearson(x, n, level: float = 0.95) -> tuple[np.ndarray, np.ndarray]:
+    """Exact (Clopper-Pearson) binomial interval for ``x`` events in ``n`` (``n >= 1``), element by element: the beta
+    quantiles, 0 below ``x = 0`` and 1 above ``x = n``."""
+    a = (1 - level) / 2
+    x, n = np.asarray(x, float), np.asarray(n, float)
+    with np.errstate(invalid="ignore"):
+        low = np.where(x == 0, 0.0, beta_ppf(a, x, n - x + 1))
+        high = np.where(x == n, 1.0, beta_ppf(1 - a, x + 1, n - x))
+    return low, high

@@ -20,7 +20,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from trialsim.analysis.laws import beta_ppf, binom_pmf, chi2_ppf, t_ppf
+from trialsim.analysis.laws import binom_pmf, chi2_ppf, t_ppf
+from trialsim.analysis.laws import clopper_pearson as clopper_pearson_bounds
 from trialsim.config.schema import Scenario
 from trialsim.labels import pct
 from trialsim.model import build_model
@@ -48,16 +49,6 @@ REFERENCES = {
                      "outcome variable. Stat Methods Med Res 2016;25:1057-1073.",
     "noether1987": "Noether GE. Sample size determination for some common nonparametric tests. J Am Stat Assoc 1987;82:645-647.",
 }
-
-
-def clopper_pearson_bounds(x: np.ndarray, n: np.ndarray, level: float = 0.95) -> tuple[np.ndarray, np.ndarray]:
-    """Vectorised exact binomial interval for ``x`` events in ``n`` (n >= 1)."""
-    a = (1 - level) / 2
-    x, n = np.asarray(x, float), np.asarray(n, float)
-    with np.errstate(invalid="ignore"):
-        low = np.where(x == 0, 0.0, beta_ppf(a, x, n - x + 1))
-        high = np.where(x == n, 1.0, beta_ppf(1 - a, x + 1, n - x))
-    return low, high
 
 
 def expected_rate_ci_width(p: float, n: int, p_missing: float = 0.0, level: float = 0.95) -> float:

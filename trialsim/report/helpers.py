@@ -272,7 +272,7 @@ class Helper:
             child.close()
             for _, theirs in pipes:
                 theirs.close()  # the helper holds them now (and passes each to its fork)
-        self._setup(warm, nice, name)
+        self._setup(warm, nice, name, is_forked=False)
         self.forked = [Helper._forked(ours, w, nice, n) for (ours, _), (w, n) in zip(pipes, forks)]
 
     @classmethod
@@ -281,13 +281,14 @@ class Helper:
         self = cls.__new__(cls)
         self._conn = conn
         self._process = _Forked(conn)
-        self._setup(warm, nice, name)
+        self._setup(warm, nice, name, is_forked=True)
         self.forked = []
         # a command that ends without closing its helpers: stopped with the first helper (which multiprocessing stops)
         self._at_exit = multiprocessing.util.Finalize(None, self._process.terminate, exitpriority=10)
         return self
 
-    def _setup(self, warm: Sequence[str], nice: int, name: str) -> None:
+    def _setup(self, warm: Sequence[str], nice: int, name: str, *, is_forked: bool) -> None:
+        self.is_forked = is_forked  # forked by another helper (its process a _Forked), not started by this process
         self._pending: deque[Job] = deque()
         self._ready = False
         self.warm, self.nice = tuple(warm), nice
@@ -316,7 +317,7 @@ class Helper:
     @property
     def pid(self) -> int | None:
         """The helper's process id (None once closed). A forked helper's is known when it is ready: waited for."""
-        if isinstance(self._process, _Forked) and self._process.pid is None:
+        if self.is_forked and self._process is not None and self._process.pid is None:
             while not self._ready and self._process is not None:
                 self.step()
         return None if self._process is None else self._process.pid
@@ -344,8 +345,8 @@ class Helper:
             message = (None, RuntimeError(f"a helper's result could not be read here: {type(exc).__name__}: {exc}"))
         if not self._ready:  # the first message is READY (a forked helper's with its pid and start time)
             self._ready = True
-            if isinstance(message, tuple) and isinstance(self._process, _Forked):
-                self._process.known(*message[1:3])
+            if self.is_forked:
+                self._process.known_from(message)
             return
         value, error = message
         self._pending.popleft()._finish(value, error)  # noqa: SLF001
@@ -398,7 +399,7 @@ class Helper:
             self._process.join(JOIN_SECONDS)
         self._sender.join(JOIN_SECONDS)  # the pipe is broken now: the sender has stopped
         self._conn.close()
-        if isinstance(self._process, _Forked):
+        if self.is_forked:
             self._process.release()
             self._at_exit.cancel()
         self._process = None
@@ -431,6 +432,11 @@ class _Forked:
         else:
             os.close(fd)
             self._ended = True
+
+    def known_from(self, message) -> None:
+        """:meth:`known` from the helper's READY message ``(READY, pid, start time)``; anything else says nothing."""
+        if isinstance(message, tuple) and message[:1] == (READY,):
+            self.known(*message[1:3])
 
     def release(self) -> None:
         """Close the pidfd (the helper is not signalled any more)."""
@@ -468,9 +474,7 @@ class _Forked:
                 break
             if self.pid is None:
                 with contextlib.suppress(Exception):
-                    message = pickle.loads(data)
-                    if isinstance(message, tuple) and message[:1] == (READY,):
-                        self.known(*message[1:3])
+                    self.known_from(pickle.loads(data))
 
     def is_alive(self) -> bool:
         return not self._ended
@@ -591,7 +595,7 @@ class Helpers:
         if not early:
             return 0
         # a forked helper is ready the moment its parent has warmed up (until then it does not exist)
-        warming = sum(not h.ready() for h in early if not isinstance(h._process, _Forked))  # noqa: SLF001
+        warming = sum(not h.ready() for h in early if not h.is_forked)
         if not (busy or others_running)(warming):
             return 0
         stale = [k for k, h in enumerate(self._helpers) if h.alive and h.nice]
