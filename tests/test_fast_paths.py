@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from scipy import special
 
-from trialsim.analysis import continuous
+from trialsim.analysis import binary, continuous
 from trialsim.analysis import registry as tests
 from trialsim.analysis.continuous import mann_whitney, nan_mean, nan_median
 from trialsim.config.loader import with_values
@@ -269,3 +269,31 @@ def test_mann_whitney_on_grades_counts_or_sorts_to_the_same_result(monkeypatch):
     sorted_ = mann_whitney(xc, xt)
     for field in ("statistic", "pvalue", "n_control", "n_treatment"):
         np.testing.assert_array_equal(getattr(counted, field), getattr(sorted_, field), err_msg=field)
+
+
+def test_kept_pair_tables_give_the_per_call_values():
+    """gather_by_size_pair with a key (tables kept between calls) = without (tables fetched per call): sizes met
+    before and new ones, pairs without a table (NaN), larger sizes than any before, and tables beyond the budget."""
+    rng = np.random.default_rng(7)
+    fetched = []
+
+    def table_for(a: int, b: int):
+        fetched.append((a, b))
+        return None if a == 0 or b == 0 else np.arange((a + 1) * (b + 1), dtype=float) / (a + b) + a
+
+    kept = binary.PairTables(table_for, max_values=10_000)
+    for n in (4, 4, 9, 2, 12):  # largest arm grows, shrinks, grows past every size before
+        size_a, size_b = rng.integers(0, n + 1, size=(2, 500))
+        flat = rng.integers(0, 10**6, size=500) % ((size_a + 1) * (size_b + 1))
+        plain = binary.gather_by_size_pair(size_a, size_b, flat, table_for)
+        np.testing.assert_array_equal(kept.gather(size_a, size_b, flat), plain)
+        assert np.isnan(plain[(size_a == 0) | (size_b == 0)]).all()
+    calls = len(fetched)
+    kept.gather(size_a, size_b, flat)
+    assert len(fetched) == calls  # every pair met before: no table fetched again
+    assert kept.gather(np.array([], dtype=np.int64), np.array([], dtype=np.int64), np.array([], dtype=np.int64)).shape == (0,)
+    small = binary.PairTables(table_for, max_values=50)  # 13 x 13 values do not fit: the caller fetches per call
+    assert small.gather(np.array([12]), np.array([12]), np.array([3])) is None
+    np.testing.assert_array_equal(binary.gather_by_size_pair(np.array([12, 3]), np.array([12, 0]), np.array([3, 0]),
+                                                             table_for, key=("test_kept_pair_tables", 1)),
+                                  [table_for(12, 12)[3], np.nan])

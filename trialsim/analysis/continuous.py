@@ -740,7 +740,7 @@ def mann_whitney(x_control, x_treatment, *, method: str = "auto") -> TestResult:
 
         at = exact
         u_int = np.rint(u1[at]).astype(np.int64)
-        pvalue[at] = gather_by_size_pair(n_c[at], n_t[at], u_int, table_for)
+        pvalue[at] = gather_by_size_pair(n_c[at], n_t[at], u_int, table_for, key=("mann_whitney_exact",))
     nan = np.full(u1.shape, np.nan)
     return TestResult(
         statistic=np.where(defined, u1, nan),

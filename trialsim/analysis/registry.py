@@ -269,7 +269,7 @@ def _look_up_log_or(n_c, n_t, e_c, e_t, alpha: float) -> list[np.ndarray]:
         return None if n1 == 0 or n2 == 0 else _log_or_tables(n1, n2, float(alpha))
 
     values = binary.gather_by_size_pair(np.tile(a, 3), np.tile(b, 3), np.concatenate([at, at + size, at + 2 * size]),
-                                        table_for)
+                                        table_for, key=("conditional_log_or", float(alpha)))
     return [v.reshape(shape) for v in np.split(values, 3)]
 
 
