@@ -606,3 +606,18 @@ def test_one_patient_per_arm_has_no_closed_form_t_power(default_scenario):
     model, moments = build_model(scenario), model_moments(scenario, seed=1)
     assert math.isnan(analytic_power(model, "il6_drain_mean_log", "welch_log", 0.9, 0.9, moments=moments))
     assert 0.0 < analytic_power(model, "il6_drain_mean_log", "welch_log", 2.0, 2.0, moments=moments) < 1.0
+
+
+def test_init_names_what_is_in_the_way(tmp_path):
+    (tmp_path / "afile").write_text("x")
+    (tmp_path / "adir").mkdir()
+    for target, force, says in ((tmp_path / "afile" / "x.toml", False, "'afile' is a file, not a folder"[1:]),
+                                (tmp_path / "adir", False, "is a folder: give a config file's name in it"),
+                                (tmp_path / "adir", True, "is a folder: give a config file's name in it")):
+        status, _, err, _ = cli("init", str(target), *(["--force"] if force else []))
+        assert status == 2 and "Traceback" not in err and says in err, err
+
+
+def test_samplesize_n_without_mde_is_refused():
+    status, _, err, _ = cli("samplesize", str(DEFAULT_CONFIG), "--n", "10", "--quiet")
+    assert status == 2 and "--n 10 is the size of the minimal detectable effect: add --mde" in err

@@ -204,6 +204,9 @@ def _check_powers(powers, scenario) -> None:
 def cmd_samplesize(args) -> int:
     _run_settings(args)
     check_out(args.out, command="samplesize", ours=SAMPLESIZE_FILES)
+    if args.n is not None and not args.mde:
+        raise ConfigError(f"--n {args.n} is the size of the minimal detectable effect: add --mde, or leave --n out (the "
+                          "sample sizes are searched, not given)")
     scenario = load_scenario(args.config, args.overrides)
     _check_powers(args.power, scenario)
     endpoint = build_model(scenario).primary.name if args.endpoint is None else (None if args.endpoint == "all" else args.endpoint)
