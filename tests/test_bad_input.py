@@ -29,6 +29,9 @@ import trialsim.cli.replay as cli_replay
 import trialsim.cli.run as cli_run
 from trialsim.cli import build_parser, main
 from trialsim.config.loader import ConfigError, load_scenario, to_raw, with_values
+from trialsim.labels import target_pct
+from trialsim.model import build_model
+from trialsim.planning.analytic import analytic_power, model_moments
 
 from tests.conftest import CONFIGS, CRP_CONFIG, DEFAULT_CONFIG
 
@@ -532,3 +535,89 @@ def test_a_bad_extends_is_refused_naming_the_key_and_its_value(tmp_path, command
     config.write_text(f'extends = "{value}"\n')
     status, _, err, _ = cli(command, str(config), "--sims", "10")
     assert status == 2 and "Traceback" not in err and says in err, err
+
+
+@pytest.mark.parametrize("values, says", [
+    # a prior so narrow that 1 / sd^2 overflows: ZeroDivisionError, or silently empty posteriors
+    ({"bayes.normal_prior_sd": 1e-200}, "bayes.normal_prior_sd"),
+    # no diagnosis by the horizon in the day law: every leak was put on day 0 with a 0 / 0 warning
+    ({"endpoints.leak_1m.day_median": 100.0, "endpoints.leak_1m.day_log_sd": 0.01}, "day_median = 100 with day_log_sd"),
+    # one mean of extra days per grade of the linked event (was clipped silently)
+    ({"endpoints.los_days.extra_days_by_grade": [1.0, 2.0]}, "extra_days_by_grade has 2 values but event 'leak_1m' has 3"),
+    # a first look of the sequential design holds only placebo patients: it compares nothing
+    ({"interim": {"looks": [0.5, 1.0]}}, "the first 10 of the 20 planned patients are all control"),
+    ({"design.control_name": "Exosome"}, "control_name and treatment_name are both"),
+    ({"follow_up.death_event": "cytokines"}, "(event endpoints of this scenario: leak_1m)"),
+    ({"endpoints.leak_1m.grade_split": [-0.5, 0.5, 1.0]}, "grade_split = [-0.5, 0.5, 1.0] must be non-negative"),
+])
+def test_values_the_model_cannot_mean_are_refused_naming_them(default_scenario, values, says):
+    source = DEFAULT_CONFIG if "bayes." not in next(iter(values)) else CONFIGS / "designs" / "bayes_pilot_20.toml"
+    with pytest.raises(ConfigError) as caught:
+        with_values(load_scenario(source), values)
+    assert says in str(caught.value)
+
+
+def test_alternating_allocation_with_an_early_look_still_runs(default_scenario):
+    scenario = with_values(default_scenario, {"interim": {"looks": [0.5, 1.0]}, "allocation.scheme": "alternating"})
+    assert scenario.interim.looks == [0.5, 1.0]
+
+
+@pytest.mark.parametrize("tail, says", [
+    ("zz = " + "[" * 250 + "]" * 250, "zz nests tables or arrays more than 16 levels deep"),  # pydantic's JSON limit
+    ("zz = " + "[" * 3000 + "]" * 3000, "nests tables or arrays hundreds of levels deep"),  # tomllib's RecursionError
+])
+def test_absurdly_nested_values_are_refused_naming_the_key(tmp_path, tail, says):
+    config = tmp_path / "deep.toml"
+    config.write_text(DEFAULT_CONFIG.read_text(encoding="utf-8") + "\n" + tail + "\n", encoding="utf-8")
+    status, _, err, _ = cli("run", str(config), "--sims", "100", "--quiet")
+    assert status == 2 and "Traceback" not in err and says in err
+    status, _, err, _ = cli("run", str(DEFAULT_CONFIG), "--sims", "100", "--quiet", "--set", "run.zz=" + "[" * 3000 + "]" * 3000)
+    assert status == 2 and "Traceback" not in err and "--set run.zz: the value '[[[" in err
+
+
+@pytest.mark.parametrize("override, says", [
+    ("endpoints.leak_1n.effect=0.3", "'leak_1n' is not an endpoint of"),  # a typo of an id, not a new section
+    ('design.label="unterminated', "is not valid TOML"),  # was kept as the text "unterminated, quote included
+])
+def test_override_slips_are_named(override, says):
+    status, _, err, _ = cli("run", str(DEFAULT_CONFIG), "--sims", "100", "--quiet", "--set", override)
+    assert status == 2 and "Traceback" not in err and says in err
+
+
+@pytest.mark.parametrize("argv, says", [
+    (["samplesize", str(DEFAULT_CONFIG), "--power", "0.9999999"], "argument --power"),  # printed as a 100% target
+    (["samplesize", str(DEFAULT_CONFIG), "--power", "0.01", "--endpoint", "il6_drain_mean_log"],
+     "--power 0.01 is not allowed: a target power lies above design.alpha = 0.05"),  # "the probit fit failed"
+    (["report", str(DEFAULT_CONFIG), "--power", "0.04", "--out", "{tmp}/r"], "a target power lies above design.alpha"),
+])
+def test_target_powers_no_design_can_be_planned_to_are_refused(tmp_path, argv, says):
+    status, _, err, _ = cli(*[a.replace("{tmp}", str(tmp_path)) for a in argv], "--quiet")
+    assert status == 2 and "Traceback" not in err and says in err
+
+
+def test_a_target_power_is_printed_with_its_own_digits():
+    assert [target_pct(p) for p in (0.8, 0.9, 0.875, 0.999)] == ["80%", "90%", "87.5%", "99.9%"]
+
+
+def test_one_patient_per_arm_has_no_closed_form_t_power(default_scenario):
+    """At 1 per arm a t test has no degrees of freedom: its closed-form power is NaN ('n/a'), not a ValueError (which
+    crashed report's minimal detectable effects); with 2 per arm it has one."""
+    scenario = with_values(default_scenario, {"design.n_control": 1, "design.n_treatment": 1})
+    model, moments = build_model(scenario), model_moments(scenario, seed=1)
+    assert math.isnan(analytic_power(model, "il6_drain_mean_log", "welch_log", 0.9, 0.9, moments=moments))
+    assert 0.0 < analytic_power(model, "il6_drain_mean_log", "welch_log", 2.0, 2.0, moments=moments) < 1.0
+
+
+def test_init_names_what_is_in_the_way(tmp_path):
+    (tmp_path / "afile").write_text("x")
+    (tmp_path / "adir").mkdir()
+    for target, force, says in ((tmp_path / "afile" / "x.toml", False, "'afile' is a file, not a folder"[1:]),
+                                (tmp_path / "adir", False, "is a folder: give a config file's name in it"),
+                                (tmp_path / "adir", True, "is a folder: give a config file's name in it")):
+        status, _, err, _ = cli("init", str(target), *(["--force"] if force else []))
+        assert status == 2 and "Traceback" not in err and says in err, err
+
+
+def test_samplesize_n_without_mde_is_refused():
+    status, _, err, _ = cli("samplesize", str(DEFAULT_CONFIG), "--n", "10", "--quiet")
+    assert status == 2 and "--n 10 is the size of the minimal detectable effect: add --mde" in err

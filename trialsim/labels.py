@@ -52,6 +52,14 @@ def pct(x: float, digits: int = 1) -> str:
     return f"{100 * x:.{digits}f}%"
 
 
+def target_pct(x: float) -> str:
+    """A target power as a percentage with the digits it was given (``"80%"``, ``"99.9%"``, ``"87.5%"``): never rounded
+    to another target (``pct(0.999, 0)`` would print 100%)."""
+    if x is None or (isinstance(x, float) and math.isnan(x)):
+        return "n/a"
+    return f"{round(100 * float(x), 4):g}%"
+
+
 def power_with_se(power: float, se: float) -> str:
     """``"18.7% ± 0.4%"``: a Monte Carlo power with its standard error."""
     digits = 2 if se < 0.0005 else 1

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Callable
 
 from trialsim.config.loader import ConfigError
-from trialsim.config.schema import MAX_RATIO_PART, Design, Run
+from trialsim.config.schema import MAX_RATIO_PART, MAX_TARGET_POWER, Design, Run
 from trialsim.report.output import FolderNotOursError, FolderOfAnotherCommandError, check_folder, claim_folder
 
 RUN_MANIFEST = "manifest.json"  # what marks a `trialsim run` folder (trialsim.engine.rundir.MANIFEST)
@@ -115,7 +115,7 @@ FLAG_RULES: dict[str, Callable[[str], object]] = {
     "curve_sims": whole_number(1, _N_SIMS_MAX, what=" (simulated trials per curve point)"),
     "n_max": whole_number(2, N_PER_ARM_MAX, what=" (patients per arm)"),
     "n": whole_number(1, N_PER_ARM_MAX, what=" (patients per arm)"),
-    "power": real_number(0.0, 1.0, low_open=True, high_open=True, what=" (a target power)"),
+    "power": real_number(0.0, MAX_TARGET_POWER, low_open=True, what=" (a target power; it must also exceed the design's alpha)"),
     "ratio": real_number(1.0 / MAX_RATIO_PART, MAX_RATIO_PART, what=" (n_treatment / n_control)"),
     "dropout": real_number(0.0, 1.0, high_open=True, what=" (a share of patients)"),
     "alpha": real_number(_limit(Design, "alpha", "ge"), _limit(Design, "alpha", "lt"), high_open=True,

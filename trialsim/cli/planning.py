@@ -15,9 +15,9 @@ import pandas as pd
 from trialsim.cli.common import N_PER_ARM_MAX, add_config, add_overrides, add_sim_options, check_out, claim_out, folder
 from trialsim.cli.run import add_run_options
 from trialsim.config.loader import ConfigError, load_scenario
-from trialsim.config.schema import MAX_RATIO_PART
+from trialsim.config.schema import MAX_RATIO_PART, MAX_TARGET_POWER
 from trialsim.files import replace_file
-from trialsim.labels import aligned_table, is_missing, num, pct, test_label
+from trialsim.labels import aligned_table, is_missing, num, pct, test_label, target_pct
 from trialsim.model import build_model
 from trialsim.planning.curves import N_GRID_MAX, load_sweep_grid, n_grid, power_ranges, ranges_from_sweep
 from trialsim.planning.compare import load_comparison
@@ -192,10 +192,23 @@ def _folder_settings(args, from_dir: Path | None, flags: dict[str, str]) -> None
                           f"give a config file to choose them, or leave them out")
 
 
+def _check_powers(powers, scenario) -> None:
+    """--power above the design's alpha (the flag's own rule has checked the rest): no effect already has that power."""
+    alpha = scenario.design.alpha
+    low = [p for p in powers if not p > alpha]
+    if low:
+        raise ConfigError(f"--power {low[0]:g} is not allowed: a target power lies above design.alpha = {alpha:g} (the power "
+                          f"of no effect) and at most {MAX_TARGET_POWER:g}")
+
+
 def cmd_samplesize(args) -> int:
     _run_settings(args)
     check_out(args.out, command="samplesize", ours=SAMPLESIZE_FILES)
+    if args.n is not None and not args.mde:
+        raise ConfigError(f"--n {args.n} is the size of the minimal detectable effect: add --mde, or leave --n out (the "
+                          "sample sizes are searched, not given)")
     scenario = load_scenario(args.config, args.overrides)
+    _check_powers(args.power, scenario)
     endpoint = build_model(scenario).primary.name if args.endpoint is None else (None if args.endpoint == "all" else args.endpoint)
     sims = args.sims or SEARCH_SIMS
     try:
@@ -216,8 +229,8 @@ def cmd_samplesize(args) -> int:
                                              n_per_arm=args.n, n_sims=sims, seed=table.seed, n_jobs=_jobs(args, scenario),
                                              progress=not args.quiet)
             print()
-            print(f"Smallest detectable effect with {pct(args.power[0], 0)} power at the planned size"
-                  if args.n is None else f"Smallest detectable effect with {pct(args.power[0], 0)} power at {args.n} per arm")
+            print(f"Smallest detectable effect with {target_pct(args.power[0])} power at the planned size"
+                  if args.n is None else f"Smallest detectable effect with {target_pct(args.power[0])} power at {args.n} per arm")
             print()
             print("\n".join(mde_lines(mde.to_frame())))
     except ValueError as exc:
@@ -426,6 +439,7 @@ def cmd_report(args) -> int:
         scenario = result.scenario
     else:
         scenario = load_scenario(config, args.overrides)
+        _check_powers(args.power, scenario)
     comparison = load_comparison(args.compare) if args.compare is not None else None
     n_jobs = _jobs(args, scenario)
     # the documents' helper processes start now, warming up (matplotlib, WeasyPrint) on what the simulation leaves

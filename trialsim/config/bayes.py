@@ -40,9 +40,10 @@ class BayesConfig(StrictModel):
         description="Mean of the normal prior of the difference in means (treatment - control; of natural logs for "
                     "log-scale endpoints). 0 = sceptical, centred on no effect (Spiegelhalter et al. 2004, ch. 5).")
     normal_prior_sd: float = Field(
-        1.0, gt=0.0, le=100.0,
+        1.0, ge=0.001, le=100.0,
         description="SD of that normal prior. On the log scale 1.0 is weakly informative (95% of its mass on ratios "
-                    "0.14-7.1); 0.35 is sceptical (ratios 0.5-2): ASSUMPTION.")
+                    "0.14-7.1); 0.35 is sceptical (ratios 0.5-2): ASSUMPTION. From 0.001 (already a point mass for "
+                    "any trial's data; smaller values would overflow the posterior's precision).")
     benefit: Literal["lower", "higher"] = Field(
         "lower",
         description="Which direction of treatment vs control is a benefit, for every endpoint with a Bayesian test: "

@@ -10,6 +10,7 @@ import datetime
 import hashlib
 import json
 import math
+import re
 import tomllib
 from pathlib import Path
 from typing import Any, Iterable
@@ -88,15 +89,28 @@ def parse_value(text: str) -> Any:
     """Parse an override value as a TOML value (``0.5``, ``[1, 2]``, ``true``, ``"x"``); bare words are strings."""
     try:
         return tomllib.loads(f"v = {text}")["v"]
-    except tomllib.TOMLDecodeError:
+    except tomllib.TOMLDecodeError as exc:
+        if text[:1] in ('"', "'", "[", "{"):  # meant as a TOML string, array or table: not a bare word
+            raise ConfigError(f"the value {_short_text(text)} is not valid TOML ({exc}); write text as \"text\", "
+                              "a list as [1, 2]") from None
         return text
+    except RecursionError:  # arrays nested hundreds deep: no config value is
+        raise ConfigError(f"the value {_short_text(text)} nests arrays more than {MAX_NESTING} levels deep, which no "
+                          "config value does") from None
+
+
+def _short_text(text: str, width: int = 40) -> str:
+    return repr(text if len(text) <= width else text[: width - 3] + "...")
 
 
 def parse_override(item: str) -> tuple[str, Any]:
     if "=" not in item:
         raise ConfigError(f"--set {item!r}: expected KEY.PATH=VALUE, e.g. --set design.n_control=30")
     key, text = item.split("=", 1)
-    return key.strip(), parse_value(text.strip())
+    try:
+        return key.strip(), parse_value(text.strip())
+    except ConfigError as exc:
+        raise ConfigError(f"--set {key.strip()}: {exc}") from None
 
 
 # ---------------------------------------------------------------------------------------------- errors
@@ -153,8 +167,16 @@ def error_from_validation(exc: ValidationError, source: str) -> ConfigError:
 
 
 # ---------------------------------------------------------------------------------------------- loading
-def _plain(value: Any, path: str, source: str) -> Any:
-    """``value`` with TOML dates and times as ISO strings; NaN, inf and other types refused naming the key."""
+MAX_NESTING = 16  # levels of tables and arrays in a config (the shipped ones use 5: endpoints.<id>.markers[0].name)
+
+
+def _plain(value: Any, path: str, source: str, depth: int = 0) -> Any:
+    """``value`` with TOML dates and times as ISO strings; NaN, inf, other types and absurd nesting refused naming
+    the key."""
+    if depth > MAX_NESTING:
+        key = re.sub(r"(\[\d+\])+$", "", path) or "(top level)"
+        raise ConfigError(f"invalid config ({source}): {key} nests tables or arrays more than {MAX_NESTING} levels deep, "
+                          "which no config value does: give a number, a string or a short list")
     if isinstance(value, float) and not math.isfinite(value):
         raise ConfigError(f"invalid config ({source}): {path or '(top level)'} = {value} is not allowed: "
                           "use a finite number")
@@ -165,9 +187,9 @@ def _plain(value: Any, path: str, source: str) -> Any:
     if isinstance(value, datetime.date):
         return value.isoformat()
     if isinstance(value, dict):
-        return {k: _plain(v, f"{path}.{k}" if path else str(k), source) for k, v in value.items()}
+        return {k: _plain(v, f"{path}.{k}" if path else str(k), source, depth + 1) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_plain(v, f"{path}[{i}]", source) for i, v in enumerate(value)]
+        return [_plain(v, f"{path}[{i}]", source, depth + 1) for i, v in enumerate(value)]
     if value is None or isinstance(value, (bool, int, float, str)):
         return value
     raise ConfigError(f"invalid config ({source}): {path or '(top level)'} = {value!r} is not allowed: only strings, "
@@ -202,6 +224,9 @@ def read_toml(path: str | Path) -> dict:
         raise ConfigError(f"config file {str(p)!r} cannot be read: {exc.strerror or exc}") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"config file {str(p)!r} is not valid TOML: {exc}") from None
+    except RecursionError:
+        raise ConfigError(f"config file {str(p)!r} nests tables or arrays hundreds of levels deep, which no config "
+                          f"value does (at most {MAX_NESTING} are read)") from None
     except UnicodeDecodeError:
         raise ConfigError(f"config file {str(p)!r} is not UTF-8 text") from None
 
@@ -246,9 +271,25 @@ def load_scenario(path: str | Path, overrides: Iterable[str] = ()) -> Scenario:
     """Read, override (``["endpoints.<id>.effect=0.7", ...]``) and validate a scenario file."""
     raw = read_config(path)
     pairs = [parse_override(item) for item in overrides]
+    _check_new_endpoints(raw, [key for key, _ in pairs], path)
     for key, value in pairs:
         set_path(raw, key, value)
     return validate(raw, source=str(path))
+
+
+def _check_new_endpoints(raw: dict, keys: list[str], path: str | Path) -> None:
+    """An override into an endpoint the config does not declare is a typo of an id, unless it also sets the new
+    section's family (then it adds an endpoint): say so, with the declared ids."""
+    declared = raw.get("endpoints") if isinstance(raw.get("endpoints"), dict) else {}
+    added: dict[str, set] = {}
+    for key in keys:
+        parts = split_path(key)
+        if len(parts) >= 3 and parts[0] == "endpoints" and isinstance(parts[1], str) and parts[1] not in declared:
+            added.setdefault(parts[1], set()).add(parts[2])
+    for cid, fields in added.items():
+        if "family" not in fields:
+            raise ConfigError(f"--set endpoints.{cid}...: {cid!r} is not an endpoint of {str(path)!r} (declared: "
+                              f"{', '.join(declared) or 'none'}); to add an endpoint, also set endpoints.{cid}.family")
 
 
 def with_values(scenario: Scenario, values: dict[str, Any], *, source: str = "override") -> Scenario:

@@ -24,6 +24,7 @@ from trialsim.config.interim import InterimConfig, SafetyConfig
 from trialsim.registry import ALLOCATION_SCHEMES, ENDPOINT_FAMILIES, MULTIPLICITY_METHODS, TESTS
 
 MAX_RATIO_PART = 100  # allocation ratio parts
+MAX_TARGET_POWER = 0.999  # of planning's searches: a higher target is not one a sample size is planned to
 MAX_STRATA_COVARIATES = 6  # 2^6 = 64 strata at most: the state of stratified blocks is (trials x strata)
 MAX_ENDPOINT_SECTIONS = 50
 MAX_SWEEP_SCENARIOS = 10_000  # scenarios one sweep may expand to
@@ -68,6 +69,9 @@ class Design(StrictModel):
 
     @model_validator(mode="after")
     def _assessor_fits_masking(self):
+        if self.control_name.strip().casefold() == self.treatment_name.strip().casefold():
+            raise ValueError(f"control_name and treatment_name are both {self.treatment_name!r}: every table and figure "
+                             "names the arms by them, so give the arms different names")
         if self.assessor_masked is True and self.masking == "none":
             raise ValueError("assessor_masked = true contradicts masking = 'none' (nobody is masked); set masking to the "
                              "registered level, e.g. 'single' for an outcomes-assessor-only masking")
@@ -416,6 +420,9 @@ class Scenario(StrictModel):
                 if not self.endpoints[link].is_event:
                     raise ValueError(f"{_where(cid, section, link)} links to {link!r}, which is not an event other "
                                      "endpoints can follow")
+            problem = section.link_problem({link: self.endpoints[link] for link in section.links()})
+            if problem is not None:
+                raise ValueError(f"endpoints.{cid}: {problem}")
             for name in section.covariates_used():
                 if name not in covariates:
                     raise ValueError(f"{_where(cid, section, name)} uses covariate {name!r}, which population.covariates "
@@ -463,8 +470,9 @@ class Scenario(StrictModel):
         if self.follow_up.death_event is not None:
             target = self.endpoints.get(self.follow_up.death_event)
             if target is None or not target.is_event:
+                events = [cid for cid, section in self.endpoints.items() if section.is_event]
                 raise ValueError(f"follow_up.death_event = {self.follow_up.death_event!r} is not an event endpoint "
-                                 f"(declared: {', '.join(self.endpoints)})")
+                                 f"(event endpoints of this scenario: {', '.join(events) or 'none'})")
         return self
 
 
@@ -528,12 +536,32 @@ def _check_looks(scenario: "Scenario", analysed: list[str], tests_of: dict[str, 
         if first < 2:
             raise ValueError(f"{name}.looks[0] = {section.looks[0]:g} of the {n} planned patients is {first} patient(s); "
                              "a look needs at least 2 (raise the fraction)")
+        one_arm = _one_arm_at(scenario, first)
+        if one_arm is not None:
+            alloc = scenario.allocation.scheme
+            raise ValueError(f"{name}.looks[0] = {section.looks[0]:g}: with allocation.scheme = {alloc!r} the first {first} "
+                             f"of the {n} planned patients are all {one_arm}, so that look compares nothing; start the looks "
+                             f"once both arms have patients, or use an allocation that mixes the arms from the start")
         if name == "interim" and section.test is not None and section.test not in tests_of[endpoint]:
             raise ValueError(f"interim.test = {section.test!r} is not a test of {endpoint!r}; choose one of: "
                              f"{', '.join(tests_of[endpoint])}")
         if name == "safety" and kinds[endpoint] != "binary":
             raise ValueError(f"safety.endpoint = {endpoint!r} is a {kinds[endpoint]} endpoint; harm monitoring counts "
                              "events of a binary endpoint")
+
+
+def _one_arm_at(scenario: "Scenario", m: int) -> str | None:
+    """The arm ("control" or "treatment") that holds all of the first ``m`` patients under a deterministic allocation
+    (the same arms in every trial, e.g. sequential), or None: both arms have some, or chance or covariates decide."""
+    scheme = ALLOCATION_SCHEMES.get(scenario.allocation.scheme)
+    if scheme.randomised or scheme.uses_covariates or scheme.uses_score:
+        return None
+    d = scenario.design
+    arms = np.asarray(scheme.sequence(scenario.allocation, n_trials=1, n_control=d.n_control, n_treatment=d.n_treatment,
+                                      rng=None))[0, :m]
+    if arms.all():
+        return "treatment"
+    return "control" if not arms.any() else None
 
 
 def _where(cid: str, section: StrictModel, value: str) -> str:

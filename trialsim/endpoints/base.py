@@ -159,6 +159,10 @@ class EndpointFamily(StrictModel):
     def links(self) -> tuple[str, ...]:
         return ()
 
+    def link_problem(self, linked: dict[str, "EndpointFamily"]) -> str | None:
+        """Why this section does not fit the sections it links to (``linked``: id -> section), or None."""
+        return None
+
     @abstractmethod
     def analysed(self, cid: str) -> tuple[Analysed, ...]:
         """The endpoints this section analyses."""
@@ -241,7 +245,8 @@ def binary_contrast(estimand: str, control: BinaryLaw | None, treatment: BinaryL
 
 def check_simplex(values: tuple[float, ...], what: str) -> tuple[float, ...]:
     if any(v < 0 for v in values) or abs(sum(values) - 1.0) > 1e-6:
-        raise ValueError(f"{what} must be non-negative and sum to 1 (they sum to {sum(values):.6g})")
+        raise ValueError(f"{what} = {[float(v) for v in values]} must be non-negative and sum to 1 (they sum to "
+                         f"{sum(values):.6g})")
     return values
 
 

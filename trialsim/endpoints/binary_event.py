@@ -56,6 +56,9 @@ def arm_rates(section: "BinaryEvent", arm: str) -> tuple[float, float, float]:
     return all_grade, clinical, found
 
 
+MIN_SHARE_BY_HORIZON = 1e-6  # of the diagnosis days' law by the horizon (below: the days of events cannot be drawn)
+
+
 @register
 class BinaryEvent(EndpointFamily):
     """An event with grades, a diagnosis day and detection at the follow-up assessment."""
@@ -109,6 +112,12 @@ class BinaryEvent(EndpointFamily):
         if len(self.grade_split) != len(self.grades):
             raise ValueError(f"grade_split has {len(self.grade_split)} values but there are {len(self.grades)} grades")
         check_simplex(self.grade_split, "grade_split")
+        by_horizon = float(ndtr((np.log(self.horizon_days) - np.log(self.day_median)) / self.day_log_sd))
+        if by_horizon < MIN_SHARE_BY_HORIZON:
+            raise ValueError(f"day_median = {self.day_median:g} with day_log_sd = {self.day_log_sd:g} puts {by_horizon:.2g} of "
+                             f"diagnoses by horizon_days = {self.horizon_days:g}, and this endpoint's events are those diagnosed "
+                             f"by then (their days are drawn from that share): give a day_median nearer the horizon or a "
+                             f"larger day_log_sd (at least {MIN_SHARE_BY_HORIZON:g} of diagnoses by the horizon)")
         if self.grade_split[0] >= 1.0:
             raise ValueError("grade_split: the silent first grade cannot hold every event")
         if self.effect_measure == "rate" and not 0.0 < self.effect < 1.0:

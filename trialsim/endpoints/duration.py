@@ -63,6 +63,13 @@ class Duration(EndpointFamily):
     def links(self) -> tuple[str, ...]:
         return (self.event,) if self.event is not None else ()
 
+    def link_problem(self, linked: dict[str, EndpointFamily]) -> str | None:
+        grades = getattr(linked.get(self.event), "grades", None) if self.event is not None else None
+        if grades is not None and len(grades) != len(self.extra_days_by_grade):
+            return (f"extra_days_by_grade has {len(self.extra_days_by_grade)} values but event {self.event!r} has "
+                    f"{len(grades)} grades ({', '.join(map(str, grades))}): give one mean of extra days per grade")
+        return None
+
     def analysed(self, cid: str) -> tuple[Analysed, ...]:
         effect = EffectParameter(f"endpoints.{cid}.treatment_ratio", "ratio of medians", "ratio", 1.0, self.treatment_ratio)
         return (Analysed(cid, cid, "continuous", self.label, self.unit, "log", self.tests, effect, summary="median"),)

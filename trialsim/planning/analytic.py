@@ -241,6 +241,8 @@ def analytic_power(model: Model, endpoint: str, test: str, n_control: float, n_t
     if eff is None:
         return math.nan
     if eff.kind == "d":
+        if n_control + n_treatment <= 2:  # no degrees of freedom left (analysable sizes): no closed form
+            return math.nan
         return float(t_test_power(eff.value, n_control, n_treatment, alpha=alpha))
     return noether_power(eff.value, n_control, n_treatment, alpha=alpha)
 

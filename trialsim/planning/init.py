@@ -114,12 +114,20 @@ def allocation_schemes_comment() -> str:
 def write_template(path: str | Path, template: str = "blank", *, force: bool = False) -> Path:
     """Write a starting config to ``path`` and check that it loads; refuses to overwrite unless ``force``."""
     path = Path(path)
-    if path.exists() and not force:
-        raise ValueError(f"{str(path)!r} exists; choose another name, or overwrite it with --force")
+    if path.is_dir():
+        raise ValueError(f"{str(path)!r} is a folder: give a config file's name in it, e.g. {str(path / 'my_trial.toml')!r}")
     if path.suffix != ".toml":
         raise ValueError(f"{str(path)!r}: a config is a .toml file")
-    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.exists() and not force:
+        raise ValueError(f"{str(path)!r} exists; choose another name, or overwrite it with --force")
+    blocking = next((p for p in path.parents if p.exists() and not p.is_dir()), None)
+    if blocking is not None:
+        raise ValueError(f"cannot write {str(path)!r}: {str(blocking)!r} is a file, not a folder")
     text = template_text(template)
-    path.write_text(text if text.endswith("\n") else text + "\n", encoding="utf-8")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text if text.endswith("\n") else text + "\n", encoding="utf-8")
+    except OSError as exc:
+        raise ValueError(f"cannot write {str(path)!r}: {exc.strerror or exc}") from None
     load_scenario(path)  # a template that does not load is a bug, not the user's problem
     return path

@@ -35,7 +35,7 @@ from trialsim.cache import cached_array
 from trialsim.config.schema import Scenario
 from trialsim.endpoints.base import Analysed, EffectParameter
 from trialsim.exact import EXACT_TABLE_BUDGET, plain, shipped_exact_power
-from trialsim.labels import pct, test_label
+from trialsim.labels import pct, test_label, target_pct
 from trialsim.model import Model, build_model
 from trialsim.planning.analytic import Moments, analytic_power, model_moments
 from trialsim.planning.model import (
@@ -120,7 +120,7 @@ class MDEResult:
 
     def summary(self) -> str:
         head = (f"{self.endpoint} / {test_label(self.test)} at {self.n_control} vs {self.n_treatment}: "
-                f"smallest {self.parameter_label} with {pct(self.target_power, 0)} power")
+                f"smallest {self.parameter_label} with {target_pct(self.target_power)} power")
         if self.method == "skipped":
             return f"{head}: not computed. {self.note}"
         if self.method == "analytic":

@@ -172,8 +172,9 @@ def pilot_summary(scenario: Scenario, *, seed: int | None = None, level: float =
         truth = model.true_effect(name, "difference")
         log_gmr = truth if truth is not None else m.mean_treatment - m.mean_control
         gmr = math.exp(log_gmr)
-        ratio_rows.append({"endpoint": name, "label": a.label, "primary": a.primary, "gmr": gmr, "ci_low": gmr * math.exp(-hw),
-                           "ci_high": gmr * math.exp(hw), "fold_width": math.exp(2 * hw), "expected_analysable_control": n_c,
+        ratio_rows.append({"endpoint": name, "label": a.label, "primary": a.primary, "gmr": gmr,
+                           "ci_low": gmr * _exp(-hw), "ci_high": gmr * _exp(hw), "fold_width": _exp(2 * hw),
+                           "expected_analysable_control": n_c,
                            "expected_analysable_treatment": n_t, "sd_log_control": m.sd_control,
                            "sd_log_treatment": m.sd_treatment, "df": df})
         df_sd = max(int(math.floor(n_c + n_t - 2)), 1)
@@ -204,3 +205,9 @@ def pilot_summary(scenario: Scenario, *, seed: int | None = None, level: float =
                       "meets": n_min >= row["whitehead_per_arm"], "primary_kind": "any"})
     return PilotSummary(d.n_control, d.n_treatment, pd.DataFrame(rate_rows), pd.DataFrame(ratio_rows), pd.DataFrame(sd_rows),
                         pd.DataFrame(guide), settings={"level": level, "ucl_level": ucl_level, "seed": seed})
+
+
+def _exp(x: float) -> float:
+    """``math.exp`` that gives inf instead of an OverflowError (an interval of a pilot with under two analysable
+    patients in an arm has almost no degrees of freedom: its half-width is astronomically large)."""
+    return math.inf if x > 709.0 else math.exp(x)

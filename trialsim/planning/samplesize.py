@@ -30,11 +30,11 @@ import pandas as pd
 
 from trialsim.analysis import registry as tests
 from trialsim.analysis.analytic import two_proportions_sample_size_normal
-from trialsim.config.schema import Scenario
+from trialsim.config.schema import MAX_TARGET_POWER, Scenario
 from trialsim.cache import keep, kept
 from trialsim.engine import map_calls
 from trialsim.exact import shipped_exact_power
-from trialsim.labels import EXTRAPOLATED, aligned_table, extrapolated, fmt_n, fmt_power, is_missing, pct, power_with_se, test_label
+from trialsim.labels import EXTRAPOLATED, aligned_table, extrapolated, fmt_n, fmt_power, is_missing, pct, power_with_se, test_label, target_pct
 from trialsim.model import build_model
 from trialsim.planning.analytic import analytic_sample_size, model_moments, start_size
 from trialsim.planning.model import (
@@ -295,7 +295,7 @@ class SampleSizeResult:
 
 def describe(row: dict) -> str:
     """One plain-language sentence for a sample-size row (a dict of :data:`SAMPLE_SIZE_COLUMNS`)."""
-    head = f"{row['label']}, {test_label(row['test'])}, {pct(row['target_power'], 0)} power"
+    head = f"{row['label']}, {test_label(row['test'])}, {target_pct(row['target_power'])} power"
     if not row["reachable"]:
         return f"{head}: {how_found(row)}. {row['note']}".strip()
     how = f"exact; {sawtooth(row)}" if row["method"] == "exact" else how_found(row)
@@ -327,7 +327,7 @@ def how_found(row: dict) -> str:
 
 def sawtooth(row: dict) -> str:
     """What the exact scan saw: where power first reaches the target and from where it stays there."""
-    target = pct(row["target_power"], 0)
+    target = target_pct(row["target_power"])
     first, stable, horizon = fmt_n(row["n_first"]), fmt_n(row["n_stable"]), fmt_n(row["horizon"])
     if first == stable:
         return f"power reaches {target} at {first} and stays there up to {horizon}"
@@ -383,7 +383,7 @@ def sample_size_lines(frame: pd.DataFrame) -> list[str]:
         closed = "-" if is_missing(row["n_analytic"]) else f"{int(row['n_analytic']):,} {analytic_kind(row['analytic_method'])}"
         key = (row["endpoint"], row["test"])
         rows.append([row["label"] if key[0] != last[0] else "", test_label(row["test"]) if key != last else "",
-                     pct(row["target_power"], 0), sizes(row["n"], row["n_treatment"]), enrol, power_at_n(row), how, closed])
+                     target_pct(row["target_power"]), sizes(row["n"], row["n_treatment"]), enrol, power_at_n(row), how, closed])
         last = key
     lines = aligned_table(header, rows, right={2, 3})
     kinds = {analytic_kind(m) for m in frame["analytic_method"].dropna()}
@@ -443,6 +443,7 @@ def sample_size(scenario: Scenario, endpoint: str, test: str | None = None, *, p
     return table.results[0]
 
 
+
 def sample_sizes(
     scenario: Scenario,
     *,
@@ -493,8 +494,9 @@ def sample_sizes(
     """
     targets = tuple(sorted({float(p) for p in np.atleast_1d(power)}))
     for p in targets:
-        if not 0.0 < p < 1.0:
-            raise ValueError(f"power must lie in (0, 1), got {p}")
+        if not scenario.design.alpha < p <= MAX_TARGET_POWER:
+            raise ValueError(f"power = {p:g} is not allowed: a target power lies above design.alpha = "
+                             f"{scenario.design.alpha:g} (the power of no effect) and at most {MAX_TARGET_POWER:g}")
     ratio = design_ratio(scenario) if ratio is None else ratio
     if not ratio > 0:
         raise ValueError(f"ratio must be positive, got {ratio!r}")

@@ -33,7 +33,7 @@ from scipy import optimize, special
 from trialsim.analysis import registry as tests
 from trialsim.analysis.analytic import smallest_reaching, t_test_power, two_proportions_power_normal, two_proportions_sample_size_normal
 from trialsim.analysis.laws import chi2_isf, chi2_ppf, norm_cdf, norm_isf, norm_ppf, norm_sf
-from trialsim.labels import aligned_table, fmt_power, num, pct, test_label, upper_first
+from trialsim.labels import aligned_table, fmt_power, num, pct, test_label, upper_first, target_pct
 from trialsim.planning.analytic import ceil, positive_root
 from trialsim.planning.model import exact_power, inflate, n_treatment_for
 from trialsim.planning.samplesize import control_cap, exact_scan, sizes
@@ -164,7 +164,7 @@ class Solution:
                  f"allocation 1:{num(self.ratio)} (control:treatment), "
                  + (f"{pct(self.dropout, 1)} dropout" if self.dropout else "no dropout")]
         wanted = {"n_per_arm": "sample size", "power": "power", "effect": "effect"}[self.solved_for]
-        given = f" for {pct(self.target_power, 0)} power" if self.target_power is not None and self.solved_for != "power" else ""
+        given = f" for {target_pct(self.target_power)} power" if self.target_power is not None and self.solved_for != "power" else ""
         lines.append(f"Solved for the {wanted}{given}: {describe_effect(self.problem, self.effect)}")
         lines.append("")
         header = ["", "n per arm", "enrol per arm", "power", effect_column(self.problem)]
@@ -182,10 +182,10 @@ class Solution:
         extra = []
         if self.n_first is not None and self.n_stable is not None:
             if self.n_first == self.n_stable:
-                extra.append(f"Exact power reaches {pct(self.target_power, 0)} at n = {self.n_first:,} and stays at or "
+                extra.append(f"Exact power reaches {target_pct(self.target_power)} at n = {self.n_first:,} and stays at or "
                              f"above it up to n = {self.horizon:,} (the sizes checked).")
             else:
-                extra.append(f"Exact power saw-tooths in n: it first reaches {pct(self.target_power, 0)} at n = "
+                extra.append(f"Exact power saw-tooths in n: it first reaches {target_pct(self.target_power)} at n = "
                              f"{self.n_first:,}, drops below it again, and stays at or above it from n = {self.n_stable:,} "
                              f"up to n = {self.horizon:,} (the sizes checked).")
         if self.solved_for == "n_per_arm" and a is not None and not math.isnan(a.n):
@@ -389,7 +389,7 @@ def solve_two_proportions(p_control: float, p_treatment: float | None = None, *,
     approx = Approximation(float(n), power if not math.isnan(pt_normal) else math.nan,
                            {"p_control": pc, "p_treatment": pt_normal}, normal_method)
     note = ("" if not math.isnan(pt_exact) else
-            f"No treatment rate on this side of {fmt_rate(pc)} gives {pct(power, 0)} exact power at {n:,} per arm "
+            f"No treatment rate on this side of {fmt_rate(pc)} gives {target_pct(power)} exact power at {n:,} per arm "
             f"(at most {pct(exact(edge, n), 1)}, a treatment rate of {fmt_rate(edge)}).")
     if not math.isnan(pt_exact):
         note = ("The rate closest to the control rate with the target power; exact power is not always monotone in "

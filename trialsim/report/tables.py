@@ -33,6 +33,7 @@ from trialsim.labels import (
     fmt_ratio,
     is_missing,
     none_valid,
+    target_pct,
     test_label,
 )
 from trialsim.model import build_model
@@ -263,7 +264,7 @@ def build_tables(result, citations: Citations | None = None) -> dict[str, Table]
                                  notes)
 
     targets = sorted(float(p) for p in result.settings.get("power", [0.8, 0.9]))
-    target_text = " and ".join(fmt_pct(p, 0) for p in targets)
+    target_text = " and ".join(target_pct(p) for p in targets)
     sizes = result.frame("sample_sizes")
     at_n = _type_i_at_n(result)
     if not sizes.empty:
@@ -743,7 +744,7 @@ def _size_row(r, label_of: dict, type_i: float | None = None, flagged: bool = Fa
     enrol = _arms(r.n_enrolled, r.n_enrolled_treatment, r.ratio) if reachable else "-"
     return {
         "Endpoint": label_of.get(r.endpoint, str(r.label)), "Test": flagged_label(str(r.test), flagged),
-        "Target power": fmt_pct(r.target_power, 0), "n per arm": n, "Detail": detail,
+        "Target power": target_pct(r.target_power), "n per arm": n, "Detail": detail,
         "Type I error at n": "-" if type_i is None else fmt_power(type_i),
         "Expected loss": fmt_pct(r.dropout), "Enrol per arm": enrol,
         "Analytic n": fmt_n(r.n_analytic), "Analytic method": str(r.analytic_method),
