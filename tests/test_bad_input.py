@@ -621,3 +621,43 @@ def test_init_names_what_is_in_the_way(tmp_path):
 def test_samplesize_n_without_mde_is_refused():
     status, _, err, _ = cli("samplesize", str(DEFAULT_CONFIG), "--n", "10", "--quiet")
     assert status == 2 and "--n 10 is the size of the minimal detectable effect: add --mde" in err
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            return f.read().rsplit(b")", 1)[1].split()[0] != b"Z"  # a zombie has ended
+    except OSError:
+        return False
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_workers_end_when_their_run_is_killed(tmp_path):
+    """SIGKILL runs no clean-up: the loky workers used to wait for work for ever, holding the run's pipes open (so
+    `trialsim run ... | tee log` never ended). They now see their parent gone and end within a second or two."""
+    code = textwrap.dedent(f"""
+        import sys
+        from trialsim.cli import main
+        sys.exit(main(["run", {str(CRP_CONFIG)!r}, "--sims", "50000000", "--jobs", "2", "--quiet",
+                       "--out", {str(tmp_path / "out")!r}]))
+    """)
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    try:
+        deadline = time.monotonic() + 120
+        checkpoint = tmp_path / "out" / "checkpoints" / "base.jsonl"
+        while proc.poll() is None and time.monotonic() < deadline and not (
+                checkpoint.exists() and checkpoint.read_bytes().count(b"\n") >= 3):  # workers busy with blocks
+            time.sleep(0.05)
+        workers = _workers_of(proc.pid)
+        assert len(workers) == 2
+        proc.kill()
+        proc.wait(timeout=30)
+        deadline = time.monotonic() + 15
+        while any(_alive(w) for w in workers) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not any(_alive(w) for w in workers)
+    finally:
+        for w in _workers_of(proc.pid):
+            os.kill(w, signal.SIGKILL)

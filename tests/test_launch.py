@@ -28,14 +28,14 @@ runpy.run_module("trialsim", run_name="__main__")
 """
 
 
-def _interrupt_after(seconds: float) -> subprocess.CompletedProcess:
+def _interrupt_after(seconds: float, sig: int = signal.SIGINT) -> subprocess.CompletedProcess:
     # SIG_DFL in the child: a test runner started in the background may ignore SIGINT, and a child
     # that inherits that would never see the Ctrl-C at all
     p = subprocess.Popen([sys.executable, "-c", SLOW_IMPORTS, "run", str(CONFIG), "--sims", "1000", "--seed", "1"],
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT,
                          preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     time.sleep(seconds)
-    p.send_signal(signal.SIGINT)
+    p.send_signal(sig)
     out, err = p.communicate(timeout=120)
     return subprocess.CompletedProcess(p.args, p.returncode, out, err)
 
@@ -50,6 +50,32 @@ def test_ctrl_c_while_importing_is_one_line_and_130(seconds):
     assert done.returncode == 130, done.stderr
     assert "Traceback" not in done.stderr and "Error" not in done.stderr
     assert done.stderr.strip() == "trialsim: interrupted while starting; nothing was done"
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
+def test_sigterm_while_importing_is_one_line_and_143():
+    """SIGTERM's default ended the process without a word until the command's own handling was in place."""
+    done = _interrupt_after(0.4, signal.SIGTERM)
+    assert done.returncode == 143, done.stderr
+    assert done.stderr.strip() == "trialsim: terminated (SIGTERM) while starting; nothing was done"
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
+def test_an_ignored_ctrl_c_stays_ignored(tmp_path):
+    """A background job ignores SIGINT: the command now keeps ignoring it (its handler used to take it over after
+    start-up, so a Ctrl-C meant for the shell's foreground job stopped it)."""
+    p = subprocess.Popen([sys.executable, "-m", "trialsim", "run", str(CONFIG), "--sims", "20000", "--seed", "1",
+                          "--jobs", "1", "--quiet", "--out", str(tmp_path / "out")], stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True, cwd=ROOT,
+                         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
+    checkpoint = tmp_path / "out" / "checkpoints" / "base.jsonl"
+    deadline = time.monotonic() + 60
+    while p.poll() is None and time.monotonic() < deadline and not checkpoint.exists():
+        time.sleep(0.02)
+    p.send_signal(signal.SIGINT)
+    out, err = p.communicate(timeout=120)
+    assert p.returncode == 0, err
+    assert "interrupted" not in err
 
 
 def test_launcher_keeps_the_command_line_behaviour():

@@ -215,6 +215,42 @@ def test_a_partial_per_trial_table_is_refused(tmp_path):
         read_trials(out / "trials")
 
 
+def test_a_damaged_or_lost_per_trial_block_is_simulated_again_on_resume(tmp_path):
+    """A resumed --keep-trials run checks each checkpointed block's Parquet file: a lost or truncated one is written
+    again (it used to stay lost, and read_trials asked for a rerun that changed nothing), with the same bytes."""
+    out = tmp_path / "KT"
+    api.run(str(CRP_CONFIG), overrides=["run.block_size=100"], n_sims=300, seed=5, n_jobs=1, out=out,
+            keep_trials=out / "trials")
+    blocks = sorted((out / "trials").rglob("block-*.parquet"))
+    assert len(blocks) == 3
+    before = [b.read_bytes() for b in blocks]
+    blocks[0].unlink()
+    blocks[1].write_bytes(before[1][:500])
+    with pytest.warns(RuntimeWarning, match=r"per-trial tables of 2 checkpointed block\(s\) are missing or damaged"):
+        resumed = api.run(str(CRP_CONFIG), overrides=["run.block_size=100"], n_sims=300, seed=5, n_jobs=1, out=out,
+                          keep_trials=out / "trials")
+    assert [b.read_bytes() for b in blocks] == before
+    assert resumed.provenance["blocks_resumed"] == 1 and read_trials(out / "trials")["trial"].nunique() == 300
+    blocks[2].write_bytes(before[2][:500])
+    with pytest.raises(DamagedFileError, match=r"block-000002\.parquet is damaged"):  # not pyarrow's ArrowInvalid
+        read_trials(out / "trials")
+
+
+def test_result_files_of_another_config_copied_into_a_run_folder_are_refused(run_dir, tmp_path):
+    """The folder's manifest records each scenario's config: results of another config copied over the folder's own
+    (the whole set, their checksums matching each other) are refused as a mix of two runs (report --from used to
+    report them as the folder's)."""
+    d = _copy(run_dir, tmp_path)
+    other = tmp_path / "other"
+    api.run(DEFAULT_CONFIG, overrides=["endpoints.leak_1m.effect=0.6"], n_sims=2000, seed=3, n_jobs=1, out=other)
+    shutil.rmtree(d / "scenarios")
+    for name in ("power.csv", "power.json", "estimates.csv", "decisions.csv", "provenance.json"):
+        shutil.copy(other / name, d / name)
+    shutil.copytree(other / "scenarios", d / "scenarios")
+    with pytest.raises(DamagedFileError, match=r"is not the config .*manifest\.json records for scenario 'base'.*mixes two runs"):
+        load_planning(d, complete=False)
+
+
 # ------------------------------------------------------------------------------ 6: flags a folder ignores
 @pytest.mark.parametrize("flags", [["--power", "0.5"], ["--search-sims", "100"], ["--curve-sims", "100"],
                                    ["--search", "all"], ["--seed", "4"], ["--sims", "100"]])

@@ -126,11 +126,12 @@ def _lines(folder):
     return path, path.read_bytes().splitlines(keepends=True)
 
 
-def _forge(line: bytes, change) -> bytes:
-    """A line whose content is changed and whose checksum is recomputed to match (a deliberate forgery)."""
+def _forge(line: bytes, change, header_line: bytes) -> bytes:
+    """A line whose content is changed and whose checksum is recomputed to match (a deliberate forgery: a line's
+    checksum covers its content and its checkpoint's header)."""
     data = json.loads(line)
     change(data["block"])
-    data["sha"] = checksum(data["block"])
+    data["sha"] = checksum({"run": checksum(json.loads(header_line)["header"]), "block": data["block"]})
     return json.dumps(data).encode() + b"\n"
 
 
@@ -151,7 +152,7 @@ def test_a_tampered_checkpoint_line_is_simulated_again_never_trusted(small, tmp_
     def missing_key(block):
         del block["tests"][key]["coverable"]
 
-    forged = [_forge(lines[i], f) for i, f in ((2, too_many), (3, out_of_range), (4, missing_key))]
+    forged = [_forge(lines[i], f, lines[0]) for i, f in ((2, too_many), (3, out_of_range), (4, missing_key))]
     path.write_bytes(lines[0] + edited + b"".join(forged) + lines[5] + b"\xff\xfenot json\n")
     with pytest.warns(RuntimeWarning, match=r"5 damaged line\(s\) not trusted"):
         resumed = run(small, n_sims=500, seed=3, n_jobs=1, checkpoint_dir=tmp_path)
@@ -160,6 +161,37 @@ def test_a_tampered_checkpoint_line_is_simulated_again_never_trusted(small, tmp_
     assert resumed.provenance["damaged_checkpoint_lines"] == 5
     _, lines = _lines(tmp_path)
     assert len(lines) == 6  # rewritten: the header and five good lines
+
+
+def test_lines_of_another_model_or_run_or_in_conflict_are_simulated_again(small, tmp_path):
+    """A forged line with the scenario's tests but another model's estimates or rules' outcomes (it used to fail the
+    fold with a traceback on every resume), a line copied from another run's checkpoint (another seed: it used to
+    be folded in silently), two different lines of one block, and a line nested too deep to parse: none is trusted,
+    each block runs again and the results are the uninterrupted run's. Blank lines are no damage."""
+    full = run(small, n_sims=500, seed=3, n_jobs=1)
+    run(small, n_sims=500, seed=3, n_jobs=1, checkpoint_dir=tmp_path)
+    other = tmp_path / "other"
+    run(small, n_sims=500, seed=8, n_jobs=1, checkpoint_dir=other)
+    path, lines = _lines(tmp_path)
+    _, foreign = _lines(other)
+
+    def renamed_estimates(block):
+        block["est_count"] = {k + "x": v for k, v in block["est_count"].items()}
+        block["est_sum"] = {k + "x": v for k, v in block["est_sum"].items()}
+        block["est_sumsq"] = {k + "x": v for k, v in block["est_sumsq"].items()}
+
+    def no_outcomes(block):
+        block["outcomes"] = {}
+
+    block_of = {json.loads(line)["block"]["block"]: line for line in lines[1:]}
+    conflict = _forge(block_of[4], lambda b: b["tests"][next(iter(b["tests"]))].update(rejects=0), lines[0])
+    path.write_bytes(lines[0] + _forge(block_of[0], renamed_estimates, lines[0]) + _forge(block_of[1], no_outcomes, lines[0])
+                     + next(line for line in foreign[1:] if json.loads(line)["block"]["block"] == 2) + b"\n\n"
+                     + block_of[3] + block_of[4] + conflict + b'{"sha":"x","block":' + b"[" * 100_000 + b"]" * 100_000 + b"}\n")
+    with pytest.warns(RuntimeWarning, match=r"5 damaged line\(s\) not trusted"):
+        resumed = run(small, n_sims=500, seed=3, n_jobs=1, checkpoint_dir=tmp_path)
+    assert resumed.to_frame().equals(full.to_frame())
+    assert resumed.provenance["blocks_resumed"] == 1 and resumed.provenance["blocks_computed"] == 4  # block 3 kept
 
 
 def test_a_kill_during_the_checkpoint_rewrite_loses_nothing(small, tmp_path, monkeypatch):

@@ -86,7 +86,8 @@ def _simulate(specs: list[ScenarioSpec], *, source: str | None, n_sims, seed, n_
     totals = run_specs(specs, seed=seed, n_sims=n_sims, n_jobs=n_jobs,
                        chunk_blocks=chunk_blocks if chunk_blocks is not None else cfg.chunk_blocks,
                        backend=backend, scheduler=scheduler, max_memory_mb=max_memory_mb, progress=progress,
-                       run_dir=run_dir, seed_given=seed_given, on_trials=writer.write if writer is not None else None)
+                       run_dir=run_dir, seed_given=seed_given, on_trials=writer.write if writer is not None else None,
+                       trials_kept=writer.has if writer is not None else None)
     if writer is not None:
         writer.finish(n_sims)
     seconds = time.perf_counter() - t0

@@ -16,12 +16,20 @@ import signal
 import sys
 
 INTERRUPTED = 130  # 128 + SIGINT, as shells report it
+TERMINATED = 143  # 128 + SIGTERM
 MESSAGE = b"\ntrialsim: interrupted while starting; nothing was done\n"
+TERM_MESSAGE = b"\ntrialsim: terminated (SIGTERM) while starting; nothing was done\n"
+AFTER_MESSAGE = b"\ntrialsim: terminated (SIGTERM) while exiting; the command had finished and written its output\n"
 
 
 def _while_importing(signum, frame) -> None:
-    os.write(2, MESSAGE)  # async-signal-safe, unlike print
-    os._exit(INTERRUPTED)  # nothing to clean up: no file, worker or thread exists yet
+    os.write(2, MESSAGE if signum == signal.SIGINT else TERM_MESSAGE)  # async-signal-safe, unlike print
+    os._exit(INTERRUPTED if signum == signal.SIGINT else TERMINATED)  # nothing to clean up: no file, worker or thread yet
+
+
+def _while_exiting(signum, frame) -> None:
+    os.write(2, AFTER_MESSAGE)
+    os._exit(TERMINATED)  # what is left is the worker pool's shut-down: its workers end with their parent
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -29,15 +37,17 @@ def main(argv: list[str] | None = None) -> int:
     if (sys.argv[1:] if argv is None else argv) == ["--version"]:  # needs nothing heavy imported (the parser
         print(f"trialsim {importlib.import_module('trialsim.version').__version__}")  # imports every command: 2 s)
         return 0
-    previous = None
+    previous = {}
     if signal.getsignal(signal.SIGINT) is signal.default_int_handler:  # not when the caller ignores Ctrl-C
-        previous = signal.signal(signal.SIGINT, _while_importing)
+        previous[signal.SIGINT] = signal.signal(signal.SIGINT, _while_importing)
+    if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:  # (its default ends the process without a word)
+        previous[signal.SIGTERM] = signal.signal(signal.SIGTERM, _while_importing)
     try:
         cli = importlib.import_module("trialsim.cli")
         cli.command_modules(sys.argv[1:] if argv is None else argv)  # the command's own (heavy) imports, here too
     finally:
-        if previous is not None:
-            signal.signal(signal.SIGINT, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
     # The imported modules, classes and functions (about 100,000 tracked objects) live as long as the process.
     # Frozen out of the collector's generations, they are no longer walked by every full collection and once more
     # at exit: that walk cost 0.3 s of a 2 s command here. Frozen objects are never collected, so any reference
@@ -48,6 +58,11 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:  # between here and the command's own handling (argument parsing)
         sys.stderr.write(MESSAGE.decode())
         return INTERRUPTED
+    finally:
+        # the command's own handling has ended; the interpreter's exit (the worker pool's shut-down) may still take a
+        # moment, and a SIGTERM in it would end the process without a word
+        if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+            signal.signal(signal.SIGTERM, _while_exiting)
 
 
 def run() -> None:

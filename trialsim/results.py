@@ -15,7 +15,7 @@ from trialsim.analysis import laws
 from trialsim.config.loader import config_hash, load_scenario, scenario_to_toml
 from trialsim.config.schema import Scenario
 from trialsim.engine import atomic_write, layout_of
-from trialsim.engine.rundir import MANIFEST
+from trialsim.engine.rundir import MANIFEST, scenario_hash
 from trialsim.exact import exact_rows, exact_sizes
 from trialsim.files import RERUN, DamagedFileError, Ledger, read_sealed, sealed_json, verify_files
 from trialsim.labels import is_missing
@@ -333,6 +333,19 @@ class TrialWriter:
         self.folder.mkdir(parents=True, exist_ok=True)
         atomic_write(self.folder / TRIALS_COMPLETE, json.dumps({"scenarios": self.ids, "n_sims": int(n_sims)}))
 
+    def has(self, spec_index: int, block: int, first_trial: int, n_trials: int) -> bool:
+        """Whether block ``block``'s table is there whole: a Parquet file that reads and holds every trial from
+        ``first_trial`` on, ``n_trials`` of them, and no other."""
+        import pyarrow.parquet as pq
+
+        path = self.folder / safe_name(self.ids[spec_index]) / f"block-{block:06d}.parquet"
+        try:
+            trials = np.unique(pq.read_table(path, columns=["trial"]).column("trial").to_numpy())
+        except Exception:  # missing, truncated, not Parquet: written again (never trusted)
+            return False
+        return len(trials) == n_trials and (n_trials == 0 or (trials[0] == first_trial
+                                                              and trials[-1] == first_trial + n_trials - 1))
+
     def write(self, spec_index: int, block: int, table: dict | None) -> None:
         if table is None:
             return
@@ -372,7 +385,12 @@ def read_trials(folder: str | Path, scenario: str | None = None) -> pd.DataFrame
     frames = []
     for sid in [scenario] if scenario is not None else ids:
         d = folder / safe_name(sid)
-        parts = [pq.read_table(path).to_pandas() for path in sorted(d.glob("block-*.parquet"))]
+        parts = []
+        for path in sorted(d.glob("block-*.parquet")):
+            try:
+                parts.append(pq.read_table(path).to_pandas())
+            except Exception:  # pyarrow's errors for a truncated or foreign file
+                raise DamagedFileError(f"{path} is damaged (not the Parquet file trialsim wrote): {again}") from None
         table = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame({"trial": []})
         trials = np.unique(table["trial"].to_numpy())
         if len(trials) != n_sims or (n_sims and (trials[0] != 0 or trials[-1] != n_sims - 1)):
@@ -414,7 +432,20 @@ def read_run_folder(folder: str | Path) -> dict[str, Any]:
                 there = recorded.get(key) if isinstance(recorded, dict) else None
                 raise DamagedFileError(f"{path} says {key} {prov[key]!r} but {manifest} says {there!r}: the folder mixes "
                                        f"two runs; {RERUN}")
+        there = _manifest_hashes(manifest, recorded)
+        if list(there) != ids:
+            raise DamagedFileError(f"{path} lists the scenarios {ids} but {manifest} {list(there)}: the folder mixes two "
+                                   f"runs; {RERUN}")
     return prov
+
+
+def _manifest_hashes(manifest: Path, recorded: Any) -> dict[str, str]:
+    """Scenario id -> config hash (:func:`~trialsim.engine.rundir.scenario_hash`) as the manifest records them."""
+    entries = recorded.get("scenarios") if isinstance(recorded, dict) else None
+    if not isinstance(entries, list) or not all(isinstance(e, dict) and isinstance(e.get("id"), str)
+                                                and isinstance(e.get("config_hash"), str) for e in entries):
+        raise DamagedFileError(f"{manifest} is damaged (its scenarios are not the list trialsim wrote): {RERUN}")
+    return {e["id"]: e["config_hash"] for e in entries}
 
 
 def check_run_files(folder: str | Path, prov: dict[str, Any], names: list[str]) -> None:
@@ -432,6 +463,17 @@ def run_scenario(folder: str | Path, prov: dict[str, Any], scenario: str) -> Sce
     if scenario == prov.get("scenarios", ["base"])[0] and config_hash(sc) != prov.get("config_hash"):
         raise DamagedFileError(f"{folder / name} is not the config of this run (its config hash {config_hash(sc)} differs "
                                f"from {PROVENANCE}'s {prov.get('config_hash')}): {RERUN}")
+    manifest = folder / MANIFEST
+    if manifest.is_file():  # the run's own record, written before any result: its scenarios' configs
+        try:
+            recorded = json.loads(manifest.read_bytes().decode("utf-8"))
+        except (OSError, UnicodeDecodeError, ValueError):
+            raise DamagedFileError(f"{manifest} is damaged (not the JSON trialsim wrote): {RERUN}") from None
+        there = _manifest_hashes(manifest, recorded).get(scenario)
+        if there != scenario_hash(sc):
+            raise DamagedFileError(f"{folder / name} is not the config {manifest} records for scenario {scenario!r} "
+                                   f"(config hash {scenario_hash(sc)} here, {there} there): the folder mixes two runs; "
+                                   f"{RERUN}")
     return sc
 
 

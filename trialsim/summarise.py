@@ -48,11 +48,13 @@ class BlockSummary:
     def from_json(cls, data: dict) -> "BlockSummary":
         return cls(**data)
 
-    def problem(self, *, n_sims: int, tests: set[str], flow_fields: tuple[str, ...] | None) -> str | None:
+    def problem(self, *, n_sims: int, tests: set[str], flow_fields: tuple[str, ...] | None,
+                estimates: set[str] | None = None, outcomes: set[str] | None = None) -> str | None:
         """Why this (stored) block cannot be trusted, or None: every key, type and count is checked.
 
         ``n_sims``: trials the block must hold; ``tests``: its "endpoint|test" keys; ``flow_fields``:
-        the per-trial flow values it must carry (None: no flow).
+        the per-trial flow values it must carry (None: no flow); ``estimates`` and ``outcomes``: the names of its
+        per-arm estimates and decision outcomes, where known.
         """
         if not _count(self.block) or not _count(self.n_sims) or self.n_sims != n_sims:
             return f"holds {self.n_sims!r} trials, not {n_sims}"
@@ -73,11 +75,15 @@ class BlockSummary:
         if names is None or not isinstance(self.est_sum, dict) or not isinstance(self.est_sumsq, dict) \
                 or self.est_sum.keys() != names or self.est_sumsq.keys() != names:
             return "per-arm estimates do not match"
+        if estimates is not None and set(names) != estimates:
+            return "its per-arm estimates are not the scenario's"
         if not all(_count(v) and v <= n_sims for v in self.est_count.values()) \
                 or not all(_finite(v) for v in (*self.est_sum.values(), *self.est_sumsq.values())):
             return "per-arm estimates out of range"
         if not isinstance(self.outcomes, dict):
             return "decision outcomes missing"
+        if outcomes is not None and set(self.outcomes) != outcomes:
+            return "its decision outcomes are not the scenario's"
         for k, sums in self.outcomes.items():
             if not isinstance(sums, dict) or set(sums) != set(OUTCOME_SUMS) or not _count(sums["n"]) \
                     or sums["n"] > n_sims or not all(_finite(sums[name]) for name in OUTCOME_SUMS) or sums["sumsq"] < 0:

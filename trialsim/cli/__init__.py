@@ -100,7 +100,10 @@ class _Signals:
         self.mask = None
         if threading.current_thread() is not threading.main_thread():
             return self
-        self.handlers[signal.SIGTERM] = signal.signal(signal.SIGTERM, self._raise)
+        if signal.getsignal(signal.SIGTERM) is not signal.SIG_IGN:
+            self.handlers[signal.SIGTERM] = signal.signal(signal.SIGTERM, self._raise)
+        if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:  # the caller ignores Ctrl-C (a background job): so does
+            return self  # the command, and its workers inherit that
         # Threads started before this (OpenBLAS's, at numpy's import) still take SIGINT: the kernel may hand a
         # Ctrl-C to one of them, and CPython then raises it in the main thread through this handler, the same
         # way as the listener's SIGUSR1 (it used to be Python's default handler: no watchdog, not ignored after)

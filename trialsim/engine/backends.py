@@ -16,7 +16,10 @@ from __future__ import annotations
 import atexit
 import itertools
 import logging
+import os
 import sys
+import threading
+import time
 from typing import Any, Callable, Iterable, Iterator
 
 from trialsim.config.loader import ConfigError
@@ -48,9 +51,11 @@ def execute(fn: Callable, jobs: Iterable[tuple], *, n_tasks: int, backend: str, 
         return
     from joblib import Parallel, delayed
 
-    call = _in_loky_worker if backend == "loky" else _released
-    yield from Parallel(n_jobs=n_workers, backend=backend, return_as="generator_unordered", batch_size=batch_size)(
-        delayed(call)(fn, args) for args in jobs)
+    if backend == "loky":
+        calls = (delayed(_in_loky_worker)(fn, args, os.getpid()) for args in jobs)
+    else:
+        calls = (delayed(_released)(fn, args) for args in jobs)
+    yield from Parallel(n_jobs=n_workers, backend=backend, return_as="generator_unordered", batch_size=batch_size)(calls)
 
 
 def _released(fn: Callable, args: tuple) -> Any:
@@ -64,8 +69,9 @@ def _released(fn: Callable, args: tuple) -> Any:
         release_memory()
 
 
-def _in_loky_worker(fn: Callable, args: tuple) -> Any:
-    """:func:`_released` in a loky worker, whose leak check is then told the worker's growth is bounded.
+def _in_loky_worker(fn: Callable, args: tuple, parent: int) -> Any:
+    """:func:`_released` in a loky worker, whose leak check is then told the worker's growth is bounded, and which ends
+    itself once ``parent`` (the process that started the pool) is gone (:func:`_watch_parent`).
 
     Loky replaces a worker whose resident memory has grown by more than 300 MB since its first task (its
     leak check), and a machine's first report had both workers replaced mid-way, each replacement
@@ -78,10 +84,33 @@ def _in_loky_worker(fn: Callable, args: tuple) -> Any:
     :data:`~trialsim.engine.malloc.KEEP_FREE_BYTES`, and the leak check of this worker allows
     :data:`WORKER_GROWTH_BYTES`: the same workers serve the whole command.
     """
+    _watch_parent(parent)
     try:
         return _released(fn, args)
     finally:
         _allow_bounded_growth()
+
+
+PARENT_CHECK_SECONDS = 0.5
+_watching: list[int] = []  # the parent this worker watches (started once per process)
+
+
+def _watch_parent(parent: int) -> None:
+    """End this worker process when ``parent`` is no longer its parent (it was killed: SIGKILL runs no clean-up).
+
+    Loky's workers otherwise wait for work forever after their parent's death, holding its terminal and pipes open
+    (``trialsim run ... | tee log`` never ended), about 120 MB each. A daemon thread polls ``os.getppid()``: a worker
+    whose parent died has been handed to another process."""
+    if _watching or os.getppid() != parent:
+        return
+    _watching.append(parent)
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(PARENT_CHECK_SECONDS)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="trialsim-parent-watch", daemon=True).start()
 
 
 # What a worker's resident memory may grow by before loky replaces it: its imports and caches (about 300 MB measured

@@ -32,6 +32,7 @@ from filelock import FileLock, Timeout
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from trialsim.config.loader import ConfigError, flatten, to_raw
+from trialsim.config.schema import Scenario
 from trialsim.files import Ledger, canonical_json, replace_file
 from trialsim.scenarios import ScenarioSpec, safe_name
 from trialsim.summarise import BlockSummary
@@ -95,13 +96,13 @@ def checksum(data: Any) -> str:
     return hashlib.sha256(canonical_json(data)).hexdigest()[:16]
 
 
-def scenario_hash(spec: ScenarioSpec) -> str:
-    """Hash of everything in a scenario that changes its numbers except the ``[run]`` section.
+def scenario_hash(spec: ScenarioSpec | Scenario) -> str:
+    """Hash of everything in a scenario (or a spec's) that changes its numbers except the ``[run]`` section.
 
     Seed, trials and block size are manifest fields of their own; the other run settings
     (workers, chunking, backend, scheduler, memory budget, flow engine) never change a number.
     """
-    raw = to_raw(spec.scenario)
+    raw = to_raw(spec.scenario if isinstance(spec, ScenarioSpec) else spec)
     raw.pop("run", None)
     return hashlib.sha256(canonical_json(raw)).hexdigest()[:16]
 
@@ -111,6 +112,9 @@ def _now() -> str:
 
 
 # ------------------------------------------------------------------------------------ checkpoint
+CHECKPOINT_FORMAT = 2  # 2: block lines' checksums cover the run's header (a checkpoint of format 1 is simulated again)
+
+
 class Checkpoint:
     """One scenario's finished blocks: a JSON-lines file, a header then one checksummed line per block.
 
@@ -140,15 +144,20 @@ class Checkpoint:
     def _header_line(self) -> bytes:
         return json.dumps({"header": self.header, "sha": checksum(self.header)}, separators=(",", ":")).encode() + b"\n"
 
+    def _line_sha(self, body: dict) -> str:
+        """A block line's checksum: of its content and of this run's header (scenario, config hash, seed, trials,
+        block size), so that a line copied from another run's checkpoint does not match here."""
+        return checksum({"run": checksum(self.header), "block": body})
+
     def _parse(self, line: bytes) -> BlockSummary | str:
         """The line's block, or why it cannot be trusted."""
         try:
             data = json.loads(line.decode("utf-8"))
             body, sha = data["block"], data["sha"]
-        except (UnicodeDecodeError, ValueError, TypeError, KeyError):
+        except (UnicodeDecodeError, ValueError, TypeError, KeyError, RecursionError):  # (nested thousands deep)
             return "not a whole checkpoint line"
-        if not isinstance(body, dict) or checksum(body) != sha:
-            return "checksum does not match its content"
+        if not isinstance(body, dict) or self._line_sha(body) != sha:
+            return "checksum does not match its content and this run"
         try:
             block = BlockSummary.from_json(body)
         except TypeError:
@@ -174,16 +183,27 @@ class Checkpoint:
                 atomic_write(self.path, self._header_line())
                 return
             offset = len(first)
+            kept: dict[int, bytes] = {}  # block -> its line, to tell a repeated line from a conflicting one
+            conflicting: set[int] = set()
             for line in fh:
+                if not line.strip():  # an empty line holds no block: dropped by the rewrite, nothing lost
+                    rewrite = True
+                    offset += len(line)
+                    continue
                 found = self._parse(line)
                 if not line.endswith(b"\n"):  # torn by an interruption: its block simply runs again
                     rewrite = True
                 elif isinstance(found, str):
                     self.damaged.append(found)
-                elif found.block in self.index:
-                    rewrite = True  # a block written twice: keep the first
+                elif found.block in self.index or found.block in conflicting:
+                    rewrite = True  # a block written twice: the same line is kept once, two different ones neither
+                    if found.block not in conflicting and line != kept[found.block]:
+                        conflicting.add(found.block)
+                        del self.index[found.block]
+                        self.damaged.append(f"block {found.block}: two different lines")
                 else:
                     self.index[found.block] = (offset, len(line))
+                    kept[found.block] = line
                 offset += len(line)
         if self.damaged:
             warnings.warn(f"checkpoint {str(self.path)!r}: {len(self.damaged)} damaged line(s) not trusted "
@@ -221,7 +241,7 @@ class Checkpoint:
         with open(self.path, "ab") as fh:
             for block in blocks:
                 body = block.to_json()
-                line = json.dumps({"sha": checksum(body), "block": body}, separators=(",", ":")).encode() + b"\n"
+                line = json.dumps({"sha": self._line_sha(body), "block": body}, separators=(",", ":")).encode() + b"\n"
                 self.index[block.block] = (fh.tell(), len(line))
                 fh.write(line)
             fh.flush()
@@ -345,7 +365,10 @@ class RunDir:
                     raise RunDirError(f"{str(self.folder)!r} holds another run: {why}. "
                                       f"Use another --out folder, or delete this one to start afresh")
         manifest = {**identity, "seed_given": bool(seed_given) if old is None else old.get("seed_given", seed_given),
-                    "block_size_chosen": bool(block_size_chosen), "status": "running",
+                    # a resumed run takes its recorded block size: it was chosen (or not) when the run began
+                    "block_size_chosen": bool(block_size_chosen) if old is None else old.get("block_size_chosen",
+                                                                                               block_size_chosen),
+                    "status": "running",
                     "created": _now() if old is None else old.get("created"),
                     "sessions": [*(old or {}).get("sessions", []), {"started": _now(), "pid": os.getpid(), "host": platform.node()}]}
         self.seed_given = manifest["seed_given"]
@@ -356,8 +379,8 @@ class RunDir:
                    check: Callable[[BlockSummary], str | None]) -> Checkpoint:
         """The checkpoint of one scenario of the run begun with :meth:`begin`."""
         m = self.manifest
-        header = {"scenario": spec.id, "config_hash": scenario_hash(spec), "seed": m["seed"], "n_sims": m["n_sims"],
-                  "block_size": m["block_size"]}
+        header = {"format": CHECKPOINT_FORMAT, "scenario": spec.id, "config_hash": scenario_hash(spec), "seed": m["seed"],
+                  "n_sims": m["n_sims"], "block_size": m["block_size"]}
         folder = self.folder / (CHECKPOINTS_WITH_TRIALS if keep_trials else CHECKPOINTS)
         cp = Checkpoint(folder / f"{safe_name(spec.id)}.jsonl", header, n_blocks=n_blocks, check=check)
         self.blocks_resumed += len(cp.index)

@@ -10,6 +10,8 @@ the number of trials.
 """
 from __future__ import annotations
 
+import warnings
+
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
@@ -143,6 +145,7 @@ def run_specs(
     run_dir: RunDir | None = None,
     seed_given: bool = True,
     on_trials: Callable | None = None,
+    trials_kept: Callable[[int, int, int, int], bool] | None = None,
     trial_columns: Sequence[str] = TRIAL_COLUMNS,
 ) -> list[Totals]:
     """Simulate every scenario and return its totals (blocks folded in block order).
@@ -156,7 +159,8 @@ def run_specs(
     checkpoint per scenario: blocks already there are not simulated again.
     ``on_trials(spec_index, block, table)``, when given, receives each block's per-trial table as it
     arrives (``--keep-trials``), before the block is checkpointed, with the columns ``trial_columns`` (of
-    :data:`~trialsim.summarise.TRIAL_COLUMNS`).
+    :data:`~trialsim.summarise.TRIAL_COLUMNS`). ``trials_kept(spec_index, block, first_trial, n_trials)``: whether that
+    block's per-trial table is whole where ``on_trials`` keeps them; a checkpointed block whose table is not is simulated again.
     """
     cfg = specs[0].scenario.run
     if any(spec.nested for spec in specs) and (run_dir is not None or on_trials is None):
@@ -178,6 +182,15 @@ def run_specs(
         for i, spec in enumerate(specs):
             checkpoints[i] = run_dir.checkpoint(spec, n_blocks=n_blocks, keep_trials=on_trials is not None,
                                                 check=_checker(spec, n_sims, size))
+            if trials_kept is not None:
+                lost = sorted(b for b in checkpoints[i].index if not trials_kept(i, b, b * size, _trials(b, size, n_sims)))
+                if lost:
+                    warnings.warn(f"scenario {spec.id!r}: the per-trial tables of {len(lost)} checkpointed block(s) are "
+                                  f"missing or damaged (first: block {lost[0]}); those blocks are simulated again",
+                                  RuntimeWarning, stacklevel=2)
+                    for b in lost:
+                        del checkpoints[i].index[b]
+                    run_dir.blocks_resumed -= len(lost)
     folds = [Fold(n_sims, n_blocks, size, cp) for cp in checkpoints]
     todo = [[b for b in range(n_blocks) if cp is None or b not in cp.index] for cp in checkpoints]
     n_todo = sum(len(t) for t in todo)
@@ -248,12 +261,22 @@ def dearest_first(todo: list[list[int]], per_task: int, size: int, n_sims: int, 
 
 
 def _checker(spec: ScenarioSpec, n_sims: int, size: int) -> Callable[[BlockSummary], str | None]:
+    """Why a stored block cannot be trusted (:meth:`BlockSummary.problem`), or None. The names of its per-arm
+    estimates and decision outcomes must be those a block of this scenario has: taken, on the first stored block
+    checked, from a block of two trials simulated here (a few milliseconds; a run without stored blocks never needs
+    it), so a line with the right checksum but another model's or rule's names is simulated again, not folded in."""
     model = build_model(spec.scenario)
     tests = {f"{a.name}|{t}" for a, t in model.pairs()}
     flow_fields = TRIAL_FIELDS if spec.scenario.flow is not None else None
+    names: list[tuple[set[str], set[str]]] = []
 
     def check(block: BlockSummary) -> str | None:
-        return block.problem(n_sims=_trials(block.block, size, n_sims), tests=tests, flow_fields=flow_fields)
+        if not names:
+            sample, _ = simulate_block(spec.scenario, 0, 0, min(2, n_sims), block_size=size)
+            names.append((set(sample.est_count), set(sample.outcomes)))
+        estimates, outcomes = names[0]
+        return block.problem(n_sims=_trials(block.block, size, n_sims), tests=tests, flow_fields=flow_fields,
+                             estimates=estimates, outcomes=outcomes)
 
     return check
 
