@@ -119,8 +119,8 @@ def _treatment_rate(args) -> float | None:
     rate = args.p_control * args.risk_ratio
     if not RATE_MIN <= rate <= 1.0 - RATE_MIN:
         raise ConfigError(f"--risk-ratio {_value(args.risk_ratio)} is not allowed with --p-control {_value(args.p_control)}: "
-                          f"it makes a treatment rate of {rate:.4g}; use a --risk-ratio from {RATE_MIN / args.p_control:.4g} "
-                          f"to {(1.0 - RATE_MIN) / args.p_control:.4g} (a treatment rate in [{RATE_MIN:g}, {1 - RATE_MIN:g}])")
+                          f"it makes a treatment rate of {rate:.7g}; use a --risk-ratio from {RATE_MIN / args.p_control:.7g} "
+                          f"to {(1.0 - RATE_MIN) / args.p_control:.7g} (a treatment rate in [{RATE_MIN:g}, {1 - RATE_MIN:g}])")
     return rate
 
 
