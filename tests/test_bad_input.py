@@ -661,3 +661,10 @@ def test_workers_end_when_their_run_is_killed(tmp_path):
     finally:
         for w in _workers_of(proc.pid):
             os.kill(w, signal.SIGKILL)
+
+
+def test_a_bayes_section_no_test_reads_is_noted():
+    status, _, err, _ = cli("run", str(DEFAULT_CONFIG), "--sims", "100", "--quiet", "--set", "bayes.go_threshold=0.9")
+    assert status == 0 and "sets [bayes], but none of its endpoints has a Bayesian test" in err
+    status, _, err, _ = cli("run", str(CONFIGS / "designs" / "bayes_pilot_20.toml"), "--sims", "100", "--quiet")
+    assert status == 0 and "note:" not in err

@@ -1,12 +1,15 @@
 """Simulation subcommands: ``run``, ``flow``, ``show``."""
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 from trialsim.api import flow, run
 from trialsim.cli.common import add_config, add_sim_options, folder
 from trialsim.config.loader import ConfigError, load_scenario, scenario_to_toml
 from trialsim.engine import BACKENDS
+from trialsim.model import build_model
+from trialsim.registry import TESTS
 from trialsim.report.console import run_summary
 
 TRIALS = "trials"  # the per-trial table's folder under --out
@@ -67,11 +70,23 @@ def cmd_run(args) -> int:
                  chunk_blocks=args.chunk_blocks, progress=not args.quiet, out=args.out, sweep=not args.no_sweep,
                  keep_trials=trials, **_run_options(args))
     print(run_summary(result, detail=True if args.detail else None))
+    _note_unused_bayes(result)
     if args.out:
         names = [n for n in ("power.csv", "power.json", "estimates.csv", "decisions.csv", "flow_trials.csv",
                              "provenance.json") if (Path(args.out) / n).is_file()]
         print(f"\nwritten: {args.out}/{', '.join(names)}" + (f"; per-trial table {trials}/" if trials else ""))
     return 0
+
+
+def _note_unused_bayes(result) -> None:
+    """A [bayes] section that no test reads: say so (its go / no-go rule decides only on Bayesian tests)."""
+    bayesian = [name for name in TESTS.names() if TESTS.get(name).options is not None]
+    for r in result.results:
+        sc = r.spec.scenario
+        if sc.bayes is not None and not any(t in bayesian for a in build_model(sc).analysed for t in a.tests):
+            print(f"trialsim: note: scenario {r.spec.id!r} sets [bayes], but none of its endpoints has a Bayesian test "
+                  f"({', '.join(bayesian)}) among its tests, so no go / no-go decision was made", file=sys.stderr)
+            return
 
 
 def cmd_flow(args) -> int:
