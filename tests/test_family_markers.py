@@ -143,7 +143,7 @@ def test_shapes_contiguity_and_missing_pattern():
     out = sc.generate(CID, context(s, n), Streams(1, 0))
     assert set(out) == {a.name for a in sc.analysed(CID)}
     for name, x in out.items():
-        assert x.shape == (s, n) and x.dtype == float and x.flags.c_contiguous, name
+        assert x.shape == (s, n) and x.dtype == float and x.T.flags.c_contiguous, name  # views of patient-major levels
         assert not np.isinf(x).any()
     for m in sc.markers:
         for k, d in enumerate(sc.days):

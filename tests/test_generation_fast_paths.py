@@ -250,8 +250,8 @@ def test_markers_equal_the_plain_trials_first_formulation(default_scenario, n_tr
     ctx.latent["leak_1m"] = default_scenario.endpoints["leak_1m"].generate("leak_1m", ctx, Streams(8, 0))
     got = section.generate("cytokines", ctx, Streams(8, 0))
     assert_same_dicts(got, plain_markers(section, "cytokines", ctx, Streams(8, 0)))
-    for a in section.analysed("cytokines"):  # what is analysed is C-contiguous (trials, patients)
-        assert got[a.name].flags.c_contiguous
+    for a in section.analysed("cytokines"):  # what is analysed is a (trials, patients) view of patient-major values
+        assert got[a.name].T.flags.c_contiguous
 
 
 def test_markers_slabs_do_not_move_a_bit(default_scenario, monkeypatch):
