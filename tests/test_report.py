@@ -114,6 +114,25 @@ def test_paragraph_justifies_the_registered_design_as_a_pilot(result):
     assert tables["mde"].cell(prim, "Minimal detectable effect") == "none"
 
 
+def test_paragraph_says_what_a_panel_must_know_to_read_it(result, crp):
+    """From a statistical review of the pasted paragraph: a non-randomised allocation is said in the paragraph itself
+    (it was only in the Design section), the type I errors' own trials and Monte Carlo error are given (the paragraph
+    gave the power table's for both), the main trial's size is tied to its assumptions, and a rare timeline chance
+    carries its 95% upper limit. A randomised design gets no allocation caveat."""
+    tables = build_tables(result)
+    text = justification(result, tables).text
+    assert "Allocation is sequential (first patients control, then treatment; not randomised): the figures below assume" \
+        in text and "comparisons between the arms are descriptive" in text
+    t = tables["computation"]
+    assert (f"power from {t.cell('n_sims', 'Value')} and type I errors from {t.cell('null_sims', 'Value')} simulated "
+            f"trials") in text
+    assert f"are {t.cell('max_mc_se', 'Value')} and {t.cell('null_max_mc_se', 'Value')} percentage points" in text
+    assert "that size rests on the assumed rates and effect" in text
+    assert "descriptive" in text and "If a main trial's outcome is a continuous one" in text
+    crp_result = crp[0]
+    assert "not randomised" not in justification(crp_result, build_tables(crp_result)).text
+
+
 def test_paragraph_of_a_powered_design_is_a_power_statement(result):
     """Changing the numbers changes the words: a design with the target power gets no pilot justification."""
     powered = copy.copy(result)
@@ -453,7 +472,7 @@ def test_an_unequal_design_is_planned_and_written_at_its_own_allocation_ratio():
     assert "10 placebo and 20 exosome patients give" in text and "10 patients per arm" not in text
     assert f"needs {cell} analysable patients (control + treatment; " in text
     assert "At 10 vs 20 " in text or "With 10 vs 20 " in text
-    assert "one-sided 80% upper confidence limit of the SD" in text  # the level of Browne's limit is stated
+    assert "one-sided 80% upper confidence limit of the pilot's SD" in text  # the level of Browne's limit is stated
 
 
 def test_a_non_randomised_pilot_cites_the_guidance_for_non_randomised_pilots(result):

@@ -51,15 +51,15 @@ SOFTWARE_GROUPS = ("software", "figures")
 def _multiplicity_text(t: Table, citations: Citations) -> str:
     c = t.cell
     text = (f"The report runs {c('tests', 'Value')} tests on {c('endpoints', 'Value')} endpoints. Only the primary analysis "
-            f"({c('primary', 'Value')}) is confirmatory; the other {c('secondary', 'Value')} tests are secondary or "
-            "sensitivity analyses. ")
+            f"({c('primary', 'Value')}) can be confirmatory (when the design has the power for it); the other "
+            f"{c('secondary', 'Value')} tests are secondary or sensitivity analyses. ")
     if "per_test" in t.frame.index:
         text += f"If the treatment had no effect at all, each test alone would be significant in {c('per_test', 'Value')} of trials, "
     else:
         text += "If the treatment had no effect at all, "
     if "any_simulated" in t.frame.index:
-        text += (f"and at least one of them in {c('any_simulated', 'Value')} of simulated trials (with the tests' real "
-                 f"dependence; {c('any_independent', 'Value')} if they were independent). An ")
+        text += (f"and at least one of them in {c('any_simulated', 'Value')} of simulated trials (± one Monte Carlo standard "
+                 f"error; with the tests' real dependence; {c('any_independent', 'Value')} if they were independent). An ")
     else:
         text += f"and at least one of them in {c('any_independent', 'Value')} of trials if the tests were independent. An "
     text += ("unadjusted p-value below the significance level on a secondary endpoint is therefore expected by chance and is "

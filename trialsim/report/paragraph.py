@@ -230,9 +230,15 @@ def _software(w: _Writer, word: str) -> str | None:
     what = "Power and type I errors were" if word == "Power" else "Type I errors were"
     text = f"{what} computed with {bits[0]}: exactly by enumeration for binary endpoints with a known law"
     if sims != "-":
-        text += (f", otherwise from {w.cite(t, 'n_sims', 'Value')} simulated trials (root seed {w.cite(t, 'seed', 'Value')}; "
-                 f"the largest Monte Carlo standard error of a simulated rejection rate is {w.cite(t, 'max_mc_se', 'Value')} "
-                 "percentage points)")
+        if word == "Power" and w.has(t, "null_sims") and w.has(t, "null_max_mc_se"):
+            text += (f", otherwise power from {w.cite(t, 'n_sims', 'Value')} and type I errors from "
+                     f"{w.cite(t, 'null_sims', 'Value')} simulated trials (root seed {w.cite(t, 'seed', 'Value')}; the largest "
+                     f"Monte Carlo standard errors are {w.cite(t, 'max_mc_se', 'Value')} and "
+                     f"{w.cite(t, 'null_max_mc_se', 'Value')} percentage points)")
+        else:
+            text += (f", otherwise from {w.cite(t, 'n_sims', 'Value')} simulated trials (root seed {w.cite(t, 'seed', 'Value')}; "
+                     f"the largest Monte Carlo standard error of a simulated rejection rate is {w.cite(t, 'max_mc_se', 'Value')} "
+                     "percentage points)")
     return text + "."
 
 
@@ -251,6 +257,12 @@ def justification(result, tables: dict[str, Table]) -> Paragraph:
         f"The primary endpoint ({w.cite('design', 'primary', 'Value')}) will be compared between {treatment} "
         f"and {control} with the {w.cite('design', 'primary_test', 'Value')} test at a two-sided significance level of "
         f"{w.cite('design', 'alpha', 'Value')}.")
+    if not d.get("randomised", True) and w.has("design", "allocation"):
+        sentences.append(
+            f"Allocation is {w.cite('design', 'allocation', 'Value')}: the figures below assume that the "
+            "arms differ only in the treatment they receive, and without randomisation differences in prognosis between "
+            "them (selection, changes in care over time) can create or hide a difference, so comparisons between the arms "
+            "are descriptive.")
     prow = f"{prim}|{ptest}"
     rate_text, kind = (_rate_cell(w, prow, word, quote=False) if w.has("power", prow) else ("", ""))
     if is_null(result):
@@ -334,7 +346,8 @@ def justification(result, tables: dict[str, Table]) -> Paragraph:
         text = "; ".join(size_bits)
         text = text[0].upper() + text[1:]
         detail = w.tables["sample_sizes"].cell(loss_row, "Detail") if w.has("sample_sizes", loss_row) else ""
-        note = (" Exact power is not monotone in n; these are the sizes from which it stays at or above the target."
+        note = (" Exact power is not monotone in n; these are the smallest sizes from which it stays at or above the "
+                "target at every larger n checked."
                 if detail.startswith("exact") else
                 " These are simulated, each with a Monte Carlo interval in the table." if detail.startswith("simulated")
                 else "")
@@ -361,7 +374,7 @@ def justification(result, tables: dict[str, Table]) -> Paragraph:
                  "CONSORT extension for pilot trials, Eldridge et al. 2016, which Lancaster and Thabane 2019 recommend for "
                  "non-randomised pilots too")
     sentences.append(f"The trial is therefore not designed to test its primary hypothesis; it is justified as a pilot and feasibility study ({guideline}), whose aims are estimation and the planning "
-                     "of a main trial.")
+                     "of a main trial, and its tests, the primary one included, are descriptive.")
     if w.has("pilot_rates", f"{prim}|control"):
         sentences.append(
             f"With {planned} the 95% confidence interval of the event rate is expected to be "
@@ -402,9 +415,10 @@ def justification(result, tables: dict[str, Table]) -> Paragraph:
     if browne is not None and w.has("pilot_sd_limits", browne):
         col = next(c for c in w.tables["pilot_sd_limits"].frame.columns if "upper limit / estimate" in c)
         level = col.split(" upper limit")[0]  # "80%"
-        sentences.append(f"Following Browne (1995), a main trial should be planned on the one-sided {level} upper confidence "
-                         f"limit of the SD, {w.cite('pilot_sd_limits', browne, col)} times the pilot estimate, which multiplies its "
-                         f"size by {w.cite('pilot_sd_limits', browne, 'Main-trial size x')}.")
+        sentences.append(f"If a main trial's outcome is a continuous one such as {w.cite('pilot_sd_limits', browne, 'Endpoint')}, "
+                         f"it should be planned, following Browne (1995), on the one-sided {level} upper confidence "
+                         f"limit of the pilot's SD, {w.cite('pilot_sd_limits', browne, col)} times the pilot estimate, which "
+                         f"multiplies its size by {w.cite('pilot_sd_limits', browne, 'Main-trial size x')}.")
     if "pilot_guidance" in w.tables:
         guidance = _guidance(w, result, at_planned, binary, browne)
         if guidance:
@@ -413,9 +427,13 @@ def justification(result, tables: dict[str, Table]) -> Paragraph:
     if w.has("sample_sizes", main):
         n = w.tables["sample_sizes"].cell(main, "n per arm")
         if not n.startswith(">") and n != "not simulated":
-            sentences.append(
-                f"A main trial powered on the primary endpoint under the same assumptions would need "
-                f"{_per_arm(w.cite('sample_sizes', main, 'Enrol per arm'), 'patients')}.")
+            text = (f"A main trial powered on the primary endpoint under the same assumptions would need "
+                    f"{_per_arm(w.cite('sample_sizes', main, 'Enrol per arm'), 'patients')}")
+            if w.has("pilot_rates", f"{prim}|control"):
+                text += ("; that size rests on the assumed rates and effect (see the assumptions and the power curves), "
+                         "which this pilot cannot refine: its interval for the control rate is expected to be "
+                         f"{w.cite('pilot_rates', f'{prim}|control', WIDTH)} percentage points wide")
+            sentences.append(text + ".")
     _close(w, sentences, word)
     return Paragraph(" ".join(sentences), w.facts)
 

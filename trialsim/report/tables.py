@@ -21,6 +21,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
+from trialsim.analysis.laws import clopper_pearson
 from trialsim.labels import (
     FLAG,
     NOT_COMPUTABLE,
@@ -251,7 +252,8 @@ def build_tables(result, citations: Citations | None = None) -> dict[str, Table]
         n_sims = int(power["n_sims"].max())
         what = "Type I error (every effect at its null)" if word != "Power" else "Power"
         notes = (f"Simulated from {n_sims:,} trials with its 95% Clopper-Pearson Monte Carlo interval; "
-                 "exact by enumeration for binary endpoints with a known law.")
+                 "exact by enumeration for binary endpoints with a known law. Each test is two-sided: a rejection in "
+                 "either direction counts.")
         if show_null:
             null_sims = max((v["n_sims"] for v in sizes_at_design.values()), default=0)
             notes += (" Type I error: the same test with every effect parameter at its null (no treatment effect), exact "
@@ -447,7 +449,7 @@ def _multiplicity(result, label_of: dict, sizes: dict) -> Table | None:
     rows = [
         ("tests", {"Item": "Tests in the report (endpoint x test)", "Value": fmt_n(len(pairs))}),
         ("endpoints", {"Item": "Endpoints analysed", "Value": fmt_n(len(endpoints))}),
-        ("primary", {"Item": "Primary analysis (confirmatory)",
+        ("primary", {"Item": "Primary analysis (the one that can be confirmatory)",
                      "Value": f"{label_of.get(primary[0], primary[0])}, {test_label(primary[1])}"}),
         ("secondary", {"Item": "Other tests (secondary, sensitivity)", "Value": fmt_n(len(pairs) - 1)}),
         ("same_endpoint", {"Item": "Extra tests of an endpoint already tested", "Value": fmt_n(same_endpoint)}),
@@ -566,12 +568,12 @@ def _flow(result) -> Table | None:
     def chance(r):
         p = float(r.value)
         hits = round(p * n)
-        if hits == 0:
-            return f"0% (none of {n:,} trials)"
+        if hits < 0.001 * n:  # none or a few trials: the count and its 95% upper limit say more than a rounded percentage
+            high = float(clopper_pearson(hits, n)[1])
+            counted = "none" if hits == 0 else f"{hits:,}"
+            return f"{100 * p:.2g}% ({counted} of {n:,} trials; 95% upper limit {100 * high:.2g}%)"
         if hits == n:
             return f"100% (all {n:,} trials)"
-        if p < 0.001:  # a few trials: the count says more than a rounded percentage
-            return f"{100 * p:.2g}% ({hits:,} of {n:,} trials)"
         if p > 0.999:  # all but a few
             return f"{100 * p:.3f}% (all but {n - hits:,} of {n:,} trials)"
         return f"{fmt_power(p)} (Monte Carlo SE {fmt_points(r.mcse, 2)} percentage points)"
@@ -651,6 +653,11 @@ def _computation(result) -> Table:
     if settings.get("null_sims"):
         rows.append(("null_sims", {"Item": "Simulated trials for the type I errors (every effect at its null)",
                                    "Value": fmt_n(settings["null_sims"])}))
+        null = result.frame("null_power")
+        null_mc = null[null["method"] == "monte_carlo"] if "method" in null.columns else null.iloc[:0]
+        if len(null_mc) and result.frames.get("null_power") is not result.frames.get("power"):
+            rows.append(("null_max_mc_se", {"Item": "Largest Monte Carlo standard error of a simulated type I error "
+                                                    "(percentage points)", "Value": fmt_points(float(null_mc["mc_se"].max()), 2)}))
     for key, label in (("search_sims", "Simulated trials per step of the sample-size and MDE searches"),
                        ("curve_sims", "Simulated trials per point of the simulated power curves")):
         if settings.get(key):
