@@ -120,7 +120,7 @@ def test_equally_promising_endpoints_are_named_together_with_the_criterion(resul
                                "geometric mean ratio in expected half-widths of its 95% confidence interval), "
                                f"{il6} ({tables['pilot_ratios'].cell(IL6, PRECISION)}) and "
                                f"{tnf} ({tables['pilot_ratios'].cell(TNF, PRECISION)}) are equally promising secondary "
-                               f"endpoints; for {il6}, the first of them in the config, the treatment/control geometric "
+                               f"endpoints (a ranking that rests on the assumed effects, not on data); for {il6}, the first of them in the config, the treatment/control geometric "
                                "mean ratio")
     assert "power (simulated)" in sentence
     estimate = dict(headline(result, tables).rows)["What it can estimate"]
@@ -141,7 +141,7 @@ def test_three_equally_promising_endpoints_are_one_list(result):
     cell = tables["pilot_ratios"].cell
     named = [f"{cell(e, 'Endpoint')} ({cell(e, PRECISION)})" for e in (serum, IL6, TNF)]
     sentence = _sentence(res)
-    assert f"{named[0]}, {named[1]} and {named[2]} are equally promising secondary endpoints; " in sentence
+    assert f"{named[0]}, {named[1]} and {named[2]} are equally promising secondary endpoints (a ranking that rests on the assumed effects, not on data); " in sentence
     assert sentence.count(" and ") == 1 + sentence.split("; ", 1)[1].count(" and ")
     estimate = dict(headline(res, tables).rows)["What it can estimate"]
     assert estimate.endswith(f"this endpoint is as promising as {cell(IL6, 'Endpoint')} and {cell(TNF, 'Endpoint')}")

@@ -621,3 +621,12 @@ def test_a_power_no_trial_could_compute_is_not_computable_everywhere_not_0_perce
     assert "a power that is not computable (n_valid 0)" in text and "0.00%" not in text
     multiplicity = tables["multiplicity"].frame
     assert "per_test" not in multiplicity.index  # no "0.00% to 0.00%" for tests that no trial could compute
+
+
+def test_the_timelines_flow_defaults_are_listed_as_assumptions(result):
+    """A design without [flow] gets its timeline from the flow's cited defaults: those inputs (referrals a month,
+    eligibility, consent...) are assumptions of the report too, listed as the timeline's alone (they were nowhere)."""
+    rows = result.frame("assumptions")
+    flow = rows[rows["section"] == "flow"].set_index("key")
+    assert {"flow.referrals_per_month", "flow.p_eligible", "flow.p_consent"} <= set(flow.index)
+    assert flow["source"].str.startswith("the timeline only").all()

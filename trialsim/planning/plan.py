@@ -273,6 +273,15 @@ def timeline_frame(scenario: Scenario, *, n_sims: int, seed: int, n_jobs: int, p
     return flow_frame(result.results[0].flow, with_flow, in_analyses=False)
 
 
+def timeline_assumptions(scenario: Scenario) -> pd.DataFrame:
+    """The assumption rows of the flow's cited defaults that :func:`timeline_frame` runs a design without ``[flow]`` on,
+    each source saying that only the timeline reads it."""
+    rows = assumptions_frame(with_values(scenario, {"flow": {}}, source="flow defaults"))
+    rows = rows[rows["section"] == "flow"].copy()
+    rows["source"] = "the timeline only (the power figures assume every planned patient): " + rows["source"]
+    return rows
+
+
 def software_versions() -> dict[str, str]:
     """Versions of Python and of the libraries a report names ("" for one not installed)."""
     out = {"python": platform.python_version()}
@@ -445,6 +454,9 @@ def plan(
         flow = flow_frame(flow_arrays, scenario)
         if flow is None and scenario.flow is None and simulate:
             flow = timed("timeline", lambda: timeline_frame(scenario, n_sims=min(n_sims, TIMELINE_MAX_SIMS), **sim))
+            if flow is not None:  # its inputs are assumptions too: listed, marked as the timeline's alone
+                frames["assumptions"] = pd.concat([frames["assumptions"], timeline_assumptions(scenario)],
+                                                  ignore_index=True)
         if flow is not None:
             frames["flow"] = flow
     if "samplesize" in parts:

@@ -396,13 +396,14 @@ def justification(result, tables: dict[str, Table]) -> Paragraph:
                          + [f"{w.cite('pilot_ratios', e, 'Endpoint')} ({w.cite('pilot_ratios', e, PRECISION)})" for e in tied])
             text = (f"Judged by the assumed effect against the precision expected for it (the assumed log geometric mean "
                     f"ratio in expected half-widths of its 95% confidence interval), {equal} are equally promising "
-                    "secondary endpoints; "
+                    "secondary endpoints (a ranking that rests on the assumed effects, not on data); "
                     f"for {name}, the first of them in the config, the treatment/control geometric mean ratio")
         else:
             text = (f"The most promising secondary endpoint, judged by the assumed effect against the precision expected "
                     f"for it, is {name}: its assumed log geometric mean ratio is "
                     f"{w.cite('pilot_ratios', best, PRECISION)} times the expected half-width of its 95% confidence "
-                    "interval, the most of any secondary endpoint, and its treatment/control geometric mean ratio")
+                    "interval, the most of any secondary endpoint (a ranking that rests on the assumed effects, not on data), "
+                    "and its treatment/control geometric mean ratio")
         text += (f" ({w.cite('pilot_ratios', best, 'Assumed GMR')} under the assumptions) is expected to be estimated with a "
                  f"95% confidence interval of {w.cite('pilot_ratios', best, 'Expected 95% CI')}")
         row = next((r for r in w.tables["power"].frame.index if r.startswith(best + "|")), None) if "power" in w.tables else None
