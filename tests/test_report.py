@@ -630,3 +630,12 @@ def test_the_timelines_flow_defaults_are_listed_as_assumptions(result):
     flow = rows[rows["section"] == "flow"].set_index("key")
     assert {"flow.referrals_per_month", "flow.p_eligible", "flow.p_consent"} <= set(flow.index)
     assert flow["source"].str.startswith("the timeline only").all()
+
+
+def test_a_pilot_rates_interval_is_at_the_most_likely_count(result):
+    """Where 0.6 events are expected, the most likely outcome is none: its interval is 0/10's, not 1/10's (the
+    expected count rounded up, which made the exosome row read like the placebo row)."""
+    rates = result.frame("pilot_rates").set_index(["endpoint", "arm"])
+    row = rates.loc[("leak_1m", "treatment")]
+    assert row.expected_events < 1 and row.events_most_likely == 0 and row.ci_low_most_likely == 0.0
+    assert build_tables(result)["pilot_rates"].cell("leak_1m|treatment", "95% CI at the most likely count").startswith("0/10: ")

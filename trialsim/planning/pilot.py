@@ -4,7 +4,7 @@ When a design cannot test its primary hypothesis, its justification is the preci
 estimates for the main trial. For the planned sizes this module computes, exactly or in closed form:
 
 * each arm's event rate: the expected width of its 95% Clopper-Pearson interval, the interval at
-  the expected count, and the chance of observing at least one event (per arm and in both);
+  the expected count and at the most likely one, and the chance of observing at least one event (per arm and in both);
 * each log-scale endpoint's geometric mean ratio: the 95% Welch interval expected at the model's SDs
   (its large-sample moments, simulated through the engine: :func:`trialsim.planning.analytic.model_moments`);
 * each SD: the upper one-sided 80% confidence limit a pilot of this size gives, the SD to plan the
@@ -150,11 +150,18 @@ def pilot_summary(scenario: Scenario, *, seed: int | None = None, level: float =
             n_a = n * (1 - pm)
             x_exp = int(round(n_a * p))
             low, high = clopper_pearson_bounds(np.array([x_exp]), np.array([max(int(round(n_a)), 1)]), level)
+            # the most likely outcome: the mode of the analysable count, then of the events among them (0 events of 10
+            # where 0.6 are expected: the expected count rounded to 1 was a less likely outcome, and read as a rate)
+            m_mode = max(min(int(math.floor((n + 1) * (1 - pm))), n), 1)
+            x_mode = min(int(math.floor((m_mode + 1) * p)), m_mode)
+            low_mode, high_mode = clopper_pearson_bounds(np.array([x_mode]), np.array([m_mode]), level)
             p_any[arm] = 1 - (1 - p * (1 - pm)) ** n
             rate_rows.append({"endpoint": name, "label": a.label, "arm": arm, "arm_name": arm_name, "n": n, "rate": p,
                               "p_missing": pm, "expected_analysable": n_a, "expected_ci_width": expected_rate_ci_width(p, n, pm, level),
                               "expected_events": n_a * p, "ci_low_at_expected": float(low[0]), "ci_high_at_expected": float(high[0]),
-                              "events_at_expected": x_exp, "p_at_least_one": p_any[arm], "p_none": 1 - p_any[arm]})
+                              "events_at_expected": x_exp, "events_most_likely": x_mode, "analysable_most_likely": m_mode,
+                              "ci_low_most_likely": float(low_mode[0]), "ci_high_most_likely": float(high_mode[0]),
+                              "p_at_least_one": p_any[arm], "p_none": 1 - p_any[arm]})
         for row in rate_rows[-2:]:
             row["p_at_least_one_both_arms"] = p_any["control"] * p_any["treatment"]
 

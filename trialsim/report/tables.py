@@ -315,13 +315,17 @@ def build_tables(result, citations: Citations | None = None) -> dict[str, Table]
                 "Endpoint": label_of.get(r.endpoint, r.endpoint), "Arm": str(r.arm_name),
                 "Assumed rate": fmt_pct(r.rate), "Expected analysable": f"{r.expected_analysable:.1f}",
                 "Expected 95% CI width (percentage points)": fmt_points(r.expected_ci_width),
-                "95% CI at the expected count": f"{int(r.events_at_expected)}/{int(round(r.expected_analysable))}: "
-                                                 + fmt_interval(r.ci_low_at_expected, r.ci_high_at_expected),
+                **({"95% CI at the most likely count": f"{int(r.events_most_likely)}/{int(r.analysable_most_likely)}: "
+                                                        + fmt_interval(r.ci_low_most_likely, r.ci_high_most_likely)}
+                   if hasattr(r, "events_most_likely") and not is_missing(r.events_most_likely) else  # (older folders)
+                   {"95% CI at the expected count": f"{int(r.events_at_expected)}/{int(round(r.expected_analysable))}: "
+                                                    + fmt_interval(r.ci_low_at_expected, r.ci_high_at_expected)}),
                 "P(at least one event)": fmt_pct(r.p_at_least_one), "P(no event)": fmt_pct(r.p_none),
             }))
         tables["pilot_rates"] = _table("pilot_rates", "What each arm's event rate can show (exact binomial)", rows,
                                        "Clopper-Pearson intervals; the expected width averages over the number of events and of "
-                                       "analysable patients.")
+                                       "analysable patients; the most likely count is the mode of the analysable patients, then "
+                                       "of the events among them.")
     ratios = result.frame("pilot_ratios")
     if not ratios.empty:
         rows = [(str(r.endpoint), {"Endpoint": label_of.get(r.endpoint, r.endpoint), "Assumed GMR": fmt_ratio(r.gmr),
