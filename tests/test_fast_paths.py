@@ -295,7 +295,27 @@ def test_kept_pair_tables_give_the_per_call_values():
     assert len(fetched) == calls  # every pair met before: no table fetched again
     assert kept.gather(np.array([], dtype=np.int64), np.array([], dtype=np.int64), np.array([], dtype=np.int64)).shape == (0,)
     small = binary.PairTables(table_for, max_values=50)  # 13 x 13 values do not fit: the caller fetches per call
-    assert small.gather(np.array([12]), np.array([12]), np.array([3])) is None
+    assert small.gather(np.array([2]), np.array([2]), np.array([3])) == table_for(2, 2)[3]  # 9 values: kept
+    assert small.gather(np.array([12]), np.array([12]), np.array([3])) is None and small.full
+    calls = len(fetched)
+    assert small.gather(np.array([3]), np.array([3]), np.array([0])) is None  # once full, nothing more is fetched
+    assert len(fetched) == calls
+    assert small.gather(np.array([2]), np.array([2]), np.array([4])) == table_for(2, 2)[4]  # what is kept still serves
     np.testing.assert_array_equal(binary.gather_by_size_pair(np.array([12, 3]), np.array([12, 0]), np.array([3, 0]),
                                                              table_for, key=("test_kept_pair_tables", 1)),
                                   [table_for(12, 12)[3], np.nan])
+
+
+def test_a_table_test_registered_again_gives_its_new_tables():
+    """Every cached table of a test's first builder is dropped when the name is registered again (the look-ups and the
+    tables kept between calls used to go on serving the old ones)."""
+    x = np.array([[1.0, 0.0, 0.0, 0.0], [1.0, 1.0, 0.0, 0.0]])
+    y = np.array([[0.0, 0.0, 0.0, 0.0], [1.0, 1.0, 1.0, 0.0]])
+    try:
+        binary.register_table_test("test_twice", lambda a, b: np.full((a + 1, b + 1), 0.01))
+        assert (binary.binary_test("test_twice", x, y, alpha=0.05).pvalue == 0.01).all()
+        binary.register_table_test("test_twice", lambda a, b: np.full((a + 1, b + 1), 0.5))
+        assert (binary.binary_test("test_twice", x, y, alpha=0.05).pvalue == 0.5).all()
+        assert (binary.pvalue_table("test_twice", 4, 4) == 0.5).all()
+    finally:
+        binary._TABLE_BUILDERS.pop("test_twice", None)

@@ -192,6 +192,11 @@ def test_lines_of_another_model_or_run_or_in_conflict_are_simulated_again(small,
         resumed = run(small, n_sims=500, seed=3, n_jobs=1, checkpoint_dir=tmp_path)
     assert resumed.to_frame().equals(full.to_frame())
     assert resumed.provenance["blocks_resumed"] == 1 and resumed.provenance["blocks_computed"] == 4  # block 3 kept
+    path, lines = _lines(tmp_path)  # a header nested too deep to parse: the checkpoint is foreign, not a traceback
+    path.write_bytes(b'{"header":' + b"[" * 5000 + b"]" * 5000 + b',"sha":"0"}\n' + b"".join(lines[1:]))
+    with pytest.warns(RuntimeWarning, match="damaged or foreign header"):
+        again = run(small, n_sims=500, seed=3, n_jobs=1, checkpoint_dir=tmp_path)
+    assert again.to_frame().equals(full.to_frame()) and again.provenance["blocks_computed"] == 5
 
 
 def test_a_kill_during_the_checkpoint_rewrite_loses_nothing(small, tmp_path, monkeypatch):

@@ -19,7 +19,8 @@ INTERRUPTED = 130  # 128 + SIGINT, as shells report it
 TERMINATED = 143  # 128 + SIGTERM
 MESSAGE = b"\ntrialsim: interrupted while starting; nothing was done\n"
 TERM_MESSAGE = b"\ntrialsim: terminated (SIGTERM) while starting; nothing was done\n"
-AFTER_MESSAGE = b"\ntrialsim: terminated (SIGTERM) while exiting; the command had finished and written its output\n"
+AFTER_MESSAGES = {True: b"\ntrialsim: terminated (SIGTERM) while exiting; the command had finished and written its output\n",
+                  False: b"\ntrialsim: terminated (SIGTERM) while exiting; the command had ended with an error\n"}
 
 
 def _while_importing(signum, frame) -> None:
@@ -27,9 +28,11 @@ def _while_importing(signum, frame) -> None:
     os._exit(INTERRUPTED if signum == signal.SIGINT else TERMINATED)  # nothing to clean up: no file, worker or thread yet
 
 
-def _while_exiting(signum, frame) -> None:
-    os.write(2, AFTER_MESSAGE)
-    os._exit(TERMINATED)  # what is left is the worker pool's shut-down: its workers end with their parent
+def _while_exiting(message: bytes):
+    def handler(signum, frame) -> None:
+        os.write(2, message)
+        os._exit(TERMINATED)  # what is left is the worker pool's shut-down: its workers end with their parent
+    return handler
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -53,16 +56,20 @@ def main(argv: list[str] | None = None) -> int:
     # at exit: that walk cost 0.3 s of a 2 s command here. Frozen objects are never collected, so any reference
     # cycle left over from the imports stays until exit: main() is the command's entry point, and exit is near.
     gc.freeze()
+    status = 1
     try:
-        return cli.main(argv)
+        status = cli.main(argv)
+        return status
     except KeyboardInterrupt:  # between here and the command's own handling (argument parsing)
         sys.stderr.write(MESSAGE.decode())
-        return INTERRUPTED
+        status = INTERRUPTED
+        return status
     finally:
         # the command's own handling has ended; the interpreter's exit (the worker pool's shut-down) may still take a
-        # moment, and a SIGTERM in it would end the process without a word
-        if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
-            signal.signal(signal.SIGTERM, _while_exiting)
+        # moment, and a SIGTERM in it would end the process without a word. Only as the program (no argv given): a
+        # caller running commands in its own process keeps its own SIGTERM handling
+        if argv is None and signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+            signal.signal(signal.SIGTERM, _while_exiting(AFTER_MESSAGES[status == 0]))
 
 
 def run() -> None:

@@ -1224,6 +1224,9 @@ def register_table_test(name: str, table_builder: Callable[[int, int], np.ndarra
     the whole table, for exact power; without it the region comes from the table. ``disk_cache``:
     keep its tables and regions on disk once per machine (:mod:`trialsim.cache`), for slow builders.
     """
+    if name in _TABLE_BUILDERS:  # registered again: no table of the old builder may serve the new one
+        _pvalue_table_cached.cache_clear()
+        _rejection_region_cached.cache_clear()
     _TABLE_BUILDERS[name] = table_builder
     forget_pair_tables(lambda key: key == ("pvalue", name))
     if disk_cache:
@@ -1408,6 +1411,7 @@ class PairTables:
         self._lock = threading.Lock()
         self.values = np.array([np.nan])
         self.offsets = np.full((0, 0), self.UNSEEN, dtype=np.int64)
+        self.full = False  # a fetch did not fit: pairs not kept by then are fetched by the caller, per call
 
     def gather(self, size_a: np.ndarray, size_b: np.ndarray, flat_index: np.ndarray) -> np.ndarray | None:
         """``gather_by_size_pair``'s values (int64 sizes), or None when the tables would not fit."""
@@ -1419,7 +1423,7 @@ class PairTables:
                 base = offsets[size_a, size_b]
                 if not (base == self.UNSEEN).any():
                     return self.values[np.where(base < 0, 0, base + flat_index)]
-            if not self._fetch(size_a, size_b):
+            if self.full or not self._fetch(size_a, size_b):
                 return None
         raise AssertionError("every pair was fetched")  # pragma: no cover
 
@@ -1440,6 +1444,7 @@ class PairTables:
                     continue
                 flat = np.asarray(table, dtype=float).ravel()
                 if start + flat.size > self._max_values:
+                    self.full = True  # (the tables kept so far still serve the calls that need no other)
                     return False
                 chunks.append(flat)
                 offsets[a, b] = start

@@ -156,7 +156,11 @@ class Checkpoint:
             body, sha = data["block"], data["sha"]
         except (UnicodeDecodeError, ValueError, TypeError, KeyError, RecursionError):  # (nested thousands deep)
             return "not a whole checkpoint line"
-        if not isinstance(body, dict) or self._line_sha(body) != sha:
+        try:
+            matches = isinstance(body, dict) and self._line_sha(body) == sha
+        except RecursionError:  # nested too deep to encode again (parsing it just fitted)
+            return "not a whole checkpoint line"
+        if not matches:
             return "checksum does not match its content and this run"
         try:
             block = BlockSummary.from_json(body)
@@ -174,7 +178,7 @@ class Checkpoint:
             try:
                 head = json.loads(first.decode("utf-8"))
                 good_header = head["header"] == self.header and head["sha"] == checksum(head["header"])
-            except (UnicodeDecodeError, ValueError, TypeError, KeyError):
+            except (UnicodeDecodeError, ValueError, TypeError, KeyError, RecursionError):
                 good_header = False
             if not good_header:
                 warnings.warn(f"checkpoint {str(self.path)!r} has a damaged or foreign header: none of its blocks is "
