@@ -13,6 +13,7 @@ from scipy import stats
 from tests.conftest import ROOT
 from trialsim.analysis import registry as tests_registry
 from trialsim.api import run
+from trialsim.cli import main
 from trialsim.config.loader import load_scenario, with_values
 from trialsim.decide import decide
 from trialsim.model import build_model
@@ -552,3 +553,15 @@ def test_an_effect_assumed_to_be_none_is_searched_on_the_side_where_the_treatmen
     assert stay.assumed == stay.null and mde_module.effect_axis(sc, stay).direction == -1.0
     leak = m.endpoint("leak_1m").effect  # assumed below no effect: searched below it, whatever the benefit side
     assert leak.assumed < leak.null and mde_module.effect_axis(sc, leak).direction == -1.0
+
+
+def test_a_design_with_a_multiplicity_family_plans_its_pairs_unadjusted(tmp_path):
+    """Planning reduces a scenario to the pairs it searches: a [multiplicity] family naming endpoints reduced away made
+    the reduced scenario invalid, so `report` of the Holm design (and `report --from` its run folder) ended in a
+    config error. Each pair is planned unadjusted, as interim looks and harm reviews are left out."""
+    holm = load_scenario(ROOT / "configs" / "designs" / "holm_secondaries_20.toml")
+    small = model.reduced(holm, [("il6_drain_mean_log", "welch_log")])
+    assert holm.multiplicity is not None and small.multiplicity is None
+    out = tmp_path / "run"
+    run(holm, n_sims=300, seed=1, n_jobs=1, out=out)
+    assert main(["report", "--from", str(out), "--out", str(tmp_path / "report"), "--formats", "md", "--quiet"]) == 0

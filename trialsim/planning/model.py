@@ -286,7 +286,8 @@ def _with_links(scenario: Scenario, *cids: str) -> set[str]:
 def reduced(scenario: Scenario, pairs: Sequence[Pair]) -> Scenario:
     """The scenario reduced to what ``pairs`` need: their components (with links and the death event),
     only their tests and, where a family can leave them out, only their endpoints
-    (:meth:`~trialsim.endpoints.base.EndpointFamily.narrowed`); no sweep, no interim looks or harm reviews.
+    (:meth:`~trialsim.endpoints.base.EndpointFamily.narrowed`); no sweep, no interim looks, harm reviews or
+    multiplicity family.
 
     Every component draws from its own random stream, so each pair's per-trial statistics are
     bit-identical to those of the full scenario at the same seed (tests/test_planning.py checks it). The first
@@ -319,9 +320,9 @@ def reduced(scenario: Scenario, pairs: Sequence[Pair]) -> Scenario:
     if selects:
         raw["allocation"]["selection_endpoint"] = model.selection_component
     raw["sweep"] = None
-    # sizes, curves and effects are searched for the fixed design: interim looks and harm reviews (which
-    # name an endpoint and test that may be reduced away) are not part of it
-    raw["interim"] = raw["safety"] = None
+    # sizes, curves and effects are searched for the fixed design, each pair's test unadjusted: interim looks, harm
+    # reviews and a multiplicity family (which name endpoints and tests that may be reduced away) are not part of it
+    raw["interim"] = raw["safety"] = raw["multiplicity"] = None
     return validate(raw, source=f"planning: reduced to {', '.join(f'{e}/{t}' for e, t in pairs)}")
 
 
