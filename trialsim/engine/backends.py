@@ -14,6 +14,7 @@ Dask
 from __future__ import annotations
 
 import atexit
+import contextlib
 import itertools
 import logging
 import os
@@ -49,13 +50,17 @@ def execute(fn: Callable, jobs: Iterable[tuple], *, n_tasks: int, backend: str, 
         for args in jobs:
             yield _released(fn, args)
         return
-    from joblib import Parallel, delayed
+    from joblib import Parallel, delayed, parallel_config
 
-    if backend == "loky":
+    if backend == "loky":  # each worker watches this process from its start (idle ones too): :func:`_watch_parent`
         calls = (delayed(_in_loky_worker)(fn, args, os.getpid()) for args in jobs)
+        config = parallel_config(backend="loky", initializer=_watch_parent, initargs=(os.getpid(),))
     else:
         calls = (delayed(_released)(fn, args) for args in jobs)
-    yield from Parallel(n_jobs=n_workers, backend=backend, return_as="generator_unordered", batch_size=batch_size)(calls)
+        config = contextlib.nullcontext()
+    with config:
+        yield from Parallel(n_jobs=n_workers, backend=backend, return_as="generator_unordered",
+                            batch_size=batch_size)(calls)
 
 
 def _released(fn: Callable, args: tuple) -> Any:
