@@ -333,12 +333,15 @@ class TrialWriter:
         self.folder.mkdir(parents=True, exist_ok=True)
         atomic_write(self.folder / TRIALS_COMPLETE, json.dumps({"scenarios": self.ids, "n_sims": int(n_sims)}))
 
+    def _path(self, spec_index: int, block: int) -> Path:
+        return self.folder / safe_name(self.ids[spec_index]) / f"block-{block:06d}.parquet"
+
     def has(self, spec_index: int, block: int, first_trial: int, n_trials: int) -> bool:
         """Whether block ``block``'s table is there whole: a Parquet file that reads and holds every trial from
         ``first_trial`` on, ``n_trials`` of them, and no other."""
         import pyarrow.parquet as pq
 
-        path = self.folder / safe_name(self.ids[spec_index]) / f"block-{block:06d}.parquet"
+        path = self._path(spec_index, block)
         try:
             trials = np.unique(pq.read_table(path, columns=["trial"]).column("trial").to_numpy())
         except Exception:  # missing, truncated, not Parquet: written again (never trusted)
@@ -352,10 +355,10 @@ class TrialWriter:
         import pyarrow as pa
         import pyarrow.parquet as pq
 
-        target = self.folder / safe_name(self.ids[spec_index])
-        target.mkdir(parents=True, exist_ok=True)
+        path = self._path(spec_index, block)
+        path.parent.mkdir(parents=True, exist_ok=True)
         frame = pa.table({k: pa.array(v) for k, v in table.items()})
-        atomic_write(target / f"block-{block:06d}.parquet", lambda p: pq.write_table(frame, p))
+        atomic_write(path, lambda p: pq.write_table(frame, p))
 
 
 def read_trials(folder: str | Path, scenario: str | None = None) -> pd.DataFrame:
@@ -422,11 +425,8 @@ def read_run_folder(folder: str | Path) -> dict[str, Any]:
     if not isinstance(ids, list) or not ids or not all(isinstance(i, str) for i in ids):
         raise DamagedFileError(f"{path}: scenarios is {ids!r}, not a list of scenario ids: {RERUN}")
     manifest = folder / MANIFEST
-    if manifest.is_file():
-        try:
-            recorded = json.loads(manifest.read_bytes().decode("utf-8"))
-        except (OSError, UnicodeDecodeError, ValueError):
-            raise DamagedFileError(f"{manifest} is damaged (not the JSON trialsim wrote): {RERUN}") from None
+    recorded = _recorded_manifest(manifest)
+    if recorded is not None:
         for key in ("seed", "n_sims", "block_size"):
             if not isinstance(recorded, dict) or recorded.get(key) != prov[key]:
                 there = recorded.get(key) if isinstance(recorded, dict) else None
@@ -437,6 +437,16 @@ def read_run_folder(folder: str | Path) -> dict[str, Any]:
             raise DamagedFileError(f"{path} lists the scenarios {ids} but {manifest} {list(there)}: the folder mixes two "
                                    f"runs; {RERUN}")
     return prov
+
+
+def _recorded_manifest(manifest: Path) -> Any:
+    """The run folder's manifest as parsed JSON (None where the folder has none)."""
+    if not manifest.is_file():
+        return None
+    try:
+        return json.loads(manifest.read_bytes().decode("utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError):
+        raise DamagedFileError(f"{manifest} is damaged (not the JSON trialsim wrote): {RERUN}") from None
 
 
 def _manifest_hashes(manifest: Path, recorded: Any) -> dict[str, str]:
@@ -464,16 +474,12 @@ def run_scenario(folder: str | Path, prov: dict[str, Any], scenario: str) -> Sce
         raise DamagedFileError(f"{folder / name} is not the config of this run (its config hash {config_hash(sc)} differs "
                                f"from {PROVENANCE}'s {prov.get('config_hash')}): {RERUN}")
     manifest = folder / MANIFEST
-    if manifest.is_file():  # the run's own record, written before any result: its scenarios' configs
-        try:
-            recorded = json.loads(manifest.read_bytes().decode("utf-8"))
-        except (OSError, UnicodeDecodeError, ValueError):
-            raise DamagedFileError(f"{manifest} is damaged (not the JSON trialsim wrote): {RERUN}") from None
-        there = _manifest_hashes(manifest, recorded).get(scenario)
-        if there != scenario_hash(sc):
+    recorded = _recorded_manifest(manifest)  # the run's own record, written before any result: its scenarios' configs
+    if recorded is not None:
+        there, here = _manifest_hashes(manifest, recorded).get(scenario), scenario_hash(sc)
+        if there != here:
             raise DamagedFileError(f"{folder / name} is not the config {manifest} records for scenario {scenario!r} "
-                                   f"(config hash {scenario_hash(sc)} here, {there} there): the folder mixes two runs; "
-                                   f"{RERUN}")
+                                   f"(config hash {here} here, {there} there): the folder mixes two runs; {RERUN}")
     return sc
 
 

@@ -1227,8 +1227,9 @@ def register_table_test(name: str, table_builder: Callable[[int, int], np.ndarra
     if name in _TABLE_BUILDERS:  # registered again: no table of the old builder may serve the new one
         _pvalue_table_cached.cache_clear()
         _rejection_region_cached.cache_clear()
+        with _PAIR_TABLES_LOCK:
+            _PAIR_TABLES.pop(("pvalue", name), None)
     _TABLE_BUILDERS[name] = table_builder
-    forget_pair_tables(lambda key: key == ("pvalue", name))
     if disk_cache:
         _DISK_CACHED.add(name)
     if direct is not None:
@@ -1469,12 +1470,6 @@ def _pair_tables(key: Hashable, table_for: Callable[[int, int], np.ndarray | Non
             _PAIR_TABLES[key] = PairTables(table_for, PAIR_TABLES_MAX_VALUES)
         return _PAIR_TABLES[key]
 
-
-def forget_pair_tables(match: Callable[[Hashable], bool]) -> None:
-    """Drop the kept :class:`PairTables` whose key ``match`` accepts (a test registered again under its name)."""
-    with _PAIR_TABLES_LOCK:
-        for key in [k for k in _PAIR_TABLES if match(k)]:
-            del _PAIR_TABLES[key]
 
 
 # --------------------------------------------------------------------------------------------

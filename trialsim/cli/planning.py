@@ -15,16 +15,16 @@ import pandas as pd
 from trialsim.cli.common import N_PER_ARM_MAX, add_config, add_overrides, add_sim_options, check_out, claim_out, folder
 from trialsim.cli.run import add_run_options
 from trialsim.config.loader import ConfigError, load_scenario
-from trialsim.config.schema import MAX_RATIO_PART, MAX_TARGET_POWER
+from trialsim.config.schema import MAX_RATIO_PART
 from trialsim.files import replace_file
-from trialsim.labels import aligned_table, is_missing, num, pct, test_label, target_pct
+from trialsim.labels import aligned_table, is_missing, num, pct, target_pct, test_label
 from trialsim.model import build_model
 from trialsim.planning.curves import N_GRID_MAX, load_sweep_grid, n_grid, power_ranges, ranges_from_sweep
 from trialsim.planning.compare import load_comparison
 from trialsim.planning.mde import minimal_detectable_effects
 from trialsim.planning.model import design_ratio
 from trialsim.planning.plan import PLANNING_JSON, load_planning, plan
-from trialsim.planning.samplesize import sample_sizes, sizes
+from trialsim.planning.samplesize import sample_sizes, sizes, target_power_problem
 from trialsim.report.document import (
     CHECK_FILE,
     DEFAULT_FORMATS,
@@ -193,12 +193,11 @@ def _folder_settings(args, from_dir: Path | None, flags: dict[str, str]) -> None
 
 
 def _check_powers(powers, scenario) -> None:
-    """--power above the design's alpha (the flag's own rule has checked the rest): no effect already has that power."""
-    alpha = scenario.design.alpha
-    low = [p for p in powers if not p > alpha]
-    if low:
-        raise ConfigError(f"--power {low[0]:g} is not allowed: a target power lies above design.alpha = {alpha:g} (the power "
-                          f"of no effect) and at most {MAX_TARGET_POWER:g}")
+    """--power against the design's alpha, before any work (the flag's own rule has checked the rest)."""
+    for p in powers:
+        problem = target_power_problem(p, scenario.design.alpha)
+        if problem:
+            raise ConfigError(f"--power {p:g} {problem}")
 
 
 def cmd_samplesize(args) -> int:

@@ -275,11 +275,10 @@ class LogNormalMarkers(EndpointFamily):
                 if k == n_days - 1 and "mean_log" in self.summaries:
                     self._mean_log(levels[:, :, part], p.p_missing[:, rows])
         out: dict[str, np.ndarray] = {}
-        per_day = np.transpose
         for i, j in enumerate(keep):
             m = self.markers[j]
             for k, d in enumerate(self.days):
-                out[f"{m.name}_pod{d}"] = per_day(levels[i, k])
+                out[f"{m.name}_pod{d}"] = np.transpose(levels[i, k])
             if "mean_log" in self.summaries:
                 out[f"{m.name}_mean_log"] = np.transpose(levels[i, n_days])
         return out

@@ -107,6 +107,10 @@ def scenario_hash(spec: ScenarioSpec | Scenario) -> str:
     return hashlib.sha256(canonical_json(raw)).hexdigest()[:16]
 
 
+def _digest(line: bytes) -> bytes:
+    return hashlib.blake2b(line, digest_size=16).digest()
+
+
 def _now() -> str:
     return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
 
@@ -187,7 +191,7 @@ class Checkpoint:
                 atomic_write(self.path, self._header_line())
                 return
             offset = len(first)
-            kept: dict[int, bytes] = {}  # block -> its line, to tell a repeated line from a conflicting one
+            kept: dict[int, bytes] = {}  # block -> digest of its line, to tell a repeated line from a conflicting one
             conflicting: set[int] = set()
             for line in fh:
                 if not line.strip():  # an empty line holds no block: dropped by the rewrite, nothing lost
@@ -201,13 +205,13 @@ class Checkpoint:
                     self.damaged.append(found)
                 elif found.block in self.index or found.block in conflicting:
                     rewrite = True  # a block written twice: the same line is kept once, two different ones neither
-                    if found.block not in conflicting and line != kept[found.block]:
+                    if found.block not in conflicting and _digest(line) != kept[found.block]:
                         conflicting.add(found.block)
                         del self.index[found.block]
                         self.damaged.append(f"block {found.block}: two different lines")
                 else:
                     self.index[found.block] = (offset, len(line))
-                    kept[found.block] = line
+                    kept[found.block] = _digest(line)
                 offset += len(line)
         if self.damaged:
             warnings.warn(f"checkpoint {str(self.path)!r}: {len(self.damaged)} damaged line(s) not trusted "

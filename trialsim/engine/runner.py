@@ -10,8 +10,8 @@ the number of trials.
 """
 from __future__ import annotations
 
+import functools
 import warnings
-
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
@@ -268,13 +268,13 @@ def _checker(spec: ScenarioSpec, n_sims: int, size: int) -> Callable[[BlockSumma
     model = build_model(spec.scenario)
     tests = {f"{a.name}|{t}" for a, t in model.pairs()}
     flow_fields = TRIAL_FIELDS if spec.scenario.flow is not None else None
-    names: list[tuple[set[str], set[str]]] = []
+    @functools.cache
+    def names() -> tuple[set[str], set[str]]:
+        sample, _ = simulate_block(spec.scenario, 0, 0, min(2, n_sims), block_size=size)
+        return set(sample.est_count), set(sample.outcomes)
 
     def check(block: BlockSummary) -> str | None:
-        if not names:
-            sample, _ = simulate_block(spec.scenario, 0, 0, min(2, n_sims), block_size=size)
-            names.append((set(sample.est_count), set(sample.outcomes)))
-        estimates, outcomes = names[0]
+        estimates, outcomes = names()
         return block.problem(n_sims=_trials(block.block, size, n_sims), tests=tests, flow_fields=flow_fields,
                              estimates=estimates, outcomes=outcomes)
 

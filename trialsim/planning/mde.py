@@ -35,7 +35,7 @@ from trialsim.cache import cached_array
 from trialsim.config.schema import Scenario
 from trialsim.endpoints.base import Analysed, EffectParameter
 from trialsim.exact import EXACT_TABLE_BUDGET, plain, shipped_exact_power
-from trialsim.labels import pct, test_label, target_pct
+from trialsim.labels import pct, target_pct, test_label
 from trialsim.model import Model, build_model
 from trialsim.planning.analytic import Moments, analytic_power, model_moments
 from trialsim.planning.model import (

@@ -217,4 +217,7 @@ def pilot_summary(scenario: Scenario, *, seed: int | None = None, level: float =
 def _exp(x: float) -> float:
     """``math.exp`` that gives inf instead of an OverflowError (an interval of a pilot with under two analysable
     patients in an arm has almost no degrees of freedom: its half-width is astronomically large)."""
-    return math.inf if x > 709.0 else math.exp(x)
+    try:
+        return math.exp(x)
+    except OverflowError:
+        return math.inf

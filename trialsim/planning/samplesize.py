@@ -34,7 +34,7 @@ from trialsim.config.schema import MAX_TARGET_POWER, Scenario
 from trialsim.cache import keep, kept
 from trialsim.engine import map_calls
 from trialsim.exact import shipped_exact_power
-from trialsim.labels import EXTRAPOLATED, aligned_table, extrapolated, fmt_n, fmt_power, is_missing, pct, power_with_se, test_label, target_pct
+from trialsim.labels import EXTRAPOLATED, aligned_table, extrapolated, fmt_n, fmt_power, is_missing, pct, power_with_se, target_pct, test_label
 from trialsim.model import build_model
 from trialsim.planning.analytic import analytic_sample_size, model_moments, start_size
 from trialsim.planning.model import (
@@ -443,6 +443,13 @@ def sample_size(scenario: Scenario, endpoint: str, test: str | None = None, *, p
     return table.results[0]
 
 
+def target_power_problem(power: float, alpha: float) -> str | None:
+    """Why ``power`` is no target power for a design at two-sided ``alpha`` (the end of a message), or None."""
+    if alpha < power <= MAX_TARGET_POWER:
+        return None
+    return (f"is not allowed: a target power lies above design.alpha = {alpha:g} (the power of no effect) and at most "
+            f"{MAX_TARGET_POWER:g}")
+
 
 def sample_sizes(
     scenario: Scenario,
@@ -494,9 +501,9 @@ def sample_sizes(
     """
     targets = tuple(sorted({float(p) for p in np.atleast_1d(power)}))
     for p in targets:
-        if not scenario.design.alpha < p <= MAX_TARGET_POWER:
-            raise ValueError(f"power = {p:g} is not allowed: a target power lies above design.alpha = "
-                             f"{scenario.design.alpha:g} (the power of no effect) and at most {MAX_TARGET_POWER:g}")
+        problem = target_power_problem(p, scenario.design.alpha)
+        if problem:
+            raise ValueError(f"power = {p:g} {problem}")
     ratio = design_ratio(scenario) if ratio is None else ratio
     if not ratio > 0:
         raise ValueError(f"ratio must be positive, got {ratio!r}")

@@ -33,7 +33,7 @@ from scipy import optimize, special
 from trialsim.analysis import registry as tests
 from trialsim.analysis.analytic import smallest_reaching, t_test_power, two_proportions_power_normal, two_proportions_sample_size_normal
 from trialsim.analysis.laws import chi2_isf, chi2_ppf, norm_cdf, norm_isf, norm_ppf, norm_sf
-from trialsim.labels import aligned_table, fmt_power, num, pct, test_label, upper_first, target_pct
+from trialsim.labels import aligned_table, fmt_power, num, pct, target_pct, test_label, upper_first
 from trialsim.planning.analytic import ceil, positive_root
 from trialsim.planning.model import exact_power, inflate, n_treatment_for
 from trialsim.planning.samplesize import control_cap, exact_scan, sizes
