@@ -9,13 +9,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from trialsim.api import run
-from trialsim.config.loader import ConfigError, to_raw, validate, with_values
+from trialsim.config.loader import ConfigError, load_scenario, to_raw, validate, with_values
 from trialsim.engine import run_specs
 from trialsim.engine.runner import dearest_first
 from trialsim.exact import exact_binary_power
 from trialsim.files import DamagedFileError
 from trialsim.model import build_model
 from trialsim.planning import model
+from trialsim.planning.compare import designs_of
 from trialsim.results import TrialWriter, read_trials
 from trialsim.scenarios import ScenarioSpec
 from trialsim.summarise import TRIAL_COLUMNS
@@ -312,3 +313,17 @@ def test_the_allocator_settings_change_no_number(tmp_path):
         assert out["1"][0] == "True"
     assert out["0"][0] == "False"
     assert out["1"][1] == out["0"][1]
+
+
+def test_overrides_apply_to_a_scenario_object_as_to_its_file():
+    """``run``, ``plan`` and ``compare`` given a scenario object applied no override (the block size asked for
+    was silently not used); they now apply them as to a config file."""
+    path = CONFIGS / "exosome_lar_20.toml"
+    asked = ["run.block_size=250", "design.alpha=0.1"]
+    by_object = run(load_scenario(path), overrides=asked, n_sims=600, seed=3, n_jobs=1)
+    by_file = run(path, overrides=asked, n_sims=600, seed=3, n_jobs=1)
+    assert by_object.provenance["block_size"] == by_file.provenance["block_size"] == 250
+    assert repr(by_object.power_rows()) == repr(by_file.power_rows())
+    assert {row["alpha"] for row in by_object.power_rows()} == {0.1}
+    design, = designs_of([load_scenario(path)], overrides=["design.n_treatment=12"], sweep=False)
+    assert design.scenario.design.n_treatment == 12

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
 
-from trialsim.config.loader import ConfigError, load_scenario, with_values
+from trialsim.config.loader import ConfigError, scenario_of, with_values
 from trialsim.config.schema import FLOW_NEEDS_STAYS, Scenario, gives_stays
 from trialsim.engine import RunDir, atomic_write, resolve_seed, run_specs
 from trialsim.flow.summary import summarise_flow
@@ -62,9 +62,7 @@ def run(
 
 
 def _load(scenario: Scenario | str | Path, overrides: Iterable[str]) -> tuple[Scenario, str | None]:
-    if isinstance(scenario, Scenario):
-        return scenario, None
-    return load_scenario(scenario, overrides), str(scenario)
+    return scenario_of(scenario, overrides), None if isinstance(scenario, Scenario) else str(scenario)
 
 
 def _run_dir(out, checkpoint_dir):

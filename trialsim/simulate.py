@@ -136,8 +136,10 @@ def simulate_trials(scenario: Scenario, n_sims: int, *, streams: Streams, keep_p
         observed.update(model.section(cid).observe(cid, ctx, ctx.latent[cid], status))
     fixed = chosen.fixed_sizes(scenario.allocation, d.n_control, d.n_treatment)
     split = ArmSplit(treated, d.n_control, fixed=fixed)
-    stats, estimates = analyse(model, observed, split, covariates=covariates) if tested else ({}, {})
-    inner = {size: analyse(model, observed, split.prefix(*size), covariates=covariates)[0] for size in nested} or None
+    parts = streams.sizes
+    stats, estimates = analyse(model, observed, split, covariates=covariates, parts=parts) if tested else ({}, {})
+    inner = {size: analyse(model, observed, split.prefix(*size), covariates=covariates, parts=parts)[0]
+             for size in nested} or None
     flow = None if flow_batch is None else {k: np.asarray(v, dtype=float) for k, v in flow_batch.per_trial().items()}
     patients = PatientTable(covariates, treated, ctx.latent, follow, status, observed) if keep_patients else None
     looks = scenario.interim is not None or scenario.safety is not None
@@ -154,6 +156,20 @@ def simulate_trials(scenario: Scenario, n_sims: int, *, streams: Streams, keep_p
 
 
 SHIPPED = "trialsim."  # the package whose endpoint families the memo trusts (DrawKeys.component)
+
+
+def groupable(scenario: Scenario) -> bool:
+    """Whether several blocks of the scenario may be simulated in one batch (``Streams(..., sizes=...)``), each trial
+    getting the numbers of its block simulated alone: trialsim's own endpoint families and allocation schemes draw
+    every value trials first or patient-major (what :class:`~trialsim.rng.BlockDraws` joins), and compute each
+    trial's values from its own draws; tests that promise no more are run per block (:func:`analyse`). Not with a
+    flow (its draws go on until every trial of the block has its patients), interim or safety looks."""
+    if scenario.flow is not None or scenario.interim is not None or scenario.safety is not None:
+        return False
+    model = build_model(scenario)
+    own = [type(model.section(cid)).__module__ for cid in model.order]
+    own.append(scheme(scenario.allocation.scheme).sequence.__module__)
+    return all(m.startswith(SHIPPED) for m in own)
 
 
 class DrawKeys:
@@ -180,7 +196,7 @@ class DrawKeys:
         if self.memo is None:  # nothing to look up (every single-scenario run): no key is built on the hot path
             self.covariates = self.allocation = self.follow_up = None
             return
-        block = (streams.seed, streams.block, int(n_trials), d.n_control + d.n_treatment)
+        block = (streams.key, int(n_trials), d.n_control + d.n_treatment)
         self.covariates = ("covariates", block, _token(sc.population))
         selection = model.section(model.selection_component) if scheme(sc.allocation.scheme).uses_score else None
         self.allocation = ("allocation", self.covariates, _token(sc.allocation), d.n_control, d.n_treatment,
@@ -362,7 +378,7 @@ def _as_slice(idx: np.ndarray):
 
 # --------------------------------------------------------------------------------------- analyses
 def analyse(model: Model, observed: dict[str, np.ndarray], split: ArmSplit, *, alpha: float | None = None,
-            covariates: dict[str, np.ndarray] | None = None,
+            covariates: dict[str, np.ndarray] | None = None, parts: tuple[int, ...] | None = None,
             ) -> tuple[dict[tuple[str, str], TrialStats], dict[tuple[str, str, str], np.ndarray]]:
     """Every (endpoint, test) of the model on observed values, and the per-arm estimates.
 
@@ -370,6 +386,8 @@ def analyse(model: Model, observed: dict[str, np.ndarray], split: ArmSplit, *, a
     endpoints that share a stacked test (e.g. the 17 cytokine endpoints) are tested in one call.
     Tests that adjust for baseline covariates (``TestSpec.needs_covariates``) also get the covariates
     of ``model.adjust_for``, split by arm as the outcomes: ``(n_trials, n_arm, n_covariates)`` per arm.
+    ``parts``: the trials are consecutive blocks of these sizes; a test that does not promise each trial its own
+    bits whatever else shares the call (``TestSpec.trialwise_up_to``) is called once per block (:func:`_run_test`).
     """
     alpha = model.scenario.design.alpha if alpha is None else alpha
     eps = model.analysed
@@ -408,10 +426,10 @@ def analyse(model: Model, observed: dict[str, np.ndarray], split: ArmSplit, *, a
                 shared = {"means": tuple((n[rows], mean[rows]) for n, mean in means)} if spec.takes_means else {}
                 inputs = (control[rows], treatment[rows]) if by_patient is None else \
                     (np.moveaxis(arm[:, rows], 0, -1) for arm in by_patient)
-                res = spec.run(*inputs, alpha, **shared)
+                res = _run_test(spec, tuple(inputs), alpha, parts, **shared)
             else:
                 control, treatment = arms.stacked()
-                res = spec.run(control[rows], treatment[rows], alpha)
+                res = _run_test(spec, (control[rows], treatment[rows]), alpha, parts)
             for i, a in enumerate(members):
                 stats[(a.name, t)] = res.take(i)
             continue
@@ -421,11 +439,35 @@ def analyse(model: Model, observed: dict[str, np.ndarray], split: ArmSplit, *, a
                 extra["covariates"] = adjusting
             if spec.takes_means:
                 extra["means"] = tuple((n[row[a.name]], mean[row[a.name]]) for n, mean in means)
-            stats[(a.name, t)] = spec.run(*arms.endpoint(row[a.name]), alpha, **extra)
+            stats[(a.name, t)] = _run_test(spec, arms.endpoint(row[a.name]), alpha, parts, **extra)
     ordered = {(a.name, t): stats[(a.name, t)] for a in eps for t in a.tests}
     per_endpoint = [arms.endpoint(k) for k in range(len(order))]
     return ordered, arm_estimates(eps, [c for c, _ in per_endpoint], [t for _, t in per_endpoint],
                                   rows=[row[a.name] for a in eps], means=means)
+
+
+def _run_test(spec, arms: tuple[np.ndarray, np.ndarray], alpha: float, parts: tuple[int, ...] | None,
+              **kwargs) -> TrialStats:
+    """``spec.run`` on both arms (trials on the second last axis); where the trials are several blocks (``parts``)
+    and the test does not promise trial-wise bits at these arm sizes, once per block, the results joined."""
+    if parts is None or len(parts) == 1 or max(x.shape[-1] for x in arms) <= spec.trialwise_up_to:
+        return spec.run(*arms, alpha, **kwargs)
+    out, start = [], 0
+    for size in parts:
+        part = slice(start, start + size)
+        start += size
+        options = {name: _trials_of(name, value, part) for name, value in kwargs.items()}
+        out.append(spec.run(*(x[..., part, :] for x in arms), alpha, **options))
+    return TrialStats.concatenate(out)
+
+
+def _trials_of(name: str, value, part: slice):
+    """The trials ``part`` of a keyword argument of a test's ``run`` (the runner's own: means and covariates)."""
+    if name == "means":  # ((n, mean) per arm), trials last
+        return tuple((n[..., part], mean[..., part]) for n, mean in value)
+    if name == "covariates":  # (n_trials, n_arm, n_covariates) per arm
+        return tuple(z[part] for z in value)
+    return value  # settings read from the scenario
 
 
 class _ArmsInStackOrder:

@@ -110,62 +110,76 @@ def _count(x) -> bool:
 
 
 def summarise_batch(batch: TrialBatch, decisions: Decisions, *, block: int) -> BlockSummary:
-    out = BlockSummary(block=block, n_sims=batch.n_trials)
+    return summarise_blocks(batch, decisions, [(block, batch.n_trials)])[0]
+
+
+def summarise_blocks(batch: TrialBatch, decisions: Decisions, blocks: Sequence[tuple[int, int]]) -> list[BlockSummary]:
+    """The summary of each block of a batch whose trials are consecutive blocks (``(block, trials)`` pairs, in
+    order): each the bits of its trials summarised alone, the per-trial values gathered once for all of them."""
     reject = decisions.outcomes.get("reject", {})
     covered = decisions.outcomes.get("covered", {})
     keys, stats = list(batch.stats), list(batch.stats.values())
     n = batch.n_trials
+    if sum(m for _, m in blocks) != n:
+        raise ValueError(f"blocks of {sum(m for _, m in blocks)} trials in a batch of {n}")
     # Every (endpoint, test) at once, one row each: counts are whole numbers, and the sums of a row without a
     # non-finite value are numpy's pairwise sums of that contiguous row, the bits of the row's own sum.
     est = _rows([s.estimate for s in stats], n)
     ok = np.isfinite(est)
-    est_n = np.count_nonzero(ok, axis=1)
-    rejects = np.count_nonzero(_rows([reject.get(k, s.reject) for k, s in zip(keys, stats)], n, dtype=bool), axis=1)
-    valid = np.count_nonzero(_rows([s.valid for s in stats], n, dtype=bool), axis=1)
+    rejected = _rows([reject.get(k, s.reject) for k, s in zip(keys, stats)], n, dtype=bool)
+    valid = _rows([s.valid for s in stats], n, dtype=bool)
     truth = [decisions.truth.get(k) for k in keys]
     known = [i for i, t in enumerate(truth) if t is not None]
-    est_sum, est_sumsq = _finite_sums(est, ok)
-    err_sum, err_sumsq = np.zeros(len(keys)), np.zeros(len(keys))
-    if known:
-        err = est[known] - np.array([truth[i] for i in known])[:, None]
-        err_sum[known], err_sumsq[known] = _finite_sums(err, ok[known])
+    err = est[known] - np.array([truth[i] for i in known])[:, None] if known else None
     cover = [i for i, k in enumerate(keys) if k in covered]
-    n_covered = np.zeros(len(keys), dtype=np.intp)
-    if cover:
-        n_covered[cover] = np.count_nonzero(_rows([covered[keys[i]] for i in cover], n, dtype=bool) & ok[cover], axis=1)
+    hit = _rows([covered[keys[i]] for i in cover], n, dtype=bool) & ok[cover] if cover else None
     interval = [i for i, s in enumerate(stats) if s.has_interval]
-    width_n, width_sum, width_sumsq = np.zeros(len(keys), dtype=np.intp), np.zeros(len(keys)), np.zeros(len(keys))
-    if interval:
-        width = _rows([stats[i].widths() for i in interval], n)
-        finite = np.isfinite(width)
-        width_n[interval] = np.count_nonzero(finite, axis=1)
-        width_sum[interval], width_sumsq[interval] = _finite_sums(width, finite)
-    columns = (rejects, valid, est_n, est_sum, est_sumsq, err_sum, err_sumsq, n_covered, est_n, width_n, width_sum,
-               width_sumsq)  # "coverable" is the finite estimates where the interval is judged
-    columns = [c.tolist() for c in columns]
-    for i, k in enumerate(keys):
-        sums = dict(zip(TEST_SUMS, (c[i] for c in columns)))
-        if k not in covered:
-            sums["coverable"] = 0
-        out.tests[key(*k)] = sums
-    values = np.stack(list(batch.arm_estimates.values())) if batch.arm_estimates else np.zeros((0, batch.n_trials))
-    ok = np.isfinite(values)
-    count = np.count_nonzero(ok, axis=1)
-    clean = np.where(ok, values, 0.0)
-    total, total_sq = clean.sum(axis=1), (clean * clean).sum(axis=1)
+    width = _rows([stats[i].widths() for i in interval], n) if interval else None
+    values = np.stack(list(batch.arm_estimates.values())) if batch.arm_estimates else np.zeros((0, n))
     names = [key(*parts) for parts in batch.arm_estimates]
-    out.est_sum = dict(zip(names, total.tolist()))
-    out.est_sumsq = dict(zip(names, total_sq.tolist()))
-    out.est_count = dict(zip(names, count.tolist()))
-    if batch.flow is not None:
-        out.flow = {name: values.tolist() for name, values in batch.flow.items()}
-    for rule, outcomes in decisions.outcomes.items():
-        if rule in TEST_RULES:
-            continue
-        for parts, values in outcomes.items():
-            x = np.asarray(values, dtype=float)
+    seen = np.isfinite(values)
+    clean = np.where(seen, values, 0.0)
+    others = [(key(rule, *parts), np.asarray(v, dtype=float)) for rule, outcomes in decisions.outcomes.items()
+              if rule not in TEST_RULES for parts, v in outcomes.items()]
+    out = []
+    start = 0
+    for block, m in blocks:
+        part = slice(start, start + m)
+        start += m
+        summary = BlockSummary(block=block, n_sims=m)
+        ok_b = ok[:, part]
+        est_n = np.count_nonzero(ok_b, axis=1)
+        est_sum, est_sumsq = _finite_sums(est[:, part], ok_b)
+        err_sum, err_sumsq = np.zeros(len(keys)), np.zeros(len(keys))
+        if known:
+            err_sum[known], err_sumsq[known] = _finite_sums(err[:, part], ok_b[known])
+        n_covered = np.zeros(len(keys), dtype=np.intp)
+        if cover:
+            n_covered[cover] = np.count_nonzero(hit[:, part], axis=1)
+        width_n, width_sum, width_sumsq = np.zeros(len(keys), dtype=np.intp), np.zeros(len(keys)), np.zeros(len(keys))
+        if interval:
+            finite = np.isfinite(width[:, part])
+            width_n[interval] = np.count_nonzero(finite, axis=1)
+            width_sum[interval], width_sumsq[interval] = _finite_sums(width[:, part], finite)
+        columns = (np.count_nonzero(rejected[:, part], axis=1), np.count_nonzero(valid[:, part], axis=1), est_n,
+                   est_sum, est_sumsq, err_sum, err_sumsq, n_covered, est_n, width_n, width_sum, width_sumsq)
+        columns = [c.tolist() for c in columns]  # "coverable" is the finite estimates where the interval is judged
+        for i, k in enumerate(keys):
+            sums = dict(zip(TEST_SUMS, (c[i] for c in columns)))
+            if k not in covered:
+                sums["coverable"] = 0
+            summary.tests[key(*k)] = sums
+        mine = np.ascontiguousarray(clean[:, part])  # each row summed as the block's own contiguous row
+        summary.est_sum = dict(zip(names, mine.sum(axis=1).tolist()))
+        summary.est_sumsq = dict(zip(names, (mine * mine).sum(axis=1).tolist()))
+        summary.est_count = dict(zip(names, np.count_nonzero(seen[:, part], axis=1).tolist()))
+        if batch.flow is not None:
+            summary.flow = {name: v[part].tolist() for name, v in batch.flow.items()}
+        for name, v in others:
+            x = v[..., part]
             x = x[np.isfinite(x)]
-            out.outcomes[key(rule, *parts)] = {"n": int(x.size), "sum": float(x.sum()), "sumsq": float((x * x).sum())}
+            summary.outcomes[name] = {"n": int(x.size), "sum": float(x.sum()), "sumsq": float((x * x).sum())}
+        out.append(summary)
     return out
 
 
@@ -179,7 +193,8 @@ def _rows(values: list, n: int, dtype=float) -> np.ndarray:
 
 def _finite_sums(x: np.ndarray, finite: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Per row of ``x``: the sum and the sum of squares of its values where ``finite``, each summed as the
-    compressed row ``x[i][finite[i]]`` is summed; rows without a non-finite value in one call each."""
+    compressed row ``x[i][finite[i]]`` is summed; rows without a non-finite value in one call each (as a contiguous
+    copy: a row of any layout is summed as its contiguous values are)."""
     total, total_sq = np.empty(x.shape[0]), np.empty(x.shape[0])
     whole = finite.all(axis=1)
     if whole.any():

@@ -600,15 +600,21 @@ def _u_pairwise(xc: np.ndarray, xt: np.ndarray, columns: tuple[np.ndarray, np.nd
     ``U = #{x > y} + #{x == y} / 2`` over observed pairs (a comparison with NaN is False), which
     equals the rank sum minus ``n_c (n_c + 1) / 2`` with average ranks. Ties are found by comparing
     every pair of the pooled patients, each step whole vectors over the trials (cheaper than sorting
-    every trial's row); the few rows with a tie then get the equal pairs and the tie term (from their
-    sorted rows), which continuous data almost never need. ``columns``: both arms patient-major, when
-    the caller has them.
+    every trial's row); the rows with a tie then get U and the tie term by counting each grade where they are
+    ordinal grades (:func:`_rank_sums_of_grades`), else the equal pairs and the tie term from their sorted rows
+    (continuous data almost never tie). ``columns``: both arms patient-major, when the caller has them.
     """
     cc, ct = columns if columns is not None else (patient_major(xc), patient_major(xt))
     u1 = _count_pairs(np.greater, cc, ct).astype(float)
     tie_term = np.zeros(u1.shape)
     tied = np.nonzero(_any_tie(np.concatenate([cc, ct], axis=0)))[0]
     if tied.size:
+        counted = _rank_sums_of_grades(xc[tied], xt[tied])  # ordinal rows (every trial has ties): counting each grade
+        if counted is not None:
+            observed = np.count_nonzero(~np.isnan(xc[tied]), axis=-1)
+            u1[tied] = counted[0] - observed * (observed + 1) / 2.0  # whole and half numbers: exact either way
+            tie_term[tied] = counted[1]
+            return u1, tie_term
         u1[tied] += 0.5 * _count_pairs(np.equal, cc[:, tied], ct[:, tied])
         v = np.concatenate([xc[tied], xt[tied]], axis=-1)
         v.sort(axis=-1)  # NaNs last

@@ -99,6 +99,26 @@ class TrialStats:
         low, high = self.ci()
         return (low <= truth) & (truth <= high)
 
+    @staticmethod
+    def concatenate(parts: list["TrialStats"]) -> "TrialStats":
+        """The statistics of consecutive groups of trials (calls of one test) as one, along the last axis."""
+        first = parts[0]
+        se, df = first._t
+
+        def joined(values) -> np.ndarray:
+            return np.concatenate(list(values), axis=-1)
+
+        pvalue = (lambda: joined(p.pvalue for p in parts)) if any(callable(p._pvalue) for p in parts) \
+            else joined(p._pvalue for p in parts)
+        return TrialStats(
+            reject=joined(p.reject for p in parts), valid=joined(p.valid for p in parts),
+            estimate=joined(p.estimate for p in parts), pvalue=pvalue, alpha=first.alpha,
+            ci=None if first._ci is None else (lambda: tuple(joined(p.ci()[k] for p in parts) for k in (0, 1))),
+            t_se=None if se is None else joined(p._t[0] for p in parts),
+            t_df=None if df is None else joined(p._t[1] for p in parts),
+            extra={name: joined(p.extra[name] for p in parts) for name in first.extra},
+        )
+
     def take(self, index) -> "TrialStats":
         """The statistics of one leading row (an endpoint of a stacked call); ``parent`` keeps the stack."""
         pv = self._pvalue
@@ -163,6 +183,10 @@ class TestSpec:
     ``means=((n_c, mean_c), (n_t, mean_t))``, each arm's analysable counts and means of its rows
     (:func:`~trialsim.analysis.continuous.nan_mean`), which the runner computes once for every endpoint; a spec
     copied with another ``run`` (``dataclasses.replace``) keeps this flag, so set it to what that ``run`` takes.
+    ``trialwise_up_to``: while neither arm has more patients than this, each trial's statistics are those of its own
+    patients alone, to the last bit, whatever other trials share the call (element by element, per-trial solves and
+    look-ups; no sum across trials, no shared iteration count, no BLAS product over trials). The runner then analyses
+    several blocks of trials in one call; above it (default 0: not promised, as for plug-ins) one block per call.
     """
 
     __test__ = False
@@ -180,6 +204,7 @@ class TestSpec:
     needs_covariates: bool = False
     any_layout: bool = False
     takes_means: bool = False
+    trialwise_up_to: float = 0
 
 
 def register(spec: TestSpec) -> TestSpec:
@@ -290,20 +315,22 @@ def _fisher_run(x_control, x_treatment, alpha: float, *, means=None) -> TrialSta
 
 def register_binary(name: str, label: str, table_builder, *, reference: str = "", direct=None, max_n: int | None = None,
                     estimand: str = "risk_difference", run: Callable[..., TrialStats] | None = None, region=None,
-                    disk_cache: bool = False, takes_means: bool | None = None) -> TestSpec:
+                    disk_cache: bool = False, takes_means: bool | None = None, trialwise_up_to: float = 0) -> TestSpec:
     """Register a binary test defined by its p-value table (one per pair of analysable sizes).
 
     Its estimate is the risk difference with Newcombe's interval unless ``run`` (with ``estimand``)
     gives the test its own. ``direct``, ``region`` and ``disk_cache``: see
     :func:`trialsim.analysis.binary.register_table_test` (a test with a slow table builder gives a
     region builder and keeps both on disk, as Boschloo does). ``takes_means`` (:class:`TestSpec`): the default
-    runner takes them; a ``run`` of one's own says whether it does (default: not).
+    runner takes them; a ``run`` of one's own says whether it does (default: not). ``trialwise_up_to``: see
+    :class:`TestSpec`.
     """
     binary.register_table_test(name, table_builder, direct, region=region, disk_cache=disk_cache)
     if takes_means is None:
         takes_means = run is None
     return register(TestSpec(name, label, ("binary",), run or _binary_runner(name), estimand, reference,
-                             exact_power=_binary_exact(name), max_n=max_n, takes_means=takes_means))
+                             exact_power=_binary_exact(name), max_n=max_n, takes_means=takes_means,
+                             trialwise_up_to=trialwise_up_to))
 
 
 # Per arm. Its rejection region (exact power, sample size, MDE) costs ~0.1 s at 500 vs 500; simulated
@@ -312,17 +339,20 @@ BOSCHLOO_MAX_N = 500
 
 _own(register_binary("fisher", "Fisher exact", binary.fisher_table, direct=binary.fisher_direct,
                      estimand="log_odds_ratio", run=_fisher_run, takes_means=True,
+                     # larger arms: p-values and odds ratios per distinct table of the call, in sums as wide as its widest
+                     trialwise_up_to=binary.DIRECT_FROM_N,
                      reference="Fisher RA (1935) The logic of inductive inference. J R Stat Soc 98:39-82"))
 _own(register_binary("boschloo", "Boschloo exact", binary.boschloo_table, direct=binary.boschloo_direct,
                      max_n=BOSCHLOO_MAX_N, region=binary.boschloo_region, disk_cache=True,
+                     trialwise_up_to=binary.DIRECT_FROM_N,  # larger arms: p-values of the tables new to the process
                      reference="Boschloo RD (1970) Raised conditional level of significance for the 2x2-table. "
                                "Stat Neerl 24:1-9"))
-_own(register_binary("chi2", "Chi-square (z)", binary.chi2_table, direct=binary.chi2_pvalues,
+_own(register_binary("chi2", "Chi-square (z)", binary.chi2_table, direct=binary.chi2_pvalues, trialwise_up_to=math.inf,
                      reference="Pearson K (1900) Philos Mag 50:157-175"))
-_own(register_binary("chi2_yates", "Chi-square (Yates)", binary.chi2_yates_table, direct=binary.chi2_yates_pvalues,
+_own(register_binary("chi2_yates", "Chi-square (Yates)", binary.chi2_yates_table, direct=binary.chi2_yates_pvalues, trialwise_up_to=math.inf,
                      reference="Yates F (1934) Contingency tables involving small numbers and the chi-squared test. "
                                "Suppl J R Stat Soc 1:217-235"))
-_own(register_binary("chi2_n1", "Chi-square (N-1)", binary.chi2_n1_table, direct=binary.chi2_n1_pvalues,
+_own(register_binary("chi2_n1", "Chi-square (N-1)", binary.chi2_n1_table, direct=binary.chi2_n1_pvalues, trialwise_up_to=math.inf,
                      reference="Campbell I (2007) Chi-squared and Fisher-Irwin tests of two-by-two tables with small sample "
                                "recommendations. Stat Med 26:3661-3675"))
 
@@ -342,9 +372,11 @@ def _mann_whitney(x_control, x_treatment, alpha: float) -> TrialStats:
 
 
 register(TestSpec("welch_log", "Welch t (log)", ("continuous",), _welch, "difference",
-                  "Welch BL (1947) Biometrika 34:28-35", stacked=True, any_layout=True, takes_means=True))
+                  "Welch BL (1947) Biometrika 34:28-35", stacked=True, any_layout=True, takes_means=True,
+                  trialwise_up_to=math.inf))
 register(TestSpec("mann_whitney", "Mann-Whitney", ("continuous", "ordinal"), _mann_whitney, "p_treatment_lower",
-                  "Mann HB, Whitney DR (1947) Ann Math Stat 18:50-60", stacked=True, any_layout=True))
+                  "Mann HB, Whitney DR (1947) Ann Math Stat 18:50-60", stacked=True, any_layout=True,
+                  trialwise_up_to=math.inf))
 
 
 def estimand_label(estimand: str, scale: str) -> str:
@@ -362,4 +394,5 @@ def z_two_sided(alpha: float) -> float:
 
 
 register(TestSpec("welch", "Welch t", ("continuous",), _welch, "difference",
-                  "Welch BL (1947) Biometrika 34:28-35", stacked=True, any_layout=True, takes_means=True))
+                  "Welch BL (1947) Biometrika 34:28-35", stacked=True, any_layout=True, takes_means=True,
+                  trialwise_up_to=math.inf))

@@ -300,6 +300,14 @@ def with_values(scenario: Scenario, values: dict[str, Any], *, source: str = "ov
     return _validate_plain(raw, source)
 
 
+def scenario_of(source: "Scenario | str | Path", overrides: Iterable[str] = ()) -> Scenario:
+    """A scenario object or config file, with the overrides (``["key=value", ...]``) applied either way."""
+    if not isinstance(source, Scenario):
+        return load_scenario(source, overrides)
+    pairs = [parse_override(item) for item in overrides]
+    return with_values(source, dict(pairs)) if pairs else source
+
+
 def to_raw(scenario: Scenario) -> dict:
     return json.loads(scenario.model_dump_json())
 

@@ -292,7 +292,7 @@ class LogNormalMarkers(EndpointFamily):
         memo = streams.memo
         if memo is None or not memo.fits(len(keep) * len(self.days) * n * s * 8):
             return None
-        key = ("markers_base", streams.seed, streams.block, cid, s, n, self.days, len(self.markers), keep,
+        key = ("markers_base", streams.key, cid, s, n, self.days, len(self.markers), keep,
                *(a.tobytes() for a in (p.chol, p.rho, p.innovation, p.log_sd, p.log_median)))
         return memo.get(key, lambda: _base_levels(p, self.days, keep, cid, s, n, len(self.markers), streams))
 

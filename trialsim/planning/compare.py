@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 
 from trialsim.config.flow import DAYS_PER_MONTH
-from trialsim.config.loader import ConfigError, load_scenario, with_values
+from trialsim.config.loader import ConfigError, scenario_of, with_values
 from trialsim.config.schema import Scenario, gives_stays
 from trialsim.designs.allocation import scheme
 from trialsim.engine import atomic_write, resolve_seed
@@ -113,7 +113,7 @@ def designs_of(sources: Sequence[Scenario | str | Path], *, overrides: Iterable[
     """The designs of ``sources``: one per config, or one per scenario of a config's sweep (``sweep=False``: its base)."""
     out: list[Design] = []
     for src in sources:
-        sc = src if isinstance(src, Scenario) else load_scenario(src, list(overrides))
+        sc = scenario_of(src, list(overrides))
         name = "" if isinstance(src, Scenario) else str(src)
         specs = expand(sc) if sweep else [ScenarioSpec("base", sc, {})]
         for spec in specs:

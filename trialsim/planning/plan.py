@@ -38,6 +38,7 @@ from trialsim.config.loader import (
     ConfigError,
     config_hash,
     load_scenario,
+    scenario_of,
     parse_override,
     scenario_to_toml,
     with_values,
@@ -389,7 +390,7 @@ def plan(
     override_values = dict(parse_override(item) for item in overrides)
     if not isinstance(scenario, Scenario):
         config_file = str(scenario)
-        scenario = load_scenario(scenario, overrides)
+    scenario = scenario_of(scenario, overrides)
     config_file = None if config_file is None else str(config_file)
     ratio = design_ratio(scenario) if ratio is None else float(ratio)
     unknown = set(parts) - set(PARTS)
