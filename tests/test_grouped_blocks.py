@@ -83,7 +83,7 @@ def test_a_batch_of_blocks_gives_every_block_its_own_bits(config):
     if scenario.flow is not None:
         assert not groupable(scenario)
         return
-    sizes = (120, 120, 60)
+    sizes = (150, 150, 150)
     batch = simulate_trials(scenario, sum(sizes), streams=Streams(11, 3, sizes=sizes))
     alone = [simulate_trials(scenario, m, streams=Streams(11, 3 + i)) for i, m in enumerate(sizes)]
     for key, stats in batch.stats.items():

@@ -114,14 +114,15 @@ def summarise_batch(batch: TrialBatch, decisions: Decisions, *, block: int) -> B
 
 
 def summarise_blocks(batch: TrialBatch, decisions: Decisions, blocks: Sequence[tuple[int, int]]) -> list[BlockSummary]:
-    """The summary of each block of a batch whose trials are consecutive blocks (``(block, trials)`` pairs, in
-    order): each the bits of its trials summarised alone, the per-trial values gathered once for all of them."""
+    """The summary of each block of a batch whose trials are consecutive blocks of one size (``(block, trials)``
+    pairs, in order): each the bits of its trials summarised alone, every sum taken for all the blocks at once."""
     reject = decisions.outcomes.get("reject", {})
     covered = decisions.outcomes.get("covered", {})
     keys, stats = list(batch.stats), list(batch.stats.values())
     n = batch.n_trials
-    if sum(m for _, m in blocks) != n:
-        raise ValueError(f"blocks of {sum(m for _, m in blocks)} trials in a batch of {n}")
+    m = blocks[0][1] if blocks else 0
+    if any(size != m for _, size in blocks) or m * len(blocks) != n:
+        raise ValueError(f"blocks of {[size for _, size in blocks]} trials in a batch of {n}: they must be equal and fill it")
     # Every (endpoint, test) at once, one row each: counts are whole numbers, and the sums of a row without a
     # non-finite value are numpy's pairwise sums of that contiguous row, the bits of the row's own sum.
     est = _rows([s.estimate for s in stats], n)
@@ -141,38 +142,45 @@ def summarise_blocks(batch: TrialBatch, decisions: Decisions, blocks: Sequence[t
     clean = np.where(seen, values, 0.0)
     others = [(key(rule, *parts), np.asarray(v, dtype=float)) for rule, outcomes in decisions.outcomes.items()
               if rule not in TEST_RULES for parts, v in outcomes.items()]
+    # each block's trials as a row of their own, (rows, blocks, trials): one call per quantity for all the blocks
+    g = len(blocks)
+
+    def by_block(x: np.ndarray) -> np.ndarray:
+        return x.reshape(x.shape[:-1] + (g, m))
+
+    def counts(x: np.ndarray) -> np.ndarray:
+        return np.add.reduce(by_block(x), axis=-1, dtype=np.int64) if x.size else np.zeros(x.shape[:-1] + (g,), np.int64)
+
+    zeros = np.zeros((len(keys), g))
+    ok_b = by_block(ok)
+    est_n = counts(ok)
+    est_sum, est_sumsq = _finite_sums(by_block(est), ok_b)
+    err_sum, err_sumsq = zeros.copy(), zeros.copy()
+    if known:
+        err_sum[known], err_sumsq[known] = _finite_sums(by_block(err), ok_b[known])
+    n_covered = np.zeros((len(keys), g), dtype=np.int64)
+    if cover:
+        n_covered[cover] = counts(hit)
+    width_n, width_sum, width_sumsq = np.zeros((len(keys), g), dtype=np.int64), zeros.copy(), zeros.copy()
+    if interval:
+        finite = np.isfinite(width)
+        width_n[interval] = counts(finite)
+        width_sum[interval], width_sumsq[interval] = _finite_sums(by_block(width), by_block(finite))
+    columns = (counts(rejected), counts(valid), est_n, est_sum, est_sumsq, err_sum, err_sumsq, n_covered, est_n,
+               width_n, width_sum, width_sumsq)  # "coverable" is the finite estimates where the interval is judged
+    columns = [c.T.tolist() for c in columns]  # [block][row]
+    mine = by_block(clean)  # each row of a block summed as that block's own contiguous row
+    arm_sums = (mine.sum(axis=-1).T.tolist(), (mine * mine).sum(axis=-1).T.tolist(), counts(seen).T.tolist())
     out = []
-    start = 0
-    for block, m in blocks:
-        part = slice(start, start + m)
-        start += m
+    for j, (block, _) in enumerate(blocks):
+        part = slice(j * m, (j + 1) * m)
         summary = BlockSummary(block=block, n_sims=m)
-        ok_b = ok[:, part]
-        est_n = np.count_nonzero(ok_b, axis=1)
-        est_sum, est_sumsq = _finite_sums(est[:, part], ok_b)
-        err_sum, err_sumsq = np.zeros(len(keys)), np.zeros(len(keys))
-        if known:
-            err_sum[known], err_sumsq[known] = _finite_sums(err[:, part], ok_b[known])
-        n_covered = np.zeros(len(keys), dtype=np.intp)
-        if cover:
-            n_covered[cover] = np.count_nonzero(hit[:, part], axis=1)
-        width_n, width_sum, width_sumsq = np.zeros(len(keys), dtype=np.intp), np.zeros(len(keys)), np.zeros(len(keys))
-        if interval:
-            finite = np.isfinite(width[:, part])
-            width_n[interval] = np.count_nonzero(finite, axis=1)
-            width_sum[interval], width_sumsq[interval] = _finite_sums(width[:, part], finite)
-        columns = (np.count_nonzero(rejected[:, part], axis=1), np.count_nonzero(valid[:, part], axis=1), est_n,
-                   est_sum, est_sumsq, err_sum, err_sumsq, n_covered, est_n, width_n, width_sum, width_sumsq)
-        columns = [c.tolist() for c in columns]  # "coverable" is the finite estimates where the interval is judged
         for i, k in enumerate(keys):
-            sums = dict(zip(TEST_SUMS, (c[i] for c in columns)))
+            sums = dict(zip(TEST_SUMS, (c[j][i] for c in columns)))
             if k not in covered:
                 sums["coverable"] = 0
             summary.tests[key(*k)] = sums
-        mine = np.ascontiguousarray(clean[:, part])  # each row summed as the block's own contiguous row
-        summary.est_sum = dict(zip(names, mine.sum(axis=1).tolist()))
-        summary.est_sumsq = dict(zip(names, (mine * mine).sum(axis=1).tolist()))
-        summary.est_count = dict(zip(names, np.count_nonzero(seen[:, part], axis=1).tolist()))
+        summary.est_sum, summary.est_sumsq, summary.est_count = (dict(zip(names, values[j])) for values in arm_sums)
         if batch.flow is not None:
             summary.flow = {name: v[part].tolist() for name, v in batch.flow.items()}
         for name, v in others:
@@ -192,15 +200,15 @@ def _rows(values: list, n: int, dtype=float) -> np.ndarray:
 
 
 def _finite_sums(x: np.ndarray, finite: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Per row of ``x``: the sum and the sum of squares of its values where ``finite``, each summed as the
-    compressed row ``x[i][finite[i]]`` is summed; rows without a non-finite value in one call each (as a contiguous
-    copy: a row of any layout is summed as its contiguous values are)."""
-    total, total_sq = np.empty(x.shape[0]), np.empty(x.shape[0])
-    whole = finite.all(axis=1)
+    """Per row of ``x`` (the last axis): the sum and the sum of squares of its values where ``finite``, each summed as
+    the compressed row ``x[i][finite[i]]`` is summed; rows without a non-finite value in one call each (as a
+    contiguous copy: a row of any layout is summed as its contiguous values are)."""
+    total, total_sq = np.empty(x.shape[:-1]), np.empty(x.shape[:-1])
+    whole = finite.all(axis=-1)
     if whole.any():
         rows = x[whole]
-        total[whole], total_sq[whole] = rows.sum(axis=1), (rows * rows).sum(axis=1)
-    for i in np.flatnonzero(~whole):
+        total[whole], total_sq[whole] = rows.sum(axis=-1), (rows * rows).sum(axis=-1)
+    for i in zip(*np.nonzero(~whole)):
         kept = x[i][finite[i]]
         total[i], total_sq[i] = kept.sum(), (kept * kept).sum()
     return total, total_sq
