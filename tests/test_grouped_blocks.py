@@ -20,7 +20,7 @@ from trialsim.analysis import registry
 from trialsim.analysis.registry import TrialStats
 from trialsim.api import run
 from trialsim.config.loader import load_scenario
-from trialsim.decide import decide
+from trialsim.decide import decide, multiplicity
 from trialsim.engine.memory import plan_layout
 from trialsim.engine.runner import _runs
 from trialsim.rng import BlockDraws, Streams, patient_major
@@ -100,11 +100,12 @@ def test_a_batch_of_blocks_gives_every_block_its_own_bits(config):
 
 
 # ------------------------------------------------------------------------------------------- runs
-def _run_tables(config, tmp_path: Path, group: int, monkeypatch, overrides=()) -> tuple:
+def _run_tables(config, tmp_path: Path, group: int, monkeypatch, overrides=(), *, block_size: int = 200,
+                n_sims: int = 2900) -> tuple:
     monkeypatch.setattr(memory, "GROUP_BLOCKS", group)
     kept = tmp_path / f"trials-{group}"
-    result = run(config, overrides=["run.block_size=200", *overrides], n_sims=2900, seed=8, n_jobs=1, keep_trials=kept,
-                 sweep=False)
+    result = run(config, overrides=[f"run.block_size={block_size}", *overrides], n_sims=n_sims, seed=8, n_jobs=1,
+                 keep_trials=kept, sweep=False)
     tables = {p.relative_to(kept).as_posix(): pq.read_table(p).to_pydict() for p in sorted(kept.rglob("*.parquet"))}
     return result.power_rows(), result.estimate_rows(), result.decision_rows(), tables
 
@@ -150,3 +151,53 @@ def test_the_group_shrinks_to_what_the_memory_budget_holds():
     assert roomy.group == memory.GROUP_BLOCKS
     tight = plan_layout([spec], n_sims=10**6, n_jobs=2, max_memory_mb=int(2.5 * roomy.block_mb) + 1, block_size=1000)
     assert tight.n_workers == 2 and tight.group == 1
+
+
+@pytest.mark.parametrize("name, overrides", [("exosome_lar_20", ["allocation.scheme=simple"]),
+                                              ("designs/stratified_40", []), ("designs/minimisation_40", [])])
+def test_blocks_of_one_trial_are_the_same_together_or_alone(name, overrides, tmp_path, monkeypatch):
+    """A block of one trial of a randomised scheme has the same arms in "every" trial; its arms are still laid out
+    as the scheme's (not as fixed columns), so that batching four such blocks changes no bit (it changed the last
+    bits of sums, and so results with n_jobs, before the layout was taken from the scheme)."""
+    config = ROOT / "configs" / f"{name}.toml"
+    together = _run_tables(config, tmp_path, 4, monkeypatch, overrides, block_size=1, n_sims=40)
+    alone = _run_tables(config, tmp_path, 1, monkeypatch, overrides, block_size=1, n_sims=40)
+    assert repr(together) == repr(alone)
+
+
+class _OwnCoverage(TrialStats):
+    """A plug-in's statistics with an interval judged its own way (here: never covering below the median)."""
+
+    def covers(self, truth):
+        return super().covers(truth) & (self.estimate >= np.nanmedian(self.estimate))
+
+
+def test_a_plug_in_tests_own_statistics_class_keeps_its_behaviour_in_a_batch(tmp_path, monkeypatch):
+    """Run one block per call, a plug-in test's results are joined so that each block's own object still answers
+    (its coverage here depends on its call's trials: the same numbers only if each block answers for itself)."""
+    chi2 = registry.TESTS.get("chi2")
+
+    def run_it(x_control, x_treatment, alpha, **kwargs):
+        s = chi2.run(x_control, x_treatment, alpha, **kwargs)
+        return _OwnCoverage(reject=s.reject, valid=s.valid, estimate=s.estimate, pvalue=s.pvalue, alpha=alpha, ci=s.ci())
+
+    plug_in = dataclasses.replace(chi2, run=run_it, trialwise_up_to=0)
+    original = registry.TESTS.get
+    monkeypatch.setattr(registry.TESTS, "get", lambda name: plug_in if name == "chi2" else original(name))
+    config = ROOT / "configs" / "exosome_lar_20.toml"
+    together = _run_tables(config, tmp_path, 4, monkeypatch)
+    alone = _run_tables(config, tmp_path, 1, monkeypatch)
+    assert repr(together) == repr(alone)
+
+
+def test_a_plug_in_multiplicity_method_keeps_blocks_apart(tmp_path, monkeypatch):
+    """A multiplicity method of a plug-in could judge each trial against the others of its call: with one, blocks are
+    decided one at a time."""
+    holm = multiplicity.MULTIPLICITY_METHODS.get("holm")
+    plug_in = dataclasses.replace(holm, reject=lambda p, alpha: p <= np.quantile(p, 0.05))
+    original = multiplicity.MULTIPLICITY_METHODS.get
+    monkeypatch.setattr(multiplicity.MULTIPLICITY_METHODS, "get", lambda name: plug_in if name == "holm" else original(name))
+    config = ROOT / "configs" / "designs" / "holm_secondaries_20.toml"
+    together = _run_tables(config, tmp_path, 4, monkeypatch)
+    alone = _run_tables(config, tmp_path, 1, monkeypatch)
+    assert repr(together) == repr(alone)

@@ -42,7 +42,8 @@ def component_rng(seed: int, block: int, component: str) -> np.random.Generator:
 
 
 class Streams:
-    """The random streams of one block: ``streams("endpoint", cid)`` -> its Generator.
+    """The random streams of one block: ``streams("endpoint", cid)`` -> its Generator (a :class:`BlockDraws` for the
+    streams of several blocks, which makes the draws trialsim's components make).
 
     Each call returns a fresh Generator at the start of that component's stream, so a component that
     asks twice gets the same numbers twice; components ask once and keep it.
@@ -104,12 +105,14 @@ class BlockDraws:
                                  f"{', '.join(sorted(_SIZE_AT))})")
         at = _SIZE_AT[method]
 
-        def draw(*args, size=None):
+        def draw(*args, size=None, **options):
             if len(args) > at:
                 size, args = args[at], args[:at] + args[at + 1:]
             shape = (size,) if isinstance(size, (int, np.integer)) else tuple(size or ())
             self._check(shape[0] if shape else None)
-            return np.concatenate([getattr(g, method)(*args, size=(m,) + shape[1:])
+            if any(np.ndim(a) for a in (*args, *options.values()) if not isinstance(a, (str, type, np.dtype))):
+                raise ValueError(f"{method}: parameters given per value cannot be split into blocks; give scalars")
+            return np.concatenate([getattr(g, method)(*args, size=(m,) + shape[1:], **options)
                                    for g, m in zip(self.generators, self.sizes)], axis=0)
 
         return draw

@@ -95,7 +95,8 @@ class TrialBatch:
 
 def simulate_trials(scenario: Scenario, n_sims: int, *, streams: Streams, keep_patients: bool = False,
                     event_log: bool = False, nested: tuple[tuple[int, int], ...] = (), tested: bool = True) -> TrialBatch:
-    """Simulate ``n_sims`` trials of ``scenario`` on the random streams of one block (vectorised over trials).
+    """Simulate ``n_sims`` trials of ``scenario`` on the random streams of one block, or of consecutive blocks
+    (``streams.sizes``; each trial then gets its block's own numbers), vectorised over trials.
 
     ``nested``: smaller ``(n_control, n_treatment)`` sizes also analysed on each trial's first patients of each
     arm (:func:`nesting_problem` says when that is a trial of those sizes); their statistics are ``batch.nested``.
@@ -135,7 +136,7 @@ def simulate_trials(scenario: Scenario, n_sims: int, *, streams: Streams, keep_p
     for cid in model.order:
         observed.update(model.section(cid).observe(cid, ctx, ctx.latent[cid], status))
     fixed = chosen.fixed_sizes(scenario.allocation, d.n_control, d.n_treatment)
-    split = ArmSplit(treated, d.n_control, fixed=fixed)
+    split = ArmSplit(treated, d.n_control, fixed=fixed, same_arms=chosen.same_arms)
     parts = streams.sizes
     stats, estimates = analyse(model, observed, split, covariates=covariates, parts=parts) if tested else ({}, {})
     inner = {size: analyse(model, observed, split.prefix(*size), covariates=covariates, parts=parts)[0]
@@ -330,11 +331,17 @@ class ArmSplit:
     Deterministic schemes (every trial the same arms) take columns; schemes with fixed arm sizes
     gather each trial's patients in position order; others keep every position and blank the other
     arm with NaN (tests ignore NaN, so each trial is analysed at its own arm sizes).
+
+    ``same_arms``: whether the scheme gives every trial the same arms (:attr:`Scheme.same_arms`). False: never columns,
+    even where every trial of the batch happens to have the same arms (a batch of one trial), so that a trial's
+    layout, and the bits of its sums, never depend on the other trials of its batch; None: columns wherever every row of
+    ``treated`` is the same.
     """
 
-    def __init__(self, treated: np.ndarray, n_control: int, *, fixed: bool):
+    def __init__(self, treated: np.ndarray, n_control: int, *, fixed: bool, same_arms: bool | None = None):
         self.mode = "mask"
-        if treated.shape[0] and (treated == treated[0]).all():
+        identical = bool(treated.shape[0]) and bool((treated == treated[0]).all())
+        if identical and same_arms is not False:
             idx_c, idx_t = np.flatnonzero(~treated[0]), np.flatnonzero(treated[0])
             self.mode = "columns"
             self.columns = (_as_slice(idx_c), _as_slice(idx_t))

@@ -180,7 +180,7 @@ def summarise_blocks(batch: TrialBatch, decisions: Decisions, blocks: Sequence[t
             if k not in covered:
                 sums["coverable"] = 0
             summary.tests[key(*k)] = sums
-        summary.est_sum, summary.est_sumsq, summary.est_count = (dict(zip(names, values[j])) for values in arm_sums)
+        summary.est_sum, summary.est_sumsq, summary.est_count = (dict(zip(names, part[j])) for part in arm_sums)
         if batch.flow is not None:
             summary.flow = {name: v[part].tolist() for name, v in batch.flow.items()}
         for name, v in others:

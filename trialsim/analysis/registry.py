@@ -101,23 +101,8 @@ class TrialStats:
 
     @staticmethod
     def concatenate(parts: list["TrialStats"]) -> "TrialStats":
-        """The statistics of consecutive groups of trials (calls of one test) as one, along the last axis."""
-        first = parts[0]
-        se, df = first._t
-
-        def joined(values) -> np.ndarray:
-            return np.concatenate(list(values), axis=-1)
-
-        pvalue = (lambda: joined(p.pvalue for p in parts)) if any(callable(p._pvalue) for p in parts) \
-            else joined(p._pvalue for p in parts)
-        return TrialStats(
-            reject=joined(p.reject for p in parts), valid=joined(p.valid for p in parts),
-            estimate=joined(p.estimate for p in parts), pvalue=pvalue, alpha=first.alpha,
-            ci=None if first._ci is None else (lambda: tuple(joined(p.ci()[k] for p in parts) for k in (0, 1))),
-            t_se=None if se is None else joined(p._t[0] for p in parts),
-            t_df=None if df is None else joined(p._t[1] for p in parts),
-            extra={name: joined(p.extra[name] for p in parts) for name in first.extra},
-        )
+        """The statistics of consecutive groups of trials (one call of a test each) as one, along the last axis."""
+        return parts[0] if len(parts) == 1 else _Joined(parts)
 
     def take(self, index) -> "TrialStats":
         """The statistics of one leading row (an endpoint of a stacked call); ``parent`` keeps the stack."""
@@ -131,6 +116,44 @@ class TrialStats:
             t_se=None if se is None else se[index], t_df=None if df is None else df[index],
             extra={name: values[index] for name, values in self.extra.items()},
         )
+
+
+def _joined(values) -> np.ndarray:
+    return np.concatenate([np.asarray(v) for v in values], axis=-1)
+
+
+class _Joined(TrialStats):
+    """Statistics of consecutive groups of trials as one (:meth:`TrialStats.concatenate`): every question is put to
+    each group's own statistics and the answers joined, so a test's own ``TrialStats`` subclass keeps its behaviour.
+    ``extra`` holds the values every group has."""
+
+    def __init__(self, parts: list[TrialStats]):
+        self.parts = parts
+        shared = [name for name in parts[0].extra if all(name in p.extra for p in parts)]
+        super().__init__(reject=_joined(p.reject for p in parts), valid=_joined(p.valid for p in parts),
+                         estimate=_joined(p.estimate for p in parts), pvalue=lambda: _joined(p.pvalue for p in parts),
+                         alpha=parts[0].alpha, extra={name: _joined(p.extra[name] for p in parts) for name in shared})
+
+    @property
+    def has_interval(self) -> bool:
+        return all(p.has_interval for p in self.parts)
+
+    def ci(self) -> tuple[np.ndarray, np.ndarray]:
+        if self._ci is None:
+            bounds = [p.ci() for p in self.parts]
+            self._ci = (_joined(b[0] for b in bounds), _joined(b[1] for b in bounds))
+        return self._ci
+
+    def widths(self) -> np.ndarray:
+        if self._widths is None:
+            self._widths = _joined(p.widths() for p in self.parts)
+        return self._widths
+
+    def covers(self, truth) -> np.ndarray:
+        return _joined(p.covers(truth) for p in self.parts)
+
+    def take(self, index) -> TrialStats:
+        return _Joined([p.take(index) for p in self.parts])
 
 
 class _Row(TrialStats):
@@ -182,8 +205,10 @@ class TestSpec:
     of patient-major arrays, which it then uses without a copy. ``takes_means``: ``run`` also takes
     ``means=((n_c, mean_c), (n_t, mean_t))``, each arm's analysable counts and means of its rows
     (:func:`~trialsim.analysis.continuous.nan_mean`), which the runner computes once for every endpoint; a spec
-    copied with another ``run`` (``dataclasses.replace``) keeps this flag, so set it to what that ``run`` takes.
-    ``trialwise_up_to``: while neither arm has more patients than this, each trial's statistics are those of its own
+    copied with another ``run`` (``dataclasses.replace``) keeps this flag and ``trialwise_up_to``, so set both to
+    what that ``run`` does.
+    ``trialwise_up_to``: while neither arm's array is wider than this (its patients, or every position where arm
+    sizes vary between trials and the other arm's places are NaN), each trial's statistics are those of its own
     patients alone, to the last bit, whatever other trials share the call (element by element, per-trial solves and
     look-ups; no sum across trials, no shared iteration count, no BLAS product over trials). The runner then analyses
     several blocks of trials in one call; above it (default 0: not promised, as for plug-ins) one block per call.

@@ -305,7 +305,10 @@ def scenario_of(source: "Scenario | str | Path", overrides: Iterable[str] = ()) 
     if not isinstance(source, Scenario):
         return load_scenario(source, overrides)
     pairs = [parse_override(item) for item in overrides]
-    return with_values(source, dict(pairs)) if pairs else source
+    if not pairs:
+        return source
+    _check_new_endpoints(to_raw(source), [key for key, _ in pairs], "the scenario")
+    return with_values(source, dict(pairs))
 
 
 def to_raw(scenario: Scenario) -> dict:

@@ -86,6 +86,11 @@ class Scheme:
     uses_blocks: bool = False
     settings: tuple[str, ...] = ()
 
+    @property
+    def same_arms(self) -> bool:
+        """Whether every trial has the same arms by construction (neither chance nor the patients decide)."""
+        return not (self.randomised or self.uses_covariates or self.uses_score)
+
 
 def register(scheme: Scheme) -> Scheme:
     return ALLOCATION_SCHEMES.register(scheme.name, scheme)

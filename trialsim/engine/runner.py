@@ -18,7 +18,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from trialsim.decide import DECISION_RULES, decide
+from trialsim.decide import decide
 from trialsim.engine.backends import dask_client, execute
 from trialsim.engine.malloc import tune_malloc
 from trialsim.engine.memory import DEFAULT_BLOCK_SIZE, Layout, blocks_per_task, plan_layout, trial_bytes
@@ -26,6 +26,7 @@ from trialsim.engine.rundir import Checkpoint, RunDir
 from trialsim.flow.run import TRIAL_FIELDS
 from trialsim.memo import process_memo
 from trialsim.model import build_model
+from trialsim.registry import DECISION_RULES, MULTIPLICITY_METHODS
 from trialsim.rng import Streams, draw_seed
 from trialsim.scenarios import ScenarioSpec
 from trialsim.simulate import TrialBatch, groupable, simulate_trials
@@ -64,10 +65,10 @@ def simulate_blocks(scenario, seed: int, blocks: Sequence[tuple[int, int]], *, g
                     share_draws: bool = False, trial_columns: Sequence[str] = TRIAL_COLUMNS,
                     ) -> list[tuple[BlockSummary, dict | None]]:
     """:func:`simulate_block` of each of ``blocks`` ((block, trials) pairs), the same numbers, with up to ``group``
-    consecutive blocks of equal size simulated in one batch where the scenario allows (:func:`groupable`): each
-    numpy call then does the work of several blocks (about 2 ms of a default-design block's 13 are calls' fixed
-    costs). Each block is still decided and summarised on its own trials."""
-    runs = _runs(blocks, group) if group > 1 and not nested and _groupable(scenario) else [[b] for b in blocks]
+    consecutive blocks of equal size simulated and decided in one batch where the scenario allows (:func:`_may_batch`):
+    each numpy call then does the work of several blocks (about 2 ms of a default-design block's 13 are calls' fixed
+    costs). Each block is still summarised on its own trials, and its per-trial table is its own rows."""
+    runs = _runs(blocks, group) if group > 1 and not nested and _may_batch(scenario) else [[b] for b in blocks]
     out = []
     for run in runs:
         if len(run) == 1:
@@ -83,22 +84,37 @@ def simulate_blocks(scenario, seed: int, blocks: Sequence[tuple[int, int]], *, g
         summaries = summarise_blocks(batch, decisions, run)
         tables: list[dict | None] = [None] * len(run)
         if keep_trials:
-            size = block_size if block_size is not None else (scenario.run.block_size or DEFAULT_BLOCK_SIZE)
-            table = trial_table(batch, decisions, first_trial=run[0][0] * size, columns=trial_columns)
-            position = np.tile(np.arange(sum(sizes)), len(batch.stats))  # each (endpoint, test): the batch's trials
-            start = 0
-            for i, (_, n) in enumerate(run):
-                rows = (position >= start) & (position < start + n)
-                start += n
-                tables[i] = {c: v[rows] for c, v in table.items()}
+            first = run[0][0] * _block_size(scenario, block_size)
+            tables = _per_block(trial_table(batch, decisions, first_trial=first, columns=trial_columns), sizes,
+                                len(batch.stats))
         out.extend(zip(summaries, tables))
     return out
 
 
-def _groupable(scenario) -> bool:
-    """:func:`~trialsim.simulate.groupable`, and every decision rule is trialsim's own (each trial decided on its own
-    statistics: a batch of several blocks is decided at once)."""
-    return groupable(scenario) and all(rule.__module__.startswith("trialsim.") for _, rule in DECISION_RULES.items())
+def _block_size(scenario, block_size: int | None) -> int:
+    return block_size if block_size is not None else (scenario.run.block_size or DEFAULT_BLOCK_SIZE)
+
+
+def _per_block(table: dict, sizes: tuple[int, ...], n_pairs: int) -> list[dict]:
+    """A batch's per-trial table cut into its blocks' tables: each (endpoint, test) holds a row per trial of the batch."""
+    position = np.tile(np.arange(sum(sizes)), n_pairs)
+    out, start = [], 0
+    for n in sizes:
+        rows = (position >= start) & (position < start + n)
+        start += n
+        out.append({c: v[rows] for c, v in table.items()})
+    return out
+
+
+def _may_batch(scenario) -> bool:
+    """Whether blocks of the scenario may be simulated and decided in one batch: :func:`~trialsim.simulate.groupable`,
+    and every decision rule and the multiplicity method are trialsim's own (each trial decided on its own statistics)."""
+    if not groupable(scenario):
+        return False
+    own = [rule.__module__ for _, rule in DECISION_RULES.items()]
+    if scenario.multiplicity is not None:
+        own.append(MULTIPLICITY_METHODS.get(scenario.multiplicity.method).reject.__module__)
+    return all(m.startswith("trialsim.") for m in own)
 
 
 def _runs(blocks: Sequence[tuple[int, int]], group: int) -> list[list[tuple[int, int]]]:
@@ -119,7 +135,7 @@ def _decided(scenario, batch: TrialBatch, block: int, *, block_size: int | None,
     """A block's batch decided and summarised, and its per-trial table with ``keep_trials``."""
     decisions = decide(batch)
     summary = summarise_batch(batch, decisions, block=block)
-    size = block_size if block_size is not None else (scenario.run.block_size or DEFAULT_BLOCK_SIZE)
+    size = _block_size(scenario, block_size)
     table = trial_table(batch, decisions, first_trial=block * size, columns=trial_columns) if keep_trials else None
     if table is not None and nested:
         d = scenario.design

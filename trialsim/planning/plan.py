@@ -347,7 +347,7 @@ def plan(
     Parameters
     ----------
     scenario : Scenario or path
-        A validated scenario or a TOML config (``overrides`` apply to a path).
+        A validated scenario or a TOML config (``overrides`` apply to either).
     parts : sequence of str
         Any of ``"run"`` (power table by simulation, with the type I errors), ``"samplesize"``,
         ``"mde"``, ``"pilot"``, ``"curves"``.
@@ -387,6 +387,7 @@ def plan(
         The config file of a scenario given as an object: its comments are the assumptions'
         sources (a path ``scenario`` is its own config file).
     """
+    overrides = list(overrides)  # read twice: a generator would be used up by the first
     override_values = dict(parse_override(item) for item in overrides)
     if not isinstance(scenario, Scenario):
         config_file = str(scenario)
