@@ -156,7 +156,7 @@ def simulate_trials(scenario: Scenario, n_sims: int, *, streams: Streams, keep_p
     return TrialBatch(model, n_sims, stats, estimates, flow, flow_batch, patients, interim, safety, inner)
 
 
-SHIPPED = "trialsim."  # the package whose endpoint families the memo trusts (DrawKeys.component)
+SHIPPED = "trialsim."  # the package whose own plug-ins are trusted: by the memo (DrawKeys.component), by batches (groupable)
 
 
 def groupable(scenario: Scenario) -> bool:

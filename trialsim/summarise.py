@@ -149,7 +149,7 @@ def summarise_blocks(batch: TrialBatch, decisions: Decisions, blocks: Sequence[t
         return x.reshape(x.shape[:-1] + (g, m))
 
     def counts(x: np.ndarray) -> np.ndarray:
-        return np.add.reduce(by_block(x), axis=-1, dtype=np.int64) if x.size else np.zeros(x.shape[:-1] + (g,), np.int64)
+        return np.add.reduce(by_block(x), axis=-1, dtype=np.int64)
 
     zeros = np.zeros((len(keys), g))
     ok_b = by_block(ok)

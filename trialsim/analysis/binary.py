@@ -1471,7 +1471,6 @@ def _pair_tables(key: Hashable, table_for: Callable[[int, int], np.ndarray | Non
         return _PAIR_TABLES[key]
 
 
-
 # --------------------------------------------------------------------------------------------
 # per-trial p-values for large arms
 # --------------------------------------------------------------------------------------------

@@ -609,14 +609,15 @@ def _u_pairwise(xc: np.ndarray, xt: np.ndarray, columns: tuple[np.ndarray, np.nd
     tie_term = np.zeros(u1.shape)
     tied = np.nonzero(_any_tie(np.concatenate([cc, ct], axis=0)))[0]
     if tied.size:
-        counted = _rank_sums_of_grades(xc[tied], xt[tied])  # ordinal rows (every trial has ties): counting each grade
+        xc_tied, xt_tied = xc[tied], xt[tied]
+        counted = _rank_sums_of_grades(xc_tied, xt_tied)  # ordinal rows (every trial has ties): counting each grade
         if counted is not None:
-            observed = np.count_nonzero(~np.isnan(xc[tied]), axis=-1)
+            observed = np.count_nonzero(~np.isnan(xc_tied), axis=-1)
             u1[tied] = counted[0] - observed * (observed + 1) / 2.0  # whole and half numbers: exact either way
             tie_term[tied] = counted[1]
             return u1, tie_term
         u1[tied] += 0.5 * _count_pairs(np.equal, cc[:, tied], ct[:, tied])
-        v = np.concatenate([xc[tied], xt[tied]], axis=-1)
+        v = np.concatenate([xc_tied, xt_tied], axis=-1)
         v.sort(axis=-1)  # NaNs last
         tie_term[tied] = _tie_term(v, *_tie_groups(v))
     return u1, tie_term

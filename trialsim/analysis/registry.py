@@ -372,12 +372,15 @@ _own(register_binary("boschloo", "Boschloo exact", binary.boschloo_table, direct
                      trialwise_up_to=binary.DIRECT_FROM_N,  # larger arms: p-values of the tables new to the process
                      reference="Boschloo RD (1970) Raised conditional level of significance for the 2x2-table. "
                                "Stat Neerl 24:1-9"))
-_own(register_binary("chi2", "Chi-square (z)", binary.chi2_table, direct=binary.chi2_pvalues, trialwise_up_to=math.inf,
+_own(register_binary("chi2", "Chi-square (z)", binary.chi2_table, direct=binary.chi2_pvalues,
+                     trialwise_up_to=math.inf,
                      reference="Pearson K (1900) Philos Mag 50:157-175"))
-_own(register_binary("chi2_yates", "Chi-square (Yates)", binary.chi2_yates_table, direct=binary.chi2_yates_pvalues, trialwise_up_to=math.inf,
+_own(register_binary("chi2_yates", "Chi-square (Yates)", binary.chi2_yates_table, direct=binary.chi2_yates_pvalues,
+                     trialwise_up_to=math.inf,
                      reference="Yates F (1934) Contingency tables involving small numbers and the chi-squared test. "
                                "Suppl J R Stat Soc 1:217-235"))
-_own(register_binary("chi2_n1", "Chi-square (N-1)", binary.chi2_n1_table, direct=binary.chi2_n1_pvalues, trialwise_up_to=math.inf,
+_own(register_binary("chi2_n1", "Chi-square (N-1)", binary.chi2_n1_table, direct=binary.chi2_n1_pvalues,
+                     trialwise_up_to=math.inf,
                      reference="Campbell I (2007) Chi-squared and Fisher-Irwin tests of two-by-two tables with small sample "
                                "recommendations. Stat Med 26:3661-3675"))
 

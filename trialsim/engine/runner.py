@@ -29,7 +29,7 @@ from trialsim.model import build_model
 from trialsim.registry import DECISION_RULES, MULTIPLICITY_METHODS
 from trialsim.rng import Streams, draw_seed
 from trialsim.scenarios import ScenarioSpec
-from trialsim.simulate import TrialBatch, groupable, simulate_trials
+from trialsim.simulate import SHIPPED, TrialBatch, groupable, simulate_trials
 from trialsim.summarise import TRIAL_COLUMNS, BlockSummary, Totals, summarise_batch, summarise_blocks, trial_table
 
 
@@ -114,7 +114,7 @@ def _may_batch(scenario) -> bool:
     own = [rule.__module__ for _, rule in DECISION_RULES.items()]
     if scenario.multiplicity is not None:
         own.append(MULTIPLICITY_METHODS.get(scenario.multiplicity.method).reject.__module__)
-    return all(m.startswith("trialsim.") for m in own)
+    return all(m.startswith(SHIPPED) for m in own)
 
 
 def _runs(blocks: Sequence[tuple[int, int]], group: int) -> list[list[tuple[int, int]]]:
