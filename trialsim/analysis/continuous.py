@@ -14,6 +14,7 @@ import numpy as np
 from scipy import special
 
 from trialsim.analysis.binary import gather_by_size_pair
+from trialsim.kernels import MAX_SUMMED, pair_counts_and_ties, sums_over_patients
 
 __all__ = ["TestResult", "welch_t", "student_t", "mann_whitney", "MANN_WHITNEY_METHODS"]
 
@@ -196,6 +197,13 @@ def by_rows(x: np.ndarray) -> bool:
     return x.ndim >= 1 and x.shape[-1] >= _ROWS_FROM_N and x.strides[-1] == x.itemsize
 
 
+def _compiled_sums(columns: np.ndarray) -> bool:
+    """Whether :func:`trialsim.kernels.sums_over_patients` sums this patient-major array (short arms of floats, each
+    patient's values one block, so that they are 2-d as ``(patients, trials)`` without a copy)."""
+    return (columns.ndim >= 2 and 0 < columns.shape[0] <= MAX_SUMMED and columns.dtype == np.float64
+            and _blocks_contiguous(columns))
+
+
 def nan_mean(x: np.ndarray, columns: np.ndarray | None = None):
     """Analysable count and mean along the last axis, NaN-aware; also the incomplete rows.
 
@@ -219,6 +227,12 @@ def nan_mean(x: np.ndarray, columns: np.ndarray | None = None):
                 mean[incomplete] = np.where(ok, rows, 0.0).sum(axis=-1) / n[incomplete]
         return n, mean, incomplete
     columns = patient_major(x) if columns is None else columns
+    if _compiled_sums(columns):  # one compiled pass: counts and masked sums, the bits of the two numpy passes below
+        counts, totals = sums_over_patients(columns.reshape(size, -1))
+        n = counts.reshape(n.shape)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            mean = (totals / counts).reshape(n.shape)
+        return n, mean, np.nonzero(n < size)
     with np.errstate(invalid="ignore", divide="ignore"):
         mean = sum_patients(columns) / size
         undefined = np.isnan(mean)
@@ -258,6 +272,9 @@ def _moments(x: np.ndarray, columns: np.ndarray | None = None, means: tuple[np.n
     rows = columns is None and by_rows(x)
     columns = x if rows else patient_major(x) if columns is None else columns
     n, mean = nan_mean(x, None if rows else columns)[:2] if means is None else means
+    if not rows and _compiled_sums(columns) and np.shape(mean) == columns.shape[1:]:
+        size = columns.shape[0]
+        return n, mean, sums_over_patients(columns.reshape(size, -1), mean.reshape(-1))[1].reshape(mean.shape)
     with np.errstate(invalid="ignore"):
         dev = x - mean[..., None] if rows else columns - mean
     missing = np.isnan(dev)
@@ -599,15 +616,17 @@ def _u_pairwise(xc: np.ndarray, xt: np.ndarray, columns: tuple[np.ndarray, np.nd
 
     ``U = #{x > y} + #{x == y} / 2`` over observed pairs (a comparison with NaN is False), which
     equals the rank sum minus ``n_c (n_c + 1) / 2`` with average ranks. Ties are found by comparing
-    every pair of the pooled patients, each step whole vectors over the trials (cheaper than sorting
-    every trial's row); the rows with a tie then get U and the tie term by counting each grade where they are
-    ordinal grades (:func:`_rank_sums_of_grades`), else the equal pairs and the tie term from their sorted rows
-    (continuous data almost never tie). ``columns``: both arms patient-major, when the caller has them.
+    every pair of the pooled patients, vectorised over the trials, in the compiled loop that counts ``x > y``
+    (:func:`trialsim.kernels.pair_counts_and_ties`; cheaper than sorting every trial's row); the rows with a
+    tie then get U and the tie term by counting each grade where they are ordinal grades
+    (:func:`_rank_sums_of_grades`), else the equal pairs and the tie term from their sorted rows (continuous
+    data almost never tie). ``columns``: both arms patient-major, when the caller has them.
     """
     cc, ct = columns if columns is not None else (patient_major(xc), patient_major(xt))
-    u1 = _count_pairs(np.greater, cc, ct).astype(float)
+    greater, any_tie = pair_counts_and_ties(cc, ct)
+    u1 = greater.astype(float)
     tie_term = np.zeros(u1.shape)
-    tied = np.nonzero(_any_tie(np.concatenate([cc, ct], axis=0)))[0]
+    tied = np.nonzero(any_tie)[0]
     if tied.size:
         xc_tied, xt_tied = xc[tied], xt[tied]
         counted = _rank_sums_of_grades(xc_tied, xt_tied)  # ordinal rows (every trial has ties): counting each grade
@@ -621,18 +640,6 @@ def _u_pairwise(xc: np.ndarray, xt: np.ndarray, columns: tuple[np.ndarray, np.nd
         v.sort(axis=-1)  # NaNs last
         tie_term[tied] = _tie_term(v, *_tie_groups(v))
     return u1, tie_term
-
-
-def _any_tie(pooled: np.ndarray) -> np.ndarray:
-    """Whether any two observed values are equal, per trial of a patient-major 2-d array (NaN ties nothing)."""
-    n = pooled.shape[0]
-    tied = np.zeros(pooled.shape[1:], dtype=bool)
-    equal = np.empty((max(n - 1, 0),) + pooled.shape[1:], dtype=bool)
-    for i in range(n - 1):
-        step = equal[: n - 1 - i]
-        np.equal(pooled[i], pooled[i + 1:], out=step)
-        tied |= step.any(axis=0)
-    return tied
 
 
 def _mwu_normal_pvalues(u1: np.ndarray, n_c: np.ndarray, n_t: np.ndarray, tie_term: np.ndarray) -> np.ndarray:
