@@ -24,7 +24,7 @@ from trialsim.model import build_model
 from trialsim.population import draw_covariates
 from trialsim.rng import Streams, patient_draws, patient_major, trials_first
 
-# (trials, patients): many patients, one trial, one patient, trials across several tiles, empty
+# (trials, patients): many patients, one trial, one patient, trials across several markers slabs, empty
 SHAPES = [(40, 700), (7, 3), (1, 300), (60, 1), (3000, 11), (0, 5), (4, 0)]
 
 
@@ -63,8 +63,9 @@ def test_blocked_transpose_of_a_strided_plane_equals_the_plain_copy(shape, dtype
     assert_same(trials_first(draw[::3, :, 1]), np.ascontiguousarray(draw[::3, :, 1].T))
 
 
-@pytest.mark.parametrize("method, extra", [("random", ()), ("random", (3,)), ("standard_normal", (4,))])
-def test_patient_draws_is_the_transposed_patient_major_draw(method, extra):
+@pytest.mark.parametrize("method, extra", [("random", ()), ("random", (3,)), ("standard_normal", (4,)),
+                                           ("standard_normal", ())])
+def test_patient_draws_is_the_transposed_patient_major_draw(method, extra, loops):
     def rng():
         return Streams(9, 2)("test")
 
@@ -238,7 +239,7 @@ def markers_section(base: LogNormalMarkers, **changes) -> LogNormalMarkers:
     {"summaries": ["mean_log"], "analysed_markers": ["il6_drain"], "event": None},
     {"days": [0, 1, 2, 4, 7, 9, 12, 14, 20, 30], "event_lead_days": 0.0},  # more days than the pairwise sum's block
 ])
-def test_markers_equal_the_plain_trials_first_formulation(default_scenario, n_trials, n_patients, changes):
+def test_markers_equal_the_plain_trials_first_formulation(default_scenario, n_trials, n_patients, changes, loops):
     base = default_scenario.endpoints["cytokines"]
     if "days" in changes:  # every per-day field one value per day, missing samples on the last days
         k = len(changes["days"])
@@ -252,6 +253,21 @@ def test_markers_equal_the_plain_trials_first_formulation(default_scenario, n_tr
     assert_same_dicts(got, plain_markers(section, "cytokines", ctx, Streams(8, 0)))
     for a in section.analysed("cytokines"):  # what is analysed is a (trials, patients) view of patient-major values
         assert got[a.name].T.flags.c_contiguous
+
+
+def test_markers_slabs_do_not_move_a_bit(default_scenario, monkeypatch):
+    """Slabs of one patient, of a few, and of everyone give the same levels (numpy's formulation, _Slabs)."""
+    import trialsim.endpoints.markers as markers
+
+    ctx = context(default_scenario, 30, 50)
+    ctx.latent["leak_1m"] = default_scenario.endpoints["leak_1m"].generate("leak_1m", ctx, Streams(8, 0))
+    section = default_scenario.endpoints["cytokines"]
+    results = []
+    for values in (1, 7 * 30, 10**9):
+        monkeypatch.setattr(markers, "SLAB_VALUES", values)
+        results.append(section.generate("cytokines", ctx, Streams(8, 0)))
+    assert_same_dicts(results[0], results[1])
+    assert_same_dicts(results[0], results[2])
 
 
 def test_untested_batch_has_the_same_patients_and_no_statistics(default_scenario):

@@ -6,10 +6,14 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pyarrow.parquet as pq
 import pytest
 
 from trialsim import kernels
 from trialsim.analysis import continuous
+from trialsim.api import run
+from trialsim.endpoints import markers
+from trialsim.engine import runner
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -93,18 +97,75 @@ def test_sums_over_patients_refuse_long_arms():
         kernels.sums_over_patients(np.zeros((129, 4)))
 
 
-def test_nan_mean_and_welch_take_the_same_bits_with_and_without_the_kernel(monkeypatch):
-    """The compiled path of nan_mean and the t tests against their numpy path (kept for long arms)."""
+def test_nan_mean_and_welch_take_the_same_bits_with_and_without_the_kernel():
+    """The compiled path of nan_mean and the t tests against their numpy path (kept for short runs and long arms)."""
     rng = np.random.default_rng(5)
     xc, xt = _values(rng, (3, 700, 12), missing=0.15), _values(rng, (3, 700, 9), missing=0.15)
-    compiled = continuous.nan_mean(xc)[:2], continuous.welch_t(xc, xt), continuous.student_t(xc, xt)
-    monkeypatch.setattr(continuous, "_compiled_sums", lambda columns: False)
-    plain = continuous.nan_mean(xc)[:2], continuous.welch_t(xc, xt), continuous.student_t(xc, xt)
+    results = []
+    for on in (True, False):
+        with kernels.compiled_loops(on):
+            assert continuous._compiled_sums(continuous.patient_major(xc)) == on  # noqa: SLF001
+            results.append((continuous.nan_mean(xc)[:2], continuous.welch_t(xc, xt), continuous.student_t(xc, xt)))
+    compiled, plain = results
     for a, b in zip(compiled[0], plain[0]):
         assert a.tobytes() == b.tobytes()
     for a, b in zip(compiled[1:], plain[1:]):
         for name in ("statistic", "df", "difference", "se", "n_control", "n_treatment"):
             assert getattr(a, name).tobytes() == getattr(b, name).tobytes(), name
+
+
+def test_the_switch_is_off_by_default_and_scoped():
+    assert not kernels.compiled()
+    with kernels.compiled_loops():
+        assert kernels.compiled()
+        with kernels.compiled_loops(False):
+            assert not kernels.compiled()
+        assert kernels.compiled()
+    assert not kernels.compiled()
+
+
+@pytest.mark.parametrize("n_jobs", [1, 2])
+def test_long_runs_use_the_loops_and_every_number_stays(default_scenario, monkeypatch, tmp_path, n_jobs):
+    """The runner turns the loops on from COMPILED_FROM trials per worker; a run with them gives the very results and
+    per-trial table of the same run without them (grouped blocks, both workers)."""
+    calls = []
+    loop = markers._marker_day  # noqa: SLF001
+
+    def counted(*args):
+        calls.append(1)
+        return loop(*args)
+
+    monkeypatch.setattr(markers, "_marker_day", counted)
+    frames = []
+    for threshold in (10**9, 1):
+        monkeypatch.setattr(runner, "COMPILED_FROM", threshold)
+        calls.clear()
+        res = run(default_scenario, n_sims=2500, seed=3, n_jobs=n_jobs, overrides=["run.block_size=250"],
+                  keep_trials=tmp_path / str(threshold))
+        if n_jobs == 1:  # in this process: the loop was used only past the threshold
+            assert bool(calls) == (threshold == 1)
+        trials = sorted((tmp_path / str(threshold)).rglob("*.parquet"))
+        frames.append((res.to_frame(), res.estimates_frame(), [pq.read_table(f).to_pandas() for f in trials]))
+    (power_a, est_a, trials_a), (power_b, est_b, trials_b) = frames
+    assert power_a.equals(power_b) and est_a.equals(est_b)
+    assert len(trials_a) == len(trials_b) == 10
+    for a, b in zip(trials_a, trials_b):
+        assert a.equals(b)
+
+
+@pytest.mark.parametrize("sizes, n_patients, extra", [((1000,), 20, (4,)), ((300, 300, 7), 11, ()), ((5, 0, 3), 2, (2, 3)),
+                                                      ((4,), 0, (4,)), ((3, 2), 5, (0,))])
+def test_standard_normals_are_numpys_and_leave_each_stream_where_numpy_does(sizes, n_patients, extra):
+    def generators():
+        return [np.random.Generator(np.random.PCG64(np.random.SeedSequence(7, spawn_key=(b,)))) for b in range(len(sizes))]
+
+    compiled, plain = generators(), generators()
+    got = kernels.standard_normals(compiled, sizes, n_patients, extra)
+    expected = np.concatenate([g.standard_normal((n_patients, m) + extra) for g, m in zip(plain, sizes)], axis=1)
+    assert got.shape == expected.shape and got.tobytes() == expected.tobytes()
+    for a, b in zip(compiled, plain):  # what the streams draw next, normals and uniforms, is numpy's too
+        assert a.standard_normal(5).tobytes() == b.standard_normal(5).tobytes()
+        assert a.random(3).tobytes() == b.random(3).tobytes()
 
 
 def test_compiled_loops_do_what_their_python_does():

@@ -14,7 +14,7 @@ import numpy as np
 from scipy import special
 
 from trialsim.analysis.binary import gather_by_size_pair
-from trialsim.kernels import MAX_SUMMED, pair_counts_and_ties, sums_over_patients
+from trialsim.kernels import MAX_SUMMED, compiled, pair_counts_and_ties, sums_over_patients
 
 __all__ = ["TestResult", "welch_t", "student_t", "mann_whitney", "MANN_WHITNEY_METHODS"]
 
@@ -200,7 +200,7 @@ def by_rows(x: np.ndarray) -> bool:
 def _compiled_sums(columns: np.ndarray) -> bool:
     """Whether :func:`trialsim.kernels.sums_over_patients` sums this patient-major array (short arms of floats, each
     patient's values one block, so that they are 2-d as ``(patients, trials)`` without a copy)."""
-    return (columns.ndim >= 2 and 0 < columns.shape[0] <= MAX_SUMMED and columns.dtype == np.float64
+    return (compiled() and columns.ndim >= 2 and 0 < columns.shape[0] <= MAX_SUMMED and columns.dtype == np.float64
             and _blocks_contiguous(columns))
 
 
@@ -616,14 +616,18 @@ def _u_pairwise(xc: np.ndarray, xt: np.ndarray, columns: tuple[np.ndarray, np.nd
 
     ``U = #{x > y} + #{x == y} / 2`` over observed pairs (a comparison with NaN is False), which
     equals the rank sum minus ``n_c (n_c + 1) / 2`` with average ranks. Ties are found by comparing
-    every pair of the pooled patients, vectorised over the trials, in the compiled loop that counts ``x > y``
-    (:func:`trialsim.kernels.pair_counts_and_ties`; cheaper than sorting every trial's row); the rows with a
+    every pair of the pooled patients, vectorised over the trials (cheaper than sorting every trial's row; with
+    :func:`~trialsim.kernels.compiled` loops, in the loop that counts ``x > y``:
+    :func:`trialsim.kernels.pair_counts_and_ties`, else numpy passes, the same counts); the rows with a
     tie then get U and the tie term by counting each grade where they are ordinal grades
     (:func:`_rank_sums_of_grades`), else the equal pairs and the tie term from their sorted rows (continuous
     data almost never tie). ``columns``: both arms patient-major, when the caller has them.
     """
     cc, ct = columns if columns is not None else (patient_major(xc), patient_major(xt))
-    greater, any_tie = pair_counts_and_ties(cc, ct)
+    if compiled():
+        greater, any_tie = pair_counts_and_ties(cc, ct)
+    else:
+        greater, any_tie = _count_pairs(np.greater, cc, ct), _any_tie(np.concatenate([cc, ct], axis=0))
     u1 = greater.astype(float)
     tie_term = np.zeros(u1.shape)
     tied = np.nonzero(any_tie)[0]
@@ -640,6 +644,18 @@ def _u_pairwise(xc: np.ndarray, xt: np.ndarray, columns: tuple[np.ndarray, np.nd
         v.sort(axis=-1)  # NaNs last
         tie_term[tied] = _tie_term(v, *_tie_groups(v))
     return u1, tie_term
+
+
+def _any_tie(pooled: np.ndarray) -> np.ndarray:
+    """Whether any two observed values are equal, per trial of a patient-major 2-d array (NaN ties nothing)."""
+    n = pooled.shape[0]
+    tied = np.zeros(pooled.shape[1:], dtype=bool)
+    equal = np.empty((max(n - 1, 0),) + pooled.shape[1:], dtype=bool)
+    for i in range(n - 1):
+        step = equal[: n - 1 - i]
+        np.equal(pooled[i], pooled[i + 1:], out=step)
+        tied |= step.any(axis=0)
+    return tied
 
 
 def _mwu_normal_pvalues(u1: np.ndarray, n_c: np.ndarray, n_t: np.ndarray, tie_term: np.ndarray) -> np.ndarray:

@@ -31,7 +31,7 @@ from pydantic import Field, field_validator, model_validator
 from trialsim.config.base import MISSING_MAX, Identifier, StrictModel, Text
 from trialsim.endpoints.base import Analysed, EffectParameter, EndpointFamily, PatientContext, Status
 from trialsim.endpoints.registry import register
-from trialsim.kernels import kernel, readonly
+from trialsim.kernels import compiled, kernel, readonly
 from trialsim.rng import Streams, patient_major, trials_first
 
 
@@ -223,10 +223,11 @@ class LogNormalMarkers(EndpointFamily):
         """Natural-log levels ``<marker>_pod<day>`` (NaN = sample missing) and ``<marker>_mean_log``.
 
         Every step is element-wise per patient, so it runs on the patient-major draws (no transposition of
-        the normals), in one compiled loop per day (:func:`_marker_day`) that takes each patient's values of the
-        day through every step (AR(1) state, level, event raise, treatment, missing samples, and after the last
-        day the mean) while they are in the cache, each value through the same operations in the same order as
-        the plain formulation (tests/test_generation_fast_paths.py). The results are transposed views
+        the normals), a day at a time, so that each patient's values of the day go through every step (AR(1)
+        state, level, event raise, treatment, missing samples, and after the last day the mean) while they are
+        in the cache: in one compiled loop (:func:`_marker_day`, where :func:`~trialsim.kernels.compiled`) or in
+        numpy passes over slabs of patients (:class:`_Slabs`), each value through the same operations in the same
+        order either way, and as in the plain formulation (tests/test_generation_fast_paths.py). The results are transposed views
         ``(n_trials, n_patients)`` of these patient-major values, not copies: the analysis reads each arm back
         patient-major (``simulate._ArmsInStackOrder.patient_major``), which from such a view is a contiguous copy,
         and every test and summary gives the same bits for any layout.
@@ -242,7 +243,7 @@ class LogNormalMarkers(EndpointFamily):
         treated = np.asarray(ctx.treated, dtype=bool)
         treated = trials_first(treated) if p.any_treatment and treated.any() else None
         base = self._shared_base(cid, p, keep, s, n, streams)
-        steps = _Steps(p, keep, raised_from, treated, "mean_log" in self.summaries)
+        steps = (_Steps if compiled() else _Slabs)(p, keep, raised_from, treated, "mean_log" in self.summaries)
         for k, day in enumerate(self.days):
             z = _NONE_Z if base is not None else \
                 patient_major(streams("endpoint", cid, "day", str(day)), "standard_normal", s, n, extra=(n_markers,))
@@ -396,6 +397,84 @@ class _Steps:
                     self.log_treatment_gmr, u, which, chance, state, levels, self.mean_log and last, self.can_miss)
 
 
+SLAB_VALUES = 1 << 14  # values per (patients x trials) plane in one slab of _Slabs
+
+
+class _Slabs(_Steps):
+    """:class:`_Steps` in numpy passes over slabs of patients small enough for the cache: the same numbers, without
+    numba's start-up (for runs too short to pay for it, :func:`~trialsim.kernels.compiled`)."""
+
+    def day(self, k: int, z: np.ndarray, base: np.ndarray | None, missing: list[np.ndarray], state: np.ndarray,
+            levels: np.ndarray) -> None:
+        p, keep = self.p, tuple(int(m) for m in self.keep)
+        n, s = levels.shape[2:]
+        slab = max(1, SLAB_VALUES // max(s, 1))  # patients per slab
+        scratch = np.empty((2, min(slab, n), s))
+        mask = np.empty((min(slab, n), s), dtype=bool)
+        drawn = iter(missing)
+        misses = [(i, next(drawn), chance) for i, chance in enumerate(self.p_missing[k]) if chance]
+        for a in range(0, n, slab):
+            part = slice(a, a + slab)
+            size = len(range(n)[part])
+            day_levels = levels[:, k, part]
+            if base is None:
+                _day_levels(p, k, keep, z[part], state[:, part], day_levels, *scratch[:, :size])
+            else:
+                np.copyto(day_levels, base[:, k, part])
+            flags = mask[:size]
+            if self.raise_on:
+                # the event's log GMR from event_lead_days before its diagnosis on (added to levels, never -0.0,
+                # only where raised: the same as adding 0.0 on the other days)
+                np.greater_equal(p.days[k], self.raised_from[part], out=flags)
+                for i in range(len(keep)):
+                    np.add(day_levels[i], self.log_event_gmr[k, i], out=day_levels[i], where=flags)
+            if self.treat_on:  # in place where treated (a masked ufunc: no gather and scatter)
+                for i in range(len(keep)):
+                    np.add(day_levels[i], self.log_treatment_gmr[i], out=day_levels[i], where=self.treated[part])
+            for i, u, chance in misses:
+                np.copyto(day_levels[i], np.nan, where=np.less(u[part], chance, out=flags))
+            if k == len(p.days) - 1 and self.mean_log:
+                _mean_log(levels[:, :, part], self.p_missing)
+
+
+def _mean_log(levels: np.ndarray, p_missing: np.ndarray) -> None:
+    """Per-patient mean of the log levels over the available days (NaN when none is) into ``levels[:, -1]``;
+    ``p_missing``: (days, markers). Element-wise per patient (the days of one patient are summed in day order, and
+    those available of a patient missing one pairwise, as numpy sums them), so for any patient layout."""
+    n_days = levels.shape[1] - 1
+    means = levels[:, n_days]
+    np.sum(levels[:, :n_days], axis=1, out=means)
+    means /= n_days
+    for j in np.nonzero(p_missing.any(axis=0))[0]:  # markers that can miss a sample
+        gap = np.nonzero(np.isnan(means[j]))
+        if gap[0].size:
+            values = levels[j, :n_days][:, gap[0], gap[1]]
+            observed = ~np.isnan(values)
+            counts = observed.sum(axis=0)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                means[j][gap] = np.where(counts > 0, np.where(observed, values, 0.0).sum(axis=0) / counts, np.nan)
+
+
+def _day_levels(p: "_Parameters", k: int, keep: tuple[int, ...], z: np.ndarray, state: np.ndarray, levels: np.ndarray,
+                w: np.ndarray, term: np.ndarray) -> None:
+    """Day ``k``'s log levels of the ``keep`` markers for one slab of patients, from its normals ``z`` (patients,
+    trials, markers); ``state`` (markers, patients, trials) is the AR(1) state, read and updated; ``levels``
+    (markers, patients, trials) is written; ``w`` and ``term`` are scratch. Element-wise (no BLAS) so a patient's
+    bits never depend on how many others there are, nor on the slab."""
+    for i, m in enumerate(keep):
+        # w = chol[m, 0] z_0 + chol[m, 1] z_1 + ... + chol[m, m] z_m, summed in that order
+        target = w if k else state[i]
+        np.multiply(z[..., 0], p.chol[m, 0], out=target)
+        for j in range(1, m + 1):
+            target += np.multiply(z[..., j], p.chol[m, j], out=term)
+        if k:  # state = w * innovation + rho * state (as rho * state + w * innovation: sums and products commute exactly)
+            w *= p.innovation[k]
+            state[i] *= p.rho[k]
+            state[i] += w
+        np.multiply(state[i], p.log_sd[m], out=levels[i])  # log median + log SD * state
+        levels[i] += p.log_median[k, m]
+
+
 @kernel("void(" + ", ".join([
     "int64", readonly("float64", 3, "C"), readonly("float64", 4, "C"), "boolean",  # k, z, base, use_base
     readonly("float64", 2, "C"), readonly("intp", 1, "C"), "float64", "float64",  # chol, keep, innovation, rho
@@ -497,7 +576,7 @@ def _base_levels(p: "_Parameters", days: tuple[int, ...], keep: tuple[int, ...],
     """The levels :meth:`LogNormalMarkers._shared_base` describes, day by day as in ``generate``."""
     out = np.empty((len(keep), len(days) + 1, n, s))
     state = np.empty((len(keep), n, s))
-    steps = _Steps(p, keep, None, None, False)
+    steps = (_Steps if compiled() else _Slabs)(p, keep, None, None, False)
     steps.p_missing = np.zeros_like(steps.p_missing)  # before missing samples
     for k, day in enumerate(days):
         z = patient_major(streams("endpoint", cid, "day", str(day)), "standard_normal", s, n, extra=(n_markers,))
