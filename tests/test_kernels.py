@@ -114,6 +114,68 @@ def test_nan_mean_and_welch_take_the_same_bits_with_and_without_the_kernel():
             assert getattr(a, name).tobytes() == getattr(b, name).tobytes(), name
 
 
+def test_without_numba_long_runs_keep_numpys_passes(default_scenario, monkeypatch):
+    calls = []
+    monkeypatch.setattr(markers, "_marker_day", lambda *args: calls.append(1))
+    monkeypatch.setattr(runner, "COMPILED_FROM", 1)
+    monkeypatch.setattr(kernels, "available", lambda: False)
+    run(default_scenario, n_sims=500, seed=3, n_jobs=1)
+    assert not calls
+
+
+def test_a_failing_self_check_keeps_numpys_passes(monkeypatch):
+    """A platform where a loop rounds differently: its module's check fails, the loops stay off, with a warning."""
+    monkeypatch.setattr(kernels, "_CHECKS", list(kernels._CHECKS))  # noqa: SLF001
+    monkeypatch.setattr(kernels, "_failed", [])
+    monkeypatch.setattr(kernels, "_warned", set())
+    with kernels.compiled_loops():
+        assert kernels.compiled()
+    monkeypatch.setattr(kernels, "_n_checked", kernels._n_checked)  # noqa: SLF001
+    with kernels.compiled_loops():
+        assert kernels.compiled()  # every shipped check passes here
+        kernels.self_check(lambda: False)
+        with pytest.warns(RuntimeWarning, match="other numbers than numpy"):
+            assert not kernels.compiled()
+        assert not kernels.compiled()
+
+
+def test_the_shipped_self_checks_pass_and_can_fail(monkeypatch):
+    """Each shipped check compares its loop with numpy's formulation (and notices a loop that is off by one ulp)."""
+    from trialsim.analysis.continuous import _pair_counts_are_numpys, _sums_are_numpys  # noqa: PLC0415
+    from trialsim.endpoints.markers import _marker_loop_is_numpys  # noqa: PLC0415
+
+    checks = [kernels._normals_are_numpys, _pair_counts_are_numpys, _sums_are_numpys, _marker_loop_is_numpys]  # noqa: SLF001
+    assert all(check() for check in checks)
+    sums = kernels.sums_over_patients
+
+    def off_by_an_ulp(columns, mean=None):
+        counts, totals = sums(columns, mean)
+        return counts, np.nextafter(totals, np.inf)
+
+    monkeypatch.setattr(kernels, "sums_over_patients", off_by_an_ulp)
+    monkeypatch.setattr(continuous, "sums_over_patients", off_by_an_ulp)
+    assert not _sums_are_numpys()
+
+
+def test_a_read_only_install_compiles_in_each_process_with_a_warning(monkeypatch):
+    """numba with no folder to cache in raises "cannot cache function"; the loop is then compiled without the cache."""
+    fresh = kernels._Kernel(kernels._pair_counts_and_ties.py_func, kernels._pair_counts_and_ties.signature)  # noqa: SLF001
+    jit = fresh._jit  # noqa: SLF001
+
+    def no_cache_folder(cache):
+        if cache:
+            raise RuntimeError("cannot cache function '_pair_counts_and_ties': no locator available for file 'kernels.py'")
+        return jit(cache)
+
+    monkeypatch.setattr(fresh, "_jit", no_cache_folder)
+    monkeypatch.setattr(kernels, "_warned", set())
+    x = np.arange(12.0).reshape(3, 4)
+    counts, tied = np.empty(4, dtype=np.uint16), np.empty(4, dtype=bool)
+    with pytest.warns(RuntimeWarning, match="NUMBA_CACHE_DIR"):
+        fresh(x, x[::-1].copy(), True, counts, tied)
+    np.testing.assert_array_equal(counts, continuous._count_pairs(np.greater, x, x[::-1].copy()))  # noqa: SLF001
+
+
 def test_the_switch_is_off_by_default_and_scoped():
     assert not kernels.compiled()
     with kernels.compiled_loops():

@@ -23,20 +23,57 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import importlib.util
 import threading
+import warnings
 from collections.abc import Callable, Iterator
 
 import numpy as np
 
-__all__ = ["compiled", "compiled_loops", "kernel", "readonly", "standard_normals", "pair_counts_and_ties", "sums_over_patients", "MAX_SUMMED"]
+__all__ = ["available", "compiled", "compiled_loops", "kernel", "readonly", "self_check", "standard_normals", "pair_counts_and_ties", "sums_over_patients", "MAX_SUMMED"]
 
 
 _COMPILED = contextvars.ContextVar("trialsim_compiled_loops", default=False)
 
 
+def available() -> bool:
+    """Whether numba is installed (found, not imported): without it, every step keeps its numpy formulation."""
+    return importlib.util.find_spec("numba") is not None
+
+
 def compiled() -> bool:
-    """Whether the steps that have a compiled loop use it here (else their numpy formulation: the same bits)."""
-    return _COMPILED.get()
+    """Whether the steps that have a compiled loop use it here (else their numpy formulation: the same bits): where
+    :func:`compiled_loops` turned them on and every :func:`self_check` passed in this process."""
+    return _COMPILED.get() and _verified()
+
+
+_CHECKS: list[Callable[[], bool]] = []
+_failed: list[str] = []
+_n_checked = 0
+_check_lock = threading.Lock()
+
+
+def self_check(check: Callable[[], bool]) -> Callable[[], bool]:
+    """Decorator registering ``check() -> bool``: whether a compiled loop gives, on a small fixed input, the very bits
+    of its numpy formulation. Each runs once per process, before its module's loops are first used; one that fails
+    (a platform whose compiler or maths library rounds differently) turns the loops off in that process, with a
+    warning, so that a seed gives the same numbers on every machine."""
+    _CHECKS.append(check)
+    return check
+
+
+def _verified() -> bool:
+    global _n_checked
+    if _n_checked < len(_CHECKS):  # checks registered since (their modules imported since)
+        with _check_lock:
+            while _n_checked < len(_CHECKS):
+                check = _CHECKS[_n_checked]
+                if not check():
+                    _failed.append(f"{check.__module__}.{check.__qualname__}")
+                    _warn_once(f"a compiled loop gives other numbers than numpy on this machine ({_failed[-1]}); "
+                               "trialsim uses numpy's passes instead (the same numbers, slower)")
+                _n_checked += 1
+    return not _failed
 
 
 @contextlib.contextmanager
@@ -55,7 +92,8 @@ class _Kernel:
     """A function compiled by numba on its first call, for one signature (``njit(signature, cache=True, nogil=True)``,
     numpy's floating-point error model: 0/0 is NaN, as in numpy). One signature, with inputs of any strides where
     the loops copy them first, makes one compilation per machine (about half a second each) and never another in
-    the middle of a run."""
+    the middle of a run. Where numba finds no folder to cache it in (a read-only install without a writable home;
+    ``NUMBA_CACHE_DIR`` names one), it is compiled in each process instead, with a warning."""
 
     def __init__(self, fn: Callable, signature: str | None):
         self.py_func, self.signature = fn, signature
@@ -63,18 +101,40 @@ class _Kernel:
         self._compiled: Callable | None = None
         self._lock = threading.Lock()
 
+    def _jit(self, cache: bool) -> Callable:
+        import numba  # heavy (about 0.1 s, and 0.2 s more for the first kernel): only where one runs
+
+        options = dict(cache=cache, nogil=True, error_model="numpy")
+        return (numba.njit(self.signature, **options) if self.signature else numba.njit(**options))(self.py_func)
+
     def __call__(self, *args):
         compiled = self._compiled
-        if compiled is None:
-            with self._lock:
-                if self._compiled is None:
-                    import numba  # heavy (about 0.1 s, and 0.2 s more for the first kernel): only where one runs
+        if compiled is not None:
+            return compiled(*args)
+        with self._lock:
+            if self._compiled is not None:
+                return self._compiled(*args)
+            try:  # compiled here (with a signature) or by the first call (without one)
+                jitted = self._jit(cache=True)
+                result = jitted(*args)
+            except RuntimeError as exc:
+                if "cannot cache" not in str(exc):
+                    raise
+                _warn_once(f"numba has no folder to cache trialsim's compiled loops in ({exc}); they are compiled in "
+                           "every process instead (about 4 s each): set NUMBA_CACHE_DIR to a writable folder")
+                jitted = self._jit(cache=False)
+                result = jitted(*args)
+            self._compiled = jitted
+            return result
 
-                    options = dict(cache=True, nogil=True, error_model="numpy")
-                    jit = numba.njit(self.signature, **options) if self.signature else numba.njit(**options)
-                    self._compiled = jit(self.py_func)
-                compiled = self._compiled
-        return compiled(*args)
+
+_warned: set[str] = set()
+
+
+def _warn_once(message: str) -> None:
+    if message not in _warned:
+        _warned.add(message)
+        warnings.warn(message, RuntimeWarning, stacklevel=3)
 
 
 def readonly(dtype: str, ndim: int, layout: str = "A") -> str:
@@ -240,3 +300,13 @@ def standard_normals(generators, sizes, n_patients: int, extra: tuple[int, ...] 
             _normals_into(generator, view, start, start + m)
         start += m
     return out
+
+
+@self_check
+def _normals_are_numpys() -> bool:
+    def generators():
+        return [np.random.Generator(np.random.PCG64(np.random.SeedSequence(20240831, spawn_key=(b,)))) for b in (0, 1)]
+
+    got = standard_normals(generators(), (300, 7), 5, (4,))
+    expected = np.concatenate([g.standard_normal((5, m, 4)) for g, m in zip(generators(), (300, 7))], axis=1)
+    return got.tobytes() == expected.tobytes()

@@ -14,7 +14,7 @@ import numpy as np
 from scipy import special
 
 from trialsim.analysis.binary import gather_by_size_pair
-from trialsim.kernels import MAX_SUMMED, compiled, pair_counts_and_ties, sums_over_patients
+from trialsim.kernels import MAX_SUMMED, compiled, pair_counts_and_ties, self_check, sums_over_patients
 
 __all__ = ["TestResult", "welch_t", "student_t", "mann_whitney", "MANN_WHITNEY_METHODS"]
 
@@ -205,7 +205,7 @@ def _compiled_sums(columns: np.ndarray) -> bool:
 
 
 def nan_mean(x: np.ndarray, columns: np.ndarray | None = None):
-    """Analysable count and mean along the last axis, NaN-aware; also the incomplete rows.
+    """Analysable count and mean along the last axis, NaN-aware.
 
     Most rows have no missing value: they are summed directly, and only the rows whose plain
     sum is NaN (inputs are finite or NaN) are redone with the mask, patient-major, for every trial of
@@ -225,14 +225,14 @@ def nan_mean(x: np.ndarray, columns: np.ndarray | None = None):
                 ok = ~np.isnan(rows)
                 n[incomplete] = ok.sum(axis=-1)
                 mean[incomplete] = np.where(ok, rows, 0.0).sum(axis=-1) / n[incomplete]
-        return n, mean, incomplete
+        return n, mean
     columns = patient_major(x) if columns is None else columns
     if _compiled_sums(columns):  # one compiled pass: counts and masked sums, the bits of the two numpy passes below
         counts, totals = sums_over_patients(columns.reshape(size, -1))
         n = counts.reshape(n.shape)
         with np.errstate(invalid="ignore", divide="ignore"):
             mean = (totals / counts).reshape(n.shape)
-        return n, mean, np.nonzero(n < size)
+        return n, mean
     with np.errstate(invalid="ignore", divide="ignore"):
         mean = sum_patients(columns) / size
         undefined = np.isnan(mean)
@@ -243,7 +243,7 @@ def nan_mean(x: np.ndarray, columns: np.ndarray | None = None):
             missing = np.isnan(block)
             n[at] = size - _count_patients(missing)
             mean[at] = sum_patients(np.where(missing, 0.0, block)) / n[at]
-    return n, mean, incomplete
+    return n, mean
 
 
 def nan_median(x: np.ndarray) -> np.ndarray:
@@ -656,6 +656,36 @@ def _any_tie(pooled: np.ndarray) -> np.ndarray:
         np.equal(pooled[i], pooled[i + 1:], out=step)
         tied |= step.any(axis=0)
     return tied
+
+
+@self_check
+def _pair_counts_are_numpys() -> bool:
+    rng = np.random.default_rng(20240831)
+    xc, xt = rng.integers(0, 30, (9, 700)).astype(float), rng.normal(15, 9, (12, 700)).round(1)
+    xc[rng.random(xc.shape) < 0.1] = np.nan
+    got = pair_counts_and_ties(xc, xt)
+    expected = _count_pairs(np.greater, xc, xt), _any_tie(np.concatenate([xc, xt], axis=0))
+    return all(a.astype(np.int64).tobytes() == b.astype(np.int64).tobytes() for a, b in zip(got, expected))
+
+
+@self_check
+def _sums_are_numpys() -> bool:
+    rng = np.random.default_rng(20240831)
+    for n in (5, 10, 19, 40):
+        x = rng.normal(0, 1, (n, 600)) * 10.0 ** rng.uniform(-3, 3, (n, 600))
+        missing = rng.random(x.shape) < 0.2
+        x[missing] = np.nan
+        counts, totals = sums_over_patients(x)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            mean = totals / counts
+            dev = x - mean
+        dev[np.isnan(dev)] = 0.0
+        dev *= dev
+        if (counts.tobytes() != (n - missing.sum(axis=0)).astype(np.intp).tobytes()
+                or totals.tobytes() != sum_patients(np.where(missing, 0.0, x)).tobytes()
+                or sums_over_patients(x, mean)[1].tobytes() != sum_patients(dev).tobytes()):
+            return False
+    return True
 
 
 def _mwu_normal_pvalues(u1: np.ndarray, n_c: np.ndarray, n_t: np.ndarray, tie_term: np.ndarray) -> np.ndarray:

@@ -31,7 +31,7 @@ from pydantic import Field, field_validator, model_validator
 from trialsim.config.base import MISSING_MAX, Identifier, StrictModel, Text
 from trialsim.endpoints.base import Analysed, EffectParameter, EndpointFamily, PatientContext, Status
 from trialsim.endpoints.registry import register
-from trialsim.kernels import compiled, kernel, readonly
+from trialsim.kernels import compiled, kernel, readonly, self_check
 from trialsim.rng import Streams, patient_major, trials_first
 
 
@@ -264,7 +264,7 @@ class LogNormalMarkers(EndpointFamily):
                      streams: Streams) -> np.ndarray | None:
         """Patient-major ``(computed markers, days, n_patients, n_trials)`` levels before the event's raise, the treatment
         and missing samples, from the streams' memo (:mod:`trialsim.memo`) when there is one and they fit in it; else
-        None (:meth:`generate` computes them slab by slab). They read the day draws and the parameters in the key only:
+        None (:meth:`generate` computes them day by day). They read the day draws and the parameters in the key only:
         an effect grid over ``treatment_gmr`` (or ``event_gmr``, ``p_missing``) draws and correlates them once per block."""
         memo = streams.memo
         if memo is None or not memo.fits(len(keep) * len(self.days) * n * s * 8):
@@ -354,17 +354,19 @@ def correlation_matrix(section: LogNormalMarkers) -> np.ndarray:
     return np.kron(day_corr, marker_correlation(section))
 
 
-_NONE_Z = np.empty((1, 1, 1))  # the day's normals where the levels before event, treatment and missing come from the memo
+_NONE_Z = np.empty((1, 1, 1))  # no normals (levels from the memo), or no uniforms (no sample can miss that day)
 _NONE_BASE = np.empty((1, 1, 1, 1))
 _NONE_DAYS = np.empty((1, 1))
 _NONE_TREATED = np.zeros((1, 1), dtype=bool)
 
 
 class _Steps:
-    """What :func:`_marker_day` applies to the levels of each day of one generated batch."""
+    """What :func:`_marker_day` applies to the levels of each day of one generated batch: the event's raise where
+    ``raised_from`` is given, the treatment where ``treated`` is, missing samples unless ``missing`` is False (the
+    levels before them, :func:`_base_levels`), the mean of logs after the last day with ``mean_log``."""
 
     def __init__(self, p: "_Parameters", keep: tuple[int, ...], raised_from: np.ndarray | None,
-                 treated: np.ndarray | None, mean_log: bool):
+                 treated: np.ndarray | None, mean_log: bool, missing: bool = True):
         rows = list(keep)
         self.p, self.keep = p, np.asarray(keep, dtype=np.intp)
         self.raised_from = _NONE_DAYS if raised_from is None else np.ascontiguousarray(raised_from, dtype=float)
@@ -377,7 +379,8 @@ class _Steps:
         self.log_median = np.ascontiguousarray(p.log_median)  # (days, markers)
         self.chol, self.log_sd = np.ascontiguousarray(p.chol), np.ascontiguousarray(p.log_sd)
         self.mean_log = mean_log
-        self.p_missing = np.ascontiguousarray(p.p_missing[:, rows])  # (days, computed markers)
+        p_missing = p.p_missing[:, rows] if missing else np.zeros((len(p.days), len(rows)))
+        self.p_missing = np.ascontiguousarray(p_missing)  # (days, computed markers)
         self.can_miss = self.p_missing.any(axis=0)
 
     def day(self, k: int, z: np.ndarray, base: np.ndarray | None, missing: list[np.ndarray], state: np.ndarray,
@@ -571,17 +574,40 @@ def _marker_day(k, z, base, use_base, chol, keep, innovation, rho, log_sd, log_m
                         mean[t] = total / seen if seen > 0 else np.nan
 
 
+@self_check
+def _marker_loop_is_numpys() -> bool:
+    """The compiled day loop against numpy's slabs on a panel of four markers over ten days (pairwise means of the
+    available days), with an event, treatment and missing samples."""
+    rng = np.random.default_rng(20240831)
+    days = (1, 2, 3, 5, 6, 8, 9, 10, 12, 14)
+    markers = [m.model_copy(update={"median": (m.median[0],) * len(days), "event_gmr": (m.event_gmr[-1],) * len(days),
+                                    "p_missing": (0.1,) * (len(days) - 2) + (0.5, 0.9)}) for m in DEFAULT_MARKERS]
+    p = _Parameters(LogNormalMarkers(days=days, markers=tuple(markers)))
+    n, s, keep = 7, 300, (0, 1, 2, 3)
+    raised_from = np.where(rng.random((n, s)) < 0.3, rng.integers(0, 15, (n, s)).astype(float), np.nan)
+    treated = rng.random((n, s)) < 0.5
+    results = []
+    for steps in (_Steps, _Slabs):
+        draws = np.random.default_rng(7)
+        day_steps = steps(p, keep, raised_from, treated, mean_log=True)
+        levels, state = np.empty((len(keep), len(days) + 1, n, s)), np.empty((len(keep), n, s))
+        for k in range(len(days)):
+            missing = [draws.random((n, s)) for chance in day_steps.p_missing[k] if chance]
+            day_steps.day(k, draws.standard_normal((n, s, len(DEFAULT_MARKERS))), None, missing, state, levels)
+        results.append(levels.tobytes())
+    return results[0] == results[1]
+
+
 def _base_levels(p: "_Parameters", days: tuple[int, ...], keep: tuple[int, ...], cid: str, s: int, n: int,
                  n_markers: int, streams: Streams) -> np.ndarray:
     """The levels :meth:`LogNormalMarkers._shared_base` describes, day by day as in ``generate``."""
-    out = np.empty((len(keep), len(days) + 1, n, s))
+    out = np.empty((len(keep), len(days), n, s))  # no plane for the mean: it is not taken here
     state = np.empty((len(keep), n, s))
-    steps = (_Steps if compiled() else _Slabs)(p, keep, None, None, False)
-    steps.p_missing = np.zeros_like(steps.p_missing)  # before missing samples
+    steps = (_Steps if compiled() else _Slabs)(p, keep, None, None, mean_log=False, missing=False)
     for k, day in enumerate(days):
         z = patient_major(streams("endpoint", cid, "day", str(day)), "standard_normal", s, n, extra=(n_markers,))
         steps.day(k, z, None, [], state, out)
-    return np.ascontiguousarray(out[:, :len(days)])
+    return out
 
 
 class _Parameters:

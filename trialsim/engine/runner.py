@@ -24,7 +24,7 @@ from trialsim.engine.malloc import tune_malloc
 from trialsim.engine.memory import DEFAULT_BLOCK_SIZE, Layout, blocks_per_task, plan_layout, trial_bytes
 from trialsim.engine.rundir import Checkpoint, RunDir
 from trialsim.flow.run import TRIAL_FIELDS
-from trialsim.kernels import compiled_loops
+from trialsim import kernels
 from trialsim.memo import process_memo
 from trialsim.model import build_model
 from trialsim.registry import DECISION_RULES, MULTIPLICITY_METHODS
@@ -164,7 +164,7 @@ def _with_sizes(table: dict, n_control: int, n_treatment: int) -> dict:
 def run_task(spec: ScenarioSpec, seed: int, task: Task, keep_trials: bool = False, share_draws: bool = False,
              trial_columns: Sequence[str] = TRIAL_COLUMNS):
     """One task on a worker: its blocks' summaries (and per-trial tables with ``keep_trials``)."""
-    with compiled_loops(task.compiled):
+    with kernels.compiled_loops(task.compiled):
         out = simulate_blocks(spec.scenario, seed, task.blocks, group=task.group, block_size=task.block_size,
                               keep_trials=keep_trials, nested=spec.nested, share_draws=share_draws,
                               trial_columns=trial_columns)
@@ -289,7 +289,7 @@ def run_specs(
     per_task = blocks_per_task(n_todo, n_workers=n_workers, chunk_blocks=chunk_blocks)
     todo_trials = sum(_trials(b, size, n_sims) for t in todo for b in t)
     tasks = dearest_first(todo, per_task, size, n_sims, trial_costs=[trial_bytes(spec) for spec in specs],
-                          group=layout.group, compiled=todo_trials >= COMPILED_FROM * n_workers)
+                          group=layout.group, compiled=todo_trials >= COMPILED_FROM * n_workers and kernels.available())
     n_tasks = len(tasks)
     bar = _progress(progress, total=todo_trials, already=len(specs) * n_sims - todo_trials)
     keep = on_trials is not None
