@@ -5,6 +5,7 @@ import pytest
 
 from trialsim.cache import ENV_DIR, ENV_SWITCH
 from trialsim.config.loader import load_scenario
+from trialsim.kernels import compiled_loops
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = ROOT / "configs"
@@ -20,6 +21,14 @@ def default_scenario():
 @pytest.fixture(scope="session")
 def crp_scenario():
     return load_scenario(CRP_CONFIG)
+
+
+@pytest.fixture(params=[False, True], ids=["numpy", "compiled"])
+def loops(request):
+    """The test runs twice: with the numpy formulation of the steps that have a compiled loop, and with the loops
+    (trialsim.kernels; the runner picks them for long runs). Both must give the same numbers."""
+    with compiled_loops(request.param):
+        yield request.param
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -53,7 +53,7 @@ def ordinal_trials():
 # --------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("func, equal_var", [(welch_t, False), (student_t, True)])
 @pytest.mark.parametrize("data", ["continuous_trials", "ordinal_trials"])
-def test_t_tests_equal_scipy_per_trial(func, equal_var, data, request):
+def test_t_tests_equal_scipy_per_trial(func, equal_var, data, request, loops):
     xc, xt = request.getfixturevalue(data)
     res = func(xc, xt)
     for i in range(xc.shape[0]):
@@ -69,7 +69,7 @@ def test_t_tests_equal_scipy_per_trial(func, equal_var, data, request):
 
 
 @pytest.mark.parametrize("func, equal_var", [(welch_t, False), (student_t, True)])
-def test_t_tests_with_constant_arms_follow_scipy(func, equal_var):
+def test_t_tests_with_constant_arms_follow_scipy(func, equal_var, loops):
     xc = np.array([[1.0, 1.0, 1.0], [2.0, 2.0, 2.0]])
     xt = np.array([[2.0, 2.0, 2.0], [2.0, 2.0, 2.0]])
     res = func(xc, xt)
@@ -80,7 +80,7 @@ def test_t_tests_with_constant_arms_follow_scipy(func, equal_var):
 
 
 @pytest.mark.parametrize("data", ["continuous_trials", "ordinal_trials"])
-def test_mann_whitney_asymptotic_equals_scipy_per_trial(data, request):
+def test_mann_whitney_asymptotic_equals_scipy_per_trial(data, request, loops):
     xc, xt = request.getfixturevalue(data)
     res = mann_whitney(xc, xt, method="asymptotic")
     assert not res.exact.any()
@@ -95,7 +95,7 @@ def test_mann_whitney_asymptotic_equals_scipy_per_trial(data, request):
     assert np.all(np.isnan(res.df))
 
 
-def test_mann_whitney_exact_equals_scipy_per_trial(continuous_trials):
+def test_mann_whitney_exact_equals_scipy_per_trial(continuous_trials, loops):
     xc, xt = continuous_trials
     res = mann_whitney(xc, xt, method="exact")
     for i in range(xc.shape[0]):
@@ -153,7 +153,7 @@ def test_inputs_are_validated():
 
 
 @pytest.mark.parametrize("func", [welch_t, student_t, mann_whitney])
-def test_results_do_not_depend_on_the_batch(func, continuous_trials):
+def test_results_do_not_depend_on_the_batch(func, continuous_trials, loops):
     # trials are independent along the first axis: batches of 1, 50 and 200 give the same numbers
     xc, xt = continuous_trials
     whole = func(xc, xt)

@@ -63,8 +63,9 @@ def test_blocked_transpose_of_a_strided_plane_equals_the_plain_copy(shape, dtype
     assert_same(trials_first(draw[::3, :, 1]), np.ascontiguousarray(draw[::3, :, 1].T))
 
 
-@pytest.mark.parametrize("method, extra", [("random", ()), ("random", (3,)), ("standard_normal", (4,))])
-def test_patient_draws_is_the_transposed_patient_major_draw(method, extra):
+@pytest.mark.parametrize("method, extra", [("random", ()), ("random", (3,)), ("standard_normal", (4,)),
+                                           ("standard_normal", ())])
+def test_patient_draws_is_the_transposed_patient_major_draw(method, extra, loops):
     def rng():
         return Streams(9, 2)("test")
 
@@ -238,7 +239,7 @@ def markers_section(base: LogNormalMarkers, **changes) -> LogNormalMarkers:
     {"summaries": ["mean_log"], "analysed_markers": ["il6_drain"], "event": None},
     {"days": [0, 1, 2, 4, 7, 9, 12, 14, 20, 30], "event_lead_days": 0.0},  # more days than the pairwise sum's block
 ])
-def test_markers_equal_the_plain_trials_first_formulation(default_scenario, n_trials, n_patients, changes):
+def test_markers_equal_the_plain_trials_first_formulation(default_scenario, n_trials, n_patients, changes, loops):
     base = default_scenario.endpoints["cytokines"]
     if "days" in changes:  # every per-day field one value per day, missing samples on the last days
         k = len(changes["days"])
@@ -255,7 +256,7 @@ def test_markers_equal_the_plain_trials_first_formulation(default_scenario, n_tr
 
 
 def test_markers_slabs_do_not_move_a_bit(default_scenario, monkeypatch):
-    """Slabs of one patient, of a few, and of everyone give the same levels."""
+    """Slabs of one patient, of a few, and of everyone give the same levels (numpy's formulation, _Slabs)."""
     import trialsim.endpoints.markers as markers
 
     ctx = context(default_scenario, 30, 50)

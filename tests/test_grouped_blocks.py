@@ -43,7 +43,7 @@ def _joined(parts) -> np.ndarray:
 
 
 # ------------------------------------------------------------------------------------------ draws
-def test_block_draws_are_each_blocks_own_draws_side_by_side():
+def test_block_draws_are_each_blocks_own_draws_side_by_side(loops):
     sizes = (5, 3, 5)
     joined = Streams(7, 4, sizes=sizes)("endpoint", "x")
     alone = [Streams(7, 4 + i)("endpoint", "x") for i in range(len(sizes))]
@@ -78,7 +78,7 @@ def _fields(stats: TrialStats) -> list[np.ndarray]:
 
 
 @pytest.mark.parametrize("config", CONFIGS, ids=lambda p: p.stem)
-def test_a_batch_of_blocks_gives_every_block_its_own_bits(config):
+def test_a_batch_of_blocks_gives_every_block_its_own_bits(config, loops):
     scenario = load_scenario(config)
     if scenario.flow is not None:
         assert not groupable(scenario)

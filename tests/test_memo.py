@@ -89,7 +89,7 @@ EFFECT_GRID = [
     {"endpoints.los_days.treatment_ratio": 0.8}, {"endpoints.leak_1m.effect": 0.7}]
 
 
-def test_grid_points_sharing_a_memo_give_what_each_gives_alone(default_scenario):
+def test_grid_points_sharing_a_memo_give_what_each_gives_alone(default_scenario, loops):
     memo = BlockMemo()
     for values in [{}] + EFFECT_GRID + [{}]:
         sc = with_values(default_scenario, values)

@@ -23,6 +23,8 @@ from functools import lru_cache
 
 import numpy as np
 
+from trialsim.kernels import compiled, standard_normals
+
 
 def draw_seed() -> int:
     """A fresh root seed from the operating system's entropy (recorded in every result)."""
@@ -92,6 +94,8 @@ class BlockDraws:
 
     def patient_major(self, method: str, n_trials: int, n_patients: int, *args, extra: tuple = ()) -> np.ndarray:
         self._check(n_trials)
+        if method == "standard_normal" and not args and compiled():
+            return standard_normals(self.generators, self.sizes, n_patients, extra)
         return np.concatenate([getattr(g, method)(*args, size=(n_patients, m) + extra)
                                for g, m in zip(self.generators, self.sizes)], axis=1)
 
@@ -137,6 +141,8 @@ def patient_major(rng: np.random.Generator, method: str, n_trials: int, n_patien
     """
     if isinstance(rng, BlockDraws):
         return rng.patient_major(method, n_trials, n_patients, *args, extra=extra)
+    if method == "standard_normal" and not args and compiled():  # numpy's numbers, drawn by a compiled loop
+        return standard_normals([rng], [n_trials], n_patients, extra)
     return getattr(rng, method)(*args, size=(n_patients, n_trials) + extra)
 
 

@@ -14,6 +14,7 @@ import numpy as np
 from scipy import special
 
 from trialsim.analysis.binary import gather_by_size_pair
+from trialsim.kernels import MAX_SUMMED, compiled, pair_counts_and_ties, self_check, sums_over_patients
 
 __all__ = ["TestResult", "welch_t", "student_t", "mann_whitney", "MANN_WHITNEY_METHODS"]
 
@@ -196,8 +197,15 @@ def by_rows(x: np.ndarray) -> bool:
     return x.ndim >= 1 and x.shape[-1] >= _ROWS_FROM_N and x.strides[-1] == x.itemsize
 
 
+def _compiled_sums(columns: np.ndarray) -> bool:
+    """Whether :func:`trialsim.kernels.sums_over_patients` sums this patient-major array (short arms of floats, each
+    patient's values one block, so that they are 2-d as ``(patients, trials)`` without a copy)."""
+    return (compiled() and columns.ndim >= 2 and 0 < columns.shape[0] <= MAX_SUMMED and columns.dtype == np.float64
+            and _blocks_contiguous(columns))
+
+
 def nan_mean(x: np.ndarray, columns: np.ndarray | None = None):
-    """Analysable count and mean along the last axis, NaN-aware; also the incomplete rows.
+    """Analysable count and mean along the last axis, NaN-aware.
 
     Most rows have no missing value: they are summed directly, and only the rows whose plain
     sum is NaN (inputs are finite or NaN) are redone with the mask, patient-major, for every trial of
@@ -217,8 +225,14 @@ def nan_mean(x: np.ndarray, columns: np.ndarray | None = None):
                 ok = ~np.isnan(rows)
                 n[incomplete] = ok.sum(axis=-1)
                 mean[incomplete] = np.where(ok, rows, 0.0).sum(axis=-1) / n[incomplete]
-        return n, mean, incomplete
+        return n, mean
     columns = patient_major(x) if columns is None else columns
+    if _compiled_sums(columns):  # one compiled pass: counts and masked sums, the bits of the two numpy passes below
+        counts, totals = sums_over_patients(columns.reshape(size, -1))
+        n = counts.reshape(n.shape)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            mean = (totals / counts).reshape(n.shape)
+        return n, mean
     with np.errstate(invalid="ignore", divide="ignore"):
         mean = sum_patients(columns) / size
         undefined = np.isnan(mean)
@@ -229,7 +243,7 @@ def nan_mean(x: np.ndarray, columns: np.ndarray | None = None):
             missing = np.isnan(block)
             n[at] = size - _count_patients(missing)
             mean[at] = sum_patients(np.where(missing, 0.0, block)) / n[at]
-    return n, mean, incomplete
+    return n, mean
 
 
 def nan_median(x: np.ndarray) -> np.ndarray:
@@ -258,6 +272,9 @@ def _moments(x: np.ndarray, columns: np.ndarray | None = None, means: tuple[np.n
     rows = columns is None and by_rows(x)
     columns = x if rows else patient_major(x) if columns is None else columns
     n, mean = nan_mean(x, None if rows else columns)[:2] if means is None else means
+    if not rows and _compiled_sums(columns) and np.shape(mean) == columns.shape[1:]:
+        size = columns.shape[0]
+        return n, mean, sums_over_patients(columns.reshape(size, -1), mean.reshape(-1))[1].reshape(mean.shape)
     with np.errstate(invalid="ignore"):
         dev = x - mean[..., None] if rows else columns - mean
     missing = np.isnan(dev)
@@ -599,15 +616,21 @@ def _u_pairwise(xc: np.ndarray, xt: np.ndarray, columns: tuple[np.ndarray, np.nd
 
     ``U = #{x > y} + #{x == y} / 2`` over observed pairs (a comparison with NaN is False), which
     equals the rank sum minus ``n_c (n_c + 1) / 2`` with average ranks. Ties are found by comparing
-    every pair of the pooled patients, each step whole vectors over the trials (cheaper than sorting
-    every trial's row); the rows with a tie then get U and the tie term by counting each grade where they are
-    ordinal grades (:func:`_rank_sums_of_grades`), else the equal pairs and the tie term from their sorted rows
-    (continuous data almost never tie). ``columns``: both arms patient-major, when the caller has them.
+    every pair of the pooled patients, vectorised over the trials (cheaper than sorting every trial's row; with
+    :func:`~trialsim.kernels.compiled` loops, in the loop that counts ``x > y``:
+    :func:`trialsim.kernels.pair_counts_and_ties`, else numpy passes, the same counts); the rows with a
+    tie then get U and the tie term by counting each grade where they are ordinal grades
+    (:func:`_rank_sums_of_grades`), else the equal pairs and the tie term from their sorted rows (continuous
+    data almost never tie). ``columns``: both arms patient-major, when the caller has them.
     """
     cc, ct = columns if columns is not None else (patient_major(xc), patient_major(xt))
-    u1 = _count_pairs(np.greater, cc, ct).astype(float)
+    if compiled():
+        greater, any_tie = pair_counts_and_ties(cc, ct)
+    else:
+        greater, any_tie = _count_pairs(np.greater, cc, ct), _any_tie(np.concatenate([cc, ct], axis=0))
+    u1 = greater.astype(float)
     tie_term = np.zeros(u1.shape)
-    tied = np.nonzero(_any_tie(np.concatenate([cc, ct], axis=0)))[0]
+    tied = np.nonzero(any_tie)[0]
     if tied.size:
         xc_tied, xt_tied = xc[tied], xt[tied]
         counted = _rank_sums_of_grades(xc_tied, xt_tied)  # ordinal rows (every trial has ties): counting each grade
@@ -633,6 +656,36 @@ def _any_tie(pooled: np.ndarray) -> np.ndarray:
         np.equal(pooled[i], pooled[i + 1:], out=step)
         tied |= step.any(axis=0)
     return tied
+
+
+@self_check
+def _pair_counts_are_numpys() -> bool:
+    rng = np.random.default_rng(20240831)
+    xc, xt = rng.integers(0, 30, (9, 700)).astype(float), rng.normal(15, 9, (12, 700)).round(1)
+    xc[rng.random(xc.shape) < 0.1] = np.nan
+    got = pair_counts_and_ties(xc, xt)
+    expected = _count_pairs(np.greater, xc, xt), _any_tie(np.concatenate([xc, xt], axis=0))
+    return all(a.astype(np.int64).tobytes() == b.astype(np.int64).tobytes() for a, b in zip(got, expected))
+
+
+@self_check
+def _sums_are_numpys() -> bool:
+    rng = np.random.default_rng(20240831)
+    for n in (5, 10, 19, 40):
+        x = rng.normal(0, 1, (n, 600)) * 10.0 ** rng.uniform(-3, 3, (n, 600))
+        missing = rng.random(x.shape) < 0.2
+        x[missing] = np.nan
+        counts, totals = sums_over_patients(x)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            mean = totals / counts
+            dev = x - mean
+        dev[np.isnan(dev)] = 0.0
+        dev *= dev
+        if (counts.tobytes() != (n - missing.sum(axis=0)).astype(np.intp).tobytes()
+                or totals.tobytes() != sum_patients(np.where(missing, 0.0, x)).tobytes()
+                or sums_over_patients(x, mean)[1].tobytes() != sum_patients(dev).tobytes()):
+            return False
+    return True
 
 
 def _mwu_normal_pvalues(u1: np.ndarray, n_c: np.ndarray, n_t: np.ndarray, tie_term: np.ndarray) -> np.ndarray:

@@ -31,6 +31,7 @@ from pydantic import Field, field_validator, model_validator
 from trialsim.config.base import MISSING_MAX, Identifier, StrictModel, Text
 from trialsim.endpoints.base import Analysed, EffectParameter, EndpointFamily, PatientContext, Status
 from trialsim.endpoints.registry import register
+from trialsim.kernels import compiled, kernel, readonly, self_check
 from trialsim.rng import Streams, patient_major, trials_first
 
 
@@ -222,58 +223,34 @@ class LogNormalMarkers(EndpointFamily):
         """Natural-log levels ``<marker>_pod<day>`` (NaN = sample missing) and ``<marker>_mean_log``.
 
         Every step is element-wise per patient, so it runs on the patient-major draws (no transposition of
-        the normals), one slab of patients at a time so that a day's steps (AR(1) state, level, event raise,
-        treatment, missing samples, and after the last day the mean) stay in the cache, each value going
-        through the same operations in the same order. The results are transposed views ``(n_trials, n_patients)``
-        of these patient-major values, not copies: the analysis reads each arm back patient-major
-        (``simulate._ArmsInStackOrder.patient_major``), which from such a view is a contiguous copy, and every test
-        and summary gives the same bits for any layout. Copying them to C-contiguous arrays here cost about 1 us of a
-        default-design trial's 14 (16 arrays), for nothing.
+        the normals), a day at a time, so that each patient's values of the day go through every step (AR(1)
+        state, level, event raise, treatment, missing samples, and after the last day the mean) while they are
+        in the cache: in one compiled loop (:func:`_marker_day`, where :func:`~trialsim.kernels.compiled`) or in
+        numpy passes over slabs of patients (:class:`_Slabs`), each value through the same operations in the same
+        order either way, and as in the plain formulation (tests/test_generation_fast_paths.py). The results are transposed views
+        ``(n_trials, n_patients)`` of these patient-major values, not copies: the analysis reads each arm back
+        patient-major (``simulate._ArmsInStackOrder.patient_major``), which from such a view is a contiguous copy,
+        and every test and summary gives the same bits for any layout.
         """
         p = _parameters(self)
         s, n = ctx.shape
         n_days, n_markers = len(self.days), len(self.markers)
         keep = self.kept()  # computed markers; every marker is drawn (z has a column for each)
-        rows = list(keep)
         # one (computed marker, day or mean, patient, trial) array, patient-major like the draws
         levels = np.empty((len(keep), n_days + 1, n, s))
         state = np.empty((len(keep), n, s))  # standardised levels of the previous day (the AR(1) state)
         raised_from = self._raised_from(ctx)  # patient-major first raised day (NaN: no event), or None
         treated = np.asarray(ctx.treated, dtype=bool)
         treated = trials_first(treated) if p.any_treatment and treated.any() else None
-        log_event_gmr, log_treatment_gmr = p.log_event_gmr[:, rows], p.log_treatment_gmr[rows]
-        slab = max(1, SLAB_VALUES // max(s, 1))  # patients per slab
-        scratch = np.empty((2, min(slab, n), s))
-        mask = np.empty((min(slab, n), s), dtype=bool)
         base = self._shared_base(cid, p, keep, s, n, streams)
+        steps = (_Steps if compiled() else _Slabs)(p, keep, raised_from, treated, "mean_log" in self.summaries)
         for k, day in enumerate(self.days):
-            if base is None:
-                z = patient_major(streams("endpoint", cid, "day", str(day)), "standard_normal", s, n, extra=(n_markers,))
+            z = _NONE_Z if base is not None else \
+                patient_major(streams("endpoint", cid, "day", str(day)), "standard_normal", s, n, extra=(n_markers,))
             # only the samples that can be missing draw (each from its own stream, so when does not matter)
-            missing = [(i, patient_major(streams("endpoint", cid, "missing", self.markers[j].name, str(day)), "random", s, n),
-                        p.p_missing[k, j]) for i, j in enumerate(keep) if p.p_missing[k, j]]
-            for a in range(0, n, slab):
-                part = slice(a, a + slab)
-                size = len(range(n)[part])
-                day_levels = levels[:, k, part]
-                if base is None:
-                    _day_levels(p, k, keep, z[part], state[:, part], day_levels, *scratch[:, :size])
-                else:
-                    np.copyto(day_levels, base[:, k, part])
-                flags = mask[:size]
-                if raised_from is not None:
-                    # the event's log GMR from event_lead_days before its diagnosis on (added to levels, never -0.0,
-                    # only where raised: the same as adding 0.0 on the other days)
-                    np.greater_equal(p.days[k], raised_from[part], out=flags)
-                    for i in range(len(keep)):
-                        np.add(day_levels[i], log_event_gmr[k, i], out=day_levels[i], where=flags)
-                if treated is not None:  # in place where treated (a masked ufunc: no gather and scatter)
-                    for i in range(len(keep)):
-                        np.add(day_levels[i], log_treatment_gmr[i], out=day_levels[i], where=treated[part])
-                for i, u, chance in missing:
-                    np.copyto(day_levels[i], np.nan, where=np.less(u[part], chance, out=flags))
-                if k == n_days - 1 and "mean_log" in self.summaries:
-                    self._mean_log(levels[:, :, part], p.p_missing[:, rows])
+            missing = [patient_major(streams("endpoint", cid, "missing", self.markers[j].name, str(day)), "random", s, n)
+                       for j in keep if p.p_missing[k, j]]
+            steps.day(k, z, base, missing, state, levels)
         out: dict[str, np.ndarray] = {}
         for i, j in enumerate(keep):
             m = self.markers[j]
@@ -287,7 +264,7 @@ class LogNormalMarkers(EndpointFamily):
                      streams: Streams) -> np.ndarray | None:
         """Patient-major ``(computed markers, days, n_patients, n_trials)`` levels before the event's raise, the treatment
         and missing samples, from the streams' memo (:mod:`trialsim.memo`) when there is one and they fit in it; else
-        None (:meth:`generate` computes them slab by slab). They read the day draws and the parameters in the key only:
+        None (:meth:`generate` computes them day by day). They read the day draws and the parameters in the key only:
         an effect grid over ``treatment_gmr`` (or ``event_gmr``, ``p_missing``) draws and correlates them once per block."""
         memo = streams.memo
         if memo is None or not memo.fits(len(keep) * len(self.days) * n * s * 8):
@@ -307,23 +284,6 @@ class LogNormalMarkers(EndpointFamily):
             raise KeyError(f"{self.event!r} (the event linked to these markers) has not been generated yet") from None
         occurred = np.asarray(linked["event"]).astype(bool)
         return trials_first(np.where(occurred, np.asarray(linked["day"]) - self.event_lead_days, np.nan))
-
-    def _mean_log(self, levels: np.ndarray, p_missing: np.ndarray) -> None:
-        """Per-patient mean of the log levels over the available days (NaN when none is); ``p_missing``: (days, markers).
-
-        Element-wise per patient (the days of one patient are summed in day order), so for any patient layout."""
-        n_days = len(self.days)
-        means = levels[:, n_days]
-        np.sum(levels[:, :n_days], axis=1, out=means)
-        means /= n_days
-        for j in np.nonzero(p_missing.any(axis=0))[0]:  # markers that can miss a sample
-            gap = np.nonzero(np.isnan(means[j]))
-            if gap[0].size:
-                values = levels[j, :n_days][:, gap[0], gap[1]]
-                observed = ~np.isnan(values)
-                counts = observed.sum(axis=0)
-                with np.errstate(invalid="ignore", divide="ignore"):
-                    means[j][gap] = np.where(counts > 0, np.where(observed, values, 0.0).sum(axis=0) / counts, np.nan)
 
     def observe(self, cid: str, ctx: PatientContext, latent: dict[str, np.ndarray], status: Status) -> dict[str, np.ndarray]:
         return {a.name: status.in_hospital(latent[a.name]) for a in self.analysed(cid)}
@@ -394,7 +354,108 @@ def correlation_matrix(section: LogNormalMarkers) -> np.ndarray:
     return np.kron(day_corr, marker_correlation(section))
 
 
-SLAB_VALUES = 1 << 14  # values per (patients x trials) plane in one slab of markers.generate
+_NONE_Z = np.empty((1, 1, 1))  # no normals (levels from the memo), or no uniforms (no sample can miss that day)
+_NONE_BASE = np.empty((1, 1, 1, 1))
+_NONE_DAYS = np.empty((1, 1))
+_NONE_TREATED = np.zeros((1, 1), dtype=bool)
+
+
+class _Steps:
+    """What :func:`_marker_day` applies to the levels of each day of one generated batch: the event's raise where
+    ``raised_from`` is given, the treatment where ``treated`` is, missing samples unless ``missing`` is False (the
+    levels before them, :func:`_base_levels`), the mean of logs after the last day with ``mean_log``."""
+
+    def __init__(self, p: "_Parameters", keep: tuple[int, ...], raised_from: np.ndarray | None,
+                 treated: np.ndarray | None, mean_log: bool, missing: bool = True):
+        rows = list(keep)
+        self.p, self.keep = p, np.asarray(keep, dtype=np.intp)
+        self.raised_from = _NONE_DAYS if raised_from is None else np.ascontiguousarray(raised_from, dtype=float)
+        self.raise_on = raised_from is not None
+        self.treated = _NONE_TREATED if treated is None else np.ascontiguousarray(treated)
+        self.treat_on = treated is not None
+        # contiguous float64 copies (the compiled loop is compiled for one layout of each argument)
+        self.log_event_gmr = np.ascontiguousarray(p.log_event_gmr[:, rows])  # (days, computed markers)
+        self.log_treatment_gmr = np.ascontiguousarray(p.log_treatment_gmr[rows])
+        self.log_median = np.ascontiguousarray(p.log_median)  # (days, markers)
+        self.chol, self.log_sd = np.ascontiguousarray(p.chol), np.ascontiguousarray(p.log_sd)
+        self.mean_log = mean_log
+        p_missing = p.p_missing[:, rows] if missing else np.zeros((len(p.days), len(rows)))
+        self.p_missing = np.ascontiguousarray(p_missing)  # (days, computed markers)
+        self.can_miss = self.p_missing.any(axis=0)
+
+    def day(self, k: int, z: np.ndarray, base: np.ndarray | None, missing: list[np.ndarray], state: np.ndarray,
+            levels: np.ndarray) -> None:
+        """Day ``k``'s levels into ``levels[:, k]`` (and the means after the last day): from the normals ``z``
+        (patients, trials, markers) and the AR(1) ``state``, or from ``base`` (:meth:`LogNormalMarkers._shared_base`);
+        ``missing``: the uniforms of the computed markers that can miss a sample that day, in their order."""
+        p = self.p
+        chance = self.p_missing[k]
+        which = np.full(len(self.keep), -1, dtype=np.intp)
+        which[np.nonzero(chance)[0]] = np.arange(len(missing))
+        u = np.stack(missing) if missing else _NONE_Z
+        last = k == len(p.days) - 1
+        _marker_day(k, z, _NONE_BASE if base is None else base, base is not None, self.chol, self.keep,
+                    float(p.innovation[k]), float(p.rho[k]), self.log_sd, self.log_median[k], self.raise_on,
+                    float(p.days[k]), self.raised_from, self.log_event_gmr[k], self.treat_on, self.treated,
+                    self.log_treatment_gmr, u, which, chance, state, levels, self.mean_log and last, self.can_miss)
+
+
+SLAB_VALUES = 1 << 14  # values per (patients x trials) plane in one slab of _Slabs
+
+
+class _Slabs(_Steps):
+    """:class:`_Steps` in numpy passes over slabs of patients small enough for the cache: the same numbers, without
+    numba's start-up (for runs too short to pay for it, :func:`~trialsim.kernels.compiled`)."""
+
+    def day(self, k: int, z: np.ndarray, base: np.ndarray | None, missing: list[np.ndarray], state: np.ndarray,
+            levels: np.ndarray) -> None:
+        p, keep = self.p, tuple(int(m) for m in self.keep)
+        n, s = levels.shape[2:]
+        slab = max(1, SLAB_VALUES // max(s, 1))  # patients per slab
+        scratch = np.empty((2, min(slab, n), s))
+        mask = np.empty((min(slab, n), s), dtype=bool)
+        drawn = iter(missing)
+        misses = [(i, next(drawn), chance) for i, chance in enumerate(self.p_missing[k]) if chance]
+        for a in range(0, n, slab):
+            part = slice(a, a + slab)
+            size = len(range(n)[part])
+            day_levels = levels[:, k, part]
+            if base is None:
+                _day_levels(p, k, keep, z[part], state[:, part], day_levels, *scratch[:, :size])
+            else:
+                np.copyto(day_levels, base[:, k, part])
+            flags = mask[:size]
+            if self.raise_on:
+                # the event's log GMR from event_lead_days before its diagnosis on (added to levels, never -0.0,
+                # only where raised: the same as adding 0.0 on the other days)
+                np.greater_equal(p.days[k], self.raised_from[part], out=flags)
+                for i in range(len(keep)):
+                    np.add(day_levels[i], self.log_event_gmr[k, i], out=day_levels[i], where=flags)
+            if self.treat_on:  # in place where treated (a masked ufunc: no gather and scatter)
+                for i in range(len(keep)):
+                    np.add(day_levels[i], self.log_treatment_gmr[i], out=day_levels[i], where=self.treated[part])
+            for i, u, chance in misses:
+                np.copyto(day_levels[i], np.nan, where=np.less(u[part], chance, out=flags))
+            if k == len(p.days) - 1 and self.mean_log:
+                _mean_log(levels[:, :, part], self.p_missing)
+
+
+def _mean_log(levels: np.ndarray, p_missing: np.ndarray) -> None:
+    """Per-patient mean of the log levels over the available days (NaN when none is) into ``levels[:, -1]``;
+    ``p_missing``: (days, markers). Element-wise per patient (the days of one patient are summed in day order, and
+    those available of a patient missing one pairwise, as numpy sums them), so for any patient layout."""
+    n_days = levels.shape[1] - 1
+    means = levels[:, n_days]
+    np.sum(levels[:, :n_days], axis=1, out=means)
+    means /= n_days
+    for j in np.nonzero(p_missing.any(axis=0))[0]:  # markers that can miss a sample
+        gap = np.nonzero(np.isnan(means[j]))
+        if gap[0].size:
+            values = levels[j, :n_days][:, gap[0], gap[1]]
+            observed = ~np.isnan(values)
+            counts = observed.sum(axis=0)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                means[j][gap] = np.where(counts > 0, np.where(observed, values, 0.0).sum(axis=0) / counts, np.nan)
 
 
 def _day_levels(p: "_Parameters", k: int, keep: tuple[int, ...], z: np.ndarray, state: np.ndarray, levels: np.ndarray,
@@ -417,18 +478,135 @@ def _day_levels(p: "_Parameters", k: int, keep: tuple[int, ...], z: np.ndarray, 
         levels[i] += p.log_median[k, m]
 
 
+@kernel("void(" + ", ".join([
+    "int64", readonly("float64", 3, "C"), readonly("float64", 4, "C"), "boolean",  # k, z, base, use_base
+    readonly("float64", 2, "C"), readonly("intp", 1, "C"), "float64", "float64",  # chol, keep, innovation, rho
+    readonly("float64", 1, "C"), readonly("float64", 1, "C"), "boolean", "float64",  # log_sd, log_median, raise_on, day
+    readonly("float64", 2, "C"), readonly("float64", 1, "C"), "boolean",  # raised_from, event_gmr, treat_on
+    readonly("bool", 2, "C"), readonly("float64", 1, "C"), readonly("float64", 3, "C"),  # treated, treatment_gmr, u
+    readonly("intp", 1, "C"), readonly("float64", 1, "C"), "float64[:, :, ::1]",  # which, chance, state
+    "float64[:, :, :, ::1]", "boolean", readonly("bool", 1, "C")]) + ")")  # levels, mean_on, can_miss
+def _marker_day(k, z, base, use_base, chol, keep, innovation, rho, log_sd, log_median, raise_on, day, raised_from,
+                event_gmr, treat_on, treated, treatment_gmr, u, which, chance, state, levels, mean_on,
+                can_miss):  # pragma: no cover - compiled
+    """Day ``k`` of every computed marker (``keep``), patient by patient: the level before the event's raise, the
+    treatment and missing samples (``chol[m, 0] z_0 + ... + chol[m, m] z_m``, times ``innovation`` plus ``rho``
+    times the previous day's state from the second day on, then ``log_median + log_sd * state``; or ``base``), the
+    event's log GMR where the day is at or after ``raised_from``, the treatment's where ``treated``, NaN where
+    the sample's uniform is below its ``chance``; with ``mean_on`` (the last day), the mean of the days into
+    ``levels[:, -1]``, over the available days where one is missing."""
+    n_markers_kept = keep.shape[0]
+    n_days = levels.shape[1] - 1
+    n = levels.shape[2]
+    s = levels.shape[3]
+    row = np.empty(max(n_days, 8))  # one patient's days, and the running sums of their pairwise sum
+    partial = np.empty(8)
+    for i in range(n):
+        for r in range(n_markers_kept):
+            m = keep[r]
+            out = levels[r, k, i]
+            if use_base:
+                out[:] = base[r, k, i]
+            else:
+                previous = state[r, i]
+                zi = z[i]
+                for t in range(s):
+                    w = zi[t, 0] * chol[m, 0]
+                    for j in range(1, m + 1):
+                        w += zi[t, j] * chol[m, j]
+                    if k:  # state = rho * state + innovation * w (products and sums commute exactly)
+                        w *= innovation
+                        v = previous[t] * rho
+                        v += w
+                    else:
+                        v = w
+                    previous[t] = v
+                    level = v * log_sd[m]
+                    out[t] = level + log_median[m]
+            if raise_on:  # the event's log GMR from event_lead_days before its diagnosis on (never where NaN)
+                g = event_gmr[r]
+                since = raised_from[i]
+                for t in range(s):
+                    if day >= since[t]:
+                        out[t] += g
+            if treat_on:
+                g = treatment_gmr[r]
+                on = treated[i]
+                for t in range(s):
+                    if on[t]:
+                        out[t] += g
+            if which[r] >= 0:
+                c = chance[r]
+                draw = u[which[r], i]
+                for t in range(s):
+                    if draw[t] < c:
+                        out[t] = np.nan
+            if mean_on:  # the mean of the days, in day order; over the available ones where one is missing
+                mean = levels[r, n_days, i]
+                for t in range(s):
+                    total = levels[r, 0, i, t]
+                    for d in range(1, n_days):
+                        total += levels[r, d, i, t]
+                    mean[t] = total / n_days
+                    if can_miss[r] and mean[t] != mean[t]:
+                        # numpy's sum of the available days (0 for a missing one), which is pairwise: eight
+                        # running sums from eight days on, as for one contiguous row (days are at most 60)
+                        seen = 0
+                        for d in range(n_days):
+                            x = levels[r, d, i, t]
+                            seen += x == x
+                            row[d] = x if x == x else 0.0
+                        if n_days < 8:
+                            total = row[0]
+                            for d in range(1, n_days):
+                                total += row[d]
+                        else:
+                            end = n_days - n_days % 8
+                            for d in range(8):
+                                partial[d] = row[d]
+                            for d in range(8, end):
+                                partial[d % 8] += row[d]
+                            total = (partial[0] + partial[1]) + (partial[2] + partial[3])
+                            total += (partial[4] + partial[5]) + (partial[6] + partial[7])
+                            for d in range(end, n_days):
+                                total += row[d]
+                        total += 0.0
+                        mean[t] = total / seen if seen > 0 else np.nan
+
+
+@self_check
+def _marker_loop_is_numpys() -> bool:
+    """The compiled day loop against numpy's slabs on a panel of four markers over ten days (pairwise means of the
+    available days), with an event, treatment and missing samples."""
+    rng = np.random.default_rng(20240831)
+    days = (1, 2, 3, 5, 6, 8, 9, 10, 12, 14)
+    markers = [m.model_copy(update={"median": (m.median[0],) * len(days), "event_gmr": (m.event_gmr[-1],) * len(days),
+                                    "p_missing": (0.1,) * (len(days) - 2) + (0.5, 0.9)}) for m in DEFAULT_MARKERS]
+    p = _Parameters(LogNormalMarkers(days=days, markers=tuple(markers)))
+    n, s, keep = 7, 300, (0, 1, 2, 3)
+    raised_from = np.where(rng.random((n, s)) < 0.3, rng.integers(0, 15, (n, s)).astype(float), np.nan)
+    treated = rng.random((n, s)) < 0.5
+    results = []
+    for steps in (_Steps, _Slabs):
+        draws = np.random.default_rng(7)
+        day_steps = steps(p, keep, raised_from, treated, mean_log=True)
+        levels, state = np.empty((len(keep), len(days) + 1, n, s)), np.empty((len(keep), n, s))
+        for k in range(len(days)):
+            missing = [draws.random((n, s)) for chance in day_steps.p_missing[k] if chance]
+            day_steps.day(k, draws.standard_normal((n, s, len(DEFAULT_MARKERS))), None, missing, state, levels)
+        results.append(levels.tobytes())
+    return results[0] == results[1]
+
+
 def _base_levels(p: "_Parameters", days: tuple[int, ...], keep: tuple[int, ...], cid: str, s: int, n: int,
                  n_markers: int, streams: Streams) -> np.ndarray:
-    """The levels :meth:`LogNormalMarkers._shared_base` describes, day by day and slab by slab as in ``generate``."""
-    out = np.empty((len(keep), len(days), n, s))
+    """The levels :meth:`LogNormalMarkers._shared_base` describes, day by day as in ``generate``."""
+    out = np.empty((len(keep), len(days), n, s))  # no plane for the mean: it is not taken here
     state = np.empty((len(keep), n, s))
-    slab = max(1, SLAB_VALUES // max(s, 1))
-    scratch = np.empty((2, min(slab, n), s))
+    steps = (_Steps if compiled() else _Slabs)(p, keep, None, None, mean_log=False, missing=False)
     for k, day in enumerate(days):
         z = patient_major(streams("endpoint", cid, "day", str(day)), "standard_normal", s, n, extra=(n_markers,))
-        for a in range(0, n, slab):
-            part = slice(a, a + slab)
-            _day_levels(p, k, keep, z[part], state[:, part], out[:, k, part], *scratch[:, :z[part].shape[0]])
+        steps.day(k, z, None, [], state, out)
     return out
 
 

@@ -15,7 +15,8 @@ meaning: results are identical for any ``n_jobs`` and chunking, not for another 
   (:func:`trialsim.engine.runner.simulate_blocks`: the same numbers, fewer numpy calls).
 
 The budget is for the simulation's arrays and the flow's per-trial values; each Python process adds
-its interpreter and libraries (about 150-200 MB) on top, and up to
+its interpreter and libraries (about 150-200 MB, and about 90 MB more for numba's compiler in runs that use the
+compiled loops, :mod:`trialsim.kernels`) on top, and up to
 :data:`trialsim.engine.malloc.KEEP_FREE_BYTES` of free memory kept between its tasks.
 """
 from __future__ import annotations

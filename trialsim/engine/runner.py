@@ -24,6 +24,7 @@ from trialsim.engine.malloc import tune_malloc
 from trialsim.engine.memory import DEFAULT_BLOCK_SIZE, Layout, blocks_per_task, plan_layout, trial_bytes
 from trialsim.engine.rundir import Checkpoint, RunDir
 from trialsim.flow.run import TRIAL_FIELDS
+from trialsim import kernels
 from trialsim.memo import process_memo
 from trialsim.model import build_model
 from trialsim.registry import DECISION_RULES, MULTIPLICITY_METHODS
@@ -39,6 +40,13 @@ class Task:
     blocks: tuple[tuple[int, int], ...]  # (block index, trials in block)
     block_size: int = DEFAULT_BLOCK_SIZE
     group: int = 1  # consecutive blocks simulated in one batch, where the scenario allows (simulate_blocks)
+    compiled: bool = False  # the steps that have a compiled loop use it (trialsim.kernels; the same numbers either way)
+
+
+# Trials per worker from which a run uses the compiled loops (trialsim.kernels): they save about 2 us of a
+# default-design trial's 12 and cost 0.3 s of numba's start-up in each process (and their compilation on a machine's
+# first run, about 4 s), so shorter runs, a 1,000-trial command among them, keep numpy's passes.
+COMPILED_FROM = 100_000
 
 
 def simulate_block(scenario, seed: int, block: int, n_sims: int, *, block_size: int | None = None,
@@ -156,8 +164,10 @@ def _with_sizes(table: dict, n_control: int, n_treatment: int) -> dict:
 def run_task(spec: ScenarioSpec, seed: int, task: Task, keep_trials: bool = False, share_draws: bool = False,
              trial_columns: Sequence[str] = TRIAL_COLUMNS):
     """One task on a worker: its blocks' summaries (and per-trial tables with ``keep_trials``)."""
-    out = simulate_blocks(spec.scenario, seed, task.blocks, group=task.group, block_size=task.block_size,
-                          keep_trials=keep_trials, nested=spec.nested, share_draws=share_draws, trial_columns=trial_columns)
+    with kernels.compiled_loops(task.compiled):
+        out = simulate_blocks(spec.scenario, seed, task.blocks, group=task.group, block_size=task.block_size,
+                              keep_trials=keep_trials, nested=spec.nested, share_draws=share_draws,
+                              trial_columns=trial_columns)
     return task.spec_index, [s for s, _ in out], [t for _, t in out]
 
 
@@ -277,10 +287,10 @@ def run_specs(
     if backend == "dask" and scheduler and n_todo:  # tasks sized for the cluster's workers
         n_workers = max(1, sum(dask_client(scheduler, n_workers).nthreads().values()))
     per_task = blocks_per_task(n_todo, n_workers=n_workers, chunk_blocks=chunk_blocks)
-    tasks = dearest_first(todo, per_task, size, n_sims, trial_costs=[trial_bytes(spec) for spec in specs],
-                          group=layout.group)
-    n_tasks = len(tasks)
     todo_trials = sum(_trials(b, size, n_sims) for t in todo for b in t)
+    tasks = dearest_first(todo, per_task, size, n_sims, trial_costs=[trial_bytes(spec) for spec in specs],
+                          group=layout.group, compiled=todo_trials >= COMPILED_FROM * n_workers and kernels.available())
+    n_tasks = len(tasks)
     bar = _progress(progress, total=todo_trials, already=len(specs) * n_sims - todo_trials)
     keep = on_trials is not None
     # scenarios of one run share the seed and blocks: the steps they have in common are computed once per block and
@@ -318,7 +328,7 @@ def _trials(block: int, size: int, n_sims: int) -> int:
 
 
 def dearest_first(todo: list[list[int]], per_task: int, size: int, n_sims: int, *,
-                  trial_costs: Sequence[float], group: int = 1) -> list[tuple[int, Task]]:
+                  trial_costs: Sequence[float], group: int = 1, compiled: bool = False) -> list[tuple[int, Task]]:
     """The tasks of a run, ``(spec index, task)``: each scenario's blocks to do cut into tasks of ``per_task``
     blocks, handed out the dearest first.
 
@@ -330,13 +340,14 @@ def dearest_first(todo: list[list[int]], per_task: int, size: int, n_sims: int, 
     tasks smaller as well was slower (5.9-6.4 s): two large blocks at once contend for memory, and each task's
     blocks start from released memory. Blocks are folded in block order whatever order they finish in, so the
     order changes no number. Equal costs keep their order (a single scenario's tasks run as before). ``group``:
-    the consecutive blocks a worker may simulate in one batch (:func:`simulate_blocks`).
+    the consecutive blocks a worker may simulate in one batch (:func:`simulate_blocks`); ``compiled``: whether the
+    tasks use the compiled loops (:data:`COMPILED_FROM`).
     """
     out: list[tuple[float, int, Task]] = []
     for i, blocks in enumerate(todo):
         for start in range(0, len(blocks), per_task):
             chunk = tuple((b, _trials(b, size, n_sims)) for b in blocks[start:start + per_task])
-            out.append((trial_costs[i] * sum(n for _, n in chunk), i, Task(i, chunk, size, group)))
+            out.append((trial_costs[i] * sum(n for _, n in chunk), i, Task(i, chunk, size, group, compiled)))
     out.sort(key=lambda item: -item[0])  # stable: equal costs keep their order
     return [(i, task) for _, i, task in out]
 
