@@ -141,8 +141,8 @@ def patient_major(rng: np.random.Generator, method: str, n_trials: int, n_patien
     """
     if isinstance(rng, BlockDraws):
         return rng.patient_major(method, n_trials, n_patients, *args, extra=extra)
-    if method == "standard_normal" and not args and compiled():  # numpy's numbers, drawn by a compiled loop
-        return standard_normals([rng], [n_trials], n_patients, extra)
+    if method == "standard_normal" and not args and isinstance(rng, np.random.Generator) and compiled():
+        return standard_normals([rng], [n_trials], n_patients, extra)  # numpy's numbers, drawn by a compiled loop
     return getattr(rng, method)(*args, size=(n_patients, n_trials) + extra)
 
 

@@ -18,13 +18,13 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+from trialsim import kernels
 from trialsim.decide import decide
 from trialsim.engine.backends import dask_client, execute
 from trialsim.engine.malloc import tune_malloc
 from trialsim.engine.memory import DEFAULT_BLOCK_SIZE, Layout, blocks_per_task, plan_layout, trial_bytes
 from trialsim.engine.rundir import Checkpoint, RunDir
 from trialsim.flow.run import TRIAL_FIELDS
-from trialsim import kernels
 from trialsim.memo import process_memo
 from trialsim.model import build_model
 from trialsim.registry import DECISION_RULES, MULTIPLICITY_METHODS
@@ -43,9 +43,9 @@ class Task:
     compiled: bool = False  # the steps that have a compiled loop use it (trialsim.kernels; the same numbers either way)
 
 
-# Trials per worker from which a run uses the compiled loops (trialsim.kernels): they save about 2 us of a
-# default-design trial's 12 and cost 0.3 s of numba's start-up in each process (and their compilation on a machine's
-# first run, about 4 s), so shorter runs, a 1,000-trial command among them, keep numpy's passes.
+# Trials per worker from which a run uses the compiled loops (trialsim.kernels): they save about 3 us of a
+# default-design trial's 13 and cost 0.3 s of numba's start-up in each process (and their compilation on a machine's
+# first long run, about 3.5 s), so shorter runs, a 1,000-trial command among them, keep numpy's passes.
 COMPILED_FROM = 100_000
 
 
