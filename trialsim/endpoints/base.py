@@ -67,6 +67,18 @@ class EffectParameter:
 
 
 @dataclass(frozen=True)
+class BaselineParameter:
+    """The config value that sets an endpoint's level without treatment (``"endpoints.leak_1m.rate_control"``), with
+    the range a sensitivity analysis may move it over (planning's table of sizes over the control rate and effect)."""
+
+    path: str
+    label: str
+    assumed: float
+    lower: float
+    upper: float
+
+
+@dataclass(frozen=True)
 class Analysed:
     """One analysed endpoint. Values of ``scale == "log"`` endpoints are natural logs."""
 
@@ -82,6 +94,7 @@ class Analysed:
     measured_at_visit: bool = False  # lost with the follow-up visit (dropout applies)
     summary: Literal["mean", "median", "rate"] = "mean"  # per-arm summary in estimates.csv
     short: str = ""  # a figure-legend length label ("" = the label)
+    baseline: BaselineParameter | None = None  # the level without treatment, where the family has one config value for it
 
     @property
     def family_kind(self) -> str:  # the old name, kept for tables

@@ -20,7 +20,8 @@ from scipy.special import ndtr, ndtri
 from trialsim.config.base import Text
 from trialsim.endpoints.assessor import EventAssessorBias, assessor_uniforms
 from trialsim.endpoints.base import (
-    Analysed, BinaryLaw, EffectParameter, EndpointFamily, PatientContext, Status, binary_contrast, check_simplex,
+    Analysed, BaselineParameter, BinaryLaw, EffectParameter, EndpointFamily, PatientContext, Status, binary_contrast,
+    check_simplex,
 )
 from trialsim.endpoints.registry import register
 from trialsim.endpoints.risk import (
@@ -145,8 +146,9 @@ class BinaryEvent(EndpointFamily):
         null = self.rate_control if kind == "rate" else 1.0
         effect = EffectParameter(f"endpoints.{cid}.effect", label, kind, null, self.effect,
                                  lower=1e-4 if kind == "rate" else 0.01, upper=0.9999 if kind == "rate" else 100.0)
+        baseline = BaselineParameter(f"endpoints.{cid}.rate_control", "control rate", self.rate_control, 1e-4, 0.9999)
         return (Analysed(cid, cid, "binary", self.label, "patients", "identity", self.tests, effect,
-                         measured_at_visit=True, summary="rate"),)
+                         measured_at_visit=True, summary="rate", baseline=baseline),)
 
     # ------------------------------------------------------------------------------- patients
     def generate(self, cid: str, ctx: PatientContext, streams: Streams) -> dict[str, np.ndarray]:

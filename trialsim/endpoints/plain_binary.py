@@ -16,7 +16,9 @@ import numpy as np
 from pydantic import Field, field_validator, model_validator
 
 from trialsim.config.base import MISSING_MAX, Text
-from trialsim.endpoints.base import Analysed, BinaryLaw, EffectParameter, EndpointFamily, PatientContext, Status, binary_contrast
+from trialsim.endpoints.base import (
+    Analysed, BaselineParameter, BinaryLaw, EffectParameter, EndpointFamily, PatientContext, Status, binary_contrast,
+)
 from trialsim.endpoints.registry import register
 from trialsim.endpoints.risk import (
     RATE_MIN, RiskFactor, check_rate, check_unique, conditional_log_or, linear_score, patient_risk,
@@ -84,8 +86,9 @@ class PlainBinary(EndpointFamily):
                                      lower=1e-4 - rc, upper=0.9999 - rc)
         else:
             effect = EffectParameter(f"endpoints.{cid}.effect", self.effect_measure.replace("_", " "), "ratio", 1.0, self.effect)
+        baseline = BaselineParameter(f"endpoints.{cid}.rate_control", "control rate", rc, 1e-4, 0.9999)
         return (Analysed(cid, cid, "binary", self.label or cid, self.unit, "identity", self.tests, effect,
-                         measured_at_visit=self.measured_at_visit, summary="rate"),)
+                         measured_at_visit=self.measured_at_visit, summary="rate", baseline=baseline),)
 
     # ------------------------------------------------------------------------------- patients
     def generate(self, cid: str, ctx: PatientContext, streams: Streams) -> dict[str, np.ndarray]:

@@ -66,6 +66,7 @@ from trialsim.planning.model import (
 )
 from trialsim.planning.pilot import REFERENCES, pilot_summary
 from trialsim.planning.samplesize import sample_sizes
+from trialsim.planning.sensitivity import size_sensitivity
 from trialsim.report.output import PLANNING_JSON, REPORT, check_complete, claim_folder
 from trialsim.results import (
     RunResult,
@@ -95,6 +96,7 @@ FRAME_FILES = {
     "curves": "curves.csv",
     "effect_curves": "effect_curves.csv",
     "heatmap": "heatmap.csv",
+    "size_sensitivity": "size_sensitivity.csv",
     "assumptions": "assumptions.csv",
     "null_power": "null_power.csv",
     "null_decisions": "null_decisions.csv",
@@ -467,6 +469,8 @@ def plan(
         frames["sample_sizes"] = table.to_frame()
         frames["sample_size_curves"] = table.curves_frame()
         frames["type_i_at_n"] = timed("type_i_at_n", lambda: type_i_at_sizes(scenario, frames["sample_sizes"]))
+        frames["size_sensitivity"] = timed("size_sensitivity", lambda: size_sensitivity(scenario, power=power[0],
+                                                                                      ratio=ratio, n_max=n_max))
     if "mde" in parts:
         known_power = simulated_power(frames.get("power", pd.DataFrame()))
         mde = timed("mde", lambda: minimal_detectable_effects(scenario, power=power[0], n_sims=search_sims, simulate=searched,

@@ -166,6 +166,8 @@ def build_report(result, figures: list, *, comparison: pd.DataFrame | None = Non
         blocks = [tables["sample_sizes"]]
         if "sample_size_sawtooth" in figs:
             blocks.append(figs["sample_size_sawtooth"])
+        if "size_sensitivity" in tables:
+            blocks.append(tables["size_sensitivity"])
         targets = " and ".join(f"{100 * float(p):.0f}%" for p in sorted(result.settings.get("power", [0.8, 0.9])))
         sections.append(Section(f"Sample sizes for {targets} power", blocks, "sample-sizes"))
     if "mde" in tables:

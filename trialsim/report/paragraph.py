@@ -431,7 +431,9 @@ def justification(result, tables: dict[str, Table]) -> Paragraph:
             text = (f"A main trial powered on the primary endpoint under the same assumptions would need "
                     f"{_per_arm(w.cite('sample_sizes', main, 'Enrol per arm'), 'patients')}")
             if w.has("pilot_rates", f"{prim}|control"):
-                text += ("; that size rests on the assumed rates and effect (see the assumptions and the power curves), "
+                see = ("the sizes over the control rate and the effect, the assumptions and the power curves"
+                       if "size_sensitivity" in w.tables else "the assumptions and the power curves")
+                text += (f"; that size rests on the assumed rates and effect (see {see}), "
                          "which this pilot cannot refine: its interval for the control rate is expected to be "
                          f"{w.cite('pilot_rates', f'{prim}|control', WIDTH)} percentage points wide")
             sentences.append(text + ".")

@@ -293,6 +293,10 @@ def build_tables(result, citations: Citations | None = None) -> dict[str, Table]
                 "(1 - expected loss), rounded up. Analytic: closed-form answer (method in the last column)."
                 + (" " + FLAG_NOTE if flagged_any else "")))
 
+    sensitivity = _size_sensitivity(result, label_of)
+    if sensitivity is not None:
+        tables["size_sensitivity"] = sensitivity
+
     mde = result.frame("mde")
     if not mde.empty:
         for name, subset, caption in (
@@ -734,6 +738,42 @@ def _few(names: list[str], limit: int = 3) -> str:
 def _arms(n_control, n_treatment, ratio) -> str:
     """A size per arm: "367" for equal arms, "258 + 516" (control + treatment) for unequal ones, as the console."""
     return fmt_n(n_control) if float(ratio) == 1.0 else f"{fmt_n(n_control)} + {fmt_n(n_treatment)}"
+
+
+def _size_sensitivity(result, label_of: dict) -> Table | None:
+    """The primary endpoint's size over its control rate (rows) x effect (columns), from planning's size_sensitivity
+    frame: analysable patients per arm (to enrol), the design's own cell marked."""
+    frame = result.frame("size_sensitivity")
+    if frame.empty:
+        return None
+    first = frame.iloc[0]
+    effects = sorted(frame["effect"].unique())
+    rows = []
+    for level, cells in frame.groupby("baseline", sort=True):
+        expected = cells["p_control"].iloc[0]
+        row = {f"{first.baseline_label} (expected among the analysable)": f"{fmt_pct(level, 1)} ({fmt_pct(expected, 1)})"}
+        by_effect = {float(r.effect): r for r in cells.itertuples()}
+        for value in effects:
+            r = by_effect.get(float(value))
+            if r is None:
+                cell = "-"  # the two values make no valid trial (a rate out of its range)
+            elif not bool(r.reachable):
+                cell = f"> {fmt_n(r.n_max)}"
+            else:
+                cell = f"{_arms(r.n, r.n_treatment, r.ratio)} ({_arms(r.n_enrolled, r.n_enrolled_treatment, r.ratio)})"
+                cell += " *" if bool(r.assumed) else ""
+            row[f"{first.effect_label} {value:g}"] = cell
+        rows.append((f"{level:g}", row))
+    endpoint = label_of.get(str(first.endpoint), str(first.endpoint))
+    method = "exact power" if (frame["method"] == "exact").all() else "exact or analytic power"
+    return _table("size_sensitivity", (
+        f"Patients per arm a main trial would need for {target_pct(first.target_power)} power on {endpoint}, over the "
+        f"{first.baseline_label} and the {first.effect_label} ({test_label(str(first.test))}; {method})"), rows, (
+        "Each cell: analysable patients per arm (in brackets, to enrol with the design's expected loss), computed as "
+        "the sample sizes above at other assumed values: the control arm's rate as configured (in brackets, the rate "
+        "expected among analysable patients, after the risk factors) and the effect. * the design's own assumptions; "
+        "- no valid trial (a rate out of its range). "
+        "A size proposed on one cell holds only if the control rate and the effect are at least as favourable."))
 
 
 def _size_row(r, label_of: dict, type_i: float | None = None, flagged: bool = False) -> dict[str, str]:
