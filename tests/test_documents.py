@@ -625,12 +625,16 @@ if __name__ == "__main__":
             if kill:
                 helpers.submit(1, time.sleep, 30.0)
                 helpers.close(kill=True)
-        time.sleep(0.5)
-        try:
-            with open(f"/proc/{forked}/stat", encoding="utf-8") as f:
-                print(kill, f.read().rsplit(")", 1)[1].split()[0])  # Z: a zombie left to this process
-        except FileNotFoundError:
-            print(kill, "gone")
+        state, deadline = "", time.monotonic() + 15.0  # reaped soon; a busy machine may take more than a moment
+        while time.monotonic() < deadline:
+            try:
+                with open(f"/proc/{forked}/stat", encoding="utf-8") as f:
+                    state = f.read().rsplit(")", 1)[1].split()[0]  # Z: a zombie left to this process
+            except FileNotFoundError:
+                state = "gone"
+                break
+            time.sleep(0.1)
+        print(kill, state)
 """
 
 

@@ -1,6 +1,8 @@
 """The main trial's size over the control rate x the effect (planning.sensitivity) and its table in the report."""
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -14,7 +16,7 @@ from trialsim.planning.samplesize import exact_power, sample_sizes
 from trialsim.planning.sensitivity import SENSITIVITY_COLUMNS, baseline_grid, effect_ladder, size_sensitivity
 from trialsim.model import build_model
 from trialsim.report.document import build_report, render_markdown
-from trialsim.report.tables import build_tables
+from trialsim.report.tables import _size_sensitivity, build_tables
 
 FISHER_ONLY = 'endpoints.leak_1m.tests=["fisher"]'
 
@@ -34,6 +36,12 @@ def test_the_grid_is_around_the_assumed_values():
     difference = EffectParameter("endpoints.x.effect", "risk difference", "difference", 0.0, -0.06, lower=-0.5, upper=0.5)
     assert effect_ladder(difference) == [-0.12, -0.09, -0.06, -0.045, -0.03]
     assert effect_ladder(EffectParameter("endpoints.x.effect", "treatment rate", "rate", 0.12, 0.06)) == []
+    # no column next to a near-equal one, neighbours within a factor of two, rates near 1 moved both ways
+    assert effect_ladder(EffectParameter("endpoints.x.effect", "risk ratio", "ratio", 1.0, 0.333)) == [0.25, 0.333, 0.4, 0.5]
+    assert effect_ladder(EffectParameter("endpoints.x.effect", "risk ratio", "ratio", 1.0, 0.05)) == [0.05]
+    odd = EffectParameter("endpoints.x.effect", "risk difference", "difference", 0.0, -0.0625, lower=-0.5, upper=0.5)
+    assert effect_ladder(odd) == [-0.12, -0.094, -0.0625, -0.047, -0.031]
+    assert baseline_grid(BaselineParameter("p", "control rate", 0.9, 1e-4, 0.9999)) == [0.85, 0.88, 0.9, 0.925, 0.95]
     assert effect_ladder(EffectParameter("endpoints.x.effect", "risk ratio", "ratio", 1.0, 1.0)) == []
 
 
@@ -72,8 +80,20 @@ def test_cells_beyond_the_limit_or_out_of_range(default_scenario):
     assert not frame["reachable"].item() and frame["n_max"].item() == 500
 
 
-def test_a_primary_without_a_control_rate_has_no_grid():
+def test_a_primary_without_a_control_rate_or_an_exact_answer_has_no_grid():
     assert size_sensitivity(load_scenario(CRP_CONFIG)).empty
+    # allocation on the patients' covariates: no exact answer, and a simulated search per cell is not run
+    assert size_sensitivity(load_scenario(DEFAULT_CONFIG.parent / "designs" / "registered_selection.toml")).empty
+
+
+def test_the_table_marks_the_design_even_out_of_reach_and_keeps_rare_rates_apart(default_scenario):
+    rare = with_values(default_scenario, {"endpoints.leak_1m.rate_control": 0.001})
+    res = SimpleNamespace(frames={"size_sensitivity": size_sensitivity(rare, effects=[0.5], n_max=300)})
+    res.frame = lambda name: res.frames[name]
+    table = _size_sensitivity(res, {})
+    labels = list(table.frame.iloc[:, 0])
+    assert len(set(labels)) == len(labels) == 5, labels
+    assert table.cell("0.001", "risk ratio 0.5") == "> 300 *"
 
 
 def test_the_report_shows_the_grid_and_marks_the_design(tmp_path):

@@ -146,7 +146,9 @@ class BinaryEvent(EndpointFamily):
         null = self.rate_control if kind == "rate" else 1.0
         effect = EffectParameter(f"endpoints.{cid}.effect", label, kind, null, self.effect,
                                  lower=1e-4 if kind == "rate" else 0.01, upper=0.9999 if kind == "rate" else 100.0)
-        baseline = BaselineParameter(f"endpoints.{cid}.rate_control", "control rate", self.rate_control, 1e-4, 0.9999)
+        # the configured rate is of the clinical grades: their share of all grades caps it (the all-grade rate < 1)
+        baseline = BaselineParameter(f"endpoints.{cid}.rate_control", "control rate", self.rate_control, 1e-4,
+                                     (1.0 - self.grade_split[0]) * 0.9999)
         return (Analysed(cid, cid, "binary", self.label, "patients", "identity", self.tests, effect,
                          measured_at_visit=True, summary="rate", baseline=baseline),)
 

@@ -4,12 +4,14 @@ rate x its effect.
 A proposal's sample size comes from two guesses, the control arm's event rate and the treatment's effect, and a
 reviewer's first question is how much it moves when either is off. :func:`size_sensitivity` answers with the
 same computation as the report's sample sizes (:func:`trialsim.planning.samplesize.sample_sizes`: exact for a
-binary primary with an exact test, else analytic; per analysable patient and to enrol, the design's allocation
-ratio and losses), on a grid around the assumed values: the control rate at about 1/2, 3/4, 1, 5/4 and 3/2 of
-the assumed one, and the effect at the assumed value and its neighbours on a ladder of round values (risk
-ratios 0.25 ... 0.9, and their reciprocals where higher is better; differences at 1/2 ... 2 times the assumed).
-Only for a primary endpoint whose family names both values (``Analysed.baseline`` and ``Analysed.effect``, a
-ratio or a difference): otherwise the frame is empty.
+binary primary with an exact test; per analysable patient and to enrol, the design's allocation ratio and losses),
+on a grid around the assumed values: the control rate at about 1/2, 3/4, 1, 5/4 and 3/2 of the assumed one (of its
+complement above 0.5), and the effect at the assumed value and its neighbours on a ladder of round values (risk
+ratios 0.25 ... 0.9 within a factor of two, and their reciprocals where higher is better; differences at 1/2 ... 2
+times the assumed). Only for a primary endpoint with an exact answer (a binary law and a test with exact power,
+arms not allocated on the patients' covariates) whose family names both values (``Analysed.baseline`` and
+``Analysed.effect``, a ratio or a difference): otherwise the frame is empty (a simulated sample size per cell
+would cost a search each).
 """
 from __future__ import annotations
 
@@ -22,7 +24,7 @@ from trialsim.config.loader import ConfigError, with_values
 from trialsim.config.schema import Scenario
 from trialsim.endpoints.base import BaselineParameter, EffectParameter
 from trialsim.model import build_model
-from trialsim.planning.model import effect_values
+from trialsim.planning.model import effect_values, exact_available
 from trialsim.planning.samplesize import sample_sizes
 
 __all__ = ["SENSITIVITY_COLUMNS", "size_sensitivity", "baseline_grid", "effect_ladder"]
@@ -45,26 +47,33 @@ def _round(x: float, digits: int = 2) -> float:
 
 
 def baseline_grid(baseline: BaselineParameter) -> list[float]:
-    """The assumed control level and round values at :data:`BASELINE_FACTORS` of it, within its bounds."""
-    values = {baseline.assumed} | {_round(baseline.assumed * f) for f in BASELINE_FACTORS if f != 1.0}
-    return sorted(v for v in values if baseline.lower <= v <= baseline.upper)
+    """The assumed control level and round values at :data:`BASELINE_FACTORS` of it (of its complement above 0.5, so
+    that a rate near 1 moves both ways), within its bounds."""
+    assumed = baseline.assumed
+    if assumed <= 0.5:
+        values = {_round(assumed * f) for f in BASELINE_FACTORS if f != 1.0}
+    else:
+        values = {1.0 - _round((1.0 - assumed) * f) for f in BASELINE_FACTORS if f != 1.0}
+    return sorted(v for v in {assumed} | values if baseline.lower <= v <= baseline.upper)
 
 
 def effect_ladder(effect: EffectParameter) -> list[float]:
-    """The assumed effect and its :data:`NEIGHBOURS` neighbours on each side on a ladder of round values (ratios), or
-    multiples of it (differences); empty for an effect given as the treatment arm's own rate, or at no effect."""
+    """The assumed effect and its :data:`NEIGHBOURS` neighbours on each side: on a ladder of round ratios within a
+    factor of two of it, or at multiples of a difference; none closer than 5% to it. Empty for an effect given as the
+    treatment arm's own rate, or at no effect."""
     if effect.kind == "rate" or effect.assumed == effect.null:
         return []
+    assumed = effect.assumed
     if effect.kind == "difference":
-        values = {effect.assumed} | {_round(effect.assumed * f) for f in DIFFERENCE_FACTORS}
+        others = [_round(assumed * f) for f in DIFFERENCE_FACTORS if f != 1.0]
+        values = {assumed, *(v for v in others if abs(v / assumed - 1.0) > 0.05)}
     else:
-        helps_below = effect.assumed < effect.null
+        helps_below = assumed < effect.null
         ladder = RATIO_LADDER if helps_below else tuple(_round(1.0 / r) for r in RATIO_LADDER)
-        stronger = sorted((r for r in ladder if (r < effect.assumed) == helps_below and r != effect.assumed),
-                          key=lambda r: abs(math.log(r / effect.assumed)))[:NEIGHBOURS]
-        weaker = sorted((r for r in ladder if (r > effect.assumed) == helps_below and r != effect.assumed),
-                        key=lambda r: abs(math.log(r / effect.assumed)))[:NEIGHBOURS]
-        values = {effect.assumed, *stronger, *weaker}
+        near = [r for r in ladder if 0.05 < abs(math.log(r / assumed)) <= math.log(2.0)]
+        stronger = sorted((r for r in near if (r < assumed) == helps_below), key=lambda r: abs(math.log(r / assumed)))
+        weaker = sorted((r for r in near if (r > assumed) == helps_below), key=lambda r: abs(math.log(r / assumed)))
+        values = {assumed, *stronger[:NEIGHBOURS], *weaker[:NEIGHBOURS]}
     return sorted(v for v in values if effect.lower <= v <= effect.upper)
 
 
@@ -91,9 +100,10 @@ def size_sensitivity(scenario: Scenario, *, power: float = 0.8, ratio: float | N
     DataFrame with :data:`SENSITIVITY_COLUMNS`, one row per valid (control level, effect), ``assumed`` marking the
     design's own; empty where the primary endpoint's family names no control level or effect.
     """
-    primary = build_model(scenario).primary
+    model = build_model(scenario)
+    primary = model.primary
     baseline, effect = primary.baseline, primary.effect
-    if baseline is None or effect is None:
+    if baseline is None or effect is None or not exact_available(model, primary.name, primary.tests[0]):
         return pd.DataFrame(columns=SENSITIVITY_COLUMNS)
     effect_list = list(effects) if effects is not None else effect_ladder(effect)
     baseline_list = list(baselines) if baselines is not None else baseline_grid(baseline)

@@ -748,10 +748,13 @@ def _size_sensitivity(result, label_of: dict) -> Table | None:
         return None
     first = frame.iloc[0]
     effects = sorted(frame["effect"].unique())
+    levels = sorted(frame["baseline"].unique())
+    digits = next((d for d in range(1, 5) if len({fmt_pct(v, d) for v in levels}) == len(levels)), 5)
     rows = []
-    for level, cells in frame.groupby("baseline", sort=True):
+    for level in levels:
+        cells = frame[frame["baseline"] == level]
         expected = cells["p_control"].iloc[0]
-        row = {f"{first.baseline_label} (expected among the analysable)": f"{fmt_pct(level, 1)} ({fmt_pct(expected, 1)})"}
+        row = {f"{first.baseline_label} (as recorded)": f"{fmt_pct(level, digits)} ({fmt_pct(expected, digits)})"}
         by_effect = {float(r.effect): r for r in cells.itertuples()}
         for value in effects:
             r = by_effect.get(float(value))
@@ -761,19 +764,22 @@ def _size_sensitivity(result, label_of: dict) -> Table | None:
                 cell = f"> {fmt_n(r.n_max)}"
             else:
                 cell = f"{_arms(r.n, r.n_treatment, r.ratio)} ({_arms(r.n_enrolled, r.n_enrolled_treatment, r.ratio)})"
-                cell += " *" if bool(r.assumed) else ""
+            if r is not None and bool(r.assumed):
+                cell += " *"
             row[f"{first.effect_label} {value:g}"] = cell
         rows.append((f"{level:g}", row))
     endpoint = label_of.get(str(first.endpoint), str(first.endpoint))
-    method = "exact power" if (frame["method"] == "exact").all() else "exact or analytic power"
+    unequal = float(first.ratio) != 1.0
     return _table("size_sensitivity", (
         f"Patients per arm a main trial would need for {target_pct(first.target_power)} power on {endpoint}, over the "
-        f"{first.baseline_label} and the {first.effect_label} ({test_label(str(first.test))}; {method})"), rows, (
-        "Each cell: analysable patients per arm (in brackets, to enrol with the design's expected loss), computed as "
-        "the sample sizes above at other assumed values: the control arm's rate as configured (in brackets, the rate "
-        "expected among analysable patients, after the risk factors) and the effect. * the design's own assumptions; "
-        "- no valid trial (a rate out of its range). "
-        "A size proposed on one cell holds only if the control rate and the effect are at least as favourable."))
+        f"{first.baseline_label} and the {first.effect_label} ({test_label(str(first.test))}; exact power)"), rows, (
+        "Each cell: analysable patients per arm" + (" (control + treatment: the design's allocation ratio)" if unequal
+                                                    else "")
+        + " and, in brackets, to enrol with the design's expected loss; computed as the sample sizes above, at other "
+        "assumed values of the control rate as configured (in brackets, the control arm's rate as the trial would "
+        "record it among analysable patients: silent events found at follow-up, an unmasked assessor's errors, losses) "
+        "and of the effect. * the design's own assumptions; - no valid trial (a rate out of its range). The proposed "
+        "size keeps its power wherever a cell needs no more patients than it."))
 
 
 def _size_row(r, label_of: dict, type_i: float | None = None, flagged: bool = False) -> dict[str, str]:
