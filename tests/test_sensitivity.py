@@ -1,13 +1,14 @@
 """The main trial's size over the control rate x the effect (planning.sensitivity) and its table in the report."""
 from __future__ import annotations
 
-from types import SimpleNamespace
+import subprocess
+import sys
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from tests.conftest import CRP_CONFIG, DEFAULT_CONFIG
+from tests.conftest import CRP_CONFIG, DEFAULT_CONFIG, ROOT
 from trialsim.config.loader import load_scenario, with_values
 from trialsim.endpoints.base import BaselineParameter, EffectParameter
 from trialsim.planning.model import binary_rates
@@ -16,7 +17,7 @@ from trialsim.planning.samplesize import exact_power, sample_sizes
 from trialsim.planning.sensitivity import SENSITIVITY_COLUMNS, baseline_grid, effect_ladder, size_sensitivity
 from trialsim.model import build_model
 from trialsim.report.document import build_report, render_markdown
-from trialsim.report.tables import _size_sensitivity, build_tables
+from trialsim.report.tables import build_tables, size_sensitivity_table
 
 FISHER_ONLY = 'endpoints.leak_1m.tests=["fisher"]'
 
@@ -88,9 +89,7 @@ def test_a_primary_without_a_control_rate_or_an_exact_answer_has_no_grid():
 
 def test_the_table_marks_the_design_even_out_of_reach_and_keeps_rare_rates_apart(default_scenario):
     rare = with_values(default_scenario, {"endpoints.leak_1m.rate_control": 0.001})
-    res = SimpleNamespace(frames={"size_sensitivity": size_sensitivity(rare, effects=[0.5], n_max=300)})
-    res.frame = lambda name: res.frames[name]
-    table = _size_sensitivity(res, {})
+    table = size_sensitivity_table(size_sensitivity(rare, effects=[0.5], n_max=300), {})
     labels = list(table.frame.iloc[:, 0])
     assert len(set(labels)) == len(labels) == 5, labels
     assert table.cell("0.001", "risk ratio 0.5") == "> 300 *"
@@ -114,3 +113,19 @@ def test_the_report_shows_the_grid_and_marks_the_design(tmp_path):
     del back.frames["size_sensitivity"]
     assert "size_sensitivity" not in build_tables(back)
     assert "Patients per arm a main trial" not in render_markdown(build_report(back, []))
+
+
+def test_the_command_line_prints_and_writes_the_grid(tmp_path):
+    out = tmp_path / "sizes"
+    done = subprocess.run([sys.executable, "-m", "trialsim", "samplesize", str(DEFAULT_CONFIG), "--set", FISHER_ONLY,
+                           "--sensitivity", "--n-max", "800", "--out", str(out), "--quiet"],
+                          capture_output=True, text=True, cwd=ROOT)
+    assert done.returncode == 0, done.stderr
+    assert "Patients per arm a main trial would need for 80% power" in done.stdout
+    assert "367 (379) *" in done.stdout and "> 800" in done.stdout
+    written = pd.read_csv(out / "size_sensitivity.csv")
+    assert len(written) == 25 and written["assumed"].sum() == 1
+    refused = subprocess.run([sys.executable, "-m", "trialsim", "samplesize", str(DEFAULT_CONFIG), "--endpoint",
+                              "il6_drain_mean_log", "--sensitivity"], capture_output=True, text=True, cwd=ROOT)
+    assert refused.returncode == 2 and "--sensitivity is for the primary endpoint (leak_1m)" in refused.stderr
+    assert "Traceback" not in refused.stderr

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +26,7 @@ from trialsim.planning.mde import minimal_detectable_effects
 from trialsim.planning.model import design_ratio
 from trialsim.planning.plan import PLANNING_JSON, load_planning, plan
 from trialsim.planning.samplesize import sample_sizes, sizes, target_power_problem
+from trialsim.planning.sensitivity import size_sensitivity
 from trialsim.report.document import (
     CHECK_FILE,
     DEFAULT_FORMATS,
@@ -36,6 +38,7 @@ from trialsim.report.document import (
 )
 from trialsim.report.figures import draw_figures, draw_range_figures
 from trialsim.report.output import COMMAND_FILES, CURVES_OWN, report_session
+from trialsim.report.tables import size_sensitivity_table
 
 SEARCH_SIMS = 2000  # trials of each sample-size / MDE search step: `samplesize --sims` and `report --search-sims`
 CURVE_SIMS = 2000  # trials per simulated curve point: `curves --sims` and `report --curve-sims`
@@ -71,7 +74,10 @@ def add_parsers(subparsers) -> None:
     p.add_argument("--n-max", type=int, default=1500, help="largest n per arm searched (default 1500)")
     p.add_argument("--mde", action="store_true", help="also the minimal detectable effect at --n (default: the planned size)")
     p.add_argument("--n", type=int, default=None, help="control-arm size for --mde (default: design.n_control)")
-    p.add_argument("--out", type=folder, default=None, help="also write sample_sizes.csv (and mde.csv) here")
+    p.add_argument("--sensitivity", action="store_true",
+                   help="also the primary endpoint's size over its control rate x its effect (where it has an exact answer)")
+    p.add_argument("--out", type=folder, default=None,
+                   help="also write sample_sizes.csv (and mde.csv, size_sensitivity.csv) here")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
     p = subparsers.add_parser("curves", help="power curves (PNG + SVG) on your own ranges, from a config or a results folder",
@@ -208,7 +214,11 @@ def cmd_samplesize(args) -> int:
                           "sample sizes are searched, not given)")
     scenario = load_scenario(args.config, args.overrides)
     _check_powers(args.power, scenario)
-    endpoint = build_model(scenario).primary.name if args.endpoint is None else (None if args.endpoint == "all" else args.endpoint)
+    primary = build_model(scenario).primary
+    endpoint = primary.name if args.endpoint is None else (None if args.endpoint == "all" else args.endpoint)
+    if args.sensitivity and endpoint != primary.name:
+        raise ConfigError(f"--sensitivity is for the primary endpoint ({primary.name}): leave --endpoint out, or give "
+                          f"--endpoint {primary.name}")
     sims = args.sims or SEARCH_SIMS
     try:
         table = sample_sizes(scenario, endpoint=endpoint, test=args.test, power=args.power, ratio=args.ratio,
@@ -232,6 +242,12 @@ def cmd_samplesize(args) -> int:
                   if args.n is None else f"Smallest detectable effect with {target_pct(args.power[0])} power at {args.n} per arm")
             print()
             print("\n".join(mde_lines(mde.to_frame())))
+        grid = None
+        if args.sensitivity:
+            grid = size_sensitivity(scenario, power=args.power[0], ratio=args.ratio, dropout=args.dropout,
+                                    n_max=args.n_max)
+            print()
+            print("\n".join(sensitivity_lines(grid, {primary.name: primary.label})))
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
     if args.out:
@@ -241,8 +257,25 @@ def cmd_samplesize(args) -> int:
         if mde is not None:
             mde_frame = mde.to_frame()
             replace_file(args.out / "mde.csv", lambda tmp: mde_frame.to_csv(tmp, index=False))
-        print(f"\nwritten: {args.out}/sample_sizes.csv" + (", mde.csv" if mde is not None else ""))
+        if grid is not None:
+            replace_file(args.out / "size_sensitivity.csv", lambda tmp: grid.to_csv(tmp, index=False))
+        print(f"\nwritten: {args.out}/sample_sizes.csv" + (", mde.csv" if mde is not None else "")
+              + (", size_sensitivity.csv" if grid is not None else ""))
     return 0
+
+
+def sensitivity_lines(frame: pd.DataFrame, label_of: dict[str, str]) -> list[str]:
+    """The size over the control rate x the effect (:func:`~trialsim.planning.sensitivity.size_sensitivity`) as the
+    report's table, aligned, with its caption and notes; one line saying why where there is none."""
+    table = size_sensitivity_table(frame, label_of)
+    if table is None:
+        return ["No sizes over the control rate and the effect: the primary endpoint needs an exact answer (a binary law, "
+                "a test with exact power, arms not allocated on covariates) and a control rate and an effect its family "
+                "names (a ratio or a difference)."]
+    header = list(table.frame.columns)
+    rows = [list(r) for r in table.frame.itertuples(index=False)]
+    return [*textwrap.wrap(table.caption, 118), "", *aligned_table(header, rows, right=set(range(1, len(header)))), "",
+            *textwrap.wrap(table.notes, 118)]
 
 
 def mde_lines(frame: pd.DataFrame) -> list[str]:

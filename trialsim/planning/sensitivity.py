@@ -78,8 +78,8 @@ def effect_ladder(effect: EffectParameter) -> list[float]:
 
 
 def size_sensitivity(scenario: Scenario, *, power: float = 0.8, ratio: float | None = None,
-                     baselines: Sequence[float] | None = None, effects: Sequence[float] | None = None,
-                     n_max: int = SENSITIVITY_N_MAX) -> pd.DataFrame:
+                     dropout: float | None = None, baselines: Sequence[float] | None = None,
+                     effects: Sequence[float] | None = None, n_max: int = SENSITIVITY_N_MAX) -> pd.DataFrame:
     """The primary endpoint's sample size for ``power`` with its primary test, over its control level x its effect.
 
     Parameters
@@ -90,6 +90,8 @@ def size_sensitivity(scenario: Scenario, *, power: float = 0.8, ratio: float | N
         Target power.
     ratio : float, optional
         ``n_treatment / n_control`` (default: the design's), as for the report's sample sizes.
+    dropout : float, optional
+        Expected loss to follow-up for the sizes to enrol (default: the scenario's), as for the sample sizes.
     baselines, effects : sequence of float, optional
         The control levels and effects (default: :func:`baseline_grid` and :func:`effect_ladder`).
     n_max : int
@@ -116,8 +118,8 @@ def size_sensitivity(scenario: Scenario, *, power: float = 0.8, ratio: float | N
                 cell = with_values(base, effect_values(base, effect, value), source=f"{effect.path} = {value:g}")
             except ConfigError:  # a rate pushed out of its family's range by the other value: no such trial
                 continue
-            found = sample_sizes(cell, endpoint=primary.name, test=test, power=(power,), ratio=ratio, simulate=False,
-                                 n_max=n_max).to_frame().iloc[0]
+            found = sample_sizes(cell, endpoint=primary.name, test=test, power=(power,), ratio=ratio, dropout=dropout,
+                                 simulate=False, n_max=n_max).to_frame().iloc[0]
             rows.append({
                 "endpoint": primary.name, "test": test, "baseline_path": baseline.path, "baseline_label": baseline.label,
                 "baseline": float(level), "effect_path": effect.path, "effect_label": effect.label,

@@ -44,7 +44,7 @@ CURVES_OWN = ("power_ranges*", "sweep_grid*", "power_vs_n.*", "power_vs_effect.*
 # it holds nothing but the curves part (see _writers).
 COMMAND_FILES: dict[str, tuple[str, ...]] = {
     REPORT: (PLANNING_JSON, "report.*", "justification.txt", "references_to_check.txt", "sample_sizes.csv", "mde.csv"),
-    "samplesize": ("sample_sizes.csv", "mde.csv"),
+    "samplesize": ("sample_sizes.csv", "mde.csv", "size_sensitivity.csv"),
     "curves": (*CURVES_OWN, PLANNING_JSON),
     "compare": ("compare.*",),
     "replay": ("trial*_patients.csv", "trial*_analyses.csv"),

@@ -293,7 +293,7 @@ def build_tables(result, citations: Citations | None = None) -> dict[str, Table]
                 "(1 - expected loss), rounded up. Analytic: closed-form answer (method in the last column)."
                 + (" " + FLAG_NOTE if flagged_any else "")))
 
-    sensitivity = _size_sensitivity(result, label_of)
+    sensitivity = size_sensitivity_table(result.frame("size_sensitivity"), label_of)
     if sensitivity is not None:
         tables["size_sensitivity"] = sensitivity
 
@@ -740,10 +740,10 @@ def _arms(n_control, n_treatment, ratio) -> str:
     return fmt_n(n_control) if float(ratio) == 1.0 else f"{fmt_n(n_control)} + {fmt_n(n_treatment)}"
 
 
-def _size_sensitivity(result, label_of: dict) -> Table | None:
+def size_sensitivity_table(frame: pd.DataFrame, label_of: dict) -> Table | None:
     """The primary endpoint's size over its control rate (rows) x effect (columns), from planning's size_sensitivity
-    frame: analysable patients per arm (to enrol), the design's own cell marked."""
-    frame = result.frame("size_sensitivity")
+    frame (:func:`trialsim.planning.sensitivity.size_sensitivity`): analysable patients per arm (to enrol), the
+    design's own cell marked; None for an empty frame."""
     if frame.empty:
         return None
     first = frame.iloc[0]
