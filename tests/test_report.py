@@ -639,3 +639,21 @@ def test_a_pilot_rates_interval_is_at_the_most_likely_count(result):
     row = rates.loc[("leak_1m", "treatment")]
     assert row.expected_events < 1 and row.events_most_likely == 0 and row.ci_low_most_likely == 0.0
     assert build_tables(result)["pilot_rates"].cell("leak_1m|treatment", "95% CI at the most likely count").startswith("0/10: ")
+
+
+def test_short_tables_are_kept_on_one_page_in_print():
+    """A table of up to SHORT_TABLE_ROWS rows is one block in print (caption, rows and notes on one page); a longer
+    one runs on over pages with its header repeated."""
+    import pandas as pd
+
+    from trialsim.report import html as html_module
+    from trialsim.report.tables import Table
+
+    def table(rows: int) -> Table:
+        return Table("t", "caption", pd.DataFrame({"a": [str(i) for i in range(rows)]}, index=[str(i) for i in range(rows)]))
+
+    limit = html_module.SHORT_TABLE_ROWS
+    assert html_module._table(table(limit), "A4", False)["short"]  # noqa: SLF001
+    assert not html_module._table(table(limit + 1), "A4", False)["short"]  # noqa: SLF001
+    css = (Path(html_module.__file__).parent / "templates" / "report.css").read_text()
+    assert ".table-block.short { break-inside: avoid; }" in css

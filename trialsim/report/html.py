@@ -54,12 +54,16 @@ def column_percents(t: Table, text_mm: float) -> list[float]:
     return [round(100.0 * w / total, 2) for w in widths]
 
 
+SHORT_TABLE_ROWS = 12  # a table this short is kept on one page in print (a longer one runs on, its header repeated)
+
+
 def _table(t: Table, page_size: str, landscape: bool) -> dict:
     """A table's template fields; ``landscape``: its section is set on landscape pages (a wide table is anyway)."""
     wide = is_wide(t)
     return {"kind": "table", "id": f"table-{t.name}", "caption": t.caption, "notes": t.notes,
             "columns": [str(c) for c in t.frame.columns], "rows": [[str(v) for v in row] for row in t.frame.itertuples(index=False)],
-            "wide": wide, "flagged": any(FLAG in str(v) for v in t.frame.to_numpy().ravel()),
+            "wide": wide, "short": len(t.frame) <= SHORT_TABLE_ROWS,
+            "flagged": any(FLAG in str(v) for v in t.frame.to_numpy().ravel()),
             "widths": column_percents(t, PRINT_TEXT_MM[(page_size, landscape or wide)])}
 
 
