@@ -30,7 +30,8 @@ from collections.abc import Callable, Iterator
 
 import numpy as np
 
-__all__ = ["available", "compiled", "compiled_loops", "kernel", "readonly", "self_check", "standard_normals", "pair_counts_and_ties", "sums_over_patients", "MAX_SUMMED"]
+__all__ = ["available", "compiled", "compiled_loops", "kernel", "readonly", "self_check", "standard_normals",
+           "pair_counts_and_ties", "sums_over_patients", "MAX_SUMMED"]
 
 
 _COMPILED = contextvars.ContextVar("trialsim_compiled_loops", default=False)
@@ -224,17 +225,16 @@ def _sums_over_patients(columns, mean, squares, counts, totals):  # pragma: no c
             total[t] = 0.0
             count[t] = 0
         for i in range(n):
-            x = tile
-            x[:m] = columns[i, start:stop]  # contiguous, whatever the input's strides (vectorised loops)
+            tile[:m] = columns[i, start:stop]  # contiguous, whatever the input's strides (vectorised loops)
             if squares:  # squared deviations from the mean, 0 where the value (or the mean) is NaN
                 for t in range(m):
-                    d = x[t] - centre[t]
+                    d = tile[t] - centre[t]
                     row[t] = d * d if d == d else 0.0
-                    count[t] += x[t] == x[t]
+                    count[t] += tile[t] == tile[t]
             else:  # the value, 0 where it is missing; counted where it is not
                 for t in range(m):
-                    seen = x[t] == x[t]
-                    row[t] = x[t] if seen else 0.0
+                    seen = tile[t] == tile[t]
+                    row[t] = tile[t] if seen else 0.0
                     count[t] += seen
             # the additions of numpy's pairwise sum of a row of n <= 128 values (see continuous.sum_patients)
             if n < 8:

@@ -245,7 +245,7 @@ def cmd_samplesize(args) -> int:
         grid = None
         if args.sensitivity:
             grid = size_sensitivity(scenario, power=args.power[0], ratio=args.ratio, dropout=args.dropout,
-                                    n_max=args.n_max)
+                                    n_max=args.n_max, n_jobs=_jobs(args, scenario))
             print()
             print("\n".join(sensitivity_lines(grid, {primary.name: primary.label})))
     except ValueError as exc:

@@ -469,8 +469,8 @@ def plan(
         frames["sample_sizes"] = table.to_frame()
         frames["sample_size_curves"] = table.curves_frame()
         frames["type_i_at_n"] = timed("type_i_at_n", lambda: type_i_at_sizes(scenario, frames["sample_sizes"]))
-        frames["size_sensitivity"] = timed("size_sensitivity", lambda: size_sensitivity(scenario, power=power[0],
-                                                                                      ratio=ratio, n_max=n_max))
+        frames["size_sensitivity"] = timed("size_sensitivity", lambda: size_sensitivity(
+            scenario, power=power[0], ratio=ratio, n_max=n_max, n_jobs=n_jobs))
     if "mde" in parts:
         known_power = simulated_power(frames.get("power", pd.DataFrame()))
         mde = timed("mde", lambda: minimal_detectable_effects(scenario, power=power[0], n_sims=search_sims, simulate=searched,

@@ -23,6 +23,7 @@ import pandas as pd
 from trialsim.config.loader import ConfigError, with_values
 from trialsim.config.schema import Scenario
 from trialsim.endpoints.base import BaselineParameter, EffectParameter
+from trialsim.engine import map_calls
 from trialsim.model import build_model
 from trialsim.planning.model import effect_values, exact_available
 from trialsim.planning.samplesize import sample_sizes
@@ -79,7 +80,8 @@ def effect_ladder(effect: EffectParameter) -> list[float]:
 
 def size_sensitivity(scenario: Scenario, *, power: float = 0.8, ratio: float | None = None,
                      dropout: float | None = None, baselines: Sequence[float] | None = None,
-                     effects: Sequence[float] | None = None, n_max: int = SENSITIVITY_N_MAX) -> pd.DataFrame:
+                     effects: Sequence[float] | None = None, n_max: int = SENSITIVITY_N_MAX,
+                     n_jobs: int = 1) -> pd.DataFrame:
     """The primary endpoint's sample size for ``power`` with its primary test, over its control level x its effect.
 
     Parameters
@@ -96,6 +98,8 @@ def size_sensitivity(scenario: Scenario, *, power: float = 0.8, ratio: float | N
         The control levels and effects (default: :func:`baseline_grid` and :func:`effect_ladder`).
     n_max : int
         Largest n per arm searched (beyond it a cell is unreachable).
+    n_jobs : int
+        Workers for the cells' exact searches (``run.backend``; the results do not depend on it).
 
     Returns
     -------
@@ -110,21 +114,39 @@ def size_sensitivity(scenario: Scenario, *, power: float = 0.8, ratio: float | N
     effect_list = list(effects) if effects is not None else effect_ladder(effect)
     baseline_list = list(baselines) if baselines is not None else baseline_grid(baseline)
     test = primary.tests[0]
-    rows = []
+    cells = []
     for level in baseline_list:
         for value in effect_list:
             try:
                 base = with_values(scenario, {baseline.path: float(level)}, source=f"{baseline.path} = {level:g}")
-                cell = with_values(base, effect_values(base, effect, value), source=f"{effect.path} = {value:g}")
+                cells.append((level, value, with_values(base, effect_values(base, effect, value),
+                                                        source=f"{effect.path} = {value:g}")))
             except ConfigError:  # a rate pushed out of its family's range by the other value: no such trial
                 continue
-            found = sample_sizes(cell, endpoint=primary.name, test=test, power=(power,), ratio=ratio, dropout=dropout,
-                                 simulate=False, n_max=n_max).to_frame().iloc[0]
-            rows.append({
-                "endpoint": primary.name, "test": test, "baseline_path": baseline.path, "baseline_label": baseline.label,
-                "baseline": float(level), "effect_path": effect.path, "effect_label": effect.label,
-                "effect": float(value), "assumed": level == baseline.assumed and value == effect.assumed,
-                **{k: found[k] for k in ("p_control", "p_treatment", "target_power", "ratio", "method", "reachable", "n",
-                                         "n_treatment", "n_enrolled", "n_enrolled_treatment", "n_max", "dropout")},
-            })
+    # one exact search per cell, spread over the workers, the dearest first (rarer events, weaker effects)
+    order = sorted(range(len(cells)), key=lambda i: (cells[i][0], -_strength(effect, cells[i][1])))
+    found = map_calls(_size_at, [(cells[i][2], primary.name, test, power, ratio, dropout, n_max) for i in order],
+                      n_jobs=n_jobs, backend=scenario.run.backend, scheduler=scenario.run.scheduler)
+    by_cell = dict(zip(order, found))
+    rows = [{"endpoint": primary.name, "test": test, "baseline_path": baseline.path, "baseline_label": baseline.label,
+             "baseline": float(level), "effect_path": effect.path, "effect_label": effect.label, "effect": float(value),
+             "assumed": level == baseline.assumed and value == effect.assumed, **by_cell[i]}
+            for i, (level, value, _) in enumerate(cells)]
     return pd.DataFrame(rows, columns=SENSITIVITY_COLUMNS)
+
+
+_FOUND = ("p_control", "p_treatment", "target_power", "ratio", "method", "reachable", "n", "n_treatment", "n_enrolled",
+          "n_enrolled_treatment", "n_max", "dropout")
+
+
+def _size_at(cell: Scenario, endpoint: str, test: str, power: float, ratio: float | None, dropout: float | None,
+             n_max: int) -> dict:
+    """One cell's exact sample size (the columns of :data:`_FOUND`), on a worker."""
+    found = sample_sizes(cell, endpoint=endpoint, test=test, power=(power,), ratio=ratio, dropout=dropout,
+                         simulate=False, n_max=n_max).to_frame().iloc[0]
+    return {k: found[k] for k in _FOUND}
+
+
+def _strength(effect: EffectParameter, value: float) -> float:
+    """How far ``value`` is from no effect (a weaker effect needs a larger, dearer search)."""
+    return abs(math.log(value / effect.null)) if effect.kind == "ratio" else abs(value - effect.null)
